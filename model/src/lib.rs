@@ -1,0 +1,15 @@
+//! fieldsync domain model: plain types and pure rules shared by the server and the client
+//! core. Nothing here does I/O, touches protobuf or runs SQL, so every rule can be tested in
+//! isolation and reused on the phone.
+
+pub mod codes;
+pub mod geo;
+pub mod household;
+pub mod id_number;
+pub mod income;
+pub mod review;
+pub mod sync;
+pub mod time_util;
+pub mod visit;
+
+pub use codes::CodeList;

@@ -1,0 +1,1 @@
+//! fieldsync end-to-end test crate; the tests live in `tests/`.
