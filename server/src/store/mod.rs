@@ -1,0 +1,278 @@
+//! Storage: one [`Store`] trait that the rest of the server codes against, with an SQLite
+//! implementation today and PostgreSQL later. No SQL may appear outside this module, and no
+//! SQLite type may appear in the trait.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use fieldsync_model::codes::{CadreRank, ReviewState, Role, VisitMode};
+use fieldsync_model::household::{GeoPoint, Household};
+use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::review::{DecisionRequest, VisitStatus};
+use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
+use fieldsync_model::visit::{PhotoRecord, Visit};
+use time::OffsetDateTime;
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer. Callers map them to one public error at the boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("batch id {0} was already used for different content")]
+    BatchReused(String),
+    #[error("stale decision: {0}")]
+    StaleDecision(String),
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An administrative area: county, township or village.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Area {
+    pub area_id: String,
+    pub name: String,
+    /// "county", "township" or "village".
+    pub level: String,
+    pub parent_id: Option<String>,
+    /// Village centre, used by the demo and as a fallback map centre.
+    pub centre: Option<GeoPoint>,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    /// PHC string of an argon2id hash.
+    pub password_hash: String,
+    pub role: Role,
+    /// Area the role is scoped to (township for supervisors, county for admins); for cadres
+    /// the township they work in.
+    pub area_id: String,
+    pub phone: String,
+    pub rank: Option<CadreRank>,
+}
+
+/// 结对 a cadre ↔ household pairing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pairing {
+    pub cadre_user_id: String,
+    pub household_id: String,
+    /// True for the 第一帮扶责任人.
+    pub is_primary: bool,
+}
+
+/// Everything needed to create a county from scratch (demo seed or first import).
+#[derive(Debug, Clone, Default)]
+pub struct SeedData {
+    pub areas: Vec<Area>,
+    pub users: Vec<UserRecord>,
+    pub households: Vec<Household>,
+    pub pairings: Vec<Pairing>,
+}
+
+/// Who is calling, as resolved from a session token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub user_id: String,
+    pub display_name: String,
+    pub role: Role,
+    pub area_id: String,
+    pub device_id: String,
+}
+
+/// A login session; only the SHA-256 of the token is stored.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub token_sha256: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What the sync service decided for one mutation before storage: apply it, or reject it
+/// permanently (validation or scope) while still consuming its seq.
+#[derive(Debug, Clone)]
+pub enum PushAction {
+    Apply(MutationPayload),
+    Reject { code: RejectCode, message: String },
+}
+
+/// One mutation of a batch, pre-checked by the sync service.
+#[derive(Debug, Clone)]
+pub struct PushEntry {
+    pub seq: u64,
+    pub mutation_id: String,
+    pub hlc: u64,
+    pub action: PushAction,
+}
+
+/// A batch to apply atomically.
+#[derive(Debug, Clone)]
+pub struct PushBatch {
+    pub device_id: String,
+    pub user_id: String,
+    pub batch_id: String,
+    /// Hex SHA-256 of the request's content; a reused batch id with another fingerprint is
+    /// refused with [`StoreError::BatchReused`].
+    pub fingerprint: String,
+    pub entries: Vec<PushEntry>,
+    pub received_at: OffsetDateTime,
+}
+
+/// Result of a batch: one outcome per entry, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushResult {
+    pub outcomes: Vec<(u64, MutationOutcome)>,
+    pub last_processed_seq: u64,
+}
+
+/// Changes in a caller's scope after a cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PullChanges {
+    pub households: Vec<Household>,
+    pub visit_statuses: Vec<VisitStatus>,
+    /// Cursor to resume from: the highest change sequence included.
+    pub next_cursor: i64,
+    /// True when more changes remain after `next_cursor`.
+    pub has_more: bool,
+}
+
+/// One in-progress or finished upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub mime_type: String,
+    pub committed_offset: u64,
+    pub complete: bool,
+    pub user_id: String,
+}
+
+/// One row of the review queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    pub visit_id: String,
+    pub revision: u32,
+    pub household_id: String,
+    pub head_name: String,
+    pub village_id: String,
+    pub village_name: String,
+    pub cadre_name: String,
+    pub mode: VisitMode,
+    pub submitted_at: OffsetDateTime,
+    pub distance_m: Option<f64>,
+    pub photo_count: u32,
+}
+
+/// Filters of the review queue; the township always comes from the caller's principal.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub village_id: Option<String>,
+    pub limit: u32,
+    /// Skip this many items (page token).
+    pub offset: u32,
+}
+
+/// A visit with what a reviewer needs to judge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitDetail {
+    /// The latest revision.
+    pub visit: Visit,
+    pub household: Household,
+    pub cadre_user_id: String,
+    pub cadre_name: String,
+    pub state: ReviewState,
+    pub content_hash: String,
+    pub submitted_at: OffsetDateTime,
+    pub distance_m: Option<f64>,
+    pub photos: Vec<PhotoRecord>,
+    /// Photo ids whose bytes have been uploaded completely.
+    pub photo_ids_received: Vec<String>,
+    /// The decision on this revision, when one was made.
+    pub status: VisitStatus,
+}
+
+/// A decision as stored, with who made it.
+#[derive(Debug, Clone)]
+pub struct StoredDecision {
+    pub request: DecisionRequest,
+    pub reviewer_user_id: String,
+    pub decided_at: OffsetDateTime,
+}
+
+/// A household without an approved or submitted in-person visit this month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnvisitedHousehold {
+    pub household_id: String,
+    pub head_name: String,
+    pub village_id: String,
+    pub village_name: String,
+    pub cadre_names: Vec<String>,
+}
+
+/// The storage interface. Every method is a complete unit of work (its own transaction).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// True when no county has been loaded yet.
+    async fn is_empty(&self) -> StoreResult<bool>;
+    /// Load areas, users, households and pairings in one transaction.
+    async fn load_seed(&self, seed: SeedData) -> StoreResult<()>;
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn create_session(&self, session: SessionRecord) -> StoreResult<()>;
+    /// Resolve a token hash to its principal if the session exists and has not expired.
+    async fn find_session(&self, token_sha256: &str, now: OffsetDateTime) -> StoreResult<Option<Principal>>;
+
+    async fn list_areas(&self, parent_id: Option<&str>) -> StoreResult<Vec<Area>>;
+    async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>>;
+    async fn get_household(&self, household_id: &str) -> StoreResult<Option<Household>>;
+    /// Whether the cadre is (actively) paired with the household.
+    async fn is_paired(&self, cadre_user_id: &str, household_id: &str) -> StoreResult<bool>;
+    /// Household id and author of a stored visit (any revision), if it exists.
+    async fn visit_owner(&self, visit_id: &str) -> StoreResult<Option<(String, String)>>;
+
+    /// Apply a pre-checked batch atomically: dedupe on (device, seq) and on batch id, insert
+    /// records, advance the device's last processed seq, and log changes for pull.
+    async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult>;
+
+    /// Changes visible to the principal after `cursor`, at most `limit` change entries.
+    async fn pull_changes(&self, principal: &Principal, cursor: i64, limit: u32) -> StoreResult<PullChanges>;
+
+    async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord>;
+    async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn find_upload_by_sha256(&self, sha256: &str, user_id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn set_upload_offset(&self, upload_id: &str, committed_offset: u64) -> StoreResult<()>;
+    /// Mark the upload complete and record the blob as present.
+    async fn complete_upload(&self, upload_id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    async fn blob_exists(&self, sha256: &str) -> StoreResult<bool>;
+    /// Photo metadata by id (for serving thumbnails with an access check).
+    async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>>;
+
+    /// The township's latest revisions in state SUBMITTED, oldest first.
+    async fn review_queue(&self, township_id: &str, filter: QueueFilter) -> StoreResult<Vec<QueueItem>>;
+    async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>>;
+    /// Record a decision on the latest revision. Fails with `StaleDecision` when the revision
+    /// or content hash is not the latest, or the revision was already decided.
+    async fn decide(&self, decision: StoredDecision) -> StoreResult<ReviewState>;
+
+    /// Households of the township without an in-person visit (submitted or approved) in the
+    /// given month (YYYY-MM, Beijing time), grouped by village order.
+    async fn unvisited_households(&self, township_id: &str, month: &str) -> StoreResult<Vec<UnvisitedHousehold>>;
+    /// Latest income registrations of a household, newest first.
+    async fn income_registrations(&self, household_id: &str) -> StoreResult<Vec<IncomeRegistration>>;
+}

@@ -1,0 +1,5 @@
+//! SQLite implementation of [`Store`](super::Store). Being written.
+
+/// Placeholder until the implementation lands.
+#[derive(Debug)]
+pub struct SqliteStore;
