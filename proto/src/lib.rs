@@ -15,3 +15,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fiel
 /// Schema version of the records this build of the protocol carries. A client that sends a
 /// lower version than the server's minimum gets an explicit "upgrade required" error.
 pub const SCHEMA_VERSION: u32 = 1;
+
+pub mod convert;
