@@ -442,10 +442,11 @@ impl From<&model_visit::Visit> for v1::Visit {
 
 impl TryFrom<&v1::Visit> for model_visit::Visit {
     type Error = ConvertError;
-    /// Converts and then runs the model's structural validation, so a visit that crosses
-    /// the edge is always well formed.
+    /// Checks only what the wire format itself requires (present timestamps, known codes).
+    /// Domain rules (`Visit::validate`) are applied by the receiver, which decides whether a
+    /// violation rejects one record or the whole request.
     fn try_from(wire: &v1::Visit) -> Result<Self, ConvertError> {
-        let visit = Self {
+        Ok(Self {
             visit_id: wire.visit_id.clone(),
             revision: wire.revision,
             supersedes_revision: wire.supersedes_revision,
@@ -481,9 +482,7 @@ impl TryFrom<&v1::Visit> for model_visit::Visit {
                 .transpose()
                 .map_err(|error: ConvertError| error.within("gps"))?,
             recorded_at_device: required_instant(&wire.recorded_at_device, "recorded_at_device")?,
-        };
-        visit.validate()?;
-        Ok(visit)
+        })
     }
 }
 
@@ -505,7 +504,7 @@ impl From<&model_visit::PhotoRecord> for v1::PhotoRecord {
 impl TryFrom<&v1::PhotoRecord> for model_visit::PhotoRecord {
     type Error = ConvertError;
     fn try_from(wire: &v1::PhotoRecord) -> Result<Self, ConvertError> {
-        let photo = Self {
+        Ok(Self {
             photo_id: wire.photo_id.clone(),
             visit_id: wire.visit_id.clone(),
             sha256: wire.sha256.clone(),
@@ -514,9 +513,7 @@ impl TryFrom<&v1::PhotoRecord> for model_visit::PhotoRecord {
             subject: optional_code::<PhotoSubject>(wire.subject, "subject")?,
             captured_at_device: optional_instant(&wire.captured_at_device, "captured_at_device")?,
             in_app_camera: wire.in_app_camera,
-        };
-        photo.validate()?;
-        Ok(photo)
+        })
     }
 }
 
@@ -686,12 +683,12 @@ mod tests {
         );
         let mut wire = v1::Visit::from(&sample_visit());
         wire.gps = Some(v1::GpsFix {
-            lat: 123.0,
+            provider: 7,
             ..wire.gps.clone().unwrap_or_default()
         });
         assert_eq!(
             model_visit::Visit::try_from(&wire).unwrap_err().field,
-            "gps"
+            "gps.provider"
         );
     }
 
