@@ -1,5 +1,95 @@
 //! fieldsync server library: gRPC (Auth, Sync, Media, Review, health, reflection) and the
 //! supervisor console on one port. The binary `fieldsync-server` is a thin wrapper around
-//! [`run`].
+//! [`run`]; tests call [`run`] with a listener bound to port 0.
 
+pub mod auth;
+pub mod clock;
+pub mod demo;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod media;
+pub mod review;
+pub mod settings;
 pub mod store;
+pub mod sync;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::media::blobs::BlobStore;
+use crate::settings::Settings;
+use crate::store::{SqliteStore, Store};
+
+/// Shared state handed to every gRPC service and HTTP route.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<BlobStore>,
+    pub settings: Arc<Settings>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open storage: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot open blob folder: {0}")]
+    Blobs(#[from] media::blobs::BlobError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl AppState {
+    /// Open the embedded default storage (SQLite file and blob folder under `data_dir`).
+    pub fn open(settings: Settings) -> Result<Self, ServerError> {
+        Self::open_with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// Like [`AppState::open`] with an injected clock (tests).
+    pub fn open_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        if !settings.database_url.0.is_empty() {
+            return Err(ServerError::Setup(
+                "PostgreSQL storage (database_url) is not available in this build yet; unset FIELDSYNC_DATABASE_URL to use the embedded SQLite store".into(),
+            ));
+        }
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let store = SqliteStore::open(&settings.sqlite_path())?;
+        let blobs = BlobStore::open(&settings.blob_dir())?;
+        Ok(Self {
+            store: Arc::new(store),
+            blobs: Arc::new(blobs),
+            settings: Arc::new(settings),
+            clock,
+        })
+    }
+}
+
+/// Open the storage named by `settings` and serve gRPC and the console on `listener` until
+/// `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    serve(listener, AppState::open(settings)?, shutdown).await
+}
+
+/// Serve an already opened [`AppState`] (tests inject a clock this way).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let grpc_routes = grpc::routes(state.clone()).await;
+    let app = http::router(state).merge(grpc_routes);
+    tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,1 +1,86 @@
-fn main() {}
+//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
+//! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
+//! seeds the demo county, and serves until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use fieldsync_server::settings::Settings;
+use fieldsync_server::{AppState, demo};
+
+/// fieldsync server: gRPC sync for the phones and the supervisor console on one port.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Arguments {
+    /// Seed a demo county (2 townships, 6 villages, 300+ households, cadres and supervisors)
+    /// when the data folder is empty, and print the demo logins.
+    #[arg(long)]
+    demo: bool,
+    /// Folder for the SQLite file and the photo blobs (default ./fieldsync-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7700).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// TOML settings file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIELDSYNC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let arguments = Arguments::parse();
+    let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
+    if let Some(data_dir) = arguments.data_dir {
+        settings.data_dir = data_dir;
+    }
+    if let Some(listen) = arguments.listen {
+        settings.listen_addr = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen_addr).await?;
+    let address = listener.local_addr()?;
+    let data_dir = settings.data_dir.clone();
+    let state = AppState::open(settings)?;
+    if arguments.demo {
+        if demo::seed_demo_if_empty(state.store.as_ref())
+            .await?
+            .is_some()
+        {
+            println!(
+                "已生成示范县数据 (demo county seeded) in {}",
+                data_dir.display()
+            );
+        }
+        print_demo_banner(address);
+    }
+    println!("控制台 console: http://{address}/   gRPC: http://{address}");
+    fieldsync_server::serve(listener, state, async {
+        // If the signal handler cannot be installed the server still runs until killed.
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+fn print_demo_banner(address: SocketAddr) {
+    println!();
+    println!(
+        "示范账号 demo logins (password for all: {}):",
+        demo::DEMO_PASSWORD
+    );
+    for login in demo::demo_logins() {
+        println!(
+            "  {:<12} {:<10} {}",
+            login.username, login.role_label, login.display_name
+        );
+    }
+    println!();
+    println!("打开控制台 open the console: http://{address}/console/login");
+}

@@ -1,0 +1,86 @@
+//! The small public error every boundary (gRPC, HTTP console) translates into its own
+//! status. Inner errors (`StoreError`, `AuthError`, `BlobError`) convert into it; internal
+//! details are logged once, here, and never sent to the caller.
+
+use crate::auth::AuthError;
+use crate::media::blobs::BlobError;
+use crate::store::StoreError;
+
+/// What went wrong, in the terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("内部错误，请稍后重试 (internal error; retry later)")]
+    Internal,
+    #[error("服务暂时不可用，请稍后重试 (temporarily unavailable; retry later)")]
+    Unavailable,
+}
+
+impl ServiceError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Conflict(what) => Self::AlreadyExists(what),
+            StoreError::BatchReused(batch) => Self::FailedPrecondition(format!(
+                "batch_id {batch} was already used with different content"
+            )),
+            StoreError::StaleDecision(what) => Self::FailedPrecondition(what),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::BadCredentials | AuthError::NoSession => {
+                Self::Unauthenticated(error.to_string())
+            }
+            AuthError::Store(store) => store.into(),
+            AuthError::Hashing(message) => {
+                tracing::error!(%message, "password hashing failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<BlobError> for ServiceError {
+    fn from(error: BlobError) -> Self {
+        match error {
+            BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. } => {
+                Self::FailedPrecondition(error.to_string())
+            }
+            BlobError::BadName(name) => {
+                Self::invalid("upload_id", format!("{name:?} is not a valid id"))
+            }
+            BlobError::Io(io) => {
+                tracing::error!(error = %io, "blob storage failure");
+                Self::Unavailable
+            }
+        }
+    }
+}

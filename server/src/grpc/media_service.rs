@@ -1,0 +1,262 @@
+//! `fieldsync.v1.Media`: resumable, content-addressed photo upload. Every acknowledged
+//! offset is durable (the chunk was fsynced before the offset was stored), so a phone that
+//! lost its connection asks where to continue and re-sends at most one chunk.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
+use fieldsync_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::principal_of;
+use crate::AppState;
+use crate::error::ServiceError;
+use crate::media::blobs::BlobError;
+use crate::store::{Principal, UploadRecord};
+
+/// Types the server accepts as photos. The declared type is checked here; the bytes are
+/// sniffed when the evidence pipeline decodes them.
+const ACCEPTED_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
+
+/// Metadata key carrying the committed offset on a wrong-offset error, so a client can
+/// resume without another round trip.
+pub const COMMITTED_OFFSET_METADATA: &str = "fieldsync-committed-offset";
+
+#[derive(Debug)]
+pub struct MediaService {
+    state: AppState,
+    /// One lock per upload id, so two chunks for the same upload never interleave on disk.
+    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl MediaService {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            upload_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, upload_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .upload_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget locks nobody holds, so the map does not grow with every upload ever made.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(upload_id.to_owned()).or_default().clone()
+    }
+
+    /// The caller's upload; someone else's upload is "not found" so ids reveal nothing.
+    async fn own_upload(
+        &self,
+        principal: &Principal,
+        upload_id: &str,
+    ) -> Result<UploadRecord, Status> {
+        match self
+            .state
+            .store
+            .get_upload(upload_id)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            Some(upload) if upload.user_id == principal.user_id => Ok(upload),
+            _ => Err(Status::not_found(format!(
+                "upload_id: {upload_id} not found"
+            ))),
+        }
+    }
+}
+
+fn wrong_offset(committed_offset: u64, sent_offset: u64) -> Status {
+    let mut status = Status::failed_precondition(format!(
+        "offset: expected {committed_offset}, got {sent_offset}; resume from the committed offset"
+    ));
+    if let Ok(value) = committed_offset.to_string().parse() {
+        status
+            .metadata_mut()
+            .insert(COMMITTED_OFFSET_METADATA, value);
+    }
+    status
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| Status::from(ServiceError::Internal))?
+        .map_err(|error| Status::from(ServiceError::from(error)))
+}
+
+#[tonic::async_trait]
+impl v1::media_server::Media for MediaService {
+    async fn start_upload(
+        &self,
+        request: Request<v1::StartUploadRequest>,
+    ) -> Result<Response<v1::StartUploadResponse>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let request = request.into_inner();
+        if !is_sha256_hex(&request.sha256) {
+            return Err(Status::invalid_argument(
+                "sha256: must be 64 lower-case hex characters",
+            ));
+        }
+        if request.size_bytes == 0 || request.size_bytes > MAX_PHOTO_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "size_bytes: must be 1..={MAX_PHOTO_BYTES}"
+            )));
+        }
+        if !ACCEPTED_MIME_TYPES.contains(&request.mime_type.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "mime_type: {:?} is not accepted; send JPEG, PNG or WebP (iPhone HEIC photos must be converted to JPEG)",
+                request.mime_type
+            )));
+        }
+        let store = &self.state.store;
+        if store
+            .blob_exists(&request.sha256)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            return Ok(Response::new(v1::StartUploadResponse {
+                upload_id: String::new(),
+                committed_offset: request.size_bytes,
+                complete: true,
+            }));
+        }
+        let existing = store
+            .find_upload_by_sha256(&request.sha256, &principal.user_id)
+            .await
+            .map_err(ServiceError::from)?
+            .filter(|upload| upload.size_bytes == request.size_bytes);
+        let upload = match existing {
+            Some(upload) => upload,
+            None => store
+                .start_upload(UploadRecord {
+                    upload_id: uuid::Uuid::now_v7().to_string(),
+                    sha256: request.sha256,
+                    size_bytes: request.size_bytes,
+                    mime_type: request.mime_type,
+                    committed_offset: 0,
+                    complete: false,
+                    user_id: principal.user_id,
+                })
+                .await
+                .map_err(ServiceError::from)?,
+        };
+        Ok(Response::new(v1::StartUploadResponse {
+            upload_id: upload.upload_id,
+            committed_offset: upload.committed_offset,
+            complete: upload.complete,
+        }))
+    }
+
+    async fn put_chunk(
+        &self,
+        request: Request<v1::PutChunkRequest>,
+    ) -> Result<Response<v1::PutChunkResponse>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let request = request.into_inner();
+        let lock = self.lock_for(&request.upload_id);
+        let _guard = lock.lock().await;
+        let upload = self.own_upload(&principal, &request.upload_id).await?;
+        if upload.complete {
+            return Err(Status::failed_precondition(
+                "upload_id: upload is already complete",
+            ));
+        }
+        if request.offset != upload.committed_offset {
+            return Err(wrong_offset(upload.committed_offset, request.offset));
+        }
+        if request.data.is_empty() {
+            return Err(Status::invalid_argument("data: must not be empty"));
+        }
+        let end = request.offset.saturating_add(request.data.len() as u64);
+        if end > upload.size_bytes {
+            return Err(Status::invalid_argument(format!(
+                "data: chunk ends at {end}, past the declared size {}",
+                upload.size_bytes
+            )));
+        }
+        let actual_crc = crc32c::crc32c(&request.data);
+        if actual_crc != request.crc32c {
+            return Err(Status::data_loss(format!(
+                "crc32c: chunk arrived corrupted (expected {:08x}, got {actual_crc:08x}); send it again",
+                request.crc32c
+            )));
+        }
+        let blobs = self.state.blobs.clone();
+        let upload_id = request.upload_id.clone();
+        let offset = request.offset;
+        let committed =
+            blocking(move || blobs.append_chunk(&upload_id, offset, &request.data)).await?;
+        self.state
+            .store
+            .set_upload_offset(&request.upload_id, committed)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(v1::PutChunkResponse {
+            committed_offset: committed,
+        }))
+    }
+
+    async fn complete_upload(
+        &self,
+        request: Request<v1::CompleteUploadRequest>,
+    ) -> Result<Response<v1::CompleteUploadResponse>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let request = request.into_inner();
+        let lock = self.lock_for(&request.upload_id);
+        let _guard = lock.lock().await;
+        let upload = self.own_upload(&principal, &request.upload_id).await?;
+        if !upload.complete {
+            if upload.committed_offset != upload.size_bytes {
+                return Err(Status::failed_precondition(format!(
+                    "upload_id: only {} of {} bytes received",
+                    upload.committed_offset, upload.size_bytes
+                )));
+            }
+            let blobs = self.state.blobs.clone();
+            let (upload_id, sha256, size) = (
+                upload.upload_id.clone(),
+                upload.sha256.clone(),
+                upload.size_bytes,
+            );
+            if let Err(status) = blocking(move || blobs.commit(&upload_id, &sha256, size)).await {
+                // The staged bytes do not match what the phone declared: start over rather
+                // than keep bytes that can never verify.
+                self.state
+                    .store
+                    .set_upload_offset(&upload.upload_id, 0)
+                    .await
+                    .map_err(ServiceError::from)?;
+                return Err(status);
+            }
+            self.state
+                .store
+                .complete_upload(&upload.upload_id, self.state.clock.now())
+                .await
+                .map_err(ServiceError::from)?;
+        }
+        Ok(Response::new(v1::CompleteUploadResponse {
+            sha256: upload.sha256,
+            size_bytes: upload.size_bytes,
+        }))
+    }
+
+    async fn upload_status(
+        &self,
+        request: Request<v1::UploadStatusRequest>,
+    ) -> Result<Response<v1::UploadStatusResponse>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let upload = self
+            .own_upload(&principal, &request.get_ref().upload_id)
+            .await?;
+        Ok(Response::new(v1::UploadStatusResponse {
+            committed_offset: upload.committed_offset,
+            complete: upload.complete,
+        }))
+    }
+}

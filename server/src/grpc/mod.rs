@@ -1,0 +1,125 @@
+//! gRPC edge: tonic services that translate wire messages into model types (via
+//! `fieldsync_proto::convert`), call the use cases, and translate results back. Proto types
+//! stop here. Also serves `grpc.health.v1` and server reflection on the same port.
+
+mod auth_service;
+mod media_service;
+mod review_service;
+mod sync_service;
+
+use fieldsync_proto::convert::ConvertError;
+use fieldsync_proto::v1;
+use tonic::{Request, Status};
+
+use crate::AppState;
+use crate::error::ServiceError;
+use crate::store::Principal;
+
+/// All gRPC services as an axum router, ready to merge with the console.
+pub async fn routes(state: AppState) -> axum::Router {
+    let max_message_bytes = state.settings.max_message_bytes;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<v1::sync_server::SyncServer<sync_service::SyncService>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::media_server::MediaServer<media_service::MediaService>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::review_server::ReviewServer<review_service::ReviewService>>()
+        .await;
+    health_reporter
+        .set_serving::<v1::auth_server::AuthServer<auth_service::AuthService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fieldsync_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut routes = tonic::service::Routes::new(health_service);
+    routes = routes.add_service(
+        v1::auth_server::AuthServer::new(auth_service::AuthService::new(state.clone()))
+            .max_decoding_message_size(max_message_bytes),
+    );
+    routes = routes.add_service(
+        v1::sync_server::SyncServer::new(sync_service::SyncService::new(state.clone()))
+            .max_decoding_message_size(max_message_bytes),
+    );
+    routes = routes.add_service(
+        v1::media_server::MediaServer::new(media_service::MediaService::new(state.clone()))
+            .max_decoding_message_size(max_message_bytes),
+    );
+    routes = routes.add_service(
+        v1::review_server::ReviewServer::new(review_service::ReviewService::new(state))
+            .max_decoding_message_size(max_message_bytes),
+    );
+    match reflection {
+        Ok(reflection) => routes = routes.add_service(reflection),
+        // The descriptor set is compiled in; failing to read it is a build defect, but the
+        // server is still useful without reflection.
+        Err(error) => tracing::error!(%error, "gRPC reflection disabled"),
+    }
+    routes.prepare().into_axum_router()
+}
+
+/// The one place a [`ServiceError`] becomes a gRPC status.
+pub(crate) fn status_from(error: ServiceError) -> Status {
+    let message = error.to_string();
+    match error {
+        ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
+        ServiceError::PermissionDenied(_) => Status::permission_denied(message),
+        ServiceError::InvalidArgument { .. } => Status::invalid_argument(message),
+        ServiceError::NotFound(_) => Status::not_found(message),
+        ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
+        ServiceError::AlreadyExists(_) => Status::already_exists(message),
+        ServiceError::Internal => Status::internal(message),
+        ServiceError::Unavailable => Status::unavailable(message),
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        status_from(error)
+    }
+}
+
+/// A wire message that failed conversion: `INVALID_ARGUMENT` naming the field.
+pub(crate) fn invalid_wire(error: ConvertError, parent: &str) -> Status {
+    let error = if parent.is_empty() {
+        error
+    } else {
+        error.within(parent)
+    };
+    Status::invalid_argument(error.to_string())
+}
+
+/// Resolve the bearer token of a request to its principal.
+pub(crate) async fn principal_of<T>(
+    state: &AppState,
+    request: &Request<T>,
+) -> Result<Principal, Status> {
+    let token = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    crate::auth::authenticate(state.store.as_ref(), token, state.clock.now())
+        .await
+        .map_err(|error| status_from(error.into()))
+}
+
+/// Refuse clients whose schema is older than the server accepts, with an explicit message
+/// the app can show ("upgrade required"), before any of their data is read.
+pub(crate) fn check_client(
+    state: &AppState,
+    client: Option<&v1::ClientInfo>,
+) -> Result<(), Status> {
+    let schema_version = client.map_or(0, |client| client.schema_version);
+    if schema_version < state.settings.min_client_schema_version {
+        return Err(Status::failed_precondition(format!(
+            "upgrade required: 请升级应用 (client schema {schema_version} is older than the minimum {})",
+            state.settings.min_client_schema_version
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `fieldsync.v1.Sync`: unary Push of outbox batches and server-streaming Pull of the
+//! caller's scope (pages, then a checkpoint).
+
+use std::pin::Pin;
+
+use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::sync::{Mutation, MutationOutcome, MutationPayload};
+use fieldsync_model::visit::{PhotoRecord, Visit};
+use fieldsync_proto::convert::instant_to_wire;
+use fieldsync_proto::v1;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{check_client, invalid_wire, principal_of};
+use crate::AppState;
+use crate::store::Principal;
+use crate::sync::{PushInput, fingerprint};
+
+/// Change-log entries read per page. Small pages keep memory flat on the server and let a
+/// 2G phone make progress; the phone applies nothing until the checkpoint anyway.
+const PULL_PAGE_ENTRIES: u32 = 200;
+
+#[derive(Debug)]
+pub struct SyncService {
+    state: AppState,
+}
+
+impl SyncService {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn mutation_from_wire(wire: &v1::Mutation) -> Result<Mutation, Status> {
+    let payload = match &wire.payload {
+        Some(v1::mutation::Payload::SubmitVisit(visit)) => MutationPayload::SubmitVisit(
+            Visit::try_from(visit).map_err(|error| invalid_wire(error, "submit_visit"))?,
+        ),
+        Some(v1::mutation::Payload::AddPhoto(photo)) => MutationPayload::AddPhoto(
+            PhotoRecord::try_from(photo).map_err(|error| invalid_wire(error, "add_photo"))?,
+        ),
+        Some(v1::mutation::Payload::RegisterIncome(income)) => MutationPayload::RegisterIncome(
+            IncomeRegistration::try_from(income)
+                .map_err(|error| invalid_wire(error, "register_income"))?,
+        ),
+        None => return Err(Status::invalid_argument("payload: is required")),
+    };
+    Ok(Mutation {
+        seq: wire.seq,
+        mutation_id: wire.mutation_id.clone(),
+        hlc: wire.hlc,
+        payload,
+    })
+}
+
+fn outcome_to_wire(seq: u64, outcome: &MutationOutcome) -> v1::MutationResult {
+    let (outcome, reject_code, reject_message) = match outcome {
+        MutationOutcome::Applied => (v1::MutationOutcome::Applied, "", ""),
+        MutationOutcome::Duplicate => (v1::MutationOutcome::Duplicate, "", ""),
+        MutationOutcome::ConflictRecorded => (v1::MutationOutcome::ConflictRecorded, "", ""),
+        MutationOutcome::Rejected { code, message } => (
+            v1::MutationOutcome::Rejected,
+            code.as_str(),
+            message.as_str(),
+        ),
+    };
+    v1::MutationResult {
+        seq,
+        outcome: outcome as i32,
+        reject_code: reject_code.to_owned(),
+        reject_message: reject_message.to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl v1::sync_server::Sync for SyncService {
+    async fn push(
+        &self,
+        request: Request<v1::PushRequest>,
+    ) -> Result<Response<v1::PushResponse>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let request = request.into_inner();
+        check_client(&self.state, request.client.as_ref())?;
+        let mutations = request
+            .mutations
+            .iter()
+            .enumerate()
+            .map(|(index, mutation)| {
+                mutation_from_wire(mutation).map_err(|status| {
+                    Status::invalid_argument(format!("mutations[{index}].{}", status.message()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let input = PushInput {
+            device_id: request.device_id.clone(),
+            batch_id: request.batch_id.clone(),
+            first_seq: request.first_seq,
+            mutations,
+            fingerprint: fingerprint(&request.encode_to_vec()),
+        };
+        let result = crate::sync::push(&self.state, &principal, input).await?;
+        let now = self.state.clock.now();
+        // The receipt names what the server holds durably for this device; the phone keeps it
+        // as proof before deleting local copies.
+        let receipt = format!(
+            "{}:{}:{}",
+            request.device_id, result.last_processed_seq, request.batch_id
+        );
+        Ok(Response::new(v1::PushResponse {
+            results: result
+                .outcomes
+                .iter()
+                .map(|(seq, outcome)| outcome_to_wire(*seq, outcome))
+                .collect(),
+            last_processed_seq: result.last_processed_seq,
+            server_time: Some(instant_to_wire(now)),
+            receipt,
+        }))
+    }
+
+    type PullStream =
+        Pin<Box<dyn Stream<Item = Result<v1::PullResponse, Status>> + Send + 'static>>;
+
+    async fn pull(
+        &self,
+        request: Request<v1::PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let principal = principal_of(&self.state, &request).await?;
+        let request = request.into_inner();
+        check_client(&self.state, request.client.as_ref())?;
+        let cursor = match parse_cursor(&request.cursor) {
+            Some(cursor) => cursor,
+            None => {
+                let reset = v1::PullResponse {
+                    frame: Some(v1::pull_response::Frame::Reset(v1::Reset {
+                        reason: "cursor is not one this server issued; pull the scope again".into(),
+                    })),
+                };
+                return Ok(Response::new(Box::pin(tokio_stream::iter([Ok(reset)]))));
+            }
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let result = stream_scope(&state, &principal, cursor, &sender).await;
+            if let Err(status) = result {
+                // The receiver may be gone (phone disconnected); nothing else to do then.
+                let _ = sender.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+}
+
+/// Cursors are the decimal change sequence; empty means "from the beginning".
+fn parse_cursor(cursor: &str) -> Option<i64> {
+    if cursor.is_empty() {
+        return Some(0);
+    }
+    cursor.parse::<i64>().ok().filter(|value| *value >= 0)
+}
+
+async fn stream_scope(
+    state: &AppState,
+    principal: &Principal,
+    mut cursor: i64,
+    sender: &tokio::sync::mpsc::Sender<Result<v1::PullResponse, Status>>,
+) -> Result<(), Status> {
+    let mut checksum = Sha256::new();
+    loop {
+        let changes = state
+            .store
+            .pull_changes(principal, cursor, PULL_PAGE_ENTRIES)
+            .await
+            .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
+        cursor = changes.next_cursor;
+        if !changes.households.is_empty() || !changes.visit_statuses.is_empty() {
+            let page = v1::PullPage {
+                households: changes.households.iter().map(Into::into).collect(),
+                visit_statuses: changes.visit_statuses.iter().map(Into::into).collect(),
+                removed_household_ids: Vec::new(),
+            };
+            checksum.update(page.encode_to_vec());
+            let frame = v1::PullResponse {
+                frame: Some(v1::pull_response::Frame::Page(page)),
+            };
+            if sender.send(Ok(frame)).await.is_err() {
+                return Ok(());
+            }
+        }
+        if !changes.has_more {
+            break;
+        }
+    }
+    let checkpoint = v1::Checkpoint {
+        cursor: cursor.to_string(),
+        checksum: hex::encode(checksum.finalize()),
+        server_time: Some(instant_to_wire(state.clock.now())),
+    };
+    let _ = sender
+        .send(Ok(v1::PullResponse {
+            frame: Some(v1::pull_response::Frame::Checkpoint(checkpoint)),
+        }))
+        .await;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Content-addressed blob storage on the local disk. A blob's name is the SHA-256 of its
+//! bytes; uploads grow in a staging file and become a blob only after their full hash is
+//! verified. Every acknowledged byte has been fsynced, so an acknowledgement survives power
+//! loss.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Errors of the blob folder.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upload has {actual} bytes, expected {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("upload hashes to {actual}, expected {expected}")]
+    HashMismatch { expected: String, actual: String },
+    #[error("invalid blob name {0:?}")]
+    BadName(String),
+}
+
+/// The local blob folder: `blobs/<aa>/<sha256>` for complete blobs and `uploads/<id>` for
+/// uploads in progress.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// Open (and create) the blob folder.
+    pub fn open(root: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(root.join("uploads"))?;
+        std::fs::create_dir_all(root.join("sha256"))?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    fn blob_path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        if !fieldsync_model::visit::is_sha256_hex(sha256) {
+            return Err(BlobError::BadName(sha256.to_owned()));
+        }
+        Ok(self.root.join("sha256").join(&sha256[..2]).join(sha256))
+    }
+
+    fn staging_path(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
+        if uuid::Uuid::parse_str(upload_id).is_err() {
+            return Err(BlobError::BadName(upload_id.to_owned()));
+        }
+        Ok(self.root.join("uploads").join(upload_id))
+    }
+
+    /// True when a complete blob with this hash is on disk.
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.blob_path(sha256)
+            .map(|path| path.is_file())
+            .unwrap_or(false)
+    }
+
+    /// Read a whole blob.
+    pub fn read(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
+        Ok(std::fs::read(self.blob_path(sha256)?)?)
+    }
+
+    /// Bytes durably staged for an upload so far.
+    pub fn staged_len(&self, upload_id: &str) -> Result<u64, BlobError> {
+        match std::fs::metadata(self.staging_path(upload_id)?) {
+            Ok(metadata) => Ok(metadata.len()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Append a chunk at `offset` and fsync before returning. The caller has checked that
+    /// `offset` equals the committed offset; a staging file longer than that (a write that
+    /// was not acknowledged before a crash) is truncated first.
+    pub fn append_chunk(
+        &self,
+        upload_id: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, BlobError> {
+        let path = self.staging_path(upload_id)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.set_len(offset)?;
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        file.write_all(data)?;
+        file.sync_data()?;
+        Ok(offset + data.len() as u64)
+    }
+
+    /// Verify size and SHA-256 of a staged upload, then move it into place: fsync the file,
+    /// rename it, fsync the directory. Idempotent when the blob already exists.
+    pub fn commit(
+        &self,
+        upload_id: &str,
+        expected_sha256: &str,
+        expected_size: u64,
+    ) -> Result<(), BlobError> {
+        let final_path = self.blob_path(expected_sha256)?;
+        if final_path.is_file() {
+            return Ok(());
+        }
+        let staging = self.staging_path(upload_id)?;
+        let mut file = File::open(&staging)?;
+        let actual_size = file.metadata()?.len();
+        if actual_size != expected_size {
+            return Err(BlobError::SizeMismatch {
+                expected: expected_size,
+                actual: actual_size,
+            });
+        }
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != expected_sha256 {
+            return Err(BlobError::HashMismatch {
+                expected: expected_sha256.to_owned(),
+                actual,
+            });
+        }
+        file.sync_all()?;
+        let directory = final_path
+            .parent()
+            .ok_or_else(|| BlobError::BadName(expected_sha256.to_owned()))?;
+        std::fs::create_dir_all(directory)?;
+        std::fs::rename(&staging, &final_path)?;
+        File::open(directory)?.sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_resume_and_commit_only_with_the_right_hash() {
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(folder.path()).unwrap();
+        let upload_id = uuid::Uuid::now_v7().to_string();
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(
+            blobs.append_chunk(&upload_id, 0, &bytes[..400]).unwrap(),
+            400
+        );
+        assert_eq!(blobs.staged_len(&upload_id).unwrap(), 400);
+        // A retry of an unacknowledged write at the committed offset overwrites cleanly.
+        assert_eq!(
+            blobs
+                .append_chunk(&upload_id, 400, &bytes[400..700])
+                .unwrap(),
+            700
+        );
+        assert_eq!(
+            blobs.append_chunk(&upload_id, 400, &bytes[400..]).unwrap(),
+            1000
+        );
+        let wrong = "0".repeat(64);
+        assert!(matches!(
+            blobs.commit(&upload_id, &wrong, 1000),
+            Err(BlobError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            blobs.commit(&upload_id, &sha, 999),
+            Err(BlobError::SizeMismatch { .. })
+        ));
+        blobs.commit(&upload_id, &sha, 1000).unwrap();
+        assert!(blobs.contains(&sha));
+        assert_eq!(blobs.read(&sha).unwrap(), bytes);
+    }
+
+    #[test]
+    fn path_traversal_names_are_refused() {
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(folder.path()).unwrap();
+        assert!(matches!(
+            blobs.append_chunk("../../etc/passwd", 0, b"x"),
+            Err(BlobError::BadName(_))
+        ));
+        assert!(!blobs.contains("../x"));
+    }
+}

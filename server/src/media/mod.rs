@@ -1,0 +1,3 @@
+//! Photo bytes: the content-addressed blob folder and the upload protocol's file handling.
+
+pub mod blobs;

@@ -1,0 +1,212 @@
+//! Typed server settings. Sources, later ones winning: built-in defaults, then an optional
+//! TOML file, then `FIELDSYNC_*` environment variables (`FIELDSYNC_LISTEN_ADDR`,
+//! `FIELDSYNC_DATA_DIR`, `FIELDSYNC_EVIDENCE__HOUSEHOLD_RADIUS_M` for nested keys, …).
+//! Settings are passed explicitly into [`crate::run`]; nothing reads the environment later.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "FIELDSYNC_";
+
+/// A value that must never reach a log line: `Debug` prints `[redacted]`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("[redacted]")
+    }
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the single port that serves gRPC and the console.
+    pub listen_addr: SocketAddr,
+    /// Folder holding the SQLite file and the blob folder.
+    pub data_dir: PathBuf,
+    /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
+    pub database_url: Secret,
+    /// Lifetime of a phone or console session, in hours.
+    pub session_ttl_hours: u32,
+    /// Oldest client schema version the server still accepts.
+    pub min_client_schema_version: u32,
+    /// Largest gRPC message the server decodes, in bytes. Chunks are 256 KiB, so 4 MiB
+    /// leaves room while keeping a hostile message from exhausting memory.
+    pub max_message_bytes: usize,
+    pub evidence: EvidenceSettings,
+}
+
+/// Thresholds of the evidence checks (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceSettings {
+    /// A fix farther than this from the household, after widening by its accuracy, is far.
+    pub household_radius_m: f64,
+}
+
+impl Default for EvidenceSettings {
+    fn default() -> Self {
+        Self {
+            household_radius_m: 300.0,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("./fieldsync-data"),
+            database_url: Secret::default(),
+            session_ttl_hours: 24 * 30,
+            min_client_schema_version: 1,
+            max_message_bytes: 4 * 1024 * 1024,
+            evidence: EvidenceSettings::default(),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (if any), then the given environment variables.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|error| {
+                    SettingsError::Invalid(format!("{}: {error}", path.display()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in environment {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            insert_nested(&mut table, &path, parse_env_value(&value));
+        }
+        table
+            .try_into()
+            .map_err(|error: toml::de::Error| SettingsError::Invalid(error.message().to_owned()))
+    }
+
+    /// The SQLite database file inside the data folder.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("fieldsync.sqlite3")
+    }
+
+    /// The blob folder inside the data folder.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+}
+
+/// Environment values are strings; read numbers and booleans as such so that
+/// `FIELDSYNC_SESSION_TTL_HOURS=8` deserializes into an integer field.
+fn parse_env_value(value: &str) -> toml::Value {
+    if let Ok(integer) = value.parse::<i64>() {
+        return toml::Value::Integer(integer);
+    }
+    if let Ok(float) = value.parse::<f64>() {
+        return toml::Value::Float(float);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_owned()),
+    }
+}
+
+fn insert_nested(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("fieldsync.toml");
+        std::fs::write(
+            &file,
+            "listen_addr = \"0.0.0.0:9000\"\nsession_ttl_hours = 8\n[evidence]\nhousehold_radius_m = 500.0\n",
+        )
+        .unwrap();
+        let environment = vec![
+            ("FIELDSYNC_SESSION_TTL_HOURS".to_owned(), "12".to_owned()),
+            (
+                "FIELDSYNC_EVIDENCE__HOUSEHOLD_RADIUS_M".to_owned(),
+                "250.5".to_owned(),
+            ),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        let settings = Settings::load(Some(&file), environment).unwrap();
+        assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(settings.session_ttl_hours, 12);
+        assert_eq!(settings.evidence.household_radius_m, 250.5);
+        assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error_not_silently_ignored() {
+        let error = Settings::load(
+            None,
+            vec![("FIELDSYNC_LISTEN_ADR".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("listen_adr"), "{error}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let settings = Settings {
+            database_url: Secret("postgres://user:hunter2@db/fieldsync".into()),
+            ..Settings::default()
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("[redacted]"));
+    }
+}
