@@ -1,0 +1,400 @@
+//! The supervisor console (审核台) v0: server-rendered HTML in Simplified Chinese, plus a
+//! small JSON twin for automation, served on the same port as gRPC.
+//!
+//! Every page goes through the review use cases in [`crate::review`], which enforce the
+//! township scope; this module only adds the session cookie, the role gate for HTML pages
+//! and the translation of [`ServiceError`] into HTTP statuses (in [`status_for`], once).
+//!
+//! Routes:
+//! - `GET /`, `GET /console` → the queue when logged in, else the login page
+//! - `GET|POST /console/login`, `POST /console/logout`
+//! - `GET /console/queue[?village=ID]`, `GET /console/visits/{visit_id}`,
+//!   `POST /console/visits/{visit_id}/decision`, `GET /console/photos/{photo_id}/thumb`,
+//!   `GET /console/unvisited`
+//! - JSON: `GET /console/api/queue[?village=ID]`, `GET /console/api/visits/{visit_id}`,
+//!   `POST /console/api/visits/{visit_id}/decision`
+
+mod api;
+mod display;
+mod forms;
+mod pages;
+mod thumbnail;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fieldsync_model::codes::Role;
+use tokio::sync::Semaphore;
+
+use crate::AppState;
+use crate::auth;
+use crate::error::ServiceError;
+use crate::store::Principal;
+
+pub use forms::reason_field;
+
+/// Name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "fieldsync_session";
+/// Device id the console's sessions are bound to.
+pub const CONSOLE_DEVICE_ID: &str = "console";
+/// Device name shown for console sessions.
+pub const CONSOLE_DEVICE_NAME: &str = "web console";
+/// Path of the login page; missing sessions are sent here.
+pub const LOGIN_PATH: &str = "/console/login";
+/// Path of the review queue, the console's home.
+pub const QUEUE_PATH: &str = "/console/queue";
+
+/// Thumbnails decoded at once. Each decode may use up to 512 MiB, so a burst of requests
+/// for large photos must queue instead of exhausting memory.
+const CONCURRENT_THUMBNAILS: usize = 2;
+
+/// State of the console's routes: the shared server state plus console-only resources.
+#[derive(Debug, Clone)]
+pub struct ConsoleState {
+    pub app: AppState,
+    pub thumbnail_permits: Arc<Semaphore>,
+}
+
+/// The console's routes with their state applied, ready to merge with the gRPC routes.
+pub fn router(state: AppState) -> Router {
+    let console_state = ConsoleState {
+        app: state,
+        thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
+    };
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/console", get(pages::home))
+        .route("/console/", get(pages::home))
+        .route(LOGIN_PATH, get(pages::login_form).post(pages::login_submit))
+        .route("/console/logout", post(pages::logout))
+        .route(QUEUE_PATH, get(pages::queue))
+        .route("/console/visits/{visit_id}", get(pages::visit_detail))
+        .route(
+            "/console/visits/{visit_id}/decision",
+            post(pages::decision_submit),
+        )
+        .route(
+            "/console/photos/{photo_id}/thumb",
+            get(pages::photo_thumbnail),
+        )
+        .route("/console/unvisited", get(pages::unvisited))
+        .route("/console/api/queue", get(api::queue))
+        .route("/console/api/visits/{visit_id}", get(api::visit))
+        .route(
+            "/console/api/visits/{visit_id}/decision",
+            post(api::decision),
+        )
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(console_state)
+}
+
+/// HTTP status of each public error kind: the one place this mapping lives.
+pub fn status_for(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        ServiceError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::FailedPrecondition(_) | ServiceError::AlreadyExists(_) => {
+            StatusCode::CONFLICT
+        }
+        ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Why an HTML console request failed; renders as a Chinese error page (or a redirect to
+/// the login page). Internal details were already logged where the `ServiceError` was
+/// made, so nothing is logged here.
+#[derive(Debug)]
+pub enum ConsoleError {
+    /// A use case refused or failed. `back_to` is a console path to offer as "返回".
+    Service {
+        error: ServiceError,
+        back_to: Option<String>,
+    },
+    /// No valid session. Browsers navigating (GET) are redirected to the login page; other
+    /// methods get a 401 page, because a redirect would silently drop the submitted form.
+    LoginRequired { redirect: bool },
+    /// Logged in, but not a township supervisor.
+    NotReviewer,
+    /// The photo's metadata exists but its bytes have not been uploaded yet.
+    PhotoPending,
+    /// The photo's bytes cannot be turned into a thumbnail.
+    Thumbnail(thumbnail::ThumbnailError),
+}
+
+impl From<ServiceError> for ConsoleError {
+    fn from(error: ServiceError) -> Self {
+        Self::Service {
+            error,
+            back_to: None,
+        }
+    }
+}
+
+impl ConsoleError {
+    /// Offer a way back to `path` on the error page.
+    pub fn with_back_link(error: ServiceError, path: impl Into<String>) -> Self {
+        Self::Service {
+            error,
+            back_to: Some(path.into()),
+        }
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Service { error, back_to } => {
+                let status = status_for(&error);
+                let (title, message) = views::error_text(&error);
+                (status, views::error_page(status, title, &message, back_to.as_deref())).into_response()
+            }
+            Self::LoginRequired { redirect: true } => Redirect::to(LOGIN_PATH).into_response(),
+            Self::LoginRequired { redirect: false } => (
+                StatusCode::UNAUTHORIZED,
+                views::error_page(StatusCode::UNAUTHORIZED, "请先登录", "未登录或登录已过期，请重新登录。", Some(LOGIN_PATH)),
+            )
+                .into_response(),
+            Self::NotReviewer => (
+                StatusCode::FORBIDDEN,
+                views::error_page(
+                    StatusCode::FORBIDDEN,
+                    "仅乡镇审核员可用",
+                    "审核台目前仅乡镇审核员可用；县级管理台将在后续版本提供。请使用乡镇审核员账号登录。",
+                    Some(LOGIN_PATH),
+                ),
+            )
+                .into_response(),
+            Self::PhotoPending => (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], "照片上传中").into_response(),
+            Self::Thumbnail(error) => {
+                let status = match error {
+                    thumbnail::ThumbnailError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                (status, error.to_string()).into_response()
+            }
+        }
+    }
+}
+
+/// Why a JSON API request failed: `{"error": "...", "field": "..."}` with the status from
+/// [`status_for`]. A missing session is a 401, never a redirect.
+#[derive(Debug)]
+pub struct ApiError(pub ServiceError);
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_for(&self.0);
+        let body = match &self.0 {
+            ServiceError::InvalidArgument { field, .. } => {
+                serde_json::json!({ "error": self.0.to_string(), "field": field })
+            }
+            other => serde_json::json!({ "error": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The session token from the `Cookie` header(s), if any.
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().trim_matches('"'))
+        .filter(|token| !token.is_empty())
+}
+
+/// The principal behind the request's session cookie: `Ok(None)` when there is no valid
+/// session, `Err` only when the store could not answer.
+async fn session_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ServiceError> {
+    let Some(token) = session_token(headers) else {
+        return Ok(None);
+    };
+    match auth::authenticate(state.store.as_ref(), token, state.clock.now()).await {
+        Ok(principal) => Ok(Some(principal)),
+        Err(auth::AuthError::NoSession) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A logged-in township supervisor, for HTML pages.
+#[derive(Debug, Clone)]
+pub struct Reviewer(pub Principal);
+
+impl FromRequestParts<ConsoleState> for Reviewer {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        match session_principal(&state.app, &parts.headers).await? {
+            None => Err(ConsoleError::LoginRequired {
+                redirect: parts.method == Method::GET || parts.method == Method::HEAD,
+            }),
+            Some(principal) if principal.role == Role::Township => Ok(Self(principal)),
+            Some(_) => Err(ConsoleError::NotReviewer),
+        }
+    }
+}
+
+/// A logged-in township supervisor, for the JSON API.
+#[derive(Debug, Clone)]
+pub struct ApiReviewer(pub Principal);
+
+impl FromRequestParts<ConsoleState> for ApiReviewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        match session_principal(&state.app, &parts.headers).await? {
+            None => Err(ApiError(ServiceError::Unauthenticated(
+                "未登录或登录已过期 (missing or expired session)".into(),
+            ))),
+            Some(principal) if principal.role == Role::Township => Ok(Self(principal)),
+            Some(_) => Err(ApiError(ServiceError::PermissionDenied(
+                "仅乡镇审核员可用 (township supervisors only)".into(),
+            ))),
+        }
+    }
+}
+
+/// `Set-Cookie` value that opens a console session. `SameSite=Strict` is also the console's
+/// CSRF defence: a cross-site form post arrives without the cookie.
+fn session_cookie(token: &str) -> String {
+    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+}
+
+/// `Set-Cookie` value that removes the console session from the browser.
+fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+/// Headers every console response carries: pages hold personal data (names, addresses,
+/// masked ID numbers), so they are not cached or framed, and nothing external may load.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if is_html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_token_is_found_among_other_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; fieldsync_session=abc-DEF_1; lang=zh"),
+        );
+        assert_eq!(session_token(&headers), Some("abc-DEF_1"));
+        let mut split = HeaderMap::new();
+        split.append(header::COOKIE, HeaderValue::from_static("theme=dark"));
+        split.append(
+            header::COOKIE,
+            HeaderValue::from_static("fieldsync_session=xyz"),
+        );
+        assert_eq!(session_token(&split), Some("xyz"));
+        let mut empty = HeaderMap::new();
+        empty.append(
+            header::COOKIE,
+            HeaderValue::from_static("fieldsync_session=; fieldsync_sessionx=1"),
+        );
+        assert_eq!(session_token(&empty), None);
+        assert_eq!(session_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn every_error_kind_has_its_status() {
+        assert_eq!(
+            status_for(&ServiceError::Unauthenticated(String::new())),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status_for(&ServiceError::PermissionDenied(String::new())),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status_for(&ServiceError::invalid("note", "x")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&ServiceError::NotFound(String::new())),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status_for(&ServiceError::FailedPrecondition(String::new())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_for(&ServiceError::AlreadyExists(String::new())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_for(&ServiceError::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_for(&ServiceError::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_is_http_only_and_same_site_strict() {
+        let cookie = session_cookie("tok");
+        assert_eq!(
+            cookie,
+            "fieldsync_session=tok; HttpOnly; SameSite=Strict; Path=/"
+        );
+        assert!(cleared_session_cookie().contains("Max-Age=0"));
+    }
+}

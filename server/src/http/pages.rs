@@ -1,0 +1,337 @@
+//! Handlers of the HTML console: login/logout, the queue, one visit's detail, the decision
+//! form, photo thumbnails and the "not visited in person this month" list. Rendering lives
+//! in [`super::views`]; access checks live in [`crate::review`].
+
+use axum::Form;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use fieldsync_model::review::Decision;
+use fieldsync_model::visit::is_uuid;
+use serde::Deserialize;
+
+use super::forms::parse_decision_form;
+use super::thumbnail::make_thumbnail;
+use super::views;
+use super::{
+    CONSOLE_DEVICE_ID, CONSOLE_DEVICE_NAME, ConsoleError, ConsoleState, LOGIN_PATH, QUEUE_PATH,
+    Reviewer, cleared_session_cookie, session_cookie, session_principal,
+};
+use crate::auth;
+use crate::error::ServiceError;
+use crate::review;
+use crate::store::QueueFilter;
+
+/// `GET /`: the queue for a logged-in user, the login page for everyone else.
+pub async fn home(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+) -> Result<Redirect, ConsoleError> {
+    Ok(match session_principal(&state.app, &headers).await? {
+        Some(_) => Redirect::to(QUEUE_PATH),
+        None => Redirect::to(LOGIN_PATH),
+    })
+}
+
+/// `GET /console/login`.
+pub async fn login_form() -> Response {
+    views::login_page("", None).into_response()
+}
+
+/// Fields of the login form. Defaults keep a form with a missing field from becoming an
+/// opaque 422: it is answered with the login page instead.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /console/login`: open a console session and set the cookie.
+pub async fn login_submit(
+    State(state): State<ConsoleState>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ConsoleError> {
+    if form.username.trim().is_empty() || form.password.is_empty() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            views::login_page(&form.username, Some("请输入用户名和密码")),
+        )
+            .into_response());
+    }
+    let app = &state.app;
+    let outcome = auth::login(
+        app.store.as_ref(),
+        &form.username,
+        &form.password,
+        CONSOLE_DEVICE_ID,
+        CONSOLE_DEVICE_NAME,
+        app.settings.session_ttl_hours,
+        app.clock.now(),
+    )
+    .await;
+    match outcome {
+        Ok((token, _principal)) => {
+            let cookie = HeaderValue::from_str(&session_cookie(&token))
+                .map_err(|_| ServiceError::Internal)?;
+            // Every role gets its session; the queue answers other roles with a clear 403
+            // page instead of a misleading "wrong password".
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(QUEUE_PATH)).into_response())
+        }
+        Err(auth::AuthError::BadCredentials) => Ok((
+            StatusCode::UNAUTHORIZED,
+            views::login_page(&form.username, Some("用户名或密码错误")),
+        )
+            .into_response()),
+        Err(other) => Err(ServiceError::from(other).into()),
+    }
+}
+
+/// `POST /console/logout`: forget the session in the browser.
+pub async fn logout() -> Response {
+    // The Store has no session revocation yet; clearing the cookie ends the console
+    // session for this browser, and the stored session expires with its TTL.
+    match HeaderValue::from_str(&cleared_session_cookie()) {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(LOGIN_PATH)).into_response(),
+        Err(_) => Redirect::to(LOGIN_PATH).into_response(),
+    }
+}
+
+/// Query of the queue page.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    /// Village filter; empty means the whole township.
+    #[serde(default)]
+    village: Option<String>,
+    /// Set after a decision when no item was left to move on to.
+    #[serde(default)]
+    decided: Option<String>,
+}
+
+/// The village filter as the use case wants it.
+pub fn village_filter(village: Option<&str>) -> Option<String> {
+    village
+        .map(str::trim)
+        .filter(|village| !village.is_empty())
+        .map(str::to_owned)
+}
+
+/// `GET /console/queue[?village=ID]`.
+pub async fn queue(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Query(query): Query<QueueQuery>,
+) -> Result<Response, ConsoleError> {
+    let app = &state.app;
+    let village = village_filter(query.village.as_deref());
+    let filter = QueueFilter {
+        village_id: village.clone(),
+        limit: review::MAX_QUEUE_PAGE,
+        offset: 0,
+    };
+    let items = review::queue(app, &principal, filter).await?;
+    let township_name = app
+        .store
+        .get_area(&principal.area_id)
+        .await
+        .map_err(ServiceError::from)?
+        .map(|area| area.name);
+    let villages = app
+        .store
+        .list_areas(Some(&principal.area_id))
+        .await
+        .map_err(ServiceError::from)?;
+    let view = views::QueueView {
+        principal: &principal,
+        township_name: township_name.as_deref().unwrap_or(""),
+        villages: &villages,
+        selected_village: village.as_deref(),
+        items: &items,
+        radius_m: app.settings.evidence.household_radius_m,
+        decided: decided_notice(query.decided.as_deref()),
+        truncated: items.len() >= review::MAX_QUEUE_PAGE as usize,
+    };
+    Ok(views::queue_page(&view).into_response())
+}
+
+/// The "previous item was approved/returned" banner, from the redirect's query.
+fn decided_notice(decided: Option<&str>) -> Option<&'static str> {
+    match decided {
+        Some("approved") => Some("上一条走访已通过。"),
+        Some("returned") => Some("上一条走访已退回，将作为整改任务发送给帮扶干部。"),
+        _ => None,
+    }
+}
+
+/// Query of the detail page.
+#[derive(Debug, Default, Deserialize)]
+pub struct DetailQuery {
+    #[serde(default)]
+    decided: Option<String>,
+}
+
+/// `GET /console/visits/{visit_id}`.
+pub async fn visit_detail(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Path(visit_id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Result<Response, ConsoleError> {
+    let app = &state.app;
+    if !is_uuid(&visit_id) {
+        return Err(ConsoleError::with_back_link(
+            ServiceError::NotFound(format!("visit {visit_id} not found")),
+            QUEUE_PATH,
+        ));
+    }
+    let detail = review::detail(app, &principal, &visit_id)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, QUEUE_PATH))?;
+    let view = views::DetailView {
+        principal: &principal,
+        detail: &detail,
+        radius_m: app.settings.evidence.household_radius_m,
+        decided: decided_notice(query.decided.as_deref()),
+        today: app.clock.now(),
+    };
+    Ok(views::detail_page(&view).into_response())
+}
+
+/// `POST /console/visits/{visit_id}/decision` (form: `decision`, `revision`,
+/// `content_hash`, repeated `reasons`, `note`, `deadline`). On success moves on to the
+/// oldest remaining item of the queue.
+pub async fn decision_submit(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Path(visit_id): Path<String>,
+    RawForm(body): RawForm,
+) -> Result<Redirect, ConsoleError> {
+    let app = &state.app;
+    let back_to = format!("/console/visits/{visit_id}");
+    let back_to = if is_uuid(&visit_id) {
+        back_to
+    } else {
+        QUEUE_PATH.to_owned()
+    };
+    let request = parse_decision_form(&body)
+        .and_then(|input| input.into_request(&visit_id))
+        .map_err(|error| ConsoleError::with_back_link(error, back_to.clone()))?;
+    let decision = request.decision;
+    review::decide(app, &principal, request)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, back_to.clone()))?;
+    let decided = match decision {
+        Decision::Approve => "approved",
+        Decision::Return => "returned",
+    };
+    // The decided visit has left the queue, so its oldest remaining item is the next one.
+    let next = review::queue(
+        app,
+        &principal,
+        QueueFilter {
+            village_id: None,
+            limit: 2,
+            offset: 0,
+        },
+    )
+    .await?
+    .into_iter()
+    .map(|item| item.visit_id)
+    .find(|next_id| *next_id != visit_id && is_uuid(next_id));
+    Ok(match next {
+        Some(next_id) => Redirect::to(&format!("/console/visits/{next_id}?decided={decided}")),
+        None => Redirect::to(&format!("{QUEUE_PATH}?decided={decided}")),
+    })
+}
+
+/// `GET /console/photos/{photo_id}/thumb`: a JPEG thumbnail, only for photos of visits in
+/// the reviewer's township.
+pub async fn photo_thumbnail(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Path(photo_id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let app = &state.app;
+    let not_found = || ServiceError::NotFound(format!("photo {photo_id} not found"));
+    if !is_uuid(&photo_id) {
+        return Err(not_found().into());
+    }
+    let photo = app
+        .store
+        .get_photo(&photo_id)
+        .await
+        .map_err(ServiceError::from)?
+        .ok_or_else(not_found)?;
+    // The access check: the photo's visit must be reviewable by this principal.
+    review::detail(app, &principal, &photo.visit_id).await?;
+    if !app.blobs.contains(&photo.sha256) {
+        return Err(ConsoleError::PhotoPending);
+    }
+    let _permit = state
+        .thumbnail_permits
+        .acquire()
+        .await
+        .map_err(|_| ServiceError::Unavailable)?;
+    let blobs = app.blobs.clone();
+    let sha256 = photo.sha256.clone();
+    let thumbnail = tokio::task::spawn_blocking(move || {
+        let bytes = blobs
+            .read(&sha256)
+            .map_err(|error| ConsoleError::from(ServiceError::from(error)))?;
+        make_thumbnail(&bytes).map_err(ConsoleError::Thumbnail)
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "thumbnail task failed");
+        ServiceError::Internal
+    })??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=3600"),
+            ),
+        ],
+        thumbnail,
+    )
+        .into_response())
+}
+
+/// `GET /console/unvisited`: households not yet visited in person this month, by village.
+pub async fn unvisited(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+) -> Result<Response, ConsoleError> {
+    let app = &state.app;
+    let households = review::unvisited_this_month(app, &principal).await?;
+    let groups = views::group_by_village(&households);
+    let view = views::UnvisitedView {
+        principal: &principal,
+        month_label: super::display::beijing_month_label(app.clock.now()),
+        groups: &groups,
+        total: households.len(),
+    };
+    Ok(views::unvisited_page(&view).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_village_filter_means_the_whole_township() {
+        assert_eq!(village_filter(None), None);
+        assert_eq!(village_filter(Some("  ")), None);
+        assert_eq!(village_filter(Some(" v-1 ")), Some("v-1".to_owned()));
+    }
+
+    #[test]
+    fn only_known_decisions_produce_a_banner() {
+        assert!(decided_notice(Some("approved")).is_some());
+        assert!(decided_notice(Some("returned")).is_some());
+        assert_eq!(decided_notice(Some("<script>")), None);
+        assert_eq!(decided_notice(None), None);
+    }
+}
