@@ -72,20 +72,15 @@ pub async fn login(
 ) -> Result<(String, Principal), AuthError> {
     let user = store.find_user_by_username(username.trim()).await?;
     // Verify against a dummy hash when the user is unknown, so timing does not reveal
-    // which usernames exist.
-    let (user, hash) = match user {
-        Some(user) => {
-            let hash = user.password_hash.clone();
-            (Some(user), hash)
-        }
-        None => (None, DUMMY_HASH.to_owned()),
-    };
-    let password_ok = {
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false)
-    };
+    // which usernames exist. Hashing is CPU-bound, so it runs off the async threads.
+    let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+    let password = password.to_owned();
+    let password_ok = tokio::task::spawn_blocking(move || {
+        let hash = stored_hash.unwrap_or_else(dummy_hash);
+        verify_password(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
     let user = match (user, password_ok) {
         (Some(user), true) => user,
         _ => return Err(AuthError::BadCredentials),
@@ -126,8 +121,14 @@ pub async fn authenticate(
         .ok_or(AuthError::NoSession)
 }
 
-/// argon2id hash of a random string nobody knows; used to equalise login timing.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Yh8v3kqWcL1sUQrJ8o8q8e0nH9T2y0m3n2kQm6Xb1A";
+/// argon2id hash of a random string nobody knows, computed once; verifying against it costs
+/// the same as verifying a real user's password, which equalises login timing.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| hash_password(&new_token()).unwrap_or_default())
+        .clone()
+}
 
 #[cfg(test)]
 mod tests {

@@ -320,6 +320,47 @@ async fn health_and_reflection_answer_on_the_same_port() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    // Reflection lists the fieldsync services, so grpcurl-style tools work without protos.
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("frame")
+        .expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {response:?}");
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "fieldsync.v1.Auth",
+        "fieldsync.v1.Sync",
+        "fieldsync.v1.Media",
+        "fieldsync.v1.Review",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
     // The console shares the port.
     let page = reqwest::get(format!("{}/console/login", server.url()))
         .await
