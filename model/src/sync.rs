@@ -5,6 +5,9 @@ use crate::income::IncomeRegistration;
 use crate::visit::{PhotoRecord, Visit};
 
 /// What one outbox entry does.
+// A visit is much larger than the other payloads; batches are small and short-lived, so
+// boxing would only add noise at every construction site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MutationPayload {
     SubmitVisit(Visit),

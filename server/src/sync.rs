@@ -119,34 +119,30 @@ async fn rejection_of(
     if let Some(invalid) = invalid {
         return Ok(Some((RejectCode::InvalidRecord, invalid.to_string())));
     }
-    if let Some(household_id) = payload.household_id() {
-        if !state
+    if let Some(household_id) = payload.household_id()
+        && !state
             .store
             .is_paired(&principal.user_id, household_id)
             .await?
-        {
-            // Unknown and unpaired households get the same answer, so ids outside the
-            // caller's scope reveal nothing.
-            return Ok(Some((
-                RejectCode::HouseholdOutOfScope,
-                format!(
-                    "农户 {household_id} 不是您的结对帮扶户 (household is not paired with you)"
-                ),
-            )));
-        }
+    {
+        // Unknown and unpaired households get the same answer, so ids outside the caller's
+        // scope reveal nothing.
+        return Ok(Some((
+            RejectCode::HouseholdOutOfScope,
+            format!("农户 {household_id} 不是您的结对帮扶户 (household is not paired with you)"),
+        )));
     }
-    if let MutationPayload::AddPhoto(photo) = payload {
-        if let Some((_, author)) = state.store.visit_owner(&photo.visit_id).await? {
-            if author != principal.user_id {
-                return Ok(Some((
-                    RejectCode::HouseholdOutOfScope,
-                    format!(
-                        "走访 {} 不是您记录的 (the visit was recorded by someone else)",
-                        photo.visit_id
-                    ),
-                )));
-            }
-        }
+    if let MutationPayload::AddPhoto(photo) = payload
+        && let Some((_, author)) = state.store.visit_owner(&photo.visit_id).await?
+        && author != principal.user_id
+    {
+        return Ok(Some((
+            RejectCode::HouseholdOutOfScope,
+            format!(
+                "走访 {} 不是您记录的 (the visit was recorded by someone else)",
+                photo.visit_id
+            ),
+        )));
     }
     Ok(None)
 }
