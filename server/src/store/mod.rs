@@ -2,6 +2,8 @@
 //! implementation today and PostgreSQL later. No SQL may appear outside this module, and no
 //! SQLite type may appear in the trait.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -105,6 +107,9 @@ pub struct SessionRecord {
 
 /// What the sync service decided for one mutation before storage: apply it, or reject it
 /// permanently (validation or scope) while still consuming its seq.
+// A visit is much larger than the other payloads; batches are small and short-lived, so
+// boxing would only add noise at every construction site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum PushAction {
     Apply(MutationPayload),
@@ -236,7 +241,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn create_session(&self, session: SessionRecord) -> StoreResult<()>;
     /// Resolve a token hash to its principal if the session exists and has not expired.
-    async fn find_session(&self, token_sha256: &str, now: OffsetDateTime) -> StoreResult<Option<Principal>>;
+    async fn find_session(
+        &self,
+        token_sha256: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Principal>>;
 
     async fn list_areas(&self, parent_id: Option<&str>) -> StoreResult<Vec<Area>>;
     async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>>;
@@ -251,11 +260,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult>;
 
     /// Changes visible to the principal after `cursor`, at most `limit` change entries.
-    async fn pull_changes(&self, principal: &Principal, cursor: i64, limit: u32) -> StoreResult<PullChanges>;
+    async fn pull_changes(
+        &self,
+        principal: &Principal,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<PullChanges>;
 
     async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord>;
     async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>>;
-    async fn find_upload_by_sha256(&self, sha256: &str, user_id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn find_upload_by_sha256(
+        &self,
+        sha256: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<UploadRecord>>;
     async fn set_upload_offset(&self, upload_id: &str, committed_offset: u64) -> StoreResult<()>;
     /// Mark the upload complete and record the blob as present.
     async fn complete_upload(&self, upload_id: &str, now: OffsetDateTime) -> StoreResult<()>;
@@ -264,7 +282,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>>;
 
     /// The township's latest revisions in state SUBMITTED, oldest first.
-    async fn review_queue(&self, township_id: &str, filter: QueueFilter) -> StoreResult<Vec<QueueItem>>;
+    async fn review_queue(
+        &self,
+        township_id: &str,
+        filter: QueueFilter,
+    ) -> StoreResult<Vec<QueueItem>>;
     async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>>;
     /// Record a decision on the latest revision. Fails with `StaleDecision` when the revision
     /// or content hash is not the latest, or the revision was already decided.
@@ -272,7 +294,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Households of the township without an in-person visit (submitted or approved) in the
     /// given month (YYYY-MM, Beijing time), grouped by village order.
-    async fn unvisited_households(&self, township_id: &str, month: &str) -> StoreResult<Vec<UnvisitedHousehold>>;
+    async fn unvisited_households(
+        &self,
+        township_id: &str,
+        month: &str,
+    ) -> StoreResult<Vec<UnvisitedHousehold>>;
     /// Latest income registrations of a household, newest first.
-    async fn income_registrations(&self, household_id: &str) -> StoreResult<Vec<IncomeRegistration>>;
+    async fn income_registrations(
+        &self,
+        household_id: &str,
+    ) -> StoreResult<Vec<IncomeRegistration>>;
 }

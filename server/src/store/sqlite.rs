@@ -1,5 +1,1933 @@
-//! SQLite implementation of [`Store`](super::Store). Being written.
+//! SQLite implementation of [`Store`](super::Store): the default, embedded storage.
+//!
+//! Durability first (DESIGN §3): WAL journal, `synchronous=FULL`, so a push acknowledged to a
+//! phone survives a power cut. One writer connection behind a mutex serialises every write
+//! transaction (SQLite allows one writer anyway; queueing in-process avoids busy retries),
+//! and a small pool of read-only connections serves reads concurrently with the writer.
+//! Every call runs in `tokio::task::spawn_blocking` so SQLite never blocks the async runtime.
+//!
+//! Schema changes are numbered SQL files in `migrations/`, embedded at build time and applied
+//! in order, each in its own transaction, with the version kept in `PRAGMA user_version`.
 
-/// Placeholder until the implementation lands.
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fieldsync_model::CodeList;
+use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role, VisitMode};
+use fieldsync_model::geo::distance_between;
+use fieldsync_model::household::{GeoPoint, Household};
+use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::review::{Decision, ReturnReason, VisitStatus};
+use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
+use fieldsync_model::visit::{PhotoRecord, Visit};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{
+    Area, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
+    QueueItem, SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision,
+    UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
+};
+
+/// The embedded migrations, in order. The number is the `user_version` the database has
+/// after the file ran; never edit a released file, add a new one.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+
+/// Read-only connections kept open for reuse. Reads beyond this many at once open a
+/// connection for the call and close it afterwards, so a burst never waits on the pool.
+const READER_POOL_SIZE: usize = 4;
+
+/// How long a connection waits for a lock held by another process before failing. The
+/// in-process writer mutex means this only matters for external tools holding the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Review queue page size when the caller asks for 0 items.
+const DEFAULT_QUEUE_PAGE: u32 = 100;
+
+/// Largest pull page, so a phone asking for "everything" cannot make one huge response.
+const MAX_PULL_LIMIT: u32 = 10_000;
+
+const CHANGE_KIND_HOUSEHOLD: &str = "household";
+const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
+
+/// The SQLite store. Cheap to clone: clones share the same connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Connections>,
+}
+
 #[derive(Debug)]
-pub struct SqliteStore;
+struct Connections {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|error| corrupt(format!("{what}: {error}")))
+}
+
+fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| StoreError::Database(format!("timestamp {instant} is out of range")))
+}
+
+fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|error| corrupt(format!("timestamp {millis}: {error}")))
+}
+
+/// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
+fn to_sql_integer(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Database(format!("{what} {value} is too large")))
+}
+
+fn from_sql_unsigned<T: TryFrom<i64>>(value: i64, what: &str) -> StoreResult<T> {
+    T::try_from(value).map_err(|_| corrupt(format!("{what} {value} is out of range")))
+}
+
+fn parse_role(name: &str) -> StoreResult<Role> {
+    Role::parse(name).ok_or_else(|| corrupt(format!("unknown role {name:?}")))
+}
+
+fn parse_state(name: &str) -> StoreResult<ReviewState> {
+    ReviewState::parse(name).ok_or_else(|| corrupt(format!("unknown review state {name:?}")))
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`, set the durability pragmas and bring
+    /// the schema up to date.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let mut writer = Connection::open(path)?;
+        configure_writer(&writer)?;
+        apply_migrations(&mut writer)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Connections {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
+            }),
+        })
+    }
+
+    /// Run `work` on a pooled read-only connection in a blocking thread.
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let connections = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let connection = connections.checkout_reader()?;
+            // One read transaction per call, so a call that runs several queries (a pull
+            // reads the change log, then cards and statuses) sees a single WAL snapshot.
+            // Dropping it rolls back, which for a read only ends the snapshot.
+            let result = connection
+                .unchecked_transaction()
+                .map_err(StoreError::from)
+                .and_then(|snapshot| work(&snapshot));
+            connections.return_reader(connection);
+            result
+        })
+        .await
+        .map_err(|error| StoreError::Join(error.to_string()))?
+    }
+
+    /// Run `work` in one immediate write transaction on the writer connection, committing
+    /// when it returns `Ok` and rolling back (on drop) when it returns `Err`.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let connections = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier write poisons the mutex, but its transaction was rolled
+            // back when it unwound, so the connection is still sound to use.
+            let mut writer = connections
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let transaction = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = work(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|error| StoreError::Join(error.to_string()))?
+    }
+}
+
+impl Connections {
+    fn checkout_reader(&self) -> StoreResult<Connection> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match pooled {
+            Some(connection) => Ok(connection),
+            None => open_reader(&self.path),
+        }
+    }
+
+    fn return_reader(&self, connection: Connection) {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if readers.len() < READER_POOL_SIZE {
+            readers.push(connection);
+        }
+    }
+}
+
+fn configure_writer(connection: &Connection) -> StoreResult<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // journal_mode answers with the mode in force; anything but "wal" (e.g. a filesystem
+    // without shared memory) would silently weaken the durability promise, so refuse it.
+    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!(
+            "could not enable WAL journal mode (got {mode:?})"
+        )));
+    }
+    connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(connection)
+}
+
+/// Bring the schema to the newest embedded version. Safe to run on every open: applied
+/// migrations are skipped, and each pending one commits atomically with its version bump.
+fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
+    let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    if current > newest {
+        return Err(StoreError::Database(format!(
+            "database schema version {current} is newer than this server knows ({newest}); \
+             upgrade the server"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if *version <= current {
+            continue;
+        }
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute_batch(sql).map_err(|error| {
+            StoreError::Database(format!("migration {version} {name}: {error}"))
+        })?;
+        // PRAGMA takes no bound parameters; the version is our own constant.
+        transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+// ----- row helpers shared by reads and writes -----
+
+fn log_change(
+    connection: &Connection,
+    household_id: &str,
+    kind: &str,
+    entity_id: &str,
+    revision: u32,
+) -> StoreResult<i64> {
+    connection.execute(
+        "INSERT INTO change_log (household_id, kind, entity_id, revision) VALUES (?1, ?2, ?3, ?4)",
+        params![household_id, kind, entity_id, revision],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
+
+fn query_areas(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> StoreResult<Vec<Area>> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map(parameters, |row| {
+        let latitude: Option<f64> = row.get(4)?;
+        let longitude: Option<f64> = row.get(5)?;
+        let crs_code: Option<i32> = row.get(6)?;
+        let area = Area {
+            area_id: row.get(0)?,
+            name: row.get(1)?,
+            level: row.get(2)?,
+            parent_id: row.get(3)?,
+            centre: None,
+        };
+        Ok((area, latitude, longitude, crs_code))
+    })?;
+    let mut areas = Vec::new();
+    for row in rows {
+        let (mut area, latitude, longitude, crs_code) = row?;
+        area.centre = match (latitude, longitude, crs_code) {
+            (Some(lat), Some(lon), Some(code)) => {
+                let crs = Crs::from_code(code)
+                    .ok_or_else(|| corrupt(format!("area {}: unknown CRS {code}", area.area_id)))?;
+                Some(GeoPoint { lat, lon, crs })
+            }
+            _ => None,
+        };
+        areas.push(area);
+    }
+    Ok(areas)
+}
+
+fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Option<Household>> {
+    let row: Option<(String, i64)> = connection
+        .query_row(
+            "SELECT card, server_seq FROM households WHERE household_id = ?1",
+            params![household_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(card, server_seq)| decode_household(&card, server_seq))
+        .transpose()
+}
+
+fn decode_household(card: &str, server_seq: i64) -> StoreResult<Household> {
+    let mut household: Household = decode_json(card, "household card")?;
+    // The column is authoritative: it is updated with every logged change of the household.
+    household.server_seq = server_seq;
+    Ok(household)
+}
+
+fn household_exists(connection: &Connection, household_id: &str) -> StoreResult<bool> {
+    Ok(connection
+        .query_row(
+            "SELECT 1 FROM households WHERE household_id = ?1",
+            params![household_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// The review status of one revision: its state plus the decision on it, if any.
+fn load_visit_status(
+    connection: &Connection,
+    visit_id: &str,
+    revision: u32,
+) -> StoreResult<Option<VisitStatus>> {
+    type StatusRow = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let row: Option<StatusRow> = connection
+        .query_row(
+            "SELECT v.household_id, v.state, d.reasons, d.note, d.deadline,
+                    COALESCE(u.display_name, d.reviewer_user_id), d.decided_at
+             FROM visits v
+             LEFT JOIN decisions d ON d.visit_id = v.visit_id AND d.revision = v.revision
+             LEFT JOIN users u ON u.user_id = d.reviewer_user_id
+             WHERE v.visit_id = ?1 AND v.revision = ?2",
+            params![visit_id, revision],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((household_id, state, reasons, note, deadline, reviewer_name, decided_at)) = row
+    else {
+        return Ok(None);
+    };
+    let reasons: Vec<ReturnReason> = match reasons {
+        Some(text) => decode_json(&text, "decision reasons")?,
+        None => Vec::new(),
+    };
+    Ok(Some(VisitStatus {
+        visit_id: visit_id.to_owned(),
+        revision,
+        household_id,
+        state: parse_state(&state)?,
+        reasons,
+        note: note.unwrap_or_default(),
+        deadline: deadline.unwrap_or_default(),
+        reviewer_name: reviewer_name.unwrap_or_default(),
+        decided_at: decided_at.map(from_millis).transpose()?,
+    }))
+}
+
+fn load_user(
+    connection: &Connection,
+    where_clause: &str,
+    key: &str,
+) -> StoreResult<Option<UserRecord>> {
+    type UserRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i32>,
+    );
+    let sql = format!(
+        "SELECT user_id, username, display_name, password_hash, role, area_id, phone, rank
+         FROM users WHERE {where_clause}"
+    );
+    let row: Option<UserRow> = connection
+        .query_row(&sql, params![key], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((user_id, username, display_name, password_hash, role, area_id, phone, rank)) = row
+    else {
+        return Ok(None);
+    };
+    let rank = rank
+        .map(|code| {
+            CadreRank::from_code(code)
+                .ok_or_else(|| corrupt(format!("user {user_id}: unknown rank {code}")))
+        })
+        .transpose()?;
+    Ok(Some(UserRecord {
+        role: parse_role(&role)?,
+        user_id,
+        username,
+        display_name,
+        password_hash,
+        area_id,
+        phone,
+        rank,
+    }))
+}
+
+fn load_upload(connection: &Connection, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
+    query_upload(
+        connection,
+        "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id
+         FROM uploads WHERE upload_id = ?1",
+        params![upload_id],
+    )
+}
+
+fn query_upload(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> StoreResult<Option<UploadRecord>> {
+    type UploadRow = (String, String, i64, String, i64, bool, String);
+    let row: Option<UploadRow> = connection
+        .query_row(sql, parameters, |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id)| {
+            Ok(UploadRecord {
+                size_bytes: from_sql_unsigned(size_bytes, "upload size")?,
+                committed_offset: from_sql_unsigned(committed_offset, "upload offset")?,
+                upload_id,
+                sha256,
+                mime_type,
+                complete,
+                user_id,
+            })
+        },
+    )
+    .transpose()
+}
+
+// ----- push -----
+
+/// How a [`PushResult`] is cached under its batch id. `MutationOutcome` has no serde
+/// derives (the model stays free of storage concerns), so the mapping lives here.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPushResult {
+    outcomes: Vec<StoredOutcome>,
+    last_processed_seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredOutcome {
+    seq: u64,
+    /// "applied", "duplicate", "conflict_recorded" or "rejected".
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+const ALL_REJECT_CODES: [RejectCode; 6] = [
+    RejectCode::HouseholdOutOfScope,
+    RejectCode::UnknownHousehold,
+    RejectCode::UnknownVisit,
+    RejectCode::InvalidRecord,
+    RejectCode::StaleRevision,
+    RejectCode::IdReused,
+];
+
+fn parse_reject_code(name: &str) -> StoreResult<RejectCode> {
+    ALL_REJECT_CODES
+        .into_iter()
+        .find(|code| code.as_str() == name)
+        .ok_or_else(|| corrupt(format!("unknown reject code {name:?}")))
+}
+
+fn outcome_name(outcome: &MutationOutcome) -> &'static str {
+    match outcome {
+        MutationOutcome::Applied => "applied",
+        MutationOutcome::Duplicate => "duplicate",
+        MutationOutcome::ConflictRecorded => "conflict_recorded",
+        MutationOutcome::Rejected { .. } => "rejected",
+    }
+}
+
+fn encode_push_result(result: &PushResult) -> StoreResult<String> {
+    let stored = StoredPushResult {
+        outcomes: result
+            .outcomes
+            .iter()
+            .map(|(seq, outcome)| {
+                let (code, message) = match outcome {
+                    MutationOutcome::Rejected { code, message } => {
+                        (Some(code.as_str().to_owned()), Some(message.clone()))
+                    }
+                    _ => (None, None),
+                };
+                StoredOutcome {
+                    seq: *seq,
+                    outcome: outcome_name(outcome).to_owned(),
+                    code,
+                    message,
+                }
+            })
+            .collect(),
+        last_processed_seq: result.last_processed_seq,
+    };
+    encode_json(&stored)
+}
+
+fn decode_push_result(text: &str) -> StoreResult<PushResult> {
+    let stored: StoredPushResult = decode_json(text, "cached push result")?;
+    let mut outcomes = Vec::with_capacity(stored.outcomes.len());
+    for entry in stored.outcomes {
+        let outcome = match entry.outcome.as_str() {
+            "applied" => MutationOutcome::Applied,
+            "duplicate" => MutationOutcome::Duplicate,
+            "conflict_recorded" => MutationOutcome::ConflictRecorded,
+            "rejected" => MutationOutcome::Rejected {
+                code: parse_reject_code(entry.code.as_deref().unwrap_or_default())?,
+                message: entry.message.unwrap_or_default(),
+            },
+            other => return Err(corrupt(format!("unknown mutation outcome {other:?}"))),
+        };
+        outcomes.push((entry.seq, outcome));
+    }
+    Ok(PushResult {
+        outcomes,
+        last_processed_seq: stored.last_processed_seq,
+    })
+}
+
+fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
+    MutationOutcome::Rejected {
+        code,
+        message: message.into(),
+    }
+}
+
+fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResult<PushResult> {
+    let cached: Option<(String, String)> = transaction
+        .query_row(
+            "SELECT fingerprint, result FROM push_batches WHERE batch_id = ?1",
+            params![batch.batch_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((fingerprint, result)) = cached {
+        if fingerprint == batch.fingerprint {
+            return decode_push_result(&result);
+        }
+        return Err(StoreError::BatchReused(batch.batch_id.clone()));
+    }
+
+    let received_at = to_millis(batch.received_at)?;
+    let mut outcomes = Vec::with_capacity(batch.entries.len());
+    let mut highest_seq: i64 = 0;
+    for entry in &batch.entries {
+        let seq = to_sql_integer(entry.seq, "seq")?;
+        highest_seq = highest_seq.max(seq);
+        let already_processed = transaction
+            .query_row(
+                "SELECT 1 FROM applied_mutations WHERE device_id = ?1 AND seq = ?2",
+                params![batch.device_id, seq],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if already_processed {
+            outcomes.push((entry.seq, MutationOutcome::Duplicate));
+            continue;
+        }
+        let outcome = apply_entry(transaction, batch, entry, received_at)?;
+        transaction.execute(
+            "INSERT INTO applied_mutations (device_id, seq, mutation_id, batch_id, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                batch.device_id,
+                seq,
+                entry.mutation_id,
+                batch.batch_id,
+                outcome_name(&outcome)
+            ],
+        )?;
+        outcomes.push((entry.seq, outcome));
+    }
+
+    transaction.execute(
+        "INSERT INTO devices (device_id, user_id, last_processed_seq, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (device_id) DO UPDATE SET
+             user_id = excluded.user_id,
+             last_processed_seq = max(last_processed_seq, excluded.last_processed_seq),
+             last_seen_at = excluded.last_seen_at",
+        params![batch.device_id, batch.user_id, highest_seq, received_at],
+    )?;
+    let last_processed_seq: i64 = transaction.query_row(
+        "SELECT last_processed_seq FROM devices WHERE device_id = ?1",
+        params![batch.device_id],
+        |row| row.get(0),
+    )?;
+    let result = PushResult {
+        outcomes,
+        last_processed_seq: from_sql_unsigned(last_processed_seq, "last processed seq")?,
+    };
+    transaction.execute(
+        "INSERT INTO push_batches (batch_id, device_id, fingerprint, result, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            batch.batch_id,
+            batch.device_id,
+            batch.fingerprint,
+            encode_push_result(&result)?,
+            received_at
+        ],
+    )?;
+    Ok(result)
+}
+
+fn apply_entry(
+    transaction: &Transaction<'_>,
+    batch: &PushBatch,
+    entry: &PushEntry,
+    received_at: i64,
+) -> StoreResult<MutationOutcome> {
+    match &entry.action {
+        PushAction::Reject { code, message } => Ok(rejected(*code, message.clone())),
+        PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
+            submit_visit(transaction, batch, visit, received_at)
+        }
+        PushAction::Apply(MutationPayload::AddPhoto(photo)) => add_photo(transaction, photo),
+        PushAction::Apply(MutationPayload::RegisterIncome(registration)) => {
+            register_income(transaction, registration)
+        }
+    }
+}
+
+fn submit_visit(
+    transaction: &Transaction<'_>,
+    batch: &PushBatch,
+    visit: &Visit,
+    received_at: i64,
+) -> StoreResult<MutationOutcome> {
+    let content_hash = visit.content_hash();
+    let same_revision: Option<String> = transaction
+        .query_row(
+            "SELECT content_hash FROM visits WHERE visit_id = ?1 AND revision = ?2",
+            params![visit.visit_id, visit.revision],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(stored_hash) = same_revision {
+        return Ok(if stored_hash == content_hash {
+            MutationOutcome::Duplicate
+        } else {
+            rejected(
+                RejectCode::IdReused,
+                format!(
+                    "visit {} revision {} was already stored with different content",
+                    visit.visit_id, visit.revision
+                ),
+            )
+        });
+    }
+    // A visit belongs to one household for life; a revision naming another household is an
+    // id collision, not a correction.
+    let other_household: Option<String> = transaction
+        .query_row(
+            "SELECT household_id FROM visits WHERE visit_id = ?1 AND household_id <> ?2 LIMIT 1",
+            params![visit.visit_id, visit.household_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(other) = other_household {
+        return Ok(rejected(
+            RejectCode::IdReused,
+            format!(
+                "visit {} belongs to household {other}, not {}",
+                visit.visit_id, visit.household_id
+            ),
+        ));
+    }
+    let highest_revision: Option<u32> = transaction.query_row(
+        "SELECT MAX(revision) FROM visits WHERE visit_id = ?1",
+        params![visit.visit_id],
+        |row| row.get(0),
+    )?;
+    if let Some(highest) = highest_revision
+        && highest > visit.revision
+    {
+        return Ok(rejected(
+            RejectCode::StaleRevision,
+            format!(
+                "visit {} already has revision {highest}, newer than {}",
+                visit.visit_id, visit.revision
+            ),
+        ));
+    }
+    let Some(household) = load_household(transaction, &visit.household_id)? else {
+        return Ok(rejected(
+            RejectCode::UnknownHousehold,
+            format!("household {} is unknown", visit.household_id),
+        ));
+    };
+
+    // Older revisions still open (submitted, or returned for correction) are replaced by
+    // this one; an approved revision stays approved as the record of what was accepted.
+    let superseded: Vec<u32> = {
+        let mut statement = transaction.prepare(
+            "SELECT revision FROM visits
+             WHERE visit_id = ?1 AND revision < ?2 AND state IN ('submitted', 'returned')
+             ORDER BY revision",
+        )?;
+        let rows =
+            statement.query_map(params![visit.visit_id, visit.revision], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for revision in &superseded {
+        transaction.execute(
+            "UPDATE visits SET state = ?3 WHERE visit_id = ?1 AND revision = ?2",
+            params![visit.visit_id, revision, ReviewState::Superseded.as_str()],
+        )?;
+        log_change(
+            transaction,
+            &visit.household_id,
+            CHANGE_KIND_VISIT_STATUS,
+            &visit.visit_id,
+            *revision,
+        )?;
+    }
+
+    let distance_m = match (&household.location, &visit.gps) {
+        (Some(home), Some(fix)) => distance_between(
+            home,
+            &GeoPoint {
+                lat: fix.lat,
+                lon: fix.lon,
+                crs: fix.crs,
+            },
+        ),
+        _ => None,
+    };
+    transaction.execute(
+        "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
+                             content_hash, state, mode, business_month, submitted_at, distance_m)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            visit.visit_id,
+            visit.revision,
+            visit.household_id,
+            batch.user_id,
+            batch.device_id,
+            encode_json(visit)?,
+            content_hash,
+            ReviewState::Submitted.as_str(),
+            visit.mode.code(),
+            visit.business_month(),
+            received_at,
+            distance_m,
+        ],
+    )?;
+    log_change(
+        transaction,
+        &visit.household_id,
+        CHANGE_KIND_VISIT_STATUS,
+        &visit.visit_id,
+        visit.revision,
+    )?;
+    Ok(MutationOutcome::Applied)
+}
+
+fn add_photo(transaction: &Transaction<'_>, photo: &PhotoRecord) -> StoreResult<MutationOutcome> {
+    let stored: Option<String> = transaction
+        .query_row(
+            "SELECT body FROM photos WHERE photo_id = ?1",
+            params![photo.photo_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(body) = stored {
+        let stored: PhotoRecord = decode_json(&body, "photo record")?;
+        return Ok(if &stored == photo {
+            MutationOutcome::Duplicate
+        } else {
+            rejected(
+                RejectCode::IdReused,
+                format!(
+                    "photo {} was already stored with different content",
+                    photo.photo_id
+                ),
+            )
+        });
+    }
+    let visit_known = transaction
+        .query_row(
+            "SELECT 1 FROM visits WHERE visit_id = ?1 LIMIT 1",
+            params![photo.visit_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !visit_known {
+        return Ok(rejected(
+            RejectCode::UnknownVisit,
+            format!(
+                "photo {} names unknown visit {}",
+                photo.photo_id, photo.visit_id
+            ),
+        ));
+    }
+    transaction.execute(
+        "INSERT INTO photos (photo_id, visit_id, sha256, body) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            photo.photo_id,
+            photo.visit_id,
+            photo.sha256,
+            encode_json(photo)?
+        ],
+    )?;
+    Ok(MutationOutcome::Applied)
+}
+
+fn register_income(
+    transaction: &Transaction<'_>,
+    registration: &IncomeRegistration,
+) -> StoreResult<MutationOutcome> {
+    let stored: Option<String> = transaction
+        .query_row(
+            "SELECT body FROM income_registrations WHERE registration_id = ?1",
+            params![registration.registration_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(body) = stored {
+        let stored: IncomeRegistration = decode_json(&body, "income registration")?;
+        return Ok(if &stored == registration {
+            MutationOutcome::Duplicate
+        } else {
+            rejected(
+                RejectCode::IdReused,
+                format!(
+                    "income registration {} was already stored with different content",
+                    registration.registration_id
+                ),
+            )
+        });
+    }
+    if !household_exists(transaction, &registration.household_id)? {
+        return Ok(rejected(
+            RejectCode::UnknownHousehold,
+            format!("household {} is unknown", registration.household_id),
+        ));
+    }
+    transaction.execute(
+        "INSERT INTO income_registrations (registration_id, household_id, year, quarter, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            registration.registration_id,
+            registration.household_id,
+            registration.year,
+            registration.quarter,
+            encode_json(registration)?
+        ],
+    )?;
+    Ok(MutationOutcome::Applied)
+}
+
+// ----- pull -----
+
+/// The `household_id IN (...)` scope of a principal, as SQL with one bound parameter
+/// (`?1`, the user or area id), per DESIGN §7.
+fn scope_sql(role: Role) -> &'static str {
+    match role {
+        Role::Cadre => "SELECT household_id FROM pairings WHERE cadre_user_id = ?1 AND active = 1",
+        Role::Township => "SELECT household_id FROM households WHERE township_id = ?1",
+        // The county role sees the whole register; `?1` is still bound, so reference it.
+        Role::County => "SELECT household_id FROM households WHERE ?1 IS NOT NULL",
+        // Village cadres and auditors: everything at or below their area.
+        Role::Village | Role::Auditor => {
+            "SELECT household_id FROM households
+             WHERE village_id = ?1 OR township_id = ?1
+                OR township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)"
+        }
+    }
+}
+
+fn pull_changes_in(
+    connection: &Connection,
+    principal: &Principal,
+    cursor: i64,
+    limit: u32,
+) -> StoreResult<PullChanges> {
+    let scope_key = match principal.role {
+        Role::Cadre => &principal.user_id,
+        _ => &principal.area_id,
+    };
+    let limit = limit.clamp(1, MAX_PULL_LIMIT);
+    let sql = format!(
+        "SELECT seq, household_id, kind, entity_id, revision FROM change_log
+         WHERE seq > ?2 AND household_id IN ({})
+         ORDER BY seq LIMIT ?3",
+        scope_sql(principal.role)
+    );
+    let mut statement = connection.prepare(&sql)?;
+    // One row more than asked tells whether another page exists without a COUNT.
+    let rows = statement.query_map(params![scope_key, cursor, i64::from(limit) + 1], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, u32>(4)?,
+        ))
+    })?;
+    let mut changes: Vec<(i64, String, String, String, u32)> = rows.collect::<Result<_, _>>()?;
+    let has_more = changes.len() > limit as usize;
+    changes.truncate(limit as usize);
+
+    let mut result = PullChanges {
+        next_cursor: changes.last().map_or(cursor, |change| change.0),
+        has_more,
+        ..PullChanges::default()
+    };
+    let mut households_seen = HashSet::new();
+    let mut statuses_seen = HashSet::new();
+    for (_, household_id, kind, entity_id, revision) in changes {
+        match kind.as_str() {
+            CHANGE_KIND_HOUSEHOLD => {
+                if households_seen.insert(household_id.clone())
+                    && let Some(household) = load_household(connection, &household_id)?
+                {
+                    result.households.push(household);
+                }
+            }
+            CHANGE_KIND_VISIT_STATUS => {
+                // The status is read as it is now, so several log rows of one revision
+                // collapse into one current status.
+                if statuses_seen.insert((entity_id.clone(), revision))
+                    && let Some(status) = load_visit_status(connection, &entity_id, revision)?
+                {
+                    result.visit_statuses.push(status);
+                }
+            }
+            other => return Err(corrupt(format!("unknown change kind {other:?}"))),
+        }
+    }
+    Ok(result)
+}
+
+// ----- review -----
+
+fn review_queue_in(
+    connection: &Connection,
+    township_id: &str,
+    filter: &QueueFilter,
+) -> StoreResult<Vec<QueueItem>> {
+    let limit = if filter.limit == 0 {
+        DEFAULT_QUEUE_PAGE
+    } else {
+        filter.limit
+    };
+    let mut statement = connection.prepare(
+        "SELECT v.visit_id, v.revision, v.household_id, h.head_name, h.village_id,
+                COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
+                COALESCE(u.display_name, v.author_user_id), v.mode, v.submitted_at, v.distance_m,
+                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = v.visit_id)
+         FROM visits v
+         JOIN households h ON h.household_id = v.household_id
+         LEFT JOIN areas a ON a.area_id = h.village_id
+         LEFT JOIN users u ON u.user_id = v.author_user_id
+         WHERE v.state = ?1 AND h.township_id = ?2 AND (?3 IS NULL OR h.village_id = ?3)
+           AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
+                             WHERE latest.visit_id = v.visit_id)
+         ORDER BY v.submitted_at, v.visit_id
+         LIMIT ?4 OFFSET ?5",
+    )?;
+    let rows = statement.query_map(
+        params![
+            ReviewState::Submitted.as_str(),
+            township_id,
+            filter.village_id,
+            limit,
+            filter.offset
+        ],
+        |row| {
+            Ok((
+                (
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                ),
+                (
+                    row.get::<_, String>(6)?,
+                    row.get::<_, i32>(7)?,
+                    row.get::<_, i64>(8)?,
+                    row.get::<_, Option<f64>>(9)?,
+                    row.get::<_, i64>(10)?,
+                ),
+            ))
+        },
+    )?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (
+            (visit_id, revision, household_id, head_name, village_id, village_name),
+            (cadre_name, mode, submitted_at, distance_m, photo_count),
+        ) = row?;
+        items.push(QueueItem {
+            mode: VisitMode::from_code(mode)
+                .ok_or_else(|| corrupt(format!("visit {visit_id}: unknown mode {mode}")))?,
+            submitted_at: from_millis(submitted_at)?,
+            photo_count: from_sql_unsigned(photo_count, "photo count")?,
+            visit_id,
+            revision,
+            household_id,
+            head_name,
+            village_id,
+            village_name,
+            cadre_name,
+            distance_m,
+        });
+    }
+    Ok(items)
+}
+
+/// The latest revision of a visit: (revision, household, author, state, hash, body,
+/// submitted_at, distance).
+type LatestVisitRow = (
+    u32,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<f64>,
+);
+
+fn latest_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<LatestVisitRow>> {
+    Ok(connection
+        .query_row(
+            "SELECT revision, household_id, author_user_id, state, content_hash, body,
+                    submitted_at, distance_m
+             FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
+            params![visit_id],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
+    let Some((revision, household_id, author, state, content_hash, body, submitted_at, distance_m)) =
+        latest_visit(connection, visit_id)?
+    else {
+        return Ok(None);
+    };
+    let visit: Visit = decode_json(&body, "visit")?;
+    let household = load_household(connection, &household_id)?.ok_or_else(|| {
+        corrupt(format!(
+            "visit {visit_id} names missing household {household_id}"
+        ))
+    })?;
+    let cadre_name: Option<String> = connection
+        .query_row(
+            "SELECT display_name FROM users WHERE user_id = ?1",
+            params![author],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let mut photos = Vec::new();
+    let mut photo_ids_received = Vec::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT p.body, b.sha256 IS NOT NULL
+             FROM photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
+             WHERE p.visit_id = ?1 ORDER BY p.rowid",
+        )?;
+        let rows = statement.query_map(params![visit_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+        })?;
+        for row in rows {
+            let (body, received) = row?;
+            let photo: PhotoRecord = decode_json(&body, "photo record")?;
+            if received {
+                photo_ids_received.push(photo.photo_id.clone());
+            }
+            photos.push(photo);
+        }
+    }
+    let status = load_visit_status(connection, visit_id, revision)?
+        .ok_or_else(|| corrupt(format!("visit {visit_id} revision {revision} vanished")))?;
+    Ok(Some(VisitDetail {
+        visit,
+        household,
+        cadre_name: cadre_name.unwrap_or_else(|| author.clone()),
+        cadre_user_id: author,
+        state: parse_state(&state)?,
+        content_hash,
+        submitted_at: from_millis(submitted_at)?,
+        distance_m,
+        photos,
+        photo_ids_received,
+        status,
+    }))
+}
+
+fn decide_in(transaction: &Transaction<'_>, decision: &StoredDecision) -> StoreResult<ReviewState> {
+    let request = &decision.request;
+    let Some((revision, household_id, _, state, content_hash, _, _, _)) =
+        latest_visit(transaction, &request.visit_id)?
+    else {
+        return Err(StoreError::NotFound(format!("visit {}", request.visit_id)));
+    };
+    if request.revision != revision {
+        return Err(StoreError::StaleDecision(format!(
+            "revision {} is not the latest revision ({revision}) of visit {}",
+            request.revision, request.visit_id
+        )));
+    }
+    if request.content_hash != content_hash {
+        return Err(StoreError::StaleDecision(format!(
+            "content hash does not match revision {revision} of visit {}",
+            request.visit_id
+        )));
+    }
+    let state = parse_state(&state)?;
+    if state != ReviewState::Submitted {
+        return Err(StoreError::StaleDecision(format!(
+            "already decided: revision {revision} of visit {} is {}",
+            request.visit_id,
+            state.as_str()
+        )));
+    }
+    let (decision_name, new_state) = match request.decision {
+        Decision::Approve => ("approve", ReviewState::Approved),
+        Decision::Return => ("return", ReviewState::Returned),
+    };
+    transaction.execute(
+        "INSERT INTO decisions (visit_id, revision, decision, reasons, note, deadline,
+                                reviewer_user_id, decided_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            request.visit_id,
+            revision,
+            decision_name,
+            encode_json(&request.reasons)?,
+            request.note,
+            request.deadline,
+            decision.reviewer_user_id,
+            to_millis(decision.decided_at)?
+        ],
+    )?;
+    transaction.execute(
+        "UPDATE visits SET state = ?3 WHERE visit_id = ?1 AND revision = ?2",
+        params![request.visit_id, revision, new_state.as_str()],
+    )?;
+    log_change(
+        transaction,
+        &household_id,
+        CHANGE_KIND_VISIT_STATUS,
+        &request.visit_id,
+        revision,
+    )?;
+    Ok(new_state)
+}
+
+fn unvisited_households_in(
+    connection: &Connection,
+    township_id: &str,
+    month: &str,
+) -> StoreResult<Vec<UnvisitedHousehold>> {
+    let mut cadre_names: HashMap<String, Vec<String>> = HashMap::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT p.household_id, COALESCE(u.display_name, p.cadre_user_id)
+             FROM pairings p
+             JOIN households h ON h.household_id = p.household_id
+             LEFT JOIN users u ON u.user_id = p.cadre_user_id
+             WHERE h.township_id = ?1 AND p.active = 1
+             ORDER BY p.is_primary DESC, u.display_name, p.cadre_user_id",
+        )?;
+        let rows = statement.query_map(params![township_id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (household_id, name) = row?;
+            cadre_names.entry(household_id).or_default().push(name);
+        }
+    }
+    let mut statement = connection.prepare(
+        "SELECT h.household_id, h.head_name, h.village_id,
+                COALESCE(a.name, json_extract(h.card, '$.village_name'), '')
+         FROM households h
+         LEFT JOIN areas a ON a.area_id = h.village_id
+         WHERE h.township_id = ?1
+           AND NOT EXISTS (
+               SELECT 1 FROM visits v
+               WHERE v.household_id = h.household_id AND v.business_month = ?2
+                 AND v.mode = ?3 AND v.state IN (?4, ?5))
+         ORDER BY h.village_id, h.head_name, h.household_id",
+    )?;
+    let rows = statement.query_map(
+        params![
+            township_id,
+            month,
+            VisitMode::InPerson.code(),
+            ReviewState::Submitted.as_str(),
+            ReviewState::Approved.as_str()
+        ],
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    let mut households = Vec::new();
+    for row in rows {
+        let (household_id, head_name, village_id, village_name) = row?;
+        households.push(UnvisitedHousehold {
+            cadre_names: cadre_names.remove(&household_id).unwrap_or_default(),
+            household_id,
+            head_name,
+            village_id,
+            village_name,
+        });
+    }
+    Ok(households)
+}
+
+fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<()> {
+    for area in &seed.areas {
+        transaction.execute(
+            "INSERT INTO areas (area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                area.area_id,
+                area.name,
+                area.level,
+                area.parent_id,
+                area.centre.map(|centre| centre.lat),
+                area.centre.map(|centre| centre.lon),
+                area.centre.map(|centre| centre.crs.code()),
+            ],
+        )?;
+    }
+    for user in &seed.users {
+        transaction.execute(
+            "INSERT INTO users (user_id, username, display_name, password_hash, role, area_id,
+                                phone, rank)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                user.user_id,
+                user.username,
+                user.display_name,
+                user.password_hash,
+                user.role.as_str(),
+                user.area_id,
+                user.phone,
+                user.rank.map(CadreRank::code),
+            ],
+        )?;
+    }
+    for household in &seed.households {
+        // Logging first gives the household its server_seq, so the stored card and the
+        // column agree from the start; a first pull then delivers every household.
+        let seq = log_change(
+            transaction,
+            &household.household_id,
+            CHANGE_KIND_HOUSEHOLD,
+            &household.household_id,
+            0,
+        )?;
+        let mut card = household.clone();
+        card.server_seq = seq;
+        transaction.execute(
+            "INSERT INTO households (household_id, township_id, village_id, head_name, card,
+                                     server_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                card.household_id,
+                card.township_id,
+                card.village_id,
+                card.head_name,
+                encode_json(&card)?,
+                seq
+            ],
+        )?;
+    }
+    for pairing in &seed.pairings {
+        transaction.execute(
+            "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
+             VALUES (?1, ?2, ?3, 1)",
+            params![
+                pairing.cadre_user_id,
+                pairing.household_id,
+                pairing.is_primary
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.read(|connection| {
+            let any_area = connection
+                .query_row("SELECT 1 FROM areas LIMIT 1", [], |_| Ok(()))
+                .optional()?;
+            Ok(any_area.is_none())
+        })
+        .await
+    }
+
+    async fn load_seed(&self, seed: SeedData) -> StoreResult<()> {
+        self.write(move |transaction| load_seed_in(transaction, &seed))
+            .await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let username = username.to_owned();
+        self.read(move |connection| load_user(connection, "username = ?1", &username))
+            .await
+    }
+
+    async fn create_session(&self, session: SessionRecord) -> StoreResult<()> {
+        self.write(move |transaction| {
+            let created_at = to_millis(session.created_at)?;
+            transaction.execute(
+                "INSERT INTO sessions (token_sha256, user_id, device_id, device_name, created_at,
+                                       expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    session.token_sha256,
+                    session.user_id,
+                    session.device_id,
+                    session.device_name,
+                    created_at,
+                    to_millis(session.expires_at)?
+                ],
+            )?;
+            // Login registers the device (DESIGN §4), keeping its processed seq if it had one.
+            transaction.execute(
+                "INSERT INTO devices (device_id, user_id, last_processed_seq, last_seen_at)
+                 VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (device_id) DO UPDATE SET
+                     user_id = excluded.user_id, last_seen_at = excluded.last_seen_at",
+                params![session.device_id, session.user_id, created_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        token_sha256: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Principal>> {
+        let token_sha256 = token_sha256.to_owned();
+        self.read(move |connection| {
+            let row: Option<(String, String, String, String, String)> = connection
+                .query_row(
+                    "SELECT u.user_id, u.display_name, u.role, u.area_id, s.device_id
+                     FROM sessions s JOIN users u ON u.user_id = s.user_id
+                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+                    params![token_sha256, to_millis(now)?],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(user_id, display_name, role, area_id, device_id)| {
+                Ok(Principal {
+                    role: parse_role(&role)?,
+                    user_id,
+                    display_name,
+                    area_id,
+                    device_id,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_areas(&self, parent_id: Option<&str>) -> StoreResult<Vec<Area>> {
+        let parent_id = parent_id.map(str::to_owned);
+        self.read(move |connection| match parent_id {
+            Some(parent_id) => query_areas(
+                connection,
+                &format!("SELECT {AREA_COLUMNS} FROM areas WHERE parent_id = ?1 ORDER BY area_id"),
+                params![parent_id],
+            ),
+            // No parent: the roots of the tree (normally the one county).
+            None => query_areas(
+                connection,
+                &format!(
+                    "SELECT {AREA_COLUMNS} FROM areas WHERE parent_id IS NULL ORDER BY area_id"
+                ),
+                [],
+            ),
+        })
+        .await
+    }
+
+    async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>> {
+        let area_id = area_id.to_owned();
+        self.read(move |connection| {
+            let areas = query_areas(
+                connection,
+                &format!("SELECT {AREA_COLUMNS} FROM areas WHERE area_id = ?1"),
+                params![area_id],
+            )?;
+            Ok(areas.into_iter().next())
+        })
+        .await
+    }
+
+    async fn get_household(&self, household_id: &str) -> StoreResult<Option<Household>> {
+        let household_id = household_id.to_owned();
+        self.read(move |connection| load_household(connection, &household_id))
+            .await
+    }
+
+    async fn is_paired(&self, cadre_user_id: &str, household_id: &str) -> StoreResult<bool> {
+        let cadre_user_id = cadre_user_id.to_owned();
+        let household_id = household_id.to_owned();
+        self.read(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT 1 FROM pairings
+                     WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
+                    params![cadre_user_id, household_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn visit_owner(&self, visit_id: &str) -> StoreResult<Option<(String, String)>> {
+        let visit_id = visit_id.to_owned();
+        self.read(move |connection| {
+            // The first revision's author owns the visit; later revisions are corrections.
+            Ok(connection
+                .query_row(
+                    "SELECT household_id, author_user_id FROM visits
+                     WHERE visit_id = ?1 ORDER BY revision LIMIT 1",
+                    params![visit_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult> {
+        self.write(move |transaction| apply_push_in(transaction, &batch))
+            .await
+    }
+
+    async fn pull_changes(
+        &self,
+        principal: &Principal,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<PullChanges> {
+        let principal = principal.clone();
+        self.read(move |connection| pull_changes_in(connection, &principal, cursor, limit))
+            .await
+    }
+
+    async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
+        self.write(move |transaction| {
+            if let Some(existing) = load_upload(transaction, &upload.upload_id)? {
+                return Ok(existing);
+            }
+            transaction.execute(
+                "INSERT INTO uploads (upload_id, sha256, size_bytes, mime_type, committed_offset,
+                                      complete, user_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    upload.upload_id,
+                    upload.sha256,
+                    to_sql_integer(upload.size_bytes, "upload size")?,
+                    upload.mime_type,
+                    to_sql_integer(upload.committed_offset, "upload offset")?,
+                    upload.complete,
+                    upload.user_id,
+                    // Informational only; "newest" ordering uses the rowid, not the clock.
+                    to_millis(OffsetDateTime::now_utc())?
+                ],
+            )?;
+            load_upload(transaction, &upload.upload_id)?
+                .ok_or_else(|| StoreError::Database("upload vanished after insert".into()))
+        })
+        .await
+    }
+
+    async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
+        let upload_id = upload_id.to_owned();
+        self.read(move |connection| load_upload(connection, &upload_id))
+            .await
+    }
+
+    async fn find_upload_by_sha256(
+        &self,
+        sha256: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<UploadRecord>> {
+        let sha256 = sha256.to_owned();
+        let user_id = user_id.to_owned();
+        self.read(move |connection| {
+            query_upload(
+                connection,
+                "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete,
+                        user_id
+                 FROM uploads WHERE sha256 = ?1 AND user_id = ?2
+                 ORDER BY rowid DESC LIMIT 1",
+                params![sha256, user_id],
+            )
+        })
+        .await
+    }
+
+    async fn set_upload_offset(&self, upload_id: &str, committed_offset: u64) -> StoreResult<()> {
+        let upload_id = upload_id.to_owned();
+        self.write(move |transaction| {
+            let changed = transaction.execute(
+                "UPDATE uploads SET committed_offset = ?2 WHERE upload_id = ?1",
+                params![
+                    upload_id,
+                    to_sql_integer(committed_offset, "upload offset")?
+                ],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload_id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn complete_upload(&self, upload_id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        let upload_id = upload_id.to_owned();
+        self.write(move |transaction| {
+            let Some(upload) = load_upload(transaction, &upload_id)? else {
+                return Err(StoreError::NotFound(format!("upload {upload_id}")));
+            };
+            let size_bytes = to_sql_integer(upload.size_bytes, "upload size")?;
+            transaction.execute(
+                "UPDATE uploads SET complete = 1, committed_offset = ?2 WHERE upload_id = ?1",
+                params![upload_id, size_bytes],
+            )?;
+            transaction.execute(
+                "INSERT OR IGNORE INTO blobs (sha256, size_bytes, stored_at) VALUES (?1, ?2, ?3)",
+                params![upload.sha256, size_bytes, to_millis(now)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_exists(&self, sha256: &str) -> StoreResult<bool> {
+        let sha256 = sha256.to_owned();
+        self.read(move |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT 1 FROM blobs WHERE sha256 = ?1",
+                    params![sha256],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>> {
+        let photo_id = photo_id.to_owned();
+        self.read(move |connection| {
+            let body: Option<String> = connection
+                .query_row(
+                    "SELECT body FROM photos WHERE photo_id = ?1",
+                    params![photo_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            body.map(|body| decode_json(&body, "photo record"))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn review_queue(
+        &self,
+        township_id: &str,
+        filter: QueueFilter,
+    ) -> StoreResult<Vec<QueueItem>> {
+        let township_id = township_id.to_owned();
+        self.read(move |connection| review_queue_in(connection, &township_id, &filter))
+            .await
+    }
+
+    async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
+        let visit_id = visit_id.to_owned();
+        self.read(move |connection| visit_detail_in(connection, &visit_id))
+            .await
+    }
+
+    async fn decide(&self, decision: StoredDecision) -> StoreResult<ReviewState> {
+        self.write(move |transaction| decide_in(transaction, &decision))
+            .await
+    }
+
+    async fn unvisited_households(
+        &self,
+        township_id: &str,
+        month: &str,
+    ) -> StoreResult<Vec<UnvisitedHousehold>> {
+        let township_id = township_id.to_owned();
+        let month = month.to_owned();
+        self.read(move |connection| unvisited_households_in(connection, &township_id, &month))
+            .await
+    }
+
+    async fn income_registrations(
+        &self,
+        household_id: &str,
+    ) -> StoreResult<Vec<IncomeRegistration>> {
+        let household_id = household_id.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT body FROM income_registrations WHERE household_id = ?1
+                 ORDER BY year DESC, quarter DESC, registration_id DESC",
+            )?;
+            let rows = statement.query_map(params![household_id], |row| row.get::<_, String>(0))?;
+            let mut registrations = Vec::new();
+            for body in rows {
+                registrations.push(decode_json(&body?, "income registration")?);
+            }
+            Ok(registrations)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use tempfile::TempDir;
+
+    fn open_temp_store() -> (TempDir, SqliteStore) {
+        let directory = TempDir::new().expect("temp dir");
+        let store =
+            SqliteStore::open(&directory.path().join("fieldsync.sqlite3")).expect("open store");
+        (directory, store)
+    }
+
+    /// One `#[tokio::test]` per conformance check, each on a fresh database file.
+    macro_rules! conformance_tests {
+        ($($check:ident),+ $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (_directory, store) = open_temp_store();
+                    conformance::$check(&store).await;
+                }
+            )+
+        };
+    }
+
+    conformance_tests!(
+        seed_and_read_back,
+        sessions_expire,
+        push_applies_and_dedupes_resent_seqs,
+        same_batch_id_replays_or_is_refused,
+        rejected_entry_consumes_its_seq,
+        unknown_references_are_rejected,
+        reused_ids_are_rejected,
+        new_revision_supersedes_the_old_one,
+        pull_is_scoped_to_the_principal,
+        pull_pages_with_cursor_and_has_more,
+        review_queue_detail_and_approve,
+        stale_and_double_decisions_are_refused,
+        returned_visit_reaches_the_cadre_and_is_superseded,
+        unvisited_households_before_and_after_an_in_person_visit,
+        upload_lifecycle,
+        income_registrations_newest_first,
+    );
+
+    fn user_version(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("user_version")
+    }
+
+    #[tokio::test]
+    async fn durability_pragmas_are_set_on_the_writer_and_readers() {
+        let (_directory, store) = open_temp_store();
+        let writer = store.inner.writer.lock().expect("writer");
+        let journal_mode: String = writer
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .expect("journal_mode");
+        assert_eq!(journal_mode.to_lowercase(), "wal");
+        // 2 is FULL (0 OFF, 1 NORMAL, 3 EXTRA).
+        let synchronous: i64 = writer
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .expect("synchronous");
+        assert_eq!(synchronous, 2);
+        let foreign_keys: i64 = writer
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .expect("foreign_keys");
+        assert_eq!(foreign_keys, 1);
+        drop(writer);
+
+        let reader = store.inner.checkout_reader().expect("reader");
+        let reader_journal: String = reader
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .expect("journal_mode");
+        assert_eq!(reader_journal.to_lowercase(), "wal");
+        assert!(
+            reader.execute("DELETE FROM areas", []).is_err(),
+            "pooled connections are read-only"
+        );
+        store.inner.return_reader(reader);
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_migrations_are_idempotent() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let fixture = {
+            let store = SqliteStore::open(&path).expect("open");
+            conformance::seeded(&store).await
+        };
+        let newest = MIGRATIONS
+            .last()
+            .map(|(version, _, _)| *version)
+            .expect("a migration");
+
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert!(!store.is_empty().await.expect("is_empty"));
+        let household = store
+            .get_household(&fixture.wang.household_id)
+            .await
+            .expect("get")
+            .expect("survived the reopen");
+        assert_eq!(household.head_name, fixture.wang.head_name);
+
+        let mut writer = store.inner.writer.lock().expect("writer");
+        assert_eq!(user_version(&writer), newest);
+        apply_migrations(&mut writer).expect("migrations run again");
+        apply_migrations(&mut writer).expect("and again");
+        assert_eq!(user_version(&writer), newest);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_server_is_refused() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        drop(SqliteStore::open(&path).expect("open"));
+        let connection = Connection::open(&path).expect("raw open");
+        connection
+            .execute_batch("PRAGMA user_version = 999")
+            .expect("bump version");
+        drop(connection);
+        match SqliteStore::open(&path) {
+            Err(StoreError::Database(message)) => assert!(message.contains("999"), "{message}"),
+            other => panic!("expected a schema version error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_rows_are_errors_not_panics() {
+        let (_directory, store) = open_temp_store();
+        let fixture = conformance::seeded(&store).await;
+        {
+            let writer = store.inner.writer.lock().expect("writer");
+            writer
+                .execute(
+                    "UPDATE households SET card = '{not json' WHERE household_id = ?1",
+                    params![fixture.wang.household_id],
+                )
+                .expect("corrupt the card");
+            writer
+                .execute(
+                    "UPDATE users SET role = 'emperor' WHERE user_id = ?1",
+                    params![fixture.admin.user_id],
+                )
+                .expect("corrupt the role");
+        }
+        let household = store.get_household(&fixture.wang.household_id).await;
+        assert!(
+            matches!(household, Err(StoreError::Corrupt(_))),
+            "{household:?}"
+        );
+        let user = store.find_user_by_username(&fixture.admin.username).await;
+        assert!(matches!(user, Err(StoreError::Corrupt(_))), "{user:?}");
+    }
+
+    #[tokio::test]
+    async fn reads_run_concurrently_beyond_the_pool_size() {
+        let (_directory, store) = open_temp_store();
+        let fixture = conformance::seeded(&store).await;
+        let reads = (0..(READER_POOL_SIZE * 3)).map(|_| {
+            let store = store.clone();
+            let household_id = fixture.zhao.household_id.clone();
+            tokio::spawn(async move { store.get_household(&household_id).await })
+        });
+        for read in reads.collect::<Vec<_>>() {
+            let household = read.await.expect("join").expect("read");
+            assert!(household.is_some());
+        }
+        let pooled = store.inner.readers.lock().expect("pool").len();
+        assert!(pooled <= READER_POOL_SIZE, "{pooled}");
+    }
+
+    #[test]
+    fn push_results_round_trip_through_their_stored_form() {
+        let result = PushResult {
+            outcomes: ALL_REJECT_CODES
+                .into_iter()
+                .enumerate()
+                .map(|(index, code)| {
+                    (
+                        index as u64 + 1,
+                        MutationOutcome::Rejected {
+                            code,
+                            message: format!("message {index}"),
+                        },
+                    )
+                })
+                .chain([
+                    (7, MutationOutcome::Applied),
+                    (8, MutationOutcome::Duplicate),
+                    (9, MutationOutcome::ConflictRecorded),
+                ])
+                .collect(),
+            last_processed_seq: 9,
+        };
+        let stored = encode_push_result(&result).expect("encode");
+        assert_eq!(decode_push_result(&stored).expect("decode"), result);
+        assert!(matches!(
+            decode_push_result(
+                r#"{"outcomes":[{"seq":1,"outcome":"exploded"}],"last_processed_seq":1}"#
+            ),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

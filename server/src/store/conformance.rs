@@ -1,0 +1,1471 @@
+//! Conformance checks for [`Store`] implementations. Each check takes a fresh, empty store
+//! as `&dyn Store`, seeds what it needs and asserts the behaviour the rest of the server
+//! relies on, so SQLite today and PostgreSQL later are held to exactly the same contract
+//! (DESIGN §3: "one conformance test suite runs against both"). Each implementation's test
+//! module runs every check once against its own backend.
+//!
+//! Times are whole seconds so every backend can store them exactly.
+
+use fieldsync_model::codes::{
+    Crs, Disability, Health, HouseholdAttribute, LabourCapacity, LocationProvider, PhotoSubject,
+    PovertyCause, Relation, ReviewState, Role, Schooling, Sex, VisitExceptionReason, VisitMode,
+    VisitType,
+};
+use fieldsync_model::household::{GeoPoint, Household, Member};
+use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
+use fieldsync_model::review::{Decision, DecisionRequest, ReturnReason};
+use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
+use fieldsync_model::visit::{GpsFix, PhotoRecord, Visit, WellbeingCheck};
+use sha2::{Digest, Sha256};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use super::{
+    Area, Pairing, Principal, PushAction, PushBatch, PushEntry, PushResult, QueueFilter, SeedData,
+    SessionRecord, Store, StoreError, StoredDecision, UploadRecord, UserRecord,
+};
+
+// ----- fixture -----
+
+/// When the fixture's visits happen: 10 March 2026, 10:00 Beijing time.
+pub const VISIT_TIME: OffsetDateTime = datetime!(2026-03-10 02:00 UTC);
+/// The business month of [`VISIT_TIME`].
+pub const VISIT_MONTH: &str = "2026-03";
+
+pub const COUNTY: &str = "county-1";
+pub const TOWNSHIP_ONE: &str = "township-1";
+pub const TOWNSHIP_TWO: &str = "township-2";
+pub const VILLAGE_ONE_A: &str = "village-1a";
+pub const VILLAGE_ONE_B: &str = "village-1b";
+pub const VILLAGE_TWO_A: &str = "village-2a";
+
+/// A small county: two townships, three villages, two cadres, two supervisors and an admin.
+///
+/// | household | village | township | paired with |
+/// |---|---|---|---|
+/// | `wang`  (王大山) | 1a | 1 | cadre A (primary) |
+/// | `zhao`  (赵春花) | 1b | 1 | cadre A |
+/// | `li`    (李小梅) | 1a | 1 | cadre B |
+/// | `chen`  (陈建国) | 2a | 2 | nobody |
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub seed: SeedData,
+    pub cadre_a: UserRecord,
+    pub cadre_b: UserRecord,
+    pub supervisor_one: UserRecord,
+    pub supervisor_two: UserRecord,
+    pub admin: UserRecord,
+    pub wang: Household,
+    pub zhao: Household,
+    pub li: Household,
+    pub chen: Household,
+}
+
+/// A fresh UUIDv7 as text.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn area(area_id: &str, name: &str, level: &str, parent_id: Option<&str>, lat: f64) -> Area {
+    Area {
+        area_id: area_id.into(),
+        name: name.into(),
+        level: level.into(),
+        parent_id: parent_id.map(str::to_owned),
+        centre: Some(GeoPoint {
+            lat,
+            lon: 110.0,
+            crs: Crs::Wgs84,
+        }),
+    }
+}
+
+fn user(username: &str, display_name: &str, role: Role, area_id: &str) -> UserRecord {
+    UserRecord {
+        user_id: new_id(),
+        username: username.into(),
+        display_name: display_name.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        role,
+        area_id: area_id.into(),
+        phone: "13800000000".into(),
+        rank: (role == Role::Cadre).then_some(fieldsync_model::codes::CadreRank::General),
+    }
+}
+
+/// A household with one member (the head) living at `lat`, 110.0 (WGS-84).
+pub fn household(head_name: &str, township_id: &str, village_id: &str, lat: f64) -> Household {
+    Household {
+        household_id: new_id(),
+        national_household_number: "4212230010010001".into(),
+        head_name: head_name.into(),
+        township_id: township_id.into(),
+        village_id: village_id.into(),
+        village_name: format!("{village_id} 村"),
+        address: "三组12号".into(),
+        phone: "13900000000".into(),
+        attribute: HouseholdAttribute::General,
+        main_cause: PovertyCause::Illness,
+        secondary_causes: vec![PovertyCause::LackOfSkills],
+        housing_danger_level: None,
+        location: Some(GeoPoint {
+            lat,
+            lon: 110.0,
+            crs: Crs::Wgs84,
+        }),
+        members: vec![Member {
+            member_id: new_id(),
+            name: head_name.into(),
+            relation: Relation::Head,
+            sex: Sex::Male,
+            birth_date: "1949-12-31".into(),
+            id_number: "11010519491231002X".into(),
+            health: Health::Healthy,
+            labour_capacity: LabourCapacity::Ordinary,
+            schooling: Schooling::NotInSchool,
+            disability: Disability::None,
+            disability_grade: 0,
+            has_medical_insurance: true,
+            has_serious_illness_insurance: true,
+            has_pension_insurance: false,
+            removed: false,
+        }],
+        measures: Vec::new(),
+        server_seq: 0,
+    }
+}
+
+/// Build the fixture county (not yet loaded).
+pub fn fixture() -> Fixture {
+    let areas = vec![
+        area(COUNTY, "英山县", "county", None, 30.7),
+        area(TOWNSHIP_ONE, "温泉镇", "township", Some(COUNTY), 30.7),
+        area(TOWNSHIP_TWO, "石头咀镇", "township", Some(COUNTY), 30.8),
+        area(
+            VILLAGE_ONE_A,
+            "东冲村",
+            "village",
+            Some(TOWNSHIP_ONE),
+            30.71,
+        ),
+        area(
+            VILLAGE_ONE_B,
+            "西河村",
+            "village",
+            Some(TOWNSHIP_ONE),
+            30.72,
+        ),
+        area(
+            VILLAGE_TWO_A,
+            "南岭村",
+            "village",
+            Some(TOWNSHIP_TWO),
+            30.81,
+        ),
+    ];
+    let cadre_a = user("cadre_a", "张干部", Role::Cadre, TOWNSHIP_ONE);
+    let cadre_b = user("cadre_b", "刘干部", Role::Cadre, TOWNSHIP_ONE);
+    let supervisor_one = user("super_one", "周审核", Role::Township, TOWNSHIP_ONE);
+    let supervisor_two = user("super_two", "吴审核", Role::Township, TOWNSHIP_TWO);
+    let admin = user("admin", "县管理员", Role::County, COUNTY);
+    let wang = household("王大山", TOWNSHIP_ONE, VILLAGE_ONE_A, 30.711);
+    let zhao = household("赵春花", TOWNSHIP_ONE, VILLAGE_ONE_B, 30.721);
+    let li = household("李小梅", TOWNSHIP_ONE, VILLAGE_ONE_A, 30.712);
+    let chen = household("陈建国", TOWNSHIP_TWO, VILLAGE_TWO_A, 30.811);
+    let pairing = |cadre: &UserRecord, household: &Household, is_primary: bool| Pairing {
+        cadre_user_id: cadre.user_id.clone(),
+        household_id: household.household_id.clone(),
+        is_primary,
+    };
+    let pairings = vec![
+        pairing(&cadre_a, &wang, true),
+        pairing(&cadre_a, &zhao, false),
+        pairing(&cadre_b, &li, true),
+    ];
+    Fixture {
+        seed: SeedData {
+            areas,
+            users: vec![
+                cadre_a.clone(),
+                cadre_b.clone(),
+                supervisor_one.clone(),
+                supervisor_two.clone(),
+                admin.clone(),
+            ],
+            households: vec![wang.clone(), zhao.clone(), li.clone(), chen.clone()],
+            pairings,
+        },
+        cadre_a,
+        cadre_b,
+        supervisor_one,
+        supervisor_two,
+        admin,
+        wang,
+        zhao,
+        li,
+        chen,
+    }
+}
+
+/// Build the fixture and load it into `store`.
+pub async fn seeded(store: &dyn Store) -> Fixture {
+    let fixture = fixture();
+    store
+        .load_seed(fixture.seed.clone())
+        .await
+        .expect("load the fixture seed");
+    fixture
+}
+
+/// The principal of `user` on `device_id`.
+pub fn principal(user: &UserRecord, device_id: &str) -> Principal {
+    Principal {
+        user_id: user.user_id.clone(),
+        display_name: user.display_name.clone(),
+        role: user.role,
+        area_id: user.area_id.clone(),
+        device_id: device_id.into(),
+    }
+}
+
+/// A valid first-revision visit to `household` at `checkin`, with a GPS fix ~111 m north of
+/// the household's location.
+pub fn visit(household: &Household, mode: VisitMode, checkin: OffsetDateTime) -> Visit {
+    let checkout = checkin + Duration::minutes(40);
+    Visit {
+        visit_id: new_id(),
+        revision: 1,
+        supersedes_revision: 0,
+        household_id: household.household_id.clone(),
+        mode,
+        exception_reason: (mode != VisitMode::InPerson)
+            .then_some(VisitExceptionReason::WorkingAway),
+        visit_type: VisitType::Routine,
+        checkin_at: checkin,
+        checkout_at: checkout,
+        observed_situation: "家中生产生活正常，养猪两头，长势良好".into(),
+        plan_progress: "产业帮扶资金已到位".into(),
+        problems: String::new(),
+        actions: "讲解医保报销政策".into(),
+        needs: String::new(),
+        policies_explained: vec!["医疗保障".into()],
+        wellbeing: WellbeingCheck::default(),
+        proposed_changes: Vec::new(),
+        photo_ids: Vec::new(),
+        gps: household.location.map(|home| GpsFix {
+            lat: home.lat + 0.001,
+            lon: home.lon,
+            crs: home.crs,
+            accuracy_m: 12.0,
+            provider: Some(LocationProvider::Gps),
+            is_mock: false,
+            fix_time: Some(checkin),
+        }),
+        recorded_at_device: checkout,
+    }
+}
+
+/// The next revision of `previous`, correcting it.
+pub fn revise(previous: &Visit) -> Visit {
+    Visit {
+        revision: previous.revision + 1,
+        supersedes_revision: previous.revision,
+        observed_situation: format!("{}（补充：已核实住房情况）", previous.observed_situation),
+        ..previous.clone()
+    }
+}
+
+/// Photo metadata for `visit_id` with a SHA-256 derived from the photo id.
+pub fn photo(visit_id: &str) -> PhotoRecord {
+    let photo_id = new_id();
+    PhotoRecord {
+        sha256: hex::encode(Sha256::digest(photo_id.as_bytes())),
+        photo_id,
+        visit_id: visit_id.into(),
+        size_bytes: 245_000,
+        mime_type: "image/jpeg".into(),
+        subject: Some(PhotoSubject::WithHead),
+        captured_at_device: Some(VISIT_TIME),
+        in_app_camera: true,
+    }
+}
+
+pub fn income(household: &Household, year: i32, quarter: u32) -> IncomeRegistration {
+    let components = IncomeComponents {
+        wage_fen: 300_000,
+        business_gross_fen: 100_000,
+        property_fen: 0,
+        transfer_fen: 90_000,
+        business_cost_fen: 40_000,
+    };
+    IncomeRegistration::new(
+        new_id(),
+        household.household_id.clone(),
+        year,
+        quarter,
+        3,
+        components,
+    )
+    .expect("valid income registration")
+}
+
+pub fn apply(seq: u64, payload: MutationPayload) -> PushEntry {
+    PushEntry {
+        seq,
+        mutation_id: new_id(),
+        hlc: seq,
+        action: PushAction::Apply(payload),
+    }
+}
+
+/// A batch from `user` on `device_id` with a fresh batch id and a fingerprint derived from it.
+pub fn batch(user: &UserRecord, device_id: &str, entries: Vec<PushEntry>) -> PushBatch {
+    let batch_id = new_id();
+    PushBatch {
+        device_id: device_id.into(),
+        user_id: user.user_id.clone(),
+        fingerprint: hex::encode(Sha256::digest(batch_id.as_bytes())),
+        batch_id,
+        entries,
+        received_at: VISIT_TIME + Duration::hours(3),
+    }
+}
+
+/// Push one visit as its own batch and insist it was applied.
+pub async fn push_visit(
+    store: &dyn Store,
+    user: &UserRecord,
+    device_id: &str,
+    seq: u64,
+    visit: &Visit,
+) {
+    let result = store
+        .apply_push(batch(
+            user,
+            device_id,
+            vec![apply(seq, MutationPayload::SubmitVisit(visit.clone()))],
+        ))
+        .await
+        .expect("push a visit");
+    assert_eq!(result.outcomes, vec![(seq, MutationOutcome::Applied)]);
+}
+
+fn decision(visit: &Visit, decision: Decision, reviewer: &UserRecord) -> StoredDecision {
+    StoredDecision {
+        request: DecisionRequest {
+            visit_id: visit.visit_id.clone(),
+            revision: visit.revision,
+            content_hash: visit.content_hash(),
+            decision,
+            reasons: match decision {
+                Decision::Approve => Vec::new(),
+                Decision::Return => vec![ReturnReason {
+                    code: "photo_unclear".into(),
+                    field: "photo_ids".into(),
+                }],
+            },
+            note: match decision {
+                Decision::Approve => String::new(),
+                Decision::Return => "请补拍户主合影".into(),
+            },
+            deadline: match decision {
+                Decision::Approve => String::new(),
+                Decision::Return => "2026-03-20".into(),
+            },
+        },
+        reviewer_user_id: reviewer.user_id.clone(),
+        decided_at: VISIT_TIME + Duration::days(1),
+    }
+}
+
+fn rejected_code(outcome: &MutationOutcome) -> Option<RejectCode> {
+    match outcome {
+        MutationOutcome::Rejected { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+fn same_card(stored: &Household, original: &Household) -> bool {
+    Household {
+        server_seq: original.server_seq,
+        ..stored.clone()
+    } == *original
+}
+
+// ----- checks -----
+
+/// Seeding fills an empty store; households, areas and users read back as loaded.
+pub async fn seed_and_read_back(store: &dyn Store) {
+    assert!(store.is_empty().await.expect("is_empty"));
+    let fixture = seeded(store).await;
+    assert!(!store.is_empty().await.expect("is_empty"));
+
+    let wang = store
+        .get_household(&fixture.wang.household_id)
+        .await
+        .expect("get household")
+        .expect("wang exists");
+    assert!(same_card(&wang, &fixture.wang), "{wang:?}");
+    assert!(
+        wang.server_seq > 0,
+        "a seeded household has a server sequence"
+    );
+    assert_eq!(
+        store.get_household("no-such-household").await.expect("get"),
+        None
+    );
+
+    let roots = store.list_areas(None).await.expect("list roots");
+    assert_eq!(roots.len(), 1);
+    assert_eq!(roots[0], fixture.seed.areas[0]);
+    let townships = store
+        .list_areas(Some(COUNTY))
+        .await
+        .expect("list townships");
+    let township_ids: Vec<&str> = townships.iter().map(|area| area.area_id.as_str()).collect();
+    assert_eq!(township_ids, vec![TOWNSHIP_ONE, TOWNSHIP_TWO]);
+    let villages = store
+        .list_areas(Some(TOWNSHIP_ONE))
+        .await
+        .expect("list villages");
+    assert_eq!(villages.len(), 2);
+    let village = store
+        .get_area(VILLAGE_ONE_A)
+        .await
+        .expect("get area")
+        .expect("village exists");
+    assert_eq!(village, fixture.seed.areas[3]);
+    assert_eq!(store.get_area("nowhere").await.expect("get area"), None);
+
+    let cadre = store
+        .find_user_by_username("cadre_a")
+        .await
+        .expect("find user")
+        .expect("cadre_a exists");
+    assert_eq!(cadre, fixture.cadre_a);
+    assert_eq!(
+        store.find_user_by_username("nobody").await.expect("find"),
+        None
+    );
+
+    assert!(
+        store
+            .is_paired(&fixture.cadre_a.user_id, &fixture.wang.household_id)
+            .await
+            .expect("is_paired")
+    );
+    assert!(
+        !store
+            .is_paired(&fixture.cadre_a.user_id, &fixture.li.household_id)
+            .await
+            .expect("is_paired")
+    );
+}
+
+/// A session resolves to its principal until it expires, and not at or after expiry.
+pub async fn sessions_expire(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let created_at = VISIT_TIME;
+    let expires_at = created_at + Duration::hours(12);
+    store
+        .create_session(SessionRecord {
+            token_sha256: "a".repeat(64),
+            user_id: fixture.cadre_a.user_id.clone(),
+            device_id: "device-a".into(),
+            device_name: "红米 Note".into(),
+            created_at,
+            expires_at,
+        })
+        .await
+        .expect("create session");
+
+    let found = store
+        .find_session(&"a".repeat(64), created_at + Duration::hours(1))
+        .await
+        .expect("find session");
+    assert_eq!(found, Some(principal(&fixture.cadre_a, "device-a")));
+    let expired = store
+        .find_session(&"a".repeat(64), expires_at)
+        .await
+        .expect("find session");
+    assert_eq!(expired, None, "a session is dead at its expiry instant");
+    let unknown = store
+        .find_session(&"b".repeat(64), created_at)
+        .await
+        .expect("find session");
+    assert_eq!(unknown, None);
+}
+
+/// A visit and its photo apply; re-sending the same (device, seq) in a new batch is a
+/// duplicate and stores nothing new.
+pub async fn push_applies_and_dedupes_resent_seqs(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let photo = photo(&visit.visit_id);
+    let entries = vec![
+        apply(1, MutationPayload::SubmitVisit(visit.clone())),
+        apply(2, MutationPayload::AddPhoto(photo.clone())),
+    ];
+    let first = store
+        .apply_push(batch(&fixture.cadre_a, "device-a", entries.clone()))
+        .await
+        .expect("push");
+    assert_eq!(
+        first,
+        PushResult {
+            outcomes: vec![(1, MutationOutcome::Applied), (2, MutationOutcome::Applied)],
+            last_processed_seq: 2,
+        }
+    );
+    assert_eq!(
+        store.visit_owner(&visit.visit_id).await.expect("owner"),
+        Some((
+            fixture.wang.household_id.clone(),
+            fixture.cadre_a.user_id.clone()
+        ))
+    );
+    assert_eq!(
+        store.get_photo(&photo.photo_id).await.expect("photo"),
+        Some(photo.clone())
+    );
+
+    let resent = store
+        .apply_push(batch(&fixture.cadre_a, "device-a", entries))
+        .await
+        .expect("re-push");
+    assert_eq!(
+        resent,
+        PushResult {
+            outcomes: vec![
+                (1, MutationOutcome::Duplicate),
+                (2, MutationOutcome::Duplicate)
+            ],
+            last_processed_seq: 2,
+        }
+    );
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 1, "the re-sent visit must not be stored twice");
+    assert_eq!(queue[0].photo_count, 1);
+
+    // The same seq from another device is a different mutation.
+    let other_device_visit = self::visit(&fixture.zhao, VisitMode::InPerson, VISIT_TIME);
+    let other = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a2",
+            vec![apply(1, MutationPayload::SubmitVisit(other_device_visit))],
+        ))
+        .await
+        .expect("push from another device");
+    assert_eq!(other.outcomes, vec![(1, MutationOutcome::Applied)]);
+    assert_eq!(other.last_processed_seq, 1);
+}
+
+/// A batch id replayed with the same fingerprint gets the stored answer; with another
+/// fingerprint it is refused.
+pub async fn same_batch_id_replays_or_is_refused(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let original = batch(
+        &fixture.cadre_a,
+        "device-a",
+        vec![
+            apply(1, MutationPayload::SubmitVisit(visit.clone())),
+            PushEntry {
+                seq: 2,
+                mutation_id: new_id(),
+                hlc: 2,
+                action: PushAction::Reject {
+                    code: RejectCode::InvalidRecord,
+                    message: "gps.accuracy_m: must be a non-negative number".into(),
+                },
+            },
+        ],
+    );
+    let first = store.apply_push(original.clone()).await.expect("push");
+    let replay = store.apply_push(original.clone()).await.expect("replay");
+    assert_eq!(
+        replay, first,
+        "a replay returns the stored result unchanged"
+    );
+    assert_eq!(
+        replay.outcomes[0],
+        (1, MutationOutcome::Applied),
+        "the replay answers as the first time, not with DUPLICATE"
+    );
+
+    let tampered = PushBatch {
+        fingerprint: "0".repeat(64),
+        ..original.clone()
+    };
+    match store.apply_push(tampered).await {
+        Err(StoreError::BatchReused(batch_id)) => assert_eq!(batch_id, original.batch_id),
+        other => panic!("expected BatchReused, got {other:?}"),
+    }
+}
+
+/// A pre-rejected entry still consumes its seq, so one bad record never blocks the queue.
+pub async fn rejected_entry_consumes_its_seq(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let reject = PushEntry {
+        seq: 1,
+        mutation_id: new_id(),
+        hlc: 1,
+        action: PushAction::Reject {
+            code: RejectCode::HouseholdOutOfScope,
+            message: "not your household".into(),
+        },
+    };
+    let result = store
+        .apply_push(batch(&fixture.cadre_a, "device-a", vec![reject.clone()]))
+        .await
+        .expect("push");
+    assert_eq!(result.last_processed_seq, 1);
+    assert_eq!(
+        result.outcomes,
+        vec![(
+            1,
+            MutationOutcome::Rejected {
+                code: RejectCode::HouseholdOutOfScope,
+                message: "not your household".into()
+            }
+        )]
+    );
+    let again = store
+        .apply_push(batch(&fixture.cadre_a, "device-a", vec![reject]))
+        .await
+        .expect("push again");
+    assert_eq!(again.outcomes, vec![(1, MutationOutcome::Duplicate)]);
+
+    // An empty batch reports the device's progress without changing it.
+    let empty = store
+        .apply_push(batch(&fixture.cadre_a, "device-a", Vec::new()))
+        .await
+        .expect("empty push");
+    assert_eq!(empty.last_processed_seq, 1);
+}
+
+/// References to records the server does not have are rejected per mutation, not per batch.
+pub async fn unknown_references_are_rejected(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let ghost_household = household("无此户", TOWNSHIP_ONE, VILLAGE_ONE_A, 30.7);
+    let orphan_photo = photo(&new_id());
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::AddPhoto(orphan_photo.clone())),
+                apply(
+                    2,
+                    MutationPayload::SubmitVisit(visit(
+                        &ghost_household,
+                        VisitMode::InPerson,
+                        VISIT_TIME,
+                    )),
+                ),
+                apply(
+                    3,
+                    MutationPayload::RegisterIncome(income(&ghost_household, 2026, 1)),
+                ),
+                apply(
+                    4,
+                    MutationPayload::RegisterIncome(income(&fixture.wang, 2026, 1)),
+                ),
+            ],
+        ))
+        .await
+        .expect("push");
+    let codes: Vec<Option<RejectCode>> = result
+        .outcomes
+        .iter()
+        .map(|(_, o)| rejected_code(o))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            Some(RejectCode::UnknownVisit),
+            Some(RejectCode::UnknownHousehold),
+            Some(RejectCode::UnknownHousehold),
+            None
+        ]
+    );
+    assert_eq!(result.outcomes[3].1, MutationOutcome::Applied);
+    assert_eq!(result.last_processed_seq, 4);
+    assert_eq!(
+        store
+            .get_photo(&orphan_photo.photo_id)
+            .await
+            .expect("photo"),
+        None
+    );
+}
+
+/// An id reused for different content is rejected; identical content is a duplicate.
+pub async fn reused_ids_are_rejected(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let photo = photo(&visit.visit_id);
+    let registration = income(&fixture.wang, 2026, 1);
+    let first = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::SubmitVisit(visit.clone())),
+                apply(2, MutationPayload::AddPhoto(photo.clone())),
+                apply(3, MutationPayload::RegisterIncome(registration.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert!(
+        first
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MutationOutcome::Applied)
+    );
+
+    let changed_visit = Visit {
+        needs: "希望提供技能培训".into(),
+        ..visit.clone()
+    };
+    let changed_photo = PhotoRecord {
+        size_bytes: photo.size_bytes + 1,
+        ..photo.clone()
+    };
+    let changed_income = IncomeRegistration {
+        household_size: 4,
+        ..registration.clone()
+    };
+    // A visit id reused for another household is a collision too.
+    let moved_visit = Visit {
+        household_id: fixture.zhao.household_id.clone(),
+        revision: 2,
+        supersedes_revision: 1,
+        ..visit.clone()
+    };
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(4, MutationPayload::SubmitVisit(changed_visit)),
+                apply(5, MutationPayload::AddPhoto(changed_photo)),
+                apply(6, MutationPayload::RegisterIncome(changed_income)),
+                apply(7, MutationPayload::SubmitVisit(visit.clone())),
+                apply(8, MutationPayload::AddPhoto(photo.clone())),
+                apply(9, MutationPayload::RegisterIncome(registration.clone())),
+                apply(10, MutationPayload::SubmitVisit(moved_visit)),
+            ],
+        ))
+        .await
+        .expect("push");
+    let outcomes: Vec<MutationOutcome> = result.outcomes.into_iter().map(|(_, o)| o).collect();
+    let codes: Vec<Option<RejectCode>> = outcomes.iter().map(rejected_code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            Some(RejectCode::IdReused),
+            Some(RejectCode::IdReused),
+            Some(RejectCode::IdReused),
+            None,
+            None,
+            None,
+            Some(RejectCode::IdReused),
+        ]
+    );
+    assert_eq!(&outcomes[3..6], &[const { MutationOutcome::Duplicate }; 3]);
+    assert_eq!(
+        store
+            .income_registrations(&fixture.wang.household_id)
+            .await
+            .expect("income"),
+        vec![registration]
+    );
+}
+
+/// A new revision supersedes an open older one; an older revision arriving late is stale.
+pub async fn new_revision_supersedes_the_old_one(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
+    let second = revise(&first);
+    push_visit(store, &fixture.cadre_a, "device-a", 2, &second).await;
+
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(
+        (queue[0].visit_id.as_str(), queue[0].revision),
+        (first.visit_id.as_str(), 2)
+    );
+
+    let detail = store
+        .visit_detail(&first.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit exists");
+    assert_eq!(detail.visit, second);
+    assert_eq!(detail.state, ReviewState::Submitted);
+    assert_eq!(detail.content_hash, second.content_hash());
+
+    // The phone learns that revision 1 was superseded.
+    let pulled = store
+        .pull_changes(&principal(&fixture.cadre_a, "device-a"), 0, 1000)
+        .await
+        .expect("pull");
+    let states: Vec<(u32, ReviewState)> = pulled
+        .visit_statuses
+        .iter()
+        .filter(|status| status.visit_id == first.visit_id)
+        .map(|status| (status.revision, status.state))
+        .collect();
+    assert!(states.contains(&(1, ReviewState::Superseded)), "{states:?}");
+    assert!(states.contains(&(2, ReviewState::Submitted)), "{states:?}");
+
+    // Revision 3 stored first, then a never-seen revision 2 of another visit: stale.
+    let other = visit(&fixture.zhao, VisitMode::InPerson, VISIT_TIME);
+    let other_three = Visit {
+        revision: 3,
+        supersedes_revision: 2,
+        ..other.clone()
+    };
+    push_visit(store, &fixture.cadre_a, "device-a", 3, &other_three).await;
+    let other_two = Visit {
+        revision: 2,
+        supersedes_revision: 1,
+        ..other
+    };
+    let late = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![apply(4, MutationPayload::SubmitVisit(other_two))],
+        ))
+        .await
+        .expect("push");
+    assert_eq!(
+        rejected_code(&late.outcomes[0].1),
+        Some(RejectCode::StaleRevision)
+    );
+}
+
+/// A cadre's pull holds only paired households; a supervisor's only the township; the
+/// county sees everything; the cursor advances past what was delivered.
+pub async fn pull_is_scoped_to_the_principal(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let cadre_a = principal(&fixture.cadre_a, "device-a");
+    let first = store.pull_changes(&cadre_a, 0, 1000).await.expect("pull");
+    let mut ids: Vec<&str> = first
+        .households
+        .iter()
+        .map(|h| h.household_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        fixture.wang.household_id.as_str(),
+        fixture.zhao.household_id.as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "cadre A gets exactly the paired households");
+    assert!(!first.has_more);
+    assert!(first.next_cursor > 0);
+    let wang = first
+        .households
+        .iter()
+        .find(|h| h.household_id == fixture.wang.household_id)
+        .expect("wang delivered");
+    assert!(same_card(wang, &fixture.wang));
+
+    // Cadre B visits li; cadre A must not see that status, cadre B must.
+    let li_visit = visit(&fixture.li, VisitMode::InPerson, VISIT_TIME);
+    push_visit(store, &fixture.cadre_b, "device-b", 1, &li_visit).await;
+    let again = store
+        .pull_changes(&cadre_a, first.next_cursor, 1000)
+        .await
+        .expect("pull again");
+    assert!(again.households.is_empty());
+    assert!(
+        again.visit_statuses.is_empty(),
+        "{:?}",
+        again.visit_statuses
+    );
+    assert_eq!(
+        again.next_cursor, first.next_cursor,
+        "an empty pull keeps the cursor"
+    );
+
+    let cadre_b = store
+        .pull_changes(&principal(&fixture.cadre_b, "device-b"), 0, 1000)
+        .await
+        .expect("pull b");
+    let b_ids: Vec<&str> = cadre_b
+        .households
+        .iter()
+        .map(|h| h.household_id.as_str())
+        .collect();
+    assert_eq!(b_ids, vec![fixture.li.household_id.as_str()]);
+    assert_eq!(cadre_b.visit_statuses.len(), 1);
+    assert_eq!(cadre_b.visit_statuses[0].visit_id, li_visit.visit_id);
+    assert_eq!(cadre_b.visit_statuses[0].state, ReviewState::Submitted);
+
+    let township_two = store
+        .pull_changes(&principal(&fixture.supervisor_two, "console"), 0, 1000)
+        .await
+        .expect("pull township");
+    let t2_ids: Vec<&str> = township_two
+        .households
+        .iter()
+        .map(|h| h.household_id.as_str())
+        .collect();
+    assert_eq!(t2_ids, vec![fixture.chen.household_id.as_str()]);
+    assert!(township_two.visit_statuses.is_empty());
+
+    let township_one = store
+        .pull_changes(&principal(&fixture.supervisor_one, "console"), 0, 1000)
+        .await
+        .expect("pull township one");
+    assert_eq!(township_one.households.len(), 3);
+    assert_eq!(township_one.visit_statuses.len(), 1);
+
+    let county = store
+        .pull_changes(&principal(&fixture.admin, "console"), 0, 1000)
+        .await
+        .expect("pull county");
+    assert_eq!(county.households.len(), 4);
+}
+
+/// Small pages: `has_more` until the end, each page starting after the previous cursor.
+pub async fn pull_pages_with_cursor_and_has_more(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let supervisor = principal(&fixture.supervisor_one, "console");
+    let mut cursor = 0;
+    let mut delivered = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store
+            .pull_changes(&supervisor, cursor, 1)
+            .await
+            .expect("pull page");
+        pages += 1;
+        assert!(page.households.len() <= 1);
+        assert!(
+            page.next_cursor > cursor,
+            "the cursor advances on every non-empty page"
+        );
+        cursor = page.next_cursor;
+        delivered.extend(page.households.into_iter().map(|h| h.household_id));
+        if !page.has_more {
+            break;
+        }
+        assert!(pages < 10, "paging does not terminate");
+    }
+    assert_eq!(pages, 3);
+    delivered.sort_unstable();
+    let mut expected = vec![
+        fixture.wang.household_id.clone(),
+        fixture.zhao.household_id.clone(),
+        fixture.li.household_id.clone(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(delivered, expected);
+    let tail = store
+        .pull_changes(&supervisor, cursor, 1)
+        .await
+        .expect("pull tail");
+    assert_eq!(tail.next_cursor, cursor);
+    assert!(!tail.has_more && tail.households.is_empty());
+}
+
+/// The queue lists the township's submitted visits with what a reviewer needs; the detail
+/// shows the latest revision; an approval reaches the cadre's pull.
+pub async fn review_queue_detail_and_approve(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let photo = photo(&visit.visit_id);
+    let later = self::visit(&fixture.zhao, VisitMode::Phone, VISIT_TIME);
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::SubmitVisit(visit.clone())),
+                apply(2, MutationPayload::AddPhoto(photo.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MutationOutcome::Applied)
+    );
+    let second_batch = PushBatch {
+        received_at: VISIT_TIME + Duration::hours(5),
+        ..batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![apply(3, MutationPayload::SubmitVisit(later.clone()))],
+        )
+    };
+    store.apply_push(second_batch).await.expect("push later");
+
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 2);
+    let item = &queue[0];
+    assert_eq!(item.visit_id, visit.visit_id, "oldest submission first");
+    assert_eq!(item.revision, 1);
+    assert_eq!(item.household_id, fixture.wang.household_id);
+    assert_eq!(item.head_name, "王大山");
+    assert_eq!(item.village_id, VILLAGE_ONE_A);
+    assert_eq!(item.village_name, "东冲村");
+    assert_eq!(item.cadre_name, "张干部");
+    assert_eq!(item.mode, VisitMode::InPerson);
+    assert_eq!(item.submitted_at, VISIT_TIME + Duration::hours(3));
+    assert_eq!(item.photo_count, 1);
+    let distance = item.distance_m.expect("distance computed");
+    assert!((distance - 111.2).abs() < 1.0, "{distance}");
+    assert_eq!(queue[1].mode, VisitMode::Phone);
+
+    let village_b = store
+        .review_queue(
+            TOWNSHIP_ONE,
+            QueueFilter {
+                village_id: Some(VILLAGE_ONE_B.into()),
+                ..QueueFilter::default()
+            },
+        )
+        .await
+        .expect("filtered queue");
+    assert_eq!(village_b.len(), 1);
+    assert_eq!(village_b[0].visit_id, later.visit_id);
+    let second_page = store
+        .review_queue(
+            TOWNSHIP_ONE,
+            QueueFilter {
+                village_id: None,
+                limit: 1,
+                offset: 1,
+            },
+        )
+        .await
+        .expect("paged queue");
+    assert_eq!(second_page.len(), 1);
+    assert_eq!(second_page[0].visit_id, later.visit_id);
+    assert!(
+        store
+            .review_queue(TOWNSHIP_TWO, QueueFilter::default())
+            .await
+            .expect("other queue")
+            .is_empty()
+    );
+
+    let detail = store
+        .visit_detail(&visit.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit exists");
+    assert_eq!(detail.visit, visit);
+    assert!(same_card(&detail.household, &fixture.wang));
+    assert_eq!(detail.cadre_user_id, fixture.cadre_a.user_id);
+    assert_eq!(detail.cadre_name, "张干部");
+    assert_eq!(detail.state, ReviewState::Submitted);
+    assert_eq!(detail.content_hash, visit.content_hash());
+    assert_eq!(detail.photos, vec![photo.clone()]);
+    assert!(
+        detail.photo_ids_received.is_empty(),
+        "no bytes uploaded yet"
+    );
+    assert_eq!(detail.status.state, ReviewState::Submitted);
+    assert_eq!(detail.status.decided_at, None);
+    assert_eq!(store.visit_detail(&new_id()).await.expect("detail"), None);
+
+    let cadre = principal(&fixture.cadre_a, "device-a");
+    let before = store.pull_changes(&cadre, 0, 1000).await.expect("pull");
+    let state = store
+        .decide(decision(&visit, Decision::Approve, &fixture.supervisor_one))
+        .await
+        .expect("approve");
+    assert_eq!(state, ReviewState::Approved);
+
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 1, "the approved visit left the queue");
+    let after = store
+        .pull_changes(&cadre, before.next_cursor, 1000)
+        .await
+        .expect("pull after approval");
+    assert_eq!(after.visit_statuses.len(), 1);
+    let status = &after.visit_statuses[0];
+    assert_eq!(status.visit_id, visit.visit_id);
+    assert_eq!(status.state, ReviewState::Approved);
+    assert_eq!(status.reviewer_name, "周审核");
+    assert_eq!(status.decided_at, Some(VISIT_TIME + Duration::days(1)));
+}
+
+/// Decisions on a stale revision, a wrong hash, an unknown visit, or an already decided
+/// revision are refused.
+pub async fn stale_and_double_decisions_are_refused(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
+    let second = revise(&first);
+    push_visit(store, &fixture.cadre_a, "device-a", 2, &second).await;
+
+    let stale = store
+        .decide(decision(&first, Decision::Approve, &fixture.supervisor_one))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::StaleDecision(_))),
+        "{stale:?}"
+    );
+
+    let mut wrong_hash = decision(&second, Decision::Approve, &fixture.supervisor_one);
+    wrong_hash.request.content_hash = first.content_hash();
+    let refused = store.decide(wrong_hash).await;
+    assert!(
+        matches!(refused, Err(StoreError::StaleDecision(_))),
+        "{refused:?}"
+    );
+
+    let mut unknown = decision(&second, Decision::Approve, &fixture.supervisor_one);
+    unknown.request.visit_id = new_id();
+    let missing = store.decide(unknown).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let approved = store
+        .decide(decision(
+            &second,
+            Decision::Approve,
+            &fixture.supervisor_one,
+        ))
+        .await
+        .expect("approve");
+    assert_eq!(approved, ReviewState::Approved);
+    let twice = store
+        .decide(decision(&second, Decision::Return, &fixture.supervisor_one))
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::StaleDecision(_))),
+        "{twice:?}"
+    );
+    let detail = store
+        .visit_detail(&first.visit_id)
+        .await
+        .expect("detail")
+        .expect("exists");
+    assert_eq!(detail.state, ReviewState::Approved);
+}
+
+/// A return carries its reasons to the cadre; the corrected revision supersedes it and goes
+/// back into the queue.
+pub async fn returned_visit_reaches_the_cadre_and_is_superseded(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
+    let cadre = principal(&fixture.cadre_a, "device-a");
+    let cursor = store
+        .pull_changes(&cadre, 0, 1000)
+        .await
+        .expect("pull")
+        .next_cursor;
+
+    let state = store
+        .decide(decision(&first, Decision::Return, &fixture.supervisor_one))
+        .await
+        .expect("return");
+    assert_eq!(state, ReviewState::Returned);
+    let pulled = store
+        .pull_changes(&cadre, cursor, 1000)
+        .await
+        .expect("pull");
+    assert_eq!(pulled.visit_statuses.len(), 1);
+    let status = &pulled.visit_statuses[0];
+    assert_eq!(status.state, ReviewState::Returned);
+    assert_eq!(status.household_id, fixture.wang.household_id);
+    assert_eq!(
+        status.reasons,
+        vec![ReturnReason {
+            code: "photo_unclear".into(),
+            field: "photo_ids".into()
+        }]
+    );
+    assert_eq!(status.note, "请补拍户主合影");
+    assert_eq!(status.deadline, "2026-03-20");
+    assert_eq!(status.reviewer_name, "周审核");
+    assert!(
+        store
+            .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+            .await
+            .expect("queue")
+            .is_empty()
+    );
+
+    let second = revise(&first);
+    push_visit(store, &fixture.cadre_a, "device-a", 2, &second).await;
+    let pulled = store
+        .pull_changes(&cadre, pulled.next_cursor, 1000)
+        .await
+        .expect("pull");
+    let states: Vec<(u32, ReviewState)> = pulled
+        .visit_statuses
+        .iter()
+        .map(|status| (status.revision, status.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![(1, ReviewState::Superseded), (2, ReviewState::Submitted)]
+    );
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].revision, 2);
+}
+
+/// The "not yet visited in person this month" list drops a household once an in-person
+/// visit is submitted; phone visits and other months do not count.
+pub async fn unvisited_households_before_and_after_an_in_person_visit(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let before = store
+        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
+        .await
+        .expect("unvisited");
+    let names: Vec<&str> = before.iter().map(|h| h.head_name.as_str()).collect();
+    // Village 1a (李 sorts before 王 by code point), then village 1b.
+    assert_eq!(names, vec!["李小梅", "王大山", "赵春花"]);
+    let wang = &before[1];
+    assert_eq!(wang.household_id, fixture.wang.household_id);
+    assert_eq!(wang.village_id, VILLAGE_ONE_A);
+    assert_eq!(wang.village_name, "东冲村");
+    assert_eq!(wang.cadre_names, vec!["张干部".to_owned()]);
+
+    let in_person = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let by_phone = visit(&fixture.zhao, VisitMode::Phone, VISIT_TIME);
+    let last_month = visit(
+        &fixture.li,
+        VisitMode::InPerson,
+        VISIT_TIME - Duration::days(30),
+    );
+    push_visit(store, &fixture.cadre_a, "device-a", 1, &in_person).await;
+    push_visit(store, &fixture.cadre_a, "device-a", 2, &by_phone).await;
+    push_visit(store, &fixture.cadre_b, "device-b", 1, &last_month).await;
+
+    let after = store
+        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
+        .await
+        .expect("unvisited");
+    let names: Vec<&str> = after.iter().map(|h| h.head_name.as_str()).collect();
+    assert_eq!(names, vec!["李小梅", "赵春花"]);
+
+    // Approval keeps it counted; a return does not.
+    store
+        .decide(decision(
+            &in_person,
+            Decision::Return,
+            &fixture.supervisor_one,
+        ))
+        .await
+        .expect("return");
+    let returned = store
+        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
+        .await
+        .expect("unvisited");
+    assert_eq!(returned.len(), 3, "a returned visit does not count");
+    let corrected = revise(&in_person);
+    push_visit(store, &fixture.cadre_a, "device-a", 3, &corrected).await;
+    store
+        .decide(decision(
+            &corrected,
+            Decision::Approve,
+            &fixture.supervisor_one,
+        ))
+        .await
+        .expect("approve");
+    let approved = store
+        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
+        .await
+        .expect("unvisited");
+    assert_eq!(approved.len(), 2);
+
+    let other_township = store
+        .unvisited_households(TOWNSHIP_TWO, VISIT_MONTH)
+        .await
+        .expect("unvisited");
+    assert_eq!(other_township.len(), 1);
+    assert!(other_township[0].cadre_names.is_empty());
+}
+
+/// Start (idempotent), find by hash per user, advance, complete; the blob then counts as
+/// received for the visit's photo.
+pub async fn upload_lifecycle(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let photo = photo(&visit.visit_id);
+    store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::SubmitVisit(visit.clone())),
+                apply(2, MutationPayload::AddPhoto(photo.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+
+    let upload = UploadRecord {
+        upload_id: new_id(),
+        sha256: photo.sha256.clone(),
+        size_bytes: photo.size_bytes,
+        mime_type: photo.mime_type.clone(),
+        committed_offset: 0,
+        complete: false,
+        user_id: fixture.cadre_a.user_id.clone(),
+    };
+    assert_eq!(
+        store.start_upload(upload.clone()).await.expect("start"),
+        upload
+    );
+    assert!(!store.blob_exists(&photo.sha256).await.expect("blob_exists"));
+
+    store
+        .set_upload_offset(&upload.upload_id, 65_536)
+        .await
+        .expect("advance");
+    let restarted = store
+        .start_upload(UploadRecord {
+            committed_offset: 0,
+            ..upload.clone()
+        })
+        .await
+        .expect("restart");
+    assert_eq!(
+        restarted.committed_offset, 65_536,
+        "a restart resumes, never rewinds"
+    );
+
+    let found = store
+        .find_upload_by_sha256(&photo.sha256, &fixture.cadre_a.user_id)
+        .await
+        .expect("find")
+        .expect("upload found");
+    assert_eq!(found.upload_id, upload.upload_id);
+    assert_eq!(
+        store
+            .find_upload_by_sha256(&photo.sha256, &fixture.cadre_b.user_id)
+            .await
+            .expect("find"),
+        None,
+        "uploads are found per user"
+    );
+    let newer = UploadRecord {
+        upload_id: new_id(),
+        ..upload.clone()
+    };
+    store
+        .start_upload(newer.clone())
+        .await
+        .expect("start newer");
+    let newest = store
+        .find_upload_by_sha256(&photo.sha256, &fixture.cadre_a.user_id)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(newest.upload_id, newer.upload_id);
+
+    store
+        .complete_upload(&upload.upload_id, VISIT_TIME + Duration::hours(4))
+        .await
+        .expect("complete");
+    let completed = store
+        .get_upload(&upload.upload_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(completed.complete);
+    assert_eq!(completed.committed_offset, completed.size_bytes);
+    assert!(store.blob_exists(&photo.sha256).await.expect("blob_exists"));
+    // Completing a second upload of the same bytes is harmless.
+    store
+        .complete_upload(&newer.upload_id, VISIT_TIME + Duration::hours(5))
+        .await
+        .expect("complete again");
+
+    let detail = store
+        .visit_detail(&visit.visit_id)
+        .await
+        .expect("detail")
+        .expect("exists");
+    assert_eq!(detail.photo_ids_received, vec![photo.photo_id.clone()]);
+
+    assert_eq!(store.get_upload(&new_id()).await.expect("get"), None);
+    let missing = store.complete_upload(&new_id(), VISIT_TIME).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    let missing = store.set_upload_offset(&new_id(), 1).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+/// Income registrations come back newest quarter first.
+pub async fn income_registrations_newest_first(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let older = income(&fixture.wang, 2025, 4);
+    let newest = income(&fixture.wang, 2026, 2);
+    let middle = income(&fixture.wang, 2026, 1);
+    let elsewhere = income(&fixture.zhao, 2026, 3);
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::RegisterIncome(older.clone())),
+                apply(2, MutationPayload::RegisterIncome(newest.clone())),
+                apply(3, MutationPayload::RegisterIncome(middle.clone())),
+                apply(4, MutationPayload::RegisterIncome(elsewhere)),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|(_, o)| *o == MutationOutcome::Applied)
+    );
+    assert_eq!(
+        store
+            .income_registrations(&fixture.wang.household_id)
+            .await
+            .expect("income"),
+        vec![newest, middle, older]
+    );
+    assert!(
+        store
+            .income_registrations(&fixture.chen.household_id)
+            .await
+            .expect("income")
+            .is_empty()
+    );
+}
