@@ -1,1 +1,674 @@
-//! placeholder
+//! fieldsync client core: the phone-side library shared by the apps and the `fieldsync` CLI.
+//!
+//! A [`Client`] owns one data directory: a local SQLite database (replica of the cadre's
+//! paired households, the cadre's own visits, photos, pending uploads and the outbox) and
+//! byte-exact copies of the photos. Recording a visit never needs the network: the visit,
+//! its photo records and their outbox entries are written in one transaction, and
+//! [`Client::sync`] later pushes the outbox, uploads the photo bytes and pulls the scope.
+//!
+//! Module map: `store` (all SQL), `transport` (all protobuf/tonic), `sync` (pure planning +
+//! execution), `photos` (import and hashing), `hlc` (mutation clock), `records` (plain types
+//! between modules), `error`.
+
+pub mod error;
+pub mod hlc;
+pub mod photos;
+pub mod records;
+pub mod store;
+pub mod sync;
+pub mod transport;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use fieldsync_model::CodeList;
+use fieldsync_model::codes::{ReviewState, Role, VisitExceptionReason, VisitMode, VisitType};
+use fieldsync_model::household::Household;
+use fieldsync_model::review::{VisitStatus, return_reason_label};
+use fieldsync_model::visit::{GpsFix, PhotoRecord, ProposedChange, Visit, WellbeingCheck};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use crate::error::{ClientError, ClientResult};
+pub use crate::records::{OutboxEntry, VisitState};
+pub use crate::store::RejectedMutation;
+pub use crate::sync::SyncReport;
+
+use crate::store::{PhotoWrite, Store, VisitWrite, meta_key};
+
+/// Name of the database file inside the data dir.
+pub const DATABASE_FILE: &str = "fieldsync-client.db";
+/// Folder of photo copies inside the data dir.
+pub const PHOTOS_DIR: &str = "photos";
+
+/// Source of "now", injectable so tests are deterministic.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The device's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Who is logged in on this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginInfo {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Option<Role>,
+    pub area_id: String,
+    pub device_id: String,
+}
+
+/// A visit form as the cadre fills it in. Build with [`NewVisit::new`] and set the rest
+/// with struct update syntax.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVisit {
+    pub household_id: String,
+    pub mode: VisitMode,
+    /// Required when `mode` is not in person.
+    pub exception_reason: Option<VisitExceptionReason>,
+    pub visit_type: VisitType,
+    pub checkin_at: OffsetDateTime,
+    pub checkout_at: OffsetDateTime,
+    /// 生产生活情况.
+    pub observed_situation: String,
+    /// 帮扶计划实施情况.
+    pub plan_progress: String,
+    pub problems: String,
+    pub actions: String,
+    pub needs: String,
+    pub policies_explained: Vec<String>,
+    pub wellbeing: WellbeingCheck,
+    pub proposed_changes: Vec<ProposedChange>,
+    pub gps: Option<GpsFix>,
+    /// Photo files to attach; each is copied into the data dir.
+    pub photo_paths: Vec<PathBuf>,
+    /// True when the photos come from the app's own camera screen (the CLI stands in for it).
+    pub photos_from_in_app_camera: bool,
+}
+
+impl NewVisit {
+    /// A routine visit with empty content sections, no GPS and no photos.
+    pub fn new(
+        household_id: impl Into<String>,
+        mode: VisitMode,
+        checkin_at: OffsetDateTime,
+        checkout_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            household_id: household_id.into(),
+            mode,
+            exception_reason: None,
+            visit_type: VisitType::Routine,
+            checkin_at,
+            checkout_at,
+            observed_situation: String::new(),
+            plan_progress: String::new(),
+            problems: String::new(),
+            actions: String::new(),
+            needs: String::new(),
+            policies_explained: Vec::new(),
+            wellbeing: WellbeingCheck::default(),
+            proposed_changes: Vec::new(),
+            gps: None,
+            photo_paths: Vec::new(),
+            photos_from_in_app_camera: true,
+        }
+    }
+}
+
+/// One household of the replica, as the list screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdSummary {
+    pub household_id: String,
+    pub head_name: String,
+    pub village_name: String,
+    /// Members not removed.
+    pub member_count: usize,
+    /// An in-person visit (入户) with check-in in the current month (Beijing time) is on the
+    /// phone and was not refused.
+    pub visited_in_person_this_month: bool,
+}
+
+/// One visit on the phone with its review state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitSummary {
+    pub visit_id: String,
+    pub revision: u32,
+    pub household_id: String,
+    pub head_name: Option<String>,
+    pub state: VisitState,
+    /// Outbox entries of this visit or its photos not yet accepted by the server.
+    pub pending_mutations: u64,
+    /// The latest revision's content, when it was recorded on this phone.
+    pub visit: Option<Visit>,
+    /// The latest review status pulled from the server.
+    pub status: Option<VisitStatus>,
+    /// `(code, message)` when the server refused the visit.
+    pub rejection: Option<(String, String)>,
+}
+
+/// One reason a visit was returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReason {
+    pub code: String,
+    pub field: String,
+    /// Chinese label of the code (falls back to the code).
+    pub label_zh: String,
+}
+
+/// A returned visit the cadre must fix (待整改).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub visit_id: String,
+    pub revision: u32,
+    pub household_id: String,
+    pub head_name: Option<String>,
+    pub reasons: Vec<TaskReason>,
+    pub note: String,
+    /// YYYY-MM-DD or empty.
+    pub deadline: String,
+    pub reviewer_name: String,
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+/// Sync health of this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub device_id: String,
+    pub server_url: String,
+    pub user: Option<LoginInfo>,
+    pub unsent_mutations: u64,
+    pub pending_uploads: u64,
+    pub households: usize,
+    pub last_sync_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub last_receipt: Option<String>,
+}
+
+/// The phone-side client core over one data directory.
+#[derive(Debug)]
+pub struct Client {
+    data_dir: PathBuf,
+    store: Store,
+    device_id: String,
+    server_url: Mutex<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Client {
+    /// Open (or create) the client in `data_dir`, talking to `server_url`.
+    pub fn open(data_dir: &Path, server_url: &str) -> ClientResult<Self> {
+        Self::open_with_clock(data_dir, server_url, Arc::new(SystemClock))
+    }
+
+    /// [`Client::open`] with an injected clock.
+    pub fn open_with_clock(
+        data_dir: &Path,
+        server_url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> ClientResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|error| ClientError::io(data_dir, error))?;
+        let store = Store::open(&data_dir.join(DATABASE_FILE))?;
+        let device_id = store.ensure_device_id(|| uuid::Uuid::now_v7().to_string())?;
+        store.meta_set(meta_key::SERVER_URL, server_url)?;
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            store,
+            device_id,
+            server_url: Mutex::new(server_url.to_owned()),
+            clock,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// This install's device id (a UUID generated once and kept).
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The server this client talks to.
+    pub fn server_url(&self) -> String {
+        self.server_url
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Point the client at another server (e.g. a test server on a new port).
+    pub fn set_server_url(&self, server_url: &str) -> ClientResult<()> {
+        self.store.meta_set(meta_key::SERVER_URL, server_url)?;
+        *self
+            .server_url
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = server_url.to_owned();
+        Ok(())
+    }
+
+    /// Log in; the token (bound to this device) and the user are stored locally. A
+    /// different user may log in only when the outbox is empty, because pending records
+    /// would otherwise be pushed under the new user's name.
+    pub async fn login(&self, username: &str, password: &str) -> ClientResult<LoginInfo> {
+        let previous_user_id = self.store.meta_get(meta_key::USER_ID)?;
+        let previous_username = self.store.meta_get(meta_key::USERNAME)?;
+        if previous_username
+            .as_deref()
+            .is_some_and(|previous| previous != username)
+            && self.store.outbox_len()? > 0
+        {
+            return Err(ClientError::NotAllowed(format!(
+                "{} unsent records belong to {}; sync them before another user logs in",
+                self.store.outbox_len()?,
+                previous_username.unwrap_or_default()
+            )));
+        }
+        let server_url = self.server_url();
+        let connection = transport::Connection::connect(&server_url, None).await?;
+        let grant = connection
+            .login(username, password, &self.device_id, &device_name())
+            .await?;
+        let user_changed = previous_user_id
+            .as_deref()
+            .is_some_and(|previous| previous != grant.user_id);
+        let role = grant.role.map(|role| role.as_str()).unwrap_or_default();
+        self.store.save_login(
+            &[
+                (meta_key::TOKEN, &grant.token),
+                (meta_key::USER_ID, &grant.user_id),
+                (meta_key::USERNAME, username),
+                (meta_key::DISPLAY_NAME, &grant.display_name),
+                (meta_key::ROLE, role),
+                (meta_key::AREA_ID, &grant.area_id),
+            ],
+            user_changed,
+        )?;
+        Ok(LoginInfo {
+            user_id: grant.user_id,
+            username: username.to_owned(),
+            display_name: grant.display_name,
+            role: grant.role,
+            area_id: grant.area_id,
+            device_id: self.device_id.clone(),
+        })
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> ClientResult<Option<LoginInfo>> {
+        let Some(user_id) = self.store.meta_get(meta_key::USER_ID)? else {
+            return Ok(None);
+        };
+        let text =
+            |key| -> ClientResult<String> { Ok(self.store.meta_get(key)?.unwrap_or_default()) };
+        Ok(Some(LoginInfo {
+            user_id,
+            username: text(meta_key::USERNAME)?,
+            display_name: text(meta_key::DISPLAY_NAME)?,
+            role: Role::parse(&text(meta_key::ROLE)?),
+            area_id: text(meta_key::AREA_ID)?,
+            device_id: self.device_id.clone(),
+        }))
+    }
+
+    /// The households of the local replica, by village then head name.
+    pub fn households(&self) -> ClientResult<Vec<HouseholdSummary>> {
+        let month = fieldsync_model::time_util::business_month(self.clock.now());
+        let visits = self.store.list_visits()?;
+        let visited: std::collections::HashSet<&str> = visits
+            .iter()
+            .filter(|row| row.state != VisitState::Rejected)
+            .filter_map(|row| row.body.as_ref())
+            .filter(|visit| visit.mode == VisitMode::InPerson && visit.business_month() == month)
+            .map(|visit| visit.household_id.as_str())
+            .collect();
+        Ok(self
+            .store
+            .households()?
+            .into_iter()
+            .map(|household| HouseholdSummary {
+                member_count: household.current_members().count(),
+                visited_in_person_this_month: visited.contains(household.household_id.as_str()),
+                household_id: household.household_id,
+                head_name: household.head_name,
+                village_name: household.village_name,
+            })
+            .collect())
+    }
+
+    /// One household of the replica with its members and measures.
+    pub fn household(&self, household_id: &str) -> ClientResult<Option<Household>> {
+        self.store.household(household_id)
+    }
+
+    /// A household id from an id or a unique prefix of one.
+    pub fn resolve_household_id(&self, id_or_prefix: &str) -> ClientResult<String> {
+        resolve_unique(
+            "household",
+            id_or_prefix,
+            self.store.household_ids_with_prefix(id_or_prefix)?,
+        )
+    }
+
+    /// A visit id from an id or a unique prefix of one.
+    pub fn resolve_visit_id(&self, id_or_prefix: &str) -> ClientResult<String> {
+        resolve_unique(
+            "visit",
+            id_or_prefix,
+            self.store.visit_ids_with_prefix(id_or_prefix)?,
+        )
+    }
+
+    /// Record a visit. Works offline: reads and hashes each photo, copies it into the data
+    /// dir, then writes the visit, its photo records, the pending uploads and the outbox
+    /// entries (SubmitVisit, then one AddPhoto per photo) in ONE transaction. If any photo
+    /// cannot be read or the form is invalid, nothing is stored. Returns the new visit id.
+    pub fn record_visit(&self, new_visit: NewVisit) -> ClientResult<String> {
+        let visit_id = uuid::Uuid::now_v7().to_string();
+        let now = self.clock.now();
+        let photos = self.prepare_photos(
+            &visit_id,
+            &new_visit.photo_paths,
+            new_visit.photos_from_in_app_camera,
+        )?;
+        let visit = Visit {
+            visit_id: visit_id.clone(),
+            revision: 1,
+            supersedes_revision: 0,
+            household_id: new_visit.household_id.trim().to_owned(),
+            mode: new_visit.mode,
+            exception_reason: new_visit.exception_reason,
+            visit_type: new_visit.visit_type,
+            checkin_at: new_visit.checkin_at,
+            checkout_at: new_visit.checkout_at,
+            observed_situation: new_visit.observed_situation,
+            plan_progress: new_visit.plan_progress,
+            problems: new_visit.problems,
+            actions: new_visit.actions,
+            needs: new_visit.needs,
+            policies_explained: new_visit.policies_explained,
+            wellbeing: new_visit.wellbeing,
+            proposed_changes: new_visit.proposed_changes,
+            photo_ids: photos
+                .iter()
+                .map(|photo| photo.record.photo_id.clone())
+                .collect(),
+            gps: new_visit.gps,
+            recorded_at_device: now,
+        };
+        visit.validate()?;
+        self.store.record_visit_revision(&VisitWrite {
+            visit,
+            expected_previous_revision: None,
+            photos,
+            now,
+        })?;
+        Ok(visit_id)
+    }
+
+    /// Correct a returned visit: the new revision is the returned revision + 1 and
+    /// supersedes it. `edit` changes the content (ids and revisions are kept right whatever
+    /// it does). Returns the new revision number.
+    pub fn resubmit_visit(
+        &self,
+        visit_id: &str,
+        edit: impl FnOnce(&mut Visit),
+    ) -> ClientResult<u32> {
+        self.resubmit_visit_with_photos(visit_id, &[], edit)
+    }
+
+    /// [`Client::resubmit_visit`] that also attaches new photos.
+    pub fn resubmit_visit_with_photos(
+        &self,
+        visit_id: &str,
+        photo_paths: &[PathBuf],
+        edit: impl FnOnce(&mut Visit),
+    ) -> ClientResult<u32> {
+        let row = self
+            .store
+            .visit(visit_id)?
+            .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
+        if row.state != VisitState::Returned {
+            return Err(ClientError::NotAllowed(format!(
+                "visit {visit_id} is {}, only a returned visit (已退回) can be corrected",
+                row.state
+            )));
+        }
+        let Some(previous) = row.body else {
+            return Err(ClientError::NotAllowed(format!(
+                "visit {visit_id} was not recorded on this device; its content is not here"
+            )));
+        };
+        let now = self.clock.now();
+        let photos = self.prepare_photos(visit_id, photo_paths, true)?;
+        let mut visit = previous.clone();
+        edit(&mut visit);
+        visit.visit_id = previous.visit_id;
+        visit.household_id = previous.household_id;
+        visit.revision = row.revision + 1;
+        visit.supersedes_revision = row.revision;
+        visit.recorded_at_device = now;
+        visit
+            .photo_ids
+            .extend(photos.iter().map(|photo| photo.record.photo_id.clone()));
+        visit.validate()?;
+        let revision = visit.revision;
+        self.store.record_visit_revision(&VisitWrite {
+            visit,
+            expected_previous_revision: Some(row.revision),
+            photos,
+            now,
+        })?;
+        Ok(revision)
+    }
+
+    /// Read, hash, validate and copy photos. No database change happens here, so a missing
+    /// file aborts the recording before anything is stored.
+    fn prepare_photos(
+        &self,
+        visit_id: &str,
+        paths: &[PathBuf],
+        in_app_camera: bool,
+    ) -> ClientResult<Vec<PhotoWrite>> {
+        let originals = paths
+            .iter()
+            .map(|path| photos::read_photo(path))
+            .collect::<ClientResult<Vec<_>>>()?;
+        let photos_dir = self.data_dir.join(PHOTOS_DIR);
+        originals
+            .into_iter()
+            .map(|(bytes, modified_at)| {
+                let imported = photos::store_photo(&photos_dir, &bytes, modified_at)?;
+                let record = PhotoRecord {
+                    photo_id: uuid::Uuid::now_v7().to_string(),
+                    visit_id: visit_id.to_owned(),
+                    sha256: imported.sha256,
+                    size_bytes: imported.size_bytes,
+                    mime_type: imported.mime_type,
+                    subject: None,
+                    captured_at_device: imported.modified_at,
+                    in_app_camera,
+                };
+                record.validate()?;
+                Ok(PhotoWrite {
+                    record,
+                    local_path: imported.local_path,
+                })
+            })
+            .collect()
+    }
+
+    /// Push the outbox, upload pending photos, pull the scope. Records the outcome in
+    /// `status()` (last sync time or last error). An unreachable server is
+    /// [`ClientError::Unavailable`] and leaves the outbox intact.
+    pub async fn sync(&self) -> ClientResult<SyncReport> {
+        let result = self.sync_inner().await;
+        let recorded = match &result {
+            Ok(_) => self.store.meta_delete(meta_key::LAST_ERROR),
+            Err(error) => self
+                .store
+                .meta_set(meta_key::LAST_ERROR, &error.to_string()),
+        };
+        // The sync's own error is more useful than a failure to note it.
+        if let Err(note_error) = recorded {
+            tracing::warn!(%note_error, "could not record the sync outcome");
+        }
+        result
+    }
+
+    async fn sync_inner(&self) -> ClientResult<SyncReport> {
+        let token = self.store.meta_get(meta_key::TOKEN)?.ok_or_else(|| {
+            ClientError::NotLoggedIn("请先登录 run `fieldsync login` first".into())
+        })?;
+        let connection = transport::Connection::connect(&self.server_url(), Some(token)).await?;
+        sync::run(&sync::SyncContext {
+            store: &self.store,
+            connection: &connection,
+            device_id: &self.device_id,
+            clock: self.clock.as_ref(),
+        })
+        .await
+    }
+
+    /// Counts and times for the status screen.
+    pub fn status(&self) -> ClientResult<Status> {
+        Ok(Status {
+            device_id: self.device_id.clone(),
+            server_url: self.server_url(),
+            user: self.user()?,
+            unsent_mutations: self.store.outbox_len()?,
+            pending_uploads: self.store.pending_upload_count()?,
+            households: self.store.households()?.len(),
+            last_sync_at: self
+                .store
+                .meta_get(meta_key::LAST_SYNC_AT)?
+                .and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok()),
+            last_error: self.store.meta_get(meta_key::LAST_ERROR)?,
+            last_receipt: self.store.meta_get(meta_key::LAST_RECEIPT)?,
+        })
+    }
+
+    /// Every visit on the phone with its review state, newest first.
+    pub fn visits(&self) -> ClientResult<Vec<VisitSummary>> {
+        Ok(self
+            .store
+            .list_visits()?
+            .into_iter()
+            .map(|row| VisitSummary {
+                visit_id: row.visit_id,
+                revision: row.revision,
+                household_id: row.household_id,
+                head_name: row.head_name,
+                state: row.state,
+                pending_mutations: row.pending_mutations,
+                visit: row.body,
+                status: row.status,
+                rejection: row.rejection,
+            })
+            .collect())
+    }
+
+    /// One visit with its review state.
+    pub fn visit(&self, visit_id: &str) -> ClientResult<Option<VisitSummary>> {
+        Ok(self
+            .visits()?
+            .into_iter()
+            .find(|summary| summary.visit_id == visit_id))
+    }
+
+    /// Returned visits to fix (待整改): latest known state is RETURNED and no correction is
+    /// waiting in the outbox.
+    pub fn tasks(&self) -> ClientResult<Vec<Task>> {
+        Ok(self
+            .visits()?
+            .into_iter()
+            .filter(|summary| summary.state == VisitState::Returned)
+            .map(|summary| {
+                let status = summary.status.unwrap_or_else(|| VisitStatus {
+                    visit_id: summary.visit_id.clone(),
+                    revision: summary.revision,
+                    household_id: summary.household_id.clone(),
+                    state: ReviewState::Returned,
+                    reasons: Vec::new(),
+                    note: String::new(),
+                    deadline: String::new(),
+                    reviewer_name: String::new(),
+                    decided_at: None,
+                });
+                Task {
+                    reasons: status
+                        .reasons
+                        .iter()
+                        .map(|reason| TaskReason {
+                            label_zh: return_reason_label(&reason.code).to_owned(),
+                            code: reason.code.clone(),
+                            field: reason.field.clone(),
+                        })
+                        .collect(),
+                    visit_id: summary.visit_id,
+                    revision: summary.revision,
+                    household_id: summary.household_id,
+                    head_name: summary.head_name,
+                    note: status.note,
+                    deadline: status.deadline,
+                    reviewer_name: status.reviewer_name,
+                    decided_at: status.decided_at,
+                }
+            })
+            .collect())
+    }
+
+    /// The outbox in seq order (for diagnostics and tests).
+    pub fn outbox(&self) -> ClientResult<Vec<OutboxEntry>> {
+        self.store.outbox_entries()
+    }
+}
+
+/// Label of a visit mode with its Chinese name, e.g. "入户 in-person".
+pub fn visit_mode_label(mode: VisitMode) -> String {
+    let english = match mode {
+        VisitMode::InPerson => "in-person",
+        VisitMode::Phone => "phone",
+        VisitMode::WechatVideo => "wechat-video",
+        VisitMode::GroupMeeting => "group-meeting",
+        VisitMode::Proxy => "proxy",
+    };
+    format!("{} {english}", mode.label_zh())
+}
+
+fn device_name() -> String {
+    format!(
+        "fieldsync-client {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS
+    )
+}
+
+fn resolve_unique(what: &str, id_or_prefix: &str, matches: Vec<String>) -> ClientResult<String> {
+    if let Some(exact) = matches.iter().find(|candidate| *candidate == id_or_prefix) {
+        return Ok(exact.clone());
+    }
+    match matches.len() {
+        0 => Err(ClientError::NotFound(format!(
+            "{what} {id_or_prefix:?} (sync first to download your households)"
+        ))),
+        1 => Ok(matches.into_iter().next().unwrap_or_default()),
+        count => Err(ClientError::Invalid {
+            field: what.to_owned(),
+            message: format!("{id_or_prefix:?} matches {count} {what}s; type more characters"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The one error type of the client core. Variants are chosen by what the app (or the CLI)
+//! does about them: `Unavailable` means "keep working offline and retry later",
+//! `NotLoggedIn` means "ask for the password again", `UpgradeRequired` means "update the
+//! app", `Invalid` means "fix the form", and the rest are reported as they are.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the client core.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached (no signal, server down, timeout). Local recording
+    /// keeps working; the outbox goes out at the next successful sync.
+    #[error("服务器无法连接 server unavailable ({server_url}): {message}")]
+    Unavailable { server_url: String, message: String },
+
+    /// There is no session, or the server no longer accepts it.
+    #[error("未登录或登录已失效 not logged in: {0}")]
+    NotLoggedIn(String),
+
+    /// The server refuses this app version or schema version.
+    #[error("需要升级应用 app upgrade required: {0}")]
+    UpgradeRequired(String),
+
+    /// The server refused the request as malformed (gRPC INVALID_ARGUMENT).
+    #[error("服务器拒绝请求 rejected by server: {0}")]
+    Rejected(String),
+
+    /// Input that fails a check before anything is stored; `field` names the form field.
+    #[error("输入有误 invalid {field}: {message}")]
+    Invalid { field: String, message: String },
+
+    /// A household, visit or other local record that does not exist on this device.
+    #[error("未找到 not found: {0}")]
+    NotFound(String),
+
+    /// The local state does not allow the operation (e.g. fixing a visit that was not
+    /// returned).
+    #[error("当前状态不允许 not allowed now: {0}")]
+    NotAllowed(String),
+
+    /// Reading or writing a local file.
+    #[error("文件错误 I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The local SQLite database.
+    #[error("本地数据库错误 local database error: {0}")]
+    Database(#[from] rusqlite::Error),
+
+    /// Stored local data that no longer parses (a bug or a damaged file).
+    #[error("本地数据损坏 corrupt local data: {0}")]
+    Corrupt(String),
+
+    /// The server answered with an error status not covered above.
+    #[error("服务器错误 server error {code}: {message}")]
+    Server { code: String, message: String },
+
+    /// The server sent something this client cannot use (missing frame, bad enum code,
+    /// checksum mismatch).
+    #[error("协议错误 protocol error: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// True when the failure is "no connection": the caller should keep the data and retry
+    /// later rather than show an error dialog.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string())
+    }
+}
+
+impl From<fieldsync_model::visit::InvalidField> for ClientError {
+    fn from(invalid: fieldsync_model::visit::InvalidField) -> Self {
+        Self::Invalid {
+            field: invalid.field.to_owned(),
+            message: invalid.message,
+        }
+    }
+}
+
+/// Result alias of the client core.
+pub type ClientResult<T> = Result<T, ClientError>;

@@ -1,0 +1,673 @@
+//! The sync engine: push the outbox, upload pending photos, pull the scope.
+//!
+//! The decisions are pure functions with no I/O — [`plan`] (which outbox entries go in which
+//! batch, which uploads resume from where), [`plan_chunks`] (the byte ranges of an upload)
+//! and [`decide_status_update`] (whether a pulled review status may touch a local visit) —
+//! so they are unit-tested without a server. [`run`] executes a plan against the store and
+//! the transport.
+
+use crate::Clock;
+use crate::error::{ClientError, ClientResult};
+use crate::records::{MutationKind, OutboxEntry, PullFrame, PulledPage, PushBatch};
+use crate::store::{RejectedMutation, Store};
+use crate::transport::{ChunkRefused, Connection};
+use fieldsync_model::sync::{Mutation, MutationPayload};
+
+/// Most mutations in one push batch: small batches keep a retry on a 2G link cheap.
+pub const MAX_BATCH_MUTATIONS: usize = 50;
+/// Upload chunk size. gRPC's default message limit is 4 MiB; 256 KiB chunks fit easily and
+/// lose little work when a village connection drops mid-chunk.
+pub const CHUNK_BYTES: u64 = 256 * 1024;
+/// How many RESETs one sync follows before giving up, so a confused server cannot make the
+/// phone loop forever.
+const MAX_RESETS_PER_SYNC: u32 = 2;
+/// How many times one upload re-asks the server for its offset after a refused chunk.
+const MAX_OFFSET_RESYNCS: u32 = 3;
+
+// ---------------------------------------------------------------------------------------
+// Pure planning
+// ---------------------------------------------------------------------------------------
+
+/// A batch that was persisted (and maybe sent) but not yet covered by a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBatch {
+    pub batch_id: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// One pending upload as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadState {
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub upload_id: Option<String>,
+    pub committed_offset: u64,
+    pub done: bool,
+    /// The server accepted a photo record with these bytes, so it will take the upload.
+    pub ready: bool,
+    /// Every photo record with these bytes was refused; nothing will ever want them.
+    pub abandoned: bool,
+}
+
+/// The local facts a sync decides on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalState {
+    /// Seqs in the outbox, ascending.
+    pub outbox_seqs: Vec<u64>,
+    pub open_batch: Option<OpenBatch>,
+    /// In the order the photos were recorded.
+    pub uploads: Vec<UploadState>,
+}
+
+/// Which batch id a planned batch uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchIdentity {
+    /// Re-send a persisted batch with its id: the server answers from its cache or dedupes.
+    Reuse(String),
+    /// A fresh UUIDv7, persisted before the batch is sent.
+    New,
+}
+
+/// One push batch: the contiguous seqs `first_seq..=last_seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBatch {
+    pub identity: BatchIdentity,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// One upload to run, resuming at `resume_from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedUpload {
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub upload_id: Option<String>,
+    pub resume_from: u64,
+}
+
+/// What a sync will do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncPlan {
+    /// A persisted batch whose entries no longer match the outbox; close it unsent.
+    pub abandon_batch: Option<String>,
+    pub batches: Vec<PlannedBatch>,
+    pub uploads: Vec<PlannedUpload>,
+    /// Uploads that wait for their photo record to be accepted (pushed first).
+    pub uploads_waiting_for_push: usize,
+}
+
+/// Decide what to push and upload. Batches hold at most `max_batch` contiguous seqs in
+/// ascending order. A persisted open batch is re-sent unchanged, with its id, when all its
+/// entries are still in the outbox; otherwise it is abandoned and the entries are re-batched
+/// under a new id (same id + different content would be refused by the server).
+pub fn plan(state: &LocalState, max_batch: usize) -> SyncPlan {
+    let max_batch = max_batch.max(1);
+    let mut result = SyncPlan::default();
+    let mut remaining: &[u64] = &state.outbox_seqs;
+
+    if let Some(open) = &state.open_batch {
+        let expected: Vec<u64> = (open.first_seq..=open.last_seq).collect();
+        let reusable = remaining.starts_with(&expected) && !expected.is_empty();
+        if reusable {
+            result.batches.push(PlannedBatch {
+                identity: BatchIdentity::Reuse(open.batch_id.clone()),
+                first_seq: open.first_seq,
+                last_seq: open.last_seq,
+            });
+            remaining = &remaining[expected.len()..];
+        } else {
+            result.abandon_batch = Some(open.batch_id.clone());
+        }
+    }
+
+    // Split into runs of contiguous seqs (the outbox is gap-free by construction; a gap
+    // would only appear if entries in the middle were acknowledged, and a batch must never
+    // span one), then into batches of at most `max_batch`.
+    let mut run_start = 0;
+    for index in 0..=remaining.len() {
+        let run_ends = index == remaining.len()
+            || (index > run_start && remaining[index] != remaining[index - 1] + 1)
+            || index - run_start == max_batch;
+        if run_ends && index > run_start {
+            result.batches.push(PlannedBatch {
+                identity: BatchIdentity::New,
+                first_seq: remaining[run_start],
+                last_seq: remaining[index - 1],
+            });
+            run_start = index;
+        }
+    }
+
+    for upload in &state.uploads {
+        if upload.done || upload.abandoned {
+            continue;
+        }
+        if !upload.ready {
+            result.uploads_waiting_for_push += 1;
+            continue;
+        }
+        result.uploads.push(PlannedUpload {
+            sha256: upload.sha256.clone(),
+            size_bytes: upload.size_bytes,
+            upload_id: upload.upload_id.clone(),
+            resume_from: upload.committed_offset.min(upload.size_bytes),
+        });
+    }
+    result
+}
+
+/// A byte range of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The chunks that upload `[from, size)` in pieces of at most `chunk_bytes`.
+pub fn plan_chunks(size: u64, from: u64, chunk_bytes: u64) -> Vec<ChunkRange> {
+    let chunk_bytes = chunk_bytes.max(1);
+    let mut chunks = Vec::new();
+    let mut offset = from.min(size);
+    while offset < size {
+        let len = chunk_bytes.min(size - offset);
+        chunks.push(ChunkRange { offset, len });
+        offset += len;
+    }
+    chunks
+}
+
+/// What a pulled visit status does to the local visit row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusDecision {
+    /// The phone does not know the visit (fresh install, or recorded elsewhere).
+    Insert,
+    /// The status is about the phone's latest revision or a newer one.
+    Update,
+    /// Keep the local row: a newer local revision is waiting in the outbox, or the status is
+    /// about an older revision than the phone already has.
+    Ignore,
+}
+
+/// Never overwrite a visit that has pending outbox entries, and never go back to an older
+/// revision.
+pub fn decide_status_update(
+    local_revision: Option<u32>,
+    has_pending_submit: bool,
+    incoming_revision: u32,
+) -> StatusDecision {
+    match local_revision {
+        None => StatusDecision::Insert,
+        Some(_) if has_pending_submit => StatusDecision::Ignore,
+        Some(local) if incoming_revision >= local => StatusDecision::Update,
+        Some(_) => StatusDecision::Ignore,
+    }
+}
+
+/// Turn a stored outbox entry back into the model mutation it was written from.
+pub fn entry_to_mutation(entry: &OutboxEntry) -> ClientResult<Mutation> {
+    let corrupt = |error: serde_json::Error| {
+        ClientError::corrupt(format!("outbox seq {} payload: {error}", entry.seq))
+    };
+    let payload = match entry.kind {
+        MutationKind::SubmitVisit => MutationPayload::SubmitVisit(
+            serde_json::from_str(&entry.payload_json).map_err(corrupt)?,
+        ),
+        MutationKind::AddPhoto => {
+            MutationPayload::AddPhoto(serde_json::from_str(&entry.payload_json).map_err(corrupt)?)
+        }
+        MutationKind::RegisterIncome => MutationPayload::RegisterIncome(
+            serde_json::from_str(&entry.payload_json).map_err(corrupt)?,
+        ),
+    };
+    Ok(Mutation {
+        seq: entry.seq,
+        mutation_id: entry.mutation_id.clone(),
+        hlc: entry.hlc,
+        payload,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Execution
+// ---------------------------------------------------------------------------------------
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub batches_pushed: u64,
+    pub mutations_applied: u64,
+    pub mutations_duplicate: u64,
+    pub rejected: Vec<RejectedMutation>,
+    pub uploads_completed: u64,
+    pub bytes_uploaded: u64,
+    /// Uploads still waiting (their photo record was not accepted yet).
+    pub uploads_waiting: u64,
+    /// `(sha256, error)` of uploads the server refused for a reason other than connectivity;
+    /// they stay pending and are retried at the next sync.
+    pub upload_failures: Vec<(String, String)>,
+    pub households_pulled: u64,
+    pub households_removed: u64,
+    pub visit_statuses_pulled: u64,
+    pub resets: u64,
+}
+
+/// Everything `run` needs from the client.
+#[derive(Debug)]
+pub struct SyncContext<'a> {
+    pub store: &'a Store,
+    pub connection: &'a Connection,
+    pub device_id: &'a str,
+    pub clock: &'a dyn Clock,
+}
+
+/// Push, then upload, then pull. Stops at the first transport failure; whatever was
+/// acknowledged before it stays acknowledged.
+pub async fn run(context: &SyncContext<'_>) -> ClientResult<SyncReport> {
+    let mut report = SyncReport::default();
+    push(context, &mut report).await?;
+    upload(context, &mut report).await?;
+    pull(context, &mut report).await?;
+    Ok(report)
+}
+
+async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
+    let state = context.store.load_sync_state()?;
+    let sync_plan = plan(&state, MAX_BATCH_MUTATIONS);
+    if let Some(batch_id) = &sync_plan.abandon_batch {
+        context.store.abandon_batch(batch_id, context.clock.now())?;
+    }
+    for planned in &sync_plan.batches {
+        let batch_id = match &planned.identity {
+            BatchIdentity::Reuse(batch_id) => batch_id.clone(),
+            BatchIdentity::New => {
+                let batch_id = uuid::Uuid::now_v7().to_string();
+                context.store.open_batch(
+                    &batch_id,
+                    planned.first_seq,
+                    planned.last_seq,
+                    context.clock.now(),
+                )?;
+                batch_id
+            }
+        };
+        let entries = context
+            .store
+            .outbox_range(planned.first_seq, planned.last_seq)?;
+        let mutations = entries
+            .iter()
+            .map(entry_to_mutation)
+            .collect::<ClientResult<Vec<_>>>()?;
+        let batch = PushBatch {
+            device_id: context.device_id.to_owned(),
+            batch_id: batch_id.clone(),
+            first_seq: planned.first_seq,
+            mutations,
+        };
+        let ack = context.connection.push(&batch).await?;
+        let summary = context
+            .store
+            .apply_push_ack(&batch_id, &ack, context.clock.now())?;
+        report.batches_pushed += 1;
+        report.mutations_applied += summary.applied;
+        report.mutations_duplicate += summary.duplicates;
+        report.rejected.extend(summary.rejected);
+        if ack.last_processed_seq < planned.last_seq {
+            // The server stopped early; the rest goes in a new batch at the next sync rather
+            // than racing ahead past a seq the server has not processed.
+            return Err(ClientError::Protocol(format!(
+                "server processed up to seq {} of batch {}..={}",
+                ack.last_processed_seq, planned.first_seq, planned.last_seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn upload(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
+    // Re-plan after the push: photo records accepted just now make their uploads ready.
+    let sync_plan = plan(&context.store.load_sync_state()?, MAX_BATCH_MUTATIONS);
+    report.uploads_waiting = sync_plan.uploads_waiting_for_push as u64;
+    for planned in &sync_plan.uploads {
+        match upload_one(context, planned).await {
+            Ok(sent) => {
+                report.bytes_uploaded += sent;
+                report.uploads_completed += 1;
+            }
+            // Losing the connection or the session stops the sync; the next one resumes.
+            Err(
+                error @ (ClientError::Unavailable { .. }
+                | ClientError::NotLoggedIn(_)
+                | ClientError::UpgradeRequired(_)),
+            ) => return Err(error),
+            // One blob the server will not take must not keep the phone from pulling its
+            // approvals; it stays pending and is reported.
+            Err(error) => {
+                tracing::warn!(sha256 = %planned.sha256, %error, "upload failed");
+                report
+                    .upload_failures
+                    .push((planned.sha256.clone(), error.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Upload one blob, resuming from the server's committed offset. Returns bytes sent.
+async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> ClientResult<u64> {
+    let store = context.store;
+    let row = store
+        .upload(&planned.sha256)?
+        .ok_or_else(|| ClientError::NotFound(format!("upload {}", planned.sha256)))?;
+    // StartUpload is idempotent on sha256 and tells where the server really is, which
+    // covers a restart, a lost PutChunk response and an upload the server expired.
+    let position = context
+        .connection
+        .start_upload(&row.sha256, row.size_bytes, &row.mime_type)
+        .await?;
+    if position.complete {
+        store.mark_upload_done(&row.sha256)?;
+        return Ok(0);
+    }
+    store.set_upload_position(&row.sha256, &position.upload_id, position.committed_offset)?;
+    let bytes = tokio::fs::read(&row.local_path)
+        .await
+        .map_err(|error| ClientError::io(&row.local_path, error))?;
+    if bytes.len() as u64 != row.size_bytes {
+        return Err(ClientError::corrupt(format!(
+            "photo {} changed on disk: {} bytes, expected {}",
+            row.local_path.display(),
+            bytes.len(),
+            row.size_bytes
+        )));
+    }
+    let upload_id = position.upload_id;
+    let mut committed = position.committed_offset;
+    let mut sent = 0;
+    let mut resyncs = 0;
+    'resume: loop {
+        for chunk in plan_chunks(row.size_bytes, committed, CHUNK_BYTES) {
+            let start = usize::try_from(chunk.offset).unwrap_or(usize::MAX);
+            let end = usize::try_from(chunk.offset + chunk.len).unwrap_or(usize::MAX);
+            let data = bytes
+                .get(start..end)
+                .ok_or_else(|| ClientError::corrupt("chunk outside the photo"))?
+                .to_vec();
+            match context
+                .connection
+                .put_chunk(&upload_id, chunk.offset, data)
+                .await
+            {
+                Ok(new_offset) => {
+                    committed = new_offset;
+                    sent += chunk.len;
+                    store.set_upload_position(&row.sha256, &upload_id, committed)?;
+                }
+                Err(ChunkRefused::WrongOffset(message)) => {
+                    resyncs += 1;
+                    if resyncs > MAX_OFFSET_RESYNCS {
+                        return Err(ClientError::Protocol(format!(
+                            "upload {} keeps refusing offsets: {message}",
+                            row.sha256
+                        )));
+                    }
+                    let status = context.connection.upload_status(&upload_id).await?;
+                    if status.complete {
+                        break 'resume;
+                    }
+                    committed = status.committed_offset;
+                    store.set_upload_position(&row.sha256, &upload_id, committed)?;
+                    continue 'resume;
+                }
+                Err(ChunkRefused::Other(error)) => return Err(error),
+            }
+        }
+        break;
+    }
+    let (stored_sha256, stored_size) = context.connection.complete_upload(&upload_id).await?;
+    if !stored_sha256.is_empty() && stored_sha256 != row.sha256 || stored_size != row.size_bytes {
+        return Err(ClientError::Protocol(format!(
+            "server stored {stored_sha256} ({stored_size} bytes) for {} ({} bytes)",
+            row.sha256, row.size_bytes
+        )));
+    }
+    store.mark_upload_done(&row.sha256)?;
+    Ok(sent)
+}
+
+async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
+    let store = context.store;
+    let mut resets = 0;
+    'restart: loop {
+        let cursor = store
+            .meta_get(crate::store::meta_key::CURSOR)?
+            .unwrap_or_default();
+        let mut stream = context.connection.pull(&cursor).await?;
+        let mut buffered: Vec<PulledPage> = Vec::new();
+        let mut saw_checkpoint = false;
+        while let Some(frame) = stream.next_frame().await? {
+            match frame {
+                PullFrame::Page(page) => buffered.push(page),
+                PullFrame::Checkpoint {
+                    cursor,
+                    checksum_ok,
+                    server_time,
+                } => {
+                    if !checksum_ok {
+                        return Err(ClientError::Protocol(
+                            "pull checksum mismatch; nothing applied (torn stream?)".into(),
+                        ));
+                    }
+                    let summary =
+                        store.apply_pull(&buffered, &cursor, server_time, context.clock.now())?;
+                    buffered.clear();
+                    saw_checkpoint = true;
+                    report.households_pulled += summary.households;
+                    report.households_removed += summary.removed_households;
+                    report.visit_statuses_pulled += summary.visit_statuses;
+                }
+                PullFrame::Reset { reason } => {
+                    resets += 1;
+                    report.resets += 1;
+                    if resets > MAX_RESETS_PER_SYNC {
+                        return Err(ClientError::Protocol(format!(
+                            "server keeps resetting the pull: {reason}"
+                        )));
+                    }
+                    tracing::info!(%reason, "pull reset: re-downloading the scope");
+                    store.reset_replica()?;
+                    continue 'restart;
+                }
+            }
+        }
+        if !saw_checkpoint || !buffered.is_empty() {
+            // Pages without a closing checkpoint are a torn stream: drop them, keep the old
+            // cursor, and try again next time.
+            return Err(ClientError::Protocol(
+                "pull stream ended without a checkpoint; nothing applied".into(),
+            ));
+        }
+        return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(seqs: impl IntoIterator<Item = u64>) -> LocalState {
+        LocalState {
+            outbox_seqs: seqs.into_iter().collect(),
+            ..LocalState::default()
+        }
+    }
+
+    fn ranges(sync_plan: &SyncPlan) -> Vec<(u64, u64)> {
+        sync_plan
+            .batches
+            .iter()
+            .map(|batch| (batch.first_seq, batch.last_seq))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_outbox_plans_nothing() {
+        assert_eq!(plan(&state([]), 50), SyncPlan::default());
+    }
+
+    #[test]
+    fn the_outbox_is_split_into_batches_of_at_most_fifty_in_seq_order() {
+        let sync_plan = plan(&state(1..=120), MAX_BATCH_MUTATIONS);
+        assert_eq!(ranges(&sync_plan), vec![(1, 50), (51, 100), (101, 120)]);
+        assert!(
+            sync_plan
+                .batches
+                .iter()
+                .all(|batch| batch.identity == BatchIdentity::New)
+        );
+    }
+
+    #[test]
+    fn a_batch_never_spans_a_gap() {
+        assert_eq!(
+            ranges(&plan(&state([3, 4, 7, 8]), 50)),
+            vec![(3, 4), (7, 8)]
+        );
+    }
+
+    #[test]
+    fn an_unacknowledged_batch_is_resent_with_the_same_id_and_range_first() {
+        let local = LocalState {
+            outbox_seqs: (5..=12).collect(),
+            open_batch: Some(OpenBatch {
+                batch_id: "batch-a".into(),
+                first_seq: 5,
+                last_seq: 9,
+            }),
+            uploads: vec![],
+        };
+        let sync_plan = plan(&local, 50);
+        assert_eq!(sync_plan.abandon_batch, None);
+        assert_eq!(
+            sync_plan.batches[0].identity,
+            BatchIdentity::Reuse("batch-a".into())
+        );
+        assert_eq!(ranges(&sync_plan), vec![(5, 9), (10, 12)]);
+    }
+
+    #[test]
+    fn an_open_batch_whose_entries_changed_is_abandoned_and_rebatched() {
+        let local = LocalState {
+            outbox_seqs: vec![7, 8, 9],
+            open_batch: Some(OpenBatch {
+                batch_id: "batch-a".into(),
+                first_seq: 5,
+                last_seq: 9,
+            }),
+            uploads: vec![],
+        };
+        let sync_plan = plan(&local, 50);
+        assert_eq!(sync_plan.abandon_batch.as_deref(), Some("batch-a"));
+        assert_eq!(ranges(&sync_plan), vec![(7, 9)]);
+        assert_eq!(sync_plan.batches[0].identity, BatchIdentity::New);
+    }
+
+    #[test]
+    fn uploads_wait_for_their_photo_record_and_resume_from_the_committed_offset() {
+        let upload = |sha: &str, ready: bool, done: bool, offset: u64| UploadState {
+            sha256: sha.into(),
+            size_bytes: 1_000_000,
+            upload_id: Some(format!("up-{sha}")),
+            committed_offset: offset,
+            done,
+            ready,
+            abandoned: false,
+        };
+        let local = LocalState {
+            outbox_seqs: vec![],
+            open_batch: None,
+            uploads: vec![
+                upload("a", true, false, 262_144),
+                upload("b", false, false, 0),
+                upload("c", true, true, 1_000_000),
+                UploadState {
+                    abandoned: true,
+                    ..upload("d", false, false, 0)
+                },
+            ],
+        };
+        let sync_plan = plan(&local, 50);
+        assert_eq!(sync_plan.uploads.len(), 1);
+        assert_eq!(sync_plan.uploads[0].sha256, "a");
+        assert_eq!(sync_plan.uploads[0].resume_from, 262_144);
+        assert_eq!(sync_plan.uploads_waiting_for_push, 1);
+    }
+
+    #[test]
+    fn chunks_cover_the_rest_of_the_file_from_the_offset() {
+        let size = 600 * 1024;
+        let chunks = plan_chunks(size, 0, CHUNK_BYTES);
+        assert_eq!(
+            chunks,
+            vec![
+                ChunkRange {
+                    offset: 0,
+                    len: 262_144
+                },
+                ChunkRange {
+                    offset: 262_144,
+                    len: 262_144
+                },
+                ChunkRange {
+                    offset: 524_288,
+                    len: 90_112
+                },
+            ]
+        );
+        let resumed = plan_chunks(size, 300_000, CHUNK_BYTES);
+        assert_eq!(
+            resumed[0],
+            ChunkRange {
+                offset: 300_000,
+                len: 262_144
+            }
+        );
+        assert_eq!(
+            resumed.iter().map(|chunk| chunk.len).sum::<u64>(),
+            size - 300_000
+        );
+        assert!(plan_chunks(size, size, CHUNK_BYTES).is_empty());
+        assert!(plan_chunks(size, size + 10, CHUNK_BYTES).is_empty());
+    }
+
+    #[test]
+    fn chunk_checksums_are_crc32c_castagnoli() {
+        // The standard CRC-32C check value (RFC 3720 appendix B.4 / iSCSI).
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn pulled_statuses_never_overwrite_pending_local_work_or_go_back_in_revisions() {
+        assert_eq!(decide_status_update(None, false, 1), StatusDecision::Insert);
+        assert_eq!(
+            decide_status_update(Some(1), false, 1),
+            StatusDecision::Update
+        );
+        assert_eq!(
+            decide_status_update(Some(1), false, 2),
+            StatusDecision::Update
+        );
+        assert_eq!(
+            decide_status_update(Some(2), true, 1),
+            StatusDecision::Ignore
+        );
+        assert_eq!(
+            decide_status_update(Some(2), true, 2),
+            StatusDecision::Ignore
+        );
+        assert_eq!(
+            decide_status_update(Some(2), false, 1),
+            StatusDecision::Ignore
+        );
+    }
+}
