@@ -429,3 +429,49 @@ async fn a_returned_visit_becomes_a_task_and_its_fix_goes_back_to_the_queue() {
         .expect_err("other township");
     assert_eq!(hidden.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn console_logout_ends_the_session_on_the_server() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let login = http
+        .post(format!("{}/console/login", server.url()))
+        .form(&[("username", "township1"), ("password", DEMO_PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let queue = |cookie: String| {
+        http.get(format!("{}/console/api/queue", server.url()))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert!(
+        queue(cookie.clone())
+            .await
+            .expect("queue")
+            .status()
+            .is_success()
+    );
+    let logout = http
+        .post(format!("{}/console/logout", server.url()))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), reqwest::StatusCode::SEE_OTHER);
+    // A copy of the old cookie is worthless after logout.
+    assert_eq!(
+        queue(cookie).await.expect("queue").status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+}

@@ -15,7 +15,7 @@ use super::thumbnail::make_thumbnail;
 use super::views;
 use super::{
     CONSOLE_DEVICE_ID, CONSOLE_DEVICE_NAME, ConsoleError, ConsoleState, LOGIN_PATH, QUEUE_PATH,
-    Reviewer, cleared_session_cookie, session_cookie, session_principal,
+    Reviewer, cleared_session_cookie, session_cookie, session_principal, session_token,
 };
 use crate::auth;
 use crate::error::ServiceError;
@@ -89,9 +89,18 @@ pub async fn login_submit(
 }
 
 /// `POST /console/logout`: forget the session in the browser.
-pub async fn logout() -> Response {
-    // The Store has no session revocation yet; clearing the cookie ends the console
-    // session for this browser, and the stored session expires with its TTL.
+pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    // End the session on the server too, so a copied cookie stops working at logout and
+    // not only when its TTL runs out. The cookie is cleared even if storage fails.
+    if let Some(token) = session_token(&headers)
+        && let Err(error) = state
+            .app
+            .store
+            .delete_session(&auth::token_sha256(token))
+            .await
+    {
+        tracing::warn!(%error, "could not end a console session");
+    }
     match HeaderValue::from_str(&cleared_session_cookie()) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(LOGIN_PATH)).into_response(),
         Err(_) => Redirect::to(LOGIN_PATH).into_response(),

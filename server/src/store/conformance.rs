@@ -494,6 +494,20 @@ pub async fn sessions_expire(store: &dyn Store) {
         .await
         .expect("find session");
     assert_eq!(unknown, None);
+
+    store
+        .delete_session(&"a".repeat(64))
+        .await
+        .expect("delete session");
+    let logged_out = store
+        .find_session(&"a".repeat(64), created_at + Duration::hours(1))
+        .await
+        .expect("find session");
+    assert_eq!(logged_out, None, "a deleted session no longer resolves");
+    store
+        .delete_session(&"c".repeat(64))
+        .await
+        .expect("deleting an unknown session is not an error");
 }
 
 /// A visit and its photo apply; re-sending the same (device, seq) in a new batch is a

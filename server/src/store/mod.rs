@@ -240,6 +240,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn create_session(&self, session: SessionRecord) -> StoreResult<()>;
+    /// End a session (logout). Ending an unknown session is not an error.
+    async fn delete_session(&self, token_sha256: &str) -> StoreResult<()>;
     /// Resolve a token hash to its principal if the session exists and has not expired.
     async fn find_session(
         &self,

@@ -1425,6 +1425,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delete_session(&self, token_sha256: &str) -> StoreResult<()> {
+        let token_sha256 = token_sha256.to_owned();
+        self.write(move |transaction| {
+            transaction.execute(
+                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                params![token_sha256],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn find_session(
         &self,
         token_sha256: &str,
