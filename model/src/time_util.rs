@@ -15,6 +15,19 @@ pub fn business_month(instant: OffsetDateTime) -> String {
     format!("{:04}-{:02}", local.year(), u8::from(local.month()))
 }
 
+/// `YYYY-MM-DD HH:MM` in Beijing time, the form officials read times in.
+pub fn beijing_minutes(instant: OffsetDateTime) -> String {
+    let local = instant.to_offset(BEIJING);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        local.year(),
+        u8::from(local.month()),
+        local.day(),
+        local.hour(),
+        local.minute()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,5 +37,13 @@ mod tests {
     fn months_turn_over_at_beijing_midnight() {
         assert_eq!(business_month(datetime!(2026-10-31 15:59 UTC)), "2026-10");
         assert_eq!(business_month(datetime!(2026-10-31 16:00 UTC)), "2026-11");
+    }
+
+    #[test]
+    fn minutes_are_shown_in_beijing_time() {
+        assert_eq!(
+            beijing_minutes(datetime!(2026-10-31 16:05:59 UTC)),
+            "2026-11-01 00:05"
+        );
     }
 }

@@ -235,20 +235,29 @@ fn print_households(client: &Client) -> Result<(), ClientError> {
         return Ok(());
     }
     println!(
-        "{:<38} {:<10} {:<12} {:>8}  本月入户 in-person this month",
-        "户ID household", "户主 head", "村 village", "人口 size"
+        "{:<38} {:<10} {:<12} {:>8}  {:<22} 本月入户 in-person this month",
+        "户ID household", "户主 head", "村 village", "人口 size", "住址坐标 home (lat, lon)"
     );
     let mut visited = 0;
     for household in &households {
         if household.visited_in_person_this_month {
             visited += 1;
         }
+        // The registered home location, so a field test can stand where the household is.
+        let home = client
+            .household(&household.household_id)?
+            .and_then(|card| card.location)
+            .map_or_else(
+                || "-".to_owned(),
+                |point| format!("{:.5}, {:.5}", point.lat, point.lon),
+            );
         println!(
-            "{:<38} {:<10} {:<12} {:>8}  {}",
+            "{:<38} {:<10} {:<12} {:>8}  {:<22} {}",
             household.household_id,
             household.head_name,
             household.village_name,
             household.member_count,
+            home,
             if household.visited_in_person_this_month {
                 "✓ 已走访 visited"
             } else {
@@ -459,9 +468,7 @@ fn print_status(client: &Client) -> Result<(), ClientError> {
         "上次同步 last sync:   {}",
         status
             .last_sync_at
-            .map(|at| at
-                .to_offset(fieldsync_model::time_util::BEIJING)
-                .to_string())
+            .map(fieldsync_model::time_util::beijing_minutes)
             .unwrap_or_else(|| "从未 never".to_owned())
     );
     if let Some(error) = &status.last_error {

@@ -75,10 +75,24 @@ fn print_demo_banner(address: SocketAddr) {
         "示范账号 demo logins (password for all: {}):",
         demo::DEMO_PASSWORD
     );
-    for login in demo::demo_logins() {
+    let logins = demo::demo_logins();
+    // The supervisors, the admin and the tour cadre by name; the other cadres as a range, so
+    // the banner fits on one screen.
+    let (named, other_cadres): (Vec<_>, Vec<_>) = logins.iter().partition(|login| {
+        !login.username.starts_with("cadre") || login.username == demo::DEMO_TOUR_CADRE
+    });
+    for login in named {
         println!(
             "  {:<12} {:<10} {}",
             login.username, login.role_label, login.display_name
+        );
+    }
+    if let (Some(first), Some(last)) = (other_cadres.first(), other_cadres.last()) {
+        println!(
+            "  {} … {}  帮扶干部 ({} more cadres)",
+            first.username,
+            last.username,
+            other_cadres.len()
         );
     }
     println!();

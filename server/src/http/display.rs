@@ -6,18 +6,7 @@ use fieldsync_model::time_util::BEIJING;
 use fieldsync_model::visit::CheckResult;
 use time::OffsetDateTime;
 
-/// `YYYY-MM-DD HH:MM` in Beijing time. Supervisors read local time; storage is UTC.
-pub fn beijing_minutes(instant: OffsetDateTime) -> String {
-    let local = instant.to_offset(BEIJING);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        local.year(),
-        u8::from(local.month()),
-        local.day(),
-        local.hour(),
-        local.minute()
-    )
-}
+pub use fieldsync_model::time_util::beijing_minutes;
 
 /// `YYYY-MM-DD HH:MM` in Beijing time, or a dash when the instant is unknown.
 pub fn beijing_minutes_or_dash(instant: Option<OffsetDateTime>) -> String {
