@@ -1,27 +1,22 @@
 //! The gRPC edge of the client core and the ONLY module that touches protocol types
 //! (ARCHITECTURE invariant). It builds tonic channels, attaches the bearer token and
-//! `ClientInfo`, maps tonic statuses to [`ClientError`], and converts between
-//! `fieldsync_model` types and `fieldsync_proto::v1` messages with explicit functions.
+//! `ClientInfo`, maps tonic statuses to [`ClientError`], and wraps `fieldsync_model` records
+//! in request envelopes (and unwraps answers) using the shared `fieldsync_proto::convert`.
 
 use std::time::Duration;
 
 use fieldsync_model::CodeList;
-use fieldsync_model::codes::{
-    Crs, Disability, FundingSource, Health, HouseholdAttribute, HousingDangerLevel, LabourCapacity,
-    MeasureCategory, MeasureStatus, PovertyCause, Relation, ReviewState, Role, Schooling, Sex,
-};
-use fieldsync_model::household::{GeoPoint, HelpMeasure, Household, Member};
-use fieldsync_model::income::IncomeRegistration;
-use fieldsync_model::review::{ReturnReason, VisitStatus};
+use fieldsync_model::codes::Role;
+use fieldsync_model::household::Household;
+use fieldsync_model::review::VisitStatus;
 use fieldsync_model::sync::{Mutation, MutationPayload};
-use fieldsync_model::visit::{CheckResult, GpsFix, PhotoRecord, Visit, WellbeingCheck};
+use fieldsync_proto::convert::{ConvertError, optional_instant};
 use fieldsync_proto::v1 as proto;
 use fieldsync_proto::v1::auth_client::AuthClient;
 use fieldsync_proto::v1::media_client::MediaClient;
 use fieldsync_proto::v1::sync_client::SyncClient;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, ClientResult};
@@ -281,7 +276,8 @@ impl PullStream {
                 Ok(Some(PullFrame::Checkpoint {
                     cursor: checkpoint.cursor,
                     checksum_ok,
-                    server_time: checkpoint.server_time.and_then(timestamp_from_proto),
+                    server_time: optional_instant(&checkpoint.server_time, "server_time")
+                        .map_err(|error| malformed("checkpoint", error))?,
                 }))
             }
             Some(proto::pull_response::Frame::Reset(reset)) => {
@@ -344,38 +340,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-// ---- time ----
+// ---- conversions ----
+//
+// Records (visits, photos, income, households, visit statuses) are mapped by the shared
+// `fieldsync_proto::convert`, the one place for wire <-> domain (ARCHITECTURE invariant).
+// Only the client's envelopes live here: the push request, the push answer and pull pages.
 
-fn timestamp_to_proto(instant: OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: instant.unix_timestamp(),
-        // Always 0..1e9, so the conversion cannot fail.
-        nanos: i32::try_from(instant.nanosecond()).unwrap_or(0),
-    }
-}
-
-fn timestamp_from_proto(timestamp: prost_types::Timestamp) -> Option<OffsetDateTime> {
-    let nanos = i128::from(timestamp.seconds) * 1_000_000_000 + i128::from(timestamp.nanos);
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
-}
-
-// ---- code lists ----
-
-fn optional_code_to_proto<T: CodeList>(value: Option<T>) -> i32 {
-    value.map_or(0, CodeList::code)
-}
-
-/// A code the model requires; 0 ("unspecified") or an unknown number is a protocol error
-/// naming the field, so a bad record is never silently filled with a default.
-fn required_code<T: CodeList>(code: i32, field: &str) -> ClientResult<T> {
-    T::from_code(code)
-        .ok_or_else(|| ClientError::Protocol(format!("{field}: unknown or missing code {code}")))
-}
-
-/// An optional code: 0 is "not set". Unknown non-zero codes come from a newer code list;
-/// they are dropped rather than failing the whole pull.
-fn optional_code<T: CodeList>(code: i32) -> Option<T> {
-    T::from_code(code)
+/// A server message this client cannot use, as a protocol error naming the record and the
+/// field path, e.g. `household hh-9: members[0].sex: is required`.
+fn malformed(record: impl std::fmt::Display, error: ConvertError) -> ClientError {
+    ClientError::Protocol(format!("{record}: {error}"))
 }
 
 // ---- model -> proto (push) ----
@@ -390,16 +364,13 @@ fn push_request_to_proto(batch: &PushBatch) -> proto::PushRequest {
     }
 }
 
+/// The mutation envelope; its payload uses the shared record conversions.
 fn mutation_to_proto(mutation: &Mutation) -> proto::Mutation {
     let payload = match &mutation.payload {
-        MutationPayload::SubmitVisit(visit) => {
-            proto::mutation::Payload::SubmitVisit(visit_to_proto(visit))
-        }
-        MutationPayload::AddPhoto(photo) => {
-            proto::mutation::Payload::AddPhoto(photo_to_proto(photo))
-        }
+        MutationPayload::SubmitVisit(visit) => proto::mutation::Payload::SubmitVisit(visit.into()),
+        MutationPayload::AddPhoto(photo) => proto::mutation::Payload::AddPhoto(photo.into()),
         MutationPayload::RegisterIncome(registration) => {
-            proto::mutation::Payload::RegisterIncome(income_to_proto(registration))
+            proto::mutation::Payload::RegisterIncome(registration.into())
         }
     };
     proto::Mutation {
@@ -407,106 +378,6 @@ fn mutation_to_proto(mutation: &Mutation) -> proto::Mutation {
         mutation_id: mutation.mutation_id.clone(),
         hlc: mutation.hlc,
         payload: Some(payload),
-    }
-}
-
-/// Model visit → protocol visit.
-pub fn visit_to_proto(visit: &Visit) -> proto::Visit {
-    proto::Visit {
-        visit_id: visit.visit_id.clone(),
-        revision: visit.revision,
-        supersedes_revision: visit.supersedes_revision,
-        household_id: visit.household_id.clone(),
-        mode: visit.mode.code(),
-        exception_reason: optional_code_to_proto(visit.exception_reason),
-        r#type: visit.visit_type.code(),
-        checkin_at: Some(timestamp_to_proto(visit.checkin_at)),
-        checkout_at: Some(timestamp_to_proto(visit.checkout_at)),
-        observed_situation: visit.observed_situation.clone(),
-        plan_progress: visit.plan_progress.clone(),
-        problems: visit.problems.clone(),
-        actions: visit.actions.clone(),
-        needs: visit.needs.clone(),
-        policies_explained: visit.policies_explained.clone(),
-        wellbeing: Some(wellbeing_to_proto(&visit.wellbeing)),
-        proposed_changes: visit
-            .proposed_changes
-            .iter()
-            .map(|change| proto::ProposedChange {
-                target: change.target.clone(),
-                field: change.field.clone(),
-                old_value: change.old_value.clone(),
-                new_value: change.new_value.clone(),
-                reason: change.reason.clone(),
-            })
-            .collect(),
-        photo_ids: visit.photo_ids.clone(),
-        gps: visit.gps.as_ref().map(gps_to_proto),
-        recorded_at_device: Some(timestamp_to_proto(visit.recorded_at_device)),
-    }
-}
-
-fn check_result_to_proto(result: CheckResult) -> i32 {
-    match result {
-        CheckResult::NotChecked => proto::CheckResult::Unspecified as i32,
-        CheckResult::Pass => proto::CheckResult::Pass as i32,
-        CheckResult::Fail => proto::CheckResult::Fail as i32,
-    }
-}
-
-fn wellbeing_to_proto(check: &WellbeingCheck) -> proto::WellbeingCheck {
-    proto::WellbeingCheck {
-        food: check_result_to_proto(check.food),
-        clothing: check_result_to_proto(check.clothing),
-        compulsory_education: check_result_to_proto(check.compulsory_education),
-        basic_medical: check_result_to_proto(check.basic_medical),
-        housing_safety: check_result_to_proto(check.housing_safety),
-        drinking_water: check_result_to_proto(check.drinking_water),
-        note: check.note.clone(),
-    }
-}
-
-fn gps_to_proto(gps: &GpsFix) -> proto::GpsFix {
-    proto::GpsFix {
-        lat: gps.lat,
-        lon: gps.lon,
-        crs: gps.crs.code(),
-        accuracy_m: gps.accuracy_m,
-        provider: optional_code_to_proto(gps.provider),
-        is_mock: gps.is_mock,
-        fix_time: gps.fix_time.map(timestamp_to_proto),
-    }
-}
-
-fn photo_to_proto(photo: &PhotoRecord) -> proto::PhotoRecord {
-    proto::PhotoRecord {
-        photo_id: photo.photo_id.clone(),
-        visit_id: photo.visit_id.clone(),
-        sha256: photo.sha256.clone(),
-        size_bytes: photo.size_bytes,
-        mime_type: photo.mime_type.clone(),
-        subject: optional_code_to_proto(photo.subject),
-        captured_at_device: photo.captured_at_device.map(timestamp_to_proto),
-        in_app_camera: photo.in_app_camera,
-    }
-}
-
-fn income_to_proto(registration: &IncomeRegistration) -> proto::IncomeRegistration {
-    proto::IncomeRegistration {
-        registration_id: registration.registration_id.clone(),
-        household_id: registration.household_id.clone(),
-        year: registration.year,
-        quarter: registration.quarter,
-        household_size: registration.household_size,
-        wage_fen: registration.components.wage_fen,
-        business_gross_fen: registration.components.business_gross_fen,
-        property_fen: registration.components.property_fen,
-        transfer_fen: registration.components.transfer_fen,
-        business_cost_fen: registration.components.business_cost_fen,
-        // Derived fields are the server's to compute; sending ours is harmless and lets a
-        // log reader compare.
-        net_fen: registration.net_fen,
-        per_capita_net_fen: registration.per_capita_net_fen,
     }
 }
 
@@ -538,145 +409,33 @@ fn push_response_from_proto(response: proto::PushResponse) -> ClientResult<PushA
     Ok(PushAck {
         results,
         last_processed_seq: response.last_processed_seq,
-        server_time: response.server_time.and_then(timestamp_from_proto),
+        server_time: optional_instant(&response.server_time, "server_time")
+            .map_err(|error| malformed("push response", error))?,
         receipt: response.receipt,
     })
 }
 
 fn pull_page_from_proto(page: proto::PullPage) -> ClientResult<PulledPage> {
+    let households = page
+        .households
+        .iter()
+        .map(|wire| {
+            Household::try_from(wire)
+                .map_err(|error| malformed(format_args!("household {}", wire.household_id), error))
+        })
+        .collect::<ClientResult<_>>()?;
+    let visit_statuses = page
+        .visit_statuses
+        .iter()
+        .map(|wire| {
+            VisitStatus::try_from(wire)
+                .map_err(|error| malformed(format_args!("visit status {}", wire.visit_id), error))
+        })
+        .collect::<ClientResult<_>>()?;
     Ok(PulledPage {
-        households: page
-            .households
-            .into_iter()
-            .map(household_from_proto)
-            .collect::<ClientResult<_>>()?,
-        visit_statuses: page
-            .visit_statuses
-            .into_iter()
-            .map(visit_status_from_proto)
-            .collect::<ClientResult<_>>()?,
+        households,
+        visit_statuses,
         removed_household_ids: page.removed_household_ids,
-    })
-}
-
-fn geo_point_from_proto(point: proto::GeoPoint) -> Option<GeoPoint> {
-    // A point without a coordinate system cannot be compared with a GPS fix; treat the
-    // unspecified system as WGS-84, which is what the register stores (DESIGN §5).
-    let crs = optional_code::<Crs>(point.crs).unwrap_or(Crs::Wgs84);
-    Some(GeoPoint {
-        lat: point.lat,
-        lon: point.lon,
-        crs,
-    })
-}
-
-/// Protocol household → model household.
-pub fn household_from_proto(household: proto::Household) -> ClientResult<Household> {
-    let id = household.household_id.clone();
-    let field = |name: &str| format!("household {id}: {name}");
-    Ok(Household {
-        attribute: required_code::<HouseholdAttribute>(household.attribute, &field("attribute"))?,
-        main_cause: required_code::<PovertyCause>(household.main_cause, &field("main_cause"))?,
-        secondary_causes: household
-            .secondary_causes
-            .iter()
-            .filter_map(|code| optional_code::<PovertyCause>(*code))
-            .collect(),
-        housing_danger_level: optional_code::<HousingDangerLevel>(household.housing_danger_level),
-        location: household.location.and_then(geo_point_from_proto),
-        members: household
-            .members
-            .into_iter()
-            .map(|member| member_from_proto(member, &id))
-            .collect::<ClientResult<_>>()?,
-        measures: household
-            .measures
-            .into_iter()
-            .map(|measure| measure_from_proto(measure, &id))
-            .collect::<ClientResult<_>>()?,
-        household_id: household.household_id,
-        national_household_number: household.national_household_number,
-        head_name: household.head_name,
-        township_id: household.township_id,
-        village_id: household.village_id,
-        village_name: household.village_name,
-        address: household.address,
-        phone: household.phone,
-        server_seq: household.server_seq,
-    })
-}
-
-fn member_from_proto(member: proto::Member, household_id: &str) -> ClientResult<Member> {
-    let field = |name: &str| {
-        format!(
-            "household {household_id} member {}: {name}",
-            member.member_id
-        )
-    };
-    Ok(Member {
-        relation: required_code::<Relation>(member.relation, &field("relation"))?,
-        sex: required_code::<Sex>(member.sex, &field("sex"))?,
-        health: required_code::<Health>(member.health, &field("health"))?,
-        labour_capacity: required_code::<LabourCapacity>(
-            member.labour_capacity,
-            &field("labour_capacity"),
-        )?,
-        schooling: required_code::<Schooling>(member.schooling, &field("schooling"))?,
-        disability: required_code::<Disability>(member.disability, &field("disability"))?,
-        member_id: member.member_id,
-        name: member.name,
-        birth_date: member.birth_date,
-        id_number: member.id_number,
-        disability_grade: member.disability_grade,
-        has_medical_insurance: member.has_medical_insurance,
-        has_serious_illness_insurance: member.has_serious_illness_insurance,
-        has_pension_insurance: member.has_pension_insurance,
-        removed: member.removed,
-    })
-}
-
-fn measure_from_proto(
-    measure: proto::HelpMeasure,
-    household_id: &str,
-) -> ClientResult<HelpMeasure> {
-    let field = |name: &str| {
-        format!(
-            "household {household_id} measure {}: {name}",
-            measure.measure_id
-        )
-    };
-    Ok(HelpMeasure {
-        category: required_code::<MeasureCategory>(measure.category, &field("category"))?,
-        status: required_code::<MeasureStatus>(measure.status, &field("status"))?,
-        funding_source: optional_code::<FundingSource>(measure.funding_source),
-        measure_id: measure.measure_id,
-        name: measure.name,
-        scale: measure.scale,
-        funding_fen: measure.funding_fen,
-        deadline: measure.deadline,
-    })
-}
-
-/// Protocol visit status → model visit status.
-pub fn visit_status_from_proto(status: proto::VisitStatus) -> ClientResult<VisitStatus> {
-    let field = format!("visit status {}: state", status.visit_id);
-    Ok(VisitStatus {
-        state: required_code::<ReviewState>(status.state, &field)?,
-        reasons: status
-            .reasons
-            .into_iter()
-            .map(|reason| ReturnReason {
-                code: reason.code,
-                field: reason.field,
-            })
-            .collect(),
-        decided_at: status.decided_at.and_then(timestamp_from_proto),
-        visit_id: status.visit_id,
-        revision: status.revision,
-        household_id: status.household_id,
-        note: status.note,
-        deadline: status.deadline,
-        reviewer_name: status.reviewer_name,
     })
 }
 
@@ -684,20 +443,12 @@ pub fn visit_status_from_proto(status: proto::VisitStatus) -> ClientResult<Visit
 mod tests {
     use super::*;
     use fieldsync_model::codes::{VisitExceptionReason, VisitMode, VisitType};
+    use fieldsync_model::visit::{CheckResult, Visit, WellbeingCheck};
+    use fieldsync_proto::convert::instant_from_wire;
     use time::macros::datetime;
 
-    #[test]
-    fn timestamps_round_trip_to_the_nanosecond() {
-        let instant = datetime!(2026-03-05 08:30:15.123456789 UTC);
-        assert_eq!(
-            timestamp_from_proto(timestamp_to_proto(instant)),
-            Some(instant)
-        );
-    }
-
-    #[test]
-    fn visit_enums_use_the_protocol_numbers() {
-        let visit = Visit {
+    fn sample_visit() -> Visit {
+        Visit {
             visit_id: "0190d7a8-0000-7000-8000-000000000001".into(),
             revision: 2,
             supersedes_revision: 1,
@@ -705,8 +456,8 @@ mod tests {
             mode: VisitMode::Phone,
             exception_reason: Some(VisitExceptionReason::WorkingAway),
             visit_type: VisitType::Routine,
-            checkin_at: datetime!(2026-03-05 08:00 UTC),
-            checkout_at: datetime!(2026-03-05 08:30 UTC),
+            checkin_at: datetime!(2026-03-05 08:30:15.123456789 UTC),
+            checkout_at: datetime!(2026-03-05 08:45 UTC),
             observed_situation: "家中一切正常".into(),
             plan_progress: String::new(),
             problems: String::new(),
@@ -720,9 +471,34 @@ mod tests {
             proposed_changes: vec![],
             photo_ids: vec![],
             gps: None,
-            recorded_at_device: datetime!(2026-03-05 08:31 UTC),
+            recorded_at_device: datetime!(2026-03-05 08:46 UTC),
+        }
+    }
+
+    #[test]
+    fn a_pushed_visit_uses_the_protocol_numbers_and_keeps_nanoseconds() {
+        let visit = sample_visit();
+        let request = push_request_to_proto(&PushBatch {
+            device_id: "device-1".into(),
+            batch_id: "batch-1".into(),
+            first_seq: 7,
+            mutations: vec![Mutation {
+                seq: 7,
+                mutation_id: "mutation-7".into(),
+                hlc: 42,
+                payload: MutationPayload::SubmitVisit(visit.clone()),
+            }],
+        });
+        assert_eq!(
+            (request.first_seq, request.mutations.len()),
+            (7, 1),
+            "{request:?}"
+        );
+        let mutation = &request.mutations[0];
+        assert_eq!((mutation.seq, mutation.hlc), (7, 42));
+        let Some(proto::mutation::Payload::SubmitVisit(wire)) = &mutation.payload else {
+            panic!("expected a visit payload: {mutation:?}");
         };
-        let wire = visit_to_proto(&visit);
         assert_eq!(wire.mode, proto::VisitMode::Phone as i32);
         assert_eq!(
             wire.exception_reason,
@@ -730,23 +506,46 @@ mod tests {
         );
         assert_eq!(wire.r#type, proto::VisitType::Routine as i32);
         assert_eq!(
-            wire.wellbeing.map(|check| check.food),
+            wire.wellbeing.as_ref().map(|check| check.food),
             Some(proto::CheckResult::Pass as i32)
         );
         assert_eq!(wire.gps, None);
+        let checkin = wire.checkin_at.as_ref().map(|t| instant_from_wire(t, "t"));
+        assert_eq!(checkin, Some(Ok(visit.checkin_at)));
     }
 
     #[test]
     fn a_household_with_a_missing_required_code_is_a_protocol_error_naming_the_field() {
-        let household = proto::Household {
-            household_id: "hh-9".into(),
-            attribute: 0,
-            main_cause: 1,
-            ..proto::Household::default()
+        let page = proto::PullPage {
+            households: vec![proto::Household {
+                household_id: "hh-9".into(),
+                attribute: 0,
+                main_cause: 1,
+                ..proto::Household::default()
+            }],
+            ..proto::PullPage::default()
         };
-        let error = household_from_proto(household).unwrap_err();
+        let error = pull_page_from_proto(page).unwrap_err();
+        assert!(matches!(error, ClientError::Protocol(_)), "{error:?}");
         assert!(
             error.to_string().contains("household hh-9: attribute"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_visit_status_names_the_visit_and_the_field() {
+        let page = proto::PullPage {
+            visit_statuses: vec![proto::VisitStatus {
+                visit_id: "visit-3".into(),
+                state: 999,
+                ..proto::VisitStatus::default()
+            }],
+            ..proto::PullPage::default()
+        };
+        let error = pull_page_from_proto(page).unwrap_err();
+        assert!(
+            error.to_string().contains("visit status visit-3: state"),
             "{error}"
         );
     }

@@ -98,7 +98,8 @@ pub fn required_instant(
         .and_then(|timestamp| instant_from_wire(timestamp, field))
 }
 
-fn optional_instant(
+/// An optional wire timestamp: absent is `None`; out of range is an error.
+pub fn optional_instant(
     wire: &Option<prost_types::Timestamp>,
     field: &str,
 ) -> Result<Option<OffsetDateTime>, ConvertError> {
@@ -699,6 +700,27 @@ mod tests {
         let wire = instant_to_wire(instant);
         assert_eq!((wire.seconds, wire.nanos), (-2, 500_000_000));
         assert_eq!(instant_from_wire(&wire, "t"), Ok(instant));
+    }
+
+    #[test]
+    fn optional_instants_are_absent_or_in_range() {
+        assert_eq!(optional_instant(&None, "t"), Ok(None));
+        let instant = OffsetDateTime::from_unix_timestamp_nanos(1_790_000_000_123_456_789)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            optional_instant(&Some(instant_to_wire(instant)), "t"),
+            Ok(Some(instant))
+        );
+        let far_future = prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(
+            optional_instant(&Some(far_future), "server_time")
+                .unwrap_err()
+                .field,
+            "server_time"
+        );
     }
 
     #[test]
