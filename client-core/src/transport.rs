@@ -9,7 +9,6 @@ use fieldsync_model::CodeList;
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::review::VisitStatus;
-use fieldsync_model::sync::{Mutation, MutationPayload};
 use fieldsync_proto::convert::{ConvertError, optional_instant};
 use fieldsync_proto::v1 as proto;
 use fieldsync_proto::v1::auth_client::AuthClient;
@@ -359,25 +358,8 @@ fn push_request_to_proto(batch: &PushBatch) -> proto::PushRequest {
         device_id: batch.device_id.clone(),
         batch_id: batch.batch_id.clone(),
         first_seq: batch.first_seq,
-        mutations: batch.mutations.iter().map(mutation_to_proto).collect(),
+        mutations: batch.mutations.iter().map(proto::Mutation::from).collect(),
         client: Some(client_info()),
-    }
-}
-
-/// The mutation envelope; its payload uses the shared record conversions.
-fn mutation_to_proto(mutation: &Mutation) -> proto::Mutation {
-    let payload = match &mutation.payload {
-        MutationPayload::SubmitVisit(visit) => proto::mutation::Payload::SubmitVisit(visit.into()),
-        MutationPayload::AddPhoto(photo) => proto::mutation::Payload::AddPhoto(photo.into()),
-        MutationPayload::RegisterIncome(registration) => {
-            proto::mutation::Payload::RegisterIncome(registration.into())
-        }
-    };
-    proto::Mutation {
-        seq: mutation.seq,
-        mutation_id: mutation.mutation_id.clone(),
-        hlc: mutation.hlc,
-        payload: Some(payload),
     }
 }
 

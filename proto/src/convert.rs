@@ -12,6 +12,7 @@ use fieldsync_model::codes::{
 use fieldsync_model::household as model_household;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
 use fieldsync_model::review::{ReturnReason, VisitStatus};
+use fieldsync_model::sync::{Mutation, MutationPayload};
 use fieldsync_model::visit as model_visit;
 use time::OffsetDateTime;
 
@@ -562,6 +563,56 @@ impl From<&IncomeRegistration> for v1::IncomeRegistration {
             net_fen: registration.net_fen,
             per_capita_net_fen: registration.per_capita_net_fen,
         }
+    }
+}
+
+// ---- push envelope -----------------------------------------------------------------------
+
+impl From<&Mutation> for v1::Mutation {
+    fn from(mutation: &Mutation) -> Self {
+        let payload = match &mutation.payload {
+            MutationPayload::SubmitVisit(visit) => v1::mutation::Payload::SubmitVisit(visit.into()),
+            MutationPayload::AddPhoto(photo) => v1::mutation::Payload::AddPhoto(photo.into()),
+            MutationPayload::RegisterIncome(registration) => {
+                v1::mutation::Payload::RegisterIncome(registration.into())
+            }
+        };
+        Self {
+            seq: mutation.seq,
+            mutation_id: mutation.mutation_id.clone(),
+            hlc: mutation.hlc,
+            payload: Some(payload),
+        }
+    }
+}
+
+impl TryFrom<&v1::Mutation> for Mutation {
+    type Error = ConvertError;
+    fn try_from(wire: &v1::Mutation) -> Result<Self, ConvertError> {
+        let payload = match &wire.payload {
+            Some(v1::mutation::Payload::SubmitVisit(visit)) => MutationPayload::SubmitVisit(
+                visit
+                    .try_into()
+                    .map_err(|error: ConvertError| error.within("submit_visit"))?,
+            ),
+            Some(v1::mutation::Payload::AddPhoto(photo)) => MutationPayload::AddPhoto(
+                photo
+                    .try_into()
+                    .map_err(|error: ConvertError| error.within("add_photo"))?,
+            ),
+            Some(v1::mutation::Payload::RegisterIncome(income)) => MutationPayload::RegisterIncome(
+                income
+                    .try_into()
+                    .map_err(|error: ConvertError| error.within("register_income"))?,
+            ),
+            None => return Err(ConvertError::new("payload", "is required")),
+        };
+        Ok(Self {
+            seq: wire.seq,
+            mutation_id: wire.mutation_id.clone(),
+            hlc: wire.hlc,
+            payload,
+        })
     }
 }
 

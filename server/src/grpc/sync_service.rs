@@ -3,9 +3,7 @@
 
 use std::pin::Pin;
 
-use fieldsync_model::income::IncomeRegistration;
-use fieldsync_model::sync::{Mutation, MutationOutcome, MutationPayload};
-use fieldsync_model::visit::{PhotoRecord, Visit};
+use fieldsync_model::sync::{Mutation, MutationOutcome};
 use fieldsync_proto::convert::instant_to_wire;
 use fieldsync_proto::v1;
 use prost::Message;
@@ -31,28 +29,6 @@ impl SyncService {
     pub fn new(state: AppState) -> Self {
         Self { state }
     }
-}
-
-fn mutation_from_wire(wire: &v1::Mutation) -> Result<Mutation, Status> {
-    let payload = match &wire.payload {
-        Some(v1::mutation::Payload::SubmitVisit(visit)) => MutationPayload::SubmitVisit(
-            Visit::try_from(visit).map_err(|error| invalid_wire(error, "submit_visit"))?,
-        ),
-        Some(v1::mutation::Payload::AddPhoto(photo)) => MutationPayload::AddPhoto(
-            PhotoRecord::try_from(photo).map_err(|error| invalid_wire(error, "add_photo"))?,
-        ),
-        Some(v1::mutation::Payload::RegisterIncome(income)) => MutationPayload::RegisterIncome(
-            IncomeRegistration::try_from(income)
-                .map_err(|error| invalid_wire(error, "register_income"))?,
-        ),
-        None => return Err(Status::invalid_argument("payload: is required")),
-    };
-    Ok(Mutation {
-        seq: wire.seq,
-        mutation_id: wire.mutation_id.clone(),
-        hlc: wire.hlc,
-        payload,
-    })
 }
 
 fn outcome_to_wire(seq: u64, outcome: &MutationOutcome) -> v1::MutationResult {
@@ -88,9 +64,8 @@ impl v1::sync_server::Sync for SyncService {
             .iter()
             .enumerate()
             .map(|(index, mutation)| {
-                mutation_from_wire(mutation).map_err(|status| {
-                    Status::invalid_argument(format!("mutations[{index}].{}", status.message()))
-                })
+                Mutation::try_from(mutation)
+                    .map_err(|error| invalid_wire(error, &format!("mutations[{index}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let input = PushInput {
