@@ -425,6 +425,7 @@ fn pull_page_from_proto(page: proto::PullPage) -> ClientResult<PulledPage> {
 mod tests {
     use super::*;
     use fieldsync_model::codes::{VisitExceptionReason, VisitMode, VisitType};
+    use fieldsync_model::sync::{Mutation, MutationPayload};
     use fieldsync_model::visit::{CheckResult, Visit, WellbeingCheck};
     use fieldsync_proto::convert::instant_from_wire;
     use time::macros::datetime;
