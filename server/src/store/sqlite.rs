@@ -825,27 +825,42 @@ fn submit_visit(
     Ok(MutationOutcome::Applied)
 }
 
-fn add_photo(transaction: &Transaction<'_>, photo: &PhotoRecord) -> StoreResult<MutationOutcome> {
+/// Insert-if-absent for append-only records keyed by a client id: when `select_body_sql`
+/// finds a stored record, the same content is a `Duplicate` (a retry) and different content
+/// is an `IdReused` rejection; `None` means the id is new.
+fn outcome_if_stored<T: serde::de::DeserializeOwned + PartialEq>(
+    transaction: &Transaction<'_>,
+    select_body_sql: &str,
+    id: &str,
+    candidate: &T,
+    what: &'static str,
+) -> StoreResult<Option<MutationOutcome>> {
     let stored: Option<String> = transaction
-        .query_row(
-            "SELECT body FROM photos WHERE photo_id = ?1",
-            params![photo.photo_id],
-            |row| row.get(0),
-        )
+        .query_row(select_body_sql, params![id], |row| row.get(0))
         .optional()?;
-    if let Some(body) = stored {
-        let stored: PhotoRecord = decode_json(&body, "photo record")?;
-        return Ok(if &stored == photo {
-            MutationOutcome::Duplicate
-        } else {
-            rejected(
-                RejectCode::IdReused,
-                format!(
-                    "photo {} was already stored with different content",
-                    photo.photo_id
-                ),
-            )
-        });
+    let Some(body) = stored else {
+        return Ok(None);
+    };
+    let stored: T = decode_json(&body, what)?;
+    Ok(Some(if &stored == candidate {
+        MutationOutcome::Duplicate
+    } else {
+        rejected(
+            RejectCode::IdReused,
+            format!("{what} {id} was already stored with different content"),
+        )
+    }))
+}
+
+fn add_photo(transaction: &Transaction<'_>, photo: &PhotoRecord) -> StoreResult<MutationOutcome> {
+    if let Some(outcome) = outcome_if_stored(
+        transaction,
+        "SELECT body FROM photos WHERE photo_id = ?1",
+        &photo.photo_id,
+        photo,
+        "photo",
+    )? {
+        return Ok(outcome);
     }
     let visit_known = transaction
         .query_row(
@@ -880,26 +895,14 @@ fn register_income(
     transaction: &Transaction<'_>,
     registration: &IncomeRegistration,
 ) -> StoreResult<MutationOutcome> {
-    let stored: Option<String> = transaction
-        .query_row(
-            "SELECT body FROM income_registrations WHERE registration_id = ?1",
-            params![registration.registration_id],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(body) = stored {
-        let stored: IncomeRegistration = decode_json(&body, "income registration")?;
-        return Ok(if &stored == registration {
-            MutationOutcome::Duplicate
-        } else {
-            rejected(
-                RejectCode::IdReused,
-                format!(
-                    "income registration {} was already stored with different content",
-                    registration.registration_id
-                ),
-            )
-        });
+    if let Some(outcome) = outcome_if_stored(
+        transaction,
+        "SELECT body FROM income_registrations WHERE registration_id = ?1",
+        &registration.registration_id,
+        registration,
+        "income registration",
+    )? {
+        return Ok(outcome);
     }
     if !household_exists(transaction, &registration.household_id)? {
         return Ok(rejected(
