@@ -332,6 +332,7 @@ fn households_resolve_by_unique_prefix_and_show_this_months_in_person_visits() {
         members: vec![],
         measures: vec![],
         server_seq: 1,
+        field_seqs: Default::default(),
     };
     let page = PulledPage {
         households: vec![household("hh-100", "张三"), household("hh-200", "李四")],

@@ -109,6 +109,7 @@ impl Connection {
     /// [`PullStream::next_frame`].
     pub async fn pull(&self, cursor: &str) -> ClientResult<PullStream> {
         let request = proto::PullRequest {
+            heartbeat: None,
             cursor: cursor.to_owned(),
             client: Some(client_info()),
         };
@@ -355,6 +356,7 @@ fn malformed(record: impl std::fmt::Display, error: ConvertError) -> ClientError
 
 fn push_request_to_proto(batch: &PushBatch) -> proto::PushRequest {
     proto::PushRequest {
+        heartbeat: None,
         device_id: batch.device_id.clone(),
         batch_id: batch.batch_id.clone(),
         first_seq: batch.first_seq,

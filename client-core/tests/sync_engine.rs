@@ -150,6 +150,7 @@ impl proto::sync_server::Sync for Fake {
             return Err(tonic::Status::unavailable("connection lost"));
         }
         Ok(tonic::Response::new(proto::PushResponse {
+            server_hlc: 0,
             results,
             last_processed_seq: state.last_processed_seq,
             server_time: None,
@@ -209,6 +210,7 @@ impl proto::sync_server::Sync for Fake {
         let frames = vec![
             frame(proto::pull_response::Frame::Page(page)),
             frame(proto::pull_response::Frame::Checkpoint(proto::Checkpoint {
+                server_hlc: 0,
                 cursor: "cursor-1".into(),
                 checksum,
                 server_time: None,

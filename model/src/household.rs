@@ -37,6 +37,26 @@ pub struct Household {
     pub measures: Vec<HelpMeasure>,
     /// Server sequence of the household's last change (0 before it reached the server).
     pub server_seq: i64,
+    /// Server sequence of the last write to each edited field, keyed by [`field_seq_key`];
+    /// an edit quotes it as its `base_seq`. Fields never edited are absent (0).
+    #[serde(default)]
+    pub field_seqs: std::collections::BTreeMap<String, i64>,
+}
+
+/// Key of a field in [`Household::field_seqs`]: `household.<field>` or
+/// `member:<member_id>.<field>`.
+pub fn field_seq_key(target: &crate::register::FieldTarget, field: &str) -> String {
+    format!("{}.{field}", target.as_key())
+}
+
+impl Household {
+    /// The `base_seq` an edit of this field should quote.
+    pub fn field_seq(&self, target: &crate::register::FieldTarget, field: &str) -> i64 {
+        self.field_seqs
+            .get(&field_seq_key(target, field))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Household {

@@ -4,9 +4,11 @@
 
 pub mod codes;
 pub mod geo;
+pub mod hlc;
 pub mod household;
 pub mod id_number;
 pub mod income;
+pub mod register;
 pub mod review;
 pub mod sync;
 pub mod time_util;

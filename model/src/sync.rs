@@ -1,7 +1,9 @@
 //! Sync vocabulary shared by server and client core: mutations, their outcomes and the
 //! machine-readable rejection codes.
 
+use crate::household::Member;
 use crate::income::IncomeRegistration;
+use crate::register::FieldEdit;
 use crate::visit::{PhotoRecord, Visit};
 
 /// What one outbox entry does.
@@ -13,6 +15,13 @@ pub enum MutationPayload {
     SubmitVisit(Visit),
     AddPhoto(PhotoRecord),
     RegisterIncome(IncomeRegistration),
+    /// Set one household or member field (a register write, merged last-writer-wins).
+    EditField(FieldEdit),
+    /// Add a member row (add-wins; removal is the member's `removed` field).
+    AddMember {
+        household_id: String,
+        member: Member,
+    },
 }
 
 impl MutationPayload {
@@ -22,6 +31,8 @@ impl MutationPayload {
         match self {
             Self::SubmitVisit(visit) => Some(&visit.household_id),
             Self::RegisterIncome(registration) => Some(&registration.household_id),
+            Self::EditField(edit) => Some(&edit.household_id),
+            Self::AddMember { household_id, .. } => Some(household_id),
             Self::AddPhoto(_) => None,
         }
     }

@@ -11,6 +11,7 @@ use fieldsync_model::codes::{
 };
 use fieldsync_model::household as model_household;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
+use fieldsync_model::register::{FieldEdit, FieldTarget};
 use fieldsync_model::review::{ReturnReason, VisitStatus};
 use fieldsync_model::sync::{Mutation, MutationPayload};
 use fieldsync_model::visit as model_visit;
@@ -244,6 +245,7 @@ impl From<&model_household::Household> for v1::Household {
             members: household.members.iter().map(Into::into).collect(),
             measures: household.measures.iter().map(Into::into).collect(),
             server_seq: household.server_seq,
+            field_seqs: household.field_seqs.clone().into_iter().collect(),
         }
     }
 }
@@ -301,6 +303,7 @@ impl TryFrom<&v1::Household> for model_household::Household {
             members,
             measures,
             server_seq: wire.server_seq,
+            field_seqs: wire.field_seqs.clone().into_iter().collect(),
         })
     }
 }
@@ -566,6 +569,45 @@ impl From<&IncomeRegistration> for v1::IncomeRegistration {
     }
 }
 
+// ---- field edits -------------------------------------------------------------------------
+
+impl From<&FieldEdit> for v1::FieldEdit {
+    fn from(edit: &FieldEdit) -> Self {
+        Self {
+            household_id: edit.household_id.clone(),
+            member_id: match &edit.target {
+                FieldTarget::Household => String::new(),
+                FieldTarget::Member(member_id) => member_id.clone(),
+            },
+            field: edit.field.clone(),
+            value_json: edit.value.to_string(),
+            base_seq: edit.base_seq,
+        }
+    }
+}
+
+impl TryFrom<&v1::FieldEdit> for FieldEdit {
+    type Error = ConvertError;
+    fn try_from(wire: &v1::FieldEdit) -> Result<Self, ConvertError> {
+        let value = serde_json::from_str(&wire.value_json)
+            .map_err(|error| ConvertError::new("value_json", format!("is not JSON: {error}")))?;
+        if wire.field.is_empty() {
+            return Err(ConvertError::new("field", "is required"));
+        }
+        Ok(Self {
+            household_id: wire.household_id.clone(),
+            target: if wire.member_id.is_empty() {
+                FieldTarget::Household
+            } else {
+                FieldTarget::Member(wire.member_id.clone())
+            },
+            field: wire.field.clone(),
+            value,
+            base_seq: wire.base_seq,
+        })
+    }
+}
+
 // ---- push envelope -----------------------------------------------------------------------
 
 impl From<&Mutation> for v1::Mutation {
@@ -576,6 +618,14 @@ impl From<&Mutation> for v1::Mutation {
             MutationPayload::RegisterIncome(registration) => {
                 v1::mutation::Payload::RegisterIncome(registration.into())
             }
+            MutationPayload::EditField(edit) => v1::mutation::Payload::EditField(edit.into()),
+            MutationPayload::AddMember {
+                household_id,
+                member,
+            } => v1::mutation::Payload::AddMember(v1::AddMember {
+                household_id: household_id.clone(),
+                member: Some(member.into()),
+            }),
         };
         Self {
             seq: mutation.seq,
@@ -605,6 +655,22 @@ impl TryFrom<&v1::Mutation> for Mutation {
                     .try_into()
                     .map_err(|error: ConvertError| error.within("register_income"))?,
             ),
+            Some(v1::mutation::Payload::EditField(edit)) => MutationPayload::EditField(
+                edit.try_into()
+                    .map_err(|error: ConvertError| error.within("edit_field"))?,
+            ),
+            Some(v1::mutation::Payload::AddMember(add)) => {
+                let member = add
+                    .member
+                    .as_ref()
+                    .ok_or_else(|| ConvertError::new("add_member.member", "is required"))?;
+                MutationPayload::AddMember {
+                    household_id: add.household_id.clone(),
+                    member: member
+                        .try_into()
+                        .map_err(|error: ConvertError| error.within("add_member.member"))?,
+                }
+            }
             None => return Err(ConvertError::new("payload", "is required")),
         };
         Ok(Self {

@@ -515,6 +515,7 @@ impl Generator {
             members,
             measures,
             server_seq: 0,
+            field_seqs: Default::default(),
         }
     }
 

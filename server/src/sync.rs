@@ -115,6 +115,8 @@ async fn rejection_of(
         MutationPayload::AddPhoto(photo) => photo.validate().err(),
         // Income registrations are validated while converting: the formula needs valid parts.
         MutationPayload::RegisterIncome(_) => None,
+        // Checked against the stored card inside the store's transaction.
+        MutationPayload::EditField(_) | MutationPayload::AddMember { .. } => None,
     };
     if let Some(invalid) = invalid {
         return Ok(Some((RejectCode::InvalidRecord, invalid.to_string())));

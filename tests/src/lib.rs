@@ -153,6 +153,7 @@ pub async fn pull_all(
             v1::PullRequest {
                 cursor: String::new(),
                 client: Some(client_info()),
+                ..Default::default()
             },
             token,
         ))

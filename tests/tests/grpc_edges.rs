@@ -47,6 +47,7 @@ fn push_of(device_id: &str, first_seq: u64, visits: Vec<v1::Visit>) -> v1::PushR
             })
             .collect(),
         client: Some(client_info()),
+        ..Default::default()
     }
 }
 
@@ -75,6 +76,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         .pull(tonic::Request::new(v1::PullRequest {
             cursor: String::new(),
             client: Some(client_info()),
+            ..Default::default()
         }))
         .await
         .expect_err("no token");

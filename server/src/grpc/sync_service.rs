@@ -84,6 +84,7 @@ impl v1::sync_server::Sync for SyncService {
             request.device_id, result.last_processed_seq, request.batch_id
         );
         Ok(Response::new(v1::PushResponse {
+            server_hlc: server_hlc(&self.state),
             results: result
                 .outcomes
                 .iter()
@@ -131,6 +132,12 @@ impl v1::sync_server::Sync for SyncService {
     }
 }
 
+/// The server's HLC reading for phones to advance past.
+fn server_hlc(state: &AppState) -> u64 {
+    fieldsync_model::hlc::Hlc::from_parts(fieldsync_model::hlc::unix_millis(state.clock.now()), 0)
+        .as_u64()
+}
+
 /// Cursors are the decimal change sequence; empty means "from the beginning".
 fn parse_cursor(cursor: &str) -> Option<i64> {
     if cursor.is_empty() {
@@ -172,6 +179,7 @@ async fn stream_scope(
         }
     }
     let checkpoint = v1::Checkpoint {
+        server_hlc: server_hlc(state),
         cursor: cursor.to_string(),
         checksum: hex::encode(checksum.finalize()),
         server_time: Some(instant_to_wire(state.clock.now())),

@@ -132,6 +132,7 @@ pub fn household(head_name: &str, township_id: &str, village_id: &str, lat: f64)
         }],
         measures: Vec::new(),
         server_seq: 0,
+        field_seqs: Default::default(),
     }
 }
 
@@ -388,6 +389,7 @@ fn rejected_code(outcome: &MutationOutcome) -> Option<RejectCode> {
 fn same_card(stored: &Household, original: &Household) -> bool {
     Household {
         server_seq: original.server_seq,
+        field_seqs: original.field_seqs.clone(),
         ..stored.clone()
     } == *original
 }

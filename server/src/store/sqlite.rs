@@ -688,6 +688,14 @@ fn apply_entry(
         PushAction::Apply(MutationPayload::RegisterIncome(registration)) => {
             register_income(transaction, registration)
         }
+        // Field registers land with the conflict-handling work (issue 3); until then these
+        // are refused permanently so a phone's queue never blocks on them.
+        PushAction::Apply(MutationPayload::EditField(_) | MutationPayload::AddMember { .. }) => {
+            Ok(rejected(
+                RejectCode::InvalidRecord,
+                "household field edits are not accepted by this server version yet".to_owned(),
+            ))
+        }
     }
 }
 
