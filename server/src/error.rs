@@ -21,6 +21,16 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The device's clock is so far ahead that its edits would outrank everyone's for
+    /// days; the whole batch is refused until the phone's time is corrected.
+    #[error(
+        "device clock wrong: 手机时间不正确，请校准后再同步 (the device clock is {} ahead of the server)",
+        describe_ahead(*ahead_millis)
+    )]
+    DeviceClockWrong {
+        ahead_millis: u64,
+        server_time_ms: u64,
+    },
     #[error("内部错误，请稍后重试 (internal error; retry later)")]
     Internal,
     #[error("服务暂时不可用，请稍后重试 (temporarily unavailable; retry later)")]
@@ -36,6 +46,16 @@ impl ServiceError {
     }
 }
 
+/// "25 h 3 min" / "3 min": how far ahead a clock is, in words a cadre can act on.
+fn describe_ahead(ahead_millis: u64) -> String {
+    let minutes = ahead_millis / 60_000;
+    match (minutes / 60, minutes % 60) {
+        (0, minutes) => format!("{minutes} min"),
+        (hours, 0) => format!("{hours} h"),
+        (hours, minutes) => format!("{hours} h {minutes} min"),
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -45,6 +65,7 @@ impl From<StoreError> for ServiceError {
                 "batch_id {batch} was already used with different content"
             )),
             StoreError::StaleDecision(what) => Self::FailedPrecondition(what),
+            StoreError::InvalidValue { field, message } => Self::InvalidArgument { field, message },
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::Unavailable

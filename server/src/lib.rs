@@ -15,7 +15,9 @@ pub mod store;
 pub mod sync;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fieldsync_model::hlc::{Hlc, unix_millis};
 
 use crate::clock::{Clock, SystemClock};
 use crate::media::blobs::BlobStore;
@@ -29,6 +31,10 @@ pub struct AppState {
     pub blobs: Arc<BlobStore>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
+    /// The server's hybrid logical clock. It only moves forward: by ticking at the server's
+    /// wall time, and by observing HLCs of batches that committed (never of refused ones),
+    /// so it is always past every stored write and a console resolution wins.
+    pub hlc: Arc<Mutex<Hlc>>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -65,7 +71,30 @@ impl AppState {
             blobs: Arc::new(blobs),
             settings: Arc::new(settings),
             clock,
+            hlc: Arc::new(Mutex::new(Hlc::ZERO)),
         })
+    }
+
+    /// Tick the server HLC at the current wall time and return the new reading.
+    pub fn tick_hlc(&self) -> Hlc {
+        let wall = unix_millis(self.clock.now());
+        // A panic while holding the lock cannot leave a half-written u64 behind.
+        let mut hlc = self.hlc.lock().unwrap_or_else(PoisonError::into_inner);
+        *hlc = hlc.tick(wall);
+        *hlc
+    }
+
+    /// Move the server HLC past `seen` (the greatest HLC of a committed batch).
+    pub fn observe_hlc(&self, seen: Hlc) -> Hlc {
+        let wall = unix_millis(self.clock.now());
+        let mut hlc = self.hlc.lock().unwrap_or_else(PoisonError::into_inner);
+        *hlc = hlc.observe(seen, wall);
+        *hlc
+    }
+
+    /// The server HLC as it is now, without ticking it.
+    pub fn current_hlc(&self) -> Hlc {
+        *self.hlc.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -85,6 +114,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // The server HLC lives in memory; after a restart it must start past every stored write
+    // so that a console resolution still outranks the writes it resolves.
+    state.observe_hlc(state.store.max_register_hlc().await?);
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");

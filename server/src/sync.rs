@@ -2,14 +2,20 @@
 //! the whole batch atomically. A malformed request (gaps in seq, a wrong device) fails as a
 //! whole; a well-formed record that breaks a domain rule or lies outside the caller's scope
 //! is rejected on its own, permanently, so one bad record never blocks the phone's queue.
+//!
+//! Clocks (DESIGN §4): every mutation's HLC is checked against the server's wall clock
+//! before anything is read or written. One HLC more than 24 h ahead refuses the whole batch
+//! with a typed "device clock wrong" error; HLCs 5 min–24 h ahead are stored clamped. Only a
+//! committed batch moves the server's own HLC forward.
 
 use fieldsync_model::codes::Role;
+use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
 use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::store::{Principal, PushAction, PushBatch, PushEntry, PushResult};
+use crate::store::{Heartbeat, Principal, PushAction, PushBatch, PushEntry, PushResult};
 
 /// Most mutations one push may carry; phones send small batches on 2G links.
 pub const MAX_MUTATIONS_PER_PUSH: usize = 500;
@@ -80,8 +86,11 @@ pub async fn push(
         }
     }
 
+    let received_at = state.clock.now();
+    let hlcs = usable_hlcs(&input.mutations, unix_millis(received_at))?;
+
     let mut entries = Vec::with_capacity(input.mutations.len());
-    for mutation in input.mutations {
+    for (mutation, hlc) in input.mutations.into_iter().zip(&hlcs) {
         let action = match rejection_of(state, principal, &mutation.payload).await? {
             Some((code, message)) => PushAction::Reject { code, message },
             None => PushAction::Apply(mutation.payload),
@@ -89,7 +98,7 @@ pub async fn push(
         entries.push(PushEntry {
             seq: mutation.seq,
             mutation_id: mutation.mutation_id,
-            hlc: mutation.hlc,
+            hlc: hlc.as_u64(),
             action,
         });
     }
@@ -99,9 +108,69 @@ pub async fn push(
         batch_id: input.batch_id,
         fingerprint: input.fingerprint,
         entries,
-        received_at: state.clock.now(),
+        received_at,
     };
-    Ok(state.store.apply_push(batch).await?)
+    let result = state.store.apply_push(batch).await?;
+    // Only now, with the batch durable, may its clocks move the server's HLC.
+    if let Some(highest) = hlcs.iter().max() {
+        state.observe_hlc(*highest);
+    }
+    Ok(result)
+}
+
+/// The HLC to store for each mutation, or the typed clock error when any of them is more
+/// than 24 h ahead of `server_millis` (the batch is then refused whole, so the phone's
+/// queue stays intact for after the clock is fixed).
+///
+/// Within a batch the stored HLCs strictly increase: clamping pulls several distinct
+/// future times onto the same server millisecond, and a phone's outbox is in its own HLC
+/// order, so a later edit must still outrank the same device's earlier one.
+pub fn usable_hlcs(mutations: &[Mutation], server_millis: u64) -> Result<Vec<Hlc>, ServiceError> {
+    let mut worst_ahead = None;
+    let mut usable = Vec::with_capacity(mutations.len());
+    let mut previous: Option<Hlc> = None;
+    for mutation in mutations {
+        let hlc = match check_incoming(Hlc::from_u64(mutation.hlc), server_millis) {
+            IncomingHlc::Accepted(hlc) | IncomingHlc::Clamped { used: hlc, .. } => hlc,
+            IncomingHlc::DeviceClockWrong { ahead_millis } => {
+                worst_ahead = worst_ahead.max(Some(ahead_millis));
+                continue;
+            }
+        };
+        // tick(0) of an HLC is its successor: the wall time 0 never leads.
+        let hlc = match previous {
+            Some(previous) if hlc <= previous => previous.tick(0),
+            _ => hlc,
+        };
+        previous = Some(hlc);
+        usable.push(hlc);
+    }
+    match worst_ahead {
+        Some(ahead_millis) => Err(ServiceError::DeviceClockWrong {
+            ahead_millis,
+            server_time_ms: server_millis,
+        }),
+        None => Ok(usable),
+    }
+}
+
+/// Keep the device's latest heartbeat for the console's "unsent data" view. Best effort:
+/// the heartbeat is a report about the sync, so failing to store it must not fail the sync
+/// (and it is kept even when the batch was refused, e.g. for a wrong clock, which is exactly
+/// what supervisors need to see).
+pub async fn record_heartbeat(state: &AppState, principal: &Principal, heartbeat: Heartbeat) {
+    if let Err(error) = state
+        .store
+        .record_heartbeat(
+            &principal.device_id,
+            &principal.user_id,
+            heartbeat,
+            state.clock.now(),
+        )
+        .await
+    {
+        tracing::warn!(%error, device_id = %principal.device_id, "could not store a heartbeat");
+    }
 }
 
 /// Why this mutation must not be applied, if it must not.
@@ -147,4 +216,92 @@ async fn rejection_of(
         )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldsync_model::hlc::{CLAMP_AHEAD_MILLIS, REJECT_AHEAD_MILLIS};
+
+    const NOW: u64 = 1_790_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn mutation(hlc: Hlc) -> Mutation {
+        Mutation {
+            seq: 1,
+            mutation_id: "0190b4a0-0000-7000-8000-000000000001".into(),
+            hlc: hlc.as_u64(),
+            payload: MutationPayload::EditField(fieldsync_model::register::FieldEdit {
+                household_id: "h".into(),
+                target: fieldsync_model::register::FieldTarget::Household,
+                field: "phone".into(),
+                value: serde_json::json!("13800000000"),
+                base_seq: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn skewed_but_plausible_clocks_are_accepted_and_the_far_future_is_clamped() {
+        let behind = Hlc::from_parts(NOW - 24 * HOUR, 3);
+        let ahead = Hlc::from_parts(NOW + HOUR, 9);
+        let hlcs = usable_hlcs(&[mutation(behind), mutation(ahead)], NOW).expect("accepted");
+        assert_eq!(hlcs[0], behind, "a slow clock is used as sent");
+        assert_eq!(
+            hlcs[1],
+            Hlc::from_parts(NOW, 9),
+            "an hour ahead is clamped to now"
+        );
+        assert!(hlcs[1].millis() - NOW < CLAMP_AHEAD_MILLIS);
+    }
+
+    #[test]
+    fn clamped_hlcs_of_one_batch_stay_strictly_increasing() {
+        let first = Hlc::from_parts(NOW + HOUR, 0);
+        let second = Hlc::from_parts(NOW + HOUR + 1, 0);
+        let hlcs = usable_hlcs(&[mutation(first), mutation(second)], NOW).expect("accepted");
+        assert!(hlcs[0] < hlcs[1], "{hlcs:?}");
+        assert_eq!(hlcs[0], Hlc::from_parts(NOW, 0));
+    }
+
+    #[test]
+    fn one_mutation_a_day_ahead_refuses_the_whole_batch_with_the_worst_skew() {
+        let fine = Hlc::from_parts(NOW, 0);
+        let wrong = Hlc::from_parts(NOW + 25 * HOUR, 0);
+        let year_2099 = Hlc::from_parts(4_070_908_800_000, 0);
+        match usable_hlcs(&[mutation(fine), mutation(wrong)], NOW) {
+            Err(ServiceError::DeviceClockWrong {
+                ahead_millis,
+                server_time_ms,
+            }) => {
+                assert_eq!(ahead_millis, 25 * HOUR);
+                assert_eq!(server_time_ms, NOW);
+            }
+            other => panic!("expected a clock error, got {other:?}"),
+        }
+        let error = usable_hlcs(&[mutation(year_2099)], NOW).expect_err("2099 is refused");
+        let message = error.to_string();
+        assert!(message.starts_with("device clock wrong:"), "{message}");
+        assert!(
+            message.contains("手机时间不正确，请校准后再同步"),
+            "{message}"
+        );
+        assert!(
+            usable_hlcs(
+                &[mutation(Hlc::from_parts(NOW + REJECT_AHEAD_MILLIS, 0))],
+                NOW
+            )
+            .is_ok(),
+            "exactly 24 h ahead is still clamped, not refused"
+        );
+    }
+
+    #[test]
+    fn the_error_says_how_far_ahead_in_hours_and_minutes() {
+        let error = ServiceError::DeviceClockWrong {
+            ahead_millis: 25 * HOUR + 3 * 60_000,
+            server_time_ms: NOW,
+        };
+        assert!(error.to_string().contains("25 h 3 min"), "{error}");
+    }
 }

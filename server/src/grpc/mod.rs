@@ -61,10 +61,28 @@ pub async fn routes(state: AppState) -> axum::Router {
     routes.prepare().into_axum_router()
 }
 
+/// gRPC metadata key naming a typed error a phone must act on (value below).
+pub const ERROR_KIND_METADATA: &str = "fieldsync-error";
+/// Value of [`ERROR_KIND_METADATA`] when the device clock is too far ahead.
+pub const DEVICE_CLOCK_WRONG: &str = "device_clock_wrong";
+/// gRPC metadata key carrying the server's wall time (unix ms) with a clock error, so the
+/// app can tell the cadre what the right time is.
+pub const SERVER_TIME_METADATA: &str = "fieldsync-server-time-ms";
+
 /// The one place a [`ServiceError`] becomes a gRPC status.
 pub(crate) fn status_from(error: ServiceError) -> Status {
     let message = error.to_string();
     match error {
+        ServiceError::DeviceClockWrong { server_time_ms, .. } => {
+            let mut status = Status::failed_precondition(message);
+            let metadata = status.metadata_mut();
+            metadata.insert(
+                ERROR_KIND_METADATA,
+                tonic::metadata::MetadataValue::from_static(DEVICE_CLOCK_WRONG),
+            );
+            metadata.insert(SERVER_TIME_METADATA, server_time_ms.into());
+            status
+        }
         ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
         ServiceError::PermissionDenied(_) => Status::permission_denied(message),
         ServiceError::InvalidArgument { .. } => Status::invalid_argument(message),

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 
 use fieldsync_model::sync::{Mutation, MutationOutcome};
-use fieldsync_proto::convert::instant_to_wire;
+use fieldsync_proto::convert::{instant_to_wire, optional_instant};
 use fieldsync_proto::v1;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{check_client, invalid_wire, principal_of};
 use crate::AppState;
-use crate::store::Principal;
+use crate::store::{Heartbeat, Principal};
 use crate::sync::{PushInput, fingerprint};
 
 /// Change-log entries read per page. Small pages keep memory flat on the server and let a
@@ -30,6 +30,35 @@ impl SyncService {
         Self { state }
     }
 }
+
+/// The heartbeat riding on a push or pull, with the app version from the client info.
+fn heartbeat_from_wire(
+    wire: Option<&v1::DeviceHeartbeat>,
+    client: Option<&v1::ClientInfo>,
+) -> Result<Option<Heartbeat>, Status> {
+    let Some(wire) = wire else {
+        return Ok(None);
+    };
+    Ok(Some(Heartbeat {
+        unsent_mutations: wire.unsent_mutations,
+        pending_uploads: wire.pending_uploads,
+        oldest_unsent_at: optional_instant(&wire.oldest_unsent_at, "oldest_unsent_at")
+            .map_err(|error| invalid_wire(error, "heartbeat"))?,
+        device_time: optional_instant(&wire.device_time, "device_time")
+            .map_err(|error| invalid_wire(error, "heartbeat"))?,
+        last_error: wire
+            .last_error
+            .chars()
+            .take(MAX_HEARTBEAT_ERROR_CHARS)
+            .collect(),
+        app_version: client
+            .map(|client| client.app_version.chars().take(64).collect())
+            .unwrap_or_default(),
+    }))
+}
+
+/// Longest saved error text kept from a heartbeat; enough to recognise the error.
+const MAX_HEARTBEAT_ERROR_CHARS: usize = 500;
 
 fn outcome_to_wire(seq: u64, outcome: &MutationOutcome) -> v1::MutationResult {
     let (outcome, reject_code, reject_message) = match outcome {
@@ -59,6 +88,7 @@ impl v1::sync_server::Sync for SyncService {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
+        let heartbeat = heartbeat_from_wire(request.heartbeat.as_ref(), request.client.as_ref())?;
         let mutations = request
             .mutations
             .iter()
@@ -75,7 +105,11 @@ impl v1::sync_server::Sync for SyncService {
             mutations,
             fingerprint: fingerprint(&request.encode_to_vec()),
         };
-        let result = crate::sync::push(&self.state, &principal, input).await?;
+        let result = crate::sync::push(&self.state, &principal, input).await;
+        if let Some(heartbeat) = heartbeat {
+            crate::sync::record_heartbeat(&self.state, &principal, heartbeat).await;
+        }
+        let result = result?;
         let now = self.state.clock.now();
         // The receipt names what the server holds durably for this device; the phone keeps it
         // as proof before deleting local copies.
@@ -106,6 +140,11 @@ impl v1::sync_server::Sync for SyncService {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
+        if let Some(heartbeat) =
+            heartbeat_from_wire(request.heartbeat.as_ref(), request.client.as_ref())?
+        {
+            crate::sync::record_heartbeat(&self.state, &principal, heartbeat).await;
+        }
         let cursor = match parse_cursor(&request.cursor) {
             Some(cursor) => cursor,
             None => {
@@ -132,10 +171,10 @@ impl v1::sync_server::Sync for SyncService {
     }
 }
 
-/// The server's HLC reading for phones to advance past.
+/// The server's HLC, ticked now, for phones to advance past: it is later than every write
+/// the server has stored, so a phone's next edit outranks what it just pulled.
 fn server_hlc(state: &AppState) -> u64 {
-    fieldsync_model::hlc::Hlc::from_parts(fieldsync_model::hlc::unix_millis(state.clock.now()), 0)
-        .as_u64()
+    state.tick_hlc().as_u64()
 }
 
 /// Cursors are the decimal change sequence; empty means "from the beginning".

@@ -101,9 +101,9 @@ pub fn status_for(error: &ServiceError) -> StatusCode {
         ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         ServiceError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::FailedPrecondition(_) | ServiceError::AlreadyExists(_) => {
-            StatusCode::CONFLICT
-        }
+        ServiceError::FailedPrecondition(_)
+        | ServiceError::AlreadyExists(_)
+        | ServiceError::DeviceClockWrong { .. } => StatusCode::CONFLICT,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

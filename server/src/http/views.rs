@@ -101,6 +101,7 @@ pub fn error_text(error: &ServiceError) -> (&'static str, String) {
                 "该走访记录已被更新或已由他人审核，您看到的不是最新版本。请重新打开该记录，核对最新内容后再审核。（{message}）"
             ),
         ),
+        ServiceError::DeviceClockWrong { .. } => ("设备时间不正确", error.to_string()),
         ServiceError::Internal | ServiceError::Unavailable => ("服务暂时不可用", error.to_string()),
     }
 }

@@ -21,9 +21,13 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    Area, Pairing, Principal, PushAction, PushBatch, PushEntry, PushResult, QueueFilter, SeedData,
-    SessionRecord, Store, StoreError, StoredDecision, UploadRecord, UserRecord,
+    Area, ConflictResolution, Heartbeat, Pairing, Principal, PushAction, PushBatch, PushEntry,
+    PushResult, QueueFilter, SeedData, SessionRecord, Store, StoreError, StoredDecision,
+    UploadRecord, UserRecord,
 };
+use fieldsync_model::hlc::Hlc;
+use fieldsync_model::register::{FieldEdit, FieldTarget, Stamp};
+use serde_json::{Value, json};
 
 // ----- fixture -----
 
@@ -1482,6 +1486,624 @@ pub async fn income_registrations_newest_first(store: &dyn Store) {
             .income_registrations(&fixture.chen.household_id)
             .await
             .expect("income")
+            .is_empty()
+    );
+}
+
+// ----- field registers and conflicts -----
+
+/// An edit of `field` of the household itself.
+fn household_edit(
+    household: &Household,
+    field: &str,
+    value: Value,
+    base_seq: i64,
+) -> MutationPayload {
+    MutationPayload::EditField(FieldEdit {
+        household_id: household.household_id.clone(),
+        target: FieldTarget::Household,
+        field: field.into(),
+        value,
+        base_seq,
+    })
+}
+
+/// Push one mutation with an explicit HLC (milliseconds, counter 0) as its own batch.
+async fn push_at(
+    store: &dyn Store,
+    user: &UserRecord,
+    device_id: &str,
+    seq: u64,
+    millis: u64,
+    payload: MutationPayload,
+) -> MutationOutcome {
+    let entry = PushEntry {
+        seq,
+        mutation_id: new_id(),
+        hlc: Hlc::from_parts(millis, 0).as_u64(),
+        action: PushAction::Apply(payload),
+    };
+    let result = store
+        .apply_push(batch(user, device_id, vec![entry]))
+        .await
+        .expect("push");
+    assert_eq!(result.outcomes.len(), 1);
+    result.outcomes[0].1.clone()
+}
+
+async fn card(store: &dyn Store, household: &Household) -> Household {
+    store
+        .get_household(&household.household_id)
+        .await
+        .expect("read card")
+        .expect("household exists")
+}
+
+/// Two concurrent phone edits converge on the greater (hlc, device) whichever arrives
+/// first, and the same conflict record (smaller stamp first) is written either way.
+pub async fn register_writes_converge_in_either_order(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let early = json!("13811110000");
+    let late = json!("13922220000");
+    // wang gets A then B; zhao gets B then A.
+    let a_wang = household_edit(&fixture.wang, "phone", early.clone(), 0);
+    let b_wang = household_edit(&fixture.wang, "phone", late.clone(), 0);
+    assert_eq!(
+        push_at(store, &fixture.cadre_a, "phone-a", 1, 1_000, a_wang).await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(store, &fixture.cadre_b, "phone-b", 1, 2_000, b_wang).await,
+        MutationOutcome::ConflictRecorded
+    );
+    let a_zhao = household_edit(&fixture.zhao, "phone", early.clone(), 0);
+    let b_zhao = household_edit(&fixture.zhao, "phone", late.clone(), 0);
+    assert_eq!(
+        push_at(store, &fixture.cadre_b, "phone-b", 2, 2_000, b_zhao).await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(store, &fixture.cadre_a, "phone-a", 2, 1_000, a_zhao).await,
+        MutationOutcome::ConflictRecorded,
+        "the losing write is kept and flagged, not dropped"
+    );
+    for household in [&fixture.wang, &fixture.zhao] {
+        let stored = card(store, household).await;
+        assert_eq!(stored.phone, "13922220000", "{}", household.head_name);
+        let history = store
+            .register_history(&household.household_id, &FieldTarget::Household, "phone")
+            .await
+            .expect("history");
+        assert_eq!(history.len(), 2, "both writes are kept");
+        assert_eq!(
+            stored.field_seq(&FieldTarget::Household, "phone"),
+            history
+                .iter()
+                .map(|write| write.server_seq)
+                .max()
+                .unwrap_or(0),
+            "the field sequence is the last write's, winner or not"
+        );
+        assert_eq!(
+            stored.server_seq,
+            stored.field_seq(&FieldTarget::Household, "phone")
+        );
+    }
+    let conflicts = store.open_conflicts(TOWNSHIP_ONE).await.expect("conflicts");
+    assert_eq!(conflicts.len(), 2);
+    for conflict in &conflicts {
+        assert_eq!(conflict.field, "phone");
+        assert_eq!(conflict.first.value, early);
+        assert_eq!(conflict.second.value, late);
+        assert_eq!(conflict.first_author_name, fixture.cadre_a.display_name);
+        assert_eq!(conflict.second_author_name, fixture.cadre_b.display_name);
+        assert_eq!(
+            conflict.current.as_ref().map(|write| &write.value),
+            Some(&late)
+        );
+    }
+    assert!(
+        store
+            .open_conflicts(TOWNSHIP_TWO)
+            .await
+            .expect("t2")
+            .is_empty(),
+        "conflicts stay in their township"
+    );
+    let cadre_a = store
+        .pull_changes(&principal(&fixture.cadre_a, "phone-a"), 0, 1000)
+        .await
+        .expect("pull");
+    let pulled = cadre_a
+        .households
+        .iter()
+        .find(|household| household.household_id == fixture.wang.household_id)
+        .expect("wang delivered");
+    assert_eq!(pulled.phone, "13922220000", "the merged value syncs down");
+}
+
+/// No conflict when the author had seen the other write, wrote the same value, or is the
+/// same device; unknown households and bad values are rejected naming the field.
+pub async fn no_conflict_for_seen_same_value_or_same_device(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let wang = &fixture.wang;
+    let edit =
+        |field: &str, value: Value, base_seq: i64| household_edit(wang, field, value, base_seq);
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            1,
+            1_000,
+            edit("phone", json!("1"), 0)
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    let seen = card(store, wang)
+        .await
+        .field_seq(&FieldTarget::Household, "phone");
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_b,
+            "phone-b",
+            1,
+            900,
+            edit("phone", json!("2"), seen)
+        )
+        .await,
+        MutationOutcome::Applied,
+        "the author saw the other write: an ordinary overwrite (it still loses by HLC)"
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            2,
+            1_000,
+            edit("address", json!("五组"), 0)
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_b,
+            "phone-b",
+            2,
+            2_000,
+            edit("address", json!("五组"), 0)
+        )
+        .await,
+        MutationOutcome::Applied,
+        "the same value is no conflict"
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            3,
+            1_000,
+            edit("main_cause", json!(1), 0)
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            4,
+            2_000,
+            edit("main_cause", json!(2), 0)
+        )
+        .await,
+        MutationOutcome::Applied,
+        "one device's own edits never conflict"
+    );
+    assert!(
+        store
+            .open_conflicts(TOWNSHIP_ONE)
+            .await
+            .expect("conflicts")
+            .is_empty()
+    );
+
+    let mut stranger = wang.clone();
+    stranger.household_id = new_id();
+    let unknown = push_at(
+        store,
+        &fixture.cadre_a,
+        "phone-a",
+        5,
+        3_000,
+        household_edit(&stranger, "phone", json!("3"), 0),
+    )
+    .await;
+    assert_eq!(rejected_code(&unknown), Some(RejectCode::UnknownHousehold));
+    let bad = push_at(
+        store,
+        &fixture.cadre_a,
+        "phone-a",
+        6,
+        3_000,
+        edit("main_cause", json!(9999), 0),
+    )
+    .await;
+    assert_eq!(rejected_code(&bad), Some(RejectCode::InvalidRecord));
+    let MutationOutcome::Rejected { message, .. } = bad else {
+        unreachable!()
+    };
+    assert!(message.contains("main_cause"), "{message}");
+}
+
+/// A write with a stamp already stored (same HLC, same device) is a duplicate, even under a
+/// new seq, and changes nothing.
+pub async fn duplicate_register_write_is_not_applied_twice(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let payload = household_edit(&fixture.wang, "phone", json!("13800001111"), 0);
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            1,
+            5_000,
+            payload.clone()
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    let before = card(store, &fixture.wang).await;
+    assert_eq!(
+        push_at(store, &fixture.cadre_a, "phone-a", 2, 5_000, payload).await,
+        MutationOutcome::Duplicate
+    );
+    assert_eq!(card(store, &fixture.wang).await, before);
+    let history = store
+        .register_history(&fixture.wang.household_id, &FieldTarget::Household, "phone")
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].stamp.hlc, Hlc::from_parts(5_000, 0));
+    assert_eq!(history[0].author_user_id, fixture.cadre_a.user_id);
+}
+
+/// Members are add-wins rows; removal is the `removed` field (a tombstone register).
+pub async fn member_add_wins_and_removal_is_a_tombstone(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let mut child = fixture.wang.members[0].clone();
+    child.member_id = new_id();
+    child.name = "王小明".into();
+    child.relation = Relation::Son;
+    child.id_number = String::new();
+    let add = |member: Member| MutationPayload::AddMember {
+        household_id: fixture.wang.household_id.clone(),
+        member,
+    };
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            1,
+            1_000,
+            add(child.clone())
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_b,
+            "phone-b",
+            1,
+            1_100,
+            add(child.clone())
+        )
+        .await,
+        MutationOutcome::Duplicate,
+        "the same row added twice is one row"
+    );
+    let mut renamed = child.clone();
+    renamed.name = "王晓明".into();
+    assert_eq!(
+        push_at(store, &fixture.cadre_b, "phone-b", 2, 1_200, add(renamed)).await,
+        MutationOutcome::Applied
+    );
+    let stored = card(store, &fixture.wang).await;
+    assert_eq!(stored.members.len(), 2);
+    assert_eq!(
+        stored.members[1].name, "王小明",
+        "edits travel as field writes, not re-adds"
+    );
+
+    let mut nameless = child.clone();
+    nameless.member_id = new_id();
+    nameless.name = " ".into();
+    let outcome = push_at(store, &fixture.cadre_a, "phone-a", 2, 1_300, add(nameless)).await;
+    assert_eq!(rejected_code(&outcome), Some(RejectCode::InvalidRecord));
+    let mut bad_id = child.clone();
+    bad_id.member_id = new_id();
+    bad_id.id_number = "110105194912310021".into();
+    let outcome = push_at(store, &fixture.cadre_a, "phone-a", 3, 1_400, add(bad_id)).await;
+    assert_eq!(rejected_code(&outcome), Some(RejectCode::InvalidRecord));
+
+    let remove = MutationPayload::EditField(FieldEdit {
+        household_id: fixture.wang.household_id.clone(),
+        target: FieldTarget::Member(child.member_id.clone()),
+        field: "removed".into(),
+        value: json!(true),
+        base_seq: 0,
+    });
+    assert_eq!(
+        push_at(store, &fixture.cadre_a, "phone-a", 4, 2_000, remove).await,
+        MutationOutcome::Applied
+    );
+    let stored = card(store, &fixture.wang).await;
+    assert_eq!(stored.members.len(), 2, "the row stays as a tombstone");
+    assert_eq!(stored.current_members().count(), 1);
+    assert!(stored.field_seq(&FieldTarget::Member(child.member_id.clone()), "removed") > 0);
+    let ghost = MutationPayload::EditField(FieldEdit {
+        household_id: fixture.wang.household_id.clone(),
+        target: FieldTarget::Member(new_id()),
+        field: "name".into(),
+        value: json!("无此人"),
+        base_seq: 0,
+    });
+    let outcome = push_at(store, &fixture.cadre_a, "phone-a", 5, 2_100, ghost).await;
+    assert_eq!(rejected_code(&outcome), Some(RejectCode::InvalidRecord));
+}
+
+/// After losing a write, the phone quotes the field sequence it pulled (which covers the
+/// loser too), so its next edit is an ordinary overwrite, not another conflict.
+pub async fn stale_base_seq_after_a_losing_write(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let wang = &fixture.wang;
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            1,
+            3_000,
+            household_edit(wang, "phone", json!("A"), 0)
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_b,
+            "phone-b",
+            1,
+            2_000,
+            household_edit(wang, "phone", json!("B"), 0)
+        )
+        .await,
+        MutationOutcome::ConflictRecorded
+    );
+    let after = card(store, wang).await;
+    assert_eq!(after.phone, "A", "the older HLC loses");
+    let seen = after.field_seq(&FieldTarget::Household, "phone");
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_b,
+            "phone-b",
+            2,
+            4_000,
+            household_edit(wang, "phone", json!("C"), seen)
+        )
+        .await,
+        MutationOutcome::Applied
+    );
+    assert_eq!(card(store, wang).await.phone, "C");
+    assert_eq!(
+        store
+            .open_conflicts(TOWNSHIP_ONE)
+            .await
+            .expect("open")
+            .len(),
+        1
+    );
+    // A phone still quoting 0 has seen neither A nor C: one conflict per unseen value.
+    assert_eq!(
+        push_at(
+            store,
+            &fixture.cadre_a,
+            "phone-a",
+            2,
+            5_000,
+            household_edit(wang, "phone", json!("D"), 0)
+        )
+        .await,
+        MutationOutcome::ConflictRecorded
+    );
+    assert_eq!(
+        store
+            .open_conflicts(TOWNSHIP_ONE)
+            .await
+            .expect("open")
+            .len(),
+        3
+    );
+}
+
+/// Resolving writes the chosen value as an ordinary register write that wins, closes every
+/// open conflict of the register, and reaches the phones through pull.
+pub async fn resolving_a_conflict_writes_the_choice_and_closes_the_register(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let wang = &fixture.wang;
+    push_at(
+        store,
+        &fixture.cadre_a,
+        "phone-a",
+        1,
+        3_000,
+        household_edit(wang, "phone", json!("A"), 0),
+    )
+    .await;
+    push_at(
+        store,
+        &fixture.cadre_b,
+        "phone-b",
+        1,
+        2_000,
+        household_edit(wang, "phone", json!("B"), 0),
+    )
+    .await;
+    push_at(
+        store,
+        &fixture.cadre_b,
+        "phone-b",
+        2,
+        2_500,
+        household_edit(wang, "phone", json!("C"), 0),
+    )
+    .await;
+    let open = store.open_conflicts(TOWNSHIP_ONE).await.expect("open");
+    assert_eq!(open.len(), 2);
+    let cadre_a = principal(&fixture.cadre_a, "phone-a");
+    let cursor = store
+        .pull_changes(&cadre_a, 0, 1000)
+        .await
+        .expect("pull")
+        .next_cursor;
+
+    let resolution = |key: &str, township: &str, value: Value| ConflictResolution {
+        conflict_key: key.to_owned(),
+        township_id: township.to_owned(),
+        value,
+        reviewer_user_id: fixture.supervisor_one.user_id.clone(),
+        // Deliberately older than the writes: the store must still make it win.
+        stamp: Stamp {
+            hlc: Hlc::from_parts(10, 0),
+            device_id: "console".into(),
+        },
+        resolved_at: VISIT_TIME,
+    };
+    let key = open[0].conflict_key.clone();
+    assert!(matches!(
+        store
+            .resolve_conflict(resolution(&key, TOWNSHIP_TWO, json!("B")))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .resolve_conflict(resolution(&key, TOWNSHIP_ONE, json!(12)))
+            .await,
+        Err(StoreError::InvalidValue { .. })
+    ));
+    let stamp = store
+        .resolve_conflict(resolution(&key, TOWNSHIP_ONE, json!("B")))
+        .await
+        .expect("resolve");
+    assert!(stamp.hlc > Hlc::from_parts(3_000, 0), "{stamp:?}");
+    assert!(
+        store
+            .open_conflicts(TOWNSHIP_ONE)
+            .await
+            .expect("open")
+            .is_empty()
+    );
+    let stored = card(store, wang).await;
+    assert_eq!(stored.phone, "B");
+    let history = store
+        .register_history(&wang.household_id, &FieldTarget::Household, "phone")
+        .await
+        .expect("history");
+    let last = history.last().expect("the resolution is a write");
+    assert_eq!(last.stamp.device_id, "console");
+    assert_eq!(last.author_user_id, fixture.supervisor_one.user_id);
+    assert_eq!(
+        stored.field_seq(&FieldTarget::Household, "phone"),
+        last.server_seq
+    );
+    assert!(
+        matches!(
+            store
+                .resolve_conflict(resolution(&open[1].conflict_key, TOWNSHIP_ONE, json!("C")))
+                .await,
+            Err(StoreError::NotFound(_))
+        ),
+        "the register's other conflicts were closed by the same resolution"
+    );
+    let pulled = store
+        .pull_changes(&cadre_a, cursor, 1000)
+        .await
+        .expect("pull again");
+    assert_eq!(pulled.households.len(), 1);
+    assert_eq!(pulled.households[0].phone, "B");
+}
+
+/// Heartbeats are kept per device (latest wins) and listed for the cadres' township, the
+/// oldest unsent data first.
+pub async fn heartbeats_list_the_oldest_unsent_data_first(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let heartbeat = |unsent: u64, oldest: Option<OffsetDateTime>| Heartbeat {
+        unsent_mutations: unsent,
+        pending_uploads: 1,
+        oldest_unsent_at: oldest,
+        device_time: Some(VISIT_TIME + Duration::minutes(7)),
+        last_error: "网络连接失败".into(),
+        app_version: "1.2.0".into(),
+    };
+    store
+        .record_heartbeat(
+            "phone-a",
+            &fixture.cadre_a.user_id,
+            heartbeat(3, Some(VISIT_TIME)),
+            VISIT_TIME,
+        )
+        .await
+        .expect("a");
+    store
+        .record_heartbeat(
+            "phone-b",
+            &fixture.cadre_b.user_id,
+            heartbeat(0, None),
+            VISIT_TIME,
+        )
+        .await
+        .expect("b");
+    store
+        .record_heartbeat(
+            "phone-a",
+            &fixture.cadre_a.user_id,
+            heartbeat(5, Some(VISIT_TIME - Duration::days(9))),
+            VISIT_TIME + Duration::hours(1),
+        )
+        .await
+        .expect("a again");
+    let backlog = store.device_backlog(TOWNSHIP_ONE).await.expect("backlog");
+    let devices: Vec<&str> = backlog.iter().map(|row| row.device_id.as_str()).collect();
+    assert_eq!(devices, vec!["phone-a", "phone-b"]);
+    assert_eq!(
+        backlog[0].heartbeat.unsent_mutations, 5,
+        "the latest heartbeat wins"
+    );
+    assert_eq!(
+        backlog[0].heartbeat.oldest_unsent_at,
+        Some(VISIT_TIME - Duration::days(9))
+    );
+    assert_eq!(backlog[0].cadre_name, fixture.cadre_a.display_name);
+    assert_eq!(backlog[0].last_seen_at, VISIT_TIME + Duration::hours(1));
+    assert_eq!(backlog[0].heartbeat.app_version, "1.2.0");
+    assert!(
+        store
+            .device_backlog(TOWNSHIP_TWO)
+            .await
+            .expect("t2")
             .is_empty()
     );
 }

@@ -8,8 +8,10 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use fieldsync_model::codes::{CadreRank, ReviewState, Role, VisitMode};
+use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household};
 use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::register::{FieldTarget, RegisterWrite, Stamp};
 use fieldsync_model::review::{DecisionRequest, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit};
@@ -32,6 +34,9 @@ pub enum StoreError {
     BatchReused(String),
     #[error("stale decision: {0}")]
     StaleDecision(String),
+    /// A value (e.g. a console resolution) that the field's rules refuse.
+    #[error("{field}: {message}")]
+    InvalidValue { field: String, message: String },
     #[error("background task failed: {0}")]
     Join(String),
 }
@@ -230,6 +235,66 @@ pub struct UnvisitedHousehold {
     pub cadre_names: Vec<String>,
 }
 
+/// One conflict record of a township's queue, with the names a reviewer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictRecord {
+    /// Stable identity ([`fieldsync_model::register::ConflictPair::key`]).
+    pub conflict_key: String,
+    pub household_id: String,
+    pub head_name: String,
+    pub village_name: String,
+    pub target: FieldTarget,
+    /// The member's name when the target is a member.
+    pub member_name: Option<String>,
+    pub field: String,
+    /// The write with the smaller stamp.
+    pub first: RegisterWrite,
+    pub first_author_name: String,
+    /// The write with the greater stamp (the last-writer-wins winner of the pair).
+    pub second: RegisterWrite,
+    pub second_author_name: String,
+    /// What the register shows now: usually `second`, or a later write.
+    pub current: Option<RegisterWrite>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A reviewer's choice for a conflicting register: stored as an ordinary register write by
+/// the console device, so it syncs down to every phone like any other edit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictResolution {
+    pub conflict_key: String,
+    /// The reviewer's township; a conflict elsewhere is answered as not found.
+    pub township_id: String,
+    pub value: serde_json::Value,
+    pub reviewer_user_id: String,
+    /// The stamp of the resolving write; the store moves its HLC past the register's current
+    /// write if needed, so the resolution always takes effect.
+    pub stamp: Stamp,
+    pub resolved_at: OffsetDateTime,
+}
+
+/// The small status report a phone sends with every sync.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heartbeat {
+    pub unsent_mutations: u64,
+    pub pending_uploads: u64,
+    pub oldest_unsent_at: Option<OffsetDateTime>,
+    pub device_time: Option<OffsetDateTime>,
+    pub last_error: String,
+    pub app_version: String,
+}
+
+/// The latest heartbeat of one device, with its cadre's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceBacklog {
+    pub device_id: String,
+    pub user_id: String,
+    pub cadre_name: String,
+    pub heartbeat: Heartbeat,
+    /// Server time when the heartbeat arrived.
+    pub last_seen_at: OffsetDateTime,
+}
+
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -306,4 +371,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         household_id: &str,
     ) -> StoreResult<Vec<IncomeRegistration>>;
+
+    /// Every write applied to one register, in server order.
+    async fn register_history(
+        &self,
+        household_id: &str,
+        target: &FieldTarget,
+        field: &str,
+    ) -> StoreResult<Vec<RegisterWrite>>;
+    /// The greatest HLC of any stored register write (the server HLC starts past it after a
+    /// restart), or [`Hlc::ZERO`].
+    async fn max_register_hlc(&self) -> StoreResult<Hlc>;
+    /// Unresolved conflict records of a township, oldest first.
+    async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>>;
+    /// Resolve a conflict in one transaction: write the chosen value to the register as an
+    /// ordinary write (logged for pull), then mark every open conflict of that register
+    /// resolved. Returns the stamp the write was stored with. `NotFound` for an unknown key,
+    /// a conflict outside the township or one already resolved; `InvalidValue` when the
+    /// value breaks the field's rules.
+    async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp>;
+
+    /// Keep the latest heartbeat of a device (upsert).
+    async fn record_heartbeat(
+        &self,
+        device_id: &str,
+        user_id: &str,
+        heartbeat: Heartbeat,
+        server_time: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Latest heartbeats of the township's cadres' devices, oldest unsent data first
+    /// (devices with nothing unsent last).
+    async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>>;
 }

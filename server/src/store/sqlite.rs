@@ -18,8 +18,12 @@ use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role, VisitMode};
 use fieldsync_model::geo::distance_between;
-use fieldsync_model::household::{GeoPoint, Household};
+use fieldsync_model::hlc::Hlc;
+use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
 use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::register::{
+    FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
+};
 use fieldsync_model::review::{Decision, ReturnReason, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit};
@@ -30,15 +34,22 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    Area, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
-    QueueItem, SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision,
-    UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
+    Area, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat, Principal, PullChanges,
+    PushAction, PushBatch, PushEntry, PushResult, QueueFilter, QueueItem, SeedData, SessionRecord,
+    Store, StoreError, StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord,
+    VisitDetail,
 };
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
 /// after the file ran; never edit a released file, add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "registers",
+        include_str!("migrations/0002_registers.sql"),
+    ),
+];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
@@ -688,15 +699,550 @@ fn apply_entry(
         PushAction::Apply(MutationPayload::RegisterIncome(registration)) => {
             register_income(transaction, registration)
         }
-        // Field registers land with the conflict-handling work (issue 3); until then these
-        // are refused permanently so a phone's queue never blocks on them.
-        PushAction::Apply(MutationPayload::EditField(_) | MutationPayload::AddMember { .. }) => {
-            Ok(rejected(
-                RejectCode::InvalidRecord,
-                "household field edits are not accepted by this server version yet".to_owned(),
-            ))
+        PushAction::Apply(MutationPayload::EditField(edit)) => {
+            edit_field(transaction, batch, entry.hlc, edit, received_at)
         }
+        PushAction::Apply(MutationPayload::AddMember {
+            household_id,
+            member,
+        }) => add_member(transaction, household_id, member),
     }
+}
+
+// ----- field registers -----
+
+fn hlc_to_sql(hlc: Hlc) -> StoreResult<i64> {
+    to_sql_integer(hlc.as_u64(), "hlc")
+}
+
+fn hlc_from_sql(value: i64) -> StoreResult<Hlc> {
+    Ok(Hlc::from_u64(from_sql_unsigned(value, "hlc")?))
+}
+
+/// Every write of one register, in the order the server applied them.
+fn register_history_in(
+    connection: &Connection,
+    household_id: &str,
+    target_key: &str,
+    field: &str,
+) -> StoreResult<Vec<RegisterWrite>> {
+    let mut statement = connection.prepare(
+        "SELECT value_json, hlc, device_id, author_user_id, base_seq, server_seq
+         FROM register_writes
+         WHERE household_id = ?1 AND target_key = ?2 AND field = ?3
+         ORDER BY server_seq, hlc, device_id",
+    )?;
+    let rows = statement.query_map(params![household_id, target_key, field], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut history = Vec::new();
+    for row in rows {
+        let (value_json, hlc, device_id, author_user_id, base_seq, server_seq) = row?;
+        history.push(RegisterWrite {
+            value: decode_json(&value_json, "register value")?,
+            stamp: Stamp {
+                hlc: hlc_from_sql(hlc)?,
+                device_id,
+            },
+            author_user_id,
+            base_seq,
+            server_seq,
+        });
+    }
+    Ok(history)
+}
+
+/// Store the card (with its new server sequence) after a change logged at `seq`.
+fn save_household(
+    transaction: &Transaction<'_>,
+    card: &mut Household,
+    seq: i64,
+) -> StoreResult<()> {
+    card.server_seq = seq;
+    transaction.execute(
+        "UPDATE households SET card = ?2, head_name = ?3, server_seq = ?4 WHERE household_id = ?1",
+        params![card.household_id, encode_json(&*card)?, card.head_name, seq],
+    )?;
+    Ok(())
+}
+
+/// What storing one register write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisterOutcome {
+    /// A write with the same stamp is already stored.
+    Duplicate,
+    /// Stored at `seq`; `conflicts` concurrent writes with other values were found.
+    Written { conflicts: usize },
+}
+
+/// One register write, already validated against `card`: merge it into the register's
+/// history, store it at the household's next change sequence, show it on the card if it
+/// wins, record conflicts for the township, and save the card.
+#[allow(clippy::too_many_arguments)]
+fn write_register(
+    transaction: &Transaction<'_>,
+    card: &mut Household,
+    target: &FieldTarget,
+    field: &str,
+    value: &serde_json::Value,
+    stamp: Stamp,
+    author_user_id: &str,
+    base_seq: i64,
+    created_at: i64,
+) -> StoreResult<RegisterOutcome> {
+    let target_key = target.as_key();
+    let hlc = hlc_to_sql(stamp.hlc)?;
+    let stored = transaction
+        .query_row(
+            "SELECT 1 FROM register_writes
+             WHERE household_id = ?1 AND target_key = ?2 AND field = ?3 AND hlc = ?4
+               AND device_id = ?5",
+            params![card.household_id, target_key, field, hlc, stamp.device_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if stored {
+        return Ok(RegisterOutcome::Duplicate);
+    }
+    let history = register_history_in(transaction, &card.household_id, &target_key, field)?;
+    // The write takes the household's next change sequence, so a phone quoting it as
+    // base_seq provably saw this write and everything before it.
+    let seq = log_change(
+        transaction,
+        &card.household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        &card.household_id,
+        0,
+    )?;
+    let incoming = RegisterWrite {
+        value: value.clone(),
+        stamp,
+        author_user_id: author_user_id.to_owned(),
+        base_seq,
+        server_seq: seq,
+    };
+    let outcome = merge(&card.household_id, target, field, &history, &incoming);
+    transaction.execute(
+        "INSERT INTO register_writes (household_id, target_key, field, value_json, hlc, device_id,
+                                      author_user_id, base_seq, server_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            card.household_id,
+            target_key,
+            field,
+            encode_json(&incoming.value)?,
+            hlc,
+            incoming.stamp.device_id,
+            incoming.author_user_id,
+            base_seq,
+            seq
+        ],
+    )?;
+    if outcome.incoming_wins {
+        apply_value(card, target, field, value).map_err(|invalid| StoreError::InvalidValue {
+            field: invalid.field.to_owned(),
+            message: invalid.message,
+        })?;
+    }
+    // Even a losing write moves the field's sequence: the phone that quotes it next has
+    // seen every write so far, the loser included.
+    card.field_seqs.insert(field_seq_key(target, field), seq);
+    for pair in &outcome.conflicts {
+        transaction.execute(
+            "INSERT OR IGNORE INTO conflicts (conflict_key, household_id, township_id, target_key,
+                                              field, first_json, second_json, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                pair.key(),
+                card.household_id,
+                card.township_id,
+                target_key,
+                field,
+                encode_json(&pair.first)?,
+                encode_json(&pair.second)?,
+                created_at
+            ],
+        )?;
+    }
+    save_household(transaction, card, seq)?;
+    Ok(RegisterOutcome::Written {
+        conflicts: outcome.conflicts.len(),
+    })
+}
+
+fn edit_field(
+    transaction: &Transaction<'_>,
+    batch: &PushBatch,
+    hlc: u64,
+    edit: &FieldEdit,
+    received_at: i64,
+) -> StoreResult<MutationOutcome> {
+    let Some(mut card) = load_household(transaction, &edit.household_id)? else {
+        return Ok(rejected(
+            RejectCode::UnknownHousehold,
+            format!("household {} is unknown", edit.household_id),
+        ));
+    };
+    if let Err(invalid) = validate_edit(&card, edit) {
+        return Ok(rejected(
+            RejectCode::InvalidRecord,
+            format!("{} {}: {invalid}", edit.target.as_key(), edit.field),
+        ));
+    }
+    let stamp = Stamp {
+        hlc: Hlc::from_u64(hlc),
+        device_id: batch.device_id.clone(),
+    };
+    Ok(
+        match write_register(
+            transaction,
+            &mut card,
+            &edit.target,
+            &edit.field,
+            &edit.value,
+            stamp,
+            &batch.user_id,
+            edit.base_seq,
+            received_at,
+        )? {
+            RegisterOutcome::Duplicate => MutationOutcome::Duplicate,
+            RegisterOutcome::Written { conflicts: 0 } => MutationOutcome::Applied,
+            RegisterOutcome::Written { .. } => MutationOutcome::ConflictRecorded,
+        },
+    )
+}
+
+/// Add-wins member rows: a new id is appended; an id already on the card keeps its stored
+/// row (a retry is a duplicate; other differences are edits, which travel as field writes).
+fn add_member(
+    transaction: &Transaction<'_>,
+    household_id: &str,
+    member: &Member,
+) -> StoreResult<MutationOutcome> {
+    let Some(mut card) = load_household(transaction, household_id)? else {
+        return Ok(rejected(
+            RejectCode::UnknownHousehold,
+            format!("household {household_id} is unknown"),
+        ));
+    };
+    if let Some(existing) = card
+        .members
+        .iter()
+        .find(|existing| existing.member_id == member.member_id)
+    {
+        return Ok(if existing == member {
+            MutationOutcome::Duplicate
+        } else {
+            MutationOutcome::Applied
+        });
+    }
+    if member.member_id.trim().is_empty() {
+        return Ok(rejected(
+            RejectCode::InvalidRecord,
+            "member_id: is required",
+        ));
+    }
+    if member.name.trim().is_empty() {
+        return Ok(rejected(RejectCode::InvalidRecord, "name: is required"));
+    }
+    if !member.id_number.is_empty()
+        && let Err(error) = fieldsync_model::id_number::validate(&member.id_number)
+    {
+        return Ok(rejected(
+            RejectCode::InvalidRecord,
+            format!("id_number: {error}"),
+        ));
+    }
+    card.members.push(member.clone());
+    let seq = log_change(
+        transaction,
+        household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        household_id,
+        0,
+    )?;
+    save_household(transaction, &mut card, seq)?;
+    Ok(MutationOutcome::Applied)
+}
+
+fn resolve_conflict_in(
+    transaction: &Transaction<'_>,
+    resolution: &ConflictResolution,
+) -> StoreResult<Stamp> {
+    let not_found = || StoreError::NotFound(format!("conflict {}", resolution.conflict_key));
+    let row: Option<(String, String, String, String, Option<i64>)> = transaction
+        .query_row(
+            "SELECT household_id, township_id, target_key, field, resolved_at
+             FROM conflicts WHERE conflict_key = ?1",
+            params![resolution.conflict_key],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((household_id, township_id, target_key, field, resolved_at)) = row else {
+        return Err(not_found());
+    };
+    // Another township's conflict is answered like an unknown one; a resolved one is gone
+    // from the queue, so a second resolution (double submit) cannot overwrite newer edits.
+    if township_id != resolution.township_id || resolved_at.is_some() {
+        return Err(not_found());
+    }
+    let target = FieldTarget::parse_key(&target_key)
+        .ok_or_else(|| corrupt(format!("conflict target {target_key:?}")))?;
+    let mut card = load_household(transaction, &household_id)?
+        .ok_or_else(|| corrupt(format!("conflict names missing household {household_id}")))?;
+    let edit = FieldEdit {
+        household_id: household_id.clone(),
+        target: target.clone(),
+        field: field.clone(),
+        value: resolution.value.clone(),
+        // The current field sequence: the reviewer saw every write, so this conflicts with
+        // nothing.
+        base_seq: card.field_seq(&target, &field),
+    };
+    validate_edit(&card, &edit).map_err(|invalid| StoreError::InvalidValue {
+        field: "value".into(),
+        message: invalid.to_string(),
+    })?;
+    let history = register_history_in(transaction, &household_id, &target_key, &field)?;
+    let mut stamp = resolution.stamp.clone();
+    // The server HLC is normally past every stored write already; after a restart it may
+    // not be, and a resolution that lost to the write it resolves would be no resolution.
+    if let Some(shown) = current(&history)
+        && stamp <= shown.stamp
+    {
+        stamp.hlc = shown.stamp.hlc.tick(0);
+    }
+    let resolved_at = to_millis(resolution.resolved_at)?;
+    write_register(
+        transaction,
+        &mut card,
+        &target,
+        &field,
+        &edit.value,
+        stamp.clone(),
+        &resolution.reviewer_user_id,
+        edit.base_seq,
+        resolved_at,
+    )?;
+    let resolution_json = encode_json(&serde_json::json!({
+        "value": edit.value,
+        "hlc": stamp.hlc,
+        "device_id": stamp.device_id,
+    }))?;
+    transaction.execute(
+        "UPDATE conflicts SET resolved_at = ?4, resolved_by = ?5, resolution_json = ?6
+         WHERE household_id = ?1 AND target_key = ?2 AND field = ?3 AND resolved_at IS NULL",
+        params![
+            household_id,
+            target_key,
+            field,
+            resolved_at,
+            resolution.reviewer_user_id,
+            resolution_json
+        ],
+    )?;
+    Ok(stamp)
+}
+
+fn display_name_of(connection: &Connection, user_id: &str) -> StoreResult<String> {
+    let name: Option<String> = connection
+        .query_row(
+            "SELECT display_name FROM users WHERE user_id = ?1",
+            params![user_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(name.unwrap_or_else(|| user_id.to_owned()))
+}
+
+fn open_conflicts_in(
+    connection: &Connection,
+    township_id: &str,
+) -> StoreResult<Vec<ConflictRecord>> {
+    type ConflictRow = (
+        (String, String, String, String),
+        (String, String, String, String, i64),
+    );
+    let mut statement = connection.prepare(
+        "SELECT c.conflict_key, c.household_id, h.head_name,
+                COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
+                c.target_key, c.field, c.first_json, c.second_json, c.created_at
+         FROM conflicts c
+         JOIN households h ON h.household_id = c.household_id
+         LEFT JOIN areas a ON a.area_id = h.village_id
+         WHERE c.township_id = ?1 AND c.resolved_at IS NULL
+         ORDER BY c.created_at, c.conflict_key",
+    )?;
+    let rows: Vec<ConflictRow> = statement
+        .query_map(params![township_id], |row| {
+            Ok((
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?),
+                (
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                ),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut records = Vec::with_capacity(rows.len());
+    for (
+        (conflict_key, household_id, head_name, village_name),
+        (target_key, field, first_json, second_json, created_at),
+    ) in rows
+    {
+        let target = FieldTarget::parse_key(&target_key)
+            .ok_or_else(|| corrupt(format!("conflict target {target_key:?}")))?;
+        let first: RegisterWrite = decode_json(&first_json, "conflict write")?;
+        let second: RegisterWrite = decode_json(&second_json, "conflict write")?;
+        let member_name = match &target {
+            FieldTarget::Household => None,
+            FieldTarget::Member(member_id) => {
+                load_household(connection, &household_id)?.and_then(|card| {
+                    card.members
+                        .into_iter()
+                        .find(|member| &member.member_id == member_id)
+                        .map(|member| member.name)
+                })
+            }
+        };
+        let history = register_history_in(connection, &household_id, &target_key, &field)?;
+        records.push(ConflictRecord {
+            first_author_name: display_name_of(connection, &first.author_user_id)?,
+            second_author_name: display_name_of(connection, &second.author_user_id)?,
+            current: current(&history).cloned(),
+            created_at: from_millis(created_at)?,
+            conflict_key,
+            household_id,
+            head_name,
+            village_name,
+            target,
+            member_name,
+            field,
+            first,
+            second,
+        });
+    }
+    Ok(records)
+}
+
+fn optional_millis(instant: Option<OffsetDateTime>) -> StoreResult<Option<i64>> {
+    instant.map(to_millis).transpose()
+}
+
+fn record_heartbeat_in(
+    transaction: &Transaction<'_>,
+    device_id: &str,
+    user_id: &str,
+    heartbeat: &Heartbeat,
+    server_time: OffsetDateTime,
+) -> StoreResult<()> {
+    transaction.execute(
+        "INSERT INTO device_heartbeats (device_id, user_id, unsent_mutations, pending_uploads,
+                                        oldest_unsent_at, device_time, last_error, app_version,
+                                        server_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (device_id) DO UPDATE SET
+             user_id = excluded.user_id,
+             unsent_mutations = excluded.unsent_mutations,
+             pending_uploads = excluded.pending_uploads,
+             oldest_unsent_at = excluded.oldest_unsent_at,
+             device_time = excluded.device_time,
+             last_error = excluded.last_error,
+             app_version = excluded.app_version,
+             server_time = excluded.server_time",
+        params![
+            device_id,
+            user_id,
+            to_sql_integer(heartbeat.unsent_mutations, "unsent mutations")?,
+            to_sql_integer(heartbeat.pending_uploads, "pending uploads")?,
+            optional_millis(heartbeat.oldest_unsent_at)?,
+            optional_millis(heartbeat.device_time)?,
+            heartbeat.last_error,
+            heartbeat.app_version,
+            to_millis(server_time)?
+        ],
+    )?;
+    Ok(())
+}
+
+fn device_backlog_in(
+    connection: &Connection,
+    township_id: &str,
+) -> StoreResult<Vec<DeviceBacklog>> {
+    type BacklogRow = (
+        (String, String, String, i64, i64),
+        (Option<i64>, Option<i64>, String, String, i64),
+    );
+    let mut statement = connection.prepare(
+        "SELECT d.device_id, d.user_id, u.display_name, d.unsent_mutations, d.pending_uploads,
+                d.oldest_unsent_at, d.device_time, d.last_error, d.app_version, d.server_time
+         FROM device_heartbeats d
+         JOIN users u ON u.user_id = d.user_id
+         WHERE u.area_id = ?1 AND u.role = ?2
+         ORDER BY d.oldest_unsent_at IS NULL, d.oldest_unsent_at, d.server_time, d.device_id",
+    )?;
+    let rows: Vec<BacklogRow> = statement
+        .query_map(params![township_id, Role::Cadre.as_str()], |row| {
+            Ok((
+                (
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ),
+                (
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                ),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(
+            |(
+                (device_id, user_id, cadre_name, unsent, pending),
+                (oldest, device_time, last_error, app_version, server_time),
+            )| {
+                Ok(DeviceBacklog {
+                    heartbeat: Heartbeat {
+                        unsent_mutations: from_sql_unsigned(unsent, "unsent mutations")?,
+                        pending_uploads: from_sql_unsigned(pending, "pending uploads")?,
+                        oldest_unsent_at: oldest.map(from_millis).transpose()?,
+                        device_time: device_time.map(from_millis).transpose()?,
+                        last_error,
+                        app_version,
+                    },
+                    last_seen_at: from_millis(server_time)?,
+                    device_id,
+                    user_id,
+                    cadre_name,
+                })
+            },
+        )
+        .collect()
 }
 
 fn submit_visit(
@@ -1747,6 +2293,63 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn register_history(
+        &self,
+        household_id: &str,
+        target: &FieldTarget,
+        field: &str,
+    ) -> StoreResult<Vec<RegisterWrite>> {
+        let household_id = household_id.to_owned();
+        let target_key = target.as_key();
+        let field = field.to_owned();
+        self.read(move |connection| {
+            register_history_in(connection, &household_id, &target_key, &field)
+        })
+        .await
+    }
+
+    async fn max_register_hlc(&self) -> StoreResult<Hlc> {
+        self.read(|connection| {
+            let highest: Option<i64> =
+                connection
+                    .query_row("SELECT MAX(hlc) FROM register_writes", [], |row| row.get(0))?;
+            highest.map_or(Ok(Hlc::ZERO), hlc_from_sql)
+        })
+        .await
+    }
+
+    async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
+        let township_id = township_id.to_owned();
+        self.read(move |connection| open_conflicts_in(connection, &township_id))
+            .await
+    }
+
+    async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp> {
+        self.write(move |transaction| resolve_conflict_in(transaction, &resolution))
+            .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        device_id: &str,
+        user_id: &str,
+        heartbeat: Heartbeat,
+        server_time: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let device_id = device_id.to_owned();
+        let user_id = user_id.to_owned();
+        self.write(move |transaction| {
+            record_heartbeat_in(transaction, &device_id, &user_id, &heartbeat, server_time)
+        })
+        .await
+    }
+
+    async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>> {
+        let township_id = township_id.to_owned();
+        self.read(move |connection| device_backlog_in(connection, &township_id))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -1792,6 +2395,13 @@ mod tests {
         unvisited_households_before_and_after_an_in_person_visit,
         upload_lifecycle,
         income_registrations_newest_first,
+        register_writes_converge_in_either_order,
+        no_conflict_for_seen_same_value_or_same_device,
+        duplicate_register_write_is_not_applied_twice,
+        member_add_wins_and_removal_is_a_tombstone,
+        stale_base_seq_after_a_losing_write,
+        resolving_a_conflict_writes_the_choice_and_closes_the_register,
+        heartbeats_list_the_oldest_unsent_data_first,
     );
 
     fn user_version(connection: &Connection) -> i64 {
