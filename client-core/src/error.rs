@@ -25,6 +25,24 @@ pub enum ClientError {
     #[error("服务器拒绝请求 rejected by server: {0}")]
     Rejected(String),
 
+    /// The server refused the push because the phone's clock is more than a day ahead of
+    /// the server's. Nothing was lost: the outbox is kept and re-stamped once the clock is
+    /// corrected.
+    #[error(
+        "手机时间不正确：比服务器快约 {hours} 小时。请在手机设置中校准时间后再同步。Your data is safe and will be sent after the clock is fixed.",
+        hours = (.ahead_minutes + 30) / 60
+    )]
+    DeviceClockWrong {
+        ahead_minutes: u64,
+        /// The server's time (unix ms) when it refused, when it said.
+        server_time_ms: Option<u64>,
+    },
+
+    /// Another sync of this install (another process or another `Client` on the same data
+    /// dir) is running; one uploader per install keeps batches and uploads from racing.
+    #[error("正在同步 another sync of this device is already running")]
+    SyncInProgress,
+
     /// Input that fails a check before anything is stored; `field` names the form field.
     #[error("输入有误 invalid {field}: {message}")]
     Invalid { field: String, message: String },
@@ -69,6 +87,15 @@ impl ClientError {
     /// later rather than show an error dialog.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+
+    /// True when waiting and trying again may help (no signal, a server hiccup, a torn
+    /// stream). Logging in again, updating the app or fixing the clock need the cadre.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Server { .. } | Self::Protocol(_)
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

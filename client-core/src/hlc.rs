@@ -1,53 +1,82 @@
-//! A minimal hybrid logical clock: `unix_ms << 16 | counter`. Each mutation gets a value
-//! strictly greater than the previous one even when the wall clock stands still or jumps
-//! back, and the clock is pulled forward by the server's time at every sync (DESIGN §4), so
-//! a phone with a slow clock does not lose every last-writer-wins race.
+//! The phone's side of the hybrid logical clock (`fieldsync_model::hlc::Hlc`, 48-bit ms +
+//! 16-bit counter). The stored value only moves forward: every outbox entry ticks it past
+//! the wall clock and everything seen before, and every push response and checkpoint
+//! observes the server's HLC, so a phone with a slow clock does not lose every
+//! last-writer-wins race and a wall clock jumping back cannot reorder the outbox.
+//!
+//! The one exception is [`restamp_base`]: when the server refused the phone's clock as more
+//! than 24 h ahead, the stamps already in the outbox can never be accepted. Once the wall
+//! clock has been corrected they are stamped again, in seq order, from a sane base, because
+//! keeping the broken stamps would wedge the outbox forever.
 
-/// Bits reserved for the logical counter below the milliseconds.
-const COUNTER_BITS: u32 = 16;
+use fieldsync_model::hlc::{Hlc, REJECT_AHEAD_MILLIS, unix_millis};
+use time::OffsetDateTime;
 
-/// The HLC value for wall-clock `unix_ms` with a zero counter.
-pub fn from_unix_ms(unix_ms: i64) -> u64 {
-    // Times before 1970 only happen with a broken clock; clamp rather than wrap.
-    let unix_ms = u64::try_from(unix_ms).unwrap_or(0);
-    unix_ms << COUNTER_BITS
+/// The stamp for a local change made at wall time `now`, after `last`.
+pub fn stamp(last: Hlc, now: OffsetDateTime) -> Hlc {
+    last.tick(unix_millis(now))
 }
 
-/// The next HLC value after `last`, given the wall clock `now_unix_ms`.
-pub fn next(last: u64, now_unix_ms: i64) -> u64 {
-    from_unix_ms(now_unix_ms).max(last.saturating_add(1))
+/// The clock after a server answer: the server's HLC when it sends one, otherwise its wall
+/// time. Never moves backwards.
+pub fn observe(last: Hlc, server_hlc: u64, server_time: Option<OffsetDateTime>) -> Hlc {
+    let remote = if server_hlc != 0 {
+        Hlc::from_u64(server_hlc)
+    } else {
+        server_time.map_or(Hlc::ZERO, |time| Hlc::from_parts(unix_millis(time), 0))
+    };
+    last.max(remote)
 }
 
-/// The clock after hearing the server's time: never moves backwards.
-pub fn observe_server_time(last: u64, server_unix_ms: i64) -> u64 {
-    last.max(from_unix_ms(server_unix_ms))
-}
-
-/// Milliseconds part of an HLC value.
-pub fn unix_ms(hlc: u64) -> u64 {
-    hlc >> COUNTER_BITS
+/// After the server refused this phone's clock (it then said its own time was
+/// `server_ms`): the HLC to re-stamp the outbox from, or `None` while the wall clock still
+/// looks wrong. The clock counts as fixed once the stored HLC is more than the server's
+/// tolerance ahead of the current wall clock, i.e. the wall clock was moved back.
+pub fn restamp_base(last: Hlc, now: OffsetDateTime, server_ms: u64) -> Option<Hlc> {
+    let wall = unix_millis(now);
+    let fixed = last.millis() > wall.saturating_add(REJECT_AHEAD_MILLIS);
+    fixed.then(|| Hlc::from_parts(wall.max(server_ms), 0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::macros::datetime;
 
     #[test]
-    fn values_grow_even_when_the_wall_clock_stands_still_or_goes_back() {
-        let first = next(0, 1_700_000_000_000);
-        let second = next(first, 1_700_000_000_000);
-        let third = next(second, 1_600_000_000_000);
-        assert!(first < second && second < third);
-        assert_eq!(unix_ms(third), 1_700_000_000_000);
+    fn a_wall_clock_jumping_back_never_moves_the_stamp_back() {
+        let first = stamp(Hlc::ZERO, datetime!(2026-03-05 10:00 UTC));
+        let second = stamp(first, datetime!(2026-03-05 09:00 UTC));
+        assert!(second > first);
+        assert_eq!(second.millis(), first.millis());
     }
 
     #[test]
-    fn server_time_only_pulls_the_clock_forward() {
-        let local = next(0, 1_700_000_000_000);
-        assert_eq!(observe_server_time(local, 1_600_000_000_000), local);
+    fn server_answers_only_pull_the_clock_forward() {
+        let local = stamp(Hlc::ZERO, datetime!(2026-03-05 10:00 UTC));
+        let behind = Hlc::from_parts(local.millis() - 1_000, 0);
+        assert_eq!(observe(local, behind.as_u64(), None), local);
+        let ahead = Hlc::from_parts(local.millis() + 60_000, 3);
+        assert_eq!(observe(local, ahead.as_u64(), None), ahead);
+        // An older server without an HLC: its wall time still counts.
+        let later = datetime!(2026-03-05 11:00 UTC);
+        assert_eq!(observe(local, 0, Some(later)).millis(), unix_millis(later));
+    }
+
+    #[test]
+    fn the_outbox_is_restamped_only_once_the_wall_clock_was_corrected() {
+        let server = datetime!(2026-03-05 10:00 UTC);
+        let in_2099 = stamp(Hlc::ZERO, datetime!(2099-01-01 00:00 UTC));
+        // Still set to 2099: nothing to do, the server will refuse again.
         assert_eq!(
-            unix_ms(observe_server_time(local, 1_800_000_000_000)),
-            1_800_000_000_000
+            restamp_base(
+                in_2099,
+                datetime!(2099-01-01 00:05 UTC),
+                unix_millis(server)
+            ),
+            None
         );
+        let fixed = restamp_base(in_2099, server, unix_millis(server));
+        assert_eq!(fixed, Some(Hlc::from_parts(unix_millis(server), 0)));
     }
 }

@@ -6,10 +6,16 @@
 //! its photo records and their outbox entries are written in one transaction, and
 //! [`Client::sync`] later pushes the outbox, uploads the photo bytes and pulls the scope.
 //!
-//! Module map: `store` (all SQL), `transport` (all protobuf/tonic), `sync` (pure planning +
-//! execution), `photos` (import and hashing), `hlc` (mutation clock), `records` (plain types
-//! between modules), `error`.
+//! Household cards are edited field by field ([`Client::edit_household_field`],
+//! [`Client::add_member`], [`Client::remove_member`]): applied locally at once, queued with
+//! the field's `base_seq`, and kept on top of pulled cards until the server has them.
+//!
+//! Module map: `store` (all SQL), `transport` (the [`SyncTransport`] seam and its gRPC
+//! implementation, all protobuf/tonic), `sync` (pure planning, retry policy + execution),
+//! `edits` (card edits and rebase), `photos` (import and hashing), `hlc` (mutation clock),
+//! `records` (plain types between modules), `error`.
 
+pub mod edits;
 pub mod error;
 pub mod hlc;
 pub mod photos;
@@ -26,15 +32,22 @@ use fieldsync_model::codes::{ReviewState, Role, VisitExceptionReason, VisitMode,
 use fieldsync_model::household::Household;
 use fieldsync_model::review::{VisitStatus, return_reason_label};
 use fieldsync_model::visit::{GpsFix, PhotoRecord, ProposedChange, Visit, WellbeingCheck};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use crate::error::{ClientError, ClientResult};
-pub use crate::records::{OutboxEntry, VisitState};
+pub use crate::records::{Heartbeat, OutboxEntry, VisitState};
 pub use crate::store::RejectedMutation;
 pub use crate::sync::SyncReport;
 
+use crate::edits::CardEdit;
+use crate::records::{LoginRequest, MutationKind};
 use crate::store::{PhotoWrite, Store, VisitWrite, meta_key};
+pub use crate::transport::{ChunkRefused, GrpcTransport, PullFrames, SyncTransport};
+use fieldsync_model::household::Member;
+use fieldsync_model::register::FieldTarget;
 
 /// Name of the database file inside the data dir.
 pub const DATABASE_FILE: &str = "fieldsync-client.db";
@@ -186,13 +199,83 @@ pub struct Status {
     pub device_id: String,
     pub server_url: String,
     pub user: Option<LoginInfo>,
+    /// Outbox entries that the next sync will push (hand-over drafts not included).
     pub unsent_mutations: u64,
     pub pending_uploads: u64,
     pub households: usize,
     pub last_sync_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
     pub last_receipt: Option<String>,
+    /// Records that keep failing or were refused, with the saved error (卡住/被拒收).
+    pub wedged: Vec<WedgedItem>,
+    /// Unsent drafts of households reassigned to another cadre (需移交): kept, not pushed.
+    pub handover: Vec<HandoverItem>,
+    /// Syncs failed in a row, and when the next automatic one is due.
+    pub consecutive_failures: u32,
+    pub next_sync_due: Option<OffsetDateTime>,
 }
+
+/// One record that is not getting through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WedgedItem {
+    pub seq: u64,
+    pub kind: MutationKind,
+    pub subject_id: String,
+    pub household_id: String,
+    /// The saved error: the last transport error, or the server's refusal.
+    pub error: String,
+    /// Failed push attempts (0 for a refusal, which is final).
+    pub attempts: u64,
+    /// When it started failing, or when it was refused.
+    pub since: Option<OffsetDateTime>,
+    /// True when the server refused it permanently (被拒收); false while it is retried.
+    pub rejected: bool,
+}
+
+impl WedgedItem {
+    /// The Chinese label the app shows.
+    pub fn label_zh(&self) -> &'static str {
+        if self.rejected { "被拒收" } else { "卡住" }
+    }
+}
+
+/// One unsent draft whose household was reassigned away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoverItem {
+    pub seq: u64,
+    pub kind: MutationKind,
+    pub subject_id: String,
+    pub household_id: String,
+    pub saved_at: Option<OffsetDateTime>,
+}
+
+impl HandoverItem {
+    /// 需移交: hand it over to the household's new cadre.
+    pub const LABEL_ZH: &'static str = "需移交";
+}
+
+/// Refusals shown in `status()`, newest first.
+const STATUS_REJECTIONS: u64 = 20;
+
+/// Waits between sync attempts; injectable so tests never sleep.
+#[async_trait::async_trait]
+pub trait Sleeper: Send + Sync {
+    async fn sleep(&self, duration: std::time::Duration);
+}
+
+/// Sleeps on the tokio timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+#[async_trait::async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// Name of the lock file that makes one sync per install.
+pub const SYNC_LOCK_FILE: &str = "sync.lock";
 
 /// The phone-side client core over one data directory.
 #[derive(Debug)]
@@ -200,8 +283,12 @@ pub struct Client {
     data_dir: PathBuf,
     store: Store,
     device_id: String,
-    server_url: Mutex<String>,
+    /// Shared with the gRPC transport, so `set_server_url` takes effect at the next call.
+    server_url: Arc<Mutex<String>>,
+    transport: Arc<dyn SyncTransport>,
     clock: Arc<dyn Clock>,
+    /// Randomness for retry jitter; seedable so simulations replay exactly.
+    rng: Mutex<StdRng>,
 }
 
 impl Client {
@@ -216,17 +303,57 @@ impl Client {
         server_url: &str,
         clock: Arc<dyn Clock>,
     ) -> ClientResult<Self> {
+        let shared_url = Arc::new(Mutex::new(server_url.to_owned()));
+        let transport = Arc::new(GrpcTransport::new(shared_url.clone()));
+        let client = Self::open_inner(data_dir, shared_url, transport, clock)?;
+        client.store.meta_set(meta_key::SERVER_URL, server_url)?;
+        Ok(client)
+    }
+
+    /// Open over any [`SyncTransport`] (a fake network in simulations). The server URL is
+    /// whatever was stored before; it is only informational here.
+    pub fn open_with_transport(
+        data_dir: &Path,
+        transport: Arc<dyn SyncTransport>,
+        clock: Arc<dyn Clock>,
+    ) -> ClientResult<Self> {
+        let shared_url = Arc::new(Mutex::new(String::new()));
+        let client = Self::open_inner(data_dir, shared_url, transport, clock)?;
+        if let Some(stored) = client.store.meta_get(meta_key::SERVER_URL)? {
+            *client
+                .server_url
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = stored;
+        }
+        Ok(client)
+    }
+
+    fn open_inner(
+        data_dir: &Path,
+        server_url: Arc<Mutex<String>>,
+        transport: Arc<dyn SyncTransport>,
+        clock: Arc<dyn Clock>,
+    ) -> ClientResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(|error| ClientError::io(data_dir, error))?;
         let store = Store::open(&data_dir.join(DATABASE_FILE))?;
         let device_id = store.ensure_device_id(|| uuid::Uuid::now_v7().to_string())?;
-        store.meta_set(meta_key::SERVER_URL, server_url)?;
         Ok(Self {
             data_dir: data_dir.to_owned(),
             store,
             device_id,
-            server_url: Mutex::new(server_url.to_owned()),
+            server_url,
+            transport,
             clock,
+            rng: Mutex::new(StdRng::from_os_rng()),
         })
+    }
+
+    /// Seed the jitter randomness, so a simulation replays the same retry schedule.
+    pub fn with_rng_seed(self, seed: u64) -> Self {
+        Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            ..self
+        }
     }
 
     /// The data directory.
@@ -274,10 +401,14 @@ impl Client {
                 previous_username.unwrap_or_default()
             )));
         }
-        let server_url = self.server_url();
-        let connection = transport::Connection::connect(&server_url, None).await?;
-        let grant = connection
-            .login(username, password, &self.device_id, &device_name())
+        let grant = self
+            .transport
+            .login(&LoginRequest {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                device_id: self.device_id.clone(),
+                device_name: device_name(),
+            })
             .await?;
         let user_changed = previous_user_id
             .as_deref()
@@ -509,31 +640,119 @@ impl Client {
     }
 
     /// Push the outbox, upload pending photos, pull the scope. Records the outcome in
-    /// `status()` (last sync time or last error). An unreachable server is
-    /// [`ClientError::Unavailable`] and leaves the outbox intact.
+    /// `status()` (last sync time, or last error and the backoff before the next automatic
+    /// attempt). An unreachable server is [`ClientError::Unavailable`] and leaves the outbox
+    /// intact. Only one sync per install runs at a time: a second one, from this process or
+    /// another, gets [`ClientError::SyncInProgress`] at once.
     pub async fn sync(&self) -> ClientResult<SyncReport> {
+        let _lock = self.lock_sync()?;
         let result = self.sync_inner().await;
-        let recorded = match &result {
-            Ok(_) => self.store.meta_delete(meta_key::LAST_ERROR),
-            Err(error) => self
-                .store
-                .meta_set(meta_key::LAST_ERROR, &error.to_string()),
-        };
-        // The sync's own error is more useful than a failure to note it.
-        if let Err(note_error) = recorded {
+        if let Err(note_error) = self.record_outcome(result.as_ref().err()) {
+            // The sync's own error is more useful than a failure to note it.
             tracing::warn!(%note_error, "could not record the sync outcome");
         }
         result
+    }
+
+    /// Take `<data_dir>/sync.lock` for the duration of a sync. The OS releases it when the
+    /// file is closed, so a crashed sync never leaves the install locked.
+    fn lock_sync(&self) -> ClientResult<std::fs::File> {
+        let path = self.data_dir.join(SYNC_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|error| ClientError::io(&path, error))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::SyncInProgress),
+            Err(std::fs::TryLockError::Error(error)) => Err(ClientError::io(&path, error)),
+        }
+    }
+
+    /// After any sync: clear or save the error, and reset or extend the backoff. Every
+    /// failure schedules the next attempt, not only those after new data was written.
+    fn record_outcome(&self, error: Option<&ClientError>) -> ClientResult<()> {
+        let Some(error) = error else {
+            self.store.meta_delete(meta_key::LAST_ERROR)?;
+            self.store.meta_delete(meta_key::CONSECUTIVE_FAILURES)?;
+            self.store.meta_delete(meta_key::NEXT_ATTEMPT_AT)?;
+            return Ok(());
+        };
+        self.store
+            .meta_set(meta_key::LAST_ERROR, &error.to_string())?;
+        let failures = self.consecutive_failures()?;
+        let delay = {
+            let mut rng = self
+                .rng
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            sync::next_retry_delay(failures, &mut *rng)
+        };
+        let due = self.clock.now() + delay;
+        self.store.meta_set(
+            meta_key::CONSECUTIVE_FAILURES,
+            &(failures.saturating_add(1)).to_string(),
+        )?;
+        self.store
+            .meta_set(meta_key::NEXT_ATTEMPT_AT, &format_rfc3339(due))?;
+        Ok(())
+    }
+
+    fn consecutive_failures(&self) -> ClientResult<u32> {
+        Ok(self
+            .store
+            .meta_get(meta_key::CONSECUTIVE_FAILURES)?
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// When the next automatic sync should run after failures; `None` when the last sync
+    /// succeeded (or none failed), i.e. sync whenever there is something to do.
+    pub fn next_sync_due(&self) -> ClientResult<Option<OffsetDateTime>> {
+        Ok(self
+            .store
+            .meta_get(meta_key::NEXT_ATTEMPT_AT)?
+            .and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok()))
+    }
+
+    /// Sync, and after a failure that waiting can cure, wait out the backoff (with
+    /// `sleeper`) and try again, up to `max_attempts` syncs in all. Returns the first
+    /// successful report, or the last error. Errors that need the cadre (log in, update the
+    /// app, fix the clock) and a sync already running stop at once.
+    pub async fn sync_until_quiet(
+        &self,
+        max_attempts: u32,
+        sleeper: &dyn Sleeper,
+    ) -> ClientResult<SyncReport> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Some(due) = self.next_sync_due()? {
+                let wait = due - self.clock.now();
+                if wait.is_positive() {
+                    sleeper.sleep(wait.try_into().unwrap_or_default()).await;
+                }
+            }
+            match self.sync().await {
+                Ok(report) => return Ok(report),
+                Err(error) if error.is_transient() && attempt < max_attempts.max(1) => {
+                    tracing::info!(%error, attempt, "sync failed; backing off");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     async fn sync_inner(&self) -> ClientResult<SyncReport> {
         let token = self.store.meta_get(meta_key::TOKEN)?.ok_or_else(|| {
             ClientError::NotLoggedIn("请先登录 run `fieldsync login` first".into())
         })?;
-        let connection = transport::Connection::connect(&self.server_url(), Some(token)).await?;
         sync::run(&sync::SyncContext {
             store: &self.store,
-            connection: &connection,
+            transport: self.transport.as_ref(),
+            token: &token,
             device_id: &self.device_id,
             clock: self.clock.as_ref(),
         })
@@ -546,7 +765,7 @@ impl Client {
             device_id: self.device_id.clone(),
             server_url: self.server_url(),
             user: self.user()?,
-            unsent_mutations: self.store.outbox_len()?,
+            unsent_mutations: self.store.sendable_outbox_len()?,
             pending_uploads: self.store.pending_upload_count()?,
             households: self.store.households()?.len(),
             last_sync_at: self
@@ -555,7 +774,101 @@ impl Client {
                 .and_then(|text| OffsetDateTime::parse(&text, &Rfc3339).ok()),
             last_error: self.store.meta_get(meta_key::LAST_ERROR)?,
             last_receipt: self.store.meta_get(meta_key::LAST_RECEIPT)?,
+            wedged: self.wedged()?,
+            handover: self
+                .store
+                .handover_entries()?
+                .into_iter()
+                .map(|note| HandoverItem {
+                    seq: note.seq,
+                    kind: note.kind,
+                    subject_id: note.subject_id,
+                    household_id: note.household_id,
+                    saved_at: note.saved_at,
+                })
+                .collect(),
+            consecutive_failures: self.consecutive_failures()?,
+            next_sync_due: self.next_sync_due()?,
         })
+    }
+
+    /// Stuck outbox entries (oldest first), then refusals (newest first).
+    fn wedged(&self) -> ClientResult<Vec<WedgedItem>> {
+        let stuck = self
+            .store
+            .wedged_entries()?
+            .into_iter()
+            .map(|note| WedgedItem {
+                seq: note.seq,
+                kind: note.kind,
+                subject_id: note.subject_id,
+                household_id: note.household_id,
+                error: note.last_error.unwrap_or_default(),
+                attempts: note.attempts,
+                since: note.failing_since,
+                rejected: false,
+            });
+        let refused = self
+            .store
+            .rejections(STATUS_REJECTIONS)?
+            .into_iter()
+            .map(|rejection| WedgedItem {
+                seq: rejection.seq,
+                kind: rejection.kind,
+                subject_id: rejection.subject_id,
+                household_id: rejection.household_id,
+                error: format!("{}: {}", rejection.code, rejection.message),
+                attempts: 0,
+                since: rejection.rejected_at,
+                rejected: true,
+            });
+        Ok(stuck.chain(refused).collect())
+    }
+
+    // ---- household card edits ----
+
+    /// Set one household or member field. Validated against the local card (a bad value is
+    /// [`ClientError::Invalid`] naming the field), applied to the card at once, and queued
+    /// with the `base_seq` the card showed, all in one transaction. Works offline.
+    /// Returns the outbox seq.
+    pub fn edit_household_field(
+        &self,
+        household_id: &str,
+        target: FieldTarget,
+        field: &str,
+        value: serde_json::Value,
+    ) -> ClientResult<u64> {
+        self.store.write_card_edit(
+            household_id,
+            CardEdit::Field {
+                target,
+                field: field.to_owned(),
+                value,
+            },
+            self.clock.now(),
+        )
+    }
+
+    /// Add a member to a household (a new UUIDv7 is used when `member.member_id` is
+    /// empty). Returns the member id.
+    pub fn add_member(&self, household_id: &str, mut member: Member) -> ClientResult<String> {
+        if member.member_id.trim().is_empty() {
+            member.member_id = uuid::Uuid::now_v7().to_string();
+        }
+        let member_id = member.member_id.clone();
+        self.store
+            .write_card_edit(household_id, CardEdit::AddMember(member), self.clock.now())?;
+        Ok(member_id)
+    }
+
+    /// Remove a member: the `removed` tombstone field set to true. Returns the outbox seq.
+    pub fn remove_member(&self, household_id: &str, member_id: &str) -> ClientResult<u64> {
+        self.edit_household_field(
+            household_id,
+            FieldTarget::Member(member_id.to_owned()),
+            "removed",
+            serde_json::Value::Bool(true),
+        )
     }
 
     /// Every visit on the phone with its review state, newest first.
@@ -644,6 +957,12 @@ pub fn visit_mode_label(mode: VisitMode) -> String {
         VisitMode::Proxy => "proxy",
     };
     format!("{} {english}", mode.label_zh())
+}
+
+fn format_rfc3339(instant: OffsetDateTime) -> String {
+    instant
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| instant.unix_timestamp().to_string())
 }
 
 fn device_name() -> String {

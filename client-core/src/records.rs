@@ -8,6 +8,30 @@ use fieldsync_model::review::VisitStatus;
 use fieldsync_model::sync::Mutation;
 use time::OffsetDateTime;
 
+/// What the phone sends to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    pub device_id: String,
+    pub device_name: String,
+}
+
+/// The small health report that rides on every push and pull, so a supervisor can see a
+/// phone sitting on old unsent data before the phone is lost (DESIGN §4, console view).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Heartbeat {
+    pub unsent_mutations: u64,
+    pub pending_uploads: u64,
+    /// When the oldest unsent outbox entry was saved; `None` when nothing is unsent.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest_unsent_at: Option<OffsetDateTime>,
+    /// The phone's wall clock when the heartbeat was taken, to spot wrong clocks.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub device_time: Option<OffsetDateTime>,
+    pub last_error: String,
+}
+
 /// What the server said about the user at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginGrant {
@@ -25,6 +49,18 @@ pub struct PushBatch {
     pub batch_id: String,
     pub first_seq: u64,
     pub mutations: Vec<Mutation>,
+    /// Taken when the batch was first opened and stored with it: a retry must re-send the
+    /// same bytes, because the server fingerprints the whole request to tell a retry from a
+    /// reused batch id.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// One pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullRequest {
+    /// Empty for a first sync or after a RESET.
+    pub cursor: String,
+    pub heartbeat: Option<Heartbeat>,
 }
 
 /// The server's outcome for one mutation. Reject codes stay strings: a newer server may
@@ -44,6 +80,8 @@ pub struct PushAck {
     pub last_processed_seq: u64,
     pub server_time: Option<OffsetDateTime>,
     pub receipt: String,
+    /// The server's HLC (0 when the server does not send one); the phone observes it.
+    pub server_hlc: u64,
 }
 
 /// One page of pulled changes, buffered until its checkpoint arrives.
@@ -64,6 +102,8 @@ pub enum PullFrame {
         cursor: String,
         checksum_ok: bool,
         server_time: Option<OffsetDateTime>,
+        /// The server's HLC (0 when absent); the phone observes it.
+        server_hlc: u64,
     },
     /// The cursor is unusable: drop the replica (keep the outbox) and pull from empty.
     Reset {
@@ -85,6 +125,8 @@ pub enum MutationKind {
     SubmitVisit,
     AddPhoto,
     RegisterIncome,
+    EditField,
+    AddMember,
 }
 
 impl MutationKind {
@@ -94,14 +136,22 @@ impl MutationKind {
             Self::SubmitVisit => "submit_visit",
             Self::AddPhoto => "add_photo",
             Self::RegisterIncome => "register_income",
+            Self::EditField => "edit_field",
+            Self::AddMember => "add_member",
         }
     }
 
     /// Parse the name written by [`MutationKind::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::SubmitVisit, Self::AddPhoto, Self::RegisterIncome]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
+        [
+            Self::SubmitVisit,
+            Self::AddPhoto,
+            Self::RegisterIncome,
+            Self::EditField,
+            Self::AddMember,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
     }
 }
 
@@ -113,7 +163,7 @@ pub struct OutboxEntry {
     pub mutation_id: String,
     pub hlc: u64,
     pub kind: MutationKind,
-    /// visit_id, photo_id or registration_id.
+    /// visit_id, photo_id, registration_id, or household_id for card edits.
     pub subject_id: String,
     pub payload_json: String,
 }

@@ -14,10 +14,14 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::edits::{self, AddMemberPayload, CardEdit, PendingEdit};
 use crate::error::{ClientError, ClientResult};
 use crate::hlc;
-use crate::records::{MutationKind, OutboxEntry, PulledPage, PushAck, PushOutcome, VisitState};
+use crate::records::{
+    Heartbeat, MutationKind, OutboxEntry, PulledPage, PushAck, PushOutcome, VisitState,
+};
 use crate::sync::{LocalState, OpenBatch, StatusDecision, UploadState, decide_status_update};
+use fieldsync_model::hlc::Hlc;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied. Append, never edit.
 const MIGRATIONS: &[&str] = &[
@@ -91,7 +95,41 @@ const MIGRATIONS: &[&str] = &[
         closed_at    TEXT
     );
     "#,
+    // 2: household edits, hand-over, wedged items, heartbeats.
+    r#"
+    -- The household an entry concerns, so a reassignment can flag its drafts and a pull can
+    -- rebase its pending card edits.
+    ALTER TABLE outbox ADD COLUMN household_id TEXT;
+    -- 1: the household was reassigned away; kept for hand-over (需移交), never pushed.
+    ALTER TABLE outbox ADD COLUMN handover INTEGER NOT NULL DEFAULT 0;
+    -- Failed push attempts of the batch carrying this entry, with the latest error.
+    ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN last_error TEXT;
+    ALTER TABLE outbox ADD COLUMN failing_since TEXT;
+    UPDATE outbox SET household_id = json_extract(payload, '$.household_id')
+     WHERE kind IN ('submit_visit', 'register_income');
+    UPDATE outbox SET household_id =
+        (SELECT v.household_id FROM photos p JOIN visits v ON v.visit_id = p.visit_id
+          WHERE p.photo_id = outbox.subject_id)
+     WHERE kind = 'add_photo';
+    CREATE INDEX outbox_by_household ON outbox (household_id);
+    -- The heartbeat taken when the batch was opened, re-sent unchanged with every retry.
+    ALTER TABLE push_batches ADD COLUMN heartbeat TEXT;
+    -- Mutations the server refused permanently, for the status screen.
+    CREATE TABLE rejections (
+        seq          INTEGER PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        subject_id   TEXT NOT NULL,
+        household_id TEXT,
+        code         TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        rejected_at  TEXT NOT NULL
+    );
+    "#,
 ];
+
+/// Failed push attempts after which an outbox entry is shown as stuck (卡住).
+pub const WEDGED_AFTER_ATTEMPTS: u64 = 3;
 
 /// Meta keys, so a typo is a compile error.
 pub mod meta_key {
@@ -109,6 +147,13 @@ pub mod meta_key {
     pub const LAST_SYNC_AT: &str = "last_sync_at";
     pub const LAST_ERROR: &str = "last_error";
     pub const LAST_RECEIPT: &str = "last_receipt";
+    /// The server's time (unix ms) when it last refused this phone's clock; present until
+    /// the outbox has been re-stamped after the clock was corrected.
+    pub const CLOCK_REFUSED_SERVER_MS: &str = "clock_refused_server_ms";
+    /// When the next automatic sync may run (RFC 3339), after a failure.
+    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+    /// Syncs that failed in a row since the last success.
+    pub const CONSECUTIVE_FAILURES: &str = "consecutive_failures";
 }
 
 /// A photo to store with a visit revision.
@@ -175,6 +220,43 @@ pub struct RejectedMutation {
     pub subject_id: String,
     pub code: String,
     pub message: String,
+}
+
+/// One outbox entry as the status screen shows it (hand-over or stuck).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxNote {
+    pub seq: u64,
+    pub kind: MutationKind,
+    pub subject_id: String,
+    pub household_id: String,
+    pub attempts: u64,
+    pub last_error: Option<String>,
+    pub failing_since: Option<OffsetDateTime>,
+    pub saved_at: Option<OffsetDateTime>,
+}
+
+/// A permanent refusal kept for the status screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRejection {
+    pub seq: u64,
+    pub kind: MutationKind,
+    pub subject_id: String,
+    pub household_id: String,
+    pub code: String,
+    pub message: String,
+    pub rejected_at: Option<OffsetDateTime>,
+}
+
+/// One checkpoint of a pull, ready to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'a> {
+    pub pages: &'a [PulledPage],
+    pub cursor: &'a str,
+    pub server_time: Option<OffsetDateTime>,
+    pub server_hlc: u64,
+    /// The pull started from an empty cursor: the pages are the whole scope.
+    pub replace_replica: bool,
+    pub now: OffsetDateTime,
 }
 
 /// What a pull changed locally.
@@ -362,6 +444,7 @@ impl Store {
             &transaction,
             MutationKind::SubmitVisit,
             &visit.visit_id,
+            Some(&visit.household_id),
             &body,
             write.now,
         )?);
@@ -383,6 +466,7 @@ impl Store {
                 &transaction,
                 MutationKind::AddPhoto,
                 &record.photo_id,
+                Some(&visit.household_id),
                 &photo_body,
                 write.now,
             )?;
@@ -403,6 +487,52 @@ impl Store {
         }
         transaction.commit()?;
         Ok(seqs)
+    }
+
+    /// Validate and apply one card edit to the local household and write its outbox
+    /// entry (with the `base_seq` the card showed) in ONE transaction. Returns the seq.
+    pub fn write_card_edit(
+        &self,
+        household_id: &str,
+        edit: CardEdit,
+        now: OffsetDateTime,
+    ) -> ClientResult<u64> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let body: Option<String> = transaction
+            .query_row(
+                "SELECT body FROM households WHERE household_id = ?1",
+                [household_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(body) = body else {
+            return Err(ClientError::NotFound(format!(
+                "household {household_id} (sync first to download your households)"
+            )));
+        };
+        let mut card: Household = from_json(&body, "household body")?;
+        let (kind, payload) = match edits::apply_new_edit(&mut card, edit)? {
+            PendingEdit::Field(field_edit) => (MutationKind::EditField, to_json(&field_edit)?),
+            PendingEdit::AddMember(member) => (
+                MutationKind::AddMember,
+                to_json(&AddMemberPayload {
+                    household_id: household_id.to_owned(),
+                    member,
+                })?,
+            ),
+        };
+        write_household(&transaction, &card)?;
+        let seq = append_outbox(
+            &transaction,
+            kind,
+            household_id,
+            Some(household_id),
+            &payload,
+            now,
+        )?;
+        transaction.commit()?;
+        Ok(seq)
     }
 
     // ---- reads ----
@@ -537,6 +667,155 @@ impl Store {
         Ok(from_sql_int(count))
     }
 
+    /// Outbox entries that will be pushed (not held for hand-over).
+    pub fn sendable_outbox_len(&self) -> ClientResult<u64> {
+        let connection = self.lock();
+        let count: i64 = connection.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE handover = 0",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(from_sql_int(count))
+    }
+
+    /// Entries held for hand-over because their household was reassigned away.
+    pub fn handover_entries(&self) -> ClientResult<Vec<OutboxNote>> {
+        self.outbox_notes("handover = 1")
+    }
+
+    /// Entries whose batch failed at least `WEDGED_AFTER_ATTEMPTS` times.
+    pub fn wedged_entries(&self) -> ClientResult<Vec<OutboxNote>> {
+        self.outbox_notes(&format!(
+            "handover = 0 AND attempts >= {WEDGED_AFTER_ATTEMPTS}"
+        ))
+    }
+
+    fn outbox_notes(&self, condition: &str) -> ClientResult<Vec<OutboxNote>> {
+        let connection = self.lock();
+        // `condition` is one of the fixed filters above, never user input.
+        let mut statement = connection.prepare(&format!(
+            "SELECT seq, kind, subject_id, household_id, attempts, last_error, failing_since,
+                    created_at
+             FROM outbox WHERE {condition} ORDER BY seq"
+        ))?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut notes = Vec::new();
+        for row in rows {
+            let (seq, kind, subject_id, household_id, attempts, error, since, created) = row?;
+            notes.push(OutboxNote {
+                seq: from_sql_int(seq),
+                kind: MutationKind::parse(&kind)
+                    .ok_or_else(|| ClientError::corrupt(format!("outbox kind {kind:?}")))?,
+                subject_id,
+                household_id: household_id.unwrap_or_default(),
+                attempts: from_sql_int(attempts),
+                last_error: error,
+                failing_since: since.as_deref().and_then(parse_time),
+                saved_at: parse_time(&created),
+            });
+        }
+        Ok(notes)
+    }
+
+    /// Mutations the server refused permanently, newest first (at most `limit`).
+    pub fn rejections(&self, limit: u64) -> ClientResult<Vec<StoredRejection>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT seq, kind, subject_id, household_id, code, message, rejected_at
+             FROM rejections ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([to_sql_int(limit)], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut rejections = Vec::new();
+        for row in rows {
+            let (seq, kind, subject_id, household_id, code, message, at) = row?;
+            rejections.push(StoredRejection {
+                seq: from_sql_int(seq),
+                kind: MutationKind::parse(&kind)
+                    .ok_or_else(|| ClientError::corrupt(format!("rejection kind {kind:?}")))?,
+                subject_id,
+                household_id: household_id.unwrap_or_default(),
+                code,
+                message,
+                rejected_at: parse_time(&at),
+            });
+        }
+        Ok(rejections)
+    }
+
+    /// Count a failed push attempt for the entries `first..=last` with its error.
+    pub fn note_push_failure(
+        &self,
+        first: u64,
+        last: u64,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> ClientResult<()> {
+        let connection = self.lock();
+        connection.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?3,
+                               failing_since = COALESCE(failing_since, ?4)
+             WHERE seq BETWEEN ?1 AND ?2",
+            params![to_sql_int(first), to_sql_int(last), error, format_time(now)],
+        )?;
+        Ok(())
+    }
+
+    /// The heartbeat as of now: counts, the oldest unsent record, the device time and the
+    /// last sync error.
+    pub fn heartbeat(&self, now: OffsetDateTime) -> ClientResult<Heartbeat> {
+        let pending_uploads = self.pending_upload_count()?;
+        let connection = self.lock();
+        let (count, oldest): (i64, Option<String>) =
+            connection.query_row("SELECT COUNT(*), MIN(created_at) FROM outbox", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(Heartbeat {
+            // Hand-over drafts count: they are unsent data the supervisor must know about.
+            unsent_mutations: from_sql_int(count),
+            pending_uploads,
+            oldest_unsent_at: oldest.as_deref().and_then(parse_time),
+            device_time: Some(now),
+            last_error: meta_get(&connection, meta_key::LAST_ERROR)?.unwrap_or_default(),
+        })
+    }
+
+    /// The heartbeat stored with a batch when it was opened.
+    pub fn batch_heartbeat(&self, batch_id: &str) -> ClientResult<Option<Heartbeat>> {
+        let connection = self.lock();
+        let text: Option<Option<String>> = connection
+            .query_row(
+                "SELECT heartbeat FROM push_batches WHERE batch_id = ?1",
+                [batch_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        text.flatten()
+            .as_deref()
+            .map(|text| from_json(text, "batch heartbeat"))
+            .transpose()
+    }
+
     /// The outbox, in seq order.
     pub fn outbox_entries(&self) -> ClientResult<Vec<OutboxEntry>> {
         self.outbox_range(0, u64::MAX)
@@ -615,7 +894,10 @@ impl Store {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let outbox_seqs = {
-            let mut statement = transaction.prepare("SELECT seq FROM outbox ORDER BY seq")?;
+            // Hand-over drafts are never pushed under their seq: the server would take a later
+            // hand-over as a duplicate of a seq it already passed.
+            let mut statement =
+                transaction.prepare("SELECT seq FROM outbox WHERE handover = 0 ORDER BY seq")?;
             statement
                 .query_map([], |row| row.get::<_, i64>(0))?
                 .map(|seq| seq.map(from_sql_int))
@@ -679,15 +961,30 @@ impl Store {
         last_seq: u64,
         now: OffsetDateTime,
     ) -> ClientResult<()> {
+        self.open_batch_with_heartbeat(batch_id, first_seq, last_seq, None, now)
+    }
+
+    /// [`Store::open_batch`] that keeps the heartbeat sent with the batch, so a retry
+    /// re-sends the same request bytes.
+    pub fn open_batch_with_heartbeat(
+        &self,
+        batch_id: &str,
+        first_seq: u64,
+        last_seq: u64,
+        heartbeat: Option<&Heartbeat>,
+        now: OffsetDateTime,
+    ) -> ClientResult<()> {
+        let heartbeat = heartbeat.map(to_json).transpose()?;
         let connection = self.lock();
         connection.execute(
-            "INSERT INTO push_batches (batch_id, first_seq, last_seq, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO push_batches (batch_id, first_seq, last_seq, created_at, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 batch_id,
                 to_sql_int(first_seq),
                 to_sql_int(last_seq),
-                format_time(now)
+                format_time(now),
+                heartbeat
             ],
         )?;
         Ok(())
@@ -720,14 +1017,14 @@ impl Store {
             if *seq > ack.last_processed_seq {
                 continue;
             }
-            let entry: Option<(String, String, String)> = transaction
+            let entry: Option<(String, String, String, Option<String>)> = transaction
                 .query_row(
-                    "SELECT kind, subject_id, payload FROM outbox WHERE seq = ?1",
+                    "SELECT kind, subject_id, payload, household_id FROM outbox WHERE seq = ?1",
                     [to_sql_int(*seq)],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
                 .optional()?;
-            let Some((kind, subject_id, payload)) = entry else {
+            let Some((kind, subject_id, payload, household_id)) = entry else {
                 // Already removed by an earlier response to the same batch.
                 continue;
             };
@@ -737,6 +1034,22 @@ impl Store {
                 PushOutcome::Applied | PushOutcome::ConflictRecorded => summary.applied += 1,
                 PushOutcome::Duplicate => summary.duplicates += 1,
                 PushOutcome::Rejected { code, message } => {
+                    // Kept for the status screen: the entry leaves the outbox, but the cadre
+                    // must still see that this record was refused and why.
+                    transaction.execute(
+                        "INSERT OR REPLACE INTO rejections (seq, kind, subject_id, household_id,
+                                                            code, message, rejected_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            to_sql_int(*seq),
+                            kind.as_str(),
+                            subject_id,
+                            household_id,
+                            code,
+                            message,
+                            now_text
+                        ],
+                    )?;
                     summary.rejected.push(RejectedMutation {
                         seq: *seq,
                         kind,
@@ -787,7 +1100,12 @@ impl Store {
                         params![subject_id, push_state],
                     )?;
                 }
-                (MutationKind::RegisterIncome, _) => {}
+                (
+                    MutationKind::RegisterIncome
+                    | MutationKind::EditField
+                    | MutationKind::AddMember,
+                    _,
+                ) => {}
             }
             summary.removed_from_outbox += transaction
                 .execute("DELETE FROM outbox WHERE seq = ?1", [to_sql_int(*seq)])?
@@ -800,11 +1118,67 @@ impl Store {
         if !ack.receipt.is_empty() {
             meta_set(&transaction, meta_key::LAST_RECEIPT, &ack.receipt)?;
         }
-        if let Some(server_time) = ack.server_time {
-            observe_server_time(&transaction, server_time)?;
-        }
+        observe_server(&transaction, ack.server_hlc, ack.server_time)?;
         transaction.commit()?;
         Ok(summary)
+    }
+
+    /// The highest HLC among the outbox entries `first..=last`, in unix ms.
+    pub fn max_outbox_hlc_millis(&self, first: u64, last: u64) -> ClientResult<u64> {
+        let connection = self.lock();
+        let max: Option<i64> = connection.query_row(
+            "SELECT MAX(hlc) FROM outbox WHERE seq BETWEEN ?1 AND ?2",
+            params![to_sql_int(first), to_sql_int(last)],
+            |row| row.get(0),
+        )?;
+        Ok(Hlc::from_u64(max.map_or(0, from_sql_int)).millis())
+    }
+
+    /// The server refused this phone's clock; remember its time so the outbox can be
+    /// re-stamped once the clock is corrected.
+    pub fn note_clock_refused(&self, server_ms: u64) -> ClientResult<()> {
+        self.meta_set(meta_key::CLOCK_REFUSED_SERVER_MS, &server_ms.to_string())
+    }
+
+    /// After a clock refusal, once the wall clock was corrected: give every outbox entry a
+    /// new stamp in seq order from a sane base, close the open batch (its content changed,
+    /// and the same batch id with other content would be refused), and store the new HLC,
+    /// all in ONE transaction. Returns how many entries were re-stamped.
+    pub fn restamp_outbox_if_clock_fixed(&self, now: OffsetDateTime) -> ClientResult<u64> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(server_ms) = meta_get(&transaction, meta_key::CLOCK_REFUSED_SERVER_MS)? else {
+            return Ok(0);
+        };
+        let server_ms: u64 = server_ms.parse().unwrap_or(0);
+        let last = Hlc::from_u64(read_u64_meta(&transaction, meta_key::HLC, 0)?);
+        let Some(mut next) = hlc::restamp_base(last, now, server_ms) else {
+            return Ok(0);
+        };
+        let seqs = {
+            let mut statement = transaction.prepare("SELECT seq FROM outbox ORDER BY seq")?;
+            statement
+                .query_map([], |row| row.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        for seq in &seqs {
+            transaction.execute(
+                "UPDATE outbox SET hlc = ?2 WHERE seq = ?1",
+                params![seq, to_sql_int(next.as_u64())],
+            )?;
+            next = next.tick(0);
+        }
+        transaction.execute(
+            "UPDATE push_batches SET closed = 1, closed_at = ?1 WHERE closed = 0",
+            [format_time(now)],
+        )?;
+        meta_set(&transaction, meta_key::HLC, &next.as_u64().to_string())?;
+        transaction.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [meta_key::CLOCK_REFUSED_SERVER_MS],
+        )?;
+        transaction.commit()?;
+        Ok(seqs.len() as u64)
     }
 
     // ---- uploads ----
@@ -843,27 +1217,41 @@ impl Store {
         pages: &[PulledPage],
         cursor: &str,
         server_time: Option<OffsetDateTime>,
+        server_hlc: u64,
         now: OffsetDateTime,
     ) -> ClientResult<PullSummary> {
+        self.apply_checkpoint(&Checkpoint {
+            pages,
+            cursor,
+            server_time,
+            server_hlc,
+            replace_replica: false,
+            now,
+        })
+    }
+
+    /// Apply one checkpoint in ONE transaction: with `replace_replica` (a full download
+    /// after a RESET or from an empty cursor) the old replica is dropped in the same
+    /// transaction, so the phone never shows an empty list while re-downloading. Pulled
+    /// cards get the phone's pending edits re-applied on top; removed households are purged
+    /// with their PII and their unsent drafts are flagged for hand-over.
+    pub fn apply_checkpoint(&self, checkpoint: &Checkpoint<'_>) -> ClientResult<PullSummary> {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now_text = format_time(now);
+        let now_text = format_time(checkpoint.now);
         let mut summary = PullSummary::default();
-        for page in pages {
+        if checkpoint.replace_replica {
+            drop_replica(&transaction)?;
+        }
+        for page in checkpoint.pages {
             for household in &page.households {
-                transaction.execute(
-                    "INSERT INTO households (household_id, head_name, village_name, body)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (household_id) DO UPDATE SET
-                        head_name = excluded.head_name, village_name = excluded.village_name,
-                        body = excluded.body",
-                    params![
-                        household.household_id,
-                        household.head_name,
-                        household.village_name,
-                        to_json(household)?
-                    ],
-                )?;
+                let pending = pending_card_edits(&transaction, &household.household_id)?;
+                let card = if pending.is_empty() {
+                    household.clone()
+                } else {
+                    edits::rebase(household.clone(), &pending)
+                };
+                write_household(&transaction, &card)?;
                 summary.households += 1;
             }
             for household_id in &page.removed_household_ids {
@@ -871,11 +1259,19 @@ impl Store {
                     "DELETE FROM households WHERE household_id = ?1",
                     [household_id],
                 )? as u64;
+                // Reassigned away: unsent drafts stay on the phone, flagged for hand-over
+                // (需移交) and never pushed, so the cadre's work is not lost and not sent
+                // under a household that is no longer theirs.
+                transaction.execute(
+                    "UPDATE outbox SET handover = 1 WHERE household_id = ?1",
+                    [household_id],
+                )?;
                 // The household's PII leaves the phone; visits still waiting to go out stay
-                // so the cadre's work is not lost (a later issue flags them).
+                // with their drafts.
                 transaction.execute(
                     "DELETE FROM visits WHERE household_id = ?1
-                       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.subject_id = visits.visit_id)",
+                       AND NOT EXISTS (SELECT 1 FROM outbox o
+                                        WHERE o.subject_id = visits.visit_id)",
                     [household_id],
                 )?;
             }
@@ -884,11 +1280,9 @@ impl Store {
                 summary.visit_statuses += 1;
             }
         }
-        meta_set(&transaction, meta_key::CURSOR, cursor)?;
+        meta_set(&transaction, meta_key::CURSOR, checkpoint.cursor)?;
         meta_set(&transaction, meta_key::LAST_SYNC_AT, &now_text)?;
-        if let Some(server_time) = server_time {
-            observe_server_time(&transaction, server_time)?;
-        }
+        observe_server(&transaction, checkpoint.server_hlc, checkpoint.server_time)?;
         transaction.commit()?;
         Ok(summary)
     }
@@ -955,22 +1349,24 @@ fn append_outbox(
     transaction: &Transaction<'_>,
     kind: MutationKind,
     subject_id: &str,
+    household_id: Option<&str>,
     payload_json: &str,
     now: OffsetDateTime,
 ) -> ClientResult<u64> {
     let seq = read_u64_meta(transaction, meta_key::NEXT_SEQ, 1)?;
-    let last_hlc = read_u64_meta(transaction, meta_key::HLC, 0)?;
-    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let stamp = hlc::next(last_hlc, now_ms);
+    let last_hlc = Hlc::from_u64(read_u64_meta(transaction, meta_key::HLC, 0)?);
+    let stamp = hlc::stamp(last_hlc, now).as_u64();
     transaction.execute(
-        "INSERT INTO outbox (seq, mutation_id, hlc, kind, subject_id, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO outbox (seq, mutation_id, hlc, kind, subject_id, household_id, payload,
+                             created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             to_sql_int(seq),
             uuid::Uuid::now_v7().to_string(),
             to_sql_int(stamp),
             kind.as_str(),
             subject_id,
+            household_id,
             payload_json,
             format_time(now)
         ],
@@ -980,17 +1376,71 @@ fn append_outbox(
     Ok(seq)
 }
 
-fn observe_server_time(
+/// Advance the stored HLC past the server's, inside the transaction that applies the
+/// server's answer.
+fn observe_server(
     transaction: &Transaction<'_>,
-    server_time: OffsetDateTime,
+    server_hlc: u64,
+    server_time: Option<OffsetDateTime>,
 ) -> ClientResult<()> {
-    let last = read_u64_meta(transaction, meta_key::HLC, 0)?;
-    let server_ms = i64::try_from(server_time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let advanced = hlc::observe_server_time(last, server_ms);
+    let last = Hlc::from_u64(read_u64_meta(transaction, meta_key::HLC, 0)?);
+    let advanced = hlc::observe(last, server_hlc, server_time);
     if advanced != last {
-        meta_set(transaction, meta_key::HLC, &advanced.to_string())?;
+        meta_set(transaction, meta_key::HLC, &advanced.as_u64().to_string())?;
     }
     Ok(())
+}
+
+fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+fn write_household(transaction: &Transaction<'_>, household: &Household) -> ClientResult<()> {
+    transaction.execute(
+        "INSERT INTO households (household_id, head_name, village_name, body)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (household_id) DO UPDATE SET
+            head_name = excluded.head_name, village_name = excluded.village_name,
+            body = excluded.body",
+        params![
+            household.household_id,
+            household.head_name,
+            household.village_name,
+            to_json(household)?
+        ],
+    )?;
+    Ok(())
+}
+
+/// The household's card edits still in the outbox, in seq order.
+fn pending_card_edits(
+    transaction: &Transaction<'_>,
+    household_id: &str,
+) -> ClientResult<Vec<PendingEdit>> {
+    let mut statement = transaction.prepare(
+        "SELECT kind, payload FROM outbox
+         WHERE household_id = ?1 AND handover = 0 AND kind IN (?2, ?3) ORDER BY seq",
+    )?;
+    let rows = statement
+        .query_map(
+            params![
+                household_id,
+                MutationKind::EditField.as_str(),
+                MutationKind::AddMember.as_str()
+            ],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.iter()
+        .map(|(kind, payload)| {
+            if kind == MutationKind::EditField.as_str() {
+                Ok(PendingEdit::Field(from_json(payload, "outbox field edit")?))
+            } else {
+                let added: AddMemberPayload = from_json(payload, "outbox added member")?;
+                Ok(PendingEdit::AddMember(added.member))
+            }
+        })
+        .collect()
 }
 
 fn drop_replica(transaction: &Transaction<'_>) -> ClientResult<()> {
@@ -1180,6 +1630,7 @@ mod tests {
             last_processed_seq: 1,
             server_time: None,
             receipt: "receipt-1".into(),
+            server_hlc: 0,
         };
         let summary = store
             .apply_push_ack("batch-1", &ack, datetime!(2026-03-05 09:00 UTC))

@@ -4,14 +4,16 @@
 //! batch, which uploads resume from where), [`plan_chunks`] (the byte ranges of an upload)
 //! and [`decide_status_update`] (whether a pulled review status may touch a local visit) —
 //! so they are unit-tested without a server. [`run`] executes a plan against the store and
-//! the transport.
+//! the transport, and [`next_retry_delay`] is the pure retry policy.
 
 use crate::Clock;
 use crate::error::{ClientError, ClientResult};
+use crate::records::PullRequest;
 use crate::records::{MutationKind, OutboxEntry, PullFrame, PulledPage, PushBatch};
-use crate::store::{RejectedMutation, Store};
-use crate::transport::{ChunkRefused, Connection};
+use crate::store::{Checkpoint, RejectedMutation, Store};
+use crate::transport::{ChunkRefused, SyncTransport};
 use fieldsync_model::sync::{Mutation, MutationPayload};
+use std::time::Duration;
 
 /// Most mutations in one push batch: small batches keep a retry on a 2G link cheap.
 pub const MAX_BATCH_MUTATIONS: usize = 50;
@@ -219,6 +221,17 @@ pub fn entry_to_mutation(entry: &OutboxEntry) -> ClientResult<Mutation> {
         MutationKind::RegisterIncome => MutationPayload::RegisterIncome(
             serde_json::from_str(&entry.payload_json).map_err(corrupt)?,
         ),
+        MutationKind::EditField => {
+            MutationPayload::EditField(serde_json::from_str(&entry.payload_json).map_err(corrupt)?)
+        }
+        MutationKind::AddMember => {
+            let added: crate::edits::AddMemberPayload =
+                serde_json::from_str(&entry.payload_json).map_err(corrupt)?;
+            MutationPayload::AddMember {
+                household_id: added.household_id,
+                member: added.member,
+            }
+        }
     };
     Ok(Mutation {
         seq: entry.seq,
@@ -256,7 +269,8 @@ pub struct SyncReport {
 #[derive(Debug)]
 pub struct SyncContext<'a> {
     pub store: &'a Store,
-    pub connection: &'a Connection,
+    pub transport: &'a dyn SyncTransport,
+    pub token: &'a str,
     pub device_id: &'a str,
     pub clock: &'a dyn Clock,
 }
@@ -272,23 +286,33 @@ pub async fn run(context: &SyncContext<'_>) -> ClientResult<SyncReport> {
 }
 
 async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
+    let restamped = context
+        .store
+        .restamp_outbox_if_clock_fixed(context.clock.now())?;
+    if restamped > 0 {
+        tracing::info!(restamped, "device clock corrected: outbox re-stamped");
+    }
     let state = context.store.load_sync_state()?;
     let sync_plan = plan(&state, MAX_BATCH_MUTATIONS);
     if let Some(batch_id) = &sync_plan.abandon_batch {
         context.store.abandon_batch(batch_id, context.clock.now())?;
     }
     for planned in &sync_plan.batches {
-        let batch_id = match &planned.identity {
-            BatchIdentity::Reuse(batch_id) => batch_id.clone(),
+        let (batch_id, heartbeat) = match &planned.identity {
+            BatchIdentity::Reuse(batch_id) => {
+                (batch_id.clone(), context.store.batch_heartbeat(batch_id)?)
+            }
             BatchIdentity::New => {
                 let batch_id = uuid::Uuid::now_v7().to_string();
-                context.store.open_batch(
+                let heartbeat = context.store.heartbeat(context.clock.now())?;
+                context.store.open_batch_with_heartbeat(
                     &batch_id,
                     planned.first_seq,
                     planned.last_seq,
+                    Some(&heartbeat),
                     context.clock.now(),
                 )?;
-                batch_id
+                (batch_id, Some(heartbeat))
             }
         };
         let entries = context
@@ -303,8 +327,27 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
             batch_id: batch_id.clone(),
             first_seq: planned.first_seq,
             mutations,
+            heartbeat,
         };
-        let ack = context.connection.push(&batch).await?;
+        let ack = match context.transport.push(context.token, &batch).await {
+            Ok(ack) => ack,
+            Err(error) => {
+                let error = match error {
+                    ClientError::DeviceClockWrong { server_time_ms, .. } => {
+                        clock_refused(context, planned, server_time_ms)
+                    }
+                    other => other,
+                };
+                // Counted per entry so status() can show a batch that keeps failing.
+                context.store.note_push_failure(
+                    planned.first_seq,
+                    planned.last_seq,
+                    &error.to_string(),
+                    context.clock.now(),
+                )?;
+                return Err(error);
+            }
+        };
         let summary = context
             .store
             .apply_push_ack(&batch_id, &ack, context.clock.now())?;
@@ -322,6 +365,31 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
         }
     }
     Ok(())
+}
+
+/// The server refused the batch because the phone's clock is far ahead. Nothing was applied
+/// and the outbox stays as it is; remember the server's time so the outbox is re-stamped
+/// once the cadre corrects the clock, and say how far ahead the phone was.
+fn clock_refused(
+    context: &SyncContext<'_>,
+    planned: &PlannedBatch,
+    server_time_ms: Option<u64>,
+) -> ClientError {
+    let sent_ms = context
+        .store
+        .max_outbox_hlc_millis(planned.first_seq, planned.last_seq)
+        .unwrap_or(0)
+        .max(fieldsync_model::hlc::unix_millis(context.clock.now()));
+    // Without the server's time, its tolerance is the best lower bound available.
+    let server_ms = server_time_ms
+        .unwrap_or_else(|| sent_ms.saturating_sub(fieldsync_model::hlc::REJECT_AHEAD_MILLIS));
+    if let Err(error) = context.store.note_clock_refused(server_ms) {
+        return error;
+    }
+    ClientError::DeviceClockWrong {
+        ahead_minutes: sent_ms.saturating_sub(server_ms) / 60_000,
+        server_time_ms,
+    }
 }
 
 async fn upload(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
@@ -362,8 +430,8 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
     // StartUpload is idempotent on sha256 and tells where the server really is, which
     // covers a restart, a lost PutChunk response and an upload the server expired.
     let position = context
-        .connection
-        .start_upload(&row.sha256, row.size_bytes, &row.mime_type)
+        .transport
+        .start_upload(context.token, &row.sha256, row.size_bytes, &row.mime_type)
         .await?;
     if position.complete {
         store.mark_upload_done(&row.sha256)?;
@@ -394,8 +462,8 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
                 .ok_or_else(|| ClientError::corrupt("chunk outside the photo"))?
                 .to_vec();
             match context
-                .connection
-                .put_chunk(&upload_id, chunk.offset, data)
+                .transport
+                .put_chunk(context.token, &upload_id, chunk.offset, data)
                 .await
             {
                 Ok(new_offset) => {
@@ -411,7 +479,10 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
                             row.sha256
                         )));
                     }
-                    let status = context.connection.upload_status(&upload_id).await?;
+                    let status = context
+                        .transport
+                        .upload_status(context.token, &upload_id)
+                        .await?;
                     if status.complete {
                         break 'resume;
                     }
@@ -424,7 +495,10 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
         }
         break;
     }
-    let (stored_sha256, stored_size) = context.connection.complete_upload(&upload_id).await?;
+    let (stored_sha256, stored_size) = context
+        .transport
+        .complete_upload(context.token, &upload_id)
+        .await?;
     if !stored_sha256.is_empty() && stored_sha256 != row.sha256 || stored_size != row.size_bytes {
         return Err(ClientError::Protocol(format!(
             "server stored {stored_sha256} ({stored_size} bytes) for {} ({} bytes)",
@@ -438,28 +512,44 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
 async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
     let store = context.store;
     let mut resets = 0;
+    let mut cursor = store
+        .meta_get(crate::store::meta_key::CURSOR)?
+        .unwrap_or_default();
     'restart: loop {
-        let cursor = store
-            .meta_get(crate::store::meta_key::CURSOR)?
-            .unwrap_or_default();
-        let mut stream = context.connection.pull(&cursor).await?;
+        let request = PullRequest {
+            cursor: cursor.clone(),
+            heartbeat: Some(store.heartbeat(context.clock.now())?),
+        };
+        let mut stream = context.transport.pull(context.token, &request).await?;
+        // A pull from an empty cursor is the whole scope: its first checkpoint replaces the
+        // replica. A RESET only restarts from empty; the old replica stays on screen until
+        // that checkpoint arrives, so a torn re-download loses nothing.
+        let mut replace_replica = cursor.is_empty();
         let mut buffered: Vec<PulledPage> = Vec::new();
         let mut saw_checkpoint = false;
         while let Some(frame) = stream.next_frame().await? {
             match frame {
                 PullFrame::Page(page) => buffered.push(page),
                 PullFrame::Checkpoint {
-                    cursor,
+                    cursor: new_cursor,
                     checksum_ok,
                     server_time,
+                    server_hlc,
                 } => {
                     if !checksum_ok {
                         return Err(ClientError::Protocol(
                             "pull checksum mismatch; nothing applied (torn stream?)".into(),
                         ));
                     }
-                    let summary =
-                        store.apply_pull(&buffered, &cursor, server_time, context.clock.now())?;
+                    let summary = store.apply_checkpoint(&Checkpoint {
+                        pages: &buffered,
+                        cursor: &new_cursor,
+                        server_time,
+                        server_hlc,
+                        replace_replica,
+                        now: context.clock.now(),
+                    })?;
+                    replace_replica = false;
                     buffered.clear();
                     saw_checkpoint = true;
                     report.households_pulled += summary.households;
@@ -469,13 +559,15 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                 PullFrame::Reset { reason } => {
                     resets += 1;
                     report.resets += 1;
-                    if resets > MAX_RESETS_PER_SYNC {
+                    if resets > MAX_RESETS_PER_SYNC || cursor.is_empty() {
+                        // A RESET of a pull that already started from empty cannot be cured
+                        // by pulling again: stop instead of looping.
                         return Err(ClientError::Protocol(format!(
                             "server keeps resetting the pull: {reason}"
                         )));
                     }
                     tracing::info!(%reason, "pull reset: re-downloading the scope");
-                    store.reset_replica()?;
+                    cursor.clear();
                     continue 'restart;
                 }
             }
@@ -489,6 +581,28 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
         }
         return Ok(());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retry policy
+// ---------------------------------------------------------------------------------------
+
+/// First retry waits up to this long.
+pub const RETRY_BASE: Duration = Duration::from_secs(2);
+/// No retry waits longer than this: a cadre back in signal should not wait long.
+pub const RETRY_CAP: Duration = Duration::from_secs(15 * 60);
+
+/// Capped exponential backoff with full jitter: a uniform delay in
+/// `[0, min(cap, base * 2^attempt)]`, where `attempt` counts failures before this one
+/// (0 for the first retry). Jitter spreads a village's phones apart when the township's
+/// network comes back, instead of all retrying in the same second.
+pub fn next_retry_delay(attempt: u32, rng: &mut impl rand::Rng) -> Duration {
+    let ceiling_ms = RETRY_BASE
+        .as_millis()
+        .saturating_mul(1u128 << attempt.min(40))
+        .min(RETRY_CAP.as_millis());
+    let ceiling_ms = u64::try_from(ceiling_ms).unwrap_or(u64::MAX);
+    Duration::from_millis(rng.random_range(0..=ceiling_ms))
 }
 
 #[cfg(test)]
@@ -508,6 +622,30 @@ mod tests {
             .iter()
             .map(|batch| (batch.first_seq, batch.last_seq))
             .collect()
+    }
+
+    #[test]
+    fn retry_delays_grow_exponentially_with_full_jitter_up_to_the_cap() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for attempt in 0..64 {
+            let ceiling = RETRY_BASE
+                .saturating_mul(1 << attempt.min(20))
+                .min(RETRY_CAP);
+            let samples: Vec<Duration> = (0..200)
+                .map(|_| next_retry_delay(attempt, &mut rng))
+                .collect();
+            assert!(samples.iter().all(|delay| *delay <= ceiling), "{attempt}");
+            // Full jitter: spread over the whole range, not bunched at the top.
+            assert!(
+                samples.iter().any(|delay| *delay < ceiling / 2),
+                "{attempt}"
+            );
+        }
+        assert!(
+            (0..200).any(|_| next_retry_delay(30, &mut rng) > RETRY_CAP / 2),
+            "late attempts reach the cap"
+        );
     }
 
     #[test]

@@ -223,7 +223,10 @@ fn pull_statuses(client: &Client, statuses: Vec<VisitStatus>, cursor: &str) {
         visit_statuses: statuses,
         ..PulledPage::default()
     };
-    client.store.apply_pull(&[page], cursor, None, NOW).unwrap();
+    client
+        .store
+        .apply_pull(&[page], cursor, None, 0, NOW)
+        .unwrap();
 }
 
 #[test]
@@ -249,6 +252,7 @@ fn a_returned_visit_becomes_a_task_and_its_correction_supersedes_the_returned_re
         last_processed_seq: entries.last().unwrap().seq,
         server_time: None,
         receipt: "r1".into(),
+        server_hlc: 0,
     };
     client.store.open_batch("b1", 1, 1, NOW).unwrap();
     client.store.apply_push_ack("b1", &ack, NOW).unwrap();
@@ -338,7 +342,10 @@ fn households_resolve_by_unique_prefix_and_show_this_months_in_person_visits() {
         households: vec![household("hh-100", "张三"), household("hh-200", "李四")],
         ..PulledPage::default()
     };
-    client.store.apply_pull(&[page], "c1", None, NOW).unwrap();
+    client
+        .store
+        .apply_pull(&[page], "c1", None, 0, NOW)
+        .unwrap();
     assert_eq!(client.resolve_household_id("hh-1").unwrap(), "hh-100");
     assert!(matches!(
         client.resolve_household_id("hh-"),

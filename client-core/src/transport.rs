@@ -1,15 +1,20 @@
-//! The gRPC edge of the client core and the ONLY module that touches protocol types
-//! (ARCHITECTURE invariant). It builds tonic channels, attaches the bearer token and
+//! The network seam of the client core: the [`SyncTransport`] trait the sync engine runs
+//! over, and its gRPC implementation [`GrpcTransport`], the ONLY code that touches protocol
+//! types (ARCHITECTURE invariant). The gRPC side builds tonic channels, attaches the bearer
+//! token and
 //! `ClientInfo`, maps tonic statuses to [`ClientError`], and wraps `fieldsync_model` records
 //! in request envelopes (and unwraps answers) using the shared `fieldsync_proto::convert`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::review::VisitStatus;
-use fieldsync_proto::convert::{ConvertError, optional_instant};
+use fieldsync_proto::convert::{ConvertError, instant_to_wire, optional_instant};
 use fieldsync_proto::v1 as proto;
 use fieldsync_proto::v1::auth_client::AuthClient;
 use fieldsync_proto::v1::media_client::MediaClient;
@@ -20,7 +25,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, ClientResult};
 use crate::records::{
-    LoginGrant, PullFrame, PulledPage, PushAck, PushBatch, PushOutcome, UploadPosition,
+    Heartbeat, LoginGrant, LoginRequest, PullFrame, PullRequest, PulledPage, PushAck, PushBatch,
+    PushOutcome, UploadPosition,
 };
 
 /// How long to wait for a TCP/HTTP2 connection. Villages have slow links, but a phone should
@@ -32,198 +38,52 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// default of 4 MiB is too tight for a cadre with many large households.
 const MAX_DECODING_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 
-/// A connection to one server, with the session token when there is one.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    channel: Channel,
-    server_url: String,
-    token: Option<String>,
-}
+// ---------------------------------------------------------------------------------------
+// The seam
+// ---------------------------------------------------------------------------------------
 
-impl Connection {
-    /// Connect eagerly, so "server unreachable" surfaces here as [`ClientError::Unavailable`]
-    /// instead of in the middle of a sync.
-    pub async fn connect(server_url: &str, token: Option<String>) -> ClientResult<Self> {
-        let endpoint = Endpoint::from_shared(server_url.to_owned())
-            .map_err(|error| ClientError::Invalid {
-                field: "server_url".to_owned(),
-                message: format!("{server_url:?}: {error}"),
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|error| ClientError::Unavailable {
-                server_url: server_url.to_owned(),
-                message: error_chain(&error),
-            })?;
-        Ok(Self {
-            channel,
-            server_url: server_url.to_owned(),
-            token,
-        })
-    }
-
+/// Everything the sync engine asks of the network, in model types. The gRPC implementation
+/// is [`GrpcTransport`]; tests drive the engine over a scripted fake network instead, so
+/// timeouts, lost responses and RESETs can be replayed deterministically from a seed.
+///
+/// Calls that need a session take the bearer token; the transport never stores one, so a
+/// login on the same client takes effect at the next call.
+#[async_trait]
+pub trait SyncTransport: Send + Sync + std::fmt::Debug {
     /// Auth.Login: the token is bound to `(user, device_id)`.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-        device_id: &str,
-        device_name: &str,
-    ) -> ClientResult<LoginGrant> {
-        let request = proto::LoginRequest {
-            username: username.to_owned(),
-            password: password.to_owned(),
-            device_id: device_id.to_owned(),
-            device_name: device_name.to_owned(),
-            client: Some(client_info()),
-        };
-        let response = AuthClient::new(self.channel.clone())
-            .login(tonic::Request::new(request))
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        Ok(LoginGrant {
-            token: response.token,
-            user_id: response.user_id,
-            display_name: response.display_name,
-            role: Role::from_code(response.role),
-            area_id: response.area_id,
-        })
-    }
-
+    async fn login(&self, request: &LoginRequest) -> ClientResult<LoginGrant>;
     /// Sync.Push of one batch.
-    pub async fn push(&self, batch: &PushBatch) -> ClientResult<PushAck> {
-        let request = push_request_to_proto(batch);
-        let response = SyncClient::new(self.channel.clone())
-            .push(self.authorized(request)?)
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        push_response_from_proto(response)
-    }
-
-    /// Sync.Pull from `cursor` (empty for a first sync). Frames are read with
-    /// [`PullStream::next_frame`].
-    pub async fn pull(&self, cursor: &str) -> ClientResult<PullStream> {
-        let request = proto::PullRequest {
-            heartbeat: None,
-            cursor: cursor.to_owned(),
-            client: Some(client_info()),
-        };
-        let streaming = SyncClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
-            .pull(self.authorized(request)?)
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        Ok(PullStream {
-            streaming,
-            connection: self.clone(),
-            page_hasher: Sha256::new(),
-            frame_hasher: Sha256::new(),
-        })
-    }
-
+    async fn push(&self, token: &str, batch: &PushBatch) -> ClientResult<PushAck>;
+    /// Sync.Pull from `request.cursor`; frames are read from the returned stream.
+    async fn pull(&self, token: &str, request: &PullRequest) -> ClientResult<Box<dyn PullFrames>>;
     /// Media.StartUpload: idempotent on sha256; says where to continue.
-    pub async fn start_upload(
+    async fn start_upload(
         &self,
+        token: &str,
         sha256: &str,
         size_bytes: u64,
         mime_type: &str,
-    ) -> ClientResult<UploadPosition> {
-        let request = proto::StartUploadRequest {
-            sha256: sha256.to_owned(),
-            size_bytes,
-            mime_type: mime_type.to_owned(),
-        };
-        let response = MediaClient::new(self.channel.clone())
-            .start_upload(self.authorized(request)?)
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        Ok(UploadPosition {
-            upload_id: response.upload_id,
-            committed_offset: response.committed_offset,
-            complete: response.complete,
-        })
-    }
-
-    /// Media.PutChunk at exactly `offset`, with the CRC-32C of `data`. Returns the new
-    /// committed offset, or [`ChunkRefused::WrongOffset`] when the server is elsewhere.
-    pub async fn put_chunk(
+    ) -> ClientResult<UploadPosition>;
+    /// Media.PutChunk at exactly `offset`. Returns the new committed offset, or
+    /// [`ChunkRefused::WrongOffset`] when the server is elsewhere.
+    async fn put_chunk(
         &self,
+        token: &str,
         upload_id: &str,
         offset: u64,
         data: Vec<u8>,
-    ) -> Result<u64, ChunkRefused> {
-        let request = proto::PutChunkRequest {
-            upload_id: upload_id.to_owned(),
-            offset,
-            crc32c: crc32c::crc32c(&data),
-            data,
-        };
-        let request = self.authorized(request).map_err(ChunkRefused::Other)?;
-        match MediaClient::new(self.channel.clone())
-            .put_chunk(request)
-            .await
-        {
-            Ok(response) => Ok(response.into_inner().committed_offset),
-            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                Err(ChunkRefused::WrongOffset(status.message().to_owned()))
-            }
-            Err(status) => Err(ChunkRefused::Other(self.map_status(status))),
-        }
-    }
-
+    ) -> Result<u64, ChunkRefused>;
     /// Media.CompleteUpload: the server verifies size and SHA-256. Returns what it stored.
-    pub async fn complete_upload(&self, upload_id: &str) -> ClientResult<(String, u64)> {
-        let request = proto::CompleteUploadRequest {
-            upload_id: upload_id.to_owned(),
-        };
-        let response = MediaClient::new(self.channel.clone())
-            .complete_upload(self.authorized(request)?)
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        Ok((response.sha256, response.size_bytes))
-    }
-
+    async fn complete_upload(&self, token: &str, upload_id: &str) -> ClientResult<(String, u64)>;
     /// Media.UploadStatus, used after a refused chunk to learn the committed offset.
-    pub async fn upload_status(&self, upload_id: &str) -> ClientResult<UploadPosition> {
-        let request = proto::UploadStatusRequest {
-            upload_id: upload_id.to_owned(),
-        };
-        let response = MediaClient::new(self.channel.clone())
-            .upload_status(self.authorized(request)?)
-            .await
-            .map_err(|status| self.map_status(status))?
-            .into_inner();
-        Ok(UploadPosition {
-            upload_id: upload_id.to_owned(),
-            committed_offset: response.committed_offset,
-            complete: response.complete,
-        })
-    }
+    async fn upload_status(&self, token: &str, upload_id: &str) -> ClientResult<UploadPosition>;
+}
 
-    /// Wrap a message with `authorization: Bearer <token>`.
-    fn authorized<T>(&self, message: T) -> ClientResult<tonic::Request<T>> {
-        let token = self.token.as_deref().ok_or_else(|| {
-            ClientError::NotLoggedIn("请先登录 run `fieldsync login` first".into())
-        })?;
-        let mut request = tonic::Request::new(message);
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ClientError::NotLoggedIn("stored token is not valid ASCII".into()))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
-
-    fn map_status(&self, status: tonic::Status) -> ClientError {
-        map_status(&self.server_url, status)
-    }
+/// A running pull stream.
+#[async_trait]
+pub trait PullFrames: Send + std::fmt::Debug {
+    /// The next frame, or `None` when the server closed the stream.
+    async fn next_frame(&mut self) -> ClientResult<Option<PullFrame>>;
 }
 
 /// Why a chunk was not accepted.
@@ -234,11 +94,243 @@ pub enum ChunkRefused {
     Other(ClientError),
 }
 
-/// A running pull stream.
+// ---------------------------------------------------------------------------------------
+// gRPC
+// ---------------------------------------------------------------------------------------
+
+/// The real network: tonic over HTTP/2 to the URL in `server_url` (shared with the
+/// [`crate::Client`], so pointing the client elsewhere takes effect at the next call).
 #[derive(Debug)]
-pub struct PullStream {
+pub struct GrpcTransport {
+    server_url: Arc<Mutex<String>>,
+    /// One channel per URL, kept between calls: HTTP/2 multiplexes, and reconnecting for
+    /// every chunk on a 2G link would cost a round trip each time.
+    channel: tokio::sync::Mutex<Option<(String, Channel)>>,
+}
+
+impl GrpcTransport {
+    pub fn new(server_url: Arc<Mutex<String>>) -> Self {
+        Self {
+            server_url,
+            channel: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn current_url(&self) -> String {
+        self.server_url
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The channel for the current URL, connecting eagerly so "server unreachable"
+    /// surfaces as [`ClientError::Unavailable`] at the first call.
+    async fn channel(&self) -> ClientResult<(Channel, String)> {
+        let server_url = self.current_url();
+        let mut cached = self.channel.lock().await;
+        if let Some((url, channel)) = cached.as_ref()
+            && *url == server_url
+        {
+            return Ok((channel.clone(), server_url));
+        }
+        let endpoint = Endpoint::from_shared(server_url.clone())
+            .map_err(|error| ClientError::Invalid {
+                field: "server_url".to_owned(),
+                message: format!("{server_url:?}: {error}"),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|error| ClientError::Unavailable {
+                server_url: server_url.clone(),
+                message: error_chain(&error),
+            })?;
+        *cached = Some((server_url.clone(), channel.clone()));
+        Ok((channel, server_url))
+    }
+
+    /// Map a failed call's status; a connectivity failure also drops the cached channel so
+    /// the next call reconnects from scratch instead of reusing a dead one.
+    async fn failed(&self, server_url: &str, status: tonic::Status) -> ClientError {
+        let error = map_status(server_url, status);
+        if error.is_unavailable() {
+            *self.channel.lock().await = None;
+        }
+        error
+    }
+}
+
+#[async_trait]
+impl SyncTransport for GrpcTransport {
+    async fn login(&self, login: &LoginRequest) -> ClientResult<LoginGrant> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::LoginRequest {
+            username: login.username.clone(),
+            password: login.password.clone(),
+            device_id: login.device_id.clone(),
+            device_name: login.device_name.clone(),
+            client: Some(client_info()),
+        };
+        let response = match AuthClient::new(channel)
+            .login(tonic::Request::new(request))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(self.failed(&url, status).await),
+        };
+        Ok(LoginGrant {
+            token: response.token,
+            user_id: response.user_id,
+            display_name: response.display_name,
+            role: Role::from_code(response.role),
+            area_id: response.area_id,
+        })
+    }
+
+    async fn push(&self, token: &str, batch: &PushBatch) -> ClientResult<PushAck> {
+        let (channel, url) = self.channel().await?;
+        let request = authorized(token, push_request_to_proto(batch))?;
+        match SyncClient::new(channel).push(request).await {
+            Ok(response) => push_response_from_proto(response.into_inner()),
+            Err(status) => Err(self.failed(&url, status).await),
+        }
+    }
+
+    async fn pull(&self, token: &str, pull: &PullRequest) -> ClientResult<Box<dyn PullFrames>> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::PullRequest {
+            heartbeat: pull.heartbeat.as_ref().map(heartbeat_to_proto),
+            cursor: pull.cursor.clone(),
+            client: Some(client_info()),
+        };
+        let streaming = match SyncClient::new(channel)
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES)
+            .pull(authorized(token, request)?)
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(self.failed(&url, status).await),
+        };
+        Ok(Box::new(GrpcPullStream {
+            streaming,
+            server_url: url,
+            page_hasher: Sha256::new(),
+            frame_hasher: Sha256::new(),
+        }))
+    }
+
+    async fn start_upload(
+        &self,
+        token: &str,
+        sha256: &str,
+        size_bytes: u64,
+        mime_type: &str,
+    ) -> ClientResult<UploadPosition> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::StartUploadRequest {
+            sha256: sha256.to_owned(),
+            size_bytes,
+            mime_type: mime_type.to_owned(),
+        };
+        let response = match MediaClient::new(channel)
+            .start_upload(authorized(token, request)?)
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(self.failed(&url, status).await),
+        };
+        Ok(UploadPosition {
+            upload_id: response.upload_id,
+            committed_offset: response.committed_offset,
+            complete: response.complete,
+        })
+    }
+
+    async fn put_chunk(
+        &self,
+        token: &str,
+        upload_id: &str,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<u64, ChunkRefused> {
+        let (channel, url) = self.channel().await.map_err(ChunkRefused::Other)?;
+        let request = proto::PutChunkRequest {
+            upload_id: upload_id.to_owned(),
+            offset,
+            crc32c: crc32c::crc32c(&data),
+            data,
+        };
+        let request = authorized(token, request).map_err(ChunkRefused::Other)?;
+        match MediaClient::new(channel).put_chunk(request).await {
+            Ok(response) => Ok(response.into_inner().committed_offset),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(ChunkRefused::WrongOffset(status.message().to_owned()))
+            }
+            Err(status) => Err(ChunkRefused::Other(self.failed(&url, status).await)),
+        }
+    }
+
+    async fn complete_upload(&self, token: &str, upload_id: &str) -> ClientResult<(String, u64)> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::CompleteUploadRequest {
+            upload_id: upload_id.to_owned(),
+        };
+        match MediaClient::new(channel)
+            .complete_upload(authorized(token, request)?)
+            .await
+        {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok((response.sha256, response.size_bytes))
+            }
+            Err(status) => Err(self.failed(&url, status).await),
+        }
+    }
+
+    async fn upload_status(&self, token: &str, upload_id: &str) -> ClientResult<UploadPosition> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::UploadStatusRequest {
+            upload_id: upload_id.to_owned(),
+        };
+        match MediaClient::new(channel)
+            .upload_status(authorized(token, request)?)
+            .await
+        {
+            Ok(response) => {
+                let response = response.into_inner();
+                Ok(UploadPosition {
+                    upload_id: upload_id.to_owned(),
+                    committed_offset: response.committed_offset,
+                    complete: response.complete,
+                })
+            }
+            Err(status) => Err(self.failed(&url, status).await),
+        }
+    }
+}
+
+/// Wrap a message with `authorization: Bearer <token>`.
+fn authorized<T>(token: &str, message: T) -> ClientResult<tonic::Request<T>> {
+    if token.is_empty() {
+        return Err(ClientError::NotLoggedIn(
+            "请先登录 run `fieldsync login` first".into(),
+        ));
+    }
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::NotLoggedIn("stored token is not valid ASCII".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// A running gRPC pull stream.
+#[derive(Debug)]
+struct GrpcPullStream {
     streaming: tonic::Streaming<proto::PullResponse>,
-    connection: Connection,
+    server_url: String,
     /// SHA-256 over the encoded `PullPage` messages since the last checkpoint.
     page_hasher: Sha256,
     /// SHA-256 over the encoded `PullResponse` frames carrying those pages. The protocol
@@ -247,14 +339,14 @@ pub struct PullStream {
     frame_hasher: Sha256,
 }
 
-impl PullStream {
-    /// The next frame, or `None` when the server closed the stream.
-    pub async fn next_frame(&mut self) -> ClientResult<Option<PullFrame>> {
+#[async_trait]
+impl PullFrames for GrpcPullStream {
+    async fn next_frame(&mut self) -> ClientResult<Option<PullFrame>> {
         let Some(response) = self
             .streaming
             .message()
             .await
-            .map_err(|status| self.connection.map_status(status))?
+            .map_err(|status| map_status(&self.server_url, status))?
         else {
             return Ok(None);
         };
@@ -278,6 +370,7 @@ impl PullStream {
                     checksum_ok,
                     server_time: optional_instant(&checkpoint.server_time, "server_time")
                         .map_err(|error| malformed("checkpoint", error))?,
+                    server_hlc: checkpoint.server_hlc,
                 }))
             }
             Some(proto::pull_response::Frame::Reset(reset)) => {
@@ -299,9 +392,31 @@ fn client_info() -> proto::ClientInfo {
     }
 }
 
+/// Metadata key of the server's machine-readable error kind.
+const ERROR_KIND_KEY: &str = "fieldsync-error";
+/// Metadata key of the server's time (unix ms) on a clock refusal.
+const SERVER_TIME_KEY: &str = "fieldsync-server-time-ms";
+
 /// Map a gRPC status to what the app can act on.
 pub fn map_status(server_url: &str, status: tonic::Status) -> ClientError {
     let message = status.message().to_owned();
+    let metadata = |key: &str| {
+        status
+            .metadata()
+            .get(key)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let clock_wrong = status.code() == tonic::Code::FailedPrecondition
+        && (metadata(ERROR_KIND_KEY).as_deref() == Some("device_clock_wrong")
+            || message.starts_with("device clock wrong:"));
+    if clock_wrong {
+        // The engine fills in how far ahead the batch was; it knows the stamps it sent.
+        return ClientError::DeviceClockWrong {
+            ahead_minutes: 0,
+            server_time_ms: metadata(SERVER_TIME_KEY).and_then(|text| text.trim().parse().ok()),
+        };
+    }
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             ClientError::Unavailable {
@@ -356,12 +471,24 @@ fn malformed(record: impl std::fmt::Display, error: ConvertError) -> ClientError
 
 fn push_request_to_proto(batch: &PushBatch) -> proto::PushRequest {
     proto::PushRequest {
-        heartbeat: None,
+        heartbeat: batch.heartbeat.as_ref().map(heartbeat_to_proto),
         device_id: batch.device_id.clone(),
         batch_id: batch.batch_id.clone(),
         first_seq: batch.first_seq,
         mutations: batch.mutations.iter().map(proto::Mutation::from).collect(),
         client: Some(client_info()),
+    }
+}
+
+/// The heartbeat has no shared domain type (it is a client report the server only stores),
+/// so its envelope mapping lives here with the other client envelopes.
+fn heartbeat_to_proto(heartbeat: &Heartbeat) -> proto::DeviceHeartbeat {
+    proto::DeviceHeartbeat {
+        unsent_mutations: heartbeat.unsent_mutations,
+        pending_uploads: heartbeat.pending_uploads,
+        oldest_unsent_at: heartbeat.oldest_unsent_at.map(instant_to_wire),
+        device_time: heartbeat.device_time.map(instant_to_wire),
+        last_error: heartbeat.last_error.clone(),
     }
 }
 
@@ -396,6 +523,7 @@ fn push_response_from_proto(response: proto::PushResponse) -> ClientResult<PushA
         server_time: optional_instant(&response.server_time, "server_time")
             .map_err(|error| malformed("push response", error))?,
         receipt: response.receipt,
+        server_hlc: response.server_hlc,
     })
 }
 
@@ -473,6 +601,7 @@ mod tests {
                 hlc: 42,
                 payload: MutationPayload::SubmitVisit(visit.clone()),
             }],
+            heartbeat: None,
         });
         assert_eq!(
             (request.first_seq, request.mutations.len()),
@@ -557,6 +686,20 @@ mod tests {
         assert!(matches!(
             map_status(url, tonic::Status::permission_denied("scope")),
             ClientError::Server { .. }
+        ));
+        let mut refused = tonic::Status::failed_precondition("device clock wrong: 26 h ahead");
+        refused
+            .metadata_mut()
+            .insert("fieldsync-error", "device_clock_wrong".parse().unwrap());
+        refused
+            .metadata_mut()
+            .insert("fieldsync-server-time-ms", "1790000000000".parse().unwrap());
+        assert!(matches!(
+            map_status(url, refused),
+            ClientError::DeviceClockWrong {
+                server_time_ms: Some(1_790_000_000_000),
+                ..
+            }
         ));
     }
 }
