@@ -50,6 +50,9 @@ impl Hlc {
     /// and not earlier than the wall clock. A wall clock that jumped backwards cannot move
     /// the HLC back.
     pub fn tick(self, wall_millis: u64) -> Hlc {
+        // Readings past the 48-bit range (year 10889) are treated as the range's end, so
+        // a garbage clock cannot wrap the order around.
+        let wall_millis = wall_millis.min(MAX_MILLIS);
         if wall_millis > self.millis() {
             Hlc::from_parts(wall_millis, 0)
         } else {
@@ -64,12 +67,10 @@ impl Hlc {
     }
 
     /// The smallest timestamp after `self`. When the counter is exhausted the millisecond
-    /// part moves on, which keeps ordering strict at the cost of drifting 1 ms ahead.
+    /// part moves on, which keeps ordering strict at the cost of drifting 1 ms ahead. At the
+    /// very end of the range it stays put rather than wrap to an earlier time.
     fn successor(self) -> Hlc {
-        match self.counter().checked_add(1) {
-            Some(counter) => Hlc::from_parts(self.millis(), counter),
-            None => Hlc::from_parts(self.millis() + 1, 0),
-        }
+        Hlc(self.0.saturating_add(1))
     }
 }
 
@@ -150,6 +151,19 @@ mod tests {
     fn an_exhausted_counter_carries_into_the_milliseconds() {
         let full = Hlc::from_parts(5, u16::MAX);
         assert_eq!(full.tick(0), Hlc::from_parts(6, 0));
+    }
+
+    #[test]
+    fn the_end_of_the_range_never_wraps_back() {
+        let end = Hlc::ZERO.tick(u64::MAX);
+        assert_eq!(end.millis(), MAX_MILLIS);
+        assert!(end.tick(u64::MAX) > end);
+        let last = Hlc::from_u64(u64::MAX);
+        assert_eq!(
+            last.tick(u64::MAX),
+            last,
+            "saturates instead of wrapping to zero"
+        );
     }
 
     #[test]
