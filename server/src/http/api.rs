@@ -6,6 +6,10 @@
 //! - `GET /console/api/visits/{visit_id}` → `VisitJson`
 //! - `POST /console/api/visits/{visit_id}/decision` with `DecisionInput` →
 //!   `{"state": "approved"|"returned", "visit_id", "revision"}`
+//! - `GET /console/api/conflicts` → `[ConflictJson]`
+//! - `POST /console/api/conflicts/resolve` with `{"conflict_key", "value_json"}` (the value
+//!   as JSON text, as in `FieldEdit.value_json`) → `{"conflict_key", "hlc", "device_id"}`
+//! - `GET /console/api/devices` → `[DeviceJson]`
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -149,4 +153,167 @@ pub async fn decision(
         visit_id,
         revision,
     }))
+}
+
+/// One write of a conflict.
+#[derive(Debug, Serialize)]
+pub struct ConflictWriteJson {
+    pub value: serde_json::Value,
+    /// The value in words (codes as Chinese labels).
+    pub value_label: String,
+    pub hlc: u64,
+    pub device_id: String,
+    pub author_user_id: String,
+    pub author_name: String,
+}
+
+/// One open conflict record.
+#[derive(Debug, Serialize)]
+pub struct ConflictJson {
+    pub conflict_key: String,
+    pub household_id: String,
+    pub head_name: String,
+    pub village_name: String,
+    /// `household` or `member:<id>`.
+    pub target: String,
+    pub member_name: Option<String>,
+    pub field: String,
+    pub field_label: String,
+    pub first: ConflictWriteJson,
+    pub second: ConflictWriteJson,
+    /// The register's value now.
+    pub current_value: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+fn write_json(
+    field: &str,
+    write: fieldsync_model::register::RegisterWrite,
+    author_name: String,
+) -> ConflictWriteJson {
+    ConflictWriteJson {
+        value_label: super::fields::value_zh(field, &write.value),
+        value: write.value,
+        hlc: write.stamp.hlc.as_u64(),
+        device_id: write.stamp.device_id,
+        author_user_id: write.author_user_id,
+        author_name,
+    }
+}
+
+/// `GET /console/api/conflicts`: the township's open conflict records, oldest first.
+pub async fn conflicts(
+    State(state): State<ConsoleState>,
+    ApiReviewer(principal): ApiReviewer,
+) -> Result<Json<Vec<ConflictJson>>, ApiError> {
+    let conflicts = review::open_conflicts(&state.app, &principal).await?;
+    Ok(Json(
+        conflicts
+            .into_iter()
+            .map(|conflict| ConflictJson {
+                field_label: super::fields::field_label_zh(&conflict.field).to_owned(),
+                first: write_json(&conflict.field, conflict.first, conflict.first_author_name),
+                second: write_json(
+                    &conflict.field,
+                    conflict.second,
+                    conflict.second_author_name,
+                ),
+                current_value: conflict.current.map(|write| write.value),
+                target: conflict.target.as_key(),
+                conflict_key: conflict.conflict_key,
+                household_id: conflict.household_id,
+                head_name: conflict.head_name,
+                village_name: conflict.village_name,
+                member_name: conflict.member_name,
+                field: conflict.field,
+                created_at: conflict.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Body of `POST /console/api/conflicts/resolve`.
+#[derive(Debug, Deserialize)]
+pub struct ResolveInput {
+    pub conflict_key: String,
+    /// The chosen value as JSON text.
+    pub value_json: String,
+}
+
+/// `POST /console/api/conflicts/resolve`.
+pub async fn resolve_conflict(
+    State(state): State<ConsoleState>,
+    ApiReviewer(principal): ApiReviewer,
+    input: Result<Json<ResolveInput>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(input) =
+        input.map_err(|rejection| ServiceError::invalid("body", rejection.body_text()))?;
+    let value: serde_json::Value = serde_json::from_str(&input.value_json)
+        .map_err(|error| ServiceError::invalid("value_json", format!("is not JSON: {error}")))?;
+    let stamp = review::resolve_conflict(
+        &state.app,
+        &principal,
+        &input.conflict_key,
+        review::ConflictChoice::Custom(value),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "conflict_key": input.conflict_key,
+        "hlc": stamp.hlc.as_u64(),
+        "device_id": stamp.device_id,
+    })))
+}
+
+/// One device's latest heartbeat.
+#[derive(Debug, Serialize)]
+pub struct DeviceJson {
+    pub device_id: String,
+    pub device_name: String,
+    pub user_id: String,
+    pub cadre_name: String,
+    pub unsent_mutations: u64,
+    pub pending_uploads: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest_unsent_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub device_time: Option<OffsetDateTime>,
+    /// device_time − server time at the heartbeat, in seconds.
+    pub clock_skew_seconds: Option<i64>,
+    pub last_error: String,
+    pub app_version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+}
+
+/// `GET /console/api/devices`: the township's cadres' devices, oldest unsent data first.
+pub async fn devices(
+    State(state): State<ConsoleState>,
+    ApiReviewer(principal): ApiReviewer,
+) -> Result<Json<Vec<DeviceJson>>, ApiError> {
+    let devices = review::device_backlog(&state.app, &principal).await?;
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|device| {
+                let heartbeat = device.heartbeat;
+                DeviceJson {
+                    clock_skew_seconds: heartbeat
+                        .device_time
+                        .map(|time| (time - device.last_seen_at).whole_seconds()),
+                    device_id: device.device_id,
+                    device_name: device.device_name,
+                    user_id: device.user_id,
+                    cadre_name: device.cadre_name,
+                    unsent_mutations: heartbeat.unsent_mutations,
+                    pending_uploads: heartbeat.pending_uploads,
+                    oldest_unsent_at: heartbeat.oldest_unsent_at,
+                    device_time: heartbeat.device_time,
+                    last_error: heartbeat.last_error,
+                    app_version: heartbeat.app_version,
+                    last_seen_at: device.last_seen_at,
+                }
+            })
+            .collect(),
+    ))
 }

@@ -13,6 +13,35 @@ pub fn beijing_minutes_or_dash(instant: Option<OffsetDateTime>) -> String {
     instant.map_or_else(|| "—".to_owned(), beijing_minutes)
 }
 
+/// The wall-clock part of an HLC as `YYYY-MM-DD HH:MM` Beijing time.
+pub fn hlc_beijing_minutes(hlc: fieldsync_model::hlc::Hlc) -> String {
+    let nanos = i128::from(hlc.millis()) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map_or_else(|_| "—".to_owned(), beijing_minutes)
+}
+
+/// Whole days between two instants (0 when `earlier` is not earlier).
+pub fn whole_days(earlier: OffsetDateTime, later: OffsetDateTime) -> i64 {
+    (later - earlier).whole_days().max(0)
+}
+
+/// A clock difference in words: "快 3 小时 5 分" / "慢 40 分" / "准确".
+pub fn skew_zh(skew: time::Duration) -> String {
+    // Rounded to the nearest minute: a report sent "10 minutes fast" arrives a moment
+    // later and must not read as 9.
+    let seconds = skew.whole_seconds();
+    let minutes = (seconds.unsigned_abs() + 30) / 60;
+    if minutes == 0 {
+        return "准确".to_owned();
+    }
+    let direction = if seconds > 0 { "快" } else { "慢" };
+    match (minutes / (24 * 60), (minutes / 60) % 24, minutes % 60) {
+        (0, 0, minutes) => format!("{direction} {minutes} 分"),
+        (0, hours, minutes) => format!("{direction} {hours} 小时 {minutes} 分"),
+        (days, hours, _) => format!("{direction} {days} 天 {hours} 小时"),
+    }
+}
+
 /// The business month (`YYYY年MM月`) an instant falls in, Beijing time.
 pub fn beijing_month_label(instant: OffsetDateTime) -> String {
     let local = instant.to_offset(BEIJING);
@@ -91,6 +120,27 @@ mod tests {
         assert!(is_beyond(Some(300.5), 300.0));
         assert!(!is_beyond(Some(300.0), 300.0));
         assert!(!is_beyond(None, 300.0));
+    }
+
+    #[test]
+    fn hlcs_and_skews_read_in_beijing_time_and_words() {
+        let hlc = fieldsync_model::hlc::Hlc::from_parts(
+            u64::try_from(datetime!(2026-03-10 02:00 UTC).unix_timestamp() * 1000).unwrap_or(0),
+            3,
+        );
+        assert_eq!(hlc_beijing_minutes(hlc), "2026-03-10 10:00");
+        assert_eq!(skew_zh(time::Duration::seconds(20)), "准确");
+        assert_eq!(skew_zh(time::Duration::minutes(-40)), "慢 40 分");
+        assert_eq!(skew_zh(time::Duration::seconds(599)), "快 10 分");
+        assert_eq!(skew_zh(time::Duration::minutes(185)), "快 3 小时 5 分");
+        assert_eq!(skew_zh(time::Duration::hours(50)), "快 2 天 2 小时");
+        assert_eq!(
+            whole_days(
+                datetime!(2026-03-01 00:00 UTC),
+                datetime!(2026-03-10 01:00 UTC)
+            ),
+            9
+        );
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! - `GET|POST /console/login`, `POST /console/logout`
 //! - `GET /console/queue[?village=ID]`, `GET /console/visits/{visit_id}`,
 //!   `POST /console/visits/{visit_id}/decision`, `GET /console/photos/{photo_id}/thumb`,
-//!   `GET /console/unvisited`
+//!   `GET /console/unvisited`, `GET /console/conflicts`, `POST /console/conflicts/resolve`,
+//!   `GET /console/devices`
 //! - JSON: `GET /console/api/queue[?village=ID]`, `GET /console/api/visits/{visit_id}`,
-//!   `POST /console/api/visits/{visit_id}/decision`
+//!   `POST /console/api/visits/{visit_id}/decision`, `GET /console/api/conflicts`,
+//!   `POST /console/api/conflicts/resolve`, `GET /console/api/devices`
 
 mod api;
 mod display;
+mod fields;
 mod forms;
 mod pages;
 mod thumbnail;
@@ -49,6 +52,8 @@ pub const CONSOLE_DEVICE_NAME: &str = "web console";
 pub const LOGIN_PATH: &str = "/console/login";
 /// Path of the review queue, the console's home.
 pub const QUEUE_PATH: &str = "/console/queue";
+/// Path of the conflict records page.
+pub const CONFLICTS_PATH: &str = "/console/conflicts";
 
 /// Thumbnails decoded at once. Each decode may use up to 512 MiB, so a burst of requests
 /// for large photos must queue instead of exhausting memory.
@@ -84,6 +89,15 @@ pub fn router(state: AppState) -> Router {
             get(pages::photo_thumbnail),
         )
         .route("/console/unvisited", get(pages::unvisited))
+        .route(CONFLICTS_PATH, get(pages::conflicts))
+        .route("/console/conflicts/resolve", post(pages::resolve_conflict))
+        .route("/console/devices", get(pages::devices))
+        .route("/console/api/conflicts", get(api::conflicts))
+        .route(
+            "/console/api/conflicts/resolve",
+            post(api::resolve_conflict),
+        )
+        .route("/console/api/devices", get(api::devices))
         .route("/console/api/queue", get(api::queue))
         .route("/console/api/visits/{visit_id}", get(api::visit))
         .route(

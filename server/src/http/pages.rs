@@ -14,8 +14,8 @@ use super::forms::parse_decision_form;
 use super::thumbnail::make_thumbnail;
 use super::views;
 use super::{
-    CONSOLE_DEVICE_ID, CONSOLE_DEVICE_NAME, ConsoleError, ConsoleState, LOGIN_PATH, QUEUE_PATH,
-    Reviewer, cleared_session_cookie, session_cookie, session_principal, session_token,
+    CONFLICTS_PATH, CONSOLE_DEVICE_ID, CONSOLE_DEVICE_NAME, ConsoleError, ConsoleState, LOGIN_PATH,
+    QUEUE_PATH, Reviewer, cleared_session_cookie, session_cookie, session_principal, session_token,
 };
 use crate::auth;
 use crate::error::ServiceError;
@@ -323,6 +323,94 @@ pub async fn unvisited(
         total: households.len(),
     };
     Ok(views::unvisited_page(&view).into_response())
+}
+
+/// Query of the conflicts page.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConflictsQuery {
+    #[serde(default)]
+    resolved: Option<String>,
+}
+
+/// `GET /console/conflicts`: the township's open conflict records.
+pub async fn conflicts(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Query(query): Query<ConflictsQuery>,
+) -> Result<Response, ConsoleError> {
+    let conflicts = review::open_conflicts(&state.app, &principal).await?;
+    let view = views::ConflictsView {
+        principal: &principal,
+        conflicts: &conflicts,
+        resolved: query.resolved.is_some(),
+    };
+    Ok(views::conflicts_page(&view).into_response())
+}
+
+/// Fields of the resolve form. Defaults turn a missing field into a clear error page.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResolveForm {
+    #[serde(default)]
+    conflict_key: String,
+    /// `first`, `second` or `custom`.
+    #[serde(default)]
+    choice: String,
+    #[serde(default)]
+    custom_value: String,
+}
+
+/// `POST /console/conflicts/resolve`: record the supervisor's choice, then back to the list.
+pub async fn resolve_conflict(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Form(form): Form<ResolveForm>,
+) -> Result<Redirect, ConsoleError> {
+    let back = |error| ConsoleError::with_back_link(error, CONFLICTS_PATH);
+    let choice = match form.choice.as_str() {
+        "first" => review::ConflictChoice::First,
+        "second" => review::ConflictChoice::Second,
+        "custom" => {
+            // The typed text is read in the vocabulary of the conflict's field.
+            let conflict = review::open_conflicts(&state.app, &principal)
+                .await
+                .map_err(back)?
+                .into_iter()
+                .find(|conflict| conflict.conflict_key == form.conflict_key)
+                .ok_or_else(|| {
+                    back(ServiceError::NotFound(format!(
+                        "conflict {} not found",
+                        form.conflict_key
+                    )))
+                })?;
+            review::ConflictChoice::Custom(
+                super::fields::typed_value(&conflict.field, &form.custom_value).map_err(back)?,
+            )
+        }
+        _ => {
+            return Err(back(ServiceError::invalid(
+                "choice",
+                "请选择值 A、值 B 或填写其他值",
+            )));
+        }
+    };
+    review::resolve_conflict(&state.app, &principal, &form.conflict_key, choice)
+        .await
+        .map_err(back)?;
+    Ok(Redirect::to(&format!("{CONFLICTS_PATH}?resolved=1")))
+}
+
+/// `GET /console/devices`: cadres' devices holding unsent data, oldest first.
+pub async fn devices(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+) -> Result<Response, ConsoleError> {
+    let devices = review::device_backlog(&state.app, &principal).await?;
+    let view = views::DevicesView {
+        principal: &principal,
+        devices: &devices,
+        now: state.app.clock.now(),
+    };
+    Ok(views::devices_page(&view).into_response())
 }
 
 #[cfg(test)]

@@ -15,8 +15,12 @@ use super::display::{
     beijing_minutes, beijing_minutes_or_dash, check_result_class, check_result_label, is_beyond,
     metres, yes_no,
 };
+use super::fields::{field_label_zh, value_zh};
 use crate::error::ServiceError;
-use crate::store::{Area, Principal, QueueItem, UnvisitedHousehold, VisitDetail};
+use crate::store::{
+    Area, ConflictRecord, DeviceBacklog, Principal, QueueItem, UnvisitedHousehold, VisitDetail,
+};
+use fieldsync_model::register::{FieldTarget, RegisterWrite};
 
 const CONSOLE_CSS: &str = include_str!("console.css");
 
@@ -25,6 +29,8 @@ const CONSOLE_CSS: &str = include_str!("console.css");
 enum Nav {
     Queue,
     Unvisited,
+    Conflicts,
+    Devices,
     None,
 }
 
@@ -46,6 +52,8 @@ fn layout(title: &str, principal: Option<&Principal>, active: Nav, content: Mark
                         nav {
                             a.active[active == Nav::Queue] href="/console/queue" { "待审核" }
                             a.active[active == Nav::Unvisited] href="/console/unvisited" { "本月未入户走访" }
+                            a.active[active == Nav::Conflicts] href="/console/conflicts" { "冲突记录" }
+                            a.active[active == Nav::Devices] href="/console/devices" { "设备未上传数据" }
                         }
                         span.user { (principal.display_name) " · " (principal.role.label_zh()) }
                         form method="post" action="/console/logout" {
@@ -615,4 +623,159 @@ mod tests {
         assert!(page.contains(r#"lang="zh-CN""#));
         assert!(page.contains("用户名或密码错误"));
     }
+}
+
+/// Everything the conflict page shows.
+#[derive(Debug)]
+pub struct ConflictsView<'a> {
+    pub principal: &'a Principal,
+    pub conflicts: &'a [ConflictRecord],
+    pub resolved: bool,
+}
+
+/// One write of a conflict as a table row: value, author, time, and whether it is shown.
+fn conflict_write_row(
+    label: &str,
+    field: &str,
+    write: &RegisterWrite,
+    author: &str,
+    current: Option<&RegisterWrite>,
+) -> Markup {
+    let shown = current.is_some_and(|current| current.stamp == write.stamp);
+    html! {
+        tr {
+            th { (label) }
+            td.text { (value_zh(field, &write.value)) }
+            td { (author) }
+            td { (super::display::hlc_beijing_minutes(write.stamp.hlc)) }
+            td { @if shown { span.badge.approved { "当前生效" } } @else { span.muted { "未生效" } } }
+        }
+    }
+}
+
+/// `GET /console/conflicts`: concurrent edits with different values, for the supervisor to
+/// pick one or type the right value.
+pub fn conflicts_page(view: &ConflictsView<'_>) -> Markup {
+    layout(
+        "冲突记录",
+        Some(view.principal),
+        Nav::Conflicts,
+        html! {
+            h1 { "冲突记录 " span.count { "（" (view.conflicts.len()) " 条待处理）" } }
+            @if view.resolved {
+                div.notice.info role="status" { "已处理。所选的值会在帮扶干部下次同步时下发到手机。" }
+            }
+            p.muted { "两部手机在不知道对方修改的情况下，把同一项改成了不同的值。系统暂按时间较晚的一方生效，请核实后选定正确的值。时间为北京时间。" }
+            @if view.conflicts.is_empty() {
+                section.card { p.muted { "暂无待处理的冲突。" } }
+            }
+            @for conflict in view.conflicts {
+                @let field = conflict.field.as_str();
+                @let current = conflict.current.as_ref();
+                @let other_current = current.filter(|write| write.stamp != conflict.first.stamp && write.stamp != conflict.second.stamp);
+                section.card {
+                    h2 {
+                        (conflict.head_name) " · " (conflict.village_name) " — "
+                        @if let FieldTarget::Member(_) = conflict.target {
+                            "成员 " (conflict.member_name.as_deref().unwrap_or("（未知成员）")) " 的 "
+                        }
+                        (field_label_zh(field))
+                    }
+                    table {
+                        thead { tr { th {} th { "填写的值" } th { "填写人" } th { "修改时间" } th { "状态" } } }
+                        tbody {
+                            (conflict_write_row("值 A", field, &conflict.first, &conflict.first_author_name, current))
+                            (conflict_write_row("值 B", field, &conflict.second, &conflict.second_author_name, current))
+                            @if let Some(write) = other_current {
+                                tr {
+                                    th { "当前值" }
+                                    td.text { (value_zh(field, &write.value)) }
+                                    td.muted { "之后的修改" }
+                                    td { (super::display::hlc_beijing_minutes(write.stamp.hlc)) }
+                                    td { span.badge.approved { "当前生效" } }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action="/console/conflicts/resolve" {
+                        input type="hidden" name="conflict_key" value=(conflict.conflict_key);
+                        fieldset {
+                            legend { "选定正确的值" }
+                            label.check { input type="radio" name="choice" value="first" required; "值 A：" (value_zh(field, &conflict.first.value)) }
+                            label.check { input type="radio" name="choice" value="second"; "值 B：" (value_zh(field, &conflict.second.value)) }
+                            label.check { input type="radio" name="choice" value="custom"; "其他值：" input type="text" name="custom_value" maxlength="200"; }
+                        }
+                        button.primary type="submit" { "确认处理" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Everything the devices page shows.
+#[derive(Debug)]
+pub struct DevicesView<'a> {
+    pub principal: &'a Principal,
+    pub devices: &'a [DeviceBacklog],
+    pub now: OffsetDateTime,
+}
+
+/// Clock differences beyond this are highlighted: the server clamps HLCs from 5 minutes.
+const SKEW_WARNING: time::Duration = time::Duration::minutes(5);
+
+/// `GET /console/devices`: cadres' phones holding data not yet uploaded, oldest first.
+pub fn devices_page(view: &DevicesView<'_>) -> Markup {
+    use super::display::{skew_zh, whole_days};
+    layout(
+        "设备未上传数据",
+        Some(view.principal),
+        Nav::Devices,
+        html! {
+            h1 { "设备未上传数据" }
+            p.muted { "每次同步时手机会报告尚未上传的记录。长期未上传的数据可能随手机丢失，请提醒相关帮扶干部尽快联网同步。时间为北京时间。" }
+            @if view.devices.is_empty() {
+                section.card { p.muted { "暂无设备报告。" } }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "设备" } th { "帮扶干部" } th.num { "未上传记录" } th.num { "待传照片" }
+                        th.num { "最早未上传" } th { "最近同步" } th { "手机时间" } th { "最近错误" }
+                    } }
+                    tbody {
+                        @for device in view.devices {
+                            @let heartbeat = &device.heartbeat;
+                            @let skew = heartbeat.device_time.map(|time| time - device.last_seen_at);
+                            @let skewed = skew.is_some_and(|skew| skew.abs() > SKEW_WARNING);
+                            @let age = heartbeat.oldest_unsent_at.map(|oldest| whole_days(oldest, view.now));
+                            tr {
+                                td {
+                                    @if device.device_name.is_empty() { (short_id(&device.device_id)) } @else { (device.device_name) }
+                                    br; span.muted { (short_id(&device.device_id)) " · " (heartbeat.app_version) }
+                                }
+                                td { (device.cadre_name) }
+                                td.num.bad[heartbeat.unsent_mutations > 0] { (heartbeat.unsent_mutations) }
+                                td.num { (heartbeat.pending_uploads) }
+                                td.num.bad[age.is_some_and(|days| days >= 3)] {
+                                    @match age { Some(days) => { (days) " 天" }, None => "—" }
+                                }
+                                td { (beijing_minutes(device.last_seen_at)) }
+                                td.bad[skewed] title=[skewed.then_some("手机时间与服务器相差超过5分钟，请提醒校准")] {
+                                    @match skew { Some(skew) => (skew_zh(skew)), None => "—" }
+                                }
+                                td.text { (heartbeat.last_error) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The first 8 characters of an id: enough to tell devices apart on screen.
+fn short_id(id: &str) -> &str {
+    id.char_indices()
+        .nth(8)
+        .map_or(id, |(index, _)| &id[..index])
 }

@@ -288,6 +288,8 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceBacklog {
     pub device_id: String,
+    /// The name the device gave at its latest login, or empty.
+    pub device_name: String,
     pub user_id: String,
     pub cadre_name: String,
     pub heartbeat: Heartbeat,

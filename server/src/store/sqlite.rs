@@ -1190,11 +1190,13 @@ fn device_backlog_in(
 ) -> StoreResult<Vec<DeviceBacklog>> {
     type BacklogRow = (
         (String, String, String, i64, i64),
-        (Option<i64>, Option<i64>, String, String, i64),
+        (Option<i64>, Option<i64>, String, String, i64, String),
     );
     let mut statement = connection.prepare(
         "SELECT d.device_id, d.user_id, u.display_name, d.unsent_mutations, d.pending_uploads,
-                d.oldest_unsent_at, d.device_time, d.last_error, d.app_version, d.server_time
+                d.oldest_unsent_at, d.device_time, d.last_error, d.app_version, d.server_time,
+                COALESCE((SELECT s.device_name FROM sessions s WHERE s.device_id = d.device_id
+                          ORDER BY s.created_at DESC LIMIT 1), '')
          FROM device_heartbeats d
          JOIN users u ON u.user_id = d.user_id
          WHERE u.area_id = ?1 AND u.role = ?2
@@ -1216,6 +1218,7 @@ fn device_backlog_in(
                     row.get(7)?,
                     row.get(8)?,
                     row.get(9)?,
+                    row.get(10)?,
                 ),
             ))
         })?
@@ -1224,7 +1227,7 @@ fn device_backlog_in(
         .map(
             |(
                 (device_id, user_id, cadre_name, unsent, pending),
-                (oldest, device_time, last_error, app_version, server_time),
+                (oldest, device_time, last_error, app_version, server_time, device_name),
             )| {
                 Ok(DeviceBacklog {
                     heartbeat: Heartbeat {
@@ -1237,6 +1240,7 @@ fn device_backlog_in(
                     },
                     last_seen_at: from_millis(server_time)?,
                     device_id,
+                    device_name,
                     user_id,
                     cadre_name,
                 })

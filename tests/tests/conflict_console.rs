@@ -1,0 +1,231 @@
+//! Concurrent edits over real gRPC reach the supervisor as a conflict record; the supervisor
+//! resolves it in the console and every phone converges on the choice at its next pull.
+//! Also: the heartbeat riding on a push shows up on the console's "unsent data" page.
+
+use fieldsync_model::hlc::{Hlc, unix_millis};
+use fieldsync_proto::convert::instant_to_wire;
+use fieldsync_proto::v1;
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, client_info, pull_all};
+
+/// A console session: a cookie-keeping HTTP client logged in through the login form.
+async fn console_login(server: &TestServer, username: &str) -> reqwest::Client {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let response = browser
+        .post(format!("{}/console/login", server.url()))
+        .form(&[("username", username), ("password", DEMO_PASSWORD)])
+        .send()
+        .await
+        .expect("login post");
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    browser
+}
+
+fn phone_edit(
+    device_id: &str,
+    household_id: &str,
+    phone: &str,
+    hlc: Hlc,
+    heartbeat: Option<v1::DeviceHeartbeat>,
+) -> v1::PushRequest {
+    v1::PushRequest {
+        device_id: device_id.into(),
+        batch_id: uuid::Uuid::now_v7().to_string(),
+        first_seq: 1,
+        mutations: vec![v1::Mutation {
+            seq: 1,
+            mutation_id: uuid::Uuid::now_v7().to_string(),
+            hlc: hlc.as_u64(),
+            payload: Some(v1::mutation::Payload::EditField(v1::FieldEdit {
+                household_id: household_id.into(),
+                member_id: String::new(),
+                field: "phone".into(),
+                value_json: format!("\"{phone}\""),
+                // Neither phone has seen the other's edit.
+                base_seq: 0,
+            })),
+        }],
+        client: Some(client_info()),
+        heartbeat,
+    }
+}
+
+async fn household_phone(server: &TestServer, token: &str, household_id: &str) -> String {
+    let (households, _, _) = pull_all(server.channel().await, token).await;
+    households
+        .into_iter()
+        .find(|household| household.household_id == household_id)
+        .expect("household still in scope")
+        .phone
+}
+
+#[tokio::test]
+async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
+    let server = TestServer::start().await;
+    let (device_a, device_b) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let token_a = server.login("cadre01", &device_a).await;
+    let token_b = server.login("cadre01", &device_b).await;
+    let (households, _, _) = pull_all(server.channel().await, &token_a).await;
+    let household = households.first().expect("cadre01 has households").clone();
+
+    let now = time::OffsetDateTime::now_utc();
+    let mut sync = v1::sync_client::SyncClient::new(server.channel().await);
+    let first = sync
+        .push(authorized(
+            phone_edit(
+                &device_a,
+                &household.household_id,
+                "13811112222",
+                Hlc::from_parts(unix_millis(now), 0),
+                None,
+            ),
+            &token_a,
+        ))
+        .await
+        .expect("push a")
+        .into_inner();
+    assert_eq!(
+        first.results[0].outcome,
+        v1::MutationOutcome::Applied as i32
+    );
+    let heartbeat = v1::DeviceHeartbeat {
+        unsent_mutations: 2,
+        pending_uploads: 1,
+        oldest_unsent_at: Some(instant_to_wire(now - time::Duration::days(4))),
+        device_time: Some(instant_to_wire(now + time::Duration::minutes(10))),
+        last_error: "网络连接超时".into(),
+    };
+    let second = sync
+        .push(authorized(
+            phone_edit(
+                &device_b,
+                &household.household_id,
+                "13933334444",
+                Hlc::from_parts(unix_millis(now) + 1, 0),
+                Some(heartbeat),
+            ),
+            &token_b,
+        ))
+        .await
+        .expect("push b")
+        .into_inner();
+    assert_eq!(
+        second.results[0].outcome,
+        v1::MutationOutcome::ConflictRecorded as i32
+    );
+    assert_eq!(
+        household_phone(&server, &token_a, &household.household_id).await,
+        "13933334444",
+        "until resolved, the later edit is shown"
+    );
+
+    let browser = console_login(&server, "township1").await;
+    let page = browser
+        .get(format!("{}/console/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts page");
+    assert!(page.status().is_success(), "{}", page.status());
+    let html = page.text().await.expect("html");
+    for expected in [
+        "冲突记录",
+        "联系电话",
+        household.head_name.as_str(),
+        "13811112222",
+        "13933334444",
+        "当前生效",
+    ] {
+        assert!(html.contains(expected), "the page shows {expected}");
+    }
+    let conflicts: serde_json::Value = browser
+        .get(format!("{}/console/api/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts json")
+        .json()
+        .await
+        .expect("json");
+    let conflicts = conflicts.as_array().expect("a list");
+    assert_eq!(conflicts.len(), 1);
+    let key = conflicts[0]["conflict_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(conflicts[0]["first"]["value"], "13811112222");
+    assert_eq!(conflicts[0]["field_label"], "联系电话");
+
+    // The supervisor confirms the older value (值 A).
+    let resolved = browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[
+            ("conflict_key", key.as_str()),
+            ("choice", "first"),
+            ("custom_value", ""),
+        ])
+        .send()
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status(), reqwest::StatusCode::SEE_OTHER);
+    let again = browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[("conflict_key", key.as_str()), ("choice", "second")])
+        .send()
+        .await
+        .expect("resolve twice");
+    assert_eq!(
+        again.status(),
+        reqwest::StatusCode::NOT_FOUND,
+        "a resolved conflict cannot be resolved again"
+    );
+
+    for token in [&token_a, &token_b] {
+        assert_eq!(
+            household_phone(&server, token, &household.household_id).await,
+            "13811112222",
+            "every phone converges on the supervisor's choice"
+        );
+    }
+    let left: serde_json::Value = browser
+        .get(format!("{}/console/api/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts json")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(left.as_array().map(Vec::len), Some(0));
+
+    let devices = browser
+        .get(format!("{}/console/devices", server.url()))
+        .send()
+        .await
+        .expect("devices page")
+        .text()
+        .await
+        .expect("html");
+    assert!(devices.contains("设备未上传数据"));
+    assert!(devices.contains("网络连接超时"));
+    assert!(devices.contains("4 天"), "oldest unsent age in days");
+    assert!(devices.contains("快 10 分"), "the phone's clock skew");
+    let api: serde_json::Value = browser
+        .get(format!("{}/console/api/devices", server.url()))
+        .send()
+        .await
+        .expect("devices json")
+        .json()
+        .await
+        .expect("json");
+    let first_row = &api.as_array().expect("a list")[0];
+    assert_eq!(
+        first_row["device_id"],
+        device_b.as_str(),
+        "oldest unsent first"
+    );
+    assert_eq!(first_row["unsent_mutations"], 2);
+}
