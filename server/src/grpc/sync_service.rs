@@ -199,11 +199,14 @@ async fn stream_scope(
             .await
             .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
         cursor = changes.next_cursor;
-        if !changes.households.is_empty() || !changes.visit_statuses.is_empty() {
+        if !changes.households.is_empty()
+            || !changes.visit_statuses.is_empty()
+            || !changes.removed_household_ids.is_empty()
+        {
             let page = v1::PullPage {
                 households: changes.households.iter().map(Into::into).collect(),
                 visit_statuses: changes.visit_statuses.iter().map(Into::into).collect(),
-                removed_household_ids: Vec::new(),
+                removed_household_ids: changes.removed_household_ids,
             };
             checksum.update(page.encode_to_vec());
             let frame = v1::PullResponse {

@@ -2107,3 +2107,110 @@ pub async fn heartbeats_list_the_oldest_unsent_data_first(store: &dyn Store) {
             .is_empty()
     );
 }
+
+/// Reassigning a household: the old cadre's next pull lists it as removed (although it is
+/// out of their scope now), the new cadre's next pull delivers it, and pushes from the old
+/// cadre are out of scope.
+pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let cadre_a = principal(&fixture.cadre_a, "phone-a");
+    let cadre_b = principal(&fixture.cadre_b, "phone-b");
+    let cursor_a = store
+        .pull_changes(&cadre_a, 0, 1000)
+        .await
+        .expect("a")
+        .next_cursor;
+    let cursor_b = store
+        .pull_changes(&cadre_b, 0, 1000)
+        .await
+        .expect("b")
+        .next_cursor;
+
+    store
+        .reassign_household(&fixture.wang.household_id, &fixture.cadre_b.user_id)
+        .await
+        .expect("reassign");
+    assert!(
+        !store
+            .is_paired(&fixture.cadre_a.user_id, &fixture.wang.household_id)
+            .await
+            .expect("a")
+    );
+    assert!(
+        store
+            .is_paired(&fixture.cadre_b.user_id, &fixture.wang.household_id)
+            .await
+            .expect("b")
+    );
+
+    let old = store
+        .pull_changes(&cadre_a, cursor_a, 1000)
+        .await
+        .expect("old cadre");
+    assert_eq!(
+        old.removed_household_ids,
+        vec![fixture.wang.household_id.clone()]
+    );
+    assert!(
+        old.households.is_empty(),
+        "no PII of the household goes to the old cadre"
+    );
+    let new = store
+        .pull_changes(&cadre_b, cursor_b, 1000)
+        .await
+        .expect("new cadre");
+    assert_eq!(new.households.len(), 1);
+    assert_eq!(new.households[0].household_id, fixture.wang.household_id);
+    assert!(new.removed_household_ids.is_empty());
+    let township = store
+        .pull_changes(
+            &principal(&fixture.supervisor_one, "console"),
+            cursor_a,
+            1000,
+        )
+        .await
+        .expect("township");
+    assert!(
+        township.removed_household_ids.is_empty(),
+        "tombstones go to their addressee only"
+    );
+
+    // Back to cadre A: a fresh pull of A delivers it and does not also remove it.
+    store
+        .reassign_household(&fixture.wang.household_id, &fixture.cadre_a.user_id)
+        .await
+        .expect("reassign back");
+    let fresh = store.pull_changes(&cadre_a, 0, 1000).await.expect("fresh");
+    assert!(
+        fresh
+            .households
+            .iter()
+            .any(|household| household.household_id == fixture.wang.household_id)
+    );
+    assert!(
+        fresh.removed_household_ids.is_empty(),
+        "{:?}",
+        fresh.removed_household_ids
+    );
+    let b_again = store
+        .pull_changes(&cadre_b, new.next_cursor, 1000)
+        .await
+        .expect("b again");
+    assert_eq!(
+        b_again.removed_household_ids,
+        vec![fixture.wang.household_id.clone()]
+    );
+
+    assert!(matches!(
+        store
+            .reassign_household(&new_id(), &fixture.cadre_a.user_id)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .reassign_household(&fixture.wang.household_id, &fixture.supervisor_one.user_id)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -155,6 +155,8 @@ pub struct PushResult {
 pub struct PullChanges {
     pub households: Vec<Household>,
     pub visit_statuses: Vec<VisitStatus>,
+    /// Households that left the caller's scope (reassigned); the phone purges them.
+    pub removed_household_ids: Vec<String>,
     /// Cursor to resume from: the highest change sequence included.
     pub next_cursor: i64,
     /// True when more changes remain after `next_cursor`.
@@ -392,6 +394,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// a conflict outside the township or one already resolved; `InvalidValue` when the
     /// value breaks the field's rules.
     async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp>;
+
+    /// Make `new_cadre_user_id` the household's primary cadre (county action): the old
+    /// primary pairing is deactivated, and the change log gets a tombstone addressed to the
+    /// old cadre (their next pull lists the id as removed) and a household entry (the new
+    /// cadre's next pull delivers it). `NotFound` for an unknown household or cadre.
+    async fn reassign_household(
+        &self,
+        household_id: &str,
+        new_cadre_user_id: &str,
+    ) -> StoreResult<()>;
 
     /// Keep the latest heartbeat of a device (upsert).
     async fn record_heartbeat(

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registers",
         include_str!("migrations/0002_registers.sql"),
     ),
+    (3, "removals", include_str!("migrations/0003_removals.sql")),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -67,6 +68,8 @@ const MAX_PULL_LIMIT: u32 = 10_000;
 
 const CHANGE_KIND_HOUSEHOLD: &str = "household";
 const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
+/// A reassignment tombstone, addressed to the cadre who lost the household.
+const CHANGE_KIND_REMOVED: &str = "removed";
 
 /// The SQLite store. Cheap to clone: clones share the same connections.
 #[derive(Debug, Clone)]
@@ -1501,6 +1504,86 @@ fn scope_sql(role: Role) -> &'static str {
     }
 }
 
+/// Whether the household is in the principal's scope now.
+fn in_scope(
+    connection: &Connection,
+    principal: &Principal,
+    household_id: &str,
+) -> StoreResult<bool> {
+    let scope_key = match principal.role {
+        Role::Cadre => &principal.user_id,
+        _ => &principal.area_id,
+    };
+    let sql = format!("SELECT 1 WHERE ?2 IN ({})", scope_sql(principal.role));
+    Ok(connection
+        .query_row(&sql, params![scope_key, household_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn reassign_household_in(
+    transaction: &Transaction<'_>,
+    household_id: &str,
+    new_cadre_user_id: &str,
+) -> StoreResult<()> {
+    let Some(mut card) = load_household(transaction, household_id)? else {
+        return Err(StoreError::NotFound(format!("household {household_id}")));
+    };
+    match load_user(transaction, "user_id = ?1", new_cadre_user_id)? {
+        Some(user) if user.role == Role::Cadre => {}
+        _ => return Err(StoreError::NotFound(format!("cadre {new_cadre_user_id}"))),
+    }
+    let old_cadres: Vec<String> = {
+        let mut statement = transaction.prepare(
+            "SELECT cadre_user_id FROM pairings
+             WHERE household_id = ?1 AND is_primary = 1 AND active = 1 AND cadre_user_id <> ?2
+             ORDER BY cadre_user_id",
+        )?;
+        let rows =
+            statement.query_map(params![household_id, new_cadre_user_id], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    transaction.execute(
+        "UPDATE pairings SET active = 0
+         WHERE household_id = ?1 AND is_primary = 1 AND cadre_user_id <> ?2",
+        params![household_id, new_cadre_user_id],
+    )?;
+    transaction.execute(
+        "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
+         VALUES (?1, ?2, 1, 1)
+         ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET is_primary = 1, active = 1",
+        params![new_cadre_user_id, household_id],
+    )?;
+    for old_cadre in &old_cadres {
+        // A cadre who keeps a secondary pairing still has the household in scope.
+        let still_paired = transaction
+            .query_row(
+                "SELECT 1 FROM pairings WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
+                params![old_cadre, household_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if !still_paired {
+            transaction.execute(
+                "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to)
+                 VALUES (?1, ?2, ?1, 0, ?3)",
+                params![household_id, CHANGE_KIND_REMOVED, old_cadre],
+            )?;
+        }
+    }
+    // A household entry after the pairing change, so the new cadre's cursor (which may be
+    // past every earlier entry of this household) still reaches it.
+    let seq = log_change(
+        transaction,
+        household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        household_id,
+        0,
+    )?;
+    save_household(transaction, &mut card, seq)
+}
+
 fn pull_changes_in(
     connection: &Connection,
     principal: &Principal,
@@ -1512,23 +1595,30 @@ fn pull_changes_in(
         _ => &principal.area_id,
     };
     let limit = limit.clamp(1, MAX_PULL_LIMIT);
+    // Tombstones are delivered only to their addressee, who no longer has the household in
+    // scope; everything else is delivered by scope.
     let sql = format!(
         "SELECT seq, household_id, kind, entity_id, revision FROM change_log
-         WHERE seq > ?2 AND household_id IN ({})
+         WHERE seq > ?2
+           AND ((kind <> '{CHANGE_KIND_REMOVED}' AND household_id IN ({scope}))
+                OR (kind = '{CHANGE_KIND_REMOVED}' AND addressed_to = ?4))
          ORDER BY seq LIMIT ?3",
-        scope_sql(principal.role)
+        scope = scope_sql(principal.role)
     );
     let mut statement = connection.prepare(&sql)?;
     // One row more than asked tells whether another page exists without a COUNT.
-    let rows = statement.query_map(params![scope_key, cursor, i64::from(limit) + 1], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, u32>(4)?,
-        ))
-    })?;
+    let rows = statement.query_map(
+        params![scope_key, cursor, i64::from(limit) + 1, principal.user_id],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, u32>(4)?,
+            ))
+        },
+    )?;
     let mut changes: Vec<(i64, String, String, String, u32)> = rows.collect::<Result<_, _>>()?;
     let has_more = changes.len() > limit as usize;
     changes.truncate(limit as usize);
@@ -1547,6 +1637,15 @@ fn pull_changes_in(
                     && let Some(household) = load_household(connection, &household_id)?
                 {
                     result.households.push(household);
+                }
+            }
+            CHANGE_KIND_REMOVED => {
+                // Only if it is still gone: a household reassigned away and back is simply
+                // delivered, so one page never both adds and removes the same id.
+                if !result.removed_household_ids.contains(&household_id)
+                    && !in_scope(connection, principal, &household_id)?
+                {
+                    result.removed_household_ids.push(household_id);
                 }
             }
             CHANGE_KIND_VISIT_STATUS => {
@@ -2334,6 +2433,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn reassign_household(
+        &self,
+        household_id: &str,
+        new_cadre_user_id: &str,
+    ) -> StoreResult<()> {
+        let household_id = household_id.to_owned();
+        let new_cadre_user_id = new_cadre_user_id.to_owned();
+        self.write(move |transaction| {
+            reassign_household_in(transaction, &household_id, &new_cadre_user_id)
+        })
+        .await
+    }
+
     async fn record_heartbeat(
         &self,
         device_id: &str,
@@ -2406,6 +2518,7 @@ mod tests {
         stale_base_seq_after_a_losing_write,
         resolving_a_conflict_writes_the_choice_and_closes_the_register,
         heartbeats_list_the_oldest_unsent_data_first,
+        reassignment_purges_the_old_cadre_and_delivers_to_the_new,
     );
 
     fn user_version(connection: &Connection) -> i64 {
@@ -2472,6 +2585,38 @@ mod tests {
         apply_migrations(&mut writer).expect("migrations run again");
         apply_migrations(&mut writer).expect("and again");
         assert_eq!(user_version(&writer), newest);
+    }
+
+    #[tokio::test]
+    async fn rebuilding_the_change_log_never_reuses_a_sequence_number() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        {
+            // A database as migration 2 left it, whose newest change was deleted.
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in &MIGRATIONS[..2] {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            for _ in 0..3 {
+                log_change(&connection, "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
+            }
+            connection
+                .execute("DELETE FROM change_log WHERE seq = 3", [])
+                .expect("delete the newest");
+        }
+        let store = SqliteStore::open(&path).expect("migrate");
+        let writer = store.inner.writer.lock().expect("writer");
+        let kept: i64 = writer
+            .query_row("SELECT COUNT(*) FROM change_log", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(kept, 2, "every change survives the rebuild");
+        let next = log_change(&writer, "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
+        assert_eq!(next, 4, "seq 3 was handed out once and is never reused");
     }
 
     #[tokio::test]
