@@ -182,3 +182,280 @@ pub fn test_photo(name: &str) -> PathBuf {
         .join("../../shared/testdata/photos")
         .join(name)
 }
+
+/// Path of the real `fieldsync-server` binary in this test's profile folder
+/// (`target/<profile>/fieldsync-server`), made up to date once per test process.
+///
+/// This crate depends on `fieldsync-server` only as a library, so `cargo test -p
+/// fieldsync-tests` does not build the binary (and `CARGO_BIN_EXE_*` exists only for a
+/// package's own binaries). `cargo test --workspace` does build it; when the binary is
+/// missing or older than any workspace source file, the first call runs `cargo build -p
+/// fieldsync-server --bin fieldsync-server` for the same profile, so a stale binary is never
+/// tested. (The check avoids that nested build when it is not needed: with `-p`, cargo unifies
+/// features differently from a workspace build and would compile part of the tree again.)
+pub fn server_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            // Test binaries live in target/<profile>/deps/.
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(std::path::Path::parent)
+                .expect("test executable inside target/<profile>/deps")
+                .to_owned();
+            let binary =
+                profile_dir.join(format!("fieldsync-server{}", std::env::consts::EXE_SUFFIX));
+            let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+                Some("debug") | None => "dev".to_owned(),
+                Some(other) => other.to_owned(),
+            };
+            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace root above tests/");
+            let built_at = std::fs::metadata(&binary).and_then(|metadata| metadata.modified());
+            if let Ok(built_at) = built_at
+                && newest_source_change(workspace).is_some_and(|changed| changed <= built_at)
+            {
+                return binary;
+            }
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let output = std::process::Command::new(cargo)
+                .args(["build", "--quiet", "-p", "fieldsync-server"])
+                .args(["--bin", "fieldsync-server", "--profile", &profile])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run cargo build for fieldsync-server");
+            assert!(
+                output.status.success(),
+                "cargo build -p fieldsync-server failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                binary.is_file(),
+                "fieldsync-server not found at {} after building it",
+                binary.display()
+            );
+            binary
+        })
+        .clone()
+}
+
+/// Latest modification time of the workspace's sources (every file outside `target/`, hidden
+/// folders and the `tests/` crate, which the server does not depend on).
+fn newest_source_change(workspace: &std::path::Path) -> Option<std::time::SystemTime> {
+    fn walk(folder: &std::path::Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                walk(&entry.path(), newest);
+            } else if let Ok(modified) = entry.metadata().and_then(|metadata| metadata.modified()) {
+                *newest = (*newest).max(Some(modified));
+            }
+        }
+    }
+    let mut newest = None;
+    for entry in std::fs::read_dir(workspace).ok()?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "target" || name == "tests" || name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type().ok()?.is_dir() {
+            walk(&entry.path(), &mut newest);
+        } else {
+            newest = newest.max(entry.metadata().and_then(|m| m.modified()).ok());
+        }
+    }
+    newest
+}
+
+/// The real `fieldsync-server` binary running as a child process on 127.0.0.1:0.
+///
+/// Readiness is the `控制台 console: http://ADDR/` line the binary prints once its listener
+/// is bound and its storage is open; connections made after that queue in the kernel until
+/// the server accepts them. Its output (stdout and stderr) is drained in background threads
+/// so a chatty server never blocks on a full pipe; the last lines are kept for diagnostics.
+/// Dropping it kills the process (SIGKILL) and reaps it.
+#[derive(Debug)]
+pub struct ServerProcess {
+    pub address: SocketAddr,
+    child: std::process::Child,
+    output: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+/// How many output lines a [`ServerProcess`] keeps for diagnostics.
+const KEPT_OUTPUT_LINES: usize = 200;
+
+impl ServerProcess {
+    /// Start the binary on `data_dir`; with `demo`, it seeds the demo county if the folder is
+    /// empty. Returns once the server has printed its address.
+    pub async fn start(data_dir: &std::path::Path, demo: bool) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+
+        let mut command = Command::new(server_binary());
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Flags set everything the test cares about; settings from the test's own
+        // environment would only make the run depend on where it happens.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("FIELDSYNC_") {
+                command.env_remove(name);
+            }
+        }
+        if demo {
+            command.arg("--demo");
+        }
+        let mut child = command.spawn().expect("spawn fieldsync-server");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(
+            std::collections::VecDeque::with_capacity(KEPT_OUTPUT_LINES),
+        ));
+        let keep = |output: &std::sync::Mutex<std::collections::VecDeque<String>>, line: String| {
+            let mut kept = output
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if kept.len() == KEPT_OUTPUT_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        };
+
+        let (address_sender, address_receiver) = oneshot::channel::<SocketAddr>();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout_output = output.clone();
+        std::thread::spawn(move || {
+            let mut address_sender = Some(address_sender);
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = console_address(&line)
+                    && let Some(sender) = address_sender.take()
+                {
+                    let _ = sender.send(address);
+                }
+                keep(&stdout_output, line);
+            }
+            // Dropping an unused sender tells the waiting test that the server exited.
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_output = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep(&stderr_output, line);
+            }
+        });
+
+        // Not a readiness poll: a guard so a wedged start fails instead of hanging CI.
+        let address =
+            match tokio::time::timeout(std::time::Duration::from_secs(120), address_receiver).await
+            {
+                Ok(Ok(address)) => address,
+                outcome => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    let kept = output
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    panic!(
+                        "fieldsync-server did not print its address ({}; exit {status:?}); \
+                         output:\n{}",
+                        if outcome.is_err() {
+                            "timed out"
+                        } else {
+                            "exited"
+                        },
+                        kept.iter().cloned().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            };
+        Self {
+            address,
+            child,
+            output,
+        }
+    }
+
+    /// Operating-system process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A gRPC channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Log in over gRPC and return the bearer token.
+    pub async fn login(&self, username: &str, device_id: &str) -> String {
+        let mut auth = v1::auth_client::AuthClient::new(self.channel().await);
+        auth.login(v1::LoginRequest {
+            username: username.into(),
+            password: DEMO_PASSWORD.into(),
+            device_id: device_id.into(),
+            device_name: "test".into(),
+            client: Some(client_info()),
+        })
+        .await
+        .unwrap_or_else(|status| {
+            panic!(
+                "login {username}: {status:?}\nserver output:\n{}",
+                self.recent_output()
+            )
+        })
+        .into_inner()
+        .token
+    }
+
+    /// `kill -9` the server (SIGKILL on Unix: no shutdown code runs) and reap it. Blocking;
+    /// returns the server's last output lines.
+    pub fn kill(mut self) -> String {
+        self.kill_and_reap();
+        self.recent_output()
+    }
+
+    /// The last lines the server printed.
+    pub fn recent_output(&self) -> String {
+        let kept = self
+            .output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    fn kill_and_reap(&mut self) {
+        // An error here means the process already exited; wait() still reaps it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// The address in the binary's `控制台 console: http://ADDR/ …` line.
+fn console_address(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once("控制台 console: http://")?.1;
+    rest.split('/').next()?.parse().ok()
+}
