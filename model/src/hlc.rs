@@ -86,7 +86,8 @@ pub const REJECT_AHEAD_MILLIS: u64 = 24 * 60 * 60 * 1000;
 pub enum IncomingHlc {
     /// Within tolerance; used as sent.
     Accepted(Hlc),
-    /// Between 5 minutes and 24 hours ahead; replaced by the server's time.
+    /// Between 5 minutes and 24 hours ahead; pulled back to the server's time plus 5
+    /// minutes, the most a device may lead.
     Clamped { sent: Hlc, used: Hlc },
     /// More than 24 hours ahead: the device clock is wrong.
     DeviceClockWrong { ahead_millis: u64 },
@@ -110,9 +111,14 @@ pub fn check_incoming(sent: Hlc, server_wall_millis: u64) -> IncomingHlc {
             ahead_millis: ahead,
         }
     } else if ahead > CLAMP_AHEAD_MILLIS {
+        // Clamp to the ceiling, not to "now": a device running 4:59 fast is accepted as
+        // sent, so clamping a later edit of the same device to "now" would put it *behind*
+        // the earlier one and silently lose it. The ceiling moves forward with the server's
+        // clock, so a fast device's successive edits stay in order.
+        let ceiling = server_wall_millis.saturating_add(CLAMP_AHEAD_MILLIS);
         IncomingHlc::Clamped {
             sent,
-            used: Hlc::from_parts(server_wall_millis, sent.counter()),
+            used: Hlc::from_parts(ceiling, sent.counter()),
         }
     } else {
         IncomingHlc::Accepted(sent)
@@ -145,6 +151,19 @@ mod tests {
         // The phone's clock jumps back an hour mid-sync: order still moves forward.
         assert_eq!(start.tick(noon - 3_600_000), Hlc::from_parts(noon, 1));
         assert_eq!(start.tick(noon + 1), Hlc::from_parts(noon + 1, 0));
+    }
+
+    #[test]
+    fn a_fast_devices_later_edit_is_never_clamped_behind_its_earlier_one() {
+        let now = 1_790_000_000_000;
+        let just_inside = Hlc::from_parts(now + CLAMP_AHEAD_MILLIS - 500, 0);
+        let first = check_incoming(just_inside, now).usable();
+        let second = check_incoming(
+            Hlc::from_parts(now + 1_000 + CLAMP_AHEAD_MILLIS + 500, 0),
+            now + 1_000,
+        )
+        .usable();
+        assert!(first < second, "{first:?} then {second:?}");
     }
 
     #[test]
@@ -191,7 +210,7 @@ mod tests {
             check_incoming(Hlc::from_parts(now + hour, 4), now),
             IncomingHlc::Clamped {
                 sent: Hlc::from_parts(now + hour, 4),
-                used: Hlc::from_parts(now, 4)
+                used: Hlc::from_parts(now + CLAMP_AHEAD_MILLIS, 4)
             }
         );
         assert!(matches!(
