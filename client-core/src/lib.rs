@@ -941,6 +941,12 @@ impl Client {
             .collect())
     }
 
+    /// The pull cursor of the last applied checkpoint (for diagnostics and tests); `None`
+    /// before the first checkpoint.
+    pub fn pull_cursor(&self) -> ClientResult<Option<String>> {
+        self.store.meta_get(meta_key::CURSOR)
+    }
+
     /// The outbox in seq order (for diagnostics and tests).
     pub fn outbox(&self) -> ClientResult<Vec<OutboxEntry>> {
         self.store.outbox_entries()

@@ -1240,9 +1240,18 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now_text = format_time(checkpoint.now);
         let mut summary = PullSummary::default();
-        if checkpoint.replace_replica {
+        let previous_ids = if checkpoint.replace_replica {
+            let ids = {
+                let mut statement = transaction.prepare("SELECT household_id FROM households")?;
+                statement
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             drop_replica(&transaction)?;
-        }
+            ids
+        } else {
+            Vec::new()
+        };
         for page in checkpoint.pages {
             for household in &page.households {
                 let pending = pending_card_edits(&transaction, &household.household_id)?;
@@ -1278,6 +1287,23 @@ impl Store {
             for status in &page.visit_statuses {
                 apply_visit_status(&transaction, status, &now_text)?;
                 summary.visit_statuses += 1;
+            }
+        }
+        // A full download says what is in scope, not what left it: a household the phone
+        // held before and the snapshot lacks was reassigned away while the phone lagged, and
+        // its drafts need the same hand-over as after an explicit removal.
+        for household_id in &previous_ids {
+            let still_here: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM households WHERE household_id = ?1)",
+                [household_id],
+                |row| row.get(0),
+            )?;
+            if !still_here {
+                summary.removed_households += 1;
+                transaction.execute(
+                    "UPDATE outbox SET handover = 1 WHERE household_id = ?1",
+                    [household_id],
+                )?;
             }
         }
         meta_set(&transaction, meta_key::CURSOR, checkpoint.cursor)?;

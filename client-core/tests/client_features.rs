@@ -525,3 +525,28 @@ async fn a_heartbeat_rides_on_every_push_and_pull_and_a_retry_resends_it_unchang
     assert_eq!(pull.device_time, Some(NOW + time::Duration::seconds(330)));
     assert!(state.violations.is_empty(), "{:?}", state.violations);
 }
+
+#[tokio::test]
+async fn a_household_reassigned_while_the_phone_lagged_past_the_horizon_is_handed_over_after_reset()
+{
+    let phone = phone().await;
+    phone.server.remove_household("hh-2");
+    // The phone's cursor is now older than the tombstone horizon: it gets RESET and a full
+    // snapshot, which simply lacks hh-2.
+    phone.server.fault(Fault::StaleCursor);
+    let client = phone.client.clone();
+    phone.server.set_hook(Some(Arc::new(move |call| {
+        if call == "pull" && client.status().unwrap().unsent_mutations == 0 {
+            client
+                .edit_household_field("hh-2", FieldTarget::Household, "address", json!("三组"))
+                .unwrap();
+        }
+    })));
+    let report = phone.client.sync().await.unwrap();
+    phone.server.set_hook(None);
+    assert_eq!(report.resets, 1);
+    assert_eq!(phone.client.household("hh-2").unwrap(), None);
+    assert_eq!(phone.client.households().unwrap().len(), 1);
+    let status = phone.client.status().unwrap();
+    assert_eq!((status.unsent_mutations, status.handover.len()), (0, 1));
+}
