@@ -40,6 +40,9 @@ pub struct Settings {
     /// leaves room while keeping a hostile message from exhausting memory.
     pub max_message_bytes: usize,
     pub evidence: EvidenceSettings,
+    /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
+    /// (`FIELDSYNC_LOG`).
+    pub log: String,
 }
 
 /// Thresholds of the evidence checks (DESIGN §5).
@@ -68,6 +71,7 @@ impl Default for Settings {
             min_client_schema_version: 1,
             max_message_bytes: 4 * 1024 * 1024,
             evidence: EvidenceSettings::default(),
+            log: "info".to_owned(),
         }
     }
 }
@@ -187,6 +191,20 @@ mod tests {
         assert_eq!(settings.session_ttl_hours, 12);
         assert_eq!(settings.evidence.household_radius_m, 250.5);
         assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
+    }
+
+    #[test]
+    fn the_log_filter_is_an_ordinary_setting() {
+        let settings = Settings::load(
+            None,
+            vec![(
+                "FIELDSYNC_LOG".to_owned(),
+                "fieldsync_server=debug".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(settings.log, "fieldsync_server=debug");
+        assert_eq!(Settings::default().log, "info");
     }
 
     #[test]

@@ -136,9 +136,15 @@ async fn a_resent_batch_is_duplicate_and_stores_nothing_new() {
     let queued = queue_length(&server, &supervisor).await;
     assert_eq!(queued, 1);
 
-    // The same batch again (a retry after a lost response) gets the same answer.
+    // The same batch again (a retry after a lost response) gets the same answer, even
+    // though its heartbeat (a report about the moment of sending) changed.
+    let mut retried = request.clone();
+    retried.heartbeat = Some(v1::DeviceHeartbeat {
+        unsent_mutations: 1,
+        ..Default::default()
+    });
     let retry = sync
-        .push(authorized(request.clone(), &token))
+        .push(authorized(retried, &token))
         .await
         .expect("retry")
         .into_inner();

@@ -30,14 +30,14 @@ struct Arguments {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let arguments = Arguments::parse();
+    let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIELDSYNC_LOG")
+            tracing_subscriber::EnvFilter::try_new(&settings.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let arguments = Arguments::parse();
-    let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
     if let Some(data_dir) = arguments.data_dir {
         settings.data_dir = data_dir;
     }

@@ -103,7 +103,16 @@ impl v1::sync_server::Sync for SyncService {
             batch_id: request.batch_id.clone(),
             first_seq: request.first_seq,
             mutations,
-            fingerprint: fingerprint(&request.encode_to_vec()),
+            // The heartbeat is a report about the moment of sending (device time, queue
+            // length), so a faithful retry may carry a different one; only the batch itself
+            // identifies the content a batch_id promises.
+            fingerprint: fingerprint(
+                &v1::PushRequest {
+                    heartbeat: None,
+                    ..request.clone()
+                }
+                .encode_to_vec(),
+            ),
         };
         let result = crate::sync::push(&self.state, &principal, input).await;
         if let Some(heartbeat) = heartbeat {
