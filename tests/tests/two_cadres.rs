@@ -1,0 +1,177 @@
+//! Two cadres and a supervisor over real gRPC, with real client cores: the household's
+//! first responsible cadre (第一帮扶责任人) and a second one (第二帮扶责任人) both change its
+//! phone number while offline. The server keeps both values, records the conflict for the
+//! township, the supervisor settles it in the console, and both phones converge.
+
+use fieldsync_client::Client;
+use fieldsync_model::register::FieldTarget;
+use fieldsync_server::store::{Pairing, SeedData};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer};
+
+async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let client = Client::open(folder.path(), &server.url()).expect("open client");
+    client.login(username, DEMO_PASSWORD).await.expect("login");
+    client.sync().await.expect("first sync");
+    (client, folder)
+}
+
+fn phone_number_on(client: &Client, household_id: &str) -> String {
+    client
+        .household(household_id)
+        .expect("read replica")
+        .expect("household on the phone")
+        .phone
+}
+
+async fn user_id_of(server: &TestServer, username: &str) -> String {
+    server
+        .state
+        .store
+        .find_user_by_username(username)
+        .await
+        .expect("store")
+        .expect("demo user")
+        .user_id
+}
+
+#[tokio::test]
+async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_phones_converge() {
+    let server = TestServer::start().await;
+    let (first_cadre, _first_dir) = phone_of(&server, "cadre01").await;
+    let household_id = first_cadre.households().expect("households")[0]
+        .household_id
+        .clone();
+
+    // cadre02 (same township) becomes the household's second responsible cadre.
+    server
+        .state
+        .store
+        .load_seed(SeedData {
+            pairings: vec![Pairing {
+                cadre_user_id: user_id_of(&server, "cadre02").await,
+                household_id: household_id.clone(),
+                is_primary: false,
+            }],
+            ..SeedData::default()
+        })
+        .await
+        .expect("add the second pairing");
+    let (second_cadre, _second_dir) = phone_of(&server, "cadre02").await;
+    let original = phone_number_on(&second_cadre, &household_id);
+    assert_eq!(original, phone_number_on(&first_cadre, &household_id));
+
+    // Both edit the same field without seeing each other's change.
+    first_cadre
+        .edit_household_field(
+            &household_id,
+            FieldTarget::Household,
+            "phone",
+            "13811112222".into(),
+        )
+        .expect("first edit");
+    second_cadre
+        .edit_household_field(
+            &household_id,
+            FieldTarget::Household,
+            "phone",
+            "13933334444".into(),
+        )
+        .expect("second edit");
+    assert_eq!(
+        phone_number_on(&first_cadre, &household_id),
+        "13811112222",
+        "applied locally at once"
+    );
+    first_cadre.sync().await.expect("first sync");
+    second_cadre.sync().await.expect("second sync");
+    first_cadre
+        .sync()
+        .await
+        .expect("first pulls the second's edit");
+
+    // Nothing was overwritten silently: the supervisor sees both values.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let login = browser
+        .post(format!("{}/console/login", server.url()))
+        .form(&[("username", "township1"), ("password", DEMO_PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+    let conflicts: serde_json::Value = browser
+        .get(format!("{}/console/api/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts")
+        .json()
+        .await
+        .expect("json");
+    let conflicts = conflicts.as_array().expect("a list");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let values = [
+        conflicts[0]["first"]["value"].as_str().unwrap_or_default(),
+        conflicts[0]["second"]["value"].as_str().unwrap_or_default(),
+    ];
+    assert!(
+        values.contains(&"13811112222") && values.contains(&"13933334444"),
+        "{values:?}"
+    );
+    // Before the decision, both phones already agree (last writer wins), whoever won.
+    let interim = phone_number_on(&first_cadre, &household_id);
+    assert_eq!(
+        interim,
+        phone_number_on(&second_cadre, &household_id),
+        "LWW converges"
+    );
+
+    // The supervisor types the number the household confirmed by phone.
+    let key = conflicts[0]["conflict_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let resolved = browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[
+            ("conflict_key", key.as_str()),
+            ("choice", "custom"),
+            ("custom_value", "13700005555"),
+        ])
+        .send()
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status(), reqwest::StatusCode::SEE_OTHER);
+
+    first_cadre.sync().await.expect("sync");
+    second_cadre.sync().await.expect("sync");
+    assert_eq!(phone_number_on(&first_cadre, &household_id), "13700005555");
+    assert_eq!(phone_number_on(&second_cadre, &household_id), "13700005555");
+    assert_eq!(
+        server
+            .state
+            .store
+            .get_household(&household_id)
+            .await
+            .expect("store")
+            .expect("household")
+            .phone,
+        "13700005555"
+    );
+    let open: serde_json::Value = browser
+        .get(format!("{}/console/api/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        open.as_array().map(Vec::len),
+        Some(0),
+        "the conflict is settled"
+    );
+}
