@@ -547,8 +547,9 @@ impl Client {
         Ok(visit_id)
     }
 
-    /// Correct a returned visit: the new revision is the returned revision + 1 and
-    /// supersedes it. `edit` changes the content (ids and revisions are kept right whatever
+    /// Correct a returned visit, or amend a waiting or approved one: the new revision is the
+    /// latest revision + 1 and supersedes it (an approved revision stays approved; the new
+    /// one goes back to the supervisor). `edit` changes the content (ids and revisions are kept right whatever
     /// it does). Returns the new revision number.
     pub fn resubmit_visit(
         &self,
@@ -569,9 +570,19 @@ impl Client {
             .store
             .visit(visit_id)?
             .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
-        if row.state != VisitState::Returned {
+        // A returned visit is corrected; a waiting one is amended before review; an approved
+        // one is amended into a new revision that needs approval again (the approved
+        // revision stays frozen on the server). Refused or superseded rows have nothing
+        // current to build on.
+        if !matches!(
+            row.state,
+            VisitState::Returned
+                | VisitState::Submitted
+                | VisitState::Approved
+                | VisitState::Unsent
+        ) {
             return Err(ClientError::NotAllowed(format!(
-                "visit {visit_id} is {}, only a returned visit (已退回) can be corrected",
+                "visit {visit_id} is {}, it cannot be amended",
                 row.state
             )));
         }

@@ -475,3 +475,89 @@ async fn console_logout_ends_the_session_on_the_server() {
         reqwest::StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn an_edit_after_approval_is_a_new_revision_that_needs_approval_again() {
+    let server = TestServer::start().await;
+    let (phone, _phone_dir) = phone_of(&server, "cadre01").await;
+    let household_id = phone.households().expect("households")[0]
+        .household_id
+        .clone();
+    let visit_id = phone
+        .record_visit(visit_at_home(&phone, &household_id))
+        .expect("record");
+    phone.sync().await.expect("sync");
+
+    let supervisor = server
+        .login("township1", &uuid::Uuid::now_v7().to_string())
+        .await;
+    let mut review = v1::review_client::ReviewClient::new(server.channel().await);
+    let approved = review
+        .get_visit(authorized(
+            v1::GetVisitRequest {
+                visit_id: visit_id.clone(),
+            },
+            &supervisor,
+        ))
+        .await
+        .expect("detail")
+        .into_inner();
+    review
+        .decide(authorized(
+            v1::DecideRequest {
+                visit_id: visit_id.clone(),
+                revision: 1,
+                content_hash: approved.content_hash.clone(),
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &supervisor,
+        ))
+        .await
+        .expect("approve");
+    phone.sync().await.expect("sync");
+    assert_eq!(state_of(&phone, &visit_id), VisitState::Approved);
+
+    // The cadre learns more and amends the approved visit.
+    let revision = phone
+        .resubmit_visit(&visit_id, |visit| {
+            visit.needs = "户主希望参加电商培训".into();
+        })
+        .expect("amend an approved visit");
+    assert_eq!(revision, 2);
+    phone.sync().await.expect("sync");
+
+    // Revision 2 waits for approval; revision 1's approval stays frozen and cannot be
+    // reused for the new content.
+    let queue = review
+        .list_queue(authorized(v1::ListQueueRequest::default(), &supervisor))
+        .await
+        .expect("queue")
+        .into_inner();
+    assert_eq!(queue.items.len(), 1);
+    assert_eq!(queue.items[0].revision, 2);
+    let stale = review
+        .decide(authorized(
+            v1::DecideRequest {
+                visit_id: visit_id.clone(),
+                revision: 1,
+                content_hash: approved.content_hash,
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &supervisor,
+        ))
+        .await
+        .expect_err("an approval of the old revision does not cover the new one");
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition);
+
+    // The phone keeps its amendment: it is never reverted to the approved revision.
+    phone.sync().await.expect("sync");
+    let on_phone = phone.visit(&visit_id).expect("read").expect("visit");
+    assert_eq!(on_phone.revision, 2);
+    assert_eq!(on_phone.state, VisitState::Submitted);
+    assert_eq!(
+        on_phone.visit.expect("content").needs,
+        "户主希望参加电商培训"
+    );
+}
