@@ -8,7 +8,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldsync_client::{Client, ClientError, NewVisit, SyncReport, VisitState, visit_mode_label};
 use fieldsync_model::CodeList;
-use fieldsync_model::codes::{Crs, LocationProvider, VisitExceptionReason, VisitMode};
+use fieldsync_model::codes::{
+    Crs, Disability, Health, LabourCapacity, LocationProvider, Relation, Schooling, Sex,
+    VisitExceptionReason, VisitMode,
+};
+use fieldsync_model::household::Member;
+use fieldsync_model::register::FieldTarget;
 use fieldsync_model::visit::GpsFix;
 use time::{Duration, OffsetDateTime};
 
@@ -48,11 +53,75 @@ enum Command {
     /// 走访记录 List visits on this phone with their review state.
     Visits,
     /// 同步 Push recorded visits, upload photos, download changes.
-    Sync,
+    Sync {
+        /// On a failure that waiting can cure, back off and try again, up to N syncs.
+        #[arg(long, default_value_t = 1)]
+        retry: u32,
+    },
+    /// 户卡 Show or edit a household card (edits work offline).
+    #[command(subcommand)]
+    Household(HouseholdCommand),
+    /// 成员 Add, change or remove a household member (works offline).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// 状态 Show unsent records, pending uploads and the last sync.
     Status,
     /// 待整改 Returned visits to fix.
     Tasks,
+}
+
+#[derive(Debug, Subcommand)]
+enum HouseholdCommand {
+    /// 查看 The card with its members (ID numbers masked).
+    Show {
+        /// Household id or a unique prefix of it.
+        household: String,
+    },
+    /// 修改 Set one household field, e.g. `phone 13900000000` or `attribute 2`.
+    Set {
+        household: String,
+        /// Field name: head_name, phone, address, attribute, main_cause, secondary_causes,
+        /// housing_danger_level, location.
+        field: String,
+        /// JSON (numbers, true/false, [..], {..}, null) or plain text.
+        value: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// 新增成员 Add a member.
+    Add {
+        household: String,
+        /// 姓名.
+        #[arg(long)]
+        name: String,
+        /// 与户主关系 relation code (national list; 99 其他 other).
+        #[arg(long, default_value_t = 99)]
+        relation: i32,
+        /// 性别 1 male, 2 female.
+        #[arg(long, default_value_t = 1)]
+        sex: i32,
+        /// YYYY-MM-DD.
+        #[arg(long, default_value = "")]
+        birth_date: String,
+        /// 18-digit 身份证号.
+        #[arg(long, default_value = "")]
+        id_number: String,
+    },
+    /// 修改成员 Set one member field, e.g. `health 2`.
+    Set {
+        household: String,
+        member_id: String,
+        field: String,
+        /// JSON or plain text.
+        value: String,
+    },
+    /// 移除成员 Remove a member (a tombstone; the server keeps the history).
+    Remove {
+        household: String,
+        member_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +258,9 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("错误 error: {error}");
+            if matches!(error, ClientError::SyncInProgress) {
+                eprintln!("稍后再试 try again when the running sync has finished");
+            }
             if error.is_unavailable() {
                 eprintln!(
                     "数据已保存在本机, 下次同步时上传 (data is safe on this device; run `fieldsync sync` later)"
@@ -218,12 +290,171 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Visit(VisitCommand::New(args)) => record_visit(&client, args)?,
         Command::Visit(VisitCommand::Fix(args)) => fix_visit(&client, args)?,
         Command::Visits => print_visits(&client)?,
-        Command::Sync => {
-            let report = client.sync().await?;
+        Command::Sync { retry } => {
+            let report = if retry > 1 {
+                client
+                    .sync_until_quiet(retry, &fieldsync_client::TokioSleeper)
+                    .await?
+            } else {
+                client.sync().await?
+            };
             print_sync_report(&report);
         }
+        Command::Household(command) => household_command(&client, command)?,
+        Command::Member(command) => member_command(&client, command)?,
         Command::Status => print_status(&client)?,
         Command::Tasks => print_tasks(&client)?,
+    }
+    Ok(())
+}
+
+/// A value typed on the command line: JSON when it parses (numbers, booleans, lists,
+/// objects, null), plain text otherwise, so `phone 13900000000` stays a string.
+fn parse_value(field: &str, text: &str) -> serde_json::Value {
+    let text_fields = [
+        "head_name",
+        "phone",
+        "address",
+        "name",
+        "birth_date",
+        "id_number",
+    ];
+    if text_fields.contains(&field) {
+        return serde_json::Value::String(text.to_owned());
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
+fn household_command(client: &Client, command: HouseholdCommand) -> Result<(), ClientError> {
+    match command {
+        HouseholdCommand::Show { household } => {
+            let household_id = client.resolve_household_id(&household)?;
+            print_card(client, &household_id)
+        }
+        HouseholdCommand::Set {
+            household,
+            field,
+            value,
+        } => {
+            let household_id = client.resolve_household_id(&household)?;
+            let value = parse_value(&field, &value);
+            client.edit_household_field(&household_id, FieldTarget::Household, &field, value)?;
+            println!("已修改 saved: {household_id} {field}");
+            println!("运行 `fieldsync sync` 上传 (run `fieldsync sync` to send it)");
+            Ok(())
+        }
+    }
+}
+
+fn member_command(client: &Client, command: MemberCommand) -> Result<(), ClientError> {
+    match command {
+        MemberCommand::Add {
+            household,
+            name,
+            relation,
+            sex,
+            birth_date,
+            id_number,
+        } => {
+            let household_id = client.resolve_household_id(&household)?;
+            let code_error = |field: &str, code: i32| ClientError::Invalid {
+                field: field.to_owned(),
+                message: format!("{code} is not a known code"),
+            };
+            let member = Member {
+                member_id: String::new(),
+                name,
+                relation: Relation::from_code(relation)
+                    .ok_or_else(|| code_error("relation", relation))?,
+                sex: Sex::from_code(sex).ok_or_else(|| code_error("sex", sex))?,
+                birth_date,
+                id_number,
+                health: Health::Healthy,
+                labour_capacity: LabourCapacity::Ordinary,
+                schooling: Schooling::NotInSchool,
+                disability: Disability::None,
+                disability_grade: 0,
+                has_medical_insurance: false,
+                has_serious_illness_insurance: false,
+                has_pension_insurance: false,
+                removed: false,
+            };
+            let member_id = client.add_member(&household_id, member)?;
+            println!("已新增成员 member added: {member_id}");
+        }
+        MemberCommand::Set {
+            household,
+            member_id,
+            field,
+            value,
+        } => {
+            let household_id = client.resolve_household_id(&household)?;
+            let value = parse_value(&field, &value);
+            client.edit_household_field(
+                &household_id,
+                FieldTarget::Member(member_id.clone()),
+                &field,
+                value,
+            )?;
+            println!("已修改 saved: {member_id} {field}");
+        }
+        MemberCommand::Remove {
+            household,
+            member_id,
+        } => {
+            let household_id = client.resolve_household_id(&household)?;
+            client.remove_member(&household_id, &member_id)?;
+            println!("已移除成员 member removed: {member_id}");
+        }
+    }
+    println!("运行 `fieldsync sync` 上传 (run `fieldsync sync` to send it)");
+    Ok(())
+}
+
+fn print_card(client: &Client, household_id: &str) -> Result<(), ClientError> {
+    let Some(card) = client.household(household_id)? else {
+        return Err(ClientError::NotFound(format!("household {household_id}")));
+    };
+    println!("户 household:   {}", card.household_id);
+    println!("户主 head:      {}", card.head_name);
+    println!("村 village:     {}", card.village_name);
+    println!("住址 address:   {}", card.address);
+    println!("电话 phone:     {}", card.phone);
+    println!(
+        "属性 attribute: {} ({})",
+        card.attribute.label_zh(),
+        card.attribute.code()
+    );
+    println!(
+        "致贫原因 cause: {} ({})",
+        card.main_cause.label_zh(),
+        card.main_cause.code()
+    );
+    println!("成员 members:");
+    for member in &card.members {
+        println!(
+            "  {} {:<8} {:<6} {}  {}  身份证 {}  健康 {}{}",
+            member.member_id,
+            member.name,
+            member.relation.label_zh(),
+            member.sex.label_zh(),
+            if member.birth_date.is_empty() {
+                "-"
+            } else {
+                &member.birth_date
+            },
+            if member.id_number.is_empty() {
+                "-".to_owned()
+            } else {
+                fieldsync_model::id_number::mask(&member.id_number)
+            },
+            member.health.label_zh(),
+            if member.removed {
+                "  [已移除 removed]"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }
@@ -473,6 +704,37 @@ fn print_status(client: &Client) -> Result<(), ClientError> {
     );
     if let Some(error) = &status.last_error {
         println!("上次错误 last error:  {error}");
+    }
+    if let Some(due) = status.next_sync_due {
+        println!(
+            "下次重试 next retry:  {} ({} 次连续失败 failures in a row)",
+            fieldsync_model::time_util::beijing_minutes(due),
+            status.consecutive_failures
+        );
+    }
+    for item in &status.wedged {
+        println!(
+            "{} {}: seq {} {} {} — {} 次 attempts, since {}: {}",
+            item.label_zh(),
+            if item.rejected { "refused" } else { "stuck" },
+            item.seq,
+            item.kind.as_str(),
+            item.subject_id,
+            item.attempts,
+            item.since
+                .map(fieldsync_model::time_util::beijing_minutes)
+                .unwrap_or_else(|| "-".to_owned()),
+            item.error
+        );
+    }
+    for item in &status.handover {
+        println!(
+            "{} hand over: seq {} {} 户 {} (household reassigned; kept on this phone, not sent)",
+            fieldsync_client::HandoverItem::LABEL_ZH,
+            item.seq,
+            item.kind.as_str(),
+            item.household_id
+        );
     }
     Ok(())
 }
