@@ -572,8 +572,9 @@ impl Client {
             .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
         // A returned visit is corrected; a waiting one is amended before review; an approved
         // one is amended into a new revision that needs approval again (the approved
-        // revision stays frozen on the server). Refused or superseded rows have nothing
-        // current to build on.
+        // revision stays frozen on the server). An unsent visit is amended after its first
+        // push (so the server always holds revision 1 first); refused or superseded rows
+        // have nothing current to build on.
         if !matches!(
             row.state,
             VisitState::Returned

@@ -236,7 +236,7 @@ fn a_returned_visit_becomes_a_task_and_its_correction_supersedes_the_returned_re
     let visit_id = client
         .record_visit(in_person_visit("hh-1", vec![]))
         .unwrap();
-    // Only a returned visit may be corrected.
+    // An unsent visit is not amended until the server holds it.
     assert!(matches!(
         client.resubmit_visit(&visit_id, |_| {}),
         Err(ClientError::NotAllowed(_))
