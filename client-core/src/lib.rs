@@ -577,10 +577,7 @@ impl Client {
         // have nothing current to build on.
         if !matches!(
             row.state,
-            VisitState::Returned
-                | VisitState::Submitted
-                | VisitState::Approved
-                | VisitState::Unsent
+            VisitState::Returned | VisitState::Submitted | VisitState::Approved
         ) {
             return Err(ClientError::NotAllowed(format!(
                 "visit {visit_id} is {}, it cannot be amended",
