@@ -117,11 +117,29 @@ pub async fn serve(
     // The server HLC lives in memory; after a restart it must start past every stored write
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
+    let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    maintenance.abort();
     Ok(())
+}
+
+/// Compact the change log at start and then once a day: superseded entries go, and
+/// tombstones older than the horizon expire (phones behind them RESET). Failures are logged
+/// and retried the next day; serving never depends on compaction.
+async fn compact_change_log_daily(state: AppState) {
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+    loop {
+        daily.tick().await;
+        let horizon = state.clock.now()
+            - time::Duration::days(i64::from(state.settings.tombstone_horizon_days));
+        match state.store.compact_change_log(horizon).await {
+            Ok(report) => tracing::info!(?report, "change log compacted"),
+            Err(error) => tracing::warn!(%error, "change log compaction failed"),
+        }
+    }
 }

@@ -40,6 +40,9 @@ pub struct Settings {
     /// leaves room while keeping a hostile message from exhausting memory.
     pub max_message_bytes: usize,
     pub evidence: EvidenceSettings,
+    /// Days a reassignment tombstone stays in the change log. A phone that has not synced
+    /// for longer is told to RESET (download its scope again, keeping its outbox).
+    pub tombstone_horizon_days: u32,
     /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
     /// (`FIELDSYNC_LOG`).
     pub log: String,
@@ -71,6 +74,7 @@ impl Default for Settings {
             min_client_schema_version: 1,
             max_message_bytes: 4 * 1024 * 1024,
             evidence: EvidenceSettings::default(),
+            tombstone_horizon_days: 90,
             log: "info".to_owned(),
         }
     }

@@ -154,15 +154,26 @@ impl v1::sync_server::Sync for SyncService {
         {
             crate::sync::record_heartbeat(&self.state, &principal, heartbeat).await;
         }
+        let floor = self
+            .state
+            .store
+            .change_log_floor()
+            .await
+            .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
         let cursor = match parse_cursor(&request.cursor) {
+            // A cursor below the floor predates tombstones that were compacted away: the
+            // phone may still hold a household it lost, so it must download its scope anew.
+            // An empty cursor (0) is that fresh download and is always served.
+            Some(cursor) if cursor > 0 && cursor < floor => {
+                return Ok(reset_stream(
+                    "cursor is older than the tombstone horizon; pull the scope again",
+                ));
+            }
             Some(cursor) => cursor,
             None => {
-                let reset = v1::PullResponse {
-                    frame: Some(v1::pull_response::Frame::Reset(v1::Reset {
-                        reason: "cursor is not one this server issued; pull the scope again".into(),
-                    })),
-                };
-                return Ok(Response::new(Box::pin(tokio_stream::iter([Ok(reset)]))));
+                return Ok(reset_stream(
+                    "cursor is not one this server issued; pull the scope again",
+                ));
             }
         };
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
@@ -184,6 +195,16 @@ impl v1::sync_server::Sync for SyncService {
 /// the server has stored, so a phone's next edit outranks what it just pulled.
 fn server_hlc(state: &AppState) -> u64 {
     state.tick_hlc().as_u64()
+}
+
+/// A pull answered with a single RESET frame.
+fn reset_stream(reason: &str) -> Response<<SyncService as v1::sync_server::Sync>::PullStream> {
+    let reset = v1::PullResponse {
+        frame: Some(v1::pull_response::Frame::Reset(v1::Reset {
+            reason: reason.to_owned(),
+        })),
+    };
+    Response::new(Box::pin(tokio_stream::iter([Ok(reset)])))
 }
 
 /// Cursors are the decimal change sequence; empty means "from the beginning".

@@ -2127,7 +2127,11 @@ pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &d
         .next_cursor;
 
     store
-        .reassign_household(&fixture.wang.household_id, &fixture.cadre_b.user_id)
+        .reassign_household(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            VISIT_TIME,
+        )
         .await
         .expect("reassign");
     assert!(
@@ -2177,7 +2181,11 @@ pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &d
 
     // Back to cadre A: a fresh pull of A delivers it and does not also remove it.
     store
-        .reassign_household(&fixture.wang.household_id, &fixture.cadre_a.user_id)
+        .reassign_household(
+            &fixture.wang.household_id,
+            &fixture.cadre_a.user_id,
+            VISIT_TIME,
+        )
         .await
         .expect("reassign back");
     let fresh = store.pull_changes(&cadre_a, 0, 1000).await.expect("fresh");
@@ -2203,14 +2211,108 @@ pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &d
 
     assert!(matches!(
         store
-            .reassign_household(&new_id(), &fixture.cadre_a.user_id)
+            .reassign_household(&new_id(), &fixture.cadre_a.user_id, VISIT_TIME)
             .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
         store
-            .reassign_household(&fixture.wang.household_id, &fixture.supervisor_one.user_id)
+            .reassign_household(
+                &fixture.wang.household_id,
+                &fixture.supervisor_one.user_id,
+                VISIT_TIME
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Compaction drops superseded change-log entries without losing any current record, keeps
+/// tombstones until the horizon, and then raises the floor past them.
+pub async fn compaction_keeps_current_records_and_expires_old_tombstones(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let cadre_a = principal(&fixture.cadre_a, "phone-a");
+    let cadre_b = principal(&fixture.cadre_b, "phone-b");
+    let households_of = |changes: &super::PullChanges| {
+        let mut ids: Vec<String> = changes
+            .households
+            .iter()
+            .map(|household| household.household_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let cursor_a = store
+        .pull_changes(&cadre_a, 0, 1000)
+        .await
+        .expect("a")
+        .next_cursor;
+    store
+        .reassign_household(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            VISIT_TIME,
+        )
+        .await
+        .expect("reassign");
+    let scope_a = households_of(&store.pull_changes(&cadre_a, 0, 1000).await.expect("a"));
+    let scope_b = households_of(&store.pull_changes(&cadre_b, 0, 1000).await.expect("b"));
+
+    // Before the horizon: superseded entries go, the tombstone stays, no floor.
+    let early = store
+        .compact_change_log(VISIT_TIME - Duration::days(1))
+        .await
+        .expect("compact");
+    assert!(
+        early.superseded_deleted > 0,
+        "the reassignment superseded the seed's household entry"
+    );
+    assert_eq!((early.tombstones_deleted, early.floor_seq), (0, 0));
+    assert_eq!(
+        households_of(&store.pull_changes(&cadre_a, 0, 1000).await.expect("a")),
+        scope_a
+    );
+    assert_eq!(
+        households_of(&store.pull_changes(&cadre_b, 0, 1000).await.expect("b")),
+        scope_b,
+        "a fresh download still sees every current household"
+    );
+    assert_eq!(
+        store
+            .pull_changes(&cadre_a, cursor_a, 1000)
+            .await
+            .expect("old cursor")
+            .removed_household_ids,
+        vec![fixture.wang.household_id.clone()],
+        "a phone inside the horizon still learns of the removal"
+    );
+
+    // Past the horizon: the tombstone expires and the floor moves past the old cursor.
+    let late = store
+        .compact_change_log(VISIT_TIME + Duration::days(1))
+        .await
+        .expect("compact");
+    assert_eq!(late.tombstones_deleted, 1);
+    assert!(late.floor_seq > cursor_a, "{late:?} vs cursor {cursor_a}");
+    assert_eq!(
+        store.change_log_floor().await.expect("floor"),
+        late.floor_seq
+    );
+    let again = store
+        .compact_change_log(VISIT_TIME + Duration::days(1))
+        .await
+        .expect("compact again");
+    assert_eq!(
+        (
+            again.superseded_deleted,
+            again.tombstones_deleted,
+            again.floor_seq
+        ),
+        (0, 0, late.floor_seq),
+        "compaction is idempotent"
+    );
+    assert_eq!(
+        households_of(&store.pull_changes(&cadre_b, 0, 1000).await.expect("b")),
+        scope_b
+    );
 }

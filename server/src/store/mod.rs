@@ -299,6 +299,14 @@ pub struct DeviceBacklog {
     pub last_seen_at: OffsetDateTime,
 }
 
+/// What one compaction of the change log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLogCompaction {
+    pub superseded_deleted: u64,
+    pub tombstones_deleted: u64,
+    pub floor_seq: i64,
+}
+
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -403,7 +411,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         household_id: &str,
         new_cadre_user_id: &str,
+        at: OffsetDateTime,
     ) -> StoreResult<()>;
+
+    /// Shrink the change log: delete entries superseded by a later entry for the same record
+    /// (always safe), and tombstones written before `tombstones_before` (the horizon). The
+    /// highest deleted tombstone sequence becomes the floor: a cursor below it may have
+    /// missed a removal and must RESET.
+    async fn compact_change_log(
+        &self,
+        tombstones_before: OffsetDateTime,
+    ) -> StoreResult<ChangeLogCompaction>;
+
+    /// The change-log floor (0 before any tombstone expired); see
+    /// [`Store::compact_change_log`].
+    async fn change_log_floor(&self) -> StoreResult<i64>;
 
     /// Keep the latest heartbeat of a device (upsert).
     async fn record_heartbeat(

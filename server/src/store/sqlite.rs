@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    Area, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat, Principal, PullChanges,
-    PushAction, PushBatch, PushEntry, PushResult, QueueFilter, QueueItem, SeedData, SessionRecord,
-    Store, StoreError, StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord,
-    VisitDetail,
+    Area, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat,
+    Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter, QueueItem,
+    SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision, UnvisitedHousehold,
+    UploadRecord, UserRecord, VisitDetail,
 };
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0002_registers.sql"),
     ),
     (3, "removals", include_str!("migrations/0003_removals.sql")),
+    (4, "horizon", include_str!("migrations/0004_horizon.sql")),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -1521,10 +1522,19 @@ fn in_scope(
         .is_some())
 }
 
+fn change_log_floor_in(connection: &Connection) -> StoreResult<i64> {
+    Ok(connection.query_row(
+        "SELECT floor_seq FROM change_log_floor WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 fn reassign_household_in(
     transaction: &Transaction<'_>,
     household_id: &str,
     new_cadre_user_id: &str,
+    at: OffsetDateTime,
 ) -> StoreResult<()> {
     let Some(mut card) = load_household(transaction, household_id)? else {
         return Err(StoreError::NotFound(format!("household {household_id}")));
@@ -1566,9 +1576,10 @@ fn reassign_household_in(
             .is_some();
         if !still_paired {
             transaction.execute(
-                "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to)
-                 VALUES (?1, ?2, ?1, 0, ?3)",
-                params![household_id, CHANGE_KIND_REMOVED, old_cadre],
+                "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to,
+                                         logged_at)
+                 VALUES (?1, ?2, ?1, 0, ?3, ?4)",
+                params![household_id, CHANGE_KIND_REMOVED, old_cadre, to_millis(at)?],
             )?;
         }
     }
@@ -2437,13 +2448,58 @@ impl Store for SqliteStore {
         &self,
         household_id: &str,
         new_cadre_user_id: &str,
+        at: OffsetDateTime,
     ) -> StoreResult<()> {
         let household_id = household_id.to_owned();
         let new_cadre_user_id = new_cadre_user_id.to_owned();
         self.write(move |transaction| {
-            reassign_household_in(transaction, &household_id, &new_cadre_user_id)
+            reassign_household_in(transaction, &household_id, &new_cadre_user_id, at)
         })
         .await
+    }
+
+    async fn compact_change_log(
+        &self,
+        tombstones_before: OffsetDateTime,
+    ) -> StoreResult<ChangeLogCompaction> {
+        self.write(move |transaction| {
+            // Entries superseded by a later entry for the same thing carry nothing a pull
+            // still needs: every cursor before them also reads the later one.
+            let superseded = transaction.execute(
+                "DELETE FROM change_log AS old
+                 WHERE kind <> ?1 AND EXISTS (
+                     SELECT 1 FROM change_log AS newer
+                     WHERE newer.kind = old.kind AND newer.household_id = old.household_id
+                       AND newer.entity_id = old.entity_id AND newer.revision = old.revision
+                       AND newer.seq > old.seq)",
+                params![CHANGE_KIND_REMOVED],
+            )?;
+            let newest_expired: Option<i64> = transaction.query_row(
+                "SELECT MAX(seq) FROM change_log WHERE kind = ?1 AND logged_at < ?2",
+                params![CHANGE_KIND_REMOVED, to_millis(tombstones_before)?],
+                |row| row.get(0),
+            )?;
+            let tombstones = transaction.execute(
+                "DELETE FROM change_log WHERE kind = ?1 AND logged_at < ?2",
+                params![CHANGE_KIND_REMOVED, to_millis(tombstones_before)?],
+            )?;
+            if let Some(floor) = newest_expired {
+                transaction.execute(
+                    "UPDATE change_log_floor SET floor_seq = max(floor_seq, ?1) WHERE id = 1",
+                    params![floor],
+                )?;
+            }
+            Ok(ChangeLogCompaction {
+                superseded_deleted: superseded as u64,
+                tombstones_deleted: tombstones as u64,
+                floor_seq: change_log_floor_in(transaction)?,
+            })
+        })
+        .await
+    }
+
+    async fn change_log_floor(&self) -> StoreResult<i64> {
+        self.read(change_log_floor_in).await
     }
 
     async fn record_heartbeat(
@@ -2495,6 +2551,7 @@ mod tests {
     }
 
     conformance_tests!(
+        compaction_keeps_current_records_and_expires_old_tombstones,
         seed_and_read_back,
         sessions_expire,
         push_applies_and_dedupes_resent_seqs,
