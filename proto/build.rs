@@ -23,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("fieldsync_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Protobuf does not fix the order of map entries on the wire. Pull checkpoints carry a
+    // checksum over the encoded pages, which the phone recomputes from what it decoded, so
+    // both sides must encode maps in one order: sorted (BTreeMap) rather than hash order.
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -811,6 +811,29 @@ mod tests {
     }
 
     #[test]
+    fn a_household_re_encodes_to_the_same_bytes_so_pull_checksums_match() {
+        use prost::Message;
+        let household = v1::Household {
+            household_id: "h".into(),
+            field_seqs: (0..50)
+                .map(|index| (format!("member:m{index}.health"), index))
+                .collect(),
+            ..Default::default()
+        };
+        let page = v1::PullPage {
+            households: vec![household],
+            ..Default::default()
+        };
+        let sent = page.encode_to_vec();
+        let received = v1::PullPage::decode(sent.as_slice()).unwrap_or_default();
+        assert_eq!(
+            received.encode_to_vec(),
+            sent,
+            "map entries must encode in one order"
+        );
+    }
+
+    #[test]
     fn timestamps_before_1970_keep_their_sign() {
         let instant = OffsetDateTime::from_unix_timestamp_nanos(-1_500_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
