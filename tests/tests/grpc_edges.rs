@@ -376,3 +376,31 @@ async fn health_and_reflection_answer_on_the_same_port() {
     assert!(page.status().is_success());
     assert!(page.text().await.expect("body").contains("登录"));
 }
+
+#[tokio::test]
+async fn a_cursor_the_server_never_issued_gets_reset() {
+    let server = TestServer::start().await;
+    let token = server
+        .login("cadre01", &uuid::Uuid::now_v7().to_string())
+        .await;
+    for cursor in ["999999999", "not-a-cursor", "-5"] {
+        let mut sync = v1::sync_client::SyncClient::new(server.channel().await);
+        let mut stream = sync
+            .pull(authorized(
+                v1::PullRequest {
+                    cursor: cursor.into(),
+                    client: Some(client_info()),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("pull")
+            .into_inner();
+        let frame = stream.message().await.expect("frame").expect("a frame");
+        assert!(
+            matches!(frame.frame, Some(v1::pull_response::Frame::Reset(_))),
+            "cursor {cursor:?} got {frame:?}"
+        );
+    }
+}

@@ -103,12 +103,13 @@ impl v1::sync_server::Sync for SyncService {
             batch_id: request.batch_id.clone(),
             first_seq: request.first_seq,
             mutations,
-            // The heartbeat is a report about the moment of sending (device time, queue
-            // length), so a faithful retry may carry a different one; only the batch itself
-            // identifies the content a batch_id promises.
+            // The heartbeat (device time, queue length) and the client info (an app updated
+            // between a send and its retry) describe the sending, not the batch; only the
+            // batch itself identifies the content a batch_id promises.
             fingerprint: fingerprint(
                 &v1::PushRequest {
                     heartbeat: None,
+                    client: None,
                     ..request.clone()
                 }
                 .encode_to_vec(),
@@ -154,19 +155,26 @@ impl v1::sync_server::Sync for SyncService {
         {
             crate::sync::record_heartbeat(&self.state, &principal, heartbeat).await;
         }
-        let floor = self
+        let bounds = self
             .state
             .store
-            .change_log_floor()
+            .change_log_bounds()
             .await
             .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
         let cursor = match parse_cursor(&request.cursor) {
             // A cursor below the floor predates tombstones that were compacted away: the
             // phone may still hold a household it lost, so it must download its scope anew.
             // An empty cursor (0) is that fresh download and is always served.
-            Some(cursor) if cursor > 0 && cursor < floor => {
+            Some(cursor) if cursor > 0 && cursor < bounds.floor_seq => {
                 return Ok(reset_stream(
                     "cursor is older than the tombstone horizon; pull the scope again",
+                ));
+            }
+            // A cursor the server never issued yet: the server was restored from an older
+            // backup, and waiting would silently skip everything written since.
+            Some(cursor) if cursor > bounds.newest_seq => {
+                return Ok(reset_stream(
+                    "cursor is ahead of this server (restored from a backup?); pull the scope again",
                 ));
             }
             Some(cursor) => cursor,

@@ -307,6 +307,13 @@ pub struct ChangeLogCompaction {
     pub floor_seq: i64,
 }
 
+/// The range of cursors a pull can continue from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLogBounds {
+    pub floor_seq: i64,
+    pub newest_seq: i64,
+}
+
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -423,9 +430,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tombstones_before: OffsetDateTime,
     ) -> StoreResult<ChangeLogCompaction>;
 
-    /// The change-log floor (0 before any tombstone expired); see
-    /// [`Store::compact_change_log`].
-    async fn change_log_floor(&self) -> StoreResult<i64>;
+    /// The change-log floor (0 before any tombstone expired; see
+    /// [`Store::compact_change_log`]) and the newest sequence ever issued. A cursor outside
+    /// `[floor, newest]` (0 excepted) cannot be served incrementally.
+    async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds>;
 
     /// Keep the latest heartbeat of a device (upsert).
     async fn record_heartbeat(

@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    Area, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat,
-    Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter, QueueItem,
-    SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision, UnvisitedHousehold,
-    UploadRecord, UserRecord, VisitDetail,
+    Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
+    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
+    QueueItem, SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision,
+    UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
@@ -1522,6 +1522,19 @@ fn in_scope(
         .is_some())
 }
 
+/// The highest change sequence ever issued (AUTOINCREMENT's high-water mark), which stays
+/// put when compaction deletes the newest rows.
+fn newest_change_seq(connection: &Connection) -> StoreResult<i64> {
+    Ok(connection
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'change_log'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
 fn change_log_floor_in(connection: &Connection) -> StoreResult<i64> {
     Ok(connection.query_row(
         "SELECT floor_seq FROM change_log_floor WHERE id = 1",
@@ -1634,8 +1647,17 @@ fn pull_changes_in(
     let has_more = changes.len() > limit as usize;
     changes.truncate(limit as usize);
 
+    // With nothing more in scope, the caller has seen everything up to the newest sequence
+    // of this snapshot: jumping the cursor there keeps quiet phones ahead of the compaction
+    // floor, so only phones that really slept past the horizon get a RESET.
+    let read_up_to = changes.last().map_or(cursor, |change| change.0);
+    let next_cursor = if has_more {
+        read_up_to
+    } else {
+        read_up_to.max(newest_change_seq(connection)?)
+    };
     let mut result = PullChanges {
-        next_cursor: changes.last().map_or(cursor, |change| change.0),
+        next_cursor,
         has_more,
         ..PullChanges::default()
     };
@@ -2498,8 +2520,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn change_log_floor(&self) -> StoreResult<i64> {
-        self.read(change_log_floor_in).await
+    async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
+        self.read(|connection| {
+            Ok(ChangeLogBounds {
+                floor_seq: change_log_floor_in(connection)?,
+                newest_seq: newest_change_seq(connection)?,
+            })
+        })
+        .await
     }
 
     async fn record_heartbeat(
