@@ -65,7 +65,20 @@ pub async fn decide(
     principal: &Principal,
     request: DecisionRequest,
 ) -> Result<ReviewState, ServiceError> {
-    detail(state, principal, &request.visit_id).await?;
+    let visit = detail(state, principal, &request.visit_id).await?;
+    // A photo is evidence only once all its bytes arrived and verified; approving before
+    // that would approve something nobody has seen. Returning is always possible.
+    let still_uploading = visit
+        .visit
+        .photo_ids
+        .iter()
+        .filter(|photo_id| !visit.photo_ids_received.contains(photo_id))
+        .count();
+    if request.decision == Decision::Approve && still_uploading > 0 {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "照片尚未上传完成，暂不能通过 ({still_uploading} photo(s) still uploading; approve after they arrive)"
+        )));
+    }
     if request.decision == Decision::Return
         && request.reasons.is_empty()
         && request.note.trim().is_empty()
