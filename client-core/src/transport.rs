@@ -230,6 +230,7 @@ impl SyncTransport for GrpcTransport {
     ) -> ClientResult<UploadPosition> {
         let (channel, url) = self.channel().await?;
         let request = proto::StartUploadRequest {
+            client: Some(client_info()),
             sha256: sha256.to_owned(),
             size_bytes,
             mime_type: mime_type.to_owned(),
@@ -257,6 +258,7 @@ impl SyncTransport for GrpcTransport {
     ) -> Result<u64, ChunkRefused> {
         let (channel, url) = self.channel().await.map_err(ChunkRefused::Other)?;
         let request = proto::PutChunkRequest {
+            client: Some(client_info()),
             upload_id: upload_id.to_owned(),
             offset,
             crc32c: crc32c::crc32c(&data),
@@ -275,6 +277,7 @@ impl SyncTransport for GrpcTransport {
     async fn complete_upload(&self, token: &str, upload_id: &str) -> ClientResult<(String, u64)> {
         let (channel, url) = self.channel().await?;
         let request = proto::CompleteUploadRequest {
+            client: Some(client_info()),
             upload_id: upload_id.to_owned(),
         };
         match MediaClient::new(channel)
@@ -292,6 +295,7 @@ impl SyncTransport for GrpcTransport {
     async fn upload_status(&self, token: &str, upload_id: &str) -> ClientResult<UploadPosition> {
         let (channel, url) = self.channel().await?;
         let request = proto::UploadStatusRequest {
+            client: Some(client_info()),
             upload_id: upload_id.to_owned(),
         };
         match MediaClient::new(channel)

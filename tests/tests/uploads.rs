@@ -33,6 +33,7 @@ impl Uploader {
         self.media
             .start_upload(authorized(
                 v1::StartUploadRequest {
+                    client: Some(fieldsync_tests::client_info()),
                     sha256: hex::encode(sha2::Sha256::digest(bytes)),
                     size_bytes: bytes.len() as u64,
                     mime_type: "image/jpeg".into(),
@@ -53,6 +54,7 @@ impl Uploader {
         self.media
             .put_chunk(authorized(
                 v1::PutChunkRequest {
+                    client: Some(fieldsync_tests::client_info()),
                     upload_id: upload_id.into(),
                     offset,
                     data: data.to_vec(),
@@ -81,6 +83,7 @@ impl Uploader {
         self.media
             .complete_upload(authorized(
                 v1::CompleteUploadRequest {
+                    client: Some(fieldsync_tests::client_info()),
                     upload_id: upload_id.into(),
                 },
                 &self.token,
@@ -147,6 +150,7 @@ async fn a_corrupted_chunk_is_refused_and_the_resend_is_accepted() {
         .media
         .put_chunk(authorized(
             v1::PutChunkRequest {
+                client: Some(fieldsync_tests::client_info()),
                 upload_id: started.upload_id.clone(),
                 offset: 0,
                 data: corrupted,
@@ -333,4 +337,29 @@ async fn a_visit_cannot_be_approved_before_its_photos_have_arrived() {
         .expect("approve after upload")
         .into_inner();
     assert_eq!(approved.state, v1::ReviewState::Approved as i32);
+}
+
+#[tokio::test]
+async fn an_app_too_old_to_say_its_schema_is_told_to_upgrade_before_uploading() {
+    let server = TestServer::start().await;
+    let mut uploader = Uploader::new(&server, "cadre01").await;
+    let refused = uploader
+        .media
+        .start_upload(authorized(
+            v1::StartUploadRequest {
+                sha256: "0".repeat(64),
+                size_bytes: 10,
+                mime_type: "image/jpeg".into(),
+                client: None,
+            },
+            &uploader.token,
+        ))
+        .await
+        .expect_err("no client info");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("upgrade required"),
+        "{}",
+        refused.message()
+    );
 }

@@ -9,7 +9,7 @@ use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
 use fieldsync_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::principal_of;
+use super::{check_client, principal_of};
 use crate::AppState;
 use crate::error::ServiceError;
 use crate::media::blobs::BlobError;
@@ -98,6 +98,7 @@ impl v1::media_server::Media for MediaService {
     ) -> Result<Response<v1::StartUploadResponse>, Status> {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
+        check_client(&self.state, request.client.as_ref())?;
         if !is_sha256_hex(&request.sha256) {
             return Err(Status::invalid_argument(
                 "sha256: must be 64 lower-case hex characters",
@@ -159,6 +160,7 @@ impl v1::media_server::Media for MediaService {
     ) -> Result<Response<v1::PutChunkResponse>, Status> {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
+        check_client(&self.state, request.client.as_ref())?;
         let lock = self.lock_for(&request.upload_id);
         let _guard = lock.lock().await;
         let upload = self.own_upload(&principal, &request.upload_id).await?;
@@ -208,6 +210,7 @@ impl v1::media_server::Media for MediaService {
     ) -> Result<Response<v1::CompleteUploadResponse>, Status> {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
+        check_client(&self.state, request.client.as_ref())?;
         let lock = self.lock_for(&request.upload_id);
         let _guard = lock.lock().await;
         let upload = self.own_upload(&principal, &request.upload_id).await?;
@@ -251,6 +254,7 @@ impl v1::media_server::Media for MediaService {
         request: Request<v1::UploadStatusRequest>,
     ) -> Result<Response<v1::UploadStatusResponse>, Status> {
         let principal = principal_of(&self.state, &request).await?;
+        check_client(&self.state, request.get_ref().client.as_ref())?;
         let upload = self
             .own_upload(&principal, &request.get_ref().upload_id)
             .await?;
