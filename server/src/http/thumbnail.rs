@@ -1,22 +1,12 @@
-//! Photo thumbnails for the console. Photos are untrusted uploads, so decoding runs with
-//! size and memory limits, off the async workers, and a few at a time. The output is a
-//! freshly encoded JPEG, which also drops the original's EXIF (DESIGN §5: the console shows
-//! re-encoded copies; originals stay byte-exact as evidence).
+//! Photo thumbnails for the console. Photos are untrusted uploads, so the work is done by
+//! [`crate::media::photo::thumbnail`]: the type is sniffed from the bytes, dimensions and
+//! JPEG scan counts are checked from the headers before any pixel is decoded, JPEGs are
+//! decoded at 1/2, 1/4 or 1/8 scale straight from the DCT and finished with a SIMD resizer,
+//! and the EXIF orientation is applied. The output is a freshly encoded JPEG, which also
+//! drops the original's EXIF (DESIGN §5: the console shows re-encoded copies; originals stay
+//! byte-exact as evidence). CPU-heavy: call it from `spawn_blocking`.
 
-use std::io::Cursor;
-
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
-
-/// Longest side of a thumbnail, in pixels.
-pub const THUMBNAIL_LONGEST_SIDE: u32 = 320;
-/// Largest width or height a photo may declare; a 200 MP sensor is about 16000 px, phones
-/// are far below 12000.
-const MAX_DIMENSION: u32 = 12_000;
-/// Decoder memory budget; a 12000×12000 RGBA image would need 576 MB, so the budget also
-/// rejects the extreme corner of the dimension limit.
-const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
-/// JPEG quality of thumbnails: small files, still legible faces and walls.
-const THUMBNAIL_JPEG_QUALITY: u8 = 80;
+use crate::media::photo::{self, PhotoRejected};
 
 /// Why a thumbnail could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -29,54 +19,26 @@ pub enum ThumbnailError {
     Encode(String),
 }
 
-fn decode_error(error: image::ImageError) -> ThumbnailError {
-    match error {
-        image::ImageError::Limits(limit) => ThumbnailError::TooLarge(limit.to_string()),
-        other => ThumbnailError::Undecodable(other.to_string()),
+impl From<PhotoRejected> for ThumbnailError {
+    fn from(rejected: PhotoRejected) -> Self {
+        match rejected {
+            PhotoRejected::EncodeFailed(reason) => ThumbnailError::Encode(reason),
+            limit if limit.is_limit() => ThumbnailError::TooLarge(limit.to_string()),
+            other => ThumbnailError::Undecodable(other.to_string()),
+        }
     }
 }
 
-/// Decode `bytes` (JPEG, PNG or WebP) under limits, turn it upright per its EXIF
-/// orientation, shrink it to fit [`THUMBNAIL_LONGEST_SIDE`] and encode it as JPEG.
-/// CPU-heavy: call it from `spawn_blocking`.
+/// Check `bytes` (JPEG, PNG or WebP), turn it upright per its EXIF orientation, shrink it to
+/// fit [`photo::THUMBNAIL_LONGEST_SIDE`] (320 px) and encode it as JPEG.
 pub fn make_thumbnail(bytes: &[u8]) -> Result<Vec<u8>, ThumbnailError> {
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DIMENSION);
-    limits.max_image_height = Some(MAX_DIMENSION);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|error| ThumbnailError::Undecodable(error.to_string()))?;
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
-    // Phones store portrait shots as rotated landscape pixels plus an EXIF tag; without
-    // honouring it the reviewer would see people lying on their side.
-    let orientation = decoder.orientation().map_err(decode_error)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    image.apply_orientation(orientation);
-
-    let fitted =
-        if image.width() > THUMBNAIL_LONGEST_SIDE || image.height() > THUMBNAIL_LONGEST_SIDE {
-            image.resize(
-                THUMBNAIL_LONGEST_SIDE,
-                THUMBNAIL_LONGEST_SIDE,
-                image::imageops::FilterType::Triangle,
-            )
-        } else {
-            image
-        };
-    // JPEG has no alpha channel; flatten to RGB8 whatever the source was.
-    let rgb = fitted.to_rgb8();
-    let mut output = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut output, THUMBNAIL_JPEG_QUALITY)
-        .encode_image(&rgb)
-        .map_err(|error| ThumbnailError::Encode(error.to_string()))?;
-    Ok(output)
+    Ok(photo::thumbnail(bytes)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     fn png_of(width: u32, height: u32) -> Vec<u8> {
@@ -114,6 +76,15 @@ mod tests {
         assert!(matches!(
             make_thumbnail(&[]),
             Err(ThumbnailError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn bombs_are_too_large() {
+        let bomb = photo::synthetic::png_bomb(50_000, 50_000);
+        assert!(matches!(
+            make_thumbnail(&bomb),
+            Err(ThumbnailError::TooLarge(_))
         ));
     }
 }
