@@ -383,12 +383,31 @@ async fn a_cursor_the_server_never_issued_gets_reset() {
     let token = server
         .login("cadre01", &uuid::Uuid::now_v7().to_string())
         .await;
-    for cursor in ["999999999", "not-a-cursor", "-5"] {
+    // The cursor the server issues names the cadre's township: `v2:<township>=<seq>`.
+    let (households, _, issued) = pull_all(server.channel().await, &token).await;
+    let township = &households[0].township_id;
+    assert!(issued.starts_with(&format!("v2:{township}=")), "{issued:?}");
+    let cursors = [
+        // A position the township never reached (a server restored from an older backup).
+        (format!("v2:{township}=999999999"), true),
+        // A township this server never wrote to.
+        ("v2:no-such-township=5".to_owned(), true),
+        // A v1 cursor (the global sequence before per-scope sequences), an unknown version
+        // and garbage.
+        ("999999999".to_owned(), true),
+        ("v9:whatever".to_owned(), true),
+        ("v2:broken".to_owned(), true),
+        ("not-a-cursor".to_owned(), true),
+        ("-5".to_owned(), true),
+        // The cursor the server issued is served.
+        (issued, false),
+    ];
+    for (cursor, expect_reset) in cursors {
         let mut sync = v1::sync_client::SyncClient::new(server.channel().await);
         let mut stream = sync
             .pull(authorized(
                 v1::PullRequest {
-                    cursor: cursor.into(),
+                    cursor: cursor.clone(),
                     client: Some(client_info()),
                     ..Default::default()
                 },
@@ -398,9 +417,7 @@ async fn a_cursor_the_server_never_issued_gets_reset() {
             .expect("pull")
             .into_inner();
         let frame = stream.message().await.expect("frame").expect("a frame");
-        assert!(
-            matches!(frame.frame, Some(v1::pull_response::Frame::Reset(_))),
-            "cursor {cursor:?} got {frame:?}"
-        );
+        let reset = matches!(frame.frame, Some(v1::pull_response::Frame::Reset(_)));
+        assert_eq!(reset, expect_reset, "cursor {cursor:?} got {frame:?}");
     }
 }

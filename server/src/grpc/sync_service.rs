@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{check_client, invalid_wire, principal_of};
 use crate::AppState;
-use crate::store::{Heartbeat, Principal};
+use crate::store::{CursorError, CursorOutOfRange, Heartbeat, Principal, ScopeCursor};
 use crate::sync::{PushInput, fingerprint};
 
 /// Change-log entries read per page. Small pages keep memory flat on the server and let a
@@ -161,29 +161,42 @@ impl v1::sync_server::Sync for SyncService {
             .change_log_bounds()
             .await
             .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
-        let cursor = match parse_cursor(&request.cursor) {
-            // A cursor below the floor predates tombstones that were compacted away: the
-            // phone may still hold a household it lost, so it must download its scope anew.
-            // An empty cursor (0) is that fresh download and is always served.
-            Some(cursor) if cursor > 0 && cursor < bounds.floor_seq => {
+        // The cursor is opaque to phones: `v2:<township>=<seq>,...` (see `ScopeCursor`).
+        // Anything else is RESET, and so is a plain decimal: the single global sequence of
+        // servers before per-scope sequences, which every phone sends once after the upgrade
+        // and then re-downloads its scope (keeping its outbox). An empty cursor is a fresh
+        // download and is always served.
+        let cursor = match ScopeCursor::parse(&request.cursor) {
+            Ok(cursor) => cursor,
+            Err(CursorError::Legacy) => {
                 return Ok(reset_stream(
-                    "cursor is older than the tombstone horizon; pull the scope again",
+                    "cursor predates per-scope sequences; pull the scope again",
                 ));
             }
-            // A cursor the server never issued yet: the server was restored from an older
-            // backup, and waiting would silently skip everything written since.
-            Some(cursor) if cursor > bounds.newest_seq => {
-                return Ok(reset_stream(
-                    "cursor is ahead of this server (restored from a backup?); pull the scope again",
-                ));
-            }
-            Some(cursor) => cursor,
-            None => {
+            Err(CursorError::UnknownVersion | CursorError::Malformed(_)) => {
                 return Ok(reset_stream(
                     "cursor is not one this server issued; pull the scope again",
                 ));
             }
         };
+        match bounds.check(&cursor) {
+            Ok(()) => {}
+            // A position below its scope's floor predates tombstones that were compacted
+            // away: the phone may still hold a household it lost, so it must download its
+            // scope anew.
+            Err(CursorOutOfRange::BelowFloor { .. }) => {
+                return Ok(reset_stream(
+                    "cursor is older than the tombstone horizon; pull the scope again",
+                ));
+            }
+            // A position the scope never issued yet: the server was restored from an older
+            // backup, and waiting would silently skip everything written since.
+            Err(CursorOutOfRange::AheadOfServer { .. }) => {
+                return Ok(reset_stream(
+                    "cursor is ahead of this server (restored from a backup?); pull the scope again",
+                ));
+            }
+        }
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -215,25 +228,17 @@ fn reset_stream(reason: &str) -> Response<<SyncService as v1::sync_server::Sync>
     Response::new(Box::pin(tokio_stream::iter([Ok(reset)])))
 }
 
-/// Cursors are the decimal change sequence; empty means "from the beginning".
-fn parse_cursor(cursor: &str) -> Option<i64> {
-    if cursor.is_empty() {
-        return Some(0);
-    }
-    cursor.parse::<i64>().ok().filter(|value| *value >= 0)
-}
-
 async fn stream_scope(
     state: &AppState,
     principal: &Principal,
-    mut cursor: i64,
+    mut cursor: ScopeCursor,
     sender: &tokio::sync::mpsc::Sender<Result<v1::PullResponse, Status>>,
 ) -> Result<(), Status> {
     let mut checksum = Sha256::new();
     loop {
         let changes = state
             .store
-            .pull_changes(principal, cursor, PULL_PAGE_ENTRIES)
+            .pull_changes(principal, &cursor, PULL_PAGE_ENTRIES)
             .await
             .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
         cursor = changes.next_cursor;
@@ -260,7 +265,7 @@ async fn stream_scope(
     }
     let checkpoint = v1::Checkpoint {
         server_hlc: server_hlc(state),
-        cursor: cursor.to_string(),
+        cursor: cursor.encode(),
         checksum: hex::encode(checksum.finalize()),
         server_time: Some(instant_to_wire(state.clock.now())),
     };

@@ -9,7 +9,7 @@
 //! Schema changes are numbered SQL files in `migrations/`, embedded at build time and applied
 //! in order, each in its own transaction, with the version kept in `PRAGMA user_version`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 use super::{
     Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
     Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
-    QueueItem, SeedData, SessionRecord, Store, StoreError, StoreResult, StoredDecision,
-    UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
+    QueueItem, ScopeBounds, ScopeCursor, SeedData, SessionRecord, Store, StoreError, StoreResult,
+    StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (3, "removals", include_str!("migrations/0003_removals.sql")),
     (4, "horizon", include_str!("migrations/0004_horizon.sql")),
+    (
+        5,
+        "scope_sequences",
+        include_str!("migrations/0005_scope_sequences.sql"),
+    ),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -270,18 +275,92 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
 
 // ----- row helpers shared by reads and writes -----
 
+/// The next sequence of a scope (township), allocated inside the caller's write
+/// transaction. The `UPDATE ... RETURNING` takes the scope's counter row, which is what keeps
+/// a scope's numbers visible in allocation order under concurrent writers (PostgreSQL) too;
+/// a free-running sequence could become visible out of order and make a pull skip rows.
+fn next_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
+    connection.execute(
+        "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 0)
+         ON CONFLICT (scope_id) DO NOTHING",
+        params![scope_id],
+    )?;
+    Ok(connection.query_row(
+        "UPDATE scope_counters SET last_seq = last_seq + 1 WHERE scope_id = ?1 RETURNING last_seq",
+        params![scope_id],
+        |row| row.get(0),
+    )?)
+}
+
+/// One change-log entry to write.
+struct ChangeEntry<'a> {
+    /// The household's township: the scope the entry is pulled in.
+    scope_id: &'a str,
+    household_id: &'a str,
+    kind: &'a str,
+    entity_id: &'a str,
+    revision: u32,
+    /// For tombstones: the user they are for.
+    addressed_to: Option<&'a str>,
+    /// When a tombstone was written (unix ms; the horizon counts from it); 0 for other
+    /// kinds, which never expire.
+    logged_at: i64,
+}
+
+/// Write a change-log entry at its scope's next sequence; returns its global row id (`seq`).
+fn log_entry(connection: &Connection, entry: &ChangeEntry<'_>) -> StoreResult<i64> {
+    let scope_seq = next_scope_seq(connection, entry.scope_id)?;
+    connection.execute(
+        "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to,
+                                 logged_at, scope_id, scope_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            entry.household_id,
+            entry.kind,
+            entry.entity_id,
+            entry.revision,
+            entry.addressed_to,
+            entry.logged_at,
+            entry.scope_id,
+            scope_seq
+        ],
+    )?;
+    Ok(connection.last_insert_rowid())
+}
+
+/// Log a change of a household in township `scope_id`; returns its global row id (`seq`).
 fn log_change(
     connection: &Connection,
+    scope_id: &str,
     household_id: &str,
     kind: &str,
     entity_id: &str,
     revision: u32,
 ) -> StoreResult<i64> {
-    connection.execute(
-        "INSERT INTO change_log (household_id, kind, entity_id, revision) VALUES (?1, ?2, ?3, ?4)",
-        params![household_id, kind, entity_id, revision],
-    )?;
-    Ok(connection.last_insert_rowid())
+    log_entry(
+        connection,
+        &ChangeEntry {
+            scope_id,
+            household_id,
+            kind,
+            entity_id,
+            revision,
+            addressed_to: None,
+            logged_at: 0,
+        },
+    )
+}
+
+/// The township of a stored household (the scope its changes are logged in).
+fn township_of(connection: &Connection, household_id: &str) -> StoreResult<String> {
+    connection
+        .query_row(
+            "SELECT township_id FROM households WHERE household_id = ?1",
+            params![household_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| corrupt(format!("change for missing household {household_id}")))
 }
 
 const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
@@ -764,6 +843,15 @@ fn register_history_in(
 }
 
 /// Store the card (with its new server sequence) after a change logged at `seq`.
+///
+/// `seq` is the change log's global row id, not the scope sequence. A household's
+/// `server_seq`, its `field_seqs` and the `server_seq` of its register writes only need to be
+/// comparable within that one household (a phone's `base_seq` against the writes it may not
+/// have seen), and the global row id increases in commit order there, because SQLite has one
+/// writer and every writer of a household takes that household's row. Keeping it avoids
+/// renumbering stored writes and the `base_seq` of edits still queued on phones; a
+/// PostgreSQL store must draw it after locking the household row. (A per-township sequence
+/// would work as well, since a household lives in one township, but buys nothing here.)
 fn save_household(
     transaction: &Transaction<'_>,
     card: &mut Household,
@@ -821,6 +909,7 @@ fn write_register(
     // base_seq provably saw this write and everything before it.
     let seq = log_change(
         transaction,
+        &card.township_id,
         &card.household_id,
         CHANGE_KIND_HOUSEHOLD,
         &card.household_id,
@@ -968,6 +1057,7 @@ fn add_member(
     card.members.push(member.clone());
     let seq = log_change(
         transaction,
+        &card.township_id,
         household_id,
         CHANGE_KIND_HOUSEHOLD,
         household_id,
@@ -1340,6 +1430,7 @@ fn submit_visit(
         )?;
         log_change(
             transaction,
+            &household.township_id,
             &visit.household_id,
             CHANGE_KIND_VISIT_STATUS,
             &visit.visit_id,
@@ -1379,6 +1470,7 @@ fn submit_visit(
     )?;
     log_change(
         transaction,
+        &household.township_id,
         &visit.household_id,
         CHANGE_KIND_VISIT_STATUS,
         &visit.visit_id,
@@ -1522,25 +1614,45 @@ fn in_scope(
         .is_some())
 }
 
-/// The highest change sequence ever issued (AUTOINCREMENT's high-water mark), which stays
-/// put when compaction deletes the newest rows.
-fn newest_change_seq(connection: &Connection) -> StoreResult<i64> {
+/// The newest sequence ever issued in a scope (its counter, which never goes back when
+/// compaction deletes the newest rows); 0 for a scope never written.
+fn newest_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
     Ok(connection
         .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'change_log'",
-            [],
+            "SELECT last_seq FROM scope_counters WHERE scope_id = ?1",
+            params![scope_id],
             |row| row.get(0),
         )
         .optional()?
         .unwrap_or(0))
 }
 
-fn change_log_floor_in(connection: &Connection) -> StoreResult<i64> {
-    Ok(connection.query_row(
-        "SELECT floor_seq FROM change_log_floor WHERE id = 1",
-        [],
-        |row| row.get(0),
-    )?)
+/// Every scope's floor, for scopes that have one.
+fn scope_floors_in(connection: &Connection) -> StoreResult<BTreeMap<String, i64>> {
+    let mut statement =
+        connection.prepare("SELECT scope_id, floor_seq FROM scope_floors ORDER BY scope_id")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn change_log_bounds_in(connection: &Connection) -> StoreResult<ChangeLogBounds> {
+    let mut statement = connection.prepare(
+        "SELECT scope_counters.scope_id, last_seq, COALESCE(floor_seq, 0)
+         FROM scope_counters LEFT JOIN scope_floors USING (scope_id)
+         ORDER BY scope_counters.scope_id",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            ScopeBounds {
+                newest_seq: row.get(1)?,
+                floor_seq: row.get(2)?,
+            },
+        ))
+    })?;
+    Ok(ChangeLogBounds {
+        scopes: rows.collect::<Result<_, _>>()?,
+    })
 }
 
 fn reassign_household_in(
@@ -1588,11 +1700,19 @@ fn reassign_household_in(
             .optional()?
             .is_some();
         if !still_paired {
-            transaction.execute(
-                "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to,
-                                         logged_at)
-                 VALUES (?1, ?2, ?1, 0, ?3, ?4)",
-                params![household_id, CHANGE_KIND_REMOVED, old_cadre, to_millis(at)?],
+            // The tombstone belongs to the household's township scope; the old cadre keeps
+            // reading that scope until it expires (see `principal_scopes`).
+            log_entry(
+                transaction,
+                &ChangeEntry {
+                    scope_id: &card.township_id,
+                    household_id,
+                    kind: CHANGE_KIND_REMOVED,
+                    entity_id: household_id,
+                    revision: 0,
+                    addressed_to: Some(old_cadre),
+                    logged_at: to_millis(at)?,
+                },
             )?;
         }
     }
@@ -1600,6 +1720,7 @@ fn reassign_household_in(
     // past every earlier entry of this household) still reaches it.
     let seq = log_change(
         transaction,
+        &card.township_id,
         household_id,
         CHANGE_KIND_HOUSEHOLD,
         household_id,
@@ -1608,10 +1729,30 @@ fn reassign_household_in(
     save_household(transaction, &mut card, seq)
 }
 
+/// The scopes (townships) a principal pulls: those of the households in its scope now, plus
+/// those of tombstones still addressed to it (a cadre who lost the last household of a
+/// township must still learn of the removal). Sorted.
+fn principal_scopes(connection: &Connection, principal: &Principal) -> StoreResult<Vec<String>> {
+    let scope_key = match principal.role {
+        Role::Cadre => &principal.user_id,
+        _ => &principal.area_id,
+    };
+    let sql = format!(
+        "SELECT township_id FROM households WHERE household_id IN ({scope})
+         UNION
+         SELECT scope_id FROM change_log WHERE kind = '{CHANGE_KIND_REMOVED}' AND addressed_to = ?2
+         ORDER BY 1",
+        scope = scope_sql(principal.role)
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params![scope_key, principal.user_id], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 fn pull_changes_in(
     connection: &Connection,
     principal: &Principal,
-    cursor: i64,
+    cursor: &ScopeCursor,
     limit: u32,
 ) -> StoreResult<PullChanges> {
     let scope_key = match principal.role {
@@ -1622,40 +1763,69 @@ fn pull_changes_in(
     // Tombstones are delivered only to their addressee, who no longer has the household in
     // scope; everything else is delivered by scope.
     let sql = format!(
-        "SELECT seq, household_id, kind, entity_id, revision FROM change_log
-         WHERE seq > ?2
+        "SELECT scope_seq, household_id, kind, entity_id, revision FROM change_log
+         WHERE scope_id = ?5 AND scope_seq > ?2
            AND ((kind <> '{CHANGE_KIND_REMOVED}' AND household_id IN ({scope}))
                 OR (kind = '{CHANGE_KIND_REMOVED}' AND addressed_to = ?4))
-         ORDER BY seq LIMIT ?3",
+         ORDER BY scope_seq LIMIT ?3",
         scope = scope_sql(principal.role)
     );
     let mut statement = connection.prepare(&sql)?;
-    // One row more than asked tells whether another page exists without a COUNT.
-    let rows = statement.query_map(
-        params![scope_key, cursor, i64::from(limit) + 1, principal.user_id],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, u32>(4)?,
-            ))
-        },
-    )?;
-    let mut changes: Vec<(i64, String, String, String, u32)> = rows.collect::<Result<_, _>>()?;
-    let has_more = changes.len() > limit as usize;
-    changes.truncate(limit as usize);
-
-    // With nothing more in scope, the caller has seen everything up to the newest sequence
-    // of this snapshot: jumping the cursor there keeps quiet phones ahead of the compaction
-    // floor, so only phones that really slept past the horizon get a RESET.
-    let read_up_to = changes.last().map_or(cursor, |change| change.0);
-    let next_cursor = if has_more {
-        read_up_to
-    } else {
-        read_up_to.max(newest_change_seq(connection)?)
-    };
+    // `limit` entries in all: scopes are read in order, each with what the earlier ones left.
+    // A scope not reached keeps its position, and `has_more` asks for another page.
+    let mut remaining = limit;
+    let mut has_more = false;
+    let mut next_cursor = ScopeCursor::default();
+    let mut changes: Vec<(String, String, String, u32)> = Vec::new();
+    for scope_id in principal_scopes(connection, principal)? {
+        let from = cursor.get(&scope_id);
+        if remaining == 0 {
+            has_more = true;
+            next_cursor.set(&scope_id, from);
+            continue;
+        }
+        // One row more than asked tells whether this scope has more without a COUNT.
+        let rows = statement.query_map(
+            params![
+                scope_key,
+                from,
+                i64::from(remaining) + 1,
+                principal.user_id,
+                scope_id
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, u32>(4)?,
+                ))
+            },
+        )?;
+        let mut scope_changes: Vec<(i64, String, String, String, u32)> =
+            rows.collect::<Result<_, _>>()?;
+        let scope_has_more = scope_changes.len() > remaining as usize;
+        scope_changes.truncate(remaining as usize);
+        remaining -= scope_changes.len() as u32;
+        let read_up_to = scope_changes.last().map_or(from, |change| change.0);
+        // With nothing more of this scope in view, the caller has seen everything up to the
+        // scope's newest sequence in this snapshot: jumping there keeps quiet phones ahead of
+        // the scope's compaction floor, so only phones that really slept past the horizon get
+        // a RESET.
+        let position = if scope_has_more {
+            has_more = true;
+            read_up_to
+        } else {
+            read_up_to.max(newest_scope_seq(connection, &scope_id)?)
+        };
+        next_cursor.set(&scope_id, position);
+        changes.extend(scope_changes.into_iter().map(
+            |(_, household_id, kind, entity_id, revision)| {
+                (household_id, kind, entity_id, revision)
+            },
+        ));
+    }
     let mut result = PullChanges {
         next_cursor,
         has_more,
@@ -1663,7 +1833,7 @@ fn pull_changes_in(
     };
     let mut households_seen = HashSet::new();
     let mut statuses_seen = HashSet::new();
-    for (_, household_id, kind, entity_id, revision) in changes {
+    for (household_id, kind, entity_id, revision) in changes {
         match kind.as_str() {
             CHANGE_KIND_HOUSEHOLD => {
                 if households_seen.insert(household_id.clone())
@@ -1919,6 +2089,7 @@ fn decide_in(transaction: &Transaction<'_>, decision: &StoredDecision) -> StoreR
     )?;
     log_change(
         transaction,
+        &township_of(transaction, &household_id)?,
         &household_id,
         CHANGE_KIND_VISIT_STATUS,
         &request.visit_id,
@@ -2031,6 +2202,7 @@ fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<(
         // column agree from the start; a first pull then delivers every household.
         let seq = log_change(
             transaction,
+            &household.township_id,
             &household.household_id,
             CHANGE_KIND_HOUSEHOLD,
             &household.household_id,
@@ -2248,11 +2420,12 @@ impl Store for SqliteStore {
     async fn pull_changes(
         &self,
         principal: &Principal,
-        cursor: i64,
+        cursor: &ScopeCursor,
         limit: u32,
     ) -> StoreResult<PullChanges> {
         let principal = principal.clone();
-        self.read(move |connection| pull_changes_in(connection, &principal, cursor, limit))
+        let cursor = cursor.clone();
+        self.read(move |connection| pull_changes_in(connection, &principal, &cursor, limit))
             .await
     }
 
@@ -2496,38 +2669,40 @@ impl Store for SqliteStore {
                        AND newer.seq > old.seq)",
                 params![CHANGE_KIND_REMOVED],
             )?;
-            let newest_expired: Option<i64> = transaction.query_row(
-                "SELECT MAX(seq) FROM change_log WHERE kind = ?1 AND logged_at < ?2",
-                params![CHANGE_KIND_REMOVED, to_millis(tombstones_before)?],
-                |row| row.get(0),
-            )?;
+            let before = to_millis(tombstones_before)?;
+            let expired: Vec<(String, i64)> = {
+                let mut statement = transaction.prepare(
+                    "SELECT scope_id, MAX(scope_seq) FROM change_log
+                     WHERE kind = ?1 AND logged_at < ?2 GROUP BY scope_id",
+                )?;
+                let rows = statement.query_map(params![CHANGE_KIND_REMOVED, before], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
             let tombstones = transaction.execute(
                 "DELETE FROM change_log WHERE kind = ?1 AND logged_at < ?2",
-                params![CHANGE_KIND_REMOVED, to_millis(tombstones_before)?],
+                params![CHANGE_KIND_REMOVED, before],
             )?;
-            if let Some(floor) = newest_expired {
+            for (scope_id, floor) in expired {
                 transaction.execute(
-                    "UPDATE change_log_floor SET floor_seq = max(floor_seq, ?1) WHERE id = 1",
-                    params![floor],
+                    "INSERT INTO scope_floors (scope_id, floor_seq) VALUES (?1, ?2)
+                     ON CONFLICT (scope_id) DO UPDATE
+                     SET floor_seq = max(floor_seq, excluded.floor_seq)",
+                    params![scope_id, floor],
                 )?;
             }
             Ok(ChangeLogCompaction {
                 superseded_deleted: superseded as u64,
                 tombstones_deleted: tombstones as u64,
-                floor_seq: change_log_floor_in(transaction)?,
+                floors: scope_floors_in(transaction)?,
             })
         })
         .await
     }
 
     async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
-        self.read(|connection| {
-            Ok(ChangeLogBounds {
-                floor_seq: change_log_floor_in(connection)?,
-                newest_seq: newest_change_seq(connection)?,
-            })
-        })
-        .await
+        self.read(change_log_bounds_in).await
     }
 
     async fn record_heartbeat(
@@ -2604,6 +2779,8 @@ mod tests {
         resolving_a_conflict_writes_the_choice_and_closes_the_register,
         heartbeats_list_the_oldest_unsent_data_first,
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
+        townships_advance_their_sequences_independently,
+        a_township_missing_from_the_cursor_starts_at_zero,
     );
 
     fn user_version(connection: &Connection) -> i64 {
@@ -2688,7 +2865,13 @@ mod tests {
                 transaction.commit().expect("commit");
             }
             for _ in 0..3 {
-                log_change(&connection, "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
+                connection
+                    .execute(
+                        "INSERT INTO change_log (household_id, kind, entity_id, revision)
+                         VALUES ('h', 'household', 'h', 0)",
+                        [],
+                    )
+                    .expect("log");
             }
             connection
                 .execute("DELETE FROM change_log WHERE seq = 3", [])
@@ -2700,8 +2883,83 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM change_log", [], |row| row.get(0))
             .expect("count");
         assert_eq!(kept, 2, "every change survives the rebuild");
-        let next = log_change(&writer, "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
+        let next = log_change(&writer, "t", "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
         assert_eq!(next, 4, "seq 3 was handed out once and is never reused");
+    }
+
+    #[tokio::test]
+    async fn scope_sequences_are_backfilled_per_township_in_the_old_order() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        {
+            // A database as migration 4 left it: a seeded county, a compacted entry and an
+            // expired tombstone (global floor 6).
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in &MIGRATIONS[..4] {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            connection
+                .execute_batch(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name,
+                                             card, server_seq)
+                     VALUES ('h1', 't1', 'v1', 'a', '{}', 5), ('h2', 't2', 'v2', 'b', '{}', 4),
+                            ('h3', 't1', 'v1', 'c', '{}', 3);
+                     INSERT INTO change_log (seq, household_id, kind, entity_id, revision)
+                     VALUES (1, 'h1', 'household', 'h1', 0), (2, 'h2', 'household', 'h2', 0),
+                            (3, 'h3', 'household', 'h3', 0), (4, 'h2', 'household', 'h2', 0),
+                            (5, 'h1', 'household', 'h1', 0);
+                     DELETE FROM change_log WHERE seq = 2;
+                     UPDATE change_log_floor SET floor_seq = 6;",
+                )
+                .expect("old rows");
+        }
+        let store = SqliteStore::open(&path).expect("migrate");
+        let rows: Vec<(i64, String, i64)> = {
+            let writer = store.inner.writer.lock().expect("writer");
+            let mut statement = writer
+                .prepare("SELECT seq, scope_id, scope_seq FROM change_log ORDER BY seq")
+                .expect("prepare");
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("collect")
+        };
+        assert_eq!(
+            rows,
+            vec![
+                (1, "t1".into(), 1),
+                (3, "t1".into(), 2),
+                (4, "t2".into(), 1),
+                (5, "t1".into(), 3),
+            ]
+        );
+        let bounds = store.change_log_bounds().await.expect("bounds");
+        assert_eq!(
+            bounds.of("t1"),
+            ScopeBounds {
+                floor_seq: 0,
+                newest_seq: 3
+            },
+            "every old cursor resets anyway, so the old global floor is not carried over"
+        );
+        assert_eq!(bounds.of("t2").newest_seq, 1);
+        let writer = store.inner.writer.lock().expect("writer");
+        let next = log_change(&writer, "t2", "h2", CHANGE_KIND_HOUSEHOLD, "h2", 0).expect("log");
+        assert_eq!(next, 6, "the global row id continues");
+        let t2_seq: i64 = writer
+            .query_row(
+                "SELECT scope_seq FROM change_log WHERE seq = ?1",
+                params![next],
+                |row| row.get(0),
+            )
+            .expect("scope seq");
+        assert_eq!(t2_seq, 2, "township t2 continues from its own counter");
     }
 
     #[tokio::test]
