@@ -1521,6 +1521,28 @@ impl World {
             note: String::new(),
             deadline: String::new(),
         };
+        let photos_pending = detail
+            .visit
+            .photo_ids
+            .iter()
+            .any(|photo_id| !detail.photo_ids_received.contains(photo_id));
+        if approve && photos_pending {
+            // Evidence nobody has seen cannot be approved: the server must refuse, and the
+            // supervisor waits for the photos (a return would still be allowed).
+            match fieldsync_server::review::decide(&state, &principal, request).await {
+                Err(fieldsync_server::error::ServiceError::FailedPrecondition(message))
+                    if message.contains("still uploading") =>
+                {
+                    self.note(format!("supervisor waits for the photos of {visit_id}"));
+                    return Ok(());
+                }
+                other => {
+                    return Err(format!(
+                        "approving {visit_id} before its photos arrived gave {other:?}"
+                    ));
+                }
+            }
+        }
         let decided = fieldsync_server::review::decide(&state, &principal, request)
             .await
             .map_err(|error| format!("decide {visit_id}: {error}"))?;
