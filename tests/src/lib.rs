@@ -176,6 +176,28 @@ pub async fn pull_all(
     panic!("pull ended without a checkpoint")
 }
 
+/// A console session: a cookie-keeping HTTP client (no redirects followed) logged in through
+/// the console's login form.
+pub async fn console_login(server: &TestServer, username: &str) -> reqwest::Client {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let response = browser
+        .post(format!("{}/console/login", server.url()))
+        .form(&[("username", username), ("password", DEMO_PASSWORD)])
+        .send()
+        .await
+        .expect("login post");
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "login redirects to the queue"
+    );
+    browser
+}
+
 /// Absolute path of a test photo in the shared test data.
 pub fn test_photo(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -5,24 +5,7 @@
 use fieldsync_model::hlc::{Hlc, unix_millis};
 use fieldsync_proto::convert::instant_to_wire;
 use fieldsync_proto::v1;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, client_info, pull_all};
-
-/// A console session: a cookie-keeping HTTP client logged in through the login form.
-async fn console_login(server: &TestServer, username: &str) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client");
-    let response = browser
-        .post(format!("{}/console/login", server.url()))
-        .form(&[("username", username), ("password", DEMO_PASSWORD)])
-        .send()
-        .await
-        .expect("login post");
-    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
-    browser
-}
+use fieldsync_tests::{TestServer, authorized, client_info, console_login, pull_all};
 
 fn phone_edit(
     device_id: &str,

@@ -6,7 +6,7 @@
 use fieldsync_client::Client;
 use fieldsync_model::register::FieldTarget;
 use fieldsync_server::store::{Pairing, SeedData};
-use fieldsync_tests::{DEMO_PASSWORD, TestServer};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
 
 async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
     let folder = tempfile::tempdir().expect("temp dir");
@@ -91,18 +91,7 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
         .expect("first pulls the second's edit");
 
     // Nothing was overwritten silently: the supervisor sees both values.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client");
-    let login = browser
-        .post(format!("{}/console/login", server.url()))
-        .form(&[("username", "township1"), ("password", DEMO_PASSWORD)])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+    let browser = console_login(&server, "township1").await;
     let conflicts: serde_json::Value = browser
         .get(format!("{}/console/api/conflicts", server.url()))
         .send()

@@ -7,7 +7,7 @@ use fieldsync_client::{Client, NewVisit, VisitState};
 use fieldsync_model::codes::{Crs, LocationProvider, VisitMode};
 use fieldsync_model::visit::GpsFix;
 use fieldsync_proto::v1;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, test_photo};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, console_login, test_photo};
 use time::{Duration, OffsetDateTime};
 
 /// A URL where nothing listens: the port was bound and released, so connecting is refused.
@@ -65,27 +65,6 @@ fn state_of(client: &Client, visit_id: &str) -> VisitState {
         .expect("read")
         .expect("visit on phone")
         .state
-}
-
-/// A console session: a cookie-keeping HTTP client logged in through the login form.
-async fn console_login(server: &TestServer, username: &str) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client");
-    let response = browser
-        .post(format!("{}/console/login", server.url()))
-        .form(&[("username", username), ("password", DEMO_PASSWORD)])
-        .send()
-        .await
-        .expect("login post");
-    assert_eq!(
-        response.status(),
-        reqwest::StatusCode::SEE_OTHER,
-        "login redirects to the queue"
-    );
-    browser
 }
 
 async fn console_visit_json(
