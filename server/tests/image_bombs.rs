@@ -68,7 +68,7 @@ fn bombs_are_refused_within_16_mib() {
     // the thumbnail path (1/8-scale DCT decode) stays far below that.
     let control = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/photos/mobile_jolla.jpg"
+        "/../testdata/photos/mobile_jolla.jpg"
     ))
     .unwrap();
     let (decoded, full_peak) = peak_during(|| image::load_from_memory(&control).unwrap());

@@ -198,10 +198,10 @@ pub async fn console_login(server: &TestServer, username: &str) -> reqwest::Clie
     browser
 }
 
-/// Absolute path of a test photo in the shared test data.
+/// Absolute path of a test photo in the repository's `testdata/photos` (see its README).
 pub fn test_photo(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/photos")
+        .join("../testdata/photos")
         .join(name)
 }
 

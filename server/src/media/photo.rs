@@ -1238,7 +1238,7 @@ pub mod synthetic {
 mod tests {
     use super::*;
 
-    const PHOTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/photos");
+    const PHOTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/photos");
 
     fn photo(name: &str) -> Vec<u8> {
         std::fs::read(format!("{PHOTOS}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
