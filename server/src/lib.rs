@@ -118,6 +118,7 @@ pub async fn serve(
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
+    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
@@ -125,6 +126,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     maintenance.abort();
+    upload_expiry.abort();
     Ok(())
 }
 
@@ -140,6 +142,21 @@ async fn compact_change_log_daily(state: AppState) {
         match state.store.compact_change_log(horizon).await {
             Ok(report) => tracing::info!(?report, "change log compacted"),
             Err(error) => tracing::warn!(%error, "change log compaction failed"),
+        }
+    }
+}
+
+/// Expire abandoned uploads at start and then once a day: incomplete uploads older than
+/// `upload_expiry_hours` go with their staged bytes ([`media::uploads::expire_abandoned`]).
+/// Complete uploads and blobs are never collected. Failures are logged and retried the next
+/// day.
+async fn expire_uploads_daily(state: AppState) {
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+    loop {
+        daily.tick().await;
+        match media::uploads::expire_abandoned(&state).await {
+            Ok(report) => tracing::info!(?report, "abandoned uploads expired"),
+            Err(error) => tracing::warn!(%error, "upload expiry failed"),
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct Settings {
     /// Days a reassignment tombstone stays in the change log. A phone that has not synced
     /// for longer is told to RESET (download its scope again, keeping its outbox).
     pub tombstone_horizon_days: u32,
+    /// Hours an incomplete photo upload is kept; older ones (abandoned) are deleted with
+    /// their staged bytes by the daily maintenance, and the phone starts them over.
+    /// Complete uploads and blobs never expire.
+    pub upload_expiry_hours: u32,
     /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
     /// (`FIELDSYNC_LOG`).
     pub log: String,
@@ -75,6 +79,7 @@ impl Default for Settings {
             max_message_bytes: 4 * 1024 * 1024,
             evidence: EvidenceSettings::default(),
             tombstone_horizon_days: 90,
+            upload_expiry_hours: 72,
             log: "info".to_owned(),
         }
     }

@@ -22,6 +22,7 @@ mod fields;
 mod forms;
 mod pages;
 mod thumbnail;
+pub mod tus;
 mod views;
 
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub struct ConsoleState {
 /// The console's routes with their state applied, ready to merge with the gRPC routes.
 pub fn router(state: AppState) -> Router {
     let console_state = ConsoleState {
-        app: state,
+        app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
     };
     Router::new()
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console_state)
+        .merge(tus::router(state))
 }
 
 /// HTTP status of each public error kind: the one place this mapping lives.

@@ -97,6 +97,31 @@ impl BlobStore {
         Ok(offset + data.len() as u64)
     }
 
+    /// Delete an upload's staging file (an expired upload, or the leftover of an upload
+    /// whose blob already existed). Missing files are fine; complete blobs are never touched.
+    pub fn remove_staging(&self, upload_id: &str) -> Result<(), BlobError> {
+        match std::fs::remove_file(self.staging_path(upload_id)?) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Ids of the uploads that have a staging file, so that files whose upload row is gone
+    /// can be swept.
+    pub fn staged_upload_ids(&self) -> Result<Vec<String>, BlobError> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("uploads"))? {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str()
+                && uuid::Uuid::parse_str(name).is_ok()
+            {
+                ids.push(name.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// Verify size and SHA-256 of a staged upload, then move it into place: fsync the file,
     /// rename it, fsync the directory. Idempotent when the blob already exists.
     pub fn commit(

@@ -2572,3 +2572,89 @@ pub async fn a_township_missing_from_the_cursor_starts_at_zero(store: &dyn Store
     assert_eq!(delivered, expected);
     assert_eq!(paged, next.next_cursor);
 }
+
+/// Abandoned (incomplete) uploads created before the cutoff are deleted and their ids
+/// returned; newer ones, complete ones and blobs stay (one blob serves many photo rows).
+/// Upload rows are stamped when the store receives them, so the cutoffs here lie well
+/// before and well after "now".
+pub async fn abandoned_uploads_expire_and_complete_ones_stay(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let upload = |user_id: &str| {
+        let content = new_id();
+        UploadRecord {
+            upload_id: new_id(),
+            sha256: hex::encode(Sha256::digest(content.as_bytes())),
+            size_bytes: 1_000,
+            mime_type: "image/jpeg".into(),
+            committed_offset: 0,
+            complete: false,
+            user_id: user_id.to_owned(),
+        }
+    };
+    let abandoned = upload(&fixture.cadre_a.user_id);
+    let other_user = upload(&fixture.cadre_b.user_id);
+    let finished = upload(&fixture.cadre_a.user_id);
+    for record in [&abandoned, &other_user, &finished] {
+        store.start_upload(record.clone()).await.expect("start");
+    }
+    store
+        .set_upload_offset(&abandoned.upload_id, 500)
+        .await
+        .expect("advance");
+    store
+        .complete_upload(&finished.upload_id, VISIT_TIME)
+        .await
+        .expect("complete");
+
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .expire_uploads(now - Duration::hours(72))
+            .await
+            .expect("expire nothing"),
+        Vec::<String>::new(),
+        "uploads younger than the cutoff stay"
+    );
+    assert!(
+        store
+            .get_upload(&abandoned.upload_id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+
+    let mut expired = store
+        .expire_uploads(now + Duration::hours(1))
+        .await
+        .expect("expire");
+    expired.sort();
+    let mut expected = vec![abandoned.upload_id.clone(), other_user.upload_id.clone()];
+    expected.sort();
+    assert_eq!(expired, expected, "every user's abandoned uploads expire");
+    for gone in &expected {
+        assert_eq!(store.get_upload(gone).await.expect("get"), None);
+    }
+    assert_eq!(
+        store
+            .find_upload_by_sha256(&abandoned.sha256, &fixture.cadre_a.user_id)
+            .await
+            .expect("find"),
+        None,
+        "a start after expiry begins a new upload"
+    );
+    let kept = store
+        .get_upload(&finished.upload_id)
+        .await
+        .expect("get")
+        .expect("complete uploads never expire");
+    assert!(kept.complete);
+    assert!(store.blob_exists(&finished.sha256).await.expect("blob"));
+    assert_eq!(
+        store
+            .expire_uploads(now + Duration::hours(1))
+            .await
+            .expect("expire again"),
+        Vec::<String>::new(),
+        "expiry is idempotent"
+    );
+}

@@ -628,6 +628,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Latest heartbeats of the township's cadres' devices, oldest unsent data first
     /// (devices with nothing unsent last).
     async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>>;
+
+    /// Delete the incomplete uploads created before `older_than` (abandoned: the phone gave
+    /// up, or started over under a new id) and return their ids, so that their staging files
+    /// can be removed. Complete uploads and blobs are never deleted: one blob serves many
+    /// photo rows.
+    async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>>;
 }
 
 #[cfg(test)]

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "scope_sequences",
         include_str!("migrations/0005_scope_sequences.sql"),
     ),
+    (
+        7,
+        "upload_expiry",
+        include_str!("migrations/0007_upload_expiry.sql"),
+    ),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -2725,6 +2730,19 @@ impl Store for SqliteStore {
         self.read(move |connection| device_backlog_in(connection, &township_id))
             .await
     }
+
+    async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>> {
+        self.write(move |transaction| {
+            let mut statement = transaction.prepare(
+                "DELETE FROM uploads WHERE complete = 0 AND created_at < ?1 RETURNING upload_id",
+            )?;
+            let ids = statement
+                .query_map(params![to_millis(older_than)?], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -2781,6 +2799,7 @@ mod tests {
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,
+        abandoned_uploads_expire_and_complete_ones_stay,
     );
 
     fn user_version(connection: &Connection) -> i64 {

@@ -1,0 +1,413 @@
+//! Upload use cases shared by the edges that carry photo bytes: the gRPC `Media` service and
+//! the tus 1.0 endpoint (`http::tus`). Starting is idempotent on the SHA-256, completion
+//! verifies size and full SHA-256 before a blob exists, and abandoned uploads expire. The
+//! edges only translate requests, and [`UploadError`] into their own statuses.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
+
+use crate::AppState;
+use crate::error::ServiceError;
+use crate::media::blobs::BlobError;
+use crate::store::{StoreError, UploadRecord};
+
+/// Types the server accepts as photos. The declared type is checked at start; the bytes are
+/// sniffed when the evidence pipeline decodes them.
+pub const ACCEPTED_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
+
+/// Why an upload step was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// A declared value is malformed or out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Completion was asked for before every byte arrived.
+    #[error("upload_id: only {committed} of {size} bytes received")]
+    Incomplete { committed: u64, size: u64 },
+    /// The staged bytes do not have the declared size or SHA-256. The upload was rewound to
+    /// offset 0: its bytes can never verify, so the phone sends them again.
+    #[error("upload rewound to offset 0: {0}")]
+    Mismatch(BlobError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A blocking task panicked or was cancelled.
+    #[error("upload task failed")]
+    Internal,
+}
+
+impl From<UploadError> for ServiceError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Invalid { field, message } => Self::invalid(field, message),
+            UploadError::Incomplete { .. } | UploadError::Mismatch(_) => {
+                Self::FailedPrecondition(error.to_string())
+            }
+            UploadError::Store(store) => store.into(),
+            UploadError::Blob(blob) => blob.into(),
+            UploadError::Internal => {
+                tracing::error!("upload task failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+/// What a start found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// The blob is already stored (by anyone): nothing to send.
+    BlobExists,
+    /// The caller's upload to continue from its committed offset (new or resumed).
+    Upload(UploadRecord),
+}
+
+/// Check what a phone declares before anything is stored.
+pub fn validate_start(sha256: &str, size_bytes: u64, mime_type: &str) -> Result<(), UploadError> {
+    if !is_sha256_hex(sha256) {
+        return Err(UploadError::Invalid {
+            field: "sha256",
+            message: "must be 64 lower-case hex characters".into(),
+        });
+    }
+    if size_bytes == 0 || size_bytes > MAX_PHOTO_BYTES {
+        return Err(UploadError::Invalid {
+            field: "size_bytes",
+            message: format!("must be 1..={MAX_PHOTO_BYTES}"),
+        });
+    }
+    if !ACCEPTED_MIME_TYPES.contains(&mime_type) {
+        return Err(UploadError::Invalid {
+            field: "mime_type",
+            message: format!(
+                "{mime_type:?} is not accepted; send JPEG, PNG or WebP (iPhone HEIC photos must be converted to JPEG)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Start or resume `user_id`'s upload of a photo, idempotent on the SHA-256: a stored blob
+/// needs nothing, the caller's own upload of the same bytes (same size) is resumed, else a
+/// new upload begins at offset 0.
+pub async fn start(
+    state: &AppState,
+    user_id: &str,
+    sha256: &str,
+    size_bytes: u64,
+    mime_type: &str,
+) -> Result<Started, UploadError> {
+    validate_start(sha256, size_bytes, mime_type)?;
+    let store = &state.store;
+    if store.blob_exists(sha256).await? {
+        return Ok(Started::BlobExists);
+    }
+    let existing = store
+        .find_upload_by_sha256(sha256, user_id)
+        .await?
+        .filter(|upload| upload.size_bytes == size_bytes);
+    let upload = match existing {
+        Some(upload) => upload,
+        None => {
+            store
+                .start_upload(UploadRecord {
+                    upload_id: uuid::Uuid::now_v7().to_string(),
+                    sha256: sha256.to_owned(),
+                    size_bytes,
+                    mime_type: mime_type.to_owned(),
+                    committed_offset: 0,
+                    complete: false,
+                    user_id: user_id.to_owned(),
+                })
+                .await?
+        }
+    };
+    Ok(Started::Upload(upload))
+}
+
+/// Complete an upload whose bytes have all arrived: verify size and full SHA-256, move the
+/// staging file into place durably ([`crate::media::blobs::BlobStore::commit`]), then record
+/// the upload complete and the blob present. Idempotent: a complete upload is left as is,
+/// and a blob that already exists (another device sent the same photo) is reused, its
+/// redundant staging file removed. On a size or hash mismatch the upload is rewound to
+/// offset 0 and [`UploadError::Mismatch`] returned.
+///
+/// The caller holds the upload's lock ([`lock`]).
+pub async fn complete(state: &AppState, upload: &UploadRecord) -> Result<(), UploadError> {
+    if upload.complete {
+        return Ok(());
+    }
+    if upload.committed_offset != upload.size_bytes {
+        return Err(UploadError::Incomplete {
+            committed: upload.committed_offset,
+            size: upload.size_bytes,
+        });
+    }
+    let blobs = state.blobs.clone();
+    let (upload_id, sha256, size) = (
+        upload.upload_id.clone(),
+        upload.sha256.clone(),
+        upload.size_bytes,
+    );
+    let committed = tokio::task::spawn_blocking(move || {
+        blobs.commit(&upload_id, &sha256, size)?;
+        // When the blob already existed, commit left the staging file where it was.
+        blobs.remove_staging(&upload_id)
+    })
+    .await
+    .map_err(|_| UploadError::Internal)?;
+    match committed {
+        Ok(()) => {}
+        Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
+            state.store.set_upload_offset(&upload.upload_id, 0).await?;
+            return Err(UploadError::Mismatch(mismatch));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    state
+        .store
+        .complete_upload(&upload.upload_id, state.clock.now())
+        .await?;
+    Ok(())
+}
+
+/// What one expiry run removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Incomplete uploads older than the expiry, deleted with their staged bytes.
+    pub expired_uploads: usize,
+    /// Staging files without a live upload (left by a crash between the two steps, or by a
+    /// write that raced the expiry) that were swept.
+    pub swept_files: usize,
+}
+
+/// Garbage-collect abandoned uploads: delete incomplete uploads older than
+/// `settings.upload_expiry_hours` and their staging files, then sweep staging files whose
+/// upload is gone or complete. Complete uploads and blobs are never collected (one blob
+/// serves many photo rows). A phone asking about an expired upload gets "not found" and
+/// starts over.
+pub async fn expire_abandoned(state: &AppState) -> Result<ExpiryReport, UploadError> {
+    let cutoff =
+        state.clock.now() - time::Duration::hours(i64::from(state.settings.upload_expiry_hours));
+    // Rows first: once a row is gone no request can write to its file again except one
+    // already past its lookup, whose file the sweep below (or the next run) removes.
+    let expired = state.store.expire_uploads(cutoff).await?;
+    let blobs = state.blobs.clone();
+    let expired_uploads = expired.len();
+    let removal = tokio::task::spawn_blocking(move || -> Result<Vec<String>, BlobError> {
+        for upload_id in &expired {
+            blobs.remove_staging(upload_id)?;
+        }
+        blobs.staged_upload_ids()
+    });
+    let staged = removal.await.map_err(|_| UploadError::Internal)??;
+    let mut swept_files = 0;
+    for upload_id in staged {
+        // A staging file is created only after its row, so a file without a live,
+        // incomplete row is garbage.
+        let live = state
+            .store
+            .get_upload(&upload_id)
+            .await?
+            .is_some_and(|upload| !upload.complete);
+        if !live {
+            let blobs = state.blobs.clone();
+            tokio::task::spawn_blocking(move || blobs.remove_staging(&upload_id))
+                .await
+                .map_err(|_| UploadError::Internal)??;
+            swept_files += 1;
+        }
+    }
+    Ok(ExpiryReport {
+        expired_uploads,
+        swept_files,
+    })
+}
+
+/// The lock of one upload, so that two writes (or a write and a completion) for the same
+/// upload never interleave on disk, whichever edge (gRPC or tus) they arrive on. The
+/// registry is process-wide because both edges must see the same lock; entries nobody
+/// holds are forgotten, so it does not grow with every upload ever made.
+pub fn lock(upload_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Locks::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    locks.entry(upload_id.to_owned()).or_default().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::settings::Settings;
+
+    const USER: &str = "user-1";
+
+    fn state_at(folder: &std::path::Path) -> (AppState, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let settings = Settings {
+            data_dir: folder.to_owned(),
+            ..Settings::default()
+        };
+        let state = AppState::open_with_clock(settings, clock.clone()).expect("open state");
+        (state, clock)
+    }
+
+    async fn staged_upload(state: &AppState, bytes: &[u8], sent: usize) -> UploadRecord {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let Started::Upload(upload) = start(state, USER, &sha256, bytes.len() as u64, "image/jpeg")
+            .await
+            .expect("start")
+        else {
+            panic!("no blob yet");
+        };
+        let committed = state
+            .blobs
+            .append_chunk(&upload.upload_id, 0, &bytes[..sent])
+            .expect("append");
+        state
+            .store
+            .set_upload_offset(&upload.upload_id, committed)
+            .await
+            .expect("offset");
+        state
+            .store
+            .get_upload(&upload.upload_id)
+            .await
+            .expect("get")
+            .expect("upload")
+    }
+
+    #[tokio::test]
+    async fn expiry_removes_abandoned_staging_files_and_keeps_blobs() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let (state, clock) = state_at(folder.path());
+        let abandoned = staged_upload(&state, b"half of a photo that never arrives", 10).await;
+        let finished_bytes = b"a photo that arrived whole".to_vec();
+        let finished = staged_upload(&state, &finished_bytes, finished_bytes.len()).await;
+        complete(&state, &finished).await.expect("complete");
+        let uploads = folder.path().join("blobs").join("uploads");
+        assert!(uploads.join(&abandoned.upload_id).is_file());
+
+        let report = expire_abandoned(&state).await.expect("expire");
+        assert_eq!(report, ExpiryReport::default(), "nothing is old enough yet");
+        assert!(uploads.join(&abandoned.upload_id).is_file());
+
+        // An orphaned staging file (its row vanished, e.g. a crash between the two steps).
+        let orphan = uuid::Uuid::now_v7().to_string();
+        state
+            .blobs
+            .append_chunk(&orphan, 0, b"orphan")
+            .expect("orphan");
+
+        clock.set(clock.now() + time::Duration::hours(73));
+        let report = expire_abandoned(&state).await.expect("expire");
+        assert_eq!(
+            report,
+            ExpiryReport {
+                expired_uploads: 1,
+                swept_files: 1
+            }
+        );
+        assert!(!uploads.join(&abandoned.upload_id).exists());
+        assert!(!uploads.join(&orphan).exists());
+        assert_eq!(
+            std::fs::read_dir(&uploads).expect("list").count(),
+            0,
+            "no staging file is left"
+        );
+        assert_eq!(
+            state
+                .store
+                .get_upload(&abandoned.upload_id)
+                .await
+                .expect("get"),
+            None
+        );
+        assert!(
+            state
+                .store
+                .get_upload(&finished.upload_id)
+                .await
+                .expect("get")
+                .expect("complete upload kept")
+                .complete
+        );
+        assert_eq!(
+            state.blobs.read(&finished.sha256).expect("blob kept"),
+            finished_bytes
+        );
+    }
+
+    #[tokio::test]
+    async fn completion_reuses_an_existing_blob_and_rewinds_on_mismatch() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let (state, _clock) = state_at(folder.path());
+        let bytes = b"the same photo from two phones".to_vec();
+        let first = staged_upload(&state, &bytes, bytes.len()).await;
+        // A second user's upload of the same photo, staged before the first completes.
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let second = state
+            .store
+            .start_upload(UploadRecord {
+                upload_id: uuid::Uuid::now_v7().to_string(),
+                user_id: "user-2".into(),
+                ..first.clone()
+            })
+            .await
+            .expect("second");
+        state
+            .blobs
+            .append_chunk(&second.upload_id, 0, &bytes)
+            .expect("append");
+        complete(&state, &first).await.expect("first");
+        let second = UploadRecord {
+            committed_offset: bytes.len() as u64,
+            ..second
+        };
+        complete(&state, &second).await.expect("second reuses");
+        assert_eq!(
+            state.blobs.staged_upload_ids().expect("list"),
+            Vec::<String>::new()
+        );
+        assert!(state.store.blob_exists(&sha256).await.expect("blob"));
+
+        // Bytes that do not hash to the declared SHA-256 rewind the upload.
+        let declared = b"what the phone says it sends".to_vec();
+        let upload = staged_upload(&state, &declared, declared.len()).await;
+        state
+            .blobs
+            .append_chunk(&upload.upload_id, 0, b"what the network delivered!!")
+            .expect("overwrite");
+        assert!(matches!(
+            complete(&state, &upload).await,
+            Err(UploadError::Mismatch(BlobError::HashMismatch { .. }))
+        ));
+        let rewound = state
+            .store
+            .get_upload(&upload.upload_id)
+            .await
+            .expect("get")
+            .expect("upload");
+        assert_eq!(rewound.committed_offset, 0);
+        assert!(!rewound.complete);
+        assert!(matches!(
+            complete(&state, &rewound).await,
+            Err(UploadError::Incomplete { committed: 0, .. })
+        ));
+    }
+}
