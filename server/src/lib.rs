@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod evidence;
 pub mod grpc;
 pub mod http;
 pub mod media;

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use fieldsync_model::evidence::EvidenceSettings;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override settings.
@@ -39,6 +40,8 @@ pub struct Settings {
     /// Largest gRPC message the server decodes, in bytes. Chunks are 256 KiB, so 4 MiB
     /// leaves room while keeping a hostile message from exhausting memory.
     pub max_message_bytes: usize,
+    /// Radii and thresholds of the evidence flags (DESIGN §5), TOML table `[evidence]`;
+    /// every key has a default (see [`EvidenceSettings`]).
     pub evidence: EvidenceSettings,
     /// Days a reassignment tombstone stays in the change log. A phone that has not synced
     /// for longer is told to RESET (download its scope again, keeping its outbox).
@@ -50,22 +53,6 @@ pub struct Settings {
     /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
     /// (`FIELDSYNC_LOG`).
     pub log: String,
-}
-
-/// Thresholds of the evidence checks (DESIGN §5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvidenceSettings {
-    /// A fix farther than this from the household, after widening by its accuracy, is far.
-    pub household_radius_m: f64,
-}
-
-impl Default for EvidenceSettings {
-    fn default() -> Self {
-        Self {
-            household_radius_m: 300.0,
-        }
-    }
 }
 
 impl Default for Settings {
@@ -199,6 +186,11 @@ mod tests {
         assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:9000");
         assert_eq!(settings.session_ttl_hours, 12);
         assert_eq!(settings.evidence.household_radius_m, 250.5);
+        assert_eq!(
+            settings.evidence.max_travel_kmh,
+            EvidenceSettings::default().max_travel_kmh,
+            "unnamed thresholds keep their defaults"
+        );
         assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
     }
 

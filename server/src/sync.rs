@@ -10,7 +10,7 @@
 
 use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
-use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
+use fieldsync_model::sync::{Mutation, MutationOutcome, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -88,6 +88,22 @@ pub async fn push(
 
     let received_at = state.clock.now();
     let hlcs = usable_hlcs(&input.mutations, unix_millis(received_at))?;
+    // What the evidence flags must be recomputed for once the batch committed, by seq.
+    let evidence_targets: Vec<(u64, String, Option<String>)> = input
+        .mutations
+        .iter()
+        .filter_map(|mutation| match &mutation.payload {
+            MutationPayload::SubmitVisit(visit) => {
+                Some((mutation.seq, visit.visit_id.clone(), None))
+            }
+            MutationPayload::AddPhoto(photo) => Some((
+                mutation.seq,
+                photo.visit_id.clone(),
+                Some(photo.sha256.clone()),
+            )),
+            _ => None,
+        })
+        .collect();
 
     let mut entries = Vec::with_capacity(input.mutations.len());
     for (mutation, hlc) in input.mutations.into_iter().zip(&hlcs) {
@@ -115,6 +131,7 @@ pub async fn push(
     if let Some(highest) = hlcs.iter().max() {
         state.observe_hlc(*highest);
     }
+    refresh_evidence(state, &result, &evidence_targets).await;
     Ok(result)
 }
 
@@ -151,6 +168,37 @@ pub fn usable_hlcs(mutations: &[Mutation], server_millis: u64) -> Result<Vec<Hlc
             server_time_ms: server_millis,
         }),
         None => Ok(usable),
+    }
+}
+
+/// Post-commit: recompute the evidence flags of the visits the batch submitted or added
+/// photos to (DESIGN §5: flags are computed on submission). A `Duplicate` counts too: it is
+/// the retry of a batch whose first response may never have been sent, e.g. after a crash
+/// between commit and this step. Failures are logged inside; flags never fail a push.
+async fn refresh_evidence(
+    state: &AppState,
+    result: &PushResult,
+    targets: &[(u64, String, Option<String>)],
+) {
+    let stored = |seq: u64| {
+        result.outcomes.iter().any(|(outcome_seq, outcome)| {
+            *outcome_seq == seq
+                && matches!(
+                    outcome,
+                    MutationOutcome::Applied | MutationOutcome::Duplicate
+                )
+        })
+    };
+    let mut visit_ids = Vec::new();
+    let mut photo_sha256s = Vec::new();
+    for (seq, visit_id, sha256) in targets {
+        if stored(*seq) {
+            visit_ids.push(visit_id.clone());
+            photo_sha256s.extend(sha256.clone());
+        }
+    }
+    if !visit_ids.is_empty() {
+        crate::evidence::refresh_after_push(state, &visit_ids, &photo_sha256s).await;
     }
 }
 

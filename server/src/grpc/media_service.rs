@@ -12,11 +12,12 @@ use tonic::{Request, Response, Status};
 use super::{check_client, principal_of};
 use crate::AppState;
 use crate::error::ServiceError;
+use crate::evidence::CompleteError;
 use crate::media::blobs::BlobError;
 use crate::store::{Principal, UploadRecord};
 
 /// Types the server accepts as photos. The declared type is checked here; the bytes are
-/// sniffed when the evidence pipeline decodes them.
+/// sniffed and checked at completion ([`crate::evidence::complete_upload`]).
 const ACCEPTED_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
 
 /// Metadata key carrying the committed offset on a wrong-offset error, so a client can
@@ -214,35 +215,16 @@ impl v1::media_server::Media for MediaService {
         let lock = self.lock_for(&request.upload_id);
         let _guard = lock.lock().await;
         let upload = self.own_upload(&principal, &request.upload_id).await?;
-        if !upload.complete {
-            if upload.committed_offset != upload.size_bytes {
-                return Err(Status::failed_precondition(format!(
-                    "upload_id: only {} of {} bytes received",
-                    upload.committed_offset, upload.size_bytes
-                )));
-            }
-            let blobs = self.state.blobs.clone();
-            let (upload_id, sha256, size) = (
-                upload.upload_id.clone(),
-                upload.sha256.clone(),
-                upload.size_bytes,
-            );
-            if let Err(status) = blocking(move || blobs.commit(&upload_id, &sha256, size)).await {
-                // The staged bytes do not match what the phone declared: start over rather
-                // than keep bytes that can never verify.
-                self.state
-                    .store
-                    .set_upload_offset(&upload.upload_id, 0)
-                    .await
-                    .map_err(ServiceError::from)?;
-                return Err(status);
-            }
-            self.state
-                .store
-                .complete_upload(&upload.upload_id, self.state.clock.now())
-                .await
-                .map_err(ServiceError::from)?;
-        }
+        // Verifies size and SHA-256, refuses what is not a safe photo before any blob
+        // exists, and stores metadata and derived copies before the blob becomes visible.
+        crate::evidence::complete_upload(&self.state, &upload)
+            .await
+            .map_err(|error| match error {
+                CompleteError::Incomplete { .. } => Status::failed_precondition(error.to_string()),
+                CompleteError::Mismatch(mismatch) => Status::from(ServiceError::from(mismatch)),
+                CompleteError::Rejected(_) => Status::invalid_argument(error.to_string()),
+                CompleteError::Service(service) => Status::from(service),
+            })?;
         Ok(Response::new(v1::CompleteUploadResponse {
             sha256: upload.sha256,
             size_bytes: upload.size_bytes,

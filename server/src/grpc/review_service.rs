@@ -48,6 +48,7 @@ impl v1::review_server::Review for ReviewService {
             village_id: Some(request.village_id).filter(|village| !village.is_empty()),
             limit,
             offset,
+            flag: None,
         };
         let items = crate::review::queue(&self.state, &principal, filter).await?;
         let next_page_token = if items.len() as u32 >= limit.min(crate::review::MAX_QUEUE_PAGE) {
@@ -69,6 +70,11 @@ impl v1::review_server::Review for ReviewService {
                     submitted_at: Some(instant_to_wire(item.submitted_at)),
                     distance_m: item.distance_m,
                     photo_count: item.photo_count,
+                    flag_codes: item
+                        .flags
+                        .iter()
+                        .map(|flag| flag.code().to_owned())
+                        .collect(),
                 })
                 .collect(),
             next_page_token,
@@ -91,6 +97,16 @@ impl v1::review_server::Review for ReviewService {
             distance_m: detail.distance_m,
             photos: detail.photos.iter().map(Into::into).collect(),
             photo_ids_received: detail.photo_ids_received,
+            flags: detail
+                .flags
+                .unwrap_or_default()
+                .iter()
+                .map(|flag| v1::EvidenceFlag {
+                    code: flag.code().to_owned(),
+                    label: flag.label_zh().to_owned(),
+                    detail: flag.detail(),
+                })
+                .collect(),
         }))
     }
 

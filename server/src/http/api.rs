@@ -2,7 +2,7 @@
 //! console). Same cookie session and the same review use cases as the HTML pages; errors
 //! are `{"error": "..."}` with the status from [`super::status_for`].
 //!
-//! - `GET /console/api/queue[?village=ID]` → `[QueueItemJson]`
+//! - `GET /console/api/queue[?village=ID][&flag=CODE]` → `[QueueItemJson]`
 //! - `GET /console/api/visits/{visit_id}` → `VisitJson`
 //! - `POST /console/api/visits/{visit_id}/decision` with `DecisionInput` →
 //!   `{"state": "approved"|"returned", "visit_id", "revision"}`
@@ -15,6 +15,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use fieldsync_model::codes::{CodeList, VisitMode};
+use fieldsync_model::evidence::EvidenceFlag;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -30,6 +31,27 @@ use crate::store::{QueueFilter, QueueItem};
 pub struct QueueQuery {
     #[serde(default)]
     village: Option<String>,
+    /// Only visits carrying this evidence flag code.
+    #[serde(default)]
+    flag: Option<String>,
+}
+
+/// One evidence flag (DESIGN §5): stable code, Chinese label and detail sentence.
+#[derive(Debug, Serialize)]
+pub struct FlagJson {
+    pub code: &'static str,
+    pub label: &'static str,
+    pub detail: String,
+}
+
+impl From<&EvidenceFlag> for FlagJson {
+    fn from(flag: &EvidenceFlag) -> Self {
+        Self {
+            code: flag.code(),
+            label: flag.label_zh(),
+            detail: flag.detail(),
+        }
+    }
 }
 
 /// One queue row.
@@ -50,6 +72,8 @@ pub struct QueueItemJson {
     pub submitted_at: OffsetDateTime,
     pub distance_m: Option<f64>,
     pub photo_count: u32,
+    /// Codes of the revision's evidence flags.
+    pub flag_codes: Vec<&'static str>,
 }
 
 impl From<QueueItem> for QueueItemJson {
@@ -67,6 +91,7 @@ impl From<QueueItem> for QueueItemJson {
             submitted_at: item.submitted_at,
             distance_m: item.distance_m,
             photo_count: item.photo_count,
+            flag_codes: item.flags.iter().map(EvidenceFlag::code).collect(),
         }
     }
 }
@@ -81,6 +106,7 @@ pub async fn queue(
         village_id: village_filter(query.village.as_deref()),
         limit: review::MAX_QUEUE_PAGE,
         offset: 0,
+        flag: village_filter(query.flag.as_deref()),
     };
     let items = review::queue(&state.app, &principal, filter).await?;
     Ok(Json(items.into_iter().map(QueueItemJson::from).collect()))
@@ -101,6 +127,10 @@ pub struct VisitJson {
     pub distance_m: Option<f64>,
     pub photo_ids: Vec<String>,
     pub photo_ids_received: Vec<String>,
+    /// False until the evidence checks have run for this revision.
+    pub flags_computed: bool,
+    /// Evidence flags of this revision; they never block a decision.
+    pub flags: Vec<FlagJson>,
 }
 
 /// `GET /console/api/visits/{visit_id}`.
@@ -121,6 +151,8 @@ pub async fn visit(
         distance_m: detail.distance_m,
         photo_ids: detail.visit.photo_ids,
         photo_ids_received: detail.photo_ids_received,
+        flags_computed: detail.flags.is_some(),
+        flags: detail.flags.iter().flatten().map(FlagJson::from).collect(),
     }))
 }
 

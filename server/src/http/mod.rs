@@ -8,11 +8,12 @@
 //! Routes:
 //! - `GET /`, `GET /console` → the queue when logged in, else the login page
 //! - `GET|POST /console/login`, `POST /console/logout`
-//! - `GET /console/queue[?village=ID]`, `GET /console/visits/{visit_id}`,
+//! - `GET /console/queue[?village=ID][&flag=CODE]`, `GET /console/visits/{visit_id}`,
 //!   `POST /console/visits/{visit_id}/decision`, `GET /console/photos/{photo_id}/thumb`,
+//!   `GET /console/photos/{photo_id}/display`,
 //!   `GET /console/unvisited`, `GET /console/conflicts`, `POST /console/conflicts/resolve`,
 //!   `GET /console/devices`
-//! - JSON: `GET /console/api/queue[?village=ID]`, `GET /console/api/visits/{visit_id}`,
+//! - JSON: `GET /console/api/queue[?village=ID][&flag=CODE]`, `GET /console/api/visits/{visit_id}`,
 //!   `POST /console/api/visits/{visit_id}/decision`, `GET /console/api/conflicts`,
 //!   `POST /console/api/conflicts/resolve`, `GET /console/api/devices`
 
@@ -88,6 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/console/photos/{photo_id}/thumb",
             get(pages::photo_thumbnail),
+        )
+        .route(
+            "/console/photos/{photo_id}/display",
+            get(pages::photo_display),
         )
         .route("/console/unvisited", get(pages::unvisited))
         .route(CONFLICTS_PATH, get(pages::conflicts))

@@ -1,6 +1,6 @@
 //! Handlers of the HTML console: login/logout, the queue, one visit's detail, the decision
-//! form, photo thumbnails and the "not visited in person this month" list. Rendering lives
-//! in [`super::views`]; access checks live in [`crate::review`].
+//! form, photo thumbnails and display copies and the "not visited in person this month"
+//! list. Rendering lives in [`super::views`]; access checks live in [`crate::review`].
 
 use axum::Form;
 use axum::extract::{Path, Query, RawForm, State};
@@ -19,6 +19,7 @@ use super::{
 };
 use crate::auth;
 use crate::error::ServiceError;
+use crate::media::blobs::Derived;
 use crate::review;
 use crate::store::QueueFilter;
 
@@ -116,6 +117,9 @@ pub struct QueueQuery {
     /// Set after a decision when no item was left to move on to.
     #[serde(default)]
     decided: Option<String>,
+    /// Evidence flag code filter (`?flag=gps_far`); empty means every visit.
+    #[serde(default)]
+    flag: Option<String>,
 }
 
 /// The village filter as the use case wants it.
@@ -126,7 +130,7 @@ pub fn village_filter(village: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `GET /console/queue[?village=ID]`.
+/// `GET /console/queue[?village=ID][&flag=CODE]`.
 pub async fn queue(
     State(state): State<ConsoleState>,
     Reviewer(principal): Reviewer,
@@ -134,10 +138,12 @@ pub async fn queue(
 ) -> Result<Response, ConsoleError> {
     let app = &state.app;
     let village = village_filter(query.village.as_deref());
+    let flag = village_filter(query.flag.as_deref());
     let filter = QueueFilter {
         village_id: village.clone(),
         limit: review::MAX_QUEUE_PAGE,
         offset: 0,
+        flag: flag.clone(),
     };
     let items = review::queue(app, &principal, filter).await?;
     let township_name = app
@@ -156,6 +162,7 @@ pub async fn queue(
         township_name: township_name.as_deref().unwrap_or(""),
         villages: &villages,
         selected_village: village.as_deref(),
+        selected_flag: flag.as_deref(),
         items: &items,
         radius_m: app.settings.evidence.household_radius_m,
         decided: decided_notice(query.decided.as_deref()),
@@ -242,6 +249,7 @@ pub async fn decision_submit(
             village_id: None,
             limit: 2,
             offset: 0,
+            flag: None,
         },
     )
     .await?
@@ -254,47 +262,96 @@ pub async fn decision_submit(
     })
 }
 
-/// `GET /console/photos/{photo_id}/thumb`: a JPEG thumbnail, only for photos of visits in
-/// the reviewer's township.
+/// `GET /console/photos/{photo_id}/thumb`: the stored JPEG thumbnail, only for photos of
+/// visits in the reviewer's township.
 pub async fn photo_thumbnail(
     State(state): State<ConsoleState>,
     Reviewer(principal): Reviewer,
     Path(photo_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
+    serve_derived(&state, &principal, &photo_id, Derived::Thumbnail).await
+}
+
+/// `GET /console/photos/{photo_id}/display`: the stored display copy (upright, without
+/// EXIF), only for photos of visits in the reviewer's township.
+pub async fn photo_display(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Path(photo_id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    serve_derived(&state, &principal, &photo_id, Derived::Display).await
+}
+
+/// A derived copy of a photo after the access check. Copies are made when the upload
+/// completes; a blob stored before that has none, and is rendered once here (under the
+/// decode permits) and kept. The original is never served.
+async fn serve_derived(
+    state: &ConsoleState,
+    principal: &crate::store::Principal,
+    photo_id: &str,
+    kind: Derived,
+) -> Result<Response, ConsoleError> {
     let app = &state.app;
     let not_found = || ServiceError::NotFound(format!("photo {photo_id} not found"));
-    if !is_uuid(&photo_id) {
+    if !is_uuid(photo_id) {
         return Err(not_found().into());
     }
     let photo = app
         .store
-        .get_photo(&photo_id)
+        .get_photo(photo_id)
         .await
         .map_err(ServiceError::from)?
         .ok_or_else(not_found)?;
     // The access check: the photo's visit must be reviewable by this principal.
-    review::detail(app, &principal, &photo.visit_id).await?;
-    if !app.blobs.contains(&photo.sha256) {
+    let detail = review::detail(app, principal, &photo.visit_id).await?;
+    // Visible only once the upload completed (its blob row exists).
+    if !detail.photo_ids_received.iter().any(|id| id == photo_id) {
         return Err(ConsoleError::PhotoPending);
     }
-    let _permit = state
-        .thumbnail_permits
-        .acquire()
-        .await
-        .map_err(|_| ServiceError::Unavailable)?;
     let blobs = app.blobs.clone();
     let sha256 = photo.sha256.clone();
-    let thumbnail = tokio::task::spawn_blocking(move || {
-        let bytes = blobs
-            .read(&sha256)
-            .map_err(|error| ConsoleError::from(ServiceError::from(error)))?;
-        make_thumbnail(&bytes).map_err(ConsoleError::Thumbnail)
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "thumbnail task failed");
-        ServiceError::Internal
-    })??;
+    let stored = tokio::task::spawn_blocking(move || blobs.read_derived(&sha256, kind))
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "derived photo read failed");
+            ServiceError::Internal
+        })?
+        .map_err(ServiceError::from)?;
+    let bytes = match stored {
+        Some(bytes) => bytes,
+        None => {
+            let _permit = state
+                .thumbnail_permits
+                .acquire()
+                .await
+                .map_err(|_| ServiceError::Unavailable)?;
+            let blobs = app.blobs.clone();
+            let sha256 = photo.sha256.clone();
+            tokio::task::spawn_blocking(move || {
+                let original = blobs
+                    .read(&sha256)
+                    .map_err(|error| ConsoleError::from(ServiceError::from(error)))?;
+                let rendered = match kind {
+                    Derived::Thumbnail => make_thumbnail(&original),
+                    Derived::Display => crate::media::photo::render_display(
+                        &original,
+                        crate::evidence::DISPLAY_LONGEST_SIDE,
+                    )
+                    .map_err(Into::into),
+                }
+                .map_err(ConsoleError::Thumbnail)?;
+                if let Err(error) = blobs.write_derived(&sha256, kind, &rendered) {
+                    tracing::warn!(%error, "could not keep a derived photo");
+                }
+                Ok::<_, ConsoleError>(rendered)
+            })
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "thumbnail task failed");
+                ServiceError::Internal
+            })??
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
@@ -303,7 +360,7 @@ pub async fn photo_thumbnail(
                 HeaderValue::from_static("private, max-age=3600"),
             ),
         ],
-        thumbnail,
+        bytes,
     )
         .into_response())
 }

@@ -4,6 +4,7 @@
 
 use axum::http::StatusCode;
 use fieldsync_model::codes::{CodeList, ReviewState, VisitMode};
+use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::id_number;
 use fieldsync_model::review::{RETURN_REASON_CODES, return_reason_label};
@@ -144,6 +145,8 @@ pub struct QueueView<'a> {
     pub township_name: &'a str,
     pub villages: &'a [Area],
     pub selected_village: Option<&'a str>,
+    /// The evidence flag code the queue is filtered by.
+    pub selected_flag: Option<&'a str>,
     pub items: &'a [QueueItem],
     pub radius_m: f64,
     pub decided: Option<&'static str>,
@@ -170,7 +173,16 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
                             option value=(village.area_id) selected[view.selected_village == Some(village.area_id.as_str())] { (village.name) }
                         }
                     }
+                    @if let Some(flag) = view.selected_flag {
+                        input type="hidden" name="flag" value=(flag);
+                    }
                     button.secondary type="submit" { "筛选" }
+                }
+                @if let Some(flag) = view.selected_flag {
+                    span {
+                        "仅显示核验提示：" strong { (flag_label(view.items, flag)) } " "
+                        a href=(queue_link(view.selected_village, None)) { "清除" }
+                    }
                 }
                 a href="/console/unvisited" { "查看本月未入户走访农户 →" }
             }
@@ -180,7 +192,7 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
                 table {
                     thead { tr {
                         th { "户主" } th { "村" } th { "帮扶干部" } th { "走访方式" } th { "提交时间" }
-                        th.num { "距离" } th.num { "照片数" } th {}
+                        th.num { "距离" } th.num { "照片数" } th { "核验提示" } th {}
                     } }
                     tbody {
                         @for item in view.items {
@@ -194,6 +206,12 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
                                 td { (beijing_minutes(item.submitted_at)) }
                                 td.num.far[far] title=[far.then_some("超出核验半径")] { (metres(item.distance_m)) }
                                 td.num.bad[in_person && item.photo_count == 0] { (item.photo_count) }
+                                td {
+                                    @for flag in &item.flags {
+                                        a.badge.flag.info[flag.is_informational()] href=(queue_link(view.selected_village, Some(flag.code()))) title=(flag.detail()) { (flag.label_zh()) }
+                                        " "
+                                    }
+                                }
                                 td { a href={ "/console/visits/" (item.visit_id) } { "审核" } }
                             }
                         }
@@ -203,7 +221,7 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
                     p.muted { "仅显示最早提交的 " (view.items.len()) " 条；审核后其余记录会依次显示。" }
                 }
             }
-            p.muted { "距离为定位点与农户登记位置的直线距离；超过 " (format!("{:.0}", view.radius_m)) " 米标红。时间为北京时间。" }
+            p.muted { "距离为定位点与农户登记位置的直线距离；超过 " (format!("{:.0}", view.radius_m)) " 米标红。核验提示仅供审核参考，不会自动退回；点击提示可筛选同类记录。时间为北京时间。" }
         },
     )
 }
@@ -235,45 +253,83 @@ fn fix_distance(detail: &VisitDetail) -> Option<f64> {
     })
 }
 
-/// Evidence warnings for the reviewer (DESIGN §5): flags, never automatic rejections.
-fn evidence_warnings(detail: &VisitDetail, radius_m: f64) -> Vec<String> {
-    let visit = &detail.visit;
-    let mut warnings = Vec::new();
-    let in_person = visit.mode == VisitMode::InPerson;
-    match &visit.gps {
-        None if in_person => warnings.push("入户走访缺少定位。".to_owned()),
-        None => {}
-        Some(gps) => {
-            if gps.is_mock {
-                warnings.push("模拟定位！该定位由模拟位置软件产生，不能作为到户依据。".to_owned());
-            }
-            let limit = radius_m + gps.accuracy_m.max(0.0);
-            if let Some(distance) = fix_distance(detail).filter(|distance| *distance > limit) {
-                warnings.push(format!(
-                    "定位距农户登记位置 {distance:.0} 米，超过核验范围 {limit:.0} 米（半径 {radius_m:.0} 米 + 定位精度 {:.0} 米）。",
-                    gps.accuracy_m
-                ));
-            }
-        }
+/// The queue page's link with the given filters.
+fn queue_link(village: Option<&str>, flag: Option<&str>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(village) = village {
+        query.append_pair("village", village);
+    }
+    if let Some(flag) = flag {
+        query.append_pair("flag", flag);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        "/console/queue".to_owned()
+    } else {
+        format!("/console/queue?{query}")
+    }
+}
+
+/// The label of a flag code, taken from an item carrying it (the filtered queue's items all
+/// do); the code itself when none is shown.
+fn flag_label<'a>(items: &[QueueItem], code: &'a str) -> &'a str {
+    items
+        .iter()
+        .flat_map(|item| &item.flags)
+        .find(|flag| flag.code() == code)
+        .map_or(code, |flag| flag.label_zh())
+}
+
+/// Notes beside the evidence flags that are not flags: the state of the checks themselves.
+fn evidence_notes(detail: &VisitDetail) -> Vec<String> {
+    let mut notes = Vec::new();
+    if detail.flags.is_none() {
+        notes.push("核验尚未完成，请稍后刷新。".to_owned());
     }
     if detail.household.location.is_none() {
-        warnings.push("农户未登记位置，无法核验距离。".to_owned());
+        notes.push("农户未登记位置，无法核验距离。".to_owned());
     }
-    if in_person && visit.photo_ids.is_empty() {
-        warnings.push("入户走访没有照片。".to_owned());
-    }
-    let pending = visit
+    let pending = detail
+        .visit
         .photo_ids
         .iter()
         .filter(|id| !detail.photo_ids_received.contains(id))
         .count();
     if pending > 0 {
-        warnings.push(format!("{pending} 张照片尚未上传完成。"));
+        notes.push(format!(
+            "{pending} 张照片尚未上传完成，照片相关核验将在上传后进行。"
+        ));
     }
-    if !in_person {
-        warnings.push("非入户走访，不计入本月入户走访率。".to_owned());
+    notes
+}
+
+/// The 核验提示 box: the visit's evidence flags (DESIGN §5), each with its label and the
+/// numbers behind it. They inform the reviewer; they never reject or block a decision.
+fn evidence_box(detail: &VisitDetail) -> Markup {
+    let flags: &[EvidenceFlag] = detail.flags.as_deref().unwrap_or_default();
+    let notes = evidence_notes(detail);
+    let warns = flags.iter().any(|flag| !flag.is_informational());
+    html! {
+        @if !flags.is_empty() || !notes.is_empty() {
+            div.notice.warn[warns].info[!warns] #evidence-flags {
+                strong { "核验提示" }
+                @if !flags.is_empty() {
+                    ul.flags {
+                        @for flag in flags {
+                            li data-flag=(flag.code()) {
+                                span.badge.flag.info[flag.is_informational()] { (flag.label_zh()) }
+                                " " (flag.detail())
+                            }
+                        }
+                    }
+                }
+                @for note in &notes { p.muted { (note) } }
+                @if !flags.is_empty() {
+                    p.muted { "以上提示仅供审核参考，不会自动退回，也不影响通过。" }
+                }
+            }
+        }
     }
-    warnings
 }
 
 fn state_badge(state: ReviewState) -> Markup {
@@ -299,7 +355,6 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
     let detail = view.detail;
     let visit = &detail.visit;
     let household = &detail.household;
-    let warnings = evidence_warnings(detail, view.radius_m);
     let distance = fix_distance(detail);
     let limit = view.radius_m + visit.gps.map_or(0.0, |gps| gps.accuracy_m.max(0.0));
     let title = format!("走访审核：{}", household.head_name);
@@ -312,12 +367,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                 div.notice.info role="status" { (notice) }
             }
             h1 { (title) " " span.count { (household.village_name) } " " (state_badge(detail.state)) }
-            @if !warnings.is_empty() {
-                div.notice.warn {
-                    strong { "核验提示" }
-                    ul { @for warning in &warnings { li { (warning) } } }
-                }
-            }
+            (evidence_box(detail))
             div.grid2 {
                 section.card {
                     h2 { "农户信息" }
@@ -441,7 +491,9 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                             @let received = detail.photo_ids_received.contains(photo_id);
                             div.photo {
                                 @if received {
-                                    img src={ "/console/photos/" (photo_id) "/thumb" } alt="走访照片" loading="lazy";
+                                    a href={ "/console/photos/" (photo_id) "/display" } target="_blank" {
+                                        img src={ "/console/photos/" (photo_id) "/thumb" } alt="走访照片" loading="lazy";
+                                    }
                                 } @else {
                                     div.pending { "上传中" }
                                 }

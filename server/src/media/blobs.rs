@@ -22,8 +22,28 @@ pub enum BlobError {
     BadName(String),
 }
 
-/// The local blob folder: `blobs/<aa>/<sha256>` for complete blobs and `uploads/<id>` for
-/// uploads in progress.
+/// A re-encoded copy derived from a blob (DESIGN §5: the console shows these, never the
+/// original).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derived {
+    /// Upright, metadata-free JPEG, longest side about 320 px.
+    Thumbnail,
+    /// Upright, metadata-free JPEG for viewing.
+    Display,
+}
+
+impl Derived {
+    fn suffix(self) -> &'static str {
+        match self {
+            Derived::Thumbnail => "thumb.jpg",
+            Derived::Display => "display.jpg",
+        }
+    }
+}
+
+/// The local blob folder: `sha256/<aa>/<sha256>` for complete blobs (byte-exact originals),
+/// `uploads/<id>` for uploads in progress and `derived/<aa>/<sha256>.<kind>.jpg` for the
+/// re-encoded copies the console shows.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
@@ -44,6 +64,54 @@ impl BlobStore {
             return Err(BlobError::BadName(sha256.to_owned()));
         }
         Ok(self.root.join("sha256").join(&sha256[..2]).join(sha256))
+    }
+
+    fn derived_path(&self, sha256: &str, kind: Derived) -> Result<PathBuf, BlobError> {
+        if !fieldsync_model::visit::is_sha256_hex(sha256) {
+            return Err(BlobError::BadName(sha256.to_owned()));
+        }
+        Ok(self
+            .root
+            .join("derived")
+            .join(&sha256[..2])
+            .join(format!("{sha256}.{}", kind.suffix())))
+    }
+
+    /// Keep a derived copy of a blob: written to a temporary file, fsynced and renamed, so a
+    /// reader never sees half a file. Derived copies can always be made again from the
+    /// original, so the directory is not fsynced.
+    pub fn write_derived(
+        &self,
+        sha256: &str,
+        kind: Derived,
+        bytes: &[u8],
+    ) -> Result<(), BlobError> {
+        let path = self.derived_path(sha256, kind)?;
+        let directory = path
+            .parent()
+            .ok_or_else(|| BlobError::BadName(sha256.to_owned()))?;
+        std::fs::create_dir_all(directory)?;
+        let temporary = directory.join(format!(".{}.{}.tmp", uuid::Uuid::now_v7(), kind.suffix()));
+        let written = (|| {
+            let mut file = File::create(&temporary)?;
+            file.write_all(bytes)?;
+            file.sync_data()?;
+            std::fs::rename(&temporary, &path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        Ok(written?)
+    }
+
+    /// A derived copy, or `None` when it was never made (blobs stored before derived copies
+    /// existed).
+    pub fn read_derived(&self, sha256: &str, kind: Derived) -> Result<Option<Vec<u8>>, BlobError> {
+        match std::fs::read(self.derived_path(sha256, kind)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     fn staging_path(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -170,6 +238,72 @@ impl BlobStore {
     }
 }
 
+impl BlobStore {
+    /// Like [`BlobStore::commit`], with a gate: the staged bytes are read, their size and
+    /// SHA-256 verified, and `vet` runs over them *before* the blob exists. When `vet`
+    /// refuses, the staging file is deleted and nothing is stored (`Ok(Err(refusal))`); when
+    /// it accepts, the file is fsynced, renamed into place and the directory fsynced
+    /// (`Ok(Ok(value))`). When the blob already exists (another device sent the same bytes,
+    /// or a retry after a crash), `vet` runs over the stored blob, which is never changed,
+    /// and the redundant staging file is removed.
+    ///
+    /// The whole file is held in memory: photos are at most
+    /// [`fieldsync_model::visit::MAX_PHOTO_BYTES`], and `vet` decodes it anyway.
+    pub fn commit_vetted<T, R>(
+        &self,
+        upload_id: &str,
+        expected_sha256: &str,
+        expected_size: u64,
+        vet: impl FnOnce(&[u8]) -> Result<T, R>,
+    ) -> Result<Result<T, R>, BlobError> {
+        let final_path = self.blob_path(expected_sha256)?;
+        let staging = self.staging_path(upload_id)?;
+        if final_path.is_file() {
+            let vetted = vet(&std::fs::read(&final_path)?);
+            self.discard_staging(&staging)?;
+            return Ok(vetted);
+        }
+        let actual_size = std::fs::metadata(&staging)?.len();
+        if actual_size != expected_size {
+            return Err(BlobError::SizeMismatch {
+                expected: expected_size,
+                actual: actual_size,
+            });
+        }
+        let bytes = std::fs::read(&staging)?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != expected_sha256 {
+            return Err(BlobError::HashMismatch {
+                expected: expected_sha256.to_owned(),
+                actual,
+            });
+        }
+        let value = match vet(&bytes) {
+            Ok(value) => value,
+            Err(refusal) => {
+                self.discard_staging(&staging)?;
+                return Ok(Err(refusal));
+            }
+        };
+        File::open(&staging)?.sync_all()?;
+        let directory = final_path
+            .parent()
+            .ok_or_else(|| BlobError::BadName(expected_sha256.to_owned()))?;
+        std::fs::create_dir_all(directory)?;
+        std::fs::rename(&staging, &final_path)?;
+        File::open(directory)?.sync_all()?;
+        Ok(Ok(value))
+    }
+
+    fn discard_staging(&self, staging: &Path) -> Result<(), BlobError> {
+        match std::fs::remove_file(staging) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +343,70 @@ mod tests {
         blobs.commit(&upload_id, &sha, 1000).unwrap();
         assert!(blobs.contains(&sha));
         assert_eq!(blobs.read(&sha).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_vetted_commit_stores_nothing_when_refused_and_keeps_derived_copies() {
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(folder.path()).unwrap();
+        let bytes = b"not really a photo".to_vec();
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let refused_id = uuid::Uuid::now_v7().to_string();
+        blobs.append_chunk(&refused_id, 0, &bytes).unwrap();
+        let outcome = blobs
+            .commit_vetted(&refused_id, &sha, bytes.len() as u64, |_| {
+                Err::<(), _>("refused")
+            })
+            .unwrap();
+        assert_eq!(outcome, Err("refused"));
+        assert!(!blobs.contains(&sha), "no blob after a refusal");
+        assert_eq!(
+            blobs.staged_len(&refused_id).unwrap(),
+            0,
+            "staged bytes discarded"
+        );
+
+        let accepted_id = uuid::Uuid::now_v7().to_string();
+        blobs.append_chunk(&accepted_id, 0, &bytes).unwrap();
+        assert!(matches!(
+            blobs.commit_vetted(&accepted_id, &"0".repeat(64), bytes.len() as u64, |_| {
+                Ok::<_, ()>(())
+            }),
+            Err(BlobError::HashMismatch { .. })
+        ));
+        let seen = blobs
+            .commit_vetted(&accepted_id, &sha, bytes.len() as u64, |seen| {
+                Ok::<_, ()>(seen.len())
+            })
+            .unwrap();
+        assert_eq!(seen, Ok(bytes.len()));
+        assert_eq!(blobs.read(&sha).unwrap(), bytes);
+
+        assert_eq!(blobs.read_derived(&sha, Derived::Thumbnail).unwrap(), None);
+        blobs
+            .write_derived(&sha, Derived::Thumbnail, b"thumb")
+            .unwrap();
+        blobs
+            .write_derived(&sha, Derived::Display, b"display")
+            .unwrap();
+        assert_eq!(
+            blobs
+                .read_derived(&sha, Derived::Thumbnail)
+                .unwrap()
+                .as_deref(),
+            Some(&b"thumb"[..])
+        );
+        assert_eq!(
+            blobs
+                .read_derived(&sha, Derived::Display)
+                .unwrap()
+                .as_deref(),
+            Some(&b"display"[..])
+        );
+        assert!(matches!(
+            blobs.write_derived("../x", Derived::Display, b"x"),
+            Err(BlobError::BadName(_))
+        ));
     }
 
     #[test]

@@ -25,6 +25,8 @@ use super::{
     PushResult, QueueFilter, ScopeCursor, SeedData, SessionRecord, Store, StoreError,
     StoredDecision, UploadRecord, UserRecord,
 };
+use super::{CaptureTime, DeviceClockReading, PhotoMeta};
+use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::register::{FieldEdit, FieldTarget, Stamp};
 use serde_json::{Value, json};
@@ -1117,6 +1119,7 @@ pub async fn review_queue_detail_and_approve(store: &dyn Store) {
                 village_id: None,
                 limit: 1,
                 offset: 1,
+                flag: None,
             },
         )
         .await
@@ -2571,6 +2574,312 @@ pub async fn a_township_missing_from_the_cursor_starts_at_zero(store: &dyn Store
     expected.sort();
     assert_eq!(delivered, expected);
     assert_eq!(paged, next.next_cursor);
+}
+
+// ----- photo metadata and evidence inputs -----
+
+fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
+    PhotoMeta {
+        mime_type: "image/jpeg".into(),
+        width: 640,
+        height: 480,
+        exif_time,
+        exif_gps: Some((43.467_157, 11.885_395)),
+        gps_time: Some(datetime!(2008-10-23 14:27:07 UTC)),
+        make: Some("NIKON".into()),
+        model: Some("COOLPIX P6000".into()),
+        orientation: Some(1),
+        phash,
+    }
+}
+
+/// Complete an upload of `sha256` so its blob row exists.
+async fn store_blob(store: &dyn Store, user: &UserRecord, sha256: &str) {
+    let upload = store
+        .start_upload(UploadRecord {
+            upload_id: new_id(),
+            sha256: sha256.into(),
+            size_bytes: 245_000,
+            mime_type: "image/jpeg".into(),
+            committed_offset: 0,
+            complete: false,
+            user_id: user.user_id.clone(),
+        })
+        .await
+        .expect("start upload");
+    store
+        .complete_upload(&upload.upload_id, VISIT_TIME)
+        .await
+        .expect("complete upload");
+}
+
+/// Photo metadata round-trips exactly (local and offset EXIF times, all 64 hash bits) and
+/// is replaced by a second save.
+pub async fn photo_meta_round_trips(store: &dyn Store) {
+    seeded(store).await;
+    let sha = hex::encode(Sha256::digest(b"photo meta"));
+    assert_eq!(store.photo_meta(&sha).await.expect("read"), None);
+    let local = meta(
+        0xF123_4567_89AB_CDEF,
+        Some(CaptureTime::Local(datetime!(2008-10-22 16:28:39))),
+    );
+    store
+        .save_photo_meta(&sha, local.clone())
+        .await
+        .expect("save");
+    assert_eq!(store.photo_meta(&sha).await.expect("read"), Some(local));
+    let offset = PhotoMeta {
+        exif_time: Some(CaptureTime::Offset(datetime!(2026-03-10 10:05:00 +8))),
+        exif_gps: None,
+        gps_time: None,
+        make: None,
+        model: None,
+        orientation: None,
+        ..meta(1, None)
+    };
+    store
+        .save_photo_meta(&sha, offset.clone())
+        .await
+        .expect("save again");
+    assert_eq!(store.photo_meta(&sha).await.expect("read"), Some(offset));
+}
+
+/// Evidence inputs: the latest revision, the household's location, this visit's photos
+/// (arrived or not, metadata only once arrived), other visits' photos with the same file or
+/// a close perceptual hash (not distant ones), the same cadre's nearby visits, and the
+/// device's clock reading. Flags are kept per revision and shown by the detail and queue.
+pub async fn evidence_inputs_and_flags(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let device = "phone-a";
+    let mut visit_one = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let arrived = photo(&visit_one.visit_id);
+    let pending = photo(&visit_one.visit_id);
+    visit_one.photo_ids = vec![arrived.photo_id.clone(), pending.photo_id.clone()];
+    // The same cadre at another household the same morning, reusing the arrived file.
+    let visit_two = visit(
+        &fixture.zhao,
+        VisitMode::InPerson,
+        VISIT_TIME + Duration::hours(1),
+    );
+    let mut reused = photo(&visit_two.visit_id);
+    reused.sha256 = arrived.sha256.clone();
+    let similar = photo(&visit_two.visit_id);
+    let distant = photo(&visit_two.visit_id);
+    // A visit a month later is outside the cadre window.
+    let visit_far = visit(
+        &fixture.wang,
+        VisitMode::InPerson,
+        VISIT_TIME + Duration::days(30),
+    );
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            device,
+            vec![
+                apply(1, MutationPayload::SubmitVisit(visit_one.clone())),
+                apply(2, MutationPayload::AddPhoto(arrived.clone())),
+                apply(3, MutationPayload::AddPhoto(pending.clone())),
+                apply(4, MutationPayload::SubmitVisit(visit_two.clone())),
+                apply(5, MutationPayload::AddPhoto(reused.clone())),
+                apply(6, MutationPayload::AddPhoto(similar.clone())),
+                apply(7, MutationPayload::AddPhoto(distant.clone())),
+                apply(8, MutationPayload::SubmitVisit(visit_far.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|(_, outcome)| *outcome == MutationOutcome::Applied),
+        "{result:?}"
+    );
+    let base: u64 = 0x0123_4567_89AB_CDEF;
+    store_blob(store, &fixture.cadre_a, &arrived.sha256).await;
+    store
+        .save_photo_meta(&arrived.sha256, meta(base, None))
+        .await
+        .expect("meta");
+    store_blob(store, &fixture.cadre_a, &similar.sha256).await;
+    store
+        .save_photo_meta(&similar.sha256, meta(base ^ 0b111, None))
+        .await
+        .expect("meta");
+    store_blob(store, &fixture.cadre_a, &distant.sha256).await;
+    store
+        .save_photo_meta(&distant.sha256, meta(!base, None))
+        .await
+        .expect("meta");
+    store
+        .record_heartbeat(
+            device,
+            &fixture.cadre_a.user_id,
+            Heartbeat {
+                device_time: Some(VISIT_TIME + Duration::hours(3) + Duration::minutes(20)),
+                ..Heartbeat::default()
+            },
+            VISIT_TIME + Duration::hours(3),
+        )
+        .await
+        .expect("heartbeat");
+
+    assert_eq!(
+        store.evidence_inputs(&new_id(), 6).await.expect("unknown"),
+        None
+    );
+    let inputs = store
+        .evidence_inputs(&visit_one.visit_id, 6)
+        .await
+        .expect("inputs")
+        .expect("known visit");
+    assert_eq!(inputs.visit, visit_one);
+    assert_eq!(inputs.cadre_user_id, fixture.cadre_a.user_id);
+    assert_eq!(inputs.household_location, fixture.wang.location);
+    let photos: Vec<(&str, bool, bool)> = inputs
+        .photos
+        .iter()
+        .map(|photo| {
+            (
+                photo.record.photo_id.as_str(),
+                photo.arrived,
+                photo.meta.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        photos,
+        vec![
+            (arrived.photo_id.as_str(), true, true),
+            (pending.photo_id.as_str(), false, false)
+        ]
+    );
+    let mut others: Vec<&str> = inputs
+        .other_photos
+        .iter()
+        .map(|other| other.photo_id.as_str())
+        .collect();
+    others.sort_unstable();
+    let mut expected = vec![reused.photo_id.as_str(), similar.photo_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(
+        others, expected,
+        "the same file and a near duplicate, not a distant hash"
+    );
+    let reuse = inputs
+        .other_photos
+        .iter()
+        .find(|other| other.photo_id == reused.photo_id)
+        .expect("reuse");
+    assert_eq!(reuse.visit_id, visit_two.visit_id);
+    assert_eq!(reuse.household_id, fixture.zhao.household_id);
+    assert_eq!(reuse.month, VISIT_MONTH);
+    let cadre: Vec<&str> = inputs
+        .cadre_visits
+        .iter()
+        .map(|summary| summary.visit_id.as_str())
+        .collect();
+    assert_eq!(cadre, vec![visit_two.visit_id.as_str()]);
+    assert_eq!(
+        inputs.device_clock,
+        Some(DeviceClockReading {
+            device_time: VISIT_TIME + Duration::hours(3) + Duration::minutes(20),
+            server_time: VISIT_TIME + Duration::hours(3),
+        })
+    );
+
+    // Flags are kept per revision and shown with the latest one.
+    let flags = vec![
+        EvidenceFlag::MockLocation,
+        EvidenceFlag::ClockSkew { skew_minutes: 20 },
+    ];
+    store
+        .save_visit_flags(&visit_one.visit_id, 1, flags.clone())
+        .await
+        .expect("save flags");
+    assert!(matches!(
+        store
+            .save_visit_flags(&visit_one.visit_id, 9, Vec::new())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let detail = store
+        .visit_detail(&visit_one.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit");
+    assert_eq!(detail.flags, Some(flags.clone()));
+    let untouched = store
+        .visit_detail(&visit_two.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit");
+    assert_eq!(untouched.flags, None, "not computed yet");
+    let queue = store
+        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
+        .await
+        .expect("queue");
+    let item = queue
+        .iter()
+        .find(|item| item.visit_id == visit_one.visit_id)
+        .expect("in the queue");
+    assert_eq!(item.flags, flags);
+    let mocked = store
+        .review_queue(
+            TOWNSHIP_ONE,
+            QueueFilter {
+                flag: Some("mock_location".into()),
+                ..QueueFilter::default()
+            },
+        )
+        .await
+        .expect("filtered queue");
+    assert_eq!(
+        mocked
+            .iter()
+            .map(|item| item.visit_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![visit_one.visit_id.as_str()]
+    );
+    assert!(
+        store
+            .review_queue(
+                TOWNSHIP_ONE,
+                QueueFilter {
+                    flag: Some("gps_far".into()),
+                    ..QueueFilter::default()
+                },
+            )
+            .await
+            .expect("filtered queue")
+            .is_empty()
+    );
+
+    // A new revision starts without flags until they are computed for it.
+    let second = revise(&visit_one);
+    push_visit(store, &fixture.cadre_a, device, 9, &second).await;
+    let detail = store
+        .visit_detail(&visit_one.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit");
+    assert_eq!(detail.flags, None);
+
+    let mut users = store
+        .visits_with_photo(&arrived.sha256)
+        .await
+        .expect("visits with photo");
+    users.sort();
+    let mut expected = vec![visit_one.visit_id.clone(), visit_two.visit_id.clone()];
+    expected.sort();
+    assert_eq!(users, expected);
+    assert!(
+        store
+            .visits_with_photo(&"f".repeat(64))
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }
 
 /// Abandoned (incomplete) uploads created before the cutoff are deleted and their ids

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use fieldsync_model::codes::{CadreRank, ReviewState, Role, VisitMode};
+use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household};
 use fieldsync_model::income::IncomeRegistration;
@@ -19,6 +20,7 @@ use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use time::OffsetDateTime;
 
+pub use crate::media::photo::CaptureTime;
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. Callers map them to one public error at the boundary.
@@ -192,6 +194,9 @@ pub struct QueueItem {
     pub submitted_at: OffsetDateTime,
     pub distance_m: Option<f64>,
     pub photo_count: u32,
+    /// The revision's evidence flags in their order; empty when none were raised or they
+    /// were not computed yet.
+    pub flags: Vec<EvidenceFlag>,
 }
 
 /// Filters of the review queue; the township always comes from the caller's principal.
@@ -201,6 +206,8 @@ pub struct QueueFilter {
     pub limit: u32,
     /// Skip this many items (page token).
     pub offset: u32,
+    /// Only visits whose latest revision carries this evidence flag code.
+    pub flag: Option<String>,
 }
 
 /// A visit with what a reviewer needs to judge it.
@@ -220,7 +227,80 @@ pub struct VisitDetail {
     pub photo_ids_received: Vec<String>,
     /// The decision on this revision, when one was made.
     pub status: VisitStatus,
+    /// Evidence flags of this revision (DESIGN §5), as last computed; `None` before the
+    /// first computation. They inform the reviewer and never block a decision.
+    pub flags: Option<Vec<EvidenceFlag>>,
 }
+
+/// What upload completion extracted from an accepted photo ([`crate::media::photo::prepare`]),
+/// stored per blob (SHA-256): one blob may serve many photo rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoMeta {
+    /// The type sniffed from the bytes (`image/jpeg`, `image/png`, `image/webp`).
+    pub mime_type: String,
+    /// Stored (not EXIF-rotated) dimensions.
+    pub width: u32,
+    pub height: u32,
+    /// EXIF DateTimeOriginal, with OffsetTimeOriginal when the camera wrote one.
+    pub exif_time: Option<CaptureTime>,
+    /// EXIF GPS `(lat, lon)`, WGS-84.
+    pub exif_gps: Option<(f64, f64)>,
+    /// GPS (satellite) UTC time of the EXIF fix.
+    pub gps_time: Option<OffsetDateTime>,
+    pub make: Option<String>,
+    pub model: Option<String>,
+    /// EXIF orientation 1..=8.
+    pub orientation: Option<u16>,
+    /// 64-bit DCT perceptual hash.
+    pub phash: u64,
+}
+
+/// One photo of the visit being evaluated: its record and, once the bytes arrived and were
+/// accepted, their metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidencePhoto {
+    pub record: PhotoRecord,
+    /// True when the blob is stored (the photo is evidence); false while it uploads.
+    pub arrived: bool,
+    /// `None` while uploading, and for blobs stored before metadata was extracted.
+    pub meta: Option<PhotoMeta>,
+}
+
+/// The phone's clock against the server's, as its latest heartbeat reported it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceClockReading {
+    pub device_time: OffsetDateTime,
+    /// Server time when that heartbeat arrived.
+    pub server_time: OffsetDateTime,
+}
+
+/// Everything [`fieldsync_model::evidence::evaluate`] needs about one visit, gathered in one
+/// read snapshot ([`Store::evidence_inputs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceInputs {
+    /// The latest revision.
+    pub visit: Visit,
+    pub cadre_user_id: String,
+    /// When the server received the latest revision.
+    pub submitted_at: OffsetDateTime,
+    pub household_location: Option<GeoPoint>,
+    /// This visit's photo records in upload order (arrived or not).
+    pub photos: Vec<EvidencePhoto>,
+    /// Photos of other visits with the same SHA-256 as one of this visit's photos, or a
+    /// perceptual hash within `near_duplicate_max_bits` of one of them.
+    pub other_photos: Vec<OtherPhotoUse>,
+    /// The same cadre's other visits (latest revisions) checked in within
+    /// [`CADRE_VISIT_WINDOW`] of this one.
+    pub cadre_visits: Vec<CadreVisitSummary>,
+    /// The latest heartbeat of the device that sent the latest revision, when it reported
+    /// its clock.
+    pub device_clock: Option<DeviceClockReading>,
+}
+
+/// How far around a visit's check-in the cadre's other visits are gathered for the travel
+/// and per-day checks: the neighbours that matter are hours away, the window leaves room
+/// for a day boundary in any time zone.
+pub const CADRE_VISIT_WINDOW: time::Duration = time::Duration::days(2);
 
 /// A decision as stored, with who made it.
 #[derive(Debug, Clone)]
@@ -547,6 +627,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn blob_exists(&self, sha256: &str) -> StoreResult<bool>;
     /// Photo metadata by id (for serving thumbnails with an access check).
     async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>>;
+    /// Keep what upload completion extracted from an accepted blob (upsert by SHA-256).
+    async fn save_photo_meta(&self, sha256: &str, meta: PhotoMeta) -> StoreResult<()>;
+    /// The extracted metadata of a blob, if it was stored.
+    async fn photo_meta(&self, sha256: &str) -> StoreResult<Option<PhotoMeta>>;
+    /// Ids of the visits that have a photo record with this SHA-256, in id order.
+    async fn visits_with_photo(&self, sha256: &str) -> StoreResult<Vec<String>>;
+    /// The inputs of the evidence checks of a visit's latest revision, or `None` for an
+    /// unknown visit. `near_duplicate_max_bits` bounds which other photos are returned as
+    /// near duplicates (exact SHA-256 matches always are).
+    async fn evidence_inputs(
+        &self,
+        visit_id: &str,
+        near_duplicate_max_bits: u32,
+    ) -> StoreResult<Option<EvidenceInputs>>;
+    /// Keep the evidence flags computed for one revision (replacing earlier ones).
+    /// `NotFound` when the revision does not exist.
+    async fn save_visit_flags(
+        &self,
+        visit_id: &str,
+        revision: u32,
+        flags: Vec<EvidenceFlag>,
+    ) -> StoreResult<()>;
 
     /// The township's latest revisions in state SUBMITTED, oldest first.
     async fn review_queue(

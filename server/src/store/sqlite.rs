@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role, VisitMode};
+use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
@@ -39,6 +40,9 @@ use super::{
     QueueItem, ScopeBounds, ScopeCursor, SeedData, SessionRecord, Store, StoreError, StoreResult,
     StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
+use super::{
+    CADRE_VISIT_WINDOW, CaptureTime, DeviceClockReading, EvidenceInputs, EvidencePhoto, PhotoMeta,
+};
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
 /// after the file ran; never edit a released file, add a new one.
@@ -55,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "scope_sequences",
         include_str!("migrations/0005_scope_sequences.sql"),
+    ),
+    (
+        6,
+        "photo_meta",
+        include_str!("migrations/0006_photo_meta.sql"),
     ),
     (
         7,
@@ -1887,7 +1896,7 @@ fn review_queue_in(
         "SELECT v.visit_id, v.revision, v.household_id, h.head_name, h.village_id,
                 COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
                 COALESCE(u.display_name, v.author_user_id), v.mode, v.submitted_at, v.distance_m,
-                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = v.visit_id)
+                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = v.visit_id), v.evidence_flags
          FROM visits v
          JOIN households h ON h.household_id = v.household_id
          LEFT JOIN areas a ON a.area_id = h.village_id
@@ -1895,6 +1904,8 @@ fn review_queue_in(
          WHERE v.state = ?1 AND h.township_id = ?2 AND (?3 IS NULL OR h.village_id = ?3)
            AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
                              WHERE latest.visit_id = v.visit_id)
+           AND (?6 IS NULL OR EXISTS (SELECT 1 FROM json_each(v.evidence_flags) flag
+                                      WHERE json_extract(flag.value, '$.code') = ?6))
          ORDER BY v.submitted_at, v.visit_id
          LIMIT ?4 OFFSET ?5",
     )?;
@@ -1904,7 +1915,8 @@ fn review_queue_in(
             township_id,
             filter.village_id,
             limit,
-            filter.offset
+            filter.offset,
+            filter.flag
         ],
         |row| {
             Ok((
@@ -1922,6 +1934,7 @@ fn review_queue_in(
                     row.get::<_, i64>(8)?,
                     row.get::<_, Option<f64>>(9)?,
                     row.get::<_, i64>(10)?,
+                    row.get::<_, Option<String>>(11)?,
                 ),
             ))
         },
@@ -1930,13 +1943,18 @@ fn review_queue_in(
     for row in rows {
         let (
             (visit_id, revision, household_id, head_name, village_id, village_name),
-            (cadre_name, mode, submitted_at, distance_m, photo_count),
+            (cadre_name, mode, submitted_at, distance_m, photo_count, flags),
         ) = row?;
         items.push(QueueItem {
             mode: VisitMode::from_code(mode)
                 .ok_or_else(|| corrupt(format!("visit {visit_id}: unknown mode {mode}")))?,
             submitted_at: from_millis(submitted_at)?,
             photo_count: from_sql_unsigned(photo_count, "photo count")?,
+            flags: flags
+                .as_deref()
+                .map(decode_flags)
+                .transpose()?
+                .unwrap_or_default(),
             visit_id,
             revision,
             household_id,
@@ -2027,7 +2045,13 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
     }
     let status = load_visit_status(connection, visit_id, revision)?
         .ok_or_else(|| corrupt(format!("visit {visit_id} revision {revision} vanished")))?;
+    let flags: Option<String> = connection.query_row(
+        "SELECT evidence_flags FROM visits WHERE visit_id = ?1 AND revision = ?2",
+        params![visit_id, revision],
+        |row| row.get(0),
+    )?;
     Ok(Some(VisitDetail {
+        flags: flags.as_deref().map(decode_flags).transpose()?,
         visit,
         household,
         cadre_name: cadre_name.unwrap_or_else(|| author.clone()),
@@ -2039,6 +2063,352 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
         photos,
         photo_ids_received,
         status,
+    }))
+}
+
+// ----- photo metadata and evidence -----
+
+/// `YYYY-MM-DDTHH:MM:SS`: an EXIF local time without a zone.
+const NAIVE_TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
+fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
+    let encoding = |error: time::error::Format| {
+        StoreError::Database(format!("cannot encode an EXIF time: {error}"))
+    };
+    Ok(match captured {
+        CaptureTime::Offset(instant) => (
+            instant
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_err(encoding)?,
+            true,
+        ),
+        CaptureTime::Local(local) => (local.format(NAIVE_TIME_FORMAT).map_err(encoding)?, false),
+    })
+}
+
+fn decode_capture_time(text: &str, has_offset: bool) -> StoreResult<CaptureTime> {
+    let bad = |error: time::error::Parse| corrupt(format!("EXIF time {text:?}: {error}"));
+    Ok(if has_offset {
+        CaptureTime::Offset(
+            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(bad)?,
+        )
+    } else {
+        CaptureTime::Local(time::PrimitiveDateTime::parse(text, NAIVE_TIME_FORMAT).map_err(bad)?)
+    })
+}
+
+/// Columns of `photo_meta` in the order [`photo_meta_from_row`] reads them, prefixed by the
+/// table alias `m`.
+const PHOTO_META_COLUMNS: &str = "m.mime_type, m.width, m.height, m.exif_time,
+    m.exif_time_has_offset, m.exif_lat, m.exif_lon, m.gps_time, m.make, m.model,
+    m.orientation, m.phash";
+
+/// The raw `photo_meta` columns of one row, starting at column `first`.
+type PhotoMetaRow = (
+    (String, u32, u32, Option<String>, bool, Option<f64>),
+    (
+        Option<f64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<u16>,
+        i64,
+    ),
+);
+
+fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PhotoMetaRow> {
+    Ok((
+        (
+            row.get(first)?,
+            row.get(first + 1)?,
+            row.get(first + 2)?,
+            row.get(first + 3)?,
+            row.get(first + 4)?,
+            row.get(first + 5)?,
+        ),
+        (
+            row.get(first + 6)?,
+            row.get(first + 7)?,
+            row.get(first + 8)?,
+            row.get(first + 9)?,
+            row.get(first + 10)?,
+            row.get(first + 11)?,
+        ),
+    ))
+}
+
+fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
+    let (
+        (mime_type, width, height, exif_time, has_offset, lat),
+        (lon, gps_time, make, model, orientation, phash),
+    ) = row;
+    Ok(PhotoMeta {
+        mime_type,
+        width,
+        height,
+        exif_time: exif_time
+            .map(|text| decode_capture_time(&text, has_offset))
+            .transpose()?,
+        exif_gps: lat.zip(lon),
+        gps_time: gps_time.map(from_millis).transpose()?,
+        make,
+        model,
+        orientation,
+        // The hash's 64 bits were stored as a signed integer.
+        phash: phash as u64,
+    })
+}
+
+fn save_photo_meta_in(
+    transaction: &Transaction<'_>,
+    sha256: &str,
+    meta: &PhotoMeta,
+) -> StoreResult<()> {
+    let (exif_time, has_offset) = match &meta.exif_time {
+        Some(captured) => {
+            let (text, has_offset) = encode_capture_time(captured)?;
+            (Some(text), has_offset)
+        }
+        None => (None, false),
+    };
+    transaction.execute(
+        "INSERT INTO photo_meta (sha256, mime_type, width, height, exif_time,
+                                 exif_time_has_offset, exif_lat, exif_lon, gps_time, make, model,
+                                 orientation, phash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (sha256) DO UPDATE SET
+             mime_type = excluded.mime_type, width = excluded.width, height = excluded.height,
+             exif_time = excluded.exif_time,
+             exif_time_has_offset = excluded.exif_time_has_offset,
+             exif_lat = excluded.exif_lat, exif_lon = excluded.exif_lon,
+             gps_time = excluded.gps_time, make = excluded.make, model = excluded.model,
+             orientation = excluded.orientation, phash = excluded.phash",
+        params![
+            sha256,
+            meta.mime_type,
+            meta.width,
+            meta.height,
+            exif_time,
+            has_offset,
+            meta.exif_gps.map(|gps| gps.0),
+            meta.exif_gps.map(|gps| gps.1),
+            optional_millis(meta.gps_time)?,
+            meta.make,
+            meta.model,
+            meta.orientation,
+            // Keep all 64 bits: SQLite integers are signed.
+            meta.phash as i64,
+        ],
+    )?;
+    Ok(())
+}
+
+fn photo_meta_in(connection: &Connection, sha256: &str) -> StoreResult<Option<PhotoMeta>> {
+    connection
+        .query_row(
+            &format!("SELECT {PHOTO_META_COLUMNS} FROM photo_meta m WHERE m.sha256 = ?1"),
+            params![sha256],
+            |row| photo_meta_row(row, 0),
+        )
+        .optional()?
+        .map(photo_meta_from_row)
+        .transpose()
+}
+
+/// Stored evidence flags, leniently: a flag this server does not know (written by a newer
+/// version) is skipped rather than making the visit unreadable.
+fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
+    let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect())
+}
+
+fn evidence_inputs_in(
+    connection: &Connection,
+    visit_id: &str,
+    near_duplicate_max_bits: u32,
+) -> StoreResult<Option<EvidenceInputs>> {
+    let Some((revision, household_id, author, _, _, body, submitted_at, _)) =
+        latest_visit(connection, visit_id)?
+    else {
+        return Ok(None);
+    };
+    let visit: Visit = decode_json(&body, "visit")?;
+    let device_id: String = connection.query_row(
+        "SELECT device_id FROM visits WHERE visit_id = ?1 AND revision = ?2",
+        params![visit_id, revision],
+        |row| row.get(0),
+    )?;
+    let household_location = load_household(connection, &household_id)?
+        .ok_or_else(|| {
+            corrupt(format!(
+                "visit {visit_id} names missing household {household_id}"
+            ))
+        })?
+        .location;
+
+    // This visit's photos, with their metadata once the blob arrived.
+    let mut photos = Vec::new();
+    {
+        let mut statement = connection.prepare(&format!(
+            "SELECT p.body, b.sha256 IS NOT NULL, m.sha256 IS NOT NULL, {PHOTO_META_COLUMNS}
+             FROM photos p
+             LEFT JOIN blobs b ON b.sha256 = p.sha256
+             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
+             WHERE p.visit_id = ?1 ORDER BY p.rowid"
+        ))?;
+        let rows = statement.query_map(params![visit_id], |row| {
+            let has_meta: bool = row.get(2)?;
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, bool>(1)?,
+                if has_meta {
+                    Some(photo_meta_row(row, 3)?)
+                } else {
+                    None
+                },
+            ))
+        })?;
+        for row in rows {
+            let (body, arrived, meta) = row?;
+            photos.push(EvidencePhoto {
+                record: decode_json(&body, "photo record")?,
+                arrived,
+                meta: match meta {
+                    Some(meta) if arrived => Some(photo_meta_from_row(meta)?),
+                    _ => None,
+                },
+            });
+        }
+    }
+
+    // Photos of other visits: the same file, or a perceptual hash close to one of ours.
+    // Scaling limit: this reads every photo that has a perceptual hash (today the whole
+    // database; the county once there is more than one) and compares in Rust, O(photos) per
+    // evaluation. Past a few hundred thousand photos, index the hash in bands (split the 64
+    // bits into 7 parts: two hashes within 6 bits agree exactly on at least one part) and
+    // look up candidates by band instead.
+    let own_hashes: Vec<u64> = photos
+        .iter()
+        .filter_map(|photo| photo.meta.as_ref().map(|meta| meta.phash))
+        .collect();
+    let own_shas: HashSet<String> = photos
+        .iter()
+        .map(|photo| photo.record.sha256.to_ascii_lowercase())
+        .collect();
+    let mut other_photos = Vec::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT p.photo_id, p.visit_id, p.sha256, m.phash, v.household_id, v.business_month
+             FROM photos p
+             JOIN visits v ON v.visit_id = p.visit_id
+                          AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
+                                            WHERE latest.visit_id = p.visit_id)
+             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
+             WHERE p.visit_id <> ?1
+               AND (m.phash IS NOT NULL
+                    OR p.sha256 IN (SELECT own.sha256 FROM photos own WHERE own.visit_id = ?1))
+             ORDER BY p.rowid",
+        )?;
+        let rows = statement.query_map(params![visit_id], |row| {
+            Ok(OtherPhotoUse {
+                photo_id: row.get(0)?,
+                visit_id: row.get(1)?,
+                sha256: row.get(2)?,
+                phash: row.get::<_, Option<i64>>(3)?.map(|phash| phash as u64),
+                household_id: row.get(4)?,
+                month: row.get(5)?,
+            })
+        })?;
+        for row in rows {
+            let other = row?;
+            let same_file = own_shas.contains(&other.sha256.to_ascii_lowercase());
+            let similar = other.phash.is_some_and(|theirs| {
+                own_hashes
+                    .iter()
+                    .any(|ours| (ours ^ theirs).count_ones() <= near_duplicate_max_bits)
+            });
+            if same_file || similar {
+                other_photos.push(other);
+            }
+        }
+    }
+
+    // The same cadre's other visits around this one (latest revisions).
+    let earliest = visit.checkin_at - CADRE_VISIT_WINDOW;
+    let latest = visit.checkin_at + CADRE_VISIT_WINDOW;
+    let mut months = vec![
+        fieldsync_model::time_util::business_month(earliest),
+        visit.business_month(),
+        fieldsync_model::time_util::business_month(latest),
+    ];
+    months.dedup();
+    let mut cadre_visits = Vec::new();
+    {
+        let mut statement = connection.prepare(
+            "SELECT v.body FROM visits v
+             WHERE v.author_user_id = ?1 AND v.visit_id <> ?2
+               AND v.business_month IN (?3, ?4, ?5)
+               AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
+                                 WHERE latest.visit_id = v.visit_id)
+             ORDER BY v.visit_id",
+        )?;
+        let month = |index: usize| months.get(index).or(months.last()).cloned();
+        let rows = statement.query_map(
+            params![author, visit_id, month(0), month(1), month(2)],
+            |row| row.get::<_, String>(0),
+        )?;
+        for row in rows {
+            let other: Visit = decode_json(&row?, "visit")?;
+            if other.checkin_at < earliest || other.checkin_at > latest {
+                continue;
+            }
+            cadre_visits.push(CadreVisitSummary {
+                checkin_at: other.checkin_at,
+                checkout_at: other.checkout_at,
+                gps: other.gps.map(|fix| {
+                    let point = fieldsync_model::geo::to_wgs84(&GeoPoint {
+                        lat: fix.lat,
+                        lon: fix.lon,
+                        crs: fix.crs,
+                    });
+                    (point.lat, point.lon)
+                }),
+                in_person: other.mode == VisitMode::InPerson,
+                visit_id: other.visit_id,
+            });
+        }
+    }
+
+    let device_clock = connection
+        .query_row(
+            "SELECT device_time, server_time FROM device_heartbeats
+             WHERE device_id = ?1 AND device_time IS NOT NULL",
+            params![device_id],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .optional()?
+        .map(|(device_time, server_time)| {
+            Ok::<_, StoreError>(DeviceClockReading {
+                device_time: from_millis(device_time)?,
+                server_time: from_millis(server_time)?,
+            })
+        })
+        .transpose()?;
+
+    Ok(Some(EvidenceInputs {
+        visit,
+        cadre_user_id: author,
+        submitted_at: from_millis(submitted_at)?,
+        household_location,
+        photos,
+        other_photos,
+        cadre_visits,
+        device_clock,
     }))
 }
 
@@ -2556,6 +2926,66 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn save_photo_meta(&self, sha256: &str, meta: PhotoMeta) -> StoreResult<()> {
+        let sha256 = sha256.to_owned();
+        self.write(move |transaction| save_photo_meta_in(transaction, &sha256, &meta))
+            .await
+    }
+
+    async fn photo_meta(&self, sha256: &str) -> StoreResult<Option<PhotoMeta>> {
+        let sha256 = sha256.to_owned();
+        self.read(move |connection| photo_meta_in(connection, &sha256))
+            .await
+    }
+
+    async fn visits_with_photo(&self, sha256: &str) -> StoreResult<Vec<String>> {
+        let sha256 = sha256.to_owned();
+        self.read(move |connection| {
+            let mut statement = connection.prepare(
+                "SELECT DISTINCT visit_id FROM photos WHERE sha256 = ?1 ORDER BY visit_id",
+            )?;
+            let ids = statement
+                .query_map(params![sha256], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn evidence_inputs(
+        &self,
+        visit_id: &str,
+        near_duplicate_max_bits: u32,
+    ) -> StoreResult<Option<EvidenceInputs>> {
+        let visit_id = visit_id.to_owned();
+        self.read(move |connection| {
+            evidence_inputs_in(connection, &visit_id, near_duplicate_max_bits)
+        })
+        .await
+    }
+
+    async fn save_visit_flags(
+        &self,
+        visit_id: &str,
+        revision: u32,
+        flags: Vec<EvidenceFlag>,
+    ) -> StoreResult<()> {
+        let visit_id = visit_id.to_owned();
+        self.write(move |transaction| {
+            let changed = transaction.execute(
+                "UPDATE visits SET evidence_flags = ?3 WHERE visit_id = ?1 AND revision = ?2",
+                params![visit_id, revision, encode_json(&flags)?],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "visit {visit_id} revision {revision}"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn review_queue(
         &self,
         township_id: &str,
@@ -2788,6 +3218,8 @@ mod tests {
         returned_visit_reaches_the_cadre_and_is_superseded,
         unvisited_households_before_and_after_an_in_person_visit,
         upload_lifecycle,
+        photo_meta_round_trips,
+        evidence_inputs_and_flags,
         income_registrations_newest_first,
         register_writes_converge_in_either_order,
         no_conflict_for_seen_same_value_or_same_device,

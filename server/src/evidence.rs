@@ -1,0 +1,256 @@
+//! Evidence use cases (DESIGN §5, issue 4): what happens to a photo when its upload
+//! completes, and the evidence flags of a visit.
+//!
+//! - [`complete_upload`] is the one completion path of a photo upload, whichever edge carried
+//!   the bytes: verify size and SHA-256, then [`photo::prepare`] the bytes *before* the blob
+//!   exists. A refused photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted
+//!   one gets its metadata row, its display copy and thumbnail, and only then its blob row,
+//!   which is what makes it visible and approvable.
+//! - [`refresh_flags`] gathers a visit's inputs from the store, runs the pure
+//!   [`fieldsync_model::evidence::evaluate`] with the configured thresholds and keeps the
+//!   flags with the revision. It runs after a push applies a visit or a photo
+//!   ([`refresh_after_push`]) and after an upload completes, for every visit using that file.
+//!   Flags inform reviewers; they never reject or block anything, and failing to compute them
+//!   never fails the push or upload that triggered it.
+//!
+//! Device clock skew is read from the device's latest heartbeat (its clock against the
+//! server's when the heartbeat arrived), not from the visit's `recorded_at_device` against
+//! the push time: a phone that recorded offline and synced days later is not wrong about the
+//! time. The heartbeat is used only when it arrived within [`SKEW_READING_MAX_AGE`] of the
+//! revision's submission; a retried batch carries the heartbeat of its first attempt, which a
+//! fresher one (every pull sends one) soon replaces.
+
+use fieldsync_model::evidence::{self, EvidenceFlag, PhotoEvidence};
+use fieldsync_model::time_util::BEIJING;
+use time::Duration;
+
+use crate::AppState;
+use crate::error::ServiceError;
+use crate::media::blobs::{BlobError, Derived};
+use crate::media::photo::{self, Limits, PhotoRejected, Prepared};
+use crate::store::{CaptureTime, EvidenceInputs, PhotoMeta, UploadRecord};
+
+/// Longest side of the display copy the console shows, in pixels: enough to read a door
+/// plate or a face on a laptop screen, a fraction of a 12 MP original.
+pub const DISPLAY_LONGEST_SIDE: u32 = 1600;
+
+/// A heartbeat further than this from a revision's submission says nothing about the clock
+/// that recorded it.
+pub const SKEW_READING_MAX_AGE: Duration = Duration::days(1);
+
+/// Why an upload could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteError {
+    /// Completion was asked for before every byte arrived.
+    #[error("upload_id: only {committed} of {size} bytes received")]
+    Incomplete { committed: u64, size: u64 },
+    /// The bytes do not have the declared size or SHA-256; the upload was rewound to 0.
+    #[error("{0}")]
+    Mismatch(BlobError),
+    /// The bytes are not an acceptable photo; the upload was rewound to 0 and the bytes
+    /// discarded.
+    #[error("photo rejected ({code}): {message}", code = .0.code(), message = .0)]
+    Rejected(PhotoRejected),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<crate::store::StoreError> for CompleteError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::Service(error.into())
+    }
+}
+
+impl From<BlobError> for CompleteError {
+    fn from(error: BlobError) -> Self {
+        Self::Service(error.into())
+    }
+}
+
+/// Complete an upload whose bytes have all arrived (the caller holds the upload's lock).
+/// Idempotent: a complete upload is left as it is, and a blob that already exists is reused.
+pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<(), CompleteError> {
+    if upload.complete {
+        return Ok(());
+    }
+    if upload.committed_offset != upload.size_bytes {
+        return Err(CompleteError::Incomplete {
+            committed: upload.committed_offset,
+            size: upload.size_bytes,
+        });
+    }
+    let blobs = state.blobs.clone();
+    let (upload_id, sha256, size) = (
+        upload.upload_id.clone(),
+        upload.sha256.clone(),
+        upload.size_bytes,
+    );
+    let vetted = tokio::task::spawn_blocking(move || {
+        let vetted = blobs.commit_vetted(&upload_id, &sha256, size, |bytes| {
+            photo::prepare(bytes, &Limits::default(), DISPLAY_LONGEST_SIDE)
+        })?;
+        if let Ok(prepared) = &vetted {
+            blobs.write_derived(&sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
+            blobs.write_derived(&sha256, Derived::Display, &prepared.display_jpeg)?;
+        }
+        Ok::<_, BlobError>(vetted)
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "photo preparation task failed");
+        ServiceError::Internal
+    })?;
+    let prepared = match vetted {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(rejected)) => {
+            tracing::info!(
+                upload_id = %upload.upload_id,
+                code = rejected.code(),
+                "photo refused at upload completion"
+            );
+            state.store.set_upload_offset(&upload.upload_id, 0).await?;
+            return Err(CompleteError::Rejected(rejected));
+        }
+        Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
+            // The staged bytes can never verify: start over rather than keep them.
+            state.store.set_upload_offset(&upload.upload_id, 0).await?;
+            return Err(CompleteError::Mismatch(mismatch));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    state
+        .store
+        .save_photo_meta(&upload.sha256, photo_meta(&prepared))
+        .await?;
+    // The blob row makes the photo visible and its visit approvable: last.
+    state
+        .store
+        .complete_upload(&upload.upload_id, state.clock.now())
+        .await?;
+    refresh_for_blob(state, &upload.sha256).await;
+    Ok(())
+}
+
+/// The stored form of what [`photo::prepare`] found.
+pub fn photo_meta(prepared: &Prepared) -> PhotoMeta {
+    let exif = prepared.exif.clone().unwrap_or_default();
+    PhotoMeta {
+        mime_type: prepared.inspected.kind.mime().to_owned(),
+        width: prepared.inspected.width,
+        height: prepared.inspected.height,
+        exif_time: exif.captured,
+        exif_gps: exif.gps.map(|gps| (gps.latitude, gps.longitude)),
+        gps_time: exif.gps_time,
+        make: exif.make,
+        model: exif.model,
+        orientation: exif.orientation,
+        phash: prepared.phash.0,
+    }
+}
+
+/// Compute and keep the flags of a visit's latest revision; `None` for an unknown visit.
+pub async fn refresh_flags(
+    state: &AppState,
+    visit_id: &str,
+) -> Result<Option<Vec<EvidenceFlag>>, ServiceError> {
+    let settings = &state.settings.evidence;
+    let Some(inputs) = state
+        .store
+        .evidence_inputs(visit_id, settings.near_duplicate_max_bits)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let flags = flags_of(&inputs, settings);
+    state
+        .store
+        .save_visit_flags(visit_id, inputs.visit.revision, flags.clone())
+        .await?;
+    Ok(Some(flags))
+}
+
+/// The flags of gathered inputs (pure).
+pub fn flags_of(
+    inputs: &EvidenceInputs,
+    settings: &evidence::EvidenceSettings,
+) -> Vec<EvidenceFlag> {
+    // Only photos whose bytes arrived (and were accepted) are evidence; the ones still
+    // uploading are left out, which `evaluate` reads as "judge them when they arrive" (no
+    // PhotoMissing while an upload is in flight). A blob stored before metadata extraction
+    // existed has no metadata and is left out the same way rather than flagged as lacking
+    // EXIF.
+    let photos: Vec<PhotoEvidence> = inputs
+        .photos
+        .iter()
+        .filter(|photo| photo.arrived)
+        .filter_map(|photo| {
+            let meta = photo.meta.as_ref()?;
+            Some(PhotoEvidence {
+                photo_id: photo.record.photo_id.clone(),
+                sha256: photo.record.sha256.clone(),
+                phash: Some(meta.phash),
+                exif_time: meta.exif_time.map(|captured| match captured {
+                    CaptureTime::Offset(instant) => instant,
+                    // No offset tag: phones in China run on Beijing time.
+                    CaptureTime::Local(local) => local.assume_offset(BEIJING),
+                }),
+                exif_gps: meta.exif_gps,
+                in_app_camera: photo.record.in_app_camera,
+            })
+        })
+        .collect();
+    let device_skew = inputs
+        .device_clock
+        .filter(|reading| (reading.server_time - inputs.submitted_at).abs() <= SKEW_READING_MAX_AGE)
+        .map(|reading| evidence::clock_skew(reading.device_time, reading.server_time));
+    evidence::evaluate(
+        &inputs.visit,
+        inputs.household_location,
+        &photos,
+        &inputs.other_photos,
+        &inputs.cadre_visits,
+        device_skew,
+        settings,
+    )
+}
+
+/// Recompute the flags of each visit, logging failures (the caller's work already
+/// succeeded and must not fail because of flags).
+pub async fn refresh_logged(state: &AppState, visit_ids: &[String]) {
+    for visit_id in visit_ids {
+        if let Err(error) = refresh_flags(state, visit_id).await {
+            tracing::warn!(%error, %visit_id, "could not compute evidence flags");
+        }
+    }
+}
+
+/// After a blob arrived: every visit with a photo of it (its own visit gains evidence, and
+/// visits sharing the file now show the reuse).
+pub async fn refresh_for_blob(state: &AppState, sha256: &str) {
+    match state.store.visits_with_photo(sha256).await {
+        Ok(visit_ids) => refresh_logged(state, &visit_ids).await,
+        Err(error) => tracing::warn!(%error, %sha256, "could not list the visits of a photo"),
+    }
+}
+
+/// After a push committed: the visits it submitted and the visits it added photos to, plus
+/// the other visits that use an already stored file it attached (so both sides of a reuse
+/// are flagged).
+pub async fn refresh_after_push(state: &AppState, visit_ids: &[String], photo_sha256s: &[String]) {
+    let mut touched: Vec<String> = visit_ids.to_vec();
+    for sha256 in photo_sha256s {
+        match state.store.blob_exists(sha256).await {
+            Ok(true) => match state.store.visits_with_photo(sha256).await {
+                Ok(others) => touched.extend(others),
+                Err(error) => {
+                    tracing::warn!(%error, %sha256, "could not list the visits of a photo")
+                }
+            },
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, %sha256, "could not check a blob"),
+        }
+    }
+    touched.sort();
+    touched.dedup();
+    refresh_logged(state, &touched).await;
+}

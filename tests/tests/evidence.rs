@@ -1,0 +1,623 @@
+//! Photo evidence over real gRPC and the console (issue 4 items 1–4): upload completion
+//! refuses what is not a safe photo before any blob exists and extracts EXIF and a perceptual
+//! hash from what it accepts; evidence flags are computed on submission and when photos
+//! arrive, shown by the Review API and the console, and never block a decision.
+
+use fieldsync_proto::convert::instant_to_wire;
+use fieldsync_proto::v1;
+use fieldsync_server::media::blobs::Derived;
+use fieldsync_server::media::photo::synthetic;
+use fieldsync_server::store::CaptureTime;
+use fieldsync_tests::{TestServer, authorized, client_info, console_login, test_photo};
+use sha2::Digest;
+use time::{Duration, OffsetDateTime};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const CHUNK: usize = 64 * 1024;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A phone's media client (the small pattern of tests/uploads.rs).
+struct Uploader {
+    media: v1::media_client::MediaClient<Channel>,
+    token: String,
+}
+
+impl Uploader {
+    async fn new(server: &TestServer, token: &str) -> Self {
+        Self {
+            media: v1::media_client::MediaClient::new(server.channel().await),
+            token: token.to_owned(),
+        }
+    }
+
+    async fn start(&mut self, bytes: &[u8]) -> v1::StartUploadResponse {
+        self.media
+            .start_upload(authorized(
+                v1::StartUploadRequest {
+                    client: Some(client_info()),
+                    sha256: sha256_hex(bytes),
+                    size_bytes: bytes.len() as u64,
+                    // What the phone declares; the server sniffs the bytes at completion.
+                    mime_type: "image/jpeg".into(),
+                },
+                &self.token,
+            ))
+            .await
+            .expect("start")
+            .into_inner()
+    }
+
+    /// Send every byte and complete; the completion's answer is returned.
+    async fn upload(
+        &mut self,
+        bytes: &[u8],
+    ) -> (String, Result<v1::CompleteUploadResponse, tonic::Status>) {
+        let started = self.start(bytes).await;
+        let mut offset = started.committed_offset as usize;
+        while offset < bytes.len() {
+            let end = (offset + CHUNK).min(bytes.len());
+            let chunk = &bytes[offset..end];
+            offset = self
+                .media
+                .put_chunk(authorized(
+                    v1::PutChunkRequest {
+                        client: Some(client_info()),
+                        upload_id: started.upload_id.clone(),
+                        offset: offset as u64,
+                        data: chunk.to_vec(),
+                        crc32c: crc32c::crc32c(chunk),
+                    },
+                    &self.token,
+                ))
+                .await
+                .expect("chunk")
+                .into_inner()
+                .committed_offset as usize;
+        }
+        let completed = self
+            .media
+            .complete_upload(authorized(
+                v1::CompleteUploadRequest {
+                    client: Some(client_info()),
+                    upload_id: started.upload_id.clone(),
+                },
+                &self.token,
+            ))
+            .await
+            .map(tonic::Response::into_inner);
+        (started.upload_id, completed)
+    }
+
+    async fn committed_offset(&mut self, upload_id: &str) -> u64 {
+        self.media
+            .upload_status(authorized(
+                v1::UploadStatusRequest {
+                    client: Some(client_info()),
+                    upload_id: upload_id.into(),
+                },
+                &self.token,
+            ))
+            .await
+            .expect("status")
+            .into_inner()
+            .committed_offset
+    }
+}
+
+/// A cadre's phone: pushes visits and photo records.
+struct Phone {
+    device_id: String,
+    token: String,
+    next_seq: u64,
+    households: Vec<v1::Household>,
+}
+
+impl Phone {
+    async fn login(server: &TestServer, username: &str) -> Self {
+        let device_id = uuid::Uuid::now_v7().to_string();
+        let token = server.login(username, &device_id).await;
+        let (households, _, _) = fieldsync_tests::pull_all(server.channel().await, &token).await;
+        Self {
+            device_id,
+            token,
+            next_seq: 1,
+            households,
+        }
+    }
+
+    async fn push(&mut self, server: &TestServer, payloads: Vec<v1::mutation::Payload>) {
+        let first_seq = self.next_seq;
+        let mutations: Vec<v1::Mutation> = payloads
+            .into_iter()
+            .map(|payload| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                v1::Mutation {
+                    seq,
+                    mutation_id: uuid::Uuid::now_v7().to_string(),
+                    hlc: 1,
+                    payload: Some(payload),
+                }
+            })
+            .collect();
+        let response = v1::sync_client::SyncClient::new(server.channel().await)
+            .push(authorized(
+                v1::PushRequest {
+                    device_id: self.device_id.clone(),
+                    batch_id: uuid::Uuid::now_v7().to_string(),
+                    first_seq,
+                    mutations,
+                    client: Some(client_info()),
+                    ..Default::default()
+                },
+                &self.token,
+            ))
+            .await
+            .expect("push")
+            .into_inner();
+        for result in &response.results {
+            assert_eq!(
+                result.outcome,
+                v1::MutationOutcome::Applied as i32,
+                "{result:?}"
+            );
+        }
+    }
+}
+
+/// An in-person visit at `household` from `checkin` for 40 minutes with a fix at `fix`.
+fn visit(
+    household: &v1::Household,
+    checkin: OffsetDateTime,
+    fix: Option<v1::GpsFix>,
+    photo_ids: Vec<String>,
+) -> v1::Visit {
+    v1::Visit {
+        visit_id: uuid::Uuid::now_v7().to_string(),
+        revision: 1,
+        household_id: household.household_id.clone(),
+        mode: v1::VisitMode::InPerson as i32,
+        checkin_at: Some(instant_to_wire(checkin)),
+        checkout_at: Some(instant_to_wire(checkin + Duration::minutes(40))),
+        observed_situation: "户主在家，庄稼长势良好，家中无危房。".into(),
+        photo_ids,
+        gps: fix,
+        recorded_at_device: Some(instant_to_wire(checkin + Duration::minutes(40))),
+        ..Default::default()
+    }
+}
+
+/// A fix `north_m` metres north of the household's registered location.
+fn fix_near(household: &v1::Household, north_m: f64, is_mock: bool) -> v1::GpsFix {
+    let home = household.location.expect("demo households have a location");
+    v1::GpsFix {
+        lat: home.lat + north_m / 111_000.0,
+        lon: home.lon,
+        crs: home.crs,
+        accuracy_m: 10.0,
+        provider: v1::LocationProvider::Gps as i32,
+        is_mock,
+        fix_time: None,
+    }
+}
+
+fn photo_record(visit_id: &str, bytes: &[u8]) -> v1::PhotoRecord {
+    v1::PhotoRecord {
+        photo_id: uuid::Uuid::now_v7().to_string(),
+        visit_id: visit_id.into(),
+        sha256: sha256_hex(bytes),
+        size_bytes: bytes.len() as u64,
+        mime_type: "image/jpeg".into(),
+        in_app_camera: true,
+        ..Default::default()
+    }
+}
+
+struct Supervisor {
+    review: v1::review_client::ReviewClient<Channel>,
+    token: String,
+}
+
+impl Supervisor {
+    async fn login(server: &TestServer) -> Self {
+        Self {
+            review: v1::review_client::ReviewClient::new(server.channel().await),
+            token: server
+                .login("township1", &uuid::Uuid::now_v7().to_string())
+                .await,
+        }
+    }
+
+    async fn get(&mut self, visit_id: &str) -> v1::GetVisitResponse {
+        self.review
+            .get_visit(authorized(
+                v1::GetVisitRequest {
+                    visit_id: visit_id.into(),
+                },
+                &self.token,
+            ))
+            .await
+            .expect("get visit")
+            .into_inner()
+    }
+
+    async fn flag_codes(&mut self, visit_id: &str) -> Vec<String> {
+        self.get(visit_id)
+            .await
+            .flags
+            .into_iter()
+            .map(|flag| flag.code)
+            .collect()
+    }
+}
+
+// ----- step 1: upload completion validates and extracts -----
+
+#[tokio::test]
+async fn unsafe_files_are_refused_at_completion_and_leave_no_blob() {
+    let server = TestServer::start().await;
+    let token = server
+        .login("cadre01", &uuid::Uuid::now_v7().to_string())
+        .await;
+    let mut uploader = Uploader::new(&server, &token).await;
+    let jpeg = std::fs::read(test_photo("Canon_40D.jpg")).expect("photo");
+    let mut polyglot = jpeg.clone();
+    // A ZIP archive appended after the JPEG's end: local file header, name, data.
+    polyglot.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00");
+    polyglot.extend_from_slice(&[0u8; 16]);
+    polyglot.extend_from_slice(b"payload.sh#!/bin/sh\necho owned\n");
+    polyglot.extend_from_slice(&[0x41; 96]);
+    let svg = br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>"#.to_vec();
+    let heic = synthetic::heif_header(b"heic");
+    for (bytes, code) in [
+        (svg, "markup_not_image"),
+        (polyglot, "trailing_data"),
+        (heic, "heic_needs_conversion"),
+    ] {
+        let sha256 = sha256_hex(&bytes);
+        let (upload_id, completed) = uploader.upload(&bytes).await;
+        let refused = completed.expect_err(code);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{code}: {refused:?}");
+        assert!(
+            refused
+                .message()
+                .starts_with(&format!("photo rejected ({code}): ")),
+            "{code}: {}",
+            refused.message()
+        );
+        assert_eq!(
+            uploader.committed_offset(&upload_id).await,
+            0,
+            "{code}: the upload starts over"
+        );
+        assert!(
+            !server.state.store.blob_exists(&sha256).await.expect("blob"),
+            "{code}: no blob row"
+        );
+        assert!(
+            !server.state.blobs.contains(&sha256),
+            "{code}: no blob file"
+        );
+        assert_eq!(
+            server.state.blobs.staged_len(&upload_id).expect("staged"),
+            0,
+            "{code}: staged bytes discarded"
+        );
+        assert_eq!(
+            server.state.store.photo_meta(&sha256).await.expect("meta"),
+            None
+        );
+        // Asking again does not suddenly find a photo.
+        assert!(!uploader.start(&bytes).await.complete, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
+    let server = TestServer::start().await;
+    let token = server
+        .login("cadre01", &uuid::Uuid::now_v7().to_string())
+        .await;
+    let mut uploader = Uploader::new(&server, &token).await;
+    let bytes = std::fs::read(test_photo("gps_DSCN0010.jpg")).expect("photo");
+    let sha256 = sha256_hex(&bytes);
+    let (_, completed) = uploader.upload(&bytes).await;
+    assert_eq!(completed.expect("accepted").sha256, sha256);
+    assert_eq!(
+        server.state.blobs.read(&sha256).expect("blob"),
+        bytes,
+        "byte-exact"
+    );
+    let meta = server
+        .state
+        .store
+        .photo_meta(&sha256)
+        .await
+        .expect("read")
+        .expect("metadata stored");
+    assert_eq!(meta.mime_type, "image/jpeg");
+    assert_eq!((meta.width, meta.height), (640, 480));
+    let (lat, lon) = meta.exif_gps.expect("EXIF GPS");
+    assert!(
+        (lat - 43.467).abs() < 0.01 && (lon - 11.885).abs() < 0.01,
+        "{lat}, {lon}"
+    );
+    match meta.exif_time {
+        Some(CaptureTime::Local(local)) => assert_eq!(local.year(), 2008, "{local}"),
+        other => panic!("expected a local EXIF time, got {other:?}"),
+    }
+    assert_eq!(meta.make.as_deref().map(str::trim), Some("NIKON"));
+    assert_ne!(meta.phash, 0);
+    // The console's copies were made once, at completion, and carry no EXIF.
+    let thumbnail = server
+        .state
+        .blobs
+        .read_derived(&sha256, Derived::Thumbnail)
+        .expect("read")
+        .expect("thumbnail stored");
+    assert!(thumbnail.starts_with(&[0xFF, 0xD8]));
+    assert!(!thumbnail.windows(4).any(|window| window == b"Exif"));
+    assert!(
+        server
+            .state
+            .blobs
+            .read_derived(&sha256, Derived::Display)
+            .expect("read")
+            .is_some()
+    );
+}
+
+// ----- steps 2 and 3: flags -----
+
+#[tokio::test]
+async fn an_honest_visit_with_a_real_photo_has_no_flags() {
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let bytes = std::fs::read(test_photo("Canon_40D.jpg")).expect("photo");
+    let mut uploader = Uploader::new(&server, &phone.token).await;
+    uploader.upload(&bytes).await.1.expect("accepted");
+    // The visit happened when the camera says the photo was taken (its EXIF local time,
+    // read as Beijing time), at the household.
+    let taken = match server
+        .state
+        .store
+        .photo_meta(&sha256_hex(&bytes))
+        .await
+        .expect("meta")
+        .and_then(|meta| meta.exif_time)
+    {
+        Some(CaptureTime::Local(local)) => local.assume_offset(time::macros::offset!(+8)),
+        Some(CaptureTime::Offset(instant)) => instant,
+        None => panic!("Canon_40D.jpg has an EXIF time"),
+    };
+    let household = phone.households[0].clone();
+    let mut honest = visit(
+        &household,
+        taken - Duration::minutes(10),
+        Some(fix_near(&household, 20.0, false)),
+        Vec::new(),
+    );
+    let photo = photo_record(&honest.visit_id, &bytes);
+    honest.photo_ids = vec![photo.photo_id.clone()];
+    phone
+        .push(
+            &server,
+            vec![
+                v1::mutation::Payload::SubmitVisit(honest.clone()),
+                v1::mutation::Payload::AddPhoto(photo),
+            ],
+        )
+        .await;
+    let mut supervisor = Supervisor::login(&server).await;
+    let detail = supervisor.get(&honest.visit_id).await;
+    assert_eq!(detail.photo_ids_received.len(), 1);
+    assert_eq!(detail.flags, Vec::new());
+}
+
+#[tokio::test]
+async fn a_mock_far_fix_is_flagged_in_the_review_api_and_the_console_and_can_still_be_approved() {
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let household = phone.households[0].clone();
+    let now = OffsetDateTime::now_utc();
+    let far = visit(
+        &household,
+        now - Duration::hours(1),
+        Some(fix_near(&household, 5_000.0, true)),
+        Vec::new(),
+    );
+    phone
+        .push(
+            &server,
+            vec![v1::mutation::Payload::SubmitVisit(far.clone())],
+        )
+        .await;
+
+    let mut supervisor = Supervisor::login(&server).await;
+    let detail = supervisor.get(&far.visit_id).await;
+    let codes: Vec<&str> = detail.flags.iter().map(|flag| flag.code.as_str()).collect();
+    assert!(codes.contains(&"gps_far"), "{codes:?}");
+    assert!(codes.contains(&"mock_location"), "{codes:?}");
+    let gps_far = detail
+        .flags
+        .iter()
+        .find(|flag| flag.code == "gps_far")
+        .expect("gps_far");
+    assert_eq!(gps_far.label, "定位距农户过远");
+    assert!(gps_far.detail.contains("米"), "{}", gps_far.detail);
+
+    let queue = supervisor
+        .review
+        .list_queue(authorized(
+            v1::ListQueueRequest::default(),
+            &supervisor.token,
+        ))
+        .await
+        .expect("queue")
+        .into_inner();
+    let item = queue
+        .items
+        .iter()
+        .find(|item| item.visit_id == far.visit_id)
+        .expect("queued");
+    assert!(item.flag_codes.iter().any(|code| code == "mock_location"));
+
+    // The console's JSON twin, its queue filter and its HTML page show the same flags.
+    let browser = console_login(&server, "township1").await;
+    let json: serde_json::Value = browser
+        .get(format!(
+            "{}/console/api/visits/{}",
+            server.url(),
+            far.visit_id
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let api_codes: Vec<&str> = json["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .filter_map(|flag| flag["code"].as_str())
+        .collect();
+    assert!(api_codes.contains(&"gps_far"), "{json}");
+    assert!(api_codes.contains(&"mock_location"), "{json}");
+    assert_eq!(json["flags_computed"], true);
+    let filtered: serde_json::Value = browser
+        .get(format!(
+            "{}/console/api/queue?flag=mock_location",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("api queue")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = filtered
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|item| item["visit_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![far.visit_id.as_str()]);
+    let none: serde_json::Value = browser
+        .get(format!(
+            "{}/console/api/queue?flag=photo_reused",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("api queue")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(none.as_array().map(Vec::len), Some(0));
+    let page = browser
+        .get(format!("{}/console/visits/{}", server.url(), far.visit_id))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("核验提示"), "detail page");
+    assert!(page.contains("定位距农户过远") && page.contains("模拟定位"));
+    let queue_page = browser
+        .get(format!("{}/console/queue?flag=gps_far", server.url()))
+        .send()
+        .await
+        .expect("queue page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        queue_page.contains("flag=mock_location"),
+        "badges link to the filter"
+    );
+
+    // Flags never block: the supervisor may approve.
+    let approved = supervisor
+        .review
+        .decide(authorized(
+            v1::DecideRequest {
+                visit_id: far.visit_id.clone(),
+                revision: 1,
+                content_hash: detail.content_hash,
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &supervisor.token,
+        ))
+        .await
+        .expect("approve despite flags")
+        .into_inner();
+    assert_eq!(approved.state, v1::ReviewState::Approved as i32);
+}
+
+#[tokio::test]
+async fn the_same_photo_on_another_households_visit_is_flagged_when_its_upload_completes() {
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let bytes = std::fs::read(test_photo("gps_DSCN0012.jpg")).expect("photo");
+    let now = OffsetDateTime::now_utc();
+    let (first_home, second_home) = (phone.households[0].clone(), phone.households[1].clone());
+    assert_ne!(first_home.household_id, second_home.household_id);
+    let mut first = visit(
+        &first_home,
+        now - Duration::hours(3),
+        Some(fix_near(&first_home, 10.0, false)),
+        Vec::new(),
+    );
+    let first_photo = photo_record(&first.visit_id, &bytes);
+    first.photo_ids = vec![first_photo.photo_id.clone()];
+    let mut second = visit(
+        &second_home,
+        now - Duration::hours(1),
+        Some(fix_near(&second_home, 10.0, false)),
+        Vec::new(),
+    );
+    let second_photo = photo_record(&second.visit_id, &bytes);
+    second.photo_ids = vec![second_photo.photo_id.clone()];
+    phone
+        .push(
+            &server,
+            vec![
+                v1::mutation::Payload::SubmitVisit(first.clone()),
+                v1::mutation::Payload::AddPhoto(first_photo),
+                v1::mutation::Payload::SubmitVisit(second.clone()),
+                v1::mutation::Payload::AddPhoto(second_photo),
+            ],
+        )
+        .await;
+    let mut supervisor = Supervisor::login(&server).await;
+    // The photo is still uploading: nothing about it is judged yet.
+    let before = supervisor.flag_codes(&second.visit_id).await;
+    assert!(
+        !before.iter().any(|code| code.starts_with("photo")),
+        "{before:?}"
+    );
+
+    let mut uploader = Uploader::new(&server, &phone.token).await;
+    uploader.upload(&bytes).await.1.expect("accepted");
+    let after = supervisor.get(&second.visit_id).await;
+    let reused = after
+        .flags
+        .iter()
+        .find(|flag| flag.code == "photo_reused")
+        .unwrap_or_else(|| panic!("photo_reused on the second visit: {:?}", after.flags));
+    assert!(reused.detail.contains(&first.visit_id), "{}", reused.detail);
+    assert!(
+        supervisor
+            .flag_codes(&first.visit_id)
+            .await
+            .contains(&"photo_reused".to_owned()),
+        "both visits sharing the file are flagged"
+    );
+}
