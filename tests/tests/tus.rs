@@ -686,3 +686,24 @@ async fn two_phones_sending_the_same_photo_over_tus_at_once_end_with_one_blob() 
         "no staging file is left behind"
     );
 }
+
+#[tokio::test]
+async fn a_file_that_is_not_a_photo_is_refused_at_completion_and_never_stored() {
+    let server = TestServer::start().await;
+    let phone = Phone::new(&server, "cadre01").await;
+    // A JPEG with a ZIP archive appended (a polyglot) and an SVG: both are refused by the
+    // same photo checks as the gRPC path, after every byte arrived and hashed correctly.
+    let mut polyglot = std::fs::read(fieldsync_tests::test_photo("Canon_40D.jpg")).expect("photo");
+    polyglot.extend_from_slice(b"PK\x03\x04 pretend archive with a payload");
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
+    for bytes in [polyglot, svg] {
+        let location = phone.create(&bytes).await;
+        let response = phone.patch(&location, 0, &bytes).await;
+        assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+        assert_eq!(phone.offset(&location).await, 0, "the upload starts over");
+        assert!(
+            !server.state.blobs.contains(&sha256_hex(&bytes)),
+            "nothing refused becomes a blob"
+        );
+    }
+}

@@ -2,8 +2,7 @@
 //! offset is durable (the chunk was fsynced before the offset was stored), so a phone that
 //! lost its connection asks where to continue and re-sends at most one chunk.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
 use fieldsync_proto::v1;
@@ -27,26 +26,17 @@ pub const COMMITTED_OFFSET_METADATA: &str = "fieldsync-committed-offset";
 #[derive(Debug)]
 pub struct MediaService {
     state: AppState,
-    /// One lock per upload id, so two chunks for the same upload never interleave on disk.
-    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl MediaService {
     pub fn new(state: AppState) -> Self {
-        Self {
-            state,
-            upload_locks: Mutex::new(HashMap::new()),
-        }
+        Self { state }
     }
 
+    /// The process-wide lock of one upload, shared with the tus endpoint, so two chunks of
+    /// the same upload never interleave on disk whichever protocol sends them.
     fn lock_for(&self, upload_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .upload_locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Forget locks nobody holds, so the map does not grow with every upload ever made.
-        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        locks.entry(upload_id.to_owned()).or_default().clone()
+        crate::media::uploads::lock(upload_id)
     }
 
     /// The caller's upload; someone else's upload is "not found" so ids reveal nothing.

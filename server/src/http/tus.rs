@@ -430,7 +430,11 @@ async fn settle(state: &AppState, upload: UploadRecord) -> Result<UploadRecord, 
         );
     };
     match uploads::complete(state, &upload).await {
-        Ok(()) | Err(UploadError::Incomplete { .. }) | Err(UploadError::Mismatch(_)) => {}
+        // A mismatch or a refused photo rewound the upload to 0: HEAD then says so.
+        Ok(())
+        | Err(UploadError::Incomplete { .. })
+        | Err(UploadError::Mismatch(_))
+        | Err(UploadError::Rejected(_)) => {}
         Err(other) => return Err(other.into()),
     }
     Ok(state

@@ -33,6 +33,12 @@ pub enum UploadError {
     /// offset 0: its bytes can never verify, so the phone sends them again.
     #[error("upload rewound to offset 0: {0}")]
     Mismatch(BlobError),
+    /// The bytes are not an acceptable photo (non-image, polyglot, bomb, HEIC). The upload
+    /// was rewound to offset 0 and the bytes discarded.
+    #[error("photo rejected ({code}): {message}", code = .0.code(), message = .0)]
+    Rejected(crate::media::photo::PhotoRejected),
+    #[error(transparent)]
+    Service(ServiceError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -49,6 +55,8 @@ impl From<UploadError> for ServiceError {
             UploadError::Incomplete { .. } | UploadError::Mismatch(_) => {
                 Self::FailedPrecondition(error.to_string())
             }
+            UploadError::Rejected(_) => Self::invalid("photo", error.to_string()),
+            UploadError::Service(service) => service,
             UploadError::Store(store) => store.into(),
             UploadError::Blob(blob) => blob.into(),
             UploadError::Internal => {
@@ -131,50 +139,22 @@ pub async fn start(
     Ok(Started::Upload(upload))
 }
 
-/// Complete an upload whose bytes have all arrived: verify size and full SHA-256, move the
-/// staging file into place durably ([`crate::media::blobs::BlobStore::commit`]), then record
-/// the upload complete and the blob present. Idempotent: a complete upload is left as is,
-/// and a blob that already exists (another device sent the same photo) is reused, its
-/// redundant staging file removed. On a size or hash mismatch the upload is rewound to
-/// offset 0 and [`UploadError::Mismatch`] returned.
-///
-/// The caller holds the upload's lock ([`lock`]).
+/// Verify and commit a fully received upload, for the gRPC and the tus path alike: size,
+/// SHA-256 and photo safety (type, limits, polyglots) are checked before the blob becomes
+/// visible, metadata and display copies are stored, and evidence flags are refreshed (see
+/// [`crate::evidence::complete_upload`]).
 pub async fn complete(state: &AppState, upload: &UploadRecord) -> Result<(), UploadError> {
-    if upload.complete {
-        return Ok(());
-    }
-    if upload.committed_offset != upload.size_bytes {
-        return Err(UploadError::Incomplete {
-            committed: upload.committed_offset,
-            size: upload.size_bytes,
-        });
-    }
-    let blobs = state.blobs.clone();
-    let (upload_id, sha256, size) = (
-        upload.upload_id.clone(),
-        upload.sha256.clone(),
-        upload.size_bytes,
-    );
-    let committed = tokio::task::spawn_blocking(move || {
-        blobs.commit(&upload_id, &sha256, size)?;
-        // When the blob already existed, commit left the staging file where it was.
-        blobs.remove_staging(&upload_id)
-    })
-    .await
-    .map_err(|_| UploadError::Internal)?;
-    match committed {
-        Ok(()) => {}
-        Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
-            state.store.set_upload_offset(&upload.upload_id, 0).await?;
-            return Err(UploadError::Mismatch(mismatch));
-        }
-        Err(other) => return Err(other.into()),
-    }
-    state
-        .store
-        .complete_upload(&upload.upload_id, state.clock.now())
-        .await?;
-    Ok(())
+    use crate::evidence::CompleteError;
+    crate::evidence::complete_upload(state, upload)
+        .await
+        .map_err(|error| match error {
+            CompleteError::Incomplete { committed, size } => {
+                UploadError::Incomplete { committed, size }
+            }
+            CompleteError::Mismatch(mismatch) => UploadError::Mismatch(mismatch),
+            CompleteError::Rejected(rejected) => UploadError::Rejected(rejected),
+            CompleteError::Service(service) => UploadError::Service(service),
+        })
 }
 
 /// What one expiry run removed.
@@ -257,6 +237,16 @@ mod tests {
 
     const USER: &str = "user-1";
 
+    /// Completion checks that the bytes are a real photo, so the tests upload real JPEGs.
+    fn real_jpeg(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../testdata/photos")
+                .join(name),
+        )
+        .expect("test photo")
+    }
+
     fn state_at(folder: &std::path::Path) -> (AppState, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let settings = Settings {
@@ -297,7 +287,7 @@ mod tests {
         let folder = tempfile::tempdir().expect("temp dir");
         let (state, clock) = state_at(folder.path());
         let abandoned = staged_upload(&state, b"half of a photo that never arrives", 10).await;
-        let finished_bytes = b"a photo that arrived whole".to_vec();
+        let finished_bytes = real_jpeg("Canon_40D.jpg");
         let finished = staged_upload(&state, &finished_bytes, finished_bytes.len()).await;
         complete(&state, &finished).await.expect("complete");
         let uploads = folder.path().join("blobs").join("uploads");
@@ -357,7 +347,7 @@ mod tests {
     async fn completion_reuses_an_existing_blob_and_rewinds_on_mismatch() {
         let folder = tempfile::tempdir().expect("temp dir");
         let (state, _clock) = state_at(folder.path());
-        let bytes = b"the same photo from two phones".to_vec();
+        let bytes = real_jpeg("gps_DSCN0012.jpg");
         let first = staged_upload(&state, &bytes, bytes.len()).await;
         // A second user's upload of the same photo, staged before the first completes.
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -385,6 +375,18 @@ mod tests {
             Vec::<String>::new()
         );
         assert!(state.store.blob_exists(&sha256).await.expect("blob"));
+
+        // Bytes that are not a photo are refused and the upload starts over.
+        let markup = b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec();
+        let svg = staged_upload(&state, &markup, markup.len()).await;
+        assert!(matches!(
+            complete(&state, &svg).await,
+            Err(UploadError::Rejected(_))
+        ));
+        assert!(
+            !state.blobs.contains(&svg.sha256),
+            "no blob for a refused file"
+        );
 
         // Bytes that do not hash to the declared SHA-256 rewind the upload.
         let declared = b"what the phone says it sends".to_vec();
