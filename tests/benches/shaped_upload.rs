@@ -913,11 +913,7 @@ async fn bench(knobs: Knobs) {
     println!("|---|---|---|---|---|");
     println!(
         "| fieldsync (first `sync()`: {}; the next `sync()` asks StartUpload and resumes) | offset {resumed_at} (StartUpload answers: {:?}) | {resent_payload} B (PutChunk payload handed to the link {} B − file {} B) | {} B ({} B total vs {} B) | {} |",
-        cut.first_error
-            .chars()
-            .take(60)
-            .collect::<String>()
-            .replace('|', "/"),
+        cut.first_error.replace('|', "/"),
         cut.start_offsets,
         cut.chunk_bytes_attempted,
         cut_len,
