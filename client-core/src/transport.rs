@@ -421,7 +421,15 @@ pub fn map_status(server_url: &str, status: tonic::Status) -> ClientError {
             server_time_ms: metadata(SERVER_TIME_KEY).and_then(|text| text.trim().parse().ok()),
         };
     }
+    // tonic reports a connection cut in the middle of a call (2G dropping mid-chunk) as
+    // UNKNOWN "transport error", not UNAVAILABLE; it is the same transient condition and must
+    // schedule a retry instead of counting as a server refusal.
+    let cut_mid_call = status.code() == tonic::Code::Unknown && message.contains("transport error");
     match status.code() {
+        _ if cut_mid_call => ClientError::Unavailable {
+            server_url: server_url.to_owned(),
+            message,
+        },
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             ClientError::Unavailable {
                 server_url: server_url.to_owned(),
@@ -672,6 +680,12 @@ mod tests {
     fn statuses_map_to_client_errors_the_app_can_act_on() {
         let url = "http://127.0.0.1:1";
         assert!(map_status(url, tonic::Status::unavailable("down")).is_unavailable());
+        // A link cut in the middle of a chunk surfaces as UNKNOWN "transport error".
+        assert!(
+            map_status(url, tonic::Status::unknown("transport error")).is_unavailable(),
+            "a mid-call cut is a retryable outage, not a server refusal"
+        );
+        assert!(!map_status(url, tonic::Status::unknown("boom")).is_unavailable());
         assert!(matches!(
             map_status(url, tonic::Status::unauthenticated("no token")),
             ClientError::NotLoggedIn(_)
