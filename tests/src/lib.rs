@@ -86,6 +86,41 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
+    /// How many complete blob files the server holds (content-addressed originals).
+    pub fn blob_file_count(&self) -> usize {
+        fn walk(folder: &std::path::Path) -> usize {
+            std::fs::read_dir(folder)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|entry| {
+                            let path = entry.path();
+                            if path.is_dir() { walk(&path) } else { 1 }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.data_path().join("blobs").join("sha256"))
+    }
+
+    /// Log in as a township supervisor on a fresh device and open a Review client.
+    pub async fn review_as(
+        &self,
+        username: &str,
+    ) -> (
+        String,
+        v1::review_client::ReviewClient<tonic::transport::Channel>,
+    ) {
+        let token = self
+            .login(username, &uuid::Uuid::now_v7().to_string())
+            .await;
+        (
+            token,
+            v1::review_client::ReviewClient::new(self.channel().await),
+        )
+    }
+
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().to_owned()
     }

@@ -168,23 +168,6 @@ async fn offset_after_cut(phone: &Phone, location: &str, expected: u64) -> u64 {
     .expect("the bytes that arrived before the cut are saved")
 }
 
-fn blob_files(server: &TestServer) -> usize {
-    fn walk(folder: &std::path::Path) -> usize {
-        std::fs::read_dir(folder)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|entry| {
-                        let path = entry.path();
-                        if path.is_dir() { walk(&path) } else { 1 }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    walk(&server.data_path().join("blobs").join("sha256"))
-}
-
 #[tokio::test]
 async fn options_announce_tus_1_0_with_creation_and_checksum() {
     let server = TestServer::start().await;
@@ -657,7 +640,11 @@ async fn the_same_photo_over_grpc_and_tus_is_one_blob() {
     let other_location = header(&known, "location").to_owned();
     assert_eq!(other.offset(&other_location).await, length);
 
-    assert_eq!(blob_files(&server), 1, "one blob serves every photo row");
+    assert_eq!(
+        server.blob_file_count(),
+        1,
+        "one blob serves every photo row"
+    );
     assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
 }
 
@@ -676,7 +663,7 @@ async fn two_phones_sending_the_same_photo_over_tus_at_once_end_with_one_blob() 
     );
     assert_eq!(a.status(), StatusCode::NO_CONTENT);
     assert_eq!(b.status(), StatusCode::NO_CONTENT);
-    assert_eq!(blob_files(&server), 1);
+    assert_eq!(server.blob_file_count(), 1);
     assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
     assert!(
         std::fs::read_dir(server.data_path().join("blobs").join("uploads"))

@@ -134,10 +134,7 @@ async fn an_offline_visit_is_approved_through_grpc_and_the_console_and_the_phone
     assert_eq!(server.state.blobs.read(&sha256).expect("blob"), photo_bytes);
 
     // The supervisor approves the first visit through gRPC.
-    let supervisor = server
-        .login("township1", &uuid::Uuid::now_v7().to_string())
-        .await;
-    let mut review = v1::review_client::ReviewClient::new(server.channel().await);
+    let (supervisor, mut review) = server.review_as("township1").await;
     let queue = review
         .list_queue(authorized(v1::ListQueueRequest::default(), &supervisor))
         .await
@@ -346,10 +343,7 @@ async fn a_returned_visit_becomes_a_task_and_its_fix_goes_back_to_the_queue() {
     phone.sync().await.expect("sync");
     assert!(phone.tasks().expect("tasks").is_empty());
 
-    let supervisor = server
-        .login("township1", &uuid::Uuid::now_v7().to_string())
-        .await;
-    let mut review = v1::review_client::ReviewClient::new(server.channel().await);
+    let (supervisor, mut review) = server.review_as("township1").await;
     let queue = review
         .list_queue(authorized(v1::ListQueueRequest::default(), &supervisor))
         .await
@@ -467,10 +461,7 @@ async fn an_edit_after_approval_is_a_new_revision_that_needs_approval_again() {
         .expect("record");
     phone.sync().await.expect("sync");
 
-    let supervisor = server
-        .login("township1", &uuid::Uuid::now_v7().to_string())
-        .await;
-    let mut review = v1::review_client::ReviewClient::new(server.channel().await);
+    let (supervisor, mut review) = server.review_as("township1").await;
     let approved = review
         .get_visit(authorized(
             v1::GetVisitRequest {
