@@ -47,6 +47,11 @@ pub enum ClientError {
     #[error("输入有误 invalid {field}: {message}")]
     Invalid { field: String, message: String },
 
+    /// A quarterly income registration that breaks the model's rules (quarter not 1–4, a
+    /// negative component, an empty household, amounts that overflow). Nothing was queued.
+    #[error("收入登记有误 invalid income registration: {0}")]
+    InvalidIncome(#[from] fieldsync_model::income::IncomeError),
+
     /// A household, visit or other local record that does not exist on this device.
     #[error("未找到 not found: {0}")]
     NotFound(String),

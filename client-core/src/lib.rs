@@ -10,14 +10,20 @@
 //! [`Client::add_member`], [`Client::remove_member`]): applied locally at once, queued with
 //! the field's `base_seq`, and kept on top of pulled cards until the server has them.
 //!
+//! Quarterly income (季登记) is registered the same way ([`Client::register_income`]): checked
+//! with the model's formula, queued as a `RegisterIncome` mutation and kept locally with its
+//! fate ([`Client::income_registrations`]).
+//!
 //! Module map: `store` (all SQL), `transport` (the [`SyncTransport`] seam and its gRPC
 //! implementation, all protobuf/tonic), `sync` (pure planning, retry policy + execution),
 //! `edits` (card edits and rebase), `photos` (import and hashing), `hlc` (mutation clock),
-//! `records` (plain types between modules), `error`.
+//! `income` (local registrations, exact yuan ⇄ fen text), `records` (plain types between
+//! modules), `error`.
 
 pub mod edits;
 pub mod error;
 pub mod hlc;
+pub mod income;
 pub mod photos;
 pub mod records;
 pub mod store;
@@ -30,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, Role, VisitExceptionReason, VisitMode, VisitType};
 use fieldsync_model::household::Household;
+use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
 use fieldsync_model::review::{VisitStatus, return_reason_label};
 use fieldsync_model::visit::{GpsFix, PhotoRecord, ProposedChange, Visit, WellbeingCheck};
 use rand::SeedableRng;
@@ -38,6 +45,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 pub use crate::error::{ClientError, ClientResult};
+pub use crate::income::{IncomeState, LocalIncome, YuanError, format_fen, parse_yuan};
 pub use crate::records::{Heartbeat, OutboxEntry, VisitState};
 pub use crate::store::RejectedMutation;
 pub use crate::sync::SyncReport;
@@ -176,6 +184,8 @@ pub struct TaskReason {
     pub field: String,
     /// Chinese label of the code (falls back to the code).
     pub label_zh: String,
+    /// Chinese name of the field ("生产生活情况"; "整体" when the reason names none).
+    pub field_label_zh: String,
 }
 
 /// A returned visit the cadre must fix (待整改).
@@ -253,6 +263,9 @@ impl HandoverItem {
     /// 需移交: hand it over to the household's new cadre.
     pub const LABEL_ZH: &'static str = "需移交";
 }
+
+/// Years an income registration may be for (the range the county's thresholds accept).
+pub const INCOME_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
 
 /// Refusals shown in `status()`, newest first.
 const STATUS_REJECTIONS: u64 = 20;
@@ -880,6 +893,67 @@ impl Client {
         )
     }
 
+    // ---- quarterly income (季登记) ----
+
+    /// Register one quarter's income of a household (id or unique prefix). Works offline:
+    /// the household size is the number of current members on the local card, the model's
+    /// formula derives net and per-capita net, and the registration is written with its
+    /// `RegisterIncome` outbox entry (next seq, HLC stamp, UUIDv7 mutation and registration
+    /// ids) in ONE transaction; [`Client::sync`] pushes it. Registering a quarter again is a
+    /// correction: the server keeps the latest one per quarter.
+    ///
+    /// Errors, with nothing stored: [`ClientError::NotFound`] for a household not on the
+    /// phone, [`ClientError::Invalid`] (field `year`) for a year outside 2000–2100, and
+    /// [`ClientError::InvalidIncome`] with the model's [`IncomeError`] for a quarter outside
+    /// 1–4, a negative component, a household without current members, or an overflow.
+    ///
+    /// [`IncomeError`]: fieldsync_model::income::IncomeError
+    pub fn register_income(
+        &self,
+        household: &str,
+        year: i32,
+        quarter: u32,
+        components: IncomeComponents,
+    ) -> ClientResult<IncomeRegistration> {
+        let household_id = self.resolve_household_id(household.trim())?;
+        if !INCOME_YEARS.contains(&year) {
+            return Err(ClientError::Invalid {
+                field: "year".into(),
+                message: format!(
+                    "年度应在{}到{}之间 (year must be {}–{}, got {year})",
+                    INCOME_YEARS.start(),
+                    INCOME_YEARS.end(),
+                    INCOME_YEARS.start(),
+                    INCOME_YEARS.end()
+                ),
+            });
+        }
+        let (registration, _seq) = self.store.write_income_registration(
+            &household_id,
+            |household_size| {
+                Ok(IncomeRegistration::new(
+                    uuid::Uuid::now_v7().to_string(),
+                    household_id.clone(),
+                    year,
+                    quarter,
+                    household_size,
+                    components,
+                )?)
+            },
+            self.clock.now(),
+        )?;
+        Ok(registration)
+    }
+
+    /// Income registrations made on this phone, with whether the server has them: all of
+    /// them, or one household's (exact id), by household, year, quarter and save order.
+    pub fn income_registrations(
+        &self,
+        household_id: Option<&str>,
+    ) -> ClientResult<Vec<LocalIncome>> {
+        self.store.income_registrations(household_id)
+    }
+
     /// Every visit on the phone with its review state, newest first.
     pub fn visits(&self) -> ClientResult<Vec<VisitSummary>> {
         Ok(self
@@ -933,6 +1007,10 @@ impl Client {
                         .iter()
                         .map(|reason| TaskReason {
                             label_zh: return_reason_label(&reason.code).to_owned(),
+                            field_label_zh: fieldsync_model::visit_diff::visit_field_label(
+                                &reason.field,
+                            )
+                            .to_owned(),
                             code: reason.code.clone(),
                             field: reason.field.clone(),
                         })

@@ -17,11 +17,13 @@ use time::format_description::well_known::Rfc3339;
 use crate::edits::{self, AddMemberPayload, CardEdit, PendingEdit};
 use crate::error::{ClientError, ClientResult};
 use crate::hlc;
+use crate::income::{IncomeState, LocalIncome};
 use crate::records::{
     Heartbeat, MutationKind, OutboxEntry, PulledPage, PushAck, PushOutcome, VisitState,
 };
 use crate::sync::{LocalState, OpenBatch, StatusDecision, UploadState, decide_status_update};
 use fieldsync_model::hlc::Hlc;
+use fieldsync_model::income::IncomeRegistration;
 
 /// Schema migrations; `PRAGMA user_version` is the number applied. Append, never edit.
 const MIGRATIONS: &[&str] = &[
@@ -125,6 +127,24 @@ const MIGRATIONS: &[&str] = &[
         message      TEXT NOT NULL,
         rejected_at  TEXT NOT NULL
     );
+    "#,
+    // 3: quarterly income registrations (季登记) made on this phone, kept after the push so
+    // the cadre can still see what was registered and whether the server took it.
+    r#"
+    CREATE TABLE income_registrations (
+        registration_id TEXT PRIMARY KEY,
+        household_id    TEXT NOT NULL,
+        year            INTEGER NOT NULL,
+        quarter         INTEGER NOT NULL,
+        -- JSON of the model's IncomeRegistration, exactly as queued.
+        body            TEXT NOT NULL,
+        -- unsent | sent | rejected (IncomeState).
+        state           TEXT NOT NULL,
+        -- JSON {code, message} when the server refused it.
+        rejection       TEXT,
+        recorded_at     TEXT NOT NULL
+    );
+    CREATE INDEX income_by_household ON income_registrations (household_id, year, quarter);
     "#,
 ];
 
@@ -378,6 +398,7 @@ impl Store {
         if user_changed {
             drop_replica(&transaction)?;
             transaction.execute("DELETE FROM visits", [])?;
+            transaction.execute("DELETE FROM income_registrations", [])?;
             transaction.execute("DELETE FROM meta WHERE key = ?1", [meta_key::CURSOR])?;
         }
         for (key, value) in entries {
@@ -535,7 +556,104 @@ impl Store {
         Ok(seq)
     }
 
+    /// Build a quarterly income registration from the household's current size on the
+    /// local card (members not removed, the cadre's own pending edits included) and write
+    /// it with its RegisterIncome outbox entry in ONE transaction. `build` gets the size
+    /// and applies the model's rules; if it fails, nothing is stored. Returns the
+    /// registration and its seq.
+    pub fn write_income_registration(
+        &self,
+        household_id: &str,
+        build: impl FnOnce(u32) -> ClientResult<IncomeRegistration>,
+        now: OffsetDateTime,
+    ) -> ClientResult<(IncomeRegistration, u64)> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let body: Option<String> = transaction
+            .query_row(
+                "SELECT body FROM households WHERE household_id = ?1",
+                [household_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(body) = body else {
+            return Err(ClientError::NotFound(format!(
+                "household {household_id} (sync first to download your households)"
+            )));
+        };
+        let card: Household = from_json(&body, "household body")?;
+        let size = u32::try_from(card.current_members().count()).unwrap_or(u32::MAX);
+        let registration = build(size)?;
+        let payload = to_json(&registration)?;
+        transaction.execute(
+            "INSERT INTO income_registrations (registration_id, household_id, year, quarter,
+                                               body, state, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                registration.registration_id,
+                registration.household_id,
+                registration.year,
+                registration.quarter,
+                payload,
+                IncomeState::Unsent.as_str(),
+                format_time(now)
+            ],
+        )?;
+        let seq = append_outbox(
+            &transaction,
+            MutationKind::RegisterIncome,
+            &registration.registration_id,
+            Some(&registration.household_id),
+            &payload,
+            now,
+        )?;
+        transaction.commit()?;
+        Ok((registration, seq))
+    }
+
     // ---- reads ----
+
+    /// Income registrations made on this phone (all, or one household's), by household,
+    /// year, quarter, then the order they were saved in (a later one corrects an earlier).
+    pub fn income_registrations(
+        &self,
+        household_id: Option<&str>,
+    ) -> ClientResult<Vec<LocalIncome>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT body, state, rejection, recorded_at FROM income_registrations
+             WHERE ?1 IS NULL OR household_id = ?1
+             ORDER BY household_id, year, quarter, rowid",
+        )?;
+        let rows = statement
+            .query_map([household_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(body, state, rejection, recorded_at)| {
+                let rejection = rejection
+                    .map(|text| from_json::<serde_json::Value>(&text, "income rejection"))
+                    .transpose()?
+                    .map(|value| {
+                        let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+                        (text("code"), text("message"))
+                    });
+                Ok(LocalIncome {
+                    registration: from_json(&body, "income registration body")?,
+                    state: IncomeState::parse(&state)
+                        .ok_or_else(|| ClientError::corrupt(format!("income state {state:?}")))?,
+                    rejection,
+                    recorded_at: parse_time(&recorded_at),
+                })
+            })
+            .collect()
+    }
 
     /// Every visit on the phone, newest check-in first, with the household head's name.
     pub fn list_visits(&self) -> ClientResult<Vec<VisitRow>> {
@@ -1100,12 +1218,23 @@ impl Store {
                         params![subject_id, push_state],
                     )?;
                 }
-                (
-                    MutationKind::RegisterIncome
-                    | MutationKind::EditField
-                    | MutationKind::AddMember,
-                    _,
-                ) => {}
+                (MutationKind::RegisterIncome, outcome) => {
+                    let (state, rejection) = match outcome {
+                        PushOutcome::Rejected { code, message } => (
+                            IncomeState::Rejected,
+                            Some(
+                                serde_json::json!({ "code": code, "message": message }).to_string(),
+                            ),
+                        ),
+                        _ => (IncomeState::Sent, None),
+                    };
+                    transaction.execute(
+                        "UPDATE income_registrations SET state = ?2, rejection = ?3
+                         WHERE registration_id = ?1",
+                        params![subject_id, state.as_str(), rejection],
+                    )?;
+                }
+                (MutationKind::EditField | MutationKind::AddMember, _) => {}
             }
             summary.removed_from_outbox += transaction
                 .execute("DELETE FROM outbox WHERE seq = ?1", [to_sql_int(*seq)])?

@@ -309,15 +309,15 @@ code_list!(
 );
 
 impl CadreRank {
-    /// 8741: a 正县级 leader pairs with at most 1 household, 副县级 with 4, 科级 with 7 and
-    /// a 一般干部 with 8 (domain.md §1.6; the numbers are configurable per county later).
+    /// The 8741 pairing quota of this rank in the default table
+    /// ([`QuotaTable::TONGWEI_8741`](crate::pairing::QuotaTable::TONGWEI_8741), the one
+    /// place the numbers live): 正县级 8, 副县级 7, 科级 4, 一般干部 1 household(s) as
+    /// 第一帮扶责任人. Source, 通渭 [S:L741] (seed 000_1ad07601425cc4aa.txt line 741):
+    /// "正县级干部、副县级干部、科级干部、一般干部每人分别结对帮扶8户、7户、4户、1户贫困户，
+    /// 剩余贫困户由乡镇驻村干部兜底联系" (domain.md §1.6). A county with another scheme uses
+    /// its own [`QuotaTable`](crate::pairing::QuotaTable) instead of this default.
     pub fn default_pairing_quota(self) -> u32 {
-        match self {
-            Self::CountyLevel => 1,
-            Self::DeputyCountyLevel => 4,
-            Self::SectionLevel => 7,
-            Self::General => 8,
-        }
+        crate::pairing::QuotaTable::TONGWEI_8741.for_rank(self)
     }
 }
 
@@ -436,16 +436,21 @@ mod tests {
 
     #[test]
     fn pairing_quotas_follow_8741() {
+        // [S:L741]: 正县级 8, 副县级 7, 科级 4, 一般干部 1.
         let quotas: Vec<u32> = [
-            CadreRank::General,
-            CadreRank::SectionLevel,
-            CadreRank::DeputyCountyLevel,
             CadreRank::CountyLevel,
+            CadreRank::DeputyCountyLevel,
+            CadreRank::SectionLevel,
+            CadreRank::General,
         ]
         .iter()
         .map(|rank| rank.default_pairing_quota())
         .collect();
         assert_eq!(quotas, vec![8, 7, 4, 1]);
+        let table = crate::pairing::QuotaTable::TONGWEI_8741;
+        for rank in CadreRank::ALL {
+            assert_eq!(Some(rank.default_pairing_quota()), table.quota(Some(*rank)));
+        }
     }
 
     #[test]

@@ -116,6 +116,325 @@ impl IncomeRegistration {
     }
 }
 
+// ----- 年汇总 annual summary, 标准线 thresholds and the projection flag -----
+
+/// Region key of a threshold that applies everywhere (全国).
+pub const NATIONAL_REGION: &str = "national";
+
+/// Which reference line (标准线) a threshold row sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncomeLineKind {
+    /// 贫困线: the poverty line used for identification (national or provincial standard).
+    Poverty,
+    /// 防止返贫监测线: the monitoring line of the post-2020 防返贫 regime.
+    Monitoring,
+}
+
+impl IncomeLineKind {
+    pub const ALL: [IncomeLineKind; 2] = [IncomeLineKind::Poverty, IncomeLineKind::Monitoring];
+
+    /// The name officials use.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Poverty => "贫困线",
+            Self::Monitoring => "防止返贫监测线",
+        }
+    }
+}
+
+/// One row of the threshold table (domain.md §1.9 `threshold`): the lines in force for one
+/// year in one region, in yuan per person per year. Lines are data, never constants, because
+/// they differ by region and year.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomeThreshold {
+    pub year: i32,
+    /// [`NATIONAL_REGION`], or a 12-digit statistical area code (province or county).
+    pub region: String,
+    pub poverty_line_yuan: Option<i64>,
+    pub monitoring_line_yuan: Option<i64>,
+    /// Where the figure comes from (文件/出处), shown next to the line.
+    pub source_note: String,
+}
+
+/// Why a threshold row cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ThresholdError {
+    #[error("年度应在2000到2100之间 (year must be 2000–2100, got {0})")]
+    BadYear(i32),
+    #[error(
+        "地区应为 national 或12位区划代码 (region must be \"national\" or a 12-digit area code, got {0:?})"
+    )]
+    BadRegion(String),
+    #[error("至少填写一条标准线 (set at least one of the two lines)")]
+    NoLine,
+    #[error(
+        "{}应在1到1000000元之间 (the {} must be 1–1,000,000 yuan, got {})",
+        .0.label_zh(),
+        .0.label_zh(),
+        .1
+    )]
+    BadAmount(IncomeLineKind, i64),
+    #[error("出处不能超过200个字 (source note is longer than 200 characters)")]
+    NoteTooLong,
+}
+
+/// Longest source note a threshold keeps.
+pub const MAX_SOURCE_NOTE_CHARS: usize = 200;
+/// Largest line accepted, in yuan: far above any real line, so a typo with extra zeros is
+/// refused instead of flagging every household.
+pub const MAX_LINE_YUAN: i64 = 1_000_000;
+
+impl IncomeThreshold {
+    /// Check a row before it is stored.
+    pub fn validate(&self) -> Result<(), ThresholdError> {
+        if !(2000..=2100).contains(&self.year) {
+            return Err(ThresholdError::BadYear(self.year));
+        }
+        if !is_region_key(&self.region) {
+            return Err(ThresholdError::BadRegion(self.region.clone()));
+        }
+        if self.poverty_line_yuan.is_none() && self.monitoring_line_yuan.is_none() {
+            return Err(ThresholdError::NoLine);
+        }
+        for kind in IncomeLineKind::ALL {
+            if let Some(amount) = self.line(kind)
+                && !(1..=MAX_LINE_YUAN).contains(&amount)
+            {
+                return Err(ThresholdError::BadAmount(kind, amount));
+            }
+        }
+        if self.source_note.chars().count() > MAX_SOURCE_NOTE_CHARS {
+            return Err(ThresholdError::NoteTooLong);
+        }
+        Ok(())
+    }
+
+    /// The amount this row sets for one line, if it sets it.
+    pub fn line(&self, kind: IncomeLineKind) -> Option<i64> {
+        match kind {
+            IncomeLineKind::Poverty => self.poverty_line_yuan,
+            IncomeLineKind::Monitoring => self.monitoring_line_yuan,
+        }
+    }
+}
+
+/// True for [`NATIONAL_REGION`] and for 12-digit area codes.
+pub fn is_region_key(region: &str) -> bool {
+    region == NATIONAL_REGION || (region.len() == 12 && region.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The regions whose lines apply to a county, most specific first: the county itself, its
+/// province (the first two digits of a 12-digit statistical code, zero-filled), then
+/// [`NATIONAL_REGION`]. A county id that is not a 12-digit code has no province step.
+pub fn region_chain(county_id: &str) -> Vec<String> {
+    let mut chain = vec![county_id.to_owned()];
+    if county_id.len() == 12 && county_id.bytes().all(|b| b.is_ascii_digit()) {
+        let province = format!("{}0000000000", &county_id[..2]);
+        if province != county_id {
+            chain.push(province);
+        }
+    }
+    if county_id != NATIONAL_REGION {
+        chain.push(NATIONAL_REGION.to_owned());
+    }
+    chain
+}
+
+/// A line as it applies to one household: the amount and the row it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedLine {
+    pub kind: IncomeLineKind,
+    pub yuan: i64,
+    pub year: i32,
+    pub region: String,
+}
+
+/// The line of `kind` in force in `year` for a place with `region_chain` (most specific
+/// first, see [`region_chain`]): among the rows of exactly that year, the most specific
+/// region that sets this line wins. Each line resolves on its own, so a county row that only
+/// sets the monitoring line still falls back to the national poverty line. A year without
+/// any row has no line: lines are never carried over silently from another year.
+pub fn resolve_line(
+    thresholds: &[IncomeThreshold],
+    kind: IncomeLineKind,
+    year: i32,
+    region_chain: &[String],
+) -> Option<ResolvedLine> {
+    region_chain.iter().find_map(|region| {
+        thresholds
+            .iter()
+            .find(|row| row.year == year && &row.region == region && row.line(kind).is_some())
+            .and_then(|row| {
+                Some(ResolvedLine {
+                    kind,
+                    yuan: row.line(kind)?,
+                    year,
+                    region: region.clone(),
+                })
+            })
+    })
+}
+
+/// Both lines for a year and place (each may be missing).
+pub fn resolve_lines(
+    thresholds: &[IncomeThreshold],
+    year: i32,
+    region_chain: &[String],
+) -> Vec<ResolvedLine> {
+    IncomeLineKind::ALL
+        .iter()
+        .filter_map(|kind| resolve_line(thresholds, *kind, year, region_chain))
+        .collect()
+}
+
+/// Divide and round half away from zero (the rounding [`IncomeComponents::per_capita_net_fen`]
+/// uses), so every per-capita figure in the system rounds the same way.
+fn divide_rounded(numerator: i128, denominator: i128) -> Result<i64, IncomeError> {
+    if denominator <= 0 {
+        return Err(IncomeError::EmptyHousehold);
+    }
+    let rounded = if numerator >= 0 {
+        (2 * numerator + denominator) / (2 * denominator)
+    } else {
+        -((-2 * numerator + denominator) / (2 * denominator))
+    };
+    i64::try_from(rounded).map_err(|_| IncomeError::Overflow)
+}
+
+/// 年汇总 one household's year: the registered quarters, their totals and the projection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnualIncome {
+    pub year: i32,
+    /// The registration in force for each registered quarter, in quarter order.
+    pub quarters: Vec<IncomeRegistration>,
+    /// Sum of each component over the registered quarters.
+    pub totals: IncomeComponents,
+    /// 家庭纯收入 of the registered quarters (formula §1.8 on the totals).
+    pub net_fen: i64,
+    /// Household size used for the per-capita figures: members not removed, today.
+    pub household_size: u32,
+    /// 人均纯收入 of the registered quarters; `None` for a household with no current member.
+    pub per_capita_net_fen: Option<i64>,
+    /// Projected annual 家庭纯收入; `None` before any quarter is registered.
+    pub projected_net_fen: Option<i64>,
+    /// Projected annual 人均纯收入; `None` without quarters or members.
+    pub projected_per_capita_net_fen: Option<i64>,
+}
+
+/// The registration in force for each quarter of `year`: the last one registered wins (a
+/// correction is a new registration), so `registrations` must be in arrival order.
+pub fn latest_per_quarter(
+    registrations: &[IncomeRegistration],
+    year: i32,
+) -> Vec<IncomeRegistration> {
+    let mut by_quarter: std::collections::BTreeMap<u32, &IncomeRegistration> =
+        std::collections::BTreeMap::new();
+    for registration in registrations.iter().filter(|r| r.year == year) {
+        by_quarter.insert(registration.quarter, registration);
+    }
+    by_quarter.into_values().cloned().collect()
+}
+
+/// Build the annual summary of `year` from a household's registrations (arrival order) and
+/// its current size.
+///
+/// **Projection rule** (domain.md §1.8 note, §2.4): the quarters registered so far are
+/// annualised, `projected_net = net_of_registered_quarters × 4 / registered_quarters`, and
+/// `projected_per_capita = projected_net / household_size`, computed in one division in
+/// integer fen and rounded half away from zero. With all four quarters registered the
+/// projection equals the actual annual figure. Seasonal income (a harvest in Q3) makes early
+/// projections rough; they are a prompt to adjust the help plan, not a verdict.
+pub fn annual_income(
+    registrations: &[IncomeRegistration],
+    year: i32,
+    household_size: u32,
+) -> Result<AnnualIncome, IncomeError> {
+    let quarters = latest_per_quarter(registrations, year);
+    let mut totals = IncomeComponents::default();
+    for quarter in &quarters {
+        let parts = &quarter.components;
+        let add = |sum: i64, part: i64| sum.checked_add(part).ok_or(IncomeError::Overflow);
+        totals.wage_fen = add(totals.wage_fen, parts.wage_fen)?;
+        totals.business_gross_fen = add(totals.business_gross_fen, parts.business_gross_fen)?;
+        totals.property_fen = add(totals.property_fen, parts.property_fen)?;
+        totals.transfer_fen = add(totals.transfer_fen, parts.transfer_fen)?;
+        totals.business_cost_fen = add(totals.business_cost_fen, parts.business_cost_fen)?;
+    }
+    let net_fen = totals.net_fen()?;
+    let registered = quarters.len() as i128;
+    let size = i128::from(household_size);
+    let per_capita_net_fen = if household_size == 0 {
+        None
+    } else {
+        Some(divide_rounded(i128::from(net_fen), size)?)
+    };
+    let (projected_net_fen, projected_per_capita_net_fen) = if registered == 0 {
+        (None, None)
+    } else {
+        let annualised = i128::from(net_fen) * 4;
+        let projected_net = divide_rounded(annualised, registered)?;
+        let per_capita = if household_size == 0 {
+            None
+        } else {
+            Some(divide_rounded(annualised, registered * size)?)
+        };
+        (Some(projected_net), per_capita)
+    };
+    Ok(AnnualIncome {
+        year,
+        quarters,
+        totals,
+        net_fen,
+        household_size,
+        per_capita_net_fen,
+        projected_net_fen,
+        projected_per_capita_net_fen,
+    })
+}
+
+/// The margin as whole basis points (0.1 → 1000), so the comparison stays in integers.
+/// A negative or non-finite margin counts as 0; margins above 1000% are capped.
+pub fn margin_basis_points(margin: f64) -> i64 {
+    if !margin.is_finite() || margin <= 0.0 {
+        return 0;
+    }
+    (margin.min(10.0) * 10_000.0).round() as i64
+}
+
+/// A household whose projected annual per-capita net income is below `line × (1 + margin)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomeFlag {
+    /// The line the projection falls under (the lowest such line, i.e. the most serious).
+    pub line: ResolvedLine,
+    /// `line × (1 + margin)` in fen, rounded half away from zero (for display; the
+    /// comparison itself is exact).
+    pub threshold_fen: i64,
+    pub projected_per_capita_net_fen: i64,
+}
+
+/// Flag a projection below `line × (1 + margin)` of any of `lines`, naming the lowest line it
+/// falls under (below the poverty line is more serious than below the monitoring line). The
+/// comparison is exact: `projected × 10000 < line_fen × (10000 + margin_bp)`.
+pub fn projection_flag(
+    projected_per_capita_net_fen: i64,
+    lines: &[ResolvedLine],
+    margin: f64,
+) -> Option<IncomeFlag> {
+    let basis_points = i128::from(margin_basis_points(margin));
+    let mut ordered: Vec<&ResolvedLine> = lines.iter().collect();
+    ordered.sort_by_key(|line| line.yuan);
+    ordered.into_iter().find_map(|line| {
+        let line_fen = i128::from(line.yuan) * 100;
+        let limit = line_fen * (10_000 + basis_points);
+        (i128::from(projected_per_capita_net_fen) * 10_000 < limit).then(|| IncomeFlag {
+            line: line.clone(),
+            threshold_fen: divide_rounded(limit, 10_000).unwrap_or(i64::MAX),
+            projected_per_capita_net_fen,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +511,217 @@ mod tests {
         .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(registration.net_fen, 520_000);
         assert_eq!(registration.per_capita_net_fen, 130_000);
+    }
+
+    fn quarter(id: &str, year: i32, quarter: u32, parts: IncomeComponents) -> IncomeRegistration {
+        IncomeRegistration::new(id.into(), "h1".into(), year, quarter, 3, parts)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn threshold(
+        year: i32,
+        region: &str,
+        poverty: Option<i64>,
+        monitoring: Option<i64>,
+    ) -> IncomeThreshold {
+        IncomeThreshold {
+            year,
+            region: region.into(),
+            poverty_line_yuan: poverty,
+            monitoring_line_yuan: monitoring,
+            source_note: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_annual_summary_sums_components_exactly_in_fen() {
+        // Q1: 务工 3,000.01 + 低保 900 − 0; Q2: 养殖 2,000 − 饲料 800.02 + 分红 150.
+        let registrations = vec![
+            quarter("a", 2026, 1, components(300_001, 0, 0, 90_000, 0)),
+            quarter("b", 2026, 2, components(0, 200_000, 15_000, 0, 80_002)),
+            quarter("other-year", 2025, 4, components(999_999, 0, 0, 0, 0)),
+        ];
+        let annual = annual_income(&registrations, 2026, 3).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(annual.quarters.len(), 2);
+        assert_eq!(
+            annual.totals,
+            components(300_001, 200_000, 15_000, 90_000, 80_002)
+        );
+        assert_eq!(annual.net_fen, 524_999);
+        // 524,999 / 3 = 174,999.67 → 175,000.
+        assert_eq!(annual.per_capita_net_fen, Some(175_000));
+        // Two quarters annualised: 524,999 × 4 / 2 = 1,049,998; per capita / 3 = 349,999.33.
+        assert_eq!(annual.projected_net_fen, Some(1_049_998));
+        assert_eq!(annual.projected_per_capita_net_fen, Some(349_999));
+    }
+
+    #[test]
+    fn a_correction_replaces_the_quarter_and_four_quarters_project_to_themselves() {
+        let registrations = vec![
+            quarter("q1", 2026, 1, components(100_000, 0, 0, 0, 0)),
+            quarter("q2", 2026, 2, components(100_000, 0, 0, 0, 0)),
+            quarter("q1-fixed", 2026, 1, components(130_000, 0, 0, 0, 0)),
+            quarter("q3", 2026, 3, components(100_000, 0, 0, 0, 0)),
+            quarter("q4", 2026, 4, components(70_000, 0, 0, 0, 0)),
+        ];
+        let annual = annual_income(&registrations, 2026, 2).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            annual
+                .quarters
+                .iter()
+                .map(|q| q.registration_id.as_str())
+                .collect::<Vec<_>>(),
+            ["q1-fixed", "q2", "q3", "q4"]
+        );
+        assert_eq!(annual.net_fen, 400_000);
+        assert_eq!(annual.projected_net_fen, Some(400_000));
+        assert_eq!(annual.projected_per_capita_net_fen, Some(200_000));
+    }
+
+    #[test]
+    fn no_quarters_or_no_members_give_no_projection() {
+        let empty = annual_income(&[], 2026, 3).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(empty.projected_per_capita_net_fen, None);
+        assert_eq!(empty.net_fen, 0);
+        let registrations = vec![quarter("a", 2026, 1, components(100, 0, 0, 0, 0))];
+        let nobody = annual_income(&registrations, 2026, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(nobody.projected_net_fen, Some(400));
+        assert_eq!(nobody.projected_per_capita_net_fen, None);
+        assert_eq!(nobody.per_capita_net_fen, None);
+    }
+
+    #[test]
+    fn thresholds_resolve_by_exact_year_and_most_specific_region() {
+        let county = "522731000000";
+        let chain = region_chain(county);
+        assert_eq!(
+            chain,
+            vec![
+                county.to_owned(),
+                "520000000000".to_owned(),
+                "national".to_owned()
+            ]
+        );
+        let rows = vec![
+            threshold(2025, NATIONAL_REGION, Some(4_000), Some(6_000)),
+            threshold(2026, NATIONAL_REGION, Some(4_100), Some(6_500)),
+            threshold(2026, "520000000000", None, Some(7_000)),
+            threshold(2026, county, None, Some(7_500)),
+            threshold(2026, "510000000000", Some(9_999), Some(9_999)),
+        ];
+        let line = |kind, year| resolve_line(&rows, kind, year, &chain).map(|l| (l.yuan, l.region));
+        assert_eq!(
+            line(IncomeLineKind::Monitoring, 2025),
+            Some((6_000, "national".into()))
+        );
+        assert_eq!(
+            line(IncomeLineKind::Monitoring, 2026),
+            Some((7_500, county.into()))
+        );
+        // The county row sets no poverty line, so the national one applies.
+        assert_eq!(
+            line(IncomeLineKind::Poverty, 2026),
+            Some((4_100, "national".into()))
+        );
+        // Another province's row never applies; a year without rows has no line.
+        assert_eq!(line(IncomeLineKind::Poverty, 2027), None);
+        let province_chain = region_chain("520000000000");
+        assert_eq!(
+            resolve_line(&rows, IncomeLineKind::Monitoring, 2026, &province_chain).map(|l| l.yuan),
+            Some(7_000)
+        );
+        assert_eq!(resolve_lines(&rows, 2026, &chain).len(), 2);
+        assert_eq!(
+            region_chain("county-1"),
+            vec!["county-1".to_owned(), "national".to_owned()]
+        );
+    }
+
+    #[test]
+    fn threshold_rows_are_validated() {
+        assert_eq!(
+            threshold(2026, "national", Some(4_000), None).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            threshold(1999, "national", Some(1), None).validate(),
+            Err(ThresholdError::BadYear(1999))
+        );
+        assert_eq!(
+            threshold(2026, "5227", Some(1), None).validate(),
+            Err(ThresholdError::BadRegion("5227".into()))
+        );
+        assert_eq!(
+            threshold(2026, "national", None, None).validate(),
+            Err(ThresholdError::NoLine)
+        );
+        assert_eq!(
+            threshold(2026, "national", Some(0), None).validate(),
+            Err(ThresholdError::BadAmount(IncomeLineKind::Poverty, 0))
+        );
+        assert_eq!(
+            threshold(2026, "national", None, Some(1_000_001)).validate(),
+            Err(ThresholdError::BadAmount(
+                IncomeLineKind::Monitoring,
+                1_000_001
+            ))
+        );
+        let mut long = threshold(2026, "national", Some(1), None);
+        long.source_note = "字".repeat(201);
+        assert_eq!(long.validate(), Err(ThresholdError::NoteTooLong));
+    }
+
+    fn line(kind: IncomeLineKind, yuan: i64) -> ResolvedLine {
+        ResolvedLine {
+            kind,
+            yuan,
+            year: 2026,
+            region: NATIONAL_REGION.into(),
+        }
+    }
+
+    #[test]
+    fn the_flag_fires_below_line_times_one_plus_margin_and_not_at_it() {
+        let lines = [line(IncomeLineKind::Monitoring, 6_000)];
+        // 6,000 × 1.1 = 6,600 yuan = 660,000 fen.
+        let below = projection_flag(659_999, &lines, 0.1).expect("one fen below the limit");
+        assert_eq!(below.line.kind, IncomeLineKind::Monitoring);
+        assert_eq!(below.threshold_fen, 660_000);
+        assert_eq!(
+            projection_flag(660_000, &lines, 0.1),
+            None,
+            "at the limit is not below it"
+        );
+        assert_eq!(projection_flag(700_000, &lines, 0.1), None);
+        // Above the line itself but inside the margin still flags.
+        assert!(projection_flag(610_000, &lines, 0.1).is_some());
+        assert_eq!(projection_flag(610_000, &lines, 0.0), None);
+        assert!(
+            projection_flag(-5_000, &lines, 0.1).is_some(),
+            "a loss flags"
+        );
+        assert_eq!(projection_flag(1, &[], 0.1), None, "no line, no flag");
+    }
+
+    #[test]
+    fn the_flag_names_the_lowest_line_the_projection_falls_under() {
+        let lines = [
+            line(IncomeLineKind::Monitoring, 6_000),
+            line(IncomeLineKind::Poverty, 4_000),
+        ];
+        let under_both = projection_flag(400_000, &lines, 0.1).expect("flag");
+        assert_eq!(under_both.line.kind, IncomeLineKind::Poverty);
+        let under_monitoring = projection_flag(500_000, &lines, 0.1).expect("flag");
+        assert_eq!(under_monitoring.line.kind, IncomeLineKind::Monitoring);
+        assert_eq!(under_monitoring.line.yuan, 6_000);
+    }
+
+    #[test]
+    fn margins_become_whole_basis_points() {
+        assert_eq!(margin_basis_points(0.1), 1_000);
+        assert_eq!(margin_basis_points(0.125), 1_250);
+        assert_eq!(margin_basis_points(-1.0), 0);
+        assert_eq!(margin_basis_points(f64::NAN), 0);
+        assert_eq!(margin_basis_points(1e9), 100_000);
     }
 }

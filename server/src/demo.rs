@@ -1,6 +1,9 @@
 //! The demo county behind `fieldsync-server --demo`: one county with 2 townships, 6 villages,
 //! about 320 registered households (members, ID numbers, locations, help measures), about
-//! 60 cadres paired by the 8741 quotas, 2 township supervisors and a county administrator.
+//! 60 cadres, 2 township supervisors and a county administrator. Pairing follows 通渭's 8741
+//! scheme [S:L741]: ranked cadres take households up to their quota (正县级 8, 副县级 7, 科级 4,
+//! 一般干部 1; [`crate::pairings::quota_table`]) and 乡镇驻村干部 without a rank take the
+//! remaining households (兜底联系, no quota).
 //!
 //! Generation is a pure function of a seed ([`generate_demo_county`]): no clock, no I/O, no
 //! thread-local randomness. That keeps the README tour stable (`cadre01` always has the same
@@ -21,10 +24,14 @@ use fieldsync_model::codes::{
 };
 use fieldsync_model::household::{GeoPoint, HelpMeasure, Household, Member};
 use fieldsync_model::id_number;
+use fieldsync_model::income::{
+    IncomeComponents, IncomeRegistration, IncomeThreshold, NATIONAL_REGION,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::auth::{AuthError, hash_password};
+use crate::pairings::quota_table;
 use crate::store::{Area, Pairing, SeedData, Store, StoreError, UserRecord};
 
 /// Seed used by `--demo`. Fixed, so every installation gets the same county and the README
@@ -34,7 +41,8 @@ pub const DEMO_SEED: u64 = 20_261_129;
 pub const DEMO_PASSWORD: &str = "fieldsync-demo";
 /// 12-digit statistical area code of the demo county.
 pub const DEMO_COUNTY_ID: &str = "522731000000";
-/// The cadre the README tour logs in as: a 一般干部 in 清水镇 with exactly 8 households.
+/// The cadre the README tour logs in as: a 正县级 cadre in 清水镇 with exactly 8 households
+/// (the full 8741 quota of the rank), all in 桃园村.
 pub const DEMO_TOUR_CADRE: &str = "cadre01";
 /// The supervisor of the tour cadre's township.
 pub const DEMO_TOUR_SUPERVISOR: &str = "township1";
@@ -54,14 +62,20 @@ const HOUSEHOLDS_PER_VILLAGE: (u32, u32) = (52, 56);
 /// Home locations lie this far from the village centre (metres), as scattered hamlets do.
 const HOME_DISTANCE_M: (f64, f64) = (300.0, 3_000.0);
 
-/// Cadre ranks of one township's roster before shuffling. Capacity per township is
-/// 1·1 + 2·4 + 9·7 + 18·8 = 216 households, above the 3 × 56 = 168 a township can have.
-const TOWNSHIP_RANK_MIX: [(CadreRank, usize); 4] = [
-    (CadreRank::CountyLevel, 1),
-    (CadreRank::DeputyCountyLevel, 2),
-    (CadreRank::SectionLevel, 9),
-    (CadreRank::General, 18),
+/// Cadre ranks of one township's roster (30 cadres) before shuffling; `None` is a 乡镇驻村干部
+/// without a rank who takes the remaining households (兜底联系, no quota) [S:L741]. The ranked
+/// cadres' 8741 capacity is 1·8 + 3·7 + 8·4 + 10·1 = 71 households; the 8 驻村干部 share the
+/// rest, 85 to 97 households (11 to 13 each) for the 3 × 52 = 156 to 3 × 56 = 168 households a
+/// township can have.
+const TOWNSHIP_RANK_MIX: [(Option<CadreRank>, usize); 5] = [
+    (Some(CadreRank::CountyLevel), 1),
+    (Some(CadreRank::DeputyCountyLevel), 3),
+    (Some(CadreRank::SectionLevel), 8),
+    (Some(CadreRank::General), 10),
+    (None, 8),
 ];
+/// How a cadre without a rank shows in the login notes.
+const BACKSTOP_LABEL: &str = "乡镇驻村干部（兜底联系）";
 
 struct VillageSpec {
     code_suffix: &'static str,
@@ -167,7 +181,7 @@ pub struct DemoLogin {
     /// The role's Chinese label, e.g. "帮扶干部".
     pub role_label: String,
     pub display_name: String,
-    /// What the account is for, e.g. "一般干部，清水镇，结对 8 户：桃园村".
+    /// What the account is for, e.g. "正县级，清水镇，结对 8 户（上限 8）：桃园村".
     pub note: String,
 }
 
@@ -235,7 +249,8 @@ pub async fn seed_demo_if_empty(
     })
     .await
     .map_err(|error| DemoSeedError::Join(error.to_string()))??;
-    store.load_seed(county.seed).await?;
+    store.load_seed(county.seed.clone()).await?;
+    seed_demo_income(store, &county.seed).await?;
     Ok(Some(county.logins))
 }
 
@@ -253,7 +268,8 @@ struct PersonPlan {
 #[derive(Debug, Clone)]
 struct CadrePlan {
     user: UserRecord,
-    rank: CadreRank,
+    /// `None`: a 乡镇驻村干部 taking the remaining households (兜底联系, no quota).
+    rank: Option<CadreRank>,
 }
 
 /// The seeded random source plus what must stay unique across the county.
@@ -370,11 +386,13 @@ impl Generator {
                     }
                     paired += 1;
                 }
+                let limit = quota_table()
+                    .quota(cadre.rank)
+                    .map_or_else(|| "不设上限".to_owned(), |quota| format!("上限 {quota}"));
                 let mut note = format!(
-                    "{}，{}，结对 {paired} 户（上限 {}）：{}",
-                    cadre.rank.label_zh(),
+                    "{}，{}，结对 {paired} 户（{limit}）：{}",
+                    cadre.rank.map_or(BACKSTOP_LABEL, CadreRank::label_zh),
                     township.name,
-                    cadre.rank.default_pairing_quota(),
                     villages.join("、")
                 );
                 if cadre.user.username == DEMO_TOUR_CADRE {
@@ -402,9 +420,9 @@ impl Generator {
 
     /// One township's cadres, numbered from `first_number`. Ranks follow
     /// [`TOWNSHIP_RANK_MIX`] in a seeded order, except that the township's first cadre is
-    /// always a 一般干部 so the tour account has the full quota of 8.
+    /// always its 正县级 cadre, so the tour account pairs with the full quota of 8.
     fn township_cadres(&mut self, township_id: &str, first_number: usize) -> Vec<CadrePlan> {
-        let mut ranks: Vec<CadreRank> = TOWNSHIP_RANK_MIX
+        let mut ranks: Vec<Option<CadreRank>> = TOWNSHIP_RANK_MIX
             .iter()
             .flat_map(|(rank, count)| std::iter::repeat_n(*rank, *count))
             .collect();
@@ -413,8 +431,11 @@ impl Generator {
             let other = self.rng.random_range(0..=index);
             ranks.swap(index, other);
         }
-        if let Some(general) = ranks.iter().position(|rank| *rank == CadreRank::General) {
-            ranks.swap(0, general);
+        if let Some(leader) = ranks
+            .iter()
+            .position(|rank| *rank == Some(CadreRank::CountyLevel))
+        {
+            ranks.swap(0, leader);
         }
         ranks
             .into_iter()
@@ -422,7 +443,7 @@ impl Generator {
             .map(|(offset, rank)| {
                 let username = format!("cadre{:02}", first_number + offset);
                 CadrePlan {
-                    user: self.user(username, Role::Cadre, township_id, Some(rank)),
+                    user: self.user(username, Role::Cadre, township_id, rank),
                     rank,
                 }
             })
@@ -1152,44 +1173,52 @@ const INCOME_MEASURES: &[MeasureTemplate] = &[
     },
 ];
 
-/// How many households each cadre of a township takes. Everyone starts at the 8741 quota;
-/// the spare capacity is then taken back one household at a time from the 一般干部 and 科级
-/// cadres (never below 1, never from the tour cadre), so county leaders keep their full
-/// quota (领导带头), the tour cadre keeps exactly 8, and the rest share the load evenly.
+/// How many households each cadre of a township takes under the 8741 scheme [S:L741]: every
+/// ranked cadre takes the full quota of the rank (领导带头; the tour cadre, a 正县级, exactly
+/// 8), and the 乡镇驻村干部 without a rank share the remaining households evenly (兜底联系).
+/// Should a township have fewer households than the ranked quotas plus one per 驻村干部, the
+/// spare is taken back one household at a time from the highest quotas first (never below 1,
+/// never from the tour cadre). Either way no cadre is over quota.
 fn pairing_targets(cadres: &[CadrePlan], household_count: usize) -> Vec<u32> {
+    let table = quota_table();
     let mut targets: Vec<u32> = cadres
         .iter()
-        .map(|cadre| cadre.rank.default_pairing_quota())
+        .map(|cadre| table.quota(cadre.rank).unwrap_or(1))
         .collect();
     let capacity: usize = targets.iter().map(|target| *target as usize).sum();
-    let mut spare = capacity.saturating_sub(household_count);
-    let reducible: Vec<usize> = cadres
+
+    let backstops: Vec<usize> = cadres
         .iter()
         .enumerate()
-        .filter(|(_, cadre)| {
-            matches!(cadre.rank, CadreRank::General | CadreRank::SectionLevel)
-                && cadre.user.username != DEMO_TOUR_CADRE
-        })
+        .filter(|(_, cadre)| cadre.rank.is_none())
         .map(|(index, _)| index)
-        .rev()
         .collect();
+    let extra = household_count.saturating_sub(capacity);
+    if !backstops.is_empty() {
+        let share = extra / backstops.len();
+        let remainder = extra % backstops.len();
+        for (position, index) in backstops.iter().enumerate() {
+            targets[*index] += (share + usize::from(position < remainder)) as u32;
+        }
+    }
+
+    let mut spare = capacity.saturating_sub(household_count);
     while spare > 0 {
-        let mut reduced_any = false;
-        for index in &reducible {
-            if spare == 0 {
-                break;
-            }
-            if let Some(target) = targets.get_mut(*index)
-                && *target > 1
-            {
-                *target -= 1;
-                spare -= 1;
-                reduced_any = true;
-            }
-        }
-        if !reduced_any {
+        let largest = cadres
+            .iter()
+            .enumerate()
+            .filter(|(index, cadre)| {
+                cadre.rank.is_some()
+                    && cadre.user.username != DEMO_TOUR_CADRE
+                    && targets[*index] > 1
+            })
+            .map(|(index, _)| index)
+            .max_by_key(|index| (targets[*index], *index));
+        let Some(index) = largest else {
             break;
-        }
+        };
+        targets[index] -= 1;
+        spare -= 1;
     }
     targets
 }
@@ -1216,11 +1245,194 @@ fn round6(value: f64) -> f64 {
     (value * 1e6).round() / 1e6
 }
 
+// ----- demo income registrations (季登记) and thresholds (标准线) -----
+
+/// Reference lines the demo county starts with. The dated national figures are the ones
+/// domain.md §1.9 gives with its sources; the county rows for 2025 and 2026 are a DEMO
+/// assumption (the sourced 2021 monitoring line carried forward), not an official figure.
+/// Real installations set their own lines on the 标准线 page.
+pub fn demo_thresholds() -> Vec<IncomeThreshold> {
+    let row =
+        |year: i32, region: &str, poverty: Option<i64>, monitoring: Option<i64>, note: &str| {
+            IncomeThreshold {
+                year,
+                region: region.to_owned(),
+                poverty_line_yuan: poverty,
+                monitoring_line_yuan: monitoring,
+                source_note: note.to_owned(),
+            }
+        };
+    vec![
+        // domain.md §1.9: national 2,300 yuan at 2010 prices [S:L53].
+        row(
+            2010,
+            NATIONAL_REGION,
+            Some(2_300),
+            None,
+            "国家扶贫标准（2010年不变价）",
+        ),
+        // domain.md §1.9: 2,736 used for the 2014 identification, on 2013 income (马山 audit).
+        row(
+            2013,
+            NATIONAL_REGION,
+            Some(2_736),
+            None,
+            "2014年识别标准：2013年人均纯收入低于2736元",
+        ),
+        // domain.md §1.9: 2015: 2,855 (360docs).
+        row(
+            2015,
+            NATIONAL_REGION,
+            Some(2_855),
+            None,
+            "2015年国家扶贫标准",
+        ),
+        // domain.md §1.9: 2020 "≈4,000" (刘永富, quoted).
+        row(
+            2020,
+            NATIONAL_REGION,
+            Some(4_000),
+            None,
+            "约4000元（刘永富）",
+        ),
+        // domain.md §1.9: monitoring line 2021: 6,000 (靖边, 洪湖).
+        row(
+            2021,
+            NATIONAL_REGION,
+            None,
+            Some(6_000),
+            "防止返贫监测线6000元（靖边、洪湖）",
+        ),
+        row(
+            2025,
+            DEMO_COUNTY_ID,
+            None,
+            Some(6_000),
+            "示范数据：沿用2021年监测线，以当年文件为准",
+        ),
+        row(
+            2026,
+            DEMO_COUNTY_ID,
+            None,
+            Some(6_000),
+            "示范数据：沿用2021年监测线，以当年文件为准",
+        ),
+    ]
+}
+
+/// Seasonal share of a year's net income per quarter, in per mille (harvest and
+/// year-end wages weigh on Q3 and Q4).
+const QUARTER_SHARE_PER_MILLE: [i64; 4] = [220, 240, 280, 260];
+
+/// Annual per-capita net income targets of the demo households, in yuan, with weights: most
+/// are well above the 6,000 monitoring line, about one in eight falls below 6,600 (line ×
+/// 1.1) so the income page has flagged households.
+const DEMO_PER_CAPITA_YUAN: &[((i64, i64), u32)] = &[
+    ((4_200, 6_500), 12),
+    ((6_700, 9_000), 38),
+    ((9_000, 14_000), 40),
+    ((14_000, 22_000), 10),
+];
+
+/// Income registrations of the demo county: all four quarters of 2025 for most households,
+/// and 2026's first quarters (Q1–Q3 for most, Q1–Q2 for some) so the projection has work
+/// to do. Pure and deterministic (its own seeded generator); households of the README tour
+/// cadre are left unregistered so the tour can register income itself.
+pub fn demo_income_registrations(seed: &SeedData) -> Vec<IncomeRegistration> {
+    let mut rng = StdRng::seed_from_u64(DEMO_SEED ^ 0x1_2025_2026);
+    let tour_cadre = seed
+        .users
+        .iter()
+        .find(|user| user.username == DEMO_TOUR_CADRE)
+        .map(|user| user.user_id.clone());
+    let tour_households: HashSet<&str> = seed
+        .pairings
+        .iter()
+        .filter(|pairing| Some(&pairing.cadre_user_id) == tour_cadre.as_ref())
+        .map(|pairing| pairing.household_id.as_str())
+        .collect();
+    let mut registrations = Vec::new();
+    for household in &seed.households {
+        if tour_households.contains(household.household_id.as_str()) {
+            continue;
+        }
+        let size = household.current_members().count().max(1) as i64;
+        let total_weight: u32 = DEMO_PER_CAPITA_YUAN.iter().map(|(_, weight)| weight).sum();
+        let mut roll = rng.random_range(0..total_weight);
+        let mut range = DEMO_PER_CAPITA_YUAN[0].0;
+        for (candidate, weight) in DEMO_PER_CAPITA_YUAN {
+            if roll < *weight {
+                range = *candidate;
+                break;
+            }
+            roll -= weight;
+        }
+        let per_capita_yuan = rng.random_range(range.0..=range.1);
+        let quarters_2026 = if rng.random_bool(0.8) { 3 } else { 2 };
+        for (year, quarters) in [(2025, 4_u32), (2026, quarters_2026)] {
+            if !rng.random_bool(0.9) {
+                continue;
+            }
+            for quarter in 1..=quarters {
+                // Up to ±10% around the household's seasonal share.
+                let jitter = rng.random_range(900..=1_100_i64);
+                let share = QUARTER_SHARE_PER_MILLE[(quarter - 1) as usize];
+                let net_fen = per_capita_yuan * size * 100 * share / 1_000 * jitter / 1_000;
+                let transfer_fen = net_fen * rng.random_range(15..=35_i64) / 100;
+                let property_fen = net_fen * rng.random_range(0..=5_i64) / 100;
+                let business_cost_fen = net_fen * rng.random_range(5..=12_i64) / 100;
+                let business_gross_fen =
+                    net_fen * rng.random_range(10..=30_i64) / 100 + business_cost_fen;
+                let wage_fen = (net_fen
+                    - transfer_fen
+                    - property_fen
+                    - (business_gross_fen - business_cost_fen))
+                    .max(0);
+                let mut bytes = [0_u8; 16];
+                rng.fill_bytes(&mut bytes);
+                let registration = IncomeRegistration::new(
+                    uuid::Builder::from_random_bytes(bytes)
+                        .into_uuid()
+                        .to_string(),
+                    household.household_id.clone(),
+                    year,
+                    quarter,
+                    size as u32,
+                    IncomeComponents {
+                        wage_fen,
+                        business_gross_fen,
+                        property_fen,
+                        transfer_fen,
+                        business_cost_fen,
+                    },
+                );
+                // Every component is non-negative and small, so the formula cannot fail.
+                if let Ok(registration) = registration {
+                    registrations.push(registration);
+                }
+            }
+        }
+    }
+    registrations
+}
+
+/// Store the demo county's thresholds and income registrations (after its households).
+pub async fn seed_demo_income(store: &dyn Store, seed: &SeedData) -> Result<(), DemoSeedError> {
+    for threshold in demo_thresholds() {
+        store.set_income_threshold(threshold).await?;
+    }
+    store
+        .save_income_registrations(demo_income_registrations(seed))
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use fieldsync_model::geo::distance_m;
+    use fieldsync_model::pairing::QuotaStatus;
 
     use super::*;
 
@@ -1356,13 +1568,32 @@ mod tests {
         for household in &county.seed.households {
             assert_eq!(primaries.get(household.household_id.as_str()), Some(&1));
         }
+        // The pairings page (/console/pairings) marks no demo cadre as over quota.
+        let table = quota_table();
         for (cadre_id, count) in &load {
-            let rank = cadres[cadre_id].rank.unwrap_or(CadreRank::CountyLevel);
+            let cadre = cadres[cadre_id];
+            let status = QuotaStatus::new(&table, cadre.rank, *count);
             assert!(
-                *count <= rank.default_pairing_quota(),
-                "{cadre_id}: {count}"
+                !status.is_over(),
+                "{} ({:?}): {count} > {:?}",
+                cadre.username,
+                cadre.rank,
+                status.quota
             );
         }
+        // The ranked cadres take their full 8741 quota; the 驻村干部 (no rank) the rest.
+        for cadre in cadres.values() {
+            if let Some(rank) = cadre.rank {
+                assert_eq!(
+                    load[cadre.user_id.as_str()],
+                    rank.default_pairing_quota(),
+                    "{}",
+                    cadre.username
+                );
+            }
+        }
+        let backstops = cadres.values().filter(|cadre| cadre.rank.is_none()).count();
+        assert_eq!(backstops, 16);
         assert!(cadres.len() >= 55 && cadres.len() <= 65, "{}", cadres.len());
         assert!(
             cadres
@@ -1373,7 +1604,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tour_cadre_is_a_general_cadre_in_township_one_with_eight_households() {
+    fn the_tour_cadre_is_a_county_level_cadre_in_township_one_with_eight_households() {
         let county = demo();
         let Some(tour) = county
             .seed
@@ -1384,15 +1615,42 @@ mod tests {
             panic!("no {DEMO_TOUR_CADRE}");
         };
         assert_eq!(tour.role, Role::Cadre);
-        assert_eq!(tour.rank, Some(CadreRank::General));
+        assert_eq!(tour.rank, Some(CadreRank::CountyLevel));
+        assert_eq!(CadreRank::CountyLevel.default_pairing_quota(), 8);
         assert_eq!(tour.area_id, format!("{ID_REGION_PREFIX}101000"));
-        let paired = county
+        let paired: Vec<&Household> = county
             .seed
             .pairings
             .iter()
             .filter(|pairing| pairing.cadre_user_id == tour.user_id)
-            .count();
-        assert_eq!(paired, 8);
+            .map(|pairing| {
+                assert!(pairing.is_primary);
+                county
+                    .seed
+                    .households
+                    .iter()
+                    .find(|household| household.household_id == pairing.household_id)
+                    .expect("paired household exists")
+            })
+            .collect();
+        assert_eq!(paired.len(), 8);
+        assert!(
+            paired
+                .iter()
+                .all(|household| household.village_name == "桃园村")
+        );
+        let tour_login = county
+            .logins
+            .iter()
+            .find(|login| login.username == DEMO_TOUR_CADRE)
+            .expect("tour login");
+        assert!(
+            tour_login
+                .note
+                .starts_with("正县级，清水镇，结对 8 户（上限 8）：桃园村；"),
+            "{}",
+            tour_login.note
+        );
 
         let roles: Vec<(&str, Role, &str)> = county
             .seed
@@ -1419,7 +1677,7 @@ mod tests {
             .iter()
             .filter(|rank| **rank == CadreRank::CountyLevel)
             .count();
-        assert!((1..=2).contains(&county_level));
+        assert_eq!(county_level, 2, "one 正县级 cadre per township");
         assert_eq!(county.logins.len(), county.seed.users.len());
         assert!(
             county
@@ -1437,14 +1695,94 @@ mod tests {
         assert!(usernames.iter().all(|name| name.is_ascii()));
     }
 
-    #[test]
-    fn the_largest_possible_township_fits_the_rank_mix() {
-        let capacity: u32 = TOWNSHIP_RANK_MIX
+    /// A township roster in [`TOWNSHIP_RANK_MIX`] order, the tour cadre first.
+    fn roster() -> Vec<CadrePlan> {
+        TOWNSHIP_RANK_MIX
             .iter()
-            .map(|(rank, count)| rank.default_pairing_quota() * *count as u32)
+            .flat_map(|(rank, count)| std::iter::repeat_n(*rank, *count))
+            .enumerate()
+            .map(|(offset, rank)| CadrePlan {
+                user: UserRecord {
+                    user_id: format!("u{offset}"),
+                    username: format!("cadre{:02}", offset + 1),
+                    display_name: String::new(),
+                    password_hash: String::new(),
+                    role: Role::Cadre,
+                    area_id: String::new(),
+                    phone: String::new(),
+                    rank,
+                },
+                rank,
+            })
+            .collect()
+    }
+
+    fn assert_targets_fit(cadres: &[CadrePlan], household_count: usize) -> Vec<u32> {
+        let targets = pairing_targets(cadres, household_count);
+        let table = quota_table();
+        assert_eq!(
+            targets.iter().map(|target| *target as usize).sum::<usize>(),
+            household_count,
+            "every household is paired"
+        );
+        for (cadre, target) in cadres.iter().zip(&targets) {
+            assert!(*target >= 1, "{}", cadre.user.username);
+            assert!(
+                !QuotaStatus::new(&table, cadre.rank, *target).is_over(),
+                "{}: {target}",
+                cadre.user.username
+            );
+        }
+        assert_eq!(targets[0], 8, "the tour cadre keeps exactly 8");
+        targets
+    }
+
+    #[test]
+    fn every_possible_township_size_fits_the_rank_mix() {
+        let table = quota_table();
+        let ranked_capacity: u32 = TOWNSHIP_RANK_MIX
+            .iter()
+            .filter_map(|(rank, count)| table.quota(*rank).map(|quota| quota * *count as u32))
             .sum();
-        let largest = HOUSEHOLDS_PER_VILLAGE.1 * 3;
-        assert!(capacity >= largest, "{capacity} < {largest}");
+        assert_eq!(ranked_capacity, 8 + 3 * 7 + 8 * 4 + 10);
+        let backstops: usize = TOWNSHIP_RANK_MIX
+            .iter()
+            .filter(|(rank, _)| rank.is_none())
+            .map(|(_, count)| *count)
+            .sum();
+        let smallest = HOUSEHOLDS_PER_VILLAGE.0 as usize * 3;
+        assert!(
+            ranked_capacity as usize + backstops <= smallest,
+            "every ranked cadre takes the full quota and every 驻村干部 at least one"
+        );
+        let cadres = roster();
+        assert_eq!(cadres.len(), 30);
+        assert_eq!(cadres[0].rank, Some(CadreRank::CountyLevel));
+        for household_count in smallest..=HOUSEHOLDS_PER_VILLAGE.1 as usize * 3 {
+            let targets = assert_targets_fit(&cadres, household_count);
+            for (cadre, target) in cadres.iter().zip(&targets) {
+                if let Some(quota) = table.quota(cadre.rank) {
+                    assert_eq!(*target, quota, "{}", cadre.user.username);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_township_takes_spare_quota_back_from_the_highest_quotas_first() {
+        let cadres = roster();
+        // 59 households against 71 ranked + 8 驻村干部 = 79 places: 20 are taken back, 9
+        // from the 副县级 (7 → 4), then 11 from everyone at 4 (副县级 and 科级, 4 → 3); the
+        // 一般干部 keep their 1, the 驻村干部 1 each, the tour cadre 8.
+        let targets = assert_targets_fit(&cadres, 59);
+        for (cadre, target) in cadres.iter().zip(&targets).skip(1) {
+            let expected = match cadre.rank {
+                Some(CadreRank::DeputyCountyLevel | CadreRank::SectionLevel) => 3,
+                Some(CadreRank::General) | None => 1,
+                Some(CadreRank::CountyLevel) => 8,
+            };
+            assert_eq!(*target, expected, "{}", cadre.user.username);
+        }
     }
 
     #[test]

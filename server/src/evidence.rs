@@ -20,7 +20,8 @@
 //! revision's submission; a retried batch carries the heartbeat of its first attempt, which a
 //! fresher one (every pull sends one) soon replaces.
 
-use fieldsync_model::evidence::{self, EvidenceFlag, PhotoEvidence};
+use fieldsync_model::codes::VisitMode;
+use fieldsync_model::evidence::{self, CadreVisitSummary, EvidenceFlag, PhotoEvidence};
 use fieldsync_model::time_util::BEIJING;
 use time::Duration;
 
@@ -86,8 +87,8 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         upload.size_bytes,
     );
     let vetted = tokio::task::spawn_blocking(move || {
-        let vetted = blobs.commit_vetted(&upload_id, &sha256, size, |bytes| {
-            photo::prepare(bytes, &Limits::default(), DISPLAY_LONGEST_SIDE)
+        let vetted = blobs.commit_vetted(&upload_id, &sha256, size, |path| {
+            photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
         })?;
         if let Ok(prepared) = &vetted {
             blobs.write_derived(&sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
@@ -108,12 +109,18 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
                 code = rejected.code(),
                 "photo refused at upload completion"
             );
-            state.store.set_upload_offset(&upload.upload_id, 0).await?;
+            state
+                .store
+                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
+                .await?;
             return Err(CompleteError::Rejected(rejected));
         }
         Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
             // The staged bytes can never verify: start over rather than keep them.
-            state.store.set_upload_offset(&upload.upload_id, 0).await?;
+            state
+                .store
+                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
+                .await?;
             return Err(CompleteError::Mismatch(mismatch));
         }
         Err(other) => return Err(other.into()),
@@ -153,6 +160,17 @@ pub async fn refresh_flags(
     state: &AppState,
     visit_id: &str,
 ) -> Result<Option<Vec<EvidenceFlag>>, ServiceError> {
+    Ok(refresh_one(state, visit_id)
+        .await?
+        .map(|(flags, _neighbours)| flags))
+}
+
+/// [`refresh_flags`], also returning the ids of the same cadre's visits whose travel-speed
+/// and per-day results depend on this one ([`affected_neighbours`]).
+async fn refresh_one(
+    state: &AppState,
+    visit_id: &str,
+) -> Result<Option<(Vec<EvidenceFlag>, Vec<String>)>, ServiceError> {
     let settings = &state.settings.evidence;
     let Some(inputs) = state
         .store
@@ -166,7 +184,49 @@ pub async fn refresh_flags(
         .store
         .save_visit_flags(visit_id, inputs.visit.revision, flags.clone())
         .await?;
-    Ok(Some(flags))
+    Ok(Some((
+        flags,
+        affected_neighbours(&inputs, settings.max_in_person_visits_per_day),
+    )))
+}
+
+/// The same cadre's visits whose flags this visit can change: the nearest one before and
+/// after it (the travel-speed pairs) and, when this visit moves its Beijing day across the
+/// per-day limit, the other visits of that day. Past the limit the others are already
+/// flagged and only their count would change; leaving them keeps a backlog of one day's
+/// visits from re-evaluating every visit of the day for each one sent (the count shown on
+/// the others then lags until they are next evaluated).
+fn affected_neighbours(inputs: &EvidenceInputs, max_in_person_per_day: u32) -> Vec<String> {
+    let checkin = inputs.visit.checkin_at;
+    let day = checkin.to_offset(BEIJING).date();
+    let before = inputs
+        .cadre_visits
+        .iter()
+        .filter(|other| other.checkin_at < checkin)
+        .max_by_key(|other| other.checkin_at);
+    let after = inputs
+        .cadre_visits
+        .iter()
+        .filter(|other| other.checkin_at >= checkin)
+        .min_by_key(|other| other.checkin_at);
+    let same_day: Vec<&CadreVisitSummary> = inputs
+        .cadre_visits
+        .iter()
+        .filter(|other| other.checkin_at.to_offset(BEIJING).date() == day)
+        .collect();
+    let in_person_that_day = same_day.iter().filter(|other| other.in_person).count()
+        + usize::from(inputs.visit.mode == VisitMode::InPerson);
+    let limit = max_in_person_per_day as usize;
+    let crossing = in_person_that_day == limit || in_person_that_day == limit + 1;
+    let mut affected: Vec<String> = before
+        .into_iter()
+        .chain(after)
+        .chain(same_day.into_iter().filter(|_| crossing))
+        .map(|other| other.visit_id.clone())
+        .collect();
+    affected.sort();
+    affected.dedup();
+    affected
 }
 
 /// The flags of gathered inputs (pure).
@@ -235,7 +295,8 @@ pub async fn refresh_for_blob(state: &AppState, sha256: &str) {
 
 /// After a push committed: the visits it submitted and the visits it added photos to, plus
 /// the other visits that use an already stored file it attached (so both sides of a reuse
-/// are flagged).
+/// are flagged), plus the same cadre's visits around each submitted one (a visit synced
+/// late can make an earlier neighbour's travel impossible or its day too full).
 pub async fn refresh_after_push(state: &AppState, visit_ids: &[String], photo_sha256s: &[String]) {
     let mut touched: Vec<String> = visit_ids.to_vec();
     for sha256 in photo_sha256s {
@@ -252,5 +313,18 @@ pub async fn refresh_after_push(state: &AppState, visit_ids: &[String], photo_sh
     }
     touched.sort();
     touched.dedup();
-    refresh_logged(state, &touched).await;
+    let mut neighbours = Vec::new();
+    for visit_id in &touched {
+        match refresh_one(state, visit_id).await {
+            Ok(Some((_, around))) => neighbours.extend(around),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, %visit_id, "could not compute evidence flags"),
+        }
+    }
+    neighbours.sort();
+    neighbours.dedup();
+    // One step only: the travel and per-day rules compare a visit with its own day and its
+    // nearest neighbours, all of which are in the list.
+    neighbours.retain(|visit_id| touched.binary_search(visit_id).is_err());
+    refresh_logged(state, &neighbours).await;
 }

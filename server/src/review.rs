@@ -11,9 +11,12 @@ use serde_json::Value;
 use crate::AppState;
 use crate::error::ServiceError;
 use crate::store::{
-    ConflictRecord, ConflictResolution, DeviceBacklog, Principal, QueueFilter, QueueItem,
-    StoredDecision, UnvisitedHousehold, VisitDetail,
+    ConflictRecord, ConflictResolution, DeviceBacklog, HouseholdPhoto, Principal, QueueFacets,
+    QueueFilter, QueueItem, QueuePosition, StoredDecision, UnvisitedHousehold, VisitDetail,
+    VisitRevision,
 };
+use fieldsync_model::visit_diff::{VisitDiff, diff_visits};
+use time::OffsetDateTime;
 
 /// Device id of register writes made in the console (conflict resolutions): the tie-break
 /// half of their stamp, and how phones and the history tell them apart.
@@ -193,4 +196,323 @@ pub async fn device_backlog(
 ) -> Result<Vec<DeviceBacklog>, ServiceError> {
     let township = reviewer_township(principal)?;
     Ok(state.store.device_backlog(township).await?)
+}
+
+// ----- the review loop: queue filters, next item, correction diff, photo history -----
+
+/// Longest wait the age filter accepts, in days (ten years: anything larger is a typo).
+pub const MAX_AGE_FILTER_DAYS: u32 = 3_650;
+
+/// Waits offered in the queue's filter bar (days): the township reviews flagged visits
+/// within 7 days (domain.md §2.3).
+pub const AGE_FILTER_CHOICES: &[u32] = &[1, 3, 7];
+
+/// The queue's filters as the console and its JSON twin take them
+/// (`?village=ID&cadre=USER_ID&flag=CODE&age=DAYS`); every one optional, all combinable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilters {
+    pub village_id: Option<String>,
+    pub cadre_user_id: Option<String>,
+    pub flag: Option<String>,
+    /// Waiting at least this many days since the latest revision arrived.
+    pub min_age_days: Option<u32>,
+}
+
+fn non_empty(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+impl QueueFilters {
+    /// Read the query's values; empty values mean "not filtering". A malformed age is the
+    /// caller's mistake (`InvalidArgument` on `age`); unknown ids simply match nothing.
+    pub fn parse(
+        village: Option<&str>,
+        cadre: Option<&str>,
+        flag: Option<&str>,
+        age: Option<&str>,
+    ) -> Result<Self, ServiceError> {
+        let min_age_days = match non_empty(age) {
+            None => None,
+            Some(text) => match text.parse::<u32>() {
+                Ok(days) if days <= MAX_AGE_FILTER_DAYS => Some(days),
+                _ => {
+                    return Err(ServiceError::invalid(
+                        "age",
+                        format!("等待天数须为 0 到 {MAX_AGE_FILTER_DAYS} 的整数 (got {text:?})"),
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            village_id: non_empty(village),
+            cadre_user_id: non_empty(cadre),
+            flag: non_empty(flag),
+            min_age_days: min_age_days.filter(|days| *days > 0),
+        })
+    }
+
+    /// True when nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The store's filter for one page, with "waiting ≥ N days" as an instant from `now`.
+    pub fn to_store_filter(&self, now: OffsetDateTime, limit: u32) -> QueueFilter {
+        QueueFilter {
+            village_id: self.village_id.clone(),
+            limit,
+            offset: 0,
+            flag: self.flag.clone(),
+            cadre_user_id: self.cadre_user_id.clone(),
+            submitted_at_or_before: self.min_age_days.map(|days| age_cutoff(now, days)),
+            after: None,
+        }
+    }
+
+    /// The filters as a query string (`village=…&cadre=…`), empty when none; carried from
+    /// the queue into the submission page so "next" follows the same list.
+    pub fn query_string(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(village) = &self.village_id {
+            query.append_pair("village", village);
+        }
+        if let Some(cadre) = &self.cadre_user_id {
+            query.append_pair("cadre", cadre);
+        }
+        if let Some(flag) = &self.flag {
+            query.append_pair("flag", flag);
+        }
+        if let Some(days) = self.min_age_days {
+            query.append_pair("age", &days.to_string());
+        }
+        query.finish()
+    }
+}
+
+/// The instant "waiting ≥ `days` days" starts at: a visit submitted at or before it has
+/// waited that long at `now`.
+pub fn age_cutoff(now: OffsetDateTime, days: u32) -> OffsetDateTime {
+    now - time::Duration::days(i64::from(days))
+}
+
+/// Whole days a visit submitted at `submitted_at` has waited at `now` (0 for the future).
+pub fn days_waiting(submitted_at: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    (now - submitted_at).whole_days().max(0)
+}
+
+/// One page of the filtered queue, oldest first.
+pub async fn filtered_queue(
+    state: &AppState,
+    principal: &Principal,
+    filters: &QueueFilters,
+) -> Result<Vec<QueueItem>, ServiceError> {
+    queue(
+        state,
+        principal,
+        filters.to_store_filter(state.clock.now(), MAX_QUEUE_PAGE),
+    )
+    .await
+}
+
+/// The counts behind the filter bar: per village, cadre, flag and offered wait.
+pub async fn queue_facets(
+    state: &AppState,
+    principal: &Principal,
+    filters: &QueueFilters,
+) -> Result<QueueFacets, ServiceError> {
+    let township = reviewer_township(principal)?;
+    let now = state.clock.now();
+    let cutoffs = AGE_FILTER_CHOICES
+        .iter()
+        .map(|days| age_cutoff(now, *days))
+        .collect();
+    Ok(state
+        .store
+        .review_queue_facets(
+            township,
+            filters.to_store_filter(now, MAX_QUEUE_PAGE),
+            cutoffs,
+        )
+        .await?)
+}
+
+/// The visit after `current` in the filtered queue's order, wrapping round to the first
+/// waiting item; `None` when nothing else waits. `current` need not be waiting any more
+/// (it was just decided), so its place is given by its queue position.
+pub async fn next_in_queue(
+    state: &AppState,
+    principal: &Principal,
+    filters: &QueueFilters,
+    current: &QueuePosition,
+) -> Result<Option<String>, ServiceError> {
+    let now = state.clock.now();
+    let after = queue(
+        state,
+        principal,
+        QueueFilter {
+            limit: 1,
+            after: Some(current.clone()),
+            ..filters.to_store_filter(now, 1)
+        },
+    )
+    .await?;
+    let next = match after.into_iter().next() {
+        Some(item) => Some(item),
+        None => queue(state, principal, filters.to_store_filter(now, 2))
+            .await?
+            .into_iter()
+            .find(|item| item.visit_id != current.visit_id),
+    };
+    Ok(next.map(|item| item.visit_id))
+}
+
+/// What a correction changed: the returned revision it supersedes, with that decision's
+/// reasons, note and deadline, and the field-by-field difference to the correction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    pub returned: VisitRevision,
+    pub diff: VisitDiff,
+}
+
+/// The correction shown with a visit whose latest revision supersedes an earlier one;
+/// `None` for a first submission. The caller already passed the access check for `detail`.
+pub async fn correction(
+    state: &AppState,
+    detail: &VisitDetail,
+) -> Result<Option<Correction>, ServiceError> {
+    let visit = &detail.visit;
+    if visit.supersedes_revision == 0 {
+        return Ok(None);
+    }
+    let Some(returned) = state
+        .store
+        .visit_revision(&visit.visit_id, visit.supersedes_revision)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let diff = diff_visits(&returned.visit, visit);
+    Ok(Some(Correction { returned, diff }))
+}
+
+/// How many months of earlier photos the submission page shows beside this month's.
+pub const PHOTO_HISTORY_MONTHS: u32 = 3;
+/// Most earlier photos the submission page shows.
+pub const PHOTO_HISTORY_LIMIT: u32 = 36;
+
+/// `month` (YYYY-MM) and the `count` months before it, newest first.
+pub fn month_and_previous(month: &str, count: u32) -> Vec<String> {
+    let Some((year, month_number)) = month
+        .split_once('-')
+        .and_then(|(year, number)| Some((year.parse::<i32>().ok()?, number.parse::<u32>().ok()?)))
+        .filter(|(_, number)| (1..=12).contains(number))
+    else {
+        return vec![month.to_owned()];
+    };
+    let index = year * 12 + (month_number as i32 - 1);
+    (0..=count as i32)
+        .map(|back| {
+            let shifted = index - back;
+            format!(
+                "{:04}-{:02}",
+                shifted.div_euclid(12),
+                shifted.rem_euclid(12) + 1
+            )
+        })
+        .collect()
+}
+
+/// Received photos of the household's other visits this month and in the previous
+/// [`PHOTO_HISTORY_MONTHS`] months (by the visit's check-in month), newest first.
+pub async fn photo_history(
+    state: &AppState,
+    detail: &VisitDetail,
+) -> Result<Vec<HouseholdPhoto>, ServiceError> {
+    let month = fieldsync_model::time_util::business_month(detail.visit.checkin_at);
+    Ok(state
+        .store
+        .household_photo_history(
+            &detail.household.household_id,
+            &detail.visit.visit_id,
+            month_and_previous(&month, PHOTO_HISTORY_MONTHS),
+            PHOTO_HISTORY_LIMIT,
+        )
+        .await?)
+}
+
+/// EXIF GPS positions (WGS-84) of the visit's received photos, numbered 1.. in the order
+/// the page lists the photos.
+pub async fn photo_gps_points(
+    state: &AppState,
+    detail: &VisitDetail,
+) -> Result<Vec<(usize, f64, f64)>, ServiceError> {
+    let mut points = Vec::new();
+    for (index, photo_id) in detail.visit.photo_ids.iter().enumerate() {
+        let Some(record) = detail
+            .photos
+            .iter()
+            .find(|photo| &photo.photo_id == photo_id)
+        else {
+            continue;
+        };
+        if !detail.photo_ids_received.contains(photo_id) {
+            continue;
+        }
+        if let Some(meta) = state.store.photo_meta(&record.sha256).await?
+            && let Some((lat, lon)) = meta.exif_gps
+        {
+            points.push((index + 1, lat, lon));
+        }
+    }
+    Ok(points)
+}
+
+#[cfg(test)]
+mod review_loop_tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn queue_filters_parse_trim_and_refuse_bad_ages() {
+        let filters =
+            QueueFilters::parse(Some(" v-1 "), Some(""), Some("gps_far"), Some("3")).expect("ok");
+        assert_eq!(filters.village_id.as_deref(), Some("v-1"));
+        assert_eq!(filters.cadre_user_id, None);
+        assert_eq!(filters.min_age_days, Some(3));
+        assert_eq!(filters.query_string(), "village=v-1&flag=gps_far&age=3");
+        assert!(
+            QueueFilters::parse(None, None, None, Some("0"))
+                .expect("0")
+                .is_empty()
+        );
+        for bad in ["-1", "abc", "3.5", "99999"] {
+            let error = QueueFilters::parse(None, None, None, Some(bad)).expect_err(bad);
+            assert!(
+                matches!(&error, ServiceError::InvalidArgument { field, .. } if field == "age"),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ages_count_whole_days_from_the_injected_now() {
+        let now = datetime!(2026-03-10 02:00 UTC);
+        assert_eq!(age_cutoff(now, 3), datetime!(2026-03-07 02:00 UTC));
+        assert_eq!(days_waiting(datetime!(2026-03-07 02:00 UTC), now), 3);
+        assert_eq!(days_waiting(datetime!(2026-03-07 02:01 UTC), now), 2);
+        assert_eq!(days_waiting(datetime!(2026-03-11 00:00 UTC), now), 0);
+    }
+
+    #[test]
+    fn previous_months_cross_the_year() {
+        assert_eq!(
+            month_and_previous("2026-02", 3),
+            ["2026-02", "2026-01", "2025-12", "2025-11"]
+        );
+        assert_eq!(month_and_previous("2026-12", 1), ["2026-12", "2026-11"]);
+        assert_eq!(month_and_previous("garbage", 3), ["garbage"]);
+    }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use fieldsync_model::evidence::EvidenceSettings;
+use fieldsync_model::wellbeing::WellbeingRules;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override settings.
@@ -50,6 +51,15 @@ pub struct Settings {
     /// their staged bytes by the daily maintenance, and the phone starts them over.
     /// Complete uploads and blobs never expire.
     pub upload_expiry_hours: u32,
+    /// Days without any push or heartbeat after which a cadre is listed as silent (长期未同步)
+    /// on the dashboard (工作台).
+    pub silent_cadre_days: u32,
+    /// Margin of the income projection flag: a household is flagged when its projected
+    /// annual per-capita net income is below line × (1 + margin) (domain.md §1.8). 0.1 = 10%.
+    pub income_projection_margin: f64,
+    /// Rules of the 两不愁三保障 + 饮水安全 checklist, TOML table `[wellbeing]`; every key has a
+    /// default (see [`WellbeingRules`]).
+    pub wellbeing: WellbeingRules,
     /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
     /// (`FIELDSYNC_LOG`).
     pub log: String,
@@ -67,7 +77,10 @@ impl Default for Settings {
             evidence: EvidenceSettings::default(),
             tombstone_horizon_days: 90,
             upload_expiry_hours: 72,
+            silent_cadre_days: 7,
             log: "info".to_owned(),
+            income_projection_margin: 0.1,
+            wellbeing: WellbeingRules::default(),
         }
     }
 }

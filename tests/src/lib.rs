@@ -31,13 +31,33 @@ impl TestServer {
         Self::start_in(data_dir).await
     }
 
+    /// Start a server with the demo county whose wall clock is `clock` (tests that move time:
+    /// queue ages, deadlines, month ends).
+    pub async fn start_with_clock(
+        clock: std::sync::Arc<dyn fieldsync_server::clock::Clock>,
+    ) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in_with_clock(data_dir, Some(clock)).await
+    }
+
     async fn start_in(data_dir: tempfile::TempDir) -> Self {
+        Self::start_in_with_clock(data_dir, None).await
+    }
+
+    async fn start_in_with_clock(
+        data_dir: tempfile::TempDir,
+        clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
+    ) -> Self {
         let settings = Settings {
             data_dir: data_dir.path().to_owned(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Settings::default()
         };
-        let state = AppState::open(settings).expect("open state");
+        let state = match clock {
+            Some(clock) => AppState::open_with_clock(settings, clock),
+            None => AppState::open(settings),
+        }
+        .expect("open state");
         fieldsync_server::demo::seed_demo_if_empty(state.store.as_ref())
             .await
             .expect("seed demo county");

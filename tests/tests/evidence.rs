@@ -621,3 +621,106 @@ async fn the_same_photo_on_another_households_visit_is_flagged_when_its_upload_c
         "both visits sharing the file are flagged"
     );
 }
+
+#[tokio::test]
+async fn a_visit_synced_late_reflags_the_cadres_neighbouring_visit() {
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let mut supervisor = Supervisor::login(&server).await;
+    let morning = (OffsetDateTime::now_utc() - Duration::hours(6))
+        .replace_nanosecond(0)
+        .expect("ns");
+    // The earlier visit's fix is 30 km away; the later one starts 10 minutes after the
+    // earlier one ended, at the next household: 180 km/h.
+    let earlier = visit(
+        &phone.households[0].clone(),
+        morning,
+        Some(fix_near(&phone.households[0], 30_000.0, false)),
+        Vec::new(),
+    );
+    let later = visit(
+        &phone.households[1].clone(),
+        morning + Duration::minutes(50),
+        Some(fix_near(&phone.households[1], 10.0, false)),
+        Vec::new(),
+    );
+    phone
+        .push(
+            &server,
+            vec![v1::mutation::Payload::SubmitVisit(later.clone())],
+        )
+        .await;
+    assert!(
+        !supervisor
+            .flag_codes(&later.visit_id)
+            .await
+            .contains(&"impossible_travel".to_owned()),
+        "alone, the later visit is plausible"
+    );
+    // The earlier visit was recorded offline and syncs afterwards.
+    phone
+        .push(
+            &server,
+            vec![v1::mutation::Payload::SubmitVisit(earlier.clone())],
+        )
+        .await;
+    assert!(
+        supervisor
+            .flag_codes(&earlier.visit_id)
+            .await
+            .contains(&"impossible_travel".to_owned())
+    );
+    assert!(
+        supervisor
+            .flag_codes(&later.visit_id)
+            .await
+            .contains(&"impossible_travel".to_owned()),
+        "the neighbour already stored is re-flagged when the late visit arrives"
+    );
+}
+
+#[tokio::test]
+async fn crossing_the_daily_limit_flags_the_days_earlier_visits_too() {
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let mut supervisor = Supervisor::login(&server).await;
+    let limit = server.state.settings.evidence.max_in_person_visits_per_day as usize;
+    // Yesterday 08:00 Beijing (00:00 UTC), one visit every 50 minutes at the next household.
+    let start = (OffsetDateTime::now_utc() - Duration::days(1)).replace_time(time::Time::MIDNIGHT);
+    let households = phone.households.clone();
+    let mut visit_ids = Vec::new();
+    for index in 0..=limit {
+        let household = &households[index % households.len()];
+        let visit = visit(
+            household,
+            start + Duration::minutes(50 * index as i64),
+            Some(fix_near(household, 10.0, false)),
+            Vec::new(),
+        );
+        visit_ids.push(visit.visit_id.clone());
+        phone
+            .push(&server, vec![v1::mutation::Payload::SubmitVisit(visit)])
+            .await;
+        if index + 1 == limit {
+            for visit_id in &visit_ids {
+                assert!(
+                    !supervisor
+                        .flag_codes(visit_id)
+                        .await
+                        .contains(&"too_many_visits_in_day".to_owned()),
+                    "{limit} visits in a day are allowed"
+                );
+            }
+        }
+    }
+    for visit_id in &visit_ids {
+        assert!(
+            supervisor
+                .flag_codes(visit_id)
+                .await
+                .contains(&"too_many_visits_in_day".to_owned()),
+            "visit {visit_id} of a day with {} visits",
+            limit + 1
+        );
+    }
+}

@@ -11,6 +11,7 @@ use fieldsync_proto::v1;
 use fieldsync_tests::{TestServer, authorized, client_info, test_photo};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
 const OCTETS: &str = "application/offset+octet-stream";
@@ -26,6 +27,17 @@ fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} missing from {response:?}"))
         .to_str()
         .expect("ascii header")
+}
+
+/// `Upload-Expires` (an HTTP date) as an instant.
+fn expires_of(response: &reqwest::Response) -> OffsetDateTime {
+    let text = header(response, "upload-expires");
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(text, format)
+        .unwrap_or_else(|error| panic!("Upload-Expires {text:?}: {error}"))
+        .assume_utc()
 }
 
 fn offset_of(response: &reqwest::Response) -> u64 {
@@ -169,7 +181,7 @@ async fn offset_after_cut(phone: &Phone, location: &str, expected: u64) -> u64 {
 }
 
 #[tokio::test]
-async fn options_announce_tus_1_0_with_creation_and_checksum() {
+async fn options_announce_tus_1_0_with_creation_checksum_and_expiration() {
     let server = TestServer::start().await;
     let response = reqwest::Client::new()
         .request(
@@ -182,7 +194,10 @@ async fn options_announce_tus_1_0_with_creation_and_checksum() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&response, "tus-resumable"), "1.0.0");
     assert_eq!(header(&response, "tus-version"), "1.0.0");
-    assert_eq!(header(&response, "tus-extension"), "creation,checksum");
+    assert_eq!(
+        header(&response, "tus-extension"),
+        "creation,checksum,expiration"
+    );
     assert_eq!(header(&response, "tus-checksum-algorithm"), "sha256,crc32c");
     assert_eq!(
         header(&response, "tus-max-size"),
@@ -198,11 +213,25 @@ async fn a_photo_sent_in_pieces_survives_a_cut_and_resumes_to_the_phones_exact_b
     let sha = sha256_hex(&bytes);
     let length = bytes.len() as u64;
 
-    let location = phone.create(&bytes).await;
+    let created = phone.create_as(length, &sha, "image/jpeg").await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{created:?}");
+    let expires = expires_of(&created);
+    let hours = i64::from(server.state.settings.upload_expiry_hours);
+    let from_now = expires - OffsetDateTime::now_utc();
+    assert!(
+        from_now > time::Duration::hours(hours) - time::Duration::minutes(5)
+            && from_now <= time::Duration::hours(hours) + time::Duration::seconds(1),
+        "Upload-Expires is the last activity plus upload_expiry_hours: {from_now}"
+    );
+    let location = header(&created, "location").to_owned();
     assert!(location.starts_with("/tus/uploads/"), "{location}");
     let head = phone.head(&location).await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(offset_of(&head), 0);
+    assert!(
+        expires_of(&head) >= expires,
+        "a resume query moves the expiry forward"
+    );
     assert_eq!(header(&head, "upload-length"), length.to_string());
     assert_eq!(header(&head, "cache-control"), "no-store");
     assert_eq!(header(&head, "tus-resumable"), "1.0.0");
@@ -212,6 +241,10 @@ async fn a_photo_sent_in_pieces_survives_a_cut_and_resumes_to_the_phones_exact_b
     assert_eq!(first.status(), StatusCode::NO_CONTENT, "{first:?}");
     assert_eq!(offset_of(&first), 100_000);
     assert_eq!(header(&first, "tus-resumable"), "1.0.0");
+    assert!(
+        expires_of(&first) >= expires,
+        "an acknowledged chunk is activity"
+    );
 
     // Creating again (the app restarted) finds the same upload at its offset.
     let again = phone.create_as(length, &sha, "image/jpeg").await;
@@ -247,6 +280,10 @@ async fn a_photo_sent_in_pieces_survives_a_cut_and_resumes_to_the_phones_exact_b
         .await;
     assert_eq!(finished.status(), StatusCode::NO_CONTENT, "{finished:?}");
     assert_eq!(offset_of(&finished), length);
+    assert!(
+        finished.headers().get("upload-expires").is_none(),
+        "a complete upload never expires"
+    );
 
     let stored = server.state.blobs.read(&sha).expect("stored blob");
     assert_eq!(

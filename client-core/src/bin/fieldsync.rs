@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use fieldsync_client::{Client, ClientError, NewVisit, SyncReport, VisitState, visit_mode_label};
+use fieldsync_client::{
+    Client, ClientError, IncomeState, LocalIncome, NewVisit, SyncReport, VisitState, format_fen,
+    visit_mode_label,
+};
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{
     Crs, Disability, Health, LabourCapacity, LocationProvider, Relation, Schooling, Sex,
     VisitExceptionReason, VisitMode,
 };
 use fieldsync_model::household::Member;
+use fieldsync_model::income::IncomeComponents;
 use fieldsync_model::register::FieldTarget;
 use fieldsync_model::visit::GpsFix;
 use time::{Duration, OffsetDateTime};
@@ -64,6 +68,10 @@ enum Command {
     /// 成员 Add, change or remove a household member (works offline).
     #[command(subcommand)]
     Member(MemberCommand),
+    /// 季登记 Register a household's quarterly income, or list what this phone registered
+    /// (works offline).
+    #[command(subcommand)]
+    Income(IncomeCommand),
     /// 状态 Show unsent records, pending uploads and the last sync.
     Status,
     /// 待整改 Returned visits to fix.
@@ -122,6 +130,50 @@ enum MemberCommand {
         household: String,
         member_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum IncomeCommand {
+    /// 登记 Register one quarter (again to correct it: the latest registration counts).
+    /// Amounts in yuan with at most 2 decimals, e.g. 3200.50 (金额单位元, 最多两位小数).
+    Register(RegisterIncomeArgs),
+    /// 登记记录 Registrations made on this phone and whether the server has them.
+    List {
+        /// Household id or a unique prefix of it; all households when left out.
+        household: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RegisterIncomeArgs {
+    /// Household id or a unique prefix of it.
+    household: String,
+    /// 年度, e.g. 2026.
+    #[arg(long)]
+    year: i32,
+    /// 季度 1–4.
+    #[arg(long)]
+    quarter: u32,
+    /// 工资性收入 wages (yuan).
+    #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
+    wages: i64,
+    /// 生产经营性收入 production/business income, gross (yuan).
+    #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
+    production: i64,
+    /// 财产性收入 property income: rent, dividends, interest (yuan).
+    #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
+    property: i64,
+    /// 转移性收入 transfer income: 低保, pensions, subsidies, remittances (yuan).
+    #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
+    transfer: i64,
+    /// 生产经营性支出 production/business costs: seed, feed, fertiliser (yuan).
+    #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
+    production_cost: i64,
+}
+
+/// clap parser of a yuan amount: exact fen from the decimal text.
+fn yuan_arg(text: &str) -> Result<i64, fieldsync_client::YuanError> {
+    fieldsync_client::parse_yuan(text)
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +354,23 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Household(command) => household_command(&client, command)?,
         Command::Member(command) => member_command(&client, command)?,
+        Command::Income(IncomeCommand::Register(args)) => register_income(&client, args)?,
+        Command::Income(IncomeCommand::List { household }) => {
+            let household_id = match household {
+                None => None,
+                Some(text) => Some(match client.resolve_household_id(&text) {
+                    Ok(household_id) => household_id,
+                    // A household reassigned away is gone from the replica; its
+                    // registrations are still listed by full id.
+                    Err(ClientError::NotFound(_)) => text.trim().to_owned(),
+                    Err(error) => return Err(error),
+                }),
+            };
+            print!(
+                "{}",
+                income_list_text(&client.income_registrations(household_id.as_deref())?)
+            );
+        }
         Command::Status => print_status(&client)?,
         Command::Tasks => print_tasks(&client)?,
     }
@@ -580,6 +649,103 @@ fn record_visit(client: &Client, args: NewVisitArgs) -> Result<(), ClientError> 
     Ok(())
 }
 
+fn register_income(client: &Client, args: RegisterIncomeArgs) -> Result<(), ClientError> {
+    let components = IncomeComponents {
+        wage_fen: args.wages,
+        business_gross_fen: args.production,
+        property_fen: args.property,
+        transfer_fen: args.transfer,
+        business_cost_fen: args.production_cost,
+    };
+    let registration =
+        client.register_income(&args.household, args.year, args.quarter, components)?;
+    let head = client
+        .household(&registration.household_id)?
+        .map(|household| household.head_name)
+        .unwrap_or_default();
+    println!(
+        "已保存收入登记 income saved: {}",
+        registration.registration_id
+    );
+    println!(
+        "  户 household:          {} {head}",
+        registration.household_id
+    );
+    println!(
+        "  期间 period:           {}年第{}季度 ({} Q{})",
+        registration.year, registration.quarter, registration.year, registration.quarter
+    );
+    println!("  人口 household size:   {}", registration.household_size);
+    for (label, fen) in [
+        ("工资性收入 wages:      ", components.wage_fen),
+        ("生产经营性收入 gross:  ", components.business_gross_fen),
+        ("财产性收入 property:   ", components.property_fen),
+        ("转移性收入 transfer:   ", components.transfer_fen),
+        ("生产经营性支出 costs:  ", components.business_cost_fen),
+    ] {
+        println!("  {label}{:>14} 元", format_fen(fen));
+    }
+    println!(
+        "  家庭纯收入 net:        {:>14} 元",
+        format_fen(registration.net_fen)
+    );
+    println!(
+        "  人均纯收入 per capita: {:>14} 元",
+        format_fen(registration.per_capita_net_fen)
+    );
+    println!("运行 `fieldsync sync` 上传 (run `fieldsync sync` to send it)");
+    Ok(())
+}
+
+/// The `income list` listing: one line per registration, the one in force for its quarter
+/// marked (a later registration of the same quarter corrects an earlier one; a refused one
+/// never counts).
+fn income_list_text(rows: &[LocalIncome]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    if rows.is_empty() {
+        text.push_str("本机暂无收入登记 no income registered on this phone\n");
+        return text;
+    }
+    let _ = writeln!(
+        text,
+        "{:<38} {:<10} {:>14} {:>14}  状态 state",
+        "户ID household", "期间 period", "纯收入 net", "人均 per cap."
+    );
+    let key = |row: &LocalIncome| {
+        let registration = &row.registration;
+        (
+            registration.household_id.clone(),
+            registration.year,
+            registration.quarter,
+        )
+    };
+    for (index, row) in rows.iter().enumerate() {
+        let registration = &row.registration;
+        let corrected = row.state != IncomeState::Rejected
+            && rows[index + 1..]
+                .iter()
+                .any(|later| key(later) == key(row) && later.state != IncomeState::Rejected);
+        let mut state = format!("{} {}", row.state.label_zh(), row.state.as_str());
+        if corrected {
+            state.push_str(" (已更正 corrected later)");
+        }
+        if let Some((code, message)) = &row.rejection {
+            state.push_str(&format!(" [{code}: {message}]"));
+        }
+        let _ = writeln!(
+            text,
+            "{:<38} {:<10} {:>14} {:>14}  {}",
+            registration.household_id,
+            format!("{}Q{}", registration.year, registration.quarter),
+            format_fen(registration.net_fen),
+            format_fen(registration.per_capita_net_fen),
+            state
+        );
+    }
+    text
+}
+
 fn fix_visit(client: &Client, args: FixVisitArgs) -> Result<(), ClientError> {
     let visit_id = client.resolve_visit_id(&args.visit_id)?;
     let situation = args.situation;
@@ -740,19 +906,29 @@ fn print_status(client: &Client) -> Result<(), ClientError> {
 }
 
 fn print_tasks(client: &Client) -> Result<(), ClientError> {
-    let tasks = client.tasks()?;
+    print!("{}", tasks_text(&client.tasks()?));
+    Ok(())
+}
+
+/// The `tasks` listing: each returned visit with its reasons (Chinese label and the field
+/// it points at), the supervisor's note, the deadline and how to fix it.
+fn tasks_text(tasks: &[fieldsync_client::Task]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
     if tasks.is_empty() {
-        println!("没有待整改的走访 no returned visits to fix");
-        return Ok(());
+        text.push_str("没有待整改的走访 no returned visits to fix\n");
+        return text;
     }
-    println!(
+    let _ = writeln!(
+        text,
         "待整改 {} 条 ({} returned visits to fix)",
         tasks.len(),
         tasks.len()
     );
-    for task in &tasks {
-        println!();
-        println!(
+    for task in tasks {
+        let _ = writeln!(text);
+        let _ = writeln!(
+            text,
             "走访 visit {} 第{}版 (revision {}) — 户 {} {}",
             task.visit_id,
             task.revision,
@@ -761,24 +937,167 @@ fn print_tasks(client: &Client) -> Result<(), ClientError> {
             task.head_name.as_deref().unwrap_or("")
         );
         for reason in &task.reasons {
-            println!(
-                "  原因 reason: {} ({}) 字段 field: {}",
-                reason.label_zh, reason.code, reason.field
+            let _ = writeln!(
+                text,
+                "  原因 reason: {} ({}) 字段 field: {} ({})",
+                reason.label_zh, reason.code, reason.field_label_zh, reason.field
             );
         }
         if !task.note.is_empty() {
-            println!("  说明 note:   {}", task.note);
+            let _ = writeln!(text, "  说明 note:   {}", task.note);
         }
         if !task.deadline.is_empty() {
-            println!("  期限 due:    {}", task.deadline);
+            let _ = writeln!(text, "  期限 due:    {}", task.deadline);
         }
         if !task.reviewer_name.is_empty() {
-            println!("  审核人 by:   {}", task.reviewer_name);
+            let _ = writeln!(text, "  审核人 by:   {}", task.reviewer_name);
         }
-        println!(
+        let _ = writeln!(
+            text,
             "  整改 fix:    fieldsync visit fix {} --situation \"...\" [--photo FILE]",
             task.visit_id
         );
     }
-    Ok(())
+    text
+}
+
+#[cfg(test)]
+mod tasks_text_tests {
+    use super::*;
+    use fieldsync_client::{Task, TaskReason};
+
+    #[test]
+    fn the_task_listing_shows_reasons_fields_note_and_deadline_in_chinese() {
+        let task = Task {
+            visit_id: "v-1".into(),
+            revision: 1,
+            household_id: "h-1".into(),
+            head_name: Some("王大山".into()),
+            reasons: vec![TaskReason {
+                code: "content_too_short".into(),
+                field: "observed_situation".into(),
+                label_zh: "走访内容过于简单".into(),
+                field_label_zh: "生产生活情况".into(),
+            }],
+            note: "请补充收入变化".into(),
+            deadline: "2026-12-10".into(),
+            reviewer_name: "周审核".into(),
+            decided_at: None,
+        };
+        let text = tasks_text(std::slice::from_ref(&task));
+        for part in [
+            "待整改 1 条",
+            "王大山",
+            "原因 reason: 走访内容过于简单 (content_too_short) 字段 field: 生产生活情况 (observed_situation)",
+            "说明 note:   请补充收入变化",
+            "期限 due:    2026-12-10",
+            "审核人 by:   周审核",
+            "fieldsync visit fix v-1",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from:\n{text}");
+        }
+        assert!(tasks_text(&[]).contains("没有待整改的走访"));
+    }
+}
+
+#[cfg(test)]
+mod income_tests {
+    use super::*;
+    use fieldsync_model::income::IncomeRegistration;
+
+    fn row(id: &str, quarter: u32, wage_fen: i64, state: IncomeState) -> LocalIncome {
+        let components = IncomeComponents {
+            wage_fen,
+            ..IncomeComponents::default()
+        };
+        LocalIncome {
+            registration: IncomeRegistration::new(
+                id.into(),
+                "h-1".into(),
+                2026,
+                quarter,
+                2,
+                components,
+            )
+            .unwrap_or_else(|error| panic!("{error}")),
+            state,
+            rejection: (state == IncomeState::Rejected)
+                .then(|| ("household_out_of_scope".to_owned(), "不是结对户".to_owned())),
+            recorded_at: None,
+        }
+    }
+
+    #[test]
+    fn yuan_flags_are_read_as_exact_fen_and_bad_ones_are_refused() {
+        let cli = Cli::try_parse_from([
+            "fieldsync",
+            "income",
+            "register",
+            "h-1",
+            "--year",
+            "2026",
+            "--quarter",
+            "3",
+            "--wages",
+            "3200.5",
+            "--transfer",
+            "0.01",
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+        let Command::Income(IncomeCommand::Register(args)) = cli.command else {
+            panic!("not income register: {:?}", cli.command);
+        };
+        assert_eq!(
+            (args.wages, args.transfer, args.production),
+            (320_050, 1, 0)
+        );
+        for bad in ["1.234", "-1", "abc"] {
+            let error = Cli::try_parse_from([
+                "fieldsync",
+                "income",
+                "register",
+                "h-1",
+                "--year",
+                "2026",
+                "--quarter",
+                "3",
+                "--wages",
+                bad,
+            ])
+            .expect_err(bad);
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_income_listing_marks_corrected_quarters_and_refusals() {
+        let text = income_list_text(&[
+            row("r-1", 1, 100_000, IncomeState::Sent),
+            row("r-2", 1, 120_000, IncomeState::Unsent),
+            row("r-3", 2, 50, IncomeState::Rejected),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[1].contains("2026Q1") && lines[1].contains("已更正"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("1,000.00") && lines[1].contains("500.00"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("待上传") && !lines[2].contains("已更正"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("被拒收") && lines[3].contains("household_out_of_scope"),
+            "{text}"
+        );
+        assert!(income_list_text(&[]).contains("本机暂无收入登记"));
+    }
 }

@@ -134,6 +134,7 @@ impl v1::media_server::Media for MediaService {
                     committed_offset: 0,
                     complete: false,
                     user_id: principal.user_id,
+                    last_activity_at: self.state.clock.now(),
                 })
                 .await
                 .map_err(ServiceError::from)?,
@@ -187,7 +188,7 @@ impl v1::media_server::Media for MediaService {
             blocking(move || blobs.append_chunk(&upload_id, offset, &request.data)).await?;
         self.state
             .store
-            .set_upload_offset(&request.upload_id, committed)
+            .set_upload_offset(&request.upload_id, committed, self.state.clock.now())
             .await
             .map_err(ServiceError::from)?;
         Ok(Response::new(v1::PutChunkResponse {

@@ -48,7 +48,7 @@ impl v1::review_server::Review for ReviewService {
             village_id: Some(request.village_id).filter(|village| !village.is_empty()),
             limit,
             offset,
-            flag: None,
+            ..QueueFilter::default()
         };
         let items = crate::review::queue(&self.state, &principal, filter).await?;
         let next_page_token = if items.len() as u32 >= limit.min(crate::review::MAX_QUEUE_PAGE) {

@@ -2,8 +2,10 @@
 //! console). Same cookie session and the same review use cases as the HTML pages; errors
 //! are `{"error": "..."}` with the status from [`super::status_for`].
 //!
-//! - `GET /console/api/queue[?village=ID][&flag=CODE]` → `[QueueItemJson]`
-//! - `GET /console/api/visits/{visit_id}` → `VisitJson`
+//! - `GET /console/api/queue[?village=ID][&cadre=USER_ID][&flag=CODE][&age=DAYS]` →
+//!   `[QueueItemJson]`
+//! - `GET /console/api/visits/{visit_id}` → `VisitJson` (with `correction`: the diff against
+//!   the returned revision it supersedes)
 //! - `POST /console/api/visits/{visit_id}/decision` with `DecisionInput` →
 //!   `{"state": "approved"|"returned", "visit_id", "revision"}`
 //! - `GET /console/api/conflicts` → `[ConflictJson]`
@@ -20,21 +22,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::forms::DecisionInput;
-use super::pages::village_filter;
+use super::pages::QueueQuery;
 use super::{ApiError, ApiReviewer, ConsoleState};
 use crate::error::ServiceError;
 use crate::review;
-use crate::store::{QueueFilter, QueueItem};
-
-/// Query of the JSON queue.
-#[derive(Debug, Default, Deserialize)]
-pub struct QueueQuery {
-    #[serde(default)]
-    village: Option<String>,
-    /// Only visits carrying this evidence flag code.
-    #[serde(default)]
-    flag: Option<String>,
-}
+use crate::store::QueueItem;
 
 /// One evidence flag (DESIGN §5): stable code, Chinese label and detail sentence.
 #[derive(Debug, Serialize)]
@@ -63,6 +55,7 @@ pub struct QueueItemJson {
     pub head_name: String,
     pub village_id: String,
     pub village_name: String,
+    pub cadre_user_id: String,
     pub cadre_name: String,
     /// `in_person`, `phone`, …
     pub mode: VisitMode,
@@ -85,6 +78,7 @@ impl From<QueueItem> for QueueItemJson {
             head_name: item.head_name,
             village_id: item.village_id,
             village_name: item.village_name,
+            cadre_user_id: item.cadre_user_id,
             cadre_name: item.cadre_name,
             mode: item.mode,
             mode_label: item.mode.label_zh(),
@@ -96,19 +90,16 @@ impl From<QueueItem> for QueueItemJson {
     }
 }
 
-/// `GET /console/api/queue[?village=ID]`: the township's submitted visits, oldest first.
+/// `GET /console/api/queue[?village=ID][&cadre=USER_ID][&flag=CODE][&age=DAYS]`: the
+/// township's submitted visits, oldest first, filtered like the HTML queue (a malformed
+/// `age` is a 400 naming the field).
 pub async fn queue(
     State(state): State<ConsoleState>,
     ApiReviewer(principal): ApiReviewer,
     Query(query): Query<QueueQuery>,
 ) -> Result<Json<Vec<QueueItemJson>>, ApiError> {
-    let filter = QueueFilter {
-        village_id: village_filter(query.village.as_deref()),
-        limit: review::MAX_QUEUE_PAGE,
-        offset: 0,
-        flag: village_filter(query.flag.as_deref()),
-    };
-    let items = review::queue(&state.app, &principal, filter).await?;
+    let filters = query.filters()?;
+    let items = review::filtered_queue(&state.app, &principal, &filters).await?;
     Ok(Json(items.into_iter().map(QueueItemJson::from).collect()))
 }
 
@@ -131,6 +122,79 @@ pub struct VisitJson {
     pub flags_computed: bool,
     /// Evidence flags of this revision; they never block a decision.
     pub flags: Vec<FlagJson>,
+    /// The returned revision this one supersedes, when it is a correction.
+    pub supersedes_revision: u32,
+    /// What the correction changed, with the return's reasons; `null` for a first submission.
+    pub correction: Option<CorrectionJson>,
+}
+
+/// A correction against the revision it supersedes.
+#[derive(Debug, Serialize)]
+pub struct CorrectionJson {
+    pub returned_revision: u32,
+    /// State of the superseded revision (`superseded` after a return was corrected).
+    pub returned_state: &'static str,
+    /// The decision on the returned revision: reasons with the fields they point at.
+    pub reasons: Vec<ReasonJson>,
+    pub note: String,
+    pub deadline: String,
+    pub changes: Vec<ChangeJson>,
+    pub photos_added: Vec<String>,
+    pub photos_removed: Vec<String>,
+}
+
+/// One return reason with its Chinese label and the field it points at.
+#[derive(Debug, Serialize)]
+pub struct ReasonJson {
+    pub code: String,
+    pub label: String,
+    pub field: String,
+    pub field_label: String,
+}
+
+/// One changed field: old → new as text.
+#[derive(Debug, Serialize)]
+pub struct ChangeJson {
+    pub field: &'static str,
+    pub label: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl From<review::Correction> for CorrectionJson {
+    fn from(correction: review::Correction) -> Self {
+        let status = correction.returned.status;
+        Self {
+            returned_revision: correction.returned.visit.revision,
+            returned_state: correction.returned.state.as_str(),
+            reasons: status
+                .reasons
+                .into_iter()
+                .map(|reason| ReasonJson {
+                    label: fieldsync_model::review::return_reason_label(&reason.code).to_owned(),
+                    field_label: fieldsync_model::visit_diff::visit_field_label(&reason.field)
+                        .to_owned(),
+                    code: reason.code,
+                    field: reason.field,
+                })
+                .collect(),
+            note: status.note,
+            deadline: status.deadline,
+            changes: correction
+                .diff
+                .changes
+                .into_iter()
+                .map(|change| ChangeJson {
+                    field: change.field,
+                    label: change.label_zh,
+                    old: change.old,
+                    new: change.new,
+                })
+                .collect(),
+            photos_added: correction.diff.photos_added,
+            photos_removed: correction.diff.photos_removed,
+        }
+    }
 }
 
 /// `GET /console/api/visits/{visit_id}`.
@@ -140,7 +204,12 @@ pub async fn visit(
     Path(visit_id): Path<String>,
 ) -> Result<Json<VisitJson>, ApiError> {
     let detail = review::detail(&state.app, &principal, &visit_id).await?;
+    let correction = review::correction(&state.app, &detail)
+        .await?
+        .map(CorrectionJson::from);
     Ok(Json(VisitJson {
+        supersedes_revision: detail.visit.supersedes_revision,
+        correction,
         visit_id: detail.visit.visit_id,
         revision: detail.visit.revision,
         household_id: detail.household.household_id,

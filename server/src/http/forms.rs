@@ -63,11 +63,14 @@ pub fn parse_decision_form(body: &[u8]) -> Result<DecisionInput, ServiceError> {
             "revision" => revision_text = Some(value.into_owned()),
             "content_hash" => input.content_hash = value.trim().to_owned(),
             "reasons" => {
-                let code = value.trim();
+                // `code` or `code:field`: the console's checkboxes attach each reason to the
+                // field it was ticked beside.
+                let (code, field) = value.split_once(':').unwrap_or((&value, ""));
+                let code = code.trim();
                 if !code.is_empty() {
                     input.reasons.push(ReasonInput {
                         code: code.to_owned(),
-                        field: String::new(),
+                        field: field.trim().to_owned(),
                     });
                 }
             }
@@ -149,8 +152,12 @@ impl DecisionInput {
                         ));
                     }
                 };
-                // A double-ticked or repeated code says nothing new.
-                if !reasons.iter().any(|known| known.code == code) {
+                // A double-ticked or repeated reason says nothing new; the same code on two
+                // fields (two thin sections) is two reasons.
+                if !reasons
+                    .iter()
+                    .any(|known| known.code == code && known.field == field)
+                {
                     reasons.push(ReturnReason { code, field });
                 }
             }
@@ -209,6 +216,39 @@ mod tests {
                     field: "photo_ids".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn html_reasons_may_name_their_field() {
+        let body = b"decision=return&revision=1&content_hash=abc\
+                     &reasons=content_too_short%3Aplan_progress&reasons=content_too_short%3Aproblems\
+                     &reasons=gps_far%3A&reasons=other%3A";
+        let request = parse_decision_form(body)
+            .unwrap()
+            .into_request("v1")
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = request
+            .reasons
+            .iter()
+            .map(|reason| (reason.code.as_str(), reason.field.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("content_too_short", "plan_progress"),
+                ("content_too_short", "problems"),
+                ("gps_far", "gps"),
+                ("other", ""),
+            ]
+        );
+        let bad = parse_decision_form(
+            b"decision=return&revision=1&content_hash=abc&reasons=gps_far%3A%3Cb%3E",
+        )
+        .and_then(|input| input.into_request("v1"));
+        assert!(
+            matches!(&bad, Err(ServiceError::InvalidArgument { field, .. }) if field == "reasons.field"),
+            "{bad:?}"
         );
     }
 

@@ -6,22 +6,41 @@
 //! and the translation of [`ServiceError`] into HTTP statuses (in [`status_for`], once).
 //!
 //! Routes:
-//! - `GET /`, `GET /console` → the queue when logged in, else the login page
+//! - `GET /`, `GET /console` → the dashboard (工作台) when logged in, else the login page
 //! - `GET|POST /console/login`, `POST /console/logout`
-//! - `GET /console/queue[?village=ID][&flag=CODE]`, `GET /console/visits/{visit_id}`,
-//!   `POST /console/visits/{visit_id}/decision`, `GET /console/photos/{photo_id}/thumb`,
+//! - `GET /console/queue[?village=ID][&cadre=USER_ID][&flag=CODE][&age=DAYS]`,
+//!   `GET /console/visits/{visit_id}[?same filters]` (the submission page, see
+//!   `review_views.rs`), `POST /console/visits/{visit_id}/decision[?same filters]`,
+//!   `GET /console/static/console.js` (keyboard shortcuts), `GET /console/photos/{photo_id}/thumb`,
 //!   `GET /console/photos/{photo_id}/display`,
 //!   `GET /console/unvisited`, `GET /console/conflicts`, `POST /console/conflicts/resolve`,
 //!   `GET /console/devices`
-//! - JSON: `GET /console/api/queue[?village=ID][&flag=CODE]`, `GET /console/api/visits/{visit_id}`,
+//! - JSON: `GET /console/api/queue[?village=ID][&cadre=USER_ID][&flag=CODE][&age=DAYS]`,
+//!   `GET /console/api/visits/{visit_id}` (with the correction diff),
 //!   `POST /console/api/visits/{visit_id}/decision`, `GET /console/api/conflicts`,
 //!   `POST /console/api/conflicts/resolve`, `GET /console/api/devices`
+//! - Roster import (county administrator, see `roster.rs`): `GET|POST /console/import`,
+//!   `GET /console/import/template.xlsx`, `GET /console/import/{job_id}`,
+//!   `POST /console/import/{job_id}/apply`, JSON `POST /console/api/import`,
+//!   `GET /console/api/import/{job_id}`, `POST /console/api/import/{job_id}/apply`
+//! - Monthly ledger (月台账, see `ledger.rs`): `GET /console/dashboard`, `GET /console/ledger`,
+//!   `GET /console/ledger/silent`, `POST /console/ledger/close`, JSON `GET /console/api/dashboard`,
+//!   `GET /console/api/ledger`
 
 mod api;
 mod display;
+mod exports;
 mod fields;
 mod forms;
+mod households;
+mod households_views;
+mod ledger;
+mod ledger_views;
+mod map;
 mod pages;
+mod pairings;
+mod review_views;
+mod roster;
 mod thumbnail;
 pub mod tus;
 mod views;
@@ -34,7 +53,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fieldsync_model::codes::Role;
+use fieldsync_model::codes::{CodeList, Role};
 use tokio::sync::Semaphore;
 
 use crate::AppState;
@@ -56,6 +75,8 @@ pub const LOGIN_PATH: &str = "/console/login";
 pub const QUEUE_PATH: &str = "/console/queue";
 /// Path of the conflict records page.
 pub const CONFLICTS_PATH: &str = "/console/conflicts";
+/// Path of the keyboard-shortcut script, the only script the CSP allows (`script-src 'self'`).
+pub const CONSOLE_JS_PATH: &str = "/console/static/console.js";
 
 /// Thumbnails decoded at once. Each decode may use up to 512 MiB, so a burst of requests
 /// for large photos must queue instead of exhausting memory.
@@ -66,6 +87,8 @@ const CONCURRENT_THUMBNAILS: usize = 2;
 pub struct ConsoleState {
     pub app: AppState,
     pub thumbnail_permits: Arc<Semaphore>,
+    /// Roster import jobs (花名册导入), in memory (see [`crate::roster_import`]).
+    pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
 }
 
 /// The console's routes with their state applied, ready to merge with the gRPC routes.
@@ -73,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     let console_state = ConsoleState {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
+        roster_jobs: Arc::default(),
     };
     Router::new()
         .route("/", get(pages::home))
@@ -80,7 +104,14 @@ pub fn router(state: AppState) -> Router {
         .route("/console/", get(pages::home))
         .route(LOGIN_PATH, get(pages::login_form).post(pages::login_submit))
         .route("/console/logout", post(pages::logout))
+        .route(ledger::DASHBOARD_PATH, get(ledger::dashboard))
+        .route(ledger::LEDGER_PATH, get(ledger::ledger_list))
+        .route("/console/ledger/silent", get(ledger::silent_cadres))
+        .route("/console/ledger/close", post(ledger::close_month))
+        .route("/console/api/dashboard", get(ledger::api_dashboard))
+        .route("/console/api/ledger", get(ledger::api_ledger))
         .route(QUEUE_PATH, get(pages::queue))
+        .route(CONSOLE_JS_PATH, get(pages::console_js))
         .route("/console/visits/{visit_id}", get(pages::visit_detail))
         .route(
             "/console/visits/{visit_id}/decision",
@@ -98,6 +129,44 @@ pub fn router(state: AppState) -> Router {
         .route(CONFLICTS_PATH, get(pages::conflicts))
         .route("/console/conflicts/resolve", post(pages::resolve_conflict))
         .route("/console/devices", get(pages::devices))
+        .route(
+            roster::IMPORT_PATH,
+            get(roster::import_page).post(roster::upload).layer(
+                axum::extract::DefaultBodyLimit::max(roster::UPLOAD_BODY_LIMIT),
+            ),
+        )
+        .route("/console/import/template.xlsx", get(roster::template))
+        .route("/console/import/{job_id}", get(roster::job_page))
+        .route("/console/import/{job_id}/apply", post(roster::apply))
+        .route(
+            "/console/api/import",
+            post(roster::api_upload).layer(axum::extract::DefaultBodyLimit::max(
+                roster::UPLOAD_BODY_LIMIT,
+            )),
+        )
+        .route("/console/api/import/{job_id}", get(roster::api_job))
+        .route(
+            "/console/api/import/{job_id}/apply",
+            post(roster::api_apply),
+        )
+        .route("/console/income", get(households::income))
+        .route("/console/wellbeing", get(households::wellbeing))
+        .route(
+            households::THRESHOLDS_PATH,
+            get(households::thresholds).post(households::save_threshold),
+        )
+        .route(
+            "/console/households/{household_id}",
+            get(households::household),
+        )
+        .route(
+            "/console/households/{household_id}/card",
+            get(households::household_card),
+        )
+        .route(
+            "/console/api/households/{household_id}",
+            get(households::household_json),
+        )
         .route("/console/api/conflicts", get(api::conflicts))
         .route(
             "/console/api/conflicts/resolve",
@@ -110,6 +179,12 @@ pub fn router(state: AppState) -> Router {
             "/console/api/visits/{visit_id}/decision",
             post(api::decision),
         )
+        .route("/console/exports", get(exports::exports_page))
+        .route("/console/exports/{file}", get(exports::export_file))
+        .route(pairings::PAIRINGS_PATH, get(pairings::pairings_page))
+        .route("/console/pairings/assign", post(pairings::assign_submit))
+        .route("/console/api/pairings", get(pairings::pairings_json))
+        .route("/console/api/pairings/assign", post(pairings::assign_json))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console_state)
         .merge(tus::router(state))
@@ -143,8 +218,8 @@ pub enum ConsoleError {
     /// No valid session. Browsers navigating (GET) are redirected to the login page; other
     /// methods get a 401 page, because a redirect would silently drop the submitted form.
     LoginRequired { redirect: bool },
-    /// Logged in, but not a township supervisor.
-    NotReviewer,
+    /// Logged in, but the page is for other roles.
+    WrongRole { allowed: Vec<Role> },
     /// The photo's metadata exists but its bytes have not been uploaded yet.
     PhotoPending,
     /// The photo's bytes cannot be turned into a thumbnail.
@@ -176,25 +251,45 @@ impl IntoResponse for ConsoleError {
             Self::Service { error, back_to } => {
                 let status = status_for(&error);
                 let (title, message) = views::error_text(&error);
-                (status, views::error_page(status, title, &message, back_to.as_deref())).into_response()
+                (
+                    status,
+                    views::error_page(status, title, &message, back_to.as_deref()),
+                )
+                    .into_response()
             }
             Self::LoginRequired { redirect: true } => Redirect::to(LOGIN_PATH).into_response(),
             Self::LoginRequired { redirect: false } => (
                 StatusCode::UNAUTHORIZED,
-                views::error_page(StatusCode::UNAUTHORIZED, "请先登录", "未登录或登录已过期，请重新登录。", Some(LOGIN_PATH)),
-            )
-                .into_response(),
-            Self::NotReviewer => (
-                StatusCode::FORBIDDEN,
                 views::error_page(
-                    StatusCode::FORBIDDEN,
-                    "仅乡镇审核员可用",
-                    "审核台目前仅乡镇审核员可用；县级管理台将在后续版本提供。请使用乡镇审核员账号登录。",
+                    StatusCode::UNAUTHORIZED,
+                    "请先登录",
+                    "未登录或登录已过期，请重新登录。",
                     Some(LOGIN_PATH),
                 ),
             )
                 .into_response(),
-            Self::PhotoPending => (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], "照片上传中").into_response(),
+            Self::WrongRole { allowed } => {
+                let message = format!(
+                    "此页面仅{}可用。请使用相应账号登录。",
+                    role_labels_zh(&allowed)
+                );
+                (
+                    StatusCode::FORBIDDEN,
+                    views::error_page(
+                        StatusCode::FORBIDDEN,
+                        "无权访问",
+                        &message,
+                        Some(LOGIN_PATH),
+                    ),
+                )
+                    .into_response()
+            }
+            Self::PhotoPending => (
+                StatusCode::NOT_FOUND,
+                [(header::CACHE_CONTROL, "no-store")],
+                "照片上传中",
+            )
+                .into_response(),
             Self::Thumbnail(error) => {
                 let status = match error {
                     thumbnail::ThumbnailError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,13 +365,127 @@ impl FromRequestParts<ConsoleState> for Reviewer {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
-        match session_principal(&state.app, &parts.headers).await? {
-            None => Err(ConsoleError::LoginRequired {
-                redirect: parts.method == Method::GET || parts.method == Method::HEAD,
-            }),
-            Some(principal) if principal.role == Role::Township => Ok(Self(principal)),
-            Some(_) => Err(ConsoleError::NotReviewer),
-        }
+        console_principal(parts, state, &[Role::Township])
+            .await
+            .map(Self)
+    }
+}
+
+/// The logged-in principal when its role is one of `allowed`; otherwise the rejection of an
+/// HTML page (login redirect for GET, 401 for forms, 403 for other roles).
+async fn console_principal(
+    parts: &Parts,
+    state: &ConsoleState,
+    allowed: &[Role],
+) -> Result<Principal, ConsoleError> {
+    match session_principal(&state.app, &parts.headers).await? {
+        None => Err(ConsoleError::LoginRequired {
+            redirect: parts.method == Method::GET || parts.method == Method::HEAD,
+        }),
+        Some(principal) if allowed.contains(&principal.role) => Ok(principal),
+        Some(_) => Err(ConsoleError::WrongRole {
+            allowed: allowed.to_vec(),
+        }),
+    }
+}
+
+/// The logged-in principal when its role is one of `allowed`, for the JSON API.
+async fn api_principal(
+    parts: &Parts,
+    state: &ConsoleState,
+    allowed: &[Role],
+) -> Result<Principal, ApiError> {
+    match session_principal(&state.app, &parts.headers).await? {
+        None => Err(ApiError(ServiceError::Unauthenticated(
+            "未登录或登录已过期 (missing or expired session)".into(),
+        ))),
+        Some(principal) if allowed.contains(&principal.role) => Ok(principal),
+        Some(_) => Err(ApiError(ServiceError::PermissionDenied(format!(
+            "仅{}可用 (roles: {})",
+            role_labels_zh(allowed),
+            allowed
+                .iter()
+                .map(|role| role.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))),
+    }
+}
+
+/// "乡镇审核员、县级管理员": the Chinese names of roles, for refusals.
+fn role_labels_zh(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|role| role.label_zh())
+        .collect::<Vec<_>>()
+        .join("、")
+}
+
+/// Roles that see the console's area-wide pages (dashboards, ledgers, household pages,
+/// exports): the township supervisor for the township, the county administrator and the
+/// auditor (read-only, masked) for the county.
+pub const STAFF_ROLES: &[Role] = &[Role::Township, Role::County, Role::Auditor];
+
+/// A logged-in staff member (township supervisor, county administrator or auditor), for
+/// HTML pages. Use [`Principal::area_id`] and the role to scope what is shown.
+#[derive(Debug, Clone)]
+pub struct Staff(pub Principal);
+
+impl FromRequestParts<ConsoleState> for Staff {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        console_principal(parts, state, STAFF_ROLES).await.map(Self)
+    }
+}
+
+/// A logged-in staff member, for the JSON API.
+#[derive(Debug, Clone)]
+pub struct ApiStaff(pub Principal);
+
+impl FromRequestParts<ConsoleState> for ApiStaff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        api_principal(parts, state, STAFF_ROLES).await.map(Self)
+    }
+}
+
+/// A logged-in county administrator (县级管理员), for HTML pages: pairings, roster import.
+#[derive(Debug, Clone)]
+pub struct CountyAdmin(pub Principal);
+
+impl FromRequestParts<ConsoleState> for CountyAdmin {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        console_principal(parts, state, &[Role::County])
+            .await
+            .map(Self)
+    }
+}
+
+/// A logged-in county administrator, for the JSON API.
+#[derive(Debug, Clone)]
+pub struct ApiCountyAdmin(pub Principal);
+
+impl FromRequestParts<ConsoleState> for ApiCountyAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        api_principal(parts, state, &[Role::County]).await.map(Self)
     }
 }
 
@@ -291,15 +500,9 @@ impl FromRequestParts<ConsoleState> for ApiReviewer {
         parts: &mut Parts,
         state: &ConsoleState,
     ) -> Result<Self, Self::Rejection> {
-        match session_principal(&state.app, &parts.headers).await? {
-            None => Err(ApiError(ServiceError::Unauthenticated(
-                "未登录或登录已过期 (missing or expired session)".into(),
-            ))),
-            Some(principal) if principal.role == Role::Township => Ok(Self(principal)),
-            Some(_) => Err(ApiError(ServiceError::PermissionDenied(
-                "仅乡镇审核员可用 (township supervisors only)".into(),
-            ))),
-        }
+        api_principal(parts, state, &[Role::Township])
+            .await
+            .map(Self)
     }
 }
 
@@ -338,7 +541,7 @@ async fn security_headers(mut response: Response) -> Response {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
     }

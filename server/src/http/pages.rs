@@ -11,6 +11,7 @@ use fieldsync_model::visit::is_uuid;
 use serde::Deserialize;
 
 use super::forms::parse_decision_form;
+use super::review_views;
 use super::thumbnail::make_thumbnail;
 use super::views;
 use super::{
@@ -21,15 +22,16 @@ use crate::auth;
 use crate::error::ServiceError;
 use crate::media::blobs::Derived;
 use crate::review;
-use crate::store::QueueFilter;
+use crate::store::QueuePosition;
 
-/// `GET /`: the queue for a logged-in user, the login page for everyone else.
+/// `GET /`: the dashboard (工作台) for a logged-in user, the login page for everyone else.
+/// Supervisors reach the queue from the navigation.
 pub async fn home(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
 ) -> Result<Redirect, ConsoleError> {
     Ok(match session_principal(&state.app, &headers).await? {
-        Some(_) => Redirect::to(QUEUE_PATH),
+        Some(_) => Redirect::to(super::ledger::DASHBOARD_PATH),
         None => Redirect::to(LOGIN_PATH),
     })
 }
@@ -76,9 +78,14 @@ pub async fn login_submit(
         Ok((token, _principal)) => {
             let cookie = HeaderValue::from_str(&session_cookie(&token))
                 .map_err(|_| ServiceError::Internal)?;
-            // Every role gets its session; the queue answers other roles with a clear 403
-            // page instead of a misleading "wrong password".
-            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(QUEUE_PATH)).into_response())
+            // Every role gets its session and lands on the dashboard (工作台), which answers
+            // roles without console pages with a clear 403 page instead of a misleading
+            // "wrong password".
+            Ok((
+                [(header::SET_COOKIE, cookie)],
+                Redirect::to(super::ledger::DASHBOARD_PATH),
+            )
+                .into_response())
         }
         Err(auth::AuthError::BadCredentials) => Ok((
             StatusCode::UNAUTHORIZED,
@@ -108,44 +115,51 @@ pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Re
     }
 }
 
-/// Query of the queue page.
+/// Query of the queue page: the filters (`village`, `cadre`, `flag`, `age`) plus the banner
+/// after a decision. Values are read as text so a malformed one gets a clear error page.
 #[derive(Debug, Default, Deserialize)]
 pub struct QueueQuery {
     /// Village filter; empty means the whole township.
     #[serde(default)]
     village: Option<String>,
+    /// Cadre (user id) filter.
+    #[serde(default)]
+    cadre: Option<String>,
     /// Set after a decision when no item was left to move on to.
     #[serde(default)]
     decided: Option<String>,
     /// Evidence flag code filter (`?flag=gps_far`); empty means every visit.
     #[serde(default)]
     flag: Option<String>,
+    /// Waiting at least this many days.
+    #[serde(default)]
+    age: Option<String>,
 }
 
-/// The village filter as the use case wants it.
-pub fn village_filter(village: Option<&str>) -> Option<String> {
-    village
-        .map(str::trim)
-        .filter(|village| !village.is_empty())
-        .map(str::to_owned)
+impl QueueQuery {
+    /// The review use case's filters.
+    pub fn filters(&self) -> Result<review::QueueFilters, ServiceError> {
+        review::QueueFilters::parse(
+            self.village.as_deref(),
+            self.cadre.as_deref(),
+            self.flag.as_deref(),
+            self.age.as_deref(),
+        )
+    }
 }
 
-/// `GET /console/queue[?village=ID][&flag=CODE]`.
+/// `GET /console/queue[?village=ID][&cadre=USER_ID][&flag=CODE][&age=DAYS]`.
 pub async fn queue(
     State(state): State<ConsoleState>,
     Reviewer(principal): Reviewer,
     Query(query): Query<QueueQuery>,
 ) -> Result<Response, ConsoleError> {
     let app = &state.app;
-    let village = village_filter(query.village.as_deref());
-    let flag = village_filter(query.flag.as_deref());
-    let filter = QueueFilter {
-        village_id: village.clone(),
-        limit: review::MAX_QUEUE_PAGE,
-        offset: 0,
-        flag: flag.clone(),
-    };
-    let items = review::queue(app, &principal, filter).await?;
+    let filters = query
+        .filters()
+        .map_err(|error| ConsoleError::with_back_link(error, QUEUE_PATH))?;
+    let items = review::filtered_queue(app, &principal, &filters).await?;
+    let facets = review::queue_facets(app, &principal, &filters).await?;
     let township_name = app
         .store
         .get_area(&principal.area_id)
@@ -157,18 +171,19 @@ pub async fn queue(
         .list_areas(Some(&principal.area_id))
         .await
         .map_err(ServiceError::from)?;
-    let view = views::QueueView {
+    let view = review_views::QueueView {
         principal: &principal,
         township_name: township_name.as_deref().unwrap_or(""),
         villages: &villages,
-        selected_village: village.as_deref(),
-        selected_flag: flag.as_deref(),
+        filters: &filters,
+        facets: &facets,
         items: &items,
         radius_m: app.settings.evidence.household_radius_m,
         decided: decided_notice(query.decided.as_deref()),
         truncated: items.len() >= review::MAX_QUEUE_PAGE as usize,
+        now: app.clock.now(),
     };
-    Ok(views::queue_page(&view).into_response())
+    Ok(review_views::queue_page(&view).into_response())
 }
 
 /// The "previous item was approved/returned" banner, from the redirect's query.
@@ -180,60 +195,75 @@ fn decided_notice(decided: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// Query of the detail page.
-#[derive(Debug, Default, Deserialize)]
-pub struct DetailQuery {
-    #[serde(default)]
-    decided: Option<String>,
-}
-
-/// `GET /console/visits/{visit_id}`.
+/// `GET /console/visits/{visit_id}[?village=…&cadre=…&flag=…&age=…][&decided=…]`: the
+/// submission page. The queue's filters ride along so "next" follows the same list.
 pub async fn visit_detail(
     State(state): State<ConsoleState>,
     Reviewer(principal): Reviewer,
     Path(visit_id): Path<String>,
-    Query(query): Query<DetailQuery>,
+    Query(query): Query<QueueQuery>,
 ) -> Result<Response, ConsoleError> {
     let app = &state.app;
+    let back = |error| ConsoleError::with_back_link(error, QUEUE_PATH);
     if !is_uuid(&visit_id) {
-        return Err(ConsoleError::with_back_link(
-            ServiceError::NotFound(format!("visit {visit_id} not found")),
-            QUEUE_PATH,
-        ));
+        return Err(back(ServiceError::NotFound(format!(
+            "visit {visit_id} not found"
+        ))));
     }
+    let filters = query.filters().map_err(back)?;
     let detail = review::detail(app, &principal, &visit_id)
         .await
-        .map_err(|error| ConsoleError::with_back_link(error, QUEUE_PATH))?;
-    let view = views::DetailView {
+        .map_err(back)?;
+    let position = QueuePosition {
+        submitted_at: detail.submitted_at,
+        visit_id: visit_id.clone(),
+    };
+    let next = review::next_in_queue(app, &principal, &filters, &position).await?;
+    let correction = review::correction(app, &detail).await?;
+    let history = review::photo_history(app, &detail).await?;
+    let photo_points = review::photo_gps_points(app, &detail).await?;
+    let view = review_views::DetailView {
         principal: &principal,
         detail: &detail,
         radius_m: app.settings.evidence.household_radius_m,
         decided: decided_notice(query.decided.as_deref()),
-        today: app.clock.now(),
+        now: app.clock.now(),
+        filters: &filters,
+        next_visit_id: next.as_deref(),
+        correction: correction.as_ref(),
+        history: &history,
+        photo_points: &photo_points,
     };
-    Ok(views::detail_page(&view).into_response())
+    Ok(review_views::detail_page(&view).into_response())
 }
 
-/// `POST /console/visits/{visit_id}/decision` (form: `decision`, `revision`,
-/// `content_hash`, repeated `reasons`, `note`, `deadline`). On success moves on to the
-/// oldest remaining item of the queue.
+/// `POST /console/visits/{visit_id}/decision[?filters]` (form: `decision`, `revision`,
+/// `content_hash`, repeated `reasons` as `code` or `code:field`, `note`, `deadline`). On
+/// success moves on to the next item of the same filtered queue.
 pub async fn decision_submit(
     State(state): State<ConsoleState>,
     Reviewer(principal): Reviewer,
     Path(visit_id): Path<String>,
+    Query(query): Query<QueueQuery>,
     RawForm(body): RawForm,
 ) -> Result<Redirect, ConsoleError> {
     let app = &state.app;
-    let back_to = format!("/console/visits/{visit_id}");
     let back_to = if is_uuid(&visit_id) {
-        back_to
+        format!("/console/visits/{visit_id}")
     } else {
         QUEUE_PATH.to_owned()
     };
+    // Filters that do not parse only cost the "next" link its filters, never the decision.
+    let filters = query.filters().unwrap_or_default();
     let request = parse_decision_form(&body)
         .and_then(|input| input.into_request(&visit_id))
         .map_err(|error| ConsoleError::with_back_link(error, back_to.clone()))?;
     let decision = request.decision;
+    // The decided visit's place in the queue, read before the decision changes its state.
+    let submitted_at = review::detail(app, &principal, &visit_id)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, back_to.clone()))?
+        .submitted_at;
     review::decide(app, &principal, request)
         .await
         .map_err(|error| ConsoleError::with_back_link(error, back_to.clone()))?;
@@ -241,26 +271,42 @@ pub async fn decision_submit(
         Decision::Approve => "approved",
         Decision::Return => "returned",
     };
-    // The decided visit has left the queue, so its oldest remaining item is the next one.
-    let next = review::queue(
-        app,
-        &principal,
-        QueueFilter {
-            village_id: None,
-            limit: 2,
-            offset: 0,
-            flag: None,
-        },
-    )
-    .await?
-    .into_iter()
-    .map(|item| item.visit_id)
-    .find(|next_id| *next_id != visit_id && is_uuid(next_id));
+    let position = QueuePosition {
+        submitted_at,
+        visit_id: visit_id.clone(),
+    };
+    let next = review::next_in_queue(app, &principal, &filters, &position).await?;
+    let with_decided = |path: String| {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{separator}decided={decided}")
+    };
     Ok(match next {
-        Some(next_id) => Redirect::to(&format!("/console/visits/{next_id}?decided={decided}")),
-        None => Redirect::to(&format!("{QUEUE_PATH}?decided={decided}")),
+        Some(next_id) => Redirect::to(&with_decided(review_views::visit_path(&next_id, &filters))),
+        None => Redirect::to(&with_decided(review_views::queue_path(&filters))),
     })
 }
+
+/// `GET /console/static/console.js`: the keyboard shortcuts, same-origin so the CSP can
+/// allow `script-src 'self'` and nothing else.
+pub async fn console_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        CONSOLE_JS,
+    )
+        .into_response()
+}
+
+/// The shortcut script, compiled in so the console is one self-contained binary.
+const CONSOLE_JS: &str = include_str!("console.js");
 
 /// `GET /console/photos/{photo_id}/thumb`: the stored JPEG thumbnail, only for photos of
 /// visits in the reviewer's township.
@@ -473,13 +519,6 @@ pub async fn devices(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_empty_village_filter_means_the_whole_township() {
-        assert_eq!(village_filter(None), None);
-        assert_eq!(village_filter(Some("  ")), None);
-        assert_eq!(village_filter(Some(" v-1 ")), Some("v-1".to_owned()));
-    }
 
     #[test]
     fn only_known_decisions_produce_a_banner() {

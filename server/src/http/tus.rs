@@ -10,7 +10,7 @@
 //! carries `Tus-Resumable: 1.0.0` and `Cache-Control: no-store`.
 //!
 //! - `OPTIONS /tus/uploads` → `204` with `Tus-Version: 1.0.0`,
-//!   `Tus-Extension: creation,checksum`, `Tus-Checksum-Algorithm: sha256,crc32c` and
+//!   `Tus-Extension: creation,checksum,expiration`, `Tus-Checksum-Algorithm: sha256,crc32c` and
 //!   `Tus-Max-Size`. No authentication needed.
 //! - `POST /tus/uploads` with `Upload-Length` and `Upload-Metadata: sha256 <base64>,filetype
 //!   <base64>` (`sha256`: the photo's SHA-256 as 64 lower-case hex characters, or the 32 raw
@@ -38,8 +38,12 @@
 //!   `Upload-Offset: 0` (the upload was rewound, send it again). A PATCH on a complete
 //!   upload at its length is `204` (a retried final PATCH), at any other offset `409`.
 //!
-//! Not supported: `termination`, `expiration` headers (abandoned uploads still expire,
-//! after `upload_expiry_hours`, and then answer `404`), `concatenation`,
+//! Expiration: every answer about an unfinished upload (`POST`, `HEAD`, `PATCH`) carries
+//! `Upload-Expires` (an HTTP date): the upload's latest activity plus `upload_expiry_hours`.
+//! Each start, `HEAD` or acknowledged `PATCH` is activity, so an upload that keeps moving
+//! never expires; after the date the daily sweep may delete it, and it then answers `404`.
+//!
+//! Not supported: `termination`, `concatenation`,
 //! `creation-with-upload`, `creation-defer-length`, `X-HTTP-Method-Override`. tus lists
 //! `sha1` as the checksum extension's mandatory algorithm; it is left out because phones
 //! already compute SHA-256 and CRC32C for the gRPC path.
@@ -83,6 +87,34 @@ const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
 const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
 const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
 const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
+const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+
+/// `Upload-Expires` for an unfinished upload last active at `last_activity`, as an HTTP
+/// date (RFC 9110 IMF-fixdate, always GMT).
+fn expires_value(state: &AppState, last_activity: time::OffsetDateTime) -> HeaderValue {
+    const IMF_FIXDATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let expires = last_activity.to_offset(time::UtcOffset::UTC)
+        + time::Duration::hours(i64::from(state.settings.upload_expiry_hours));
+    expires
+        .format(IMF_FIXDATE)
+        .ok()
+        .and_then(|text| HeaderValue::try_from(text).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(""))
+}
+
+/// Add `Upload-Expires` to an answer about `upload` unless it is complete (complete uploads
+/// never expire).
+fn with_expiry(mut response: Response, state: &AppState, upload: &UploadRecord) -> Response {
+    if !upload.complete {
+        response.headers_mut().insert(
+            UPLOAD_EXPIRES,
+            expires_value(state, upload.last_activity_at),
+        );
+    }
+    response
+}
 
 /// Received bytes are written and fsynced (and, without a checksum, acknowledged in the
 /// store) every this many bytes, so a cut costs at most this much and a PATCH holds at
@@ -324,7 +356,10 @@ async fn discover() -> Response {
         StatusCode::NO_CONTENT,
         [
             (TUS_VERSION_HEADER, HeaderValue::from_static(TUS_VERSION)),
-            (TUS_EXTENSION, HeaderValue::from_static("creation,checksum")),
+            (
+                TUS_EXTENSION,
+                HeaderValue::from_static("creation,checksum,expiration"),
+            ),
             (
                 TUS_CHECKSUM_ALGORITHM,
                 HeaderValue::from_static("sha256,crc32c"),
@@ -398,20 +433,22 @@ async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
                                 committed_offset: length,
                                 complete: true,
                                 user_id: principal.user_id,
+                                last_activity_at: state.clock.now(),
                             })
                             .await?
                     }
                 }
             }
         };
-    Ok((
+    let created = (
         StatusCode::CREATED,
         [
             (header::LOCATION, location(&upload.upload_id)),
             (UPLOAD_OFFSET, offset_value(upload.committed_offset)),
         ],
     )
-        .into_response())
+        .into_response();
+    Ok(with_expiry(created, &state, &upload))
 }
 
 /// Finish an upload whose bytes all arrived but whose completion did not happen (the
@@ -454,7 +491,19 @@ async fn offset(
     let principal = caller(&state, &headers).await?;
     let upload = own_upload(&state, &principal, &upload_id).await?;
     let upload = settle(&state, upload).await?;
-    Ok((
+    let upload = if upload.complete {
+        upload
+    } else {
+        // Asking where to resume is a sign of life: it moves the expiry forward.
+        state
+            .store
+            .start_upload(UploadRecord {
+                last_activity_at: state.clock.now(),
+                ..upload
+            })
+            .await?
+    };
+    let answer = (
         StatusCode::OK,
         [
             (UPLOAD_OFFSET, offset_value(upload.committed_offset)),
@@ -462,7 +511,8 @@ async fn offset(
             (UPLOAD_METADATA, metadata_header(&upload)),
         ],
     )
-        .into_response())
+        .into_response();
+    Ok(with_expiry(answer, &state, &upload))
 }
 
 /// An `Upload-Checksum` to verify a PATCH body against.
@@ -583,14 +633,23 @@ async fn append(
             "the body is longer than the {remaining} bytes still missing"
         )));
     }
+    let size = upload.size_bytes;
+    let receiving_state = state.clone();
     let receiving = tokio::spawn(async move {
         let _guard = guard;
-        receive(&state, upload, body, checksum).await
+        receive(&receiving_state, upload, body, checksum).await
     });
     let committed = receiving
         .await
         .map_err(|_| TusError::Service(ServiceError::Internal))??;
-    Ok(appended(committed))
+    let mut response = appended(committed);
+    if committed < size {
+        // The chunk just acknowledged was the upload's latest activity.
+        response
+            .headers_mut()
+            .insert(UPLOAD_EXPIRES, expires_value(&state, state.clock.now()));
+    }
+    Ok(response)
 }
 
 fn appended(committed: u64) -> Response {
@@ -618,7 +677,10 @@ async fn flush(
         .await
         .map_err(|_| TusError::Service(ServiceError::Internal))??;
     if acknowledge {
-        state.store.set_upload_offset(upload_id, written).await?;
+        state
+            .store
+            .set_upload_offset(upload_id, written, state.clock.now())
+            .await?;
     }
     Ok(written)
 }
@@ -694,7 +756,7 @@ async fn receive(
             if written != start {
                 state
                     .store
-                    .set_upload_offset(&upload.upload_id, written)
+                    .set_upload_offset(&upload.upload_id, written, state.clock.now())
                     .await?;
             }
         }

@@ -203,95 +203,92 @@ impl BlobStore {
             return Ok(());
         }
         let staging = self.staging_path(upload_id)?;
-        let mut file = File::open(&staging)?;
-        let actual_size = file.metadata()?.len();
-        if actual_size != expected_size {
-            return Err(BlobError::SizeMismatch {
-                expected: expected_size,
-                actual: actual_size,
-            });
-        }
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
-        let actual = hex::encode(hasher.finalize());
-        if actual != expected_sha256 {
-            return Err(BlobError::HashMismatch {
-                expected: expected_sha256.to_owned(),
-                actual,
-            });
-        }
-        file.sync_all()?;
-        let directory = final_path
-            .parent()
-            .ok_or_else(|| BlobError::BadName(expected_sha256.to_owned()))?;
-        std::fs::create_dir_all(directory)?;
-        std::fs::rename(&staging, &final_path)?;
-        File::open(directory)?.sync_all()?;
-        Ok(())
+        verify_staged(&staging, expected_sha256, expected_size)?;
+        publish(&staging, &final_path)
     }
 }
 
+/// Check that a staged file has exactly the announced size and SHA-256, reading it in 64 KiB
+/// pieces (a photo is never held whole for this).
+fn verify_staged(
+    staging: &Path,
+    expected_sha256: &str,
+    expected_size: u64,
+) -> Result<(), BlobError> {
+    let mut file = File::open(staging)?;
+    let actual_size = file.metadata()?.len();
+    if actual_size != expected_size {
+        return Err(BlobError::SizeMismatch {
+            expected: expected_size,
+            actual: actual_size,
+        });
+    }
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != expected_sha256 {
+        return Err(BlobError::HashMismatch {
+            expected: expected_sha256.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Make a verified staged file the blob: fsync it, rename it into place, fsync the directory
+/// (so the rename survives a crash).
+fn publish(staging: &Path, final_path: &Path) -> Result<(), BlobError> {
+    File::open(staging)?.sync_all()?;
+    let directory = final_path
+        .parent()
+        .ok_or_else(|| BlobError::BadName(final_path.display().to_string()))?;
+    std::fs::create_dir_all(directory)?;
+    std::fs::rename(staging, final_path)?;
+    File::open(directory)?.sync_all()?;
+    Ok(())
+}
+
 impl BlobStore {
-    /// Like [`BlobStore::commit`], with a gate: the staged bytes are read, their size and
-    /// SHA-256 verified, and `vet` runs over them *before* the blob exists. When `vet`
-    /// refuses, the staging file is deleted and nothing is stored (`Ok(Err(refusal))`); when
-    /// it accepts, the file is fsynced, renamed into place and the directory fsynced
+    /// Like [`BlobStore::commit`], with a gate: the staged file's size and SHA-256 are
+    /// verified, and `vet` runs over the file *before* the blob exists. When `vet` refuses,
+    /// the staging file is deleted and nothing is stored (`Ok(Err(refusal))`); when it
+    /// accepts, the file is fsynced, renamed into place and the directory fsynced
     /// (`Ok(Ok(value))`). When the blob already exists (another device sent the same bytes,
     /// or a retry after a crash), `vet` runs over the stored blob, which is never changed,
     /// and the redundant staging file is removed.
     ///
-    /// The whole file is held in memory: photos are at most
-    /// [`fieldsync_model::visit::MAX_PHOTO_BYTES`], and `vet` decodes it anyway.
+    /// `vet` gets the file's path, not its bytes, so it can stream it
+    /// ([`crate::media::photo::prepare_file`]); its I/O errors are the server's own.
     pub fn commit_vetted<T, R>(
         &self,
         upload_id: &str,
         expected_sha256: &str,
         expected_size: u64,
-        vet: impl FnOnce(&[u8]) -> Result<T, R>,
+        vet: impl FnOnce(&Path) -> std::io::Result<Result<T, R>>,
     ) -> Result<Result<T, R>, BlobError> {
         let final_path = self.blob_path(expected_sha256)?;
         let staging = self.staging_path(upload_id)?;
         if final_path.is_file() {
-            let vetted = vet(&std::fs::read(&final_path)?);
+            let vetted = vet(&final_path)?;
             self.discard_staging(&staging)?;
             return Ok(vetted);
         }
-        let actual_size = std::fs::metadata(&staging)?.len();
-        if actual_size != expected_size {
-            return Err(BlobError::SizeMismatch {
-                expected: expected_size,
-                actual: actual_size,
-            });
-        }
-        let bytes = std::fs::read(&staging)?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if actual != expected_sha256 {
-            return Err(BlobError::HashMismatch {
-                expected: expected_sha256.to_owned(),
-                actual,
-            });
-        }
-        let value = match vet(&bytes) {
+        verify_staged(&staging, expected_sha256, expected_size)?;
+        let value = match vet(&staging)? {
             Ok(value) => value,
             Err(refusal) => {
                 self.discard_staging(&staging)?;
                 return Ok(Err(refusal));
             }
         };
-        File::open(&staging)?.sync_all()?;
-        let directory = final_path
-            .parent()
-            .ok_or_else(|| BlobError::BadName(expected_sha256.to_owned()))?;
-        std::fs::create_dir_all(directory)?;
-        std::fs::rename(&staging, &final_path)?;
-        File::open(directory)?.sync_all()?;
+        publish(&staging, &final_path)?;
         Ok(Ok(value))
     }
 
@@ -355,7 +352,7 @@ mod tests {
         blobs.append_chunk(&refused_id, 0, &bytes).unwrap();
         let outcome = blobs
             .commit_vetted(&refused_id, &sha, bytes.len() as u64, |_| {
-                Err::<(), _>("refused")
+                Ok(Err::<(), _>("refused"))
             })
             .unwrap();
         assert_eq!(outcome, Err("refused"));
@@ -370,13 +367,13 @@ mod tests {
         blobs.append_chunk(&accepted_id, 0, &bytes).unwrap();
         assert!(matches!(
             blobs.commit_vetted(&accepted_id, &"0".repeat(64), bytes.len() as u64, |_| {
-                Ok::<_, ()>(())
+                Ok(Ok::<_, ()>(()))
             }),
             Err(BlobError::HashMismatch { .. })
         ));
         let seen = blobs
             .commit_vetted(&accepted_id, &sha, bytes.len() as u64, |seen| {
-                Ok::<_, ()>(seen.len())
+                std::fs::read(seen).map(|seen| Ok::<_, ()>(seen.len()))
             })
             .unwrap();
         assert_eq!(seen, Ok(bytes.len()));

@@ -218,7 +218,7 @@ struct Layout {
     progressive: bool,
     scans: u32,
     /// JPEG: the TIFF data of the first APP1 "Exif" segment.
-    exif: Option<std::ops::Range<usize>>,
+    exif: Option<Vec<u8>>,
 }
 
 impl Layout {
@@ -371,39 +371,201 @@ fn le24(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16)
 }
 
-/// Facts of one JPEG stream that starts at the beginning of `bytes`.
+/// Facts of one JPEG stream, read from SOI through EOI.
 struct JpegStream {
     width: u32,
     height: u32,
     progressive: bool,
     scans: u32,
-    exif: Option<std::ops::Range<usize>>,
-    /// Index just past the EOI marker.
-    end: usize,
+    /// The TIFF data of the first APP1 "Exif" segment (at most 64 KiB).
+    exif: Option<Vec<u8>>,
 }
 
+/// Why a walk over a [`ByteSource`] stopped: the photo was refused, or (files only) reading
+/// failed, which is the server's problem, never the photo's.
+#[derive(Debug)]
+enum WalkError {
+    Rejected(PhotoRejected),
+    Io(std::io::Error),
+}
+
+impl From<PhotoRejected> for WalkError {
+    fn from(rejected: PhotoRejected) -> Self {
+        Self::Rejected(rejected)
+    }
+}
+
+impl From<std::io::Error> for WalkError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Io(error)
+    }
+}
+
+/// Bytes of look-ahead a [`ByteSource`] keeps: enough for any marker or segment header, and
+/// a large enough read size that walking a file costs few system calls.
+const SOURCE_WINDOW: usize = 64 * 1024;
+
+/// A forward-only reader with a small look-ahead window. The JPEG walker runs over it, so
+/// the same code checks a photo held in memory and a photo streamed from its file, and a
+/// 12 MP file is validated with 64 KiB of memory instead of a copy of the file.
+struct ByteSource<R> {
+    reader: R,
+    window: Box<[u8]>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: std::io::Read> ByteSource<R> {
+    fn new(reader: R) -> Self {
+        Self {
+            reader,
+            window: vec![0; SOURCE_WINDOW].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.window[self.start..self.end]
+    }
+
+    /// Make at least `want` (≤ the window) bytes available unless the input ends first.
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        debug_assert!(want <= self.window.len());
+        while self.end - self.start < want && !self.eof {
+            if self.end == self.window.len() {
+                self.window.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match self.reader.read(&mut self.window[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(read) => self.end += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn peek(&mut self, at: usize) -> std::io::Result<Option<u8>> {
+        self.fill(at + 1)?;
+        Ok(self.buffered().get(at).copied())
+    }
+
+    fn starts_with(&mut self, magic: &[u8]) -> std::io::Result<bool> {
+        self.fill(magic.len())?;
+        Ok(self.buffered().starts_with(magic))
+    }
+
+    /// Step over `count` bytes that [`Self::peek`] already made available.
+    fn advance(&mut self, count: usize) {
+        debug_assert!(count <= self.end - self.start);
+        self.start += count.min(self.end - self.start);
+    }
+
+    /// Skip `count` bytes; false when the input ends first.
+    fn skip(&mut self, mut count: u64) -> std::io::Result<bool> {
+        while count > 0 {
+            self.fill(1)?;
+            let available = self.end - self.start;
+            if available == 0 {
+                return Ok(false);
+            }
+            let step = usize::try_from(count).unwrap_or(usize::MAX).min(available);
+            self.start += step;
+            count -= step as u64;
+        }
+        Ok(true)
+    }
+
+    /// The next `count` (≤ the window) bytes, or `None` when the input ends first.
+    fn take(&mut self, count: usize) -> std::io::Result<Option<Vec<u8>>> {
+        self.fill(count)?;
+        if self.end - self.start < count {
+            return Ok(None);
+        }
+        let taken = self.window[self.start..self.start + count].to_vec();
+        self.start += count;
+        Ok(Some(taken))
+    }
+
+    /// Move to the next 0xFF byte; false when the input ends first.
+    fn skip_to_ff(&mut self) -> std::io::Result<bool> {
+        loop {
+            self.fill(1)?;
+            if self.start == self.end {
+                return Ok(false);
+            }
+            match self.buffered().iter().position(|&b| b == 0xFF) {
+                Some(offset) => {
+                    self.start += offset;
+                    return Ok(true);
+                }
+                None => self.start = self.end,
+            }
+        }
+    }
+
+    /// Read everything that is left: its length, its first `keep` bytes (to name what it
+    /// is) and whether all of it is 0x00/0xFF padding.
+    fn rest(&mut self, keep: usize) -> std::io::Result<(u64, Vec<u8>, bool)> {
+        let (mut length, mut kept, mut padding_only) = (0u64, Vec::new(), true);
+        loop {
+            self.fill(1)?;
+            let chunk = self.buffered();
+            if chunk.is_empty() {
+                return Ok((length, kept, padding_only));
+            }
+            length += chunk.len() as u64;
+            padding_only &= chunk.iter().all(|&b| b == 0x00 || b == 0xFF);
+            let room = keep.saturating_sub(kept.len()).min(chunk.len());
+            kept.extend_from_slice(&chunk[..room]);
+            self.start = self.end;
+        }
+    }
+}
+
+/// Most bytes after the image that are kept to say what they are (a ZIP, a script …).
+const TRAILING_SAMPLE: usize = 1024 * 1024;
+
 fn walk_jpeg(bytes: &[u8], limits: Option<&Limits>) -> Result<Layout, PhotoRejected> {
-    let primary = walk_jpeg_stream(bytes, limits)?;
+    match walk_jpeg_source(&mut ByteSource::new(bytes), limits) {
+        Ok(layout) => Ok(layout),
+        Err(WalkError::Rejected(rejected)) => Err(rejected),
+        // Reading a slice cannot fail.
+        Err(WalkError::Io(_)) => Err(PhotoRejected::Malformed {
+            kind: ImageKind::Jpeg,
+            reason: "unreadable",
+        }),
+    }
+}
+
+fn walk_jpeg_source<R: std::io::Read>(
+    source: &mut ByteSource<R>,
+    limits: Option<&Limits>,
+) -> Result<Layout, WalkError> {
+    let primary = walk_jpeg_stream(source, limits)?;
     // After the primary image: MPF secondary JPEGs (gain maps, depth maps) are walked the
     // same way; then only padding may follow.
-    let mut position = primary.end;
     let mut appended = 0;
-    while bytes[position..].starts_with(&[0xFF, 0xD8, 0xFF]) && appended < MAX_APPENDED_JPEGS {
-        let stream = walk_jpeg_stream(&bytes[position..], None)?;
-        position += stream.end;
+    while appended < MAX_APPENDED_JPEGS && source.starts_with(&[0xFF, 0xD8, 0xFF])? {
+        walk_jpeg_stream(source, None)?;
         appended += 1;
     }
-    let trailing = &bytes[position..];
-    let padding_only = trailing.iter().all(|&b| b == 0x00 || b == 0xFF);
-    let found = describe_trailing(trailing);
-    if !trailing.is_empty()
-        && (found.is_some() || !(padding_only || trailing.len() <= JPEG_TRAILING_ALLOWANCE))
+    let (trailing_bytes, sample, padding_only) = source.rest(TRAILING_SAMPLE)?;
+    let found = describe_trailing(&sample);
+    if trailing_bytes > 0
+        && (found.is_some() || !(padding_only || trailing_bytes <= JPEG_TRAILING_ALLOWANCE as u64))
     {
         return Err(PhotoRejected::TrailingData {
             kind: ImageKind::Jpeg,
-            trailing_bytes: trailing.len() as u64,
+            trailing_bytes,
             found,
-        });
+        }
+        .into());
     }
     Ok(Layout {
         kind: ImageKind::Jpeg,
@@ -415,27 +577,36 @@ fn walk_jpeg(bytes: &[u8], limits: Option<&Limits>) -> Result<Layout, PhotoRejec
     })
 }
 
-fn walk_jpeg_stream(bytes: &[u8], limits: Option<&Limits>) -> Result<JpegStream, PhotoRejected> {
-    let malformed = |reason| PhotoRejected::Malformed {
-        kind: ImageKind::Jpeg,
-        reason,
+/// Walk one JPEG stream from its SOI through its EOI, marker by marker, without decoding.
+fn walk_jpeg_stream<R: std::io::Read>(
+    source: &mut ByteSource<R>,
+    limits: Option<&Limits>,
+) -> Result<JpegStream, WalkError> {
+    let malformed = |reason| {
+        WalkError::Rejected(PhotoRejected::Malformed {
+            kind: ImageKind::Jpeg,
+            reason,
+        })
     };
+    if !source.skip(2)? {
+        // SOI, checked by the caller
+        return Err(malformed("truncated: no EOI"));
+    }
     let mut frame: Option<(u32, u32, bool)> = None;
     let mut scans = 0u32;
     let mut exif = None;
-    let mut position = 2; // after SOI
     loop {
         // A marker: 0xFF, optional 0xFF fill bytes, then the marker code.
-        if bytes.get(position) != Some(&0xFF) {
+        if source.peek(0)? != Some(0xFF) {
             return Err(malformed("expected a marker"));
         }
-        while bytes.get(position) == Some(&0xFF) {
-            position += 1;
+        while source.peek(0)? == Some(0xFF) {
+            source.advance(1);
         }
-        let Some(&marker) = bytes.get(position) else {
+        let Some(marker) = source.peek(0)? else {
             return Err(malformed("truncated: no EOI"));
         };
-        position += 1;
+        source.advance(1);
         match marker {
             0xD9 => {
                 if scans == 0 {
@@ -448,7 +619,6 @@ fn walk_jpeg_stream(bytes: &[u8], limits: Option<&Limits>) -> Result<JpegStream,
                     progressive,
                     scans,
                     exif,
-                    end: position,
                 });
             }
             0xD8 => return Err(malformed("nested SOI")),
@@ -456,14 +626,22 @@ fn walk_jpeg_stream(bytes: &[u8], limits: Option<&Limits>) -> Result<JpegStream,
             0x00 => return Err(malformed("stuffed zero outside a scan")),
             _ => {}
         }
-        let length = usize::from(be16(bytes, position).ok_or(malformed("truncated segment"))?);
-        if length < 2 || position + length > bytes.len() {
+        let length = match (source.peek(0)?, source.peek(1)?) {
+            (Some(high), Some(low)) => usize::from(u16::from_be_bytes([high, low])),
+            _ => return Err(malformed("truncated segment")),
+        };
+        if length < 2 {
             return Err(malformed("segment length out of range"));
         }
-        let segment = &bytes[position + 2..position + length];
-        match marker {
-            // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+        let is_frame = matches!(marker, 0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC));
+        let is_exif = marker == 0xE1 && exif.is_none();
+        if is_frame || is_exif {
+            let Some(segment) = source.take(length)? else {
+                return Err(malformed("segment length out of range"));
+            };
+            let segment = &segment[2..];
+            if is_frame {
+                // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
                 if frame.is_some() {
                     return Err(malformed("more than one frame header"));
                 }
@@ -480,13 +658,12 @@ fn walk_jpeg_stream(bytes: &[u8], limits: Option<&Limits>) -> Result<JpegStream,
                 }
                 let progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
                 frame = Some((width, height, progressive));
+            } else if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
+                exif = Some(tiff.to_vec());
             }
-            0xE1 if exif.is_none() && segment.starts_with(b"Exif\0\0") => {
-                exif = Some(position + 8..position + length);
-            }
-            _ => {}
+        } else if !source.skip(length as u64)? {
+            return Err(malformed("segment length out of range"));
         }
-        position += length;
         if marker == 0xDA {
             if frame.is_none() {
                 return Err(malformed("scan before frame header"));
@@ -497,16 +674,16 @@ fn walk_jpeg_stream(bytes: &[u8], limits: Option<&Limits>) -> Result<JpegStream,
             {
                 return Err(PhotoRejected::TooManyScans {
                     max: limits.max_jpeg_scans,
-                });
+                }
+                .into());
             }
             // Entropy-coded data runs until a 0xFF that is not a stuffed zero or a restart.
             loop {
-                let Some(offset) = bytes[position..].iter().position(|&b| b == 0xFF) else {
+                if !source.skip_to_ff()? {
                     return Err(malformed("truncated: no EOI"));
-                };
-                position += offset;
-                match bytes.get(position + 1) {
-                    Some(0x00 | 0xD0..=0xD7) => position += 2,
+                }
+                match source.peek(1)? {
+                    Some(0x00 | 0xD0..=0xD7) => source.advance(2),
                     Some(_) => break,
                     None => return Err(malformed("truncated: no EOI")),
                 }
@@ -682,7 +859,7 @@ fn exif_of(bytes: &[u8], layout: &Layout) -> Option<PhotoExif> {
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         let reader = exif::Reader::new();
         match &layout.exif {
-            Some(range) => reader.read_raw(bytes[range.clone()].to_vec()),
+            Some(tiff) => reader.read_raw(tiff.clone()),
             None if layout.kind == ImageKind::Jpeg => Err(exif::Error::NotFound("JPEG")),
             None => reader.read_from_container(&mut Cursor::new(bytes)),
         }
@@ -828,15 +1005,70 @@ fn decode_for(bytes: &[u8], limits: &Limits, target: u32) -> Result<(Layout, Rgb
     let layout = walk(bytes, Some(limits))?;
     let decoded = catch_unwind(AssertUnwindSafe(|| match layout.kind {
         ImageKind::Jpeg => decode_jpeg_scaled(bytes, limits, target)
-            .or_else(|_| decode_with_image_crate(bytes, layout.kind, limits)),
-        kind => decode_with_image_crate(bytes, kind, limits),
+            .or_else(|_| decode_with_image_crate(Cursor::new(bytes), layout.kind, limits)),
+        kind => decode_with_image_crate(Cursor::new(bytes), kind, limits),
     }))
     .unwrap_or_else(|_| Err(PhotoRejected::Undecodable("decoder panicked".to_owned())))?;
     Ok((layout, decoded))
 }
 
-fn decode_jpeg_scaled(bytes: &[u8], limits: &Limits, target: u32) -> Result<Rgb, PhotoRejected> {
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+/// What [`decode_file_for`] found: the layout, the pixels and the EXIF facts.
+type DecodedFile = (Layout, Rgb, Option<PhotoExif>);
+
+/// [`decode_for`] and the EXIF facts for a photo in a file. A JPEG is never held in memory:
+/// it is walked through a 64 KiB window (the same checks as [`inspect`], trailing data
+/// included) and then decoded from a buffered reader, so one thumbnail costs the scaled
+/// pixel buffers, not the file. PNG and WebP (rare from phones) are read whole.
+/// The outer error is the server failing to read its own file; the inner one a refusal.
+fn decode_file_for(
+    path: &std::path::Path,
+    limits: &Limits,
+    target: u32,
+) -> std::io::Result<Result<DecodedFile, PhotoRejected>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut source = ByteSource::new(&file);
+    if !source.starts_with(&[0xFF, 0xD8, 0xFF])? {
+        let bytes = std::fs::read(path)?;
+        return Ok(decode_for(&bytes, limits, target).map(|(layout, decoded)| {
+            let exif = exif_of(&bytes, &layout);
+            (layout, decoded, exif)
+        }));
+    }
+    let layout = match walk_jpeg_source(&mut source, Some(limits)) {
+        Ok(layout) => layout,
+        Err(WalkError::Rejected(rejected)) => return Ok(Err(rejected)),
+        Err(WalkError::Io(error)) => return Err(error),
+    };
+    drop(source);
+    file.seek(SeekFrom::Start(0))?;
+    let scaled = catch_unwind(AssertUnwindSafe(|| {
+        decode_jpeg_scaled(BufReader::new(&file), limits, target)
+    }))
+    .unwrap_or_else(|_| Err(PhotoRejected::Undecodable("decoder panicked".to_owned())));
+    let decoded = match scaled {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => {
+            file.seek(SeekFrom::Start(0))?;
+            catch_unwind(AssertUnwindSafe(|| {
+                decode_with_image_crate(BufReader::new(&file), ImageKind::Jpeg, limits)
+            }))
+            .unwrap_or_else(|_| Err(PhotoRejected::Undecodable("decoder panicked".to_owned())))
+        }
+    };
+    // A JPEG's EXIF block was copied out by the walk; the bytes are not needed.
+    Ok(decoded.map(|decoded| {
+        let exif = exif_of(&[], &layout);
+        (layout, decoded, exif)
+    }))
+}
+
+fn decode_jpeg_scaled(
+    input: impl std::io::Read,
+    limits: &Limits,
+    target: u32,
+) -> Result<Rgb, PhotoRejected> {
+    let mut decoder = jpeg_decoder::Decoder::new(input);
     decoder.set_max_decoding_buffer_size(
         usize::try_from(limits.max_decode_bytes).unwrap_or(usize::MAX),
     );
@@ -872,7 +1104,7 @@ fn decode_jpeg_scaled(bytes: &[u8], limits: &Limits, target: u32) -> Result<Rgb,
 }
 
 fn decode_with_image_crate(
-    bytes: &[u8],
+    input: impl std::io::BufRead + std::io::Seek,
     kind: ImageKind,
     limits: &Limits,
 ) -> Result<Rgb, PhotoRejected> {
@@ -880,7 +1112,7 @@ fn decode_with_image_crate(
     decode_limits.max_image_width = Some(limits.max_width);
     decode_limits.max_image_height = Some(limits.max_height);
     decode_limits.max_alloc = Some(limits.max_decode_bytes);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), kind.format());
+    let mut reader = ImageReader::with_format(input, kind.format());
     reader.limits(decode_limits);
     let map = |error: ::image::ImageError| match error {
         ::image::ImageError::Limits(limit) => PhotoRejected::DecodeLimit(limit.to_string()),
@@ -1012,6 +1244,20 @@ pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, PhotoRejected> {
     )
 }
 
+/// [`thumbnail`] of the photo in a file, without holding the file in memory (see
+/// [`decode_file_for`]). The outer error is a failure to read the file.
+pub fn thumbnail_file(path: &std::path::Path) -> std::io::Result<Result<Vec<u8>, PhotoRejected>> {
+    Ok(
+        decode_file_for(path, &Limits::default(), THUMBNAIL_LONGEST_SIDE)?.and_then(
+            |(_, decoded, exif)| {
+                let orientation = exif.and_then(|exif| exif.orientation);
+                let small = upright(resize(decoded, THUMBNAIL_LONGEST_SIDE)?, orientation);
+                encode_jpeg(&small, THUMBNAIL_JPEG_QUALITY)
+            },
+        ),
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // Perceptual hash
 // ---------------------------------------------------------------------------------------
@@ -1084,6 +1330,29 @@ pub fn prepare(
     let display_max_side = display_max_side.max(THUMBNAIL_LONGEST_SIDE);
     let (layout, decoded) = decode_for(bytes, limits, display_max_side)?;
     let exif = exif_of(bytes, &layout);
+    derive(&layout, decoded, exif, display_max_side)
+}
+
+/// [`prepare`] for a photo in a file, streamed rather than read whole (see
+/// [`decode_file_for`]): what upload completion runs on the staged file. The outer error is
+/// a failure to read the file, the inner one a refusal of the photo.
+pub fn prepare_file(
+    path: &std::path::Path,
+    limits: &Limits,
+    display_max_side: u32,
+) -> std::io::Result<Result<Prepared, PhotoRejected>> {
+    let display_max_side = display_max_side.max(THUMBNAIL_LONGEST_SIDE);
+    Ok(decode_file_for(path, limits, display_max_side)?
+        .and_then(|(layout, decoded, exif)| derive(&layout, decoded, exif, display_max_side)))
+}
+
+/// The display copy, thumbnail and perceptual hash from one decode.
+fn derive(
+    layout: &Layout,
+    decoded: Rgb,
+    exif: Option<PhotoExif>,
+    display_max_side: u32,
+) -> Result<Prepared, PhotoRejected> {
     let orientation = exif.as_ref().and_then(|exif| exif.orientation);
     let display = upright(resize(decoded, display_max_side)?, orientation);
     let display_jpeg = encode_jpeg(&display, DISPLAY_JPEG_QUALITY)?;
@@ -1346,6 +1615,88 @@ mod tests {
         let mut junk = photo("Canon_40D.jpg");
         junk.extend(std::iter::repeat_n(b'a', JPEG_TRAILING_ALLOWANCE + 1));
         assert_eq!(sniff(&junk).unwrap_err().code(), "trailing_data");
+    }
+
+    /// Write `bytes` to a temporary file for the streaming (file) paths.
+    fn file_of(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn streaming_a_file_gives_the_same_result_as_the_bytes_in_memory() {
+        for name in [
+            "Canon_40D.jpg",
+            "gps_DSCN0010.jpg",
+            "mobile_jolla.jpg",
+            "orientation_landscape_6.jpg",
+            "orientation_portrait_8.jpg",
+            "invalid_image00971.jpg",
+        ] {
+            let bytes = photo(name);
+            let file = file_of(&bytes);
+            let in_memory = prepare(&bytes, &Limits::default(), 1280);
+            let streamed = prepare_file(file.path(), &Limits::default(), 1280).unwrap();
+            match (in_memory, streamed) {
+                (Ok(expected), Ok(actual)) => {
+                    assert_eq!(actual.inspected, expected.inspected, "{name}");
+                    assert_eq!(actual.exif, expected.exif, "{name}");
+                    assert_eq!(actual.phash, expected.phash, "{name}");
+                    assert_eq!(actual.display_jpeg, expected.display_jpeg, "{name}");
+                    assert_eq!(actual.thumbnail_jpeg, expected.thumbnail_jpeg, "{name}");
+                }
+                (Err(expected), Err(actual)) => {
+                    assert_eq!(actual.code(), expected.code(), "{name}")
+                }
+                (expected, actual) => panic!("{name}: {expected:?} vs {actual:?}"),
+            }
+            assert_eq!(
+                thumbnail_file(file.path()).unwrap().ok(),
+                thumbnail(&bytes).ok(),
+                "{name}"
+            );
+        }
+        // PNG and WebP take the whole-file path and agree too.
+        let png = png_of(40, 30);
+        let streamed = prepare_file(file_of(&png).path(), &Limits::default(), 1280)
+            .unwrap()
+            .unwrap();
+        assert_eq!(streamed.inspected.kind, ImageKind::Png);
+        assert_eq!(
+            (streamed.inspected.width, streamed.inspected.height),
+            (40, 30)
+        );
+    }
+
+    #[test]
+    fn streaming_a_file_still_refuses_polyglots_bombs_and_truncation() {
+        // A ZIP hidden after more padding than the sample kept to describe trailing data.
+        let mut polyglot = photo("Canon_40D.jpg");
+        polyglot.extend(std::iter::repeat_n(0u8, TRAILING_SAMPLE + 10));
+        polyglot.extend_from_slice(b"PK\x03\x04payload");
+        let refused = prepare_file(file_of(&polyglot).path(), &Limits::default(), 1280).unwrap();
+        assert_eq!(refused.unwrap_err().code(), "trailing_data");
+        assert_eq!(sniff(&polyglot).unwrap_err().code(), "trailing_data");
+
+        let bomb = synthetic::jpeg_header_bomb(65_500, 65_500);
+        let refused = thumbnail_file(file_of(&bomb).path()).unwrap();
+        assert_eq!(refused.unwrap_err().code(), "dimensions_too_large");
+
+        let deep = synthetic::progressive_bomb(500);
+        let refused = thumbnail_file(file_of(&deep).path()).unwrap();
+        assert_eq!(refused.unwrap_err().code(), "too_many_scans");
+
+        let whole = photo("Canon_40D.jpg");
+        let truncated = &whole[..whole.len() / 2];
+        let refused = thumbnail_file(file_of(truncated).path()).unwrap();
+        assert_eq!(refused.unwrap_err().code(), "malformed");
+
+        let missing = std::path::Path::new("/nonexistent/fieldsync/photo.jpg");
+        assert!(
+            thumbnail_file(missing).is_err(),
+            "a missing file is an I/O error, not a refusal"
+        );
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub async fn start(
                     committed_offset: 0,
                     complete: false,
                     user_id: user_id.to_owned(),
+                    last_activity_at: state.clock.now(),
                 })
                 .await?
         }
@@ -271,7 +272,7 @@ mod tests {
             .expect("append");
         state
             .store
-            .set_upload_offset(&upload.upload_id, committed)
+            .set_upload_offset(&upload.upload_id, committed, state.clock.now())
             .await
             .expect("offset");
         state

@@ -13,11 +13,11 @@ use fieldsync_model::codes::{CadreRank, ReviewState, Role, VisitMode};
 use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household};
-use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::register::{FieldTarget, RegisterWrite, Stamp};
 use fieldsync_model::review::{DecisionRequest, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
-use fieldsync_model::visit::{PhotoRecord, Visit};
+use fieldsync_model::visit::{PhotoRecord, Visit, WellbeingCheck};
 use time::OffsetDateTime;
 
 pub use crate::media::photo::CaptureTime;
@@ -178,6 +178,10 @@ pub struct UploadRecord {
     pub committed_offset: u64,
     pub complete: bool,
     pub user_id: String,
+    /// Server time of the upload's latest sign of life (its start, a resume query, an
+    /// acknowledged chunk). Abandoned uploads expire by it, so a slow upload that keeps
+    /// moving on a 2G link never does.
+    pub last_activity_at: OffsetDateTime,
 }
 
 /// One row of the review queue.
@@ -189,6 +193,8 @@ pub struct QueueItem {
     pub head_name: String,
     pub village_id: String,
     pub village_name: String,
+    /// Author of the latest revision (the cadre the queue's cadre filter matches).
+    pub cadre_user_id: String,
     pub cadre_name: String,
     pub mode: VisitMode,
     pub submitted_at: OffsetDateTime,
@@ -208,6 +214,71 @@ pub struct QueueFilter {
     pub offset: u32,
     /// Only visits whose latest revision carries this evidence flag code.
     pub flag: Option<String>,
+    /// Only visits whose latest revision was written by this cadre (user id).
+    pub cadre_user_id: Option<String>,
+    /// Only visits submitted at or before this instant: waiting at least N days when it is
+    /// "now − N days" (the caller computes it from the injected clock).
+    pub submitted_at_or_before: Option<OffsetDateTime>,
+    /// Keyset paging: only items after this position in queue order (the next item after
+    /// the one on screen, whether or not that one is still waiting).
+    pub after: Option<QueuePosition>,
+}
+
+/// A place in the review queue's order `(submitted_at, visit_id)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuePosition {
+    pub submitted_at: OffsetDateTime,
+    pub visit_id: String,
+}
+
+/// How many queue items one filter value would show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FacetCount {
+    /// The filter value: village id, cadre user id or flag code.
+    pub key: String,
+    /// What to call it: village name, cadre name or the flag's Chinese label.
+    pub label: String,
+    pub count: u64,
+}
+
+/// Counts behind the queue's filter bar. Each dimension is counted with the *other* filters
+/// applied, so the count beside a value is what choosing it would show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueFacets {
+    /// Items matching every filter.
+    pub total: u64,
+    /// Per village, in village name order (villages with nothing waiting are left out).
+    pub by_village: Vec<FacetCount>,
+    /// Per cadre (author of the latest revision), in name order.
+    pub by_cadre: Vec<FacetCount>,
+    /// Per evidence flag code, in code order.
+    pub by_flag: Vec<FacetCount>,
+    /// Per requested age cutoff (same order as asked): items submitted at or before it.
+    pub by_age: Vec<u64>,
+}
+
+/// One stored revision of a visit with its review outcome (for the correction diff).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitRevision {
+    pub visit: Visit,
+    pub state: ReviewState,
+    pub content_hash: String,
+    pub submitted_at: OffsetDateTime,
+    /// The decision on this revision (reasons, note, deadline), when one was made.
+    pub status: VisitStatus,
+}
+
+/// A received photo of another visit of the same household (the submission page's
+/// "previous months" strip).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdPhoto {
+    pub photo: PhotoRecord,
+    pub visit_id: String,
+    /// The business month (YYYY-MM, Beijing time) of that visit.
+    pub business_month: String,
+    /// Review state of that visit's latest revision.
+    pub state: ReviewState,
+    pub checkin_at: OffsetDateTime,
 }
 
 /// A visit with what a reviewer needs to judge it.
@@ -318,6 +389,50 @@ pub struct UnvisitedHousehold {
     pub village_id: String,
     pub village_name: String,
     pub cadre_names: Vec<String>,
+}
+
+/// A cadre actively paired with a household (结对帮扶干部), for the household page and card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedCadre {
+    pub user_id: String,
+    pub display_name: String,
+    /// Full number; callers mask it unless the page may show it (the 明白卡 does).
+    pub phone: String,
+    pub rank: Option<CadreRank>,
+    /// 第一帮扶责任人.
+    pub is_primary: bool,
+}
+
+/// One visit of a household's history: its latest revision with its review state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdVisit {
+    pub visit: Visit,
+    pub state: ReviewState,
+    pub cadre_name: String,
+}
+
+/// What the household page and the 明白卡 show about one household.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdDossier {
+    pub household: Household,
+    /// Active pairings, primary first, then by name.
+    pub cadres: Vec<PairedCadre>,
+    /// Every income registration of the household, in arrival order (a correction of a
+    /// quarter comes after the registration it corrects).
+    pub registrations: Vec<IncomeRegistration>,
+    /// Latest revision of each visit, latest check-in first.
+    pub visits: Vec<HouseholdVisit>,
+    /// Unresolved conflict records of the household.
+    pub open_conflicts: u32,
+}
+
+/// The quick check of a household's latest visit ([`Store::latest_wellbeing_checks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestWellbeingCheck {
+    pub household_id: String,
+    pub visit_id: String,
+    pub checkin_at: OffsetDateTime,
+    pub check: WellbeingCheck,
 }
 
 /// One conflict record of a township's queue, with the names a reviewer needs.
@@ -572,6 +687,278 @@ fn unescape_scope(text: &str) -> Result<String, CursorError> {
     Ok(scope)
 }
 
+/// Which area a monthly-ledger (月台账) read covers: one township, or every township of a
+/// county. Comes from the caller's principal, never from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerArea {
+    Township(String),
+    County(String),
+}
+
+/// One household of a ledger read, with its first responsible cadre (第一帮扶责任人).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerHousehold {
+    pub household_id: String,
+    pub head_name: String,
+    pub township_id: String,
+    pub village_id: String,
+    pub village_name: String,
+    pub primary_cadre_user_id: Option<String>,
+    pub primary_cadre_name: Option<String>,
+}
+
+/// One open (not superseded) revision of a visit of the month: what the ledger state
+/// machine needs, plus the names the lists show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerVisit {
+    pub visit_id: String,
+    pub revision: u32,
+    pub household_id: String,
+    pub author_user_id: String,
+    pub author_name: String,
+    pub mode: VisitMode,
+    pub state: ReviewState,
+    pub checkin_at: OffsetDateTime,
+    /// When the server received this revision.
+    pub submitted_at: OffsetDateTime,
+}
+
+/// A township's month close (月结).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonthClosure {
+    pub township_id: String,
+    pub township_name: String,
+    /// YYYY-MM.
+    pub month: String,
+    pub closed_by_user_id: String,
+    pub closed_by_name: String,
+    pub closed_at: OffsetDateTime,
+    /// Slots frozen by the close.
+    pub household_count: u32,
+}
+
+/// One slot as month close froze it: the household as it was then (names, village,
+/// primary cadre) and the snapshot, so the locked figures never change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockedLedgerRow {
+    pub month: String,
+    pub household: LedgerHousehold,
+    pub snapshot: fieldsync_model::ledger::LockedSnapshot,
+}
+
+/// Everything the ledger needs for one area and month, read in one snapshot
+/// ([`Store::ledger_facts`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LedgerFacts {
+    /// The area's households now, by village, head name.
+    pub households: Vec<LedgerHousehold>,
+    /// Open revisions of the month's visits (business month of check-in) in the area.
+    pub visits: Vec<LedgerVisit>,
+    /// Closures of this month among the area's townships.
+    pub closures: Vec<MonthClosure>,
+    /// Frozen slots of the closed townships.
+    pub locked: Vec<LockedLedgerRow>,
+}
+
+/// A cadre of the area with the latest time any of their devices pushed or reported a
+/// heartbeat (`None` when never).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CadreLastSync {
+    pub user_id: String,
+    pub display_name: String,
+    pub township_id: String,
+    pub last_sync_at: Option<OffsetDateTime>,
+}
+
+/// How many visits waiting for review carry one evidence flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagCount {
+    pub code: String,
+    pub label_zh: String,
+    pub visits: u32,
+}
+
+/// 导入记录: one applied roster import (建档立卡花名册导入), kept as its audit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRun {
+    pub run_id: String,
+    /// The county the import was applied to (the administrator's area).
+    pub county_id: String,
+    pub file_name: String,
+    /// Hex SHA-256 of the uploaded bytes.
+    pub file_sha256: String,
+    pub file_bytes: u64,
+    /// Non-empty data rows of the file.
+    pub data_rows: u64,
+    pub households_created: u64,
+    pub members_created: u64,
+    pub fields_changed: u64,
+    pub unchanged_rows: u64,
+    pub applied_by_user_id: String,
+    /// The administrator's display name, as the store returns it (ignored on write).
+    pub applied_by_name: String,
+    pub applied_at: OffsetDateTime,
+}
+
+/// A validated roster import to store in one transaction ([`Store::apply_roster_import`]).
+#[derive(Debug, Clone)]
+pub struct RosterImportApply {
+    /// The audit row to write (counts are taken from `plan` by the caller).
+    pub run: ImportRun,
+    pub plan: fieldsync_model::roster::ImportPlan,
+    /// Stamp of every field write of the import: the server HLC and the import's writer
+    /// device. The store moves it past a register's current write when needed, so an import
+    /// always takes effect, like a console resolution.
+    pub stamp: Stamp,
+    /// Incremented once per applied item (household created, member added, field written),
+    /// so a progress page can follow a long transaction.
+    pub applied_items: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+// ----- ledger exports (台账导出), audit log (审计日志) and pairings (结对) -----
+
+pub use fieldsync_model::access::AuditContent;
+
+/// One stored record of the append-only, hash-chained audit log (DESIGN §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increasing in append order.
+    pub audit_id: i64,
+    pub content: AuditContent,
+    pub previous_hash: String,
+    pub record_hash: String,
+}
+
+/// Where the next page of an export continues (keyset paging): export rows come ordered by
+/// village id, household id and then the row's own id (visit id, or `YYYY-Q` for income).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportCursor {
+    pub village_id: String,
+    pub household_id: String,
+    pub row_key: String,
+}
+
+/// The household facts every ledger row repeats. Values are stored values (unmasked): the
+/// export use case masks them for the caller's role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportHousehold {
+    pub household_id: String,
+    pub township_id: String,
+    pub township_name: String,
+    pub village_id: String,
+    pub village_name: String,
+    /// 户编号.
+    pub national_household_number: String,
+    /// 户主.
+    pub head_name: String,
+    /// The head's 身份证号 ('' when the card has no head member).
+    pub head_id_number: String,
+    pub phone: String,
+}
+
+/// One row of the 走访台账: the latest revision of one visit in the month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitLedgerRow {
+    pub household: ExportHousehold,
+    pub visit: Visit,
+    pub state: ReviewState,
+    pub cadre_name: String,
+    pub cadre_phone: String,
+    /// Evidence flags of the revision; `None` before they were computed.
+    pub flags: Option<Vec<EvidenceFlag>>,
+    pub photo_count: u32,
+}
+
+impl VisitLedgerRow {
+    /// The cursor that continues after this row.
+    pub fn cursor(&self) -> ExportCursor {
+        ExportCursor {
+            village_id: self.household.village_id.clone(),
+            household_id: self.household.household_id.clone(),
+            row_key: self.visit.visit_id.clone(),
+        }
+    }
+}
+
+/// One row of the 收入登记台账: the registration in force for one household and quarter
+/// (the last one registered wins, as in [`fieldsync_model::income::latest_per_quarter`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomeLedgerRow {
+    pub household: ExportHousehold,
+    pub registration: IncomeRegistration,
+}
+
+impl IncomeLedgerRow {
+    /// The cursor that continues after this row.
+    pub fn cursor(&self) -> ExportCursor {
+        ExportCursor {
+            village_id: self.household.village_id.clone(),
+            household_id: self.household.household_id.clone(),
+            row_key: income_row_key(self.registration.year, self.registration.quarter),
+        }
+    }
+}
+
+/// `YYYY-Q`: the order key of an income row within its household.
+pub fn income_row_key(year: i32, quarter: u32) -> String {
+    format!("{year:04}-{quarter}")
+}
+
+/// A cadre of the county with their pairing load (8741).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CadreLoad {
+    pub user_id: String,
+    pub display_name: String,
+    pub phone: String,
+    pub township_id: String,
+    pub township_name: String,
+    pub rank: Option<CadreRank>,
+    /// Active pairings as 第一帮扶责任人.
+    pub primary_count: u32,
+    /// Other active pairings (第二帮扶责任人).
+    pub secondary_count: u32,
+}
+
+/// Filters of the pairing households list; the county comes from the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PairingFilter {
+    pub township_id: Option<String>,
+    pub village_id: Option<String>,
+    /// Only households whose primary count is not exactly one.
+    pub only_problems: bool,
+    pub limit: u32,
+}
+
+/// One household with its active pairings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdPairings {
+    pub household_id: String,
+    pub head_name: String,
+    pub township_id: String,
+    pub township_name: String,
+    pub village_id: String,
+    pub village_name: String,
+    /// User ids and names of the active 第一帮扶责任人 (normally exactly one).
+    pub primaries: Vec<(String, String)>,
+    /// User ids and names of the other active cadres.
+    pub secondaries: Vec<(String, String)>,
+}
+
+/// Make a cadre the household's 第一帮扶责任人 (county action), with the hand-over rules of
+/// [`Store::reassign_household`], and with an audit record in the same transaction when the
+/// admin confirmed an assignment beyond the quota.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrimaryAssignment {
+    pub household_id: String,
+    pub cadre_user_id: String,
+    pub at: OffsetDateTime,
+    /// Refuse with `Conflict` when the cadre would then have more active primary pairings
+    /// than this (re-checked inside the transaction, so two admins cannot race past it).
+    pub max_primary_count: Option<u32>,
+    /// Appended to the audit log in the same transaction (超额确认).
+    pub audit: Option<AuditContent>,
+}
+
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -614,6 +1001,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> StoreResult<PullChanges>;
 
+    /// Create the upload, or return the existing one with that id after moving its latest
+    /// activity forward to the record's `last_activity_at` (a resume query is a sign of life).
     async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord>;
     async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>>;
     async fn find_upload_by_sha256(
@@ -621,7 +1010,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         sha256: &str,
         user_id: &str,
     ) -> StoreResult<Option<UploadRecord>>;
-    async fn set_upload_offset(&self, upload_id: &str, committed_offset: u64) -> StoreResult<()>;
+    /// Record the committed offset and, as the upload's latest activity, `now`.
+    async fn set_upload_offset(
+        &self,
+        upload_id: &str,
+        committed_offset: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
     /// Mark the upload complete and record the blob as present.
     async fn complete_upload(&self, upload_id: &str, now: OffsetDateTime) -> StoreResult<()>;
     async fn blob_exists(&self, sha256: &str) -> StoreResult<bool>;
@@ -657,6 +1052,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         filter: QueueFilter,
     ) -> StoreResult<Vec<QueueItem>>;
     async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>>;
+    /// Counts behind the queue's filter bar for `filter` (its `limit`, `offset` and `after`
+    /// are ignored); `age_cutoffs` are instants, each counted as "submitted at or before".
+    async fn review_queue_facets(
+        &self,
+        township_id: &str,
+        filter: QueueFilter,
+        age_cutoffs: Vec<OffsetDateTime>,
+    ) -> StoreResult<QueueFacets>;
+    /// One stored revision of a visit with its decision, or `None` when it does not exist.
+    async fn visit_revision(
+        &self,
+        visit_id: &str,
+        revision: u32,
+    ) -> StoreResult<Option<VisitRevision>>;
+    /// Received photos listed by the latest revision of the household's other visits in the
+    /// given business months (YYYY-MM), newest month first, then newest visit, then photo
+    /// order; at most `limit` photos.
+    async fn household_photo_history(
+        &self,
+        household_id: &str,
+        exclude_visit_id: &str,
+        months: Vec<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<HouseholdPhoto>>;
     /// Record a decision on the latest revision. Fails with `StaleDecision` when the revision
     /// or content hash is not the latest, or the revision was already decided.
     async fn decide(&self, decision: StoredDecision) -> StoreResult<ReviewState>;
@@ -673,6 +1092,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         household_id: &str,
     ) -> StoreResult<Vec<IncomeRegistration>>;
+
+    // ----- households, income and the 两不愁三保障 checklist (server/src/households.rs) -----
+
+    /// Every threshold row (标准线), by year then region. The table is small (a few rows per
+    /// year), so callers resolve lines in memory with `income::resolve_line`.
+    async fn income_thresholds(&self) -> StoreResult<Vec<IncomeThreshold>>;
+    /// Insert or replace the row of `(year, region)`.
+    async fn set_income_threshold(&self, threshold: IncomeThreshold) -> StoreResult<()>;
+    /// Store income registrations that did not come through a phone push (the demo county,
+    /// a later register import), in one transaction. A registration id already stored with
+    /// the same content is skipped; with other content it is a `Conflict`. An unknown
+    /// household is `NotFound`. Nothing is stored when any entry fails.
+    async fn save_income_registrations(
+        &self,
+        registrations: Vec<IncomeRegistration>,
+    ) -> StoreResult<()>;
+    /// Households of an area: a township's, or every township's of a county (townships whose
+    /// parent is `area_id`), ordered by village then head name.
+    async fn households_in_area(&self, area_id: &str) -> StoreResult<Vec<Household>>;
+    /// Income registrations of `year` for the households of an area (as
+    /// [`Store::households_in_area`]), in arrival order so that a later correction of a
+    /// quarter comes after the registration it corrects.
+    async fn area_income_registrations(
+        &self,
+        area_id: &str,
+        year: i32,
+    ) -> StoreResult<Vec<IncomeRegistration>>;
+    /// For each household of an area with at least one visit: the 两不愁三保障 quick check of
+    /// its latest visit (latest check-in; the visit's latest revision, whatever its review
+    /// state, because the check records what the cadre saw).
+    async fn latest_wellbeing_checks(
+        &self,
+        area_id: &str,
+    ) -> StoreResult<Vec<LatestWellbeingCheck>>;
+    /// Everything the household page and the 明白卡 show, read in one snapshot; `None` for an
+    /// unknown household.
+    async fn household_dossier(&self, household_id: &str) -> StoreResult<Option<HouseholdDossier>>;
 
     /// Every write applied to one register, in server order.
     async fn register_history(
@@ -731,11 +1187,90 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (devices with nothing unsent last).
     async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>>;
 
-    /// Delete the incomplete uploads created before `older_than` (abandoned: the phone gave
-    /// up, or started over under a new id) and return their ids, so that their staging files
+    /// Delete the incomplete uploads with no activity since `older_than` (abandoned: the
+    /// phone gave up, or started over under a new id) and return their ids, so that their staging files
     /// can be removed. Complete uploads and blobs are never deleted: one blob serves many
     /// photo rows.
     async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>>;
+
+    /// The county's townships and villages and every stored household of the county, as the
+    /// roster import validates and diffs against them.
+    async fn county_roster(
+        &self,
+        county_id: &str,
+    ) -> StoreResult<fieldsync_model::roster::CountyRoster>;
+    /// Store a roster import in one transaction: new households (logged for pull), members
+    /// added to stored households (logged), field changes as ordinary register writes
+    /// (merged, conflict-checked against their `base_seq`, logged for pull), and the
+    /// [`ImportRun`] row. `Conflict` when a new household's 户编号 exists by now (another
+    /// import won the race); `InvalidValue` when a value breaks a field rule. Either way
+    /// nothing is stored.
+    async fn apply_roster_import(&self, apply: RosterImportApply) -> StoreResult<ImportRun>;
+    /// The county's applied imports, newest first.
+    async fn import_runs(&self, county_id: &str, limit: u32) -> StoreResult<Vec<ImportRun>>;
+
+    /// The monthly ledger's facts for one area and month (YYYY-MM): households with their
+    /// primary cadre, open visit revisions of the month, and the month's closures with their
+    /// frozen slots. One read snapshot, a few indexed queries (no per-household query).
+    async fn ledger_facts(&self, area: &LedgerArea, month: &str) -> StoreResult<LedgerFacts>;
+    /// Close a township's month (月结): freeze every household's slot as
+    /// [`fieldsync_model::ledger::derive_slot`] computes it at `closed_at`. `InvalidValue`
+    /// (field `month`) for a malformed month or one that has not ended at `closed_at`,
+    /// `NotFound` for an unknown township, `Conflict` when the month is already closed.
+    async fn close_month(
+        &self,
+        township_id: &str,
+        month: &str,
+        closed_by_user_id: &str,
+        closed_at: OffsetDateTime,
+    ) -> StoreResult<MonthClosure>;
+    /// Closures of the area's townships, newest month first.
+    async fn month_closures(&self, area: &LedgerArea) -> StoreResult<Vec<MonthClosure>>;
+    /// Every cadre of the area with their latest push or heartbeat, by name.
+    async fn cadre_last_syncs(&self, area: &LedgerArea) -> StoreResult<Vec<CadreLastSync>>;
+    /// Per evidence flag code, how many visits of the area wait for review (latest revision
+    /// SUBMITTED) with that flag, by code.
+    async fn queue_flag_counts(&self, area: &LedgerArea) -> StoreResult<Vec<FlagCount>>;
+
+    /// Append one record to the audit log, chained to the newest record (one transaction, so
+    /// concurrent appends never fork the chain). Returns the stored record.
+    async fn append_audit(&self, content: AuditContent) -> StoreResult<AuditRecord>;
+    /// Audit records with `audit_id > after_id`, oldest first, at most `limit`.
+    async fn audit_records(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// A page of the 走访台账: latest revisions of the visits of `month` (YYYY-MM, Beijing)
+    /// of households in `area_id` (a township, or a county: its townships), after `after`,
+    /// ordered by village id, household id, visit id.
+    async fn export_visits(
+        &self,
+        area_id: &str,
+        month: &str,
+        after: Option<ExportCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<VisitLedgerRow>>;
+    /// A page of the 收入登记台账: the registration in force per household and quarter of
+    /// `year` (one quarter when given) in `area_id`, after `after`, ordered by village id,
+    /// household id, quarter.
+    async fn export_income(
+        &self,
+        area_id: &str,
+        year: i32,
+        quarter: Option<u32>,
+        after: Option<ExportCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<IncomeLedgerRow>>;
+    /// Every cadre of the county's townships with their active pairing counts, by township
+    /// and name.
+    async fn cadre_loads(&self, county_id: &str) -> StoreResult<Vec<CadreLoad>>;
+    /// Households of the county with their active pairings, by village and head name.
+    async fn pairing_households(
+        &self,
+        county_id: &str,
+        filter: PairingFilter,
+    ) -> StoreResult<Vec<HouseholdPairings>>;
+    /// Make a cadre the household's 第一帮扶责任人 in one transaction (see
+    /// [`PrimaryAssignment`]). `NotFound` for an unknown household or cadre; `Conflict` when
+    /// the cadre is already its primary or the quota guard refuses.
+    async fn assign_primary(&self, assignment: PrimaryAssignment) -> StoreResult<()>;
 }
 
 #[cfg(test)]

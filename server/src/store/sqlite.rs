@@ -9,6 +9,13 @@
 //! Schema changes are numbered SQL files in `migrations/`, embedded at build time and applied
 //! in order, each in its own transaction, with the version kept in `PRAGMA user_version`.
 
+mod export;
+mod households;
+mod ledger;
+mod pairings;
+mod review_loop;
+mod roster;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +28,7 @@ use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
-use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::register::{
     FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
 };
@@ -43,6 +50,7 @@ use super::{
 use super::{
     CADRE_VISIT_WINDOW, CaptureTime, DeviceClockReading, EvidenceInputs, EvidencePhoto, PhotoMeta,
 };
+use super::{HouseholdDossier, LatestWellbeingCheck};
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
 /// after the file ran; never edit a released file, add a new one.
@@ -69,6 +77,32 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "upload_expiry",
         include_str!("migrations/0007_upload_expiry.sql"),
+    ),
+    (8, "ledger", include_str!("migrations/0008_ledger.sql")),
+    (
+        9,
+        "income_thresholds",
+        include_str!("migrations/0009_income_thresholds.sql"),
+    ),
+    (
+        10,
+        "import_runs",
+        include_str!("migrations/0010_import_runs.sql"),
+    ),
+    (
+        11,
+        "audit_log",
+        include_str!("migrations/0011_audit_log.sql"),
+    ),
+    (
+        13,
+        "upload_activity",
+        include_str!("migrations/0013_upload_activity.sql"),
+    ),
+    (
+        14,
+        "phash_bands",
+        include_str!("migrations/0014_phash_bands.sql"),
     ),
 ];
 
@@ -560,7 +594,8 @@ fn load_user(
 fn load_upload(connection: &Connection, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
     query_upload(
         connection,
-        "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id
+        "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id,
+                last_activity_at
          FROM uploads WHERE upload_id = ?1",
         params![upload_id],
     )
@@ -571,7 +606,7 @@ fn query_upload(
     sql: &str,
     parameters: impl rusqlite::Params,
 ) -> StoreResult<Option<UploadRecord>> {
-    type UploadRow = (String, String, i64, String, i64, bool, String);
+    type UploadRow = (String, String, i64, String, i64, bool, String, i64);
     let row: Option<UploadRow> = connection
         .query_row(sql, parameters, |row| {
             Ok((
@@ -582,12 +617,23 @@ fn query_upload(
                 row.get(4)?,
                 row.get(5)?,
                 row.get(6)?,
+                row.get(7)?,
             ))
         })
         .optional()?;
     row.map(
-        |(upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id)| {
+        |(
+            upload_id,
+            sha256,
+            size_bytes,
+            mime_type,
+            committed_offset,
+            complete,
+            user_id,
+            last_activity_at,
+        )| {
             Ok(UploadRecord {
+                last_activity_at: from_millis(last_activity_at)?,
                 size_bytes: from_sql_unsigned(size_bytes, "upload size")?,
                 committed_offset: from_sql_unsigned(committed_offset, "upload offset")?,
                 upload_id,
@@ -599,6 +645,36 @@ fn query_upload(
         },
     )
     .transpose()
+}
+
+/// Store a new household and log it for pull (seed and roster import).
+fn insert_household(transaction: &Transaction<'_>, household: &Household) -> StoreResult<()> {
+    // Logging first gives the household its server_seq, so the stored card and the column
+    // agree from the start, and a phone whose scope contains it receives it on its next pull.
+    let seq = log_change(
+        transaction,
+        &household.township_id,
+        &household.household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        &household.household_id,
+        0,
+    )?;
+    let mut card = household.clone();
+    card.server_seq = seq;
+    transaction.execute(
+        "INSERT INTO households (household_id, township_id, village_id, head_name, card,
+                                 server_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            card.household_id,
+            card.township_id,
+            card.village_id,
+            card.head_name,
+            encode_json(&card)?,
+            seq
+        ],
+    )?;
+    Ok(())
 }
 
 // ----- push -----
@@ -1882,92 +1958,6 @@ fn pull_changes_in(
 
 // ----- review -----
 
-fn review_queue_in(
-    connection: &Connection,
-    township_id: &str,
-    filter: &QueueFilter,
-) -> StoreResult<Vec<QueueItem>> {
-    let limit = if filter.limit == 0 {
-        DEFAULT_QUEUE_PAGE
-    } else {
-        filter.limit
-    };
-    let mut statement = connection.prepare(
-        "SELECT v.visit_id, v.revision, v.household_id, h.head_name, h.village_id,
-                COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
-                COALESCE(u.display_name, v.author_user_id), v.mode, v.submitted_at, v.distance_m,
-                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = v.visit_id), v.evidence_flags
-         FROM visits v
-         JOIN households h ON h.household_id = v.household_id
-         LEFT JOIN areas a ON a.area_id = h.village_id
-         LEFT JOIN users u ON u.user_id = v.author_user_id
-         WHERE v.state = ?1 AND h.township_id = ?2 AND (?3 IS NULL OR h.village_id = ?3)
-           AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
-                             WHERE latest.visit_id = v.visit_id)
-           AND (?6 IS NULL OR EXISTS (SELECT 1 FROM json_each(v.evidence_flags) flag
-                                      WHERE json_extract(flag.value, '$.code') = ?6))
-         ORDER BY v.submitted_at, v.visit_id
-         LIMIT ?4 OFFSET ?5",
-    )?;
-    let rows = statement.query_map(
-        params![
-            ReviewState::Submitted.as_str(),
-            township_id,
-            filter.village_id,
-            limit,
-            filter.offset,
-            filter.flag
-        ],
-        |row| {
-            Ok((
-                (
-                    row.get::<_, String>(0)?,
-                    row.get::<_, u32>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                ),
-                (
-                    row.get::<_, String>(6)?,
-                    row.get::<_, i32>(7)?,
-                    row.get::<_, i64>(8)?,
-                    row.get::<_, Option<f64>>(9)?,
-                    row.get::<_, i64>(10)?,
-                    row.get::<_, Option<String>>(11)?,
-                ),
-            ))
-        },
-    )?;
-    let mut items = Vec::new();
-    for row in rows {
-        let (
-            (visit_id, revision, household_id, head_name, village_id, village_name),
-            (cadre_name, mode, submitted_at, distance_m, photo_count, flags),
-        ) = row?;
-        items.push(QueueItem {
-            mode: VisitMode::from_code(mode)
-                .ok_or_else(|| corrupt(format!("visit {visit_id}: unknown mode {mode}")))?,
-            submitted_at: from_millis(submitted_at)?,
-            photo_count: from_sql_unsigned(photo_count, "photo count")?,
-            flags: flags
-                .as_deref()
-                .map(decode_flags)
-                .transpose()?
-                .unwrap_or_default(),
-            visit_id,
-            revision,
-            household_id,
-            head_name,
-            village_id,
-            village_name,
-            cadre_name,
-            distance_m,
-        });
-    }
-    Ok(items)
-}
-
 /// The latest revision of a visit: (revision, household, author, state, hash, body,
 /// submitted_at, distance).
 type LatestVisitRow = (
@@ -2227,6 +2217,44 @@ fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
         .collect())
 }
 
+/// Bands of a perceptual hash as migration 0014 computes them: six of 9 bits, one of 10.
+const PHASH_BANDS: usize = 7;
+
+fn phash_bands(hash: u64) -> [u64; PHASH_BANDS] {
+    let mut bands = [0; PHASH_BANDS];
+    for (index, band) in bands.iter_mut().enumerate().take(PHASH_BANDS - 1) {
+        *band = (hash >> (9 * index)) & 511;
+    }
+    bands[PHASH_BANDS - 1] = (hash >> 54) & 1023;
+    bands
+}
+
+/// SQL condition (over `m`, the photo_meta row of `p`) for photos that may be within
+/// `max_bits` of one of `own_hashes`. Within 6 bits at least one band is equal, so the
+/// indexed band lookup misses nothing; a wider setting falls back to every hashed photo.
+/// The values are numbers this function computed, never caller text.
+fn near_duplicate_candidates(own_hashes: &[u64], max_bits: u32) -> String {
+    if own_hashes.is_empty() {
+        return "0".to_owned();
+    }
+    if max_bits as usize >= PHASH_BANDS {
+        return "m.phash IS NOT NULL".to_owned();
+    }
+    let terms: Vec<String> = (0..PHASH_BANDS)
+        .map(|band| {
+            let values: Vec<String> = own_hashes
+                .iter()
+                .map(|hash| phash_bands(*hash)[band].to_string())
+                .collect();
+            format!("band.phash_band{band} IN ({})", values.join(", "))
+        })
+        .collect();
+    format!(
+        "p.sha256 IN (SELECT band.sha256 FROM photo_meta band WHERE {})",
+        terms.join(" OR ")
+    )
+}
+
 fn evidence_inputs_in(
     connection: &Connection,
     visit_id: &str,
@@ -2287,11 +2315,9 @@ fn evidence_inputs_in(
     }
 
     // Photos of other visits: the same file, or a perceptual hash close to one of ours.
-    // Scaling limit: this reads every photo that has a perceptual hash (today the whole
-    // database; the county once there is more than one) and compares in Rust, O(photos) per
-    // evaluation. Past a few hundred thousand photos, index the hash in bands (split the 64
-    // bits into 7 parts: two hashes within 6 bits agree exactly on at least one part) and
-    // look up candidates by band instead.
+    // Candidates come from the indexed hash bands (migration 0014), so the work grows with
+    // the photos that share a band, not with every photo stored; the Hamming distance is
+    // checked below.
     let own_hashes: Vec<u64> = photos
         .iter()
         .filter_map(|photo| photo.meta.as_ref().map(|meta| meta.phash))
@@ -2300,9 +2326,10 @@ fn evidence_inputs_in(
         .iter()
         .map(|photo| photo.record.sha256.to_ascii_lowercase())
         .collect();
+    let similar_hash = near_duplicate_candidates(&own_hashes, near_duplicate_max_bits);
     let mut other_photos = Vec::new();
     {
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare(&format!(
             "SELECT p.photo_id, p.visit_id, p.sha256, m.phash, v.household_id, v.business_month
              FROM photos p
              JOIN visits v ON v.visit_id = p.visit_id
@@ -2310,10 +2337,10 @@ fn evidence_inputs_in(
                                             WHERE latest.visit_id = p.visit_id)
              LEFT JOIN photo_meta m ON m.sha256 = p.sha256
              WHERE p.visit_id <> ?1
-               AND (m.phash IS NOT NULL
+               AND ({similar_hash}
                     OR p.sha256 IN (SELECT own.sha256 FROM photos own WHERE own.visit_id = ?1))
-             ORDER BY p.rowid",
-        )?;
+             ORDER BY p.rowid"
+        ))?;
         let rows = statement.query_map(params![visit_id], |row| {
             Ok(OtherPhotoUse {
                 photo_id: row.get(0)?,
@@ -2573,31 +2600,7 @@ fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<(
         )?;
     }
     for household in &seed.households {
-        // Logging first gives the household its server_seq, so the stored card and the
-        // column agree from the start; a first pull then delivers every household.
-        let seq = log_change(
-            transaction,
-            &household.township_id,
-            &household.household_id,
-            CHANGE_KIND_HOUSEHOLD,
-            &household.household_id,
-            0,
-        )?;
-        let mut card = household.clone();
-        card.server_seq = seq;
-        transaction.execute(
-            "INSERT INTO households (household_id, township_id, village_id, head_name, card,
-                                     server_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                card.household_id,
-                card.township_id,
-                card.village_id,
-                card.head_name,
-                encode_json(&card)?,
-                seq
-            ],
-        )?;
+        insert_household(transaction, household)?;
     }
     for pairing in &seed.pairings {
         transaction.execute(
@@ -2806,25 +2809,32 @@ impl Store for SqliteStore {
 
     async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
         self.write(move |transaction| {
-            if let Some(existing) = load_upload(transaction, &upload.upload_id)? {
-                return Ok(existing);
-            }
-            transaction.execute(
-                "INSERT INTO uploads (upload_id, sha256, size_bytes, mime_type, committed_offset,
-                                      complete, user_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    upload.upload_id,
-                    upload.sha256,
-                    to_sql_integer(upload.size_bytes, "upload size")?,
-                    upload.mime_type,
-                    to_sql_integer(upload.committed_offset, "upload offset")?,
-                    upload.complete,
-                    upload.user_id,
-                    // Informational only; "newest" ordering uses the rowid, not the clock.
-                    to_millis(OffsetDateTime::now_utc())?
-                ],
+            let touched = transaction.execute(
+                "UPDATE uploads SET last_activity_at = MAX(last_activity_at, ?2)
+                 WHERE upload_id = ?1",
+                params![upload.upload_id, to_millis(upload.last_activity_at)?],
             )?;
+            if touched == 0 {
+                transaction.execute(
+                    "INSERT INTO uploads (upload_id, sha256, size_bytes, mime_type,
+                                          committed_offset, complete, user_id, created_at,
+                                          last_activity_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        upload.upload_id,
+                        upload.sha256,
+                        to_sql_integer(upload.size_bytes, "upload size")?,
+                        upload.mime_type,
+                        to_sql_integer(upload.committed_offset, "upload offset")?,
+                        upload.complete,
+                        upload.user_id,
+                        // Informational only; "newest" ordering uses the rowid, not the
+                        // clock.
+                        to_millis(OffsetDateTime::now_utc())?,
+                        to_millis(upload.last_activity_at)?
+                    ],
+                )?;
+            }
             load_upload(transaction, &upload.upload_id)?
                 .ok_or_else(|| StoreError::Database("upload vanished after insert".into()))
         })
@@ -2848,7 +2858,7 @@ impl Store for SqliteStore {
             query_upload(
                 connection,
                 "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete,
-                        user_id
+                        user_id, last_activity_at
                  FROM uploads WHERE sha256 = ?1 AND user_id = ?2
                  ORDER BY rowid DESC LIMIT 1",
                 params![sha256, user_id],
@@ -2857,14 +2867,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_upload_offset(&self, upload_id: &str, committed_offset: u64) -> StoreResult<()> {
+    async fn set_upload_offset(
+        &self,
+        upload_id: &str,
+        committed_offset: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         let upload_id = upload_id.to_owned();
         self.write(move |transaction| {
             let changed = transaction.execute(
-                "UPDATE uploads SET committed_offset = ?2 WHERE upload_id = ?1",
+                "UPDATE uploads SET committed_offset = ?2,
+                                    last_activity_at = MAX(last_activity_at, ?3)
+                 WHERE upload_id = ?1",
                 params![
                     upload_id,
-                    to_sql_integer(committed_offset, "upload offset")?
+                    to_sql_integer(committed_offset, "upload offset")?,
+                    to_millis(now)?
                 ],
             )?;
             if changed == 0 {
@@ -2992,7 +3010,7 @@ impl Store for SqliteStore {
         filter: QueueFilter,
     ) -> StoreResult<Vec<QueueItem>> {
         let township_id = township_id.to_owned();
-        self.read(move |connection| review_queue_in(connection, &township_id, &filter))
+        self.read(move |connection| review_loop::review_queue(connection, &township_id, &filter))
             .await
     }
 
@@ -3000,6 +3018,50 @@ impl Store for SqliteStore {
         let visit_id = visit_id.to_owned();
         self.read(move |connection| visit_detail_in(connection, &visit_id))
             .await
+    }
+
+    async fn review_queue_facets(
+        &self,
+        township_id: &str,
+        filter: QueueFilter,
+        age_cutoffs: Vec<OffsetDateTime>,
+    ) -> StoreResult<super::QueueFacets> {
+        let township_id = township_id.to_owned();
+        self.read(move |connection| {
+            review_loop::review_queue_facets(connection, &township_id, &filter, &age_cutoffs)
+        })
+        .await
+    }
+
+    async fn visit_revision(
+        &self,
+        visit_id: &str,
+        revision: u32,
+    ) -> StoreResult<Option<super::VisitRevision>> {
+        let visit_id = visit_id.to_owned();
+        self.read(move |connection| review_loop::visit_revision(connection, &visit_id, revision))
+            .await
+    }
+
+    async fn household_photo_history(
+        &self,
+        household_id: &str,
+        exclude_visit_id: &str,
+        months: Vec<String>,
+        limit: u32,
+    ) -> StoreResult<Vec<super::HouseholdPhoto>> {
+        let (household_id, exclude_visit_id) =
+            (household_id.to_owned(), exclude_visit_id.to_owned());
+        self.read(move |connection| {
+            review_loop::household_photo_history(
+                connection,
+                &household_id,
+                &exclude_visit_id,
+                &months,
+                limit,
+            )
+        })
+        .await
     }
 
     async fn decide(&self, decision: StoredDecision) -> StoreResult<ReviewState> {
@@ -3036,6 +3098,58 @@ impl Store for SqliteStore {
             Ok(registrations)
         })
         .await
+    }
+
+    async fn income_thresholds(&self) -> StoreResult<Vec<IncomeThreshold>> {
+        self.read(households::income_thresholds).await
+    }
+
+    async fn set_income_threshold(&self, threshold: IncomeThreshold) -> StoreResult<()> {
+        self.write(move |transaction| households::set_income_threshold(transaction, &threshold))
+            .await
+    }
+
+    async fn save_income_registrations(
+        &self,
+        registrations: Vec<IncomeRegistration>,
+    ) -> StoreResult<()> {
+        self.write(move |transaction| {
+            households::save_income_registrations(transaction, &registrations)
+        })
+        .await
+    }
+
+    async fn households_in_area(&self, area_id: &str) -> StoreResult<Vec<Household>> {
+        let area_id = area_id.to_owned();
+        self.read(move |connection| households::households_in_area(connection, &area_id))
+            .await
+    }
+
+    async fn area_income_registrations(
+        &self,
+        area_id: &str,
+        year: i32,
+    ) -> StoreResult<Vec<IncomeRegistration>> {
+        let area_id = area_id.to_owned();
+        self.read(move |connection| {
+            households::area_income_registrations(connection, &area_id, year)
+        })
+        .await
+    }
+
+    async fn latest_wellbeing_checks(
+        &self,
+        area_id: &str,
+    ) -> StoreResult<Vec<LatestWellbeingCheck>> {
+        let area_id = area_id.to_owned();
+        self.read(move |connection| households::latest_wellbeing_checks(connection, &area_id))
+            .await
+    }
+
+    async fn household_dossier(&self, household_id: &str) -> StoreResult<Option<HouseholdDossier>> {
+        let household_id = household_id.to_owned();
+        self.read(move |connection| households::household_dossier(connection, &household_id))
+            .await
     }
 
     async fn register_history(
@@ -3164,7 +3278,8 @@ impl Store for SqliteStore {
     async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>> {
         self.write(move |transaction| {
             let mut statement = transaction.prepare(
-                "DELETE FROM uploads WHERE complete = 0 AND created_at < ?1 RETURNING upload_id",
+                "DELETE FROM uploads WHERE complete = 0 AND last_activity_at < ?1
+                 RETURNING upload_id",
             )?;
             let ids = statement
                 .query_map(params![to_millis(older_than)?], |row| row.get(0))?
@@ -3172,6 +3287,154 @@ impl Store for SqliteStore {
             Ok(ids)
         })
         .await
+    }
+
+    async fn county_roster(
+        &self,
+        county_id: &str,
+    ) -> StoreResult<fieldsync_model::roster::CountyRoster> {
+        let county_id = county_id.to_owned();
+        self.read(move |connection| roster::county_roster(connection, &county_id))
+            .await
+    }
+
+    async fn apply_roster_import(
+        &self,
+        apply: super::RosterImportApply,
+    ) -> StoreResult<super::ImportRun> {
+        self.write(move |transaction| roster::apply_roster_import(transaction, &apply))
+            .await
+    }
+
+    async fn import_runs(&self, county_id: &str, limit: u32) -> StoreResult<Vec<super::ImportRun>> {
+        let county_id = county_id.to_owned();
+        self.read(move |connection| roster::import_runs(connection, &county_id, limit))
+            .await
+    }
+
+    async fn ledger_facts(
+        &self,
+        area: &super::LedgerArea,
+        month: &str,
+    ) -> StoreResult<super::LedgerFacts> {
+        let area = area.clone();
+        let month = month.to_owned();
+        self.read(move |connection| ledger::ledger_facts(connection, &area, &month))
+            .await
+    }
+
+    async fn close_month(
+        &self,
+        township_id: &str,
+        month: &str,
+        closed_by_user_id: &str,
+        closed_at: OffsetDateTime,
+    ) -> StoreResult<super::MonthClosure> {
+        let (township_id, month, closed_by_user_id) = (
+            township_id.to_owned(),
+            month.to_owned(),
+            closed_by_user_id.to_owned(),
+        );
+        self.write(move |transaction| {
+            ledger::close_month(
+                transaction,
+                &township_id,
+                &month,
+                &closed_by_user_id,
+                closed_at,
+            )
+        })
+        .await
+    }
+
+    async fn month_closures(
+        &self,
+        area: &super::LedgerArea,
+    ) -> StoreResult<Vec<super::MonthClosure>> {
+        let area = area.clone();
+        self.read(move |connection| ledger::month_closures(connection, &area))
+            .await
+    }
+
+    async fn cadre_last_syncs(
+        &self,
+        area: &super::LedgerArea,
+    ) -> StoreResult<Vec<super::CadreLastSync>> {
+        let area = area.clone();
+        self.read(move |connection| ledger::cadre_last_syncs(connection, &area))
+            .await
+    }
+
+    async fn queue_flag_counts(
+        &self,
+        area: &super::LedgerArea,
+    ) -> StoreResult<Vec<super::FlagCount>> {
+        let area = area.clone();
+        self.read(move |connection| ledger::queue_flag_counts(connection, &area))
+            .await
+    }
+    async fn append_audit(&self, content: super::AuditContent) -> StoreResult<super::AuditRecord> {
+        self.write(move |transaction| export::append_audit(transaction, &content))
+            .await
+    }
+
+    async fn audit_records(
+        &self,
+        after_id: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<super::AuditRecord>> {
+        self.read(move |connection| export::audit_records(connection, after_id, limit))
+            .await
+    }
+
+    async fn export_visits(
+        &self,
+        area_id: &str,
+        month: &str,
+        after: Option<super::ExportCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<super::VisitLedgerRow>> {
+        let (area_id, month) = (area_id.to_owned(), month.to_owned());
+        self.read(move |connection| {
+            export::export_visits(connection, &area_id, &month, after.as_ref(), limit)
+        })
+        .await
+    }
+
+    async fn export_income(
+        &self,
+        area_id: &str,
+        year: i32,
+        quarter: Option<u32>,
+        after: Option<super::ExportCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<super::IncomeLedgerRow>> {
+        let area_id = area_id.to_owned();
+        self.read(move |connection| {
+            export::export_income(connection, &area_id, year, quarter, after.as_ref(), limit)
+        })
+        .await
+    }
+
+    async fn cadre_loads(&self, county_id: &str) -> StoreResult<Vec<super::CadreLoad>> {
+        let county_id = county_id.to_owned();
+        self.read(move |connection| pairings::cadre_loads(connection, &county_id))
+            .await
+    }
+
+    async fn pairing_households(
+        &self,
+        county_id: &str,
+        filter: super::PairingFilter,
+    ) -> StoreResult<Vec<super::HouseholdPairings>> {
+        let county_id = county_id.to_owned();
+        self.read(move |connection| pairings::pairing_households(connection, &county_id, &filter))
+            .await
+    }
+
+    async fn assign_primary(&self, assignment: super::PrimaryAssignment) -> StoreResult<()> {
+        self.write(move |transaction| pairings::assign_primary(transaction, &assignment))
+            .await
     }
 }
 
@@ -3232,6 +3495,26 @@ mod tests {
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,
         abandoned_uploads_expire_and_complete_ones_stay,
+        review_loop_queue_filters_and_facets,
+        review_loop_revision_and_photo_history,
+        roster_snapshot_lists_the_county_areas_and_households,
+        roster_import_applies_everything_and_logs_it_for_pull,
+        a_roster_import_that_fails_stores_nothing,
+        an_import_over_an_unseen_phone_edit_is_a_conflict_and_still_wins,
+        ledger_facts_cover_the_area_and_month,
+        ledger_month_close_freezes_the_slots,
+        ledger_cadre_last_syncs_take_the_latest_push_or_heartbeat,
+        ledger_queue_flag_counts_cover_waiting_visits,
+        income_thresholds_are_upserted_by_year_and_region,
+        area_queries_cover_a_township_or_a_whole_county,
+        saving_income_registrations_is_idempotent_and_all_or_nothing,
+        the_latest_visit_check_is_the_latest_check_in,
+        a_dossier_gathers_cadres_income_visits_and_conflicts,
+        export_visits_are_scoped_latest_and_paged,
+        export_income_keeps_the_registration_in_force,
+        audit_log_appends_a_verifiable_chain,
+        pairings_loads_and_problem_households,
+        pairings_assign_primary_guards_and_audits,
     );
 
     fn user_version(connection: &Connection) -> i64 {
@@ -3455,6 +3738,42 @@ mod tests {
         );
         let user = store.find_user_by_username(&fixture.admin.username).await;
         assert!(matches!(user, Err(StoreError::Corrupt(_))), "{user:?}");
+    }
+
+    #[test]
+    fn migrations_are_listed_in_increasing_version_order() {
+        // A database remembers only its newest version (user_version): a migration listed
+        // after a higher one would be skipped by databases that already ran the higher one.
+        for pair in super::MIGRATIONS.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{} is listed before {}",
+                pair[0].1,
+                pair[1].1
+            );
+        }
+    }
+
+    #[test]
+    fn hashes_within_six_bits_always_share_a_band() {
+        use rand::{Rng, SeedableRng};
+        let mut random = rand::rngs::StdRng::seed_from_u64(20_261_129);
+        for _ in 0..20_000 {
+            let hash: u64 = random.random();
+            let mut other = hash;
+            for _ in 0..6 {
+                other ^= 1u64 << random.random_range(0..64);
+            }
+            let (ours, theirs) = (super::phash_bands(hash), super::phash_bands(other));
+            assert!(
+                ours.iter().zip(theirs).any(|(a, b)| *a == b),
+                "{hash:016x} and {other:016x} share no band"
+            );
+        }
+        // Seven flipped bits, one per band, share none: why wider settings scan everything.
+        let spread = (0..7).fold(0u64, |bits, band| bits | 1 << (9 * band));
+        let (ours, theirs) = (super::phash_bands(0), super::phash_bands(spread));
+        assert!(ours.iter().zip(theirs).all(|(a, b)| *a != b));
     }
 
     #[tokio::test]

@@ -1,0 +1,347 @@
+//! Console handlers of pairings management (结对管理) for the county admin. The rules and
+//! the scope live in [`crate::pairings`] and [`fieldsync_model::pairing`].
+//!
+//! Routes (county admin only; other roles get 403):
+//! - `GET /console/pairings[?township=ID][&village=ID]`: cadres with rank, 8741 quota, current
+//!   count and over-quota mark; households without exactly one 第一帮扶责任人; with a
+//!   township selected, the households with a form to set their primary.
+//! - `POST /console/pairings/assign` (form: `household_id`, `cadre_user_id`,
+//!   `confirm_over_quota=1` for 超额确认): set the primary; an assignment beyond the quota
+//!   is refused (409, Chinese message) unless confirmed, and then it is audited.
+//! - JSON twin: `GET /console/api/pairings[?township=ID][&village=ID]`,
+//!   `POST /console/api/pairings/assign` (JSON body with the same fields,
+//!   `confirm_over_quota` boolean).
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use fieldsync_model::CodeList;
+use fieldsync_model::access::mask_phone;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::views::{Nav, layout};
+use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
+use crate::pairings::{self, AssignRequest, HouseholdRow, PairingsOverview};
+use crate::store::Principal;
+
+/// Path of the pairings page.
+pub const PAIRINGS_PATH: &str = "/console/pairings";
+
+/// Filters of the pairings page, as text (unknown ids simply select nothing).
+#[derive(Debug, Default, Deserialize)]
+pub struct PairingsQuery {
+    #[serde(default)]
+    township: Option<String>,
+    #[serde(default)]
+    village: Option<String>,
+    #[serde(default)]
+    assigned: Option<String>,
+}
+
+fn non_empty(value: Option<&String>) -> Option<String> {
+    value
+        .map(|text| text.trim())
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
+/// `GET /console/pairings`.
+pub async fn pairings_page(
+    State(state): State<ConsoleState>,
+    CountyAdmin(principal): CountyAdmin,
+    Query(query): Query<PairingsQuery>,
+) -> Result<Response, ConsoleError> {
+    let township = non_empty(query.township.as_ref());
+    let village = non_empty(query.village.as_ref());
+    let overview =
+        pairings::overview(&state.app, &principal, township.clone(), village.clone()).await?;
+    let content = pairings_view(
+        &overview,
+        township.as_deref(),
+        village.as_deref(),
+        query.assigned.is_some(),
+    );
+    Ok(layout("结对管理", Some(&principal), Nav::Pairings, content).into_response())
+}
+
+fn problem_cell(row: &HouseholdRow) -> Markup {
+    html! {
+        @if let Some(problem) = row.problem {
+            span.badge.warn { (problem.label_zh()) }
+        } @else {
+            "正常"
+        }
+    }
+}
+
+fn names(cadres: &[(String, String)]) -> String {
+    cadres
+        .iter()
+        .map(|(_, name)| name.as_str())
+        .collect::<Vec<_>>()
+        .join("、")
+}
+
+fn pairings_view(
+    overview: &PairingsOverview,
+    township: Option<&str>,
+    village: Option<&str>,
+    assigned: bool,
+) -> Markup {
+    html! {
+        h1 { "结对管理" }
+        p.hint {
+            "8741 结对上限（通渭模式）：正县级 8 户、副县级 7 户、科级 4 户、一般干部 1 户；"
+            "无职级的乡镇驻村干部兜底联系，不设上限。每户必须有且只有一名第一帮扶责任人。"
+        }
+        @if assigned {
+            div.notice.info role="status" { "已更新第一帮扶责任人。原干部的手机将在下次同步时移除该户。" }
+        }
+        form.filters method="get" action=(PAIRINGS_PATH) {
+            label { "乡镇 "
+                select name="township" {
+                    option value="" { "全部" }
+                    @for area in &overview.townships {
+                        option value=(area.area_id) selected[township == Some(area.area_id.as_str())] { (area.name) }
+                    }
+                }
+            }
+            @if !overview.villages.is_empty() {
+                " "
+                label { "村 "
+                    select name="village" {
+                        option value="" { "全部" }
+                        @for area in &overview.villages {
+                            option value=(area.area_id) selected[village == Some(area.area_id.as_str())] { (area.name) }
+                        }
+                    }
+                }
+            }
+            " "
+            button type="submit" { "筛选" }
+        }
+        section.card {
+            h2 { "第一帮扶责任人异常的农户（" (overview.problems.len()) "户）" }
+            @if overview.problems.is_empty() {
+                p { "没有异常：每户都有且只有一名第一帮扶责任人。" }
+            } @else {
+                table.pairing-problems {
+                    thead { tr { th { "乡镇" } th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "问题" } } }
+                    tbody {
+                        @for row in &overview.problems {
+                            tr {
+                                td { (row.household.township_name) }
+                                td { (row.household.village_name) }
+                                td { (row.household.head_name) }
+                                td { (names(&row.household.primaries)) }
+                                td { (problem_cell(row)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.card {
+            h2 { "帮扶干部结对情况" }
+            table.pairing-cadres {
+                thead { tr { th { "乡镇" } th { "姓名" } th { "电话" } th { "职级" } th { "上限" } th { "第一责任户数" } th { "第二责任户数" } th { "状态" } } }
+                tbody {
+                    @for row in &overview.cadres {
+                        tr.over-quota[row.status.is_over()] {
+                            td { (row.cadre.township_name) }
+                            td { (row.cadre.display_name) }
+                            td { (mask_phone(&row.cadre.phone)) }
+                            td { (row.cadre.rank.map_or("无职级（兜底）", |rank| rank.label_zh())) }
+                            td { (row.status.quota.map_or("不限".to_owned(), |quota| quota.to_string())) }
+                            td { (row.status.count) }
+                            td { (row.cadre.secondary_count) }
+                            td {
+                                @if row.status.is_over() {
+                                    span.badge.warn { "超额 " (row.status.over_by()) " 户" }
+                                } @else { "正常" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if township.is_some() {
+            section.card {
+                h2 { "农户与第一帮扶责任人" }
+                table.pairing-households {
+                    thead { tr { th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "其他帮扶干部" } th { "状态" } th { "设为第一帮扶责任人" } } }
+                    tbody {
+                        @for row in &overview.households {
+                            tr {
+                                td { (row.household.village_name) }
+                                td { (row.household.head_name) }
+                                td { (names(&row.household.primaries)) }
+                                td { (names(&row.household.secondaries)) }
+                                td { (problem_cell(row)) }
+                                td {
+                                    form.assign method="post" action="/console/pairings/assign" {
+                                        input type="hidden" name="household_id" value=(row.household.household_id);
+                                        input type="hidden" name="township" value=(township.unwrap_or_default());
+                                        input type="hidden" name="village" value=(village.unwrap_or_default());
+                                        select name="cadre_user_id" required {
+                                            option value="" { "选择干部" }
+                                            @for cadre in &overview.cadres {
+                                                option value=(cadre.cadre.user_id) {
+                                                    (cadre.cadre.display_name) "（" (cadre.status.count) "/"
+                                                    (cadre.status.quota.map_or("不限".to_owned(), |quota| quota.to_string())) "）"
+                                                }
+                                            }
+                                        }
+                                        label { input type="checkbox" name="confirm_over_quota" value="1"; " 超额确认" }
+                                        button type="submit" { "保存" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } @else {
+            p.hint { "选择乡镇后可逐户设置第一帮扶责任人。" }
+        }
+    }
+}
+
+/// Fields of the assign form. Defaults turn a missing field into a typed error.
+#[derive(Debug, Default, Deserialize)]
+pub struct AssignForm {
+    #[serde(default)]
+    household_id: String,
+    #[serde(default)]
+    cadre_user_id: String,
+    #[serde(default)]
+    confirm_over_quota: Option<String>,
+    #[serde(default)]
+    township: Option<String>,
+    #[serde(default)]
+    village: Option<String>,
+}
+
+/// The pairings page with the form's filters, to return to.
+fn back_path(form: &AssignForm) -> String {
+    let mut parameters = form_urlencoded::Serializer::new(String::new());
+    if let Some(township) = non_empty(form.township.as_ref()) {
+        parameters.append_pair("township", &township);
+    }
+    if let Some(village) = non_empty(form.village.as_ref()) {
+        parameters.append_pair("village", &village);
+    }
+    let parameters = parameters.finish();
+    if parameters.is_empty() {
+        PAIRINGS_PATH.to_owned()
+    } else {
+        format!("{PAIRINGS_PATH}?{parameters}")
+    }
+}
+
+/// `POST /console/pairings/assign`.
+pub async fn assign_submit(
+    State(state): State<ConsoleState>,
+    CountyAdmin(principal): CountyAdmin,
+    Form(form): Form<AssignForm>,
+) -> Result<Response, ConsoleError> {
+    let back = back_path(&form);
+    let request = AssignRequest {
+        household_id: form.household_id.trim().to_owned(),
+        cadre_user_id: form.cadre_user_id.trim().to_owned(),
+        confirm_over_quota: form.confirm_over_quota.as_deref() == Some("1"),
+    };
+    pairings::assign_primary(&state.app, &principal, &request)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
+    let separator = if back.contains('?') { '&' } else { '?' };
+    Ok(Redirect::to(&format!("{back}{separator}assigned=1")).into_response())
+}
+
+fn overview_json(overview: &PairingsOverview) -> Value {
+    let household = |row: &HouseholdRow| {
+        json!({
+            "household_id": row.household.household_id,
+            "head_name": row.household.head_name,
+            "township_id": row.household.township_id,
+            "village_id": row.household.village_id,
+            "village_name": row.household.village_name,
+            "primary_cadre_ids": row.household.primaries.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "secondary_cadre_ids": row.household.secondaries.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "problem": row.problem.map(|problem| problem.label_zh()),
+        })
+    };
+    json!({
+        "cadres": overview.cadres.iter().map(|row| json!({
+            "user_id": row.cadre.user_id,
+            "display_name": row.cadre.display_name,
+            "phone": mask_phone(&row.cadre.phone),
+            "township_id": row.cadre.township_id,
+            "rank": row.cadre.rank.map(|rank| rank.label_zh()),
+            "quota": row.status.quota,
+            "primary_count": row.status.count,
+            "secondary_count": row.cadre.secondary_count,
+            "over_by": row.status.over_by(),
+        })).collect::<Vec<_>>(),
+        "problems": overview.problems.iter().map(household).collect::<Vec<_>>(),
+        "households": overview.households.iter().map(household).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /console/api/pairings`.
+pub async fn pairings_json(
+    State(state): State<ConsoleState>,
+    ApiCountyAdmin(principal): ApiCountyAdmin,
+    Query(query): Query<PairingsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let overview = pairings::overview(
+        &state.app,
+        &principal,
+        non_empty(query.township.as_ref()),
+        non_empty(query.village.as_ref()),
+    )
+    .await?;
+    Ok(Json(overview_json(&overview)))
+}
+
+/// JSON body of the assign call.
+#[derive(Debug, Default, Deserialize)]
+pub struct AssignBody {
+    #[serde(default)]
+    household_id: String,
+    #[serde(default)]
+    cadre_user_id: String,
+    #[serde(default)]
+    confirm_over_quota: bool,
+}
+
+/// `POST /console/api/pairings/assign`.
+pub async fn assign_json(
+    State(state): State<ConsoleState>,
+    ApiCountyAdmin(principal): ApiCountyAdmin,
+    Json(body): Json<AssignBody>,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = assign(&state, &principal, body).await?;
+    Ok(Json(outcome))
+}
+
+async fn assign(
+    state: &ConsoleState,
+    principal: &Principal,
+    body: AssignBody,
+) -> Result<Value, ApiError> {
+    let request = AssignRequest {
+        household_id: body.household_id.trim().to_owned(),
+        cadre_user_id: body.cadre_user_id.trim().to_owned(),
+        confirm_over_quota: body.confirm_over_quota,
+    };
+    let outcome = pairings::assign_primary(&state.app, principal, &request).await?;
+    Ok(json!({
+        "household_id": outcome.household_id,
+        "head_name": outcome.head_name,
+        "cadre_name": outcome.cadre_name,
+        "over_quota": outcome.over_quota,
+    }))
+}

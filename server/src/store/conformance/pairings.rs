@@ -1,0 +1,151 @@
+//! Conformance checks for pairings management (结对管理) in [`Store`]: cadre loads, the
+//! households list with its problem filter, and the primary assignment with its quota guard,
+//! its audit record in the same transaction and the hand-over of the reassignment rules.
+//! Names start with `pairings_` because conformance.rs re-exports them.
+
+use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, AuditContent};
+
+use super::{COUNTY, TOWNSHIP_ONE, VISIT_TIME, principal, seeded};
+use crate::store::{PairingFilter, PrimaryAssignment, ScopeCursor, Store, StoreError};
+
+/// Loads count active primary and secondary pairings; the problem filter lists households
+/// without exactly one primary.
+pub async fn pairings_loads_and_problem_households(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let loads = store.cadre_loads(COUNTY).await.expect("loads");
+    let load_a = loads
+        .iter()
+        .find(|load| load.user_id == fixture.cadre_a.user_id)
+        .expect("cadre a");
+    assert_eq!((load_a.primary_count, load_a.secondary_count), (1, 1));
+    assert_eq!(load_a.township_name, "温泉镇");
+    assert_eq!(loads.len(), 2, "only cadres");
+    assert!(
+        store
+            .cadre_loads(TOWNSHIP_ONE)
+            .await
+            .expect("a township is not a county")
+            .is_empty()
+    );
+
+    let problems = store
+        .pairing_households(
+            COUNTY,
+            PairingFilter {
+                only_problems: true,
+                ..PairingFilter::default()
+            },
+        )
+        .await
+        .expect("problems");
+    let ids: Vec<&str> = problems
+        .iter()
+        .map(|row| row.household_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            fixture.zhao.household_id.as_str(),
+            fixture.chen.household_id.as_str()
+        ],
+        "zhao has only a secondary, chen nobody"
+    );
+    let township = store
+        .pairing_households(
+            COUNTY,
+            PairingFilter {
+                township_id: Some(TOWNSHIP_ONE.into()),
+                ..PairingFilter::default()
+            },
+        )
+        .await
+        .expect("township");
+    assert_eq!(township.len(), 3);
+    let zhao = township
+        .iter()
+        .find(|row| row.household_id == fixture.zhao.household_id)
+        .expect("zhao");
+    assert!(zhao.primaries.is_empty());
+    assert_eq!(zhao.secondaries.len(), 1);
+}
+
+/// A primary assignment hands the household over (tombstone for the old cadre), is refused
+/// by the quota guard or for the current primary, and writes its audit record atomically.
+pub async fn pairings_assign_primary_guards_and_audits(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let cadre_a = principal(&fixture.cadre_a, "phone-a");
+    let cursor_a = store
+        .pull_changes(&cadre_a, &ScopeCursor::default(), 1000)
+        .await
+        .expect("first pull")
+        .next_cursor;
+    let assignment = |max: Option<u32>, audit: Option<AuditContent>| PrimaryAssignment {
+        household_id: fixture.wang.household_id.clone(),
+        cadre_user_id: fixture.cadre_b.user_id.clone(),
+        at: VISIT_TIME,
+        max_primary_count: max,
+        audit,
+    };
+    // cadre B already has li as primary: a limit of 1 refuses a second one, and nothing moves.
+    assert!(matches!(
+        store.assign_primary(assignment(Some(1), None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.audit_records(0, 10).await.expect("audit").is_empty());
+
+    let audit = AuditContent {
+        recorded_at_ms: 1_773_100_000_000,
+        actor_user_id: fixture.admin.user_id.clone(),
+        actor_role: "county".into(),
+        area_id: COUNTY.into(),
+        action: ACTION_PAIRING_OVER_QUOTA.into(),
+        subject: fixture.wang.household_id.clone(),
+        filter: format!("cadre_user_id={}", fixture.cadre_b.user_id),
+        row_count: 0,
+        file_sha256: String::new(),
+        detail: "超额确认".into(),
+    };
+    store
+        .assign_primary(assignment(None, Some(audit.clone())))
+        .await
+        .expect("confirmed over quota");
+    let records = store.audit_records(0, 10).await.expect("audit");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].content, audit);
+
+    let wang = store
+        .pairing_households(
+            COUNTY,
+            PairingFilter {
+                village_id: Some(fixture.wang.village_id.clone()),
+                ..PairingFilter::default()
+            },
+        )
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|row| row.household_id == fixture.wang.household_id)
+        .expect("wang");
+    assert_eq!(
+        wang.primaries
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        vec![fixture.cadre_b.user_id.as_str()],
+        "exactly one primary after the change"
+    );
+    // The old primary learns of the removal on their next pull.
+    let old = store
+        .pull_changes(&cadre_a, &cursor_a, 1000)
+        .await
+        .expect("pull");
+    assert!(
+        old.removed_household_ids
+            .contains(&fixture.wang.household_id)
+    );
+    // Assigning the current primary again is a conflict.
+    assert!(matches!(
+        store.assign_primary(assignment(None, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+}

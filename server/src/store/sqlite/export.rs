@@ -1,0 +1,265 @@
+//! SQLite side of the ledger exports (台账导出) and of the audit log (审计日志).
+//!
+//! Exports are read in pages with a keyset cursor (village id, household id, row key), so
+//! an export of a whole county never holds more than one page of rows from the database at
+//! a time and every page is one indexed query. The audit log is appended in the writer's
+//! transaction: reading the newest hash and inserting the next record cannot interleave with
+//! another append, so the chain never forks.
+
+use fieldsync_model::access::{AuditContent, GENESIS_HASH, chain_hash};
+use fieldsync_model::codes::Relation;
+use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::visit::Visit;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{decode_flags, decode_household, decode_json, from_sql_unsigned, parse_state};
+use crate::store::{
+    AuditRecord, ExportCursor, ExportHousehold, IncomeLedgerRow, StoreError, StoreResult,
+    VisitLedgerRow,
+};
+
+/// Largest page one export call returns.
+const MAX_EXPORT_PAGE: u32 = 2_000;
+
+/// SQL condition: the household `h` lies in the area `?1` (its township, or a township of
+/// the county `?1`).
+const HOUSEHOLD_IN_AREA: &str = "(h.township_id = ?1
+     OR h.township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township'))";
+
+/// Columns of the household part of an export row, in the order [`export_household`] reads
+/// them (starting at column 0).
+const HOUSEHOLD_COLUMNS: &str = "h.household_id, h.township_id, COALESCE(t.name, h.township_id),
+     h.village_id, COALESCE(v.name, h.village_id), h.card, h.server_seq";
+
+const HOUSEHOLD_JOINS: &str = "FROM households h
+     LEFT JOIN areas t ON t.area_id = h.township_id
+     LEFT JOIN areas v ON v.area_id = h.village_id";
+
+fn page_limit(limit: u32) -> u32 {
+    limit.clamp(1, MAX_EXPORT_PAGE)
+}
+
+/// The household columns of a row, decoded; the head's ID number and the phone come from
+/// the stored card.
+fn export_household(row: &Row<'_>) -> StoreResult<ExportHousehold> {
+    let card: String = row.get(5)?;
+    let household = decode_household(&card, row.get(6)?)?;
+    let head_id_number = household
+        .members
+        .iter()
+        .find(|member| member.relation == Relation::Head && !member.removed)
+        .map(|member| member.id_number.clone())
+        .unwrap_or_default();
+    Ok(ExportHousehold {
+        household_id: row.get(0)?,
+        township_id: row.get(1)?,
+        township_name: row.get(2)?,
+        village_id: row.get(3)?,
+        village_name: row.get(4)?,
+        national_household_number: household.national_household_number,
+        head_name: household.head_name,
+        head_id_number,
+        phone: household.phone,
+    })
+}
+
+/// The keyset condition "after the cursor" over (village id, household id, `row_key_sql`),
+/// with the cursor bound at `?first`, `?first+1`, `?first+2`.
+fn after_cursor(row_key_sql: &str, first: usize) -> String {
+    format!(
+        "(h.village_id, h.household_id, {row_key_sql}) > (?{first}, ?{}, ?{})",
+        first + 1,
+        first + 2
+    )
+}
+
+pub(super) fn export_visits(
+    connection: &Connection,
+    area_id: &str,
+    month: &str,
+    after: Option<&ExportCursor>,
+    limit: u32,
+) -> StoreResult<Vec<VisitLedgerRow>> {
+    let cursor = after.cloned().unwrap_or_default();
+    // The empty cursor sorts before every id, so one statement serves the first page too.
+    let sql = format!(
+        "SELECT {HOUSEHOLD_COLUMNS}, vi.body, vi.state, vi.evidence_flags,
+                COALESCE(u.display_name, vi.author_user_id), COALESCE(u.phone, ''),
+                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = vi.visit_id)
+         {HOUSEHOLD_JOINS}
+         JOIN visits vi ON vi.household_id = h.household_id
+         LEFT JOIN users u ON u.user_id = vi.author_user_id
+         WHERE {HOUSEHOLD_IN_AREA}
+           AND vi.business_month = ?2
+           AND NOT EXISTS (SELECT 1 FROM visits newer
+                           WHERE newer.visit_id = vi.visit_id AND newer.revision > vi.revision)
+           AND {}
+         ORDER BY h.village_id, h.household_id, vi.visit_id
+         LIMIT ?6",
+        after_cursor("vi.visit_id", 3)
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query(params![
+        area_id,
+        month,
+        cursor.village_id,
+        cursor.household_id,
+        cursor.row_key,
+        page_limit(limit)
+    ])?;
+    let mut page = Vec::new();
+    while let Some(row) = rows.next()? {
+        let household = export_household(row)?;
+        let body: String = row.get(7)?;
+        let visit: Visit = decode_json(&body, "visit")?;
+        let state = parse_state(&row.get::<_, String>(8)?)?;
+        let flags = row
+            .get::<_, Option<String>>(9)?
+            .map(|text| decode_flags(&text))
+            .transpose()?;
+        page.push(VisitLedgerRow {
+            household,
+            visit,
+            state,
+            flags,
+            cadre_name: row.get(10)?,
+            cadre_phone: row.get(11)?,
+            photo_count: from_sql_unsigned(row.get(12)?, "photo count")?,
+        });
+    }
+    Ok(page)
+}
+
+pub(super) fn export_income(
+    connection: &Connection,
+    area_id: &str,
+    year: i32,
+    quarter: Option<u32>,
+    after: Option<&ExportCursor>,
+    limit: u32,
+) -> StoreResult<Vec<IncomeLedgerRow>> {
+    let cursor = after.cloned().unwrap_or_default();
+    // The row key `YYYY-Q` is built in SQL exactly as `income_row_key` builds it.
+    let row_key_sql = "printf('%04d-%d', r.year, r.quarter)";
+    let sql = format!(
+        "SELECT {HOUSEHOLD_COLUMNS}, r.body
+         {HOUSEHOLD_JOINS}
+         JOIN income_registrations r ON r.household_id = h.household_id
+         WHERE {HOUSEHOLD_IN_AREA}
+           AND r.year = ?2
+           AND (?3 IS NULL OR r.quarter = ?3)
+           AND r.rowid = (SELECT MAX(latest.rowid) FROM income_registrations latest
+                          WHERE latest.household_id = r.household_id
+                            AND latest.year = r.year AND latest.quarter = r.quarter)
+           AND {}
+         ORDER BY h.village_id, h.household_id, r.year, r.quarter
+         LIMIT ?7",
+        after_cursor(row_key_sql, 4)
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query(params![
+        area_id,
+        year,
+        quarter,
+        cursor.village_id,
+        cursor.household_id,
+        cursor.row_key,
+        page_limit(limit)
+    ])?;
+    let mut page = Vec::new();
+    while let Some(row) = rows.next()? {
+        let household = export_household(row)?;
+        let body: String = row.get(7)?;
+        let registration: IncomeRegistration = decode_json(&body, "income registration")?;
+        page.push(IncomeLedgerRow {
+            household,
+            registration,
+        });
+    }
+    Ok(page)
+}
+
+// ----- audit log -----
+
+const AUDIT_COLUMNS: &str = "audit_id, recorded_at, actor_user_id, actor_role, area_id, action,
+     subject, filter, row_count, file_sha256, detail, previous_hash, record_hash";
+
+fn audit_from_row(row: &Row<'_>) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        audit_id: row.get(0)?,
+        content: AuditContent {
+            recorded_at_ms: row.get(1)?,
+            actor_user_id: row.get(2)?,
+            actor_role: row.get(3)?,
+            area_id: row.get(4)?,
+            action: row.get(5)?,
+            subject: row.get(6)?,
+            filter: row.get(7)?,
+            row_count: from_sql_unsigned(row.get(8)?, "audit row count")?,
+            file_sha256: row.get(9)?,
+            detail: row.get(10)?,
+        },
+        previous_hash: row.get(11)?,
+        record_hash: row.get(12)?,
+    })
+}
+
+/// Append one record chained to the newest one. Call inside a write transaction.
+pub(super) fn append_audit(
+    connection: &Connection,
+    content: &AuditContent,
+) -> StoreResult<AuditRecord> {
+    let previous_hash: String = connection
+        .query_row(
+            "SELECT record_hash FROM audit_log ORDER BY audit_id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or_else(|| GENESIS_HASH.to_owned());
+    let record_hash = chain_hash(&previous_hash, content);
+    let row_count = i64::try_from(content.row_count)
+        .map_err(|_| StoreError::Database("audit row count is too large".into()))?;
+    connection.execute(
+        "INSERT INTO audit_log (recorded_at, actor_user_id, actor_role, area_id, action, subject,
+                                filter, row_count, file_sha256, detail, previous_hash,
+                                record_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            content.recorded_at_ms,
+            content.actor_user_id,
+            content.actor_role,
+            content.area_id,
+            content.action,
+            content.subject,
+            content.filter,
+            row_count,
+            content.file_sha256,
+            content.detail,
+            previous_hash,
+            record_hash
+        ],
+    )?;
+    Ok(AuditRecord {
+        audit_id: connection.last_insert_rowid(),
+        content: content.clone(),
+        previous_hash,
+        record_hash,
+    })
+}
+
+pub(super) fn audit_records(
+    connection: &Connection,
+    after_id: i64,
+    limit: u32,
+) -> StoreResult<Vec<AuditRecord>> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE audit_id > ?1 ORDER BY audit_id LIMIT ?2"
+    ))?;
+    let mut rows = statement.query(params![after_id, limit.clamp(1, 10_000)])?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        records.push(audit_from_row(row)?);
+    }
+    Ok(records)
+}

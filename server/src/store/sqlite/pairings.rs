@@ -1,0 +1,189 @@
+//! SQLite side of pairings management (结对管理): the county's cadres with their 8741 load,
+//! households with their active pairings, and the county admin's primary assignment, which
+//! reuses the reassignment hand-over of `reassign_household_in` (tombstone for the old
+//! cadre, household entry for the new one) inside one transaction with its quota guard and
+//! its audit record.
+
+use std::collections::HashMap;
+
+use fieldsync_model::CodeList;
+use fieldsync_model::codes::CadreRank;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{corrupt, export, from_sql_unsigned, reassign_household_in};
+use crate::store::{
+    CadreLoad, HouseholdPairings, PairingFilter, PrimaryAssignment, StoreError, StoreResult,
+};
+
+/// Largest households page of the pairing list.
+const MAX_PAIRING_PAGE: u32 = 5_000;
+
+/// SQL condition: the township id in `column` belongs to the county `?1`.
+fn township_in_county(column: &str) -> String {
+    format!("{column} IN (SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township')")
+}
+
+pub(super) fn cadre_loads(connection: &Connection, county_id: &str) -> StoreResult<Vec<CadreLoad>> {
+    let sql = format!(
+        "SELECT u.user_id, u.display_name, u.phone, u.area_id, COALESCE(t.name, u.area_id), u.rank,
+                (SELECT COUNT(*) FROM pairings p
+                 WHERE p.cadre_user_id = u.user_id AND p.active = 1 AND p.is_primary = 1),
+                (SELECT COUNT(*) FROM pairings p
+                 WHERE p.cadre_user_id = u.user_id AND p.active = 1 AND p.is_primary = 0)
+         FROM users u LEFT JOIN areas t ON t.area_id = u.area_id
+         WHERE u.role = 'cadre' AND {}
+         ORDER BY u.area_id, u.display_name, u.user_id",
+        township_in_county("u.area_id")
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query(params![county_id])?;
+    let mut cadres = Vec::new();
+    while let Some(row) = rows.next()? {
+        let rank = row
+            .get::<_, Option<i32>>(5)?
+            .map(|code| {
+                CadreRank::from_code(code).ok_or_else(|| corrupt(format!("unknown rank {code}")))
+            })
+            .transpose()?;
+        cadres.push(CadreLoad {
+            user_id: row.get(0)?,
+            display_name: row.get(1)?,
+            phone: row.get(2)?,
+            township_id: row.get(3)?,
+            township_name: row.get(4)?,
+            rank,
+            primary_count: from_sql_unsigned(row.get(6)?, "primary count")?,
+            secondary_count: from_sql_unsigned(row.get(7)?, "secondary count")?,
+        });
+    }
+    Ok(cadres)
+}
+
+pub(super) fn pairing_households(
+    connection: &Connection,
+    county_id: &str,
+    filter: &PairingFilter,
+) -> StoreResult<Vec<HouseholdPairings>> {
+    let problems = if filter.only_problems {
+        "AND (SELECT COUNT(*) FROM pairings p
+              WHERE p.household_id = h.household_id AND p.active = 1 AND p.is_primary = 1) <> 1"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT h.household_id, h.head_name, h.township_id, COALESCE(t.name, h.township_id),
+                h.village_id, COALESCE(v.name, h.village_id)
+         FROM households h
+         LEFT JOIN areas t ON t.area_id = h.township_id
+         LEFT JOIN areas v ON v.area_id = h.village_id
+         WHERE {}
+           AND (?2 IS NULL OR h.township_id = ?2)
+           AND (?3 IS NULL OR h.village_id = ?3)
+           {problems}
+         ORDER BY h.township_id, h.village_id, h.head_name, h.household_id
+         LIMIT ?4",
+        township_in_county("h.township_id")
+    );
+    let limit = if filter.limit == 0 {
+        MAX_PAIRING_PAGE
+    } else {
+        filter.limit.min(MAX_PAIRING_PAGE)
+    };
+    let mut households = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    {
+        let mut statement = connection.prepare(&sql)?;
+        let mut rows = statement.query(params![
+            county_id,
+            filter.township_id,
+            filter.village_id,
+            limit
+        ])?;
+        while let Some(row) = rows.next()? {
+            let household_id: String = row.get(0)?;
+            index_of.insert(household_id.clone(), households.len());
+            households.push(HouseholdPairings {
+                household_id,
+                head_name: row.get(1)?,
+                township_id: row.get(2)?,
+                township_name: row.get(3)?,
+                village_id: row.get(4)?,
+                village_name: row.get(5)?,
+                primaries: Vec::new(),
+                secondaries: Vec::new(),
+            });
+        }
+    }
+    // One query for every active pairing of the county, rather than one per household.
+    let pairings_sql = format!(
+        "SELECT p.household_id, p.cadre_user_id, COALESCE(u.display_name, p.cadre_user_id),
+                p.is_primary
+         FROM pairings p
+         JOIN households h ON h.household_id = p.household_id
+         LEFT JOIN users u ON u.user_id = p.cadre_user_id
+         WHERE p.active = 1 AND {}
+         ORDER BY u.display_name, p.cadre_user_id",
+        township_in_county("h.township_id")
+    );
+    let mut statement = connection.prepare(&pairings_sql)?;
+    let mut rows = statement.query(params![county_id])?;
+    while let Some(row) = rows.next()? {
+        let household_id: String = row.get(0)?;
+        let Some(index) = index_of.get(&household_id) else {
+            continue;
+        };
+        let cadre = (row.get(1)?, row.get(2)?);
+        if row.get::<_, bool>(3)? {
+            households[*index].primaries.push(cadre);
+        } else {
+            households[*index].secondaries.push(cadre);
+        }
+    }
+    Ok(households)
+}
+
+pub(super) fn assign_primary(
+    transaction: &Transaction<'_>,
+    assignment: &PrimaryAssignment,
+) -> StoreResult<()> {
+    let already_primary = transaction
+        .query_row(
+            "SELECT 1 FROM pairings
+             WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1 AND is_primary = 1",
+            params![assignment.cadre_user_id, assignment.household_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if already_primary {
+        return Err(StoreError::Conflict(format!(
+            "cadre {} is already the primary of household {}",
+            assignment.cadre_user_id, assignment.household_id
+        )));
+    }
+    if let Some(max) = assignment.max_primary_count {
+        let current: i64 = transaction.query_row(
+            "SELECT COUNT(*) FROM pairings
+             WHERE cadre_user_id = ?1 AND active = 1 AND is_primary = 1",
+            params![assignment.cadre_user_id],
+            |row| row.get(0),
+        )?;
+        if current + 1 > i64::from(max) {
+            return Err(StoreError::Conflict(format!(
+                "cadre {} would have {} primary pairings, more than {max}",
+                assignment.cadre_user_id,
+                current + 1
+            )));
+        }
+    }
+    reassign_household_in(
+        transaction,
+        &assignment.household_id,
+        &assignment.cadre_user_id,
+        assignment.at,
+    )?;
+    if let Some(audit) = &assignment.audit {
+        export::append_audit(transaction, audit)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! Console page latency at township scale (issue 5 performance target): the dashboard
+//! (工作台), the review queue (待审核) and the household page (户档案) must take ≤ 200 ms of
+//! server time at p95 for a township of 5,000 households with 12 months of visits.
+//!
+//! The benchmark builds that township from the demo county (township 1's households and
+//! cadres cloned until it holds 5,000 households, each cloned cadre pairing its clones), pushes
+//! one in-person visit per household per month through the store for the 12 months up to the
+//! reference month, decides most of the past months (approved, a few returned, a few left
+//! waiting) and leaves 60 % of the current month submitted (the queue). Then it serves the
+//! console on a real socket and times each page over loopback HTTP with a logged-in
+//! supervisor: client-observed latency, so an upper bound on server time.
+//!
+//! Run: `cargo bench -p fieldsync-tests --bench console_pages` (see BENCHMARKS.md). Data is
+//! written under `/dev/shm` when it exists (fsync there is free), else the temp dir: the
+//! benchmark measures reads, not the disk.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use fieldsync_model::codes::{LocationProvider, Role, VisitMode, VisitType};
+use fieldsync_model::household::Household;
+use fieldsync_model::id_number;
+use fieldsync_model::review::{Decision, DecisionRequest, ReturnReason};
+use fieldsync_model::sync::MutationPayload;
+use fieldsync_model::visit::{GpsFix, Visit, WellbeingCheck};
+use fieldsync_server::AppState;
+use fieldsync_server::demo::{DEMO_PASSWORD, generate_demo_county, hash_demo_passwords};
+use fieldsync_server::settings::Settings;
+use fieldsync_server::store::{
+    Pairing, PushAction, PushBatch, PushEntry, SeedData, StoredDecision, UserRecord,
+};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+/// Households of the benchmark township.
+const HOUSEHOLDS: usize = 5_000;
+/// Months of visits, ending with the reference month.
+const MONTHS: i32 = 12;
+/// The reference "now": late in November 2026, Beijing time.
+const NOW: OffsetDateTime = datetime!(2026-11-25 02:00 UTC);
+/// Timed requests per page (after the warm-up ones).
+const REQUESTS: usize = 60;
+const WARM_UP: usize = 5;
+const TARGET_P95_MS: f64 = 200.0;
+
+fn main() {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("console_pages: benchmark skipped (run it with `cargo bench`)");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+/// A small deterministic generator (the benchmark must not depend on `rand`'s stream).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Township 1 of the demo county, cloned until it has [`HOUSEHOLDS`] households.
+fn township_seed() -> (SeedData, String, Vec<(UserRecord, Vec<Household>)>) {
+    let mut county = generate_demo_county(fieldsync_server::demo::DEMO_SEED);
+    hash_demo_passwords(&mut county).expect("hash");
+    let seed = county.seed;
+    let supervisor = seed
+        .users
+        .iter()
+        .find(|user| user.role == Role::Township)
+        .expect("a supervisor")
+        .clone();
+    let township_id = supervisor.area_id.clone();
+    let template_households: Vec<Household> = seed
+        .households
+        .iter()
+        .filter(|household| household.township_id == township_id)
+        .cloned()
+        .collect();
+    let template_cadres: Vec<UserRecord> = seed
+        .users
+        .iter()
+        .filter(|user| user.role == Role::Cadre && user.area_id == township_id)
+        .cloned()
+        .collect();
+    let primary_of = |household_id: &str| {
+        seed.pairings
+            .iter()
+            .find(|pairing| pairing.is_primary && pairing.household_id == household_id)
+            .map(|pairing| pairing.cadre_user_id.clone())
+    };
+    let mut users: Vec<UserRecord> = seed
+        .users
+        .iter()
+        .filter(|user| user.role != Role::Cadre || user.area_id != township_id)
+        .cloned()
+        .collect();
+    let mut households = Vec::with_capacity(HOUSEHOLDS);
+    let mut pairings = Vec::with_capacity(HOUSEHOLDS);
+    let mut work: Vec<(UserRecord, Vec<Household>)> = Vec::new();
+    let mut random = SplitMix(20_261_129);
+    let mut round = 0usize;
+    'fill: loop {
+        let cadres: Vec<UserRecord> = template_cadres
+            .iter()
+            .map(|cadre| UserRecord {
+                user_id: format!("{}-{round}", cadre.user_id),
+                username: format!("{}-{round}", cadre.username),
+                display_name: format!("{}{round}", cadre.display_name),
+                ..cadre.clone()
+            })
+            .collect();
+        let start = work.len();
+        for cadre in &cadres {
+            work.push((cadre.clone(), Vec::new()));
+        }
+        users.extend(cadres);
+        for template in &template_households {
+            if households.len() == HOUSEHOLDS {
+                break 'fill;
+            }
+            let serial = households.len();
+            let mut household = template.clone();
+            household.household_id = format!("{}-{round}", template.household_id);
+            household.national_household_number =
+                format!("{:018}", 520_000_000_000u64 + serial as u64);
+            household.head_name = format!("{}{}", template.head_name, round);
+            for member in &mut household.members {
+                member.member_id = format!("{}-{round}", member.member_id);
+                if member.id_number.len() == 18 {
+                    // Keep the region and birth date; vary the sequence digits; re-derive
+                    // the checksum so every ID stays valid.
+                    let body = format!(
+                        "{}{:03}",
+                        &member.id_number[..14],
+                        (random.next() % 1000) as u32
+                    );
+                    if let Some(check) = id_number::check_character(&body) {
+                        member.id_number = format!("{body}{check}");
+                    }
+                }
+            }
+            if let Some(location) = household.location.as_mut() {
+                location.lat += (random.next() % 2_000) as f64 / 1e6 - 0.001;
+                location.lon += (random.next() % 2_000) as f64 / 1e6 - 0.001;
+            }
+            let Some(template_primary) = primary_of(&template.household_id) else {
+                continue;
+            };
+            let index = template_cadres
+                .iter()
+                .position(|cadre| cadre.user_id == template_primary)
+                .expect("primary cadre of the township");
+            let (cadre, own) = &mut work[start + index];
+            pairings.push(Pairing {
+                cadre_user_id: cadre.user_id.clone(),
+                household_id: household.household_id.clone(),
+                is_primary: true,
+            });
+            own.push(household.clone());
+            households.push(household);
+        }
+        round += 1;
+    }
+    let areas = seed.areas.clone();
+    (
+        SeedData {
+            areas,
+            users,
+            households,
+            pairings,
+        },
+        supervisor.username,
+        work,
+    )
+}
+
+/// An honest 40-minute in-person visit to `household` at `checkin`, fixed 100 m away.
+fn visit(household: &Household, checkin: OffsetDateTime) -> Visit {
+    let checkout = checkin + Duration::minutes(40);
+    Visit {
+        visit_id: uuid::Uuid::now_v7().to_string(),
+        revision: 1,
+        supersedes_revision: 0,
+        household_id: household.household_id.clone(),
+        mode: VisitMode::InPerson,
+        exception_reason: None,
+        visit_type: VisitType::Routine,
+        checkin_at: checkin,
+        checkout_at: checkout,
+        observed_situation: "家中生产生活正常，养猪两头，长势良好".into(),
+        plan_progress: "产业帮扶资金已到位".into(),
+        problems: String::new(),
+        actions: "讲解医保报销政策".into(),
+        needs: String::new(),
+        policies_explained: vec!["医疗保障".into()],
+        wellbeing: WellbeingCheck::default(),
+        proposed_changes: Vec::new(),
+        photo_ids: Vec::new(),
+        gps: household.location.map(|home| GpsFix {
+            lat: home.lat + 0.0009,
+            lon: home.lon,
+            crs: home.crs,
+            accuracy_m: 12.0,
+            provider: Some(LocationProvider::Gps),
+            is_mock: false,
+            fix_time: Some(checkin),
+        }),
+        recorded_at_device: checkout,
+    }
+}
+
+/// The business month `back` months before the reference month, and a check-in time on a
+/// spread-out day of it (10:00 Beijing).
+fn month_checkin(back: i32, spread: u64) -> OffsetDateTime {
+    let mut year = 2026;
+    let mut month = 11 - back;
+    while month < 1 {
+        month += 12;
+        year -= 1;
+    }
+    let day = 1 + (spread % 24) as u8;
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(month as u8).unwrap(), day)
+            .expect("date");
+    date.with_hms(2, 0, 0).expect("time").assume_utc()
+}
+
+async fn run() {
+    let started = Instant::now();
+    let root = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").expect("shm dir")
+    } else {
+        tempfile::tempdir().expect("temp dir")
+    };
+    let clock = std::sync::Arc::new(fieldsync_server::clock::ManualClock::new(NOW));
+    let settings = Settings {
+        data_dir: root.path().to_owned(),
+        listen_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Settings::default()
+    };
+    let state = AppState::open_with_clock(settings, clock).expect("open");
+    let (seed, supervisor_username, work) = township_seed();
+    let supervisor_id = seed
+        .users
+        .iter()
+        .find(|user| user.username == supervisor_username)
+        .expect("supervisor")
+        .user_id
+        .clone();
+    state.store.load_seed(seed).await.expect("seed");
+    let seeded_at = started.elapsed();
+
+    // Visits: one per household and month, pushed per cadre and month.
+    let mut random = SplitMix(7);
+    let mut decided = (0usize, 0usize);
+    let mut submitted_now = 0usize;
+    let mut visits_total = 0usize;
+    let mut sample_household = String::new();
+    for (cadre_index, (cadre, households)) in work.iter().enumerate() {
+        let device = format!("bench-device-{cadre_index}");
+        let mut seq = 1u64;
+        for back in (0..MONTHS).rev() {
+            let mut entries = Vec::new();
+            let mut month_visits: Vec<Visit> = Vec::new();
+            for household in households {
+                if back == 0 && random.next() % 10 >= 6 {
+                    continue; // not visited yet this month
+                }
+                let checkin = month_checkin(back, random.next());
+                let visit = visit(household, checkin);
+                entries.push(PushEntry {
+                    seq,
+                    mutation_id: uuid::Uuid::now_v7().to_string(),
+                    hlc: seq,
+                    action: PushAction::Apply(MutationPayload::SubmitVisit(visit.clone())),
+                });
+                seq += 1;
+                month_visits.push(visit);
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let batch_id = uuid::Uuid::now_v7().to_string();
+            let push = PushBatch {
+                device_id: device.clone(),
+                user_id: cadre.user_id.clone(),
+                fingerprint: format!("{:064x}", u128::from(seq)),
+                batch_id,
+                entries,
+                received_at: month_checkin(back, 27) + Duration::hours(8),
+            };
+            state.store.apply_push(push).await.expect("push");
+            visits_total += month_visits.len();
+            for visit in month_visits {
+                if sample_household.is_empty() {
+                    sample_household = visit.household_id.clone();
+                }
+                if back == 0 {
+                    submitted_now += 1;
+                    continue;
+                }
+                let roll = random.next() % 100;
+                if roll < 2 {
+                    continue; // still waiting: an old item in the queue
+                }
+                let (decision, reasons) = if roll < 5 {
+                    decided.1 += 1;
+                    (
+                        Decision::Return,
+                        vec![ReturnReason {
+                            code: "content_too_short".into(),
+                            field: "observed_situation".into(),
+                        }],
+                    )
+                } else {
+                    decided.0 += 1;
+                    (Decision::Approve, Vec::new())
+                };
+                state
+                    .store
+                    .decide(StoredDecision {
+                        request: DecisionRequest {
+                            visit_id: visit.visit_id.clone(),
+                            revision: visit.revision,
+                            content_hash: visit.content_hash(),
+                            decision,
+                            reasons,
+                            note: String::new(),
+                            deadline: String::new(),
+                        },
+                        reviewer_user_id: supervisor_id.clone(),
+                        decided_at: visit.checkout_at + Duration::days(2),
+                    })
+                    .await
+                    .expect("decide");
+            }
+        }
+    }
+    let loaded_at = started.elapsed();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fieldsync_server::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{address}");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = browser
+        .post(format!("{base}/console/login"))
+        .form(&[
+            ("username", supervisor_username.as_str()),
+            ("password", DEMO_PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert!(login.status().is_redirection(), "login: {}", login.status());
+
+    println!("## Console pages at township scale — run of {}", today());
+    println!();
+    println!(
+        "Township: {HOUSEHOLDS} households, {} cadres, {visits_total} visits over {MONTHS} months \
+         ({} approved, {} returned, {} waiting from past months, {submitted_now} submitted this \
+         month). Seeded in {:.1} s, visits and decisions stored in {:.1} s (store API, SQLite \
+         on {}).",
+        work.len(),
+        decided.0,
+        decided.1,
+        visits_total - submitted_now - decided.0 - decided.1,
+        seeded_at.as_secs_f64(),
+        (loaded_at - seeded_at).as_secs_f64(),
+        root.path().display()
+    );
+    println!();
+    println!(
+        "Each page requested {WARM_UP} times to warm up, then {REQUESTS} times one after \
+         another over loopback HTTP by a logged-in supervisor; client-observed time (an upper \
+         bound on server time). Target: p95 ≤ {TARGET_P95_MS} ms."
+    );
+    println!();
+    println!("| page | path | bytes | p50 | p95 | max | p95 ≤ 200 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let pages = [
+        ("工作台 dashboard", "/console/dashboard".to_owned()),
+        ("待审核 queue", "/console/queue".to_owned()),
+        (
+            "户档案 household page",
+            format!("/console/households/{sample_household}"),
+        ),
+    ];
+    for (name, path) in pages {
+        let url = format!("{base}{path}");
+        let mut bytes = 0usize;
+        for _ in 0..WARM_UP {
+            let response = browser.get(&url).send().await.expect("get");
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+            bytes = response.bytes().await.expect("body").len();
+        }
+        let mut times: Vec<StdDuration> = Vec::with_capacity(REQUESTS);
+        for _ in 0..REQUESTS {
+            let begun = Instant::now();
+            let response = browser.get(&url).send().await.expect("get");
+            assert!(response.status().is_success());
+            let _ = response.bytes().await.expect("body");
+            times.push(begun.elapsed());
+        }
+        times.sort();
+        let at = |quantile: f64| {
+            let index = ((times.len() as f64 * quantile).ceil() as usize).clamp(1, times.len()) - 1;
+            times[index].as_secs_f64() * 1000.0
+        };
+        let p95 = at(0.95);
+        println!(
+            "| {name} | `{path}` | {bytes} | {:.1} ms | {p95:.1} ms | {:.1} ms | {} |",
+            at(0.50),
+            at(1.0),
+            if p95 <= TARGET_P95_MS {
+                "yes"
+            } else {
+                "**no**"
+            }
+        );
+    }
+    println!();
+    let _ = stop.send(());
+    let _ = server.await;
+}
+
+fn today() -> String {
+    let now = OffsetDateTime::now_utc();
+    format!("{}-{:02}-{:02}", now.year(), now.month() as u8, now.day())
+}

@@ -1,0 +1,269 @@
+//! Pairings management (结对管理) end to end: a real server with the demo county, the county
+//! admin's console over real HTTP and real client cores. The 8741 quota refuses an
+//! assignment unless 超额确认 is ticked (then it is audited), a primary change moves the
+//! household from the old cadre's phone to the new cadre's, the validation list shows a
+//! household without a 第一帮扶责任人, and other roles get 403.
+
+use fieldsync_client::Client;
+use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, ChainedRecord, verify_chain};
+use fieldsync_server::demo::DEMO_COUNTY_ID;
+use fieldsync_server::store::SeedData;
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let client = Client::open(folder.path(), &server.url()).expect("open client");
+    client.login(username, DEMO_PASSWORD).await.expect("login");
+    client.sync().await.expect("first sync");
+    (client, folder)
+}
+
+async fn user_id_of(server: &TestServer, username: &str) -> String {
+    server
+        .state
+        .store
+        .find_user_by_username(username)
+        .await
+        .expect("store")
+        .expect("demo user")
+        .user_id
+}
+
+async fn pairings_json(browser: &reqwest::Client, server: &TestServer, query: &str) -> Value {
+    let response = browser
+        .get(format!("{}/console/api/pairings{query}", server.url()))
+        .send()
+        .await
+        .expect("pairings");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("json")
+}
+
+async fn assign(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    household_id: &str,
+    cadre_user_id: &str,
+    confirm_over_quota: bool,
+) -> (StatusCode, Value) {
+    let response = browser
+        .post(format!("{}/console/api/pairings/assign", server.url()))
+        .json(&json!({
+            "household_id": household_id,
+            "cadre_user_id": cadre_user_id,
+            "confirm_over_quota": confirm_over_quota,
+        }))
+        .send()
+        .await
+        .expect("assign");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
+
+/// Store a household of township 1 that nobody is paired with.
+async fn add_unpaired_household(server: &TestServer) -> (String, String) {
+    let cadre01 = phone_of(server, "cadre01").await.0;
+    let template_id = cadre01.households().expect("households")[0]
+        .household_id
+        .clone();
+    let mut household = cadre01
+        .household(&template_id)
+        .expect("replica")
+        .expect("household");
+    household.household_id = uuid::Uuid::now_v7().to_string();
+    household.head_name = "测试无责任人户".into();
+    household.national_household_number = "5227310019990001".into();
+    household.server_seq = 0;
+    for member in &mut household.members {
+        member.member_id = uuid::Uuid::now_v7().to_string();
+    }
+    server
+        .state
+        .store
+        .load_seed(SeedData {
+            households: vec![household.clone()],
+            ..SeedData::default()
+        })
+        .await
+        .expect("store the household");
+    (household.household_id, household.township_id)
+}
+
+#[tokio::test]
+async fn other_roles_cannot_manage_pairings() {
+    let server = TestServer::start().await;
+    for username in ["township1", "cadre01"] {
+        let browser = console_login(&server, username).await;
+        let page = browser
+            .get(format!("{}/console/pairings", server.url()))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), StatusCode::FORBIDDEN, "{username}");
+        let api = browser
+            .get(format!("{}/console/api/pairings", server.url()))
+            .send()
+            .await
+            .expect("api");
+        assert_eq!(api.status(), StatusCode::FORBIDDEN, "{username}");
+        let post = browser
+            .post(format!("{}/console/pairings/assign", server.url()))
+            .form(&[("household_id", "x"), ("cadre_user_id", "y")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(post.status(), StatusCode::FORBIDDEN, "{username}");
+    }
+}
+
+#[tokio::test]
+async fn the_quota_refuses_unless_confirmed_and_the_override_is_audited() {
+    let server = TestServer::start().await;
+    let (household_id, township_id) = add_unpaired_household(&server).await;
+    let admin = console_login(&server, "county").await;
+
+    // The validation list shows the household without a 第一帮扶责任人.
+    let overview = pairings_json(&admin, &server, "").await;
+    let problem = overview["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .find(|row| row["household_id"] == household_id.as_str())
+        .expect("the unpaired household is listed");
+    assert_eq!(problem["problem"], "无第一帮扶责任人");
+    let page = admin
+        .get(format!(
+            "{}/console/pairings?township={township_id}",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("测试无责任人户") && page.contains("无第一帮扶责任人"));
+
+    // A cadre at or beyond the quota.
+    let full_cadre = overview["cadres"]
+        .as_array()
+        .expect("cadres")
+        .iter()
+        .find(|cadre| {
+            cadre["quota"]
+                .as_u64()
+                .is_some_and(|quota| cadre["primary_count"].as_u64().unwrap_or(0) >= quota)
+        })
+        .expect("a cadre at the quota")
+        .clone();
+    let cadre_id = full_cadre["user_id"].as_str().expect("id").to_owned();
+    let (status, body) = assign(&admin, &server, &household_id, &cadre_id, false).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("message")
+            .contains("超额确认"),
+        "{body}"
+    );
+    assert!(
+        server
+            .state
+            .store
+            .audit_records(0, 10)
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+    let still = pairings_json(&admin, &server, "").await;
+    assert!(
+        still["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|row| row["household_id"] == household_id.as_str()),
+        "nothing changed"
+    );
+
+    let (status, body) = assign(&admin, &server, &household_id, &cadre_id, true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["over_quota"], true);
+    let records = server
+        .state
+        .store
+        .audit_records(0, 10)
+        .await
+        .expect("audit");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].content.action, ACTION_PAIRING_OVER_QUOTA);
+    assert_eq!(records[0].content.subject, household_id);
+    assert_eq!(records[0].content.area_id, DEMO_COUNTY_ID);
+    let chain: Vec<ChainedRecord> = records
+        .into_iter()
+        .map(|record| ChainedRecord {
+            content: record.content,
+            previous_hash: record.previous_hash,
+            record_hash: record.record_hash,
+        })
+        .collect();
+    assert_eq!(verify_chain(&chain), Ok(()));
+    let after = pairings_json(&admin, &server, "").await;
+    assert!(
+        after["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .all(|row| row["household_id"] != household_id.as_str()),
+        "the household now has exactly one primary"
+    );
+
+    // Assigning the same primary again, or an unknown cadre, is refused.
+    let (status, _) = assign(&admin, &server, &household_id, &cadre_id, true).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = assign(&admin, &server, &household_id, "no-such-cadre", true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = assign(&admin, &server, "no-such-household", &cadre_id, true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = assign(&admin, &server, "", &cadre_id, true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_primary_change_moves_the_household_between_the_cadres_phones() {
+    let server = TestServer::start().await;
+    let (old_phone, _old_dir) = phone_of(&server, "cadre01").await;
+    let (new_phone, _new_dir) = phone_of(&server, "cadre02").await;
+    let moved = old_phone.households().expect("households")[0]
+        .household_id
+        .clone();
+    assert!(new_phone.household(&moved).expect("replica").is_none());
+
+    // Through the HTML form, as an admin would, with 超额确认 (a ranked demo cadre already
+    // carries the full 8741 quota of the rank, so one more household is over it).
+    let admin = console_login(&server, "county").await;
+    let new_cadre = user_id_of(&server, "cadre02").await;
+    let response = admin
+        .post(format!("{}/console/pairings/assign", server.url()))
+        .form(&[
+            ("household_id", moved.as_str()),
+            ("cadre_user_id", new_cadre.as_str()),
+            ("confirm_over_quota", "1"),
+        ])
+        .send()
+        .await
+        .expect("assign");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    old_phone.sync().await.expect("old phone syncs");
+    new_phone.sync().await.expect("new phone syncs");
+    assert!(
+        old_phone.household(&moved).expect("replica").is_none(),
+        "the old cadre's phone purged the household"
+    );
+    assert!(
+        new_phone.household(&moved).expect("replica").is_some(),
+        "the new cadre's phone received it"
+    );
+}
