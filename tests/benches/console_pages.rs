@@ -26,7 +26,8 @@ use fieldsync_server::AppState;
 use fieldsync_server::demo::{DEMO_PASSWORD, generate_demo_county, hash_demo_passwords};
 use fieldsync_server::settings::Settings;
 use fieldsync_server::store::{
-    Pairing, PushAction, PushBatch, PushEntry, SeedData, StoredDecision, UserRecord,
+    LedgerArea, Pairing, PushAction, PushBatch, PushEntry, QueueFilter, SeedData, StoredDecision,
+    UserRecord,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -249,13 +250,13 @@ async fn run() {
     };
     let state = AppState::open_with_clock(settings, clock).expect("open");
     let (seed, supervisor_username, work) = township_seed();
-    let supervisor_id = seed
+    let supervisor = seed
         .users
         .iter()
         .find(|user| user.username == supervisor_username)
         .expect("supervisor")
-        .user_id
         .clone();
+    let (supervisor_id, township_id) = (supervisor.user_id, supervisor.area_id);
     state.store.load_seed(seed).await.expect("seed");
     let seeded_at = started.elapsed();
 
@@ -442,8 +443,66 @@ async fn run() {
         );
     }
     println!();
+
+    // Where the time goes: the store calls behind those pages, in-process on the same data.
+    println!(
+        "Store calls behind those pages, in-process (no HTTP, no HTML), {STORE_CALLS} calls \
+         each:"
+    );
+    println!();
+    println!("| call | p50 | max |");
+    println!("|---|---|---|");
+    let area = LedgerArea::Township(township_id.clone());
+    let month = "2026-11";
+    let queue = || QueueFilter {
+        limit: 50,
+        ..QueueFilter::default()
+    };
+    report("ledger_facts (month)", || {
+        state.store.ledger_facts(&area, month)
+    })
+    .await;
+    report("queue_flag_counts", || state.store.queue_flag_counts(&area)).await;
+    report("cadre_last_syncs", || state.store.cadre_last_syncs(&area)).await;
+    report("review_queue (first 50)", || {
+        state.store.review_queue(&township_id, queue())
+    })
+    .await;
+    report("review_queue_facets", || {
+        state
+            .store
+            .review_queue_facets(&township_id, queue(), vec![NOW - Duration::days(3)])
+    })
+    .await;
+    report("household_dossier", || {
+        state.store.household_dossier(&sample_household)
+    })
+    .await;
+    println!();
     let _ = stop.send(());
     let _ = server.await;
+}
+
+/// Calls per store method in the breakdown.
+const STORE_CALLS: usize = 20;
+
+/// Time `call` [`STORE_CALLS`] times and print its median and maximum.
+async fn report<T, E: std::fmt::Debug, F>(name: &str, call: impl Fn() -> F)
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut times = Vec::with_capacity(STORE_CALLS);
+    for _ in 0..STORE_CALLS {
+        let begun = Instant::now();
+        call().await.expect(name);
+        times.push(begun.elapsed());
+    }
+    times.sort();
+    println!(
+        "| `{name}` | {:.1} ms | {:.1} ms |",
+        times[STORE_CALLS / 2].as_secs_f64() * 1000.0,
+        times[STORE_CALLS - 1].as_secs_f64() * 1000.0
+    );
 }
 
 fn today() -> String {

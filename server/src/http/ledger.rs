@@ -42,6 +42,9 @@ pub const LEDGER_PATH: &str = "/console/ledger";
 pub struct DashboardQuery {
     #[serde(default)]
     month: Option<String>,
+    /// `all`: list every cadre's 入户率, not only the lowest ones.
+    #[serde(default)]
+    cadres: Option<String>,
 }
 
 /// Query of the ledger list. Every parameter is optional; empty means "all".
@@ -116,6 +119,7 @@ pub async fn dashboard(
         area_name: &area_name,
         dashboard: &dashboard,
         now: state.app.clock.now(),
+        all_cadres: query.cadres.as_deref() == Some("all"),
     })
     .into_response())
 }

@@ -19,6 +19,10 @@ use crate::store::{MonthClosure, Principal};
 
 /// How many overdue households of the previous month the dashboard lists inline.
 const DASHBOARD_OVERDUE_ROWS: usize = 20;
+/// Cadres listed on the dashboard: the ones with the lowest 入户率 first. A township of
+/// 5,000 households has hundreds of cadres; the full table is one link away
+/// (`?cadres=all`), so the dashboard stays short and fast.
+const DASHBOARD_CADRE_ROWS: usize = 30;
 /// How many silent cadres the dashboard lists inline.
 const DASHBOARD_SILENT_ROWS: usize = 10;
 
@@ -29,6 +33,29 @@ pub struct DashboardView<'a> {
     pub area_name: &'a str,
     pub dashboard: &'a Dashboard,
     pub now: OffsetDateTime,
+    /// List every cadre, not only the [`DASHBOARD_CADRE_ROWS`] with the lowest rate.
+    pub all_cadres: bool,
+}
+
+/// The cadres the dashboard lists: all of them, or the lowest approved in-person rates first
+/// (cadres with nothing due last), at most [`DASHBOARD_CADRE_ROWS`].
+fn listed_cadres(rows: &[CoverageRow], all: bool) -> Vec<CoverageRow> {
+    if all || rows.len() <= DASHBOARD_CADRE_ROWS {
+        return rows.to_vec();
+    }
+    let mut lowest = rows.to_vec();
+    // approved / due compared without division: a/b < c/d ⇔ a·d < c·b for positive b, d.
+    lowest.sort_by(|a, b| {
+        (a.due == 0)
+            .cmp(&(b.due == 0))
+            .then_with(|| {
+                (u64::from(a.approved_in_person) * u64::from(b.due))
+                    .cmp(&(u64::from(b.approved_in_person) * u64::from(a.due)))
+            })
+            .then_with(|| a.group_name.cmp(&b.group_name))
+    });
+    lowest.truncate(DASHBOARD_CADRE_ROWS);
+    lowest
 }
 
 fn rate(counts: &CoverageCounts) -> String {
@@ -149,7 +176,15 @@ pub fn dashboard_page(view: &DashboardView<'_>) -> Markup {
                 }
                 section.card {
                     h2 { "按第一帮扶责任人" }
-                    (coverage_table(month, "帮扶干部", &dashboard.coverage.by_cadre, true))
+                    @let cadres = &dashboard.coverage.by_cadre;
+                    @let listed = listed_cadres(cadres, view.all_cadres);
+                    @if listed.len() < cadres.len() {
+                        p.muted {
+                            "入户率最低的 " (listed.len()) " 名（共 " (cadres.len()) " 名） "
+                            a href=(format!("{DASHBOARD_PATH}?month={month}&cadres=all")) { "查看全部 →" }
+                        }
+                    }
+                    (coverage_table(month, "帮扶干部", &listed, true))
                 }
             }
             div.grid2 {
@@ -396,4 +431,44 @@ pub fn silent_page(principal: &Principal, silent: &[SilentCadre], days: u32) -> 
             p { a href=(DASHBOARD_PATH) { "← 返回工作台" } }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cadre(name: &str, due: u32, approved: u32) -> CoverageRow {
+        CoverageRow {
+            group_id: name.to_owned(),
+            group_name: name.to_owned(),
+            due,
+            visited_in_person: approved,
+            approved_in_person: approved,
+            overdue: due - approved,
+        }
+    }
+
+    #[test]
+    fn the_dashboard_lists_the_lowest_rates_first_and_everyone_on_request() {
+        // 40 cadres with 8 households each and 0..=8 approved.
+        let mut rows: Vec<CoverageRow> = (0..40u32)
+            .map(|index| cadre(&format!("干部{index:02}"), 8, index % 9))
+            .collect();
+        rows.push(cadre("无户干部", 0, 0));
+        let listed = listed_cadres(&rows, false);
+        assert_eq!(listed.len(), DASHBOARD_CADRE_ROWS);
+        assert!(
+            listed
+                .windows(2)
+                .all(|pair| pair[0].approved_in_person <= pair[1].approved_in_person),
+            "lowest rate first (all due 8 here)"
+        );
+        assert_eq!(listed[0].approved_in_person, 0);
+        assert!(
+            !listed.iter().any(|row| row.due == 0),
+            "nothing due sorts last"
+        );
+        assert_eq!(listed_cadres(&rows, true).len(), rows.len());
+        assert_eq!(listed_cadres(&rows[..5], false).len(), 5);
+    }
 }

@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "phash_bands",
         include_str!("migrations/0014_phash_bands.sql"),
     ),
+    (
+        15,
+        "visit_checkin",
+        include_str!("migrations/0015_visit_checkin.sql"),
+    ),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -1541,8 +1546,9 @@ fn submit_visit(
     };
     transaction.execute(
         "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
-                             content_hash, state, mode, business_month, submitted_at, distance_m)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                             content_hash, state, mode, business_month, submitted_at, distance_m,
+                             checkin_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             visit.visit_id,
             visit.revision,
@@ -1556,6 +1562,7 @@ fn submit_visit(
             visit.business_month(),
             received_at,
             distance_m,
+            to_millis(visit.checkin_at)?,
         ],
     )?;
     log_change(
@@ -3619,6 +3626,60 @@ mod tests {
         assert_eq!(kept, 2, "every change survives the rebuild");
         let next = log_change(&writer, "t", "h", CHANGE_KIND_HOUSEHOLD, "h", 0).expect("log");
         assert_eq!(next, 4, "seq 3 was handed out once and is never reused");
+    }
+
+    #[tokio::test]
+    async fn visit_checkin_times_are_backfilled_from_the_stored_bodies() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before_checkin_column = MIGRATIONS
+            .iter()
+            .position(|(_, name, _)| *name == "visit_checkin")
+            .expect("the migration");
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in &MIGRATIONS[..before_checkin_column] {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            // Rows without their household: only the body matters here.
+            connection
+                .execute_batch("PRAGMA foreign_keys = OFF")
+                .expect("no foreign keys");
+            // 23:30 Beijing on 31 March, as phones write it, and the same instant in UTC
+            // with fractional seconds.
+            for (visit_id, checkin) in [
+                ("v-offset", "2026-03-31T23:30:00+08:00"),
+                ("v-utc", "2026-03-31T15:30:00.250Z"),
+            ] {
+                connection
+                    .execute(
+                        "INSERT INTO visits (visit_id, revision, household_id, author_user_id,
+                                             device_id, body, content_hash, state, mode,
+                                             business_month, submitted_at)
+                         VALUES (?1, 1, 'h', 'u', 'd', ?2, 'x', 'submitted', 1, '2026-03', 0)",
+                        params![visit_id, format!(r#"{{"checkin_at":"{checkin}"}}"#)],
+                    )
+                    .expect("old visit");
+            }
+        }
+        let store = SqliteStore::open(&path).expect("migrate");
+        let writer = store.inner.writer.lock().expect("writer");
+        let expected = to_millis(time::macros::datetime!(2026-03-31 15:30 UTC)).expect("ms");
+        for (visit_id, extra) in [("v-offset", 0), ("v-utc", 250)] {
+            let backfilled: i64 = writer
+                .query_row(
+                    "SELECT checkin_at_ms FROM visits WHERE visit_id = ?1",
+                    params![visit_id],
+                    |row| row.get(0),
+                )
+                .expect("backfilled");
+            assert_eq!(backfilled, expected + extra, "{visit_id}");
+        }
     }
 
     #[tokio::test]

@@ -44,15 +44,10 @@ fn invalid_month(message: impl Into<String>) -> StoreError {
     }
 }
 
-fn parse_rfc3339(text: &str) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|error| corrupt(format!("visit check-in {text:?}: {error}")))
-}
-
 fn households_in(connection: &Connection, area: &LedgerArea) -> StoreResult<Vec<LedgerHousehold>> {
     let sql = format!(
         "SELECT h.household_id, h.head_name, h.township_id, h.village_id,
-                COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
+                COALESCE(a.name, h.village_id),
                 p.cadre_user_id, u.display_name
          FROM households h
          LEFT JOIN areas a ON a.area_id = h.village_id
@@ -99,7 +94,7 @@ fn visits_in(
     let sql = format!(
         "SELECT v.visit_id, v.revision, v.household_id, v.author_user_id,
                 COALESCE(u.display_name, v.author_user_id), v.mode, v.state,
-                json_extract(v.body, '$.checkin_at'), v.submitted_at
+                v.checkin_at_ms, v.submitted_at
          FROM visits v
          JOIN households h ON h.household_id = v.household_id
          LEFT JOIN users u ON u.user_id = v.author_user_id
@@ -108,17 +103,7 @@ fn visits_in(
         townships_of(area, "h.township_id")
     );
     let mut statement = connection.prepare(&sql)?;
-    type Row = (
-        String,
-        u32,
-        String,
-        String,
-        String,
-        i32,
-        String,
-        String,
-        i64,
-    );
+    type Row = (String, u32, String, String, String, i32, String, i64, i64);
     let rows: Vec<Row> = statement
         .query_map(
             params![area_id(area), month, ReviewState::Superseded.as_str()],
@@ -154,7 +139,7 @@ fn visits_in(
                     mode: VisitMode::from_code(mode)
                         .ok_or_else(|| corrupt(format!("visit {visit_id}: mode {mode}")))?,
                     state: parse_state(&state)?,
-                    checkin_at: parse_rfc3339(&checkin)?,
+                    checkin_at: from_millis(checkin)?,
                     submitted_at: from_millis(submitted)?,
                     visit_id,
                     revision,
@@ -529,9 +514,10 @@ mod tests {
                     .execute(
                         "INSERT INTO visits (visit_id, revision, household_id, author_user_id,
                              device_id, body, content_hash, state, mode, business_month,
-                             submitted_at)
+                             submitted_at, checkin_at_ms)
                          VALUES (?1, 1, ?2, 'u', 'd',
-                             '{\"checkin_at\":\"2025-06-10T02:00:00Z\"}', '', 'approved', 1, ?3, 0)",
+                             '{\"checkin_at\":\"2025-06-10T02:00:00Z\"}', '', 'approved', 1, ?3, 0,
+                             1749520800000)",
                         params![format!("{id}-{month}"), id, format!("2025-{month:02}")],
                     )
                     .expect("visit");
