@@ -25,7 +25,7 @@ use fieldsync_model::access::{
 };
 use fieldsync_model::codes::{Role, VisitMode};
 use fieldsync_model::ledger::BusinessMonth;
-use fieldsync_model::time_util::{BEIJING, business_month};
+use fieldsync_model::time_util::{BEIJING, beijing_minutes, business_month};
 use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook, Worksheet};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -506,19 +506,6 @@ fn cell_text(value: impl Into<String>) -> Cell {
     Cell::Text(value.into())
 }
 
-/// "2026-03-10 10:00" in Beijing time.
-fn beijing_minute(instant: OffsetDateTime) -> String {
-    let local = instant.to_offset(BEIJING);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        local.year(),
-        u8::from(local.month()),
-        local.day(),
-        local.hour(),
-        local.minute()
-    )
-}
-
 /// "1234.56" for CSV (no grouping, so every tool parses it).
 fn yuan_text(fen: i64) -> String {
     let sign = if fen < 0 { "-" } else { "" };
@@ -573,7 +560,7 @@ async fn write_visits(
                 cell_text(masking.apply(SensitiveField::Phone, &row.household.phone)),
                 cell_text(&row.cadre_name),
                 cell_text(masking.apply(SensitiveField::Phone, &row.cadre_phone)),
-                cell_text(beijing_minute(row.visit.checkin_at)),
+                cell_text(beijing_minutes(row.visit.checkin_at)),
                 cell_text(row.visit.mode.label_zh()),
                 cell_text(if row.visit.mode == VisitMode::InPerson {
                     "是"
@@ -614,7 +601,7 @@ async fn write_flags(
                     number,
                     head,
                     cell_text(&row.cadre_name),
-                    cell_text(beijing_minute(row.visit.checkin_at)),
+                    cell_text(beijing_minutes(row.visit.checkin_at)),
                     cell_text(flag.code()),
                     cell_text(flag.label_zh()),
                     cell_text(flag.detail()),
@@ -956,7 +943,7 @@ fn new_worksheet(
     worksheet.set_header(format!(
         "&L{}&R导出时间 {}；{}",
         escape(title),
-        beijing_minute(now),
+        beijing_minutes(now),
         note
     ));
     worksheet.set_footer("&C第 &P 页，共 &N 页");

@@ -12,6 +12,7 @@
 //!   `POST /console/api/pairings/assign` (JSON body with the same fields,
 //!   `confirm_over_quota` boolean).
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::views::{Nav, layout};
 use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
+use crate::error::ServiceError;
 use crate::pairings::{self, AssignRequest, HouseholdRow, PairingsOverview};
 use crate::store::Principal;
 
@@ -321,8 +323,11 @@ pub struct AssignBody {
 pub async fn assign_json(
     State(state): State<ConsoleState>,
     ApiCountyAdmin(principal): ApiCountyAdmin,
-    Json(body): Json<AssignBody>,
+    body: Result<Json<AssignBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A malformed body gets the API's `{error, field}` 400, not axum's plain-text rejection.
+    let Json(body) =
+        body.map_err(|rejection| ServiceError::invalid("body", rejection.body_text()))?;
     let outcome = assign(&state, &principal, body).await?;
     Ok(Json(outcome))
 }

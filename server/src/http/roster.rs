@@ -21,6 +21,7 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use fieldsync_model::access::mask_phone;
 use fieldsync_model::id_number;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -198,8 +199,10 @@ pub async fn api_upload(
 /// Query of the JSON job view.
 #[derive(Debug, Default, Deserialize)]
 pub struct JobQuery {
+    /// `true` or `1`: answer once the job stops running (at most [`LONGEST_WAIT`]). Text,
+    /// so that another value is a typed 400 rather than axum's plain-text rejection.
     #[serde(default)]
-    wait: Option<bool>,
+    wait: Option<String>,
 }
 
 /// `GET /console/api/import/{job_id}[?wait=true]`.
@@ -210,7 +213,17 @@ pub async fn api_job(
     Query(query): Query<JobQuery>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = jobs(&state).get(&principal, &job_id)?;
-    if query.wait == Some(true) {
+    let wait = match query.wait.as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => {
+            return Err(ApiError(ServiceError::invalid(
+                "wait",
+                "应为 true 或 false (expected true or false)",
+            )));
+        }
+    };
+    if wait {
         job.wait_until_settled(LONGEST_WAIT).await;
     }
     Ok(Json(job.view()))
@@ -228,17 +241,6 @@ pub async fn api_apply(
 }
 
 // ---- views ---------------------------------------------------------------------------------
-
-/// A phone number for lists: the first 3 and last 4 digits (138****1234).
-fn mask_phone(phone: &str) -> String {
-    let characters: Vec<char> = phone.chars().collect();
-    if characters.len() < 8 {
-        return "*".repeat(characters.len());
-    }
-    let head: String = characters[..3].iter().collect();
-    let tail: String = characters[characters.len() - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(characters.len() - 7))
-}
 
 /// A change value in words, masked for the sensitive fields (DESIGN §7: lists mask ID and
 /// phone numbers).
@@ -457,8 +459,6 @@ mod tests {
 
     #[test]
     fn phone_and_id_numbers_are_masked_in_the_change_list() {
-        assert_eq!(mask_phone("13812345678"), "138****5678");
-        assert_eq!(mask_phone("1234"), "****");
         assert_eq!(
             change_value_zh("id_number", &Value::from("11010519491231002X")),
             "110105********002X"

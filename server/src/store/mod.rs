@@ -2,7 +2,9 @@
 //! implementation today and PostgreSQL later. No SQL may appear outside this module, and no
 //! SQLite type may appear in the trait.
 
-#[cfg(test)]
+/// Also built with the `test-support` feature, so end-to-end tests and benchmarks build
+/// their data with the same fixtures instead of copies.
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod sqlite;
 

@@ -15,7 +15,10 @@ use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{corrupt, decode_household, decode_json, encode_json, load_household, parse_state};
+use super::{
+    corrupt, decode_household, decode_json, encode_json, household_exists, load_household,
+    parse_state,
+};
 use crate::store::{
     HouseholdDossier, HouseholdVisit, LatestWellbeingCheck, PairedCadre, StoreError, StoreResult,
 };
@@ -87,14 +90,7 @@ pub(super) fn save_income_registrations(
                 registration.registration_id
             )));
         }
-        let known: Option<i64> = transaction
-            .query_row(
-                "SELECT 1 FROM households WHERE household_id = ?1",
-                params![registration.household_id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if known.is_none() {
+        if !household_exists(transaction, &registration.household_id)? {
             return Err(StoreError::NotFound(format!(
                 "household {}",
                 registration.household_id

@@ -14,7 +14,7 @@ use fieldsync_model::ledger::{
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{corrupt, from_millis, from_sql_unsigned, parse_state, to_millis};
+use super::{corrupt, decode_flags, from_millis, from_sql_unsigned, parse_state, to_millis};
 use crate::store::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerVisit,
     LockedLedgerRow, MonthClosure, StoreError, StoreResult,
@@ -450,8 +450,8 @@ pub(super) fn queue_flag_counts(
     let mut counts: std::collections::BTreeMap<&'static str, (&'static str, HashSet<String>)> =
         std::collections::BTreeMap::new();
     for (visit_id, flags) in rows {
-        let flags: Vec<EvidenceFlag> = serde_json::from_str(&flags)
-            .map_err(|error| corrupt(format!("flags of visit {visit_id}: {error}")))?;
+        // Leniently, like every other reader: a flag written by a newer server is skipped.
+        let flags: Vec<EvidenceFlag> = decode_flags(&flags)?;
         for flag in flags {
             counts
                 .entry(flag.code())

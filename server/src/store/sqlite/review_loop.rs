@@ -381,7 +381,7 @@ pub(super) fn household_photo_history(
         serde_json::to_string(months).map_err(|error| corrupt(format!("months list: {error}")))?;
     let mut statement = connection.prepare_cached(
         "SELECT p.body, v.visit_id, v.business_month, v.state,
-                json_extract(v.body, '$.checkin_at')
+                v.checkin_at_ms
          FROM visits v
          JOIN photos p ON p.visit_id = v.visit_id
          JOIN blobs b ON b.sha256 = p.sha256
@@ -407,19 +407,14 @@ pub(super) fn household_photo_history(
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
                 row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
+                row.get::<_, i64>(4)?,
             ))
         },
     )?;
     let mut photos = Vec::new();
     for row in rows {
         let (body, visit_id, business_month, state, checkin_at) = row?;
-        let checkin_at = checkin_at
-            .as_deref()
-            .and_then(|text| {
-                OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .ok_or_else(|| corrupt(format!("visit {visit_id}: bad checkin_at")))?;
+        let checkin_at = from_millis(checkin_at)?;
         photos.push(HouseholdPhoto {
             photo: decode_json::<PhotoRecord>(&body, "photo record")?,
             visit_id,

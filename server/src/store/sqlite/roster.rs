@@ -15,12 +15,10 @@ use fieldsync_model::sync::MutationOutcome;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{
-    add_member, decode_household, display_name_of, from_millis, insert_household, load_household,
-    query_areas, register_history_in, to_millis, to_sql_integer, write_register,
+    AREA_COLUMNS, add_member, decode_household, display_name_of, from_millis, insert_household,
+    load_household, query_areas, register_history_in, to_millis, to_sql_integer, write_register,
 };
 use crate::store::{Area, ImportRun, RosterImportApply, StoreError, StoreResult};
-
-const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
 
 fn area_name(area: Area) -> AreaName {
     AreaName {
