@@ -16,18 +16,18 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use fieldsync_model::codes::{LocationProvider, Role, VisitMode, VisitType};
+use fieldsync_model::codes::{Role, VisitMode};
 use fieldsync_model::household::Household;
 use fieldsync_model::id_number;
 use fieldsync_model::review::{Decision, DecisionRequest, ReturnReason};
 use fieldsync_model::sync::MutationPayload;
-use fieldsync_model::visit::{GpsFix, Visit, WellbeingCheck};
+use fieldsync_model::visit::Visit;
 use fieldsync_server::AppState;
 use fieldsync_server::demo::{DEMO_PASSWORD, generate_demo_county, hash_demo_passwords};
 use fieldsync_server::settings::Settings;
+use fieldsync_server::store::conformance::{apply, batch, visit};
 use fieldsync_server::store::{
-    LedgerArea, Pairing, PushAction, PushBatch, PushEntry, QueueFilter, SeedData, StoredDecision,
-    UserRecord,
+    LedgerArea, Pairing, PushBatch, QueueFilter, SeedData, StoredDecision, UserRecord,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -184,41 +184,6 @@ fn township_seed() -> (SeedData, String, Vec<(UserRecord, Vec<Household>)>) {
     )
 }
 
-/// An honest 40-minute in-person visit to `household` at `checkin`, fixed 100 m away.
-fn visit(household: &Household, checkin: OffsetDateTime) -> Visit {
-    let checkout = checkin + Duration::minutes(40);
-    Visit {
-        visit_id: uuid::Uuid::now_v7().to_string(),
-        revision: 1,
-        supersedes_revision: 0,
-        household_id: household.household_id.clone(),
-        mode: VisitMode::InPerson,
-        exception_reason: None,
-        visit_type: VisitType::Routine,
-        checkin_at: checkin,
-        checkout_at: checkout,
-        observed_situation: "家中生产生活正常，养猪两头，长势良好".into(),
-        plan_progress: "产业帮扶资金已到位".into(),
-        problems: String::new(),
-        actions: "讲解医保报销政策".into(),
-        needs: String::new(),
-        policies_explained: vec!["医疗保障".into()],
-        wellbeing: WellbeingCheck::default(),
-        proposed_changes: Vec::new(),
-        photo_ids: Vec::new(),
-        gps: household.location.map(|home| GpsFix {
-            lat: home.lat + 0.0009,
-            lon: home.lon,
-            crs: home.crs,
-            accuracy_m: 12.0,
-            provider: Some(LocationProvider::Gps),
-            is_mock: false,
-            fix_time: Some(checkin),
-        }),
-        recorded_at_device: checkout,
-    }
-}
-
 /// The business month `back` months before the reference month, and a check-in time on a
 /// spread-out day of it (10:00 Beijing).
 fn month_checkin(back: i32, spread: u64) -> OffsetDateTime {
@@ -277,27 +242,17 @@ async fn run() {
                     continue; // not visited yet this month
                 }
                 let checkin = month_checkin(back, random.next());
-                let visit = visit(household, checkin);
-                entries.push(PushEntry {
-                    seq,
-                    mutation_id: uuid::Uuid::now_v7().to_string(),
-                    hlc: seq,
-                    action: PushAction::Apply(MutationPayload::SubmitVisit(visit.clone())),
-                });
+                let visit = visit(household, VisitMode::InPerson, checkin);
+                entries.push(apply(seq, MutationPayload::SubmitVisit(visit.clone())));
                 seq += 1;
                 month_visits.push(visit);
             }
             if entries.is_empty() {
                 continue;
             }
-            let batch_id = uuid::Uuid::now_v7().to_string();
             let push = PushBatch {
-                device_id: device.clone(),
-                user_id: cadre.user_id.clone(),
-                fingerprint: format!("{:064x}", u128::from(seq)),
-                batch_id,
-                entries,
                 received_at: month_checkin(back, 27) + Duration::hours(8),
+                ..batch(cadre, &device, entries)
             };
             state.store.apply_push(push).await.expect("push");
             visits_total += month_visits.len();

@@ -197,6 +197,79 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
+/// A real client core (the phone) in a temporary folder, logged in as `username` against
+/// `server`, with its scope pulled. Keep the folder alive as long as the client.
+pub async fn phone_of(
+    server: &TestServer,
+    username: &str,
+) -> (fieldsync_client::Client, tempfile::TempDir) {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let client = fieldsync_client::Client::open(folder.path(), &server.url()).expect("open client");
+    client.login(username, DEMO_PASSWORD).await.expect("login");
+    client.sync().await.expect("first sync");
+    (client, folder)
+}
+
+/// A URL where nothing listens (the port was bound and released, so connecting is refused):
+/// a phone that is offline.
+pub async fn unreachable_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    format!("http://{address}")
+}
+
+/// Push `payloads` over real gRPC as one batch from `device_id`, with seqs from `first_seq`,
+/// and insist that the server answered for every one and applied each. Returns the next seq.
+pub async fn push_applied(
+    server: &TestServer,
+    token: &str,
+    device_id: &str,
+    first_seq: u64,
+    payloads: Vec<v1::mutation::Payload>,
+) -> u64 {
+    let sent = payloads.len();
+    let mutations: Vec<v1::Mutation> = payloads
+        .into_iter()
+        .zip(first_seq..)
+        .map(|(payload, seq)| v1::Mutation {
+            seq,
+            mutation_id: uuid::Uuid::now_v7().to_string(),
+            hlc: 1,
+            payload: Some(payload),
+        })
+        .collect();
+    let response = v1::sync_client::SyncClient::new(server.channel().await)
+        .push(authorized(
+            v1::PushRequest {
+                device_id: device_id.into(),
+                batch_id: uuid::Uuid::now_v7().to_string(),
+                first_seq,
+                mutations,
+                client: Some(client_info()),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .expect("push")
+        .into_inner();
+    assert_eq!(response.results.len(), sent, "one result per mutation");
+    for result in &response.results {
+        assert_eq!(
+            result.outcome,
+            v1::MutationOutcome::Applied as i32,
+            "seq {} was not applied: {} {}",
+            result.seq,
+            result.reject_code,
+            result.reject_message
+        );
+    }
+    first_seq + sent as u64
+}
+
 /// Pull the caller's whole scope from an empty cursor.
 pub async fn pull_all(
     channel: Channel,

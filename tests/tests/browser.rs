@@ -22,7 +22,7 @@ use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use fieldsync_client::{Client, NewVisit, VisitState};
 use fieldsync_model::codes::{LocationProvider, VisitMode};
 use fieldsync_model::visit::GpsFix;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, test_photo};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, phone_of, test_photo};
 use time::{Duration, OffsetDateTime};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -155,14 +155,6 @@ async fn wait_for(browser: &Browser, css: &str) -> fantoccini::elements::Element
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
-}
-
-async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(folder.path(), &server.url()).expect("open client");
-    client.login(username, DEMO_PASSWORD).await.expect("login");
-    client.sync().await.expect("first sync");
-    (client, folder)
 }
 
 /// Record an in-person visit with one real photo at the phone's first household, synced.

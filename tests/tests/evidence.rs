@@ -8,7 +8,9 @@ use fieldsync_proto::v1;
 use fieldsync_server::media::blobs::Derived;
 use fieldsync_server::media::photo::synthetic;
 use fieldsync_server::store::CaptureTime;
-use fieldsync_tests::{TestServer, authorized, client_info, console_login, test_photo};
+use fieldsync_tests::{
+    TestServer, authorized, client_info, console_login, push_applied, test_photo,
+};
 use sha2::Digest;
 use time::{Duration, OffsetDateTime};
 use tonic::Code;
@@ -130,42 +132,14 @@ impl Phone {
     }
 
     async fn push(&mut self, server: &TestServer, payloads: Vec<v1::mutation::Payload>) {
-        let first_seq = self.next_seq;
-        let mutations: Vec<v1::Mutation> = payloads
-            .into_iter()
-            .map(|payload| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                v1::Mutation {
-                    seq,
-                    mutation_id: uuid::Uuid::now_v7().to_string(),
-                    hlc: 1,
-                    payload: Some(payload),
-                }
-            })
-            .collect();
-        let response = v1::sync_client::SyncClient::new(server.channel().await)
-            .push(authorized(
-                v1::PushRequest {
-                    device_id: self.device_id.clone(),
-                    batch_id: uuid::Uuid::now_v7().to_string(),
-                    first_seq,
-                    mutations,
-                    client: Some(client_info()),
-                    ..Default::default()
-                },
-                &self.token,
-            ))
-            .await
-            .expect("push")
-            .into_inner();
-        for result in &response.results {
-            assert_eq!(
-                result.outcome,
-                v1::MutationOutcome::Applied as i32,
-                "{result:?}"
-            );
-        }
+        self.next_seq = push_applied(
+            server,
+            &self.token,
+            &self.device_id,
+            self.next_seq,
+            payloads,
+        )
+        .await;
     }
 }
 
@@ -685,6 +659,10 @@ async fn crossing_the_daily_limit_flags_the_days_earlier_visits_too() {
     let mut phone = Phone::login(&server, "cadre01").await;
     let mut supervisor = Supervisor::login(&server).await;
     let limit = server.state.settings.evidence.max_in_person_visits_per_day as usize;
+    assert!(
+        limit >= 1,
+        "the check below runs when the day reaches the limit"
+    );
     // Yesterday 08:00 Beijing (00:00 UTC), one visit every 50 minutes at the next household.
     let start = (OffsetDateTime::now_utc() - Duration::days(1)).replace_time(time::Time::MIDNIGHT);
     let households = phone.households.clone();

@@ -135,6 +135,13 @@ async fn store_batch(server: &TestServer, cadre_user_id: &str, payloads: Vec<Mut
         .await
         .expect("store batch");
     assert_eq!(result.outcomes.len(), count);
+    for (seq, outcome) in &result.outcomes {
+        assert_eq!(
+            *outcome,
+            fieldsync_model::sync::MutationOutcome::Applied,
+            "seq {seq} was not stored"
+        );
+    }
 }
 
 /// What the test stored, to compare the exports against.

@@ -9,7 +9,7 @@
 
 use fieldsync_model::id_number;
 use fieldsync_proto::v1;
-use fieldsync_tests::{TestServer, authorized, client_info, console_login, pull_all};
+use fieldsync_tests::{TestServer, console_login, pull_all, push_applied};
 use reqwest::StatusCode;
 
 const YEAR: i32 = 2024;
@@ -21,41 +21,7 @@ async fn push(
     device_id: &str,
     payloads: Vec<v1::mutation::Payload>,
 ) {
-    let mut sync = v1::sync_client::SyncClient::new(server.channel().await);
-    let response = sync
-        .push(authorized(
-            v1::PushRequest {
-                device_id: device_id.into(),
-                batch_id: uuid::Uuid::now_v7().to_string(),
-                first_seq: 1,
-                mutations: payloads
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, payload)| v1::Mutation {
-                        seq: 1 + index as u64,
-                        mutation_id: uuid::Uuid::now_v7().to_string(),
-                        hlc: 1,
-                        payload: Some(payload),
-                    })
-                    .collect(),
-                client: Some(client_info()),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("push")
-        .into_inner();
-    for result in &response.results {
-        assert_eq!(
-            result.outcome,
-            v1::MutationOutcome::Applied as i32,
-            "seq {} was not applied: {} {}",
-            result.seq,
-            result.reject_code,
-            result.reject_message
-        );
-    }
+    push_applied(server, token, device_id, 1, payloads).await;
 }
 
 /// One quarter's income of `household_size` people, all wages, in fen.
@@ -264,6 +230,12 @@ async fn income_over_two_quarters_flags_the_household_below_the_line_on_every_pa
         .await
         .expect("read")
         .expect("low");
+    assert!(
+        stored
+            .current_members()
+            .any(|member| member.id_number.len() == 18),
+        "the masking checks below need members with ID numbers"
+    );
     let cadre = server
         .state
         .store

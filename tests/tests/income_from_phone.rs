@@ -4,17 +4,7 @@
 
 use fieldsync_client::{Client, IncomeState};
 use fieldsync_model::income::IncomeComponents;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
-
-/// A URL where nothing listens: the port was bound and released, so connecting is refused.
-async fn unreachable_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{address}")
-}
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, unreachable_url};
 
 const YEAR: i32 = 2025;
 

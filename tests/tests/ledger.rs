@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use fieldsync_client::{Client, NewVisit};
 use fieldsync_model::codes::VisitMode;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, unreachable_url};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -50,16 +50,6 @@ impl fieldsync_client::Clock for TestClock {
 const MARCH_31_LATE: OffsetDateTime = datetime!(2026-03-31 15:00 UTC);
 /// 2026-04-02 10:00 Beijing: March has ended.
 const APRIL_2: OffsetDateTime = datetime!(2026-04-02 02:00 UTC);
-
-/// A URL where nothing listens.
-async fn unreachable_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{address}")
-}
 
 async fn phone_of(
     server: &TestServer,

@@ -4,21 +4,12 @@
 //! household from the old cadre's phone to the new cadre's, the validation list shows a
 //! household without a 第一帮扶责任人, and other roles get 403.
 
-use fieldsync_client::Client;
 use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, ChainedRecord, verify_chain};
 use fieldsync_server::demo::DEMO_COUNTY_ID;
 use fieldsync_server::store::SeedData;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
+use fieldsync_tests::{TestServer, console_login, phone_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(folder.path(), &server.url()).expect("open client");
-    client.login(username, DEMO_PASSWORD).await.expect("login");
-    client.sync().await.expect("first sync");
-    (client, folder)
-}
 
 async fn user_id_of(server: &TestServer, username: &str) -> String {
     server
@@ -116,6 +107,20 @@ async fn other_roles_cannot_manage_pairings() {
             .expect("post");
         assert_eq!(post.status(), StatusCode::FORBIDDEN, "{username}");
     }
+    // The county admin's malformed JSON is a typed 400 naming the body, and nothing changes.
+    let county = console_login(&server, "county").await;
+    let before = pairings_json(&county, &server, "").await;
+    let malformed = county
+        .post(format!("{}/console/api/pairings/assign", server.url()))
+        .header("content-type", "application/json")
+        .body(r#"{"household_id": "x", "cadre_user_id": "y", "confirm_over_quota": "yes"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = malformed.json().await.expect("json error");
+    assert_eq!(refused["field"], "body", "{refused}");
+    assert_eq!(pairings_json(&county, &server, "").await, before);
 }
 
 #[tokio::test]

@@ -11,17 +11,9 @@ use fieldsync_client::{Client, NewVisit};
 use fieldsync_model::codes::{LocationProvider, VisitMode};
 use fieldsync_model::visit::GpsFix;
 use fieldsync_server::clock::ManualClock;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, test_photo};
+use fieldsync_tests::{TestServer, console_login, phone_of, test_photo};
 use reqwest::StatusCode;
 use time::{Duration, OffsetDateTime};
-
-async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(folder.path(), &server.url()).expect("open client");
-    client.login(username, DEMO_PASSWORD).await.expect("login");
-    client.sync().await.expect("first sync");
-    (client, folder)
-}
 
 /// An in-person visit to the `index`-th household of the phone, `north_m` metres north of
 /// its registered location, with the given photos.

@@ -931,6 +931,19 @@ async fn a_csv_without_bom_imports_and_the_template_downloads() {
     // Unknown jobs are not found; other roles are refused.
     let (status, _) = console.page("/console/import/no-such-job").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A `wait` that is neither true nor false is a typed 400 naming it.
+    let response = console
+        .browser
+        .get(format!(
+            "{}/console/api/import/{form_job}?wait=yes",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("job");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = response.json().await.expect("json error");
+    assert_eq!(refused["field"], "wait", "{refused}");
     let supervisor = console_login(&server, "township1").await;
     let response = supervisor
         .get(format!("{}/console/import", server.url()))

@@ -6,15 +6,7 @@
 use fieldsync_client::Client;
 use fieldsync_model::register::FieldTarget;
 use fieldsync_server::store::{Pairing, SeedData};
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login};
-
-async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(folder.path(), &server.url()).expect("open client");
-    client.login(username, DEMO_PASSWORD).await.expect("login");
-    client.sync().await.expect("first sync");
-    (client, folder)
-}
+use fieldsync_tests::{TestServer, console_login, phone_of};
 
 fn phone_number_on(client: &Client, household_id: &str) -> String {
     client

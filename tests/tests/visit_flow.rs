@@ -7,27 +7,10 @@ use fieldsync_client::{Client, NewVisit, VisitState};
 use fieldsync_model::codes::{Crs, LocationProvider, VisitMode};
 use fieldsync_model::visit::GpsFix;
 use fieldsync_proto::v1;
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, console_login, test_photo};
+use fieldsync_tests::{
+    DEMO_PASSWORD, TestServer, authorized, console_login, phone_of, test_photo, unreachable_url,
+};
 use time::{Duration, OffsetDateTime};
-
-/// A URL where nothing listens: the port was bound and released, so connecting is refused.
-async fn unreachable_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    drop(listener);
-    format!("http://{address}")
-}
-
-/// A logged-in phone with its scope pulled.
-async fn phone_of(server: &TestServer, username: &str) -> (Client, tempfile::TempDir) {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(folder.path(), &server.url()).expect("open client");
-    client.login(username, DEMO_PASSWORD).await.expect("login");
-    client.sync().await.expect("first sync");
-    (client, folder)
-}
 
 /// An in-person visit at the household's registered location with one real photo.
 fn visit_at_home(client: &Client, household_id: &str) -> NewVisit {
