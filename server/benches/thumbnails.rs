@@ -21,6 +21,7 @@ const HEIGHT: u16 = 3000;
 const CORPUS: usize = 8;
 const ROUNDS: usize = 3;
 const BOMB_RUNS: usize = 200;
+const MEMORY_RUNS: usize = 7;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -285,14 +286,16 @@ fn vips_available() -> bool {
 }
 
 fn throughput(dir: &Path, corpus: &[Item]) {
-    let files: Vec<Vec<u8>> = corpus
-        .iter()
-        .map(|item| std::fs::read(&item.path).unwrap())
-        .collect();
+    // From the file, as vipsthumbnail reads it and as upload completion runs it: the streaming
+    // path (`photo::thumbnail_file`), page cache warm for both tools after the warm-up.
+    let thumbnail_of = |item: &Item| {
+        photo::thumbnail_file(&item.path)
+            .expect("read corpus file")
+            .expect("thumbnail")
+    };
     // Warm-up and correctness: every thumbnail fits 320 and is upright.
-    for (item, bytes) in corpus.iter().zip(&files) {
-        let thumbnail = photo::thumbnail(bytes).expect("thumbnail");
-        let decoded = image::load_from_memory(&thumbnail).unwrap();
+    for item in corpus {
+        let decoded = image::load_from_memory(&thumbnail_of(item)).unwrap();
         let expected = if item.orientation == Some(6) {
             (240, 320)
         } else {
@@ -305,9 +308,9 @@ fn throughput(dir: &Path, corpus: &[Item]) {
     let cpu_before = process_cpu();
     let wall = Instant::now();
     for _ in 0..ROUNDS {
-        for bytes in &files {
+        for item in corpus {
             let started = Instant::now();
-            std::hint::black_box(photo::thumbnail(bytes).unwrap());
+            std::hint::black_box(thumbnail_of(item));
             per_image.push(started.elapsed());
         }
     }
@@ -335,8 +338,8 @@ fn throughput(dir: &Path, corpus: &[Item]) {
     println!("### Thumbnail throughput (12 MP → 320 px JPEG q80, EXIF-rotated)");
     println!();
     println!(
-        "fieldsync: `media::photo::thumbnail` in-process, one thread, {ROUNDS} rounds over the \
-         corpus. vipsthumbnail: `VIPS_CONCURRENCY=1 vipsthumbnail --size 320x320 -o \
+        "fieldsync: `media::photo::thumbnail_file` in-process (streams the file, as upload \
+         completion does), one thread, {ROUNDS} rounds over the corpus. vipsthumbnail: `VIPS_CONCURRENCY=1 vipsthumbnail --size 320x320 -o \
          out/tn_%s.jpg[Q=80,strip] <all {CORPUS} files>` as one process per round (start-up \
          amortised over {CORPUS} files), timed by `/usr/bin/time`; its start-up alone is \
          measured on a 16×16 JPEG and also reported subtracted."
@@ -477,90 +480,194 @@ fn tiny_jpeg(dir: &Path) -> PathBuf {
     path
 }
 
+/// One thumbnail command of either tool, for the memory table.
+fn thumbnail_command(tool: Tool, input: &Path, output: &Path) -> Command {
+    match tool {
+        Tool::Fieldsync => {
+            let mut command = Command::new(std::env::current_exe().expect("own path"));
+            command.arg("--thumbnail-one").arg(input).arg(output);
+            command
+        }
+        Tool::Vips => {
+            let mut command = Command::new("vipsthumbnail");
+            command
+                .env("VIPS_CONCURRENCY", "1")
+                .arg(input)
+                .arg("-s")
+                .arg("320")
+                .arg("-o")
+                .arg(output);
+            command
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Tool {
+    Fieldsync,
+    Vips,
+}
+
+/// Median max RSS (KiB) of `MEMORY_RUNS` runs: address-space randomisation moves it by a few
+/// hundred KiB from run to run, so one run (or the minimum of a few) is not a stable reading.
+fn median_max_rss(tool: Tool, input: &Path, output: &Path) -> u64 {
+    let mut rss: Vec<u64> = (0..MEMORY_RUNS)
+        .filter_map(|_| timed(&mut thumbnail_command(tool, input, output)))
+        .map(|(_, _, rss)| rss)
+        .collect();
+    rss.sort_unstable();
+    rss.get(rss.len() / 2).copied().unwrap_or(0)
+}
+
+/// (VmHWM, RssFile) in KiB, read from `/proc/PID/status` as the process calls `exit_group`,
+/// with the process stopped there by gdb (gdb also turns address randomisation off, so the
+/// reading repeats exactly). File-backed pages (the program's and libraries' code and
+/// read-only data) only grow during a run, so VmHWM − RssFile-at-exit is the anonymous
+/// memory (heap, stacks) at the peak, give or take the few code pages first touched after it.
+fn peak_and_file_pages(tool: Tool, input: &Path, output: &Path) -> Option<(u64, u64)> {
+    let command = thumbnail_command(tool, input, output);
+    let script = "python\n\
+        pid = gdb.selected_inferior().pid\n\
+        fields = dict((l.split()[0], l.split()[1]) for l in open('/proc/%d/status' % pid) if len(l.split()) > 1)\n\
+        print('PEAK', fields['VmHWM:'], fields['RssFile:'])\n\
+        end\n";
+    let script_path = output.with_extension("gdb");
+    std::fs::write(&script_path, script).ok()?;
+    let result = Command::new("gdb")
+        .args([
+            "-q",
+            "-batch",
+            "-ex",
+            "catch syscall exit_group",
+            "-ex",
+            "run",
+            "-x",
+        ])
+        .arg(&script_path)
+        .arg("--args")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned()))),
+        )
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let line = stdout.lines().find(|line| line.starts_with("PEAK "))?;
+    let mut numbers = line[5..].split_whitespace().filter_map(|n| n.parse().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+fn gdb_available() -> bool {
+    Command::new("gdb")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 fn memory(dir: &Path, corpus: &[Item]) {
     println!("### Peak memory per thumbnail");
     println!();
-    println!(
-        "Maximum resident set size from `/usr/bin/time -f %M`, one file per process: \
-         `thumbnails --thumbnail-one IN OUT` (this benchmark binary; same code path as the \
-         console) and `VIPS_CONCURRENCY=1 vipsthumbnail IN -s 320 -o OUT`. The process \
-         baseline is the same command on a 16×16 JPEG; the delta is what one in-flight \
-         thumbnail costs."
-    );
-    println!();
-    let me = std::env::current_exe().expect("own path");
     let tiny = tiny_jpeg(dir);
     let out = dir.join("one.jpg");
-    let fieldsync = |input: &Path| {
-        let rss: Vec<u64> = (0..3)
-            .filter_map(|_| {
-                timed(
-                    Command::new(&me)
-                        .arg("--thumbnail-one")
-                        .arg(input)
-                        .arg(&out),
-                )
-            })
-            .map(|(_, _, rss)| rss)
-            .collect();
-        rss.into_iter().min().unwrap_or(0)
-    };
-    let vips = |input: &Path| {
-        if !vips_available() {
-            return 0;
+    let vips = vips_available();
+    let kib = |value: u64| value as f64 / 1024.0;
+    let ratio = |ours: f64, theirs: f64| {
+        if vips && theirs > 0.0 {
+            format!("{:.2}", ours / theirs)
+        } else {
+            "n/a".to_owned()
         }
-        let rss: Vec<u64> = (0..3)
-            .filter_map(|_| {
-                timed(
-                    Command::new("vipsthumbnail")
-                        .env("VIPS_CONCURRENCY", "1")
-                        .arg(input)
-                        .arg("-s")
-                        .arg("320")
-                        .arg("-o")
-                        .arg(&out),
-                )
-            })
-            .map(|(_, _, rss)| rss)
-            .collect();
-        rss.into_iter().min().unwrap_or(0)
     };
-    let fs_base = fieldsync(&tiny);
-    let vips_base = vips(&tiny);
     println!(
-        "| file | fieldsync max RSS | vipsthumbnail max RSS | fieldsync delta | vips delta | delta ratio (fieldsync / vips; target ≤ 1.2) |"
+        "Both tools run one file per process: `thumbnails --thumbnail-one IN OUT` (this \
+         benchmark binary; `photo::thumbnail_file`, the streaming path upload completion uses) \
+         and `VIPS_CONCURRENCY=1 vipsthumbnail IN -s 320 -o OUT`. Each delta is against the \
+         same command on a 16×16 JPEG, so it is what the 12 MP photo adds."
     );
-    println!("|---|---|---|---|---|---|");
+    println!();
     println!(
-        "| 16×16 baseline | {:.1} MB | {:.1} MB | | | |",
-        fs_base as f64 / 1024.0,
-        vips_base as f64 / 1024.0
+        "**Anonymous memory at the peak** (heap and stacks: what each further in-flight \
+         thumbnail costs; code pages are shared by all of them). VmHWM − RssFile, read from \
+         `/proc/PID/status` when the process exits, stopped there by gdb (no address \
+         randomisation, so the reading repeats exactly):"
     );
-    for item in corpus.iter().take(4) {
-        let fs = fieldsync(&item.path);
-        let vp = vips(&item.path);
-        let fs_delta = fs.saturating_sub(fs_base) as f64 / 1024.0;
-        let vp_delta = vp.saturating_sub(vips_base) as f64 / 1024.0;
+    println!();
+    if gdb_available() {
         println!(
-            "| {} | {:.1} MB | {:.1} MB | {:.1} MB | {:.1} MB | {:.2} |",
-            item.path.file_name().unwrap().to_string_lossy(),
-            fs as f64 / 1024.0,
-            vp as f64 / 1024.0,
-            fs_delta,
-            vp_delta,
-            if vp_delta > 0.0 {
-                fs_delta / vp_delta
-            } else {
-                f64::NAN
-            },
+            "| file | fieldsync anon delta | vips anon delta | ratio (fieldsync / vips; target ≤ 1.2) | fieldsync code-page delta | vips code-page delta |"
         );
+        println!("|---|---|---|---|---|---|");
+        let reading = |tool: Tool, input: &Path| {
+            if tool == Tool::Vips && !vips {
+                return (0, 0);
+            }
+            peak_and_file_pages(tool, input, &out).unwrap_or((0, 0))
+        };
+        let (fs_base_peak, fs_base_file) = reading(Tool::Fieldsync, &tiny);
+        let (vips_base_peak, vips_base_file) = reading(Tool::Vips, &tiny);
+        for item in corpus.iter().take(4) {
+            let (fs_peak, fs_file) = reading(Tool::Fieldsync, &item.path);
+            let (vips_peak, vips_file) = reading(Tool::Vips, &item.path);
+            let anon_delta = |peak: u64, file: u64, base_peak: u64, base_file: u64| {
+                kib((peak.saturating_sub(file)).saturating_sub(base_peak.saturating_sub(base_file)))
+            };
+            let fs_anon = anon_delta(fs_peak, fs_file, fs_base_peak, fs_base_file);
+            let vips_anon = anon_delta(vips_peak, vips_file, vips_base_peak, vips_base_file);
+            println!(
+                "| {} | {fs_anon:.2} MB | {vips_anon:.2} MB | {} | {:.2} MB | {:.2} MB |",
+                item.path.file_name().unwrap().to_string_lossy(),
+                ratio(fs_anon, vips_anon),
+                kib(fs_file.saturating_sub(fs_base_file)),
+                kib(vips_file.saturating_sub(vips_base_file)),
+            );
+        }
+    } else {
+        println!("**gdb is not installed: no anonymous-memory reading in this run.**");
     }
     println!();
     println!(
-        "(MB here = MiB: `/usr/bin/time` reports KiB. Both stream the file: fieldsync's \
-         `photo::thumbnail_file` walks it through a 64 KiB window, then decodes from a \
-         buffered reader.)"
+        "**Whole-process max RSS** from `/usr/bin/time -f %M`, median of {MEMORY_RUNS} runs \
+         (includes the code pages the large-image path touches for the first time: the \
+         resizer, the scaled IDCT, libm's tables, each read in 64 KiB fault-around blocks):"
     );
+    println!();
+    println!(
+        "| file | fieldsync max RSS | vipsthumbnail max RSS | fieldsync delta | vips delta | ratio (fieldsync / vips) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let fs_base = median_max_rss(Tool::Fieldsync, &tiny, &out);
+    let vips_base = if vips {
+        median_max_rss(Tool::Vips, &tiny, &out)
+    } else {
+        0
+    };
+    println!(
+        "| 16×16 baseline | {:.1} MB | {:.1} MB | | | |",
+        kib(fs_base),
+        kib(vips_base)
+    );
+    for item in corpus.iter().take(4) {
+        let fs = median_max_rss(Tool::Fieldsync, &item.path, &out);
+        let vp = if vips {
+            median_max_rss(Tool::Vips, &item.path, &out)
+        } else {
+            0
+        };
+        let fs_delta = kib(fs.saturating_sub(fs_base));
+        let vp_delta = kib(vp.saturating_sub(vips_base));
+        println!(
+            "| {} | {:.1} MB | {:.1} MB | {fs_delta:.2} MB | {vp_delta:.2} MB | {} |",
+            item.path.file_name().unwrap().to_string_lossy(),
+            kib(fs),
+            kib(vp),
+            ratio(fs_delta, vp_delta),
+        );
+    }
+    println!();
+    println!("(MB here = MiB: both readings are in KiB.)");
     println!();
 }
 
