@@ -515,6 +515,27 @@ async fn a_mock_far_fix_is_flagged_in_the_review_api_and_the_console_and_can_sti
         queue_page.contains("flag=mock_location"),
         "badges link to the filter"
     );
+    // The dashboard's flag counts link into the township's queue; the county sees the same
+    // counts without a link it could not open (the queue is township-only).
+    let dashboard_of = |browser: reqwest::Client| {
+        let url = format!("{}/console/dashboard", server.url());
+        async move {
+            browser
+                .get(url)
+                .send()
+                .await
+                .expect("dashboard")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let township_dashboard = dashboard_of(browser.clone()).await;
+    assert!(township_dashboard.contains("/console/queue?flag=mock_location"));
+    let county_dashboard = dashboard_of(console_login(&server, "county").await).await;
+    assert!(county_dashboard.contains("模拟定位"), "county sees the flag");
+    assert!(!county_dashboard.contains("/console/queue?flag="));
+    assert!(county_dashboard.contains("由各乡镇审核员在审核队列中处理"));
 
     // Flags never block: the supervisor may approve.
     let approved = supervisor

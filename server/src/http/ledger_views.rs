@@ -204,6 +204,9 @@ pub fn dashboard_page(view: &DashboardView<'_>) -> Markup {
                 }
                 section.card {
                     h2 { "待审核走访的核验提示" }
+                    @if view.principal.role != Role::Township {
+                        p.muted { "由各乡镇审核员在审核队列中处理。" }
+                    }
                     @if dashboard.flags.is_empty() {
                         p.muted { "待审核走访中没有核验提示。" }
                     } @else {
@@ -213,7 +216,15 @@ pub fn dashboard_page(view: &DashboardView<'_>) -> Markup {
                                 @for flag in &dashboard.flags {
                                     tr {
                                         td { (flag.label_zh) }
-                                        td.num { a href=(format!("/console/queue?flag={}", flag.code)) { (flag.visits) } }
+                                        td.num {
+                                            // The review queue is the township's (乡镇审核); county
+                                            // staff see the count without a link they cannot open.
+                                            @if view.principal.role == Role::Township {
+                                                a href=(format!("/console/queue?flag={}", flag.code)) { (flag.visits) }
+                                            } @else {
+                                                (flag.visits)
+                                            }
+                                        }
                                     }
                                 }
                             }
