@@ -52,6 +52,25 @@ pub enum ClientError {
     #[error("收入登记有误 invalid income registration: {0}")]
     InvalidIncome(#[from] fieldsync_model::income::IncomeError),
 
+    /// The quarter already has a registration in force: made on this phone, or by another
+    /// device (the second helper, the cadre's previous phone) as of the last sync. A new one
+    /// would replace it, so nothing was queued; [`crate::Client::correct_income`] replaces it
+    /// on purpose (更正).
+    #[error(
+        "{year}年第{quarter}季度已登记（家庭纯收入 {net} 元，{source}）。如需更正，请选择“更正”。 Q{quarter} {year} is already registered for household {household_id}; correct it explicitly.",
+        net = crate::income::format_fen(*.net_fen),
+        source = if *.on_this_phone { "本机登记" } else { "其他设备登记" }
+    )]
+    IncomeAlreadyRegistered {
+        household_id: String,
+        year: i32,
+        quarter: u32,
+        /// 家庭纯收入 of the registration in force, in fen.
+        net_fen: i64,
+        /// Made on this phone (else known from the server).
+        on_this_phone: bool,
+    },
+
     /// A household, visit or other local record that does not exist on this device.
     #[error("未找到 not found: {0}")]
     NotFound(String),

@@ -899,8 +899,13 @@ impl Client {
     /// the household size is the number of current members on the local card, the model's
     /// formula derives net and per-capita net, and the registration is written with its
     /// `RegisterIncome` outbox entry (next seq, HLC stamp, UUIDv7 mutation and registration
-    /// ids) in ONE transaction; [`Client::sync`] pushes it. Registering a quarter again is a
-    /// correction: the server keeps the latest one per quarter.
+    /// ids) in ONE transaction; [`Client::sync`] pushes it.
+    ///
+    /// A quarter is registered once: the server keeps the latest registration per quarter,
+    /// so a second one replaces the first. A quarter that already has one in force (made on
+    /// this phone, or by any device as of the last sync) is refused with
+    /// [`ClientError::IncomeAlreadyRegistered`], saying what is registered;
+    /// [`Client::correct_income`] replaces it on purpose.
     ///
     /// Errors, with nothing stored: [`ClientError::NotFound`] for a household not on the
     /// phone, [`ClientError::Invalid`] (field `year`) for a year outside 2000–2100, and
@@ -914,6 +919,30 @@ impl Client {
         year: i32,
         quarter: u32,
         components: IncomeComponents,
+    ) -> ClientResult<IncomeRegistration> {
+        self.write_income(household, year, quarter, components, false)
+    }
+
+    /// 更正: register a quarter's income again, replacing the registration in force (this
+    /// phone's or another device's). Same checks and errors as [`Client::register_income`],
+    /// without [`ClientError::IncomeAlreadyRegistered`].
+    pub fn correct_income(
+        &self,
+        household: &str,
+        year: i32,
+        quarter: u32,
+        components: IncomeComponents,
+    ) -> ClientResult<IncomeRegistration> {
+        self.write_income(household, year, quarter, components, true)
+    }
+
+    fn write_income(
+        &self,
+        household: &str,
+        year: i32,
+        quarter: u32,
+        components: IncomeComponents,
+        correction: bool,
     ) -> ClientResult<IncomeRegistration> {
         let household_id = self.resolve_household_id(household.trim())?;
         if !INCOME_YEARS.contains(&year) {
@@ -930,6 +959,7 @@ impl Client {
         }
         let (registration, _seq) = self.store.write_income_registration(
             &household_id,
+            correction,
             |household_size| {
                 Ok(IncomeRegistration::new(
                     uuid::Uuid::now_v7().to_string(),
@@ -943,6 +973,17 @@ impl Client {
             self.clock.now(),
         )?;
         Ok(registration)
+    }
+
+    /// The registrations in force on the server at the last sync, by any device: all
+    /// households on the phone, or one (exact id), by household, year and quarter. With
+    /// [`Client::income_registrations`] (this phone's own, with their fate) this is what
+    /// the household's 季登记 screen shows.
+    pub fn server_income_registrations(
+        &self,
+        household_id: Option<&str>,
+    ) -> ClientResult<Vec<IncomeRegistration>> {
+        self.store.server_income_registrations(household_id)
     }
 
     /// Income registrations made on this phone, with whether the server has them: all of

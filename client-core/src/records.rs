@@ -4,6 +4,7 @@
 
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
+use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::review::VisitStatus;
 use fieldsync_model::sync::Mutation;
 use time::OffsetDateTime;
@@ -90,6 +91,8 @@ pub struct PulledPage {
     pub households: Vec<Household>,
     pub visit_statuses: Vec<VisitStatus>,
     pub removed_household_ids: Vec<String>,
+    /// The 季度收入登记 in force of the households in `households`.
+    pub income_registrations: Vec<IncomeRegistration>,
 }
 
 /// One frame of the pull stream.

@@ -146,6 +146,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX income_by_household ON income_registrations (household_id, year, quarter);
     "#,
+    // 4: the 季度收入登记 in force on the server for the households on this phone, by any
+    // device (the second helper's phone, this cadre's previous phone), from pull. The cursor
+    // is dropped so the next pull downloads the scope again with them (the outbox stays).
+    r#"
+    CREATE TABLE server_income (
+        registration_id TEXT PRIMARY KEY,
+        household_id    TEXT NOT NULL,
+        year            INTEGER NOT NULL,
+        quarter         INTEGER NOT NULL,
+        -- JSON of the model's IncomeRegistration as the server sent it.
+        body            TEXT NOT NULL
+    );
+    CREATE INDEX server_income_by_household ON server_income (household_id, year, quarter);
+    DELETE FROM meta WHERE key = 'cursor';
+    "#,
 ];
 
 /// Failed push attempts after which an outbox entry is shown as stuck (卡住).
@@ -559,11 +574,15 @@ impl Store {
     /// Build a quarterly income registration from the household's current size on the
     /// local card (members not removed, the cadre's own pending edits included) and write
     /// it with its RegisterIncome outbox entry in ONE transaction. `build` gets the size
-    /// and applies the model's rules; if it fails, nothing is stored. Returns the
+    /// and applies the model's rules; if it fails, nothing is stored. Unless `correction`,
+    /// a quarter that already has a registration in force (this phone's, or any device's
+    /// as of the last pull) is refused with [`ClientError::IncomeAlreadyRegistered`]: a
+    /// second registration replaces the first, so it must be meant. Returns the
     /// registration and its seq.
     pub fn write_income_registration(
         &self,
         household_id: &str,
+        correction: bool,
         build: impl FnOnce(u32) -> ClientResult<IncomeRegistration>,
         now: OffsetDateTime,
     ) -> ClientResult<(IncomeRegistration, u64)> {
@@ -584,6 +603,22 @@ impl Store {
         let card: Household = from_json(&body, "household body")?;
         let size = u32::try_from(card.current_members().count()).unwrap_or(u32::MAX);
         let registration = build(size)?;
+        if !correction
+            && let Some((in_force, on_this_phone)) = income_in_force(
+                &transaction,
+                &registration.household_id,
+                registration.year,
+                registration.quarter,
+            )?
+        {
+            return Err(ClientError::IncomeAlreadyRegistered {
+                household_id: registration.household_id,
+                year: registration.year,
+                quarter: registration.quarter,
+                net_fen: in_force.net_fen,
+                on_this_phone,
+            });
+        }
         let payload = to_json(&registration)?;
         transaction.execute(
             "INSERT INTO income_registrations (registration_id, household_id, year, quarter,
@@ -612,6 +647,26 @@ impl Store {
     }
 
     // ---- reads ----
+
+    /// The registrations in force on the server at the last pull (any device's), for all
+    /// households on the phone or one, by household, year and quarter.
+    pub fn server_income_registrations(
+        &self,
+        household_id: Option<&str>,
+    ) -> ClientResult<Vec<IncomeRegistration>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT body FROM server_income WHERE ?1 IS NULL OR household_id = ?1
+             ORDER BY household_id, year, quarter",
+        )?;
+        let bodies = statement
+            .query_map([household_id], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        bodies
+            .iter()
+            .map(|body| from_json(body, "server income registration"))
+            .collect()
+    }
 
     /// Income registrations made on this phone (all, or one household's), by household,
     /// year, quarter, then the order they were saved in (a later one corrects an earlier).
@@ -1391,12 +1446,36 @@ impl Store {
                 };
                 write_household(&transaction, &card)?;
                 summary.households += 1;
+                // The page carries the household's registrations in force; they replace
+                // what the phone held for it.
+                transaction.execute(
+                    "DELETE FROM server_income WHERE household_id = ?1",
+                    [&household.household_id],
+                )?;
+            }
+            for registration in &page.income_registrations {
+                transaction.execute(
+                    "INSERT OR REPLACE INTO server_income
+                         (registration_id, household_id, year, quarter, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        registration.registration_id,
+                        registration.household_id,
+                        registration.year,
+                        registration.quarter,
+                        to_json(registration)?
+                    ],
+                )?;
             }
             for household_id in &page.removed_household_ids {
                 summary.removed_households += transaction.execute(
                     "DELETE FROM households WHERE household_id = ?1",
                     [household_id],
                 )? as u64;
+                transaction.execute(
+                    "DELETE FROM server_income WHERE household_id = ?1",
+                    [household_id],
+                )?;
                 // Reassigned away: unsent drafts stay on the phone, flagged for hand-over
                 // (需移交) and never pushed, so the cadre's work is not lost and not sent
                 // under a household that is no longer theirs.
@@ -1598,8 +1677,53 @@ fn pending_card_edits(
         .collect()
 }
 
+/// The registration in force for a household's quarter as this phone knows it, and whether
+/// it was made on this phone: the phone's latest unsent one (it replaces the server's when
+/// it arrives), else the server's as of the last pull (which may be another device's that
+/// replaced this phone's), else this phone's latest sent one not yet pulled back.
+fn income_in_force(
+    transaction: &Transaction<'_>,
+    household_id: &str,
+    year: i32,
+    quarter: u32,
+) -> ClientResult<Option<(IncomeRegistration, bool)>> {
+    let local = |state: IncomeState| -> ClientResult<Option<IncomeRegistration>> {
+        let body: Option<String> = transaction
+            .query_row(
+                "SELECT body FROM income_registrations
+                 WHERE household_id = ?1 AND year = ?2 AND quarter = ?3 AND state = ?4
+                 ORDER BY rowid DESC LIMIT 1",
+                params![household_id, year, quarter, state.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        body.map(|body| from_json(&body, "income registration body"))
+            .transpose()
+    };
+    if let Some(unsent) = local(IncomeState::Unsent)? {
+        return Ok(Some((unsent, true)));
+    }
+    let server: Option<(String, bool)> = transaction
+        .query_row(
+            "SELECT body, EXISTS (SELECT 1 FROM income_registrations mine
+                                  WHERE mine.registration_id = server_income.registration_id)
+             FROM server_income WHERE household_id = ?1 AND year = ?2 AND quarter = ?3",
+            params![household_id, year, quarter],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((body, mine)) = server {
+        return Ok(Some((
+            from_json(&body, "server income registration")?,
+            mine,
+        )));
+    }
+    Ok(local(IncomeState::Sent)?.map(|sent| (sent, true)))
+}
+
 fn drop_replica(transaction: &Transaction<'_>) -> ClientResult<()> {
     transaction.execute("DELETE FROM households", [])?;
+    transaction.execute("DELETE FROM server_income", [])?;
     // Visits known only from the server come back with the re-download; the user's own
     // bodies stay, because the outbox and `resubmit_visit` need them.
     transaction.execute("DELETE FROM visits WHERE body IS NULL", [])?;
@@ -1706,6 +1830,35 @@ mod tests {
             },
             local_path: PathBuf::from("photos/x"),
         }
+    }
+
+    #[test]
+    fn upgrading_to_server_income_drops_the_cursor_and_keeps_the_outbox_meta() {
+        // A phone on schema 3 with a cursor: its households were pulled before pulls
+        // carried registrations, so the upgrade makes the next pull a full download.
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("client.db");
+        {
+            let connection = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                connection.execute_batch(sql).unwrap();
+            }
+            connection.execute_batch("PRAGMA user_version = 3").unwrap();
+            connection
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, 'v2:t1=40'), (?2, '7')",
+                    [meta_key::CURSOR, meta_key::NEXT_SEQ],
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap() as usize, MIGRATIONS.len());
+        assert_eq!(store.meta_get(meta_key::CURSOR).unwrap(), None);
+        assert_eq!(
+            store.meta_get(meta_key::NEXT_SEQ).unwrap().as_deref(),
+            Some("7")
+        );
+        assert!(store.server_income_registrations(None).unwrap().is_empty());
     }
 
     #[test]

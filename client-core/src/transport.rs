@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
+use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::review::VisitStatus;
 use fieldsync_proto::convert::{ConvertError, instant_to_wire, optional_instant};
 use fieldsync_proto::v1 as proto;
@@ -556,10 +557,23 @@ fn pull_page_from_proto(page: proto::PullPage) -> ClientResult<PulledPage> {
                 .map_err(|error| malformed(format_args!("visit status {}", wire.visit_id), error))
         })
         .collect::<ClientResult<_>>()?;
+    let income_registrations = page
+        .income_registrations
+        .iter()
+        .map(|wire| {
+            IncomeRegistration::try_from(wire).map_err(|error| {
+                malformed(
+                    format_args!("income registration {}", wire.registration_id),
+                    error,
+                )
+            })
+        })
+        .collect::<ClientResult<_>>()?;
     Ok(PulledPage {
         households,
         visit_statuses,
         removed_household_ids: page.removed_household_ids,
+        income_registrations,
     })
 }
 

@@ -205,6 +205,7 @@ impl proto::sync_server::Sync for Fake {
             households,
             visit_statuses,
             removed_household_ids: vec![],
+            income_registrations: vec![],
         };
         let checksum = hex::encode(Sha256::digest(page.encode_to_vec()));
         let frames = vec![

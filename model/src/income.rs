@@ -328,10 +328,19 @@ pub fn latest_per_quarter(
     registrations: &[IncomeRegistration],
     year: i32,
 ) -> Vec<IncomeRegistration> {
-    let mut by_quarter: std::collections::BTreeMap<u32, &IncomeRegistration> =
+    current_registrations(registrations)
+        .into_iter()
+        .filter(|registration| registration.year == year)
+        .collect()
+}
+
+/// The registration in force for every (year, quarter) registered, by year and quarter:
+/// the last to arrive wins, so `registrations` must be in arrival order.
+pub fn current_registrations(registrations: &[IncomeRegistration]) -> Vec<IncomeRegistration> {
+    let mut by_quarter: std::collections::BTreeMap<(i32, u32), &IncomeRegistration> =
         std::collections::BTreeMap::new();
-    for registration in registrations.iter().filter(|r| r.year == year) {
-        by_quarter.insert(registration.quarter, registration);
+    for registration in registrations {
+        by_quarter.insert((registration.year, registration.quarter), registration);
     }
     by_quarter.into_values().cloned().collect()
 }

@@ -533,7 +533,10 @@ async fn a_mock_far_fix_is_flagged_in_the_review_api_and_the_console_and_can_sti
     let township_dashboard = dashboard_of(browser.clone()).await;
     assert!(township_dashboard.contains("/console/queue?flag=mock_location"));
     let county_dashboard = dashboard_of(console_login(&server, "county").await).await;
-    assert!(county_dashboard.contains("模拟定位"), "county sees the flag");
+    assert!(
+        county_dashboard.contains("模拟定位"),
+        "county sees the flag"
+    );
     assert!(!county_dashboard.contains("/console/queue?flag="));
     assert!(county_dashboard.contains("由各乡镇审核员在审核队列中处理"));
 

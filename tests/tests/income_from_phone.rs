@@ -1,8 +1,11 @@
 //! 季登记 from the phone, end to end with real parts: a real server with the demo county, a
 //! real client core logged in as cadre01, two quarters (and a correction) registered while
 //! offline, one sync, and the township supervisor sees them in the household page's JSON.
+//! A second phone learns from its pull which quarters are registered, is refused a second
+//! registration of one, and replaces it only as an explicit correction (更正), which then
+//! reaches the first phone.
 
-use fieldsync_client::{Client, IncomeState};
+use fieldsync_client::{Client, ClientError, IncomeState};
 use fieldsync_model::income::IncomeComponents;
 use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, unreachable_url};
 
@@ -53,9 +56,33 @@ async fn quarters_registered_offline_reach_the_household_page_after_one_sync() {
             },
         )
         .expect("register Q4");
-    // The cadre notices a typo in Q3 and registers it again: the latest one counts.
-    let q3 = phone
+    // The cadre notices a typo in Q3. Registering the quarter again is refused, saying
+    // what is registered; the correction (更正) replaces it, and the latest one counts.
+    let again = phone
         .register_income(
+            &household.household_id,
+            YEAR,
+            3,
+            IncomeComponents::default(),
+        )
+        .expect_err("Q3 is registered");
+    match again {
+        ClientError::IncomeAlreadyRegistered {
+            year,
+            quarter,
+            net_fen,
+            on_this_phone,
+            ..
+        } => assert_eq!(
+            (year, quarter, net_fen, on_this_phone),
+            (YEAR, 3, first_q3.net_fen, true)
+        ),
+        other => panic!("expected IncomeAlreadyRegistered, got {other:?}"),
+    }
+    assert!(again.to_string().contains("已登记"), "{again}");
+    assert_eq!(phone.outbox().expect("outbox").len(), 2, "nothing queued");
+    let q3 = phone
+        .correct_income(
             &household.household_id,
             YEAR,
             3,
@@ -135,4 +162,133 @@ async fn quarters_registered_offline_reach_the_household_page_after_one_sync() {
     // 年汇总: Q3 + Q4 = 540,050 fen, annualised × 4 / 2.
     assert_eq!(year["annual"]["net_fen"], 540_050);
     assert_eq!(year["annual"]["projected_net_fen"], 1_080_100);
+}
+
+/// Registrations by household for one quarter, as one phone's server view holds them.
+fn server_view(phone: &Client, household_id: &str) -> Vec<(u32, String, i64)> {
+    phone
+        .server_income_registrations(Some(household_id))
+        .expect("server view")
+        .into_iter()
+        .filter(|registration| registration.year == YEAR)
+        .map(|registration| {
+            (
+                registration.quarter,
+                registration.registration_id,
+                registration.net_fen,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_second_phone_sees_registered_quarters_and_replaces_one_only_as_a_correction() {
+    let server = TestServer::start().await;
+    let first_folder = tempfile::tempdir().expect("temp dir");
+    let first = Client::open(first_folder.path(), &server.url()).expect("open first");
+    first.login("cadre01", DEMO_PASSWORD).await.expect("login");
+    first.sync().await.expect("first sync");
+    let household_id = first
+        .households()
+        .expect("households")
+        .into_iter()
+        .find(|household| household.member_count > 0)
+        .expect("a household with members")
+        .household_id;
+    assert!(
+        server_view(&first, &household_id).is_empty(),
+        "the tour households start without {YEAR} registrations"
+    );
+    let q1 = first
+        .register_income(
+            &household_id,
+            YEAR,
+            1,
+            IncomeComponents {
+                wage_fen: 250_000,
+                ..IncomeComponents::default()
+            },
+        )
+        .expect("register Q1");
+    first.sync().await.expect("send Q1");
+    // The pull after the push brings the phone's own registration back as the server's.
+    assert_eq!(
+        server_view(&first, &household_id),
+        vec![(1, q1.registration_id.clone(), 250_000)]
+    );
+
+    // The cadre's replacement phone (or the second helper's): a fresh install, one sync.
+    let second_folder = tempfile::tempdir().expect("temp dir");
+    let second = Client::open(second_folder.path(), &server.url()).expect("open second");
+    second.login("cadre01", DEMO_PASSWORD).await.expect("login");
+    second.sync().await.expect("second phone's first sync");
+    assert_eq!(
+        server_view(&second, &household_id),
+        vec![(1, q1.registration_id.clone(), 250_000)],
+        "the second phone knows Q1 is registered"
+    );
+    let refused = second
+        .register_income(
+            &household_id,
+            YEAR,
+            1,
+            IncomeComponents {
+                wage_fen: 260_000,
+                ..IncomeComponents::default()
+            },
+        )
+        .expect_err("Q1 is registered by the other phone");
+    match &refused {
+        ClientError::IncomeAlreadyRegistered {
+            net_fen,
+            on_this_phone,
+            ..
+        } => assert_eq!((*net_fen, *on_this_phone), (250_000, false)),
+        other => panic!("expected IncomeAlreadyRegistered, got {other:?}"),
+    }
+    assert!(refused.to_string().contains("其他设备登记"), "{refused}");
+    assert!(
+        second.outbox().expect("outbox").is_empty(),
+        "nothing queued"
+    );
+    // Another quarter is free to register; the correction of Q1 is explicit.
+    second
+        .register_income(
+            &household_id,
+            YEAR,
+            2,
+            IncomeComponents {
+                transfer_fen: 30_000,
+                ..IncomeComponents::default()
+            },
+        )
+        .expect("Q2 is free");
+    let corrected = second
+        .correct_income(
+            &household_id,
+            YEAR,
+            1,
+            IncomeComponents {
+                wage_fen: 260_000,
+                ..IncomeComponents::default()
+            },
+        )
+        .expect("correct Q1");
+    let report = second.sync().await.expect("send");
+    assert_eq!(report.mutations_applied, 2, "{report:?}");
+
+    // The first phone's next sync shows the correction in force, not its own Q1.
+    first.sync().await.expect("first phone syncs again");
+    let view = server_view(&first, &household_id);
+    assert_eq!(view.len(), 2, "{view:?}");
+    assert_eq!(view[0], (1, corrected.registration_id.clone(), 260_000));
+    assert_eq!(view[1].0, 2);
+    match first.register_income(&household_id, YEAR, 1, IncomeComponents::default()) {
+        Err(ClientError::IncomeAlreadyRegistered {
+            net_fen,
+            on_this_phone,
+            ..
+        }) => assert_eq!((net_fen, on_this_phone), (260_000, false)),
+        other => panic!("expected IncomeAlreadyRegistered, got {other:?}"),
+    }
 }

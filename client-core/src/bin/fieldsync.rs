@@ -16,7 +16,7 @@ use fieldsync_model::codes::{
     VisitExceptionReason, VisitMode,
 };
 use fieldsync_model::household::Member;
-use fieldsync_model::income::IncomeComponents;
+use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
 use fieldsync_model::register::FieldTarget;
 use fieldsync_model::visit::GpsFix;
 use time::{Duration, OffsetDateTime};
@@ -169,6 +169,10 @@ struct RegisterIncomeArgs {
     /// 生产经营性支出 production/business costs: seed, feed, fertiliser (yuan).
     #[arg(long, default_value = "0", value_parser = yuan_arg, allow_hyphen_values = true)]
     production_cost: i64,
+    /// 更正: replace the registration already in force for this quarter (this phone's or
+    /// another device's); without it, a registered quarter is refused.
+    #[arg(long)]
+    correct: bool,
 }
 
 /// clap parser of a yuan amount: exact fen from the decimal text.
@@ -368,7 +372,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             };
             print!(
                 "{}",
-                income_list_text(&client.income_registrations(household_id.as_deref())?)
+                income_list_text(
+                    &client.income_registrations(household_id.as_deref())?,
+                    &client.server_income_registrations(household_id.as_deref())?
+                )
             );
         }
         Command::Status => print_status(&client)?,
@@ -657,8 +664,11 @@ fn register_income(client: &Client, args: RegisterIncomeArgs) -> Result<(), Clie
         transfer_fen: args.transfer,
         business_cost_fen: args.production_cost,
     };
-    let registration =
-        client.register_income(&args.household, args.year, args.quarter, components)?;
+    let registration = if args.correct {
+        client.correct_income(&args.household, args.year, args.quarter, components)?
+    } else {
+        client.register_income(&args.household, args.year, args.quarter, components)?
+    };
     let head = client
         .household(&registration.household_id)?
         .map(|household| household.head_name)
@@ -697,23 +707,36 @@ fn register_income(client: &Client, args: RegisterIncomeArgs) -> Result<(), Clie
     Ok(())
 }
 
-/// The `income list` listing: one line per registration, the one in force for its quarter
-/// marked (a later registration of the same quarter corrects an earlier one; a refused one
-/// never counts).
-fn income_list_text(rows: &[LocalIncome]) -> String {
+/// The `income list` listing: one line per registration made on this phone, the one in
+/// force for its quarter marked (a later registration of the same quarter corrects an
+/// earlier one; a refused one never counts); then the quarters in force on the server that
+/// another device registered (the second helper's phone, this cadre's previous phone).
+fn income_list_text(rows: &[LocalIncome], on_server: &[IncomeRegistration]) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
+    let line = |text: &mut String, registration: &IncomeRegistration, state: &str| {
+        let _ = writeln!(
+            text,
+            "{:<38} {:<10} {:>14} {:>14}  {state}",
+            registration.household_id,
+            format!("{}Q{}", registration.year, registration.quarter),
+            format_fen(registration.net_fen),
+            format_fen(registration.per_capita_net_fen),
+        );
+    };
+    let header = |text: &mut String| {
+        let _ = writeln!(
+            text,
+            "{:<38} {:<10} {:>14} {:>14}  状态 state",
+            "户ID household", "期间 period", "纯收入 net", "人均 per cap."
+        );
+    };
     if rows.is_empty() {
         text.push_str("本机暂无收入登记 no income registered on this phone\n");
-        return text;
+    } else {
+        header(&mut text);
     }
-    let _ = writeln!(
-        text,
-        "{:<38} {:<10} {:>14} {:>14}  状态 state",
-        "户ID household", "期间 period", "纯收入 net", "人均 per cap."
-    );
-    let key = |row: &LocalIncome| {
-        let registration = &row.registration;
+    let key = |registration: &IncomeRegistration| {
         (
             registration.household_id.clone(),
             registration.year,
@@ -721,11 +744,11 @@ fn income_list_text(rows: &[LocalIncome]) -> String {
         )
     };
     for (index, row) in rows.iter().enumerate() {
-        let registration = &row.registration;
         let corrected = row.state != IncomeState::Rejected
-            && rows[index + 1..]
-                .iter()
-                .any(|later| key(later) == key(row) && later.state != IncomeState::Rejected);
+            && rows[index + 1..].iter().any(|later| {
+                key(&later.registration) == key(&row.registration)
+                    && later.state != IncomeState::Rejected
+            });
         let mut state = format!("{} {}", row.state.label_zh(), row.state.as_str());
         if corrected {
             state.push_str(" (已更正 corrected later)");
@@ -733,15 +756,33 @@ fn income_list_text(rows: &[LocalIncome]) -> String {
         if let Some((code, message)) = &row.rejection {
             state.push_str(&format!(" [{code}: {message}]"));
         }
-        let _ = writeln!(
-            text,
-            "{:<38} {:<10} {:>14} {:>14}  {}",
-            registration.household_id,
-            format!("{}Q{}", registration.year, registration.quarter),
-            format_fen(registration.net_fen),
-            format_fen(registration.per_capita_net_fen),
-            state
+        line(&mut text, &row.registration, &state);
+    }
+    let from_elsewhere: Vec<&IncomeRegistration> = on_server
+        .iter()
+        .filter(|registration| {
+            !rows
+                .iter()
+                .any(|row| row.registration.registration_id == registration.registration_id)
+        })
+        .collect();
+    if !from_elsewhere.is_empty() {
+        text.push_str(
+            "\n其他设备登记（截至上次同步）registered by another device, as of the last sync:\n",
         );
+        header(&mut text);
+        for registration in from_elsewhere {
+            // A later registration of this phone for the quarter replaces it once it is sent.
+            let replaced = rows.iter().any(|row| {
+                key(&row.registration) == key(registration) && row.state == IncomeState::Unsent
+            });
+            let state = if replaced {
+                "服务器已有 on the server (本机更正待上传 this phone's correction replaces it)"
+            } else {
+                "服务器已有 on the server"
+            };
+            line(&mut text, registration, state);
+        }
     }
     text
 }
@@ -1003,7 +1044,6 @@ mod tasks_text_tests {
 #[cfg(test)]
 mod income_tests {
     use super::*;
-    use fieldsync_model::income::IncomeRegistration;
 
     fn row(id: &str, quarter: u32, wage_fen: i64, state: IncomeState) -> LocalIncome {
         let components = IncomeComponents {
@@ -1075,11 +1115,15 @@ mod income_tests {
 
     #[test]
     fn the_income_listing_marks_corrected_quarters_and_refusals() {
-        let text = income_list_text(&[
-            row("r-1", 1, 100_000, IncomeState::Sent),
-            row("r-2", 1, 120_000, IncomeState::Unsent),
-            row("r-3", 2, 50, IncomeState::Rejected),
-        ]);
+        let text = income_list_text(
+            &[
+                row("r-1", 1, 100_000, IncomeState::Sent),
+                row("r-2", 1, 120_000, IncomeState::Unsent),
+                row("r-3", 2, 50, IncomeState::Rejected),
+            ],
+            // The server holds this phone's r-1: listed once, in the phone's own section.
+            &[row("r-1", 1, 100_000, IncomeState::Sent).registration],
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(
@@ -1098,6 +1142,33 @@ mod income_tests {
             lines[3].contains("被拒收") && lines[3].contains("household_out_of_scope"),
             "{text}"
         );
-        assert!(income_list_text(&[]).contains("本机暂无收入登记"));
+        assert!(income_list_text(&[], &[]).contains("本机暂无收入登记"));
+    }
+
+    #[test]
+    fn the_income_listing_shows_quarters_another_device_registered() {
+        let other_phone_q3 = row("r-9", 3, 90_000, IncomeState::Sent).registration;
+        let other_phone_q4 = row("r-8", 4, 70_000, IncomeState::Sent).registration;
+        let text = income_list_text(
+            &[row("r-4", 4, 75_000, IncomeState::Unsent)],
+            &[other_phone_q3, other_phone_q4],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let section = lines
+            .iter()
+            .position(|line| line.contains("其他设备登记"))
+            .unwrap_or_else(|| panic!("no section for other devices: {text}"));
+        assert!(section > 1, "this phone's rows come first: {text}");
+        let q3 = lines
+            .iter()
+            .find(|line| line.contains("2026Q3"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(q3.contains("900.00") && q3.contains("服务器已有"), "{text}");
+        assert!(!q3.contains("更正"), "{text}");
+        let q4_on_server = lines[section..]
+            .iter()
+            .find(|line| line.contains("2026Q4"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(q4_on_server.contains("本机更正待上传"), "{text}");
     }
 }

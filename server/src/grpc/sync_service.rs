@@ -250,6 +250,11 @@ async fn stream_scope(
                 households: changes.households.iter().map(Into::into).collect(),
                 visit_statuses: changes.visit_statuses.iter().map(Into::into).collect(),
                 removed_household_ids: changes.removed_household_ids,
+                income_registrations: changes
+                    .income_registrations
+                    .iter()
+                    .map(Into::into)
+                    .collect(),
             };
             checksum.update(page.encode_to_vec());
             let frame = v1::PullResponse {

@@ -1576,6 +1576,65 @@ pub async fn income_registrations_newest_first(store: &dyn Store) {
     );
 }
 
+/// A registration logs a change of its household: a cadre whose cursor is past the
+/// household pulls it again, with the registration in force for each quarter (a
+/// correction replaces the first), so every phone in scope knows which quarters are taken.
+pub async fn registered_income_reaches_the_pull_with_its_household(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let cadre = principal(&fixture.cadre_a, "device-a");
+    let first_download = store
+        .pull_changes(&cadre, &ScopeCursor::default(), 100)
+        .await
+        .expect("first pull");
+    assert!(!first_download.has_more);
+    assert!(
+        first_download.income_registrations.is_empty(),
+        "nothing registered yet"
+    );
+    let cursor = first_download.next_cursor;
+    let q1 = income(&fixture.wang, 2026, 1);
+    let mut q1_corrected = income(&fixture.wang, 2026, 1);
+    q1_corrected.components.wage_fen += 10_000;
+    let q4_last_year = income(&fixture.wang, 2025, 4);
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::RegisterIncome(q1)),
+                apply(2, MutationPayload::RegisterIncome(q4_last_year.clone())),
+                apply(3, MutationPayload::RegisterIncome(q1_corrected.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|(_, outcome)| *outcome == MutationOutcome::Applied)
+    );
+    let changes = store
+        .pull_changes(&cadre, &cursor, 100)
+        .await
+        .expect("pull after registering");
+    let households: Vec<&str> = changes
+        .households
+        .iter()
+        .map(|household| household.household_id.as_str())
+        .collect();
+    assert_eq!(households, vec![fixture.wang.household_id.as_str()]);
+    assert_eq!(
+        changes.income_registrations,
+        vec![q4_last_year, q1_corrected],
+        "the registration in force per quarter, by year and quarter"
+    );
+    assert!(
+        changes.households[0].server_seq > fixture.wang.server_seq,
+        "the household's sequence moved with the registration"
+    );
+}
+
 // ----- field registers and conflicts -----
 
 /// An edit of `field` of the household itself.

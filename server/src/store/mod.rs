@@ -163,6 +163,10 @@ pub struct PullChanges {
     pub visit_statuses: Vec<VisitStatus>,
     /// Households that left the caller's scope (reassigned); the phone purges them.
     pub removed_household_ids: Vec<String>,
+    /// For every household in `households`: the 季度收入登记 in force, the latest to arrive
+    /// for each (year, quarter), by year and quarter. The phone replaces what it held for
+    /// those households.
+    pub income_registrations: Vec<IncomeRegistration>,
     /// Cursor to resume from: per scope of the caller, the highest scope sequence included
     /// (or that scope's newest sequence when nothing more of it is in the caller's view).
     pub next_cursor: ScopeCursor,

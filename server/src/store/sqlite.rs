@@ -28,7 +28,7 @@ use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
-use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
+use fieldsync_model::income::{IncomeRegistration, IncomeThreshold, current_registrations};
 use fieldsync_model::register::{
     FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
 };
@@ -1661,17 +1661,7 @@ fn register_income(
             format!("household {} is unknown", registration.household_id),
         ));
     }
-    transaction.execute(
-        "INSERT INTO income_registrations (registration_id, household_id, year, quarter, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            registration.registration_id,
-            registration.household_id,
-            registration.year,
-            registration.quarter,
-            encode_json(registration)?
-        ],
-    )?;
+    households::insert_income_registration(transaction, registration)?;
     Ok(MutationOutcome::Applied)
 }
 
@@ -1937,6 +1927,9 @@ fn pull_changes_in(
                     && let Some(household) = load_household(connection, &household_id)?
                 {
                     result.households.push(household);
+                    result.income_registrations.extend(current_registrations(
+                        &households::household_income_registrations(connection, &household_id)?,
+                    ));
                 }
             }
             CHANGE_KIND_REMOVED => {
@@ -3491,6 +3484,7 @@ mod tests {
         photo_meta_round_trips,
         evidence_inputs_and_flags,
         income_registrations_newest_first,
+        registered_income_reaches_the_pull_with_its_household,
         register_writes_converge_in_either_order,
         no_conflict_for_seen_same_value_or_same_device,
         duplicate_register_write_is_not_applied_twice,

@@ -16,8 +16,8 @@ use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    corrupt, decode_household, decode_json, encode_json, household_exists, load_household,
-    parse_state,
+    CHANGE_KIND_HOUSEHOLD, corrupt, decode_household, decode_json, encode_json, household_exists,
+    load_household, log_change, parse_state, save_household,
 };
 use crate::store::{
     HouseholdDossier, HouseholdVisit, LatestWellbeingCheck, PairedCadre, StoreError, StoreResult,
@@ -96,19 +96,60 @@ pub(super) fn save_income_registrations(
                 registration.household_id
             )));
         }
-        transaction.execute(
-            "INSERT INTO income_registrations (registration_id, household_id, year, quarter, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                registration.registration_id,
-                registration.household_id,
-                registration.year,
-                registration.quarter,
-                encode_json(registration)?
-            ],
-        )?;
+        insert_income_registration(transaction, registration)?;
     }
     Ok(())
+}
+
+/// Store one registration of a known household, and log a change of the household so every
+/// phone in scope pulls it again with its registrations (a second device, or the second
+/// helper's phone, then sees that the quarter is registered before registering it again).
+pub(super) fn insert_income_registration(
+    transaction: &Transaction<'_>,
+    registration: &IncomeRegistration,
+) -> StoreResult<()> {
+    transaction.execute(
+        "INSERT INTO income_registrations (registration_id, household_id, year, quarter, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            registration.registration_id,
+            registration.household_id,
+            registration.year,
+            registration.quarter,
+            encode_json(registration)?
+        ],
+    )?;
+    let Some(mut card) = load_household(transaction, &registration.household_id)? else {
+        return Err(StoreError::NotFound(format!(
+            "household {}",
+            registration.household_id
+        )));
+    };
+    let seq = log_change(
+        transaction,
+        &card.township_id,
+        &card.household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        &card.household_id,
+        0,
+    )?;
+    save_household(transaction, &mut card, seq)
+}
+
+/// A household's registrations in arrival order (rowid, the insertion order of the table:
+/// the order that decides which registration of a quarter is in force).
+pub(super) fn household_income_registrations(
+    connection: &Connection,
+    household_id: &str,
+) -> StoreResult<Vec<IncomeRegistration>> {
+    let mut statement = connection
+        .prepare("SELECT body FROM income_registrations WHERE household_id = ?1 ORDER BY rowid")?;
+    let rows = statement.query_map(params![household_id], |row| row.get::<_, String>(0))?;
+    let mut registrations = Vec::new();
+    for body in rows {
+        registrations.push(decode_json(&body?, "income registration")?);
+    }
+    Ok(registrations)
 }
 
 pub(super) fn households_in_area(
@@ -249,13 +290,7 @@ pub(super) fn household_dossier(
         });
     }
 
-    let mut statement = connection
-        .prepare("SELECT body FROM income_registrations WHERE household_id = ?1 ORDER BY rowid")?;
-    let rows = statement.query_map(params![household_id], |row| row.get::<_, String>(0))?;
-    let mut registrations = Vec::new();
-    for body in rows {
-        registrations.push(decode_json(&body?, "income registration")?);
-    }
+    let registrations = household_income_registrations(connection, household_id)?;
 
     let mut statement = connection.prepare(
         "SELECT v.body, v.state, COALESCE(u.display_name, '')
