@@ -960,6 +960,20 @@ fn save_household(
     Ok(())
 }
 
+/// Log a change of the household at its township's next sequence and save the card with
+/// it, so every phone in scope pulls the household again (with what hangs off it).
+fn resend_household(transaction: &Transaction<'_>, card: &mut Household) -> StoreResult<()> {
+    let seq = log_change(
+        transaction,
+        &card.township_id,
+        &card.household_id,
+        CHANGE_KIND_HOUSEHOLD,
+        &card.household_id,
+        0,
+    )?;
+    save_household(transaction, card, seq)
+}
+
 /// What storing one register write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RegisterOutcome {
@@ -1805,15 +1819,7 @@ fn reassign_household_in(
     }
     // A household entry after the pairing change, so the new cadre's cursor (which may be
     // past every earlier entry of this household) still reaches it.
-    let seq = log_change(
-        transaction,
-        &card.township_id,
-        household_id,
-        CHANGE_KIND_HOUSEHOLD,
-        household_id,
-        0,
-    )?;
-    save_household(transaction, &mut card, seq)
+    resend_household(transaction, &mut card)
 }
 
 /// The scopes (townships) a principal pulls: those of the households in its scope now, plus

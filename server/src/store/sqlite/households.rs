@@ -16,8 +16,8 @@ use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
-    CHANGE_KIND_HOUSEHOLD, corrupt, decode_household, decode_json, encode_json, household_exists,
-    load_household, log_change, parse_state, save_household,
+    corrupt, decode_household, decode_json, encode_json, household_exists, load_household,
+    parse_state, resend_household,
 };
 use crate::store::{
     HouseholdDossier, HouseholdVisit, LatestWellbeingCheck, PairedCadre, StoreError, StoreResult,
@@ -125,15 +125,7 @@ pub(super) fn insert_income_registration(
             registration.household_id
         )));
     };
-    let seq = log_change(
-        transaction,
-        &card.township_id,
-        &card.household_id,
-        CHANGE_KIND_HOUSEHOLD,
-        &card.household_id,
-        0,
-    )?;
-    save_household(transaction, &mut card, seq)
+    resend_household(transaction, &mut card)
 }
 
 /// A household's registrations in arrival order (rowid, the insertion order of the table:
