@@ -8,10 +8,13 @@
 //! and written to the audit log in the same transaction), and leaves the hand-over to the
 //! store's reassignment rules: the old cadre's phone gets a tombstone, the new cadre's phone
 //! receives the household on its next pull. An assignment always leaves exactly one primary.
+//! Helpers (第二帮扶责任人) are added and ended here too, with the same delivery to and purge
+//! from their phones; they have no quota.
 
 use fieldsync_model::CodeList;
 use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, AuditContent};
 use fieldsync_model::codes::Role;
+use fieldsync_model::household::Household;
 use fieldsync_model::pairing::{
     PrimaryProblem, QuotaOutcome, QuotaStatus, QuotaTable, check_primary_assignment,
     check_same_county, primary_problem,
@@ -156,28 +159,25 @@ pub struct AssignOutcome {
     pub over_quota: bool,
 }
 
-/// Make a cadre the household's primary, with the quota check and the hand-over rules.
-pub async fn assign_primary(
+/// The household and the cadre of a pairing request, both in the admin's county; households
+/// and cadres elsewhere are answered as unknown, like ids that do not exist.
+async fn household_and_cadre(
     app: &AppState,
-    principal: &Principal,
-    request: &AssignRequest,
-) -> Result<AssignOutcome, ServiceError> {
-    let county = admin_county(principal)?;
-    let not_found_household = || {
-        ServiceError::NotFound(format!(
-            "household {} not found (未找到该户)",
-            request.household_id
-        ))
-    };
-    if request.household_id.trim().is_empty() {
+    county: &str,
+    household_id: &str,
+    cadre_user_id: &str,
+) -> Result<(Household, CadreLoad), ServiceError> {
+    if household_id.trim().is_empty() {
         return Err(ServiceError::invalid("household_id", "请选择农户"));
     }
-    if request.cadre_user_id.trim().is_empty() {
+    if cadre_user_id.trim().is_empty() {
         return Err(ServiceError::invalid("cadre_user_id", "请选择帮扶干部"));
     }
+    let not_found_household =
+        || ServiceError::NotFound(format!("household {household_id} not found (未找到该户)"));
     let household = app
         .store
-        .get_household(&request.household_id)
+        .get_household(household_id)
         .await?
         .ok_or_else(not_found_household)?;
     let household_county = app
@@ -194,12 +194,9 @@ pub async fn assign_primary(
         .cadre_loads(county)
         .await?
         .into_iter()
-        .find(|cadre| cadre.user_id == request.cadre_user_id)
+        .find(|cadre| cadre.user_id == cadre_user_id)
         .ok_or_else(|| {
-            ServiceError::NotFound(format!(
-                "cadre {} not found (未找到该干部)",
-                request.cadre_user_id
-            ))
+            ServiceError::NotFound(format!("cadre {cadre_user_id} not found (未找到该干部)"))
         })?;
     let cadre_county = app
         .store
@@ -208,6 +205,18 @@ pub async fn assign_primary(
         .and_then(|township| township.parent_id);
     check_same_county(cadre_county.as_deref(), household_county.as_deref())
         .map_err(|refusal| ServiceError::FailedPrecondition(refusal.to_string()))?;
+    Ok((household, cadre))
+}
+
+/// Make a cadre the household's primary, with the quota check and the hand-over rules.
+pub async fn assign_primary(
+    app: &AppState,
+    principal: &Principal,
+    request: &AssignRequest,
+) -> Result<AssignOutcome, ServiceError> {
+    let county = admin_county(principal)?;
+    let (household, cadre) =
+        household_and_cadre(app, county, &request.household_id, &request.cadre_user_id).await?;
 
     let current = app
         .store
@@ -290,5 +299,63 @@ pub async fn assign_primary(
         head_name: household.head_name,
         cadre_name: cadre.display_name,
         over_quota,
+    })
+}
+
+/// Add or end a helper (第二帮扶责任人) pairing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelperRequest {
+    pub household_id: String,
+    pub cadre_user_id: String,
+    /// `true` adds the helper, `false` ends the pairing.
+    pub add: bool,
+}
+
+/// What an accepted helper change did, for the confirmation line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelperOutcome {
+    pub head_name: String,
+    pub cadre_name: String,
+    pub added: bool,
+}
+
+/// Add a helper (the household reaches the helper's phone at its next sync) or end a helper
+/// pairing (the helper's phone purges the household). Helpers have no 8741 quota: the
+/// quotas count 第一帮扶责任人 only, and the helper counts are shown beside them.
+pub async fn set_helper(
+    app: &AppState,
+    principal: &Principal,
+    request: &HelperRequest,
+) -> Result<HelperOutcome, ServiceError> {
+    let county = admin_county(principal)?;
+    let (household, cadre) =
+        household_and_cadre(app, county, &request.household_id, &request.cadre_user_id).await?;
+    app.store
+        .set_helper_pairing(
+            &household.household_id,
+            &cadre.user_id,
+            request.add,
+            app.clock.now(),
+        )
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict(_) if request.add => ServiceError::FailedPrecondition(format!(
+                "{}已与该户结对，无需重复添加 (already paired with this household)",
+                cadre.display_name
+            )),
+            StoreError::Conflict(_) => ServiceError::FailedPrecondition(format!(
+                "{}是该户的第一帮扶责任人，请先另设第一帮扶责任人 (the primary is changed, not removed)",
+                cadre.display_name
+            )),
+            StoreError::NotFound(_) if !request.add => ServiceError::NotFound(format!(
+                "{}不是该户的帮扶干部 (no such helper pairing)",
+                cadre.display_name
+            )),
+            other => other.into(),
+        })?;
+    Ok(HelperOutcome {
+        head_name: household.head_name,
+        cadre_name: cadre.display_name,
+        added: request.add,
     })
 }

@@ -2,7 +2,8 @@
 //! admin's console over real HTTP and real client cores. The 8741 quota refuses an
 //! assignment unless 超额确认 is ticked (then it is audited), a primary change moves the
 //! household from the old cadre's phone to the new cadre's, the validation list shows a
-//! household without a 第一帮扶责任人, and other roles get 403.
+//! household without a 第一帮扶责任人, a helper (第二帮扶责任人) added in the console reaches
+//! the helper's phone and leaves it again when the pairing ends, and other roles get 403.
 
 use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, ChainedRecord, verify_chain};
 use fieldsync_server::demo::DEMO_COUNTY_ID;
@@ -99,13 +100,19 @@ async fn other_roles_cannot_manage_pairings() {
             .await
             .expect("api");
         assert_eq!(api.status(), StatusCode::FORBIDDEN, "{username}");
-        let post = browser
-            .post(format!("{}/console/pairings/assign", server.url()))
-            .form(&[("household_id", "x"), ("cadre_user_id", "y")])
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(post.status(), StatusCode::FORBIDDEN, "{username}");
+        for path in ["/console/pairings/assign", "/console/pairings/helpers"] {
+            let post = browser
+                .post(format!("{}{path}", server.url()))
+                .form(&[
+                    ("household_id", "x"),
+                    ("cadre_user_id", "y"),
+                    ("action", "add"),
+                ])
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(post.status(), StatusCode::FORBIDDEN, "{username} {path}");
+        }
     }
     // The county admin's malformed JSON is a typed 400 naming the body, and nothing changes.
     let county = console_login(&server, "county").await;
@@ -270,5 +277,171 @@ async fn a_primary_change_moves_the_household_between_the_cadres_phones() {
     assert!(
         new_phone.household(&moved).expect("replica").is_some(),
         "the new cadre's phone received it"
+    );
+}
+
+async fn set_helper(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    household_id: &str,
+    cadre_user_id: &str,
+    add: Value,
+) -> (StatusCode, Value) {
+    let response = browser
+        .post(format!("{}/console/api/pairings/helpers", server.url()))
+        .json(&json!({
+            "household_id": household_id,
+            "cadre_user_id": cadre_user_id,
+            "add": add,
+        }))
+        .send()
+        .await
+        .expect("helpers");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn a_helper_added_in_the_console_reaches_the_helpers_phone_and_leaves_it_when_ended() {
+    let server = TestServer::start().await;
+    let (primary_phone, _primary_dir) = phone_of(&server, "cadre01").await;
+    let (helper_phone, _helper_dir) = phone_of(&server, "cadre02").await;
+    let household_id = primary_phone.households().expect("households")[0]
+        .household_id
+        .clone();
+    assert!(
+        helper_phone
+            .household(&household_id)
+            .expect("replica")
+            .is_none()
+    );
+    let admin = console_login(&server, "county").await;
+    let helper = user_id_of(&server, "cadre02").await;
+    let primary = user_id_of(&server, "cadre01").await;
+
+    // Added through the page's form, as an admin would.
+    let township = server
+        .state
+        .store
+        .get_household(&household_id)
+        .await
+        .expect("store")
+        .expect("household")
+        .township_id;
+    let response = admin
+        .post(format!("{}/console/pairings/helpers", server.url()))
+        .form(&[
+            ("household_id", household_id.as_str()),
+            ("cadre_user_id", helper.as_str()),
+            ("action", "add"),
+            ("township", township.as_str()),
+        ])
+        .send()
+        .await
+        .expect("add helper");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(location.contains("helper=added"), "{location}");
+    let page = admin
+        .get(format!("{}{location}", server.url()))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("已添加帮扶干部"), "confirmation shown");
+    assert!(
+        page.contains("解除"),
+        "the helper can be removed from the page"
+    );
+    let listed = pairings_json(&admin, &server, &format!("?township={township}")).await;
+    let row = listed["households"]
+        .as_array()
+        .expect("households")
+        .iter()
+        .find(|row| row["household_id"] == household_id.as_str())
+        .expect("listed");
+    assert_eq!(row["secondary_cadre_ids"], json!([helper]));
+    assert_eq!(
+        row["primary_cadre_ids"],
+        json!([primary]),
+        "primary unchanged"
+    );
+
+    helper_phone.sync().await.expect("helper syncs");
+    assert!(
+        helper_phone
+            .household(&household_id)
+            .expect("replica")
+            .is_some(),
+        "the helper's phone received the household"
+    );
+
+    // Refusals are typed and change nothing: a second add, ending the primary as a helper,
+    // a malformed body and an unknown household.
+    let (status, body) = set_helper(&admin, &server, &household_id, &helper, json!(true)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("已与该户结对"),
+        "{body}"
+    );
+    let (status, body) = set_helper(&admin, &server, &household_id, &primary, json!(false)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("第一帮扶责任人"),
+        "{body}"
+    );
+    let (status, body) = set_helper(&admin, &server, &household_id, &helper, json!("yes")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "body", "{body}");
+    let (status, _) = set_helper(&admin, &server, "no-such-household", &helper, json!(true)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let bad_action = admin
+        .post(format!("{}/console/pairings/helpers", server.url()))
+        .form(&[
+            ("household_id", household_id.as_str()),
+            ("cadre_user_id", helper.as_str()),
+            ("action", "promote"),
+        ])
+        .send()
+        .await
+        .expect("bad action");
+    assert_eq!(bad_action.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pairings_json(&admin, &server, &format!("?township={township}")).await,
+        listed
+    );
+
+    // Ended through the JSON twin: the helper's phone purges the household, the primary's
+    // phone keeps it.
+    let (status, body) = set_helper(&admin, &server, &household_id, &helper, json!(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["added"], false);
+    helper_phone.sync().await.expect("helper syncs again");
+    assert!(
+        helper_phone
+            .household(&household_id)
+            .expect("replica")
+            .is_none(),
+        "the helper's phone purged the household"
+    );
+    primary_phone.sync().await.expect("primary syncs");
+    assert!(
+        primary_phone
+            .household(&household_id)
+            .expect("replica")
+            .is_some()
     );
 }

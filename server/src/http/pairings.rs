@@ -8,9 +8,13 @@
 //! - `POST /console/pairings/assign` (form: `household_id`, `cadre_user_id`,
 //!   `confirm_over_quota=1` for 超额确认): set the primary; an assignment beyond the quota
 //!   is refused (409, Chinese message) unless confirmed, and then it is audited.
+//! - `POST /console/pairings/helpers` (form: `household_id`, `cadre_user_id`,
+//!   `action=add|remove`): add a helper (第二帮扶责任人) or end a helper pairing; the
+//!   helper's phone receives or purges the household at its next sync.
 //! - JSON twin: `GET /console/api/pairings[?township=ID][&village=ID]`,
 //!   `POST /console/api/pairings/assign` (JSON body with the same fields,
-//!   `confirm_over_quota` boolean).
+//!   `confirm_over_quota` boolean), `POST /console/api/pairings/helpers` (JSON
+//!   `{household_id, cadre_user_id, add}`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
@@ -25,11 +29,14 @@ use serde_json::{Value, json};
 use super::views::{Nav, layout};
 use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
 use crate::error::ServiceError;
-use crate::pairings::{self, AssignRequest, HouseholdRow, PairingsOverview};
+use crate::pairings::{self, AssignRequest, HelperRequest, HouseholdRow, PairingsOverview};
 use crate::store::Principal;
 
 /// Path of the pairings page.
 pub const PAIRINGS_PATH: &str = "/console/pairings";
+
+/// Form target of adding and ending helper (第二帮扶责任人) pairings.
+pub const HELPERS_PATH: &str = "/console/pairings/helpers";
 
 /// Filters of the pairings page, as text (unknown ids simply select nothing).
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +47,9 @@ pub struct PairingsQuery {
     village: Option<String>,
     #[serde(default)]
     assigned: Option<String>,
+    /// `added` or `removed` after a helper change.
+    #[serde(default)]
+    helper: Option<String>,
 }
 
 fn non_empty(value: Option<&String>) -> Option<String> {
@@ -64,6 +74,7 @@ pub async fn pairings_page(
         township.as_deref(),
         village.as_deref(),
         query.assigned.is_some(),
+        query.helper.as_deref(),
     );
     Ok(layout("结对管理", Some(&principal), Nav::Pairings, content).into_response())
 }
@@ -74,6 +85,44 @@ fn problem_cell(row: &HouseholdRow) -> Markup {
             span.badge.warn { (problem.label_zh()) }
         } @else {
             "正常"
+        }
+    }
+}
+
+/// The helpers (第二帮扶责任人) of a household, each with a 解除 button, and a form to add one.
+fn helpers_cell(
+    row: &HouseholdRow,
+    cadres: &[pairings::CadreQuota],
+    township: Option<&str>,
+    village: Option<&str>,
+) -> Markup {
+    let hidden = html! {
+        input type="hidden" name="household_id" value=(row.household.household_id);
+        input type="hidden" name="township" value=(township.unwrap_or_default());
+        input type="hidden" name="village" value=(village.unwrap_or_default());
+    };
+    html! {
+        @for (cadre_user_id, name) in &row.household.secondaries {
+            form.helper method="post" action=(HELPERS_PATH) {
+                (hidden)
+                input type="hidden" name="cadre_user_id" value=(cadre_user_id);
+                input type="hidden" name="action" value="remove";
+                (name) " "
+                button type="submit" title="解除该干部与该户的结对" { "解除" }
+            }
+        }
+        form.helper method="post" action=(HELPERS_PATH) {
+            (hidden)
+            input type="hidden" name="action" value="add";
+            select name="cadre_user_id" required aria-label="添加帮扶干部" {
+                option value="" { "添加帮扶干部" }
+                @for cadre in cadres {
+                    @if !row.household.primaries.iter().chain(&row.household.secondaries).any(|(id, _)| *id == cadre.cadre.user_id) {
+                        option value=(cadre.cadre.user_id) { (cadre.cadre.display_name) }
+                    }
+                }
+            }
+            button type="submit" { "添加" }
         }
     }
 }
@@ -91,6 +140,7 @@ fn pairings_view(
     township: Option<&str>,
     village: Option<&str>,
     assigned: bool,
+    helper: Option<&str>,
 ) -> Markup {
     html! {
         h1 { "结对管理" }
@@ -100,6 +150,11 @@ fn pairings_view(
         }
         @if assigned {
             div.notice.info role="status" { "已更新第一帮扶责任人。原干部的手机将在下次同步时移除该户。" }
+        }
+        @match helper {
+            Some("added") => div.notice.info role="status" { "已添加帮扶干部。该干部的手机将在下次同步时收到该户。" },
+            Some("removed") => div.notice.info role="status" { "已解除帮扶干部结对。该干部的手机将在下次同步时移除该户。" },
+            _ => {}
         }
         form.filters method="get" action=(PAIRINGS_PATH) {
             label { "乡镇 "
@@ -173,14 +228,14 @@ fn pairings_view(
             section.card {
                 h2 { "农户与第一帮扶责任人" }
                 table.pairing-households {
-                    thead { tr { th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "其他帮扶干部" } th { "状态" } th { "设为第一帮扶责任人" } } }
+                    thead { tr { th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "其他帮扶干部（第二帮扶责任人）" } th { "状态" } th { "设为第一帮扶责任人" } } }
                     tbody {
                         @for row in &overview.households {
                             tr {
                                 td { (row.household.village_name) }
                                 td { (row.household.head_name) }
                                 td { (names(&row.household.primaries)) }
-                                td { (names(&row.household.secondaries)) }
+                                td { (helpers_cell(row, &overview.cadres, township, village)) }
                                 td { (problem_cell(row)) }
                                 td {
                                     form.assign method="post" action="/console/pairings/assign" {
@@ -226,13 +281,13 @@ pub struct AssignForm {
     village: Option<String>,
 }
 
-/// The pairings page with the form's filters, to return to.
-fn back_path(form: &AssignForm) -> String {
+/// The pairings page with a form's filters, to return to.
+fn back_path(township: Option<&String>, village: Option<&String>) -> String {
     let mut parameters = form_urlencoded::Serializer::new(String::new());
-    if let Some(township) = non_empty(form.township.as_ref()) {
+    if let Some(township) = non_empty(township) {
         parameters.append_pair("township", &township);
     }
-    if let Some(village) = non_empty(form.village.as_ref()) {
+    if let Some(village) = non_empty(village) {
         parameters.append_pair("village", &village);
     }
     let parameters = parameters.finish();
@@ -249,7 +304,7 @@ pub async fn assign_submit(
     CountyAdmin(principal): CountyAdmin,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, ConsoleError> {
-    let back = back_path(&form);
+    let back = back_path(form.township.as_ref(), form.village.as_ref());
     let request = AssignRequest {
         household_id: form.household_id.trim().to_owned(),
         cadre_user_id: form.cadre_user_id.trim().to_owned(),
@@ -260,6 +315,92 @@ pub async fn assign_submit(
         .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
     let separator = if back.contains('?') { '&' } else { '?' };
     Ok(Redirect::to(&format!("{back}{separator}assigned=1")).into_response())
+}
+
+/// Fields of the helper forms. Defaults turn a missing field into a typed error.
+#[derive(Debug, Default, Deserialize)]
+pub struct HelperForm {
+    #[serde(default)]
+    household_id: String,
+    #[serde(default)]
+    cadre_user_id: String,
+    /// `add` or `remove`.
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    township: Option<String>,
+    #[serde(default)]
+    village: Option<String>,
+}
+
+/// `add` → true, `remove` → false, anything else a typed error.
+fn helper_action(action: &str) -> Result<bool, ServiceError> {
+    match action.trim() {
+        "add" => Ok(true),
+        "remove" => Ok(false),
+        _ => Err(ServiceError::invalid(
+            "action",
+            "应为 add（添加）或 remove（解除）",
+        )),
+    }
+}
+
+/// `POST /console/pairings/helpers`.
+pub async fn helper_submit(
+    State(state): State<ConsoleState>,
+    CountyAdmin(principal): CountyAdmin,
+    Form(form): Form<HelperForm>,
+) -> Result<Response, ConsoleError> {
+    let back = back_path(form.township.as_ref(), form.village.as_ref());
+    let outcome = async {
+        let request = HelperRequest {
+            household_id: form.household_id.trim().to_owned(),
+            cadre_user_id: form.cadre_user_id.trim().to_owned(),
+            add: helper_action(&form.action)?,
+        };
+        pairings::set_helper(&state.app, &principal, &request).await
+    }
+    .await
+    .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
+    let separator = if back.contains('?') { '&' } else { '?' };
+    let done = if outcome.added { "added" } else { "removed" };
+    Ok(Redirect::to(&format!("{back}{separator}helper={done}")).into_response())
+}
+
+/// JSON body of the helper call.
+#[derive(Debug, Default, Deserialize)]
+pub struct HelperBody {
+    #[serde(default)]
+    household_id: String,
+    #[serde(default)]
+    cadre_user_id: String,
+    /// `true` adds the helper, `false` ends the pairing.
+    add: Option<bool>,
+}
+
+/// `POST /console/api/pairings/helpers`.
+pub async fn helper_json(
+    State(state): State<ConsoleState>,
+    ApiCountyAdmin(principal): ApiCountyAdmin,
+    body: Result<Json<HelperBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) =
+        body.map_err(|rejection| ServiceError::invalid("body", rejection.body_text()))?;
+    let request = HelperRequest {
+        household_id: body.household_id.trim().to_owned(),
+        cadre_user_id: body.cadre_user_id.trim().to_owned(),
+        add: body
+            .add
+            .ok_or_else(|| ServiceError::invalid("add", "is required (true or false)"))?,
+    };
+    let outcome = pairings::set_helper(&state.app, &principal, &request).await?;
+    Ok(Json(json!({
+        "household_id": request.household_id,
+        "cadre_user_id": request.cadre_user_id,
+        "head_name": outcome.head_name,
+        "cadre_name": outcome.cadre_name,
+        "added": outcome.added,
+    })))
 }
 
 fn overview_json(overview: &PairingsOverview) -> Value {

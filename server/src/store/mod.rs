@@ -1277,6 +1277,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`PrimaryAssignment`]). `NotFound` for an unknown household or cadre; `Conflict` when
     /// the cadre is already its primary or the quota guard refuses.
     async fn assign_primary(&self, assignment: PrimaryAssignment) -> StoreResult<()>;
+    /// Add (`active`) or end a 第二帮扶责任人 pairing of a cadre with a household, in one
+    /// transaction. Adding: `NotFound` for an unknown household or cadre, `Conflict` when
+    /// the two are already paired; the household is sent again, so the helper's phone
+    /// receives it at its next pull. Ending: `NotFound` without an active pairing,
+    /// `Conflict` for the 第一帮扶责任人 (change the primary instead); the helper's phone
+    /// gets a tombstone that purges the household.
+    async fn set_helper_pairing(
+        &self,
+        household_id: &str,
+        cadre_user_id: &str,
+        active: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
 }
 
 #[cfg(test)]

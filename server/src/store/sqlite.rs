@@ -1791,35 +1791,48 @@ fn reassign_household_in(
         params![new_cadre_user_id, household_id],
     )?;
     for old_cadre in &old_cadres {
-        // A cadre who keeps a secondary pairing still has the household in scope.
-        let still_paired = transaction
-            .query_row(
-                "SELECT 1 FROM pairings WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
-                params![old_cadre, household_id],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if !still_paired {
-            // The tombstone belongs to the household's township scope; the old cadre keeps
-            // reading that scope until it expires (see `principal_scopes`).
-            log_entry(
-                transaction,
-                &ChangeEntry {
-                    scope_id: &card.township_id,
-                    household_id,
-                    kind: CHANGE_KIND_REMOVED,
-                    entity_id: household_id,
-                    revision: 0,
-                    addressed_to: Some(old_cadre),
-                    logged_at: to_millis(at)?,
-                },
-            )?;
-        }
+        tombstone_unless_paired(transaction, &card, old_cadre, at)?;
     }
     // A household entry after the pairing change, so the new cadre's cursor (which may be
     // past every earlier entry of this household) still reaches it.
     resend_household(transaction, &mut card)
+}
+
+/// After a pairing of `cadre` with the household ended: unless the cadre keeps another
+/// active pairing with it (a primary who stays as a helper), address a tombstone to the
+/// cadre so their phone purges the household and flags its drafts for hand-over.
+fn tombstone_unless_paired(
+    transaction: &Transaction<'_>,
+    card: &Household,
+    cadre_user_id: &str,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    let still_paired = transaction
+        .query_row(
+            "SELECT 1 FROM pairings WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
+            params![cadre_user_id, card.household_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if still_paired {
+        return Ok(());
+    }
+    // The tombstone belongs to the household's township scope; the cadre keeps reading that
+    // scope until it expires (see `principal_scopes`).
+    log_entry(
+        transaction,
+        &ChangeEntry {
+            scope_id: &card.township_id,
+            household_id: &card.household_id,
+            kind: CHANGE_KIND_REMOVED,
+            entity_id: &card.household_id,
+            revision: 0,
+            addressed_to: Some(cadre_user_id),
+            logged_at: to_millis(at)?,
+        },
+    )?;
+    Ok(())
 }
 
 /// The scopes (townships) a principal pulls: those of the households in its scope now, plus
@@ -3442,6 +3455,20 @@ impl Store for SqliteStore {
         self.write(move |transaction| pairings::assign_primary(transaction, &assignment))
             .await
     }
+
+    async fn set_helper_pairing(
+        &self,
+        household_id: &str,
+        cadre_user_id: &str,
+        active: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let (household_id, cadre_user_id) = (household_id.to_owned(), cadre_user_id.to_owned());
+        self.write(move |transaction| {
+            pairings::set_helper_pairing(transaction, &household_id, &cadre_user_id, active, at)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -3522,6 +3549,7 @@ mod tests {
         audit_log_appends_a_verifiable_chain,
         pairings_loads_and_problem_households,
         pairings_assign_primary_guards_and_audits,
+        pairings_helpers_are_added_and_ended,
     );
 
     fn user_version(connection: &Connection) -> i64 {

@@ -1,6 +1,7 @@
 //! Conformance checks for pairings management (结对管理) in [`Store`]: cadre loads, the
 //! households list with its problem filter, and the primary assignment with its quota guard,
-//! its audit record in the same transaction and the hand-over of the reassignment rules.
+//! its audit record in the same transaction and the hand-over of the reassignment rules;
+//! helper (第二帮扶责任人) pairings added and ended with delivery and tombstone.
 //! Names start with `pairings_` because conformance.rs re-exports them.
 
 use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, AuditContent};
@@ -148,4 +149,123 @@ pub async fn pairings_assign_primary_guards_and_audits(store: &dyn Store) {
         store.assign_primary(assignment(None, None)).await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+/// A helper pairing reaches the helper's pull; ending it sends the helper a tombstone; the
+/// primary cannot be ended as a helper, and a pair cannot be added twice.
+pub async fn pairings_helpers_are_added_and_ended(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let helper = principal(&fixture.cadre_b, "device-b");
+    let before = store
+        .pull_changes(&helper, &ScopeCursor::default(), 100)
+        .await
+        .expect("helper's first pull");
+    assert!(
+        !before
+            .households
+            .iter()
+            .any(|household| household.household_id == fixture.wang.household_id)
+    );
+    let cursor = before.next_cursor;
+    let at = VISIT_TIME;
+    store
+        .set_helper_pairing(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            true,
+            at,
+        )
+        .await
+        .expect("add helper");
+    let added = store
+        .pull_changes(&helper, &cursor, 100)
+        .await
+        .expect("pull after adding");
+    let delivered: Vec<&str> = added
+        .households
+        .iter()
+        .map(|household| household.household_id.as_str())
+        .collect();
+    assert_eq!(delivered, vec![fixture.wang.household_id.as_str()]);
+    let cursor = added.next_cursor;
+
+    let refusal = |result: Result<(), StoreError>| match result {
+        Err(StoreError::Conflict(_)) => "conflict",
+        Err(StoreError::NotFound(_)) => "not found",
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let set = |household: &str, cadre: &str, active: bool| {
+        let (household, cadre) = (household.to_owned(), cadre.to_owned());
+        async move {
+            store
+                .set_helper_pairing(&household, &cadre, active, at)
+                .await
+        }
+    };
+    assert_eq!(
+        refusal(set(&fixture.wang.household_id, &fixture.cadre_b.user_id, true).await),
+        "conflict",
+        "already paired"
+    );
+    assert_eq!(
+        refusal(set(&fixture.wang.household_id, &fixture.cadre_a.user_id, false).await),
+        "conflict",
+        "the primary is changed, not ended"
+    );
+    assert_eq!(
+        refusal(set(&fixture.chen.household_id, &fixture.cadre_b.user_id, false).await),
+        "not found",
+        "no such pairing"
+    );
+    assert_eq!(
+        refusal(set("no-such-household", &fixture.cadre_b.user_id, true).await),
+        "not found"
+    );
+    assert_eq!(
+        refusal(
+            set(
+                &fixture.wang.household_id,
+                &fixture.supervisor_one.user_id,
+                true
+            )
+            .await
+        ),
+        "not found",
+        "only cadres are paired"
+    );
+
+    store
+        .set_helper_pairing(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            false,
+            at,
+        )
+        .await
+        .expect("end helper");
+    let ended = store
+        .pull_changes(&helper, &cursor, 100)
+        .await
+        .expect("pull after ending");
+    assert_eq!(
+        ended.removed_household_ids,
+        vec![fixture.wang.household_id.clone()]
+    );
+    assert!(ended.households.is_empty());
+    let loads = store.cadre_loads(COUNTY).await.expect("loads");
+    let load_b = loads
+        .iter()
+        .find(|load| load.user_id == fixture.cadre_b.user_id)
+        .expect("cadre b");
+    assert_eq!((load_b.primary_count, load_b.secondary_count), (1, 0));
+    // An ended pairing may be added again.
+    store
+        .set_helper_pairing(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            true,
+            at,
+        )
+        .await
+        .expect("add again");
 }

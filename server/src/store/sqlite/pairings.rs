@@ -2,15 +2,20 @@
 //! households with their active pairings, and the county admin's primary assignment, which
 //! reuses the reassignment hand-over of `reassign_household_in` (tombstone for the old
 //! cadre, household entry for the new one) inside one transaction with its quota guard and
-//! its audit record.
+//! its audit record; helper (第二帮扶责任人) pairings, added and ended with the same
+//! delivery and tombstone rules.
 
 use std::collections::HashMap;
 
 use fieldsync_model::CodeList;
-use fieldsync_model::codes::CadreRank;
+use fieldsync_model::codes::{CadreRank, Role};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
 
-use super::{corrupt, export, from_sql_unsigned, reassign_household_in};
+use super::{
+    corrupt, export, from_sql_unsigned, load_household, load_user, reassign_household_in,
+    resend_household, tombstone_unless_paired,
+};
 use crate::store::{
     CadreLoad, HouseholdPairings, PairingFilter, PrimaryAssignment, StoreError, StoreResult,
 };
@@ -186,4 +191,59 @@ pub(super) fn assign_primary(
         export::append_audit(transaction, audit)?;
     }
     Ok(())
+}
+
+pub(super) fn set_helper_pairing(
+    transaction: &Transaction<'_>,
+    household_id: &str,
+    cadre_user_id: &str,
+    active: bool,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    let Some(mut card) = load_household(transaction, household_id)? else {
+        return Err(StoreError::NotFound(format!("household {household_id}")));
+    };
+    match load_user(transaction, "user_id = ?1", cadre_user_id)? {
+        Some(user) if user.role == Role::Cadre => {}
+        _ => return Err(StoreError::NotFound(format!("cadre {cadre_user_id}"))),
+    }
+    let current: Option<bool> = transaction
+        .query_row(
+            "SELECT is_primary FROM pairings
+             WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
+            params![cadre_user_id, household_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if active {
+        if current.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "cadre {cadre_user_id} is already paired with household {household_id}"
+            )));
+        }
+        transaction.execute(
+            "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
+             VALUES (?1, ?2, 0, 1)
+             ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET is_primary = 0, active = 1",
+            params![cadre_user_id, household_id],
+        )?;
+        // An entry after the pairing, so the helper's cursor (which may be past every
+        // earlier entry of this household, or not name its township yet) reaches it.
+        return resend_household(transaction, &mut card);
+    }
+    match current {
+        None => Err(StoreError::NotFound(format!(
+            "no active pairing of cadre {cadre_user_id} with household {household_id}"
+        ))),
+        Some(true) => Err(StoreError::Conflict(format!(
+            "cadre {cadre_user_id} is the primary of household {household_id}"
+        ))),
+        Some(false) => {
+            transaction.execute(
+                "UPDATE pairings SET active = 0 WHERE cadre_user_id = ?1 AND household_id = ?2",
+                params![cadre_user_id, household_id],
+            )?;
+            tombstone_unless_paired(transaction, &card, cadre_user_id, at)
+        }
+    }
 }
