@@ -15,8 +15,9 @@ use fieldsync_model::sync::MutationOutcome;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{
-    AREA_COLUMNS, add_member, decode_household, display_name_of, from_millis, insert_household,
-    load_household, query_areas, register_history_in, to_millis, to_sql_integer, write_register,
+    AREA_COLUMNS, add_member, decode_household, display_name_of, from_millis, from_sql_unsigned,
+    insert_household, load_household, query_areas, register_history_in, to_millis, to_sql_integer,
+    write_register,
 };
 use crate::store::{Area, ImportRun, RosterImportApply, StoreError, StoreResult};
 
@@ -245,7 +246,15 @@ pub(super) fn import_runs(
             members,
             fields,
             unchanged,
-        ] = counts.map(|count| u64::try_from(count).unwrap_or(0));
+        ] = counts.map(|count| from_sql_unsigned::<u64>(count, "import run count"));
+        let (file_bytes, data_rows, households, members, fields, unchanged) = (
+            file_bytes?,
+            data_rows?,
+            households?,
+            members?,
+            fields?,
+            unchanged?,
+        );
         runs.push(ImportRun {
             run_id,
             county_id,
