@@ -9,6 +9,15 @@
 //! Schema changes are numbered SQL files in `migrations/`, embedded at build time and applied
 //! in order, each in its own transaction, with the version kept in `PRAGMA user_version`.
 
+/// SQL: the ids of the townships of the county bound as `?1` (a township bound as `?1` has
+/// none). A macro, so `const` SQL can `concat!` it: every county-wide query then agrees on
+/// what the county's townships are.
+macro_rules! county_townships_sql {
+    () => {
+        "SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township'"
+    };
+}
+
 mod export;
 mod households;
 mod ledger;
@@ -1690,11 +1699,13 @@ fn scope_sql(role: Role) -> &'static str {
         // The county role sees the whole register; `?1` is still bound, so reference it.
         Role::County => "SELECT household_id FROM households WHERE ?1 IS NOT NULL",
         // Village cadres and auditors: everything at or below their area.
-        Role::Village | Role::Auditor => {
+        Role::Village | Role::Auditor => concat!(
             "SELECT household_id FROM households
              WHERE village_id = ?1 OR township_id = ?1
-                OR township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)"
-        }
+                OR township_id IN (",
+            county_townships_sql!(),
+            ")"
+        ),
     }
 }
 

@@ -23,8 +23,11 @@ const MAX_EXPORT_PAGE: u32 = 2_000;
 
 /// SQL condition: the household `h` lies in the area `?1` (its township, or a township of
 /// the county `?1`).
-const HOUSEHOLD_IN_AREA: &str = "(h.township_id = ?1
-     OR h.township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township'))";
+const HOUSEHOLD_IN_AREA: &str = concat!(
+    "(h.township_id = ?1 OR h.township_id IN (",
+    county_townships_sql!(),
+    "))"
+);
 
 /// Columns of the household part of an export row, in the order [`export_household`] reads
 /// them (starting at column 0).

@@ -24,9 +24,11 @@ use crate::store::{
 };
 
 /// `household_id`s of the area bound as `?1`: a township's, or a county's townships'.
-const AREA_HOUSEHOLDS: &str = "SELECT household_id FROM households
-     WHERE township_id = ?1
-        OR township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)";
+const AREA_HOUSEHOLDS: &str = concat!(
+    "SELECT household_id FROM households WHERE township_id = ?1 OR township_id IN (",
+    county_townships_sql!(),
+    ")"
+);
 
 pub(super) fn income_thresholds(connection: &Connection) -> StoreResult<Vec<IncomeThreshold>> {
     let mut statement = connection.prepare(

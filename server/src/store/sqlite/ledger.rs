@@ -25,9 +25,7 @@ use crate::store::{
 fn townships_of(area: &LedgerArea, column: &str) -> String {
     match area {
         LedgerArea::Township(_) => format!("{column} = ?1"),
-        LedgerArea::County(_) => format!(
-            "{column} IN (SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township')"
-        ),
+        LedgerArea::County(_) => format!("{column} IN ({})", county_townships_sql!()),
     }
 }
 

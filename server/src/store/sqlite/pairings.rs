@@ -25,7 +25,7 @@ const MAX_PAIRING_PAGE: u32 = 5_000;
 
 /// SQL condition: the township id in `column` belongs to the county `?1`.
 fn township_in_county(column: &str) -> String {
-    format!("{column} IN (SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township')")
+    format!("{column} IN ({})", county_townships_sql!())
 }
 
 pub(super) fn cadre_loads(connection: &Connection, county_id: &str) -> StoreResult<Vec<CadreLoad>> {

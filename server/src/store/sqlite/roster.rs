@@ -43,17 +43,17 @@ pub(super) fn county_roster(connection: &Connection, county_id: &str) -> StoreRe
         connection,
         &format!(
             "SELECT {AREA_COLUMNS} FROM areas
-             WHERE level = 'village'
-               AND parent_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)
-             ORDER BY area_id"
+             WHERE level = 'village' AND parent_id IN ({townships})
+             ORDER BY area_id",
+            townships = county_townships_sql!()
         ),
         params![county_id],
     )?;
-    let mut statement = connection.prepare(
-        "SELECT card, server_seq FROM households
-         WHERE township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)
-         ORDER BY household_id",
-    )?;
+    let mut statement = connection.prepare(concat!(
+        "SELECT card, server_seq FROM households WHERE township_id IN (",
+        county_townships_sql!(),
+        ") ORDER BY household_id"
+    ))?;
     let rows = statement.query_map(params![county_id], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
     })?;
@@ -74,10 +74,12 @@ fn stored_household_numbers(
     transaction: &Transaction<'_>,
     county_id: &str,
 ) -> StoreResult<HashSet<String>> {
-    let mut statement = transaction.prepare(
+    let mut statement = transaction.prepare(concat!(
         "SELECT json_extract(card, '$.national_household_number') FROM households
-         WHERE township_id IN (SELECT area_id FROM areas WHERE parent_id = ?1)",
-    )?;
+         WHERE township_id IN (",
+        county_townships_sql!(),
+        ")"
+    ))?;
     let numbers = statement
         .query_map(params![county_id], |row| row.get::<_, Option<String>>(0))?
         .filter_map(|number| number.transpose())
