@@ -264,8 +264,9 @@ impl HandoverItem {
     pub const LABEL_ZH: &'static str = "需移交";
 }
 
-/// Years an income registration may be for (the range the county's thresholds accept).
-pub const INCOME_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+/// Years an income registration may be for: the model's range, which the console and the
+/// county's thresholds accept too.
+pub use fieldsync_model::income::INCOME_YEARS;
 
 /// Refusals shown in `status()`, newest first.
 const STATUS_REJECTIONS: u64 = 20;

@@ -179,6 +179,10 @@ pub enum ThresholdError {
     NoteTooLong,
 }
 
+/// Years a registration, a threshold or a report may be for: one range on the phone, in the
+/// console and in exports, so a year one of them accepts is never refused by another.
+pub const INCOME_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+
 /// Longest source note a threshold keeps.
 pub const MAX_SOURCE_NOTE_CHARS: usize = 200;
 /// Largest line accepted, in yuan: far above any real line, so a typo with extra zeros is
@@ -188,7 +192,7 @@ pub const MAX_LINE_YUAN: i64 = 1_000_000;
 impl IncomeThreshold {
     /// Check a row before it is stored.
     pub fn validate(&self) -> Result<(), ThresholdError> {
-        if !(2000..=2100).contains(&self.year) {
+        if !INCOME_YEARS.contains(&self.year) {
             return Err(ThresholdError::BadYear(self.year));
         }
         if !is_region_key(&self.region) {

@@ -24,6 +24,7 @@ use fieldsync_model::access::{
     ACTION_FULL_EXPORT, AuditContent, SensitiveField, check_full_request, disclose, disclosure,
 };
 use fieldsync_model::codes::{Role, VisitMode};
+use fieldsync_model::income::INCOME_YEARS;
 use fieldsync_model::ledger::BusinessMonth;
 use fieldsync_model::time_util::{BEIJING, beijing_minutes, business_month};
 use rust_xlsxwriter::{Format, FormatAlign, FormatBorder, Workbook, Worksheet};
@@ -217,9 +218,16 @@ pub fn parse_request(
             Some(text) => text
                 .parse::<i32>()
                 .ok()
-                .filter(|year| (2000..=2999).contains(year))
+                .filter(|year| INCOME_YEARS.contains(year))
                 .ok_or_else(|| {
-                    ServiceError::invalid("year", format!("年份应为四位数字，例如 2026: {text:?}"))
+                    ServiceError::invalid(
+                        "year",
+                        format!(
+                            "年份应在{}到{}之间，例如 2026: {text:?}",
+                            INCOME_YEARS.start(),
+                            INCOME_YEARS.end()
+                        ),
+                    )
                 })?,
         };
         let quarter = match present(&query.quarter) {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::income::{
-    self, AnnualIncome, IncomeFlag, IncomeRegistration, IncomeThreshold, ResolvedLine,
+    self, AnnualIncome, INCOME_YEARS, IncomeFlag, IncomeRegistration, IncomeThreshold, ResolvedLine,
 };
 use fieldsync_model::time_util::BEIJING;
 use fieldsync_model::visit::WellbeingCheck;
@@ -102,12 +102,13 @@ fn check_village(villages: &[Area], village: Option<&str>) -> Result<(), Service
 
 /// Years a page may ask for; anything else is a typo.
 fn check_year(year: i32) -> Result<i32, ServiceError> {
-    if (2000..=2100).contains(&year) {
+    let (first, last) = (INCOME_YEARS.start(), INCOME_YEARS.end());
+    if INCOME_YEARS.contains(&year) {
         Ok(year)
     } else {
         Err(ServiceError::invalid(
             "year",
-            format!("年度应在2000到2100之间 (year must be 2000–2100, got {year})"),
+            format!("年度应在{first}到{last}之间 (year must be {first}–{last}, got {year})"),
         ))
     }
 }

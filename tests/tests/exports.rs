@@ -603,6 +603,11 @@ async fn bad_export_parameters_are_typed_errors() {
             "/console/exports/income.xlsx?year=abc",
             StatusCode::BAD_REQUEST,
         ),
+        // Outside the years a registration or threshold may be for (2000–2100).
+        (
+            "/console/exports/income.xlsx?year=2999",
+            StatusCode::BAD_REQUEST,
+        ),
         (
             "/console/exports/visits.xlsx?month=2026-03&full=yes",
             StatusCode::BAD_REQUEST,
