@@ -159,6 +159,84 @@ pub struct AssignOutcome {
     pub over_quota: bool,
 }
 
+/// A household of the admin's county; one elsewhere is answered like an id that does not
+/// exist.
+async fn household_in_county(
+    app: &AppState,
+    county: &str,
+    household_id: &str,
+) -> Result<Household, ServiceError> {
+    let not_found =
+        || ServiceError::NotFound(format!("household {household_id} not found (未找到该户)"));
+    let household = app
+        .store
+        .get_household(household_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let household_county = app
+        .store
+        .get_area(&household.township_id)
+        .await?
+        .and_then(|township| township.parent_id);
+    if household_county.as_deref() != Some(county) {
+        return Err(not_found());
+    }
+    Ok(household)
+}
+
+/// One household's pairings with every cadre of the county to choose from, for the
+/// household's pairing page (the list page links there instead of carrying a cadre list per
+/// row, which at county scale would be megabytes of HTML).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdPairing {
+    pub row: HouseholdRow,
+    /// The county's cadres with their loads, the household's township first, then by
+    /// township and name.
+    pub cadres: Vec<CadreQuota>,
+}
+
+/// The pairing page of one household of the admin's county.
+pub async fn household_pairing(
+    app: &AppState,
+    principal: &Principal,
+    household_id: &str,
+) -> Result<HouseholdPairing, ServiceError> {
+    let county = admin_county(principal)?;
+    let household = household_in_county(app, county, household_id).await?;
+    let row = app
+        .store
+        .pairing_households(
+            county,
+            PairingFilter {
+                township_id: Some(household.township_id.clone()),
+                village_id: Some(household.village_id.clone()),
+                only_problems: false,
+                limit: 0,
+            },
+        )
+        .await?
+        .into_iter()
+        .find(|row| row.household_id == household.household_id)
+        .ok_or_else(|| ServiceError::NotFound(format!("household {household_id}")))?;
+    let table = quota_table();
+    let mut cadres: Vec<CadreQuota> = app
+        .store
+        .cadre_loads(county)
+        .await?
+        .into_iter()
+        .map(|cadre| CadreQuota {
+            status: QuotaStatus::new(&table, cadre.rank, cadre.primary_count),
+            cadre,
+        })
+        .collect();
+    // Stable: the store's order (township, name) is kept within each group.
+    cadres.sort_by_key(|cadre| cadre.cadre.township_id != household.township_id);
+    Ok(HouseholdPairing {
+        row: household_rows(vec![row]).remove(0),
+        cadres,
+    })
+}
+
 /// The household and the cadre of a pairing request, both in the admin's county; households
 /// and cadres elsewhere are answered as unknown, like ids that do not exist.
 async fn household_and_cadre(
@@ -173,21 +251,7 @@ async fn household_and_cadre(
     if cadre_user_id.trim().is_empty() {
         return Err(ServiceError::invalid("cadre_user_id", "请选择帮扶干部"));
     }
-    let not_found_household =
-        || ServiceError::NotFound(format!("household {household_id} not found (未找到该户)"));
-    let household = app
-        .store
-        .get_household(household_id)
-        .await?
-        .ok_or_else(not_found_household)?;
-    let household_county = app
-        .store
-        .get_area(&household.township_id)
-        .await?
-        .and_then(|township| township.parent_id);
-    if household_county.as_deref() != Some(county) {
-        return Err(not_found_household());
-    }
+    let household = household_in_county(app, county, household_id).await?;
     // Only the county's cadres are listed, so a cadre elsewhere is answered as unknown.
     let cadre = app
         .store
@@ -203,7 +267,7 @@ async fn household_and_cadre(
         .get_area(&cadre.township_id)
         .await?
         .and_then(|township| township.parent_id);
-    check_same_county(cadre_county.as_deref(), household_county.as_deref())
+    check_same_county(cadre_county.as_deref(), Some(county))
         .map_err(|refusal| ServiceError::FailedPrecondition(refusal.to_string()))?;
     Ok((household, cadre))
 }

@@ -100,6 +100,12 @@ async fn other_roles_cannot_manage_pairings() {
             .await
             .expect("api");
         assert_eq!(api.status(), StatusCode::FORBIDDEN, "{username}");
+        let household_page = browser
+            .get(format!("{}/console/pairings/households/x", server.url()))
+            .send()
+            .await
+            .expect("household page");
+        assert_eq!(household_page.status(), StatusCode::FORBIDDEN, "{username}");
         for path in ["/console/pairings/assign", "/console/pairings/helpers"] {
             let post = browser
                 .post(format!("{}{path}", server.url()))
@@ -319,7 +325,7 @@ async fn a_helper_added_in_the_console_reaches_the_helpers_phone_and_leaves_it_w
     let helper = user_id_of(&server, "cadre02").await;
     let primary = user_id_of(&server, "cadre01").await;
 
-    // Added through the page's form, as an admin would.
+    // Added through the household's pairing page, as an admin would: the list links there.
     let township = server
         .state
         .store
@@ -328,13 +334,40 @@ async fn a_helper_added_in_the_console_reaches_the_helpers_phone_and_leaves_it_w
         .expect("store")
         .expect("household")
         .township_id;
+    let household_page = format!("/console/pairings/households/{household_id}");
+    let list = admin
+        .get(format!(
+            "{}/console/pairings?township={township}",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        list.contains(&household_page),
+        "the list links to the household's page"
+    );
+    let before = admin
+        .get(format!("{}{household_page}", server.url()))
+        .send()
+        .await
+        .expect("household page");
+    assert_eq!(before.status(), StatusCode::OK);
+    let before = before.text().await.expect("html");
+    assert!(
+        before.contains(&format!("value=\"{helper}\"")),
+        "cadre02 can be chosen"
+    );
     let response = admin
         .post(format!("{}/console/pairings/helpers", server.url()))
         .form(&[
             ("household_id", household_id.as_str()),
             ("cadre_user_id", helper.as_str()),
             ("action", "add"),
-            ("township", township.as_str()),
+            ("return_to", "household"),
         ])
         .send()
         .await
@@ -346,7 +379,10 @@ async fn a_helper_added_in_the_console_reaches_the_helpers_phone_and_leaves_it_w
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert!(location.contains("helper=added"), "{location}");
+    assert!(
+        location.starts_with(&household_page) && location.contains("helper=added"),
+        "{location}"
+    );
     let page = admin
         .get(format!("{}{location}", server.url()))
         .send()
@@ -360,6 +396,15 @@ async fn a_helper_added_in_the_console_reaches_the_helpers_phone_and_leaves_it_w
         page.contains("解除"),
         "the helper can be removed from the page"
     );
+    let unknown = admin
+        .get(format!(
+            "{}/console/pairings/households/no-such-household",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("unknown household page");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let listed = pairings_json(&admin, &server, &format!("?township={township}")).await;
     let row = listed["households"]
         .as_array()

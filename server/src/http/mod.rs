@@ -186,6 +186,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/api/pairings", get(pairings::pairings_json))
         .route("/console/api/pairings/assign", post(pairings::assign_json))
         .route(pairings::HELPERS_PATH, post(pairings::helper_submit))
+        .route(
+            "/console/pairings/households/{household_id}",
+            get(pairings::household_page),
+        )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console_state)

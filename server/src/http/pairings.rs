@@ -4,10 +4,13 @@
 //! Routes (county admin only; other roles get 403):
 //! - `GET /console/pairings[?township=ID][&village=ID]`: cadres with rank, 8741 quota, current
 //!   count and over-quota mark; households without exactly one 第一帮扶责任人; with a
-//!   township selected, the households with a form to set their primary.
+//!   township selected, the households with their pairings.
 //! - `POST /console/pairings/assign` (form: `household_id`, `cadre_user_id`,
 //!   `confirm_over_quota=1` for 超额确认): set the primary; an assignment beyond the quota
 //!   is refused (409, Chinese message) unless confirmed, and then it is audited.
+//! - `GET /console/pairings/households/{household_id}`: one household's pairings, with the
+//!   forms to set its primary and to add or end helpers (every cadre of the county to
+//!   choose from, the household's township first). The list links there.
 //! - `POST /console/pairings/helpers` (form: `household_id`, `cadre_user_id`,
 //!   `action=add|remove`): add a helper (第二帮扶责任人) or end a helper pairing; the
 //!   helper's phone receives or purges the household at its next sync.
@@ -17,7 +20,7 @@
 //!   `{household_id, cadre_user_id, add}`).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use fieldsync_model::CodeList;
@@ -89,40 +92,118 @@ fn problem_cell(row: &HouseholdRow) -> Markup {
     }
 }
 
-/// The helpers (第二帮扶责任人) of a household, each with a 解除 button, and a form to add one.
-fn helpers_cell(
-    row: &HouseholdRow,
-    cadres: &[pairings::CadreQuota],
-    township: Option<&str>,
-    village: Option<&str>,
+/// The pairing page of one household (`GET /console/pairings/households/{id}`).
+pub fn household_path(household_id: &str) -> String {
+    format!("{PAIRINGS_PATH}/households/{household_id}")
+}
+
+/// `GET /console/pairings/households/{household_id}`.
+pub async fn household_page(
+    State(state): State<ConsoleState>,
+    CountyAdmin(principal): CountyAdmin,
+    Path(household_id): Path<String>,
+    Query(query): Query<PairingsQuery>,
+) -> Result<Response, ConsoleError> {
+    let pairing = pairings::household_pairing(&state.app, &principal, &household_id).await?;
+    let content = household_view(&pairing, query.assigned.is_some(), query.helper.as_deref());
+    Ok(layout("调整结对", Some(&principal), Nav::Pairings, content).into_response())
+}
+
+/// A cadre choice: name, township, and the 8741 load against the quota.
+fn cadre_option_label(cadre: &pairings::CadreQuota) -> String {
+    format!(
+        "{}（{}，{}/{}）",
+        cadre.cadre.display_name,
+        cadre.cadre.township_name,
+        cadre.status.count,
+        cadre
+            .status
+            .quota
+            .map_or("不限".to_owned(), |quota| quota.to_string())
+    )
+}
+
+fn household_view(
+    pairing: &pairings::HouseholdPairing,
+    assigned: bool,
+    helper: Option<&str>,
 ) -> Markup {
+    let household = &pairing.row.household;
     let hidden = html! {
-        input type="hidden" name="household_id" value=(row.household.household_id);
-        input type="hidden" name="township" value=(township.unwrap_or_default());
-        input type="hidden" name="village" value=(village.unwrap_or_default());
+        input type="hidden" name="household_id" value=(household.household_id);
+        input type="hidden" name="return_to" value="household";
+    };
+    let paired = |user_id: &str| {
+        household
+            .primaries
+            .iter()
+            .chain(&household.secondaries)
+            .any(|(id, _)| id == user_id)
     };
     html! {
-        @for (cadre_user_id, name) in &row.household.secondaries {
-            form.helper method="post" action=(HELPERS_PATH) {
+        p { a href=(format!("{PAIRINGS_PATH}?township={}", household.township_id)) { "← 返回结对管理" } }
+        h1 { "调整结对：" (household.head_name) }
+        p.muted { (household.village_name) " · 户ID " (household.household_id) }
+        (notices(assigned, helper))
+        section.card {
+            h2 { "第一帮扶责任人" }
+            p { "当前：" (names(&household.primaries)) " · 状态：" (problem_cell(&pairing.row)) }
+            form.assign method="post" action="/console/pairings/assign" {
                 (hidden)
-                input type="hidden" name="cadre_user_id" value=(cadre_user_id);
-                input type="hidden" name="action" value="remove";
-                (name) " "
-                button type="submit" title="解除该干部与该户的结对" { "解除" }
-            }
-        }
-        form.helper method="post" action=(HELPERS_PATH) {
-            (hidden)
-            input type="hidden" name="action" value="add";
-            select name="cadre_user_id" required aria-label="添加帮扶干部" {
-                option value="" { "添加帮扶干部" }
-                @for cadre in cadres {
-                    @if !row.household.primaries.iter().chain(&row.household.secondaries).any(|(id, _)| *id == cadre.cadre.user_id) {
-                        option value=(cadre.cadre.user_id) { (cadre.cadre.display_name) }
+                select name="cadre_user_id" required aria-label="新的第一帮扶责任人" {
+                    option value="" { "选择干部（本乡镇在前）" }
+                    @for cadre in &pairing.cadres {
+                        option value=(cadre.cadre.user_id) { (cadre_option_label(cadre)) }
                     }
                 }
+                label { input type="checkbox" name="confirm_over_quota" value="1"; " 超额确认" }
+                button type="submit" { "设为第一帮扶责任人" }
             }
-            button type="submit" { "添加" }
+            p.hint { "原第一帮扶责任人的手机将在下次同步时移除该户，未上传的草稿标记为需移交。" }
+        }
+        section.card {
+            h2 { "其他帮扶干部（第二帮扶责任人）" }
+            @if household.secondaries.is_empty() {
+                p.muted { "暂无。" }
+            }
+            @for (cadre_user_id, name) in &household.secondaries {
+                form.helper method="post" action=(HELPERS_PATH) {
+                    (hidden)
+                    input type="hidden" name="cadre_user_id" value=(cadre_user_id);
+                    input type="hidden" name="action" value="remove";
+                    (name) " "
+                    button type="submit" title="解除该干部与该户的结对" { "解除" }
+                }
+            }
+            form.helper method="post" action=(HELPERS_PATH) {
+                (hidden)
+                input type="hidden" name="action" value="add";
+                select name="cadre_user_id" required aria-label="添加帮扶干部" {
+                    option value="" { "选择干部（本乡镇在前）" }
+                    @for cadre in &pairing.cadres {
+                        @if !paired(&cadre.cadre.user_id) {
+                            option value=(cadre.cadre.user_id) { (cadre_option_label(cadre)) }
+                        }
+                    }
+                }
+                " "
+                button type="submit" { "添加帮扶干部" }
+            }
+            p.hint { "帮扶干部的手机将在下次同步时收到该户；解除后将移除该户。帮扶干部不计入8741上限。" }
+        }
+    }
+}
+
+/// The confirmation lines after an assignment or a helper change.
+fn notices(assigned: bool, helper: Option<&str>) -> Markup {
+    html! {
+        @if assigned {
+            div.notice.info role="status" { "已更新第一帮扶责任人。原干部的手机将在下次同步时移除该户。" }
+        }
+        @match helper {
+            Some("added") => div.notice.info role="status" { "已添加帮扶干部。该干部的手机将在下次同步时收到该户。" },
+            Some("removed") => div.notice.info role="status" { "已解除帮扶干部结对。该干部的手机将在下次同步时移除该户。" },
+            _ => {}
         }
     }
 }
@@ -148,14 +229,7 @@ fn pairings_view(
             "8741 结对上限（通渭模式）：正县级 8 户、副县级 7 户、科级 4 户、一般干部 1 户；"
             "无职级的乡镇驻村干部兜底联系，不设上限。每户必须有且只有一名第一帮扶责任人。"
         }
-        @if assigned {
-            div.notice.info role="status" { "已更新第一帮扶责任人。原干部的手机将在下次同步时移除该户。" }
-        }
-        @match helper {
-            Some("added") => div.notice.info role="status" { "已添加帮扶干部。该干部的手机将在下次同步时收到该户。" },
-            Some("removed") => div.notice.info role="status" { "已解除帮扶干部结对。该干部的手机将在下次同步时移除该户。" },
-            _ => {}
-        }
+        (notices(assigned, helper))
         form.filters method="get" action=(PAIRINGS_PATH) {
             label { "乡镇 "
                 select name="township" {
@@ -226,42 +300,25 @@ fn pairings_view(
         }
         @if township.is_some() {
             section.card {
-                h2 { "农户与第一帮扶责任人" }
+                h2 { "农户与帮扶干部" }
                 table.pairing-households {
-                    thead { tr { th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "其他帮扶干部（第二帮扶责任人）" } th { "状态" } th { "设为第一帮扶责任人" } } }
+                    thead { tr { th { "村" } th { "户主" } th { "第一帮扶责任人" } th { "其他帮扶干部（第二帮扶责任人）" } th { "状态" } th { "结对" } } }
                     tbody {
                         @for row in &overview.households {
                             tr {
                                 td { (row.household.village_name) }
                                 td { (row.household.head_name) }
                                 td { (names(&row.household.primaries)) }
-                                td { (helpers_cell(row, &overview.cadres, township, village)) }
+                                td { (names(&row.household.secondaries)) }
                                 td { (problem_cell(row)) }
-                                td {
-                                    form.assign method="post" action="/console/pairings/assign" {
-                                        input type="hidden" name="household_id" value=(row.household.household_id);
-                                        input type="hidden" name="township" value=(township.unwrap_or_default());
-                                        input type="hidden" name="village" value=(village.unwrap_or_default());
-                                        select name="cadre_user_id" required {
-                                            option value="" { "选择干部" }
-                                            @for cadre in &overview.cadres {
-                                                option value=(cadre.cadre.user_id) {
-                                                    (cadre.cadre.display_name) "（" (cadre.status.count) "/"
-                                                    (cadre.status.quota.map_or("不限".to_owned(), |quota| quota.to_string())) "）"
-                                                }
-                                            }
-                                        }
-                                        label { input type="checkbox" name="confirm_over_quota" value="1"; " 超额确认" }
-                                        button type="submit" { "保存" }
-                                    }
-                                }
+                                td { a href=(household_path(&row.household.household_id)) { "调整结对 →" } }
                             }
                         }
                     }
                 }
             }
         } @else {
-            p.hint { "选择乡镇后可逐户设置第一帮扶责任人。" }
+            p.hint { "选择乡镇后可逐户调整结对（第一帮扶责任人与其他帮扶干部）。" }
         }
     }
 }
@@ -279,6 +336,23 @@ pub struct AssignForm {
     township: Option<String>,
     #[serde(default)]
     village: Option<String>,
+    /// `household`: return to the household's pairing page.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// Where a form returns to: the household's pairing page when it was sent from there,
+/// else the pairings list with the form's filters.
+fn form_back(
+    household_id: &str,
+    return_to: Option<&String>,
+    township: Option<&String>,
+    village: Option<&String>,
+) -> String {
+    if return_to.map(|text| text.trim()) == Some("household") && !household_id.trim().is_empty() {
+        return household_path(household_id.trim());
+    }
+    back_path(township, village)
 }
 
 /// The pairings page with a form's filters, to return to.
@@ -304,7 +378,12 @@ pub async fn assign_submit(
     CountyAdmin(principal): CountyAdmin,
     Form(form): Form<AssignForm>,
 ) -> Result<Response, ConsoleError> {
-    let back = back_path(form.township.as_ref(), form.village.as_ref());
+    let back = form_back(
+        &form.household_id,
+        form.return_to.as_ref(),
+        form.township.as_ref(),
+        form.village.as_ref(),
+    );
     let request = AssignRequest {
         household_id: form.household_id.trim().to_owned(),
         cadre_user_id: form.cadre_user_id.trim().to_owned(),
@@ -331,6 +410,9 @@ pub struct HelperForm {
     township: Option<String>,
     #[serde(default)]
     village: Option<String>,
+    /// `household`: return to the household's pairing page.
+    #[serde(default)]
+    return_to: Option<String>,
 }
 
 /// `add` → true, `remove` → false, anything else a typed error.
@@ -351,7 +433,12 @@ pub async fn helper_submit(
     CountyAdmin(principal): CountyAdmin,
     Form(form): Form<HelperForm>,
 ) -> Result<Response, ConsoleError> {
-    let back = back_path(form.township.as_ref(), form.village.as_ref());
+    let back = form_back(
+        &form.household_id,
+        form.return_to.as_ref(),
+        form.township.as_ref(),
+        form.village.as_ref(),
+    );
     let outcome = async {
         let request = HelperRequest {
             household_id: form.household_id.trim().to_owned(),
