@@ -198,13 +198,7 @@ pub fn parse_request(
         "csv" => ExportFormat::Csv,
         _ => return Err(unknown()),
     };
-    let present = |value: &Option<String>| {
-        value
-            .as_deref()
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-            .map(str::to_owned)
-    };
+    let present = |value: &Option<String>| crate::text::non_empty(value.as_deref());
     let period = if kind.is_monthly() {
         let month = present(&query.month).unwrap_or_else(|| business_month(now));
         ExportPeriod::Month(

@@ -19,6 +19,7 @@ pub mod roster_import;
 pub mod settings;
 pub mod store;
 pub mod sync;
+pub mod text;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};

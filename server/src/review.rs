@@ -15,6 +15,7 @@ use crate::store::{
     QueueFilter, QueueItem, QueuePosition, StoredDecision, UnvisitedHousehold, VisitDetail,
     VisitRevision,
 };
+use crate::text::non_empty;
 use fieldsync_model::visit_diff::{VisitDiff, diff_visits};
 use time::OffsetDateTime;
 
@@ -216,13 +217,6 @@ pub struct QueueFilters {
     pub flag: Option<String>,
     /// Waiting at least this many days since the latest revision arrived.
     pub min_age_days: Option<u32>,
-}
-
-fn non_empty(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
 }
 
 impl QueueFilters {

@@ -29,6 +29,7 @@ use super::households_views::{self as views, ThresholdFormValues};
 use super::{ApiError, ApiStaff, ConsoleError, ConsoleState, CountyAdmin, Staff};
 use crate::error::ServiceError;
 use crate::households;
+use crate::text::non_empty;
 
 /// Path of the thresholds page.
 pub const THRESHOLDS_PATH: &str = "/console/thresholds";
@@ -41,13 +42,6 @@ pub struct IncomeQuery {
     year: Option<String>,
     #[serde(default)]
     village: Option<String>,
-}
-
-fn non_empty(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
 }
 
 fn parse_year(text: Option<&str>) -> Result<Option<i32>, ServiceError> {

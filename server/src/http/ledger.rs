@@ -31,6 +31,7 @@ use crate::ledger::{
     self, LedgerFilter, LedgerRow, MonthLedger, NO_PRIMARY_CADRE, SilentCadre, StateFilter,
 };
 use crate::store::MonthClosure;
+use crate::text::non_empty;
 
 /// Path of the dashboard, where `GET /` lands staff.
 pub const DASHBOARD_PATH: &str = "/console/dashboard";
@@ -61,12 +62,6 @@ pub struct LedgerQuery {
     /// Set after a successful close, for the banner.
     #[serde(default)]
     closed: Option<String>,
-}
-
-fn non_empty(text: Option<&str>) -> Option<String> {
-    text.map(str::trim)
-        .filter(|text| !text.is_empty())
-        .map(str::to_owned)
 }
 
 /// The month and filter a ledger query names, validated.

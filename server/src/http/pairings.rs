@@ -34,6 +34,7 @@ use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
 use crate::error::ServiceError;
 use crate::pairings::{self, AssignRequest, HelperRequest, HouseholdRow, PairingsOverview};
 use crate::store::Principal;
+use crate::text::non_empty;
 
 /// Path of the pairings page.
 pub const PAIRINGS_PATH: &str = "/console/pairings";
@@ -55,21 +56,14 @@ pub struct PairingsQuery {
     helper: Option<String>,
 }
 
-fn non_empty(value: Option<&String>) -> Option<String> {
-    value
-        .map(|text| text.trim())
-        .filter(|text| !text.is_empty())
-        .map(str::to_owned)
-}
-
 /// `GET /console/pairings`.
 pub async fn pairings_page(
     State(state): State<ConsoleState>,
     CountyAdmin(principal): CountyAdmin,
     Query(query): Query<PairingsQuery>,
 ) -> Result<Response, ConsoleError> {
-    let township = non_empty(query.township.as_ref());
-    let village = non_empty(query.village.as_ref());
+    let township = non_empty(query.township.as_deref());
+    let village = non_empty(query.village.as_deref());
     let overview =
         pairings::overview(&state.app, &principal, township.clone(), village.clone()).await?;
     let content = pairings_view(
@@ -358,10 +352,10 @@ fn form_back(
 /// The pairings page with a form's filters, to return to.
 fn back_path(township: Option<&String>, village: Option<&String>) -> String {
     let mut parameters = form_urlencoded::Serializer::new(String::new());
-    if let Some(township) = non_empty(township) {
+    if let Some(township) = non_empty(township.map(String::as_str)) {
         parameters.append_pair("township", &township);
     }
-    if let Some(village) = non_empty(village) {
+    if let Some(village) = non_empty(village.map(String::as_str)) {
         parameters.append_pair("village", &village);
     }
     let parameters = parameters.finish();
@@ -529,8 +523,8 @@ pub async fn pairings_json(
     let overview = pairings::overview(
         &state.app,
         &principal,
-        non_empty(query.township.as_ref()),
-        non_empty(query.village.as_ref()),
+        non_empty(query.township.as_deref()),
+        non_empty(query.village.as_deref()),
     )
     .await?;
     Ok(Json(overview_json(&overview)))
