@@ -577,8 +577,8 @@ impl Store {
     /// and applies the model's rules; if it fails, nothing is stored. Unless `correction`,
     /// a quarter that already has a registration in force (this phone's, or any device's
     /// as of the last pull) is refused with [`ClientError::IncomeAlreadyRegistered`]: a
-    /// second registration replaces the first, so it must be meant. Returns the
-    /// registration and its seq.
+    /// second registration replaces the first, so it must be meant; a correction names the
+    /// registration it replaces. Returns the registration and its seq.
     pub fn write_income_registration(
         &self,
         household_id: &str,
@@ -603,22 +603,27 @@ impl Store {
         let card: Household = from_json(&body, "household body")?;
         let size = u32::try_from(card.current_members().count()).unwrap_or(u32::MAX);
         let registration = build(size)?;
-        if !correction
-            && let Some((in_force, on_this_phone)) = income_in_force(
-                &transaction,
-                &registration.household_id,
-                registration.year,
-                registration.quarter,
-            )?
-        {
-            return Err(ClientError::IncomeAlreadyRegistered {
-                household_id: registration.household_id,
-                year: registration.year,
-                quarter: registration.quarter,
-                net_fen: in_force.net_fen,
-                on_this_phone,
-            });
-        }
+        let in_force = income_in_force(
+            &transaction,
+            &registration.household_id,
+            registration.year,
+            registration.quarter,
+        )?;
+        let registration = match in_force {
+            Some((in_force, on_this_phone)) if !correction => {
+                return Err(ClientError::IncomeAlreadyRegistered {
+                    household_id: registration.household_id,
+                    year: registration.year,
+                    quarter: registration.quarter,
+                    net_fen: in_force.net_fen,
+                    on_this_phone,
+                });
+            }
+            // A correction names what it replaces, so the server can tell it from two
+            // phones registering the same quarter without seeing each other.
+            Some((in_force, _)) => registration.superseding(Some(in_force.registration_id)),
+            None => registration,
+        };
         let payload = to_json(&registration)?;
         transaction.execute(
             "INSERT INTO income_registrations (registration_id, household_id, year, quarter,

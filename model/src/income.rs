@@ -87,6 +87,11 @@ pub struct IncomeRegistration {
     pub components: IncomeComponents,
     pub net_fen: i64,
     pub per_capita_net_fen: i64,
+    /// 更正: the registration in force for the quarter that the phone saw and replaces on
+    /// purpose; `None` for a first registration. A replacement that does not name the
+    /// registration it replaces is shown to reviewers ([`unannounced_replacements`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes_registration_id: Option<String>,
 }
 
 impl IncomeRegistration {
@@ -112,7 +117,14 @@ impl IncomeRegistration {
             quarter,
             household_size,
             components,
+            supersedes_registration_id: None,
         })
+    }
+
+    /// The same registration, declared as the correction (更正) of `replaced`.
+    pub fn superseding(mut self, replaced: Option<String>) -> Self {
+        self.supersedes_registration_id = replaced;
+        self
     }
 }
 
@@ -349,6 +361,52 @@ pub fn current_registrations(registrations: &[IncomeRegistration]) -> Vec<Income
     by_quarter.into_values().cloned().collect()
 }
 
+/// A registration that replaced the one in force for its quarter without naming it: two
+/// devices registered the same quarter with different figures, neither having seen the
+/// other's (both offline), and the later arrival won. Every registration is kept; this is
+/// what a reviewer is shown so the household's figures get checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnannouncedReplacement {
+    /// The registration that had been in force.
+    pub replaced: IncomeRegistration,
+    /// The registration in force now, which did not name `replaced`.
+    pub by: IncomeRegistration,
+}
+
+/// The unannounced replacements among a household's registrations (arrival order) whose
+/// replacing registration is still in force, by year and quarter. A later correction that
+/// names the registration in force (someone looked at it) settles its quarter; a second
+/// registration with the same figures is no disagreement.
+pub fn unannounced_replacements(
+    registrations: &[IncomeRegistration],
+) -> Vec<UnannouncedReplacement> {
+    use std::collections::BTreeMap;
+    let mut in_force: BTreeMap<(i32, u32), &IncomeRegistration> = BTreeMap::new();
+    let mut open: BTreeMap<(i32, u32), UnannouncedReplacement> = BTreeMap::new();
+    for registration in registrations {
+        let quarter = (registration.year, registration.quarter);
+        if let Some(current) = in_force.get(&quarter) {
+            let named = registration.supersedes_registration_id.as_deref()
+                == Some(current.registration_id.as_str());
+            let same_figures = registration.components == current.components
+                && registration.household_size == current.household_size;
+            if named {
+                open.remove(&quarter);
+            } else if !same_figures {
+                open.insert(
+                    quarter,
+                    UnannouncedReplacement {
+                        replaced: (*current).clone(),
+                        by: registration.clone(),
+                    },
+                );
+            }
+        }
+        in_force.insert(quarter, registration);
+    }
+    open.into_values().collect()
+}
+
 /// Build the annual summary of `year` from a household's registrations (arrival order) and
 /// its current size.
 ///
@@ -451,6 +509,62 @@ pub fn projection_flag(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q1(id: &str, wage_fen: i64) -> IncomeRegistration {
+        IncomeRegistration::new(
+            id.into(),
+            "h-1".into(),
+            2026,
+            1,
+            2,
+            IncomeComponents {
+                wage_fen,
+                ..IncomeComponents::default()
+            },
+        )
+        .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn a_replacement_that_does_not_name_the_registration_in_force_is_reported() {
+        let first = q1("a", 100_000);
+        let offline_twin = q1("b", 120_000);
+        let found = unannounced_replacements(&[first.clone(), offline_twin.clone()]);
+        assert_eq!(
+            found,
+            vec![UnannouncedReplacement {
+                replaced: first.clone(),
+                by: offline_twin.clone(),
+            }]
+        );
+        // The same figures twice are no disagreement.
+        assert!(unannounced_replacements(&[first.clone(), q1("c", 100_000)]).is_empty());
+        // A correction that names the registration in force is not reported ...
+        let corrected = q1("d", 130_000).superseding(Some("a".into()));
+        assert!(unannounced_replacements(&[first.clone(), corrected]).is_empty());
+        // ... and settles an earlier disagreement once someone corrected what was in force.
+        let settled = q1("e", 125_000).superseding(Some("b".into()));
+        assert!(
+            unannounced_replacements(&[first.clone(), offline_twin.clone(), settled]).is_empty()
+        );
+        // Naming an older registration than the one in force does not settle it.
+        let stale = q1("f", 90_000).superseding(Some("a".into()));
+        let found = unannounced_replacements(&[first, offline_twin.clone(), stale.clone()]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((&found[0].replaced, &found[0].by), (&offline_twin, &stale));
+    }
+
+    #[test]
+    fn registrations_without_the_supersedes_field_still_read() {
+        // Rows stored before the field existed have no key at all; new rows without a
+        // replacement write none, so stored bodies keep comparing equal.
+        let first = q1("a", 100_000);
+        let text = serde_json::to_string(&first).unwrap_or_default();
+        assert!(!text.contains("supersedes"), "{text}");
+        let read: IncomeRegistration =
+            serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(read, first);
+    }
 
     fn components(
         wage: i64,

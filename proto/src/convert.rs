@@ -538,7 +538,17 @@ impl TryFrom<&v1::IncomeRegistration> for IncomeRegistration {
             transfer_fen: wire.transfer_fen,
             business_cost_fen: wire.business_cost_fen,
         };
-        IncomeRegistration::new(
+        let supersedes = match wire.supersedes_registration_id.as_str() {
+            "" => None,
+            id if fieldsync_model::visit::is_uuid(id) => Some(id.to_owned()),
+            _ => {
+                return Err(ConvertError::new(
+                    "supersedes_registration_id",
+                    "must be a UUID or empty",
+                ));
+            }
+        };
+        Ok(IncomeRegistration::new(
             wire.registration_id.clone(),
             wire.household_id.clone(),
             wire.year,
@@ -546,7 +556,8 @@ impl TryFrom<&v1::IncomeRegistration> for IncomeRegistration {
             wire.household_size,
             components,
         )
-        .map_err(|error| ConvertError::new("income", error.to_string()))
+        .map_err(|error| ConvertError::new("income", error.to_string()))?
+        .superseding(supersedes))
     }
 }
 
@@ -565,6 +576,10 @@ impl From<&IncomeRegistration> for v1::IncomeRegistration {
             business_cost_fen: registration.components.business_cost_fen,
             net_fen: registration.net_fen,
             per_capita_net_fen: registration.per_capita_net_fen,
+            supersedes_registration_id: registration
+                .supersedes_registration_id
+                .clone()
+                .unwrap_or_default(),
         }
     }
 }
@@ -881,5 +896,40 @@ mod tests {
             IncomeRegistration::try_from(&wire).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(registration.net_fen, 110_000);
         assert_eq!(registration.per_capita_net_fen, 55_000);
+        assert_eq!(registration.supersedes_registration_id, None);
+    }
+
+    #[test]
+    fn an_income_correction_names_what_it_replaces_both_ways() {
+        let replaced = "01930000-0000-7000-8000-000000000004";
+        let wire = v1::IncomeRegistration {
+            registration_id: "01930000-0000-7000-8000-000000000005".into(),
+            household_id: "h".into(),
+            year: 2026,
+            quarter: 2,
+            household_size: 2,
+            wage_fen: 100_000,
+            supersedes_registration_id: replaced.into(),
+            ..Default::default()
+        };
+        let registration =
+            IncomeRegistration::try_from(&wire).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            registration.supersedes_registration_id.as_deref(),
+            Some(replaced)
+        );
+        assert_eq!(
+            v1::IncomeRegistration::from(&registration).supersedes_registration_id,
+            replaced
+        );
+        let malformed = v1::IncomeRegistration {
+            supersedes_registration_id: "not-an-id".into(),
+            ..wire
+        };
+        let error = IncomeRegistration::try_from(&malformed).expect_err("malformed id");
+        assert!(
+            error.to_string().contains("supersedes_registration_id"),
+            "{error}"
+        );
     }
 }

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::income::{
-    self, AnnualIncome, INCOME_YEARS, IncomeFlag, IncomeRegistration, IncomeThreshold, ResolvedLine,
+    self, AnnualIncome, INCOME_YEARS, IncomeFlag, IncomeRegistration, IncomeThreshold,
+    ResolvedLine, UnannouncedReplacement,
 };
 use fieldsync_model::time_util::BEIJING;
 use fieldsync_model::visit::WellbeingCheck;
@@ -189,6 +190,9 @@ pub struct YearIncome {
     pub annual: AnnualIncome,
     pub lines: Vec<ResolvedLine>,
     pub flag: Option<IncomeFlag>,
+    /// Quarters of the year where a registration replaced the one in force without naming
+    /// it (two phones registered the quarter without seeing each other): to be checked.
+    pub replacements: Vec<UnannouncedReplacement>,
 }
 
 /// Summarise `year` for a household and judge the projection against the lines.
@@ -208,10 +212,15 @@ fn year_income(
     let flag = annual
         .projected_per_capita_net_fen
         .and_then(|projected| income::projection_flag(projected, lines, margin));
+    let replacements = income::unannounced_replacements(registrations)
+        .into_iter()
+        .filter(|replacement| replacement.by.year == year)
+        .collect();
     Ok(YearIncome {
         annual,
         lines: lines.to_vec(),
         flag,
+        replacements,
     })
 }
 

@@ -292,3 +292,131 @@ async fn a_second_phone_sees_registered_quarters_and_replaces_one_only_as_a_corr
         other => panic!("expected IncomeAlreadyRegistered, got {other:?}"),
     }
 }
+
+/// The year's entry of the township supervisor's household page JSON.
+async fn supervisor_year(server: &TestServer, household_id: &str) -> serde_json::Value {
+    let supervisor = console_login(server, "township1").await;
+    let json: serde_json::Value = supervisor
+        .get(format!(
+            "{}/console/api/households/{household_id}",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    json["income"]
+        .as_array()
+        .expect("income years")
+        .iter()
+        .find(|year| year["annual"]["year"] == YEAR)
+        .unwrap_or_else(|| panic!("{YEAR} is listed: {}", json["income"]))
+        .clone()
+}
+
+#[tokio::test]
+async fn two_phones_registering_a_quarter_offline_are_shown_to_the_supervisor_until_corrected() {
+    let server = TestServer::start().await;
+    let (first_folder, second_folder) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    let first = Client::open(first_folder.path(), &server.url()).expect("open first");
+    let second = Client::open(second_folder.path(), &server.url()).expect("open second");
+    for phone in [&first, &second] {
+        phone.login("cadre01", DEMO_PASSWORD).await.expect("login");
+        phone.sync().await.expect("first sync");
+    }
+    let household_id = first
+        .households()
+        .expect("households")
+        .into_iter()
+        .find(|household| household.member_count > 0)
+        .expect("a household with members")
+        .household_id;
+    let wages = |wage_fen| IncomeComponents {
+        wage_fen,
+        ..IncomeComponents::default()
+    };
+    // Both in the fields without signal: neither phone can know of the other's entry.
+    let offline = unreachable_url().await;
+    first.set_server_url(&offline).expect("offline");
+    second.set_server_url(&offline).expect("offline");
+    let from_first = first
+        .register_income(&household_id, YEAR, 1, wages(200_000))
+        .expect("first phone registers Q1");
+    let from_second = second
+        .register_income(&household_id, YEAR, 1, wages(260_000))
+        .expect("second phone registers Q1 too");
+    for phone in [&first, &second] {
+        phone.set_server_url(&server.url()).expect("online");
+        phone.sync().await.expect("sync");
+    }
+
+    // The later arrival is in force, and the supervisor sees that it replaced the other
+    // without knowing of it.
+    let year = supervisor_year(&server, &household_id).await;
+    let quarters = year["annual"]["quarters"].as_array().expect("quarters");
+    assert_eq!(quarters.len(), 1);
+    assert_eq!(quarters[0]["registration_id"], from_second.registration_id);
+    let replacements = year["unannounced_replacements"]
+        .as_array()
+        .expect("replacements");
+    assert_eq!(replacements.len(), 1, "{year}");
+    assert_eq!(
+        replacements[0]["replaced"]["registration_id"],
+        from_first.registration_id
+    );
+    assert_eq!(
+        replacements[0]["by"]["registration_id"],
+        from_second.registration_id
+    );
+    let supervisor = console_login(&server, "township1").await;
+    let page = supervisor
+        .get(format!(
+            "{}/console/households/{household_id}",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("两份登记互不知情"), "the page warns");
+    assert!(
+        page.contains("2,600.00") && page.contains("2,000.00"),
+        "both figures"
+    );
+
+    // The first phone learns of the other entry at its next sync and corrects the quarter
+    // on purpose: the correction names what it replaces, and the warning is gone.
+    first.sync().await.expect("first phone pulls");
+    assert!(matches!(
+        first.register_income(&household_id, YEAR, 1, wages(230_000)),
+        Err(ClientError::IncomeAlreadyRegistered {
+            on_this_phone: false,
+            ..
+        })
+    ));
+    let corrected = first
+        .correct_income(&household_id, YEAR, 1, wages(230_000))
+        .expect("correct");
+    assert_eq!(
+        corrected.supersedes_registration_id.as_deref(),
+        Some(from_second.registration_id.as_str())
+    );
+    first.sync().await.expect("send the correction");
+    let year = supervisor_year(&server, &household_id).await;
+    assert_eq!(
+        year["annual"]["quarters"][0]["registration_id"],
+        corrected.registration_id
+    );
+    assert_eq!(
+        year["unannounced_replacements"],
+        serde_json::json!([]),
+        "{year}"
+    );
+}

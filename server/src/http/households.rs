@@ -308,6 +308,7 @@ fn household_value(page: &households::HouseholdPage) -> Value {
                 "annual": income.annual,
                 "lines": income.lines,
                 "flag": income.flag,
+                "unannounced_replacements": income.replacements,
             })
         })
         .collect();

@@ -188,7 +188,12 @@ pub fn income_page(principal: &Principal, view: &IncomeOverview) -> Markup {
                             td.num { @if annual.quarters.is_empty() { span.muted { "—" } } @else { (yuan(annual.net_fen)) } }
                             td.num { (optional_yuan(annual.projected_per_capita_net_fen)) }
                             td { @if let Some(line) = line_used(&row.income) { (line.kind.label_zh()) " " (whole_yuan(line.yuan)) } @else { span.muted { "—" } } }
-                            td { (flag_badge(&row.income, view.margin)) }
+                            td {
+                                (flag_badge(&row.income, view.margin))
+                                @if !row.income.replacements.is_empty() {
+                                    " " span.badge.warn title="有季度的两份登记互不知情，请核实" { "登记不一致" }
+                                }
+                            }
                         }
                     }
                 }
@@ -472,7 +477,7 @@ fn quarter_table(income: &YearIncome) -> Markup {
             } }
             tbody {
                 @for registration in &annual.quarters {
-                    (row(&format!("{}季度", ["", "一", "二", "三", "四"][registration.quarter as usize]), registration))
+                    (row(quarter_label(registration.quarter), registration))
                 }
             }
             tfoot {
@@ -490,6 +495,29 @@ fn quarter_table(income: &YearIncome) -> Markup {
             }
         }
     }
+}
+
+/// One line per quarter where two phones registered different figures without seeing each
+/// other: which registration is in force and which one it replaced.
+fn replacement_notes(income: &YearIncome) -> Markup {
+    html! {
+        @for replacement in &income.replacements {
+            p.notice.warn role="note" {
+                "⚠ " (replacement.by.year) "年" (quarter_label(replacement.by.quarter))
+                "：两份登记互不知情（可能来自两台手机离线登记），后到的一份（家庭纯收入 "
+                (yuan(replacement.by.net_fen)) " 元）替换了先到的一份（"
+                (yuan(replacement.replaced.net_fen)) " 元）。请与帮扶干部核实；"
+                "在手机上“更正”该季度后此提示消失。"
+            }
+        }
+    }
+}
+
+fn quarter_label(quarter: u32) -> &'static str {
+    ["", "一季度", "二季度", "三季度", "四季度"]
+        .get(quarter as usize)
+        .copied()
+        .unwrap_or("")
 }
 
 fn year_section(income: &YearIncome, margin: f64) -> Markup {
@@ -519,6 +547,7 @@ fn year_section(income: &YearIncome, margin: f64) -> Markup {
                     }
                 }
                 (quarter_table(income))
+                (replacement_notes(income))
             }
         }
     }
