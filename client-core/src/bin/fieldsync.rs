@@ -753,6 +753,17 @@ fn income_list_text(rows: &[LocalIncome], on_server: &[IncomeRegistration]) -> S
         if corrected {
             state.push_str(" (已更正 corrected later)");
         }
+        // Sent, but the server's registration in force for the quarter is another one: a
+        // registration from another device arrived later and replaced it.
+        let replaced_elsewhere = !corrected
+            && row.state == IncomeState::Sent
+            && on_server.iter().any(|registration| {
+                key(registration) == key(&row.registration)
+                    && registration.registration_id != row.registration.registration_id
+            });
+        if replaced_elsewhere {
+            state.push_str(" (已被其他设备的登记替换 replaced by another device's)");
+        }
         if let Some((code, message)) = &row.rejection {
             state.push_str(&format!(" [{code}: {message}]"));
         }
@@ -1170,5 +1181,15 @@ mod income_tests {
             .find(|line| line.contains("2026Q4"))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(q4_on_server.contains("本机更正待上传"), "{text}");
+        // This phone's sent Q3 that another device's later registration replaced.
+        let text = income_list_text(
+            &[row("r-5", 3, 80_000, IncomeState::Sent)],
+            &[row("r-9", 3, 90_000, IncomeState::Sent).registration],
+        );
+        let own = text
+            .lines()
+            .find(|line| line.contains("800.00"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(own.contains("已被其他设备的登记替换"), "{text}");
     }
 }
