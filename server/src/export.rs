@@ -11,8 +11,9 @@
 //! returned, and a failed audit write fails the export.
 //!
 //! Rows are read from the store in pages ([`EXPORT_PAGE`]) and written to the sheet as they
-//! arrive, so the database side never holds more than a page. The XLSX itself is assembled
-//! in memory by rust_xlsxwriter (its `constant_memory` mode is not enabled in this build).
+//! arrive, so the database side never holds more than a page. The XLSX sheet is written in
+//! rust_xlsxwriter's constant-memory mode: rows spill to a temporary file in row order (title,
+//! header, data, totals), and only the finished, compressed file is held in memory.
 //!
 //! XLSX layout: a title row with the area and period, the Chinese header row frozen and
 //! repeated on every printed page, column widths that fit the content, `#,##0.00` for yuan,
@@ -722,8 +723,10 @@ struct Sheet {
 }
 
 enum SheetTarget {
+    /// The workbook owns its one worksheet (constant-memory worksheets must be created by
+    /// the workbook); it is sheet 0.
     Xlsx {
-        worksheet: Box<Worksheet>,
+        workbook: Box<Workbook>,
         next_row: u32,
         formats: Box<XlsxFormats>,
     },
@@ -773,9 +776,13 @@ impl Sheet {
                 SheetTarget::Csv(Box::new(writer))
             }
             ExportFormat::Xlsx => {
-                let (worksheet, formats) = new_worksheet(title, columns, now, masking)?;
+                let mut workbook = Workbook::new();
+                let worksheet = workbook
+                    .add_worksheet_with_constant_memory()
+                    .map_err(xlsx_error)?;
+                let formats = set_up_worksheet(worksheet, title, columns, now, masking)?;
                 SheetTarget::Xlsx {
-                    worksheet: Box::new(worksheet),
+                    workbook: Box::new(workbook),
                     next_row: HEADER_ROW + 1,
                     formats: Box::new(formats),
                 }
@@ -827,10 +834,11 @@ impl Sheet {
                 }))
                 .map_err(csv_error),
             SheetTarget::Xlsx {
-                worksheet,
+                workbook,
                 next_row,
                 formats,
             } => {
+                let worksheet = workbook.worksheet_from_index(0).map_err(xlsx_error)?;
                 let row = *next_row;
                 for (index, cell) in cells.iter().enumerate() {
                     let column = u16::try_from(index).map_err(|_| ServiceError::Internal)?;
@@ -876,22 +884,21 @@ impl Sheet {
     fn finish(self) -> Result<Vec<u8>, ServiceError> {
         match self.target {
             SheetTarget::Csv(writer) => writer.into_inner().map_err(csv_error),
-            SheetTarget::Xlsx { worksheet, .. } => {
-                let mut workbook = Workbook::new();
-                workbook.push_worksheet(*worksheet);
+            SheetTarget::Xlsx { mut workbook, .. } => {
                 workbook.save_to_buffer().map_err(xlsx_error)
             }
         }
     }
 }
 
-/// A worksheet with the title, the header row and the print setup.
-fn new_worksheet(
+/// Give the worksheet its title, header row and print setup; returns the cell formats.
+fn set_up_worksheet(
+    worksheet: &mut Worksheet,
     title: &str,
     columns: &[Column],
     now: OffsetDateTime,
     masking: Masking,
-) -> Result<(Worksheet, XlsxFormats), ServiceError> {
+) -> Result<XlsxFormats, ServiceError> {
     let border = |format: Format| format.set_border(FormatBorder::Thin);
     let formats = XlsxFormats {
         text: border(Format::new().set_text_wrap()),
@@ -913,7 +920,6 @@ fn new_worksheet(
             .set_align(FormatAlign::VerticalCenter)
             .set_background_color(rust_xlsxwriter::Color::RGB(0xDD_E6_F0)),
     );
-    let mut worksheet = Worksheet::new();
     let last_column = u16::try_from(columns.len().saturating_sub(1)).unwrap_or(0);
     (|| -> Result<(), rust_xlsxwriter::XlsxError> {
         // Sheet names are limited to 31 characters and some punctuation.
@@ -949,7 +955,7 @@ fn new_worksheet(
         note
     ));
     worksheet.set_footer("&C第 &P 页，共 &N 页");
-    Ok((worksheet, formats))
+    Ok(formats)
 }
 
 #[cfg(test)]
