@@ -884,9 +884,7 @@ impl Sheet {
     fn finish(self) -> Result<Vec<u8>, ServiceError> {
         match self.target {
             SheetTarget::Csv(writer) => writer.into_inner().map_err(csv_error),
-            SheetTarget::Xlsx { mut workbook, .. } => {
-                workbook.save_to_buffer().map_err(xlsx_error)
-            }
+            SheetTarget::Xlsx { mut workbook, .. } => workbook.save_to_buffer().map_err(xlsx_error),
         }
     }
 }

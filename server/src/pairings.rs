@@ -203,20 +203,8 @@ pub async fn household_pairing(
 ) -> Result<HouseholdPairing, ServiceError> {
     let county = admin_county(principal)?;
     let household = household_in_county(app, county, household_id).await?;
-    let row = app
-        .store
-        .pairing_households(
-            county,
-            PairingFilter {
-                township_id: Some(household.township_id.clone()),
-                village_id: Some(household.village_id.clone()),
-                only_problems: false,
-                limit: 0,
-            },
-        )
+    let row = pairing_row(app, county, &household)
         .await?
-        .into_iter()
-        .find(|row| row.household_id == household.household_id)
         .ok_or_else(|| ServiceError::NotFound(format!("household {household_id}")))?;
     let table = quota_table();
     let mut cadres: Vec<CadreQuota> = app
@@ -235,6 +223,28 @@ pub async fn household_pairing(
         row: household_rows(vec![row]).remove(0),
         cadres,
     })
+}
+
+/// One household's active pairings (read from its village's list).
+async fn pairing_row(
+    app: &AppState,
+    county: &str,
+    household: &Household,
+) -> Result<Option<HouseholdPairings>, ServiceError> {
+    Ok(app
+        .store
+        .pairing_households(
+            county,
+            PairingFilter {
+                township_id: Some(household.township_id.clone()),
+                village_id: Some(household.village_id.clone()),
+                only_problems: false,
+                limit: 0,
+            },
+        )
+        .await?
+        .into_iter()
+        .find(|row| row.household_id == household.household_id))
 }
 
 /// The household and the cadre of a pairing request, both in the admin's county; households
@@ -282,20 +292,7 @@ pub async fn assign_primary(
     let (household, cadre) =
         household_and_cadre(app, county, &request.household_id, &request.cadre_user_id).await?;
 
-    let current = app
-        .store
-        .pairing_households(
-            county,
-            PairingFilter {
-                township_id: Some(household.township_id.clone()),
-                village_id: Some(household.village_id.clone()),
-                only_problems: false,
-                limit: 0,
-            },
-        )
-        .await?
-        .into_iter()
-        .find(|row| row.household_id == household.household_id);
+    let current = pairing_row(app, county, &household).await?;
     let already_primary = current
         .as_ref()
         .is_some_and(|row| row.primaries.len() == 1 && row.primaries[0].0 == cadre.user_id);

@@ -665,14 +665,7 @@ fn query_upload(
 fn insert_household(transaction: &Transaction<'_>, household: &Household) -> StoreResult<()> {
     // Logging first gives the household its server_seq, so the stored card and the column
     // agree from the start, and a phone whose scope contains it receives it on its next pull.
-    let seq = log_change(
-        transaction,
-        &household.township_id,
-        &household.household_id,
-        CHANGE_KIND_HOUSEHOLD,
-        &household.household_id,
-        0,
-    )?;
+    let seq = log_household_change(transaction, household)?;
     let mut card = household.clone();
     card.server_seq = seq;
     transaction.execute(
@@ -969,17 +962,22 @@ fn save_household(
     Ok(())
 }
 
-/// Log a change of the household at its township's next sequence and save the card with
-/// it, so every phone in scope pulls the household again (with what hangs off it).
-fn resend_household(transaction: &Transaction<'_>, card: &mut Household) -> StoreResult<()> {
-    let seq = log_change(
+/// Log a change of the household at its township's next sequence; returns the sequence.
+fn log_household_change(transaction: &Transaction<'_>, card: &Household) -> StoreResult<i64> {
+    log_change(
         transaction,
         &card.township_id,
         &card.household_id,
         CHANGE_KIND_HOUSEHOLD,
         &card.household_id,
         0,
-    )?;
+    )
+}
+
+/// Log a change of the household and save the card with its sequence, so every phone in
+/// scope pulls the household again (with what hangs off it).
+fn resend_household(transaction: &Transaction<'_>, card: &mut Household) -> StoreResult<()> {
+    let seq = log_household_change(transaction, card)?;
     save_household(transaction, card, seq)
 }
 
@@ -1025,14 +1023,7 @@ fn write_register(
     let history = register_history_in(transaction, &card.household_id, &target_key, field)?;
     // The write takes the household's next change sequence, so a phone quoting it as
     // base_seq provably saw this write and everything before it.
-    let seq = log_change(
-        transaction,
-        &card.township_id,
-        &card.household_id,
-        CHANGE_KIND_HOUSEHOLD,
-        &card.household_id,
-        0,
-    )?;
+    let seq = log_household_change(transaction, card)?;
     let incoming = RegisterWrite {
         value: value.clone(),
         stamp,
@@ -1173,15 +1164,7 @@ fn add_member(
         ));
     }
     card.members.push(member.clone());
-    let seq = log_change(
-        transaction,
-        &card.township_id,
-        household_id,
-        CHANGE_KIND_HOUSEHOLD,
-        household_id,
-        0,
-    )?;
-    save_household(transaction, &mut card, seq)?;
+    resend_household(transaction, &mut card)?;
     Ok(MutationOutcome::Applied)
 }
 
