@@ -536,6 +536,67 @@ pub async fn household_page(
     })
 }
 
+/// The township supervisor settles a quarter that two phones registered without seeing each
+/// other: `chosen` (one of the two) becomes the registration in force again, as a new
+/// registration with its figures that names the one in force now, so every phone receives it
+/// at its next sync and the disagreement is settled. Returns the new registration.
+pub async fn settle_income_disagreement(
+    state: &AppState,
+    principal: &Principal,
+    household_id: &str,
+    chosen_registration_id: &str,
+) -> Result<IncomeRegistration, ServiceError> {
+    if principal.role != Role::Township {
+        return Err(ServiceError::PermissionDenied(
+            "仅乡镇审核员可以确认收入登记 (township supervisors only)".into(),
+        ));
+    }
+    let not_found = || ServiceError::NotFound(format!("household {household_id} not found"));
+    let dossier = state
+        .store
+        .household_dossier(household_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !household_in_area(state, &dossier.household, &principal.area_id).await? {
+        return Err(not_found());
+    }
+    let disagreement = income::unannounced_replacements(&dossier.registrations)
+        .into_iter()
+        .find(|replacement| {
+            replacement.replaced.registration_id == chosen_registration_id
+                || replacement.by.registration_id == chosen_registration_id
+        })
+        .ok_or_else(|| {
+            ServiceError::FailedPrecondition(
+                "该登记所在季度没有待核实的不一致（可能已被更正）(no open disagreement for it)"
+                    .into(),
+            )
+        })?;
+    let chosen = if disagreement.replaced.registration_id == chosen_registration_id {
+        &disagreement.replaced
+    } else {
+        &disagreement.by
+    };
+    let settled = IncomeRegistration::new(
+        uuid::Uuid::now_v7().to_string(),
+        chosen.household_id.clone(),
+        chosen.year,
+        chosen.quarter,
+        chosen.household_size,
+        chosen.components,
+    )
+    .map_err(|error| {
+        tracing::error!(%error, "a stored income registration no longer adds up");
+        ServiceError::Internal
+    })?
+    .superseding(Some(disagreement.by.registration_id.clone()));
+    state
+        .store
+        .save_income_registrations(vec![settled.clone()])
+        .await?;
+    Ok(settled)
+}
+
 #[cfg(test)]
 mod tests {
     use fieldsync_model::income::{self, IncomeLineKind};

@@ -317,7 +317,7 @@ async fn supervisor_year(server: &TestServer, household_id: &str) -> serde_json:
 }
 
 #[tokio::test]
-async fn two_phones_registering_a_quarter_offline_are_shown_to_the_supervisor_until_corrected() {
+async fn two_phones_registering_a_quarter_offline_are_shown_to_the_supervisor_until_corrected_or_settled() {
     let server = TestServer::start().await;
     let (first_folder, second_folder) = (
         tempfile::tempdir().expect("temp dir"),
@@ -419,4 +419,95 @@ async fn two_phones_registering_a_quarter_offline_are_shown_to_the_supervisor_un
         serde_json::json!([]),
         "{year}"
     );
+
+    // Q2: the two phones disagree again; this time the township supervisor settles it in
+    // the console, keeping the first phone's figures, and both phones receive the choice.
+    for phone in [&first, &second] {
+        phone.set_server_url(&offline).expect("offline");
+    }
+    let q2_first = first
+        .register_income(&household_id, YEAR, 2, wages(150_000))
+        .expect("first phone registers Q2");
+    let q2_second = second
+        .register_income(&household_id, YEAR, 2, wages(175_000))
+        .expect("second phone registers Q2");
+    for phone in [&first, &second] {
+        phone.set_server_url(&server.url()).expect("online");
+        phone.sync().await.expect("sync");
+    }
+    let year = supervisor_year(&server, &household_id).await;
+    assert_eq!(
+        year["unannounced_replacements"][0]["by"]["registration_id"],
+        q2_second.registration_id
+    );
+    // Only the township supervisor settles: the county admin is refused and nothing changes.
+    let county = console_login(&server, "county").await;
+    let refused = county
+        .post(format!(
+            "{}/console/api/households/{household_id}/income/settle",
+            server.url()
+        ))
+        .json(&serde_json::json!({ "registration_id": q2_first.registration_id }))
+        .send()
+        .await
+        .expect("county tries");
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    let page = supervisor
+        .get(format!(
+            "{}/console/households/{household_id}",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("以先到的一份为准"),
+        "the supervisor can settle"
+    );
+    let settled = supervisor
+        .post(format!(
+            "{}/console/households/{household_id}/income/settle",
+            server.url()
+        ))
+        .form(&[("registration_id", q2_first.registration_id.as_str())])
+        .send()
+        .await
+        .expect("settle");
+    assert_eq!(settled.status(), reqwest::StatusCode::SEE_OTHER);
+    let year = supervisor_year(&server, &household_id).await;
+    assert_eq!(
+        year["unannounced_replacements"],
+        serde_json::json!([]),
+        "{year}"
+    );
+    let q2 = year["annual"]["quarters"]
+        .as_array()
+        .expect("quarters")
+        .iter()
+        .find(|quarter| quarter["quarter"] == 2)
+        .expect("Q2")
+        .clone();
+    assert_eq!(q2["components"]["wage_fen"], 150_000, "{q2}");
+    // Settling again has nothing left to settle: a typed refusal.
+    let again = supervisor
+        .post(format!(
+            "{}/console/api/households/{household_id}/income/settle",
+            server.url()
+        ))
+        .json(&serde_json::json!({ "registration_id": q2_second.registration_id }))
+        .send()
+        .await
+        .expect("settle again");
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT);
+    second.sync().await.expect("second phone pulls the choice");
+    let in_force = second
+        .server_income_registrations(Some(&household_id))
+        .expect("server view")
+        .into_iter()
+        .find(|registration| registration.year == YEAR && registration.quarter == 2)
+        .expect("Q2 on the phone");
+    assert_eq!(in_force.components.wage_fen, 150_000);
 }

@@ -16,6 +16,7 @@
 
 use axum::Form;
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,7 +27,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::households_views::{self as views, ThresholdFormValues};
-use super::{ApiError, ApiStaff, ConsoleError, ConsoleState, CountyAdmin, Staff};
+use super::{
+    ApiError, ApiReviewer, ApiStaff, ConsoleError, ConsoleState, CountyAdmin, Reviewer, Staff,
+};
 use crate::error::ServiceError;
 use crate::households;
 use crate::text::non_empty;
@@ -236,9 +239,65 @@ pub async fn household(
     State(state): State<ConsoleState>,
     Staff(principal): Staff,
     Path(household_id): Path<String>,
+    Query(query): Query<HouseholdQuery>,
 ) -> Result<Response, ConsoleError> {
     let page = households::household_page(&state.app, &principal, &household_id).await?;
-    Ok(views::household_page(&principal, &page).into_response())
+    Ok(views::household_page(&principal, &page, query.settled.is_some()).into_response())
+}
+
+/// Query of the household page.
+#[derive(Debug, Default, Deserialize)]
+pub struct HouseholdQuery {
+    /// Present after an income disagreement was settled.
+    #[serde(default)]
+    settled: Option<String>,
+}
+
+/// Form of the income settle button.
+#[derive(Debug, Default, Deserialize)]
+pub struct SettleForm {
+    #[serde(default)]
+    registration_id: String,
+}
+
+/// `POST /console/households/{household_id}/income/settle` (township supervisors): keep one
+/// of two disagreeing registrations of a quarter as the one in force.
+pub async fn settle_income(
+    State(state): State<ConsoleState>,
+    Reviewer(principal): Reviewer,
+    Path(household_id): Path<String>,
+    Form(form): Form<SettleForm>,
+) -> Result<Response, ConsoleError> {
+    let back = format!("/console/households/{household_id}");
+    households::settle_income_disagreement(
+        &state.app,
+        &principal,
+        &household_id,
+        form.registration_id.trim(),
+    )
+    .await
+    .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
+    Ok(Redirect::to(&format!("{back}?settled=1")).into_response())
+}
+
+/// `POST /console/api/households/{household_id}/income/settle` with
+/// `{"registration_id": ...}`: the JSON twin; answers the new registration in force.
+pub async fn settle_income_json(
+    State(state): State<ConsoleState>,
+    ApiReviewer(principal): ApiReviewer,
+    Path(household_id): Path<String>,
+    body: Result<Json<SettleForm>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) =
+        body.map_err(|rejection| ServiceError::invalid("body", rejection.body_text()))?;
+    let settled = households::settle_income_disagreement(
+        &state.app,
+        &principal,
+        &household_id,
+        body.registration_id.trim(),
+    )
+    .await?;
+    Ok(Json(json!({ "registration": settled })))
 }
 
 /// `GET /console/households/{household_id}/card`.

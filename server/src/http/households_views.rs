@@ -499,15 +499,25 @@ fn quarter_table(income: &YearIncome) -> Markup {
 
 /// One line per quarter where two phones registered different figures without seeing each
 /// other: which registration is in force and which one it replaced.
-fn replacement_notes(income: &YearIncome) -> Markup {
+/// `settle` (the township supervisor's view): each note gets a button per registration to
+/// keep it as the one in force.
+fn replacement_notes(income: &YearIncome, household_id: &str, settle: bool) -> Markup {
     html! {
         @for replacement in &income.replacements {
-            p.notice.warn role="note" {
+            div.notice.warn role="note" {
                 "⚠ " (replacement.by.year) "年" (quarter_label(replacement.by.quarter))
                 "：两份登记互不知情（可能来自两台手机离线登记），后到的一份（家庭纯收入 "
                 (yuan(replacement.by.net_fen)) " 元）替换了先到的一份（"
                 (yuan(replacement.replaced.net_fen)) " 元）。请与帮扶干部核实；"
-                "在手机上“更正”该季度后此提示消失。"
+                "在手机上“更正”该季度，或在此确认以哪一份为准，此提示即消失。"
+                @if settle {
+                    @for (label, registration) in [("以先到的一份为准", &replacement.replaced), ("以后到的一份为准", &replacement.by)] {
+                        form.settle-income method="post" action=(format!("/console/households/{household_id}/income/settle")) {
+                            input type="hidden" name="registration_id" value=(registration.registration_id);
+                            button type="submit" { (label) "（" (yuan(registration.net_fen)) " 元）" }
+                        }
+                    }
+                }
             }
         }
     }
@@ -520,7 +530,7 @@ fn quarter_label(quarter: u32) -> &'static str {
         .unwrap_or("")
 }
 
-fn year_section(income: &YearIncome, margin: f64) -> Markup {
+fn year_section(income: &YearIncome, margin: f64, household_id: &str, settle: bool) -> Markup {
     let annual = &income.annual;
     html! {
         div.income-year data-year=(annual.year) {
@@ -547,7 +557,7 @@ fn year_section(income: &YearIncome, margin: f64) -> Markup {
                     }
                 }
                 (quarter_table(income))
-                (replacement_notes(income))
+                (replacement_notes(income, household_id, settle))
             }
         }
     }
@@ -631,8 +641,9 @@ fn measures_table(household: &Household) -> Markup {
     }
 }
 
-/// `GET /console/households/{household_id}`.
-pub fn household_page(principal: &Principal, page: &HouseholdPage) -> Markup {
+/// `GET /console/households/{household_id}`; `settled` after a supervisor settled an income
+/// disagreement.
+pub fn household_page(principal: &Principal, page: &HouseholdPage, settled: bool) -> Markup {
     let dossier = &page.dossier;
     let household = &dossier.household;
     layout(
@@ -646,6 +657,9 @@ pub fn household_page(principal: &Principal, page: &HouseholdPage) -> Markup {
                 a href=(format!("/console/api/households/{}", household.household_id)) { "JSON" }
                 a href="/console/income" { "收入监测" }
                 a href="/console/wellbeing" { "两不愁三保障" }
+            }
+            @if settled {
+                div.notice.info role="status" { "已确认该季度的收入登记。帮扶干部的手机将在下次同步时收到。" }
             }
             @if dossier.open_conflicts > 0 {
                 div.notice.warn role="status" {
@@ -705,7 +719,8 @@ pub fn household_page(principal: &Principal, page: &HouseholdPage) -> Markup {
             section.card #income {
                 h2 { "收入情况（季登记）" }
                 p.muted { "预计方法：已登记季度的纯收入按季度数折算为全年（×4÷已登记季度数），除以现有家庭人口 " (household.current_members().count()) " 人。" }
-                @for income in &page.years { (year_section(income, page.margin)) }
+                @let settle = principal.role == fieldsync_model::codes::Role::Township;
+                @for income in &page.years { (year_section(income, page.margin, &page.dossier.household.household_id, settle)) }
             }
             section.card {
                 h2 { "帮扶措施" }

@@ -164,6 +164,14 @@ pub fn router(state: AppState) -> Router {
             get(households::household_card),
         )
         .route(
+            "/console/households/{household_id}/income/settle",
+            post(households::settle_income),
+        )
+        .route(
+            "/console/api/households/{household_id}/income/settle",
+            post(households::settle_income_json),
+        )
+        .route(
             "/console/api/households/{household_id}",
             get(households::household_json),
         )
