@@ -317,7 +317,7 @@ async fn supervisor_year(server: &TestServer, household_id: &str) -> serde_json:
 }
 
 #[tokio::test]
-async fn two_phones_registering_a_quarter_offline_are_shown_to_the_supervisor_until_corrected_or_settled() {
+async fn two_phones_disagreeing_on_a_quarter_are_shown_until_corrected_or_settled() {
     let server = TestServer::start().await;
     let (first_folder, second_folder) = (
         tempfile::tempdir().expect("temp dir"),
