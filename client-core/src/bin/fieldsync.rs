@@ -667,7 +667,15 @@ fn register_income(client: &Client, args: RegisterIncomeArgs) -> Result<(), Clie
     let registration = if args.correct {
         client.correct_income(&args.household, args.year, args.quarter, components)?
     } else {
-        client.register_income(&args.household, args.year, args.quarter, components)?
+        client
+            .register_income(&args.household, args.year, args.quarter, components)
+            .inspect_err(|error| {
+                if matches!(error, ClientError::IncomeAlreadyRegistered { .. }) {
+                    eprintln!(
+                        "提示 hint: 核实后加 --correct 更正该季度 (add --correct to replace it)"
+                    );
+                }
+            })?
     };
     let head = client
         .household(&registration.household_id)?
