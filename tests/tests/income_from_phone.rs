@@ -6,7 +6,7 @@
 //! reaches the first phone.
 
 use fieldsync_client::{Client, ClientError, IncomeState};
-use fieldsync_model::income::IncomeComponents;
+use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
 use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, unreachable_url};
 
 const YEAR: i32 = 2025;
@@ -316,6 +316,34 @@ async fn supervisor_year(server: &TestServer, household_id: &str) -> serde_json:
         .clone()
 }
 
+/// Both phones out of signal register `quarter` (first, then second), so neither can know
+/// of the other's entry; then both come back and sync, the first phone's push arriving first.
+async fn register_on_both_offline(
+    server: &TestServer,
+    phones: [&Client; 2],
+    household_id: &str,
+    quarter: u32,
+    figures: [IncomeComponents; 2],
+) -> (IncomeRegistration, IncomeRegistration) {
+    let offline = unreachable_url().await;
+    let mut registered = Vec::new();
+    for (phone, components) in phones.into_iter().zip(figures) {
+        phone.set_server_url(&offline).expect("offline");
+        registered.push(
+            phone
+                .register_income(household_id, YEAR, quarter, components)
+                .expect("registered offline"),
+        );
+    }
+    for phone in phones {
+        phone.set_server_url(&server.url()).expect("online");
+        phone.sync().await.expect("sync");
+    }
+    let second = registered.pop().expect("two registrations");
+    let first = registered.pop().expect("two registrations");
+    (first, second)
+}
+
 #[tokio::test]
 async fn two_phones_disagreeing_on_a_quarter_are_shown_until_corrected_or_settled() {
     let server = TestServer::start().await;
@@ -340,20 +368,14 @@ async fn two_phones_disagreeing_on_a_quarter_are_shown_until_corrected_or_settle
         wage_fen,
         ..IncomeComponents::default()
     };
-    // Both in the fields without signal: neither phone can know of the other's entry.
-    let offline = unreachable_url().await;
-    first.set_server_url(&offline).expect("offline");
-    second.set_server_url(&offline).expect("offline");
-    let from_first = first
-        .register_income(&household_id, YEAR, 1, wages(200_000))
-        .expect("first phone registers Q1");
-    let from_second = second
-        .register_income(&household_id, YEAR, 1, wages(260_000))
-        .expect("second phone registers Q1 too");
-    for phone in [&first, &second] {
-        phone.set_server_url(&server.url()).expect("online");
-        phone.sync().await.expect("sync");
-    }
+    let (from_first, from_second) = register_on_both_offline(
+        &server,
+        [&first, &second],
+        &household_id,
+        1,
+        [wages(200_000), wages(260_000)],
+    )
+    .await;
 
     // The later arrival is in force, and the supervisor sees that it replaced the other
     // without knowing of it.
@@ -422,19 +444,14 @@ async fn two_phones_disagreeing_on_a_quarter_are_shown_until_corrected_or_settle
 
     // Q2: the two phones disagree again; this time the township supervisor settles it in
     // the console, keeping the first phone's figures, and both phones receive the choice.
-    for phone in [&first, &second] {
-        phone.set_server_url(&offline).expect("offline");
-    }
-    let q2_first = first
-        .register_income(&household_id, YEAR, 2, wages(150_000))
-        .expect("first phone registers Q2");
-    let q2_second = second
-        .register_income(&household_id, YEAR, 2, wages(175_000))
-        .expect("second phone registers Q2");
-    for phone in [&first, &second] {
-        phone.set_server_url(&server.url()).expect("online");
-        phone.sync().await.expect("sync");
-    }
+    let (q2_first, q2_second) = register_on_both_offline(
+        &server,
+        [&first, &second],
+        &household_id,
+        2,
+        [wages(150_000), wages(175_000)],
+    )
+    .await;
     let year = supervisor_year(&server, &household_id).await;
     assert_eq!(
         year["unannounced_replacements"][0]["by"]["registration_id"],

@@ -33,6 +33,23 @@ async fn pairings_json(browser: &reqwest::Client, server: &TestServer, query: &s
     response.json().await.expect("json")
 }
 
+/// POST a JSON body to a console API path; the status and the JSON answer.
+async fn post_json(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = browser
+        .post(format!("{}{path}", server.url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
+
 async fn assign(
     browser: &reqwest::Client,
     server: &TestServer,
@@ -40,18 +57,12 @@ async fn assign(
     cadre_user_id: &str,
     confirm_over_quota: bool,
 ) -> (StatusCode, Value) {
-    let response = browser
-        .post(format!("{}/console/api/pairings/assign", server.url()))
-        .json(&json!({
-            "household_id": household_id,
-            "cadre_user_id": cadre_user_id,
-            "confirm_over_quota": confirm_over_quota,
-        }))
-        .send()
-        .await
-        .expect("assign");
-    let status = response.status();
-    (status, response.json().await.expect("json body"))
+    let body = json!({
+        "household_id": household_id,
+        "cadre_user_id": cadre_user_id,
+        "confirm_over_quota": confirm_over_quota,
+    });
+    post_json(browser, server, "/console/api/pairings/assign", body).await
 }
 
 /// Store a household of township 1 that nobody is paired with.
@@ -293,18 +304,12 @@ async fn set_helper(
     cadre_user_id: &str,
     add: Value,
 ) -> (StatusCode, Value) {
-    let response = browser
-        .post(format!("{}/console/api/pairings/helpers", server.url()))
-        .json(&json!({
-            "household_id": household_id,
-            "cadre_user_id": cadre_user_id,
-            "add": add,
-        }))
-        .send()
-        .await
-        .expect("helpers");
-    let status = response.status();
-    (status, response.json().await.expect("json body"))
+    let body = json!({
+        "household_id": household_id,
+        "cadre_user_id": cadre_user_id,
+        "add": add,
+    });
+    post_json(browser, server, "/console/api/pairings/helpers", body).await
 }
 
 #[tokio::test]
