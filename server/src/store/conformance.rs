@@ -244,6 +244,17 @@ pub async fn seeded(store: &dyn Store) -> Fixture {
     fixture
 }
 
+/// Insist that every entry of a pushed batch was applied (the outcomes are printed if not).
+pub fn assert_all_applied(result: &PushResult) {
+    assert!(
+        result
+            .outcomes
+            .iter()
+            .all(|(_, outcome)| *outcome == MutationOutcome::Applied),
+        "{result:?}"
+    );
+}
+
 /// The principal of `user` on `device_id`.
 pub fn principal(user: &UserRecord, device_id: &str) -> Principal {
     Principal {
@@ -764,12 +775,7 @@ pub async fn reused_ids_are_rejected(store: &dyn Store) {
         ))
         .await
         .expect("push");
-    assert!(
-        first
-            .outcomes
-            .iter()
-            .all(|(_, o)| *o == MutationOutcome::Applied)
-    );
+    assert_all_applied(&first);
 
     let changed_visit = Visit {
         needs: "希望提供技能培训".into(),
@@ -1084,12 +1090,7 @@ pub async fn review_queue_detail_and_approve(store: &dyn Store) {
         ))
         .await
         .expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, o)| *o == MutationOutcome::Applied)
-    );
+    assert_all_applied(&result);
     let second_batch = PushBatch {
         received_at: VISIT_TIME + Duration::hours(5),
         ..batch(
@@ -1554,12 +1555,7 @@ pub async fn income_registrations_newest_first(store: &dyn Store) {
         ))
         .await
         .expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, o)| *o == MutationOutcome::Applied)
-    );
+    assert_all_applied(&result);
     assert_eq!(
         store
             .income_registrations(&fixture.wang.household_id)
@@ -1608,12 +1604,7 @@ pub async fn registered_income_reaches_the_pull_with_its_household(store: &dyn S
         ))
         .await
         .expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, outcome)| *outcome == MutationOutcome::Applied)
-    );
+    assert_all_applied(&result);
     let changes = store
         .pull_changes(&cadre, &cursor, 100)
         .await
@@ -2787,13 +2778,7 @@ pub async fn evidence_inputs_and_flags(store: &dyn Store) {
         ))
         .await
         .expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, outcome)| *outcome == MutationOutcome::Applied),
-        "{result:?}"
-    );
+    assert_all_applied(&result);
     let base: u64 = 0x0123_4567_89AB_CDEF;
     const SIX_BANDS_APART: u64 = 1 | 1 << 9 | 1 << 18 | 1 << 27 | 1 << 36 | 1 << 45;
     store_blob(store, &fixture.cadre_a, &arrived.sha256).await;

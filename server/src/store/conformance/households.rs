@@ -5,13 +5,13 @@
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration, IncomeThreshold};
 use fieldsync_model::review::{Decision, DecisionRequest};
-use fieldsync_model::sync::{MutationOutcome, MutationPayload};
+use fieldsync_model::sync::MutationPayload;
 use fieldsync_model::visit::CheckResult;
 use time::Duration;
 
 use super::{
-    COUNTY, TOWNSHIP_ONE, TOWNSHIP_TWO, VISIT_TIME, apply, batch, income, new_id, push_visit,
-    revise, seeded, visit,
+    COUNTY, TOWNSHIP_ONE, TOWNSHIP_TWO, VISIT_TIME, apply, assert_all_applied, batch, income,
+    new_id, push_visit, revise, seeded, visit,
 };
 use crate::store::{Store, StoreError, StoredDecision};
 
@@ -114,12 +114,7 @@ pub async fn area_queries_cover_a_township_or_a_whole_county(store: &dyn Store) 
         ))
         .await
         .expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, outcome)| *outcome == MutationOutcome::Applied)
-    );
+    assert_all_applied(&result);
     let wang_q1_fixed = registration(&fixture.wang.household_id, 2026, 1, 123_400);
     let chen_q1 = registration(&fixture.chen.household_id, 2026, 1, 50_000);
     store

@@ -6,14 +6,14 @@
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::review::{Decision, DecisionRequest, ReturnReason};
-use fieldsync_model::sync::{MutationOutcome, MutationPayload};
+use fieldsync_model::sync::MutationPayload;
 use fieldsync_model::visit::Visit;
 use time::Duration;
 use time::macros::datetime;
 
 use super::{
-    TOWNSHIP_ONE, TOWNSHIP_TWO, VILLAGE_ONE_A, VILLAGE_ONE_B, VISIT_TIME, apply, batch, new_id,
-    photo, revise, seeded, visit,
+    TOWNSHIP_ONE, TOWNSHIP_TWO, VILLAGE_ONE_A, VILLAGE_ONE_B, VISIT_TIME, apply,
+    assert_all_applied, batch, new_id, photo, revise, seeded, visit,
 };
 use crate::store::{QueueFilter, QueuePosition, Store, StoredDecision, UploadRecord, UserRecord};
 
@@ -37,13 +37,7 @@ async fn push_at(
     let mut pushed = batch(user, &device_id, entries);
     pushed.received_at = received_at;
     let result = store.apply_push(pushed).await.expect("push");
-    assert!(
-        result
-            .outcomes
-            .iter()
-            .all(|(_, outcome)| *outcome == MutationOutcome::Applied),
-        "{result:?}"
-    );
+    assert_all_applied(&result);
 }
 
 /// Make a photo's bytes "arrived" (its blob row exists).
