@@ -11,6 +11,7 @@ pub mod export;
 pub mod grpc;
 pub mod households;
 pub mod http;
+pub mod keys;
 pub mod ledger;
 pub mod media;
 pub mod pairings;

@@ -32,6 +32,10 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     /// Folder holding the SQLite file and the blob folder.
     pub data_dir: PathBuf,
+    /// Folder holding the server's secret keys (audit HMAC, personal-field encryption).
+    /// It must sit outside `data_dir`, so a copy of the data alone cannot be read or its
+    /// audit log forged; unset means the sibling folder `<data_dir>-keys`.
+    pub key_dir: Option<PathBuf>,
     /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
     pub database_url: Secret,
     /// Lifetime of a phone or console session, in hours.
@@ -70,6 +74,7 @@ impl Default for Settings {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
             data_dir: PathBuf::from("./fieldsync-data"),
+            key_dir: None,
             database_url: Secret::default(),
             session_ttl_hours: 24 * 30,
             min_client_schema_version: 1,
@@ -130,6 +135,20 @@ impl Settings {
     /// The SQLite database file inside the data folder.
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("fieldsync.sqlite3")
+    }
+
+    /// The folder of the server's secret keys: `key_dir`, or `<data_dir>-keys` beside the
+    /// data folder.
+    pub fn key_dir(&self) -> PathBuf {
+        self.key_dir.clone().unwrap_or_else(|| {
+            let mut name = self
+                .data_dir
+                .file_name()
+                .map(std::ffi::OsStr::to_os_string)
+                .unwrap_or_else(|| "fieldsync-data".into());
+            name.push("-keys");
+            self.data_dir.with_file_name(name)
+        })
     }
 
     /// The blob folder inside the data folder.
@@ -205,6 +224,7 @@ mod tests {
             "unnamed thresholds keep their defaults"
         );
         assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
+        assert_eq!(settings.key_dir(), PathBuf::from("./fieldsync-data-keys"));
     }
 
     #[test]

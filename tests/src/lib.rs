@@ -22,13 +22,15 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     data_dir: tempfile::TempDir,
+    /// The server's key folder, outside the data folder as in production.
+    key_dir: tempfile::TempDir,
 }
 
 impl TestServer {
     /// Start a server with the demo county on 127.0.0.1:0.
     pub async fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(data_dir).await
+        Self::start_in(data_dir, tempfile::tempdir().expect("temp dir")).await
     }
 
     /// Start a server with the demo county whose wall clock is `clock` (tests that move time:
@@ -37,19 +39,22 @@ impl TestServer {
         clock: std::sync::Arc<dyn fieldsync_server::clock::Clock>,
     ) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in_with_clock(data_dir, Some(clock)).await
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in_with_clock(data_dir, key_dir, Some(clock)).await
     }
 
-    async fn start_in(data_dir: tempfile::TempDir) -> Self {
-        Self::start_in_with_clock(data_dir, None).await
+    async fn start_in(data_dir: tempfile::TempDir, key_dir: tempfile::TempDir) -> Self {
+        Self::start_in_with_clock(data_dir, key_dir, None).await
     }
 
     async fn start_in_with_clock(
         data_dir: tempfile::TempDir,
+        key_dir: tempfile::TempDir,
         clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
     ) -> Self {
         let settings = Settings {
             data_dir: data_dir.path().to_owned(),
+            key_dir: Some(key_dir.path().to_owned()),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Settings::default()
         };
@@ -82,15 +87,17 @@ impl TestServer {
             shutdown: Some(shutdown),
             task: Some(task),
             data_dir,
+            key_dir,
         }
     }
 
     /// Stop the server and start a new one on the same data folder (a restart).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
-        let data_dir = tempfile::tempdir().expect("temp dir");
-        let old = std::mem::replace(&mut self.data_dir, data_dir);
-        Self::start_in(old).await
+        let old_data =
+            std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let old_keys = std::mem::replace(&mut self.key_dir, tempfile::tempdir().expect("temp dir"));
+        Self::start_in(old_data, old_keys).await
     }
 
     async fn stop(&mut self) {
@@ -143,6 +150,11 @@ impl TestServer {
 
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().to_owned()
+    }
+
+    /// The server's key folder (outside the data folder).
+    pub fn key_path(&self) -> PathBuf {
+        self.key_dir.path().to_owned()
     }
 
     /// A gRPC channel to the server.
