@@ -28,6 +28,7 @@
 //!   `GET /console/api/ledger`
 
 mod api;
+pub mod csrf;
 mod display;
 mod exports;
 mod fields;
@@ -89,16 +90,22 @@ pub struct ConsoleState {
     pub thumbnail_permits: Arc<Semaphore>,
     /// Roster import jobs (花名册导入), in memory (see [`crate::roster_import`]).
     pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
+    /// Derives each session's CSRF token (see [`csrf`]).
+    pub csrf: Arc<csrf::CsrfKey>,
 }
 
 /// The console's routes with their state applied, ready to merge with the gRPC routes.
-pub fn router(state: AppState) -> Router {
+/// Fails only when the CSRF key cannot be read or created in the key folder.
+pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
+    let (csrf_key, _created) =
+        crate::keys::load_or_create(&state.settings.key_dir(), csrf::KEY_NAME)?;
     let console_state = ConsoleState {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
         roster_jobs: Arc::default(),
+        csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
-    Router::new()
+    Ok(Router::new()
         .route("/", get(pages::home))
         .route("/console", get(pages::home))
         .route("/console/", get(pages::home))
@@ -199,9 +206,14 @@ pub fn router(state: AppState) -> Router {
             get(pairings::household_page),
         )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
+        // Every console route, and only those: tus (bearer token) and gRPC merge below.
+        .layer(axum::middleware::from_fn_with_state(
+            console_state.clone(),
+            csrf::guard,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console_state)
-        .merge(tus::router(state))
+        .merge(tus::router(state)))
 }
 
 /// HTTP status of each public error kind: the one place this mapping lives.
@@ -520,8 +532,9 @@ impl FromRequestParts<ConsoleState> for ApiReviewer {
     }
 }
 
-/// `Set-Cookie` value that opens a console session. `SameSite=Strict` is also the console's
-/// CSRF defence: a cross-site form post arrives without the cookie.
+/// `Set-Cookie` value that opens a console session. `SameSite=Strict` keeps cross-site form
+/// posts from carrying the cookie; same-site ones (another port on this host) are stopped by
+/// the CSRF token and origin check in [`csrf`].
 fn session_cookie(token: &str) -> String {
     format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
 }
