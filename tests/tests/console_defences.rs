@@ -362,7 +362,7 @@ async fn a_forged_helper_pairing_is_refused_and_the_real_one_is_added() {
 
 /// A multipart roster upload: the token must be in its `csrf_token` part.
 fn roster_multipart(csrf_token: Option<&str>) -> (String, Vec<u8>) {
-    let boundary = "fieldsync-csrf-test-boundary-41c9";
+    let boundary = "FieldSync-CSRF-Test-Boundary-41c9";
     let mut body = String::new();
     if let Some(token) = csrf_token {
         body.push_str(&format!(

@@ -309,19 +309,21 @@ async fn presented_token(request: Request) -> Result<(Option<String>, Request), 
         let token = value.to_str().map(str::to_owned).ok();
         return Ok((token, request));
     }
+    // The multipart boundary is case-sensitive, so only the media type is lower-cased.
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+        .to_owned();
+    let media_type = content_type.to_ascii_lowercase();
+    if media_type.starts_with("application/x-www-form-urlencoded") {
         let (parts, bytes) = buffer(request, FORM_BODY_LIMIT).await?;
         let token = form_urlencoded::parse(&bytes)
             .find(|(name, _)| name == TOKEN_FIELD)
             .map(|(_, value)| value.into_owned());
         Ok((token, Request::from_parts(parts, Body::from(bytes))))
-    } else if content_type.starts_with("multipart/form-data") {
+    } else if media_type.starts_with("multipart/form-data") {
         let boundary =
             multer::parse_boundary(&content_type).map_err(|_| CsrfRefusal::UnreadableBody)?;
         let (parts, bytes) = buffer(request, super::roster::UPLOAD_BODY_LIMIT).await?;
