@@ -4,6 +4,9 @@
 //! Every page goes through the review use cases in [`crate::review`], which enforce the
 //! township scope; this module only adds the session cookie, the role gate for HTML pages
 //! and the translation of [`ServiceError`] into HTTP statuses (in [`status_for`], once).
+//! Every state-changing console request passes one CSRF guard first ([`csrf`]): a
+//! same-origin `Origin`/`Referer` and the session's token (form field `csrf_token` or header
+//! `X-CSRF-Token`).
 //!
 //! Routes:
 //! - `GET /`, `GET /console` → the dashboard (工作台) when logged in, else the login page
