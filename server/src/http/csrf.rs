@@ -398,6 +398,40 @@ mod tests {
         );
     }
 
+    /// A form added later (on another branch, say) without the hidden token would only fail
+    /// at run time with 403; this catches it at test time. The login form is the exception.
+    #[test]
+    fn every_post_form_in_the_console_views_carries_the_token() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+        let mut forms = 0;
+        for entry in std::fs::read_dir(&folder).expect("src/http") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|extension| extension != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("source");
+            let lines: Vec<&str> = source.lines().collect();
+            for (index, line) in lines.iter().enumerate() {
+                let is_post_form = line.trim_start().starts_with("form")
+                    && (line.contains(r#"method="post""#) || line.contains("method=post"));
+                if !is_post_form || line.contains(r#"action="/console/login""#) {
+                    continue;
+                }
+                forms += 1;
+                assert!(
+                    lines[index + 1..]
+                        .iter()
+                        .take(3)
+                        .any(|next| next.contains("csrf::form_field()")),
+                    "{}:{}: a POST form without (super::csrf::form_field())",
+                    path.display(),
+                    index + 1
+                );
+            }
+        }
+        assert!(forms >= 11, "the scan found the console's forms ({forms})");
+    }
+
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
