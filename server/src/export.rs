@@ -509,6 +509,26 @@ fn cell_text(value: impl Into<String>) -> Cell {
     Cell::Text(value.into())
 }
 
+/// Characters that make a spreadsheet read a CSV cell as a formula (or, for tab and CR,
+/// let a cell start one after trimming): OWASP "CSV Injection".
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell as it goes into CSV: one that would start a formula gets a leading `'`, so
+/// Excel and WPS show it as text (`=HYPERLINK(...)` typed on a phone stays a string).
+///
+/// Only text cells are neutralised. Counts and money are [`Cell::Integer`] /
+/// [`Cell::Money`], written by the server from integers, never from phone text; a negative
+/// income (`-120.50`) must stay a number that officials can sum, and prefixing it would turn
+/// it into text. The CSV writer also quotes every text cell (`QuoteStyle::NonNumeric`), as
+/// OWASP recommends, so a separator inside a value can never start a new cell.
+fn csv_safe_text(text: &str) -> String {
+    if text.starts_with(FORMULA_TRIGGERS) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// "1234.56" for CSV (no grouping, so every tool parses it).
 fn yuan_text(fen: i64) -> String {
     let sign = if fen < 0 { "-" } else { "" };
@@ -769,7 +789,9 @@ impl Sheet {
                 // UTF-8 byte-order mark: without it Excel reads the file as the local code
                 // page and the Chinese turns into mojibake.
                 buffer.extend_from_slice("\u{feff}".as_bytes());
-                let mut writer = csv::Writer::from_writer(buffer);
+                let mut writer = csv::WriterBuilder::new()
+                    .quote_style(csv::QuoteStyle::NonNumeric)
+                    .from_writer(buffer);
                 writer
                     .write_record(columns.iter().map(|column| column.header))
                     .map_err(csv_error)?;
@@ -827,7 +849,7 @@ impl Sheet {
         match &mut self.target {
             SheetTarget::Csv(writer) => writer
                 .write_record(cells.iter().map(|cell| match cell {
-                    Cell::Text(text) => text.clone(),
+                    Cell::Text(text) => csv_safe_text(text),
                     Cell::Integer(value) => value.to_string(),
                     Cell::Money(fen) => yuan_text(*fen),
                     Cell::Empty => String::new(),
@@ -848,6 +870,8 @@ impl Sheet {
                         &formats.text
                     };
                     match cell {
+                        // A shared-string/inline string cell: never a formula, whatever it
+                        // starts with (only `write_formula` makes formulas), so no `'` here.
                         Cell::Text(text) => {
                             worksheet.write_string_with_format(row, column, text, text_format)
                         }
@@ -1039,5 +1063,53 @@ mod tests {
         assert_eq!(yuan_text(123_456), "1234.56");
         assert_eq!(yuan_text(5), "0.05");
         assert_eq!(yuan_text(-150), "-1.50");
+    }
+
+    #[test]
+    fn text_that_would_start_a_formula_is_neutralised_and_numbers_are_not() {
+        for (raw, written) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+86 139", "'+86 139"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("张三", "张三"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_safe_text(raw), written, "{raw:?}");
+        }
+        let mut sheet = Sheet::new(
+            ExportFormat::Csv,
+            "t",
+            INCOME_COLUMNS,
+            NOW,
+            Masking::for_request(Role::County, false),
+        )
+        .expect("sheet");
+        let mut cells = vec![Cell::Empty; INCOME_COLUMNS.len()];
+        let text_at = INCOME_COLUMNS
+            .iter()
+            .position(|column| column.kind == ColumnKind::Text)
+            .expect("a text column");
+        let money_at = INCOME_COLUMNS
+            .iter()
+            .position(|column| column.kind == ColumnKind::Money)
+            .expect("a money column");
+        cells[text_at] = cell_text("=1+1");
+        cells[money_at] = Cell::Money(-12_050);
+        sheet.row(&cells).expect("row");
+        let bytes = sheet.finish().expect("csv");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let row = text.lines().nth(1).expect("data row");
+        assert!(row.contains("\"'=1+1\""), "{row}");
+        assert!(
+            row.contains(",-120.50") || row.starts_with("-120.50"),
+            "{row}"
+        );
     }
 }

@@ -128,7 +128,9 @@ pub async fn serve(
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
     let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
     let grpc_routes = grpc::routes(state.clone()).await;
-    let app = http::router(state).merge(grpc_routes);
+    let app = http::router(state)
+        .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
+        .merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

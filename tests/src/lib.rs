@@ -317,14 +317,49 @@ pub async fn pull_all(
 }
 
 /// A console session: a cookie-keeping HTTP client (no redirects followed) logged in through
-/// the console's login form.
+/// the console's login form, which sends the session's CSRF token in `X-CSRF-Token` on every
+/// request as a script would, so tests can post forms and JSON alike.
 pub async fn console_login(server: &TestServer, username: &str) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
+    console_session(server, username).await.with_token_header()
+}
+
+/// A logged-in console session whose client does NOT send the CSRF token by itself (tests of
+/// the CSRF check choose what to send), and the token read from a console page.
+#[derive(Debug)]
+pub struct ConsoleSession {
+    /// Cookie-keeping client, no redirects followed, no token header.
+    pub http: reqwest::Client,
+    /// The session's CSRF token, from `<meta name="csrf-token">`.
+    pub csrf_token: String,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+}
+
+impl ConsoleSession {
+    /// A client on the same cookies that sends `X-CSRF-Token` with every request.
+    pub fn with_token_header(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "x-csrf-token",
+            self.csrf_token.parse().expect("token is a header value"),
+        );
+        reqwest::Client::builder()
+            .cookie_provider(self.jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("http client")
+    }
+}
+
+/// Log in through the console's login form and read the session's CSRF token from a page.
+pub async fn console_session(server: &TestServer, username: &str) -> ConsoleSession {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client");
-    let response = browser
+    let response = http
         .post(format!("{}/console/login", server.url()))
         .form(&[("username", username), ("password", DEMO_PASSWORD)])
         .send()
@@ -335,7 +370,28 @@ pub async fn console_login(server: &TestServer, username: &str) -> reqwest::Clie
         reqwest::StatusCode::SEE_OTHER,
         "login redirects to the queue"
     );
-    browser
+    let page = http
+        .get(format!("{}/console/login", server.url()))
+        .send()
+        .await
+        .expect("a console page")
+        .text()
+        .await
+        .expect("page text");
+    let csrf_token = csrf_token_in(&page).expect("a logged-in page carries the CSRF token");
+    ConsoleSession {
+        http,
+        csrf_token,
+        jar,
+    }
+}
+
+/// The CSRF token in a console page's `<meta name="csrf-token" content="...">`.
+pub fn csrf_token_in(page: &str) -> Option<String> {
+    let marker = r#"name="csrf-token" content=""#;
+    let start = page.find(marker)? + marker.len();
+    let length = page[start..].find('"')?;
+    Some(page[start..start + length].to_owned())
 }
 
 /// Absolute path of a test photo in the repository's `testdata/photos` (see its README).

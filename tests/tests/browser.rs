@@ -20,7 +20,12 @@ use std::time::Duration as StdDuration;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use fieldsync_client::{Client, NewVisit, VisitState};
-use fieldsync_model::codes::{LocationProvider, VisitMode};
+use fieldsync_model::codes::{
+    CodeList, Disability, Health, HouseholdAttribute, LabourCapacity, LocationProvider,
+    PovertyCause, Relation, Schooling, Sex, VisitMode,
+};
+use fieldsync_model::income::IncomeComponents;
+use fieldsync_model::register::FieldTarget;
 use fieldsync_model::visit::GpsFix;
 use fieldsync_tests::{DEMO_PASSWORD, TestServer, phone_of, test_photo};
 use time::{Duration, OffsetDateTime};
@@ -149,12 +154,26 @@ async fn press(browser: &Browser, key: char) {
 }
 
 async fn wait_for(browser: &Browser, css: &str) -> fantoccini::elements::Element {
-    browser
+    match browser
         .wait()
         .at_most(ELEMENT_LIMIT)
         .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
+    {
+        Ok(element) => element,
+        Err(error) => panic!(
+            "{css} never appeared ({error}); the page says: {}",
+            page_text(browser).await
+        ),
+    }
+}
+
+/// The text of the page's `<main>`, for failure messages.
+async fn page_text(browser: &Browser) -> String {
+    match browser.find(Locator::Css("main")).await {
+        Ok(main) => main.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Record an in-person visit with one real photo at the phone's first household, synced.
@@ -398,4 +417,361 @@ async fn a_supervisor_returns_and_approves_in_the_browser_and_the_fix_comes_back
     phone_one.sync().await.expect("sync");
     let summary = phone_one.visit(&returned_id).expect("read").expect("visit");
     assert_eq!((summary.state, summary.revision), (VisitState::Approved, 2));
+}
+
+/// Wait for the `role="status"` notice with `text`: the page a form redirected to after it
+/// succeeded.
+async fn wait_for_notice(browser: &Browser, text: &str) {
+    let xpath = format!("//div[@role='status' and contains(., '{text}')]");
+    if let Err(error) = browser
+        .wait()
+        .at_most(ELEMENT_LIMIT)
+        .for_element(Locator::XPath(&xpath))
+        .await
+    {
+        panic!(
+            "notice {text} never appeared ({error}); the page says: {}",
+            page_text(browser).await
+        );
+    }
+}
+
+/// Log in through the login form as `username`.
+async fn log_in(browser: &Browser, base: &str, username: &str) {
+    browser
+        .goto(&format!("{base}/console/login"))
+        .await
+        .expect("login page");
+    wait_for(browser, "input[name=username]")
+        .await
+        .send_keys(username)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password")
+        .send_keys(DEMO_PASSWORD)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("button[type=submit].primary"))
+        .await
+        .expect("login button")
+        .click()
+        .await
+        .expect("log in");
+    wait_for(browser, "form[action='/console/logout']").await;
+}
+
+/// Press the logout button in the header and land on the login page.
+async fn log_out(browser: &Browser) {
+    browser
+        .find(Locator::Css("form[action='/console/logout'] button"))
+        .await
+        .expect("logout button")
+        .click()
+        .await
+        .expect("log out");
+    wait_for(browser, "input[name=username]").await;
+}
+
+async fn click(browser: &Browser, css: &str) {
+    wait_for(browser, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|error| panic!("click {css}: {error}"));
+}
+
+/// A one-household roster (花名册) CSV of a new household in the demo county's first village.
+async fn one_household_roster(server: &TestServer, folder: &Path) -> PathBuf {
+    let store = &server.state.store;
+    let township = store
+        .list_areas(Some(fieldsync_server::demo::DEMO_COUNTY_ID))
+        .await
+        .expect("townships")
+        .into_iter()
+        .next()
+        .expect("a township");
+    let village = store
+        .list_areas(Some(&township.area_id))
+        .await
+        .expect("villages")
+        .into_iter()
+        .next()
+        .expect("a village");
+    let body = "13000019700101123";
+    let id_number = format!(
+        "{body}{}",
+        fieldsync_model::id_number::check_character(body).expect("17 digits")
+    );
+    let headers = [
+        "户编号",
+        "乡镇",
+        "行政村",
+        "户主姓名",
+        "联系电话",
+        "住址",
+        "户属性",
+        "主要致贫原因",
+        "次要致贫原因",
+        "住房安全等级",
+        "姓名",
+        "与户主关系",
+        "性别",
+        "证件号码",
+        "出生日期",
+        "健康状况",
+        "劳动技能",
+        "在校生情况",
+        "残疾类别",
+        "残疾等级",
+        "参加城乡居民医疗保险",
+        "参加大病保险",
+        "参加城乡居民养老保险",
+    ];
+    let row = [
+        "900000000001".to_owned(),
+        township.name.clone(),
+        village.name.clone(),
+        "浏览器测试户".to_owned(),
+        "13800001111".to_owned(),
+        format!("{}一组1号", village.name),
+        HouseholdAttribute::ALL[0].label_zh().to_owned(),
+        PovertyCause::Illness.label_zh().to_owned(),
+        String::new(),
+        String::new(),
+        "浏览器测试户".to_owned(),
+        Relation::Head.label_zh().to_owned(),
+        Sex::Male.label_zh().to_owned(),
+        id_number,
+        "1970-01-01".to_owned(),
+        Health::ALL[0].label_zh().to_owned(),
+        LabourCapacity::ALL[0].label_zh().to_owned(),
+        Schooling::ALL[0].label_zh().to_owned(),
+        Disability::None.label_zh().to_owned(),
+        "0".to_owned(),
+        "是".to_owned(),
+        "否".to_owned(),
+        "是".to_owned(),
+    ];
+    let text = format!("\u{feff}{}\n{}\n", headers.join(","), row.join(","));
+    let path = folder.join("花名册-浏览器.csv");
+    std::fs::write(&path, text).expect("write roster");
+    path
+}
+
+/// Every `<form method="post">` of the console, submitted at least once in the real browser,
+/// each carrying its hidden CSRF token: login and logout (layout), the review decision
+/// (covered above too), conflict resolution, income settling, month closing (township
+/// supervisor); thresholds, primary assignment, helper add and end, roster upload and apply
+/// (county administrator).
+#[tokio::test]
+async fn every_console_form_works_in_the_browser_with_its_csrf_token() {
+    if let Some(reason) = missing_browser() {
+        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
+        }
+        println!("skipped: {reason}");
+        return;
+    }
+    let server = TestServer::start().await;
+    let files = tempfile::tempdir().expect("temp dir");
+    // Two phones of the same cadre edit the same field and register the same quarter's
+    // income without seeing each other: a conflict record and an income disagreement.
+    let (phone_one, _dir_one) = phone_of(&server, "cadre01").await;
+    let (phone_two, _dir_two) = phone_of(&server, "cadre01").await;
+    let household_id = phone_one
+        .households()
+        .expect("households")
+        .into_iter()
+        .find(|household| household.member_count > 0)
+        .expect("a household with members")
+        .household_id;
+    for (phone, number, wage_fen) in [
+        (&phone_one, "13811112222", 200_000),
+        (&phone_two, "13933334444", 260_000),
+    ] {
+        phone
+            .edit_household_field(
+                &household_id,
+                FieldTarget::Household,
+                "phone",
+                serde_json::json!(number),
+            )
+            .expect("edit");
+        phone
+            .register_income(
+                &household_id,
+                2025,
+                1,
+                IncomeComponents {
+                    wage_fen,
+                    ..IncomeComponents::default()
+                },
+            )
+            .expect("register income");
+    }
+    phone_one.sync().await.expect("sync");
+    phone_two.sync().await.expect("sync");
+    let roster = one_household_roster(&server, files.path()).await;
+    let user_id = |username: &'static str| {
+        let store = server.state.store.clone();
+        async move {
+            store
+                .find_user_by_username(username)
+                .await
+                .expect("store")
+                .expect("demo user")
+                .user_id
+        }
+    };
+    let (cadre01, cadre02) = (user_id("cadre01").await, user_id("cadre02").await);
+
+    let driver = start_chromedriver().await;
+    let browser = open_browser(&driver).await;
+    let base = server.url();
+
+    // The township supervisor: resolve the conflict, settle the income, close last month.
+    log_in(&browser, &base, "township1").await;
+    browser
+        .goto(&format!("{base}/console/conflicts"))
+        .await
+        .expect("conflicts");
+    click(
+        &browser,
+        "form[action='/console/conflicts/resolve'] input[name=choice][value=first]",
+    )
+    .await;
+    click(
+        &browser,
+        "form[action='/console/conflicts/resolve'] button[type=submit]",
+    )
+    .await;
+    wait_for_notice(&browser, "已处理").await;
+
+    browser
+        .goto(&format!("{base}/console/households/{household_id}"))
+        .await
+        .expect("household page");
+    click(&browser, "form.settle-income button[type=submit]").await;
+    wait_for_notice(&browser, "已确认该季度的收入登记").await;
+
+    let beijing_now =
+        OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
+    let last_month = beijing_now.date().replace_day(1).expect("day 1") - Duration::days(1);
+    let month = format!("{}-{:02}", last_month.year(), u8::from(last_month.month()));
+    browser
+        .goto(&format!("{base}/console/ledger?month={month}"))
+        .await
+        .expect("ledger");
+    wait_for(
+        &browser,
+        "form[action='/console/ledger/close'] input[name=confirm]",
+    )
+    .await
+    .send_keys("月结")
+    .await
+    .expect("type the confirmation");
+    click(
+        &browser,
+        "form[action='/console/ledger/close'] button[type=submit]",
+    )
+    .await;
+    wait_for_notice(&browser, "已月结").await;
+    log_out(&browser).await;
+
+    // The county administrator: a threshold, a primary, a helper added and ended, a roster.
+    log_in(&browser, &base, "county").await;
+    browser
+        .goto(&format!("{base}/console/thresholds"))
+        .await
+        .expect("thresholds");
+    wait_for(&browser, "form.thresholds input[name=poverty_line_yuan]")
+        .await
+        .send_keys("4800")
+        .await
+        .expect("type the line");
+    click(&browser, "form.thresholds button[type=submit]").await;
+    wait_for(&browser, "div.notice.info[role=status]").await;
+
+    let pairing_page = format!("{base}/console/pairings/households/{household_id}");
+    browser.goto(&pairing_page).await.expect("pairing page");
+    wait_for(&browser, "form.assign select[name=cadre_user_id]")
+        .await
+        .select_by_value(&cadre02)
+        .await
+        .expect("choose cadre02");
+    // cadre02 may already be at the 8741 quota: 超额确认 (harmless when within it).
+    click(&browser, "form.assign input[name=confirm_over_quota]").await;
+    click(&browser, "form.assign button[type=submit]").await;
+    wait_for_notice(&browser, "已更新第一帮扶责任人").await;
+    wait_for(&browser, "form.helper select[name=cadre_user_id]")
+        .await
+        .select_by_value(&cadre01)
+        .await
+        .expect("choose cadre01");
+    click(&browser, "form.helper button[type=submit]:not([title])").await;
+    wait_for_notice(&browser, "已添加帮扶干部").await;
+    click(&browser, "form.helper button[type=submit][title]").await;
+    wait_for_notice(&browser, "已解除帮扶干部结对").await;
+
+    browser
+        .goto(&format!("{base}/console/import"))
+        .await
+        .expect("import page");
+    wait_for(&browser, "form.import input[type=file]")
+        .await
+        .send_keys(&roster.display().to_string())
+        .await
+        .expect("choose the file");
+    click(&browser, "form.import button[type=submit]").await;
+    // The job page refreshes itself until the dry run is done, then offers the apply button.
+    click(&browser, "form[action$='/apply'] button[type=submit]").await;
+    browser
+        .wait()
+        .at_most(ELEMENT_LIMIT)
+        .for_element(Locator::XPath("//*[contains(., '已导入：新增 1 户')]"))
+        .await
+        .expect("the roster was applied");
+    log_out(&browser).await;
+    browser.close().await.expect("close the browser");
+
+    // What the forms did is in the store.
+    let store = &server.state.store;
+    let runs = store
+        .import_runs(fieldsync_server::demo::DEMO_COUNTY_ID, 10)
+        .await
+        .expect("store");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0].households_created, 1,
+        "the roster's household was created"
+    );
+    let pairings = store
+        .pairing_households(
+            fieldsync_server::demo::DEMO_COUNTY_ID,
+            fieldsync_server::store::PairingFilter {
+                limit: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("store")
+        .into_iter()
+        .find(|household| household.household_id == household_id)
+        .expect("household");
+    assert_eq!(
+        pairings
+            .primaries
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        [cadre02.as_str()]
+    );
+    assert!(
+        pairings.secondaries.is_empty(),
+        "the helper was added, then ended"
+    );
 }

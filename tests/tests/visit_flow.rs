@@ -8,7 +8,8 @@ use fieldsync_model::codes::{Crs, LocationProvider, VisitMode};
 use fieldsync_model::visit::GpsFix;
 use fieldsync_proto::v1;
 use fieldsync_tests::{
-    DEMO_PASSWORD, TestServer, authorized, console_login, phone_of, test_photo, unreachable_url,
+    DEMO_PASSWORD, TestServer, authorized, console_login, csrf_token_in, phone_of, test_photo,
+    unreachable_url,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -418,9 +419,20 @@ async fn console_logout_ends_the_session_on_the_server() {
             .status()
             .is_success()
     );
+    let page = http
+        .get(format!("{}/console/login", server.url()))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("page text");
+    let csrf_token = csrf_token_in(&page).expect("the page carries the CSRF token");
     let logout = http
         .post(format!("{}/console/logout", server.url()))
         .header("cookie", cookie.clone())
+        .header("x-csrf-token", csrf_token)
         .send()
         .await
         .expect("logout");

@@ -357,6 +357,7 @@ pub fn thresholds_page(
             section.card {
                 h2 { "设置（同一年度、同一地区再次设置会覆盖原值）" }
                 form.thresholds method="post" action="/console/thresholds" {
+                    (super::csrf::form_field())
                     label.block { "年度 " input type="text" name="year" value=(form.year) size="6" required; }
                     label.block { "地区 "
                         select name="region" {
@@ -513,6 +514,7 @@ fn replacement_notes(income: &YearIncome, household_id: &str, settle: bool) -> M
                 @if settle {
                     @for (label, registration) in [("以先到的一份为准", &replacement.replaced), ("以后到的一份为准", &replacement.by)] {
                         form.settle-income method="post" action=(format!("/console/households/{household_id}/income/settle")) {
+                            (super::csrf::form_field())
                             input type="hidden" name="registration_id" value=(registration.registration_id);
                             button type="submit" { (label) "（" (yuan(registration.net_fen)) " 元）" }
                         }

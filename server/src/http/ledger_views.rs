@@ -412,6 +412,7 @@ pub fn ledger_page(view: &LedgerView<'_>) -> Markup {
                     @if view.month_has_ended {
                         p { "月结后本月各户状态锁定，之后补报的走访仍会保存，但标为“逾期补报”，不改变已锁定的数字。请输入“" (CLOSE_CONFIRM_TEXT) "”确认。" }
                         form method="post" action="/console/ledger/close" {
+                            (super::csrf::form_field())
                             input type="hidden" name="month" value=(month.to_string());
                             input type="text" name="confirm" placeholder=(CLOSE_CONFIRM_TEXT) required;
                             button.primary type="submit" { "确认月结 " (month.label_zh()) }

@@ -4,6 +4,9 @@
 //! Every page goes through the review use cases in [`crate::review`], which enforce the
 //! township scope; this module only adds the session cookie, the role gate for HTML pages
 //! and the translation of [`ServiceError`] into HTTP statuses (in [`status_for`], once).
+//! Every state-changing console request passes one CSRF guard first ([`csrf`]): a
+//! same-origin `Origin`/`Referer` and the session's token (form field `csrf_token` or header
+//! `X-CSRF-Token`).
 //!
 //! Routes:
 //! - `GET /`, `GET /console` → the dashboard (工作台) when logged in, else the login page
@@ -28,6 +31,7 @@
 //!   `GET /console/api/ledger`
 
 mod api;
+pub mod csrf;
 mod display;
 mod exports;
 mod fields;
@@ -89,16 +93,22 @@ pub struct ConsoleState {
     pub thumbnail_permits: Arc<Semaphore>,
     /// Roster import jobs (花名册导入), in memory (see [`crate::roster_import`]).
     pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
+    /// Derives each session's CSRF token (see [`csrf`]).
+    pub csrf: Arc<csrf::CsrfKey>,
 }
 
 /// The console's routes with their state applied, ready to merge with the gRPC routes.
-pub fn router(state: AppState) -> Router {
+/// Fails only when the CSRF key cannot be read or created in the key folder.
+pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
+    let (csrf_key, _created) =
+        crate::keys::load_or_create(&state.settings.key_dir(), csrf::KEY_NAME)?;
     let console_state = ConsoleState {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
         roster_jobs: Arc::default(),
+        csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
-    Router::new()
+    Ok(Router::new()
         .route("/", get(pages::home))
         .route("/console", get(pages::home))
         .route("/console/", get(pages::home))
@@ -199,9 +209,14 @@ pub fn router(state: AppState) -> Router {
             get(pairings::household_page),
         )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
+        // Every console route, and only those: tus (bearer token) and gRPC merge below.
+        .layer(axum::middleware::from_fn_with_state(
+            console_state.clone(),
+            csrf::guard,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console_state)
-        .merge(tus::router(state))
+        .merge(tus::router(state)))
 }
 
 /// HTTP status of each public error kind: the one place this mapping lives.
@@ -520,8 +535,9 @@ impl FromRequestParts<ConsoleState> for ApiReviewer {
     }
 }
 
-/// `Set-Cookie` value that opens a console session. `SameSite=Strict` is also the console's
-/// CSRF defence: a cross-site form post arrives without the cookie.
+/// `Set-Cookie` value that opens a console session. `SameSite=Strict` keeps cross-site form
+/// posts from carrying the cookie; same-site ones (another port on this host) are stopped by
+/// the CSRF token and origin check in [`csrf`].
 fn session_cookie(token: &str) -> String {
     format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
 }
@@ -539,9 +555,12 @@ async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: URLs (which hold ids) still never leave for another
+    // site, but the console's own form posts keep their `Origin` header, which the CSRF
+    // check compares (under `no-referrer` browsers send `Origin: null`).
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !headers.contains_key(header::CACHE_CONTROL) {

@@ -143,6 +143,7 @@ fn household_view(
             h2 { "第一帮扶责任人" }
             p { "当前：" (names(&household.primaries)) " · 状态：" (problem_cell(&pairing.row)) }
             form.assign method="post" action="/console/pairings/assign" {
+                (super::csrf::form_field())
                 (hidden)
                 select name="cadre_user_id" required aria-label="新的第一帮扶责任人" {
                     option value="" { "选择干部（本乡镇在前）" }
@@ -162,6 +163,7 @@ fn household_view(
             }
             @for (cadre_user_id, name) in &household.secondaries {
                 form.helper method="post" action=(HELPERS_PATH) {
+                    (super::csrf::form_field())
                     (hidden)
                     input type="hidden" name="cadre_user_id" value=(cadre_user_id);
                     input type="hidden" name="action" value="remove";
@@ -170,6 +172,7 @@ fn household_view(
                 }
             }
             form.helper method="post" action=(HELPERS_PATH) {
+                (super::csrf::form_field())
                 (hidden)
                 input type="hidden" name="action" value="add";
                 select name="cadre_user_id" required aria-label="添加帮扶干部" {

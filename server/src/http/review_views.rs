@@ -746,6 +746,7 @@ fn decision_form(detail: &VisitDetail, now: OffsetDateTime, filters: &QueueFilte
     let pending = pending_photos(detail);
     html! {
         form #decision-form method="post" action=(with_filters(&format!("/console/visits/{}/decision", detail.visit.visit_id), filters)) {
+            (super::csrf::form_field())
             input type="hidden" name="revision" value=(detail.visit.revision);
             input type="hidden" name="content_hash" value=(detail.content_hash);
             fieldset #return-reasons tabindex="-1" {

@@ -269,6 +269,8 @@ fn upload_page(principal: &Principal, runs: &[ImportRun], error: Option<&str>) -
                 }
                 p { a href="/console/import/template.xlsx" { "下载导入模板（XLSX）" } }
                 form.import method="post" action=(IMPORT_PATH) enctype="multipart/form-data" {
+                    // The CSRF token goes first: the guard stops parsing the upload once it has it.
+                    (super::csrf::form_field())
                     label { "花名册文件 " input type="file" name="file" accept=".xlsx,.csv" required; }
                     button.primary type="submit" { "上传并预览" }
                 }
@@ -395,6 +397,7 @@ fn progress_page(principal: &Principal, view: &JobView) -> Markup {
                 }
                 @if view.can_apply {
                     form method="post" action=(format!("{IMPORT_PATH}/{}/apply", view.job_id)) {
+                        (super::csrf::form_field())
                         button.primary type="submit" {
                             "确认导入（写入 " (view.items_to_apply) " 项）"
                         }

@@ -54,6 +54,8 @@ pub(super) fn layout(
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · fieldsync 走访审核" }
+                // The session's CSRF token, for scripts that post (csrf.rs).
+                (super::csrf::meta_tag())
                 style { (PreEscaped(CONSOLE_CSS)) }
                 // Keyboard shortcuts only; every page works without it (review_views.rs).
                 script src=(super::CONSOLE_JS_PATH) defer {}
@@ -85,6 +87,7 @@ pub(super) fn layout(
                         }
                         span.user { (principal.display_name) " · " (principal.role.label_zh()) }
                         form method="post" action="/console/logout" {
+                            (super::csrf::form_field())
                             button.link type="submit" { "退出登录" }
                         }
                     }
@@ -355,6 +358,7 @@ pub fn conflicts_page(view: &ConflictsView<'_>) -> Markup {
                         }
                     }
                     form method="post" action="/console/conflicts/resolve" {
+                        (super::csrf::form_field())
                         input type="hidden" name="conflict_key" value=(conflict.conflict_key);
                         fieldset {
                             legend { "选定正确的值" }
