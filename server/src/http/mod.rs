@@ -28,6 +28,7 @@
 //!   `GET /console/api/ledger`
 
 mod api;
+mod audit_banner;
 mod display;
 mod exports;
 mod fields;
@@ -200,6 +201,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            console_state.clone(),
+            audit_banner::with_audit_result,
+        ))
         .with_state(console_state)
         .merge(tus::router(state))
 }

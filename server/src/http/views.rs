@@ -89,7 +89,10 @@ pub(super) fn layout(
                         }
                     }
                 }
-                main { (content) }
+                main {
+                    (super::audit_banner::banner(principal))
+                    (content)
+                }
             }
         }
     }
