@@ -17,9 +17,14 @@
 //! | cadre, village cadre | masked | hidden |
 //!
 //! Only the county admin may ask for full values ([`may_request_full`]); the request itself
-//! is what makes the export an audited action. The audit log is append-only and each record
-//! carries `SHA-256(previous record hash ‖ own content)` ([`chain_hash`]), so an edited or
-//! deleted record breaks every later hash ([`verify_chain`]).
+//! is what makes the export an audited action. Over gRPC the same policy applies with one
+//! addition: a cadre pulls full values for their own paired households ([`channel_disclosure`]).
+//!
+//! The audit log is append-only and each record carries `HMAC-SHA256(key, previous record
+//! hash ‖ own content)` ([`keyed_chain_hash`]) under a server key kept outside the database,
+//! so an edited, deleted or reordered record breaks the chain and cannot be re-signed
+//! without the key ([`ChainVerifier`]). Records from before the key keep the unkeyed
+//! `SHA-256` form ([`chain_hash`]) and verify only as the chain's opening prefix.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
