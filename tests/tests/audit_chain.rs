@@ -331,25 +331,19 @@ const BANNER: &str = "审计日志校验失败";
 async fn a_chain_damaged_while_stopped_shows_county_staff_a_banner_after_start_up() {
     let server = server_with_records().await;
     add_auditor(&server).await;
-    assert_eq!(server.state.audit_health.broken(), None);
     for username in ["county", "auditor", "township1"] {
         assert!(
             !dashboard(&server, username).await.contains(BANNER),
             "{username}: no banner on an intact chain"
         );
     }
+    assert_eq!(server.state.audit_health.broken(), None);
 
     // Damage the live file, then restart: the start-up tail check finds it.
     tamper_with(&database(&server.data_path()), Tamper::EditRow);
     let server = server.restart().await;
-    let latest = server.state.audit_health.latest();
-    assert_eq!(
-        latest.scope,
-        Some(VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS))
-    );
-    let problem = latest.broken.expect("the start-up check saw the break");
-    assert!(problem.contains("审计记录 3 "), "{problem}");
-
+    // The check runs before the server accepts connections, so once a page is answered the
+    // start-up result is in place (no waiting needed).
     for username in ["county", "auditor"] {
         let page = dashboard(&server, username).await;
         assert!(page.contains(BANNER), "{username} sees the banner");
@@ -358,6 +352,13 @@ async fn a_chain_damaged_while_stopped_shows_county_staff_a_banner_after_start_u
             "{username}: the banner names the record"
         );
     }
+    let latest = server.state.audit_health.latest();
+    assert_eq!(
+        latest.scope,
+        Some(VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS))
+    );
+    let problem = latest.broken.expect("the start-up check saw the break");
+    assert!(problem.contains("审计记录 3 "), "{problem}");
     assert!(
         !dashboard(&server, "township1").await.contains(BANNER),
         "township staff do not answer for the audit log"
