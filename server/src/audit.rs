@@ -282,3 +282,85 @@ pub fn settings_change_record(
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn content(subject: &str) -> AuditContent {
+        AuditContent {
+            recorded_at_ms: 1_770_000_000_000,
+            actor_user_id: "u1".into(),
+            actor_role: "county".into(),
+            area_id: "c1".into(),
+            action: fieldsync_model::access::ACTION_FULL_EXPORT.into(),
+            subject: subject.into(),
+            filter: String::new(),
+            row_count: 1,
+            file_sha256: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    /// A log upgraded from the unkeyed chain: its legacy records stay verifiable up to the
+    /// first keyed record, the count is noted in the key folder once, and more legacy
+    /// records than noted are a break.
+    #[tokio::test]
+    async fn legacy_records_before_the_key_stay_verifiable_and_are_counted_once() {
+        let data = tempfile::tempdir().expect("temp dir");
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        let path = data.path().join("fieldsync.sqlite3");
+        {
+            let legacy = SqliteStore::open(&path).expect("open without key");
+            legacy.append_audit(content("a")).await.expect("append");
+            legacy.append_audit(content("b")).await.expect("append");
+        }
+        let key = load_or_create_key(key_dir.path()).expect("key");
+        let store = SqliteStore::open_with_audit_key(&path, Some(key.clone())).expect("open");
+        let keyed = store.append_audit(content("c")).await.expect("append");
+        assert_eq!(keyed.key_id, key.key_id);
+        assert_eq!(
+            ensure_legacy_note(&store, key_dir.path())
+                .await
+                .expect("note"),
+            2
+        );
+        assert_eq!(read_legacy_note(key_dir.path()).expect("read"), Some(2));
+        store.append_audit(content("d")).await.expect("append");
+        let keys = [key];
+        assert_eq!(
+            verify_chain(&store, &keys, 2, VerifyScope::Full)
+                .await
+                .expect("read"),
+            Ok(4)
+        );
+        assert_eq!(
+            verify_chain(&store, &keys, 2, VerifyScope::Tail(2))
+                .await
+                .expect("read"),
+            Ok(2)
+        );
+        assert_eq!(
+            verify_chain(&store, &keys, 1, VerifyScope::Full)
+                .await
+                .expect("read")
+                .map_err(|chain_break| chain_break.audit_id),
+            Err(2),
+            "a second legacy record beyond the noted count"
+        );
+        // The note, once written, is not recomputed from a database that may be forged.
+        std::fs::write(legacy_note_path(key_dir.path()), "legacy_records=0\n").expect("write");
+        assert_eq!(
+            ensure_legacy_note(&store, key_dir.path())
+                .await
+                .expect("note"),
+            0
+        );
+        std::fs::write(legacy_note_path(key_dir.path()), "nonsense").expect("write");
+        assert!(matches!(
+            read_legacy_note(key_dir.path()),
+            Err(AuditSetupError::MalformedNote { .. })
+        ));
+    }
+}
