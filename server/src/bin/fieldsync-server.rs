@@ -46,8 +46,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify the whole audit chain: exit 0 with the count verified, or exit 1 naming the
-    /// first bad record.
+    /// Verify the whole audit chain: exit 0 with the count verified, exit 3 naming the
+    /// first bad record, exit 1 when it cannot be checked (no database, unreadable key).
     Verify {
         /// Folder holding the SQLite file (default ./fieldsync-data).
         #[arg(long)]
