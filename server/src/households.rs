@@ -179,7 +179,31 @@ pub async fn set_threshold(
             ),
         ));
     }
-    Ok(state.store.set_income_threshold(threshold).await?)
+    let filter = format!("year={} region={}", threshold.year, threshold.region);
+    let detail = format!(
+        "设置收入标准线：贫困线 {} 元，监测线 {} 元（{}）",
+        threshold
+            .poverty_line_yuan
+            .map_or_else(|| "未设".to_owned(), |yuan| yuan.to_string()),
+        threshold
+            .monitoring_line_yuan
+            .map_or_else(|| "未设".to_owned(), |yuan| yuan.to_string()),
+        threshold.source_note
+    );
+    state.store.set_income_threshold(threshold).await?;
+    // Audited after the write, so the log never claims a change that did not happen; a
+    // failure here is reported to the admin rather than hidden.
+    state
+        .store
+        .append_audit(crate::audit::settings_change_record(
+            principal,
+            state.clock.now(),
+            "income_thresholds",
+            filter,
+            detail,
+        ))
+        .await?;
+    Ok(())
 }
 
 // ----- income (季登记 / 年汇总) -----

@@ -2,6 +2,7 @@
 //! supervisor console on one port. The binary `fieldsync-server` is a thin wrapper around
 //! [`run`]; tests call [`run`] with a listener bound to port 0.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod demo;
@@ -43,6 +44,10 @@ pub struct AppState {
     /// wall time, and by observing HLCs of batches that committed (never of refused ones),
     /// so it is always past every stored write and a console resolution wins.
     pub hlc: Arc<Mutex<Hlc>>,
+    /// The key new audit records are signed with (`audit-hmac` in the key folder).
+    pub audit_key: keys::SecretKey,
+    /// The latest audit chain verification, shown to county staff when it failed.
+    pub audit_health: audit::AuditHealth,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -72,7 +77,10 @@ impl AppState {
             ));
         }
         std::fs::create_dir_all(&settings.data_dir)?;
-        let store = SqliteStore::open(&settings.sqlite_path())?;
+        let audit_key = audit::load_or_create_key(&settings.key_dir())
+            .map_err(|error| ServerError::Setup(format!("audit key: {error}")))?;
+        let store =
+            SqliteStore::open_with_audit_key(&settings.sqlite_path(), Some(audit_key.clone()))?;
         let blobs = BlobStore::open(&settings.blob_dir())?;
         Ok(Self {
             store: Arc::new(store),
@@ -80,6 +88,8 @@ impl AppState {
             settings: Arc::new(settings),
             clock,
             hlc: Arc::new(Mutex::new(Hlc::ZERO)),
+            audit_key,
+            audit_health: audit::AuditHealth::default(),
         })
     }
 
@@ -125,6 +135,14 @@ pub async fn serve(
     // The server HLC lives in memory; after a restart it must start past every stored write
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
+    // The tail now, so a tampered log is reported before anyone is served; the whole chain
+    // daily. A break never stops serving: phones must keep syncing while staff investigate.
+    audit::check_and_record(
+        &state,
+        audit::VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS),
+    )
+    .await;
+    let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
     let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
     let grpc_routes = grpc::routes(state.clone()).await;
@@ -137,6 +155,7 @@ pub async fn serve(
         .await?;
     maintenance.abort();
     upload_expiry.abort();
+    audit_verification.abort();
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Push use case: decide, per mutation, whether it may be applied, before the store applies
+//! Push and pull use cases. Push: decide, per mutation, whether it may be applied, before the store applies
 //! the whole batch atomically. A malformed request (gaps in seq, a wrong device) fails as a
 //! whole; a well-formed record that breaks a domain rule or lies outside the caller's scope
 //! is rejected on its own, permanently, so one bad record never blocks the phone's queue.
@@ -7,7 +7,17 @@
 //! before anything is read or written. One HLC more than 24 h ahead refuses the whole batch
 //! with a typed "device clock wrong" error; HLCs 5 min–24 h ahead are stored clamped. Only a
 //! committed batch moves the server's own HLC forward.
+//!
+//! Pull (issue #10 item 5): a page of the caller's scope leaves the server under the same
+//! field policy as the console ([`channel_disclosure`] over [`Channel::GrpcPull`]): a cadre
+//! gets full ID numbers and phones for their own paired households, every staff role gets
+//! them masked. A masked value can therefore reach a phone, so push refuses an edit that
+//! would write one back.
 
+use fieldsync_model::access::{
+    Channel, SensitiveField, channel_disclosure, disclose_household, looks_masked,
+    writes_masked_value,
+};
 use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
 use fieldsync_model::sync::{Mutation, MutationOutcome, MutationPayload, RejectCode};
@@ -15,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::store::{Heartbeat, Principal, PushAction, PushBatch, PushEntry, PushResult};
+use crate::store::{
+    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeCursor,
+};
 
 /// Most mutations one push may carry; phones send small batches on 2G links.
 pub const MAX_MUTATIONS_PER_PUSH: usize = 500;
@@ -135,6 +147,35 @@ pub async fn push(
     Ok(result)
 }
 
+/// One page of the caller's scope from `cursor`, with ID numbers and phones disclosed as
+/// the caller's role allows over gRPC.
+pub async fn pull(
+    state: &AppState,
+    principal: &Principal,
+    cursor: &ScopeCursor,
+    limit: u32,
+) -> Result<PullChanges, ServiceError> {
+    let mut changes = state.store.pull_changes(principal, cursor, limit).await?;
+    // A cadre's pull scope is exactly their active pairings (primary or helper), so every
+    // household in it is their own; staff scopes are areas, where nothing is their own.
+    let own_paired_household = principal.role == Role::Cadre;
+    let disclosure_of = |field| {
+        channel_disclosure(
+            principal.role,
+            field,
+            Channel::GrpcPull,
+            own_paired_household,
+            false,
+        )
+    };
+    let id_numbers = disclosure_of(SensitiveField::IdNumber);
+    let phones = disclosure_of(SensitiveField::Phone);
+    for household in &mut changes.households {
+        disclose_household(household, id_numbers, phones);
+    }
+    Ok(changes)
+}
+
 /// The HLC to store for each mutation, or the typed clock error when any of them is more
 /// than 24 h ahead of `server_millis` (the batch is then refused whole, so the phone's
 /// queue stays intact for after the clock is fixed).
@@ -238,6 +279,14 @@ async fn rejection_of(
     if let Some(invalid) = invalid {
         return Ok(Some((RejectCode::InvalidRecord, invalid.to_string())));
     }
+    if let Some(field) = masked_write_back(payload) {
+        return Ok(Some((
+            RejectCode::InvalidRecord,
+            format!(
+                "{field} 是打码后的值，不能覆盖真实信息 (a masked {field} must not overwrite the real value)"
+            ),
+        )));
+    }
     if let Some(household_id) = payload.household_id()
         && !state
             .store
@@ -266,6 +315,23 @@ async fn rejection_of(
     Ok(None)
 }
 
+/// The field a mutation would overwrite with a masked value (`138****5678`), if any.
+fn masked_write_back(payload: &MutationPayload) -> Option<&'static str> {
+    match payload {
+        MutationPayload::EditField(edit) => {
+            let value = edit.value.as_str()?;
+            writes_masked_value(&edit.field, value).then_some(match edit.field.as_str() {
+                "phone" => "phone",
+                _ => "id_number",
+            })
+        }
+        MutationPayload::AddMember { member, .. } => {
+            looks_masked(&member.id_number).then_some("id_number")
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +353,29 @@ mod tests {
                 base_seq: 0,
             }),
         }
+    }
+
+    #[test]
+    fn masked_phones_and_id_numbers_are_never_written_back() {
+        let edit = |field: &str, value: &str| {
+            MutationPayload::EditField(fieldsync_model::register::FieldEdit {
+                household_id: "h".into(),
+                target: fieldsync_model::register::FieldTarget::Household,
+                field: field.into(),
+                value: serde_json::json!(value),
+                base_seq: 0,
+            })
+        };
+        assert_eq!(
+            masked_write_back(&edit("phone", "138****5678")),
+            Some("phone")
+        );
+        assert_eq!(
+            masked_write_back(&edit("id_number", "110105********002X")),
+            Some("id_number")
+        );
+        assert_eq!(masked_write_back(&edit("phone", "13812345678")), None);
+        assert_eq!(masked_write_back(&edit("address", "3组*号")), None);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
-use fieldsync_model::access::{ChainedRecord, verify_chain};
 use fieldsync_model::codes::{Role, VisitMode, VisitType};
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration, latest_per_quarter};
@@ -571,15 +570,17 @@ async fn a_full_export_is_for_the_county_admin_only_and_is_audited_with_its_hash
         records[1].content.file_sha256,
         hex::encode(Sha256::digest(&csv_body))
     );
-    let chain: Vec<ChainedRecord> = records
-        .into_iter()
-        .map(|record| ChainedRecord {
-            content: record.content,
-            previous_hash: record.previous_hash,
-            record_hash: record.record_hash,
-        })
-        .collect();
-    assert_eq!(verify_chain(&chain), Ok(()));
+    // The whole chain verifies under the server's key (keyed records only).
+    assert!(records.iter().all(|record| !record.key_id.is_empty()));
+    assert_eq!(
+        fieldsync_server::audit::check_and_record(
+            &server.state,
+            fieldsync_server::audit::VerifyScope::Full
+        )
+        .await
+        .broken,
+        None
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! household without a 第一帮扶责任人, a helper (第二帮扶责任人) added in the console reaches
 //! the helper's phone and leaves it again when the pairing ends, and other roles get 403.
 
-use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, ChainedRecord, verify_chain};
+use fieldsync_model::access::ACTION_PAIRING_OVER_QUOTA;
 use fieldsync_server::demo::DEMO_COUNTY_ID;
 use fieldsync_server::store::SeedData;
 use fieldsync_tests::{TestServer, console_login, phone_of};
@@ -229,15 +229,17 @@ async fn the_quota_refuses_unless_confirmed_and_the_override_is_audited() {
     assert_eq!(records[0].content.action, ACTION_PAIRING_OVER_QUOTA);
     assert_eq!(records[0].content.subject, household_id);
     assert_eq!(records[0].content.area_id, DEMO_COUNTY_ID);
-    let chain: Vec<ChainedRecord> = records
-        .into_iter()
-        .map(|record| ChainedRecord {
-            content: record.content,
-            previous_hash: record.previous_hash,
-            record_hash: record.record_hash,
-        })
-        .collect();
-    assert_eq!(verify_chain(&chain), Ok(()));
+    // The whole chain verifies under the server's key (keyed records only).
+    assert!(records.iter().all(|record| !record.key_id.is_empty()));
+    assert_eq!(
+        fieldsync_server::audit::check_and_record(
+            &server.state,
+            fieldsync_server::audit::VerifyScope::Full
+        )
+        .await
+        .broken,
+        None
+    );
     let after = pairings_json(&admin, &server, "").await;
     assert!(
         after["problems"]

@@ -1,11 +1,12 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C.
+//! seeds the demo county, and serves until Ctrl-C. With the `audit verify` subcommand it
+//! checks the whole audit chain instead and exits non-zero on a break.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fieldsync_server::settings::Settings;
 use fieldsync_server::{AppState, demo};
 
@@ -26,7 +27,37 @@ struct Arguments {
     /// TOML settings file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Folder of the server's secret keys (default `<data-dir>-keys`).
+    #[arg(long, global = true)]
+    key_dir: Option<PathBuf>,
+    /// Without a command the server serves.
+    #[command(subcommand)]
+    command: Option<Command>,
 }
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The audit log (审计日志).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the whole audit chain: exit 0 with the count verified, exit 3 naming the
+    /// first bad record, exit 1 when it cannot be checked (no database, unreadable key).
+    Verify {
+        /// Folder holding the SQLite file (default ./fieldsync-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Exit code of `audit verify` when the chain is broken (2 is clap's usage error, 1 any
+/// other failure such as an unreadable key).
+const EXIT_CHAIN_BROKEN: i32 = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -40,6 +71,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     if let Some(data_dir) = arguments.data_dir {
         settings.data_dir = data_dir;
+    }
+    if let Some(key_dir) = arguments.key_dir {
+        settings.key_dir = Some(key_dir);
+    }
+    if let Some(Command::Audit {
+        command: AuditCommand::Verify { data_dir },
+    }) = arguments.command
+    {
+        if let Some(data_dir) = data_dir {
+            settings.data_dir = data_dir;
+        }
+        std::process::exit(audit_verify(&settings).await?);
     }
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
@@ -67,6 +110,53 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// `fieldsync-server audit verify`: check every record of the chain; the exit code.
+async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
+    use fieldsync_server::audit::{self, VerifyScope};
+
+    let database = settings.sqlite_path();
+    if !database.is_file() {
+        anyhow::bail!("no database at {}", database.display());
+    }
+    let key_dir = settings.key_dir();
+    let legacy_note = audit::read_legacy_note(&key_dir)?;
+    let key_path = fieldsync_server::keys::key_path(&key_dir, audit::AUDIT_KEY_NAME);
+    let (keys, legacy_records) = if key_path.exists() {
+        // A key with no note: the server wrote no legacy records, so none are allowed.
+        let key = fieldsync_server::keys::load(&key_dir, audit::AUDIT_KEY_NAME)?;
+        (vec![key], legacy_note.unwrap_or(0))
+    } else if legacy_note.is_none() {
+        // A server that never ran with a key: the chain is all legacy SHA-256.
+        println!(
+            "注意：{} 中没有审计密钥，按未签名的旧链校验 (no audit key in {}: checking the legacy unkeyed chain)",
+            key_dir.display(),
+            key_dir.display()
+        );
+        (Vec::new(), i64::MAX)
+    } else {
+        anyhow::bail!(
+            "审计密钥缺失 (audit key missing): {} (pass --key-dir)",
+            key_path.display()
+        );
+    };
+    let store = fieldsync_server::store::SqliteStore::open(&database)?;
+    match audit::verify_chain(&store, &keys, legacy_records, VerifyScope::Full).await? {
+        Ok(verified) => {
+            println!(
+                "审计日志校验通过：{verified} 条记录 (audit chain OK: {verified} records verified)"
+            );
+            Ok(0)
+        }
+        Err(chain_break) => {
+            eprintln!(
+                "审计日志校验失败 (audit chain BROKEN) at record {}: {}",
+                chain_break.audit_id, chain_break.problem
+            );
+            Ok(EXIT_CHAIN_BROKEN)
+        }
+    }
 }
 
 fn print_demo_banner(address: SocketAddr) {

@@ -236,11 +236,9 @@ async fn stream_scope(
 ) -> Result<(), Status> {
     let mut checksum = Sha256::new();
     loop {
-        let changes = state
-            .store
-            .pull_changes(principal, &cursor, PULL_PAGE_ENTRIES)
+        let changes = crate::sync::pull(state, principal, &cursor, PULL_PAGE_ENTRIES)
             .await
-            .map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
+            .map_err(Status::from)?;
         cursor = changes.next_cursor;
         if !changes.households.is_empty()
             || !changes.visit_statuses.is_empty()

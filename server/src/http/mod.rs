@@ -31,6 +31,7 @@
 //!   `GET /console/api/ledger`
 
 mod api;
+mod audit_banner;
 pub mod csrf;
 mod display;
 mod exports;
@@ -215,6 +216,10 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
             csrf::guard,
         ))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            console_state.clone(),
+            audit_banner::with_audit_result,
+        ))
         .with_state(console_state)
         .merge(tus::router(state)))
 }

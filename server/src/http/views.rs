@@ -92,7 +92,10 @@ pub(super) fn layout(
                         }
                     }
                 }
-                main { (content) }
+                main {
+                    (super::audit_banner::banner(principal))
+                    (content)
+                }
             }
         }
     }

@@ -833,6 +833,21 @@ pub struct AuditRecord {
     pub content: AuditContent,
     pub previous_hash: String,
     pub record_hash: String,
+    /// Id of the key whose HMAC `record_hash` is; empty for a legacy SHA-256 record.
+    pub key_id: String,
+}
+
+impl AuditRecord {
+    /// The record as the model's chain verifier reads it.
+    pub fn chained(&self) -> fieldsync_model::access::ChainedRecord {
+        fieldsync_model::access::ChainedRecord {
+            position: self.audit_id,
+            content: self.content.clone(),
+            key_id: self.key_id.clone(),
+            previous_hash: self.previous_hash.clone(),
+            record_hash: self.record_hash.clone(),
+        }
+    }
 }
 
 /// Where the next page of an export continues (keyset paging): export rows come ordered by
@@ -1243,6 +1258,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn append_audit(&self, content: AuditContent) -> StoreResult<AuditRecord>;
     /// Audit records with `audit_id > after_id`, oldest first, at most `limit`.
     async fn audit_records(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The newest record's `audit_id` (0 when the log is empty).
+    async fn audit_last_id(&self) -> StoreResult<i64>;
     /// A page of the 走访台账: latest revisions of the visits of `month` (YYYY-MM, Beijing)
     /// of households in `area_id` (a township, or a county: its townships), after `after`,
     /// ordered by village id, household id, visit id.

@@ -118,6 +118,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "visit_checkin",
         include_str!("migrations/0015_visit_checkin.sql"),
     ),
+    (
+        17,
+        "audit_key",
+        include_str!("migrations/0017_audit_key.sql"),
+    ),
 ];
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
@@ -150,6 +155,9 @@ struct Connections {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// The key new audit records are signed with (HMAC); `None` only for stores opened
+    /// without one (unit tests, tools), which append legacy SHA-256 records.
+    audit_key: Option<crate::keys::SecretKey>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -202,6 +210,15 @@ impl SqliteStore {
     /// Open (creating if needed) the database at `path`, set the durability pragmas and bring
     /// the schema up to date.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with_audit_key(path, None)
+    }
+
+    /// Like [`SqliteStore::open`], signing new audit records with `audit_key` (the server
+    /// always passes its key; see `crate::audit`).
+    pub fn open_with_audit_key(
+        path: &Path,
+        audit_key: Option<crate::keys::SecretKey>,
+    ) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
         configure_writer(&writer)?;
         apply_migrations(&mut writer)?;
@@ -210,6 +227,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
+                audit_key,
             }),
         })
     }
@@ -3387,8 +3405,11 @@ impl Store for SqliteStore {
             .await
     }
     async fn append_audit(&self, content: super::AuditContent) -> StoreResult<super::AuditRecord> {
-        self.write(move |transaction| export::append_audit(transaction, &content))
-            .await
+        let audit_key = self.inner.audit_key.clone();
+        self.write(move |transaction| {
+            export::append_audit(transaction, audit_key.as_ref(), &content)
+        })
+        .await
     }
 
     async fn audit_records(
@@ -3398,6 +3419,17 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<super::AuditRecord>> {
         self.read(move |connection| export::audit_records(connection, after_id, limit))
             .await
+    }
+
+    async fn audit_last_id(&self) -> StoreResult<i64> {
+        self.read(|connection| {
+            Ok(connection.query_row(
+                "SELECT COALESCE(MAX(audit_id), 0) FROM audit_log",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
     }
 
     async fn export_visits(
@@ -3446,8 +3478,11 @@ impl Store for SqliteStore {
     }
 
     async fn assign_primary(&self, assignment: super::PrimaryAssignment) -> StoreResult<()> {
-        self.write(move |transaction| pairings::assign_primary(transaction, &assignment))
-            .await
+        let audit_key = self.inner.audit_key.clone();
+        self.write(move |transaction| {
+            pairings::assign_primary(transaction, audit_key.as_ref(), &assignment)
+        })
+        .await
     }
 
     async fn set_helper_pairing(

@@ -14,7 +14,7 @@ use super::{
     COUNTY, TOWNSHIP_ONE, TOWNSHIP_TWO, VISIT_MONTH, VISIT_TIME, apply, batch, income, push_visit,
     revise, seeded, visit,
 };
-use crate::store::{ExportCursor, Store};
+use crate::store::{AuditRecord, ExportCursor, Store};
 
 /// Visits of the month, latest revision only, from the area's households only; a county
 /// sees its townships; paging with the cursor returns every row exactly once.
@@ -176,14 +176,7 @@ pub async fn audit_log_appends_a_verifiable_chain(store: &dyn Store) {
     assert_eq!(second.previous_hash, first.record_hash);
     let records = store.audit_records(0, 100).await.expect("read");
     assert_eq!(records, vec![first.clone(), second.clone()]);
-    let chained: Vec<ChainedRecord> = records
-        .into_iter()
-        .map(|record| ChainedRecord {
-            content: record.content,
-            previous_hash: record.previous_hash,
-            record_hash: record.record_hash,
-        })
-        .collect();
+    let chained: Vec<ChainedRecord> = records.iter().map(AuditRecord::chained).collect();
     assert_eq!(verify_chain(&chained), Ok(()));
     assert_eq!(
         store

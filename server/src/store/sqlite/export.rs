@@ -6,7 +6,7 @@
 //! transaction: reading the newest hash and inserting the next record cannot interleave with
 //! another append, so the chain never forks.
 
-use fieldsync_model::access::{AuditContent, GENESIS_HASH, chain_hash};
+use fieldsync_model::access::{AuditContent, AuditKey, GENESIS_HASH, record_hash_for};
 use fieldsync_model::codes::Relation;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
@@ -185,7 +185,7 @@ pub(super) fn export_income(
 // ----- audit log -----
 
 const AUDIT_COLUMNS: &str = "audit_id, recorded_at, actor_user_id, actor_role, area_id, action,
-     subject, filter, row_count, file_sha256, detail, previous_hash, record_hash";
+     subject, filter, row_count, file_sha256, detail, previous_hash, record_hash, key_id";
 
 fn audit_from_row(row: &Row<'_>) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
@@ -204,12 +204,15 @@ fn audit_from_row(row: &Row<'_>) -> StoreResult<AuditRecord> {
         },
         previous_hash: row.get(11)?,
         record_hash: row.get(12)?,
+        key_id: row.get(13)?,
     })
 }
 
-/// Append one record chained to the newest one. Call inside a write transaction.
+/// Append one record chained to the newest one, signed with `key` (HMAC) when given.
+/// Call inside a write transaction.
 pub(super) fn append_audit(
     connection: &Connection,
+    key: Option<&crate::keys::SecretKey>,
     content: &AuditContent,
 ) -> StoreResult<AuditRecord> {
     let previous_hash: String = connection
@@ -220,14 +223,19 @@ pub(super) fn append_audit(
         )
         .optional()?
         .unwrap_or_else(|| GENESIS_HASH.to_owned());
-    let record_hash = chain_hash(&previous_hash, content);
+    let audit_key = key.map(|key| AuditKey {
+        key_id: &key.key_id,
+        bytes: key.bytes(),
+    });
+    let record_hash = record_hash_for(audit_key, &previous_hash, content);
+    let key_id = key.map(|key| key.key_id.clone()).unwrap_or_default();
     let row_count = i64::try_from(content.row_count)
         .map_err(|_| StoreError::Database("audit row count is too large".into()))?;
     connection.execute(
         "INSERT INTO audit_log (recorded_at, actor_user_id, actor_role, area_id, action, subject,
                                 filter, row_count, file_sha256, detail, previous_hash,
-                                record_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                record_hash, key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             content.recorded_at_ms,
             content.actor_user_id,
@@ -240,7 +248,8 @@ pub(super) fn append_audit(
             content.file_sha256,
             content.detail,
             previous_hash,
-            record_hash
+            record_hash,
+            key_id
         ],
     )?;
     Ok(AuditRecord {
@@ -248,6 +257,7 @@ pub(super) fn append_audit(
         content: content.clone(),
         previous_hash,
         record_hash,
+        key_id,
     })
 }
 

@@ -149,6 +149,7 @@ pub(super) fn pairing_households(
 
 pub(super) fn assign_primary(
     transaction: &Transaction<'_>,
+    audit_key: Option<&crate::keys::SecretKey>,
     assignment: &PrimaryAssignment,
 ) -> StoreResult<()> {
     let already_primary = transaction
@@ -188,7 +189,7 @@ pub(super) fn assign_primary(
         assignment.at,
     )?;
     if let Some(audit) = &assignment.audit {
-        export::append_audit(transaction, audit)?;
+        export::append_audit(transaction, audit_key, audit)?;
     }
     Ok(())
 }

@@ -1,0 +1,188 @@
+//! Personal data over gRPC (issue #10 item 5): a Pull applies the console's field policy.
+//! Each role pulls its whole scope over real gRPC; for staff roles (village, township,
+//! county, auditor) the decoded messages are scanned for full ID numbers (any 18-character
+//! run that passes the GB 11643 check) and every household phone is masked; a cadre gets the
+//! full values of their own paired households, which mask to exactly what staff see. A
+//! masked value pushed back by a phone is REJECTED and the stored value is kept.
+
+use std::collections::HashMap;
+
+use fieldsync_model::access::mask_phone;
+use fieldsync_model::codes::Role;
+use fieldsync_model::id_number;
+use fieldsync_proto::v1;
+use fieldsync_server::demo::{DEMO_COUNTY_ID, DEMO_TOUR_CADRE};
+use fieldsync_server::store::{SeedData, UserRecord};
+use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, client_info, pull_all};
+
+/// Every full ID number in `text`: 18-character runs of 17 digits and a check character
+/// that pass GB 11643 (so a long household number or area code does not count).
+fn full_id_numbers(text: &str) -> Vec<String> {
+    let characters: Vec<char> = text.chars().collect();
+    let mut found = Vec::new();
+    for start in 0..characters.len().saturating_sub(17) {
+        let window = &characters[start..start + 18];
+        let shape = window[..17].iter().all(char::is_ascii_digit)
+            && matches!(window[17], '0'..='9' | 'X' | 'x');
+        let window: String = window.iter().collect();
+        let bounded = start == 0 || !characters[start - 1].is_ascii_digit();
+        if shape && bounded && id_number::validate(&window).is_ok() {
+            found.push(window);
+        }
+    }
+    found
+}
+
+async fn add_user(server: &TestServer, username: &str, role: Role, area_id: &str) {
+    server
+        .state
+        .store
+        .load_seed(SeedData {
+            users: vec![UserRecord {
+                user_id: uuid::Uuid::now_v7().to_string(),
+                username: username.into(),
+                display_name: username.into(),
+                password_hash: fieldsync_server::auth::hash_password(DEMO_PASSWORD).expect("hash"),
+                role,
+                area_id: area_id.into(),
+                phone: String::new(),
+                rank: None,
+            }],
+            ..SeedData::default()
+        })
+        .await
+        .expect("add user");
+}
+
+async fn pull_as(server: &TestServer, username: &str) -> Vec<v1::Household> {
+    let token = server
+        .login(username, &uuid::Uuid::now_v7().to_string())
+        .await;
+    pull_all(server.channel().await, &token).await.0
+}
+
+#[tokio::test]
+async fn staff_pull_masked_values_and_a_cadre_pulls_full_values_of_own_households() {
+    let server = TestServer::start().await;
+    let cadre_households = pull_as(&server, DEMO_TOUR_CADRE).await;
+    assert!(!cadre_households.is_empty());
+    let village_id = cadre_households[0].village_id.clone();
+    add_user(&server, "auditor", Role::Auditor, DEMO_COUNTY_ID).await;
+    add_user(&server, "village1", Role::Village, &village_id).await;
+
+    // The cadre: full values, valid ID numbers, at the door.
+    let mut full_ids = 0;
+    for household in &cadre_households {
+        assert!(!household.phone.contains('*'), "{}", household.phone);
+        for member in &household.members {
+            assert!(
+                id_number::validate(&member.id_number).is_ok(),
+                "cadre sees the full ID number: {}",
+                member.id_number
+            );
+            full_ids += 1;
+        }
+    }
+    assert!(full_ids > 0);
+    assert!(
+        !full_id_numbers(&format!("{cadre_households:?}")).is_empty(),
+        "the scan finds full ID numbers where they are allowed"
+    );
+    let cadre_view: HashMap<&str, &v1::Household> = cadre_households
+        .iter()
+        .map(|household| (household.household_id.as_str(), household))
+        .collect();
+
+    for username in ["village1", "township1", "county", "auditor"] {
+        let households = pull_as(&server, username).await;
+        assert!(!households.is_empty(), "{username} has a scope");
+        let decoded = format!("{households:?}");
+        assert_eq!(
+            full_id_numbers(&decoded),
+            Vec::<String>::new(),
+            "{username} pulled full ID numbers"
+        );
+        let mut compared = 0;
+        for household in &households {
+            assert!(
+                household.phone.is_empty() || household.phone.contains('*'),
+                "{username}: unmasked phone {}",
+                household.phone
+            );
+            for member in &household.members {
+                assert!(
+                    member.id_number.is_empty() || member.id_number.contains('*'),
+                    "{username}: unmasked ID {}",
+                    member.id_number
+                );
+            }
+            // The same household as its cadre sees it masks to exactly this.
+            if let Some(full) = cadre_view.get(household.household_id.as_str()) {
+                assert_eq!(household.phone, mask_phone(&full.phone));
+                for (masked, full) in household.members.iter().zip(&full.members) {
+                    assert_eq!(masked.id_number, id_number::mask(&full.id_number));
+                }
+                compared += 1;
+            }
+        }
+        assert!(
+            compared > 0,
+            "{username}'s scope holds the tour cadre's households"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_masked_phone_pushed_back_is_rejected_and_the_real_value_kept() {
+    let server = TestServer::start().await;
+    let device_id = uuid::Uuid::now_v7().to_string();
+    let token = server.login(DEMO_TOUR_CADRE, &device_id).await;
+    let (households, _, _) = pull_all(server.channel().await, &token).await;
+    let household = &households[0];
+    let real_phone = household.phone.clone();
+    assert!(!real_phone.is_empty() && !real_phone.contains('*'));
+    let masked = mask_phone(&real_phone);
+
+    let response = v1::sync_client::SyncClient::new(server.channel().await)
+        .push(authorized(
+            v1::PushRequest {
+                device_id: device_id.clone(),
+                batch_id: uuid::Uuid::now_v7().to_string(),
+                first_seq: 1,
+                mutations: vec![v1::Mutation {
+                    seq: 1,
+                    mutation_id: uuid::Uuid::now_v7().to_string(),
+                    hlc: 1,
+                    payload: Some(v1::mutation::Payload::EditField(v1::FieldEdit {
+                        household_id: household.household_id.clone(),
+                        member_id: String::new(),
+                        field: "phone".into(),
+                        value_json: format!("\"{masked}\""),
+                        base_seq: 0,
+                    })),
+                }],
+                client: Some(client_info()),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("push answered")
+        .into_inner();
+    assert_eq!(response.results.len(), 1);
+    let result = &response.results[0];
+    assert_eq!(result.outcome, v1::MutationOutcome::Rejected as i32);
+    assert_eq!(result.reject_code, "invalid_record");
+    assert!(
+        result.reject_message.contains("打码"),
+        "{}",
+        result.reject_message
+    );
+
+    let (after, _, _) = pull_all(server.channel().await, &token).await;
+    let kept = after
+        .iter()
+        .find(|candidate| candidate.household_id == household.household_id)
+        .expect("still in scope");
+    assert_eq!(kept.phone, real_phone, "the real value is kept");
+}
