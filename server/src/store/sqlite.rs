@@ -152,9 +152,37 @@ struct Connections {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// Sort SQLite failures by whether waiting can cure them. Only a busy or locked database,
+/// I/O trouble, a full disk or memory pressure are `Database` (answered as retryable
+/// UNAVAILABLE). A constraint the input broke or a value SQLite cannot hold fails the same
+/// way on every retry, so it is `InvalidValue`; a damaged file or a row this build cannot
+/// read is `Corrupt`. Phones retry UNAVAILABLE forever, so a permanent cause must never
+/// land there.
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(error.to_string())
+        use rusqlite::ErrorCode;
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::ConstraintViolation
+                | ErrorCode::TooBig
+                | ErrorCode::TypeMismatch
+                | ErrorCode::ParameterOutOfRange => StoreError::InvalidValue {
+                    field: "record".into(),
+                    message: format!("refused by the database: {error}"),
+                },
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => corrupt(&error),
+                _ => StoreError::Database(error.to_string()),
+            },
+            rusqlite::Error::ToSqlConversionFailure(_) => StoreError::InvalidValue {
+                field: "record".into(),
+                message: format!("a value cannot be stored: {error}"),
+            },
+            rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..) => corrupt(&error),
+            _ => StoreError::Database(error.to_string()),
+        }
     }
 }
 
@@ -172,8 +200,12 @@ fn decode_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> StoreRes
 }
 
 fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| StoreError::Database(format!("timestamp {instant} is out of range")))
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
+        StoreError::InvalidValue {
+            field: "timestamp".into(),
+            message: format!("{instant} is out of range"),
+        }
+    })
 }
 
 fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
@@ -182,8 +214,13 @@ fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
 }
 
 /// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
+/// Too large is the caller's value, not a storage fault, so it is `InvalidValue` (never the
+/// retryable UNAVAILABLE).
 fn to_sql_integer(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Database(format!("{what} {value} is too large")))
+    i64::try_from(value).map_err(|_| StoreError::InvalidValue {
+        field: what.to_owned(),
+        message: format!("{value} is too large (at most {})", i64::MAX),
+    })
 }
 
 fn from_sql_unsigned<T: TryFrom<i64>>(value: i64, what: &str) -> StoreResult<T> {
@@ -201,8 +238,14 @@ fn parse_state(name: &str) -> StoreResult<ReviewState> {
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`, set the durability pragmas and bring
     /// the schema up to date.
+    ///
+    /// A damaged file is refused (`StoreError::Corrupt` naming the file): serving it would
+    /// answer phones from a database that silently lost rows.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
+        // Another process holding the file briefly must not read as damage.
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        check_integrity(&writer, path)?;
         configure_writer(&writer)?;
         apply_migrations(&mut writer)?;
         Ok(SqliteStore {
@@ -295,6 +338,42 @@ fn configure_writer(connection: &Connection) -> StoreResult<()> {
     }
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     Ok(())
+}
+
+/// Most problems `PRAGMA quick_check` lists in the start-up error; the first few are enough
+/// to recognise the damage, and the full list is one `sqlite3` command away.
+const MAX_INTEGRITY_PROBLEMS_SHOWN: usize = 5;
+
+/// `PRAGMA quick_check` at start-up: b-tree structure, page links and record formats of every
+/// table and index (it skips only the cross-check of index contents against tables, which
+/// would make start-up as slow as a full `integrity_check`). A file that fails it, or that
+/// is not a database at all, is refused with what to do.
+fn check_integrity(connection: &Connection, path: &Path) -> StoreResult<()> {
+    let refuse = |problems: String| {
+        StoreError::Corrupt(format!(
+            "database file {} is damaged ({problems}); the server will not serve it. Stop the \
+             server, keep this file for analysis, and restore the newest backup in its place \
+             (数据库文件已损坏，请从备份恢复)",
+            path.display()
+        ))
+    };
+    let problems = (|| -> rusqlite::Result<Vec<String>> {
+        let mut statement = connection.prepare("PRAGMA quick_check")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.take(MAX_INTEGRITY_PROBLEMS_SHOWN).collect()
+    })()
+    .map_err(|error| match StoreError::from(error) {
+        StoreError::Corrupt(detail) => refuse(format!("PRAGMA quick_check failed: {detail}")),
+        // Busy, I/O: not evidence of damage; reported as it is.
+        other => other,
+    })?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "PRAGMA quick_check: {}",
+        problems.join("; ")
+    )))
 }
 
 fn open_reader(path: &Path) -> StoreResult<Connection> {
