@@ -656,7 +656,16 @@ fn photo_flags(
     }
 
     let tolerance = Duration::minutes(i64::from(settings.exif_time_tolerance_minutes));
-    let window = (visit.checkin_at - tolerance)..=(visit.checkout_at + tolerance);
+    // Checked: a visit's times come from a phone, and an instant near the end of the
+    // calendar must not panic here (validation refuses such visits, but this stays total).
+    let window = visit
+        .checkin_at
+        .checked_sub(tolerance)
+        .unwrap_or(visit.checkin_at)
+        ..=visit
+            .checkout_at
+            .checked_add(tolerance)
+            .unwrap_or(visit.checkout_at);
     let month = visit.business_month();
     let elsewhere = |other: &OtherPhotoUse| {
         other.visit_id != visit.visit_id

@@ -3874,6 +3874,108 @@ mod tests {
         }
     }
 
+    /// Overwrite the b-tree page header of the first index (lowest root page) with an
+    /// invalid page type: deterministic damage that `PRAGMA quick_check` reports while the
+    /// schema on page 1 still reads.
+    fn damage_first_index_page(path: &Path) -> String {
+        let connection = Connection::open(path).expect("raw open");
+        // Fold the WAL into the main file so the damage is not masked by a newer page copy.
+        connection
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .expect("checkpoint");
+        let page_size: u64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .expect("page size");
+        let (name, root_page): (String, u64) = connection
+            .query_row(
+                "SELECT name, rootpage FROM sqlite_master
+                  WHERE type = 'index' AND rootpage > 1 ORDER BY rootpage LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("an index");
+        drop(connection);
+        let mut bytes = std::fs::read(path).expect("read database");
+        let header = usize::try_from((root_page - 1) * page_size).expect("offset");
+        // Byte 0 is the page type (2, 5, 10 or 13); 0x55 is none of them.
+        bytes[header] = 0x55;
+        bytes[header + 3] = 0xff;
+        bytes[header + 4] = 0xff;
+        std::fs::write(path, bytes).expect("write damage");
+        name
+    }
+
+    #[tokio::test]
+    async fn a_damaged_database_is_refused_at_start_up_naming_the_file() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            conformance::seeded(&store).await;
+        }
+        let damaged_index = damage_first_index_page(&path);
+        let message = match SqliteStore::open(&path) {
+            Err(StoreError::Corrupt(message)) => message,
+            Err(other) => panic!("expected a damaged-file error, got {other:?}"),
+            Ok(_) => panic!("a damaged file (index {damaged_index}) was served"),
+        };
+        assert!(
+            message.contains(&path.display().to_string()),
+            "names the file: {message}"
+        );
+        assert!(message.contains("quick_check"), "{message}");
+        assert!(message.contains("restore the newest backup"), "{message}");
+        // A server error, not a phone's: the gRPC edge would never see this store at all,
+        // and the public error for corruption is not the retryable UNAVAILABLE.
+        assert!(!matches!(
+            crate::error::ServiceError::from(StoreError::Corrupt(message)),
+            crate::error::ServiceError::Unavailable | crate::error::ServiceError::Internal
+        ));
+
+        // A file that is not a database at all is refused the same way.
+        let garbage = directory.path().join("not-a-database.sqlite3");
+        std::fs::write(&garbage, vec![0x42; 8192]).expect("write garbage");
+        match SqliteStore::open(&garbage) {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("not-a-database.sqlite3"), "{message}");
+            }
+            Err(other) => panic!("expected a damaged-file error, got {other:?}"),
+            Ok(_) => panic!("garbage was opened as a database"),
+        }
+    }
+
+    #[tokio::test]
+    async fn values_sqlite_cannot_hold_are_permanent_errors_not_unavailable() {
+        let error = to_sql_integer(1 << 63, "seq").expect_err("too large");
+        assert!(matches!(&error, StoreError::InvalidValue { field, .. } if field == "seq"));
+        assert!(matches!(
+            crate::error::ServiceError::from(error),
+            crate::error::ServiceError::InvalidArgument { .. }
+        ));
+        let connection = Connection::open_in_memory().expect("memory db");
+        connection
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+            .expect("table");
+        connection
+            .execute("INSERT INTO t (name) VALUES ('a')", [])
+            .expect("first row");
+        let duplicate = connection
+            .execute("INSERT INTO t (name) VALUES ('a')", [])
+            .expect_err("unique");
+        assert!(matches!(
+            StoreError::from(duplicate),
+            StoreError::InvalidValue { .. }
+        ));
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(matches!(
+            crate::error::ServiceError::from(StoreError::from(busy)),
+            crate::error::ServiceError::Unavailable
+        ));
+    }
+
     #[tokio::test]
     async fn corrupt_rows_are_errors_not_panics() {
         let (_directory, store) = open_temp_store();
