@@ -26,8 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Protobuf does not fix the order of map entries on the wire. Pull checkpoints carry a
     // checksum over the encoded pages, which the phone recomputes from what it decoded, so
     // both sides must encode maps in one order: sorted (BTreeMap) rather than hash order.
+    // Every service and client uses `codec::WireCodec`: undecodable bytes must be the
+    // non-retryable INVALID_ARGUMENT, not tonic-prost's INTERNAL (see proto/src/codec.rs).
     tonic_prost_build::configure()
         .btree_map(".")
+        .codec_path("crate::codec::WireCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

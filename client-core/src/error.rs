@@ -106,6 +106,16 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// `Server::code` values (tonic `Code` names) that waiting may cure; see
+/// [`ClientError::is_transient`].
+const RETRYABLE_SERVER_CODES: [&str; 5] = [
+    "Internal",
+    "Unknown",
+    "Aborted",
+    "ResourceExhausted",
+    "DataLoss",
+];
+
 impl ClientError {
     /// True when the failure is "no connection": the caller should keep the data and retry
     /// later rather than show an error dialog.
@@ -115,11 +125,18 @@ impl ClientError {
 
     /// True when waiting and trying again may help (no signal, a server hiccup, a torn
     /// stream). Logging in again, updating the app or fixing the clock need the cadre.
+    ///
+    /// Of the other server statuses only those that may pass are retried (`INTERNAL`,
+    /// `UNKNOWN`, `ABORTED`, `RESOURCE_EXHAUSTED`, `DATA_LOSS`). A permanent answer
+    /// (`FAILED_PRECONDITION`, `NOT_FOUND`, `PERMISSION_DENIED`, `ALREADY_EXISTS`,
+    /// `OUT_OF_RANGE`, `UNIMPLEMENTED`) comes back the same on every retry, so it stops
+    /// `sync_until_quiet` and is shown to the cadre instead of looping forever.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Unavailable { .. } | Self::Server { .. } | Self::Protocol(_)
-        )
+        match self {
+            Self::Unavailable { .. } | Self::Protocol(_) => true,
+            Self::Server { code, .. } => RETRYABLE_SERVER_CODES.contains(&code.as_str()),
+            _ => false,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -145,3 +162,38 @@ impl From<fieldsync_model::visit::InvalidField> for ClientError {
 
 /// Result alias of the client core.
 pub type ClientResult<T> = Result<T, ClientError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permanent_server_answers_are_not_retried_forever() {
+        let server = |code: tonic::Code| {
+            crate::transport::map_status("http://server", tonic::Status::new(code, "x"))
+        };
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Internal,
+            tonic::Code::Unknown,
+            tonic::Code::Aborted,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::DataLoss,
+        ] {
+            assert!(server(code).is_transient(), "{code:?} is worth a retry");
+        }
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::FailedPrecondition,
+            tonic::Code::NotFound,
+            tonic::Code::PermissionDenied,
+            tonic::Code::AlreadyExists,
+            tonic::Code::OutOfRange,
+            tonic::Code::Unimplemented,
+            tonic::Code::Unauthenticated,
+        ] {
+            assert!(!server(code).is_transient(), "{code:?} must not loop");
+        }
+    }
+}

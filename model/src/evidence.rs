@@ -18,7 +18,7 @@ use time::{Duration, OffsetDateTime};
 use crate::codes::{CodeList, VisitMode};
 use crate::geo;
 use crate::household::GeoPoint;
-use crate::time_util::{self, BEIJING};
+use crate::time_util;
 use crate::visit::Visit;
 
 /// Thresholds of the evidence checks. Every field has a default (see [`Default`]), so a
@@ -383,7 +383,7 @@ pub fn clock_skew(device_time: OffsetDateTime, server_received: OffsetDateTime) 
 
 /// `YYYY-MM-DD` of an instant in Beijing time: the business day a visit belongs to.
 pub fn business_date(instant: OffsetDateTime) -> String {
-    let local = instant.to_offset(BEIJING);
+    let local = time_util::in_beijing(instant);
     format!(
         "{:04}-{:02}-{:02}",
         local.year(),
@@ -656,7 +656,16 @@ fn photo_flags(
     }
 
     let tolerance = Duration::minutes(i64::from(settings.exif_time_tolerance_minutes));
-    let window = (visit.checkin_at - tolerance)..=(visit.checkout_at + tolerance);
+    // Checked: a visit's times come from a phone, and an instant near the end of the
+    // calendar must not panic here (validation refuses such visits, but this stays total).
+    let window = visit
+        .checkin_at
+        .checked_sub(tolerance)
+        .unwrap_or(visit.checkin_at)
+        ..=visit
+            .checkout_at
+            .checked_add(tolerance)
+            .unwrap_or(visit.checkout_at);
     let month = visit.business_month();
     let elsewhere = |other: &OtherPhotoUse| {
         other.visit_id != visit.visit_id

@@ -77,7 +77,7 @@ impl BusinessMonth {
 
     /// The Beijing month an instant falls in.
     pub fn of(instant: OffsetDateTime) -> Self {
-        let local = instant.to_offset(BEIJING);
+        let local = crate::time_util::in_beijing(instant);
         Self {
             year: local.year(),
             month: local.month(),

@@ -155,6 +155,18 @@ impl Visit {
                 "非入户走访必须说明原因 (a visit that is not in person needs an exception reason)",
             ));
         }
+        let times = [
+            ("checkin_at", Some(self.checkin_at)),
+            ("checkout_at", Some(self.checkout_at)),
+            ("recorded_at_device", Some(self.recorded_at_device)),
+            ("gps.fix_time", self.gps.and_then(|gps| gps.fix_time)),
+        ];
+        for (field, instant) in times {
+            if let Some(instant) = instant {
+                crate::time_util::check_business_instant(instant)
+                    .map_err(|message| invalid(field, message))?;
+            }
+        }
         if self.checkout_at < self.checkin_at {
             return Err(invalid("checkout_at", "is before checkin_at"));
         }
@@ -260,6 +272,10 @@ impl PhotoRecord {
         }
         if !is_sha256_hex(&self.sha256) {
             return Err(invalid("sha256", "must be 64 lower-case hex characters"));
+        }
+        if let Some(captured_at_device) = self.captured_at_device {
+            crate::time_util::check_business_instant(captured_at_device)
+                .map_err(|message| invalid("captured_at_device", message))?;
         }
         if self.size_bytes == 0 || self.size_bytes > MAX_PHOTO_BYTES {
             return Err(invalid(

@@ -16,4 +16,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fiel
 /// lower version than the server's minimum gets an explicit "upgrade required" error.
 pub const SCHEMA_VERSION: u32 = 1;
 
+pub mod codec;
 pub mod convert;

@@ -66,8 +66,25 @@ impl From<StoreError> for ServiceError {
             )),
             StoreError::StaleDecision(what) => Self::FailedPrecondition(what),
             StoreError::InvalidValue { field, message } => Self::InvalidArgument { field, message },
-            other => {
-                tracing::error!(error = %other, "storage failure");
+            // A row this request needs cannot be read: retrying reads the same row, so this
+            // must not be the retryable UNAVAILABLE. The detail goes to the log only.
+            StoreError::Corrupt(detail) => {
+                tracing::error!(%detail, "stored data is corrupt");
+                Self::FailedPrecondition(
+                    "服务器数据异常，请联系管理员 (stored data for this request is damaged; \
+                     contact the administrator)"
+                        .into(),
+                )
+            }
+            // A store task that died (a panic) is a server defect, not an outage.
+            StoreError::Join(detail) => {
+                tracing::error!(%detail, "storage task failed");
+                Self::Internal
+            }
+            // Only what waiting can cure is left here: a busy or locked database, I/O, a
+            // full disk (see `From<rusqlite::Error> for StoreError`).
+            StoreError::Database(detail) => {
+                tracing::error!(%detail, "storage failure");
                 Self::Unavailable
             }
         }

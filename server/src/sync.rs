@@ -32,6 +32,10 @@ use crate::store::{
 /// Most mutations one push may carry; phones send small batches on 2G links.
 pub const MAX_MUTATIONS_PER_PUSH: usize = 500;
 
+/// Highest seq a device may use: the store keeps seqs as SQLite INTEGER, a signed 64-bit
+/// number.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// A push as received at the edge, already converted to model types.
 #[derive(Debug, Clone)]
 pub struct PushInput {
@@ -80,14 +84,29 @@ pub async fn push(
     if input.first_seq == 0 {
         return Err(ServiceError::invalid("first_seq", "seq starts at 1"));
     }
+    // The store keeps seqs in SQLite INTEGER (i64). A seq past i64::MAX can never be stored,
+    // so it is the request's fault and must not surface as a retryable storage failure.
+    if input.first_seq > MAX_SEQ {
+        return Err(ServiceError::invalid(
+            "first_seq",
+            format!("must be at most {MAX_SEQ}"),
+        ));
+    }
     for (index, mutation) in input.mutations.iter().enumerate() {
-        if mutation.seq != input.first_seq + index as u64 {
+        let expected = input
+            .first_seq
+            .checked_add(index as u64)
+            .filter(|seq| *seq <= MAX_SEQ);
+        let Some(expected) = expected else {
             return Err(ServiceError::invalid(
                 format!("mutations[{index}].seq"),
-                format!(
-                    "expected {} (seqs are gap-free from first_seq)",
-                    input.first_seq + index as u64
-                ),
+                format!("must be at most {MAX_SEQ}"),
+            ));
+        };
+        if mutation.seq != expected {
+            return Err(ServiceError::invalid(
+                format!("mutations[{index}].seq"),
+                format!("expected {expected} (seqs are gap-free from first_seq)"),
             ));
         }
         if uuid::Uuid::parse_str(&mutation.mutation_id).is_err() {
@@ -269,15 +288,22 @@ async fn rejection_of(
     payload: &MutationPayload,
 ) -> Result<Option<(RejectCode, String)>, ServiceError> {
     let invalid = match payload {
-        MutationPayload::SubmitVisit(visit) => visit.validate().err(),
-        MutationPayload::AddPhoto(photo) => photo.validate().err(),
+        MutationPayload::SubmitVisit(visit) => {
+            visit.validate().err().map(|error| error.to_string())
+        }
+        MutationPayload::AddPhoto(photo) => photo.validate().err().map(|error| error.to_string()),
         // Income registrations are validated while converting: the formula needs valid parts.
         MutationPayload::RegisterIncome(_) => None,
+        // A base_seq counts writes the phone has seen; a negative one is no count at all.
+        MutationPayload::EditField(edit) if edit.base_seq < 0 => Some(format!(
+            "base_seq: {} is negative (it counts the writes the phone has seen)",
+            edit.base_seq
+        )),
         // Checked against the stored card inside the store's transaction.
         MutationPayload::EditField(_) | MutationPayload::AddMember { .. } => None,
     };
     if let Some(invalid) = invalid {
-        return Ok(Some((RejectCode::InvalidRecord, invalid.to_string())));
+        return Ok(Some((RejectCode::InvalidRecord, invalid)));
     }
     if let Some(field) = masked_write_back(payload) {
         return Ok(Some((

@@ -52,7 +52,7 @@ impl v1::review_server::Review for ReviewService {
         };
         let items = crate::review::queue(&self.state, &principal, filter).await?;
         let next_page_token = if items.len() as u32 >= limit.min(crate::review::MAX_QUEUE_PAGE) {
-            (offset + items.len() as u32).to_string()
+            offset.saturating_add(items.len() as u32).to_string()
         } else {
             String::new()
         };

@@ -160,9 +160,37 @@ struct Connections {
     audit_key: Option<crate::keys::SecretKey>,
 }
 
+/// Sort SQLite failures by whether waiting can cure them. Only a busy or locked database,
+/// I/O trouble, a full disk or memory pressure are `Database` (answered as retryable
+/// UNAVAILABLE). A constraint the input broke or a value SQLite cannot hold fails the same
+/// way on every retry, so it is `InvalidValue`; a damaged file or a row this build cannot
+/// read is `Corrupt`. Phones retry UNAVAILABLE forever, so a permanent cause must never
+/// land there.
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(error.to_string())
+        use rusqlite::ErrorCode;
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::ConstraintViolation
+                | ErrorCode::TooBig
+                | ErrorCode::TypeMismatch
+                | ErrorCode::ParameterOutOfRange => StoreError::InvalidValue {
+                    field: "record".into(),
+                    message: format!("refused by the database: {error}"),
+                },
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => corrupt(&error),
+                _ => StoreError::Database(error.to_string()),
+            },
+            rusqlite::Error::ToSqlConversionFailure(_) => StoreError::InvalidValue {
+                field: "record".into(),
+                message: format!("a value cannot be stored: {error}"),
+            },
+            rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..) => corrupt(&error),
+            _ => StoreError::Database(error.to_string()),
+        }
     }
 }
 
@@ -180,8 +208,12 @@ fn decode_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> StoreRes
 }
 
 fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| StoreError::Database(format!("timestamp {instant} is out of range")))
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
+        StoreError::InvalidValue {
+            field: "timestamp".into(),
+            message: format!("{instant} is out of range"),
+        }
+    })
 }
 
 fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
@@ -190,8 +222,13 @@ fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
 }
 
 /// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
+/// Too large is the caller's value, not a storage fault, so it is `InvalidValue` (never the
+/// retryable UNAVAILABLE).
 fn to_sql_integer(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Database(format!("{what} {value} is too large")))
+    i64::try_from(value).map_err(|_| StoreError::InvalidValue {
+        field: what.to_owned(),
+        message: format!("{value} is too large (at most {})", i64::MAX),
+    })
 }
 
 fn from_sql_unsigned<T: TryFrom<i64>>(value: i64, what: &str) -> StoreResult<T> {
@@ -209,6 +246,9 @@ fn parse_state(name: &str) -> StoreResult<ReviewState> {
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`, set the durability pragmas and bring
     /// the schema up to date.
+    ///
+    /// A damaged file is refused (`StoreError::Corrupt` naming the file): serving it would
+    /// answer phones from a database that silently lost rows.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         Self::open_with_audit_key(path, None)
     }
@@ -220,6 +260,9 @@ impl SqliteStore {
         audit_key: Option<crate::keys::SecretKey>,
     ) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
+        // Another process holding the file briefly must not read as damage.
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        check_integrity(&writer, path)?;
         configure_writer(&writer)?;
         apply_migrations(&mut writer)?;
         Ok(SqliteStore {
@@ -313,6 +356,42 @@ fn configure_writer(connection: &Connection) -> StoreResult<()> {
     }
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     Ok(())
+}
+
+/// Most problems `PRAGMA quick_check` lists in the start-up error; the first few are enough
+/// to recognise the damage, and the full list is one `sqlite3` command away.
+const MAX_INTEGRITY_PROBLEMS_SHOWN: usize = 5;
+
+/// `PRAGMA quick_check` at start-up: b-tree structure, page links and record formats of every
+/// table and index (it skips only the cross-check of index contents against tables, which
+/// would make start-up as slow as a full `integrity_check`). A file that fails it, or that
+/// is not a database at all, is refused with what to do.
+fn check_integrity(connection: &Connection, path: &Path) -> StoreResult<()> {
+    let refuse = |problems: String| {
+        StoreError::Corrupt(format!(
+            "database file {} is damaged ({problems}); the server will not serve it. Stop the \
+             server, keep this file for analysis, and restore the newest backup in its place \
+             (数据库文件已损坏，请从备份恢复)",
+            path.display()
+        ))
+    };
+    let problems = (|| -> rusqlite::Result<Vec<String>> {
+        let mut statement = connection.prepare("PRAGMA quick_check")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.take(MAX_INTEGRITY_PROBLEMS_SHOWN).collect()
+    })()
+    .map_err(|error| match StoreError::from(error) {
+        StoreError::Corrupt(detail) => refuse(format!("PRAGMA quick_check failed: {detail}")),
+        // Busy, I/O: not evidence of damage; reported as it is.
+        other => other,
+    })?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "PRAGMA quick_check: {}",
+        problems.join("; ")
+    )))
 }
 
 fn open_reader(path: &Path) -> StoreResult<Connection> {
@@ -3828,6 +3907,108 @@ mod tests {
             Err(StoreError::Database(message)) => assert!(message.contains("999"), "{message}"),
             other => panic!("expected a schema version error, got {other:?}"),
         }
+    }
+
+    /// Overwrite the b-tree page header of the first index (lowest root page) with an
+    /// invalid page type: deterministic damage that `PRAGMA quick_check` reports while the
+    /// schema on page 1 still reads.
+    fn damage_first_index_page(path: &Path) -> String {
+        let connection = Connection::open(path).expect("raw open");
+        // Fold the WAL into the main file so the damage is not masked by a newer page copy.
+        connection
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+            .expect("checkpoint");
+        let page_size: u64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .expect("page size");
+        let (name, root_page): (String, u64) = connection
+            .query_row(
+                "SELECT name, rootpage FROM sqlite_master
+                  WHERE type = 'index' AND rootpage > 1 ORDER BY rootpage LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("an index");
+        drop(connection);
+        let mut bytes = std::fs::read(path).expect("read database");
+        let header = usize::try_from((root_page - 1) * page_size).expect("offset");
+        // Byte 0 is the page type (2, 5, 10 or 13); 0x55 is none of them.
+        bytes[header] = 0x55;
+        bytes[header + 3] = 0xff;
+        bytes[header + 4] = 0xff;
+        std::fs::write(path, bytes).expect("write damage");
+        name
+    }
+
+    #[tokio::test]
+    async fn a_damaged_database_is_refused_at_start_up_naming_the_file() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            conformance::seeded(&store).await;
+        }
+        let damaged_index = damage_first_index_page(&path);
+        let message = match SqliteStore::open(&path) {
+            Err(StoreError::Corrupt(message)) => message,
+            Err(other) => panic!("expected a damaged-file error, got {other:?}"),
+            Ok(_) => panic!("a damaged file (index {damaged_index}) was served"),
+        };
+        assert!(
+            message.contains(&path.display().to_string()),
+            "names the file: {message}"
+        );
+        assert!(message.contains("quick_check"), "{message}");
+        assert!(message.contains("restore the newest backup"), "{message}");
+        // A server error, not a phone's: the gRPC edge would never see this store at all,
+        // and the public error for corruption is not the retryable UNAVAILABLE.
+        assert!(!matches!(
+            crate::error::ServiceError::from(StoreError::Corrupt(message)),
+            crate::error::ServiceError::Unavailable | crate::error::ServiceError::Internal
+        ));
+
+        // A file that is not a database at all is refused the same way.
+        let garbage = directory.path().join("not-a-database.sqlite3");
+        std::fs::write(&garbage, vec![0x42; 8192]).expect("write garbage");
+        match SqliteStore::open(&garbage) {
+            Err(StoreError::Corrupt(message)) => {
+                assert!(message.contains("not-a-database.sqlite3"), "{message}");
+            }
+            Err(other) => panic!("expected a damaged-file error, got {other:?}"),
+            Ok(_) => panic!("garbage was opened as a database"),
+        }
+    }
+
+    #[tokio::test]
+    async fn values_sqlite_cannot_hold_are_permanent_errors_not_unavailable() {
+        let error = to_sql_integer(1 << 63, "seq").expect_err("too large");
+        assert!(matches!(&error, StoreError::InvalidValue { field, .. } if field == "seq"));
+        assert!(matches!(
+            crate::error::ServiceError::from(error),
+            crate::error::ServiceError::InvalidArgument { .. }
+        ));
+        let connection = Connection::open_in_memory().expect("memory db");
+        connection
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+            .expect("table");
+        connection
+            .execute("INSERT INTO t (name) VALUES ('a')", [])
+            .expect("first row");
+        let duplicate = connection
+            .execute("INSERT INTO t (name) VALUES ('a')", [])
+            .expect_err("unique");
+        assert!(matches!(
+            StoreError::from(duplicate),
+            StoreError::InvalidValue { .. }
+        ));
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(matches!(
+            crate::error::ServiceError::from(StoreError::from(busy)),
+            crate::error::ServiceError::Unavailable
+        ));
     }
 
     #[tokio::test]
