@@ -13,8 +13,11 @@ pub mod households;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod login_guard;
+pub mod login_throttle;
 pub mod media;
 pub mod pairings;
+pub mod password_pool;
 pub mod review;
 pub mod roster_import;
 pub mod settings;
@@ -43,6 +46,8 @@ pub struct AppState {
     /// wall time, and by observing HLCs of batches that committed (never of refused ones),
     /// so it is always past every stored write and a console resolution wins.
     pub hlc: Arc<Mutex<Hlc>>,
+    /// The bounded password-hashing pool and the failed-login throttle.
+    pub login_guard: Arc<login_guard::LoginGuard>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -74,12 +79,15 @@ impl AppState {
         std::fs::create_dir_all(&settings.data_dir)?;
         let store = SqliteStore::open(&settings.sqlite_path())?;
         let blobs = BlobStore::open(&settings.blob_dir())?;
+        let login_guard = login_guard::LoginGuard::start(&settings.login)
+            .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;
         Ok(Self {
             store: Arc::new(store),
             blobs: Arc::new(blobs),
             settings: Arc::new(settings),
             clock,
             hlc: Arc::new(Mutex::new(Hlc::ZERO)),
+            login_guard: Arc::new(login_guard),
         })
     }
 
@@ -130,9 +138,14 @@ pub async fn serve(
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // ConnectInfo gives every request (console and gRPC) its TCP peer, which the login
+    // throttle keys addresses by.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     maintenance.abort();
     upload_expiry.abort();
     Ok(())
