@@ -147,7 +147,7 @@ async fn an_unknown_user_is_answered_and_throttled_exactly_like_a_wrong_password
     let locked_unknown = login_status(&server, "nobody-here", "wrong")
         .await
         .expect_err("locked");
-    for _ in 0..3 {
+    for _ in 0..4 {
         login_status(&server, "cadre01", "wrong")
             .await
             .expect_err("wrong password");
