@@ -143,7 +143,7 @@ impl PasswordPool {
         let params = self.params.clone();
         self.run(move |blocks| {
             let stored_hash = stored_hash.unwrap_or_else(|| unmatchable_hash(&params));
-            verify_with_buffer(&password, &stored_hash, blocks)
+            verify_with_buffer(&password, &stored_hash, blocks, params.block_count())
         })
         .await
         .unwrap_or(false)
@@ -239,8 +239,14 @@ fn hash_with_buffer(
 
 /// What `argon2`'s own `PasswordVerifier` does (algorithm, version, parameters, salt and
 /// output length from the PHC string; constant-time comparison of the outputs), with the
-/// worker's buffer instead of a fresh 19 MiB allocation. Anything unparsable is `false`.
-fn verify_with_buffer(password: &str, stored_hash: &str, blocks: &mut Vec<Block>) -> bool {
+/// worker's buffer instead of a fresh 19 MiB allocation (`kept_blocks`: the configured size
+/// the buffer may grow to). Anything unparsable is `false`.
+fn verify_with_buffer(
+    password: &str,
+    stored_hash: &str,
+    blocks: &mut Vec<Block>,
+    kept_blocks: usize,
+) -> bool {
     let Ok(parsed) = PasswordHash::new(stored_hash) else {
         return false;
     };
@@ -262,7 +268,6 @@ fn verify_with_buffer(password: &str, stored_hash: &str, blocks: &mut Vec<Block>
         return false;
     };
     let argon2 = Argon2::new(algorithm, version, params.clone());
-    let kept_blocks = blocks.len();
     let computed = Output::init_with(expected.len(), |output| {
         hash_into(
             &argon2,
@@ -341,6 +346,31 @@ mod tests {
         // And the pool's own hashes verify with the crate's verifier.
         let made_here = pool.hash("新密码").await.unwrap();
         assert!(crate::auth::verify_password("新密码", &made_here));
+    }
+
+    #[tokio::test]
+    async fn each_worker_keeps_one_buffer_of_the_configured_size() {
+        // The flat-memory promise: verifications (of a user's hash and of an unknown user)
+        // and hashes all reuse the worker's one buffer, sized for the configured cost.
+        let pool = PasswordPool::start(&cheap_settings(1)).unwrap();
+        assert_eq!(pool.run(|blocks| blocks.len()).await.unwrap(), 0);
+        assert!(!pool.verify("x", None).await);
+        let kept = pool.run(|blocks| blocks.as_ptr() as usize).await.unwrap();
+        assert_eq!(pool.run(|blocks| blocks.len()).await.unwrap(), 64);
+        let hash = pool.hash("走访").await.unwrap();
+        assert!(pool.verify("走访", Some(hash)).await);
+        assert_eq!(
+            pool.run(|blocks| (blocks.len(), blocks.as_ptr() as usize))
+                .await
+                .unwrap(),
+            (64, kept),
+            "the same buffer, not a new allocation"
+        );
+        // A stored hash with a larger cost verifies on a one-off buffer; the kept one
+        // stays at the configured size.
+        let larger = crate::auth::hash_password("旧").unwrap();
+        assert!(pool.verify("旧", Some(larger)).await);
+        assert_eq!(pool.run(|blocks| blocks.len()).await.unwrap(), 64);
     }
 
     #[test]
