@@ -17,6 +17,15 @@ pub enum ClientError {
     #[error("未登录或登录已失效 not logged in: {0}")]
     NotLoggedIn(String),
 
+    /// Too many failed logins for this username or from this network: the server refuses
+    /// logins for `retry_after_secs` (gRPC RESOURCE_EXHAUSTED with `retry-after`). The app
+    /// shows the wait and lets the cadre try again after it; it must not retry on its own.
+    #[error("登录尝试过多，请 {retry_after_secs} 秒后再试 too many login attempts: {message}")]
+    LoginThrottled {
+        retry_after_secs: u64,
+        message: String,
+    },
+
     /// The server refuses this app version or schema version.
     #[error("需要升级应用 app upgrade required: {0}")]
     UpgradeRequired(String),

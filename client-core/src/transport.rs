@@ -401,6 +401,11 @@ fn client_info() -> proto::ClientInfo {
 const ERROR_KIND_KEY: &str = "fieldsync-error";
 /// Metadata key of the server's time (unix ms) on a clock refusal.
 const SERVER_TIME_KEY: &str = "fieldsync-server-time-ms";
+/// Metadata key of the seconds to wait after a throttled login.
+const RETRY_AFTER_KEY: &str = "retry-after";
+/// Wait assumed when a throttled answer carries no usable `retry-after` (the server's
+/// first lock).
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// Map a gRPC status to what the app can act on.
 pub fn map_status(server_url: &str, status: tonic::Status) -> ClientError {
@@ -441,6 +446,13 @@ pub fn map_status(server_url: &str, status: tonic::Status) -> ClientError {
                 },
             }
         }
+        // Only logins are throttled; a typed wait, never an automatic retry loop.
+        tonic::Code::ResourceExhausted => ClientError::LoginThrottled {
+            retry_after_secs: metadata(RETRY_AFTER_KEY)
+                .and_then(|text| text.trim().parse().ok())
+                .unwrap_or(DEFAULT_RETRY_AFTER_SECS),
+            message,
+        },
         tonic::Code::Unauthenticated => ClientError::NotLoggedIn(format!(
             "{message} (请重新登录 run `fieldsync login` again)"
         )),
@@ -719,6 +731,25 @@ mod tests {
             map_status(url, tonic::Status::permission_denied("scope")),
             ClientError::Server { .. }
         ));
+        let mut throttled = tonic::Status::resource_exhausted("登录尝试过多，请 8 秒后再试");
+        throttled
+            .metadata_mut()
+            .insert("retry-after", "8".parse().unwrap());
+        let throttled = map_status(url, throttled);
+        assert!(
+            matches!(
+                throttled,
+                ClientError::LoginThrottled {
+                    retry_after_secs: 8,
+                    ..
+                }
+            ),
+            "{throttled:?}"
+        );
+        assert!(
+            !throttled.is_transient(),
+            "a throttled login waits for the cadre, it is never retried in a loop"
+        );
         let mut refused = tonic::Status::failed_precondition("device clock wrong: 26 h ahead");
         refused
             .metadata_mut()

@@ -2,6 +2,8 @@
 //! token to a [`Principal`]. Tokens are random 256-bit values; only their SHA-256 is stored,
 //! so a leaked database does not leak live sessions.
 
+use std::net::IpAddr;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
@@ -9,6 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use crate::login_guard::{LoginGuard, audit_lock, throttle_keys};
 use crate::store::{Principal, SessionRecord, Store, StoreError};
 
 /// Why authentication failed. The public message never says whether the user exists.
@@ -18,13 +21,20 @@ pub enum AuthError {
     BadCredentials,
     #[error("未登录或登录已过期 (missing or expired session token)")]
     NoSession,
+    /// Too many failed logins for this username or from this address (docs/security.md §3).
+    #[error(
+        "登录尝试过多，请 {retry_after_secs} 秒后再试 (too many login attempts; retry after {retry_after_secs} s)"
+    )]
+    Throttled { retry_after_secs: u64 },
     #[error("password hashing failed: {0}")]
     Hashing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Hash a password with argon2id and a random salt (PHC string format).
+/// Hash a password with argon2id at the library default parameters (OWASP's m = 19456 KiB,
+/// t = 2, p = 1) and a random salt (PHC string format), on the calling thread. For seeding
+/// and tests; a running server hashes on its bounded pool ([`crate::password_pool`]).
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let mut salt_bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut salt_bytes);
@@ -36,7 +46,8 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
         .map_err(|error| AuthError::Hashing(error.to_string()))
 }
 
-/// Check a password against a stored PHC hash.
+/// Check a password against a stored PHC hash on the calling thread (tests and tools; a
+/// running server verifies on its bounded pool).
 pub fn verify_password(password: &str, stored_hash: &str) -> bool {
     PasswordHash::new(stored_hash)
         .map(|parsed| {
@@ -61,8 +72,16 @@ pub fn token_sha256(token: &str) -> String {
 
 /// Verify a username and password and open a session bound to `device_id`. Returns the
 /// token and the principal.
+///
+/// Login under attack (docs/security.md §3): a username or client address (`peer`) that
+/// failed too often is refused with [`AuthError::Throttled`] before any hash is computed;
+/// the password check runs on the bounded pool of `guard`; an unknown username costs the
+/// same hash as a known one and is counted the same way.
+#[allow(clippy::too_many_arguments)]
 pub async fn login(
     store: &dyn Store,
+    guard: &LoginGuard,
+    peer: Option<IpAddr>,
     username: &str,
     password: &str,
     device_id: &str,
@@ -70,21 +89,25 @@ pub async fn login(
     ttl_hours: u32,
     now: OffsetDateTime,
 ) -> Result<(String, Principal), AuthError> {
+    let keys = throttle_keys(username, peer);
+    guard
+        .check(&keys, now)
+        .map_err(|retry_after_secs| AuthError::Throttled { retry_after_secs })?;
     let user = store.find_user_by_username(username.trim()).await?;
-    // Verify against a dummy hash when the user is unknown, so timing does not reveal
-    // which usernames exist. Hashing is CPU-bound, so it runs off the async threads.
+    // An unknown user is verified against a made-up hash with the same parameters, so
+    // timing does not reveal which usernames exist.
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-    let password = password.to_owned();
-    let password_ok = tokio::task::spawn_blocking(move || {
-        let hash = stored_hash.unwrap_or_else(dummy_hash);
-        verify_password(&password, &hash)
-    })
-    .await
-    .unwrap_or(false);
+    let password_ok = guard.pool.verify(password, stored_hash).await;
     let user = match (user, password_ok) {
         (Some(user), true) => user,
-        _ => return Err(AuthError::BadCredentials),
+        _ => {
+            for locked in guard.record_failure(keys, now) {
+                audit_lock(store, &locked, now).await;
+            }
+            return Err(AuthError::BadCredentials);
+        }
     };
+    guard.record_success(&keys[0]);
     let token = new_token();
     store
         .create_session(SessionRecord {
@@ -119,15 +142,6 @@ pub async fn authenticate(
         .find_session(&token_sha256(token), now)
         .await?
         .ok_or(AuthError::NoSession)
-}
-
-/// argon2id hash of a random string nobody knows, computed once; verifying against it costs
-/// the same as verifying a real user's password, which equalises login timing.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| hash_password(&new_token()).unwrap_or_default())
-        .clone()
 }
 
 #[cfg(test)]

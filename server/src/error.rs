@@ -31,6 +31,12 @@ pub enum ServiceError {
         ahead_millis: u64,
         server_time_ms: u64,
     },
+    /// Too many failed logins (docs/security.md §3): wait `retry_after_secs` before trying
+    /// again. gRPC RESOURCE_EXHAUSTED with `retry-after`, console 429 with `Retry-After`.
+    #[error(
+        "登录尝试过多，请 {retry_after_secs} 秒后再试 (too many login attempts; retry after {retry_after_secs} s)"
+    )]
+    Throttled { retry_after_secs: u64 },
     #[error("内部错误，请稍后重试 (internal error; retry later)")]
     Internal,
     #[error("服务暂时不可用，请稍后重试 (temporarily unavailable; retry later)")]
@@ -97,6 +103,7 @@ impl From<AuthError> for ServiceError {
             AuthError::BadCredentials | AuthError::NoSession => {
                 Self::Unauthenticated(error.to_string())
             }
+            AuthError::Throttled { retry_after_secs } => Self::Throttled { retry_after_secs },
             AuthError::Store(store) => store.into(),
             AuthError::Hashing(message) => {
                 tracing::error!(%message, "password hashing failed");

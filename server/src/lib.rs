@@ -14,8 +14,11 @@ pub mod households;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod login_guard;
+pub mod login_throttle;
 pub mod media;
 pub mod pairings;
+pub mod password_pool;
 pub mod review;
 pub mod roster_import;
 pub mod settings;
@@ -48,6 +51,8 @@ pub struct AppState {
     pub audit_key: keys::SecretKey,
     /// The latest audit chain verification, shown to county staff when it failed.
     pub audit_health: audit::AuditHealth,
+    /// The bounded password-hashing pool and the failed-login throttle.
+    pub login_guard: Arc<login_guard::LoginGuard>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -82,6 +87,8 @@ impl AppState {
         let store =
             SqliteStore::open_with_audit_key(&settings.sqlite_path(), Some(audit_key.clone()))?;
         let blobs = BlobStore::open(&settings.blob_dir())?;
+        let login_guard = login_guard::LoginGuard::start(&settings.login)
+            .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;
         Ok(Self {
             store: Arc::new(store),
             blobs: Arc::new(blobs),
@@ -90,6 +97,7 @@ impl AppState {
             hlc: Arc::new(Mutex::new(Hlc::ZERO)),
             audit_key,
             audit_health: audit::AuditHealth::default(),
+            login_guard: Arc::new(login_guard),
         })
     }
 
@@ -150,9 +158,14 @@ pub async fn serve(
         .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
         .merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // ConnectInfo gives every request (console and gRPC) its TCP peer, which the login
+    // throttle keys addresses by.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     maintenance.abort();
     upload_expiry.abort();
     audit_verification.abort();

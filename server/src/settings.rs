@@ -67,6 +67,9 @@ pub struct Settings {
     /// Log filter in `tracing` syntax, e.g. `info` or `fieldsync_server=debug,info`
     /// (`FIELDSYNC_LOG`).
     pub log: String,
+    /// Password hashing and login throttling (登录防护), TOML table `[login]`, env
+    /// `FIELDSYNC_LOGIN__*`; every key has a default (see [`LoginSettings`]).
+    pub login: LoginSettings,
 }
 
 impl Default for Settings {
@@ -86,6 +89,71 @@ impl Default for Settings {
             log: "info".to_owned(),
             income_projection_margin: 0.1,
             wellbeing: WellbeingRules::default(),
+            login: LoginSettings::default(),
+        }
+    }
+}
+
+/// How passwords are hashed and how failed logins are throttled (docs/security.md §3).
+///
+/// The argon2id defaults (m = 19456 KiB, t = 2, p = 1) are one of the equivalent
+/// configurations the OWASP Password Storage Cheat Sheet lists for argon2id
+/// (<https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html>).
+/// They apply to new hashes; stored PHC strings carry their own parameters and keep
+/// verifying after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Password hashes computed at once, on that many dedicated threads; 0 means one per
+    /// CPU core. Each running hash holds `argon2_memory_kib`, so this bounds the memory
+    /// logins can take however many arrive together; the rest wait in line.
+    pub hashing_threads: usize,
+    /// argon2id memory cost in KiB (OWASP: 19456 with t = 2, p = 1).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes over the memory (time cost).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (degree of parallelism inside one hash).
+    pub argon2_parallelism: u32,
+    /// Failures of one username within `failure_window_secs` before it is locked.
+    pub username_failures_before_lock: u32,
+    /// Failures from one client address before it is locked. Higher than the username
+    /// limit because a township office shares one address (NAT) among its cadres.
+    pub address_failures_before_lock: u32,
+    /// Quiet seconds (after the last failure and any lock) after which a username's or an
+    /// address's failures are forgotten.
+    pub failure_window_secs: u64,
+    /// The first lock, in seconds; each further failure doubles it.
+    pub first_lock_secs: u64,
+    /// The longest lock, in seconds (15 min).
+    pub max_lock_secs: u64,
+    /// Usernames and addresses remembered at most; beyond it the oldest quiet entry is
+    /// forgotten, so a flood of made-up names cannot grow the table without bound.
+    pub throttle_max_entries: usize,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            hashing_threads: 0,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            username_failures_before_lock: 5,
+            address_failures_before_lock: 20,
+            failure_window_secs: 15 * 60,
+            first_lock_secs: 1,
+            max_lock_secs: 15 * 60,
+            throttle_max_entries: 10_000,
+        }
+    }
+}
+
+impl LoginSettings {
+    /// `hashing_threads`, with 0 resolved to the number of CPU cores.
+    pub fn hashing_threads(&self) -> usize {
+        match self.hashing_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            threads => threads,
         }
     }
 }
@@ -225,6 +293,36 @@ mod tests {
         );
         assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
         assert_eq!(settings.key_dir(), PathBuf::from("./fieldsync-data-keys"));
+    }
+
+    #[test]
+    fn login_settings_are_a_nested_table_with_owasp_defaults() {
+        let settings = Settings::load(
+            None,
+            vec![
+                (
+                    "FIELDSYNC_LOGIN__HASHING_THREADS".to_owned(),
+                    "3".to_owned(),
+                ),
+                (
+                    "FIELDSYNC_LOGIN__ADDRESS_FAILURES_BEFORE_LOCK".to_owned(),
+                    "100".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.login.hashing_threads(), 3);
+        assert_eq!(settings.login.address_failures_before_lock, 100);
+        let defaults = LoginSettings::default();
+        assert_eq!(
+            (
+                defaults.argon2_memory_kib,
+                defaults.argon2_iterations,
+                defaults.argon2_parallelism
+            ),
+            (19456, 2, 1)
+        );
+        assert!(defaults.hashing_threads() >= 1);
     }
 
     #[test]

@@ -514,10 +514,22 @@ impl ServerProcess {
     /// Start the binary on `data_dir`; with `demo`, it seeds the demo county if the folder is
     /// empty. Returns once the server has printed its address.
     pub async fn start(data_dir: &std::path::Path, demo: bool) -> Self {
+        Self::start_binary(&server_binary(), data_dir, demo, &[]).await
+    }
+
+    /// Like [`ServerProcess::start`] with a given server binary (the login flood benchmark
+    /// runs a release build) and `FIELDSYNC_*` settings given explicitly (it raises the
+    /// per-address throttle this way).
+    pub async fn start_binary(
+        binary: &std::path::Path,
+        data_dir: &std::path::Path,
+        demo: bool,
+        environment: &[(&str, &str)],
+    ) -> Self {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
 
-        let mut command = Command::new(server_binary());
+        let mut command = Command::new(binary);
         command
             .arg("--data-dir")
             .arg(data_dir)
@@ -532,6 +544,7 @@ impl ServerProcess {
                 command.env_remove(name);
             }
         }
+        command.envs(environment.iter().copied());
         if demo {
             command.arg("--demo");
         }

@@ -24,6 +24,8 @@ impl v1::auth_server::Auth for AuthService {
         &self,
         request: Request<v1::LoginRequest>,
     ) -> Result<Response<v1::LoginResponse>, Status> {
+        // The TCP peer, for throttling by address (attached by `crate::serve`).
+        let peer = crate::login_guard::peer_ip(request.extensions());
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
         if uuid::Uuid::parse_str(&request.device_id).is_err() {
@@ -33,6 +35,8 @@ impl v1::auth_server::Auth for AuthService {
         }
         let (token, principal) = crate::auth::login(
             self.state.store.as_ref(),
+            &self.state.login_guard,
+            peer,
             &request.username,
             &request.password,
             &request.device_id,

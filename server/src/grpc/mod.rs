@@ -69,6 +69,9 @@ pub const DEVICE_CLOCK_WRONG: &str = "device_clock_wrong";
 /// app can tell the cadre what the right time is.
 pub const SERVER_TIME_METADATA: &str = "fieldsync-server-time-ms";
 
+/// gRPC metadata key of a throttled login: whole seconds to wait before the next attempt.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
+
 /// The one place a [`ServiceError`] becomes a gRPC status.
 pub(crate) fn status_from(error: ServiceError) -> Status {
     let message = error.to_string();
@@ -81,6 +84,13 @@ pub(crate) fn status_from(error: ServiceError) -> Status {
                 tonic::metadata::MetadataValue::from_static(DEVICE_CLOCK_WRONG),
             );
             metadata.insert(SERVER_TIME_METADATA, server_time_ms.into());
+            status
+        }
+        ServiceError::Throttled { retry_after_secs } => {
+            let mut status = Status::resource_exhausted(message);
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER_METADATA, retry_after_secs.into());
             status
         }
         ServiceError::Unauthenticated(_) => Status::unauthenticated(message),

@@ -234,6 +234,7 @@ pub fn status_for(error: &ServiceError) -> StatusCode {
         ServiceError::FailedPrecondition(_)
         | ServiceError::AlreadyExists(_)
         | ServiceError::DeviceClockWrong { .. } => StatusCode::CONFLICT,
+        ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }

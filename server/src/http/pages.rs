@@ -54,6 +54,7 @@ pub struct LoginForm {
 /// `POST /console/login`: open a console session and set the cookie.
 pub async fn login_submit(
     State(state): State<ConsoleState>,
+    extensions: axum::http::Extensions,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ConsoleError> {
     if form.username.trim().is_empty() || form.password.is_empty() {
@@ -66,6 +67,8 @@ pub async fn login_submit(
     let app = &state.app;
     let outcome = auth::login(
         app.store.as_ref(),
+        &app.login_guard,
+        crate::login_guard::peer_ip(&extensions),
         &form.username,
         &form.password,
         CONSOLE_DEVICE_ID,
@@ -90,6 +93,17 @@ pub async fn login_submit(
         Err(auth::AuthError::BadCredentials) => Ok((
             StatusCode::UNAUTHORIZED,
             views::login_page(&form.username, Some("用户名或密码错误")),
+        )
+            .into_response()),
+        // Locked after repeated failures: 429 with how long to wait, on the login page
+        // so the user can try again there once the time is up.
+        Err(auth::AuthError::Throttled { retry_after_secs }) => Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))],
+            views::login_page(
+                &form.username,
+                Some(&format!("登录尝试过多，请 {retry_after_secs} 秒后再试")),
+            ),
         )
             .into_response()),
         Err(other) => Err(ServiceError::from(other).into()),

@@ -144,6 +144,10 @@ pub fn error_text(error: &ServiceError) -> (&'static str, String) {
             ),
         ),
         ServiceError::DeviceClockWrong { .. } => ("设备时间不正确", error.to_string()),
+        ServiceError::Throttled { retry_after_secs } => (
+            "登录尝试过多",
+            format!("登录尝试过多，请 {retry_after_secs} 秒后再试。"),
+        ),
         ServiceError::Internal | ServiceError::Unavailable => ("服务暂时不可用", error.to_string()),
     }
 }
