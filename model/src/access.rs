@@ -148,6 +148,12 @@ pub const ACTION_FULL_EXPORT: &str = "export_full";
 pub const ACTION_PAIRING_OVER_QUOTA: &str = "pairing_over_quota";
 /// A county admin applied a roster import (花名册导入): households and fields written.
 pub const ACTION_ROSTER_IMPORT: &str = "roster_import";
+/// Staff ended one or all of a user's device sessions (注销设备).
+pub const ACTION_SESSION_REVOKE: &str = "session_revoke";
+/// A user changed their password; their other sessions ended (修改密码).
+pub const ACTION_PASSWORD_CHANGE: &str = "password_change";
+/// A rotated refresh token was presented again, so the session it belonged to was ended.
+pub const ACTION_REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
 
 /// `SHA-256(previous_hash ‖ JSON(content))` as lower-case hex.
 pub fn chain_hash(previous_hash: &str, content: &AuditContent) -> String {

@@ -17,6 +17,7 @@ pub mod media;
 pub mod pairings;
 pub mod review;
 pub mod roster_import;
+pub mod sessions;
 pub mod settings;
 pub mod store;
 pub mod sync;
@@ -130,9 +131,13 @@ pub async fn serve(
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Connect info gives handlers the peer address (a session's last IP, 在用设备).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     maintenance.abort();
     upload_expiry.abort();
     Ok(())
