@@ -387,6 +387,19 @@ impl SyncTransport for FaultyTransport {
         self.unary(fate, || self.inner.login(request)).await
     }
 
+    // Session calls pass straight through: the simulated clock can run past the access
+    // token's lifetime, and the phone must then refresh as a real one would.
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> ClientResult<fieldsync_client::records::RefreshedTokens> {
+        self.inner.refresh(refresh_token).await
+    }
+
+    async fn logout(&self, token: &str) -> ClientResult<()> {
+        self.inner.logout(token).await
+    }
+
     async fn push(&self, token: &str, batch: &PushBatch) -> ClientResult<PushAck> {
         match self.fate(Call::Push) {
             Fate::Hold => {
