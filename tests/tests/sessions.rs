@@ -612,3 +612,147 @@ async fn password_change_in_the_console_keeps_the_console_session() {
     let refused = pull_with(&server, &phone_token).await.expect_err("ended");
     assert_eq!(error_kind(&refused).as_deref(), Some("session_revoked"));
 }
+
+/// Path of the real `fieldsync` CLI in this test's profile folder, built once per test
+/// process (this crate depends on the client core as a library only, so cargo does not
+/// build its binary for us; see `fieldsync_tests::server_binary` for the same approach).
+fn cli_binary() -> std::path::PathBuf {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(std::path::Path::parent)
+                .expect("test executable inside target/<profile>/deps")
+                .to_owned();
+            let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+                Some("debug") | None => "dev".to_owned(),
+                Some(other) => other.to_owned(),
+            };
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let output = std::process::Command::new(cargo)
+                .args(["build", "--quiet", "-p", "fieldsync-client"])
+                .args(["--bin", "fieldsync", "--profile", &profile])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("run cargo build for the fieldsync CLI");
+            assert!(
+                output.status.success(),
+                "cargo build -p fieldsync-client --bin fieldsync failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            profile_dir.join(format!("fieldsync{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+/// Run the CLI with `arguments`, the given environment and standard input; returns
+/// (success, stdout + stderr).
+async fn run_cli(
+    data_dir: &std::path::Path,
+    server: &TestServer,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+    stdin: &str,
+) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(cli_binary());
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--server")
+        .arg(server.url())
+        .args(arguments)
+        .env_remove("FIELDSYNC_PASSWORD")
+        .env_remove("FIELDSYNC_NEW_PASSWORD")
+        .env_remove("FIELDSYNC_SERVER")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn the CLI");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().await.expect("CLI runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_cli_changes_the_password_from_the_environment_or_a_prompt_and_logs_out() {
+    let server = TestServer::start().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (ok, text) = run_cli(
+        folder.path(),
+        &server,
+        &["login", "cadre01"],
+        &[("FIELDSYNC_PASSWORD", DEMO_PASSWORD)],
+        "",
+    )
+    .await;
+    assert!(ok, "{text}");
+    let other_device = server
+        .login("cadre01", &uuid::Uuid::now_v7().to_string())
+        .await;
+
+    // From the environment.
+    let (ok, text) = run_cli(
+        folder.path(),
+        &server,
+        &["password"],
+        &[
+            ("FIELDSYNC_PASSWORD", DEMO_PASSWORD),
+            ("FIELDSYNC_NEW_PASSWORD", "cli-password-2026"),
+        ],
+        "",
+    )
+    .await;
+    assert!(ok && text.contains("密码已修改"), "{text}");
+    let refused = pull_with(&server, &other_device).await.expect_err("ended");
+    assert_eq!(error_kind(&refused).as_deref(), Some("session_revoked"));
+
+    // From the prompt (standard input); a too-short one is refused with a clear error.
+    let (ok, text) = run_cli(
+        folder.path(),
+        &server,
+        &["password"],
+        &[],
+        "cli-password-2026\nshort\n",
+    )
+    .await;
+    assert!(!ok && text.contains("new_password"), "{text}");
+    let (ok, text) = run_cli(
+        folder.path(),
+        &server,
+        &["password"],
+        &[],
+        "cli-password-2026\nanother-password-1\n",
+    )
+    .await;
+    assert!(ok, "{text}");
+
+    let (ok, text) = run_cli(folder.path(), &server, &["logout"], &[], "").await;
+    assert!(ok && text.contains("已退出登录"), "{text}");
+    let (ok, text) = run_cli(folder.path(), &server, &["sync"], &[], "").await;
+    assert!(!ok, "no session after logout: {text}");
+    let (ok, text) = run_cli(
+        folder.path(),
+        &server,
+        &["login", "cadre01"],
+        &[("FIELDSYNC_PASSWORD", "another-password-1")],
+        "",
+    )
+    .await;
+    assert!(ok, "the newest password works: {text}");
+}
