@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::AppState;
 use crate::auth::audit_record;
 use crate::error::ServiceError;
-use crate::store::{Principal, SessionEndReason, SessionInfo, UserRecord};
+use crate::store::{Principal, SessionEndReason, SessionInfo, SessionKind, UserRecord};
 
 /// Which sessions to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,18 @@ pub async fn user_devices(
     user_id: &str,
 ) -> Result<UserDevices, ServiceError> {
     let user = user_in_scope(app, actor, user_id).await?;
+    let now = app.clock.now();
+    let console_idle = crate::auth::SessionPolicy::from_settings(&app.settings).console_idle;
+    // A console session that idled out can no longer be used; it is not "in use".
     let sessions = app
         .store
-        .list_user_sessions(&user.user_id, app.clock.now())
-        .await?;
+        .list_user_sessions(&user.user_id, now)
+        .await?
+        .into_iter()
+        .filter(|session| {
+            session.kind != SessionKind::Console || session.last_seen_at + console_idle > now
+        })
+        .collect();
     Ok(UserDevices {
         user_id: user.user_id,
         display_name: user.display_name,

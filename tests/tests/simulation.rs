@@ -1472,6 +1472,16 @@ impl World {
                 ));
                 Ok(())
             }
+            // The access token it carries may have expired or been rotated away while it
+            // was held (the clock moves, phones refresh). Refused at the door, nothing was
+            // applied, and the phone still holds those entries and sends them again.
+            Err(error @ (ClientError::AccessTokenExpired(_) | ClientError::NotLoggedIn(_))) => {
+                self.note(format!(
+                    "held push of phone {} seqs {}.. refused: its token is no longer valid ({error})",
+                    held.phone, held.batch.first_seq
+                ));
+                Ok(())
+            }
             Err(error) => Err(format!(
                 "a delayed duplicate of phone {}'s batch {} (seqs from {}) was refused: {error}",
                 held.phone, held.batch.batch_id, held.batch.first_seq
