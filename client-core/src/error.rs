@@ -26,6 +26,23 @@ pub enum ClientError {
         message: String,
     },
 
+    /// The server ended this device's session (revoked from the console, logged out,
+    /// password changed elsewhere) or it expired. The token is gone; everything recorded on
+    /// the phone, the outbox included, is kept and goes out after the next login.
+    #[error(
+        "{}，请重新登录。未上传的记录仍保存在本机，登录后继续上传。 signed out on the server ({}); log in again, unsent records are kept",
+        .reason.label_zh(),
+        .reason.as_str()
+    )]
+    SignedOut {
+        reason: crate::records::SignOutReason,
+    },
+
+    /// Only the short-lived access token expired. The client core refreshes it and retries
+    /// by itself; callers see this only from the transport.
+    #[error("访问令牌已过期 access token expired: {0}")]
+    AccessTokenExpired(String),
+
     /// The server refuses this app version or schema version.
     #[error("需要升级应用 app upgrade required: {0}")]
     UpgradeRequired(String),
@@ -174,8 +191,6 @@ pub type ClientResult<T> = Result<T, ClientError>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn permanent_server_answers_are_not_retried_forever() {
         let server = |code: tonic::Code| {

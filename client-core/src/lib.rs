@@ -46,7 +46,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use crate::error::{ClientError, ClientResult};
 pub use crate::income::{IncomeState, LocalIncome, YuanError, format_fen, parse_yuan};
-pub use crate::records::{Heartbeat, OutboxEntry, VisitState};
+pub use crate::records::{Heartbeat, OutboxEntry, SignOutReason, VisitState};
 pub use crate::store::RejectedMutation;
 pub use crate::sync::SyncReport;
 
@@ -223,6 +223,20 @@ pub struct Status {
     /// Syncs failed in a row, and when the next automatic one is due.
     pub consecutive_failures: u32,
     pub next_sync_due: Option<OffsetDateTime>,
+    /// Whether this device holds a session the server accepts (as far as it last said).
+    pub session: SessionState,
+}
+
+/// The device's session as the app shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// A token is stored; syncs use it (and refresh it when it expires).
+    LoggedIn,
+    /// No token: never logged in, or logged out on this device.
+    LoggedOut,
+    /// The server ended the session (已在服务器上注销) or it expired; log in again. The
+    /// outbox is kept.
+    SignedOutOnServer(SignOutReason),
 }
 
 /// One record that is not getting through.
@@ -267,6 +281,9 @@ impl HandoverItem {
 /// Years an income registration may be for: the model's range, which the console and the
 /// county's thresholds accept too.
 pub use fieldsync_model::income::INCOME_YEARS;
+
+/// Shortest new password (the server's rule; checked here first to save a round trip).
+pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Refusals shown in `status()`, newest first.
 const STATUS_REJECTIONS: u64 = 20;
@@ -428,9 +445,15 @@ impl Client {
             .as_deref()
             .is_some_and(|previous| previous != grant.user_id);
         let role = grant.role.map(|role| role.as_str()).unwrap_or_default();
+        // Forget any earlier session (and its signed-out note) before storing the new one.
+        self.store.end_local_session(None)?;
         self.store.save_login(
             &[
                 (meta_key::TOKEN, &grant.token),
+                (
+                    meta_key::REFRESH_TOKEN,
+                    grant.refresh_token.as_deref().unwrap_or_default(),
+                ),
                 (meta_key::USER_ID, &grant.user_id),
                 (meta_key::USERNAME, username),
                 (meta_key::DISPLAY_NAME, &grant.display_name),
@@ -464,6 +487,126 @@ impl Client {
             area_id: text(meta_key::AREA_ID)?,
             device_id: self.device_id.clone(),
         }))
+    }
+
+    /// Log out: end the session on the server, then forget the tokens here. The user's
+    /// records, the outbox included, stay on the phone (a different user's login purges
+    /// them). Returns false when the server could not be told (offline): the tokens are
+    /// forgotten anyway, and the server-side session runs out by itself.
+    pub async fn logout(&self) -> ClientResult<bool> {
+        let told_server = match self.store.meta_get(meta_key::TOKEN)? {
+            Some(token) if !token.is_empty() => {
+                match self
+                    .with_session(|token| async move { self.transport.logout(&token).await })
+                    .await
+                {
+                    Ok(()) => true,
+                    // Already ended on the server: the goal is reached.
+                    Err(ClientError::SignedOut { .. } | ClientError::NotLoggedIn(_)) => true,
+                    Err(error) => {
+                        tracing::warn!(%error, "logout could not reach the server");
+                        false
+                    }
+                }
+            }
+            _ => true,
+        };
+        self.store.end_local_session(None)?;
+        Ok(told_server)
+    }
+
+    /// Change the password (修改密码). The server ends the user's other sessions; this one
+    /// stays. Returns how many other sessions ended. The new password needs at least 8
+    /// characters (checked here first, and again by the server).
+    pub async fn change_password(
+        &self,
+        old_password: &str,
+        new_password: &str,
+    ) -> ClientResult<u32> {
+        if new_password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(ClientError::Invalid {
+                field: "new_password".into(),
+                message: format!(
+                    "新密码至少{MIN_PASSWORD_CHARS}个字符 (at least {MIN_PASSWORD_CHARS} characters)"
+                ),
+            });
+        }
+        self.with_session(|token| async move {
+            self.transport
+                .change_password(&token, old_password, new_password)
+                .await
+        })
+        .await
+    }
+
+    /// The device's session state.
+    pub fn session_state(&self) -> ClientResult<SessionState> {
+        if let Some(reason) = self
+            .store
+            .meta_get(meta_key::SIGNED_OUT)?
+            .as_deref()
+            .and_then(SignOutReason::parse)
+        {
+            return Ok(SessionState::SignedOutOnServer(reason));
+        }
+        Ok(match self.store.meta_get(meta_key::TOKEN)? {
+            Some(token) if !token.is_empty() => SessionState::LoggedIn,
+            _ => SessionState::LoggedOut,
+        })
+    }
+
+    /// Run `call` with the access token. When the server says only the access token
+    /// expired, refresh once (persisting the new pair before using it) and retry. When the
+    /// server ended the session, forget the tokens and note why; the outbox stays.
+    async fn with_session<T, F, Fut>(&self, call: F) -> ClientResult<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = ClientResult<T>>,
+    {
+        let token = self.access_token()?;
+        let result = match call(token).await {
+            Err(ClientError::AccessTokenExpired(_)) => match self.refresh_session().await {
+                Ok(token) => call(token).await,
+                Err(error) => Err(error),
+            },
+            other => other,
+        };
+        if let Err(ClientError::SignedOut { reason }) = &result {
+            self.store.end_local_session(Some(reason.as_str()))?;
+        }
+        result
+    }
+
+    /// The stored access token, or why there is none.
+    fn access_token(&self) -> ClientResult<String> {
+        match self.session_state()? {
+            SessionState::SignedOutOnServer(reason) => Err(ClientError::SignedOut { reason }),
+            SessionState::LoggedOut => Err(ClientError::NotLoggedIn(
+                "请先登录 run `fieldsync login` first".into(),
+            )),
+            SessionState::LoggedIn => Ok(self.store.meta_get(meta_key::TOKEN)?.unwrap_or_default()),
+        }
+    }
+
+    /// Exchange the refresh token for a new pair and store it before it is used, so a crash
+    /// between the two never leaves the phone holding only the rotated-away token.
+    async fn refresh_session(&self) -> ClientResult<String> {
+        let refresh_token = self
+            .store
+            .meta_get(meta_key::REFRESH_TOKEN)?
+            .filter(|token| !token.is_empty())
+            .ok_or(ClientError::SignedOut {
+                reason: SignOutReason::Expired,
+            })?;
+        let pair = self.transport.refresh(&refresh_token).await?;
+        self.store.save_login(
+            &[
+                (meta_key::TOKEN, &pair.token),
+                (meta_key::REFRESH_TOKEN, &pair.refresh_token),
+            ],
+            false,
+        )?;
+        Ok(pair.token)
     }
 
     /// The households of the local replica, by village then head name.
@@ -769,15 +912,17 @@ impl Client {
     }
 
     async fn sync_inner(&self) -> ClientResult<SyncReport> {
-        let token = self.store.meta_get(meta_key::TOKEN)?.ok_or_else(|| {
-            ClientError::NotLoggedIn("请先登录 run `fieldsync login` first".into())
-        })?;
-        sync::run(&sync::SyncContext {
-            store: &self.store,
-            transport: self.transport.as_ref(),
-            token: &token,
-            device_id: &self.device_id,
-            clock: self.clock.as_ref(),
+        // Re-running a sync after a refresh is safe: batches keep their ids and the server
+        // dedupes, uploads resume from the server's offset.
+        self.with_session(|token| async move {
+            sync::run(&sync::SyncContext {
+                store: &self.store,
+                transport: self.transport.as_ref(),
+                token: &token,
+                device_id: &self.device_id,
+                clock: self.clock.as_ref(),
+            })
+            .await
         })
         .await
     }
@@ -812,6 +957,7 @@ impl Client {
                 .collect(),
             consecutive_failures: self.consecutive_failures()?,
             next_sync_due: self.next_sync_due()?,
+            session: self.session_state()?,
         })
     }
 

@@ -41,6 +41,52 @@ pub struct LoginGrant {
     pub display_name: String,
     pub role: Option<Role>,
     pub area_id: String,
+    /// The refresh token, when the server issued one (servers before refresh rotation give
+    /// one long-lived token instead).
+    pub refresh_token: Option<String>,
+}
+
+/// A new token pair from `Auth.Refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedTokens {
+    pub token: String,
+    pub refresh_token: String,
+}
+
+/// Why the server no longer accepts this device's session (the `fieldsync-error` reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOutReason {
+    /// Ended on the server: logged out elsewhere, revoked from the console (注销设备),
+    /// password changed on another device, or a stolen refresh token was used.
+    Revoked,
+    /// The session's lifetime ran out (no sync for the refresh token's lifetime).
+    Expired,
+}
+
+impl SignOutReason {
+    /// The wire value of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "session_revoked",
+            Self::Expired => "session_expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "session_revoked" => Some(Self::Revoked),
+            "session_expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+
+    /// What the app tells the cadre.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Revoked => "此设备已在服务器上注销",
+            Self::Expired => "登录已过期",
+        }
+    }
 }
 
 /// One push batch as the transport sends it.

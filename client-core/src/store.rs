@@ -170,6 +170,10 @@ pub const WEDGED_AFTER_ATTEMPTS: u64 = 3;
 pub mod meta_key {
     pub const DEVICE_ID: &str = "device_id";
     pub const TOKEN: &str = "token";
+    /// The refresh token (empty or absent for servers that issue one long-lived token).
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// Set (to the reason's wire value) when the server ended this device's session.
+    pub const SIGNED_OUT: &str = "signed_out";
     pub const USER_ID: &str = "user_id";
     pub const USERNAME: &str = "username";
     pub const DISPLAY_NAME: &str = "display_name";
@@ -386,6 +390,26 @@ impl Store {
     }
 
     /// Remove one meta value.
+    /// Forget the session's tokens in one transaction (logout, or the server ended it), and
+    /// note why when the server ended it. User, outbox and local records stay: only a
+    /// different user's login purges them.
+    pub fn end_local_session(&self, signed_out: Option<&str>) -> ClientResult<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for key in [
+            meta_key::TOKEN,
+            meta_key::REFRESH_TOKEN,
+            meta_key::SIGNED_OUT,
+        ] {
+            transaction.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        }
+        if let Some(reason) = signed_out {
+            meta_set(&transaction, meta_key::SIGNED_OUT, reason)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     pub fn meta_delete(&self, key: &str) -> ClientResult<()> {
         let connection = self.lock();
         connection.execute("DELETE FROM meta WHERE key = ?1", [key])?;

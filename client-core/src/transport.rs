@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{ClientError, ClientResult};
 use crate::records::{
     Heartbeat, LoginGrant, LoginRequest, PullFrame, PullRequest, PulledPage, PushAck, PushBatch,
-    PushOutcome, UploadPosition,
+    PushOutcome, RefreshedTokens, SignOutReason, UploadPosition,
 };
 
 /// How long to wait for a TCP/HTTP2 connection. Villages have slow links, but a phone should
@@ -78,6 +78,28 @@ pub trait SyncTransport: Send + Sync + std::fmt::Debug {
     async fn complete_upload(&self, token: &str, upload_id: &str) -> ClientResult<(String, u64)>;
     /// Media.UploadStatus, used after a refused chunk to learn the committed offset.
     async fn upload_status(&self, token: &str, upload_id: &str) -> ClientResult<UploadPosition>;
+    /// Auth.Refresh: a new token pair; the old refresh token stops working. Transports
+    /// without sessions (simulations) keep the default, which never refreshes.
+    async fn refresh(&self, _refresh_token: &str) -> ClientResult<RefreshedTokens> {
+        Err(ClientError::NotLoggedIn(
+            "this transport cannot refresh sessions".into(),
+        ))
+    }
+    /// Auth.Logout: end the session of `token` on the server.
+    async fn logout(&self, _token: &str) -> ClientResult<()> {
+        Ok(())
+    }
+    /// Auth.ChangePassword: returns how many other sessions the server ended.
+    async fn change_password(
+        &self,
+        _token: &str,
+        _old_password: &str,
+        _new_password: &str,
+    ) -> ClientResult<u32> {
+        Err(ClientError::NotAllowed(
+            "this transport cannot change passwords".into(),
+        ))
+    }
 }
 
 /// A running pull stream.
@@ -173,6 +195,7 @@ impl SyncTransport for GrpcTransport {
             device_id: login.device_id.clone(),
             device_name: login.device_name.clone(),
             client: Some(client_info()),
+            wants_refresh_token: true,
         };
         let response = match AuthClient::new(channel)
             .login(tonic::Request::new(request))
@@ -187,7 +210,69 @@ impl SyncTransport for GrpcTransport {
             display_name: response.display_name,
             role: Role::from_code(response.role),
             area_id: response.area_id,
+            refresh_token: Some(response.refresh_token).filter(|token| !token.is_empty()),
         })
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> ClientResult<RefreshedTokens> {
+        let (channel, url) = self.channel().await?;
+        let request = proto::RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+            client: Some(client_info()),
+        };
+        match AuthClient::new(channel)
+            .refresh(tonic::Request::new(request))
+            .await
+        {
+            Ok(response) => {
+                let response = response.into_inner();
+                if response.token.is_empty() || response.refresh_token.is_empty() {
+                    return Err(ClientError::Protocol(
+                        "refresh answered without a token pair".into(),
+                    ));
+                }
+                Ok(RefreshedTokens {
+                    token: response.token,
+                    refresh_token: response.refresh_token,
+                })
+            }
+            Err(status) => Err(self.failed(&url, status).await),
+        }
+    }
+
+    async fn logout(&self, token: &str) -> ClientResult<()> {
+        let (channel, url) = self.channel().await?;
+        let request = authorized(
+            token,
+            proto::LogoutRequest {
+                client: Some(client_info()),
+            },
+        )?;
+        match AuthClient::new(channel).logout(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => Err(self.failed(&url, status).await),
+        }
+    }
+
+    async fn change_password(
+        &self,
+        token: &str,
+        old_password: &str,
+        new_password: &str,
+    ) -> ClientResult<u32> {
+        let (channel, url) = self.channel().await?;
+        let request = authorized(
+            token,
+            proto::ChangePasswordRequest {
+                old_password: old_password.to_owned(),
+                new_password: new_password.to_owned(),
+                client: Some(client_info()),
+            },
+        )?;
+        match AuthClient::new(channel).change_password(request).await {
+            Ok(response) => Ok(response.into_inner().other_sessions_ended),
+            Err(status) => Err(self.failed(&url, status).await),
+        }
     }
 
     async fn push(&self, token: &str, batch: &PushBatch) -> ClientResult<PushAck> {
@@ -453,9 +538,18 @@ pub fn map_status(server_url: &str, status: tonic::Status) -> ClientError {
                 .unwrap_or(DEFAULT_RETRY_AFTER_SECS),
             message,
         },
-        tonic::Code::Unauthenticated => ClientError::NotLoggedIn(format!(
-            "{message} (请重新登录 run `fieldsync login` again)"
-        )),
+        tonic::Code::Unauthenticated => match metadata(ERROR_KIND_KEY).as_deref() {
+            Some("access_token_expired") => ClientError::AccessTokenExpired(message),
+            Some(kind) => match SignOutReason::parse(kind) {
+                Some(reason) => ClientError::SignedOut { reason },
+                None => ClientError::NotLoggedIn(format!(
+                    "{message} (请重新登录 run `fieldsync login` again)"
+                )),
+            },
+            None => ClientError::NotLoggedIn(format!(
+                "{message} (请重新登录 run `fieldsync login` again)"
+            )),
+        },
         tonic::Code::FailedPrecondition if message.to_ascii_lowercase().contains("upgrade") => {
             ClientError::UpgradeRequired(message)
         }
@@ -715,6 +809,29 @@ mod tests {
         assert!(matches!(
             map_status(url, tonic::Status::unauthenticated("no token")),
             ClientError::NotLoggedIn(_)
+        ));
+        let with_kind = |kind: &str| {
+            let mut status = tonic::Status::unauthenticated("ended");
+            status
+                .metadata_mut()
+                .insert("fieldsync-error", kind.parse().unwrap());
+            map_status(url, status)
+        };
+        assert!(matches!(
+            with_kind("session_revoked"),
+            ClientError::SignedOut {
+                reason: SignOutReason::Revoked
+            }
+        ));
+        assert!(matches!(
+            with_kind("session_expired"),
+            ClientError::SignedOut {
+                reason: SignOutReason::Expired
+            }
+        ));
+        assert!(matches!(
+            with_kind("access_token_expired"),
+            ClientError::AccessTokenExpired(_)
         ));
         assert!(matches!(
             map_status(

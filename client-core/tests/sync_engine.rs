@@ -78,7 +78,34 @@ impl proto::auth_server::Auth for Fake {
             display_name: "张干部".into(),
             role: proto::Role::Cadre as i32,
             area_id: String::new(),
+            // Like a server from before refresh rotation: one long-lived token.
+            ..proto::LoginResponse::default()
         }))
+    }
+
+    async fn refresh(
+        &self,
+        _request: tonic::Request<proto::RefreshRequest>,
+    ) -> Result<tonic::Response<proto::RefreshResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "this fake issues no refresh tokens",
+        ))
+    }
+
+    async fn logout(
+        &self,
+        _request: tonic::Request<proto::LogoutRequest>,
+    ) -> Result<tonic::Response<proto::LogoutResponse>, tonic::Status> {
+        Ok(tonic::Response::new(proto::LogoutResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        _request: tonic::Request<proto::ChangePasswordRequest>,
+    ) -> Result<tonic::Response<proto::ChangePasswordResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "this fake has no passwords to change",
+        ))
     }
 }
 

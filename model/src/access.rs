@@ -157,6 +157,12 @@ pub const ACTION_ROSTER_IMPORT: &str = "roster_import";
 /// A username or a client address reached the failed-login limit and was locked
 /// (登录失败次数过多): `subject` is `username:…` or `address:…`, never a password.
 pub const ACTION_LOGIN_THROTTLED: &str = "login_throttled";
+/// Staff ended one or all of a user's device sessions (注销设备).
+pub const ACTION_SESSION_REVOKE: &str = "session_revoke";
+/// A user changed their password; their other sessions ended (修改密码).
+pub const ACTION_PASSWORD_CHANGE: &str = "password_change";
+/// A rotated refresh token was presented again, so the session it belonged to was ended.
+pub const ACTION_REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
 
 /// A county admin changed a county setting (e.g. the income thresholds, 收入监测线).
 pub const ACTION_SETTINGS_CHANGE: &str = "settings_change";

@@ -1,18 +1,61 @@
-//! Passwords (argon2id), session tokens bound to (user, device), and resolving a bearer
-//! token to a [`Principal`]. Tokens are random 256-bit values; only their SHA-256 is stored,
-//! so a leaked database does not leak live sessions.
+//! Passwords (argon2id), sessions bound to (user, device), and resolving a bearer token to
+//! a [`Principal`]. Tokens are random 256-bit values; only their SHA-256 is stored, so a
+//! leaked database does not leak live sessions.
+//!
+//! A phone that says it can refresh gets a short access token and a refresh token; each
+//! refresh rotates both, and presenting a rotated refresh token again ends the session
+//! (someone holds a copy). Older apps get one long token (`session_ttl_hours`). A console
+//! session ends after `console_idle_minutes` without a request. A session that ended or
+//! expired is refused with a typed [`SessionEnd`] the phone can act on.
 
 use std::net::IpAddr;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
+use fieldsync_model::access::{ACTION_PASSWORD_CHANGE, ACTION_REFRESH_TOKEN_REUSE, AuditContent};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::login_guard::{LoginGuard, audit_lock, throttle_keys};
-use crate::store::{Principal, SessionRecord, Store, StoreError};
+use crate::settings::Settings;
+use crate::store::{
+    Principal, RefreshOutcome, RefreshRotation, SessionEndReason, SessionKind, SessionLookup,
+    SessionRecord, Store, StoreError,
+};
+
+/// Shortest password accepted at a password change (characters, not bytes).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted: argon2 hashes any length, but a megabyte "password" is an
+/// attack on the hashing pool, not a password.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// Last-seen time and address are written at most this often per session, so that every
+/// request does not become a write.
+pub const TOUCH_INTERVAL: Duration = Duration::minutes(1);
+
+/// Why an existing session no longer admits its caller; sent to phones as the
+/// `fieldsync-error` metadata value ([`SessionEnd::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Ended on the server: logged out, revoked by staff, password changed, refresh reuse.
+    Revoked(SessionEndReason),
+    /// Past its lifetime (refresh token or long token expired, console idle).
+    Expired,
+    /// Only the short access token expired; the phone should refresh and retry.
+    AccessTokenExpired,
+}
+
+impl SessionEnd {
+    /// The machine-readable reason phones read.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Revoked(_) => "session_revoked",
+            Self::Expired => "session_expired",
+            Self::AccessTokenExpired => "access_token_expired",
+        }
+    }
+}
 
 /// Why authentication failed. The public message never says whether the user exists.
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +69,78 @@ pub enum AuthError {
         "登录尝试过多，请 {retry_after_secs} 秒后再试 (too many login attempts; retry after {retry_after_secs} s)"
     )]
     Throttled { retry_after_secs: u64 },
+    #[error("{}", session_end_text(*.0))]
+    SessionEnded(SessionEnd),
+    #[error("{0}")]
+    WeakPassword(String),
+    /// The old password given at a password change is wrong. Not [`Self::BadCredentials`]:
+    /// the caller's session is fine, so a phone must not think it was logged out.
+    #[error("原密码错误 (old password is wrong)")]
+    WrongOldPassword,
     #[error("password hashing failed: {0}")]
     Hashing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn session_end_text(end: SessionEnd) -> &'static str {
+    match end {
+        SessionEnd::Revoked(SessionEndReason::LoggedOut) => {
+            "已退出登录，请重新登录 (session ended by logout)"
+        }
+        SessionEnd::Revoked(SessionEndReason::PasswordChanged) => {
+            "密码已修改，请用新密码重新登录 (session ended by a password change)"
+        }
+        SessionEnd::Revoked(_) => {
+            "此设备已在服务器上注销，请重新登录 (session revoked on the server)"
+        }
+        SessionEnd::Expired => "登录已过期，请重新登录 (session expired)",
+        SessionEnd::AccessTokenExpired => "访问令牌已过期 (access token expired; refresh it)",
+    }
+}
+
+/// Lifetimes of sessions, from [`Settings`].
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Tokens of apps that do not refresh, and the longest a console session may last.
+    pub long_ttl: Duration,
+    pub console_idle: Duration,
+}
+
+impl SessionPolicy {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            access_ttl: Duration::minutes(i64::from(settings.access_token_minutes.max(1))),
+            refresh_ttl: Duration::days(i64::from(settings.refresh_token_days.max(1))),
+            long_ttl: Duration::hours(i64::from(settings.session_ttl_hours)),
+            console_idle: Duration::minutes(i64::from(settings.console_idle_minutes.max(1))),
+        }
+    }
+}
+
+/// Who logs in from where.
+#[derive(Debug, Clone)]
+pub struct LoginDevice {
+    pub kind: SessionKind,
+    pub device_id: String,
+    pub device_name: String,
+    pub app_version: String,
+    /// Peer address; empty when unknown.
+    pub ip: String,
+    /// The app can refresh (sends `LoginRequest.wants_refresh_token`).
+    pub wants_refresh_token: bool,
+}
+
+/// Tokens handed to a client at login or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub session_id: String,
+    pub access_token: String,
+    pub access_expires_at: OffsetDateTime,
+    /// The refresh token and its expiry, for apps that refresh.
+    pub refresh: Option<(String, OffsetDateTime)>,
 }
 
 /// Hash a password with argon2id at the library default parameters (OWASP's m = 19456 KiB,
@@ -70,8 +181,8 @@ pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Verify a username and password and open a session bound to `device_id`. Returns the
-/// token and the principal.
+/// Verify a username and password and open a session bound to `device.device_id`. Returns
+/// the tokens and the principal.
 ///
 /// Login under attack (docs/security.md §3): a username or client address (`peer`) that
 /// failed too often is refused with [`AuthError::Throttled`] before any hash is computed;
@@ -84,11 +195,10 @@ pub async fn login(
     peer: Option<IpAddr>,
     username: &str,
     password: &str,
-    device_id: &str,
-    device_name: &str,
-    ttl_hours: u32,
+    device: &LoginDevice,
+    policy: &SessionPolicy,
     now: OffsetDateTime,
-) -> Result<(String, Principal), AuthError> {
+) -> Result<(IssuedTokens, Principal), AuthError> {
     let keys = throttle_keys(username, peer);
     guard
         .check(&keys, now)
@@ -108,15 +218,30 @@ pub async fn login(
         }
     };
     guard.record_success(&keys[0]);
-    let token = new_token();
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let access_token = new_token();
+    let refresh = (device.kind == SessionKind::Device && device.wants_refresh_token)
+        .then(|| (new_token(), now + policy.refresh_ttl));
+    let access_expires_at = match (&refresh, device.kind) {
+        (Some(_), _) => now + policy.access_ttl,
+        // Console sessions also end on idle (checked in `authenticate`); this is their cap.
+        (None, _) => now + policy.long_ttl,
+    };
     store
         .create_session(SessionRecord {
-            token_sha256: token_sha256(&token),
+            session_id: session_id.clone(),
+            kind: device.kind,
+            token_sha256: token_sha256(&access_token),
             user_id: user.user_id.clone(),
-            device_id: device_id.to_owned(),
-            device_name: device_name.to_owned(),
+            device_id: device.device_id.clone(),
+            device_name: device.device_name.clone(),
+            app_version: device.app_version.clone(),
+            ip: device.ip.clone(),
             created_at: now,
-            expires_at: now + Duration::hours(i64::from(ttl_hours)),
+            expires_at: access_expires_at,
+            refresh: refresh
+                .as_ref()
+                .map(|(token, expires_at)| (token_sha256(token), *expires_at)),
         })
         .await?;
     let principal = Principal {
@@ -124,24 +249,251 @@ pub async fn login(
         display_name: user.display_name,
         role: user.role,
         area_id: user.area_id,
-        device_id: device_id.to_owned(),
+        device_id: device.device_id.clone(),
     };
-    Ok((token, principal))
+    let tokens = IssuedTokens {
+        session_id,
+        access_token,
+        access_expires_at,
+        refresh,
+    };
+    Ok((tokens, principal))
 }
 
-/// Resolve a bearer token to its principal.
+/// Resolve a bearer token to its principal (see [`authenticate_session`]).
 pub async fn authenticate(
     store: &dyn Store,
     token: &str,
+    policy: &SessionPolicy,
+    ip: &str,
     now: OffsetDateTime,
 ) -> Result<Principal, AuthError> {
+    authenticate_session(store, token, policy, ip, now)
+        .await
+        .map(|session| session.principal)
+}
+
+/// Resolve a bearer token to its live session, noting last-seen time and address at most
+/// once per [`TOUCH_INTERVAL`]. An ended or expired session is a typed
+/// [`AuthError::SessionEnded`]; an unknown token is [`AuthError::NoSession`].
+pub async fn authenticate_session(
+    store: &dyn Store,
+    token: &str,
+    policy: &SessionPolicy,
+    ip: &str,
+    now: OffsetDateTime,
+) -> Result<SessionLookup, AuthError> {
     if token.is_empty() {
         return Err(AuthError::NoSession);
     }
-    store
-        .find_session(&token_sha256(token), now)
+    let session = store
+        .find_session(&token_sha256(token))
         .await?
-        .ok_or(AuthError::NoSession)
+        .ok_or(AuthError::NoSession)?;
+    if let Some(reason) = session.ended {
+        return Err(AuthError::SessionEnded(SessionEnd::Revoked(reason)));
+    }
+    let idle_expired =
+        session.kind == SessionKind::Console && now >= session.last_seen_at + policy.console_idle;
+    if idle_expired {
+        return Err(AuthError::SessionEnded(SessionEnd::Expired));
+    }
+    if now >= session.expires_at {
+        return Err(AuthError::SessionEnded(if session.refreshable {
+            SessionEnd::AccessTokenExpired
+        } else {
+            SessionEnd::Expired
+        }));
+    }
+    if now >= session.last_seen_at + TOUCH_INTERVAL {
+        // Bookkeeping only: a failed write must not refuse an otherwise valid request.
+        if let Err(error) = store.touch_session(&session.session_id, now, ip).await {
+            tracing::warn!(%error, "could not note session activity");
+        }
+    }
+    Ok(session)
+}
+
+/// Exchange a refresh token for a new access and refresh token (rotation). Presenting a
+/// token that was already rotated ends the session and is audited.
+pub async fn refresh(
+    store: &dyn Store,
+    refresh_token: &str,
+    app_version: &str,
+    ip: &str,
+    policy: &SessionPolicy,
+    now: OffsetDateTime,
+) -> Result<(IssuedTokens, Principal), AuthError> {
+    if refresh_token.is_empty() {
+        return Err(AuthError::NoSession);
+    }
+    let access_token = new_token();
+    let new_refresh = new_token();
+    let rotation = RefreshRotation {
+        old_refresh_sha256: token_sha256(refresh_token),
+        new_token_sha256: token_sha256(&access_token),
+        new_expires_at: now + policy.access_ttl,
+        new_refresh_sha256: token_sha256(&new_refresh),
+        new_refresh_expires_at: now + policy.refresh_ttl,
+        app_version: app_version.to_owned(),
+        ip: ip.to_owned(),
+        now,
+    };
+    match store.rotate_refresh(rotation.clone()).await? {
+        RefreshOutcome::Rotated(session) => Ok((
+            IssuedTokens {
+                session_id: session.session_id,
+                access_token,
+                access_expires_at: rotation.new_expires_at,
+                refresh: Some((new_refresh, rotation.new_refresh_expires_at)),
+            },
+            session.principal,
+        )),
+        RefreshOutcome::Reused(session) => {
+            tracing::warn!(
+                session_id = %session.session_id,
+                user_id = %session.principal.user_id,
+                "a rotated refresh token was presented again; session ended"
+            );
+            store
+                .append_audit(audit_record(
+                    &session.principal,
+                    ACTION_REFRESH_TOKEN_REUSE,
+                    &session.principal.user_id,
+                    &format!("session={}", session.session_id),
+                    format!(
+                        "刷新令牌被重复使用，已注销设备 {} 的会话 (refresh token reuse; address {ip})",
+                        session.principal.device_id
+                    ),
+                    now,
+                ))
+                .await?;
+            Err(AuthError::SessionEnded(SessionEnd::Revoked(
+                SessionEndReason::RefreshReused,
+            )))
+        }
+        RefreshOutcome::Ended(session) => Err(AuthError::SessionEnded(
+            session
+                .ended
+                .map_or(SessionEnd::Expired, SessionEnd::Revoked),
+        )),
+        RefreshOutcome::Unknown => Err(AuthError::NoSession),
+    }
+}
+
+/// End the caller's own session (logout).
+pub async fn logout(
+    store: &dyn Store,
+    session: &SessionLookup,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    store
+        .end_session(
+            &session.principal.user_id,
+            &session.session_id,
+            SessionEndReason::LoggedOut,
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Check a new password against the rules: at least [`MIN_PASSWORD_CHARS`] characters, at
+/// most [`MAX_PASSWORD_CHARS`], not only whitespace, and different from the old one.
+pub fn check_new_password(old_password: &str, new_password: &str) -> Result<(), AuthError> {
+    let length = new_password.chars().count();
+    if length < MIN_PASSWORD_CHARS {
+        return Err(AuthError::WeakPassword(format!(
+            "新密码至少{MIN_PASSWORD_CHARS}个字符 (new password: at least {MIN_PASSWORD_CHARS} characters)"
+        )));
+    }
+    if length > MAX_PASSWORD_CHARS {
+        return Err(AuthError::WeakPassword(format!(
+            "新密码最多{MAX_PASSWORD_CHARS}个字符 (new password: at most {MAX_PASSWORD_CHARS} characters)"
+        )));
+    }
+    if new_password.trim().is_empty() {
+        return Err(AuthError::WeakPassword(
+            "新密码不能全是空格 (new password: not only spaces)".to_owned(),
+        ));
+    }
+    if new_password == old_password {
+        return Err(AuthError::WeakPassword(
+            "新密码不能与原密码相同 (new password: must differ from the old one)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Change the caller's password after checking the old one; every other session of the
+/// user ends (the current one stays). Audited. Returns how many sessions ended.
+pub async fn change_password(
+    store: &dyn Store,
+    pool: &crate::password_pool::PasswordPool,
+    session: &SessionLookup,
+    old_password: &str,
+    new_password: &str,
+    now: OffsetDateTime,
+) -> Result<u64, AuthError> {
+    check_new_password(old_password, new_password)?;
+    let user = store
+        .find_user_by_id(&session.principal.user_id)
+        .await?
+        .ok_or(AuthError::NoSession)?;
+    // Both hashes run on the bounded pool, like logins: a burst of password changes must
+    // not grow memory either (docs/security.md §3).
+    if !pool.verify(old_password, Some(user.password_hash.clone())).await {
+        return Err(AuthError::WrongOldPassword);
+    }
+    let new_hash = pool
+        .hash(new_password)
+        .await
+        .map_err(|error| AuthError::Hashing(error.to_string()))?;
+    store.set_password_hash(&user.user_id, &new_hash).await?;
+    let ended = store
+        .end_user_sessions(
+            &user.user_id,
+            Some(&session.session_id),
+            SessionEndReason::PasswordChanged,
+            now,
+        )
+        .await?;
+    store
+        .append_audit(audit_record(
+            &session.principal,
+            ACTION_PASSWORD_CHANGE,
+            &user.user_id,
+            &format!("session={}", session.session_id),
+            format!(
+                "修改密码，注销其他{ended}个会话 (password changed; {ended} other sessions ended)"
+            ),
+            now,
+        ))
+        .await?;
+    Ok(ended)
+}
+
+/// An audit record of a session action by `actor`.
+pub fn audit_record(
+    actor: &Principal,
+    action: &str,
+    subject: &str,
+    filter: &str,
+    detail: String,
+    now: OffsetDateTime,
+) -> AuditContent {
+    AuditContent {
+        recorded_at_ms: i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        actor_user_id: actor.user_id.clone(),
+        actor_role: actor.role.as_str().to_owned(),
+        area_id: actor.area_id.clone(),
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        filter: filter.to_owned(),
+        row_count: 0,
+        file_sha256: String::new(),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +507,31 @@ mod tests {
         assert!(verify_password("走访2026", &hash));
         assert!(!verify_password("走访2025", &hash));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn new_passwords_follow_the_rules() {
+        assert!(check_new_password("old-password", "走访密码很安全啊").is_ok());
+        assert!(matches!(
+            check_new_password("old-password", "short"),
+            Err(AuthError::WeakPassword(_))
+        ));
+        assert!(check_new_password("old-password", "        ").is_err());
+        assert!(check_new_password("same-password", "same-password").is_err());
+        assert!(check_new_password("old", &"x".repeat(MAX_PASSWORD_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn session_ends_have_stable_machine_readable_kinds() {
+        assert_eq!(
+            SessionEnd::Revoked(SessionEndReason::Revoked).kind(),
+            "session_revoked"
+        );
+        assert_eq!(SessionEnd::Expired.kind(), "session_expired");
+        assert_eq!(
+            SessionEnd::AccessTokenExpired.kind(),
+            "access_token_expired"
+        );
     }
 
     #[test]

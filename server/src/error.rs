@@ -11,6 +11,10 @@ use crate::store::StoreError;
 pub enum ServiceError {
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller's session ended (revoked, logged out) or expired; `kind` is the
+    /// machine-readable reason phones act on (`crate::auth::SessionEnd::kind`).
+    #[error("{message}")]
+    SessionEnded { kind: &'static str, message: String },
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{field}: {message}")]
@@ -104,6 +108,12 @@ impl From<AuthError> for ServiceError {
                 Self::Unauthenticated(error.to_string())
             }
             AuthError::Throttled { retry_after_secs } => Self::Throttled { retry_after_secs },
+            AuthError::SessionEnded(end) => Self::SessionEnded {
+                kind: end.kind(),
+                message: error.to_string(),
+            },
+            AuthError::WeakPassword(message) => Self::invalid("new_password", message),
+            AuthError::WrongOldPassword => Self::invalid("old_password", error.to_string()),
             AuthError::Store(store) => store.into(),
             AuthError::Hashing(message) => {
                 tracing::error!(%message, "password hashing failed");

@@ -21,6 +21,7 @@ pub mod pairings;
 pub mod password_pool;
 pub mod review;
 pub mod roster_import;
+pub mod sessions;
 pub mod settings;
 pub mod store;
 pub mod sync;
@@ -158,8 +159,8 @@ pub async fn serve(
         .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
         .merge(grpc_routes);
     tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    // ConnectInfo gives every request (console and gRPC) its TCP peer, which the login
-    // throttle keys addresses by.
+    // ConnectInfo gives every request (console and gRPC) its TCP peer: the login throttle
+    // keys addresses by it, and a session records it as its last IP (在用设备).
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

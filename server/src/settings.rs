@@ -38,8 +38,20 @@ pub struct Settings {
     pub key_dir: Option<PathBuf>,
     /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
     pub database_url: Secret,
-    /// Lifetime of a phone or console session, in hours.
+    /// Lifetime of a phone or console session, in hours. Phones that refresh (see
+    /// `access_token_minutes`) are bound by `refresh_token_days` instead; this remains the
+    /// lifetime of tokens of older apps that cannot refresh, and the longest a console
+    /// session may last however active it is.
     pub session_ttl_hours: u32,
+    /// Lifetime of an access token of an app that refreshes, in minutes. Short, so a token
+    /// copied off a phone or a log is useful only briefly.
+    pub access_token_minutes: u32,
+    /// Lifetime of a refresh token, in days: a phone that has not synced for this long has
+    /// to log in again. Each refresh issues a new one (rotation).
+    pub refresh_token_days: u32,
+    /// A console session ends after this many minutes without a request (sliding; measured
+    /// to within a minute, because last-seen is written at most once a minute).
+    pub console_idle_minutes: u32,
     /// Oldest client schema version the server still accepts.
     pub min_client_schema_version: u32,
     /// Largest gRPC message the server decodes, in bytes. Chunks are 256 KiB, so 4 MiB
@@ -80,6 +92,9 @@ impl Default for Settings {
             key_dir: None,
             database_url: Secret::default(),
             session_ttl_hours: 24 * 30,
+            access_token_minutes: 15,
+            refresh_token_days: 30,
+            console_idle_minutes: 30,
             min_client_schema_version: 1,
             max_message_bytes: 4 * 1024 * 1024,
             evidence: EvidenceSettings::default(),

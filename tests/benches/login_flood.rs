@@ -167,6 +167,7 @@ async fn run() {
                     device_id: uuid::Uuid::now_v7().to_string(),
                     device_name: "login-flood".into(),
                     client: Some(client_info()),
+                    wants_refresh_token: false,
                 })
                 .await
                 .map(|_| ())

@@ -175,6 +175,7 @@ impl TestServer {
             device_id: device_id.into(),
             device_name: "test".into(),
             client: Some(client_info()),
+            wants_refresh_token: false,
         })
         .await
         .expect("login")
@@ -644,6 +645,7 @@ impl ServerProcess {
             device_id: device_id.into(),
             device_name: "test".into(),
             client: Some(client_info()),
+            wants_refresh_token: false,
         })
         .await
         .unwrap_or_else(|status| {

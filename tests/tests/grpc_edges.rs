@@ -104,6 +104,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
             device_id: uuid::Uuid::now_v7().to_string(),
             device_name: "test".into(),
             client: Some(client_info()),
+            wants_refresh_token: false,
         })
         .await
         .expect_err("wrong password");

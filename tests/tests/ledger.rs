@@ -382,8 +382,10 @@ async fn month_boundaries_offline_sync_review_and_month_close() {
         ))
         .expect("record late");
 
-    // Close March on 2 April.
+    // Close March on 2 April. Console sessions end after 30 idle minutes, so the
+    // supervisor logs in again after the clock jumps (days pass between these steps).
     clock.set(APRIL_2);
+    let supervisor = console_login(&server, "township1").await;
     let response = close(&supervisor, &server, "2026-03", "月结").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let before = ledger(&supervisor, &server, "month=2026-03").await;
@@ -411,6 +413,7 @@ async fn month_boundaries_offline_sync_review_and_month_close() {
     // The late visit arrives on 3 April: stored, shown as 逾期补报, the snapshot unchanged
     // even after it is approved.
     clock.set(APRIL_2 + time::Duration::days(1));
+    let supervisor = console_login(&server, "township1").await;
     late_phone.set_server_url(&online).expect("online");
     late_phone.sync().await.expect("late sync");
     decide(&supervisor, &server, &late_visit, "approve").await;

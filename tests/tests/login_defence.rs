@@ -29,6 +29,7 @@ async fn login_status(
             device_id: uuid::Uuid::now_v7().to_string(),
             device_name: "test".into(),
             client: Some(client_info()),
+            wants_refresh_token: false,
         })
         .await
         .map(tonic::Response::into_inner)
@@ -242,6 +243,7 @@ async fn concurrent_logins_never_run_more_hashes_than_the_pool_has_threads() {
                     device_id: uuid::Uuid::now_v7().to_string(),
                     device_name: "test".into(),
                     client: Some(client_info()),
+                    wants_refresh_token: false,
                 })
                 .await
                 .map(|_| ())

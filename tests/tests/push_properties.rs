@@ -613,6 +613,8 @@ fn arbitrary_pushes() {
         .block_on(fieldsync_server::auth::authenticate(
             server.state.store.as_ref(),
             &token,
+            &fieldsync_server::auth::SessionPolicy::from_settings(&server.state.settings),
+            "127.0.0.1",
             time::OffsetDateTime::now_utc(),
         ))
         .expect("principal");

@@ -103,8 +103,10 @@ async fn queue_filters_narrow_alone_and_combined_and_next_keeps_them() {
     let (near_b, village_b1) = visit_near_home(&phone_b, 0, 20.0, Vec::new());
     let b1 = phone_b.record_visit(near_b).expect("record");
     phone_b.sync().await.expect("sync b");
-    // The supervisor looks five days after the first sync.
+    // The supervisor looks five days after the first sync (logging in again: console
+    // sessions end after 30 idle minutes).
     clock.set(t0 + Duration::days(5));
+    let browser = console_login(&server, "township1").await;
 
     let mine = |query: &str| {
         let browser = &browser;

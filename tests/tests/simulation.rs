@@ -387,6 +387,19 @@ impl SyncTransport for FaultyTransport {
         self.unary(fate, || self.inner.login(request)).await
     }
 
+    // Session calls pass straight through: the simulated clock can run past the access
+    // token's lifetime, and the phone must then refresh as a real one would.
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> ClientResult<fieldsync_client::records::RefreshedTokens> {
+        self.inner.refresh(refresh_token).await
+    }
+
+    async fn logout(&self, token: &str) -> ClientResult<()> {
+        self.inner.logout(token).await
+    }
+
     async fn push(&self, token: &str, batch: &PushBatch) -> ClientResult<PushAck> {
         match self.fate(Call::Push) {
             Fate::Hold => {
@@ -1456,6 +1469,16 @@ impl World {
                     held.batch.first_seq,
                     held.batch.first_seq + held.batch.mutations.len() as u64 - 1,
                     ack.results
+                ));
+                Ok(())
+            }
+            // The access token it carries may have expired or been rotated away while it
+            // was held (the clock moves, phones refresh). Refused at the door, nothing was
+            // applied, and the phone still holds those entries and sends them again.
+            Err(error @ (ClientError::AccessTokenExpired(_) | ClientError::NotLoggedIn(_))) => {
+                self.note(format!(
+                    "held push of phone {} seqs {}.. refused: its token is no longer valid ({error})",
+                    held.phone, held.batch.first_seq
                 ));
                 Ok(())
             }

@@ -49,6 +49,14 @@ enum Command {
         #[arg(long, env = "FIELDSYNC_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// 退出登录 Log out: end the session on the server and forget it here. Unsent records
+    /// stay on this device.
+    Logout,
+    /// 修改密码 Change your password. Reads the current password from FIELDSYNC_PASSWORD
+    /// and the new one from FIELDSYNC_NEW_PASSWORD, or asks for them on the terminal; never
+    /// from the command line, where other users could see them. Your other devices are
+    /// logged out.
+    Password,
     /// 帮扶对象 List your paired households (from the last sync).
     Households,
     /// 走访 Record or fix a visit.
@@ -322,6 +330,9 @@ async fn main() -> ExitCode {
                     "数据已保存在本机, 下次同步时上传 (data is safe on this device; run `fieldsync sync` later)"
                 );
             }
+            if matches!(error, ClientError::SignedOut { .. }) {
+                eprintln!("请重新登录 run `fieldsync login` again");
+            }
             ExitCode::FAILURE
         }
     }
@@ -341,6 +352,25 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
             println!("设备 device:    {}", info.device_id);
             println!("下一步 next: `fieldsync sync` 下载帮扶对象 to download your households");
+        }
+        Command::Logout => {
+            if client.logout().await? {
+                println!("已退出登录 logged out");
+            } else {
+                println!(
+                    "已在本机退出登录；服务器暂时无法连接 logged out on this device (the server could not be reached; the session expires by itself)"
+                );
+            }
+            println!("未上传的记录仍保存在本机 unsent records stay on this device");
+        }
+        Command::Password => {
+            let old_password = secret_input("FIELDSYNC_PASSWORD", "原密码 current password: ")?;
+            let new_password = secret_input(
+                "FIELDSYNC_NEW_PASSWORD",
+                "新密码 new password (至少8个字符): ",
+            )?;
+            let ended = client.change_password(&old_password, &new_password).await?;
+            println!("密码已修改 password changed; 已注销其他 {ended} 个设备 other sessions ended");
         }
         Command::Households => print_households(&client)?,
         Command::Visit(VisitCommand::New(args)) => record_visit(&client, args)?,
@@ -382,6 +412,33 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Tasks => print_tasks(&client)?,
     }
     Ok(())
+}
+
+/// A secret from the environment variable `variable`, or else one line read from standard
+/// input after `prompt` (on standard error). Secrets never come from argv, which other users
+/// of the machine can read.
+fn secret_input(variable: &str, prompt: &str) -> Result<String, ClientError> {
+    if let Ok(value) = std::env::var(variable)
+        && !value.is_empty()
+    {
+        return Ok(value);
+    }
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|error| ClientError::Io {
+            path: PathBuf::from("<stdin>"),
+            source: error,
+        })?;
+    let value = line.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        return Err(ClientError::Invalid {
+            field: variable.to_ascii_lowercase(),
+            message: format!("set {variable} or type it when asked"),
+        });
+    }
+    Ok(value)
 }
 
 /// A value typed on the command line: JSON when it parses (numbers, booleans, lists,
@@ -912,6 +969,17 @@ fn print_status(client: &Client) -> Result<(), ClientError> {
                 .unwrap_or_default()
         ),
         None => println!("用户 user:            未登录 not logged in"),
+    }
+    match status.session {
+        fieldsync_client::SessionState::LoggedIn => {}
+        fieldsync_client::SessionState::LoggedOut => {
+            println!("登录 session:         已退出 logged out (`fieldsync login`)")
+        }
+        fieldsync_client::SessionState::SignedOutOnServer(reason) => println!(
+            "登录 session:         {}，请重新登录 signed out on the server ({})",
+            reason.label_zh(),
+            reason.as_str()
+        ),
     }
     println!("设备 device:          {}", status.device_id);
     println!("服务器 server:        {}", status.server_url);

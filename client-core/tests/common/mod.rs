@@ -272,6 +272,7 @@ impl SyncTransport for FakeServer {
             display_name: "张干部".into(),
             role: Some(Role::Cadre),
             area_id: String::new(),
+            refresh_token: None,
         })
     }
 

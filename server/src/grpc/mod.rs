@@ -13,7 +13,7 @@ use tonic::{Request, Status};
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::store::Principal;
+use crate::store::{Principal, SessionLookup};
 
 /// All gRPC services as an axum router, ready to merge with the console.
 pub async fn routes(state: AppState) -> axum::Router {
@@ -65,6 +65,13 @@ pub async fn routes(state: AppState) -> axum::Router {
 pub const ERROR_KIND_METADATA: &str = "fieldsync-error";
 /// Value of [`ERROR_KIND_METADATA`] when the device clock is too far ahead.
 pub const DEVICE_CLOCK_WRONG: &str = "device_clock_wrong";
+/// Values of [`ERROR_KIND_METADATA`] on UNAUTHENTICATED: the session was ended on the
+/// server (logout, revoked, password changed, refresh reuse) — log in again, keep the outbox.
+pub const SESSION_REVOKED: &str = "session_revoked";
+/// The session's lifetime (or the refresh token's) is over — log in again.
+pub const SESSION_EXPIRED: &str = "session_expired";
+/// Only the short access token expired — call `Auth.Refresh` and retry.
+pub const ACCESS_TOKEN_EXPIRED: &str = "access_token_expired";
 /// gRPC metadata key carrying the server's wall time (unix ms) with a clock error, so the
 /// app can tell the cadre what the right time is.
 pub const SERVER_TIME_METADATA: &str = "fieldsync-server-time-ms";
@@ -94,6 +101,14 @@ pub(crate) fn status_from(error: ServiceError) -> Status {
             status
         }
         ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
+        ServiceError::SessionEnded { kind, .. } => {
+            let mut status = Status::unauthenticated(message);
+            status.metadata_mut().insert(
+                ERROR_KIND_METADATA,
+                tonic::metadata::MetadataValue::from_static(kind),
+            );
+            status
+        }
         ServiceError::PermissionDenied(_) => Status::permission_denied(message),
         ServiceError::InvalidArgument { .. } => Status::invalid_argument(message),
         ServiceError::NotFound(_) => Status::not_found(message),
@@ -125,15 +140,40 @@ pub(crate) async fn principal_of<T>(
     state: &AppState,
     request: &Request<T>,
 ) -> Result<Principal, Status> {
+    session_of(state, request)
+        .await
+        .map(|session| session.principal)
+}
+
+/// Resolve the bearer token of a request to its live session (for calls about the session
+/// itself: logout, password change).
+pub(crate) async fn session_of<T>(
+    state: &AppState,
+    request: &Request<T>,
+) -> Result<SessionLookup, Status> {
     let token = request
         .metadata()
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    crate::auth::authenticate(state.store.as_ref(), token, state.clock.now())
-        .await
-        .map_err(|error| status_from(error.into()))
+    crate::auth::authenticate_session(
+        state.store.as_ref(),
+        token,
+        &crate::auth::SessionPolicy::from_settings(&state.settings),
+        &peer_ip(request),
+        state.clock.now(),
+    )
+    .await
+    .map_err(|error| status_from(error.into()))
+}
+
+/// The caller's IP address as text, or empty when the transport did not say.
+pub(crate) fn peer_ip<T>(request: &Request<T>) -> String {
+    crate::login_guard::peer_ip(request.extensions())
+        .or_else(|| request.remote_addr().map(|address| address.ip()))
+        .map(|address| address.to_string())
+        .unwrap_or_default()
 }
 
 /// Refuse clients whose schema is older than the server accepts, with an explicit message

@@ -120,7 +120,12 @@ fn coverage_table(
             tbody {
                 @for row in rows {
                     tr {
-                        td { (row.group_name) }
+                        td {
+                            (row.group_name)
+                            @if by_cadre {
+                                " " a.muted href=(super::sessions::devices_path(&row.group_id)) { "在用设备" }
+                            }
+                        }
                         td.num { a href=(link(row, None)) { (row.due) } }
                         td.num { a href=(link(row, Some(StateFilter::Visited))) { (row.visited_in_person) } }
                         td.num { a href=(link(row, Some(StateFilter::Approved))) { (row.approved_in_person) } }

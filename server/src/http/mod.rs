@@ -26,6 +26,8 @@
 //!   `GET /console/import/template.xlsx`, `GET /console/import/{job_id}`,
 //!   `POST /console/import/{job_id}/apply`, JSON `POST /console/api/import`,
 //!   `GET /console/api/import/{job_id}`, `POST /console/api/import/{job_id}/apply`
+//! - Sessions (see `sessions.rs`): `GET /console/users/{user_id}/devices` (在用设备) with
+//!   revoke forms and JSON twins under `/console/api/users/…`, `GET|POST /console/password`
 //! - Monthly ledger (月台账, see `ledger.rs`): `GET /console/dashboard`, `GET /console/ledger`,
 //!   `GET /console/ledger/silent`, `POST /console/ledger/close`, JSON `GET /console/api/dashboard`,
 //!   `GET /console/api/ledger`
@@ -46,6 +48,7 @@ mod pages;
 mod pairings;
 mod review_views;
 mod roster;
+mod sessions;
 mod thumbnail;
 pub mod tus;
 mod views;
@@ -64,7 +67,7 @@ use tokio::sync::Semaphore;
 use crate::AppState;
 use crate::auth;
 use crate::error::ServiceError;
-use crate::store::Principal;
+use crate::store::{Principal, SessionLookup};
 
 pub use forms::reason_field;
 
@@ -210,6 +213,34 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
             get(pairings::household_page),
         )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
+        .route(
+            "/console/users/{user_id}/devices",
+            get(sessions::devices_page),
+        )
+        .route(
+            "/console/users/{user_id}/devices/{session_id}/revoke",
+            post(sessions::revoke_one_submit),
+        )
+        .route(
+            "/console/users/{user_id}/devices/revoke-all",
+            post(sessions::revoke_all_submit),
+        )
+        .route(
+            "/console/api/users/{user_id}/devices",
+            get(sessions::devices_json),
+        )
+        .route(
+            "/console/api/users/{user_id}/devices/{session_id}/revoke",
+            post(sessions::revoke_one_json),
+        )
+        .route(
+            "/console/api/users/{user_id}/devices/revoke-all",
+            post(sessions::revoke_all_json),
+        )
+        .route(
+            sessions::PASSWORD_PATH,
+            get(sessions::password_page).post(sessions::password_submit),
+        )
         // Every console route, and only those: tus (bearer token) and gRPC merge below.
         .layer(axum::middleware::from_fn_with_state(
             console_state.clone(),
@@ -227,7 +258,9 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
 /// HTTP status of each public error kind: the one place this mapping lives.
 pub fn status_for(error: &ServiceError) -> StatusCode {
     match error {
-        ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::Unauthenticated(_) | ServiceError::SessionEnded { .. } => {
+            StatusCode::UNAUTHORIZED
+        }
         ServiceError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         ServiceError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -379,13 +412,63 @@ async fn session_principal(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ServiceError> {
+    Ok(console_session(state, headers, "")
+        .await?
+        .map(|session| session.principal))
+}
+
+/// The live console session behind the request's cookie (ended, idle or unknown: `None`).
+/// Each request within the idle time keeps it alive (sliding expiry).
+async fn console_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: &str,
+) -> Result<Option<SessionLookup>, ServiceError> {
     let Some(token) = session_token(headers) else {
         return Ok(None);
     };
-    match auth::authenticate(state.store.as_ref(), token, state.clock.now()).await {
-        Ok(principal) => Ok(Some(principal)),
-        Err(auth::AuthError::NoSession) => Ok(None),
+    let policy = auth::SessionPolicy::from_settings(&state.settings);
+    match auth::authenticate_session(state.store.as_ref(), token, &policy, ip, state.clock.now())
+        .await
+    {
+        Ok(session) => Ok(Some(session)),
+        Err(auth::AuthError::NoSession | auth::AuthError::SessionEnded(_)) => Ok(None),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The browser's address for the session list: the connection's peer address, which
+/// `serve` puts in the request's extensions. Forwarding headers are not trusted for it.
+fn peer_ip(parts: &Parts) -> String {
+    crate::login_guard::peer_ip(&parts.extensions)
+        .map(|address| address.to_string())
+        .unwrap_or_default()
+}
+
+/// The caller's live console session, for pages about the session itself (修改密码).
+async fn console_session_of(
+    parts: &Parts,
+    state: &ConsoleState,
+) -> Result<SessionLookup, ConsoleError> {
+    console_session(&state.app, &parts.headers, &peer_ip(parts))
+        .await?
+        .ok_or(ConsoleError::LoginRequired {
+            redirect: parts.method == Method::GET || parts.method == Method::HEAD,
+        })
+}
+
+/// A logged-in console user of any role with their session (修改密码 is for everyone).
+#[derive(Debug, Clone)]
+pub struct AnyConsoleUser(pub SessionLookup);
+
+impl FromRequestParts<ConsoleState> for AnyConsoleUser {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        console_session_of(parts, state).await.map(Self)
     }
 }
 
@@ -413,7 +496,8 @@ async fn console_principal(
     state: &ConsoleState,
     allowed: &[Role],
 ) -> Result<Principal, ConsoleError> {
-    match session_principal(&state.app, &parts.headers).await? {
+    let session = console_session(&state.app, &parts.headers, &peer_ip(parts)).await?;
+    match session.map(|session| session.principal) {
         None => Err(ConsoleError::LoginRequired {
             redirect: parts.method == Method::GET || parts.method == Method::HEAD,
         }),
@@ -430,7 +514,8 @@ async fn api_principal(
     state: &ConsoleState,
     allowed: &[Role],
 ) -> Result<Principal, ApiError> {
-    match session_principal(&state.app, &parts.headers).await? {
+    let session = console_session(&state.app, &parts.headers, &peer_ip(parts)).await?;
+    match session.map(|session| session.principal) {
         None => Err(ApiError(ServiceError::Unauthenticated(
             "未登录或登录已过期 (missing or expired session)".into(),
         ))),

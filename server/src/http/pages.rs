@@ -22,7 +22,7 @@ use crate::auth;
 use crate::error::ServiceError;
 use crate::media::blobs::Derived;
 use crate::review;
-use crate::store::QueuePosition;
+use crate::store::{QueuePosition, SessionKind};
 
 /// `GET /`: the dashboard (工作台) for a logged-in user, the login page for everyone else.
 /// Supervisors reach the queue from the navigation.
@@ -71,15 +71,23 @@ pub async fn login_submit(
         crate::login_guard::peer_ip(&extensions),
         &form.username,
         &form.password,
-        CONSOLE_DEVICE_ID,
-        CONSOLE_DEVICE_NAME,
-        app.settings.session_ttl_hours,
+        &auth::LoginDevice {
+            kind: SessionKind::Console,
+            device_id: CONSOLE_DEVICE_ID.to_owned(),
+            device_name: CONSOLE_DEVICE_NAME.to_owned(),
+            app_version: String::new(),
+            ip: extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(String::new, |info| info.0.ip().to_string()),
+            wants_refresh_token: false,
+        },
+        &auth::SessionPolicy::from_settings(&app.settings),
         app.clock.now(),
     )
     .await;
     match outcome {
-        Ok((token, _principal)) => {
-            let cookie = HeaderValue::from_str(&session_cookie(&token))
+        Ok((tokens, _principal)) => {
+            let cookie = HeaderValue::from_str(&session_cookie(&tokens.access_token))
                 .map_err(|_| ServiceError::Internal)?;
             // Every role gets its session and lands on the dashboard (工作台), which answers
             // roles without console pages with a clear 403 page instead of a misleading
@@ -113,15 +121,20 @@ pub async fn login_submit(
 /// `POST /console/logout`: forget the session in the browser.
 pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
     // End the session on the server too, so a copied cookie stops working at logout and
-    // not only when its TTL runs out. The cookie is cleared even if storage fails.
-    if let Some(token) = session_token(&headers)
-        && let Err(error) = state
-            .app
-            .store
-            .delete_session(&auth::token_sha256(token))
-            .await
-    {
-        tracing::warn!(%error, "could not end a console session");
+    // not only when it idles out. The cookie is cleared even if storage fails.
+    if session_token(&headers).is_some() {
+        let ended = match super::console_session(&state.app, &headers, "").await {
+            Ok(Some(session)) => {
+                auth::logout(state.app.store.as_ref(), &session, state.app.clock.now())
+                    .await
+                    .map_err(ServiceError::from)
+            }
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ended {
+            tracing::warn!(%error, "could not end a console session");
+        }
     }
     match HeaderValue::from_str(&cleared_session_cookie()) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(LOGIN_PATH)).into_response(),

@@ -279,7 +279,10 @@ fn pairings_view(
                     @for row in &overview.cadres {
                         tr.over-quota[row.status.is_over()] {
                             td { (row.cadre.township_name) }
-                            td { (row.cadre.display_name) }
+                            td {
+                                (row.cadre.display_name)
+                                " " a.muted href=(super::sessions::devices_path(&row.cadre.user_id)) { "在用设备" }
+                            }
                             td { (mask_phone(&row.cadre.phone)) }
                             td { (row.cadre.rank.map_or("无职级（兜底）", |rank| rank.label_zh())) }
                             td { (row.status.quota.map_or("不限".to_owned(), |quota| quota.to_string())) }

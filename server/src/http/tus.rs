@@ -266,9 +266,15 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal, TusE
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default()
         .trim();
-    auth::authenticate(state.store.as_ref(), token, state.clock.now())
-        .await
-        .map_err(|error| TusError::Service(error.into()))
+    auth::authenticate(
+        state.store.as_ref(),
+        token,
+        &auth::SessionPolicy::from_settings(&state.settings),
+        "",
+        state.clock.now(),
+    )
+    .await
+    .map_err(|error| TusError::Service(error.into()))
 }
 
 /// The caller's upload; someone else's upload is "not found" so ids reveal nothing.

@@ -86,6 +86,7 @@ pub(super) fn layout(
                             }
                         }
                         span.user { (principal.display_name) " · " (principal.role.label_zh()) }
+                        a href="/console/password" { "修改密码" }
                         form method="post" action="/console/logout" {
                             (super::csrf::form_field())
                             button.link type="submit" { "退出登录" }
@@ -126,7 +127,7 @@ pub fn login_page(username: &str, error: Option<&str>) -> Markup {
 /// Chinese title and message for an error page.
 pub fn error_text(error: &ServiceError) -> (&'static str, String) {
     match error {
-        ServiceError::Unauthenticated(_) => {
+        ServiceError::Unauthenticated(_) | ServiceError::SessionEnded { .. } => {
             ("请先登录", "未登录或登录已过期，请重新登录。".to_owned())
         }
         ServiceError::PermissionDenied(message) => ("无权访问", message.clone()),

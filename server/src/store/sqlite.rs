@@ -53,8 +53,9 @@ use time::OffsetDateTime;
 use super::{
     Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
     Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
-    QueueItem, ScopeBounds, ScopeCursor, SeedData, SessionRecord, Store, StoreError, StoreResult,
-    StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
+    QueueItem, RefreshOutcome, RefreshRotation, ScopeBounds, ScopeCursor, SeedData,
+    SessionEndReason, SessionInfo, SessionKind, SessionLookup, SessionRecord, Store, StoreError,
+    StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
 use super::{
     CADRE_VISIT_WINDOW, CaptureTime, DeviceClockReading, EvidenceInputs, EvidencePhoto, PhotoMeta,
@@ -118,6 +119,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "visit_checkin",
         include_str!("migrations/0015_visit_checkin.sql"),
     ),
+    (16, "sessions", include_str!("migrations/0016_sessions.sql")),
     (
         17,
         "audit_key",
@@ -241,6 +243,102 @@ fn parse_role(name: &str) -> StoreResult<Role> {
 
 fn parse_state(name: &str) -> StoreResult<ReviewState> {
     ReviewState::parse(name).ok_or_else(|| corrupt(format!("unknown review state {name:?}")))
+}
+
+fn parse_session_kind(text: &str) -> StoreResult<SessionKind> {
+    SessionKind::parse(text).ok_or_else(|| corrupt(format!("unknown session kind {text:?}")))
+}
+
+/// One session with its user, selected by `where_clause` over `sessions s` with `?1 = key`.
+fn load_session(
+    connection: &Connection,
+    where_clause: &str,
+    key: &str,
+) -> StoreResult<Option<SessionLookup>> {
+    type Row = (
+        (String, String, String, String, String, String),
+        (i64, bool, i64, String, Option<String>),
+    );
+    let sql = format!(
+        "SELECT s.session_id, s.kind, u.user_id, u.display_name, u.role, u.area_id,
+                s.expires_at, s.refresh_sha256 IS NOT NULL, s.last_seen_at, s.last_ip,
+                s.end_reason, s.device_id
+           FROM sessions s JOIN users u ON u.user_id = s.user_id
+          WHERE {where_clause}"
+    );
+    let row: Option<(Row, String)> = connection
+        .query_row(&sql, params![key], |row| {
+            Ok((
+                (
+                    (
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ),
+                    (
+                        row.get(6)?,
+                        row.get(7)?,
+                        row.get(8)?,
+                        row.get(9)?,
+                        row.get(10)?,
+                    ),
+                ),
+                row.get(11)?,
+            ))
+        })
+        .optional()?;
+    let Some((
+        (
+            (session_id, kind, user_id, display_name, role, area_id),
+            (expires_at, refreshable, last_seen_at, last_ip, end_reason),
+        ),
+        device_id,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let ended = end_reason
+        .map(|text| {
+            SessionEndReason::parse(&text)
+                .ok_or_else(|| corrupt(format!("session {session_id}: end reason {text:?}")))
+        })
+        .transpose()?;
+    Ok(Some(SessionLookup {
+        kind: parse_session_kind(&kind)?,
+        principal: Principal {
+            role: parse_role(&role)?,
+            user_id,
+            display_name,
+            area_id,
+            device_id,
+        },
+        session_id,
+        expires_at: from_millis(expires_at)?,
+        refreshable,
+        last_seen_at: from_millis(last_seen_at)?,
+        last_ip,
+        ended,
+    }))
+}
+
+/// Mark the sessions matching `where_clause` (`?1 = key`) ended, if they are not already.
+fn end_sessions_in(
+    transaction: &Transaction<'_>,
+    where_clause: &str,
+    key: &str,
+    reason: SessionEndReason,
+    at_millis: i64,
+) -> StoreResult<usize> {
+    Ok(transaction.execute(
+        &format!(
+            "UPDATE sessions SET ended_at = ?2, end_reason = ?3
+              WHERE {where_clause} AND ended_at IS NULL"
+        ),
+        params![key, at_millis, reason.as_str()],
+    )?)
 }
 
 impl SqliteStore {
@@ -2749,20 +2847,52 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
+        let user_id = user_id.to_owned();
+        self.read(move |connection| load_user(connection, "user_id = ?1", &user_id))
+            .await
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
+        self.write(move |transaction| {
+            let changed = transaction.execute(
+                "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                params![user_id, password_hash],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("user {user_id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn create_session(&self, session: SessionRecord) -> StoreResult<()> {
         self.write(move |transaction| {
             let created_at = to_millis(session.created_at)?;
+            let (refresh_sha256, refresh_expires_at) = match &session.refresh {
+                Some((digest, expires_at)) => (Some(digest.clone()), Some(to_millis(*expires_at)?)),
+                None => (None, None),
+            };
             transaction.execute(
                 "INSERT INTO sessions (token_sha256, user_id, device_id, device_name, created_at,
-                                       expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                       expires_at, session_id, kind, app_version, last_seen_at,
+                                       last_ip, refresh_sha256, refresh_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?5, ?10, ?11, ?12)",
                 params![
                     session.token_sha256,
                     session.user_id,
                     session.device_id,
                     session.device_name,
                     created_at,
-                    to_millis(session.expires_at)?
+                    to_millis(session.expires_at)?,
+                    session.session_id,
+                    session.kind.as_str(),
+                    session.app_version,
+                    session.ip,
+                    refresh_sha256,
+                    refresh_expires_at,
                 ],
             )?;
             // Login registers the device (DESIGN §4), keeping its processed seq if it had one.
@@ -2778,52 +2908,210 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_session(&self, token_sha256: &str) -> StoreResult<()> {
+    async fn find_session(&self, token_sha256: &str) -> StoreResult<Option<SessionLookup>> {
         let token_sha256 = token_sha256.to_owned();
+        self.read(move |connection| load_session(connection, "s.token_sha256 = ?1", &token_sha256))
+            .await
+    }
+
+    async fn touch_session(
+        &self,
+        session_id: &str,
+        at: OffsetDateTime,
+        ip: &str,
+    ) -> StoreResult<()> {
+        let (session_id, ip) = (session_id.to_owned(), ip.to_owned());
         self.write(move |transaction| {
+            // Never move last-seen backwards (two requests racing), and keep the last known
+            // address when this request's is unknown.
             transaction.execute(
-                "DELETE FROM sessions WHERE token_sha256 = ?1",
-                params![token_sha256],
+                "UPDATE sessions
+                    SET last_seen_at = MAX(last_seen_at, ?2),
+                        last_ip = CASE WHEN ?3 = '' THEN last_ip ELSE ?3 END
+                  WHERE session_id = ?1",
+                params![session_id, to_millis(at)?, ip],
             )?;
             Ok(())
         })
         .await
     }
 
-    async fn find_session(
-        &self,
-        token_sha256: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<Principal>> {
-        let token_sha256 = token_sha256.to_owned();
-        self.read(move |connection| {
-            let row: Option<(String, String, String, String, String)> = connection
+    async fn rotate_refresh(&self, rotation: RefreshRotation) -> StoreResult<RefreshOutcome> {
+        self.write(move |transaction| {
+            let now = to_millis(rotation.now)?;
+            if let Some(current) = load_session(
+                transaction,
+                "s.refresh_sha256 = ?1",
+                &rotation.old_refresh_sha256,
+            )? {
+                let refresh_expired: bool = transaction.query_row(
+                    "SELECT COALESCE(refresh_expires_at, 0) <= ?2 FROM sessions
+                      WHERE session_id = ?1",
+                    params![current.session_id, now],
+                    |row| row.get(0),
+                )?;
+                if current.ended.is_some() || refresh_expired {
+                    return Ok(RefreshOutcome::Ended(current));
+                }
+                transaction.execute(
+                    "INSERT OR IGNORE INTO session_rotated_refresh (refresh_sha256, session_id,
+                                                                  rotated_at)
+                     VALUES (?1, ?2, ?3)",
+                    params![rotation.old_refresh_sha256, current.session_id, now],
+                )?;
+                transaction.execute(
+                    "UPDATE sessions
+                        SET token_sha256 = ?2, expires_at = ?3, refresh_sha256 = ?4,
+                            refresh_expires_at = ?5, last_seen_at = MAX(last_seen_at, ?6),
+                            last_ip = CASE WHEN ?7 = '' THEN last_ip ELSE ?7 END,
+                            app_version = CASE WHEN ?8 = '' THEN app_version ELSE ?8 END
+                      WHERE session_id = ?1",
+                    params![
+                        current.session_id,
+                        rotation.new_token_sha256,
+                        to_millis(rotation.new_expires_at)?,
+                        rotation.new_refresh_sha256,
+                        to_millis(rotation.new_refresh_expires_at)?,
+                        now,
+                        rotation.ip,
+                        rotation.app_version,
+                    ],
+                )?;
+                let rotated = load_session(transaction, "s.session_id = ?1", &current.session_id)?
+                    .ok_or_else(|| corrupt("a rotated session vanished"))?;
+                return Ok(RefreshOutcome::Rotated(rotated));
+            }
+            let rotated_from: Option<String> = transaction
                 .query_row(
-                    "SELECT u.user_id, u.display_name, u.role, u.area_id, s.device_id
-                     FROM sessions s JOIN users u ON u.user_id = s.user_id
-                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                    params![token_sha256, to_millis(now)?],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                        ))
-                    },
+                    "SELECT session_id FROM session_rotated_refresh WHERE refresh_sha256 = ?1",
+                    params![rotation.old_refresh_sha256],
+                    |row| row.get(0),
                 )
                 .optional()?;
-            row.map(|(user_id, display_name, role, area_id, device_id)| {
-                Ok(Principal {
-                    role: parse_role(&role)?,
-                    user_id,
-                    display_name,
-                    area_id,
-                    device_id,
-                })
-            })
-            .transpose()
+            let Some(session_id) = rotated_from else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            let Some(session) = load_session(transaction, "s.session_id = ?1", &session_id)? else {
+                return Ok(RefreshOutcome::Unknown);
+            };
+            if session.ended.is_some() {
+                return Ok(RefreshOutcome::Ended(session));
+            }
+            end_sessions_in(
+                transaction,
+                "session_id = ?1",
+                &session_id,
+                SessionEndReason::RefreshReused,
+                now,
+            )?;
+            let ended = load_session(transaction, "s.session_id = ?1", &session_id)?
+                .ok_or_else(|| corrupt("an ended session vanished"))?;
+            Ok(RefreshOutcome::Reused(ended))
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        reason: SessionEndReason,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
+        self.write(move |transaction| {
+            let owner: Option<(String, Option<i64>)> = transaction
+                .query_row(
+                    "SELECT user_id, ended_at FROM sessions WHERE session_id = ?1",
+                    params![session_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            match owner {
+                Some((owner, ended_at)) if owner == user_id => {
+                    if ended_at.is_none() {
+                        end_sessions_in(
+                            transaction,
+                            "session_id = ?1",
+                            &session_id,
+                            reason,
+                            to_millis(at)?,
+                        )?;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user_id: &str,
+        keep_session_id: Option<&str>,
+        reason: SessionEndReason,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let user_id = user_id.to_owned();
+        let keep = keep_session_id.unwrap_or_default().to_owned();
+        self.write(move |transaction| {
+            let ended = transaction.execute(
+                "UPDATE sessions SET ended_at = ?3, end_reason = ?4
+                  WHERE user_id = ?1 AND session_id <> ?2 AND ended_at IS NULL",
+                params![user_id, keep, to_millis(at)?, reason.as_str()],
+            )?;
+            Ok(ended as u64)
+        })
+        .await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<SessionInfo>> {
+        let user_id = user_id.to_owned();
+        self.read(move |connection| {
+            type SessionRow = (String, String, String, String, String, i64, i64, String);
+            let mut statement = connection.prepare(
+                "SELECT session_id, kind, device_id, device_name, app_version, created_at,
+                        last_seen_at, last_ip
+                   FROM sessions
+                  WHERE user_id = ?1 AND ended_at IS NULL
+                    AND COALESCE(refresh_expires_at, expires_at) > ?2
+                  ORDER BY last_seen_at DESC, session_id",
+            )?;
+            let rows: Vec<SessionRow> = statement
+                .query_map(params![user_id, to_millis(now)?], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(
+                    |(session_id, kind, device_id, device_name, app_version, created, seen, ip)| {
+                        Ok(SessionInfo {
+                            kind: parse_session_kind(&kind)?,
+                            session_id,
+                            device_id,
+                            device_name,
+                            app_version,
+                            created_at: from_millis(created)?,
+                            last_seen_at: from_millis(seen)?,
+                            last_ip: ip,
+                        })
+                    },
+                )
+                .collect()
         })
         .await
     }
@@ -3608,7 +3896,9 @@ mod tests {
     conformance_tests!(
         compaction_keeps_current_records_and_expires_old_tombstones,
         seed_and_read_back,
-        sessions_expire,
+        sessions_are_found_ended_and_listed,
+        refresh_tokens_rotate_and_reuse_ends_the_session,
+        passwords_change,
         push_applies_and_dedupes_resent_seqs,
         same_batch_id_replays_or_is_refused,
         rejected_entry_consumes_its_seq,
