@@ -21,8 +21,11 @@ pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod tls;
 
 use std::future::Future;
+
+use axum::serve::ListenerExt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fieldsync_model::hlc::{Hlc, unix_millis};
@@ -56,6 +59,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
 }
 
 impl AppState {
@@ -122,6 +127,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Bad certificate or key files fail start-up before anything is served.
+    let tls_config = tls::server_config(&state.settings)?;
     // The server HLC lives in memory; after a restart it must start past every stored write
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
@@ -129,10 +136,28 @@ pub async fn serve(
     let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
     let grpc_routes = grpc::routes(state.clone()).await;
     let app = http::router(state).merge(grpc_routes);
-    tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
+    if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
+        tracing::warn!("{warning}");
+    }
+    match tls_config {
+        Some(config) => tls::serve_tls(listener, app, config, shutdown).await,
+        None => {
+            // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
+            let listener = listener.tap_io(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        }
+    }
     maintenance.abort();
     upload_expiry.abort();
     Ok(())
