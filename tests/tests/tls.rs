@@ -118,7 +118,7 @@ async fn login_quickly(client: &Client) -> Result<(), ClientError> {
 }
 
 fn offline_visit(client: &Client) -> NewVisit {
-    let household = client.households().expect("households")[0].id.clone();
+    let household = client.households().expect("households")[0].household_id.clone();
     let now = time::OffsetDateTime::now_utc();
     NewVisit {
         observed_situation: "户主在家，经 TLS 同步。".into(),
