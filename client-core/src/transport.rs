@@ -116,15 +116,16 @@ pub struct LinkOptions {
 
 /// Refuse a server URL the link options do not allow, before any connection is made:
 /// `http://` beyond loopback without `allow_insecure_http`, or a scheme other than http(s).
-pub fn check_server_url(server_url: &str, options: &LinkOptions) -> ClientResult<()> {
+/// Returns whether the URL needs TLS (`https://`).
+pub fn check_server_url(server_url: &str, options: &LinkOptions) -> ClientResult<bool> {
     let uri: tonic::codegen::http::Uri =
         server_url.parse().map_err(|error| ClientError::Invalid {
             field: "server_url".to_owned(),
             message: format!("{server_url:?}: {error}"),
         })?;
     match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if options.allow_insecure_http || is_loopback_host(uri.host()) => Ok(()),
+        Some("https") => Ok(true),
+        Some("http") if options.allow_insecure_http || is_loopback_host(uri.host()) => Ok(false),
         Some("http") => Err(ClientError::InsecureHttp {
             server_url: server_url.to_owned(),
         }),
@@ -267,7 +268,7 @@ impl GrpcTransport {
             return Ok((channel.clone(), server_url));
         }
         // Before any connection: plain text beyond this device is refused here.
-        check_server_url(&server_url, &self.options)?;
+        let uses_tls = check_server_url(&server_url, &self.options)?;
         let mut endpoint = Endpoint::from_shared(server_url.clone())
             .map_err(|error| ClientError::Invalid {
                 field: "server_url".to_owned(),
@@ -275,7 +276,7 @@ impl GrpcTransport {
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
-        if server_url.starts_with("https://") {
+        if uses_tls {
             // tonic only wraps https:// connections in TLS and refuses https:// without a
             // TLS configuration, so there is no path back to plain text.
             endpoint = endpoint
@@ -721,6 +722,38 @@ fn pull_page_from_proto(page: proto::PullPage) -> ClientResult<PulledPage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_only_for_loopback_unless_allowed() {
+        let strict = LinkOptions::default();
+        let allowed = LinkOptions {
+            allow_insecure_http: true,
+            ..LinkOptions::default()
+        };
+        for url in [
+            "http://127.0.0.1:7700",
+            "http://127.9.9.9:7700",
+            "http://localhost:7700",
+            "http://[::1]:7700",
+        ] {
+            assert!(!check_server_url(url, &strict).unwrap(), "{url}");
+        }
+        for url in [
+            "http://example.invalid:7700",
+            "http://0.0.0.0:7700",
+            "http://192.0.2.10:7700",
+            "http://localhost.example.invalid",
+        ] {
+            let error = check_server_url(url, &strict).unwrap_err();
+            assert!(matches!(error, ClientError::InsecureHttp { .. }), "{url}");
+            assert!(!check_server_url(url, &allowed).unwrap(), "{url}");
+        }
+        assert!(check_server_url("https://example.invalid", &strict).unwrap());
+        assert!(matches!(
+            check_server_url("ftp://example.invalid", &allowed),
+            Err(ClientError::Invalid { .. })
+        ));
+    }
     use fieldsync_model::codes::{VisitExceptionReason, VisitMode, VisitType};
     use fieldsync_model::sync::{Mutation, MutationPayload};
     use fieldsync_model::visit::{CheckResult, Visit, WellbeingCheck};
