@@ -13,6 +13,23 @@ pub enum ClientError {
     #[error("服务器无法连接 server unavailable ({server_url}): {message}")]
     Unavailable { server_url: String, message: String },
 
+    /// `http://` to a host beyond this device: refused before any connection is made,
+    /// because the password, the token and personal data would cross the network in plain
+    /// text. Only an explicit `allow_insecure_http` (`--allow-insecure-http`) lifts it.
+    #[error(
+        "拒绝明文连接 refusing plain http:// to {server_url}: passwords and personal data would travel unencrypted. Use the server's https:// address (add --ca-file with the county's CA certificate if it uses its own CA); only on a trusted test network pass --allow-insecure-http"
+    )]
+    InsecureHttp { server_url: String },
+
+    /// The TLS handshake with an `https://` server failed; nothing was sent in plain text.
+    /// Waiting does not help: the certificate, the CA file or the URL must be fixed.
+    #[error("安全连接失败 TLS with {server_url} failed: {message}. {failure}")]
+    Tls {
+        server_url: String,
+        failure: TlsFailure,
+        message: String,
+    },
+
     /// There is no session, or the server no longer accepts it.
     #[error("未登录或登录已失效 not logged in: {0}")]
     NotLoggedIn(String),
@@ -141,6 +158,35 @@ const RETRYABLE_SERVER_CODES: [&str; 5] = [
     "ResourceExhausted",
     "DataLoss",
 ];
+
+/// What went wrong in a TLS handshake; `Display` says what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server's certificate is not signed by a trusted CA, has expired, or is for
+    /// another name.
+    UntrustedCertificate,
+    /// The server answered something that is not TLS (a plain-text server at an
+    /// `https://` address).
+    NotTls,
+    /// Any other handshake failure (no common protocol version, the connection closed).
+    Handshake,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Self::UntrustedCertificate => {
+                "服务器证书不受信任 the server certificate is not trusted: if the county runs its own CA, pass its certificate with --ca-file (FIELDSYNC_CA_FILE); check the address matches the certificate and the phone's date is right"
+            }
+            Self::NotTls => {
+                "服务器未启用 TLS the server does not speak TLS at this address: ask the administrator to start it with --tls-cert/--tls-key, or check the port"
+            }
+            Self::Handshake => {
+                "安全握手失败 the TLS handshake failed: check the address and ask the administrator to check the server's certificate"
+            }
+        })
+    }
+}
 
 impl ClientError {
     /// True when the failure is "no connection": the caller should keep the data and retry

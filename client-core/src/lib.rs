@@ -44,7 +44,7 @@ use rand::rngs::StdRng;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-pub use crate::error::{ClientError, ClientResult};
+pub use crate::error::{ClientError, ClientResult, TlsFailure};
 pub use crate::income::{IncomeState, LocalIncome, YuanError, format_fen, parse_yuan};
 pub use crate::records::{Heartbeat, OutboxEntry, SignOutReason, VisitState};
 pub use crate::store::RejectedMutation;
@@ -53,7 +53,9 @@ pub use crate::sync::SyncReport;
 use crate::edits::CardEdit;
 use crate::records::{LoginRequest, MutationKind};
 use crate::store::{PhotoWrite, Store, VisitWrite, meta_key};
-pub use crate::transport::{ChunkRefused, GrpcTransport, PullFrames, SyncTransport};
+pub use crate::transport::{
+    ChunkRefused, GrpcTransport, LinkOptions, PullFrames, SyncTransport, check_server_url,
+};
 use fieldsync_model::household::Member;
 use fieldsync_model::register::FieldTarget;
 
@@ -334,11 +336,67 @@ impl Client {
         server_url: &str,
         clock: Arc<dyn Clock>,
     ) -> ClientResult<Self> {
+        Self::open_with_clock_and_options(data_dir, server_url, LinkOptions::default(), clock)
+    }
+
+    /// [`Client::open`] with [`LinkOptions`]: an extra CA file for `https://` (a county's own
+    /// CA) and whether plain `http://` beyond loopback is allowed. The options are kept with
+    /// the server URL.
+    pub fn open_with_options(
+        data_dir: &Path,
+        server_url: &str,
+        options: LinkOptions,
+    ) -> ClientResult<Self> {
+        Self::open_with_clock_and_options(data_dir, server_url, options, Arc::new(SystemClock))
+    }
+
+    /// [`Client::open_with_options`] with an injected clock.
+    pub fn open_with_clock_and_options(
+        data_dir: &Path,
+        server_url: &str,
+        options: LinkOptions,
+        clock: Arc<dyn Clock>,
+    ) -> ClientResult<Self> {
         let shared_url = Arc::new(Mutex::new(server_url.to_owned()));
-        let transport = Arc::new(GrpcTransport::new(shared_url.clone()));
+        let transport = Arc::new(GrpcTransport::with_options(
+            shared_url.clone(),
+            options.clone(),
+        ));
         let client = Self::open_inner(data_dir, shared_url, transport, clock)?;
         client.store.meta_set(meta_key::SERVER_URL, server_url)?;
+        let ca_file = options
+            .ca_file
+            .as_deref()
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        client.store.meta_set(meta_key::CA_FILE, &ca_file)?;
+        client.store.meta_set(
+            meta_key::ALLOW_INSECURE_HTTP,
+            if options.allow_insecure_http {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
         Ok(client)
+    }
+
+    /// The link options kept with the server URL (defaults when none were stored).
+    pub fn link_options(&self) -> ClientResult<LinkOptions> {
+        let ca_file = self
+            .store
+            .meta_get(meta_key::CA_FILE)?
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from);
+        let allow_insecure_http = self
+            .store
+            .meta_get(meta_key::ALLOW_INSECURE_HTTP)?
+            .as_deref()
+            == Some("true");
+        Ok(LinkOptions {
+            ca_file,
+            allow_insecure_http,
+        })
     }
 
     /// Open over any [`SyncTransport`] (a fake network in simulations). The server URL is

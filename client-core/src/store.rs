@@ -180,6 +180,11 @@ pub mod meta_key {
     pub const ROLE: &str = "role";
     pub const AREA_ID: &str = "area_id";
     pub const SERVER_URL: &str = "server_url";
+    /// The extra CA file trusted for `https://` (empty: system roots only), kept with the
+    /// server URL.
+    pub const CA_FILE: &str = "ca_file";
+    /// "true" when plain `http://` beyond loopback was explicitly allowed.
+    pub const ALLOW_INSECURE_HTTP: &str = "allow_insecure_http";
     pub const CURSOR: &str = "cursor";
     pub const NEXT_SEQ: &str = "next_seq";
     pub const HLC: &str = "hlc";

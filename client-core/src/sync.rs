@@ -405,6 +405,8 @@ async fn upload(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientRes
             // Losing the connection or the session stops the sync; the next one resumes.
             Err(
                 error @ (ClientError::Unavailable { .. }
+                | ClientError::Tls { .. }
+                | ClientError::InsecureHttp { .. }
                 | ClientError::NotLoggedIn(_)
                 | ClientError::UpgradeRequired(_)),
             ) => return Err(error),

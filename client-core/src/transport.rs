@@ -5,6 +5,7 @@
 //! `ClientInfo`, maps tonic statuses to [`ClientError`], and wraps `fieldsync_model` records
 //! in request envelopes (and unwraps answers) using the shared `fieldsync_proto::convert`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,10 +22,12 @@ use fieldsync_proto::v1::auth_client::AuthClient;
 use fieldsync_proto::v1::media_client::MediaClient;
 use fieldsync_proto::v1::sync_client::SyncClient;
 use prost::Message;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::error::{ClientError, ClientResult};
+use crate::error::{ClientError, ClientResult, TlsFailure};
 use crate::records::{
     Heartbeat, LoginGrant, LoginRequest, PullFrame, PullRequest, PulledPage, PushAck, PushBatch,
     PushOutcome, RefreshedTokens, SignOutReason, UploadPosition,
@@ -121,20 +124,150 @@ pub enum ChunkRefused {
 // gRPC
 // ---------------------------------------------------------------------------------------
 
+/// How the link to the server is secured (issue 10). `https://` is always TLS (rustls,
+/// trusting the Mozilla roots compiled in plus `ca_file`) and never falls back to plain text;
+/// `http://` is only used to a loopback host unless `allow_insecure_http`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// An extra CA certificate file (PEM) to trust besides the system roots: a county's own
+    /// CA is common.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain `http://` to a host that is not this device (a trusted test network only).
+    pub allow_insecure_http: bool,
+}
+
+/// Refuse a server URL the link options do not allow, before any connection is made:
+/// `http://` beyond loopback without `allow_insecure_http`, or a scheme other than http(s).
+/// Returns whether the URL needs TLS (`https://`).
+pub fn check_server_url(server_url: &str, options: &LinkOptions) -> ClientResult<bool> {
+    let uri: tonic::codegen::http::Uri =
+        server_url.parse().map_err(|error| ClientError::Invalid {
+            field: "server_url".to_owned(),
+            message: format!("{server_url:?}: {error}"),
+        })?;
+    match uri.scheme_str() {
+        Some("https") => Ok(true),
+        Some("http") if options.allow_insecure_http || is_loopback_host(uri.host()) => Ok(false),
+        Some("http") => Err(ClientError::InsecureHttp {
+            server_url: server_url.to_owned(),
+        }),
+        _ => Err(ClientError::Invalid {
+            field: "server_url".to_owned(),
+            message: format!(
+                "{server_url:?}: the address must start with https:// (or http:// on this device)"
+            ),
+        }),
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1: traffic that never leaves the device. Names are not
+/// resolved (that would already be network traffic, and DNS can lie).
+fn is_loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// The TLS configuration for `https://` servers: the compiled-in roots plus the extra CA.
+fn tls_config(options: &LinkOptions) -> ClientResult<ClientTlsConfig> {
+    let mut config = ClientTlsConfig::new()
+        .with_webpki_roots()
+        .timeout(CONNECT_TIMEOUT);
+    if let Some(ca_file) = &options.ca_file {
+        let pem = std::fs::read(ca_file).map_err(|error| ClientError::Invalid {
+            field: "ca_file".to_owned(),
+            message: format!(
+                "cannot read the CA certificate file {}: {error}; pass the county CA's certificate (PEM) with --ca-file",
+                ca_file.display()
+            ),
+        })?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|certificates| !certificates.is_empty());
+        if certificates.is_none() {
+            return Err(ClientError::Invalid {
+                field: "ca_file".to_owned(),
+                message: format!(
+                    "{} holds no PEM certificate; --ca-file needs the county CA's certificate (-----BEGIN CERTIFICATE-----), not a key",
+                    ca_file.display()
+                ),
+            });
+        }
+        config = config.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(config)
+}
+
+/// A failed connection: a TLS failure (typed, permanent) or "unreachable" (retry later).
+fn connect_error(server_url: &str, error: &(dyn std::error::Error + 'static)) -> ClientError {
+    match tls_failure(error) {
+        Some(failure) => ClientError::Tls {
+            server_url: server_url.to_owned(),
+            failure,
+            message: error_chain(error),
+        },
+        None => ClientError::Unavailable {
+            server_url: server_url.to_owned(),
+            message: error_chain(error),
+        },
+    }
+}
+
+/// The rustls error somewhere in the chain of `error`, classified. rustls errors travel
+/// inside `std::io::Error`, whose `source()` skips the wrapped error, so each I/O error is
+/// opened with `get_ref`.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let rustls_error = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls_error) = rustls_error {
+            return Some(match rustls_error {
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    TlsFailure::UntrustedCertificate
+                }
+                rustls::Error::InvalidMessage(_)
+                | rustls::Error::InappropriateMessage { .. }
+                | rustls::Error::InappropriateHandshakeMessage { .. } => TlsFailure::NotTls,
+                _ => TlsFailure::Handshake,
+            });
+        }
+        current = error.source();
+    }
+    None
+}
+
 /// The real network: tonic over HTTP/2 to the URL in `server_url` (shared with the
 /// [`crate::Client`], so pointing the client elsewhere takes effect at the next call).
 #[derive(Debug)]
 pub struct GrpcTransport {
     server_url: Arc<Mutex<String>>,
+    options: LinkOptions,
     /// One channel per URL, kept between calls: HTTP/2 multiplexes, and reconnecting for
     /// every chunk on a 2G link would cost a round trip each time.
     channel: tokio::sync::Mutex<Option<(String, Channel)>>,
 }
 
 impl GrpcTransport {
+    /// A transport with the default [`LinkOptions`] (system roots, http only on loopback).
     pub fn new(server_url: Arc<Mutex<String>>) -> Self {
+        Self::with_options(server_url, LinkOptions::default())
+    }
+
+    pub fn with_options(server_url: Arc<Mutex<String>>, options: LinkOptions) -> Self {
         Self {
             server_url,
+            options,
             channel: tokio::sync::Mutex::new(None),
         }
     }
@@ -156,20 +289,29 @@ impl GrpcTransport {
         {
             return Ok((channel.clone(), server_url));
         }
-        let endpoint = Endpoint::from_shared(server_url.clone())
+        // Before any connection: plain text beyond this device is refused here.
+        let uses_tls = check_server_url(&server_url, &self.options)?;
+        let mut endpoint = Endpoint::from_shared(server_url.clone())
             .map_err(|error| ClientError::Invalid {
                 field: "server_url".to_owned(),
                 message: format!("{server_url:?}: {error}"),
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
+        if uses_tls {
+            // tonic only wraps https:// connections in TLS and refuses https:// without a
+            // TLS configuration, so there is no path back to plain text.
+            endpoint = endpoint
+                .tls_config(tls_config(&self.options)?)
+                .map_err(|error| ClientError::Invalid {
+                    field: "server_url".to_owned(),
+                    message: format!("{server_url:?}: {}", error_chain(&error)),
+                })?;
+        }
         let channel = endpoint
             .connect()
             .await
-            .map_err(|error| ClientError::Unavailable {
-                server_url: server_url.clone(),
-                message: error_chain(&error),
-            })?;
+            .map_err(|error| connect_error(&server_url, &error))?;
         *cached = Some((server_url.clone(), channel.clone()));
         Ok((channel, server_url))
     }
@@ -686,6 +828,38 @@ fn pull_page_from_proto(page: proto::PullPage) -> ClientResult<PulledPage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_only_for_loopback_unless_allowed() {
+        let strict = LinkOptions::default();
+        let allowed = LinkOptions {
+            allow_insecure_http: true,
+            ..LinkOptions::default()
+        };
+        for url in [
+            "http://127.0.0.1:7700",
+            "http://127.9.9.9:7700",
+            "http://localhost:7700",
+            "http://[::1]:7700",
+        ] {
+            assert!(!check_server_url(url, &strict).unwrap(), "{url}");
+        }
+        for url in [
+            "http://example.invalid:7700",
+            "http://0.0.0.0:7700",
+            "http://192.0.2.10:7700",
+            "http://localhost.example.invalid",
+        ] {
+            let error = check_server_url(url, &strict).unwrap_err();
+            assert!(matches!(error, ClientError::InsecureHttp { .. }), "{url}");
+            assert!(!check_server_url(url, &allowed).unwrap(), "{url}");
+        }
+        assert!(check_server_url("https://example.invalid", &strict).unwrap());
+        assert!(matches!(
+            check_server_url("ftp://example.invalid", &allowed),
+            Err(ClientError::Invalid { .. })
+        ));
+    }
     use fieldsync_model::codes::{VisitExceptionReason, VisitMode, VisitType};
     use fieldsync_model::sync::{Mutation, MutationPayload};
     use fieldsync_model::visit::{CheckResult, Visit, WellbeingCheck};

@@ -26,8 +26,11 @@ pub mod settings;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod tls;
 
 use std::future::Future;
+
+use axum::serve::ListenerExt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fieldsync_model::hlc::{Hlc, unix_millis};
@@ -67,6 +70,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
 }
 
 impl AppState {
@@ -141,6 +146,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Bad certificate or key files fail start-up before anything is served.
+    let tls_config = tls::server_config(&state.settings)?;
     // The server HLC lives in memory; after a restart it must start past every stored write
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
@@ -158,15 +165,30 @@ pub async fn serve(
     let app = http::router(state)
         .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
         .merge(grpc_routes);
-    tracing::info!(address = %listener.local_addr()?, "fieldsync server listening");
-    // ConnectInfo gives every request (console and gRPC) its TCP peer: the login throttle
-    // keys addresses by it, and a session records it as its last IP (在用设备).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
+    if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
+        tracing::warn!("{warning}");
+    }
+    match tls_config {
+        Some(config) => tls::serve_tls(listener, app, config, shutdown).await,
+        None => {
+            // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
+            // throttle keys addresses by it, and a session records it as its last IP.
+            // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
+            let listener = listener.tap_io(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        }
+    }
     maintenance.abort();
     upload_expiry.abort();
     audit_verification.abort();

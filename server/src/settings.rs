@@ -36,6 +36,14 @@ pub struct Settings {
     /// It must sit outside `data_dir`, so a copy of the data alone cannot be read or its
     /// audit log forged; unset means the sibling folder `<data_dir>-keys`.
     pub key_dir: Option<PathBuf>,
+    /// PEM certificate chain (server certificate first, then intermediates) for TLS. With
+    /// `tls_key_file` it switches gRPC and the console to TLS on the same port
+    /// (`FIELDSYNC_TLS_CERT_FILE`, `--tls-cert`); unset means plain text, which is only safe
+    /// on loopback (a warning is logged otherwise).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`
+    /// (`FIELDSYNC_TLS_KEY_FILE`, `--tls-key`). Keep it readable by the server's user only.
+    pub tls_key_file: Option<PathBuf>,
     /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
     pub database_url: Secret,
     /// Lifetime of a phone or console session, in hours. Phones that refresh (see
@@ -90,6 +98,8 @@ impl Default for Settings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
             data_dir: PathBuf::from("./fieldsync-data"),
             key_dir: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             database_url: Secret::default(),
             session_ttl_hours: 24 * 30,
             access_token_minutes: 15,
@@ -213,6 +223,12 @@ impl Settings {
         table
             .try_into()
             .map_err(|error: toml::de::Error| SettingsError::Invalid(error.message().to_owned()))
+    }
+
+    /// True when the server speaks TLS (both certificate and key are set); the console
+    /// cookie is then marked `Secure`.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
     }
 
     /// The SQLite database file inside the data folder.

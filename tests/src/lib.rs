@@ -43,6 +43,14 @@ impl TestServer {
         Self::start_in_with_clock(data_dir, key_dir, Some(clock)).await
     }
 
+    /// Start a server with the demo county whose settings `configure` changes first (TLS
+    /// certificate files, …). [`TestServer::url`] is `https://` when TLS is on.
+    pub async fn start_with_settings(configure: impl FnOnce(&mut Settings)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_configured(data_dir, key_dir, None, configure).await
+    }
+
     async fn start_in(data_dir: tempfile::TempDir, key_dir: tempfile::TempDir) -> Self {
         Self::start_in_with_clock(data_dir, key_dir, None).await
     }
@@ -52,12 +60,22 @@ impl TestServer {
         key_dir: tempfile::TempDir,
         clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
     ) -> Self {
-        let settings = Settings {
+        Self::start_configured(data_dir, key_dir, clock, |_| {}).await
+    }
+
+    async fn start_configured(
+        data_dir: tempfile::TempDir,
+        key_dir: tempfile::TempDir,
+        clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let mut settings = Settings {
             data_dir: data_dir.path().to_owned(),
             key_dir: Some(key_dir.path().to_owned()),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Settings::default()
         };
+        configure(&mut settings);
         let state = match clock {
             Some(clock) => AppState::open_with_clock(settings, clock),
             None => AppState::open(settings),
@@ -110,7 +128,12 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.state.settings.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.address)
     }
 
     /// How many complete blob files the server holds (content-addressed originals).
@@ -414,50 +437,63 @@ pub fn test_photo(name: &str) -> PathBuf {
 /// features differently from a workspace build and would compile part of the tree again.)
 pub fn server_binary() -> PathBuf {
     static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            // Test binaries live in target/<profile>/deps/.
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(std::path::Path::parent)
-                .expect("test executable inside target/<profile>/deps")
-                .to_owned();
-            let binary =
-                profile_dir.join(format!("fieldsync-server{}", std::env::consts::EXE_SUFFIX));
-            let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-                Some("debug") | None => "dev".to_owned(),
-                Some(other) => other.to_owned(),
-            };
-            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root above tests/");
-            let built_at = std::fs::metadata(&binary).and_then(|metadata| metadata.modified());
-            if let Ok(built_at) = built_at
-                && newest_source_change(workspace).is_some_and(|changed| changed <= built_at)
-            {
-                return binary;
-            }
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let output = std::process::Command::new(cargo)
-                .args(["build", "--quiet", "-p", "fieldsync-server"])
-                .args(["--bin", "fieldsync-server", "--profile", &profile])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("run cargo build for fieldsync-server");
-            assert!(
-                output.status.success(),
-                "cargo build -p fieldsync-server failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(
-                binary.is_file(),
-                "fieldsync-server not found at {} after building it",
-                binary.display()
-            );
-            binary
-        })
-        .clone()
+    workspace_binary(&BINARY, "fieldsync-server", "fieldsync-server")
+}
+
+/// Path of the real `fieldsync` field-app CLI (package `fieldsync-client`), made up to date
+/// once per test process exactly like [`server_binary`].
+pub fn cli_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    workspace_binary(&BINARY, "fieldsync-client", "fieldsync")
+}
+
+fn workspace_binary(
+    cell: &'static std::sync::OnceLock<PathBuf>,
+    package: &str,
+    name: &str,
+) -> PathBuf {
+    cell.get_or_init(|| {
+        // Test binaries live in target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("test executable inside target/<profile>/deps")
+            .to_owned();
+        let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root above tests/");
+        let built_at = std::fs::metadata(&binary).and_then(|metadata| metadata.modified());
+        if let Ok(built_at) = built_at
+            && newest_source_change(workspace).is_some_and(|changed| changed <= built_at)
+        {
+            return binary;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", package])
+            .args(["--bin", name, "--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build for a workspace binary");
+        assert!(
+            output.status.success(),
+            "cargo build -p {package} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            binary.is_file(),
+            "{name} not found at {} after building it",
+            binary.display()
+        );
+        binary
+    })
+    .clone()
 }
 
 /// Latest modification time of the workspace's sources (every file outside `target/`, hidden
@@ -687,8 +723,11 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The address in the binary's `控制台 console: http://ADDR/ …` line.
+/// The address in the binary's `控制台 console: http(s)://ADDR/ …` line.
 fn console_address(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once("控制台 console: http://")?.1;
+    let rest = line.split_once("控制台 console: ")?.1;
+    let rest = rest
+        .strip_prefix("https://")
+        .or_else(|| rest.strip_prefix("http://"))?;
     rest.split('/').next()?.parse().ok()
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fieldsync_client::{
-    Client, ClientError, IncomeState, LocalIncome, NewVisit, SyncReport, VisitState, format_fen,
-    visit_mode_label,
+    Client, ClientError, IncomeState, LinkOptions, LocalIncome, NewVisit, SyncReport, VisitState,
+    format_fen, visit_mode_label,
 };
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{
@@ -36,6 +36,14 @@ struct Cli {
         default_value = "http://127.0.0.1:7700"
     )]
     server: String,
+    /// Extra CA certificate (PEM) to trust for https:// besides the system roots, e.g. the
+    /// county's own CA.
+    #[arg(long, global = true, env = "FIELDSYNC_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Allow plain http:// to a server that is not on this device. Passwords and personal
+    /// data then cross the network unencrypted: a trusted test network only.
+    #[arg(long, global = true, env = "FIELDSYNC_ALLOW_INSECURE_HTTP")]
+    allow_insecure_http: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -339,7 +347,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let client = Client::open(&cli.data_dir, &cli.server)?;
+    let options = LinkOptions {
+        ca_file: cli.ca_file,
+        allow_insecure_http: cli.allow_insecure_http,
+    };
+    let client = Client::open_with_options(&cli.data_dir, &cli.server, options)?;
     match cli.command {
         Command::Login { username, password } => {
             let info = client.login(&username, &password).await?;

@@ -27,6 +27,12 @@ struct Arguments {
     /// TOML settings file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC and the console over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Folder of the server's secret keys (default `<data-dir>-keys`).
     #[arg(long, global = true)]
     key_dir: Option<PathBuf>,
@@ -87,8 +93,21 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
     }
+    if let Some(cert) = arguments.tls_cert {
+        settings.tls_cert_file = Some(cert);
+    }
+    if let Some(key) = arguments.tls_key {
+        settings.tls_key_file = Some(key);
+    }
+    // A bad certificate or key stops start-up here, with the file named, before anything
+    // is bound or opened.
+    let tls_enabled = fieldsync_server::tls::server_config(&settings)?.is_some();
+    let scheme = if tls_enabled { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen_addr).await?;
     let address = listener.local_addr()?;
+    if let Some(warning) = fieldsync_server::tls::plain_text_warning(address, tls_enabled) {
+        eprintln!("{warning}");
+    }
     let data_dir = settings.data_dir.clone();
     let state = AppState::open(settings)?;
     if arguments.demo {
@@ -101,9 +120,9 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             );
         }
-        print_demo_banner(address);
+        print_demo_banner(scheme, address);
     }
-    println!("控制台 console: http://{address}/   gRPC: http://{address}");
+    println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
     fieldsync_server::serve(listener, state, async {
         // If the signal handler cannot be installed the server still runs until killed.
         let _ = tokio::signal::ctrl_c().await;
@@ -159,7 +178,7 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
     }
 }
 
-fn print_demo_banner(address: SocketAddr) {
+fn print_demo_banner(scheme: &str, address: SocketAddr) {
     println!();
     println!(
         "示范账号 demo logins (password for all: {}):",
@@ -186,5 +205,5 @@ fn print_demo_banner(address: SocketAddr) {
         );
     }
     println!();
-    println!("打开控制台 open the console: http://{address}/console/login");
+    println!("打开控制台 open the console: {scheme}://{address}/console/login");
 }

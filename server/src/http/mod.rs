@@ -628,14 +628,25 @@ impl FromRequestParts<ConsoleState> for ApiReviewer {
 
 /// `Set-Cookie` value that opens a console session. `SameSite=Strict` keeps cross-site form
 /// posts from carrying the cookie; same-site ones (another port on this host) are stopped by
-/// the CSRF token and origin check in [`csrf`].
-fn session_cookie(token: &str) -> String {
-    format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+/// the CSRF token and origin check in [`csrf`]. `secure` (the server speaks TLS) adds
+/// `Secure`, so the browser never sends the session over plain HTTP.
+fn session_cookie(token: &str, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{}",
+        secure_attribute(secure)
+    )
 }
 
 /// `Set-Cookie` value that removes the console session from the browser.
-fn cleared_session_cookie() -> String {
-    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+fn cleared_session_cookie(secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        secure_attribute(secure)
+    )
+}
+
+fn secure_attribute(secure: bool) -> &'static str {
+    if secure { "; Secure" } else { "" }
 }
 
 /// Headers every console response carries: pages hold personal data (names, addresses,
@@ -738,11 +749,17 @@ mod tests {
 
     #[test]
     fn the_session_cookie_is_http_only_and_same_site_strict() {
-        let cookie = session_cookie("tok");
+        let cookie = session_cookie("tok", false);
         assert_eq!(
             cookie,
             "fieldsync_session=tok; HttpOnly; SameSite=Strict; Path=/"
         );
-        assert!(cleared_session_cookie().contains("Max-Age=0"));
+        assert!(cleared_session_cookie(false).contains("Max-Age=0"));
+        assert_eq!(
+            session_cookie("tok", true),
+            "fieldsync_session=tok; HttpOnly; SameSite=Strict; Path=/; Secure",
+            "under TLS the cookie never travels over plain HTTP"
+        );
+        assert!(cleared_session_cookie(true).ends_with("; Secure"));
     }
 }

@@ -87,7 +87,7 @@ pub async fn login_submit(
     .await;
     match outcome {
         Ok((tokens, _principal)) => {
-            let cookie = HeaderValue::from_str(&session_cookie(&tokens.access_token))
+            let cookie = HeaderValue::from_str(&session_cookie(&tokens.access_token, app.settings.tls_enabled()))
                 .map_err(|_| ServiceError::Internal)?;
             // Every role gets its session and lands on the dashboard (工作台), which answers
             // roles without console pages with a clear 403 page instead of a misleading
@@ -136,7 +136,7 @@ pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Re
             tracing::warn!(%error, "could not end a console session");
         }
     }
-    match HeaderValue::from_str(&cleared_session_cookie()) {
+    match HeaderValue::from_str(&cleared_session_cookie(state.app.settings.tls_enabled())) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(LOGIN_PATH)).into_response(),
         Err(_) => Redirect::to(LOGIN_PATH).into_response(),
     }
