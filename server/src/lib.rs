@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ledger;
 pub mod media;
 pub mod pairings;
+pub mod pii_rotation;
 pub mod review;
 pub mod roster_import;
 pub mod settings;
@@ -72,7 +73,10 @@ impl AppState {
             ));
         }
         std::fs::create_dir_all(&settings.data_dir)?;
-        let store = SqliteStore::open(&settings.sqlite_path())?;
+        // Personal data is sealed with keys from the key folder, outside the data folder.
+        let pii = store::sealed::PiiCipher::load_or_create(&settings.key_dir())
+            .map_err(|error| ServerError::Setup(format!("personal-data keys: {error}")))?;
+        let store = SqliteStore::open(&settings.sqlite_path(), pii)?;
         let blobs = BlobStore::open(&settings.blob_dir())?;
         Ok(Self {
             store: Arc::new(store),

@@ -1,11 +1,12 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C.
+//! seeds the demo county, and serves until Ctrl-C. Maintenance subcommands (e.g.
+//! `keys rotate-pii`) run instead of serving.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fieldsync_server::settings::Settings;
 use fieldsync_server::{AppState, demo};
 
@@ -26,6 +27,24 @@ struct Arguments {
     /// TOML settings file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A maintenance command to run instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Server keys (the key folder, outside the data folder).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new personal-data key and reseal every stored ID and phone number with it;
+    /// the old key is kept as pii-<key_id>.key so backups stay readable. Stop the server
+    /// first.
+    RotatePii,
 }
 
 #[tokio::main]
@@ -43,6 +62,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
+    }
+    if let Some(Command::Keys(command)) = arguments.command {
+        return run_keys_command(command, &settings).await;
     }
     let listener = tokio::net::TcpListener::bind(settings.listen_addr).await?;
     let address = listener.local_addr()?;
@@ -67,6 +89,24 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// `fieldsync-server keys ...`.
+async fn run_keys_command(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::RotatePii => {
+            let report = fieldsync_server::pii_rotation::rotate_pii_key(settings).await?;
+            println!(
+                "个人信息密钥已轮换 (personal-data key rotated): {} -> {}; {} rows resealed; \
+                 retired key kept in {}",
+                report.retired_key_id,
+                report.new_key_id,
+                report.rows_resealed,
+                settings.key_dir().display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn print_demo_banner(address: SocketAddr) {
