@@ -21,6 +21,7 @@ use crate::income::{IncomeState, LocalIncome};
 use crate::records::{
     Heartbeat, MutationKind, OutboxEntry, PulledPage, PushAck, PushOutcome, VisitState,
 };
+use crate::sealed::PhoneKey;
 use crate::sync::{LocalState, OpenBatch, StatusDecision, UploadState, decide_status_update};
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::income::IncomeRegistration;
@@ -160,6 +161,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX server_income_by_household ON server_income (household_id, year, quarter);
     DELETE FROM meta WHERE key = 'cursor';
+    "#,
+    // 5 (pii_at_rest): ID numbers and phone numbers sealed at rest (sealed.rs). Values
+    // stored before are sealed here with the phone's key; the pii_* functions are registered
+    // on the connection before migrations run. (Version number: see the merge note in
+    // docs/security.md "pii-rest" if another branch also added a version 5.)
+    r#"
+    UPDATE households SET body = pii_seal_plain_card(body);
+    UPDATE outbox SET payload = pii_seal_payload(kind, payload, 'outbox/' || mutation_id);
     "#,
 ];
 
@@ -336,8 +345,17 @@ fn from_sql_int(value: i64) -> u64 {
 impl Store {
     /// Open (creating when absent) the database at `path`, set WAL and FULL sync, and apply
     /// pending migrations. Reopening an up-to-date database changes nothing.
+    /// Open with the default key: `pii.key` in the database's folder, created on first
+    /// open (see [`PhoneKey`] for the app's own key).
     pub fn open(path: &Path) -> ClientResult<Self> {
+        let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::open_with_key(path, &PhoneKey::load_or_create(folder)?)
+    }
+
+    /// Open with the personal-data key the app supplies (Android Keystore / iOS Keychain).
+    pub fn open_with_key(path: &Path, key: &PhoneKey) -> ClientResult<Self> {
         let mut connection = Connection::open(path)?;
+        crate::sealed::register_functions(&connection, key)?;
         // WAL lets a reader (the UI) run while sync writes; FULL makes a commit survive a
         // power cut, which matters because the outbox is the only copy of a visit.
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -537,7 +555,7 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = transaction
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -590,7 +608,7 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = transaction
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -799,7 +817,8 @@ impl Store {
     pub fn households(&self) -> ClientResult<Vec<Household>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT body FROM households ORDER BY village_name, head_name, household_id",
+            "SELECT pii_open_card(body) FROM households
+             ORDER BY village_name, head_name, household_id",
         )?;
         let bodies = statement
             .query_map([], |row| row.get::<_, String>(0))?
@@ -815,7 +834,7 @@ impl Store {
         let connection = self.lock();
         let body: Option<String> = connection
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -1003,8 +1022,9 @@ impl Store {
     pub fn outbox_range(&self, first: u64, last: u64) -> ClientResult<Vec<OutboxEntry>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT seq, mutation_id, hlc, kind, subject_id, payload FROM outbox
-             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            "SELECT seq, mutation_id, hlc, kind, subject_id,
+                    pii_open(payload, 'outbox/' || mutation_id)
+             FROM outbox WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
         )?;
         let rows = statement.query_map(params![to_sql_int(first), to_sql_int(last)], |row| {
             Ok((
@@ -1197,7 +1217,9 @@ impl Store {
             }
             let entry: Option<(String, String, String, Option<String>)> = transaction
                 .query_row(
-                    "SELECT kind, subject_id, payload, household_id FROM outbox WHERE seq = ?1",
+                    "SELECT kind, subject_id, pii_open(payload, 'outbox/' || mutation_id),
+                            household_id
+                     FROM outbox WHERE seq = ?1",
                     [to_sql_int(*seq)],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
@@ -1598,7 +1620,7 @@ fn append_outbox(
     transaction.execute(
         "INSERT INTO outbox (seq, mutation_id, hlc, kind, subject_id, household_id, payload,
                              created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, pii_seal_payload(?4, ?7, 'outbox/' || ?2), ?8)",
         params![
             to_sql_int(seq),
             uuid::Uuid::now_v7().to_string(),
@@ -1637,7 +1659,7 @@ fn parse_time(text: &str) -> Option<OffsetDateTime> {
 fn write_household(transaction: &Transaction<'_>, household: &Household) -> ClientResult<()> {
     transaction.execute(
         "INSERT INTO households (household_id, head_name, village_name, body)
-         VALUES (?1, ?2, ?3, ?4)
+         VALUES (?1, ?2, ?3, pii_seal_card(?4))
          ON CONFLICT (household_id) DO UPDATE SET
             head_name = excluded.head_name, village_name = excluded.village_name,
             body = excluded.body",
@@ -1657,7 +1679,7 @@ fn pending_card_edits(
     household_id: &str,
 ) -> ClientResult<Vec<PendingEdit>> {
     let mut statement = transaction.prepare(
-        "SELECT kind, payload FROM outbox
+        "SELECT kind, pii_open(payload, 'outbox/' || mutation_id) FROM outbox
          WHERE household_id = ?1 AND handover = 0 AND kind IN (?2, ?3) ORDER BY seq",
     )?;
     let rows = statement

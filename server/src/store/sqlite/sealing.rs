@@ -19,8 +19,8 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
+use crate::store::StoreResult;
 use crate::store::sealed::{PiiCipher, SealError};
-use crate::store::{StoreError, StoreResult};
 
 /// Register and household/member fields whose values are sealed (联系电话, 身份证号).
 pub(crate) const SENSITIVE_FIELDS: &[&str] = &["phone", "id_number"];
@@ -81,7 +81,11 @@ enum CardStep {
 
 /// Apply `step` to the sensitive fields of a card's JSON.
 fn transform_card(cipher: &PiiCipher, card: &str, step: CardStep) -> Result<String, CardError> {
-    let mut value: Value = serde_json::from_str(card).map_err(CardError::Json)?;
+    // A card that is not JSON is handed on unchanged: decoding it reports it as corrupt
+    // data with its household, which is the truth (no key problem).
+    let Ok(mut value) = serde_json::from_str::<Value>(card) else {
+        return Ok(card.to_owned());
+    };
     let household_id = value
         .get("household_id")
         .and_then(Value::as_str)
@@ -140,7 +144,7 @@ fn card_needs_reseal(cipher: &PiiCipher, card: &str) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 enum CardError {
-    #[error("household card is not JSON: {0}")]
+    #[error("household card cannot be written back: {0}")]
     Json(serde_json::Error),
     #[error(transparent)]
     Seal(#[from] SealError),
@@ -309,9 +313,12 @@ pub(crate) fn reseal_all(transaction: &Transaction<'_>) -> StoreResult<u64> {
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<Result<_, _>>()?;
     for card in missing {
-        let household: fieldsync_model::household::Household = serde_json::from_str(&card)
-            .map_err(|error| StoreError::Corrupt(format!("household card: {error}")))?;
-        refresh_id_index(transaction, &household)?;
+        // A card that does not decode is reported as corrupt when read; it cannot hold an
+        // index entry, and must not stop the rest of the database from being sealed.
+        if let Ok(household) = serde_json::from_str::<fieldsync_model::household::Household>(&card)
+        {
+            refresh_id_index(transaction, &household)?;
+        }
     }
     Ok(rewritten)
 }
