@@ -33,7 +33,7 @@ fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let writer_logs = Arc::clone(&logs);
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
             .with_ansi(false)
             .with_writer(move || LogWriter(Arc::clone(&writer_logs)))
             .init();
