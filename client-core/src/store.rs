@@ -1888,6 +1888,108 @@ mod tests {
         assert!(store.server_income_registrations(None).unwrap().is_empty());
     }
 
+    /// A pulled card with canary numbers, then a phone edit of its phone number: neither
+    /// number is in the database file or its WAL; both read back; another key fails loudly.
+    #[test]
+    fn card_numbers_and_card_edits_are_sealed_in_the_phone_database() {
+        use fieldsync_model::codes::{
+            Disability, Health, HouseholdAttribute, LabourCapacity, PovertyCause, Relation,
+            Schooling, Sex,
+        };
+        use fieldsync_model::household::Member;
+        use fieldsync_model::register::FieldTarget;
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("client.db");
+        let store = Store::open(&path).unwrap();
+        let canary_id = "52273119800101991X";
+        let card = Household {
+            household_id: "hh-canary".into(),
+            national_household_number: "522731000001".into(),
+            head_name: "金丝雀".into(),
+            township_id: "t".into(),
+            village_id: "v".into(),
+            village_name: "石板村".into(),
+            address: String::new(),
+            phone: "13900990077".into(),
+            attribute: HouseholdAttribute::General,
+            main_cause: PovertyCause::Illness,
+            secondary_causes: vec![],
+            housing_danger_level: None,
+            location: None,
+            members: vec![Member {
+                member_id: "m-1".into(),
+                name: "金丝雀".into(),
+                relation: Relation::Head,
+                sex: Sex::Male,
+                birth_date: "1980-01-01".into(),
+                id_number: canary_id.into(),
+                health: Health::Healthy,
+                labour_capacity: LabourCapacity::Ordinary,
+                schooling: Schooling::NotInSchool,
+                disability: Disability::None,
+                disability_grade: 0,
+                has_medical_insurance: true,
+                has_serious_illness_insurance: false,
+                has_pension_insurance: false,
+                removed: false,
+            }],
+            measures: vec![],
+            server_seq: 1,
+            field_seqs: Default::default(),
+        };
+        let pages = [PulledPage {
+            households: vec![card.clone()],
+            visit_statuses: vec![],
+            removed_household_ids: vec![],
+            income_registrations: vec![],
+        }];
+        store
+            .apply_checkpoint(&Checkpoint {
+                pages: &pages,
+                cursor: "c1",
+                server_time: None,
+                server_hlc: 0,
+                replace_replica: true,
+                now: datetime!(2026-03-05 08:00 UTC),
+            })
+            .unwrap();
+        store
+            .write_card_edit(
+                "hh-canary",
+                CardEdit::Field {
+                    target: FieldTarget::Household,
+                    field: "phone".into(),
+                    value: serde_json::json!("13900990088"),
+                },
+                datetime!(2026-03-05 08:01 UTC),
+            )
+            .unwrap();
+        let read = store.household("hh-canary").unwrap().unwrap();
+        assert_eq!(read.phone, "13900990088");
+        assert_eq!(read.members[0].id_number, canary_id);
+        let pending = store.outbox_entries().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(
+            pending[0].payload_json.contains("13900990088"),
+            "opened for the push"
+        );
+        for file in ["client.db", "client.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            for canary in ["13900990077", "13900990088", canary_id] {
+                assert!(
+                    !bytes
+                        .windows(canary.len())
+                        .any(|window| window == canary.as_bytes()),
+                    "{canary} in plain text in {file}"
+                );
+            }
+        }
+        drop(store);
+        let stranger = Store::open_with_key(&path, &PhoneKey::from_bytes([5; 32])).unwrap();
+        let refused = stranger.household("hh-canary").unwrap_err().to_string();
+        assert!(refused.contains("not this phone's key"), "{refused}");
+    }
+
     #[test]
     fn migrations_are_idempotent_on_reopen() {
         let dir = tempfile::TempDir::new().unwrap();

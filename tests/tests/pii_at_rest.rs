@@ -57,7 +57,7 @@ impl Write for LogWriter {
     }
 }
 
-/// A valid 18-digit ID number in the demo county's region.
+/// A valid 18-digit ID number in the demo county's region; odd sequences are male.
 fn canary_id(birth: &str, sequence: u32) -> String {
     let body = format!("522731{}{sequence:03}", birth.replace('-', ""));
     format!("{body}{}", check_character(&body).expect("17 digits"))
@@ -290,7 +290,7 @@ async fn canary_numbers_from_every_entry_path_are_nowhere_in_plain_text_but_the_
     let conflicting_phone = "13900990033";
     let imported_phone = "13900990022";
     let edited_id = canary_id("1980-01-01", 991);
-    let added_id = canary_id("1990-02-02", 992);
+    let added_id = canary_id("1990-02-02", 997);
     let imported_id = canary_id("1970-03-03", 993);
     let canaries = [
         edited_phone,
@@ -302,8 +302,8 @@ async fn canary_numbers_from_every_entry_path_are_nowhere_in_plain_text_but_the_
     ];
 
     // A cadre's phone edits the household phone and the head's ID number, and adds a member.
-    let (phone, _phone_dir) = phone_of(&server, "cadre01").await;
-    let (other_phone, _other_dir) = phone_of(&server, "cadre01").await;
+    let (phone, phone_dir) = phone_of(&server, "cadre01").await;
+    let (other_phone, other_dir) = phone_of(&server, "cadre01").await;
     let household_id = phone.households().expect("households")[0]
         .household_id
         .clone();
@@ -339,6 +339,18 @@ async fn canary_numbers_from_every_entry_path_are_nowhere_in_plain_text_but_the_
             member("金丝雀子", Relation::Son, &added_id, "1990-02-02"),
         )
         .expect("add member");
+    // A 2026 income registration puts the household in the 2026 income export.
+    phone
+        .correct_income(
+            &household_id,
+            2026,
+            1,
+            fieldsync_model::income::IncomeComponents {
+                wage_fen: 300_000,
+                ..Default::default()
+            },
+        )
+        .expect("income");
     // The second phone, offline meanwhile, sets another phone number: a conflict record
     // holding both values once both have synced.
     other_phone
@@ -351,6 +363,15 @@ async fn canary_numbers_from_every_entry_path_are_nowhere_in_plain_text_but_the_
         .expect("concurrent edit");
     phone.sync().await.expect("sync");
     other_phone.sync().await.expect("sync other");
+    phone.sync().await.expect("pull the other phone's edit");
+    // The phones' own databases (client-core seals the same fields) hold none either.
+    for folder in [phone_dir.path(), other_dir.path()] {
+        assert_eq!(
+            hits_in_folder(folder, &canaries),
+            Vec::<(String, Vec<String>)>::new(),
+            "plain personal data in a phone's data folder"
+        );
+    }
     let stored = server
         .state
         .store
@@ -643,7 +664,7 @@ async fn the_roster_import_refuses_a_duplicate_id_number_in_the_dry_run_and_at_a
     // A fresh number passes the dry run; a phone then adds a member with it to another
     // household before the import is applied. The apply-time check finds it through the
     // blind index (the numbers themselves are sealed) and the import stores nothing.
-    let fresh = canary_id("1975-05-05", 994);
+    let fresh = canary_id("1975-05-05", 995);
     let job = dry_run(
         &server,
         &county,
