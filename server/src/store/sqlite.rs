@@ -354,6 +354,13 @@ fn open_reader(path: &Path, pii: &PiiCipher) -> StoreResult<Connection> {
     Ok(connection)
 }
 
+/// Register the `pii_*` SQL functions (sqlite/sealing.rs) on a connection opened outside
+/// the store, so a tool or test reading the file directly can open sealed values, e.g.
+/// `pii_open(value_json, 'register/' || household_id || '/' || target_key || '/' || field)`.
+pub fn register_pii_functions(connection: &Connection, pii: &PiiCipher) -> StoreResult<()> {
+    sealing::register_functions(connection, pii)
+}
+
 /// Rewrite the database file (VACUUM) and truncate the WAL, so values replaced by their
 /// sealed form leave no copy in free pages or old WAL frames.
 fn scrub_free_pages(connection: &Connection) -> StoreResult<()> {
