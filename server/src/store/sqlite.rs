@@ -3787,6 +3787,87 @@ mod tests {
         }
     }
 
+    /// A database written before encryption at rest (migrations up to 15, plain numbers in
+    /// a card, a register value and a user) comes out of migration 18 with every number
+    /// sealed in the file, still readable through the store, and in the blind index.
+    #[tokio::test]
+    async fn migration_18_seals_plain_personal_data_already_stored() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let mut card = conformance::household("王大山", "t1", "v1", 30.7);
+        card.phone = "13900990099".into();
+        card.members[0].id_number = "11010519491231002X".into();
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version < 18) {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            connection
+                .execute(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name,
+                                             card, server_seq)
+                     VALUES (?1, 't1', 'v1', '王大山', ?2, 1)",
+                    params![card.household_id, encode_json(&card).expect("json")],
+                )
+                .expect("plain card");
+            connection
+                .execute(
+                    "INSERT INTO register_writes (household_id, target_key, field, value_json,
+                                                  hlc, device_id, author_user_id, base_seq,
+                                                  server_seq)
+                     VALUES (?1, 'household', 'phone', '\"13900990099\"', 1, 'd', 'u', 0, 1)",
+                    params![card.household_id],
+                )
+                .expect("plain register value");
+            connection
+                .execute(
+                    "INSERT INTO users (user_id, username, display_name, password_hash, role,
+                                        area_id, phone)
+                     VALUES ('u1', 'cadre', '干部', 'x', 'cadre', 't1', '13900990098')",
+                    [],
+                )
+                .expect("plain user phone");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        let read = store
+            .get_household(&card.household_id)
+            .await
+            .expect("read")
+            .expect("household");
+        assert_eq!(read.phone, "13900990099");
+        assert_eq!(read.members[0].id_number, "11010519491231002X");
+        let user = store
+            .find_user_by_username("cadre")
+            .await
+            .expect("user")
+            .expect("exists");
+        assert_eq!(user.phone, "13900990098");
+        {
+            let writer = store.inner.writer.lock().expect("writer");
+            assert_eq!(sealing::stale_value_count(&writer).expect("count"), 0);
+            let holders = sealing::households_holding_id_number(&writer, "11010519491231002x", "")
+                .expect("blind index");
+            assert_eq!(holders, vec![card.household_id.clone()]);
+        }
+        drop(store);
+        for file in ["fieldsync.sqlite3", "fieldsync.sqlite3-wal"] {
+            let bytes = std::fs::read(directory.path().join(file)).unwrap_or_default();
+            for plain in ["13900990099", "13900990098", "11010519491231002X"] {
+                assert!(
+                    !bytes
+                        .windows(plain.len())
+                        .any(|window| window == plain.as_bytes()),
+                    "{plain} still in plain text in {file}"
+                );
+            }
+        }
+    }
+
     #[tokio::test]
     async fn scope_sequences_are_backfilled_per_township_in_the_old_order() {
         let directory = TempDir::new().expect("temp dir");
