@@ -26,6 +26,7 @@ pub mod hlc;
 pub mod income;
 pub mod photos;
 pub mod records;
+pub mod sealed;
 pub mod store;
 pub mod sync;
 pub mod transport;
@@ -417,14 +418,49 @@ impl Client {
         Ok(client)
     }
 
+    /// [`Client::open`] with the personal-data key supplied by the app (unwrapped with an
+    /// Android Keystore key, or read from the iOS Keychain) instead of the default
+    /// `pii.key` file in `data_dir`. The same key must be supplied on every open.
+    pub fn open_with_pii_key(
+        data_dir: &Path,
+        server_url: &str,
+        key: &sealed::PhoneKey,
+    ) -> ClientResult<Self> {
+        let shared_url = Arc::new(Mutex::new(server_url.to_owned()));
+        let transport = Arc::new(GrpcTransport::new(shared_url.clone()));
+        let client = Self::open_keyed(
+            data_dir,
+            shared_url,
+            transport,
+            Arc::new(SystemClock),
+            Some(key),
+        )?;
+        client.store.meta_set(meta_key::SERVER_URL, server_url)?;
+        Ok(client)
+    }
+
     fn open_inner(
         data_dir: &Path,
         server_url: Arc<Mutex<String>>,
         transport: Arc<dyn SyncTransport>,
         clock: Arc<dyn Clock>,
     ) -> ClientResult<Self> {
+        Self::open_keyed(data_dir, server_url, transport, clock, None)
+    }
+
+    fn open_keyed(
+        data_dir: &Path,
+        server_url: Arc<Mutex<String>>,
+        transport: Arc<dyn SyncTransport>,
+        clock: Arc<dyn Clock>,
+        key: Option<&sealed::PhoneKey>,
+    ) -> ClientResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(|error| ClientError::io(data_dir, error))?;
-        let store = Store::open(&data_dir.join(DATABASE_FILE))?;
+        let database = data_dir.join(DATABASE_FILE);
+        let store = match key {
+            Some(key) => Store::open_with_key(&database, key)?,
+            None => Store::open(&database)?,
+        };
         let device_id = store.ensure_device_id(|| uuid::Uuid::now_v7().to_string())?;
         Ok(Self {
             data_dir: data_dir.to_owned(),

@@ -21,6 +21,7 @@ use crate::income::{IncomeState, LocalIncome};
 use crate::records::{
     Heartbeat, MutationKind, OutboxEntry, PulledPage, PushAck, PushOutcome, VisitState,
 };
+use crate::sealed::PhoneKey;
 use crate::sync::{LocalState, OpenBatch, StatusDecision, UploadState, decide_status_update};
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::income::IncomeRegistration;
@@ -160,6 +161,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX server_income_by_household ON server_income (household_id, year, quarter);
     DELETE FROM meta WHERE key = 'cursor';
+    "#,
+    // 5 (pii_at_rest): ID numbers and phone numbers sealed at rest (sealed.rs). Values
+    // stored before are sealed here with the phone's key; the pii_* functions are registered
+    // on the connection before migrations run. (Version number: see the merge note in
+    // docs/security.md "pii-rest" if another branch also added a version 5.)
+    r#"
+    UPDATE households SET body = pii_seal_plain_card(body);
+    UPDATE outbox SET payload = pii_seal_payload(kind, payload, 'outbox/' || mutation_id);
     "#,
 ];
 
@@ -345,8 +354,17 @@ fn from_sql_int(value: i64) -> u64 {
 impl Store {
     /// Open (creating when absent) the database at `path`, set WAL and FULL sync, and apply
     /// pending migrations. Reopening an up-to-date database changes nothing.
+    /// Open with the default key: `pii.key` in the database's folder, created on first
+    /// open (see [`PhoneKey`] for the app's own key).
     pub fn open(path: &Path) -> ClientResult<Self> {
+        let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::open_with_key(path, &PhoneKey::load_or_create(folder)?)
+    }
+
+    /// Open with the personal-data key the app supplies (Android Keystore / iOS Keychain).
+    pub fn open_with_key(path: &Path, key: &PhoneKey) -> ClientResult<Self> {
         let mut connection = Connection::open(path)?;
+        crate::sealed::register_functions(&connection, key)?;
         // WAL lets a reader (the UI) run while sync writes; FULL makes a commit survive a
         // power cut, which matters because the outbox is the only copy of a visit.
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -566,7 +584,7 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = transaction
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -619,7 +637,7 @@ impl Store {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body: Option<String> = transaction
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -828,7 +846,8 @@ impl Store {
     pub fn households(&self) -> ClientResult<Vec<Household>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT body FROM households ORDER BY village_name, head_name, household_id",
+            "SELECT pii_open_card(body) FROM households
+             ORDER BY village_name, head_name, household_id",
         )?;
         let bodies = statement
             .query_map([], |row| row.get::<_, String>(0))?
@@ -844,7 +863,7 @@ impl Store {
         let connection = self.lock();
         let body: Option<String> = connection
             .query_row(
-                "SELECT body FROM households WHERE household_id = ?1",
+                "SELECT pii_open_card(body) FROM households WHERE household_id = ?1",
                 [household_id],
                 |row| row.get(0),
             )
@@ -1032,8 +1051,9 @@ impl Store {
     pub fn outbox_range(&self, first: u64, last: u64) -> ClientResult<Vec<OutboxEntry>> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT seq, mutation_id, hlc, kind, subject_id, payload FROM outbox
-             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            "SELECT seq, mutation_id, hlc, kind, subject_id,
+                    pii_open(payload, 'outbox/' || mutation_id)
+             FROM outbox WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
         )?;
         let rows = statement.query_map(params![to_sql_int(first), to_sql_int(last)], |row| {
             Ok((
@@ -1226,7 +1246,9 @@ impl Store {
             }
             let entry: Option<(String, String, String, Option<String>)> = transaction
                 .query_row(
-                    "SELECT kind, subject_id, payload, household_id FROM outbox WHERE seq = ?1",
+                    "SELECT kind, subject_id, pii_open(payload, 'outbox/' || mutation_id),
+                            household_id
+                     FROM outbox WHERE seq = ?1",
                     [to_sql_int(*seq)],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
@@ -1627,7 +1649,7 @@ fn append_outbox(
     transaction.execute(
         "INSERT INTO outbox (seq, mutation_id, hlc, kind, subject_id, household_id, payload,
                              created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, pii_seal_payload(?4, ?7, 'outbox/' || ?2), ?8)",
         params![
             to_sql_int(seq),
             uuid::Uuid::now_v7().to_string(),
@@ -1666,7 +1688,7 @@ fn parse_time(text: &str) -> Option<OffsetDateTime> {
 fn write_household(transaction: &Transaction<'_>, household: &Household) -> ClientResult<()> {
     transaction.execute(
         "INSERT INTO households (household_id, head_name, village_name, body)
-         VALUES (?1, ?2, ?3, ?4)
+         VALUES (?1, ?2, ?3, pii_seal_card(?4))
          ON CONFLICT (household_id) DO UPDATE SET
             head_name = excluded.head_name, village_name = excluded.village_name,
             body = excluded.body",
@@ -1686,7 +1708,7 @@ fn pending_card_edits(
     household_id: &str,
 ) -> ClientResult<Vec<PendingEdit>> {
     let mut statement = transaction.prepare(
-        "SELECT kind, payload FROM outbox
+        "SELECT kind, pii_open(payload, 'outbox/' || mutation_id) FROM outbox
          WHERE household_id = ?1 AND handover = 0 AND kind IN (?2, ?3) ORDER BY seq",
     )?;
     let rows = statement
@@ -1893,6 +1915,108 @@ mod tests {
             Some("7")
         );
         assert!(store.server_income_registrations(None).unwrap().is_empty());
+    }
+
+    /// A pulled card with canary numbers, then a phone edit of its phone number: neither
+    /// number is in the database file or its WAL; both read back; another key fails loudly.
+    #[test]
+    fn card_numbers_and_card_edits_are_sealed_in_the_phone_database() {
+        use fieldsync_model::codes::{
+            Disability, Health, HouseholdAttribute, LabourCapacity, PovertyCause, Relation,
+            Schooling, Sex,
+        };
+        use fieldsync_model::household::Member;
+        use fieldsync_model::register::FieldTarget;
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("client.db");
+        let store = Store::open(&path).unwrap();
+        let canary_id = "52273119800101991X";
+        let card = Household {
+            household_id: "hh-canary".into(),
+            national_household_number: "522731000001".into(),
+            head_name: "金丝雀".into(),
+            township_id: "t".into(),
+            village_id: "v".into(),
+            village_name: "石板村".into(),
+            address: String::new(),
+            phone: "13900990077".into(),
+            attribute: HouseholdAttribute::General,
+            main_cause: PovertyCause::Illness,
+            secondary_causes: vec![],
+            housing_danger_level: None,
+            location: None,
+            members: vec![Member {
+                member_id: "m-1".into(),
+                name: "金丝雀".into(),
+                relation: Relation::Head,
+                sex: Sex::Male,
+                birth_date: "1980-01-01".into(),
+                id_number: canary_id.into(),
+                health: Health::Healthy,
+                labour_capacity: LabourCapacity::Ordinary,
+                schooling: Schooling::NotInSchool,
+                disability: Disability::None,
+                disability_grade: 0,
+                has_medical_insurance: true,
+                has_serious_illness_insurance: false,
+                has_pension_insurance: false,
+                removed: false,
+            }],
+            measures: vec![],
+            server_seq: 1,
+            field_seqs: Default::default(),
+        };
+        let pages = [PulledPage {
+            households: vec![card.clone()],
+            visit_statuses: vec![],
+            removed_household_ids: vec![],
+            income_registrations: vec![],
+        }];
+        store
+            .apply_checkpoint(&Checkpoint {
+                pages: &pages,
+                cursor: "c1",
+                server_time: None,
+                server_hlc: 0,
+                replace_replica: true,
+                now: datetime!(2026-03-05 08:00 UTC),
+            })
+            .unwrap();
+        store
+            .write_card_edit(
+                "hh-canary",
+                CardEdit::Field {
+                    target: FieldTarget::Household,
+                    field: "phone".into(),
+                    value: serde_json::json!("13900990088"),
+                },
+                datetime!(2026-03-05 08:01 UTC),
+            )
+            .unwrap();
+        let read = store.household("hh-canary").unwrap().unwrap();
+        assert_eq!(read.phone, "13900990088");
+        assert_eq!(read.members[0].id_number, canary_id);
+        let pending = store.outbox_entries().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(
+            pending[0].payload_json.contains("13900990088"),
+            "opened for the push"
+        );
+        for file in ["client.db", "client.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            for canary in ["13900990077", "13900990088", canary_id] {
+                assert!(
+                    !bytes
+                        .windows(canary.len())
+                        .any(|window| window == canary.as_bytes()),
+                    "{canary} in plain text in {file}"
+                );
+            }
+        }
+        drop(store);
+        let stranger = Store::open_with_key(&path, &PhoneKey::from_bytes([5; 32])).unwrap();
+        let refused = stranger.household("hh-canary").unwrap_err().to_string();
+        assert!(refused.contains("not this phone's key"), "{refused}");
     }
 
     #[test]

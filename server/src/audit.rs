@@ -312,12 +312,18 @@ mod tests {
         let key_dir = tempfile::tempdir().expect("temp dir");
         let path = data.path().join("fieldsync.sqlite3");
         {
-            let legacy = SqliteStore::open(&path).expect("open without key");
+            let legacy = SqliteStore::open(&path, crate::store::sealed::PiiCipher::for_tests())
+                .expect("open without key");
             legacy.append_audit(content("a")).await.expect("append");
             legacy.append_audit(content("b")).await.expect("append");
         }
         let key = load_or_create_key(key_dir.path()).expect("key");
-        let store = SqliteStore::open_with_audit_key(&path, Some(key.clone())).expect("open");
+        let store = SqliteStore::open_with_audit_key(
+            &path,
+            crate::store::sealed::PiiCipher::for_tests(),
+            Some(key.clone()),
+        )
+        .expect("open");
         let keyed = store.append_audit(content("c")).await.expect("append");
         assert_eq!(keyed.key_id, key.key_id);
         assert_eq!(

@@ -442,7 +442,10 @@ pub async fn change_password(
         .ok_or(AuthError::NoSession)?;
     // Both hashes run on the bounded pool, like logins: a burst of password changes must
     // not grow memory either (docs/security.md §3).
-    if !pool.verify(old_password, Some(user.password_hash.clone())).await {
+    if !pool
+        .verify(old_password, Some(user.password_hash.clone()))
+        .await
+    {
         return Err(AuthError::WrongOldPassword);
     }
     let new_hash = pool

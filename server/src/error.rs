@@ -86,6 +86,17 @@ impl From<StoreError> for ServiceError {
                         .into(),
                 )
             }
+            // A sealed value the server's keys cannot open (a wrong or missing key folder):
+            // an operator problem that retrying does not cure; the phone keeps its outbox
+            // and its next sync tries again.
+            StoreError::Sealed(detail) => {
+                tracing::error!(%detail, "personal data cannot be opened with the server's keys");
+                Self::FailedPrecondition(
+                    "服务器数据异常，请联系管理员 (stored data for this request cannot be read; \
+                     contact the administrator)"
+                        .into(),
+                )
+            }
             // A store task that died (a panic) is a server defect, not an outage.
             StoreError::Join(detail) => {
                 tracing::error!(%detail, "storage task failed");

@@ -19,6 +19,7 @@ pub mod login_throttle;
 pub mod media;
 pub mod pairings;
 pub mod password_pool;
+pub mod pii_rotation;
 pub mod review;
 pub mod roster_import;
 pub mod sessions;
@@ -88,10 +89,16 @@ impl AppState {
             ));
         }
         std::fs::create_dir_all(&settings.data_dir)?;
+        // Personal data is sealed with keys from the key folder, outside the data folder.
+        let pii = store::sealed::PiiCipher::load_or_create(&settings.key_dir())
+            .map_err(|error| ServerError::Setup(format!("personal-data keys: {error}")))?;
         let audit_key = audit::load_or_create_key(&settings.key_dir())
             .map_err(|error| ServerError::Setup(format!("audit key: {error}")))?;
-        let store =
-            SqliteStore::open_with_audit_key(&settings.sqlite_path(), Some(audit_key.clone()))?;
+        let store = SqliteStore::open_with_audit_key(
+            &settings.sqlite_path(),
+            pii,
+            Some(audit_key.clone()),
+        )?;
         let blobs = BlobStore::open(&settings.blob_dir())?;
         let login_guard = login_guard::LoginGuard::start(&settings.login)
             .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;

@@ -118,6 +118,16 @@ impl TestServer {
         Self::start_in(old_data, old_keys).await
     }
 
+    /// Stop the server and hand back its data and key folders, so a test can read the files
+    /// a stopped server leaves behind (e.g. that the database holds no plain personal data).
+    pub async fn stop_keeping_files(mut self) -> (tempfile::TempDir, tempfile::TempDir) {
+        self.stop().await;
+        let data_dir =
+            std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
+        let key_dir = std::mem::replace(&mut self.key_dir, tempfile::tempdir().expect("temp dir"));
+        (data_dir, key_dir)
+    }
+
     async fn stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

@@ -177,7 +177,11 @@ async fn store_verify(folder: &Path, key_dir: &Path) -> Result<u64, ChainBreak> 
     let legacy_records = audit::read_legacy_note(key_dir)
         .expect("note readable")
         .expect("the server wrote the legacy note at start-up");
-    let store = SqliteStore::open(&database(folder)).expect("open copy");
+    let store = SqliteStore::open(
+        &database(folder),
+        fieldsync_server::store::sealed::PiiCipher::load_or_create(key_dir).expect("pii keys"),
+    )
+    .expect("open copy");
     audit::verify_chain(&store, &[key], legacy_records, VerifyScope::Full)
         .await
         .expect("readable")

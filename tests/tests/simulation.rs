@@ -685,6 +685,7 @@ impl SimServer {
             ..Settings::default()
         };
         let sqlite_path = settings.sqlite_path();
+        let key_dir = settings.key_dir();
         let state = AppState::open_with_clock(settings, clock)
             .map_err(|error| format!("server does not open: {error}"))?;
         if state
@@ -715,6 +716,11 @@ impl SimServer {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .map_err(|error| format!("open the server database read-only: {error}"))?;
+        // Phone numbers are sealed at rest; the checks compare plain values.
+        let pii = fieldsync_server::store::sealed::PiiCipher::load_or_create(&key_dir)
+            .map_err(|error| format!("personal-data keys: {error}"))?;
+        fieldsync_server::store::sqlite::register_pii_functions(&db, &pii)
+            .map_err(|error| format!("pii functions: {error}"))?;
         Ok(Self {
             state,
             url: format!("http://{address}"),
@@ -1786,7 +1792,10 @@ impl World {
         // Register writes, keyed by their stamp.
         let mut statement = db
             .prepare(
-                "SELECT household_id, target_key, field, value_json, hlc, device_id, base_seq
+                "SELECT household_id, target_key, field,
+                        pii_open(value_json, 'register/' || household_id || '/' || target_key
+                                             || '/' || field),
+                        hlc, device_id, base_seq
                  FROM register_writes",
             )
             .map_err(|error| error.to_string())?;

@@ -1,7 +1,7 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C. With the `audit verify` subcommand it
-//! checks the whole audit chain instead and exits non-zero on a break.
+//! seeds the demo county, and serves until Ctrl-C. Maintenance subcommands (`audit verify`,
+//! `keys rotate-pii`) run instead of serving and exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +48,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Server keys (the key folder, outside the data folder).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new personal-data key and reseal every stored ID and phone number with it;
+    /// the old key is kept as pii-<key_id>.key so backups stay readable. Stop the server
+    /// first.
+    RotatePii,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,14 +92,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(key_dir) = arguments.key_dir {
         settings.key_dir = Some(key_dir);
     }
-    if let Some(Command::Audit {
-        command: AuditCommand::Verify { data_dir },
-    }) = arguments.command
-    {
-        if let Some(data_dir) = data_dir {
-            settings.data_dir = data_dir;
+    match arguments.command {
+        Some(Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        }) => {
+            if let Some(data_dir) = data_dir {
+                settings.data_dir = data_dir;
+            }
+            std::process::exit(audit_verify(&settings).await?);
         }
-        std::process::exit(audit_verify(&settings).await?);
+        Some(Command::Keys(command)) => return run_keys_command(command, &settings).await,
+        None => {}
     }
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
@@ -160,7 +174,9 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
             key_path.display()
         );
     };
-    let store = fieldsync_server::store::SqliteStore::open(&database)?;
+    // The personal-data keys only open the database; verification never reads sealed values.
+    let pii = fieldsync_server::store::sealed::PiiCipher::load_or_create(&key_dir)?;
+    let store = fieldsync_server::store::SqliteStore::open(&database, pii)?;
     match audit::verify_chain(&store, &keys, legacy_records, VerifyScope::Full).await? {
         Ok(verified) => {
             println!(
@@ -174,6 +190,24 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
                 chain_break.audit_id, chain_break.problem
             );
             Ok(EXIT_CHAIN_BROKEN)
+        }
+    }
+}
+
+/// `fieldsync-server keys ...`.
+async fn run_keys_command(command: KeysCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::RotatePii => {
+            let report = fieldsync_server::pii_rotation::rotate_pii_key(settings).await?;
+            println!(
+                "个人信息密钥已轮换 (personal-data key rotated): {} -> {}; {} rows resealed; \
+                 retired key kept in {}",
+                report.retired_key_id,
+                report.new_key_id,
+                report.rows_resealed,
+                settings.key_dir().display()
+            );
+            Ok(())
         }
     }
 }

@@ -87,8 +87,11 @@ pub async fn login_submit(
     .await;
     match outcome {
         Ok((tokens, _principal)) => {
-            let cookie = HeaderValue::from_str(&session_cookie(&tokens.access_token, app.settings.tls_enabled()))
-                .map_err(|_| ServiceError::Internal)?;
+            let cookie = HeaderValue::from_str(&session_cookie(
+                &tokens.access_token,
+                app.settings.tls_enabled(),
+            ))
+            .map_err(|_| ServiceError::Internal)?;
             // Every role gets its session and lands on the dashboard (工作台), which answers
             // roles without console pages with a clear 403 page instead of a misleading
             // "wrong password".

@@ -6,6 +6,7 @@
 /// their data with the same fixtures instead of copies.
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub mod sealed;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,10 @@ pub enum StoreError {
     InvalidValue { field: String, message: String },
     #[error("background task failed: {0}")]
     Join(String),
+    /// Personal data that does not open: the key folder lacks the key it was sealed with,
+    /// or holds a different key under its name, or the value was tampered with or moved.
+    #[error("personal data cannot be opened: {0}")]
+    Sealed(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -24,6 +24,7 @@ mod ledger;
 mod pairings;
 mod review_loop;
 mod roster;
+mod sealing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ use super::{
     CADRE_VISIT_WINDOW, CaptureTime, DeviceClockReading, EvidenceInputs, EvidencePhoto, PhotoMeta,
 };
 use super::{HouseholdDossier, LatestWellbeingCheck};
+use crate::store::sealed::PiiCipher;
+use sealing::{CONFLICT_CONTEXT_SQL, REGISTER_CONTEXT_SQL, USER_PHONE_CONTEXT_SQL};
 
 /// The embedded migrations, in order. The number is the `user_version` the database has
 /// after the file ran; never edit a released file, add a new one.
@@ -125,7 +128,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_key",
         include_str!("migrations/0017_audit_key.sql"),
     ),
+    (
+        18,
+        "pii_at_rest",
+        include_str!("migrations/0018_pii_at_rest.sql"),
+    ),
 ];
+
+/// The migration after which plain personal data already stored is sealed (in Rust: SQL
+/// cannot encrypt), in the migration's own transaction.
+const PII_AT_REST_VERSION: i64 = 18;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
@@ -155,6 +167,8 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Connections {
     path: PathBuf,
+    /// Registered on every connection as the `pii_*` SQL functions (sqlite/sealing.rs).
+    pii: PiiCipher,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// The key new audit records are signed with (HMAC); `None` only for stores opened
@@ -171,6 +185,13 @@ struct Connections {
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
+        // SQLite hands a `pii_*` function's failure back as text only: recognise it, so a
+        // wrong or missing key is reported as such and never as garbage data.
+        if let rusqlite::Error::SqliteFailure(_, Some(message)) = &error
+            && message.contains(sealing::SEAL_FAILURE_MARKER)
+        {
+            return StoreError::Sealed(message.clone());
+        }
         match &error {
             rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
                 ErrorCode::ConstraintViolation
@@ -343,18 +364,20 @@ fn end_sessions_in(
 
 impl SqliteStore {
     /// Open (creating if needed) the database at `path`, set the durability pragmas and bring
-    /// the schema up to date.
+    /// the schema up to date. `pii` seals and opens personal data (ID and phone numbers) at
+    /// this boundary; it must hold the keys the database was sealed with.
     ///
     /// A damaged file is refused (`StoreError::Corrupt` naming the file): serving it would
     /// answer phones from a database that silently lost rows.
-    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        Self::open_with_audit_key(path, None)
+    pub fn open(path: &Path, pii: PiiCipher) -> StoreResult<SqliteStore> {
+        Self::open_with_audit_key(path, pii, None)
     }
 
     /// Like [`SqliteStore::open`], signing new audit records with `audit_key` (the server
     /// always passes its key; see `crate::audit`).
     pub fn open_with_audit_key(
         path: &Path,
+        pii: PiiCipher,
         audit_key: Option<crate::keys::SecretKey>,
     ) -> StoreResult<SqliteStore> {
         let mut writer = Connection::open(path)?;
@@ -362,15 +385,37 @@ impl SqliteStore {
         writer.busy_timeout(BUSY_TIMEOUT)?;
         check_integrity(&writer, path)?;
         configure_writer(&writer)?;
+        sealing::register_functions(&writer, &pii)?;
         apply_migrations(&mut writer)?;
         Ok(SqliteStore {
             inner: Arc::new(Connections {
                 path: path.to_path_buf(),
+                pii,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
                 audit_key,
             }),
         })
+    }
+
+    /// Seal every personal value still plain and reseal every value sealed with a retired
+    /// key, in one write transaction, then rewrite the file and empty the WAL so the old
+    /// forms do not linger in free pages (key rotation). Returns (values rewritten, values
+    /// still stale afterwards: 0 unless a key is missing).
+    pub async fn reseal_personal_data(&self) -> StoreResult<(u64, u64)> {
+        let rewritten = self.write(sealing::reseal_all).await?;
+        let connections = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let writer = connections
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            scrub_free_pages(&writer)?;
+            sealing::stale_value_count(&writer)
+        })
+        .await
+        .map_err(|error| StoreError::Join(error.to_string()))?
+        .map(|stale| (rewritten, stale))
     }
 
     /// Run `work` on a pooled read-only connection in a blocking thread.
@@ -430,7 +475,7 @@ impl Connections {
             .pop();
         match pooled {
             Some(connection) => Ok(connection),
-            None => open_reader(&self.path),
+            None => open_reader(&self.path, &self.pii),
         }
     }
 
@@ -492,7 +537,7 @@ fn check_integrity(connection: &Connection, path: &Path) -> StoreResult<()> {
     )))
 }
 
-fn open_reader(path: &Path) -> StoreResult<Connection> {
+fn open_reader(path: &Path, pii: &PiiCipher) -> StoreResult<Connection> {
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -501,7 +546,24 @@ fn open_reader(path: &Path) -> StoreResult<Connection> {
     )?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    sealing::register_functions(&connection, pii)?;
     Ok(connection)
+}
+
+/// Register the `pii_*` SQL functions (sqlite/sealing.rs) on a connection opened outside
+/// the store, so a tool or test reading the file directly can open sealed values, e.g.
+/// `pii_open(value_json, 'register/' || household_id || '/' || target_key || '/' || field)`.
+pub fn register_pii_functions(connection: &Connection, pii: &PiiCipher) -> StoreResult<()> {
+    sealing::register_functions(connection, pii)
+}
+
+/// Rewrite the database file (VACUUM) and truncate the WAL, so values replaced by their
+/// sealed form leave no copy in free pages or old WAL frames.
+fn scrub_free_pages(connection: &Connection) -> StoreResult<()> {
+    connection.execute_batch("VACUUM;")?;
+    // wal_checkpoint answers with a row (busy, log frames, checkpointed frames).
+    connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Bring the schema to the newest embedded version. Safe to run on every open: applied
@@ -515,6 +577,7 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
              upgrade the server"
         )));
     }
+    let mut sealed_stored_data = false;
     for (version, name, sql) in MIGRATIONS {
         if *version <= current {
             continue;
@@ -524,8 +587,14 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
             StoreError::Database(format!("migration {version} {name}: {error}"))
         })?;
         // PRAGMA takes no bound parameters; the version is our own constant.
+        if *version == PII_AT_REST_VERSION {
+            sealed_stored_data = sealing::reseal_all(&transaction)? > 0;
+        }
         transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
         transaction.commit()?;
+    }
+    if sealed_stored_data {
+        scrub_free_pages(connection)?;
     }
     Ok(())
 }
@@ -660,7 +729,7 @@ fn query_areas(
 fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Option<Household>> {
     let row: Option<(String, i64)> = connection
         .query_row(
-            "SELECT card, server_seq FROM households WHERE household_id = ?1",
+            "SELECT pii_open_card(card), server_seq FROM households WHERE household_id = ?1",
             params![household_id],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
@@ -761,7 +830,8 @@ fn load_user(
         Option<i32>,
     );
     let sql = format!(
-        "SELECT user_id, username, display_name, password_hash, role, area_id, phone, rank
+        "SELECT user_id, username, display_name, password_hash, role, area_id,
+                pii_open(phone, {USER_PHONE_CONTEXT_SQL}), rank
          FROM users WHERE {where_clause}"
     );
     let row: Option<UserRow> = connection
@@ -866,7 +936,7 @@ fn insert_household(transaction: &Transaction<'_>, household: &Household) -> Sto
     transaction.execute(
         "INSERT INTO households (household_id, township_id, village_id, head_name, card,
                                  server_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, pii_seal_card(?5), ?6)",
         params![
             card.household_id,
             card.township_id,
@@ -876,7 +946,7 @@ fn insert_household(transaction: &Transaction<'_>, household: &Household) -> Sto
             seq
         ],
     )?;
-    Ok(())
+    sealing::refresh_id_index(transaction, &card)
 }
 
 // ----- push -----
@@ -1101,12 +1171,13 @@ fn register_history_in(
     target_key: &str,
     field: &str,
 ) -> StoreResult<Vec<RegisterWrite>> {
-    let mut statement = connection.prepare(
-        "SELECT value_json, hlc, device_id, author_user_id, base_seq, server_seq
-         FROM register_writes
-         WHERE household_id = ?1 AND target_key = ?2 AND field = ?3
-         ORDER BY server_seq, hlc, device_id",
-    )?;
+    let mut statement = connection.prepare(&format!(
+        "SELECT pii_open(value_json, {REGISTER_CONTEXT_SQL}), hlc, device_id,
+                    author_user_id, base_seq, server_seq
+             FROM register_writes
+             WHERE household_id = ?1 AND target_key = ?2 AND field = ?3
+             ORDER BY server_seq, hlc, device_id"
+    ))?;
     let rows = statement.query_map(params![household_id, target_key, field], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -1151,10 +1222,11 @@ fn save_household(
 ) -> StoreResult<()> {
     card.server_seq = seq;
     transaction.execute(
-        "UPDATE households SET card = ?2, head_name = ?3, server_seq = ?4 WHERE household_id = ?1",
+        "UPDATE households SET card = pii_seal_card(?2), head_name = ?3, server_seq = ?4
+         WHERE household_id = ?1",
         params![card.household_id, encode_json(&*card)?, card.head_name, seq],
     )?;
-    Ok(())
+    sealing::refresh_id_index(transaction, card)
 }
 
 /// Log a change of the household at its township's next sequence; returns the sequence.
@@ -1230,7 +1302,7 @@ fn write_register(
     transaction.execute(
         "INSERT INTO register_writes (household_id, target_key, field, value_json, hlc, device_id,
                                       author_user_id, base_seq, server_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, pii_seal_field(?3, ?4, ?10), ?5, ?6, ?7, ?8, ?9)",
         params![
             card.household_id,
             target_key,
@@ -1240,7 +1312,8 @@ fn write_register(
             incoming.stamp.device_id,
             incoming.author_user_id,
             base_seq,
-            seq
+            seq,
+            sealing::register_context(&card.household_id, &target_key, field)
         ],
     )?;
     if outcome.incoming_wins {
@@ -1256,7 +1329,8 @@ fn write_register(
         transaction.execute(
             "INSERT OR IGNORE INTO conflicts (conflict_key, household_id, township_id, target_key,
                                               field, first_json, second_json, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, pii_seal_field(?5, ?6, ?9), pii_seal_field(?5, ?7, ?9),
+                     ?8)",
             params![
                 pair.key(),
                 card.household_id,
@@ -1265,7 +1339,8 @@ fn write_register(
                 field,
                 encode_json(&pair.first)?,
                 encode_json(&pair.second)?,
-                created_at
+                created_at,
+                sealing::conflict_context(&pair.key())
             ],
         )?;
     }
@@ -1436,8 +1511,12 @@ fn resolve_conflict_in(
         "device_id": stamp.device_id,
     }))?;
     transaction.execute(
-        "UPDATE conflicts SET resolved_at = ?4, resolved_by = ?5, resolution_json = ?6
-         WHERE household_id = ?1 AND target_key = ?2 AND field = ?3 AND resolved_at IS NULL",
+        &format!(
+            "UPDATE conflicts
+                SET resolved_at = ?4, resolved_by = ?5,
+                    resolution_json = pii_seal_field(field, ?6, {CONFLICT_CONTEXT_SQL})
+              WHERE household_id = ?1 AND target_key = ?2 AND field = ?3 AND resolved_at IS NULL"
+        ),
         params![
             household_id,
             target_key,
@@ -1469,16 +1548,17 @@ fn open_conflicts_in(
         (String, String, String, String),
         (String, String, String, String, i64),
     );
-    let mut statement = connection.prepare(
+    let mut statement = connection.prepare(&format!(
         "SELECT c.conflict_key, c.household_id, h.head_name,
                 COALESCE(a.name, json_extract(h.card, '$.village_name'), ''),
-                c.target_key, c.field, c.first_json, c.second_json, c.created_at
+                c.target_key, c.field, pii_open(c.first_json, {CONFLICT_CONTEXT_SQL}),
+                pii_open(c.second_json, {CONFLICT_CONTEXT_SQL}), c.created_at
          FROM conflicts c
          JOIN households h ON h.household_id = c.household_id
          LEFT JOIN areas a ON a.area_id = h.village_id
          WHERE c.township_id = ?1 AND c.resolved_at IS NULL
-         ORDER BY c.created_at, c.conflict_key",
-    )?;
+         ORDER BY c.created_at, c.conflict_key"
+    ))?;
     let rows: Vec<ConflictRow> = statement
         .query_map(params![township_id], |row| {
             Ok((
@@ -2794,7 +2874,7 @@ fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<(
         transaction.execute(
             "INSERT INTO users (user_id, username, display_name, password_hash, role, area_id,
                                 phone, rank)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, pii_seal(?7, ?9), ?8)",
             params![
                 user.user_id,
                 user.username,
@@ -2804,6 +2884,7 @@ fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<(
                 user.area_id,
                 user.phone,
                 user.rank.map(CadreRank::code),
+                sealing::user_phone_context(&user.user_id),
             ],
         )?;
     }
@@ -3875,8 +3956,11 @@ mod tests {
 
     fn open_temp_store() -> (TempDir, SqliteStore) {
         let directory = TempDir::new().expect("temp dir");
-        let store =
-            SqliteStore::open(&directory.path().join("fieldsync.sqlite3")).expect("open store");
+        let store = SqliteStore::open(
+            &directory.path().join("fieldsync.sqlite3"),
+            PiiCipher::for_tests(),
+        )
+        .expect("open store");
         (directory, store)
     }
 
@@ -3992,7 +4076,7 @@ mod tests {
         let directory = TempDir::new().expect("temp dir");
         let path = directory.path().join("fieldsync.sqlite3");
         let fixture = {
-            let store = SqliteStore::open(&path).expect("open");
+            let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("open");
             conformance::seeded(&store).await
         };
         let newest = MIGRATIONS
@@ -4000,7 +4084,7 @@ mod tests {
             .map(|(version, _, _)| *version)
             .expect("a migration");
 
-        let store = SqliteStore::open(&path).expect("reopen");
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("reopen");
         assert!(!store.is_empty().await.expect("is_empty"));
         let household = store
             .get_household(&fixture.wang.household_id)
@@ -4044,7 +4128,7 @@ mod tests {
                 .execute("DELETE FROM change_log WHERE seq = 3", [])
                 .expect("delete the newest");
         }
-        let store = SqliteStore::open(&path).expect("migrate");
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
         let writer = store.inner.writer.lock().expect("writer");
         let kept: i64 = writer
             .query_row("SELECT COUNT(*) FROM change_log", [], |row| row.get(0))
@@ -4093,7 +4177,7 @@ mod tests {
                     .expect("old visit");
             }
         }
-        let store = SqliteStore::open(&path).expect("migrate");
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
         let writer = store.inner.writer.lock().expect("writer");
         let expected = to_millis(time::macros::datetime!(2026-03-31 15:30 UTC)).expect("ms");
         for (visit_id, extra) in [("v-offset", 0), ("v-utc", 250)] {
@@ -4105,6 +4189,87 @@ mod tests {
                 )
                 .expect("backfilled");
             assert_eq!(backfilled, expected + extra, "{visit_id}");
+        }
+    }
+
+    /// A database written before encryption at rest (migrations up to 15, plain numbers in
+    /// a card, a register value and a user) comes out of migration 18 with every number
+    /// sealed in the file, still readable through the store, and in the blind index.
+    #[tokio::test]
+    async fn migration_18_seals_plain_personal_data_already_stored() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let mut card = conformance::household("王大山", "t1", "v1", 30.7);
+        card.phone = "13900990099".into();
+        card.members[0].id_number = "11010519491231002X".into();
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version < 18) {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            connection
+                .execute(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name,
+                                             card, server_seq)
+                     VALUES (?1, 't1', 'v1', '王大山', ?2, 1)",
+                    params![card.household_id, encode_json(&card).expect("json")],
+                )
+                .expect("plain card");
+            connection
+                .execute(
+                    "INSERT INTO register_writes (household_id, target_key, field, value_json,
+                                                  hlc, device_id, author_user_id, base_seq,
+                                                  server_seq)
+                     VALUES (?1, 'household', 'phone', '\"13900990099\"', 1, 'd', 'u', 0, 1)",
+                    params![card.household_id],
+                )
+                .expect("plain register value");
+            connection
+                .execute(
+                    "INSERT INTO users (user_id, username, display_name, password_hash, role,
+                                        area_id, phone)
+                     VALUES ('u1', 'cadre', '干部', 'x', 'cadre', 't1', '13900990098')",
+                    [],
+                )
+                .expect("plain user phone");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        let read = store
+            .get_household(&card.household_id)
+            .await
+            .expect("read")
+            .expect("household");
+        assert_eq!(read.phone, "13900990099");
+        assert_eq!(read.members[0].id_number, "11010519491231002X");
+        let user = store
+            .find_user_by_username("cadre")
+            .await
+            .expect("user")
+            .expect("exists");
+        assert_eq!(user.phone, "13900990098");
+        {
+            let writer = store.inner.writer.lock().expect("writer");
+            assert_eq!(sealing::stale_value_count(&writer).expect("count"), 0);
+            let holders = sealing::households_holding_id_number(&writer, "11010519491231002x", "")
+                .expect("blind index");
+            assert_eq!(holders, vec![card.household_id.clone()]);
+        }
+        drop(store);
+        for file in ["fieldsync.sqlite3", "fieldsync.sqlite3-wal"] {
+            let bytes = std::fs::read(directory.path().join(file)).unwrap_or_default();
+            for plain in ["13900990099", "13900990098", "11010519491231002X"] {
+                assert!(
+                    !bytes
+                        .windows(plain.len())
+                        .any(|window| window == plain.as_bytes()),
+                    "{plain} still in plain text in {file}"
+                );
+            }
         }
     }
 
@@ -4139,7 +4304,7 @@ mod tests {
                 )
                 .expect("old rows");
         }
-        let store = SqliteStore::open(&path).expect("migrate");
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
         let rows: Vec<(i64, String, i64)> = {
             let writer = store.inner.writer.lock().expect("writer");
             let mut statement = writer
@@ -4187,13 +4352,13 @@ mod tests {
     async fn a_database_from_a_newer_server_is_refused() {
         let directory = TempDir::new().expect("temp dir");
         let path = directory.path().join("fieldsync.sqlite3");
-        drop(SqliteStore::open(&path).expect("open"));
+        drop(SqliteStore::open(&path, PiiCipher::for_tests()).expect("open"));
         let connection = Connection::open(&path).expect("raw open");
         connection
             .execute_batch("PRAGMA user_version = 999")
             .expect("bump version");
         drop(connection);
-        match SqliteStore::open(&path) {
+        match SqliteStore::open(&path, PiiCipher::for_tests()) {
             Err(StoreError::Database(message)) => assert!(message.contains("999"), "{message}"),
             other => panic!("expected a schema version error, got {other:?}"),
         }
@@ -4235,11 +4400,11 @@ mod tests {
         let directory = TempDir::new().expect("temp dir");
         let path = directory.path().join("fieldsync.sqlite3");
         {
-            let store = SqliteStore::open(&path).expect("open");
+            let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("open");
             conformance::seeded(&store).await;
         }
         let damaged_index = damage_first_index_page(&path);
-        let message = match SqliteStore::open(&path) {
+        let message = match SqliteStore::open(&path, PiiCipher::for_tests()) {
             Err(StoreError::Corrupt(message)) => message,
             Err(other) => panic!("expected a damaged-file error, got {other:?}"),
             Ok(_) => panic!("a damaged file (index {damaged_index}) was served"),
@@ -4260,7 +4425,7 @@ mod tests {
         // A file that is not a database at all is refused the same way.
         let garbage = directory.path().join("not-a-database.sqlite3");
         std::fs::write(&garbage, vec![0x42; 8192]).expect("write garbage");
-        match SqliteStore::open(&garbage) {
+        match SqliteStore::open(&garbage, PiiCipher::for_tests()) {
             Err(StoreError::Corrupt(message)) => {
                 assert!(message.contains("not-a-database.sqlite3"), "{message}");
             }

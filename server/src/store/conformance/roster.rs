@@ -65,6 +65,13 @@ fn phone_change(card: &Household, new_phone: &str) -> FieldChange {
     }
 }
 
+/// The fixture households all share one head ID number; a household an import creates
+/// needs its own, or the apply-time duplicate check (blind index) refuses it.
+fn give_own_id_number(card: &mut Household, first_17_digits: &str) {
+    let check = fieldsync_model::id_number::check_character(first_17_digits).expect("17 digits");
+    card.members[0].id_number = format!("{first_17_digits}{check}");
+}
+
 fn child(name: &str) -> Member {
     Member {
         member_id: new_id(),
@@ -138,6 +145,7 @@ pub async fn roster_import_applies_everything_and_logs_it_for_pull(store: &dyn S
     let before = newest_seqs(store).await;
     let mut new_card = household("孙家旺", TOWNSHIP_TWO, VILLAGE_TWO_A, 30.812);
     new_card.national_household_number = "4212230020010099".into();
+    give_own_id_number(&mut new_card, "42122319600101001");
     let son = child("赵小虎");
     let plan = ImportPlan {
         new_households: vec![new_card.clone()],
@@ -231,6 +239,7 @@ pub async fn a_roster_import_that_fails_stores_nothing(store: &dyn Store) {
     // import is refused, including the writes before it.
     let mut fresh = household("钱多多", TOWNSHIP_TWO, VILLAGE_TWO_A, 30.813);
     fresh.national_household_number = "4212230020010100".into();
+    give_own_id_number(&mut fresh, "42122319600101002");
     let mut duplicate = household("冒名户", TOWNSHIP_TWO, VILLAGE_TWO_A, 30.814);
     duplicate.national_household_number = fixture.wang.national_household_number.clone();
     let plan = ImportPlan {

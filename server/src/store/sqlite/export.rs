@@ -32,7 +32,7 @@ const HOUSEHOLD_IN_AREA: &str = concat!(
 /// Columns of the household part of an export row, in the order [`export_household`] reads
 /// them (starting at column 0).
 const HOUSEHOLD_COLUMNS: &str = "h.household_id, h.township_id, COALESCE(t.name, h.township_id),
-     h.village_id, COALESCE(v.name, h.village_id), h.card, h.server_seq";
+     h.village_id, COALESCE(v.name, h.village_id), pii_open_card(h.card), h.server_seq";
 
 const HOUSEHOLD_JOINS: &str = "FROM households h
      LEFT JOIN areas t ON t.area_id = h.township_id
@@ -87,7 +87,7 @@ pub(super) fn export_visits(
     // The empty cursor sorts before every id, so one statement serves the first page too.
     let sql = format!(
         "SELECT {HOUSEHOLD_COLUMNS}, vi.body, vi.state, vi.evidence_flags,
-                COALESCE(u.display_name, vi.author_user_id), COALESCE(u.phone, ''),
+                COALESCE(u.display_name, vi.author_user_id), COALESCE(pii_open(u.phone, 'users.phone/' || u.user_id), ''),
                 (SELECT COUNT(*) FROM photos p WHERE p.visit_id = vi.visit_id)
          {HOUSEHOLD_JOINS}
          JOIN visits vi ON vi.household_id = h.household_id

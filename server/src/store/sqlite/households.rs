@@ -151,7 +151,8 @@ pub(super) fn households_in_area(
     area_id: &str,
 ) -> StoreResult<Vec<Household>> {
     let mut statement = connection.prepare(&format!(
-        "SELECT card, server_seq FROM households WHERE household_id IN ({AREA_HOUSEHOLDS})
+        "SELECT pii_open_card(card), server_seq FROM households
+         WHERE household_id IN ({AREA_HOUSEHOLDS})
          ORDER BY village_id, head_name, household_id"
     ))?;
     let rows = statement.query_map(params![area_id], |row| {
@@ -252,7 +253,8 @@ pub(super) fn household_dossier(
     };
 
     let mut statement = connection.prepare(
-        "SELECT u.user_id, u.display_name, u.phone, u.rank, p.is_primary
+        "SELECT u.user_id, u.display_name, pii_open(u.phone, 'users.phone/' || u.user_id),
+                u.rank, p.is_primary
          FROM pairings p JOIN users u ON u.user_id = p.cadre_user_id
          WHERE p.household_id = ?1 AND p.active = 1
          ORDER BY p.is_primary DESC, u.display_name, u.user_id",

@@ -472,6 +472,7 @@ pub(super) fn queue_flag_counts(
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
+    use crate::store::sealed::PiiCipher;
 
     /// A township of 5,000 households with 12 months of visits (one per household and
     /// month), written with plain SQL: the ledger reads of one month must use the indexes
@@ -480,7 +481,7 @@ mod tests {
     async fn ledger_reads_of_a_large_township_use_indexes() {
         let directory = tempfile::TempDir::new().expect("temp dir");
         let path = directory.path().join("fieldsync.sqlite3");
-        drop(SqliteStore::open(&path).expect("migrate"));
+        drop(SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate"));
         let mut connection = Connection::open(&path).expect("open");
         let transaction = connection.transaction().expect("transaction");
         transaction

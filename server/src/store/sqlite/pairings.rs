@@ -30,7 +30,8 @@ fn township_in_county(column: &str) -> String {
 
 pub(super) fn cadre_loads(connection: &Connection, county_id: &str) -> StoreResult<Vec<CadreLoad>> {
     let sql = format!(
-        "SELECT u.user_id, u.display_name, u.phone, u.area_id, COALESCE(t.name, u.area_id), u.rank,
+        "SELECT u.user_id, u.display_name, pii_open(u.phone, 'users.phone/' || u.user_id),
+                u.area_id, COALESCE(t.name, u.area_id), u.rank,
                 (SELECT COUNT(*) FROM pairings p
                  WHERE p.cadre_user_id = u.user_id AND p.active = 1 AND p.is_primary = 1),
                 (SELECT COUNT(*) FROM pairings p

@@ -14,6 +14,7 @@ use fieldsync_model::roster::{AreaName, CountyRoster};
 use fieldsync_model::sync::MutationOutcome;
 use rusqlite::{Connection, Transaction, params};
 
+use super::sealing::households_holding_id_number;
 use super::{
     AREA_COLUMNS, add_member, decode_household, display_name_of, from_millis, from_sql_unsigned,
     insert_household, load_household, query_areas, register_history_in, to_millis, to_sql_integer,
@@ -50,7 +51,7 @@ pub(super) fn county_roster(connection: &Connection, county_id: &str) -> StoreRe
         params![county_id],
     )?;
     let mut statement = connection.prepare(concat!(
-        "SELECT card, server_seq FROM households WHERE township_id IN (",
+        "SELECT pii_open_card(card), server_seq FROM households WHERE township_id IN (",
         county_townships_sql!(),
         ") ORDER BY household_id"
     ))?;
@@ -87,6 +88,28 @@ fn stored_household_numbers(
     Ok(numbers)
 }
 
+/// The apply-time duplicate check (the dry run checks the county in the model): an ID
+/// number already held by a current member of another household anywhere on the server is
+/// refused. ID numbers are sealed at rest, so the look-up goes through the blind index.
+/// The message carries the masked number only.
+fn refuse_id_number_held_elsewhere(
+    transaction: &Transaction<'_>,
+    id_number: &str,
+    household_id: &str,
+) -> StoreResult<()> {
+    if id_number.is_empty() {
+        return Ok(());
+    }
+    let holders = households_holding_id_number(transaction, id_number, household_id)?;
+    match holders.first() {
+        None => Ok(()),
+        Some(holder) => Err(StoreError::Conflict(format!(
+            "证件号码{}已登记在另一户（{holder}）中，请重新预览",
+            fieldsync_model::id_number::mask(id_number)
+        ))),
+    }
+}
+
 /// Store the whole import, or nothing.
 pub(super) fn apply_roster_import(
     transaction: &Transaction<'_>,
@@ -103,6 +126,13 @@ pub(super) fn apply_roster_import(
                 "户编号{}已存在（可能已被另一次导入写入），请重新预览",
                 household.national_household_number
             )));
+        }
+        for member in household.current_members() {
+            refuse_id_number_held_elsewhere(
+                transaction,
+                &member.id_number,
+                &household.household_id,
+            )?;
         }
         insert_household(transaction, household)?;
         bump();
@@ -135,6 +165,11 @@ pub(super) fn apply_roster_import(
             {
                 stamp.hlc = shown.stamp.hlc.tick(0);
             }
+            if change.field == "id_number"
+                && let Some(id_number) = change.new_value.as_str()
+            {
+                refuse_id_number_held_elsewhere(transaction, id_number, &card.household_id)?;
+            }
             if let FieldTarget::Member(member_id) = &change.target
                 && !card
                     .members
@@ -159,6 +194,11 @@ pub(super) fn apply_roster_import(
     }
 
     for new_member in &plan.new_members {
+        refuse_id_number_held_elsewhere(
+            transaction,
+            &new_member.member.id_number,
+            &new_member.household_id,
+        )?;
         match add_member(transaction, &new_member.household_id, &new_member.member)? {
             MutationOutcome::Applied => {}
             MutationOutcome::Rejected { message, .. } => {
