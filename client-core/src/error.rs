@@ -151,13 +151,9 @@ pub enum ClientError {
 
 /// `Server::code` values (tonic `Code` names) that waiting may cure; see
 /// [`ClientError::is_transient`].
-const RETRYABLE_SERVER_CODES: [&str; 5] = [
-    "Internal",
-    "Unknown",
-    "Aborted",
-    "ResourceExhausted",
-    "DataLoss",
-];
+/// (`RESOURCE_EXHAUSTED` is not among them: the server uses it for a throttled login,
+/// which becomes [`ClientError::LoginThrottled`] with its wait, never an automatic retry.)
+const RETRYABLE_SERVER_CODES: [&str; 4] = ["Internal", "Unknown", "Aborted", "DataLoss"];
 
 /// What went wrong in a TLS handshake; `Display` says what to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,11 +244,16 @@ mod tests {
             tonic::Code::Internal,
             tonic::Code::Unknown,
             tonic::Code::Aborted,
-            tonic::Code::ResourceExhausted,
             tonic::Code::DataLoss,
         ] {
             assert!(server(code).is_transient(), "{code:?} is worth a retry");
         }
+        // A throttled login waits for its retry-after; the app decides when to try again.
+        assert!(matches!(
+            server(tonic::Code::ResourceExhausted),
+            crate::ClientError::LoginThrottled { .. }
+        ));
+        assert!(!server(tonic::Code::ResourceExhausted).is_transient());
         for code in [
             tonic::Code::InvalidArgument,
             tonic::Code::FailedPrecondition,

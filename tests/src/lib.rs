@@ -435,6 +435,20 @@ pub fn test_photo(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A command for `binary` without the test's own `FIELDSYNC_*` variables: flags set
+/// everything a test cares about, and settings from the environment the tests run in (CI
+/// sets `FIELDSYNC_REQUIRE_BROWSER`, `FIELDSYNC_TEST_DATABASE_URL`) would only make the run
+/// depend on where it happens; the server refuses unknown `FIELDSYNC_*` keys.
+pub fn command_without_fieldsync_environment(binary: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FIELDSYNC_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Path of the real `fieldsync-server` binary in this test's profile folder
 /// (`target/<profile>/fieldsync-server`), made up to date once per test process.
 ///
@@ -574,9 +588,9 @@ impl ServerProcess {
         environment: &[(&str, &str)],
     ) -> Self {
         use std::io::BufRead;
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
 
-        let mut command = Command::new(binary);
+        let mut command = command_without_fieldsync_environment(binary);
         command
             .arg("--data-dir")
             .arg(data_dir)
@@ -584,13 +598,6 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // Flags set everything the test cares about; settings from the test's own
-        // environment would only make the run depend on where it happens.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("FIELDSYNC_") {
-                command.env_remove(name);
-            }
-        }
         command.envs(environment.iter().copied());
         if demo {
             command.arg("--demo");

@@ -6,7 +6,6 @@
 //! county staff, and only for them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use fieldsync_model::access::{
     AuditContent, ChainBroken, GENESIS_HASH, chain_hash, keyed_chain_hash,
@@ -15,7 +14,9 @@ use fieldsync_model::codes::Role;
 use fieldsync_server::audit::{self, ChainBreak, VerifyScope};
 use fieldsync_server::demo::DEMO_COUNTY_ID;
 use fieldsync_server::store::{SeedData, SqliteStore, UserRecord};
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, server_binary};
+use fieldsync_tests::{
+    DEMO_PASSWORD, TestServer, command_without_fieldsync_environment, console_login, server_binary,
+};
 
 /// Records the tests write before tampering.
 const RECORDS: usize = 6;
@@ -189,13 +190,11 @@ async fn store_verify(folder: &Path, key_dir: &Path) -> Result<u64, ChainBreak> 
 
 /// Run `fieldsync-server audit verify` on `folder`: exit code, stdout, stderr.
 fn command_verify(folder: &Path, key_dir: &Path) -> (i32, String, String) {
-    let output = Command::new(server_binary())
+    let output = command_without_fieldsync_environment(&server_binary())
         .args(["audit", "verify", "--data-dir"])
         .arg(folder)
         .arg("--key-dir")
         .arg(key_dir)
-        .env_remove("FIELDSYNC_KEY_DIR")
-        .env_remove("FIELDSYNC_DATA_DIR")
         .output()
         .expect("run fieldsync-server audit verify");
     (

@@ -239,11 +239,14 @@ async fn kill_9_during_ingest_loses_no_acknowledged_batch_and_shows_no_partial_o
     eprintln!("crash test: seed {seed:#x} (replay with FIELDSYNC_CRASH_SEED={seed:#x})");
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let database = data_dir.path().join(DATABASE_FILE);
+    // The data folder sits inside a temporary root, so the key folder the server keeps
+    // beside it (`<data>-keys`) is removed with the root.
+    let root = tempfile::tempdir().expect("temp dir");
+    let data_dir = root.path().join("data");
+    let database = data_dir.join(DATABASE_FILE);
 
     // First start seeds the demo county; later starts reuse the folder without --demo.
-    let mut server = ServerProcess::start(data_dir.path(), true).await;
+    let mut server = ServerProcess::start(&data_dir, true).await;
     let mut phones = Vec::new();
     for username in PHONES {
         let device_id = random_uuid(&mut rng);
@@ -350,7 +353,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_batch_and_shows_no_partial_o
             }
         }
 
-        server = ServerProcess::start(data_dir.path(), false).await;
+        server = ServerProcess::start(&data_dir, false).await;
         for (index, (phone, committed)) in phones.iter_mut().zip(committed).enumerate() {
             // One phone logs in again; the other keeps its token, which must have survived.
             if index == 0 {

@@ -372,11 +372,15 @@ async fn the_console_over_tls_marks_the_session_cookie_secure() {
         .await
         .expect("dashboard");
     assert_eq!(dashboard.status(), reqwest::StatusCode::OK);
+    let csrf_token =
+        fieldsync_tests::csrf_token_in(&dashboard.text().await.expect("dashboard page"))
+            .expect("the page carries the session's CSRF token");
 
     // Logging out clears the cookie with the same attributes.
     let logout = browser
         .post(format!("{}/console/logout", server.url()))
         .header(reqwest::header::COOKIE, &session)
+        .form(&[("csrf_token", csrf_token.as_str())])
         .send()
         .await
         .expect("logout");

@@ -18,8 +18,9 @@ struct Arguments {
     /// when the data folder is empty, and print the demo logins.
     #[arg(long)]
     demo: bool,
-    /// Folder for the SQLite file and the photo blobs (default ./fieldsync-data).
-    #[arg(long)]
+    /// Folder for the SQLite file and the photo blobs (default ./fieldsync-data); also
+    /// names the folder the maintenance commands work on.
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1:7700).
     #[arg(long)]
@@ -65,11 +66,7 @@ enum KeysCommand {
 enum AuditCommand {
     /// Verify the whole audit chain: exit 0 with the count verified, exit 3 naming the
     /// first bad record, exit 1 when it cannot be checked (no database, unreadable key).
-    Verify {
-        /// Folder holding the SQLite file (default ./fieldsync-data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Verify,
 }
 
 /// Exit code of `audit verify` when the chain is broken (2 is clap's usage error, 1 any
@@ -94,13 +91,8 @@ async fn main() -> anyhow::Result<()> {
     }
     match arguments.command {
         Some(Command::Audit {
-            command: AuditCommand::Verify { data_dir },
-        }) => {
-            if let Some(data_dir) = data_dir {
-                settings.data_dir = data_dir;
-            }
-            std::process::exit(audit_verify(&settings).await?);
-        }
+            command: AuditCommand::Verify,
+        }) => std::process::exit(audit_verify(&settings).await?),
         Some(Command::Keys(command)) => return run_keys_command(command, &settings).await,
         None => {}
     }

@@ -26,6 +26,24 @@ impl AuthService {
     }
 }
 
+/// The app version a request's `ClientInfo` names ("" when it names none).
+fn app_version_of(client: Option<&v1::ClientInfo>) -> String {
+    client
+        .map(|client| client.app_version.clone())
+        .unwrap_or_default()
+}
+
+/// A refresh token and its expiry as the wire carries them: empty and unset for apps that
+/// do not refresh.
+fn refresh_to_wire(
+    refresh: Option<(String, time::OffsetDateTime)>,
+) -> (String, Option<prost_types::Timestamp>) {
+    match refresh {
+        Some((token, expires_at)) => (token, Some(instant_to_wire(expires_at))),
+        None => (String::new(), None),
+    }
+}
+
 #[tonic::async_trait]
 impl v1::auth_server::Auth for AuthService {
     async fn login(
@@ -46,11 +64,7 @@ impl v1::auth_server::Auth for AuthService {
             kind: SessionKind::Device,
             device_id: request.device_id.clone(),
             device_name: request.device_name.clone(),
-            app_version: request
-                .client
-                .as_ref()
-                .map(|client| client.app_version.clone())
-                .unwrap_or_default(),
+            app_version: app_version_of(request.client.as_ref()),
             ip,
             wants_refresh_token: request.wants_refresh_token,
         };
@@ -66,10 +80,7 @@ impl v1::auth_server::Auth for AuthService {
         )
         .await
         .map_err(|error| status_from(error.into()))?;
-        let (refresh_token, refresh_token_expires_at) = match tokens.refresh {
-            Some((token, expires_at)) => (token, Some(instant_to_wire(expires_at))),
-            None => (String::new(), None),
-        };
+        let (refresh_token, refresh_token_expires_at) = refresh_to_wire(tokens.refresh);
         Ok(Response::new(v1::LoginResponse {
             token: tokens.access_token,
             user_id: principal.user_id,
@@ -89,11 +100,7 @@ impl v1::auth_server::Auth for AuthService {
         let ip = peer_ip(&request);
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
-        let app_version = request
-            .client
-            .as_ref()
-            .map(|client| client.app_version.clone())
-            .unwrap_or_default();
+        let app_version = app_version_of(request.client.as_ref());
         let (tokens, _principal) = auth::refresh(
             self.state.store.as_ref(),
             &request.refresh_token,
@@ -104,10 +111,7 @@ impl v1::auth_server::Auth for AuthService {
         )
         .await
         .map_err(|error| status_from(error.into()))?;
-        let (refresh_token, refresh_token_expires_at) = match tokens.refresh {
-            Some((token, expires_at)) => (token, Some(instant_to_wire(expires_at))),
-            None => (String::new(), None),
-        };
+        let (refresh_token, refresh_token_expires_at) = refresh_to_wire(tokens.refresh);
         Ok(Response::new(v1::RefreshResponse {
             token: tokens.access_token,
             refresh_token,
