@@ -435,6 +435,36 @@ pub fn test_photo(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A well-formed in-person visit on the wire for `household_id`: checked in 45 minutes ago,
+/// checked out now, no GPS fix or photos (tests add what they need with `..`).
+pub fn wire_in_person_visit(household_id: &str) -> v1::Visit {
+    let now = time::OffsetDateTime::now_utc();
+    let wire_now = fieldsync_proto::convert::instant_to_wire(now);
+    v1::Visit {
+        visit_id: uuid::Uuid::now_v7().to_string(),
+        revision: 1,
+        household_id: household_id.into(),
+        mode: v1::VisitMode::InPerson as i32,
+        r#type: v1::VisitType::Routine as i32,
+        checkin_at: Some(fieldsync_proto::convert::instant_to_wire(
+            now - time::Duration::minutes(45),
+        )),
+        checkout_at: Some(wire_now),
+        observed_situation: "户主在家，秋粮已收，家中老人身体尚可。".into(),
+        recorded_at_device: Some(wire_now),
+        ..Default::default()
+    }
+}
+
+/// The roster import template's column headers, in template order (the model's
+/// `roster::Column::ALL`), for tests that write a roster file.
+pub fn roster_headers() -> Vec<&'static str> {
+    fieldsync_model::roster::Column::ALL
+        .iter()
+        .map(|column| column.header_zh())
+        .collect()
+}
+
 /// A command for `binary` without the test's own `FIELDSYNC_*` variables: flags set
 /// everything a test cares about, and settings from the environment the tests run in (CI
 /// sets `FIELDSYNC_REQUIRE_BROWSER`, `FIELDSYNC_TEST_DATABASE_URL`) would only make the run

@@ -290,6 +290,14 @@ async fn the_command_without_the_key_cannot_pass_a_keyed_chain() {
         audit::legacy_note_path(other_keys.path()),
     )
     .expect("copy note");
+    // The personal-data keys are the server's own: only the audit key differs.
+    for name in ["pii", "pii-index"] {
+        std::fs::copy(
+            fieldsync_server::keys::key_path(&server.key_path(), name),
+            fieldsync_server::keys::key_path(other_keys.path(), name),
+        )
+        .expect("copy personal-data key");
+    }
     let (code, _, stderr) = command_verify(copy.path(), other_keys.path());
     assert_ne!(code, 0);
     assert!(stderr.contains("at record 1:"), "{stderr}");

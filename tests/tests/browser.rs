@@ -506,31 +506,7 @@ async fn one_household_roster(server: &TestServer, folder: &Path) -> PathBuf {
         "{body}{}",
         fieldsync_model::id_number::check_character(body).expect("17 digits")
     );
-    let headers = [
-        "户编号",
-        "乡镇",
-        "行政村",
-        "户主姓名",
-        "联系电话",
-        "住址",
-        "户属性",
-        "主要致贫原因",
-        "次要致贫原因",
-        "住房安全等级",
-        "姓名",
-        "与户主关系",
-        "性别",
-        "证件号码",
-        "出生日期",
-        "健康状况",
-        "劳动技能",
-        "在校生情况",
-        "残疾类别",
-        "残疾等级",
-        "参加城乡居民医疗保险",
-        "参加大病保险",
-        "参加城乡居民养老保险",
-    ];
+    let headers = fieldsync_tests::roster_headers();
     let row = [
         "900000000001".to_owned(),
         township.name.clone(),

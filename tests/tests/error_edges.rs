@@ -4,30 +4,11 @@
 //! decode as protobuf are INVALID_ARGUMENT on every service (never the retryable INTERNAL).
 
 use fieldsync_proto::v1;
-use fieldsync_tests::{TestServer, authorized, client_info, pull_all};
+use fieldsync_tests::{TestServer, authorized, client_info, pull_all, wire_in_person_visit};
 use prost::bytes::{Buf, BufMut};
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-
-fn in_person_visit(household_id: &str) -> v1::Visit {
-    let now = time::OffsetDateTime::now_utc();
-    let wire_now = fieldsync_proto::convert::instant_to_wire(now);
-    v1::Visit {
-        visit_id: uuid::Uuid::now_v7().to_string(),
-        revision: 1,
-        household_id: household_id.into(),
-        mode: v1::VisitMode::InPerson as i32,
-        r#type: v1::VisitType::Routine as i32,
-        checkin_at: Some(fieldsync_proto::convert::instant_to_wire(
-            now - time::Duration::minutes(45),
-        )),
-        checkout_at: Some(wire_now),
-        observed_situation: "户主在家，秋粮已收，家中老人身体尚可。".into(),
-        recorded_at_device: Some(wire_now),
-        ..Default::default()
-    }
-}
 
 fn push_of(device_id: &str, first_seq: u64, visits: Vec<v1::Visit>) -> v1::PushRequest {
     v1::PushRequest {
@@ -69,17 +50,17 @@ async fn a_visit_at_the_end_of_time_is_rejected_on_its_own_and_the_queue_moves_o
         seconds: 253_402_300_000,
         nanos: 0,
     };
-    let mut absurd = in_person_visit(&household_id);
+    let mut absurd = wire_in_person_visit(&household_id);
     absurd.checkin_at = Some(end_of_time);
     absurd.checkout_at = Some(end_of_time);
-    let mut from_1970 = in_person_visit(&household_id);
+    let mut from_1970 = wire_in_person_visit(&household_id);
     from_1970.checkin_at = Some(prost_types::Timestamp::default());
     let response = sync
         .push(authorized(
             push_of(
                 &device,
                 1,
-                vec![absurd, from_1970, in_person_visit(&household_id)],
+                vec![absurd, from_1970, wire_in_person_visit(&household_id)],
             ),
             &token,
         ))
@@ -113,7 +94,7 @@ async fn a_visit_at_the_end_of_time_is_rejected_on_its_own_and_the_queue_moves_o
     assert_eq!(response.last_processed_seq, 3);
     let response = sync
         .push(authorized(
-            push_of(&device, 4, vec![in_person_visit(&household_id)]),
+            push_of(&device, 4, vec![wire_in_person_visit(&household_id)]),
             &token,
         ))
         .await
@@ -139,7 +120,9 @@ async fn seqs_sqlite_cannot_hold_are_invalid_argument_naming_the_field() {
         (i64::MAX as u64, 2, "mutations[1].seq"),
     ];
     for (first_seq, count, field) in cases {
-        let visits = (0..count).map(|_| in_person_visit(&household_id)).collect();
+        let visits = (0..count)
+            .map(|_| wire_in_person_visit(&household_id))
+            .collect();
         let status = sync
             .push(authorized(push_of(&device, first_seq, visits), &token))
             .await
@@ -158,7 +141,7 @@ async fn seqs_sqlite_cannot_hold_are_invalid_argument_naming_the_field() {
     // Nothing advanced; the device's real queue still starts at 1.
     let response = sync
         .push(authorized(
-            push_of(&device, 1, vec![in_person_visit(&household_id)]),
+            push_of(&device, 1, vec![wire_in_person_visit(&household_id)]),
             &token,
         ))
         .await

@@ -131,33 +131,6 @@ fn database_hits(data_dir: &Path, canaries: &[&str]) -> Vec<(String, Vec<String>
     found
 }
 
-/// The CSV header of the roster import (the template's columns).
-const ROSTER_HEADERS: [&str; 23] = [
-    "户编号",
-    "乡镇",
-    "行政村",
-    "户主姓名",
-    "联系电话",
-    "住址",
-    "户属性",
-    "主要致贫原因",
-    "次要致贫原因",
-    "住房安全等级",
-    "姓名",
-    "与户主关系",
-    "性别",
-    "证件号码",
-    "出生日期",
-    "健康状况",
-    "劳动技能",
-    "在校生情况",
-    "残疾类别",
-    "残疾等级",
-    "参加城乡居民医疗保险",
-    "参加大病保险",
-    "参加城乡居民养老保险",
-];
-
 /// A one-household roster file (CSV) whose head has `id_number` and the household `phone`.
 fn roster_csv(
     number: &str,
@@ -167,7 +140,9 @@ fn roster_csv(
     id_number: &str,
 ) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(ROSTER_HEADERS).expect("header");
+    writer
+        .write_record(fieldsync_tests::roster_headers())
+        .expect("header");
     writer
         .write_record([
             number,

@@ -549,8 +549,6 @@ async fn push_as_the_edge(
 
 /// A visit that must apply, for `household_id`, at `seq`.
 fn good_batch(device_id: &str, household_id: &str, seq: u64, hlc: u64) -> v1::PushRequest {
-    let now = time::OffsetDateTime::now_utc();
-    let wire_now = fieldsync_proto::convert::instant_to_wire(now);
     v1::PushRequest {
         device_id: device_id.into(),
         batch_id: uuid::Uuid::now_v7().to_string(),
@@ -559,20 +557,9 @@ fn good_batch(device_id: &str, household_id: &str, seq: u64, hlc: u64) -> v1::Pu
             seq,
             mutation_id: uuid::Uuid::now_v7().to_string(),
             hlc,
-            payload: Some(v1::mutation::Payload::SubmitVisit(v1::Visit {
-                visit_id: uuid::Uuid::now_v7().to_string(),
-                revision: 1,
-                household_id: household_id.into(),
-                mode: v1::VisitMode::InPerson as i32,
-                r#type: v1::VisitType::Routine as i32,
-                checkin_at: Some(fieldsync_proto::convert::instant_to_wire(
-                    now - time::Duration::minutes(45),
-                )),
-                checkout_at: Some(wire_now),
-                observed_situation: "户主在家，秋粮已收，家中老人身体尚可。".into(),
-                recorded_at_device: Some(wire_now),
-                ..Default::default()
-            })),
+            payload: Some(v1::mutation::Payload::SubmitVisit(
+                fieldsync_tests::wire_in_person_visit(household_id),
+            )),
         }],
         client: Some(fieldsync_tests::client_info()),
         ..Default::default()

@@ -166,8 +166,9 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
             key_path.display()
         );
     };
-    // The personal-data keys only open the database; verification never reads sealed values.
-    let pii = fieldsync_server::store::sealed::PiiCipher::load_or_create(&key_dir)?;
+    // Verification never reads sealed values, but the store opens with the personal-data
+    // keys; a folder without them is the wrong folder, not one to create keys in.
+    let pii = fieldsync_server::store::sealed::PiiCipher::load(&key_dir)?;
     let store = fieldsync_server::store::SqliteStore::open(&database, pii)?;
     match audit::verify_chain(&store, &keys, legacy_records, VerifyScope::Full).await? {
         Ok(verified) => {

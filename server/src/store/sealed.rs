@@ -112,6 +112,22 @@ impl PiiCipher {
     pub fn load_or_create(key_dir: &Path) -> Result<Self, KeyError> {
         let (current, _) = keys::load_or_create(key_dir, PII_KEY_NAME)?;
         let (index, _) = keys::load_or_create(key_dir, PII_INDEX_KEY_NAME)?;
+        Self::with_retired(key_dir, current, index)
+    }
+
+    /// Like [`PiiCipher::load_or_create`], but a missing key is an error: for maintenance
+    /// commands, which must never mint keys in a folder the operator may have mistyped.
+    pub fn load(key_dir: &Path) -> Result<Self, KeyError> {
+        let current = keys::load(key_dir, PII_KEY_NAME)?;
+        let index = keys::load(key_dir, PII_INDEX_KEY_NAME)?;
+        Self::with_retired(key_dir, current, index)
+    }
+
+    fn with_retired(
+        key_dir: &Path,
+        current: SecretKey,
+        index: SecretKey,
+    ) -> Result<Self, KeyError> {
         let retired = retired_key_names(key_dir)?
             .iter()
             .map(|name| keys::load(key_dir, name))
