@@ -6,12 +6,15 @@
 //!   exists. A refused photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted
 //!   one gets its metadata row, its display copy and thumbnail, and only then its blob row,
 //!   which is what makes it visible and approvable.
-//! - [`refresh_flags`] gathers a visit's inputs from the store, runs the pure
-//!   [`fieldsync_model::evidence::evaluate`] with the configured thresholds and keeps the
-//!   flags with the revision. It runs after a push applies a visit or a photo
-//!   ([`refresh_after_push`]) and after an upload completes, for every visit using that file.
+//! - [`refresh_after_push_in`] and [`refresh_for_blob_in`] say which visits' flags to
+//!   recompute; the store runs them inside the push's (or the upload completion's) own write
+//!   transaction through [`FlagWork`], which gathers the inputs of all those visits at once
+//!   (a cadre's visits around the batch in one index range), runs the pure
+//!   [`fieldsync_model::evidence::evaluate`] with the configured thresholds ([`flags_of`])
+//!   and keeps the flags with the revision: one durable commit per push, not one per visit.
 //!   Flags inform reviewers; they never reject or block anything, and failing to compute them
-//!   never fails the push or upload that triggered it.
+//!   never fails the push or upload that triggered it (the store discards the flag work in a
+//!   savepoint and commits the rest).
 //!
 //! Device clock skew is read from the device's latest heartbeat (its clock against the
 //! server's when the heartbeat arrived), not from the visit's `recorded_at_device` against
@@ -29,7 +32,11 @@ use crate::AppState;
 use crate::error::ServiceError;
 use crate::media::blobs::{BlobError, Derived};
 use crate::media::photo::{self, Limits, PhotoRejected, Prepared};
-use crate::store::{CaptureTime, EvidenceInputs, PhotoMeta, UploadRecord};
+use fieldsync_model::sync::MutationOutcome;
+
+use crate::store::{
+    CaptureTime, EvidenceInputs, FlagTarget, PhotoMeta, PushResult, StoreResult, UploadRecord,
+};
 
 /// Longest side of the display copy the console shows, in pixels: enough to read a door
 /// plate or a face on a laptop screen, a fraction of a 12 MP original.
@@ -134,7 +141,15 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         .store
         .complete_upload(&upload.upload_id, state.clock.now())
         .await?;
-    refresh_for_blob(state, &upload.sha256).await;
+    // Flags never fail the upload: a failure is logged, and the flag work (its own one
+    // transaction for every visit of the file) is discarded as a whole.
+    if let Err(error) = state
+        .store
+        .refresh_flags_of_blob(&upload.sha256, state.settings.evidence.clone())
+        .await
+    {
+        tracing::warn!(%error, sha256 = %upload.sha256, "could not compute evidence flags");
+    }
     Ok(())
 }
 
@@ -153,41 +168,6 @@ pub fn photo_meta(prepared: &Prepared) -> PhotoMeta {
         orientation: exif.orientation,
         phash: prepared.phash.0,
     }
-}
-
-/// Compute and keep the flags of a visit's latest revision; `None` for an unknown visit.
-pub async fn refresh_flags(
-    state: &AppState,
-    visit_id: &str,
-) -> Result<Option<Vec<EvidenceFlag>>, ServiceError> {
-    Ok(refresh_one(state, visit_id)
-        .await?
-        .map(|(flags, _neighbours)| flags))
-}
-
-/// [`refresh_flags`], also returning the ids of the same cadre's visits whose travel-speed
-/// and per-day results depend on this one ([`affected_neighbours`]).
-async fn refresh_one(
-    state: &AppState,
-    visit_id: &str,
-) -> Result<Option<(Vec<EvidenceFlag>, Vec<String>)>, ServiceError> {
-    let settings = &state.settings.evidence;
-    let Some(inputs) = state
-        .store
-        .evidence_inputs(visit_id, settings.near_duplicate_max_bits)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let flags = flags_of(&inputs, settings);
-    state
-        .store
-        .save_visit_flags(visit_id, inputs.visit.revision, flags.clone())
-        .await?;
-    Ok(Some((
-        flags,
-        affected_neighbours(&inputs, settings.max_in_person_visits_per_day),
-    )))
 }
 
 /// The same cadre's visits whose flags this visit can change: the nearest one before and
@@ -274,57 +254,116 @@ pub fn flags_of(
     )
 }
 
-/// Recompute the flags of each visit, logging failures (the caller's work already
-/// succeeded and must not fail because of flags).
-pub async fn refresh_logged(state: &AppState, visit_ids: &[String]) {
-    for visit_id in visit_ids {
-        if let Err(error) = refresh_flags(state, visit_id).await {
-            tracing::warn!(%error, %visit_id, "could not compute evidence flags");
+/// What the flag work of one write transaction reads and writes. Each store implements it
+/// over its open transaction, so a push's flags commit with the push (issue 11 §2: one
+/// durable commit per push, not one per visit) and [`refresh_after_push_in`] stays the one
+/// description of *which* visits are re-evaluated.
+pub trait FlagWork {
+    /// Ids of the visits with a photo record of this file, in id order, or `None` while
+    /// its blob is not stored.
+    fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>>;
+    /// The inputs of each visit's latest revision (`None` for an unknown visit), in the
+    /// order asked. Gathered together so a cadre's visits around a batch are read once.
+    /// A failure for one visit (a row that no longer decodes) is that visit's alone.
+    #[allow(clippy::type_complexity)]
+    fn inputs(
+        &mut self,
+        visit_ids: &[String],
+        near_duplicate_max_bits: u32,
+    ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>>;
+    /// Keep the flags of one revision, replacing earlier ones.
+    fn save_flags(&mut self, visit_id: &str, revision: u32, flags: &[EvidenceFlag])
+    -> StoreResult<()>;
+}
+
+/// Evaluate and keep the flags of `visit_ids`, returning the ids of the neighbours whose
+/// flags they can change ([`affected_neighbours`]). A visit whose inputs cannot be gathered
+/// is logged and skipped (flags never fail the work that triggered them); an error keeping
+/// flags is returned, and the caller discards the flag work as a whole.
+fn refresh_visits(
+    work: &mut dyn FlagWork,
+    visit_ids: &[String],
+    settings: &evidence::EvidenceSettings,
+) -> StoreResult<Vec<String>> {
+    let mut neighbours = Vec::new();
+    for (visit_id, inputs) in work.inputs(visit_ids, settings.near_duplicate_max_bits)? {
+        match inputs {
+            Ok(Some(inputs)) => {
+                let flags = flags_of(&inputs, settings);
+                work.save_flags(&visit_id, inputs.visit.revision, &flags)?;
+                neighbours.extend(affected_neighbours(
+                    &inputs,
+                    settings.max_in_person_visits_per_day,
+                ));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, %visit_id, "could not compute evidence flags");
+            }
         }
     }
+    Ok(neighbours)
 }
 
 /// After a blob arrived: every visit with a photo of it (its own visit gains evidence, and
-/// visits sharing the file now show the reuse).
-pub async fn refresh_for_blob(state: &AppState, sha256: &str) {
-    match state.store.visits_with_photo(sha256).await {
-        Ok(visit_ids) => refresh_logged(state, &visit_ids).await,
-        Err(error) => tracing::warn!(%error, %sha256, "could not list the visits of a photo"),
-    }
+/// visits sharing the file now show the reuse), inside the completion's one transaction.
+pub fn refresh_for_blob_in(
+    work: &mut dyn FlagWork,
+    sha256: &str,
+    settings: &evidence::EvidenceSettings,
+) -> StoreResult<()> {
+    let visit_ids = work.visits_using_stored_blob(sha256)?.unwrap_or_default();
+    refresh_visits(work, &visit_ids, settings).map(drop)
 }
 
-/// After a push committed: the visits it submitted and the visits it added photos to, plus
-/// the other visits that use an already stored file it attached (so both sides of a reuse
-/// are flagged), plus the same cadre's visits around each submitted one (a visit synced
-/// late can make an earlier neighbour's travel impossible or its day too full).
-pub async fn refresh_after_push(state: &AppState, visit_ids: &[String], photo_sha256s: &[String]) {
+/// Inside a push's write transaction, after the batch was applied: the visits it submitted
+/// and the visits it added photos to, plus the other visits that use an already stored file
+/// it attached (so both sides of a reuse are flagged), plus the same cadre's visits around
+/// each of those (a visit synced late can make an earlier neighbour's travel impossible or
+/// its day too full).
+pub fn refresh_after_push_in(
+    work: &mut dyn FlagWork,
+    visit_ids: &[String],
+    photo_sha256s: &[String],
+    settings: &evidence::EvidenceSettings,
+) -> StoreResult<()> {
     let mut touched: Vec<String> = visit_ids.to_vec();
     for sha256 in photo_sha256s {
-        match state.store.blob_exists(sha256).await {
-            Ok(true) => match state.store.visits_with_photo(sha256).await {
-                Ok(others) => touched.extend(others),
-                Err(error) => {
-                    tracing::warn!(%error, %sha256, "could not list the visits of a photo")
-                }
-            },
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, %sha256, "could not check a blob"),
+        if let Some(others) = work.visits_using_stored_blob(sha256)? {
+            touched.extend(others);
         }
     }
     touched.sort();
     touched.dedup();
-    let mut neighbours = Vec::new();
-    for visit_id in &touched {
-        match refresh_one(state, visit_id).await {
-            Ok(Some((_, around))) => neighbours.extend(around),
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, %visit_id, "could not compute evidence flags"),
-        }
-    }
+    let mut neighbours = refresh_visits(work, &touched, settings)?;
     neighbours.sort();
     neighbours.dedup();
     // One step only: the travel and per-day rules compare a visit with its own day and its
     // nearest neighbours, all of which are in the list.
     neighbours.retain(|visit_id| touched.binary_search(visit_id).is_err());
-    refresh_logged(state, &neighbours).await;
+    refresh_visits(work, &neighbours, settings).map(drop)
+}
+
+/// The visits and files of a push whose flags must be recomputed: the targets whose
+/// mutation was stored. A `Duplicate` counts too: it is the retry of a batch whose first
+/// response may never have been sent.
+pub fn stored_targets(result: &PushResult, targets: &[FlagTarget]) -> (Vec<String>, Vec<String>) {
+    let stored = |seq: u64| {
+        result.outcomes.iter().any(|(outcome_seq, outcome)| {
+            *outcome_seq == seq
+                && matches!(
+                    outcome,
+                    MutationOutcome::Applied | MutationOutcome::Duplicate
+                )
+        })
+    };
+    let mut visit_ids = Vec::new();
+    let mut photo_sha256s = Vec::new();
+    for target in targets {
+        if stored(target.seq) {
+            visit_ids.push(target.visit_id.clone());
+            photo_sha256s.extend(target.photo_sha256.clone());
+        }
+    }
+    (visit_ids, photo_sha256s)
 }

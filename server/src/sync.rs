@@ -20,13 +20,14 @@ use fieldsync_model::access::{
 };
 use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
-use fieldsync_model::sync::{Mutation, MutationOutcome, MutationPayload, RejectCode};
+use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ServiceError;
 use crate::store::{
-    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeCursor,
+    FlagTarget, Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushFlagWork,
+    PushResult, ScopeCursor,
 };
 
 /// Most mutations one push may carry; phones send small batches on 2G links.
@@ -119,19 +120,23 @@ pub async fn push(
 
     let received_at = state.clock.now();
     let hlcs = usable_hlcs(&input.mutations, unix_millis(received_at))?;
-    // What the evidence flags must be recomputed for once the batch committed, by seq.
-    let evidence_targets: Vec<(u64, String, Option<String>)> = input
+    // Whose evidence flags the batch makes stale, by seq; the store recomputes them inside
+    // the batch's own write transaction for the mutations it stored (DESIGN §5: flags are
+    // computed on submission).
+    let flag_targets: Vec<FlagTarget> = input
         .mutations
         .iter()
         .filter_map(|mutation| match &mutation.payload {
-            MutationPayload::SubmitVisit(visit) => {
-                Some((mutation.seq, visit.visit_id.clone(), None))
-            }
-            MutationPayload::AddPhoto(photo) => Some((
-                mutation.seq,
-                photo.visit_id.clone(),
-                Some(photo.sha256.clone()),
-            )),
+            MutationPayload::SubmitVisit(visit) => Some(FlagTarget {
+                seq: mutation.seq,
+                visit_id: visit.visit_id.clone(),
+                photo_sha256: None,
+            }),
+            MutationPayload::AddPhoto(photo) => Some(FlagTarget {
+                seq: mutation.seq,
+                visit_id: photo.visit_id.clone(),
+                photo_sha256: Some(photo.sha256.clone()),
+            }),
             _ => None,
         })
         .collect();
@@ -157,12 +162,15 @@ pub async fn push(
         entries,
         received_at,
     };
-    let result = state.store.apply_push(batch).await?;
+    let flag_work = PushFlagWork {
+        targets: flag_targets,
+        settings: state.settings.evidence.clone(),
+    };
+    let result = state.store.apply_push_with_flags(batch, flag_work).await?;
     // Only now, with the batch durable, may its clocks move the server's HLC.
     if let Some(highest) = hlcs.iter().max() {
         state.observe_hlc(*highest);
     }
-    refresh_evidence(state, &result, &evidence_targets).await;
     Ok(result)
 }
 
@@ -228,37 +236,6 @@ pub fn usable_hlcs(mutations: &[Mutation], server_millis: u64) -> Result<Vec<Hlc
             server_time_ms: server_millis,
         }),
         None => Ok(usable),
-    }
-}
-
-/// Post-commit: recompute the evidence flags of the visits the batch submitted or added
-/// photos to (DESIGN §5: flags are computed on submission). A `Duplicate` counts too: it is
-/// the retry of a batch whose first response may never have been sent, e.g. after a crash
-/// between commit and this step. Failures are logged inside; flags never fail a push.
-async fn refresh_evidence(
-    state: &AppState,
-    result: &PushResult,
-    targets: &[(u64, String, Option<String>)],
-) {
-    let stored = |seq: u64| {
-        result.outcomes.iter().any(|(outcome_seq, outcome)| {
-            *outcome_seq == seq
-                && matches!(
-                    outcome,
-                    MutationOutcome::Applied | MutationOutcome::Duplicate
-                )
-        })
-    };
-    let mut visit_ids = Vec::new();
-    let mut photo_sha256s = Vec::new();
-    for (seq, visit_id, sha256) in targets {
-        if stored(*seq) {
-            visit_ids.push(visit_id.clone());
-            photo_sha256s.extend(sha256.clone());
-        }
-    }
-    if !visit_ids.is_empty() {
-        crate::evidence::refresh_after_push(state, &visit_ids, &photo_sha256s).await;
     }
 }
 

@@ -509,6 +509,23 @@ pub struct EvidenceInputs {
     pub device_clock: Option<DeviceClockReading>,
 }
 
+/// A mutation of a push whose stored outcome makes a visit's evidence flags stale: a
+/// submitted visit, or a photo added to one (with the photo's file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagTarget {
+    pub seq: u64,
+    pub visit_id: String,
+    pub photo_sha256: Option<String>,
+}
+
+/// The evidence flag work a push carries into its write transaction
+/// ([`Store::apply_push_with_flags`]).
+#[derive(Debug, Clone)]
+pub struct PushFlagWork {
+    pub targets: Vec<FlagTarget>,
+    pub settings: fieldsync_model::evidence::EvidenceSettings,
+}
+
 /// How far around a visit's check-in the cadre's other visits are gathered for the travel
 /// and per-day checks: the neighbours that matter are hours away, the window leaves room
 /// for a day boundary in any time zone.
@@ -1178,6 +1195,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Apply a pre-checked batch atomically: dedupe on (device, seq) and on batch id, insert
     /// records, advance the device's last processed seq, and log changes for pull.
     async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult>;
+    /// [`Store::apply_push`], and in the same write transaction the evidence flags of what
+    /// the batch stored, as [`crate::evidence::refresh_after_push_in`] says (issue 11 §2: a
+    /// push is one durable commit). Failing to compute flags never fails the push: the flag
+    /// work is discarded (logged) and the batch still commits.
+    async fn apply_push_with_flags(
+        &self,
+        batch: PushBatch,
+        flags: PushFlagWork,
+    ) -> StoreResult<PushResult>;
 
     /// Changes visible to the principal after `cursor`, at most `limit` change entries in
     /// all. Each scope (township) of the principal is read in scope-sequence order; a scope
@@ -1227,6 +1253,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<EvidenceInputs>>;
     /// Keep the evidence flags computed for one revision (replacing earlier ones).
     /// `NotFound` when the revision does not exist.
+    /// Recompute, in one write transaction, the flags of every visit with a photo of this
+    /// file ([`crate::evidence::refresh_for_blob_in`]); run when its upload completed.
+    async fn refresh_flags_of_blob(
+        &self,
+        sha256: &str,
+        settings: fieldsync_model::evidence::EvidenceSettings,
+    ) -> StoreResult<()>;
+    /// How many write transactions this store has committed since it was opened: what the
+    /// durability of an acknowledgement costs (tests pin one per push).
+    fn committed_writes(&self) -> u64;
     async fn save_visit_flags(
         &self,
         visit_id: &str,

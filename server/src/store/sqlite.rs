@@ -18,6 +18,7 @@ macro_rules! county_townships_sql {
     };
 }
 
+mod evidence;
 mod export;
 mod households;
 mod ledger;
@@ -28,13 +29,14 @@ mod sealing;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role, VisitMode};
-use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
+use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
@@ -59,7 +61,7 @@ use super::{
     StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
 use super::{
-    CADRE_VISIT_WINDOW, CaptureTime, DeviceClockReading, EvidenceInputs, EvidencePhoto, PhotoMeta,
+    CaptureTime, EvidenceInputs, PhotoMeta,
 };
 use super::{HouseholdDossier, LatestWellbeingCheck};
 use crate::store::sealed::PiiCipher;
@@ -133,11 +135,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pii_at_rest",
         include_str!("migrations/0018_pii_at_rest.sql"),
     ),
+    (
+        19,
+        "visit_evidence_columns",
+        include_str!("migrations/0019_visit_evidence_columns.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
 /// cannot encrypt), in the migration's own transaction.
 const PII_AT_REST_VERSION: i64 = 18;
+
+/// The migration after which the evidence columns of stored visits are filled (in Rust:
+/// SQL cannot read RFC 3339 nanoseconds exactly), in the migration's own transaction.
+const EVIDENCE_COLUMNS_VERSION: i64 = 19;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
@@ -174,6 +185,8 @@ struct Connections {
     /// The key new audit records are signed with (HMAC); `None` only for stores opened
     /// without one (unit tests, tools), which append legacy SHA-256 records.
     audit_key: Option<crate::keys::SecretKey>,
+    /// Transactions committed on the writer connection (its commit hook counts them).
+    committed_writes: Arc<AtomicU64>,
 }
 
 /// Sort SQLite failures by whether waiting can cure them. Only a busy or locked database,
@@ -387,6 +400,13 @@ impl SqliteStore {
         configure_writer(&writer)?;
         sealing::register_functions(&writer, &pii)?;
         apply_migrations(&mut writer)?;
+        let committed_writes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&committed_writes);
+        writer.commit_hook(Some(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            // false: let the commit go ahead.
+            false
+        }));
         Ok(SqliteStore {
             inner: Arc::new(Connections {
                 path: path.to_path_buf(),
@@ -394,6 +414,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
                 audit_key,
+                committed_writes,
             }),
         })
     }
@@ -589,6 +610,9 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
         // PRAGMA takes no bound parameters; the version is our own constant.
         if *version == PII_AT_REST_VERSION {
             sealed_stored_data = sealing::reseal_all(&transaction)? > 0;
+        }
+        if *version == EVIDENCE_COLUMNS_VERSION {
+            evidence::backfill_evidence_columns(&transaction)?;
         }
         transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
         transaction.commit()?;
@@ -1825,11 +1849,16 @@ fn submit_visit(
         ),
         _ => None,
     };
+    let columns = evidence::evidence_columns(visit)?;
+    // The newest revision is the only one without a newer sibling, which is what the
+    // evidence window query (sqlite/evidence.rs) reads as "latest".
     transaction.execute(
         "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
                              content_hash, state, mode, business_month, submitted_at, distance_m,
-                             checkin_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                             checkin_at_ms, checkin_sub_ms_ns, checkout_at_ms, checkout_sub_ms_ns,
+                             gps_lat, gps_lon, gps_crs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                 ?19)",
         params![
             visit.visit_id,
             visit.revision,
@@ -1843,7 +1872,13 @@ fn submit_visit(
             visit.business_month(),
             received_at,
             distance_m,
-            to_millis(visit.checkin_at)?,
+            columns.checkin_at_ms,
+            columns.checkin_sub_ms_ns,
+            columns.checkout_at_ms,
+            columns.checkout_sub_ms_ns,
+            columns.gps.map(|gps| gps.0),
+            columns.gps.map(|gps| gps.1),
+            columns.gps.map(|gps| gps.2),
         ],
     )?;
     log_change(
@@ -2543,190 +2578,6 @@ fn near_duplicate_candidates(own_hashes: &[u64], max_bits: u32) -> String {
     )
 }
 
-fn evidence_inputs_in(
-    connection: &Connection,
-    visit_id: &str,
-    near_duplicate_max_bits: u32,
-) -> StoreResult<Option<EvidenceInputs>> {
-    let Some((revision, household_id, author, _, _, body, submitted_at, _)) =
-        latest_visit(connection, visit_id)?
-    else {
-        return Ok(None);
-    };
-    let visit: Visit = decode_json(&body, "visit")?;
-    let device_id: String = connection.query_row(
-        "SELECT device_id FROM visits WHERE visit_id = ?1 AND revision = ?2",
-        params![visit_id, revision],
-        |row| row.get(0),
-    )?;
-    let household_location = load_household(connection, &household_id)?
-        .ok_or_else(|| {
-            corrupt(format!(
-                "visit {visit_id} names missing household {household_id}"
-            ))
-        })?
-        .location;
-
-    // This visit's photos, with their metadata once the blob arrived.
-    let mut photos = Vec::new();
-    {
-        let mut statement = connection.prepare(&format!(
-            "SELECT p.body, b.sha256 IS NOT NULL, m.sha256 IS NOT NULL, {PHOTO_META_COLUMNS}
-             FROM photos p
-             LEFT JOIN blobs b ON b.sha256 = p.sha256
-             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
-             WHERE p.visit_id = ?1 ORDER BY p.rowid"
-        ))?;
-        let rows = statement.query_map(params![visit_id], |row| {
-            let has_meta: bool = row.get(2)?;
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, bool>(1)?,
-                if has_meta {
-                    Some(photo_meta_row(row, 3)?)
-                } else {
-                    None
-                },
-            ))
-        })?;
-        for row in rows {
-            let (body, arrived, meta) = row?;
-            photos.push(EvidencePhoto {
-                record: decode_json(&body, "photo record")?,
-                arrived,
-                meta: match meta {
-                    Some(meta) if arrived => Some(photo_meta_from_row(meta)?),
-                    _ => None,
-                },
-            });
-        }
-    }
-
-    // Photos of other visits: the same file, or a perceptual hash close to one of ours.
-    // Candidates come from the indexed hash bands (migration 0014), so the work grows with
-    // the photos that share a band, not with every photo stored; the Hamming distance is
-    // checked below.
-    let own_hashes: Vec<u64> = photos
-        .iter()
-        .filter_map(|photo| photo.meta.as_ref().map(|meta| meta.phash))
-        .collect();
-    let own_shas: HashSet<String> = photos
-        .iter()
-        .map(|photo| photo.record.sha256.to_ascii_lowercase())
-        .collect();
-    let similar_hash = near_duplicate_candidates(&own_hashes, near_duplicate_max_bits);
-    let mut other_photos = Vec::new();
-    {
-        let mut statement = connection.prepare(&format!(
-            "SELECT p.photo_id, p.visit_id, p.sha256, m.phash, v.household_id, v.business_month
-             FROM photos p
-             JOIN visits v ON v.visit_id = p.visit_id
-                          AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
-                                            WHERE latest.visit_id = p.visit_id)
-             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
-             WHERE p.visit_id <> ?1
-               AND ({similar_hash}
-                    OR p.sha256 IN (SELECT own.sha256 FROM photos own WHERE own.visit_id = ?1))
-             ORDER BY p.rowid"
-        ))?;
-        let rows = statement.query_map(params![visit_id], |row| {
-            Ok(OtherPhotoUse {
-                photo_id: row.get(0)?,
-                visit_id: row.get(1)?,
-                sha256: row.get(2)?,
-                phash: row.get::<_, Option<i64>>(3)?.map(|phash| phash as u64),
-                household_id: row.get(4)?,
-                month: row.get(5)?,
-            })
-        })?;
-        for row in rows {
-            let other = row?;
-            let same_file = own_shas.contains(&other.sha256.to_ascii_lowercase());
-            let similar = other.phash.is_some_and(|theirs| {
-                own_hashes
-                    .iter()
-                    .any(|ours| (ours ^ theirs).count_ones() <= near_duplicate_max_bits)
-            });
-            if same_file || similar {
-                other_photos.push(other);
-            }
-        }
-    }
-
-    // The same cadre's other visits around this one (latest revisions).
-    let earliest = visit.checkin_at - CADRE_VISIT_WINDOW;
-    let latest = visit.checkin_at + CADRE_VISIT_WINDOW;
-    let mut months = vec![
-        fieldsync_model::time_util::business_month(earliest),
-        visit.business_month(),
-        fieldsync_model::time_util::business_month(latest),
-    ];
-    months.dedup();
-    let mut cadre_visits = Vec::new();
-    {
-        let mut statement = connection.prepare(
-            "SELECT v.body FROM visits v
-             WHERE v.author_user_id = ?1 AND v.visit_id <> ?2
-               AND v.business_month IN (?3, ?4, ?5)
-               AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
-                                 WHERE latest.visit_id = v.visit_id)
-             ORDER BY v.visit_id",
-        )?;
-        let month = |index: usize| months.get(index).or(months.last()).cloned();
-        let rows = statement.query_map(
-            params![author, visit_id, month(0), month(1), month(2)],
-            |row| row.get::<_, String>(0),
-        )?;
-        for row in rows {
-            let other: Visit = decode_json(&row?, "visit")?;
-            if other.checkin_at < earliest || other.checkin_at > latest {
-                continue;
-            }
-            cadre_visits.push(CadreVisitSummary {
-                checkin_at: other.checkin_at,
-                checkout_at: other.checkout_at,
-                gps: other.gps.map(|fix| {
-                    let point = fieldsync_model::geo::to_wgs84(&GeoPoint {
-                        lat: fix.lat,
-                        lon: fix.lon,
-                        crs: fix.crs,
-                    });
-                    (point.lat, point.lon)
-                }),
-                in_person: other.mode == VisitMode::InPerson,
-                visit_id: other.visit_id,
-            });
-        }
-    }
-
-    let device_clock = connection
-        .query_row(
-            "SELECT device_time, server_time FROM device_heartbeats
-             WHERE device_id = ?1 AND device_time IS NOT NULL",
-            params![device_id],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-        )
-        .optional()?
-        .map(|(device_time, server_time)| {
-            Ok::<_, StoreError>(DeviceClockReading {
-                device_time: from_millis(device_time)?,
-                server_time: from_millis(server_time)?,
-            })
-        })
-        .transpose()?;
-
-    Ok(Some(EvidenceInputs {
-        visit,
-        cadre_user_id: author,
-        submitted_at: from_millis(submitted_at)?,
-        household_location,
-        photos,
-        other_photos,
-        cadre_visits,
-        device_clock,
-    }))
-}
-
 fn decide_in(transaction: &Transaction<'_>, decision: &StoredDecision) -> StoreResult<ReviewState> {
     let request = &decision.request;
     let Some((revision, household_id, _, state, content_hash, _, _, _)) =
@@ -3274,6 +3125,30 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn apply_push_with_flags(
+        &self,
+        batch: PushBatch,
+        flags: super::PushFlagWork,
+    ) -> StoreResult<PushResult> {
+        self.write(move |transaction| {
+            let result = apply_push_in(transaction, &batch)?;
+            let (visit_ids, photo_sha256s) =
+                crate::evidence::stored_targets(&result, &flags.targets);
+            if !visit_ids.is_empty() {
+                evidence::flag_work_in_savepoint(transaction, |work| {
+                    crate::evidence::refresh_after_push_in(
+                        work,
+                        &visit_ids,
+                        &photo_sha256s,
+                        &flags.settings,
+                    )
+                })?;
+            }
+            Ok(result)
+        })
+        .await
+    }
+
     async fn pull_changes(
         &self,
         principal: &Principal,
@@ -3456,7 +3331,12 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<EvidenceInputs>> {
         let visit_id = visit_id.to_owned();
         self.read(move |connection| {
-            evidence_inputs_in(connection, &visit_id, near_duplicate_max_bits)
+            let mut gathered = evidence::evidence_inputs_many(
+                connection,
+                std::slice::from_ref(&visit_id),
+                near_duplicate_max_bits,
+            )?;
+            gathered.pop().map_or(Ok(None), |(_, inputs)| inputs)
         })
         .await
     }
@@ -3469,18 +3349,27 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let visit_id = visit_id.to_owned();
         self.write(move |transaction| {
-            let changed = transaction.execute(
-                "UPDATE visits SET evidence_flags = ?3 WHERE visit_id = ?1 AND revision = ?2",
-                params![visit_id, revision, encode_json(&flags)?],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "visit {visit_id} revision {revision}"
-                )));
-            }
-            Ok(())
+            evidence::save_flags_in(transaction, &visit_id, revision, &flags)
         })
         .await
+    }
+
+    async fn refresh_flags_of_blob(
+        &self,
+        sha256: &str,
+        settings: fieldsync_model::evidence::EvidenceSettings,
+    ) -> StoreResult<()> {
+        let sha256 = sha256.to_owned();
+        self.write(move |transaction| {
+            evidence::flag_work_in_savepoint(transaction, |work| {
+                crate::evidence::refresh_for_blob_in(work, &sha256, &settings)
+            })
+        })
+        .await
+    }
+
+    fn committed_writes(&self) -> u64 {
+        self.inner.committed_writes.load(Ordering::Relaxed)
     }
 
     async fn review_queue(

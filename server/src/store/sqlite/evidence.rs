@@ -1,0 +1,566 @@
+//! SQLite side of the evidence flags (issue 11 §2): the inputs of many visits gathered in
+//! one pass, the flag work that runs inside a push's (or an upload completion's) own write
+//! transaction, and the narrow visit columns of migration 0019 that make both cheap.
+//!
+//! The travel and per-day rules need the same cadre's visits around each visit. They used
+//! to come from decoding every visit body of three months, once per visit; now a cadre's
+//! visits around a whole batch are one range scan of the covering index
+//! `visits_by_author_checkin`, and each visit takes its own window out of that list. Times
+//! are exact (milliseconds plus the nanoseconds below), so the rules see the same instants
+//! as in the body. A row whose columns were never filled (a body that did not decode when
+//! migration 0019 ran) is read from its body as before.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use fieldsync_model::CodeList;
+use fieldsync_model::codes::{Crs, VisitMode};
+use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
+use fieldsync_model::household::GeoPoint;
+use fieldsync_model::visit::Visit;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
+
+use super::{
+    PHOTO_META_COLUMNS, corrupt, decode_json, encode_json, from_millis, load_household,
+    near_duplicate_candidates, photo_meta_from_row, photo_meta_row, to_millis,
+};
+use crate::evidence::FlagWork;
+use crate::store::{
+    CADRE_VISIT_WINDOW, DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError,
+    StoreResult,
+};
+
+/// The values migration 0019 copies out of a visit body.
+pub(super) struct EvidenceColumns {
+    pub checkin_at_ms: i64,
+    pub checkin_sub_ms_ns: i64,
+    pub checkout_at_ms: i64,
+    pub checkout_sub_ms_ns: i64,
+    /// `(lat, lon, Crs code)` as sent; converted to WGS-84 when read.
+    pub gps: Option<(f64, f64, i32)>,
+}
+
+/// Milliseconds as [`to_millis`] stores them, and the nanoseconds it dropped.
+fn split_instant(instant: OffsetDateTime) -> StoreResult<(i64, i64)> {
+    let millis = to_millis(instant)?;
+    let below = instant.unix_timestamp_nanos() - i128::from(millis) * 1_000_000;
+    // |below| < 1 ms by construction.
+    Ok((millis, below as i64))
+}
+
+fn join_instant(millis: i64, below_ns: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000 + i128::from(below_ns))
+        .map_err(|error| corrupt(format!("timestamp {millis} ms {below_ns} ns: {error}")))
+}
+
+pub(super) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
+    let (checkin_at_ms, checkin_sub_ms_ns) = split_instant(visit.checkin_at)?;
+    let (checkout_at_ms, checkout_sub_ms_ns) = split_instant(visit.checkout_at)?;
+    Ok(EvidenceColumns {
+        checkin_at_ms,
+        checkin_sub_ms_ns,
+        checkout_at_ms,
+        checkout_sub_ms_ns,
+        gps: visit.gps.as_ref().map(|fix| (fix.lat, fix.lon, fix.crs.code())),
+    })
+}
+
+/// Migration 0019's backfill, in its transaction: SQL cannot read RFC 3339 nanoseconds
+/// exactly, so the bodies are decoded here once. A body that does not decode keeps NULL
+/// columns and is read from its body later, where it fails as it always did.
+pub(super) fn backfill_evidence_columns(transaction: &Transaction<'_>) -> StoreResult<()> {
+    let rows: Vec<(i64, String)> = {
+        let mut statement = transaction.prepare("SELECT rowid, body FROM visits")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut update = transaction.prepare(
+        "UPDATE visits SET checkin_at_ms = ?2, checkin_sub_ms_ns = ?3, checkout_at_ms = ?4,
+                checkout_sub_ms_ns = ?5, gps_lat = ?6, gps_lon = ?7, gps_crs = ?8
+         WHERE rowid = ?1",
+    )?;
+    for (rowid, body) in rows {
+        let Ok(visit) = serde_json::from_str::<Visit>(&body) else {
+            continue;
+        };
+        let Ok(columns) = evidence_columns(&visit) else {
+            continue;
+        };
+        update.execute(params![
+            rowid,
+            columns.checkin_at_ms,
+            columns.checkin_sub_ms_ns,
+            columns.checkout_at_ms,
+            columns.checkout_sub_ms_ns,
+            columns.gps.map(|gps| gps.0),
+            columns.gps.map(|gps| gps.1),
+            columns.gps.map(|gps| gps.2),
+        ])?;
+    }
+    Ok(())
+}
+
+/// The latest revision of a visit as the evidence rules start from it.
+struct OwnVisit {
+    visit: Visit,
+    author: String,
+    device_id: String,
+    household_id: String,
+    submitted_at: i64,
+}
+
+fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnVisit>> {
+    let row: Option<(String, String, String, String, i64)> = connection
+        .prepare_cached(
+            "SELECT household_id, author_user_id, device_id, body, submitted_at
+             FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row(params![visit_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((household_id, author, device_id, body, submitted_at)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(OwnVisit {
+        visit: decode_json(&body, "visit")?,
+        author,
+        device_id,
+        household_id,
+        submitted_at,
+    }))
+}
+
+/// One of a cadre's visits (latest revision) as the travel and per-day rules see it; `Err`
+/// for a row whose columns were never filled and whose body does not decode.
+struct CadreRow {
+    checkin_at: OffsetDateTime,
+    summary: StoreResult<CadreVisitSummary>,
+}
+
+/// A cadre's visits (latest revisions) checked in within `[from_ms, to_ms]`, in check-in
+/// order.
+fn cadre_rows(
+    connection: &Connection,
+    author: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> StoreResult<Vec<CadreRow>> {
+    type Columns = (
+        String,
+        u32,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        (Option<f64>, Option<f64>, Option<i32>, i32),
+    );
+    let mut statement = connection.prepare_cached(
+        "SELECT v.visit_id, v.revision, v.checkin_at_ms, v.checkin_sub_ms_ns, v.checkout_at_ms,
+                v.checkout_sub_ms_ns, v.gps_lat, v.gps_lon, v.gps_crs, v.mode
+         FROM visits v INDEXED BY visits_by_author_checkin
+         WHERE v.author_user_id = ?1 AND v.checkin_at_ms BETWEEN ?2 AND ?3
+           AND NOT EXISTS (SELECT 1 FROM visits newer
+                           WHERE newer.visit_id = v.visit_id AND newer.revision > v.revision)",
+    )?;
+    let rows = statement.query_map(params![author, from_ms, to_ms], |row| {
+        Ok::<Columns, rusqlite::Error>((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            (row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?),
+        ))
+    })?;
+    let in_person = VisitMode::InPerson.code();
+    let mut found = Vec::new();
+    for row in rows {
+        let (visit_id, revision, checkin_ms, checkin_ns, checkout_ms, checkout_ns, rest) = row?;
+        let (lat, lon, crs, mode) = rest;
+        let filled = match (checkin_ns, checkout_ms, checkout_ns) {
+            (Some(checkin_ns), Some(checkout_ms), Some(checkout_ns)) => {
+                Some((checkin_ns, checkout_ms, checkout_ns))
+            }
+            _ => None,
+        };
+        let row = match filled {
+            Some((checkin_ns, checkout_ms, checkout_ns)) => {
+                let checkin_at = join_instant(checkin_ms, checkin_ns)?;
+                let summary = (|| {
+                    let gps = match (lat, lon, crs) {
+                        (Some(lat), Some(lon), Some(crs)) => {
+                            let crs = Crs::from_code(crs)
+                                .ok_or_else(|| corrupt(format!("visit {visit_id}: crs {crs}")))?;
+                            let point =
+                                fieldsync_model::geo::to_wgs84(&GeoPoint { lat, lon, crs });
+                            Some((point.lat, point.lon))
+                        }
+                        _ => None,
+                    };
+                    Ok(CadreVisitSummary {
+                        visit_id: visit_id.clone(),
+                        checkin_at,
+                        checkout_at: join_instant(checkout_ms, checkout_ns)?,
+                        gps,
+                        in_person: mode == in_person,
+                    })
+                })();
+                CadreRow {
+                    checkin_at,
+                    summary,
+                }
+            }
+            None => body_row(connection, &visit_id, revision, checkin_ms)?,
+        };
+        found.push(row);
+    }
+    found.sort_by_key(|row| row.checkin_at);
+    Ok(found)
+}
+
+/// A cadre row read from its body (columns never filled): what every row was before 0019.
+fn body_row(
+    connection: &Connection,
+    visit_id: &str,
+    revision: u32,
+    checkin_ms: i64,
+) -> StoreResult<CadreRow> {
+    let body: String = connection
+        .prepare_cached("SELECT body FROM visits WHERE visit_id = ?1 AND revision = ?2")?
+        .query_row(params![visit_id, revision], |row| row.get(0))?;
+    Ok(match decode_json::<Visit>(&body, "visit") {
+        Ok(other) => CadreRow {
+            checkin_at: other.checkin_at,
+            summary: Ok(CadreVisitSummary {
+                checkin_at: other.checkin_at,
+                checkout_at: other.checkout_at,
+                gps: other.gps.map(|fix| {
+                    let point = fieldsync_model::geo::to_wgs84(&GeoPoint {
+                        lat: fix.lat,
+                        lon: fix.lon,
+                        crs: fix.crs,
+                    });
+                    (point.lat, point.lon)
+                }),
+                in_person: other.mode == VisitMode::InPerson,
+                visit_id: other.visit_id,
+            }),
+        },
+        Err(error) => CadreRow {
+            checkin_at: from_millis(checkin_ms)?,
+            summary: Err(error),
+        },
+    })
+}
+
+/// The cadre's visits within [`CADRE_VISIT_WINDOW`] of `own` (itself excluded), in visit id
+/// order as the per-visit query always returned them; `rows` are in check-in order.
+fn window_of(rows: &[CadreRow], own: &Visit) -> StoreResult<Vec<CadreVisitSummary>> {
+    let earliest = own.checkin_at - CADRE_VISIT_WINDOW;
+    let latest = own.checkin_at + CADRE_VISIT_WINDOW;
+    let start = rows.partition_point(|row| row.checkin_at < earliest);
+    let end = rows.partition_point(|row| row.checkin_at <= latest);
+    let mut window = Vec::with_capacity(end.saturating_sub(start));
+    for row in &rows[start..end.max(start)] {
+        match &row.summary {
+            Ok(summary) if summary.visit_id == own.visit_id => {}
+            Ok(summary) => window.push(summary.clone()),
+            Err(error) => return Err(corrupt(error)),
+        }
+    }
+    window.sort_by(|a, b| a.visit_id.cmp(&b.visit_id));
+    Ok(window)
+}
+
+/// Check-in windows of a cadre's visits merged where they overlap: one range query each.
+fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i64)>> {
+    checkins.sort();
+    let window_ms = CADRE_VISIT_WINDOW.whole_milliseconds() as i64;
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for checkin in checkins {
+        // One millisecond of slack each side: stored milliseconds truncate toward zero.
+        let millis = to_millis(checkin)?;
+        let (from, to) = (
+            millis.saturating_sub(window_ms + 1),
+            millis.saturating_add(window_ms + 1),
+        );
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    Ok(merged)
+}
+
+/// The inputs of the evidence checks of each visit's latest revision, in the order asked
+/// (`None` for an unknown visit). A cadre's visits around all of them are read once.
+#[allow(clippy::type_complexity)]
+pub(super) fn evidence_inputs_many(
+    connection: &Connection,
+    visit_ids: &[String],
+    near_duplicate_max_bits: u32,
+) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>> {
+    let owns: Vec<(String, StoreResult<Option<OwnVisit>>)> = visit_ids
+        .iter()
+        .map(|visit_id| (visit_id.clone(), own_visit(connection, visit_id)))
+        .collect();
+    let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
+    for (_, own) in &owns {
+        if let Ok(Some(own)) = own {
+            checkins
+                .entry(own.author.as_str())
+                .or_default()
+                .push(own.visit.checkin_at);
+        }
+    }
+    let mut cadres: HashMap<String, Vec<CadreRow>> = HashMap::new();
+    for (author, times) in checkins {
+        let mut rows = Vec::new();
+        for (from, to) in merged_windows(times)? {
+            rows.extend(cadre_rows(connection, author, from, to)?);
+        }
+        cadres.insert(author.to_owned(), rows);
+    }
+    let mut gathered = Vec::with_capacity(owns.len());
+    for (visit_id, own) in owns {
+        let inputs = match own {
+            Ok(Some(own)) => {
+                let rows = cadres.get(&own.author).map_or(&[][..], Vec::as_slice);
+                assemble(connection, own, rows, near_duplicate_max_bits).map(Some)
+            }
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
+        // Only a fault of this visit's rows is its own; a database fault stops the work.
+        let inputs = match inputs {
+            Err(error @ (StoreError::Database(_) | StoreError::Join(_))) => return Err(error),
+            other => other,
+        };
+        gathered.push((visit_id, inputs));
+    }
+    Ok(gathered)
+}
+
+/// The rest of one visit's inputs: household location, photos, other visits' photos of the
+/// same file or a close hash, and the device's clock.
+fn assemble(
+    connection: &Connection,
+    own: OwnVisit,
+    cadre_rows: &[CadreRow],
+    near_duplicate_max_bits: u32,
+) -> StoreResult<EvidenceInputs> {
+    let visit_id = own.visit.visit_id.clone();
+    let household_location = load_household(connection, &own.household_id)?
+        .ok_or_else(|| {
+            corrupt(format!(
+                "visit {visit_id} names missing household {}",
+                own.household_id
+            ))
+        })?
+        .location;
+
+    // This visit's photos, with their metadata once the blob arrived.
+    let mut photos = Vec::new();
+    {
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT p.body, b.sha256 IS NOT NULL, m.sha256 IS NOT NULL, {PHOTO_META_COLUMNS}
+             FROM photos p
+             LEFT JOIN blobs b ON b.sha256 = p.sha256
+             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
+             WHERE p.visit_id = ?1 ORDER BY p.rowid"
+        ))?;
+        let rows = statement.query_map(params![visit_id], |row| {
+            let has_meta: bool = row.get(2)?;
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, bool>(1)?,
+                if has_meta {
+                    Some(photo_meta_row(row, 3)?)
+                } else {
+                    None
+                },
+            ))
+        })?;
+        for row in rows {
+            let (body, arrived, meta) = row?;
+            photos.push(EvidencePhoto {
+                record: decode_json(&body, "photo record")?,
+                arrived,
+                meta: match meta {
+                    Some(meta) if arrived => Some(photo_meta_from_row(meta)?),
+                    _ => None,
+                },
+            });
+        }
+    }
+
+    // Photos of other visits: the same file, or a perceptual hash close to one of ours.
+    // Candidates come from the indexed hash bands (migration 0014), so the work grows with
+    // the photos that share a band, not with every photo stored; the Hamming distance is
+    // checked below. A visit without photos has none to compare.
+    let mut other_photos = Vec::new();
+    if !photos.is_empty() {
+        let own_hashes: Vec<u64> = photos
+            .iter()
+            .filter_map(|photo| photo.meta.as_ref().map(|meta| meta.phash))
+            .collect();
+        let own_shas: HashSet<String> = photos
+            .iter()
+            .map(|photo| photo.record.sha256.to_ascii_lowercase())
+            .collect();
+        let similar_hash = near_duplicate_candidates(&own_hashes, near_duplicate_max_bits);
+        let mut statement = connection.prepare(&format!(
+            "SELECT p.photo_id, p.visit_id, p.sha256, m.phash, v.household_id, v.business_month
+             FROM photos p
+             JOIN visits v ON v.visit_id = p.visit_id
+                          AND v.revision = (SELECT MAX(latest.revision) FROM visits latest
+                                            WHERE latest.visit_id = p.visit_id)
+             LEFT JOIN photo_meta m ON m.sha256 = p.sha256
+             WHERE p.visit_id <> ?1
+               AND ({similar_hash}
+                    OR p.sha256 IN (SELECT own.sha256 FROM photos own WHERE own.visit_id = ?1))
+             ORDER BY p.rowid"
+        ))?;
+        let rows = statement.query_map(params![visit_id], |row| {
+            Ok(OtherPhotoUse {
+                photo_id: row.get(0)?,
+                visit_id: row.get(1)?,
+                sha256: row.get(2)?,
+                phash: row.get::<_, Option<i64>>(3)?.map(|phash| phash as u64),
+                household_id: row.get(4)?,
+                month: row.get(5)?,
+            })
+        })?;
+        for row in rows {
+            let other = row?;
+            let same_file = own_shas.contains(&other.sha256.to_ascii_lowercase());
+            let similar = other.phash.is_some_and(|theirs| {
+                own_hashes
+                    .iter()
+                    .any(|ours| (ours ^ theirs).count_ones() <= near_duplicate_max_bits)
+            });
+            if same_file || similar {
+                other_photos.push(other);
+            }
+        }
+    }
+
+    let cadre_visits = window_of(cadre_rows, &own.visit)?;
+
+    let device_clock = connection
+        .prepare_cached(
+            "SELECT device_time, server_time FROM device_heartbeats
+             WHERE device_id = ?1 AND device_time IS NOT NULL",
+        )?
+        .query_row(params![own.device_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?
+        .map(|(device_time, server_time)| {
+            Ok::<_, StoreError>(DeviceClockReading {
+                device_time: from_millis(device_time)?,
+                server_time: from_millis(server_time)?,
+            })
+        })
+        .transpose()?;
+
+    Ok(EvidenceInputs {
+        visit: own.visit,
+        cadre_user_id: own.author,
+        submitted_at: from_millis(own.submitted_at)?,
+        household_location,
+        photos,
+        other_photos,
+        cadre_visits,
+        device_clock,
+    })
+}
+
+/// Keep the flags of one revision; `NotFound` when it does not exist.
+pub(super) fn save_flags_in(
+    connection: &Connection,
+    visit_id: &str,
+    revision: u32,
+    flags: &[EvidenceFlag],
+) -> StoreResult<()> {
+    let changed = connection
+        .prepare_cached(
+            "UPDATE visits SET evidence_flags = ?3 WHERE visit_id = ?1 AND revision = ?2",
+        )?
+        .execute(params![visit_id, revision, encode_json(&flags)?])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!(
+            "visit {visit_id} revision {revision}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`FlagWork`] over an open write transaction.
+struct TransactionFlagWork<'a> {
+    transaction: &'a Transaction<'a>,
+}
+
+impl FlagWork for TransactionFlagWork<'_> {
+    fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>> {
+        let stored = self
+            .transaction
+            .prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")?
+            .query_row(params![sha256], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !stored {
+            return Ok(None);
+        }
+        let mut statement = self.transaction.prepare_cached(
+            "SELECT DISTINCT visit_id FROM photos WHERE sha256 = ?1 ORDER BY visit_id",
+        )?;
+        let ids = statement
+            .query_map(params![sha256], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(Some(ids))
+    }
+
+    fn inputs(
+        &mut self,
+        visit_ids: &[String],
+        near_duplicate_max_bits: u32,
+    ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>> {
+        evidence_inputs_many(self.transaction, visit_ids, near_duplicate_max_bits)
+    }
+
+    fn save_flags(
+        &mut self,
+        visit_id: &str,
+        revision: u32,
+        flags: &[EvidenceFlag],
+    ) -> StoreResult<()> {
+        save_flags_in(self.transaction, visit_id, revision, flags)
+    }
+}
+
+/// Run flag work inside `transaction` under a savepoint: when it fails, only the flag work
+/// is rolled back (and logged), so the push or upload it belongs to still commits.
+pub(super) fn flag_work_in_savepoint(
+    transaction: &Transaction<'_>,
+    work: impl FnOnce(&mut dyn FlagWork) -> StoreResult<()>,
+) -> StoreResult<()> {
+    transaction.execute_batch("SAVEPOINT evidence_flags")?;
+    let outcome = work(&mut TransactionFlagWork { transaction });
+    match outcome {
+        Ok(()) => transaction.execute_batch("RELEASE evidence_flags")?,
+        Err(error) => {
+            tracing::warn!(%error, "could not compute evidence flags; the flags are left as they were");
+            transaction.execute_batch("ROLLBACK TO evidence_flags; RELEASE evidence_flags")?;
+        }
+    }
+    Ok(())
+}
