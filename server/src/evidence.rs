@@ -272,8 +272,12 @@ pub trait FlagWork {
         near_duplicate_max_bits: u32,
     ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>>;
     /// Keep the flags of one revision, replacing earlier ones.
-    fn save_flags(&mut self, visit_id: &str, revision: u32, flags: &[EvidenceFlag])
-    -> StoreResult<()>;
+    fn save_flags(
+        &mut self,
+        visit_id: &str,
+        revision: u32,
+        flags: &[EvidenceFlag],
+    ) -> StoreResult<()>;
 }
 
 /// Evaluate and keep the flags of `visit_ids`, returning the ids of the neighbours whose

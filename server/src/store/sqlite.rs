@@ -60,9 +60,7 @@ use super::{
     SessionEndReason, SessionInfo, SessionKind, SessionLookup, SessionRecord, Store, StoreError,
     StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
 };
-use super::{
-    CaptureTime, EvidenceInputs, PhotoMeta,
-};
+use super::{CaptureTime, EvidenceInputs, PhotoMeta};
 use super::{HouseholdDossier, LatestWellbeingCheck};
 use crate::store::sealed::PiiCipher;
 use sealing::{CONFLICT_CONTEXT_SQL, REGISTER_CONTEXT_SQL, USER_PHONE_CONTEXT_SQL};

@@ -26,8 +26,7 @@ use super::{
 };
 use crate::evidence::FlagWork;
 use crate::store::{
-    CADRE_VISIT_WINDOW, DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError,
-    StoreResult,
+    CADRE_VISIT_WINDOW, DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError, StoreResult,
 };
 
 /// The values migration 0019 copies out of a visit body.
@@ -61,7 +60,10 @@ pub(super) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
         checkin_sub_ms_ns,
         checkout_at_ms,
         checkout_sub_ms_ns,
-        gps: visit.gps.as_ref().map(|fix| (fix.lat, fix.lon, fix.crs.code())),
+        gps: visit
+            .gps
+            .as_ref()
+            .map(|fix| (fix.lat, fix.lon, fix.crs.code())),
     })
 }
 
@@ -199,8 +201,7 @@ fn cadre_rows(
                         (Some(lat), Some(lon), Some(crs)) => {
                             let crs = Crs::from_code(crs)
                                 .ok_or_else(|| corrupt(format!("visit {visit_id}: crs {crs}")))?;
-                            let point =
-                                fieldsync_model::geo::to_wgs84(&GeoPoint { lat, lon, crs });
+                            let point = fieldsync_model::geo::to_wgs84(&GeoPoint { lat, lon, crs });
                             Some((point.lat, point.lon))
                         }
                         _ => None,
