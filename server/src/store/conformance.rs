@@ -2936,6 +2936,102 @@ pub async fn photo_meta_round_trips(store: &dyn Store) {
     assert_eq!(store.photo_meta(&sha).await.expect("read"), Some(offset));
 }
 
+/// A push carries its evidence flags into its own write transaction: one commit stores the
+/// batch and the flags of every visit it submitted (and of the one-step neighbours), and
+/// an upload completion recomputes every visit of the file in one more commit.
+pub async fn push_with_flags_is_one_commit(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let settings = fieldsync_model::evidence::EvidenceSettings::default();
+    let mut morning = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let afternoon = visit(
+        &fixture.zhao,
+        VisitMode::InPerson,
+        VISIT_TIME + Duration::hours(4),
+    );
+    let shared = photo(&morning.visit_id);
+    morning.photo_ids = vec![shared.photo_id.clone()];
+    let targets = vec![
+        super::FlagTarget {
+            seq: 1,
+            visit_id: morning.visit_id.clone(),
+            photo_sha256: None,
+        },
+        super::FlagTarget {
+            seq: 2,
+            visit_id: morning.visit_id.clone(),
+            photo_sha256: Some(shared.sha256.clone()),
+        },
+        super::FlagTarget {
+            seq: 3,
+            visit_id: afternoon.visit_id.clone(),
+            photo_sha256: None,
+        },
+    ];
+    let before = store.committed_writes();
+    let result = store
+        .apply_push_with_flags(
+            batch(
+                &fixture.cadre_a,
+                "phone-a",
+                vec![
+                    apply(1, MutationPayload::SubmitVisit(morning.clone())),
+                    apply(2, MutationPayload::AddPhoto(shared.clone())),
+                    apply(3, MutationPayload::SubmitVisit(afternoon.clone())),
+                ],
+            ),
+            super::PushFlagWork {
+                targets,
+                settings: settings.clone(),
+            },
+        )
+        .await
+        .expect("push");
+    assert_all_applied(&result);
+    assert_eq!(store.committed_writes() - before, 1, "one durable commit");
+    for visit_id in [&morning.visit_id, &afternoon.visit_id] {
+        let detail = store
+            .visit_detail(visit_id)
+            .await
+            .expect("detail")
+            .expect("visit");
+        let flags = detail.flags.expect("computed with the push");
+        let inputs = store
+            .evidence_inputs(visit_id, settings.near_duplicate_max_bits)
+            .await
+            .expect("inputs")
+            .expect("known");
+        assert_eq!(flags, crate::evidence::flags_of(&inputs, &settings));
+    }
+
+    store_blob(store, &fixture.cadre_a, &shared.sha256).await;
+    store
+        .save_photo_meta(&shared.sha256, meta(7, None))
+        .await
+        .expect("meta");
+    let before = store.committed_writes();
+    store
+        .refresh_flags_of_blob(&shared.sha256, settings.clone())
+        .await
+        .expect("refresh");
+    assert_eq!(store.committed_writes() - before, 1, "one durable commit");
+    let inputs = store
+        .evidence_inputs(&morning.visit_id, settings.near_duplicate_max_bits)
+        .await
+        .expect("inputs")
+        .expect("known");
+    assert!(inputs.photos[0].arrived);
+    let detail = store
+        .visit_detail(&morning.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit");
+    assert_eq!(
+        detail.flags,
+        Some(crate::evidence::flags_of(&inputs, &settings)),
+        "the arrived photo is judged"
+    );
+}
+
 /// Evidence inputs: the latest revision, the household's location, this visit's photos
 /// (arrived or not, metadata only once arrived), other visits' photos with the same file or
 /// a close perceptual hash (not distant ones), the same cadre's nearby visits, and the

@@ -3885,6 +3885,7 @@ mod tests {
         upload_lifecycle,
         photo_meta_round_trips,
         evidence_inputs_and_flags,
+        push_with_flags_is_one_commit,
         income_registrations_newest_first,
         registered_income_reaches_the_pull_with_its_household,
         register_writes_converge_in_either_order,
@@ -4077,6 +4078,186 @@ mod tests {
                 .expect("backfilled");
             assert_eq!(backfilled, expected + extra, "{visit_id}");
         }
+    }
+
+    /// Migration 0019 fills the evidence columns of stored visits from their bodies,
+    /// exactly (nanoseconds below the millisecond, the fix as sent), and leaves a body that
+    /// does not decode with NULL columns instead of refusing to start.
+    #[tokio::test]
+    async fn visit_evidence_columns_are_backfilled_exactly_from_the_stored_bodies() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(version, _, _)| *version == EVIDENCE_COLUMNS_VERSION)
+            .expect("the migration");
+        let checkin = time::macros::datetime!(2026-03-31 23:30:00.123_456_789 +08:00);
+        let body = serde_json::to_string(&Visit {
+            visit_id: "v-good".into(),
+            revision: 1,
+            supersedes_revision: 0,
+            household_id: "h".into(),
+            mode: VisitMode::InPerson,
+            exception_reason: None,
+            visit_type: fieldsync_model::codes::VisitType::Routine,
+            checkin_at: checkin,
+            checkout_at: checkin + time::Duration::minutes(41),
+            observed_situation: "户主在家".into(),
+            plan_progress: String::new(),
+            problems: String::new(),
+            actions: String::new(),
+            needs: String::new(),
+            policies_explained: Vec::new(),
+            wellbeing: Default::default(),
+            proposed_changes: Vec::new(),
+            photo_ids: Vec::new(),
+            gps: Some(fieldsync_model::visit::GpsFix {
+                lat: 26.5,
+                lon: 106.7,
+                crs: Crs::Gcj02,
+                accuracy_m: 10.0,
+                provider: None,
+                is_mock: false,
+                fix_time: None,
+            }),
+            recorded_at_device: checkin,
+        })
+        .expect("body");
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            for (version, _, sql) in &MIGRATIONS[..before] {
+                let transaction = connection.transaction().expect("transaction");
+                transaction.execute_batch(sql).expect("old migration");
+                transaction
+                    .execute_batch(&format!("PRAGMA user_version = {version}"))
+                    .expect("version");
+                transaction.commit().expect("commit");
+            }
+            connection
+                .execute_batch("PRAGMA foreign_keys = OFF")
+                .expect("no foreign keys");
+            for (visit_id, body) in [("v-good", body.as_str()), ("v-bad", "{not json")] {
+                connection
+                    .execute(
+                        "INSERT INTO visits (visit_id, revision, household_id, author_user_id,
+                                             device_id, body, content_hash, state, mode,
+                                             business_month, submitted_at, checkin_at_ms)
+                         VALUES (?1, 1, 'h', 'u', 'd', ?2, 'x', 'submitted', 1, '2026-03', 0,
+                                 1774971000123)",
+                        params![visit_id, body],
+                    )
+                    .expect("old visit");
+            }
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        let writer = store.inner.writer.lock().expect("writer");
+        type Filled = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<f64>,
+            Option<f64>,
+            Option<i32>,
+        );
+        let filled = |visit_id: &str| -> Filled {
+            writer
+                .query_row(
+                    "SELECT checkin_at_ms, checkin_sub_ms_ns, checkout_at_ms, checkout_sub_ms_ns,
+                            gps_lat, gps_lon, gps_crs
+                     FROM visits WHERE visit_id = ?1",
+                    params![visit_id],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                        ))
+                    },
+                )
+                .expect("row")
+        };
+        let checkin_ms = to_millis(checkin).expect("ms");
+        assert_eq!(
+            filled("v-good"),
+            (
+                Some(checkin_ms),
+                Some(456_789),
+                Some(checkin_ms + 41 * 60_000),
+                Some(456_789),
+                Some(26.5),
+                Some(106.7),
+                Some(Crs::Gcj02.code()),
+            )
+        );
+        assert_eq!(
+            filled("v-bad"),
+            (Some(1_774_971_000_123), None, None, None, None, None, None),
+            "left for the body reader, which reports it as before"
+        );
+    }
+
+    /// Flag work that fails (here: a neighbour's stored mode is not a number) is rolled back
+    /// to its savepoint and logged; the push itself commits, once, with every visit stored.
+    #[tokio::test]
+    async fn failing_flag_work_never_rolls_back_the_push() {
+        let (_directory, store) = open_temp_store();
+        let fixture = conformance::seeded(&store).await;
+        let settings = fieldsync_model::evidence::EvidenceSettings::default();
+        let earlier =
+            conformance::visit(&fixture.wang, VisitMode::InPerson, conformance::VISIT_TIME);
+        conformance::push_visit(&store, &fixture.cadre_a, "phone-a", 1, &earlier).await;
+        {
+            let writer = store.inner.writer.lock().expect("writer");
+            writer
+                .execute(
+                    "UPDATE visits SET mode = 'not a mode' WHERE visit_id = ?1",
+                    params![earlier.visit_id],
+                )
+                .expect("damage the row");
+        }
+        let later = conformance::visit(
+            &fixture.zhao,
+            VisitMode::InPerson,
+            conformance::VISIT_TIME + time::Duration::hours(2),
+        );
+        let before = store.committed_writes();
+        let result = store
+            .apply_push_with_flags(
+                conformance::batch(
+                    &fixture.cadre_a,
+                    "phone-a",
+                    vec![conformance::apply(
+                        2,
+                        MutationPayload::SubmitVisit(later.clone()),
+                    )],
+                ),
+                super::super::PushFlagWork {
+                    targets: vec![super::super::FlagTarget {
+                        seq: 2,
+                        visit_id: later.visit_id.clone(),
+                        photo_sha256: None,
+                    }],
+                    settings,
+                },
+            )
+            .await
+            .expect("the push commits");
+        conformance::assert_all_applied(&result);
+        assert_eq!(store.committed_writes() - before, 1);
+        let detail = store
+            .visit_detail(&later.visit_id)
+            .await
+            .expect("detail")
+            .expect("stored");
+        assert_eq!(
+            detail.flags, None,
+            "the flag work was rolled back, not the push"
+        );
     }
 
     /// A database written before encryption at rest (migrations up to 15, plain numbers in

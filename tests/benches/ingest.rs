@@ -1,0 +1,389 @@
+//! Durable visit ingest (issue 11 §2 and §5): visits per second through the production
+//! push path, `Sync.Push` over real gRPC (a real socket) → `sync::push` →
+//! `Store::apply_push_with_flags` (`apply_push_in` and the evidence flags in the same write
+//! transaction), against a real SQLite file on disk in WAL mode with `synchronous=FULL`, at
+//! batch 1/10/100 × 1/8 devices.
+//!
+//! The anchor in the same run: raw rusqlite inserting the same rows (the same visit JSON
+//! bodies) into a table of the same shape, with the same durability (WAL,
+//! `synchronous=FULL`, one transaction per batch; for 8 devices, 8 threads each with its own
+//! connection to one file). The ratio is fieldsync ÷ anchor.
+//!
+//! The visits are realistic: each device is a demo cadre pushing in-person visits to their
+//! own paired households, with a GCJ-02 fix (as Chinese phones report) within 150 m of the
+//! household and check-ins spread through working days, so the evidence rules (distance,
+//! travel between consecutive visits, per-day count, duration) do their real work.
+//!
+//! Run: `cargo bench -p fieldsync-tests --bench ingest` (prints a markdown table; see
+//! BENCHMARKS.md). The data files live in the system temp folder (`TMPDIR`), which must be
+//! a real disk, not tmpfs: durability is the point.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fieldsync_model::codes::{Crs, VisitMode, VisitType};
+use fieldsync_model::geo;
+use fieldsync_model::household::GeoPoint;
+use fieldsync_model::visit::{GpsFix, Visit, WellbeingCheck};
+use fieldsync_proto::v1;
+use fieldsync_tests::{TestServer, authorized, client_info, pull_all};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// Visits each device sends per configuration, by batch size: enough pushes for a steady
+/// rate, few enough for a short run at batch 1.
+fn visits_per_device(batch: usize) -> usize {
+    match batch {
+        1 => 150,
+        10 => 400,
+        _ => 1_000,
+    }
+}
+
+const BATCHES: [usize; 3] = [1, 10, 100];
+const DEVICES: [usize; 2] = [1, 8];
+
+/// Check-ins start here (a Monday in Beijing) and move on through working days.
+const FIRST_CHECKIN: OffsetDateTime = datetime!(2026-09-07 08:30 +08:00);
+
+fn main() {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("ingest: benchmark skipped (run it with `cargo bench`)");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+/// One device's phone: a logged-in cadre and the visits it will push, already on the wire.
+struct Phone {
+    token: String,
+    device_id: String,
+    visits: Vec<Visit>,
+}
+
+/// The cadre's visits: one household after another (theirs), in person, a fix near the
+/// house, 35–70 minutes each, 20–60 minutes between, 8:30 to 17:30 on working days.
+fn plan_visits(seed: u64, households: &[(String, GeoPoint)], count: usize) -> Vec<Visit> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut checkin = FIRST_CHECKIN;
+    let mut visits = Vec::with_capacity(count);
+    for index in 0..count {
+        let (household_id, home) = &households[index % households.len()];
+        let minutes = rng.random_range(35..70);
+        let checkout = checkin + time::Duration::minutes(minutes);
+        let home = geo::to_wgs84(home);
+        let near = GeoPoint {
+            lat: home.lat + rng.random_range(-0.001..0.001),
+            lon: home.lon + rng.random_range(-0.001..0.001),
+            crs: Crs::Wgs84,
+        };
+        let reported = geo::to_gcj02(&near);
+        visits.push(Visit {
+            visit_id: uuid::Uuid::now_v7().to_string(),
+            revision: 1,
+            supersedes_revision: 0,
+            household_id: household_id.clone(),
+            mode: VisitMode::InPerson,
+            exception_reason: None,
+            visit_type: VisitType::Routine,
+            checkin_at: checkin,
+            checkout_at: checkout,
+            observed_situation:
+                "户主在家，秋粮已收，玉米约三千斤，家中老人身体尚可，孩子在县城读初中。".into(),
+            plan_progress: "产业帮扶项目已落实，养鸡三十只，光伏收益按月到账。".into(),
+            problems: "老人慢性病用药负担较重，冬季取暖需要帮助。".into(),
+            actions: "讲解了医保报销和慢病卡办理流程，联系村医上门随访。".into(),
+            needs: "希望协调冬季取暖煤补贴。".into(),
+            policies_explained: vec!["医疗保障".into(), "产业奖补".into()],
+            wellbeing: WellbeingCheck::default(),
+            proposed_changes: Vec::new(),
+            photo_ids: Vec::new(),
+            gps: Some(GpsFix {
+                lat: reported.lat,
+                lon: reported.lon,
+                crs: Crs::Gcj02,
+                accuracy_m: rng.random_range(5.0..30.0),
+                provider: None,
+                is_mock: false,
+                fix_time: Some(checkin + time::Duration::minutes(2)),
+            }),
+            recorded_at_device: checkout,
+        });
+        checkin = checkout + time::Duration::minutes(rng.random_range(20..60));
+        let local = checkin.to_offset(fieldsync_model::time_util::BEIJING);
+        if local.hour() >= 17 {
+            // Next working day, 8:30.
+            let mut next = local.date().next_day().expect("date");
+            while matches!(
+                next.weekday(),
+                time::Weekday::Saturday | time::Weekday::Sunday
+            ) {
+                next = next.next_day().expect("date");
+            }
+            checkin = next
+                .with_hms(8, 30, 0)
+                .expect("time")
+                .assume_offset(fieldsync_model::time_util::BEIJING);
+        }
+    }
+    visits
+}
+
+/// Log in `devices` demo cadres (each with households) on a fresh server and plan their
+/// visits.
+async fn phones(server: &TestServer, devices: usize, count: usize) -> Vec<Phone> {
+    let mut phones = Vec::new();
+    for number in 1..=40 {
+        if phones.len() == devices {
+            break;
+        }
+        let username = format!("cadre{number:02}");
+        let device_id = uuid::Uuid::now_v7().to_string();
+        let token = server.login(&username, &device_id).await;
+        let (households, _, _) = pull_all(server.channel().await, &token).await;
+        let mut located = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for household in &households {
+            if !seen.insert(household.household_id.clone()) {
+                continue;
+            }
+            let stored = server
+                .state
+                .store
+                .get_household(&household.household_id)
+                .await
+                .expect("household")
+                .expect("stored");
+            if let Some(location) = stored.location {
+                located.push((stored.household_id, location));
+            }
+        }
+        if located.is_empty() {
+            continue;
+        }
+        let visits = plan_visits(number as u64, &located, count);
+        phones.push(Phone {
+            token,
+            device_id,
+            visits,
+        });
+    }
+    assert_eq!(phones.len(), devices, "enough demo cadres with households");
+    phones
+}
+
+/// Push every phone's visits in batches of `batch`, all phones at once; wall time.
+async fn push_all(server: &TestServer, phones: Vec<Phone>, batch: usize) -> Duration {
+    let mut channels = Vec::new();
+    for _ in &phones {
+        channels.push(server.channel().await);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (phone, channel) in phones.into_iter().zip(channels) {
+        tasks.spawn(async move {
+            let mut sync = v1::sync_client::SyncClient::new(channel);
+            let mut seq = 1u64;
+            for chunk in phone.visits.chunks(batch) {
+                let mutations: Vec<v1::Mutation> = chunk
+                    .iter()
+                    .map(|visit| {
+                        let mutation = v1::Mutation {
+                            seq,
+                            mutation_id: uuid::Uuid::now_v7().to_string(),
+                            hlc: 1,
+                            payload: Some(v1::mutation::Payload::SubmitVisit(v1::Visit::from(
+                                visit,
+                            ))),
+                        };
+                        seq += 1;
+                        mutation
+                    })
+                    .collect();
+                let response = sync
+                    .push(authorized(
+                        v1::PushRequest {
+                            device_id: phone.device_id.clone(),
+                            batch_id: uuid::Uuid::now_v7().to_string(),
+                            first_seq: seq - chunk.len() as u64,
+                            mutations,
+                            client: Some(client_info()),
+                            ..Default::default()
+                        },
+                        &phone.token,
+                    ))
+                    .await
+                    .expect("push")
+                    .into_inner();
+                assert!(
+                    response
+                        .results
+                        .iter()
+                        .all(|result| result.outcome == v1::MutationOutcome::Applied as i32),
+                    "every visit applied"
+                );
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("phone");
+    }
+    started.elapsed()
+}
+
+/// The anchor: the same bodies inserted with raw rusqlite, one transaction per batch, one
+/// thread and connection per device, into a fresh file in `folder`.
+fn anchor(
+    folder: &Path,
+    bodies: Arc<Vec<Vec<(String, String, String)>>>,
+    batch: usize,
+) -> Duration {
+    let path = folder.join("anchor.sqlite");
+    {
+        let connection = rusqlite::Connection::open(&path).expect("open");
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                 CREATE TABLE visits (
+                     visit_id TEXT NOT NULL, revision INTEGER NOT NULL,
+                     household_id TEXT NOT NULL, author_user_id TEXT NOT NULL,
+                     device_id TEXT NOT NULL, body TEXT NOT NULL, content_hash TEXT NOT NULL,
+                     state TEXT NOT NULL, mode INTEGER NOT NULL, business_month TEXT NOT NULL,
+                     submitted_at INTEGER NOT NULL, checkin_at_ms INTEGER,
+                     PRIMARY KEY (visit_id, revision));",
+            )
+            .expect("schema");
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = (0..bodies.len())
+        .map(|device| {
+            let (bodies, path) = (Arc::clone(&bodies), path.clone());
+            std::thread::spawn(move || {
+                let mut connection = rusqlite::Connection::open(&path).expect("open");
+                connection
+                    .busy_timeout(Duration::from_secs(30))
+                    .expect("busy timeout");
+                connection
+                    .execute_batch("PRAGMA synchronous = FULL;")
+                    .expect("pragma");
+                for chunk in bodies[device].chunks(batch) {
+                    let transaction = connection
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                        .expect("begin");
+                    {
+                        let mut insert = transaction
+                            .prepare_cached(
+                                "INSERT INTO visits VALUES
+                                 (?1, 1, ?2, 'cadre', 'device', ?3, 'hash', 'submitted', 1,
+                                  '2026-09', 0, 0)",
+                            )
+                            .expect("prepare");
+                        for (visit_id, household_id, body) in chunk {
+                            insert
+                                .execute(rusqlite::params![visit_id, household_id, body])
+                                .expect("insert");
+                        }
+                    }
+                    transaction.commit().expect("commit");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("anchor thread");
+    }
+    started.elapsed()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name")?
+                .split(':')
+                .nth(1)
+                .map(str::trim)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    let temp = std::env::temp_dir();
+    println!(
+        "machine: {cores} cores, {cpu}; data files under {}",
+        temp.display()
+    );
+    println!("load average at start: {}", loadavg());
+    let mut rows = Vec::new();
+    let mut body_bytes = 0;
+    for devices in DEVICES {
+        for batch in BATCHES {
+            let count = visits_per_device(batch);
+            let server = TestServer::start().await;
+            let phones = phones(&server, devices, count).await;
+            let bodies: Arc<Vec<Vec<(String, String, String)>>> = Arc::new(
+                phones
+                    .iter()
+                    .map(|phone| {
+                        phone
+                            .visits
+                            .iter()
+                            .map(|visit| {
+                                (
+                                    visit.visit_id.clone(),
+                                    visit.household_id.clone(),
+                                    serde_json::to_string(visit).expect("json"),
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            );
+            body_bytes = bodies[0][0].2.len();
+            let total = (devices * count) as f64;
+            let fieldsync = push_all(&server, phones, batch).await;
+            drop(server);
+            let folder = tempfile::tempdir().expect("temp dir");
+            let raw = {
+                let folder = folder.path().to_owned();
+                tokio::task::spawn_blocking(move || anchor(&folder, bodies, batch))
+                    .await
+                    .expect("anchor")
+            };
+            let ours = total / fieldsync.as_secs_f64();
+            let theirs = total / raw.as_secs_f64();
+            eprintln!(
+                "batch {batch} × {devices}: fieldsync {ours:.0}/s, anchor {theirs:.0}/s (load {})",
+                loadavg()
+            );
+            rows.push((batch, devices, ours, theirs));
+        }
+    }
+    println!("load average at end: {}", loadavg());
+    println!("visit JSON body: {body_bytes} bytes");
+    println!();
+    println!("| batch × devices | fieldsync visits/s | raw rusqlite visits/s | ratio |");
+    println!("|---|---:|---:|---:|");
+    for (batch, devices, ours, theirs) in rows {
+        println!(
+            "| {batch} × {devices} | {ours:.0} | {theirs:.0} | {:.2}× |",
+            ours / theirs
+        );
+    }
+}
