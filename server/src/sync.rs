@@ -22,6 +22,7 @@ use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
 use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 use crate::AppState;
 use crate::error::ServiceError;
@@ -142,8 +143,10 @@ pub async fn push(
         .collect();
 
     let mut entries = Vec::with_capacity(input.mutations.len());
+    // A batch names the same few households again and again: ask the store once each.
+    let mut paired: HashMap<String, bool> = HashMap::new();
     for (mutation, hlc) in input.mutations.into_iter().zip(&hlcs) {
-        let action = match rejection_of(state, principal, &mutation.payload).await? {
+        let action = match rejection_of(state, principal, &mutation.payload, &mut paired).await? {
             Some((code, message)) => PushAction::Reject { code, message },
             None => PushAction::Apply(mutation.payload),
         };
@@ -263,6 +266,7 @@ async fn rejection_of(
     state: &AppState,
     principal: &Principal,
     payload: &MutationPayload,
+    paired: &mut HashMap<String, bool>,
 ) -> Result<Option<(RejectCode, String)>, ServiceError> {
     let invalid = match payload {
         MutationPayload::SubmitVisit(visit) => {
@@ -290,11 +294,22 @@ async fn rejection_of(
             ),
         )));
     }
+    let is_paired = match payload.household_id() {
+        None => true,
+        Some(household_id) => match paired.get(household_id) {
+            Some(known) => *known,
+            None => {
+                let known = state
+                    .store
+                    .is_paired(&principal.user_id, household_id)
+                    .await?;
+                paired.insert(household_id.to_owned(), known);
+                known
+            }
+        },
+    };
     if let Some(household_id) = payload.household_id()
-        && !state
-            .store
-            .is_paired(&principal.user_id, household_id)
-            .await?
+        && !is_paired
     {
         // Unknown and unpaired households get the same answer, so ids outside the caller's
         // scope reveal nothing.

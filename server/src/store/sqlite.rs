@@ -152,6 +152,9 @@ const EVIDENCE_COLUMNS_VERSION: i64 = 19;
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
 const READER_POOL_SIZE: usize = 4;
 
+/// Prepared statements kept per writer connection (rusqlite's default is 16).
+const WRITER_STATEMENT_CACHE: usize = 128;
+
 /// How long a connection waits for a lock held by another process before failing. The
 /// in-process writer mutex means this only matters for external tools holding the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -398,6 +401,8 @@ impl SqliteStore {
         configure_writer(&writer)?;
         sealing::register_functions(&writer, &pii)?;
         apply_migrations(&mut writer)?;
+        // A push runs a few dozen distinct statements per visit kind; keep them all prepared.
+        writer.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
         let committed_writes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&committed_writes);
         writer.commit_hook(Some(move || {
@@ -628,16 +633,19 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
 /// a scope's numbers visible in allocation order under concurrent writers (PostgreSQL) too;
 /// a free-running sequence could become visible out of order and make a pull skip rows.
 fn next_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
-    connection.execute(
-        "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 0)
-         ON CONFLICT (scope_id) DO NOTHING",
-        params![scope_id],
-    )?;
-    Ok(connection.query_row(
-        "UPDATE scope_counters SET last_seq = last_seq + 1 WHERE scope_id = ?1 RETURNING last_seq",
-        params![scope_id],
-        |row| row.get(0),
-    )?)
+    // Cached statements: a push of 100 visits logs 100 changes.
+    connection
+        .prepare_cached(
+            "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 0)
+             ON CONFLICT (scope_id) DO NOTHING",
+        )?
+        .execute(params![scope_id])?;
+    Ok(connection
+        .prepare_cached(
+            "UPDATE scope_counters SET last_seq = last_seq + 1 WHERE scope_id = ?1
+             RETURNING last_seq",
+        )?
+        .query_row(params![scope_id], |row| row.get(0))?)
 }
 
 /// One change-log entry to write.
@@ -658,11 +666,13 @@ struct ChangeEntry<'a> {
 /// Write a change-log entry at its scope's next sequence; returns its global row id (`seq`).
 fn log_entry(connection: &Connection, entry: &ChangeEntry<'_>) -> StoreResult<i64> {
     let scope_seq = next_scope_seq(connection, entry.scope_id)?;
-    connection.execute(
-        "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to,
-                                 logged_at, scope_id, scope_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    connection
+        .prepare_cached(
+            "INSERT INTO change_log (household_id, kind, entity_id, revision, addressed_to,
+                                     logged_at, scope_id, scope_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
             entry.household_id,
             entry.kind,
             entry.entity_id,
@@ -671,8 +681,7 @@ fn log_entry(connection: &Connection, entry: &ChangeEntry<'_>) -> StoreResult<i6
             entry.logged_at,
             entry.scope_id,
             scope_seq
-        ],
-    )?;
+        ])?;
     Ok(connection.last_insert_rowid())
 }
 
@@ -758,6 +767,29 @@ fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Op
         .optional()?;
     row.map(|(card, server_seq)| decode_household(&card, server_seq))
         .transpose()
+}
+
+/// A household's township and registered location, without opening its sealed fields or
+/// decoding the whole card (the push and evidence paths need only these two). The location
+/// object is the card's own JSON text, decoded by the same serde as the card.
+fn household_place(
+    connection: &Connection,
+    household_id: &str,
+) -> StoreResult<Option<(String, Option<GeoPoint>)>> {
+    let row: Option<(String, Option<String>)> = connection
+        .prepare_cached(
+            "SELECT township_id, json_extract(card, '$.location') FROM households
+             WHERE household_id = ?1",
+        )?
+        .query_row(params![household_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(township_id, location)| {
+        let location = location
+            .map(|text| decode_json::<GeoPoint>(&text, "household location"))
+            .transpose()?;
+        Ok((township_id, location))
+    })
+    .transpose()
 }
 
 fn decode_household(card: &str, server_seq: i64) -> StoreResult<Household> {
@@ -1093,11 +1125,8 @@ fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResul
         let seq = to_sql_integer(entry.seq, "seq")?;
         highest_seq = highest_seq.max(seq);
         let already_processed = transaction
-            .query_row(
-                "SELECT 1 FROM applied_mutations WHERE device_id = ?1 AND seq = ?2",
-                params![batch.device_id, seq],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM applied_mutations WHERE device_id = ?1 AND seq = ?2")?
+            .query_row(params![batch.device_id, seq], |_| Ok(()))
             .optional()?
             .is_some();
         if already_processed {
@@ -1105,17 +1134,18 @@ fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResul
             continue;
         }
         let outcome = apply_entry(transaction, batch, entry, received_at)?;
-        transaction.execute(
-            "INSERT INTO applied_mutations (device_id, seq, mutation_id, batch_id, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+        transaction
+            .prepare_cached(
+                "INSERT INTO applied_mutations (device_id, seq, mutation_id, batch_id, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
                 batch.device_id,
                 seq,
                 entry.mutation_id,
                 batch.batch_id,
                 outcome_name(&outcome)
-            ],
-        )?;
+            ])?;
         outcomes.push((entry.seq, outcome));
     }
 
@@ -1749,11 +1779,8 @@ fn submit_visit(
 ) -> StoreResult<MutationOutcome> {
     let content_hash = visit.content_hash();
     let same_revision: Option<String> = transaction
-        .query_row(
-            "SELECT content_hash FROM visits WHERE visit_id = ?1 AND revision = ?2",
-            params![visit.visit_id, visit.revision],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT content_hash FROM visits WHERE visit_id = ?1 AND revision = ?2")?
+        .query_row(params![visit.visit_id, visit.revision], |row| row.get(0))
         .optional()?;
     if let Some(stored_hash) = same_revision {
         return Ok(if stored_hash == content_hash {
@@ -1771,11 +1798,12 @@ fn submit_visit(
     // A visit belongs to one household for life; a revision naming another household is an
     // id collision, not a correction.
     let other_household: Option<String> = transaction
-        .query_row(
+        .prepare_cached(
             "SELECT household_id FROM visits WHERE visit_id = ?1 AND household_id <> ?2 LIMIT 1",
-            params![visit.visit_id, visit.household_id],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![visit.visit_id, visit.household_id], |row| {
+            row.get(0)
+        })
         .optional()?;
     if let Some(other) = other_household {
         return Ok(rejected(
@@ -1786,11 +1814,9 @@ fn submit_visit(
             ),
         ));
     }
-    let highest_revision: Option<u32> = transaction.query_row(
-        "SELECT MAX(revision) FROM visits WHERE visit_id = ?1",
-        params![visit.visit_id],
-        |row| row.get(0),
-    )?;
+    let highest_revision: Option<u32> = transaction
+        .prepare_cached("SELECT MAX(revision) FROM visits WHERE visit_id = ?1")?
+        .query_row(params![visit.visit_id], |row| row.get(0))?;
     if let Some(highest) = highest_revision
         && highest > visit.revision
     {
@@ -1802,7 +1828,9 @@ fn submit_visit(
             ),
         ));
     }
-    let Some(household) = load_household(transaction, &visit.household_id)? else {
+    let Some((township_id, household_location)) =
+        household_place(transaction, &visit.household_id)?
+    else {
         return Ok(rejected(
             RejectCode::UnknownHousehold,
             format!("household {} is unknown", visit.household_id),
@@ -1812,7 +1840,7 @@ fn submit_visit(
     // Older revisions still open (submitted, or returned for correction) are replaced by
     // this one; an approved revision stays approved as the record of what was accepted.
     let superseded: Vec<u32> = {
-        let mut statement = transaction.prepare(
+        let mut statement = transaction.prepare_cached(
             "SELECT revision FROM visits
              WHERE visit_id = ?1 AND revision < ?2 AND state IN ('submitted', 'returned')
              ORDER BY revision",
@@ -1828,7 +1856,7 @@ fn submit_visit(
         )?;
         log_change(
             transaction,
-            &household.township_id,
+            &township_id,
             &visit.household_id,
             CHANGE_KIND_VISIT_STATUS,
             &visit.visit_id,
@@ -1836,7 +1864,7 @@ fn submit_visit(
         )?;
     }
 
-    let distance_m = match (&household.location, &visit.gps) {
+    let distance_m = match (&household_location, &visit.gps) {
         (Some(home), Some(fix)) => distance_between(
             home,
             &GeoPoint {
@@ -1850,14 +1878,16 @@ fn submit_visit(
     let columns = evidence::evidence_columns(visit)?;
     // The newest revision is the only one without a newer sibling, which is what the
     // evidence window query (sqlite/evidence.rs) reads as "latest".
-    transaction.execute(
-        "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
+    transaction
+        .prepare_cached(
+            "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
                              content_hash, state, mode, business_month, submitted_at, distance_m,
                              checkin_at_ms, checkin_sub_ms_ns, checkout_at_ms, checkout_sub_ms_ns,
                              gps_lat, gps_lon, gps_crs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
                  ?19)",
-        params![
+        )?
+        .execute(params![
             visit.visit_id,
             visit.revision,
             visit.household_id,
@@ -1877,11 +1907,10 @@ fn submit_visit(
             columns.gps.map(|gps| gps.0),
             columns.gps.map(|gps| gps.1),
             columns.gps.map(|gps| gps.2),
-        ],
-    )?;
+        ])?;
     log_change(
         transaction,
-        &household.township_id,
+        &township_id,
         &visit.household_id,
         CHANGE_KIND_VISIT_STATUS,
         &visit.visit_id,

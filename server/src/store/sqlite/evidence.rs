@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use super::{
-    PHOTO_META_COLUMNS, corrupt, decode_json, encode_json, from_millis, load_household,
+    PHOTO_META_COLUMNS, corrupt, decode_json, encode_json, from_millis, household_place,
     near_duplicate_candidates, photo_meta_from_row, photo_meta_row, to_millis,
 };
 use crate::evidence::FlagWork;
@@ -331,11 +331,20 @@ pub(super) fn evidence_inputs_many(
         cadres.insert(author.to_owned(), rows);
     }
     let mut gathered = Vec::with_capacity(owns.len());
+    // Households repeat within a batch; their location is read once.
+    let mut locations = HashMap::new();
     for (visit_id, own) in owns {
         let inputs = match own {
             Ok(Some(own)) => {
                 let rows = cadres.get(&own.author).map_or(&[][..], Vec::as_slice);
-                assemble(connection, own, rows, near_duplicate_max_bits).map(Some)
+                assemble(
+                    connection,
+                    &mut locations,
+                    own,
+                    rows,
+                    near_duplicate_max_bits,
+                )
+                .map(Some)
             }
             Ok(None) => Ok(None),
             Err(error) => Err(error),
@@ -354,19 +363,27 @@ pub(super) fn evidence_inputs_many(
 /// same file or a close hash, and the device's clock.
 fn assemble(
     connection: &Connection,
+    locations: &mut HashMap<String, Option<GeoPoint>>,
     own: OwnVisit,
     cadre_rows: &[CadreRow],
     near_duplicate_max_bits: u32,
 ) -> StoreResult<EvidenceInputs> {
     let visit_id = own.visit.visit_id.clone();
-    let household_location = load_household(connection, &own.household_id)?
-        .ok_or_else(|| {
-            corrupt(format!(
-                "visit {visit_id} names missing household {}",
-                own.household_id
-            ))
-        })?
-        .location;
+    let household_location = match locations.get(&own.household_id) {
+        Some(location) => *location,
+        None => {
+            let location = household_place(connection, &own.household_id)?
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "visit {visit_id} names missing household {}",
+                        own.household_id
+                    ))
+                })?
+                .1;
+            locations.insert(own.household_id.clone(), location);
+            location
+        }
+    };
 
     // This visit's photos, with their metadata once the blob arrived.
     let mut photos = Vec::new();
