@@ -24,9 +24,7 @@ use fieldsync_server::AppState;
 use fieldsync_server::demo::DEMO_PASSWORD;
 use fieldsync_server::settings::Settings;
 use fieldsync_server::store::conformance::{apply, batch, visit};
-use fieldsync_server::store::{
-    LedgerArea, PushBatch, QueueFilter, StoredDecision,
-};
+use fieldsync_server::store::{LedgerArea, PushBatch, QueueFilter, StoredDecision};
 use fieldsync_tests::scaled_county::{ScaledCounty, SplitMix, scaled_township};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};

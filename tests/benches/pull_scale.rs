@@ -96,7 +96,12 @@ impl Row {
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".into())
 }
 
@@ -134,12 +139,15 @@ async fn run() {
             ("township supervisor (township pull)", supervisor),
             ("cadre (phone's first sync)", cadre),
         ] {
-            let token = server.login(&username, &format!("bench-{username}")).await;
+            let token = server.login(&username).await;
             let (pulled, _) = full_pull(&server, &token).await;
             let mut times = Vec::with_capacity(RUNS);
             for _ in 0..RUNS {
                 let (again, time) = full_pull(&server, &token).await;
-                assert_eq!(again.households, pulled.households, "the same scope each time");
+                assert_eq!(
+                    again.households, pulled.households,
+                    "the same scope each time"
+                );
                 times.push(time);
             }
             times.sort();
@@ -183,7 +191,10 @@ async fn run() {
         );
     }
     println!();
-    for principal in ["county admin (county pull)", "township supervisor (township pull)"] {
+    for principal in [
+        "county admin (county pull)",
+        "township supervisor (township pull)",
+    ] {
         let per_household: Vec<f64> = rows
             .iter()
             .filter(|row| row.principal == principal)
@@ -197,7 +208,11 @@ async fn run() {
              {:.0} % (goal ≤ {:.0} %): {}",
             spread * 100.0,
             FLAT_WITHIN * 100.0,
-            if spread <= FLAT_WITHIN { "met" } else { "**not met**" }
+            if spread <= FLAT_WITHIN {
+                "met"
+            } else {
+                "**not met**"
+            }
         );
     }
 }

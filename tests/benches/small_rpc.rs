@@ -124,7 +124,10 @@ async fn call(caller: &Caller, rpc: Rpc) {
         }
         Rpc::PullWithHeartbeat | Rpc::PullWithoutHeartbeat => {
             let cursor = pull_to_checkpoint(caller, rpc == Rpc::PullWithHeartbeat).await;
-            assert_eq!(cursor, caller.cursor, "nothing changed, so the cursor stays");
+            assert_eq!(
+                cursor, caller.cursor,
+                "nothing changed, so the cursor stays"
+            );
         }
         Rpc::GetVisit => {
             let answer = v1::review_client::ReviewClient::new(caller.channel.clone())
@@ -175,7 +178,12 @@ fn quantile(sorted: &[StdDuration], at: f64) -> f64 {
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".into())
 }
 
@@ -205,12 +213,12 @@ async fn run() {
         &submitted,
     )
     .await;
-    let supervisor_token = server.login(&supervisor.username, "bench-review-app").await;
+    let supervisor_token = server.login(&supervisor.username).await;
     let mut callers = Vec::new();
-    for (index, cadre) in cadres.iter().enumerate() {
+    for cadre in &cadres {
         let mut caller = Caller {
             channel: server.channel().await,
-            cadre_token: server.login(cadre, &format!("bench-phone-{index}")).await,
+            cadre_token: server.login(cadre).await,
             cursor: String::new(),
             supervisor_token: supervisor_token.clone(),
             visit_id: submitted.visit_id.clone(),
@@ -238,7 +246,15 @@ async fn run() {
             let times = measure(active, rpc, calls).await;
             let (p50, p95) = (quantile(&times, 0.50), quantile(&times, 0.95));
             let (health_p50, health_p95) = *health.get_or_insert((p50, p95));
-            rows.push((rpc, count, times.len(), p50, p95, p50 / health_p50, p95 / health_p95));
+            rows.push((
+                rpc,
+                count,
+                times.len(),
+                p50,
+                p95,
+                p50 / health_p50,
+                p95 / health_p95,
+            ));
         }
     }
     let load_at_end = loadavg();

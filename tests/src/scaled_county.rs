@@ -169,7 +169,9 @@ fn scaled(wanted: usize, cloned: Cloned) -> ScaledCounty {
     users.retain(|user| {
         user.role != Role::Cadre
             || !cloned_township(&user.area_id)
-            || cadres.iter().any(|(cadre, _)| cadre.user_id == user.user_id)
+            || cadres
+                .iter()
+                .any(|(cadre, _)| cadre.user_id == user.user_id)
     });
     ScaledCounty {
         seed: SeedData {
@@ -245,14 +247,14 @@ impl ScaledServer {
             .expect("connect")
     }
 
-    /// Log in over gRPC with the demo password; the bearer token.
-    pub async fn login(&self, username: &str, device_id: &str) -> String {
-        let mut auth =
-            fieldsync_proto::v1::auth_client::AuthClient::new(self.channel().await);
+    /// Log in over gRPC with the demo password from a new install (a fresh device id); the
+    /// bearer token.
+    pub async fn login(&self, username: &str) -> String {
+        let mut auth = fieldsync_proto::v1::auth_client::AuthClient::new(self.channel().await);
         auth.login(fieldsync_proto::v1::LoginRequest {
             username: username.into(),
             password: crate::DEMO_PASSWORD.into(),
-            device_id: device_id.into(),
+            device_id: uuid::Uuid::now_v7().to_string(),
             device_name: "bench".into(),
             client: Some(crate::client_info()),
             wants_refresh_token: false,

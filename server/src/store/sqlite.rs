@@ -1655,6 +1655,82 @@ fn record_heartbeat_in(
     Ok(())
 }
 
+/// How long a repeated heartbeat is not written again (see [`heartbeat_unchanged_in`]).
+const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
+
+/// Whether the device's stored heartbeat already says what `heartbeat` says: the same user,
+/// counts, oldest unsent record, last error and app version, a device clock offset within
+/// a minute of the stored one, stored less than a minute ago. The phone sends a heartbeat
+/// with every pull; writing an unchanged one again would make each sync wait for a durable
+/// commit (an fsync) while the console learns nothing new.
+fn heartbeat_unchanged_in(
+    connection: &Connection,
+    device_id: &str,
+    user_id: &str,
+    heartbeat: &Heartbeat,
+    server_time: OffsetDateTime,
+) -> StoreResult<bool> {
+    type StoredHeartbeat = (
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        String,
+        String,
+        i64,
+    );
+    let stored: Option<StoredHeartbeat> = connection
+        .prepare_cached(
+            "SELECT user_id, unsent_mutations, pending_uploads, oldest_unsent_at, device_time,
+                    last_error, app_version, server_time
+             FROM device_heartbeats WHERE device_id = ?1",
+        )?
+        .query_row(params![device_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((
+        stored_user,
+        unsent,
+        pending,
+        oldest_unsent_at,
+        device_time,
+        last_error,
+        app_version,
+        stored_server_time,
+    )) = stored
+    else {
+        return Ok(false);
+    };
+    let now = to_millis(server_time)?;
+    let clock_offset_kept = match (device_time, optional_millis(heartbeat.device_time)?) {
+        (None, None) => true,
+        (Some(stored_device), Some(device)) => {
+            ((device - now) - (stored_device - stored_server_time)).abs()
+                < HEARTBEAT_REWRITE_AFTER_MILLIS
+        }
+        _ => false,
+    };
+    Ok(stored_user == user_id
+        && unsent == to_sql_integer(heartbeat.unsent_mutations, "unsent mutations")?
+        && pending == to_sql_integer(heartbeat.pending_uploads, "pending uploads")?
+        && oldest_unsent_at == optional_millis(heartbeat.oldest_unsent_at)?
+        && last_error == heartbeat.last_error
+        && app_version == heartbeat.app_version
+        && clock_offset_kept
+        && (stored_server_time..stored_server_time + HEARTBEAT_REWRITE_AFTER_MILLIS).contains(&now))
+}
+
 fn device_backlog_in(
     connection: &Connection,
     township_id: &str,
@@ -3567,6 +3643,17 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let device_id = device_id.to_owned();
         let user_id = user_id.to_owned();
+        let unchanged = {
+            let (device_id, user_id, heartbeat) =
+                (device_id.clone(), user_id.clone(), heartbeat.clone());
+            self.read(move |connection| {
+                heartbeat_unchanged_in(connection, &device_id, &user_id, &heartbeat, server_time)
+            })
+            .await?
+        };
+        if unchanged {
+            return Ok(());
+        }
         self.write(move |transaction| {
             record_heartbeat_in(transaction, &device_id, &user_id, &heartbeat, server_time)
         })
@@ -3832,6 +3919,7 @@ mod tests {
         stale_base_seq_after_a_losing_write,
         resolving_a_conflict_writes_the_choice_and_closes_the_register,
         heartbeats_list_the_oldest_unsent_data_first,
+        a_repeated_heartbeat_is_not_rewritten_within_a_minute,
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,
