@@ -106,10 +106,10 @@ async fn run() {
             let mut entries = Vec::new();
             let mut month_visits: Vec<Visit> = Vec::new();
             for household in households {
-                if back == 0 && random.next() % 10 >= 6 {
+                if back == 0 && random.next_u64() % 10 >= 6 {
                     continue; // not visited yet this month
                 }
-                let checkin = month_checkin(back, random.next());
+                let checkin = month_checkin(back, random.next_u64());
                 let visit = visit(household, VisitMode::InPerson, checkin);
                 entries.push(apply(seq, MutationPayload::SubmitVisit(visit.clone())));
                 seq += 1;
@@ -132,7 +132,7 @@ async fn run() {
                     submitted_now += 1;
                     continue;
                 }
-                let roll = random.next() % 100;
+                let roll = random.next_u64() % 100;
                 if roll < 2 {
                     continue; // still waiting: an old item in the queue
                 }

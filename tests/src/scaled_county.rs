@@ -17,7 +17,7 @@ use fieldsync_server::store::{Pairing, SeedData, UserRecord};
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -32,7 +32,8 @@ pub struct ScaledCounty {
     /// Areas, users (passwords hashed: every account logs in with `DEMO_PASSWORD`),
     /// households and primary pairings.
     pub seed: SeedData,
-    /// Every cadre of the cloned households, with the households they are primary for.
+    /// Every cloned cadre, with the households they are primary for (the last round's may
+    /// have none).
     pub cadres: Vec<(UserRecord, Vec<Household>)>,
     /// The first township's supervisor (role Township).
     pub supervisor: UserRecord,
@@ -135,7 +136,7 @@ fn scaled(wanted: usize, cloned: Cloned) -> ScaledCounty {
                     let body = format!(
                         "{}{:03}",
                         &member.id_number[..14],
-                        (random.next() % 1000) as u32
+                        (random.next_u64() % 1000) as u32
                     );
                     if let Some(check) = id_number::check_character(&body) {
                         member.id_number = format!("{body}{check}");
@@ -143,8 +144,8 @@ fn scaled(wanted: usize, cloned: Cloned) -> ScaledCounty {
                 }
             }
             if let Some(location) = household.location.as_mut() {
-                location.lat += (random.next() % 2_000) as f64 / 1e6 - 0.001;
-                location.lon += (random.next() % 2_000) as f64 / 1e6 - 0.001;
+                location.lat += (random.next_u64() % 2_000) as f64 / 1e6 - 0.001;
+                location.lon += (random.next_u64() % 2_000) as f64 / 1e6 - 0.001;
             }
             let Some(template_primary) = primary_of(&template.household_id) else {
                 continue;
@@ -164,15 +165,6 @@ fn scaled(wanted: usize, cloned: Cloned) -> ScaledCounty {
         }
         round += 1;
     }
-    // Cadres of the last round who got no household would only add idle accounts.
-    cadres.retain(|(_, own)| !own.is_empty());
-    users.retain(|user| {
-        user.role != Role::Cadre
-            || !cloned_township(&user.area_id)
-            || cadres
-                .iter()
-                .any(|(cadre, _)| cadre.user_id == user.user_id)
-    });
     ScaledCounty {
         seed: SeedData {
             areas: seed.areas.clone(),
