@@ -134,6 +134,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pii_at_rest",
         include_str!("migrations/0018_pii_at_rest.sql"),
     ),
+    (
+        20,
+        "cadre_pull_index",
+        include_str!("migrations/0020_cadre_pull_index.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -142,7 +147,11 @@ const PII_AT_REST_VERSION: i64 = 18;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
-const READER_POOL_SIZE: usize = 4;
+/// Opening one (file, schema parse, SQL functions, no cached statements) costs far more
+/// than a small read, so the pool covers 32 concurrent callers (issue 11 small-RPC
+/// benchmark: with 4, Pull at 32 callers was dominated by opening connections); an idle
+/// connection holds little more than the pages it last read.
+const READER_POOL_SIZE: usize = 32;
 
 /// How long a connection waits for a lock held by another process before failing. The
 /// in-process writer mutex means this only matters for external tools holding the file.

@@ -4,7 +4,9 @@
 //! Every page costs in proportion to its own size, never to the whole scope (issue 11 §3):
 //! the page query walks the `change_log_by_scope (scope_id, scope_seq)` index from the
 //! cursor, and each entry's membership in the caller's scope is a primary-key lookup on
-//! `households` (or `pairings` for a cadre), so nothing is rebuilt over the scope per page.
+//! `households`, so nothing is rebuilt over the scope per page. A cadre's page starts from
+//! the cadre's pairings instead (one index range per paired household from the cursor), so
+//! a phone's pull follows its own scope, not its township's.
 //! The scope list itself comes from indexed lookups whose cost follows the number of
 //! townships, not households. `EXPLAIN QUERY PLAN` of [`pull_page_sql`] is pinned by the
 //! tests below, so a regression to a scan fails the suite.
@@ -66,7 +68,33 @@ fn scope_membership_sql(role: Role, household: &str) -> String {
 /// position `?2` in scope `?5`, at most `?3`, in scope order. Tombstones are delivered only
 /// to their addressee `?4` (who no longer has the household in scope); everything else is
 /// delivered by scope membership. `?1` is [`scope_key`].
+///
+/// A cadre's scope is a handful of pairings inside a township of thousands, so a cadre's
+/// page starts from the pairings instead and reads each paired household's entries from the
+/// cursor (index `change_log_by_household_scope`, migration 0020), plus the tombstones
+/// addressed to the cadre (index `change_log_removed_by_addressee`): the cost follows the
+/// cadre's scope, not the township's.
 fn pull_page_sql(role: Role) -> String {
+    if role == Role::Cadre {
+        // CROSS JOIN keeps the pairings outside: the planner must not walk the township's
+        // entries and probe the pairings instead.
+        return format!(
+            "SELECT scope_seq, household_id, kind, entity_id, revision FROM (
+                 SELECT entry.scope_seq, entry.household_id, entry.kind, entry.entity_id,
+                        entry.revision
+                 FROM pairings AS member CROSS JOIN change_log AS entry
+                 WHERE member.cadre_user_id = ?1 AND member.active = 1
+                   AND entry.household_id = member.household_id
+                   AND entry.scope_id = ?5 AND entry.scope_seq > ?2
+                   AND entry.kind <> '{CHANGE_KIND_REMOVED}'
+                 UNION ALL
+                 SELECT scope_seq, household_id, kind, entity_id, revision FROM change_log
+                 WHERE addressed_to = ?4 AND kind = '{CHANGE_KIND_REMOVED}'
+                   AND +scope_id = ?5 AND +scope_seq > ?2
+             )
+             ORDER BY scope_seq LIMIT ?3"
+        );
+    }
     format!(
         "SELECT scope_seq, household_id, kind, entity_id, revision FROM change_log
          WHERE scope_id = ?5 AND scope_seq > ?2
@@ -321,7 +349,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_pull_page_query_walks_the_scope_index_and_looks_members_up_by_key() {
+    async fn the_pull_page_query_reads_ranges_from_the_cursor_and_looks_members_up_by_key() {
         let directory = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(
             &directory.path().join("fieldsync.sqlite3"),
@@ -333,31 +361,40 @@ mod tests {
         for role in ROLES {
             let plan = plan_of(&connection, &pull_page_sql(role), 5);
             assert!(
-                plan.iter().any(|step| step
-                    == "SEARCH change_log USING INDEX change_log_by_scope (scope_id=? AND scope_seq>?)"),
-                "{role:?}: the page query must walk the scope index from the cursor: {plan:#?}"
-            );
-            assert!(
                 full_scans(&plan).is_empty(),
                 "{role:?}: the page query scans a table: {plan:#?}"
             );
-            assert!(
-                !plan.iter().any(|step| step.contains("TEMP B-TREE")),
-                "{role:?}: the page query sorts instead of reading in index order: {plan:#?}"
-            );
             // Both primary keys are TEXT, so SQLite keeps them as automatic unique indexes.
-            let membership_by_key = match role {
-                Role::Cadre => {
-                    "USING INDEX sqlite_autoindex_pairings_1 (cadre_user_id=? AND household_id=?)"
-                }
-                _ => "INDEX sqlite_autoindex_households_1 (household_id=?)",
+            let expected: &[&str] = match role {
+                // From the cadre's pairings, each household's entries after the cursor, and
+                // the tombstones addressed to the cadre.
+                Role::Cadre => &[
+                    "SEARCH member USING INDEX sqlite_autoindex_pairings_1 (cadre_user_id=?)",
+                    "SEARCH entry USING INDEX change_log_by_household_scope (household_id=? AND scope_id=? AND scope_seq>?)",
+                    "SEARCH change_log USING INDEX change_log_removed_by_addressee (addressed_to=?)",
+                ],
+                // The scope's entries after the cursor, in index order, each checked by key.
+                _ => &[
+                    "SEARCH change_log USING INDEX change_log_by_scope (scope_id=? AND scope_seq>?)",
+                ],
             };
-            assert!(
-                plan.iter()
-                    .any(|step| step.starts_with("SEARCH member")
-                        && step.ends_with(membership_by_key)),
-                "{role:?}: membership must be a primary-key lookup: {plan:#?}"
-            );
+            for step in expected {
+                assert!(
+                    plan.iter().any(|planned| planned == step),
+                    "{role:?}: the page query must {step:?}: {plan:#?}"
+                );
+            }
+            if role != Role::Cadre {
+                assert!(
+                    !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+                    "{role:?}: the page query sorts instead of reading in index order: {plan:#?}"
+                );
+                assert!(
+                    plan.iter().any(|step| step.starts_with("SEARCH member")
+                        && step.ends_with("INDEX sqlite_autoindex_households_1 (household_id=?)")),
+                    "{role:?}: membership must be a primary-key lookup: {plan:#?}"
+                );
+            }
         }
         store.inner.return_reader(connection);
     }
