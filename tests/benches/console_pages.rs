@@ -16,19 +16,16 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use fieldsync_model::codes::{Role, VisitMode};
-use fieldsync_model::household::Household;
-use fieldsync_model::id_number;
+use fieldsync_model::codes::VisitMode;
 use fieldsync_model::review::{Decision, DecisionRequest, ReturnReason};
 use fieldsync_model::sync::MutationPayload;
 use fieldsync_model::visit::Visit;
 use fieldsync_server::AppState;
-use fieldsync_server::demo::{DEMO_PASSWORD, generate_demo_county, hash_demo_passwords};
+use fieldsync_server::demo::DEMO_PASSWORD;
 use fieldsync_server::settings::Settings;
 use fieldsync_server::store::conformance::{apply, batch, visit};
-use fieldsync_server::store::{
-    LedgerArea, Pairing, PushBatch, QueueFilter, SeedData, StoredDecision, UserRecord,
-};
+use fieldsync_server::store::{LedgerArea, PushBatch, QueueFilter, StoredDecision};
+use fieldsync_tests::scaled_county::{ScaledCounty, SplitMix, scaled_township};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -53,135 +50,6 @@ fn main() {
         .build()
         .expect("runtime")
         .block_on(run());
-}
-
-/// A small deterministic generator (the benchmark must not depend on `rand`'s stream).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-/// Township 1 of the demo county, cloned until it has [`HOUSEHOLDS`] households.
-fn township_seed() -> (SeedData, String, Vec<(UserRecord, Vec<Household>)>) {
-    let mut county = generate_demo_county(fieldsync_server::demo::DEMO_SEED);
-    hash_demo_passwords(&mut county).expect("hash");
-    let seed = county.seed;
-    let supervisor = seed
-        .users
-        .iter()
-        .find(|user| user.role == Role::Township)
-        .expect("a supervisor")
-        .clone();
-    let township_id = supervisor.area_id.clone();
-    let template_households: Vec<Household> = seed
-        .households
-        .iter()
-        .filter(|household| household.township_id == township_id)
-        .cloned()
-        .collect();
-    let template_cadres: Vec<UserRecord> = seed
-        .users
-        .iter()
-        .filter(|user| user.role == Role::Cadre && user.area_id == township_id)
-        .cloned()
-        .collect();
-    let primary_of = |household_id: &str| {
-        seed.pairings
-            .iter()
-            .find(|pairing| pairing.is_primary && pairing.household_id == household_id)
-            .map(|pairing| pairing.cadre_user_id.clone())
-    };
-    let mut users: Vec<UserRecord> = seed
-        .users
-        .iter()
-        .filter(|user| user.role != Role::Cadre || user.area_id != township_id)
-        .cloned()
-        .collect();
-    let mut households = Vec::with_capacity(HOUSEHOLDS);
-    let mut pairings = Vec::with_capacity(HOUSEHOLDS);
-    let mut work: Vec<(UserRecord, Vec<Household>)> = Vec::new();
-    let mut random = SplitMix(20_261_129);
-    let mut round = 0usize;
-    'fill: loop {
-        let cadres: Vec<UserRecord> = template_cadres
-            .iter()
-            .map(|cadre| UserRecord {
-                user_id: format!("{}-{round}", cadre.user_id),
-                username: format!("{}-{round}", cadre.username),
-                display_name: format!("{}{round}", cadre.display_name),
-                ..cadre.clone()
-            })
-            .collect();
-        let start = work.len();
-        for cadre in &cadres {
-            work.push((cadre.clone(), Vec::new()));
-        }
-        users.extend(cadres);
-        for template in &template_households {
-            if households.len() == HOUSEHOLDS {
-                break 'fill;
-            }
-            let serial = households.len();
-            let mut household = template.clone();
-            household.household_id = format!("{}-{round}", template.household_id);
-            household.national_household_number =
-                format!("{:018}", 520_000_000_000u64 + serial as u64);
-            household.head_name = format!("{}{}", template.head_name, round);
-            for member in &mut household.members {
-                member.member_id = format!("{}-{round}", member.member_id);
-                if member.id_number.len() == 18 {
-                    // Keep the region and birth date; vary the sequence digits; re-derive
-                    // the checksum so every ID stays valid.
-                    let body = format!(
-                        "{}{:03}",
-                        &member.id_number[..14],
-                        (random.next() % 1000) as u32
-                    );
-                    if let Some(check) = id_number::check_character(&body) {
-                        member.id_number = format!("{body}{check}");
-                    }
-                }
-            }
-            if let Some(location) = household.location.as_mut() {
-                location.lat += (random.next() % 2_000) as f64 / 1e6 - 0.001;
-                location.lon += (random.next() % 2_000) as f64 / 1e6 - 0.001;
-            }
-            let Some(template_primary) = primary_of(&template.household_id) else {
-                continue;
-            };
-            let index = template_cadres
-                .iter()
-                .position(|cadre| cadre.user_id == template_primary)
-                .expect("primary cadre of the township");
-            let (cadre, own) = &mut work[start + index];
-            pairings.push(Pairing {
-                cadre_user_id: cadre.user_id.clone(),
-                household_id: household.household_id.clone(),
-                is_primary: true,
-            });
-            own.push(household.clone());
-            households.push(household);
-        }
-        round += 1;
-    }
-    let areas = seed.areas.clone();
-    (
-        SeedData {
-            areas,
-            users,
-            households,
-            pairings,
-        },
-        supervisor.username,
-        work,
-    )
 }
 
 /// The business month `back` months before the reference month, and a check-in time on a
@@ -214,13 +82,13 @@ async fn run() {
         ..Settings::default()
     };
     let state = AppState::open_with_clock(settings, clock).expect("open");
-    let (seed, supervisor_username, work) = township_seed();
-    let supervisor = seed
-        .users
-        .iter()
-        .find(|user| user.username == supervisor_username)
-        .expect("supervisor")
-        .clone();
+    let ScaledCounty {
+        seed,
+        cadres: work,
+        supervisor,
+        ..
+    } = scaled_township(HOUSEHOLDS);
+    let supervisor_username = supervisor.username.clone();
     let (supervisor_id, township_id) = (supervisor.user_id, supervisor.area_id);
     state.store.load_seed(seed).await.expect("seed");
     let seeded_at = started.elapsed();
@@ -238,10 +106,10 @@ async fn run() {
             let mut entries = Vec::new();
             let mut month_visits: Vec<Visit> = Vec::new();
             for household in households {
-                if back == 0 && random.next() % 10 >= 6 {
+                if back == 0 && random.next_u64() % 10 >= 6 {
                     continue; // not visited yet this month
                 }
-                let checkin = month_checkin(back, random.next());
+                let checkin = month_checkin(back, random.next_u64());
                 let visit = visit(household, VisitMode::InPerson, checkin);
                 entries.push(apply(seq, MutationPayload::SubmitVisit(visit.clone())));
                 seq += 1;
@@ -264,7 +132,7 @@ async fn run() {
                     submitted_now += 1;
                     continue;
                 }
-                let roll = random.next() % 100;
+                let roll = random.next_u64() % 100;
                 if roll < 2 {
                     continue; // still waiting: an old item in the queue
                 }

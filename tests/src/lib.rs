@@ -2,6 +2,8 @@
 //! temporary SQLite file and blob folder, seeded with the demo county, plus helpers to talk
 //! to it over real gRPC.
 
+pub mod scaled_county;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

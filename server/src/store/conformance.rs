@@ -2450,6 +2450,56 @@ pub async fn heartbeats_list_the_oldest_unsent_data_first(store: &dyn Store) {
     );
 }
 
+/// A phone sends a heartbeat with every pull: one that repeats the stored heartbeat within
+/// a minute is not written again (last seen stays), while a changed count, a moved device
+/// clock or a minute gone by is written.
+pub async fn a_repeated_heartbeat_is_not_rewritten_within_a_minute(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let heartbeat = |unsent: u64, device_time: OffsetDateTime| Heartbeat {
+        unsent_mutations: unsent,
+        device_time: Some(device_time),
+        app_version: "1.2.0".into(),
+        ..Heartbeat::default()
+    };
+    let last_seen = || async {
+        let backlog = store.device_backlog(TOWNSHIP_ONE).await.expect("backlog");
+        let row = backlog
+            .iter()
+            .find(|row| row.device_id == "phone-a")
+            .expect("phone-a reported in");
+        (row.last_seen_at, row.heartbeat.unsent_mutations)
+    };
+    let record = |unsent: u64, device_time: OffsetDateTime, at: OffsetDateTime| {
+        let cadre = fixture.cadre_a.user_id.clone();
+        async move {
+            store
+                .record_heartbeat("phone-a", &cadre, heartbeat(unsent, device_time), at)
+                .await
+                .expect("heartbeat");
+        }
+    };
+    record(0, VISIT_TIME, VISIT_TIME).await;
+    // The same report 30 s later, the phone's clock running with the server's.
+    let later = VISIT_TIME + Duration::seconds(30);
+    record(0, later, later).await;
+    assert_eq!(last_seen().await, (VISIT_TIME, 0), "unchanged: not written");
+    // The phone's clock jumped by two minutes: written, so the console sees the new offset.
+    record(0, later + Duration::minutes(2), later).await;
+    assert_eq!(last_seen().await, (later, 0), "a moved clock is written");
+    // A new unsent record: written at once.
+    let next = later + Duration::seconds(5);
+    record(1, next + Duration::minutes(2), next).await;
+    assert_eq!(last_seen().await, (next, 1), "a changed count is written");
+    // A minute later the same report is written again, so last seen moves on.
+    let minute_on = next + Duration::seconds(60);
+    record(1, minute_on + Duration::minutes(2), minute_on).await;
+    assert_eq!(
+        last_seen().await,
+        (minute_on, 1),
+        "refreshed after a minute"
+    );
+}
+
 /// Reassigning a household: the old cadre's next pull lists it as removed (although it is
 /// out of their scope now), the new cadre's next pull delivers it, and pushes from the old
 /// cadre are out of scope.

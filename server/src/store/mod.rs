@@ -1400,7 +1400,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// ([`ChangeLogBounds::check`]).
     async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds>;
 
-    /// Keep the latest heartbeat of a device (upsert).
+    /// Keep the latest heartbeat of a device (upsert). A heartbeat that repeats the stored
+    /// one (same counts, error, app version and device clock offset) less than a minute
+    /// after it was stored is not written again: the phone sends one with every pull, and
+    /// a durable write per pull would make every sync wait for the disk.
     async fn record_heartbeat(
         &self,
         device_id: &str,

@@ -23,6 +23,7 @@ mod export;
 mod households;
 mod ledger;
 mod pairings;
+mod pull;
 mod review_loop;
 mod roster;
 mod sealing;
@@ -40,7 +41,7 @@ use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
-use fieldsync_model::income::{IncomeRegistration, IncomeThreshold, current_registrations};
+use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::register::{
     FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
 };
@@ -138,6 +139,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "visit_evidence_columns",
         include_str!("migrations/0019_visit_evidence_columns.sql"),
     ),
+    (
+        20,
+        "cadre_pull_index",
+        include_str!("migrations/0020_cadre_pull_index.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -150,7 +156,11 @@ const EVIDENCE_COLUMNS_VERSION: i64 = 19;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
-const READER_POOL_SIZE: usize = 4;
+/// Opening one (file, schema parse, SQL functions, no cached statements) costs far more
+/// than a small read, so the pool covers 32 concurrent callers (issue 11 small-RPC
+/// benchmark: with 4, Pull at 32 callers was dominated by opening connections); an idle
+/// connection holds little more than the pages it last read.
+const READER_POOL_SIZE: usize = 32;
 
 /// Prepared statements kept per writer connection (rusqlite's default is 16).
 const WRITER_STATEMENT_CACHE: usize = 128;
@@ -1706,6 +1716,82 @@ fn record_heartbeat_in(
     Ok(())
 }
 
+/// How long a repeated heartbeat is not written again (see [`heartbeat_unchanged_in`]).
+const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
+
+/// Whether the device's stored heartbeat already says what `heartbeat` says: the same user,
+/// counts, oldest unsent record, last error and app version, a device clock offset within
+/// a minute of the stored one, stored less than a minute ago. The phone sends a heartbeat
+/// with every pull; writing an unchanged one again would make each sync wait for a durable
+/// commit (an fsync) while the console learns nothing new.
+fn heartbeat_unchanged_in(
+    connection: &Connection,
+    device_id: &str,
+    user_id: &str,
+    heartbeat: &Heartbeat,
+    server_time: OffsetDateTime,
+) -> StoreResult<bool> {
+    type StoredHeartbeat = (
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        String,
+        String,
+        i64,
+    );
+    let stored: Option<StoredHeartbeat> = connection
+        .prepare_cached(
+            "SELECT user_id, unsent_mutations, pending_uploads, oldest_unsent_at, device_time,
+                    last_error, app_version, server_time
+             FROM device_heartbeats WHERE device_id = ?1",
+        )?
+        .query_row(params![device_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((
+        stored_user,
+        unsent,
+        pending,
+        oldest_unsent_at,
+        device_time,
+        last_error,
+        app_version,
+        stored_server_time,
+    )) = stored
+    else {
+        return Ok(false);
+    };
+    let now = to_millis(server_time)?;
+    let clock_offset_kept = match (device_time, optional_millis(heartbeat.device_time)?) {
+        (None, None) => true,
+        (Some(stored_device), Some(device)) => {
+            ((device - now) - (stored_device - stored_server_time)).abs()
+                < HEARTBEAT_REWRITE_AFTER_MILLIS
+        }
+        _ => false,
+    };
+    Ok(stored_user == user_id
+        && unsent == to_sql_integer(heartbeat.unsent_mutations, "unsent mutations")?
+        && pending == to_sql_integer(heartbeat.pending_uploads, "pending uploads")?
+        && oldest_unsent_at == optional_millis(heartbeat.oldest_unsent_at)?
+        && last_error == heartbeat.last_error
+        && app_version == heartbeat.app_version
+        && clock_offset_kept
+        && (stored_server_time..stored_server_time + HEARTBEAT_REWRITE_AFTER_MILLIS).contains(&now))
+}
+
 fn device_backlog_in(
     connection: &Connection,
     township_id: &str,
@@ -2010,42 +2096,6 @@ fn register_income(
 
 // ----- pull -----
 
-/// The `household_id IN (...)` scope of a principal, as SQL with one bound parameter
-/// (`?1`, the user or area id), per DESIGN §7.
-fn scope_sql(role: Role) -> &'static str {
-    match role {
-        Role::Cadre => "SELECT household_id FROM pairings WHERE cadre_user_id = ?1 AND active = 1",
-        Role::Township => "SELECT household_id FROM households WHERE township_id = ?1",
-        // The county role sees the whole register; `?1` is still bound, so reference it.
-        Role::County => "SELECT household_id FROM households WHERE ?1 IS NOT NULL",
-        // Village cadres and auditors: everything at or below their area.
-        Role::Village | Role::Auditor => concat!(
-            "SELECT household_id FROM households
-             WHERE village_id = ?1 OR township_id = ?1
-                OR township_id IN (",
-            county_townships_sql!(),
-            ")"
-        ),
-    }
-}
-
-/// Whether the household is in the principal's scope now.
-fn in_scope(
-    connection: &Connection,
-    principal: &Principal,
-    household_id: &str,
-) -> StoreResult<bool> {
-    let scope_key = match principal.role {
-        Role::Cadre => &principal.user_id,
-        _ => &principal.area_id,
-    };
-    let sql = format!("SELECT 1 WHERE ?2 IN ({})", scope_sql(principal.role));
-    Ok(connection
-        .query_row(&sql, params![scope_key, household_id], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// The newest sequence ever issued in a scope (its counter, which never goes back when
 /// compaction deletes the newest rows); 0 for a scope never written.
 fn newest_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
@@ -2164,146 +2214,6 @@ fn tombstone_unless_paired(
         },
     )?;
     Ok(())
-}
-
-/// The scopes (townships) a principal pulls: those of the households in its scope now, plus
-/// those of tombstones still addressed to it (a cadre who lost the last household of a
-/// township must still learn of the removal). Sorted.
-fn principal_scopes(connection: &Connection, principal: &Principal) -> StoreResult<Vec<String>> {
-    let scope_key = match principal.role {
-        Role::Cadre => &principal.user_id,
-        _ => &principal.area_id,
-    };
-    let sql = format!(
-        "SELECT township_id FROM households WHERE household_id IN ({scope})
-         UNION
-         SELECT scope_id FROM change_log WHERE kind = '{CHANGE_KIND_REMOVED}' AND addressed_to = ?2
-         ORDER BY 1",
-        scope = scope_sql(principal.role)
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params![scope_key, principal.user_id], |row| row.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn pull_changes_in(
-    connection: &Connection,
-    principal: &Principal,
-    cursor: &ScopeCursor,
-    limit: u32,
-) -> StoreResult<PullChanges> {
-    let scope_key = match principal.role {
-        Role::Cadre => &principal.user_id,
-        _ => &principal.area_id,
-    };
-    let limit = limit.clamp(1, MAX_PULL_LIMIT);
-    // Tombstones are delivered only to their addressee, who no longer has the household in
-    // scope; everything else is delivered by scope.
-    let sql = format!(
-        "SELECT scope_seq, household_id, kind, entity_id, revision FROM change_log
-         WHERE scope_id = ?5 AND scope_seq > ?2
-           AND ((kind <> '{CHANGE_KIND_REMOVED}' AND household_id IN ({scope}))
-                OR (kind = '{CHANGE_KIND_REMOVED}' AND addressed_to = ?4))
-         ORDER BY scope_seq LIMIT ?3",
-        scope = scope_sql(principal.role)
-    );
-    let mut statement = connection.prepare(&sql)?;
-    // `limit` entries in all: scopes are read in order, each with what the earlier ones left.
-    // A scope not reached keeps its position, and `has_more` asks for another page.
-    let mut remaining = limit;
-    let mut has_more = false;
-    let mut next_cursor = ScopeCursor::default();
-    let mut changes: Vec<(String, String, String, u32)> = Vec::new();
-    for scope_id in principal_scopes(connection, principal)? {
-        let from = cursor.get(&scope_id);
-        if remaining == 0 {
-            has_more = true;
-            next_cursor.set(&scope_id, from);
-            continue;
-        }
-        // One row more than asked tells whether this scope has more without a COUNT.
-        let rows = statement.query_map(
-            params![
-                scope_key,
-                from,
-                i64::from(remaining) + 1,
-                principal.user_id,
-                scope_id
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, u32>(4)?,
-                ))
-            },
-        )?;
-        let mut scope_changes: Vec<(i64, String, String, String, u32)> =
-            rows.collect::<Result<_, _>>()?;
-        let scope_has_more = scope_changes.len() > remaining as usize;
-        scope_changes.truncate(remaining as usize);
-        remaining -= scope_changes.len() as u32;
-        let read_up_to = scope_changes.last().map_or(from, |change| change.0);
-        // With nothing more of this scope in view, the caller has seen everything up to the
-        // scope's newest sequence in this snapshot: jumping there keeps quiet phones ahead of
-        // the scope's compaction floor, so only phones that really slept past the horizon get
-        // a RESET.
-        let position = if scope_has_more {
-            has_more = true;
-            read_up_to
-        } else {
-            read_up_to.max(newest_scope_seq(connection, &scope_id)?)
-        };
-        next_cursor.set(&scope_id, position);
-        changes.extend(scope_changes.into_iter().map(
-            |(_, household_id, kind, entity_id, revision)| {
-                (household_id, kind, entity_id, revision)
-            },
-        ));
-    }
-    let mut result = PullChanges {
-        next_cursor,
-        has_more,
-        ..PullChanges::default()
-    };
-    let mut households_seen = HashSet::new();
-    let mut statuses_seen = HashSet::new();
-    for (household_id, kind, entity_id, revision) in changes {
-        match kind.as_str() {
-            CHANGE_KIND_HOUSEHOLD => {
-                if households_seen.insert(household_id.clone())
-                    && let Some(household) = load_household(connection, &household_id)?
-                {
-                    result.households.push(household);
-                    result.income_registrations.extend(current_registrations(
-                        &households::household_income_registrations(connection, &household_id)?,
-                    ));
-                }
-            }
-            CHANGE_KIND_REMOVED => {
-                // Only if it is still gone: a household reassigned away and back is simply
-                // delivered, so one page never both adds and removes the same id.
-                if !result.removed_household_ids.contains(&household_id)
-                    && !in_scope(connection, principal, &household_id)?
-                {
-                    result.removed_household_ids.push(household_id);
-                }
-            }
-            CHANGE_KIND_VISIT_STATUS => {
-                // The status is read as it is now, so several log rows of one revision
-                // collapse into one current status.
-                if statuses_seen.insert((entity_id.clone(), revision))
-                    && let Some(status) = load_visit_status(connection, &entity_id, revision)?
-                {
-                    result.visit_statuses.push(status);
-                }
-            }
-            other => return Err(corrupt(format!("unknown change kind {other:?}"))),
-        }
-    }
-    Ok(result)
 }
 
 // ----- review -----
@@ -3184,7 +3094,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<PullChanges> {
         let principal = principal.clone();
         let cursor = cursor.clone();
-        self.read(move |connection| pull_changes_in(connection, &principal, &cursor, limit))
+        self.read(move |connection| pull::pull_changes_in(connection, &principal, &cursor, limit))
             .await
     }
 
@@ -3658,6 +3568,17 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let device_id = device_id.to_owned();
         let user_id = user_id.to_owned();
+        let unchanged = {
+            let (device_id, user_id, heartbeat) =
+                (device_id.clone(), user_id.clone(), heartbeat.clone());
+            self.read(move |connection| {
+                heartbeat_unchanged_in(connection, &device_id, &user_id, &heartbeat, server_time)
+            })
+            .await?
+        };
+        if unchanged {
+            return Ok(());
+        }
         self.write(move |transaction| {
             record_heartbeat_in(transaction, &device_id, &user_id, &heartbeat, server_time)
         })
@@ -3924,6 +3845,7 @@ mod tests {
         stale_base_seq_after_a_losing_write,
         resolving_a_conflict_writes_the_choice_and_closes_the_register,
         heartbeats_list_the_oldest_unsent_data_first,
+        a_repeated_heartbeat_is_not_rewritten_within_a_minute,
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,

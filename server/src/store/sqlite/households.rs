@@ -146,6 +146,39 @@ pub(super) fn household_income_registrations(
     Ok(registrations)
 }
 
+/// The registrations of several households in one query (a pull page's), each household's
+/// in arrival order (rowid, as in [`household_income_registrations`]). Households without
+/// registrations are absent from the map.
+pub(super) fn income_registrations_of(
+    connection: &Connection,
+    household_ids: &[&str],
+) -> StoreResult<HashMap<String, Vec<IncomeRegistration>>> {
+    let mut by_household: HashMap<String, Vec<IncomeRegistration>> = HashMap::new();
+    if household_ids.is_empty() {
+        return Ok(by_household);
+    }
+    // The ids travel as one JSON array, so the statement text (and its cached plan) is the
+    // same for every page size.
+    let ids = serde_json::to_string(household_ids)
+        .map_err(|error| corrupt(format!("household ids as JSON: {error}")))?;
+    let mut statement = connection.prepare_cached(
+        "SELECT household_id, body FROM income_registrations
+         WHERE household_id IN (SELECT value FROM json_each(?1))
+         ORDER BY household_id, rowid",
+    )?;
+    let rows = statement.query_map(params![ids], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (household_id, body) = row?;
+        by_household
+            .entry(household_id)
+            .or_default()
+            .push(decode_json(&body, "income registration")?);
+    }
+    Ok(by_household)
+}
+
 pub(super) fn households_in_area(
     connection: &Connection,
     area_id: &str,
