@@ -27,7 +27,7 @@ use time::Duration;
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::media::blobs::{BlobError, Derived};
+use crate::media::blobs::{BlobError, BlobStore, Derived};
 use crate::media::photo::{self, Limits, PhotoRejected, Prepared};
 use crate::store::{CaptureTime, EvidenceInputs, PhotoMeta, UploadRecord};
 
@@ -87,14 +87,7 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         upload.size_bytes,
     );
     let vetted = tokio::task::spawn_blocking(move || {
-        let vetted = blobs.commit_vetted(&upload_id, &sha256, size, |path| {
-            photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
-        })?;
-        if let Ok(prepared) = &vetted {
-            blobs.write_derived(&sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
-            blobs.write_derived(&sha256, Derived::Display, &prepared.display_jpeg)?;
-        }
-        Ok::<_, BlobError>(vetted)
+        vet_and_store_photo(&blobs, &upload_id, &sha256, size)
     })
     .await
     .map_err(|error| {
@@ -136,6 +129,27 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         .await?;
     refresh_for_blob(state, &upload.sha256).await;
     Ok(())
+}
+
+/// The blocking part of [`complete_upload`], one function so that the thumbnail benchmark
+/// (`server/benches/thumbnails.rs`) times exactly what production runs: verify the staged
+/// upload's size and SHA-256, [`photo::prepare_file`] it at [`DISPLAY_LONGEST_SIDE`] (one
+/// decode gives the display copy, the thumbnail and the pHash), publish the blob, then write
+/// and fsync both derived copies. `Ok(Err(_))` is a refused photo (nothing is stored).
+pub fn vet_and_store_photo(
+    blobs: &BlobStore,
+    upload_id: &str,
+    sha256: &str,
+    size: u64,
+) -> Result<Result<Prepared, PhotoRejected>, BlobError> {
+    let vetted = blobs.commit_vetted(upload_id, sha256, size, |path| {
+        photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
+    })?;
+    if let Ok(prepared) = &vetted {
+        blobs.write_derived(sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
+        blobs.write_derived(sha256, Derived::Display, &prepared.display_jpeg)?;
+    }
+    Ok(vetted)
 }
 
 /// The stored form of what [`photo::prepare`] found.
