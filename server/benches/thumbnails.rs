@@ -170,7 +170,9 @@ impl Item {
 }
 
 fn sha256_of(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read corpus file")))
+    hex::encode(Sha256::digest(
+        std::fs::read(path).expect("read corpus file"),
+    ))
 }
 
 /// Real photos first (testdata/photos, then `THUMBS_PHOTO_DIRS`), then the generated set.
@@ -179,7 +181,12 @@ fn sha256_of(path: &Path) -> String {
 fn corpus(dir: &Path) -> Vec<Item> {
     let mut folders = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/photos")];
     if let Ok(extra) = std::env::var("THUMBS_PHOTO_DIRS") {
-        folders.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        folders.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     let mut candidates: Vec<(PathBuf, Group)> = Vec::new();
     for folder in &folders {
@@ -199,7 +206,11 @@ fn corpus(dir: &Path) -> Vec<Item> {
         candidates.extend(files.into_iter().map(|path| (path, Group::Real)));
     }
     let started = Instant::now();
-    candidates.extend(generate_synthetic(dir).into_iter().map(|p| (p, Group::Synthetic)));
+    candidates.extend(
+        generate_synthetic(dir)
+            .into_iter()
+            .map(|p| (p, Group::Synthetic)),
+    );
     let generated_in = started.elapsed().as_secs_f64();
 
     let mut items: Vec<Item> = Vec::new();
@@ -438,7 +449,10 @@ fn vips_display(out: &Path, inputs: &[PathBuf]) -> Command {
         .arg("--size")
         .arg(format!("{DISPLAY_LONGEST_SIDE}x{DISPLAY_LONGEST_SIDE}>"))
         .arg("-o")
-        .arg(format!("{}/d_%s.jpg[Q={DISPLAY_QUALITY},strip]", out.display()))
+        .arg(format!(
+            "{}/d_%s.jpg[Q={DISPLAY_QUALITY},strip]",
+            out.display()
+        ))
         .args(inputs);
     command
 }
@@ -448,7 +462,9 @@ fn vips_thumbnail(out: &Path, prefix: &str, inputs: &[PathBuf]) -> Command {
     command
         .env("VIPS_CONCURRENCY", "1")
         .arg("--size")
-        .arg(format!("{THUMBNAIL_LONGEST_SIDE}x{THUMBNAIL_LONGEST_SIDE}>"))
+        .arg(format!(
+            "{THUMBNAIL_LONGEST_SIDE}x{THUMBNAIL_LONGEST_SIDE}>"
+        ))
         .arg("-o")
         .arg(format!(
             "{}/{prefix}_%s.jpg[Q={THUMBNAIL_JPEG_QUALITY},strip]",
@@ -681,7 +697,10 @@ fn throughput(dir: &Path, corpus: &[Item]) {
     );
     println!("|---|---|---|---|---|---|---|");
     let groups: [(&str, Box<dyn Fn(&Item) -> bool>); 4] = [
-        ("real photos", Box::new(|item: &Item| item.group == Group::Real)),
+        (
+            "real photos",
+            Box::new(|item: &Item| item.group == Group::Real),
+        ),
         (
             "real photos ≥ 4 MP",
             Box::new(|item: &Item| {
@@ -769,7 +788,12 @@ fn unit_commands(fieldsync: bool, item: &Item, work: &Path) -> Vec<Command> {
         let out = work.join("vips");
         std::fs::create_dir_all(&out).unwrap();
         let input = [item.path.clone()];
-        let stem = item.path.file_stem().unwrap().to_string_lossy().into_owned();
+        let stem = item
+            .path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let display = [out.join(format!("d_{stem}.jpg"))];
         vec![
             vips_display(&out, &input),
@@ -939,7 +963,9 @@ fn memory(dir: &Path, corpus: &[Item]) {
              the process exits, stopped there by gdb (no address randomisation):"
         );
         println!();
-        println!("| file | pixels | fieldsync anon delta | vips anon delta | ratio fieldsync / vips |");
+        println!(
+            "| file | pixels | fieldsync anon delta | vips anon delta | ratio fieldsync / vips |"
+        );
         println!("|---|---|---|---|---|");
         let reading = |fieldsync: bool, item: &Item| {
             if !fieldsync && !vips {
