@@ -498,6 +498,9 @@ fn tiny_jpeg(dir: &Path) -> PathBuf {
     path
 }
 
+/// Which corpus files an aggregate row adds up.
+type Membership = fn(&Item) -> bool;
+
 struct Timing {
     prepare: f64,
     complete: f64,
@@ -696,23 +699,14 @@ fn throughput(dir: &Path, corpus: &[Item]) {
         "| set | files | `prepare_file` | completion | vips (faster way per file) | ratio vips / `prepare_file` | ratio vips / completion |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let groups: [(&str, Box<dyn Fn(&Item) -> bool>); 4] = [
-        (
-            "real photos",
-            Box::new(|item: &Item| item.group == Group::Real),
-        ),
-        (
-            "real photos ≥ 4 MP",
-            Box::new(|item: &Item| {
-                item.group == Group::Real
-                    && u64::from(item.width) * u64::from(item.height) >= SMALL_PIXELS
-            }),
-        ),
-        (
-            "generated 12 MP",
-            Box::new(|item: &Item| item.group == Group::Synthetic),
-        ),
-        ("all", Box::new(|_: &Item| true)),
+    let groups: [(&str, Membership); 4] = [
+        ("real photos", |item| item.group == Group::Real),
+        ("real photos ≥ 4 MP", |item| {
+            item.group == Group::Real
+                && u64::from(item.width) * u64::from(item.height) >= SMALL_PIXELS
+        }),
+        ("generated 12 MP", |item| item.group == Group::Synthetic),
+        ("all", |_| true),
     ];
     for (label, member) in groups {
         let chosen: Vec<&Timing> = corpus
