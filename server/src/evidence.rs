@@ -2,10 +2,12 @@
 //! completes, and the evidence flags of a visit.
 //!
 //! - [`complete_upload`] is the one completion path of a photo upload, whichever edge carried
-//!   the bytes: verify size and SHA-256, then [`photo::prepare`] the bytes *before* the blob
-//!   exists. A refused photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted
-//!   one gets its metadata row, its display copy and thumbnail, and only then its blob row,
-//!   which is what makes it visible and approvable.
+//!   the bytes. Its blocking step, [`vet_and_store_photo`], verifies size and SHA-256, then
+//!   runs [`photo::prepare_file`] on the staged file *before* the blob exists. A refused
+//!   photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted one gets its
+//!   blob file and display copy and thumbnail, then its metadata row, and only then its blob
+//!   row, which is what makes it visible and approvable. The thumbnail benchmark calls the
+//!   same function, so it measures what production runs.
 //! - [`refresh_flags`] gathers a visit's inputs from the store, runs the pure
 //!   [`fieldsync_model::evidence::evaluate`] with the configured thresholds and keeps the
 //!   flags with the revision. It runs after a push applies a visit or a photo
