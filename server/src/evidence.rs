@@ -2,10 +2,12 @@
 //! completes, and the evidence flags of a visit.
 //!
 //! - [`complete_upload`] is the one completion path of a photo upload, whichever edge carried
-//!   the bytes: verify size and SHA-256, then [`photo::prepare`] the bytes *before* the blob
-//!   exists. A refused photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted
-//!   one gets its metadata row, its display copy and thumbnail, and only then its blob row,
-//!   which is what makes it visible and approvable.
+//!   the bytes. Its blocking step, [`vet_and_store_photo`], verifies size and SHA-256, then
+//!   runs [`photo::prepare_file`] on the staged file *before* the blob exists. A refused
+//!   photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted one gets its
+//!   blob file and display copy and thumbnail, then its metadata row, and only then its blob
+//!   row, which is what makes it visible and approvable. The thumbnail benchmark calls the
+//!   same function, so it measures what production runs.
 //! - [`refresh_after_push_in`] and [`refresh_for_blob_in`] say which visits' flags to
 //!   recompute; the store runs them inside the push's (or the upload completion's) own write
 //!   transaction through [`FlagWork`], which gathers the inputs of all those visits at once
@@ -30,7 +32,7 @@ use time::Duration;
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::media::blobs::{BlobError, Derived};
+use crate::media::blobs::{BlobError, BlobStore, Derived};
 use crate::media::photo::{self, Limits, PhotoRejected, Prepared};
 use fieldsync_model::sync::MutationOutcome;
 
@@ -93,21 +95,13 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         upload.sha256.clone(),
         upload.size_bytes,
     );
-    let vetted = tokio::task::spawn_blocking(move || {
-        let vetted = blobs.commit_vetted(&upload_id, &sha256, size, |path| {
-            photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
-        })?;
-        if let Ok(prepared) = &vetted {
-            blobs.write_derived(&sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
-            blobs.write_derived(&sha256, Derived::Display, &prepared.display_jpeg)?;
-        }
-        Ok::<_, BlobError>(vetted)
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "photo preparation task failed");
-        ServiceError::Internal
-    })?;
+    let vetted =
+        tokio::task::spawn_blocking(move || vet_and_store_photo(&blobs, &upload_id, &sha256, size))
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "photo preparation task failed");
+                ServiceError::Internal
+            })?;
     let prepared = match vetted {
         Ok(Ok(prepared)) => prepared,
         Ok(Err(rejected)) => {
@@ -151,6 +145,27 @@ pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<
         tracing::warn!(%error, sha256 = %upload.sha256, "could not compute evidence flags");
     }
     Ok(())
+}
+
+/// The blocking part of [`complete_upload`], one function so that the thumbnail benchmark
+/// (`server/benches/thumbnails.rs`) times exactly what production runs: verify the staged
+/// upload's size and SHA-256, [`photo::prepare_file`] it at [`DISPLAY_LONGEST_SIDE`] (one
+/// decode gives the display copy, the thumbnail and the pHash), publish the blob, then write
+/// and fsync both derived copies. `Ok(Err(_))` is a refused photo (nothing is stored).
+pub fn vet_and_store_photo(
+    blobs: &BlobStore,
+    upload_id: &str,
+    sha256: &str,
+    size: u64,
+) -> Result<Result<Prepared, PhotoRejected>, BlobError> {
+    let vetted = blobs.commit_vetted(upload_id, sha256, size, |path| {
+        photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
+    })?;
+    if let Ok(prepared) = &vetted {
+        blobs.write_derived(sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
+        blobs.write_derived(sha256, Derived::Display, &prepared.display_jpeg)?;
+    }
+    Ok(vetted)
 }
 
 /// The stored form of what [`photo::prepare`] found.
@@ -370,4 +385,81 @@ pub fn stored_targets(result: &PushResult, targets: &[FlagTarget]) -> (Vec<Strin
         }
     }
     (visit_ids, photo_sha256s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHOTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/photos");
+
+    /// Stage `bytes` as PutChunk would (256 KiB chunks) and return the upload id and SHA-256.
+    fn staged(blobs: &BlobStore, bytes: &[u8]) -> (String, String) {
+        use sha2::Digest;
+        let upload_id = uuid::Uuid::now_v7().to_string();
+        let mut offset = 0;
+        for chunk in bytes.chunks(256 * 1024) {
+            offset = blobs.append_chunk(&upload_id, offset, chunk).unwrap();
+        }
+        (upload_id, hex::encode(sha2::Sha256::digest(bytes)))
+    }
+
+    fn size_of(jpeg: &[u8]) -> (u32, u32) {
+        let inspected = photo::inspect(jpeg, &Limits::default()).unwrap();
+        (inspected.width, inspected.height)
+    }
+
+    #[test]
+    fn completion_stores_the_blob_and_upright_display_and_thumbnail_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        // (file, upright display size, upright thumbnail size): an 8 MP phone photo is brought
+        // down to 1600 px, and a stored 450×600 photo with orientation 6 comes out landscape
+        // and is never enlarged.
+        for (name, display, thumbnail) in [
+            ("mobile_jolla.jpg", (1600, 1200), (320, 240)),
+            ("orientation_landscape_6.jpg", (600, 450), (320, 240)),
+        ] {
+            let bytes = std::fs::read(format!("{PHOTOS}/{name}")).unwrap();
+            let (upload_id, sha256) = staged(&blobs, &bytes);
+            let prepared = vet_and_store_photo(&blobs, &upload_id, &sha256, bytes.len() as u64)
+                .unwrap()
+                .unwrap_or_else(|refused| panic!("{name}: {refused}"));
+            assert!(blobs.contains(&sha256), "{name}");
+            assert_eq!(
+                blobs.read(&sha256).unwrap(),
+                bytes,
+                "{name}: byte-exact original"
+            );
+            let stored_display = blobs
+                .read_derived(&sha256, Derived::Display)
+                .unwrap()
+                .unwrap();
+            let stored_thumbnail = blobs
+                .read_derived(&sha256, Derived::Thumbnail)
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored_display, prepared.display_jpeg, "{name}");
+            assert_eq!(stored_thumbnail, prepared.thumbnail_jpeg, "{name}");
+            assert_eq!(size_of(&stored_display), display, "{name}");
+            assert_eq!(size_of(&stored_thumbnail), thumbnail, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_refused_photo_leaves_no_blob_and_no_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>";
+        let (upload_id, sha256) = staged(&blobs, svg);
+        let refused = vet_and_store_photo(&blobs, &upload_id, &sha256, svg.len() as u64).unwrap();
+        assert!(refused.is_err());
+        assert!(!blobs.contains(&sha256));
+        assert_eq!(blobs.read_derived(&sha256, Derived::Display).unwrap(), None);
+        assert_eq!(
+            blobs.staged_len(&upload_id).unwrap(),
+            0,
+            "staging file discarded"
+        );
+    }
 }
