@@ -8,11 +8,13 @@
 //!   over raw gRPC with a fixed seed; `in_flight` of them at once.
 //! - [`report`]: per RPC calls, errors by gRPC code and p50/p95/p99/max, as markdown or JSON.
 //! - [`hash_costs`]: the OWASP argon2id configurations timed on the server's password pool.
+//! - [`machine`]: cores, CPU model, load average and a process's peak RSS for reports.
 //!
 //! The benchmarks in `tests/benches/` (many_devices, login_latency) drive this library
 //! against the real release server binary; the binary is for pointing it anywhere else.
 
 pub mod hash_costs;
+pub mod machine;
 pub mod report;
 pub mod run;
 pub mod seed;

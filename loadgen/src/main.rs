@@ -84,10 +84,8 @@ async fn main() -> anyhow::Result<()> {
             households_per_cadre,
         } => {
             let summary = seed::seed_county(&SeedOptions {
-                data_dir: data_dir.clone(),
                 key_dir,
-                cadres,
-                households_per_cadre,
+                ..SeedOptions::new(data_dir.clone(), cadres, households_per_cadre)
             })
             .await
             .context("灌入压测数据失败")?;

@@ -9,7 +9,7 @@
 //! server's; no SQL here.
 //!
 //! Every load-test cadre shares one password, hashed ONCE on the server's own password pool
-//! with the server's default argon2id parameters; the PHC string (salt included) is reused
+//! with the server's default argon2id parameters (or the ones asked for); the PHC string (salt included) is reused
 //! for every user. Hashing 1,000 passwords would cost minutes for nothing a benchmark needs,
 //! and the login work per request is the same: each login still verifies one full argon2id
 //! hash at the configured parameters.
@@ -43,6 +43,23 @@ pub struct SeedOptions {
     pub key_dir: Option<PathBuf>,
     pub cadres: usize,
     pub households_per_cadre: usize,
+    /// The argon2id parameters of the load-test cadres' shared hash (the login benchmark
+    /// compares the current defaults with the earlier ones); the server's defaults normally.
+    pub password_hashing: LoginSettings,
+}
+
+impl SeedOptions {
+    /// `cadres` cadres of `households_per_cadre` households in `data_dir`, keys in the
+    /// server's default key folder, passwords hashed at the server's default parameters.
+    pub fn new(data_dir: PathBuf, cadres: usize, households_per_cadre: usize) -> Self {
+        Self {
+            data_dir,
+            key_dir: None,
+            cadres,
+            households_per_cadre,
+            password_hashing: LoginSettings::default(),
+        }
+    }
 }
 
 /// What was seeded.
@@ -83,7 +100,7 @@ pub async fn seed_county(options: &SeedOptions) -> Result<SeedSummary, SeedError
     if !state.store.is_empty().await? {
         return Err(SeedError::NotEmpty(options.data_dir.clone()));
     }
-    let password_hash = hash_load_password().await?;
+    let password_hash = hash_load_password(&options.password_hashing).await?;
     let seed = build_seed(options.cadres, options.households_per_cadre, &password_hash)?;
     let households = seed.households.len();
     state.store.load_seed(seed).await?;
@@ -95,11 +112,11 @@ pub async fn seed_county(options: &SeedOptions) -> Result<SeedSummary, SeedError
     })
 }
 
-/// [`LOAD_PASSWORD`] hashed once on the server's pool with the server's default parameters.
-async fn hash_load_password() -> Result<String, SeedError> {
+/// [`LOAD_PASSWORD`] hashed once on the server's pool with the given parameters.
+async fn hash_load_password(hashing: &LoginSettings) -> Result<String, SeedError> {
     let pool = PasswordPool::start(&LoginSettings {
         hashing_threads: 1,
-        ..LoginSettings::default()
+        ..hashing.clone()
     })
     .map_err(|error| SeedError::Password(error.to_string()))?;
     pool.hash(LOAD_PASSWORD)

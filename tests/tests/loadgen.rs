@@ -16,21 +16,11 @@ const CADRES: usize = 12;
 async fn seeded_devices_run_a_whole_day_against_the_server_binary_and_refusals_are_counted() {
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
-    let summary = seed_county(&SeedOptions {
-        data_dir: data_dir.clone(),
-        key_dir: None,
-        cadres: CADRES,
-        households_per_cadre: 3,
-    })
+    let summary = seed_county(&SeedOptions::new(data_dir.clone(), CADRES, 3))
     .await
     .expect("seed");
     assert_eq!(summary.last_username, load_username(CADRES - 1));
-    let seeding_again = seed_county(&SeedOptions {
-        data_dir: data_dir.clone(),
-        key_dir: None,
-        cadres: CADRES,
-        households_per_cadre: 3,
-    })
+    let seeding_again = seed_county(&SeedOptions::new(data_dir.clone(), CADRES, 3))
     .await;
     assert!(
         matches!(
