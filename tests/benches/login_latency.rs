@@ -15,7 +15,9 @@
 //! cannot lock the one shared address.
 //!
 //! Run: `cargo bench -p fieldsync-tests --bench login_latency` (see BENCHMARKS.md); it
-//! prints a markdown section ready to paste.
+//! prints a markdown section ready to paste. The hash timings run inside the bench process,
+//! so they are release figures only in the `cargo bench` form; `-- --server-binary PATH`
+//! runs another server build.
 
 use fieldsync_loadgen::hash_costs;
 use fieldsync_loadgen::machine::{cores, cpu_model, load_average, status_mib};
@@ -49,6 +51,17 @@ struct Measured {
     peak_rss_mib: f64,
 }
 
+/// The server binary: `--server-binary PATH`, else the one of this build's profile.
+fn server_binary() -> std::path::PathBuf {
+    match std::env::args()
+        .skip_while(|arg| arg != "--server-binary")
+        .nth(1)
+    {
+        Some(path) => std::path::PathBuf::from(path),
+        None => fieldsync_tests::server_binary(),
+    }
+}
+
 async fn measure(label: &str, memory_kib: u32, iterations: u32) -> Measured {
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
@@ -66,7 +79,7 @@ async fn measure(label: &str, memory_kib: u32, iterations: u32) -> Measured {
     let memory = memory_kib.to_string();
     let passes = iterations.to_string();
     let server = ServerProcess::start_binary(
-        &fieldsync_tests::server_binary(),
+        &server_binary(),
         &data_dir,
         false,
         &[
