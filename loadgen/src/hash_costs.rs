@@ -15,8 +15,13 @@ use serde::Serialize;
 use crate::report::percentile_ms;
 
 /// OWASP's argon2id configurations as (memory KiB, iterations), p = 1.
-pub const OWASP_ARGON2ID: [(u32, u32); 5] =
-    [(47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5)];
+pub const OWASP_ARGON2ID: [(u32, u32); 5] = [
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+];
 
 /// The time one configuration took.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -10,8 +10,8 @@
 
 use std::net::IpAddr;
 
-use argon2::{Algorithm, Argon2, Params, Version};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use fieldsync_model::access::{ACTION_PASSWORD_CHANGE, ACTION_REFRESH_TOKEN_REUSE, AuditContent};
 use rand::RngCore;

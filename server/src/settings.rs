@@ -126,9 +126,9 @@ impl Default for Settings {
 /// (<https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#argon2id>:
 /// m = 47104/t = 1, 19456/2, 12288/3, 9216/4, 7168/5, all p = 1). Issue 11 timed all five on
 /// the server's password pool (`fieldsync-loadgen hash-costs`, BENCHMARKS.md "Login latency")
-/// and 7168/5 was the fastest here: its 7 MiB block array stays in the cores' caches, while
-/// 19456/2 streams 19 MiB twice; it also makes the pool's memory bound
-/// (`hashing_threads × argon2_memory_kib`) the smallest. They apply to new hashes; stored PHC
+/// and 7168/5 was the fastest on the 2-core server (15.6 ms per hash in release against
+/// 19 ms for 19456/2 and 17 ms for 12288/3 and 9216/4); it also makes the pool's memory
+/// bound (`hashing_threads × argon2_memory_kib`) the smallest. They apply to new hashes; stored PHC
 /// strings carry their own parameters and keep verifying after a change (an account hashed
 /// with the earlier 19456/2 default still logs in, at that hash's cost).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,11 +17,10 @@ async fn seeded_devices_run_a_whole_day_against_the_server_binary_and_refusals_a
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
     let summary = seed_county(&SeedOptions::new(data_dir.clone(), CADRES, 3))
-    .await
-    .expect("seed");
+        .await
+        .expect("seed");
     assert_eq!(summary.last_username, load_username(CADRES - 1));
-    let seeding_again = seed_county(&SeedOptions::new(data_dir.clone(), CADRES, 3))
-    .await;
+    let seeding_again = seed_county(&SeedOptions::new(data_dir.clone(), CADRES, 3)).await;
     assert!(
         matches!(
             seeding_again,
