@@ -10,8 +10,8 @@
 
 use std::net::IpAddr;
 
-use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use fieldsync_model::access::{ACTION_PASSWORD_CHANGE, ACTION_REFRESH_TOKEN_REUSE, AuditContent};
 use rand::RngCore;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::login_guard::{LoginGuard, audit_lock, throttle_keys};
-use crate::settings::Settings;
+use crate::settings::{LoginSettings, Settings};
 use crate::store::{
     Principal, RefreshOutcome, RefreshRotation, SessionEndReason, SessionKind, SessionLookup,
     SessionRecord, Store, StoreError,
@@ -143,15 +143,25 @@ pub struct IssuedTokens {
     pub refresh: Option<(String, OffsetDateTime)>,
 }
 
-/// Hash a password with argon2id at the library default parameters (OWASP's m = 19456 KiB,
-/// t = 2, p = 1) and a random salt (PHC string format), on the calling thread. For seeding
-/// and tests; a running server hashes on its bounded pool ([`crate::password_pool`]).
+/// Hash a password with argon2id at the default parameters of [`LoginSettings`] (an OWASP
+/// configuration) and a random salt (PHC string format), on the calling thread. For seeding
+/// and tests; a running server hashes on its bounded pool ([`crate::password_pool`]) with
+/// the configured parameters. Seeded accounts (the demo county) thus log in at the cost of
+/// the current defaults, not the argon2 crate's own.
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let mut salt_bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut salt_bytes);
     let salt = SaltString::encode_b64(&salt_bytes)
         .map_err(|error| AuthError::Hashing(error.to_string()))?;
-    Argon2::default()
+    let defaults = LoginSettings::default();
+    let params = Params::new(
+        defaults.argon2_memory_kib,
+        defaults.argon2_iterations,
+        defaults.argon2_parallelism,
+        None,
+    )
+    .map_err(|error| AuthError::Hashing(error.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|error| AuthError::Hashing(error.to_string()))

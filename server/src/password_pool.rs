@@ -336,9 +336,17 @@ mod tests {
 
     #[tokio::test]
     async fn stored_hashes_keep_their_own_parameters() {
-        // Made by the argon2 crate itself with other (the library default, OWASP) parameters
-        // than the pool's: still verifies, so changing the settings locks nobody out.
-        let stored = crate::auth::hash_password("旧密码").unwrap();
+        // Made by the argon2 crate itself with other parameters than the pool's (the crate's
+        // default, OWASP's 19456/2, which was the server's default before issue 11): still
+        // verifies, so changing the settings locks nobody out.
+        let stored = {
+            use argon2::PasswordHasher;
+            let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+            Argon2::default()
+                .hash_password("旧密码".as_bytes(), &salt)
+                .unwrap()
+                .to_string()
+        };
         assert!(stored.contains("m=19456,t=2,p=1"), "{stored}");
         let pool = PasswordPool::start(&cheap_settings(1)).unwrap();
         assert!(pool.verify("旧密码", Some(stored.clone())).await);

@@ -8,7 +8,7 @@
 //! username and no username reaches its lock. All requests come from 127.0.0.1, so the
 //! per-address limit is raised for this run with
 //! `FIELDSYNC_LOGIN__ADDRESS_FAILURES_BEFORE_LOCK=1000000`; every other setting is the
-//! default (argon2id m = 19456 KiB, t = 2, p = 1; one hashing thread per core).
+//! default (argon2id m = 7168 KiB, t = 5, p = 1 since issue 11; one hashing thread per core).
 //!
 //! Run: `cargo bench -p fieldsync-tests --bench login_flood` (see BENCHMARKS.md), which
 //! starts the release `fieldsync-server` next to the bench. `-- --server-binary PATH` runs

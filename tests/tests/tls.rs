@@ -3,7 +3,8 @@
 //! the real client core and the real `fieldsync` CLI binary. Refusals are checked to be
 //! typed and immediate: a client without the county CA gets a certificate error, `https://`
 //! to a plain server never falls back to plain text, and `http://` beyond loopback is refused
-//! before any connection unless explicitly allowed.
+//! before any connection unless explicitly allowed. The load generator reaches a TLS server
+//! with the county CA file and counts the failures without it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -571,4 +572,37 @@ async fn the_cli_logs_in_and_syncs_over_tls_with_ca_file_and_is_refused_without_
     .await;
     assert!(!ok, "{output}");
     assert!(output.contains("--allow-insecure-http"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_reaches_a_tls_server_with_the_county_ca_and_counts_failures_without_it()
+ {
+    use fieldsync_loadgen::run::{Mix, RunOptions, run};
+
+    let pki = CountyPki::new();
+    let server = pki.server().await;
+    let with_ca = RunOptions {
+        ca_file: Some(pki.ca_file()),
+        in_flight: 2,
+        ..RunOptions::new(server.url(), 4, Mix::Health)
+    };
+    let report = tokio::time::timeout(NO_HANG, run(&with_ca))
+        .await
+        .expect("no hang")
+        .expect("run");
+    assert_eq!(report.total_errors(), 0, "{}", report.markdown());
+    assert_eq!(report.devices_clean, 4);
+
+    // Without the county CA every device fails its handshake: counted, never a panic, and
+    // never a plain-text fallback that would succeed.
+    let without_ca = RunOptions {
+        in_flight: 2,
+        ..RunOptions::new(server.url(), 2, Mix::Health)
+    };
+    let refused = tokio::time::timeout(NO_HANG, run(&without_ca))
+        .await
+        .expect("no hang")
+        .expect("run");
+    assert_eq!(refused.devices_clean, 0, "{}", refused.markdown());
+    assert_eq!(refused.total_errors(), 2, "{}", refused.markdown());
 }
