@@ -576,7 +576,7 @@ async fn the_cli_logs_in_and_syncs_over_tls_with_ca_file_and_is_refused_without_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_load_generator_reaches_a_tls_server_with_the_county_ca_and_counts_failures_without_it()
- {
+{
     use fieldsync_loadgen::run::{Mix, RunOptions, run};
 
     let pki = CountyPki::new();

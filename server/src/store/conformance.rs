@@ -2500,6 +2500,115 @@ pub async fn a_repeated_heartbeat_is_not_rewritten_within_a_minute(store: &dyn S
     );
 }
 
+/// A read asked again after a write answers with what the write did, however often the
+/// same read was asked before it (the SQLite store answers repeated reads from memory while
+/// nothing was written: sqlite/memo.rs). Covers the reads every phone call repeats: the
+/// session lookup, the change-log bounds, an up-to-date pull and the stored heartbeat.
+pub async fn repeated_reads_see_every_write_in_between(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let record = session_record(&fixture.cadre_a, "phone-a", 'a', None);
+    store.create_session(record.clone()).await.expect("create");
+    let token = "a".repeat(64);
+    for _ in 0..3 {
+        let live = store
+            .find_session(&token)
+            .await
+            .expect("find")
+            .expect("live");
+        assert_eq!(live.ended, None);
+    }
+    let ended = store
+        .end_session(
+            &fixture.cadre_a.user_id,
+            &record.session_id,
+            SessionEndReason::Revoked,
+            VISIT_TIME,
+        )
+        .await
+        .expect("end");
+    assert!(ended);
+    let after = store
+        .find_session(&token)
+        .await
+        .expect("find")
+        .expect("kept");
+    assert_eq!(
+        after.ended,
+        Some(SessionEndReason::Revoked),
+        "the revocation is seen at once"
+    );
+
+    let cadre_b = principal(&fixture.cadre_b, "phone-b");
+    let cursor = store
+        .pull_changes(&cadre_b, &ScopeCursor::default(), 1000)
+        .await
+        .expect("first pull")
+        .next_cursor;
+    let bounds_before = store.change_log_bounds().await.expect("bounds");
+    for _ in 0..3 {
+        let nothing = store
+            .pull_changes(&cadre_b, &cursor, 1000)
+            .await
+            .expect("up to date");
+        assert!(
+            nothing.households.is_empty() && !nothing.has_more,
+            "{nothing:?}"
+        );
+        assert_eq!(
+            store.change_log_bounds().await.expect("bounds"),
+            bounds_before
+        );
+    }
+    store
+        .reassign_household(
+            &fixture.wang.household_id,
+            &fixture.cadre_b.user_id,
+            VISIT_TIME,
+        )
+        .await
+        .expect("reassign");
+    let delivered = store
+        .pull_changes(&cadre_b, &cursor, 1000)
+        .await
+        .expect("after the write");
+    assert!(
+        delivered
+            .households
+            .iter()
+            .any(|household| household.household_id == fixture.wang.household_id),
+        "the household reassigned to the cadre arrives on the same cursor: {delivered:?}"
+    );
+    assert_ne!(
+        store.change_log_bounds().await.expect("bounds"),
+        bounds_before
+    );
+
+    let backlog_count = || async {
+        store
+            .device_backlog(TOWNSHIP_ONE)
+            .await
+            .expect("backlog")
+            .iter()
+            .find(|row| row.device_id == "phone-a")
+            .map(|row| row.heartbeat.unsent_mutations)
+    };
+    for unsent in [3, 3, 0] {
+        store
+            .record_heartbeat(
+                "phone-a",
+                &fixture.cadre_a.user_id,
+                Heartbeat {
+                    unsent_mutations: unsent,
+                    ..Heartbeat::default()
+                },
+                VISIT_TIME,
+            )
+            .await
+            .expect("heartbeat");
+        assert_eq!(backlog_count().await, Some(unsent));
+    }
+}
+
 /// Reassigning a household: the old cadre's next pull lists it as removed (although it is
 /// out of their scope now), the new cadre's next pull delivers it, and pushes from the old
 /// cadre are out of scope.

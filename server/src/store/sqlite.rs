@@ -22,6 +22,7 @@ mod evidence;
 mod export;
 mod households;
 mod ledger;
+mod memo;
 mod pairings;
 mod pull;
 mod review_loop;
@@ -198,7 +199,24 @@ struct Connections {
     audit_key: Option<crate::keys::SecretKey>,
     /// Transactions committed on the writer connection (its commit hook counts them).
     committed_writes: Arc<AtomicU64>,
+    /// Bumped after every write transaction ends; the memos below are valid only within one.
+    write_generation: memo::WriteGeneration,
+    /// Session lookups by token hash: every authenticated call makes one.
+    sessions: memo::Memo<String, Option<SessionLookup>>,
+    /// The change-log bounds every pull checks its cursor against.
+    change_log_bounds: memo::Memo<(), ChangeLogBounds>,
+    /// Each device's stored heartbeat, which every pull compares its new one with.
+    heartbeats: memo::Memo<String, Option<StoredHeartbeat>>,
+    /// Pulls that found nothing new, by caller scope, cursor and page size: what a phone
+    /// polling with an up-to-date cursor asks again and again.
+    up_to_date_pulls: memo::Memo<UpToDatePullKey, PullChanges>,
 }
+
+/// Who pulled (what decides the scope), from where, and the page size.
+type UpToDatePullKey = (String, &'static str, String, String, u32);
+
+/// Memo capacities: a county has a few thousand devices, each with one live token.
+const MEMO_CAPACITY: usize = 16_384;
 
 /// Sort SQLite failures by whether waiting can cure them. Only a busy or locked database,
 /// I/O trouble, a full disk or memory pressure are `Database` (answered as retryable
@@ -428,6 +446,11 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
                 audit_key,
                 committed_writes,
+                write_generation: memo::WriteGeneration::default(),
+                sessions: memo::Memo::with_capacity(MEMO_CAPACITY),
+                change_log_bounds: memo::Memo::with_capacity(1),
+                heartbeats: memo::Memo::with_capacity(MEMO_CAPACITY),
+                up_to_date_pulls: memo::Memo::with_capacity(MEMO_CAPACITY),
             }),
         })
     }
@@ -444,7 +467,9 @@ impl SqliteStore {
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            scrub_free_pages(&writer)?;
+            let scrubbed = scrub_free_pages(&writer);
+            connections.write_generation.advance();
+            scrubbed?;
             sealing::stale_value_count(&writer)
         })
         .await
@@ -475,6 +500,28 @@ impl SqliteStore {
         .map_err(|error| StoreError::Join(error.to_string()))?
     }
 
+    /// Like [`SqliteStore::read`], answering from `memo` while no write has ended since the
+    /// same read under `key` (sqlite/memo.rs).
+    async fn read_memoized<K, T, F>(
+        &self,
+        memo: fn(&Connections) -> &memo::Memo<K, T>,
+        key: K,
+        work: F,
+    ) -> StoreResult<T>
+    where
+        K: Eq + std::hash::Hash,
+        T: Clone + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let generation = self.inner.write_generation.current();
+        if let Some(answer) = memo(&self.inner).get(&key, generation) {
+            return Ok(answer);
+        }
+        let answer = self.read(work).await?;
+        memo(&self.inner).put(key, generation, answer.clone());
+        Ok(answer)
+    }
+
     /// Run `work` in one immediate write transaction on the writer connection, committing
     /// when it returns `Ok` and rolling back (on drop) when it returns `Err`.
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
@@ -490,10 +537,17 @@ impl SqliteStore {
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let transaction = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = work(&transaction)?;
-            transaction.commit()?;
-            Ok(value)
+            let outcome = (|| {
+                let transaction =
+                    writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = work(&transaction)?;
+                transaction.commit()?;
+                Ok(value)
+            })();
+            // After the transaction ended (committed, or rolled back on drop): a read that
+            // began before this point never has its answer used again (sqlite/memo.rs).
+            connections.write_generation.advance();
+            outcome
         })
         .await
         .map_err(|error| StoreError::Join(error.to_string()))?
@@ -1716,7 +1770,7 @@ fn record_heartbeat_in(
     Ok(())
 }
 
-/// How long a repeated heartbeat is not written again (see [`heartbeat_unchanged_in`]).
+/// How long a repeated heartbeat is not written again (see [`heartbeat_unchanged`]).
 const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
 
 /// Whether the device's stored heartbeat already says what `heartbeat` says: the same user,
@@ -1724,72 +1778,71 @@ const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
 /// a minute of the stored one, stored less than a minute ago. The phone sends a heartbeat
 /// with every pull; writing an unchanged one again would make each sync wait for a durable
 /// commit (an fsync) while the console learns nothing new.
-fn heartbeat_unchanged_in(
-    connection: &Connection,
-    device_id: &str,
+fn heartbeat_unchanged(
+    stored: Option<&StoredHeartbeat>,
     user_id: &str,
     heartbeat: &Heartbeat,
     server_time: OffsetDateTime,
 ) -> StoreResult<bool> {
-    type StoredHeartbeat = (
-        String,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        String,
-        String,
-        i64,
-    );
-    let stored: Option<StoredHeartbeat> = connection
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let now = to_millis(server_time)?;
+    let clock_offset_kept = match (stored.device_time, optional_millis(heartbeat.device_time)?) {
+        (None, None) => true,
+        (Some(stored_device), Some(device)) => {
+            ((device - now) - (stored_device - stored.server_time)).abs()
+                < HEARTBEAT_REWRITE_AFTER_MILLIS
+        }
+        _ => false,
+    };
+    Ok(stored.user_id == user_id
+        && stored.unsent_mutations
+            == to_sql_integer(heartbeat.unsent_mutations, "unsent mutations")?
+        && stored.pending_uploads == to_sql_integer(heartbeat.pending_uploads, "pending uploads")?
+        && stored.oldest_unsent_at == optional_millis(heartbeat.oldest_unsent_at)?
+        && stored.last_error == heartbeat.last_error
+        && stored.app_version == heartbeat.app_version
+        && clock_offset_kept
+        && (stored.server_time..stored.server_time + HEARTBEAT_REWRITE_AFTER_MILLIS).contains(&now))
+}
+
+/// A device's heartbeat as stored (times in Unix milliseconds).
+#[derive(Debug, Clone)]
+struct StoredHeartbeat {
+    user_id: String,
+    unsent_mutations: i64,
+    pending_uploads: i64,
+    oldest_unsent_at: Option<i64>,
+    device_time: Option<i64>,
+    last_error: String,
+    app_version: String,
+    server_time: i64,
+}
+
+fn stored_heartbeat_in(
+    connection: &Connection,
+    device_id: &str,
+) -> StoreResult<Option<StoredHeartbeat>> {
+    Ok(connection
         .prepare_cached(
             "SELECT user_id, unsent_mutations, pending_uploads, oldest_unsent_at, device_time,
                     last_error, app_version, server_time
              FROM device_heartbeats WHERE device_id = ?1",
         )?
         .query_row(params![device_id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
+            Ok(StoredHeartbeat {
+                user_id: row.get(0)?,
+                unsent_mutations: row.get(1)?,
+                pending_uploads: row.get(2)?,
+                oldest_unsent_at: row.get(3)?,
+                device_time: row.get(4)?,
+                last_error: row.get(5)?,
+                app_version: row.get(6)?,
+                server_time: row.get(7)?,
+            })
         })
-        .optional()?;
-    let Some((
-        stored_user,
-        unsent,
-        pending,
-        oldest_unsent_at,
-        device_time,
-        last_error,
-        app_version,
-        stored_server_time,
-    )) = stored
-    else {
-        return Ok(false);
-    };
-    let now = to_millis(server_time)?;
-    let clock_offset_kept = match (device_time, optional_millis(heartbeat.device_time)?) {
-        (None, None) => true,
-        (Some(stored_device), Some(device)) => {
-            ((device - now) - (stored_device - stored_server_time)).abs()
-                < HEARTBEAT_REWRITE_AFTER_MILLIS
-        }
-        _ => false,
-    };
-    Ok(stored_user == user_id
-        && unsent == to_sql_integer(heartbeat.unsent_mutations, "unsent mutations")?
-        && pending == to_sql_integer(heartbeat.pending_uploads, "pending uploads")?
-        && oldest_unsent_at == optional_millis(heartbeat.oldest_unsent_at)?
-        && last_error == heartbeat.last_error
-        && app_version == heartbeat.app_version
-        && clock_offset_kept
-        && (stored_server_time..stored_server_time + HEARTBEAT_REWRITE_AFTER_MILLIS).contains(&now))
+        .optional()?)
 }
 
 fn device_backlog_in(
@@ -2778,9 +2831,14 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, token_sha256: &str) -> StoreResult<Option<SessionLookup>> {
+        let key = token_sha256.to_owned();
         let token_sha256 = token_sha256.to_owned();
-        self.read(move |connection| load_session(connection, "s.token_sha256 = ?1", &token_sha256))
-            .await
+        self.read_memoized(
+            |connections| &connections.sessions,
+            key,
+            move |connection| load_session(connection, "s.token_sha256 = ?1", &token_sha256),
+        )
+        .await
     }
 
     async fn touch_session(
@@ -3092,10 +3150,35 @@ impl Store for SqliteStore {
         cursor: &ScopeCursor,
         limit: u32,
     ) -> StoreResult<PullChanges> {
+        let key: UpToDatePullKey = (
+            principal.user_id.clone(),
+            principal.role.as_str(),
+            principal.area_id.clone(),
+            cursor.encode(),
+            limit,
+        );
+        let generation = self.inner.write_generation.current();
+        if let Some(nothing_new) = self.inner.up_to_date_pulls.get(&key, generation) {
+            return Ok(nothing_new);
+        }
         let principal = principal.clone();
         let cursor = cursor.clone();
-        self.read(move |connection| pull::pull_changes_in(connection, &principal, &cursor, limit))
-            .await
+        let changes = self
+            .read(move |connection| pull::pull_changes_in(connection, &principal, &cursor, limit))
+            .await?;
+        // Only answers with nothing in them are kept: they are small, and they are what a
+        // phone that is up to date asks for on every sync.
+        let nothing_new = changes.households.is_empty()
+            && changes.visit_statuses.is_empty()
+            && changes.removed_household_ids.is_empty()
+            && changes.income_registrations.is_empty()
+            && !changes.has_more;
+        if nothing_new {
+            self.inner
+                .up_to_date_pulls
+                .put(key, generation, changes.clone());
+        }
+        Ok(changes)
     }
 
     async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
@@ -3556,7 +3639,12 @@ impl Store for SqliteStore {
     }
 
     async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
-        self.read(change_log_bounds_in).await
+        self.read_memoized(
+            |connections| &connections.change_log_bounds,
+            (),
+            change_log_bounds_in,
+        )
+        .await
     }
 
     async fn record_heartbeat(
@@ -3568,15 +3656,16 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let device_id = device_id.to_owned();
         let user_id = user_id.to_owned();
-        let unchanged = {
-            let (device_id, user_id, heartbeat) =
-                (device_id.clone(), user_id.clone(), heartbeat.clone());
-            self.read(move |connection| {
-                heartbeat_unchanged_in(connection, &device_id, &user_id, &heartbeat, server_time)
-            })
+        let stored = {
+            let device_id = device_id.clone();
+            self.read_memoized(
+                |connections| &connections.heartbeats,
+                device_id.clone(),
+                move |connection| stored_heartbeat_in(connection, &device_id),
+            )
             .await?
         };
-        if unchanged {
+        if heartbeat_unchanged(stored.as_ref(), &user_id, &heartbeat, server_time)? {
             return Ok(());
         }
         self.write(move |transaction| {
@@ -3846,6 +3935,7 @@ mod tests {
         resolving_a_conflict_writes_the_choice_and_closes_the_register,
         heartbeats_list_the_oldest_unsent_data_first,
         a_repeated_heartbeat_is_not_rewritten_within_a_minute,
+        repeated_reads_see_every_write_in_between,
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,
