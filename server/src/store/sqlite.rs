@@ -163,6 +163,9 @@ const EVIDENCE_COLUMNS_VERSION: i64 = 19;
 /// connection holds little more than the pages it last read.
 const READER_POOL_SIZE: usize = 32;
 
+/// Prepared statements kept per pooled reader connection (rusqlite's default is 16).
+const READER_STATEMENT_CACHE: usize = 64;
+
 /// Prepared statements kept per writer connection (rusqlite's default is 16).
 const WRITER_STATEMENT_CACHE: usize = 128;
 
@@ -635,6 +638,9 @@ fn open_reader(path: &Path, pii: &PiiCipher) -> StoreResult<Connection> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     sealing::register_functions(&connection, pii)?;
+    // Pooled readers serve every console page and RPC: keep their statements prepared
+    // (parsing SQL showed in the small-RPC profile).
+    connection.set_prepared_statement_cache_capacity(READER_STATEMENT_CACHE);
     Ok(connection)
 }
 
@@ -823,11 +829,10 @@ fn query_areas(
 
 fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Option<Household>> {
     let row: Option<(String, i64)> = connection
-        .query_row(
+        .prepare_cached(
             "SELECT pii_open_card(card), server_seq FROM households WHERE household_id = ?1",
-            params![household_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        )?
+        .query_row(params![household_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     row.map(|(card, server_seq)| decode_household(&card, server_seq))
         .transpose()
@@ -890,26 +895,25 @@ fn load_visit_status(
         Option<i64>,
     );
     let row: Option<StatusRow> = connection
-        .query_row(
+        .prepare_cached(
             "SELECT v.household_id, v.state, d.reasons, d.note, d.deadline,
                     COALESCE(u.display_name, d.reviewer_user_id), d.decided_at
              FROM visits v
              LEFT JOIN decisions d ON d.visit_id = v.visit_id AND d.revision = v.revision
              LEFT JOIN users u ON u.user_id = d.reviewer_user_id
              WHERE v.visit_id = ?1 AND v.revision = ?2",
-            params![visit_id, revision],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![visit_id, revision], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })
         .optional()?;
     let Some((household_id, state, reasons, note, deadline, reviewer_name, decided_at)) = row
     else {
@@ -2286,24 +2290,23 @@ type LatestVisitRow = (
 
 fn latest_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<LatestVisitRow>> {
     Ok(connection
-        .query_row(
+        .prepare_cached(
             "SELECT revision, household_id, author_user_id, state, content_hash, body,
                     submitted_at, distance_m
              FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
-            params![visit_id],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                    row.get(7)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![visit_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })
         .optional()?)
 }
 
@@ -2320,16 +2323,13 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
         ))
     })?;
     let cadre_name: Option<String> = connection
-        .query_row(
-            "SELECT display_name FROM users WHERE user_id = ?1",
-            params![author],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT display_name FROM users WHERE user_id = ?1")?
+        .query_row(params![author], |row| row.get(0))
         .optional()?;
     let mut photos = Vec::new();
     let mut photo_ids_received = Vec::new();
     {
-        let mut statement = connection.prepare(
+        let mut statement = connection.prepare_cached(
             "SELECT p.body, b.sha256 IS NOT NULL
              FROM photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
              WHERE p.visit_id = ?1 ORDER BY p.rowid",
@@ -2348,11 +2348,9 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
     }
     let status = load_visit_status(connection, visit_id, revision)?
         .ok_or_else(|| corrupt(format!("visit {visit_id} revision {revision} vanished")))?;
-    let flags: Option<String> = connection.query_row(
-        "SELECT evidence_flags FROM visits WHERE visit_id = ?1 AND revision = ?2",
-        params![visit_id, revision],
-        |row| row.get(0),
-    )?;
+    let flags: Option<String> = connection
+        .prepare_cached("SELECT evidence_flags FROM visits WHERE visit_id = ?1 AND revision = ?2")?
+        .query_row(params![visit_id, revision], |row| row.get(0))?;
     Ok(Some(VisitDetail {
         flags: flags.as_deref().map(decode_flags).transpose()?,
         visit,

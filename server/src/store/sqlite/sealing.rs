@@ -119,6 +119,83 @@ fn transform_card(cipher: &PiiCipher, card: &str, step: CardStep) -> Result<Stri
     serde_json::to_string(&value).map_err(CardError::Json)
 }
 
+/// The sensitive fields of a card as they sit in its JSON text, borrowed where the text
+/// has no escapes (a sealed value never has: prefix, key id and base64).
+#[derive(serde::Deserialize)]
+struct CardSensitiveFields<'a> {
+    #[serde(default, borrow)]
+    household_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    phone: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    members: Vec<MemberSensitiveFields<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MemberSensitiveFields<'a> {
+    #[serde(default, borrow)]
+    member_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id_number: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Open a card's sealed values in place in its JSON text: the same card as
+/// [`transform_card`] with [`CardStep::Open`], without building and writing back a whole
+/// JSON tree. Every read of a household opens its card (a review, a pull page, a household
+/// page), and the tree's round trip was most of the cost of reading one (issue 11 small-RPC
+/// profile). A card of any other shape takes the tree path.
+fn open_card(cipher: &PiiCipher, card: &str) -> Result<String, CardError> {
+    let Ok(fields) = serde_json::from_str::<CardSensitiveFields<'_>>(card) else {
+        return transform_card(cipher, card, CardStep::Open);
+    };
+    let household_id = fields.household_id.as_deref().unwrap_or_default();
+    let sealed_values = fields
+        .phone
+        .as_deref()
+        .map(|phone| (phone, card_phone_context(household_id)))
+        .into_iter()
+        .chain(fields.members.iter().filter_map(|member| {
+            let member_id = member.member_id.as_deref().unwrap_or_default();
+            member
+                .id_number
+                .as_deref()
+                .map(|id_number| (id_number, card_id_number_context(household_id, member_id)))
+        }))
+        .filter(|(value, _)| crate::store::sealed::is_sealed(value));
+    let contexts: std::collections::HashMap<&str, String> = sealed_values.collect();
+    // One pass over the text: each quoted sealed value of a sensitive field is replaced
+    // by its opened JSON string; anything else (another field that merely looks sealed)
+    // is copied as it is.
+    let quoted_prefix = format!("\"{}", crate::store::sealed::SEALED_PREFIX);
+    let mut opened = String::with_capacity(card.len());
+    let mut rest = card;
+    let mut replaced = 0;
+    while let Some(start) = rest.find(&quoted_prefix) {
+        let value_start = start + 1;
+        let Some(length) = rest[value_start..].find('"') else {
+            break;
+        };
+        let value_end = value_start + length;
+        let value = &rest[value_start..value_end];
+        opened.push_str(&rest[..start]);
+        match contexts.get(value) {
+            Some(context) => {
+                let plain = cipher.open(value, context)?;
+                opened.push_str(&serde_json::to_string(&plain).map_err(CardError::Json)?);
+                replaced += 1;
+            }
+            None => opened.push_str(&rest[start..=value_end]),
+        }
+        rest = &rest[value_end + 1..];
+    }
+    opened.push_str(rest);
+    // A sealed value not found quoted in the text (escaped, or repeated): the tree path.
+    if replaced != contexts.len() {
+        return transform_card(cipher, card, CardStep::Open);
+    }
+    Ok(opened)
+}
+
 /// Whether any sensitive field of a card is plain or sealed with a retired key.
 fn card_needs_reseal(cipher: &PiiCipher, card: &str) -> bool {
     let Ok(value) = serde_json::from_str::<Value>(card) else {
@@ -163,7 +240,12 @@ pub(crate) fn register_functions(connection: &Connection, cipher: &PiiCipher) ->
     ] {
         let c = cipher.clone();
         connection.create_scalar_function(name, 1, flags, move |context| {
-            transform_card(&c, &text_argument(context, 0)?, step).map_err(user_error)
+            let card = text_argument(context, 0)?;
+            match step {
+                CardStep::Open => open_card(&c, &card),
+                CardStep::Seal | CardStep::Reseal => transform_card(&c, &card, step),
+            }
+            .map_err(user_error)
         })?;
     }
     // Writes seal what the domain hands over as it is (even text that looks sealed: it
@@ -338,4 +420,52 @@ pub(crate) fn stale_value_count(connection: &Connection) -> StoreResult<u64> {
         |row| row.get(0),
     )?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(text: &str) -> Value {
+        serde_json::from_str(text).expect("JSON")
+    }
+
+    /// Opening in place gives the card the tree path gives, for sealed, plain, missing,
+    /// escaped and odd-shaped fields, and a tampered value fails both ways.
+    #[test]
+    fn opening_in_place_gives_the_same_card_as_the_tree_path() {
+        let cipher = PiiCipher::for_tests();
+        let plain_cards = [
+            r#"{"household_id":"h1","phone":"13800138000","members":[{"member_id":"m1","id_number":"11010519491231002X","name":"王\"小\"明"},{"member_id":"m2","id_number":""}],"note":"enc:v1:not a field"}"#,
+            r#"{"household_id":"h2","members":[]}"#,
+            r#"{"household_id":"h3","phone":null,"members":[{"member_id":"m1"}]}"#,
+            r#"{"household_id":"h4","phone":"a\/b","members":"not a list"}"#,
+            r#"not json at all"#,
+        ];
+        for plain in plain_cards {
+            let sealed = transform_card(&cipher, plain, CardStep::Seal).expect("seal");
+            let by_tree = transform_card(&cipher, &sealed, CardStep::Open).expect("tree");
+            let in_place = open_card(&cipher, &sealed).expect("in place");
+            if plain.starts_with('{') {
+                assert_eq!(tree(&in_place), tree(&by_tree), "{plain}");
+                assert_eq!(tree(&in_place), tree(plain), "{plain}");
+            } else {
+                assert_eq!(in_place, by_tree);
+            }
+            // A card stored before sealing existed opens to itself.
+            assert_eq!(
+                tree_or_text(&open_card(&cipher, plain).expect("plain")),
+                tree_or_text(plain)
+            );
+        }
+        // A sealed value moved to another household fails to open, as on the tree path.
+        let sealed = transform_card(&cipher, plain_cards[0], CardStep::Seal).expect("seal");
+        let moved = sealed.replace("\"h1\"", "\"h9\"");
+        assert!(open_card(&cipher, &moved).is_err());
+        assert!(transform_card(&cipher, &moved, CardStep::Open).is_err());
+    }
+
+    fn tree_or_text(text: &str) -> Result<Value, String> {
+        serde_json::from_str(text).map_err(|_| text.to_owned())
+    }
 }
