@@ -25,7 +25,7 @@ use prost::Message;
 
 const SIZES: [usize; 4] = [324, 5_000, 10_000, 20_000];
 /// Timed full pulls per principal and size (after one warm-up pull); the median is reported.
-const RUNS: usize = 5;
+const RUNS: usize = 11;
 /// The goal: time per household within 25 % of the smallest county's.
 const FLAT_WITHIN: f64 = 0.25;
 
