@@ -699,20 +699,15 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
 // ----- row helpers shared by reads and writes -----
 
 /// The next sequence of a scope (township), allocated inside the caller's write
-/// transaction. The `UPDATE ... RETURNING` takes the scope's counter row, which is what keeps
+/// transaction. The upsert's update takes the scope's counter row, which is what keeps
 /// a scope's numbers visible in allocation order under concurrent writers (PostgreSQL) too;
 /// a free-running sequence could become visible out of order and make a pull skip rows.
 fn next_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
-    // Cached statements: a push of 100 visits logs 100 changes.
-    connection
-        .prepare_cached(
-            "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 0)
-             ON CONFLICT (scope_id) DO NOTHING",
-        )?
-        .execute(params![scope_id])?;
+    // One cached statement (an upsert) per entry: a push of 100 visits logs 100 changes.
     Ok(connection
         .prepare_cached(
-            "UPDATE scope_counters SET last_seq = last_seq + 1 WHERE scope_id = ?1
+            "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 1)
+             ON CONFLICT (scope_id) DO UPDATE SET last_seq = last_seq + 1
              RETURNING last_seq",
         )?
         .query_row(params![scope_id], |row| row.get(0))?)
