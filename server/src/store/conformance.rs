@@ -2609,6 +2609,63 @@ pub async fn repeated_reads_see_every_write_in_between(store: &dyn Store) {
     }
 }
 
+/// A visit later in a push than an edit of its household's location is measured from the
+/// new location, and one before the edit from the old (a push reads each household's place
+/// once, and afresh after any mutation that may change a household).
+pub async fn a_visit_after_a_location_edit_in_the_same_push_is_measured_from_the_new_place(
+    store: &dyn Store,
+) {
+    let fixture = seeded(store).await;
+    let home = fixture
+        .wang
+        .location
+        .expect("the fixture household has a location");
+    let before = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    let after = visit(
+        &fixture.wang,
+        VisitMode::InPerson,
+        VISIT_TIME + Duration::hours(2),
+    );
+    // The household is re-surveyed at the spot the visits' fixes name (0.001° north).
+    let moved = serde_json::json!({
+        "lat": home.lat + 0.001,
+        "lon": home.lon,
+        "crs": fieldsync_model::codes::CodeList::code(home.crs),
+    });
+    let result = store
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "device-a",
+            vec![
+                apply(1, MutationPayload::SubmitVisit(before.clone())),
+                apply(
+                    2,
+                    household_edit(&fixture.wang, "location", moved, fixture.wang.server_seq),
+                ),
+                apply(3, MutationPayload::SubmitVisit(after.clone())),
+            ],
+        ))
+        .await
+        .expect("push");
+    assert_all_applied(&result);
+    let distance_of = |visit_id: String| async move {
+        store
+            .visit_detail(&visit_id)
+            .await
+            .expect("detail")
+            .expect("stored")
+            .distance_m
+            .expect("distance computed")
+    };
+    let from_old = distance_of(before.visit_id.clone()).await;
+    assert!((from_old - 111.2).abs() < 1.0, "{from_old}");
+    let from_new = distance_of(after.visit_id.clone()).await;
+    assert!(
+        from_new < 1.0,
+        "measured from the moved location: {from_new}"
+    );
+}
+
 /// Reassigning a household: the old cadre's next pull lists it as removed (although it is
 /// out of their scope now), the new cadre's next pull delivers it, and pushes from the old
 /// cadre are out of scope.

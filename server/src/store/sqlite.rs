@@ -1182,6 +1182,7 @@ fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResul
     }
 
     let received_at = to_millis(batch.received_at)?;
+    let mut places = HouseholdPlaces::new();
     let mut outcomes = Vec::with_capacity(batch.entries.len());
     let mut highest_seq: i64 = 0;
     for entry in &batch.entries {
@@ -1196,7 +1197,7 @@ fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResul
             outcomes.push((entry.seq, MutationOutcome::Duplicate));
             continue;
         }
-        let outcome = apply_entry(transaction, batch, entry, received_at)?;
+        let outcome = apply_entry(transaction, batch, entry, received_at, &mut places)?;
         transaction
             .prepare_cached(
                 "INSERT INTO applied_mutations (device_id, seq, mutation_id, batch_id, outcome)
@@ -1244,16 +1245,46 @@ fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResul
     Ok(result)
 }
 
+/// Households' township and location as read earlier in the same push: a batch of 100
+/// visits names a cadre's dozen households again and again.
+type HouseholdPlaces = HashMap<String, Option<(String, Option<GeoPoint>)>>;
+
+/// A household's place, read once per push while no other mutation of the push has
+/// changed a household (see [`apply_entry`]).
+fn cached_household_place(
+    transaction: &Transaction<'_>,
+    places: &mut HouseholdPlaces,
+    household_id: &str,
+) -> StoreResult<Option<(String, Option<GeoPoint>)>> {
+    if let Some(place) = places.get(household_id) {
+        return Ok(place.clone());
+    }
+    let place = household_place(transaction, household_id)?;
+    places.insert(household_id.to_owned(), place.clone());
+    Ok(place)
+}
+
 fn apply_entry(
     transaction: &Transaction<'_>,
     batch: &PushBatch,
     entry: &PushEntry,
     received_at: i64,
+    places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
+    // A mutation other than a visit or a photo may change a household card (its location
+    // among them): later visits of the push read their household's place afresh.
+    let may_change_a_household = matches!(
+        &entry.action,
+        PushAction::Apply(payload)
+            if !matches!(payload, MutationPayload::SubmitVisit(_) | MutationPayload::AddPhoto(_))
+    );
+    if may_change_a_household {
+        places.clear();
+    }
     match &entry.action {
         PushAction::Reject { code, message } => Ok(rejected(*code, message.clone())),
         PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
-            submit_visit(transaction, batch, visit, received_at)
+            submit_visit(transaction, batch, visit, received_at, places)
         }
         PushAction::Apply(MutationPayload::AddPhoto(photo)) => add_photo(transaction, photo),
         PushAction::Apply(MutationPayload::RegisterIncome(registration)) => {
@@ -1914,6 +1945,7 @@ fn submit_visit(
     batch: &PushBatch,
     visit: &Visit,
     received_at: i64,
+    places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
     let content_hash = visit.content_hash();
     let same_revision: Option<String> = transaction
@@ -1967,7 +1999,7 @@ fn submit_visit(
         ));
     }
     let Some((township_id, household_location)) =
-        household_place(transaction, &visit.household_id)?
+        cached_household_place(transaction, places, &visit.household_id)?
     else {
         return Ok(rejected(
             RejectCode::UnknownHousehold,
@@ -3929,6 +3961,7 @@ mod tests {
         heartbeats_list_the_oldest_unsent_data_first,
         a_repeated_heartbeat_is_not_rewritten_within_a_minute,
         repeated_reads_see_every_write_in_between,
+        a_visit_after_a_location_edit_in_the_same_push_is_measured_from_the_new_place,
         reassignment_purges_the_old_cadre_and_delivers_to_the_new,
         townships_advance_their_sequences_independently,
         a_township_missing_from_the_cursor_starts_at_zero,
