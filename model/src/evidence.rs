@@ -567,7 +567,10 @@ fn travel_flags(
     settings: &EvidenceSettings,
     flags: &mut Vec<EvidenceFlag>,
 ) {
-    let key = |checkin: OffsetDateTime, id: &str| (checkin, id.to_owned());
+    // Borrowed keys: this runs for every neighbour of every visit of a push.
+    fn key(checkin: OffsetDateTime, id: &str) -> (OffsetDateTime, &str) {
+        (checkin, id)
+    }
     let own = key(visit.checkin_at, &visit.visit_id);
     let located = cadre_visits.iter().filter_map(|other| {
         let gps = other.gps?;
