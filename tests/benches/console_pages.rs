@@ -41,15 +41,7 @@ const WARM_UP: usize = 5;
 const TARGET_P95_MS: f64 = 200.0;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("console_pages: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    fieldsync_tests::bench_main("console_pages", run);
 }
 
 /// The business month `back` months before the reference month, and a check-in time on a

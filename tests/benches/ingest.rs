@@ -50,15 +50,7 @@ const DEVICES: [usize; 2] = [1, 8];
 const FIRST_CHECKIN: OffsetDateTime = datetime!(2026-09-07 08:30 +08:00);
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("ingest: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    fieldsync_tests::bench_main("ingest", run);
 }
 
 /// One device's phone: a logged-in cadre and the visits it will push, already on the wire.

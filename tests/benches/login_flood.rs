@@ -28,15 +28,7 @@ const IN_FLIGHT: usize = 64;
 const TARGET_PEAK_RSS_MIB: f64 = 256.0;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("login_flood: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    fieldsync_tests::bench_main("login_flood", run);
 }
 
 /// One line of `/proc/PID/status` in MiB (`VmHWM`, `VmRSS`).

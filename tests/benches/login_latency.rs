@@ -32,15 +32,7 @@ const IN_FLIGHT: usize = 100;
 const HASH_ROUNDS: usize = 30;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("login_latency: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(bench());
+    fieldsync_tests::bench_main("login_latency", bench);
 }
 
 /// What one server configuration measured.

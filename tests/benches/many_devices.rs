@@ -31,15 +31,7 @@ const SEED: u64 = 42;
 const TARGET_PEAK_RSS_MIB: f64 = 256.0;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("many_devices: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(bench());
+    fieldsync_tests::bench_main("many_devices", bench);
 }
 
 async fn bench() {

@@ -30,15 +30,7 @@ const RUNS: usize = 11;
 const FLAT_WITHIN: f64 = 0.25;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("pull_scale: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    fieldsync_tests::bench_main("pull_scale", run);
 }
 
 /// What one full pull delivered.

@@ -73,17 +73,8 @@ impl Knobs {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
-    // and a test run must not spend twenty minutes on a 200 kbit/s link.
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("shaped_upload: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(bench(Knobs::from_env()));
+    // A test run must not spend twenty minutes on a 200 kbit/s link: skipped without `--bench`.
+    fieldsync_tests::bench_main("shaped_upload", || bench(Knobs::from_env()));
 }
 
 // ---------------------------------------------------------------------------------------

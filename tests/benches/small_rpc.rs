@@ -39,15 +39,7 @@ const CALLERS: [usize; 2] = [1, 32];
 const GOAL_P50_RATIO: f64 = 3.0;
 
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("small_rpc: benchmark skipped (run it with `cargo bench`)");
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    fieldsync_tests::bench_main("small_rpc", run);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

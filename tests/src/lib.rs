@@ -481,6 +481,21 @@ pub fn command_without_fieldsync_environment(binary: &std::path::Path) -> std::p
     command
 }
 
+/// The `main` of a benchmark binary: `cargo bench` passes `--bench` and the benchmark runs
+/// on a multi-threaded runtime; run without it (as `cargo test --all-targets` does) it
+/// says it was skipped and exits at once, so a test run never spends minutes on it.
+pub fn bench_main<F: std::future::Future>(name: &str, bench: impl FnOnce() -> F) {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("{name}: benchmark skipped (run it with `cargo bench`)");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench());
+}
+
 /// Path of the real `fieldsync-server` binary in this test's profile folder
 /// (`target/<profile>/fieldsync-server`), made up to date once per test process.
 ///

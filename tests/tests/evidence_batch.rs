@@ -385,16 +385,22 @@ impl Oracle {
 }
 
 /// Every visit's stored flags equal what the oracle expects.
+/// The evidence flags the server stored for a visit's latest revision.
+async fn stored_flags(server: &TestServer, visit_id: &str) -> Vec<EvidenceFlag> {
+    server
+        .state
+        .store
+        .visit_detail(visit_id)
+        .await
+        .expect("detail")
+        .expect("visit stored")
+        .flags
+        .expect("flags computed")
+}
+
 async fn assert_flags_match(server: &TestServer, oracle: &Oracle, step: &str) {
     for (visit_id, expected) in &oracle.expected {
-        let detail = server
-            .state
-            .store
-            .visit_detail(visit_id)
-            .await
-            .expect("detail")
-            .expect("visit stored");
-        let stored = detail.flags.expect("flags computed");
+        let stored = stored_flags(server, visit_id).await;
         assert!(
             same_flags(&stored, expected),
             "{step}: flags of visit {visit_id} differ from the oracle\n stored: {stored:?}\n oracle: {expected:?}"
@@ -714,19 +720,7 @@ async fn a_late_push_between_two_visits_flags_the_earlier_neighbours_travel() {
             .iter()
             .any(|flag| matches!(flag, EvidenceFlag::ImpossibleTravel { .. }))
     };
-    let flags_of = |visit_id: String| {
-        let store = server.state.store.clone();
-        async move {
-            store
-                .visit_detail(&visit_id)
-                .await
-                .expect("detail")
-                .expect("stored")
-                .flags
-                .expect("computed")
-        }
-    };
-    assert!(!travel_of(&flags_of(morning.visit_id.clone()).await));
+    assert!(!travel_of(&stored_flags(&server, &morning.visit_id).await));
     // Synced late: 50 km away, 10 minutes after the morning visit ended.
     let far = visit(
         &household,
@@ -742,7 +736,7 @@ async fn a_late_push_between_two_visits_flags_the_earlier_neighbours_travel() {
         vec![submit(&far)],
     )
     .await;
-    let morning_flags = flags_of(morning.visit_id.clone()).await;
+    let morning_flags = stored_flags(&server, &morning.visit_id).await;
     assert!(
         morning_flags.iter().any(|flag| matches!(
             flag,
@@ -751,7 +745,7 @@ async fn a_late_push_between_two_visits_flags_the_earlier_neighbours_travel() {
         )),
         "the earlier neighbour now shows the impossible trip: {morning_flags:?}"
     );
-    assert!(travel_of(&flags_of(far.visit_id.clone()).await));
+    assert!(travel_of(&stored_flags(&server, &far.visit_id).await));
 }
 
 #[tokio::test]
@@ -787,27 +781,15 @@ async fn an_upload_completing_shows_the_reused_file_on_the_other_visit() {
             )
         })
     };
-    let flags_of = |visit_id: String| {
-        let store = server.state.store.clone();
-        async move {
-            store
-                .visit_detail(&visit_id)
-                .await
-                .expect("detail")
-                .expect("stored")
-                .flags
-                .expect("computed")
-        }
-    };
     assert!(!reused(
-        &flags_of(second.visit_id.clone()).await,
+        &stored_flags(&server, &second.visit_id).await,
         &first.visit_id
     ));
     upload(&server, &cadre.token, &bytes).await;
-    let first_flags = flags_of(first.visit_id.clone()).await;
+    let first_flags = stored_flags(&server, &first.visit_id).await;
     assert!(reused(&first_flags, &second.visit_id), "{first_flags:?}");
     assert!(reused(
-        &flags_of(second.visit_id.clone()).await,
+        &stored_flags(&server, &second.visit_id).await,
         &first.visit_id
     ));
 }
@@ -842,18 +824,7 @@ async fn the_per_day_limit_reaches_the_days_earlier_visits() {
             .iter()
             .any(|flag| matches!(flag, EvidenceFlag::TooManyVisitsInDay { .. }))
     };
-    let first_flags = |store: std::sync::Arc<dyn fieldsync_server::store::Store>, id: String| async move {
-        store
-            .visit_detail(&id)
-            .await
-            .expect("detail")
-            .expect("stored")
-            .flags
-            .expect("computed")
-    };
-    assert!(!too_many(
-        &first_flags(server.state.store.clone(), day[0].visit_id.clone()).await
-    ));
+    assert!(!too_many(&stored_flags(&server, &day[0].visit_id).await));
     // One more that evening, pushed later: the day crosses the limit, so the morning's
     // first visit (not a travel neighbour of the new one) is flagged too.
     let extra = visit(&household, BASE + Duration::hours(11), 20, None);
@@ -865,12 +836,8 @@ async fn the_per_day_limit_reaches_the_days_earlier_visits() {
         vec![submit(&extra)],
     )
     .await;
-    assert!(too_many(
-        &first_flags(server.state.store.clone(), day[0].visit_id.clone()).await
-    ));
-    assert!(too_many(
-        &first_flags(server.state.store.clone(), extra.visit_id.clone()).await
-    ));
+    assert!(too_many(&stored_flags(&server, &day[0].visit_id).await));
+    assert!(too_many(&stored_flags(&server, &extra.visit_id).await));
 }
 
 #[tokio::test]

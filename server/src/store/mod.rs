@@ -1251,8 +1251,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         visit_id: &str,
         near_duplicate_max_bits: u32,
     ) -> StoreResult<Option<EvidenceInputs>>;
-    /// Keep the evidence flags computed for one revision (replacing earlier ones).
-    /// `NotFound` when the revision does not exist.
     /// Recompute, in one write transaction, the flags of every visit with a photo of this
     /// file ([`crate::evidence::refresh_for_blob_in`]); run when its upload completed.
     async fn refresh_flags_of_blob(
@@ -1263,6 +1261,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many write transactions this store has committed since it was opened: what the
     /// durability of an acknowledgement costs (tests pin one per push).
     fn committed_writes(&self) -> u64;
+    /// Keep the evidence flags computed for one revision (replacing earlier ones).
+    /// `NotFound` when the revision does not exist. Production keeps flags inside the push's
+    /// or the upload's own transaction; this and [`Store::evidence_inputs`] run the same
+    /// gathering and saving on their own, for the conformance suite and test set-ups.
     async fn save_visit_flags(
         &self,
         visit_id: &str,

@@ -3900,12 +3900,13 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::conformance;
     use tempfile::TempDir;
 
-    fn open_temp_store() -> (TempDir, SqliteStore) {
+    /// A store on a fresh file in a temporary folder (kept alive by the returned guard).
+    pub(super) fn open_temp_store() -> (TempDir, SqliteStore) {
         let directory = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(
             &directory.path().join("fieldsync.sqlite3"),
@@ -4062,14 +4063,7 @@ mod tests {
         {
             // A database as migration 2 left it, whose newest change was deleted.
             let mut connection = Connection::open(&path).expect("raw open");
-            for (version, _, sql) in &MIGRATIONS[..2] {
-                let transaction = connection.transaction().expect("transaction");
-                transaction.execute_batch(sql).expect("old migration");
-                transaction
-                    .execute_batch(&format!("PRAGMA user_version = {version}"))
-                    .expect("version");
-                transaction.commit().expect("commit");
-            }
+            apply_old_migrations(&mut connection, 2);
             for _ in 0..3 {
                 connection
                     .execute(
@@ -4093,6 +4087,19 @@ mod tests {
         assert_eq!(next, 4, "seq 3 was handed out once and is never reused");
     }
 
+    /// Apply the first `count` migrations to a raw connection, as an older server left the
+    /// file, so a migration test can store rows of the old shape before the store opens it.
+    fn apply_old_migrations(connection: &mut Connection, count: usize) {
+        for (version, _, sql) in &MIGRATIONS[..count] {
+            let transaction = connection.transaction().expect("transaction");
+            transaction.execute_batch(sql).expect("old migration");
+            transaction
+                .execute_batch(&format!("PRAGMA user_version = {version}"))
+                .expect("version");
+            transaction.commit().expect("commit");
+        }
+    }
+
     #[tokio::test]
     async fn visit_checkin_times_are_backfilled_from_the_stored_bodies() {
         let directory = TempDir::new().expect("temp dir");
@@ -4103,14 +4110,7 @@ mod tests {
             .expect("the migration");
         {
             let mut connection = Connection::open(&path).expect("raw open");
-            for (version, _, sql) in &MIGRATIONS[..before_checkin_column] {
-                let transaction = connection.transaction().expect("transaction");
-                transaction.execute_batch(sql).expect("old migration");
-                transaction
-                    .execute_batch(&format!("PRAGMA user_version = {version}"))
-                    .expect("version");
-                transaction.commit().expect("commit");
-            }
+            apply_old_migrations(&mut connection, before_checkin_column);
             // Rows without their household: only the body matters here.
             connection
                 .execute_batch("PRAGMA foreign_keys = OFF")
@@ -4192,14 +4192,7 @@ mod tests {
         .expect("body");
         {
             let mut connection = Connection::open(&path).expect("raw open");
-            for (version, _, sql) in &MIGRATIONS[..before] {
-                let transaction = connection.transaction().expect("transaction");
-                transaction.execute_batch(sql).expect("old migration");
-                transaction
-                    .execute_batch(&format!("PRAGMA user_version = {version}"))
-                    .expect("version");
-                transaction.commit().expect("commit");
-            }
+            apply_old_migrations(&mut connection, before);
             connection
                 .execute_batch("PRAGMA foreign_keys = OFF")
                 .expect("no foreign keys");
@@ -4416,14 +4409,7 @@ mod tests {
             // A database as migration 4 left it: a seeded county, a compacted entry and an
             // expired tombstone (global floor 6).
             let mut connection = Connection::open(&path).expect("raw open");
-            for (version, _, sql) in &MIGRATIONS[..4] {
-                let transaction = connection.transaction().expect("transaction");
-                transaction.execute_batch(sql).expect("old migration");
-                transaction
-                    .execute_batch(&format!("PRAGMA user_version = {version}"))
-                    .expect("version");
-                transaction.commit().expect("commit");
-            }
+            apply_old_migrations(&mut connection, 4);
             connection
                 .execute_batch(
                     "INSERT INTO households (household_id, township_id, village_id, head_name,

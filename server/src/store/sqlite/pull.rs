@@ -302,12 +302,9 @@ mod tests {
     //! The page query's plan, on a real SQLite file made by the store's migrations and
     //! seeded through the store: a range of the scope index, point lookups for membership.
 
-    use tempfile::TempDir;
-
     use super::*;
     use crate::store::conformance;
-    use crate::store::sealed::PiiCipher;
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::tests::open_temp_store;
 
     const ROLES: [Role; 5] = [
         Role::Cadre,
@@ -350,12 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pull_page_query_reads_ranges_from_the_cursor_and_looks_members_up_by_key() {
-        let directory = TempDir::new().expect("temp dir");
-        let store = SqliteStore::open(
-            &directory.path().join("fieldsync.sqlite3"),
-            PiiCipher::for_tests(),
-        )
-        .expect("open");
+        let (_directory, store) = open_temp_store();
         conformance::seeded(&store).await;
         let connection = store.inner.checkout_reader().expect("reader");
         for role in ROLES {
@@ -401,12 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_scope_list_never_scans_the_register() {
-        let directory = TempDir::new().expect("temp dir");
-        let store = SqliteStore::open(
-            &directory.path().join("fieldsync.sqlite3"),
-            PiiCipher::for_tests(),
-        )
-        .expect("open");
+        let (_directory, store) = open_temp_store();
         conformance::seeded(&store).await;
         let connection = store.inner.checkout_reader().expect("reader");
         for role in ROLES {
