@@ -12,6 +12,7 @@ pub mod id_number;
 pub mod income;
 pub mod ledger;
 pub mod pairing;
+pub mod policy;
 pub mod register;
 pub mod review;
 pub mod roster;

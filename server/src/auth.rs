@@ -79,6 +79,10 @@ pub enum AuthError {
     WrongOldPassword,
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// The password was right but the account is disabled (停用). Told only after the
+    /// password checked out, so it reveals nothing to someone guessing.
+    #[error("账号已停用，请联系县级管理员 (account disabled; ask the county administrator)")]
+    AccountDisabled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -141,6 +145,9 @@ pub struct IssuedTokens {
     pub access_expires_at: OffsetDateTime,
     /// The refresh token and its expiry, for apps that refresh.
     pub refresh: Option<(String, OffsetDateTime)>,
+    /// The password is a one-time password: the console sends the user to 修改密码 first,
+    /// and the phone is told in its login response.
+    pub must_change_password: bool,
 }
 
 /// Hash a password with argon2id at the default parameters of [`LoginSettings`] (an OWASP
@@ -228,6 +235,13 @@ pub async fn login(
         }
     };
     guard.record_success(&keys[0]);
+    let state = store
+        .login_state(&user.user_id)
+        .await?
+        .ok_or(AuthError::BadCredentials)?;
+    if state.disabled {
+        return Err(AuthError::AccountDisabled);
+    }
     let session_id = uuid::Uuid::now_v7().to_string();
     let access_token = new_token();
     let refresh = (device.kind == SessionKind::Device && device.wants_refresh_token)
@@ -266,6 +280,7 @@ pub async fn login(
         access_token,
         access_expires_at,
         refresh,
+        must_change_password: state.must_change_password,
     };
     Ok((tokens, principal))
 }
@@ -356,6 +371,8 @@ pub async fn refresh(
                 access_token,
                 access_expires_at: rotation.new_expires_at,
                 refresh: Some((new_refresh, rotation.new_refresh_expires_at)),
+                // A refresh is not a login: the flag was reported when the session began.
+                must_change_password: false,
             },
             session.principal,
         )),

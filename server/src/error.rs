@@ -125,6 +125,7 @@ impl From<AuthError> for ServiceError {
             },
             AuthError::WeakPassword(message) => Self::invalid("new_password", message),
             AuthError::WrongOldPassword => Self::invalid("old_password", error.to_string()),
+            AuthError::AccountDisabled => Self::PermissionDenied(error.to_string()),
             AuthError::Store(store) => store.into(),
             AuthError::Hashing(message) => {
                 tracing::error!(%message, "password hashing failed");

@@ -24,6 +24,7 @@ pub mod review;
 pub mod roster_import;
 pub mod sessions;
 pub mod settings;
+pub mod setup;
 pub mod store;
 pub mod sync;
 pub mod text;

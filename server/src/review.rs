@@ -70,6 +70,14 @@ pub async fn decide(
     request: DecisionRequest,
 ) -> Result<ReviewState, ServiceError> {
     let visit = detail(state, principal, &request.visit_id).await?;
+    // Separation of duties (职责分离): the policy module decides, for the author of the
+    // revision under review.
+    fieldsync_model::policy::check_review_duty(
+        principal.role,
+        &principal.user_id,
+        &visit.cadre_user_id,
+    )
+    .map_err(|refusal| ServiceError::PermissionDenied(refusal.to_string()))?;
     // A photo is evidence only once all its bytes arrived and verified; approving before
     // that would approve something nobody has seen. Returning is always possible.
     let still_uploading = visit

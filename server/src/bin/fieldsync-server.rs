@@ -1,7 +1,8 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C. Maintenance subcommands (`audit verify`,
-//! `keys rotate-pii`) run instead of serving and exit.
+//! seeds the demo county, and serves until Ctrl-C. `init` sets a county up for its first
+//! run; maintenance subcommands (`audit verify`, `keys rotate-pii`) run instead of serving
+//! and exit. A folder that is neither initialised nor `--demo` is refused.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,26 @@ struct Arguments {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// First run without the demo: create the data and key folders, the database, the
+    /// county and its first administrator (县级管理员), whose one-time password is printed
+    /// once (or read from --password-file) and must be changed at first login.
+    Init {
+        /// 12-digit 统计用区划代码 of the county, e.g. 610625000000.
+        #[arg(long)]
+        county_code: String,
+        /// The county's name, e.g. 志丹县.
+        #[arg(long)]
+        county_name: String,
+        /// Login name of the first administrator.
+        #[arg(long, default_value = "admin")]
+        admin_username: String,
+        /// Display name of the first administrator.
+        #[arg(long, default_value = "县级管理员")]
+        admin_name: String,
+        /// Read the first password from this file (first line) instead of generating one.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// The audit log (审计日志).
     Audit {
         #[command(subcommand)]
@@ -94,7 +115,28 @@ async fn main() -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         }) => std::process::exit(audit_verify(&settings).await?),
         Some(Command::Keys(command)) => return run_keys_command(command, &settings).await,
+        Some(Command::Init {
+            county_code,
+            county_name,
+            admin_username,
+            admin_name,
+            password_file,
+        }) => {
+            let request = fieldsync_server::setup::InitRequest {
+                county_code,
+                county_name,
+                admin_username,
+                admin_display_name: admin_name,
+                password_file,
+            };
+            return run_init(&settings, request).await;
+        }
         None => {}
+    }
+    // Serving needs an initialised folder (or the demo, which seeds an empty one); checked
+    // before anything is created so a mistyped --data-dir leaves nothing behind.
+    if !arguments.demo {
+        fieldsync_server::setup::require_database(&settings)?;
     }
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
@@ -127,6 +169,8 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         print_demo_banner(scheme, address);
+    } else {
+        fieldsync_server::setup::require_accounts(state.store.as_ref(), &state.settings).await?;
     }
     println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
     fieldsync_server::serve(listener, state, async {
@@ -185,6 +229,39 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
             Ok(EXIT_CHAIN_BROKEN)
         }
     }
+}
+
+/// `fieldsync-server init`: the one-time password goes to the terminal only (println, not
+/// tracing, so no log file receives it).
+async fn run_init(
+    settings: &Settings,
+    request: fieldsync_server::setup::InitRequest,
+) -> anyhow::Result<()> {
+    let report = fieldsync_server::setup::init(settings, request).await?;
+    println!(
+        "已初始化 (initialised): 数据库 database {}",
+        report.database.display()
+    );
+    println!(
+        "密钥目录 key folder: {} (备份时须一并妥善保管 / back it up separately and keep it safe)",
+        report.key_dir.display()
+    );
+    match report.generated_password {
+        Some(password) => println!(
+            "首个县级管理员 first administrator: {}  一次性密码 one-time password: {password}\n             首次登录后须修改密码 (must be changed at first login); 此密码不会再次显示 (shown only once).",
+            report.admin_username
+        ),
+        None => println!(
+            "首个县级管理员 first administrator: {} (密码取自文件 password from the file; \
+             首次登录后须修改 must be changed at first login)",
+            report.admin_username
+        ),
+    }
+    println!(
+        "启动服务 start serving: fieldsync-server --data-dir {}",
+        settings.data_dir.display()
+    );
+    Ok(())
 }
 
 /// `fieldsync-server keys ...`.

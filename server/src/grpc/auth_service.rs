@@ -80,8 +80,10 @@ impl v1::auth_server::Auth for AuthService {
         )
         .await
         .map_err(|error| status_from(error.into()))?;
+        let must_change_password = tokens.must_change_password;
         let (refresh_token, refresh_token_expires_at) = refresh_to_wire(tokens.refresh);
         Ok(Response::new(v1::LoginResponse {
+            must_change_password,
             token: tokens.access_token,
             user_id: principal.user_id,
             display_name: principal.display_name,

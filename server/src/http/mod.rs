@@ -288,6 +288,8 @@ pub enum ConsoleError {
     LoginRequired { redirect: bool },
     /// Logged in, but the page is for other roles.
     WrongRole { allowed: Vec<Role> },
+    /// Logged in with a one-time password: 修改密码 comes first (GET redirects there).
+    PasswordChangeRequired { redirect: bool },
     /// The photo's metadata exists but its bytes have not been uploaded yet.
     PhotoPending,
     /// The photo's bytes cannot be turned into a thumbnail.
@@ -333,6 +335,19 @@ impl IntoResponse for ConsoleError {
                     "请先登录",
                     "未登录或登录已过期，请重新登录。",
                     Some(LOGIN_PATH),
+                ),
+            )
+                .into_response(),
+            Self::PasswordChangeRequired { redirect: true } => {
+                Redirect::to(sessions::PASSWORD_PATH).into_response()
+            }
+            Self::PasswordChangeRequired { redirect: false } => (
+                StatusCode::FORBIDDEN,
+                views::error_page(
+                    StatusCode::FORBIDDEN,
+                    "请先修改密码",
+                    "您使用的是一次性密码，请先修改密码后再继续操作。",
+                    Some(sessions::PASSWORD_PATH),
                 ),
             )
                 .into_response(),
@@ -497,10 +512,16 @@ async fn console_principal(
     allowed: &[Role],
 ) -> Result<Principal, ConsoleError> {
     let session = console_session(&state.app, &parts.headers, &peer_ip(parts)).await?;
+    let navigating = parts.method == Method::GET || parts.method == Method::HEAD;
     match session.map(|session| session.principal) {
         None => Err(ConsoleError::LoginRequired {
-            redirect: parts.method == Method::GET || parts.method == Method::HEAD,
+            redirect: navigating,
         }),
+        Some(principal) if must_change_password(state, &principal).await? => {
+            Err(ConsoleError::PasswordChangeRequired {
+                redirect: navigating,
+            })
+        }
         Some(principal) if allowed.contains(&principal.role) => Ok(principal),
         Some(_) => Err(ConsoleError::WrongRole {
             allowed: allowed.to_vec(),
@@ -519,6 +540,12 @@ async fn api_principal(
         None => Err(ApiError(ServiceError::Unauthenticated(
             "未登录或登录已过期 (missing or expired session)".into(),
         ))),
+        Some(principal) if must_change_password(state, &principal).await? => {
+            Err(ApiError(ServiceError::PermissionDenied(
+                "请先修改一次性密码 (change the one-time password first: POST /console/password)"
+                    .into(),
+            )))
+        }
         Some(principal) if allowed.contains(&principal.role) => Ok(principal),
         Some(_) => Err(ApiError(ServiceError::PermissionDenied(format!(
             "仅{}可用 (roles: {})",
@@ -530,6 +557,20 @@ async fn api_principal(
                 .join(", ")
         )))),
     }
+}
+
+/// Whether the principal still holds a one-time password (every console page but 修改密码
+/// waits for a new one). A vanished account reads as "no": its session fails elsewhere.
+async fn must_change_password(
+    state: &ConsoleState,
+    principal: &Principal,
+) -> Result<bool, ServiceError> {
+    Ok(state
+        .app
+        .store
+        .login_state(&principal.user_id)
+        .await?
+        .is_some_and(|login| login.must_change_password))
 }
 
 /// "乡镇审核员、县级管理员": the Chinese names of roles, for refusals.

@@ -94,13 +94,19 @@ pub async fn login_submit(
             .map_err(|_| ServiceError::Internal)?;
             // Every role gets its session and lands on the dashboard (工作台), which answers
             // roles without console pages with a clear 403 page instead of a misleading
-            // "wrong password".
-            Ok((
-                [(header::SET_COOKIE, cookie)],
-                Redirect::to(super::ledger::DASHBOARD_PATH),
-            )
-                .into_response())
+            // "wrong password"; a one-time password goes to 修改密码 first.
+            let landing = if tokens.must_change_password {
+                super::sessions::PASSWORD_PATH
+            } else {
+                super::ledger::DASHBOARD_PATH
+            };
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(landing)).into_response())
         }
+        Err(auth::AuthError::AccountDisabled) => Ok((
+            StatusCode::FORBIDDEN,
+            views::login_page(&form.username, Some("账号已停用，请联系县级管理员")),
+        )
+            .into_response()),
         Err(auth::AuthError::BadCredentials) => Ok((
             StatusCode::UNAUTHORIZED,
             views::login_page(&form.username, Some("用户名或密码错误")),

@@ -6,6 +6,8 @@
 //!
 //! Times are whole seconds so every backend can store them exactly.
 
+pub mod accounts;
+pub use accounts::*;
 pub mod households;
 // The registration macro in sqlite.rs takes plain names, so the checks are re-exported.
 pub use households::*;

@@ -2,6 +2,7 @@
 //! implementation today and PostgreSQL later. No SQL may appear outside this module, and no
 //! SQLite type may appear in the trait.
 
+pub mod accounts;
 /// Also built with the `test-support` feature, so end-to-end tests and benchmarks build
 /// their data with the same fixtures instead of copies.
 #[cfg(any(test, feature = "test-support"))]
@@ -1134,7 +1135,7 @@ pub struct PrimaryAssignment {
 
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: accounts::AccountsStore + Send + Sync + std::fmt::Debug + 'static {
     /// True when no county has been loaded yet.
     async fn is_empty(&self) -> StoreResult<bool>;
     /// Load areas, users, households and pairings in one transaction.

@@ -18,6 +18,7 @@ macro_rules! county_townships_sql {
     };
 }
 
+mod accounts;
 mod evidence;
 mod export;
 mod households;
@@ -145,6 +146,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cadre_pull_index",
         include_str!("migrations/0020_cadre_pull_index.sql"),
     ),
+    (22, "accounts", include_str!("migrations/0022_accounts.sql")),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -2804,7 +2806,8 @@ impl Store for SqliteStore {
         let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
         self.write(move |transaction| {
             let changed = transaction.execute(
-                "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                // The user's own new password: a one-time password is used up.
+                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE user_id = ?1",
                 params![user_id, password_hash],
             )?;
             if changed == 0 {
@@ -3930,6 +3933,10 @@ pub(super) mod tests {
     }
 
     conformance_tests!(
+        accounts_are_created_listed_and_refused_when_taken,
+        accounts_are_edited,
+        disabling_an_account_ends_its_sessions_and_pairings,
+        a_password_reset_is_one_time,
         compaction_keeps_current_records_and_expires_old_tombstones,
         seed_and_read_back,
         sessions_are_found_ended_and_listed,

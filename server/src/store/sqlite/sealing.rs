@@ -385,6 +385,23 @@ pub(crate) fn reseal_all(transaction: &Transaction<'_>) -> StoreResult<u64> {
         ),
         [],
     )? as u64;
+    // Cadre ID numbers (migration 0022); the column exists from then on, and reseal_all
+    // runs only at migration 0018 (before it) or on a current schema (key rotation).
+    let has_user_id_numbers: bool = transaction.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('users') WHERE name = 'id_number'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_user_id_numbers {
+        rewritten += transaction.execute(
+            &format!(
+                "UPDATE users SET id_number = pii_reseal(id_number, {})
+                  WHERE pii_needs_reseal(id_number)",
+                super::accounts::USER_ID_NUMBER_CONTEXT_SQL
+            ),
+            [],
+        )? as u64;
+    }
     // Households without index rows (written before the index existed).
     let missing: Vec<String> = transaction
         .prepare(
@@ -415,7 +432,8 @@ pub(crate) fn stale_value_count(connection: &Connection) -> StoreResult<u64> {
                   WHERE field IN ('phone', 'id_number')
                     AND (pii_needs_reseal(first_json) OR pii_needs_reseal(second_json)
                          OR (resolution_json IS NOT NULL AND pii_needs_reseal(resolution_json))))
-              + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(phone))",
+              + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(phone))
+              + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(id_number))",
         [],
         |row| row.get(0),
     )?;
