@@ -32,6 +32,7 @@
 //!   `GET /console/ledger/silent`, `POST /console/ledger/close`, JSON `GET /console/api/dashboard`,
 //!   `GET /console/api/ledger`
 
+mod accounts;
 mod api;
 mod audit_banner;
 pub mod csrf;
@@ -213,6 +214,28 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
             get(pairings::household_page),
         )
         .route("/console/api/pairings/helpers", post(pairings::helper_json))
+        .route(
+            accounts::ACCOUNTS_PATH,
+            get(accounts::list_page).post(accounts::create_submit),
+        )
+        .route("/console/accounts/new", get(accounts::new_page))
+        .route(
+            "/console/accounts/{user_id}",
+            get(accounts::account_page).post(accounts::edit_submit),
+        )
+        .route(
+            "/console/accounts/{user_id}/disable",
+            post(accounts::disable_submit),
+        )
+        .route(
+            "/console/accounts/{user_id}/enable",
+            post(accounts::enable_submit),
+        )
+        .route(
+            "/console/accounts/{user_id}/reset-password",
+            post(accounts::reset_submit),
+        )
+        .route("/console/api/accounts", get(accounts::list_json))
         .route(
             "/console/users/{user_id}/devices",
             get(sessions::devices_page),
@@ -522,7 +545,10 @@ async fn console_principal(
                 redirect: navigating,
             })
         }
-        Some(principal) if allowed.contains(&principal.role) => Ok(principal),
+        Some(principal) if allowed.contains(&principal.role) => {
+            audit_auditor_view(state, parts, &principal).await?;
+            Ok(principal)
+        }
         Some(_) => Err(ConsoleError::WrongRole {
             allowed: allowed.to_vec(),
         }),
@@ -546,7 +572,10 @@ async fn api_principal(
                     .into(),
             )))
         }
-        Some(principal) if allowed.contains(&principal.role) => Ok(principal),
+        Some(principal) if allowed.contains(&principal.role) => {
+            audit_auditor_view(state, parts, &principal).await?;
+            Ok(principal)
+        }
         Some(_) => Err(ApiError(ServiceError::PermissionDenied(format!(
             "仅{}可用 (roles: {})",
             role_labels_zh(allowed),
@@ -557,6 +586,38 @@ async fn api_principal(
                 .join(", ")
         )))),
     }
+}
+
+/// Audit action of a page an auditor (审计员) opened.
+pub const ACTION_AUDITOR_VIEW: &str = "auditor_view";
+
+/// Every page an auditor opens is an audit record (issue 12 §3): the path and query, before
+/// the page is answered. A failure to record refuses the page rather than leave it unseen.
+async fn audit_auditor_view(
+    state: &ConsoleState,
+    parts: &Parts,
+    principal: &Principal,
+) -> Result<(), ServiceError> {
+    if principal.role != Role::Auditor {
+        return Ok(());
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
+    state
+        .app
+        .store
+        .append_audit(crate::auth::audit_record(
+            principal,
+            ACTION_AUDITOR_VIEW,
+            &target,
+            parts.method.as_str(),
+            format!("审计员查看 {target} (auditor opened a page)"),
+            state.app.clock.now(),
+        ))
+        .await?;
+    Ok(())
 }
 
 /// Whether the principal still holds a one-time password (every console page but 修改密码

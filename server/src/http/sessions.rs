@@ -45,7 +45,7 @@ pub fn devices_path(user_id: &str) -> String {
 
 /// Ids are UUIDs or plain codes; anything else is escaped so a link cannot break out of
 /// its path segment.
-fn utf8_percent_encode_path(segment: &str) -> String {
+pub(super) fn utf8_percent_encode_path(segment: &str) -> String {
     segment
         .bytes()
         .map(|byte| {

@@ -37,6 +37,8 @@ pub(super) enum Nav {
     Pairings,
     /// 花名册导入, county admin only (roster.rs).
     Import,
+    /// 账号管理, county admin only (accounts.rs).
+    Accounts,
     None,
 }
 
@@ -83,6 +85,7 @@ pub(super) fn layout(
                             @if principal.role == fieldsync_model::codes::Role::County {
                                 a.active[active == Nav::Pairings] href="/console/pairings" { "结对管理" }
                                 a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
+                                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
                             }
                         }
                         span.user { (principal.display_name) " · " (principal.role.label_zh()) }
