@@ -3,6 +3,7 @@
 //! isolation and reused on the phone.
 
 pub mod access;
+pub mod areas;
 pub mod codes;
 pub mod evidence;
 pub mod geo;

@@ -203,7 +203,7 @@ impl Column {
 }
 
 /// Normalise a header for matching: no spaces, no required-marker asterisks, ASCII parens.
-fn normalise_header(header: &str) -> String {
+pub(crate) fn normalise_header(header: &str) -> String {
     header
         .chars()
         .filter(|character| !character.is_whitespace() && *character != '*' && *character != '＊')
