@@ -18,6 +18,7 @@ macro_rules! county_townships_sql {
     };
 }
 
+mod areas;
 mod evidence;
 mod export;
 mod households;
@@ -144,6 +145,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "cadre_pull_index",
         include_str!("migrations/0020_cadre_pull_index.sql"),
+    ),
+    (
+        21,
+        "village_attributes",
+        include_str!("migrations/0021_village_attributes.sql"),
     ),
 ];
 
