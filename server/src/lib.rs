@@ -2,6 +2,7 @@
 //! supervisor console on one port. The binary `fieldsync-server` is a thin wrapper around
 //! [`run`]; tests call [`run`] with a listener bound to port 0.
 
+pub mod area_import;
 pub mod audit;
 pub mod auth;
 pub mod clock;

@@ -37,6 +37,8 @@ pub(super) enum Nav {
     Pairings,
     /// 花名册导入, county admin only (roster.rs).
     Import,
+    /// 行政区划 and its import, county admin only (areas.rs).
+    Areas,
     None,
 }
 
@@ -82,6 +84,7 @@ pub(super) fn layout(
                             a.active[active == Nav::Exports] href="/console/exports" { "台账导出" }
                             @if principal.role == fieldsync_model::codes::Role::County {
                                 a.active[active == Nav::Pairings] href="/console/pairings" { "结对管理" }
+                                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
                                 a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
                             }
                         }
