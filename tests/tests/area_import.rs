@@ -507,6 +507,24 @@ async fn areas_then_households_then_pairings_on_a_county_that_starts_without_vil
         .await
         .expect("html");
     assert!(page.contains("河东乡") && page.contains("坪上村") && page.contains("非贫困村"));
+
+    // 新寨村 becomes 新寨社区: its household's card (and so the phones) gets the new name.
+    let mut renamed = county_rows();
+    renamed[2][1] = "新寨社区".into();
+    let applied = areas.import("更名.xlsx", &xlsx_of(&renamed)).await;
+    assert_eq!(applied["run"]["areas_renamed"], 1, "{applied}");
+    let county = server
+        .state
+        .store
+        .county_roster(COUNTY)
+        .await
+        .expect("roster");
+    let card = county
+        .households
+        .iter()
+        .find(|household| household.household_id == household_id)
+        .expect("the household");
+    assert_eq!(card.village_name, "新寨社区");
 }
 
 /// (row, column, kind) of every issue in a preview.

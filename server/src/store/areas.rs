@@ -62,8 +62,9 @@ pub trait AreasStore: Send + Sync + std::fmt::Debug + 'static {
     async fn county_areas(&self, county_id: &str) -> StoreResult<Vec<AreaEntry>>;
 
     /// Store an area import in one transaction: insert `new_areas`, write the new name,
-    /// centre and attributes of `updated_areas`, and the [`AreaImportRun`] row. Nothing is
-    /// ever deleted. `Conflict` when a new area's id exists by now (another import won the
+    /// centre and attributes of `updated_areas`, and the [`AreaImportRun`] row. A renamed
+    /// village's households get the new `village_name` on their cards, logged for pull like
+    /// any household change. Nothing is ever deleted. `Conflict` when a new area's id exists by now (another import won the
     /// race) or an updated area is not in the county; `InvalidValue` when an area's parent
     /// is not stored (nor written before it). Either way nothing is stored.
     async fn apply_area_import(&self, apply: AreaImportApply) -> StoreResult<AreaImportRun>;

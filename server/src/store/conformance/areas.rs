@@ -11,7 +11,7 @@ use fieldsync_model::areas::{AreaEntry, AreaImportPlan, AreaLevel, VillageAttrib
 use fieldsync_model::codes::{Crs, Role};
 use fieldsync_model::household::GeoPoint;
 
-use super::{VISIT_TIME, new_id, user};
+use super::{VISIT_TIME, household, new_id, user};
 use crate::store::areas::{AreaImportApply, AreaImportRun, AreasStore};
 use crate::store::{Area, SeedData, Store, StoreError, UserRecord};
 
@@ -266,4 +266,63 @@ pub async fn an_unknown_county_is_not_found<S: Store + AreasStore>(store: &S) {
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
+}
+
+pub async fn renaming_a_village_renames_it_on_its_households_cards<S: Store + AreasStore>(
+    store: &S,
+) {
+    let admin = seeded_county(store).await;
+    let mut card = household("王大山", TOWNSHIP, VILLAGE, 26.4);
+    card.village_name = "新寨村".into();
+    store
+        .load_seed(SeedData {
+            households: vec![card.clone()],
+            ..SeedData::default()
+        })
+        .await
+        .expect("household");
+    let before = store.county_roster(AREA_COUNTY).await.expect("roster");
+    let seq_before = before.households[0].server_seq;
+
+    let plan = AreaImportPlan {
+        updated_areas: vec![entry(
+            VILLAGE,
+            "新寨社区",
+            AreaLevel::Village,
+            Some(TOWNSHIP),
+        )],
+        ..AreaImportPlan::default()
+    };
+    store
+        .apply_area_import(apply_of(&admin, plan))
+        .await
+        .expect("apply");
+    let after = store.county_roster(AREA_COUNTY).await.expect("roster");
+    let renamed = &after.households[0];
+    assert_eq!(renamed.village_name, "新寨社区");
+    assert!(
+        renamed.server_seq > seq_before,
+        "the card is logged again, so phones pull the new name"
+    );
+    assert_eq!(
+        renamed.members, card.members,
+        "nothing else on the card changes"
+    );
+
+    // The same name again re-sends nothing.
+    let plan = AreaImportPlan {
+        updated_areas: vec![entry(
+            VILLAGE,
+            "新寨社区",
+            AreaLevel::Village,
+            Some(TOWNSHIP),
+        )],
+        ..AreaImportPlan::default()
+    };
+    store
+        .apply_area_import(apply_of(&admin, plan))
+        .await
+        .expect("apply");
+    let again = store.county_roster(AREA_COUNTY).await.expect("roster");
+    assert_eq!(again.households[0].server_seq, renamed.server_seq);
 }

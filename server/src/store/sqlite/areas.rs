@@ -14,8 +14,8 @@ use fieldsync_model::household::GeoPoint;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use super::{
-    SqliteStore, corrupt, display_name_of, from_millis, from_sql_unsigned, to_millis,
-    to_sql_integer,
+    SqliteStore, corrupt, display_name_of, from_millis, from_sql_unsigned, load_household,
+    resend_household, to_millis, to_sql_integer,
 };
 use crate::store::areas::{AreaImportApply, AreaImportRun, AreasStore};
 use crate::store::{StoreError, StoreResult};
@@ -96,10 +96,43 @@ fn county_areas(connection: &Connection, county_id: &str) -> StoreResult<Vec<Are
 
 /// The stored level of an area, if it is stored.
 fn stored_level(transaction: &Transaction<'_>, area_id: &str) -> StoreResult<Option<String>> {
+    Ok(stored_level_and_name(transaction, area_id)?.map(|(level, _)| level))
+}
+
+/// The stored level and name of an area, if it is stored.
+fn stored_level_and_name(
+    transaction: &Transaction<'_>,
+    area_id: &str,
+) -> StoreResult<Option<(String, String)>> {
     Ok(transaction
-        .prepare_cached("SELECT level FROM areas WHERE area_id = ?1")?
-        .query_row(params![area_id], |row| row.get(0))
+        .prepare_cached("SELECT level, name FROM areas WHERE area_id = ?1")?
+        .query_row(params![area_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?)
+}
+
+/// A renamed village's households carry its name on their cards (明白卡, the phones'
+/// replicas): write the new name and log each card for pull, so phones show it too.
+/// Returns how many cards were re-sent.
+fn rename_village_on_cards(
+    transaction: &Transaction<'_>,
+    village_id: &str,
+    new_name: &str,
+) -> StoreResult<u64> {
+    let household_ids: Vec<String> = transaction
+        .prepare_cached("SELECT household_id FROM households WHERE village_id = ?1")?
+        .query_map(params![village_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut resent = 0;
+    for household_id in household_ids {
+        let mut card = load_household(transaction, &household_id)?
+            .ok_or_else(|| corrupt(format!("household {household_id} vanished")))?;
+        if card.village_name != new_name {
+            card.village_name = new_name.to_owned();
+            resend_household(transaction, &mut card)?;
+            resent += 1;
+        }
+    }
+    Ok(resent)
 }
 
 /// Write (insert or replace) a village's attribute row.
@@ -196,12 +229,17 @@ fn apply_area_import(
         bump();
     }
     for area in &plan.updated_areas {
-        let level = stored_level(transaction, &area.area_id)?;
-        if level.as_deref() != Some(area.level.as_str()) || !is_in_county(area, &run.county_id) {
+        let stored = stored_level_and_name(transaction, &area.area_id)?;
+        let Some((level, old_name)) = stored.filter(|(level, _)| {
+            level == area.level.as_str() && is_in_county(area, &run.county_id)
+        }) else {
             return Err(StoreError::Conflict(format!(
                 "区划{}已不在本县或层级已变，请重新预览",
                 area.area_id
             )));
+        };
+        if level == AreaLevel::Village.as_str() && old_name != area.name {
+            rename_village_on_cards(transaction, &area.area_id, &area.name)?;
         }
         transaction
             .prepare_cached(
@@ -337,5 +375,6 @@ mod tests {
         an_area_import_inserts_updates_and_keeps_its_run,
         an_area_import_that_fails_stores_nothing,
         an_unknown_county_is_not_found,
+        renaming_a_village_renames_it_on_its_households_cards,
     );
 }
