@@ -744,3 +744,129 @@ async fn other_roles_cannot_see_or_import_areas() {
         .expect("post");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_html_form_previews_and_applies_and_the_template_has_every_column() {
+    let server = bare_county().await;
+    let browser = console_login(&server, ADMIN).await;
+    let areas = Importer {
+        server: &server,
+        browser: browser.clone(),
+        base: "/console/api/areas/import",
+    };
+
+    // The template's header row is every template column, code first.
+    let template = browser
+        .get(format!(
+            "{}/console/areas/import/template.xlsx",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("template")
+        .bytes()
+        .await
+        .expect("bytes");
+    use calamine::Reader;
+    let mut workbook: calamine::Xlsx<_> =
+        calamine::Xlsx::new(std::io::Cursor::new(template.to_vec())).expect("a real xlsx");
+    let sheet = workbook.worksheet_range("行政区划").expect("sheet");
+    let headers: Vec<String> = sheet
+        .rows()
+        .next()
+        .expect("header row")
+        .iter()
+        .map(|cell| cell.to_string())
+        .collect();
+    let expected: Vec<&str> = fieldsync_model::areas::AreaColumn::ALL
+        .iter()
+        .map(|column| column.header_zh())
+        .collect();
+    assert_eq!(headers, expected);
+
+    // The form: upload redirects to the job page, which previews and offers the apply.
+    let (content_type, body) = multipart("行政区划.xlsx", &xlsx_of(&county_rows()));
+    let response = browser
+        .post(format!("{}/console/areas/import", server.url()))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("form upload");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let job_id = location
+        .strip_prefix("/console/areas/import/")
+        .expect("the job page")
+        .to_owned();
+    areas.settled(&job_id).await;
+    let page = browser
+        .get(format!("{}{location}", server.url()))
+        .send()
+        .await
+        .expect("job page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("预览") && page.contains("确认导入（写入 6 个区划）"),
+        "{page}"
+    );
+    let response = browser
+        .post(format!("{}{location}/apply", server.url()))
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(areas.settled(&job_id).await["phase"], "applied");
+    let page = browser
+        .get(format!("{}/console/areas/import", server.url()))
+        .send()
+        .await
+        .expect("upload page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("行政区划.xlsx") && page.contains("县管理员"),
+        "the run is listed"
+    );
+
+    // A bad file through the form re-renders it with the reason and a 400.
+    let (content_type, body) = multipart("图片.xlsx", b"\x89PNG\r\n\x1a\n\0\0\0\0");
+    let response = browser
+        .post(format!("{}/console/areas/import", server.url()))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("form upload");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("html")
+            .contains("系统数据未作任何改动")
+    );
+
+    // Unknown jobs are not found; a `wait` that is neither true nor false is a typed 400.
+    let response = browser
+        .get(format!("{}/console/areas/import/no-such-job", server.url()))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = browser
+        .get(format!(
+            "{}/console/api/areas/import/{job_id}?wait=yes",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("job");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
