@@ -154,6 +154,8 @@ pub const ACTION_FULL_EXPORT: &str = "export_full";
 pub const ACTION_PAIRING_OVER_QUOTA: &str = "pairing_over_quota";
 /// A county admin applied a roster import (花名册导入): households and fields written.
 pub const ACTION_ROSTER_IMPORT: &str = "roster_import";
+/// A county admin applied an area import (行政区划导入): townships and villages written.
+pub const ACTION_AREA_IMPORT: &str = "area_import";
 /// A username or a client address reached the failed-login limit and was locked
 /// (登录失败次数过多): `subject` is `username:…` or `address:…`, never a password.
 pub const ACTION_LOGIN_THROTTLED: &str = "login_throttled";

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod cadre_roster;
+pub mod areas;
 pub mod codes;
 pub mod evidence;
 pub mod geo;

@@ -3,6 +3,7 @@
 //! [`run`]; tests call [`run`] with a listener bound to port 0.
 
 pub mod accounts;
+pub mod area_import;
 pub mod audit;
 pub mod auth;
 pub mod clock;
@@ -47,6 +48,8 @@ use crate::store::{SqliteStore, Store};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The administrative areas' own storage (the same database as `store`).
+    pub areas: Arc<dyn store::AreasStore>,
     pub blobs: Arc<BlobStore>,
     pub settings: Arc<Settings>,
     pub clock: Arc<dyn Clock>,
@@ -105,6 +108,7 @@ impl AppState {
         let login_guard = login_guard::LoginGuard::start(&settings.login)
             .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;
         Ok(Self {
+            areas: Arc::new(store.clone()),
             store: Arc::new(store),
             blobs: Arc::new(blobs),
             settings: Arc::new(settings),

@@ -137,11 +137,17 @@ pub struct ParsedSheet {
     pub rows: Vec<SheetRow>,
 }
 
-/// Turn the first sheet's header row into a column map.
-fn header_columns(header: &SheetRow) -> Result<ColumnMap, ImportFileError> {
-    let headers: Vec<String> = header.cells.iter().map(Cell::text).collect();
-    Ok(roster::map_headers(&headers)?)
+/// The header cells of a sheet (as trimmed text) and its data rows, before any template's
+/// columns are matched: what every import reading XLSX/CSV shares (the area import too).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSheet {
+    pub headers: Vec<String>,
+    pub rows: Vec<SheetRow>,
 }
+
+/// Checks a header row against one import's template (e.g. [`roster::map_headers`]), so a
+/// file with missing columns is refused before its rows are read.
+pub type HeaderCheck<'a> = &'a (dyn Fn(&[String]) -> Result<(), HeaderError> + Sync);
 
 /// Excel serial day number (1900 or 1904 system) to YYYY-MM-DD.
 fn excel_serial_date(serial: f64, is_1904: bool) -> Option<String> {
@@ -196,7 +202,9 @@ fn xlsx_error(error: XlsxError) -> ImportFileError {
 /// Collects rows in sheet order: the first non-blank row is the header, later non-blank
 /// rows are data.
 struct RowCollector<'a> {
-    header: Option<ColumnMap>,
+    header: Option<Vec<String>>,
+    check_header: HeaderCheck<'a>,
+    max_rows: usize,
     rows: Vec<SheetRow>,
     rows_read: &'a AtomicU64,
     on_header: Option<oneshot::Sender<Result<(), ImportFileError>>>,
@@ -208,29 +216,30 @@ impl RowCollector<'_> {
             return Ok(());
         }
         if self.header.is_none() {
-            match header_columns(&row) {
-                Ok(columns) => {
-                    self.header = Some(columns);
+            let headers: Vec<String> = row.cells.iter().map(Cell::text).collect();
+            match (self.check_header)(&headers) {
+                Ok(()) => {
+                    self.header = Some(headers);
                     if let Some(sender) = self.on_header.take() {
                         let _ = sender.send(Ok(()));
                     }
                     return Ok(());
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
-        if self.rows.len() >= MAX_DATA_ROWS {
-            return Err(ImportFileError::TooManyRows(MAX_DATA_ROWS));
+        if self.rows.len() >= self.max_rows {
+            return Err(ImportFileError::TooManyRows(self.max_rows));
         }
         self.rows.push(row);
         self.rows_read.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn finish(self) -> Result<ParsedSheet, ImportFileError> {
-        let columns = self.header.ok_or(ImportFileError::NoHeader)?;
-        Ok(ParsedSheet {
-            columns,
+    fn finish(self) -> Result<RawSheet, ImportFileError> {
+        let headers = self.header.ok_or(ImportFileError::NoHeader)?;
+        Ok(RawSheet {
+            headers,
             rows: self.rows,
         })
     }
@@ -322,17 +331,37 @@ fn read_csv(bytes: &[u8], collector: &mut RowCollector<'_>) -> Result<(), Import
     Ok(())
 }
 
-/// Read a sniffed file into its header and data rows. `on_header` is told as soon as the
-/// header row has been read (or the file failed before it), so an upload can answer file
-/// errors at once while the rows are still being read.
+/// Read a sniffed roster file into its column map and data rows. `on_header` is told as
+/// soon as the header row has been read (or the file failed before it), so an upload can
+/// answer file errors at once while the rows are still being read.
 pub fn read_sheet(
     bytes: &[u8],
     format: FileFormat,
     rows_read: &AtomicU64,
     on_header: Option<oneshot::Sender<Result<(), ImportFileError>>>,
 ) -> Result<ParsedSheet, ImportFileError> {
+    let check: HeaderCheck<'_> = &|headers| roster::map_headers(headers).map(|_| ());
+    let raw = read_raw_sheet(bytes, format, rows_read, on_header, check, MAX_DATA_ROWS)?;
+    Ok(ParsedSheet {
+        columns: roster::map_headers(&raw.headers)?,
+        rows: raw.rows,
+    })
+}
+
+/// Read a sniffed file into its header cells and at most `max_rows` data rows, refusing a
+/// header that `check_header` refuses. `on_header` as in [`read_sheet`].
+pub fn read_raw_sheet(
+    bytes: &[u8],
+    format: FileFormat,
+    rows_read: &AtomicU64,
+    on_header: Option<oneshot::Sender<Result<(), ImportFileError>>>,
+    check_header: HeaderCheck<'_>,
+    max_rows: usize,
+) -> Result<RawSheet, ImportFileError> {
     let mut collector = RowCollector {
         header: None,
+        check_header,
+        max_rows,
         rows: Vec::new(),
         rows_read,
         on_header,

@@ -53,6 +53,15 @@ impl TestServer {
         Self::start_configured(data_dir, key_dir, None, configure).await
     }
 
+    /// Start a server whose store holds only `seed` instead of the demo county (tests that
+    /// build a county from scratch, e.g. a county area and its admin before the area
+    /// import). Every user's password is [`DEMO_PASSWORD`] unless the seed says otherwise.
+    pub async fn start_with_seed(seed: fieldsync_server::store::SeedData) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_seeded(data_dir, key_dir, None, |_| {}, Some(seed)).await
+    }
+
     async fn start_in(data_dir: tempfile::TempDir, key_dir: tempfile::TempDir) -> Self {
         Self::start_in_with_clock(data_dir, key_dir, None).await
     }
@@ -71,6 +80,17 @@ impl TestServer {
         clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
+        Self::start_seeded(data_dir, key_dir, clock, configure, None).await
+    }
+
+    /// Start with `seed` loaded into an empty store, or the demo county when `None`.
+    async fn start_seeded(
+        data_dir: tempfile::TempDir,
+        key_dir: tempfile::TempDir,
+        clock: Option<std::sync::Arc<dyn fieldsync_server::clock::Clock>>,
+        configure: impl FnOnce(&mut Settings),
+        seed: Option<fieldsync_server::store::SeedData>,
+    ) -> Self {
         let mut settings = Settings {
             data_dir: data_dir.path().to_owned(),
             key_dir: Some(key_dir.path().to_owned()),
@@ -83,9 +103,16 @@ impl TestServer {
             None => AppState::open(settings),
         }
         .expect("open state");
-        fieldsync_server::demo::seed_demo_if_empty(state.store.as_ref())
-            .await
-            .expect("seed demo county");
+        match seed {
+            Some(seed) => {
+                state.store.load_seed(seed).await.expect("load the seed");
+            }
+            None => {
+                fieldsync_server::demo::seed_demo_if_empty(state.store.as_ref())
+                    .await
+                    .expect("seed demo county");
+            }
+        }
         // Binding before spawning means connections queue in the kernel until the server
         // accepts them: no readiness polling or sleeps needed.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -26,6 +26,11 @@
 //!   `GET /console/import/template.xlsx`, `GET /console/import/{job_id}`,
 //!   `POST /console/import/{job_id}/apply`, JSON `POST /console/api/import`,
 //!   `GET /console/api/import/{job_id}`, `POST /console/api/import/{job_id}/apply`
+//! - Administrative areas (county administrator, see `areas.rs`): `GET /console/areas`,
+//!   `GET|POST /console/areas/import`, `GET /console/areas/import/template.xlsx`,
+//!   `GET /console/areas/import/{job_id}`, `POST /console/areas/import/{job_id}/apply`, JSON
+//!   `GET /console/api/areas`, `POST /console/api/areas/import`,
+//!   `GET /console/api/areas/import/{job_id}`, `POST /console/api/areas/import/{job_id}/apply`
 //! - Sessions (see `sessions.rs`): `GET /console/users/{user_id}/devices` (在用设备) with
 //!   revoke forms and JSON twins under `/console/api/users/…`, `GET|POST /console/password`
 //! - Monthly ledger (月台账, see `ledger.rs`): `GET /console/dashboard`, `GET /console/ledger`,
@@ -34,6 +39,7 @@
 
 mod accounts;
 mod api;
+mod areas;
 mod audit_banner;
 pub mod csrf;
 mod display;
@@ -98,6 +104,8 @@ pub struct ConsoleState {
     pub thumbnail_permits: Arc<Semaphore>,
     /// Roster import jobs (花名册导入), in memory (see [`crate::roster_import`]).
     pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
+    /// Area import jobs (行政区划导入), in memory (see [`crate::area_import`]).
+    pub area_jobs: Arc<crate::area_import::AreaImportJobs>,
     /// Derives each session's CSRF token (see [`csrf`]).
     pub csrf: Arc<csrf::CsrfKey>,
 }
@@ -111,6 +119,7 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
         roster_jobs: Arc::default(),
+        area_jobs: Arc::default(),
         csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
     Ok(Router::new()
@@ -163,6 +172,28 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
         .route(
             "/console/api/import/{job_id}/apply",
             post(roster::api_apply),
+        )
+        .route(areas::AREAS_PATH, get(areas::areas_page))
+        .route("/console/api/areas", get(areas::api_areas))
+        .route(
+            areas::AREA_IMPORT_PATH,
+            get(areas::import_page).post(areas::upload).layer(
+                axum::extract::DefaultBodyLimit::max(roster::UPLOAD_BODY_LIMIT),
+            ),
+        )
+        .route("/console/areas/import/template.xlsx", get(areas::template))
+        .route("/console/areas/import/{job_id}", get(areas::job_page))
+        .route("/console/areas/import/{job_id}/apply", post(areas::apply))
+        .route(
+            "/console/api/areas/import",
+            post(areas::api_upload).layer(axum::extract::DefaultBodyLimit::max(
+                roster::UPLOAD_BODY_LIMIT,
+            )),
+        )
+        .route("/console/api/areas/import/{job_id}", get(areas::api_job))
+        .route(
+            "/console/api/areas/import/{job_id}/apply",
+            post(areas::api_apply),
         )
         .route("/console/income", get(households::income))
         .route("/console/wellbeing", get(households::wellbeing))

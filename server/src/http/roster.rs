@@ -54,8 +54,9 @@ fn jobs(state: &ConsoleState) -> &Arc<ImportJobs> {
     &state.roster_jobs
 }
 
-/// Read the `file` part of a multipart upload, refusing more than [`MAX_IMPORT_BYTES`].
-async fn read_upload(
+/// Read the `file` part of a multipart upload, refusing more than [`MAX_IMPORT_BYTES`]
+/// (the area import reads its uploads with it too).
+pub(super) async fn read_upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Upload, ServiceError> {
     let mut multipart = multipart.map_err(|rejection| {
@@ -205,6 +206,20 @@ pub struct JobQuery {
     wait: Option<String>,
 }
 
+impl JobQuery {
+    /// Whether the caller asked to wait; another value than true/false/1/0 is a typed 400.
+    pub(super) fn wants_wait(&self) -> Result<bool, ApiError> {
+        match self.wait.as_deref().map(str::trim) {
+            None | Some("" | "false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(_) => Err(ApiError(ServiceError::invalid(
+                "wait",
+                "应为 true 或 false (expected true or false)",
+            ))),
+        }
+    }
+}
+
 /// `GET /console/api/import/{job_id}[?wait=true]`.
 pub async fn api_job(
     State(state): State<ConsoleState>,
@@ -213,17 +228,7 @@ pub async fn api_job(
     Query(query): Query<JobQuery>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = jobs(&state).get(&principal, &job_id)?;
-    let wait = match query.wait.as_deref().map(str::trim) {
-        None | Some("" | "false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(_) => {
-            return Err(ApiError(ServiceError::invalid(
-                "wait",
-                "应为 true 或 false (expected true or false)",
-            )));
-        }
-    };
-    if wait {
+    if query.wants_wait()? {
         job.wait_until_settled(LONGEST_WAIT).await;
     }
     Ok(Json(job.view()))

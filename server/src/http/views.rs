@@ -39,6 +39,8 @@ pub(super) enum Nav {
     Import,
     /// 账号管理, county admin only (accounts.rs).
     Accounts,
+    /// 行政区划 and its import, county admin only (areas.rs).
+    Areas,
     None,
 }
 
@@ -84,6 +86,7 @@ pub(super) fn layout(
                             a.active[active == Nav::Exports] href="/console/exports" { "台账导出" }
                             @if principal.role == fieldsync_model::codes::Role::County {
                                 a.active[active == Nav::Pairings] href="/console/pairings" { "结对管理" }
+                                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
                                 a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
                                 a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
                             }

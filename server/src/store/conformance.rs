@@ -46,6 +46,9 @@ pub mod export;
 pub use export::*;
 pub mod pairings;
 pub use pairings::*;
+// Area import (行政区划导入) checks of the separate `AreasStore` trait; each backend's
+// `areas_conformance_tests!` list names them by path, so they are not re-exported.
+pub mod areas;
 // Review loop checks: queue filters and counts, revisions, photo history (same reason).
 pub mod review_loop;
 use fieldsync_model::evidence::EvidenceFlag;

@@ -1,8 +1,10 @@
 //! Storage: one [`Store`] trait that the rest of the server codes against, with an SQLite
 //! implementation today and PostgreSQL later. No SQL may appear outside this module, and no
-//! SQLite type may appear in the trait.
+//! SQLite type may appear in the trait. New storage gets its own narrower trait instead of
+//! growing `Store` ([`AreasStore`] in areas.rs), with its own conformance checks.
 
 pub mod accounts;
+pub mod areas;
 /// Also built with the `test-support` feature, so end-to-end tests and benchmarks build
 /// their data with the same fixtures instead of copies.
 #[cfg(any(test, feature = "test-support"))]
@@ -25,6 +27,7 @@ use fieldsync_model::visit::{PhotoRecord, Visit, WellbeingCheck};
 use time::OffsetDateTime;
 
 pub use crate::media::photo::CaptureTime;
+pub use areas::AreasStore;
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. Callers map them to one public error at the boundary.

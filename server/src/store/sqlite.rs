@@ -19,6 +19,7 @@ macro_rules! county_townships_sql {
 }
 
 mod accounts;
+mod areas;
 mod evidence;
 mod export;
 mod households;
@@ -145,6 +146,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "cadre_pull_index",
         include_str!("migrations/0020_cadre_pull_index.sql"),
+    ),
+    (
+        21,
+        "village_attributes",
+        include_str!("migrations/0021_village_attributes.sql"),
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
 ];
