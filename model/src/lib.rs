@@ -3,8 +3,8 @@
 //! isolation and reused on the phone.
 
 pub mod access;
-pub mod cadre_roster;
 pub mod areas;
+pub mod cadre_roster;
 pub mod codes;
 pub mod evidence;
 pub mod geo;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod area_import;
 pub mod audit;
 pub mod auth;
+pub mod cadre_import;
 pub mod clock;
 pub mod demo;
 pub mod error;

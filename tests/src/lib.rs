@@ -822,3 +822,16 @@ fn console_address(line: &str) -> Option<SocketAddr> {
         .or_else(|| rest.strip_prefix("http://"))?;
     rest.split('/').next()?.parse().ok()
 }
+
+/// A `multipart/form-data` body with one `file` part, as a browser posts an upload form
+/// (reqwest's multipart feature is off): the content type and the body.
+pub fn multipart_file_body(file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "fieldsync-upload-boundary-7d1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

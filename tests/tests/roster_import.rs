@@ -241,17 +241,7 @@ fn csv_of(rows: &[Row], with_bom: bool) -> Vec<u8> {
     }
 }
 
-/// A `multipart/form-data` body with one `file` part (reqwest's multipart feature is off).
-fn multipart(file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "fieldsync-roster-import-boundary-7d1f";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
+use fieldsync_tests::multipart_file_body as multipart;
 
 /// The first few issues of a preview, for assertion messages.
 fn first_issues(preview: &Value) -> String {

@@ -174,7 +174,11 @@ pub async fn list_page(
             section.card {
                 h1 { "账号管理" }
                 p.muted { "新建、编辑、停用账号和重置密码。新账号和重置后的密码都是一次性密码，首次登录须修改。帮扶干部也可用“帮扶干部花名册”批量导入。" }
-                p { a.button.primary href=(format!("{ACCOUNTS_PATH}/new")) { "新建账号" } }
+                p {
+                    a.button.primary href=(format!("{ACCOUNTS_PATH}/new")) { "新建账号" }
+                    " "
+                    a.button href=(super::cadre_import::CADRE_IMPORT_PATH) { "导入帮扶干部花名册" }
+                }
                 form.filters method="get" action=(ACCOUNTS_PATH) {
                     label { "角色 "
                         select name="role" {

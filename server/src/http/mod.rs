@@ -41,6 +41,7 @@ mod accounts;
 mod api;
 mod areas;
 mod audit_banner;
+mod cadre_import;
 pub mod csrf;
 mod display;
 mod exports;
@@ -106,6 +107,8 @@ pub struct ConsoleState {
     pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
     /// Area import jobs (行政区划导入), in memory (see [`crate::area_import`]).
     pub area_jobs: Arc<crate::area_import::AreaImportJobs>,
+    /// Cadre roster imports (帮扶干部花名册导入) and their one-time passwords, in memory.
+    pub cadre_plans: Arc<crate::cadre_import::CadrePlans>,
     /// Derives each session's CSRF token (see [`csrf`]).
     pub csrf: Arc<csrf::CsrfKey>,
 }
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
         roster_jobs: Arc::default(),
+        cadre_plans: Arc::default(),
         area_jobs: Arc::default(),
         csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
@@ -267,6 +271,30 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
             post(accounts::reset_submit),
         )
         .route("/console/api/accounts", get(accounts::list_json))
+        .route(
+            cadre_import::CADRE_IMPORT_PATH,
+            get(cadre_import::upload_page)
+                .post(cadre_import::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    roster::UPLOAD_BODY_LIMIT,
+                )),
+        )
+        .route(
+            "/console/cadres/import/template.xlsx",
+            get(cadre_import::template),
+        )
+        .route(
+            "/console/cadres/import/{plan_id}",
+            get(cadre_import::plan_page),
+        )
+        .route(
+            "/console/cadres/import/{plan_id}/apply",
+            post(cadre_import::apply),
+        )
+        .route(
+            "/console/cadres/import/{plan_id}/passwords.xlsx",
+            get(cadre_import::passwords_xlsx),
+        )
         .route(
             "/console/users/{user_id}/devices",
             get(sessions::devices_page),
