@@ -89,6 +89,9 @@ pub struct LoginInfo {
     pub role: Option<Role>,
     pub area_id: String,
     pub device_id: String,
+    /// The password is a one-time password that must be changed (修改密码) before the
+    /// cadre goes on: the app shows the change-password screen first.
+    pub must_change_password: bool,
 }
 
 /// A visit form as the cadre fills it in. Build with [`NewVisit::new`] and set the rest
@@ -553,6 +556,14 @@ impl Client {
                 (meta_key::DISPLAY_NAME, &grant.display_name),
                 (meta_key::ROLE, role),
                 (meta_key::AREA_ID, &grant.area_id),
+                (
+                    meta_key::MUST_CHANGE_PASSWORD,
+                    if grant.must_change_password {
+                        "true"
+                    } else {
+                        ""
+                    },
+                ),
             ],
             user_changed,
         )?;
@@ -563,6 +574,7 @@ impl Client {
             role: grant.role,
             area_id: grant.area_id,
             device_id: self.device_id.clone(),
+            must_change_password: grant.must_change_password,
         })
     }
 
@@ -580,6 +592,7 @@ impl Client {
             role: Role::parse(&text(meta_key::ROLE)?),
             area_id: text(meta_key::AREA_ID)?,
             device_id: self.device_id.clone(),
+            must_change_password: text(meta_key::MUST_CHANGE_PASSWORD)? == "true",
         }))
     }
 
@@ -625,12 +638,16 @@ impl Client {
                 ),
             });
         }
-        self.with_session(|token| async move {
-            self.transport
-                .change_password(&token, old_password, new_password)
-                .await
-        })
-        .await
+        let ended = self
+            .with_session(|token| async move {
+                self.transport
+                    .change_password(&token, old_password, new_password)
+                    .await
+            })
+            .await?;
+        // A one-time password is used up by the change.
+        self.store.meta_set(meta_key::MUST_CHANGE_PASSWORD, "")?;
+        Ok(ended)
     }
 
     /// The device's session state.

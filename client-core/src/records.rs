@@ -44,6 +44,9 @@ pub struct LoginGrant {
     /// The refresh token, when the server issued one (servers before refresh rotation give
     /// one long-lived token instead).
     pub refresh_token: Option<String>,
+    /// The password is a one-time password (a new account, or reset by the county
+    /// administrator): the app asks for a new one first.
+    pub must_change_password: bool,
 }
 
 /// A new token pair from `Auth.Refresh`.

@@ -188,6 +188,8 @@ pub mod meta_key {
     pub const DISPLAY_NAME: &str = "display_name";
     pub const ROLE: &str = "role";
     pub const AREA_ID: &str = "area_id";
+    /// "true" while the user's password is a one-time password (until changed here).
+    pub const MUST_CHANGE_PASSWORD: &str = "must_change_password";
     pub const SERVER_URL: &str = "server_url";
     /// The extra CA file trusted for `https://` (empty: system roots only), kept with the
     /// server URL.

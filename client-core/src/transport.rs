@@ -347,6 +347,7 @@ impl SyncTransport for GrpcTransport {
             role: Role::from_code(response.role),
             area_id: response.area_id,
             refresh_token: Some(response.refresh_token).filter(|token| !token.is_empty()),
+            must_change_password: response.must_change_password,
         })
     }
 

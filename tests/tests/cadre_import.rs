@@ -145,8 +145,7 @@ async fn a_roster_is_checked_row_by_row_then_creates_accounts_with_one_time_pass
         assert!(preview.contains(expected), "{expected} in the preview");
     }
     assert!(
-        preview.contains("110105********")
-            && !preview.contains(&id_number("11010519800101123")),
+        preview.contains("110105********") && !preview.contains(&id_number("11010519800101123")),
         "ID numbers are masked in the preview"
     );
     assert_eq!(

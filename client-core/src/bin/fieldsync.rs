@@ -363,6 +363,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("角色 role:      {} {}", role.label_zh(), role.as_str());
             }
             println!("设备 device:    {}", info.device_id);
+            if info.must_change_password {
+                println!(
+                    "请先修改一次性密码 change the one-time password first: `fieldsync password`"
+                );
+            }
             println!("下一步 next: `fieldsync sync` 下载帮扶对象 to download your households");
         }
         Command::Logout => {

@@ -273,6 +273,7 @@ impl SyncTransport for FakeServer {
             role: Some(Role::Cadre),
             area_id: String::new(),
             refresh_token: None,
+            must_change_password: false,
         })
     }
 
