@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod clock;
 pub mod demo;
 pub mod error;
@@ -14,9 +15,11 @@ pub mod households;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
 pub mod login_guard;
 pub mod login_throttle;
 pub mod media;
+pub mod monitoring;
 pub mod pairings;
 pub mod password_pool;
 pub mod pii_rotation;
@@ -147,9 +150,28 @@ pub async fn run(
     serve(listener, AppState::open(settings)?, shutdown).await
 }
 
-/// Serve an already opened [`AppState`] (tests inject a clock this way).
+/// Serve an already opened [`AppState`] (tests inject a clock this way). `/metrics` is
+/// served on `settings.metrics.listen_addr` when enabled; a metrics address that cannot be
+/// bound stops start-up.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let metrics_listener = monitoring::bind_metrics_listener(&state.settings.metrics).await?;
+    serve_with_metrics(listener, metrics_listener, state, shutdown).await
+}
+
+/// Like [`serve`], with the metrics address already bound (`None`: no `/metrics`), so a
+/// test can bind port 0 and know where to scrape.
+///
+/// Shutdown (issue 12 §4): when `shutdown` resolves, `grpc.health.v1` reports NOT_SERVING
+/// at once; after `shutdown_drain_secs` the listener closes (new connections are refused,
+/// HTTP/2 connections get GOAWAY so no new call starts on them) and calls in flight may
+/// finish for `shutdown_deadline_secs`; then this returns even if some are still running.
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -168,38 +190,126 @@ pub async fn serve(
     let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
     let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
-    let grpc_routes = grpc::routes(state.clone()).await;
-    let app = http::router(state)
+    let (grpc_routes, readiness) = grpc::routes(state.clone()).await;
+    let app = http::router(state.clone())
         .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
-        .merge(grpc_routes);
+        .merge(grpc_routes)
+        // Outermost: the request id and span wrap everything the request does.
+        .layer(axum::middleware::from_fn(monitoring::request_layer));
     let address = listener.local_addr()?;
     tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
     if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
         tracing::warn!("{warning}");
     }
-    match tls_config {
-        Some(config) => tls::serve_tls(listener, app, config, shutdown).await,
-        None => {
-            // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
-            // throttle keys addresses by it, and a session records it as its last IP.
-            // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
-            let listener = listener.tap_io(|stream| {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?;
+
+    // `closing` turns true when the listener is to close (after the drain).
+    let (closing_sender, closing) = tokio::sync::watch::channel(false);
+    let drain = std::time::Duration::from_secs(state.settings.shutdown_drain_secs);
+    let deadline = std::time::Duration::from_secs(state.settings.shutdown_deadline_secs);
+    let listener_shutdown = {
+        let readiness = readiness.clone();
+        async move {
+            shutdown.await;
+            readiness.set(false).await;
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "shutting down: health reports NOT_SERVING"
+            );
+            if !drain.is_zero() {
+                tokio::time::sleep(drain).await;
+            }
+            let _ = closing_sender.send(true);
         }
+    };
+    let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
+        (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
+            metrics_listener,
+            handle,
+            state.clone(),
+            closed(closing.clone()),
+        ))),
+        _ => None,
+    };
+    let serving = async {
+        match tls_config {
+            Some(config) => tls::serve_tls(listener, app, config, listener_shutdown).await,
+            None => {
+                // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
+                // throttle keys addresses by it, and a session records it as its last IP.
+                // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
+                let listener = listener.tap_io(|stream| {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY");
+                    }
+                });
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(listener_shutdown)
+                .await?;
+            }
+        }
+        Ok::<(), ServerError>(())
+    };
+    let deadline_passed = async {
+        closed(closing).await;
+        tokio::time::sleep(deadline).await;
+    };
+    let outcome = tokio::select! {
+        outcome = serving => outcome,
+        () = deadline_passed => {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs(),
+                "shutdown deadline passed with calls still in flight; stopping anyway"
+            );
+            Ok(())
+        }
+    };
+    if let Some(metrics_task) = metrics_task {
+        metrics_task.abort();
     }
     maintenance.abort();
     upload_expiry.abort();
     audit_verification.abort();
-    Ok(())
+    outcome
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `systemctl stop` sends), for the
+/// binary's `shutdown`. A handler that cannot be installed is logged; the other still works.
+pub async fn termination_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// Resolves once `closing` is true. A sender dropped without closing means the server
+/// itself has already stopped; nothing then waits on this.
+async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Compact the change log at start and then once a day: superseded entries go, and

@@ -1,14 +1,14 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C. Maintenance subcommands (`audit verify`,
-//! `keys rotate-pii`) run instead of serving and exit.
+//! seeds the demo county, and serves until Ctrl-C or SIGTERM. Maintenance subcommands (`audit verify`,
+//! `keys rotate-pii`, `backup`, `restore`) run instead of serving and exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fieldsync_server::settings::Settings;
-use fieldsync_server::{AppState, demo};
+use fieldsync_server::{AppState, backup, demo};
 
 /// fieldsync server: gRPC sync for the phones and the supervisor console on one port.
 #[derive(Debug, Parser)]
@@ -52,6 +52,17 @@ enum Command {
     /// Server keys (the key folder, outside the data folder).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Back up the database and photos into a new or empty folder, while the server serves
+    /// (docs/operations.md). Exit 3 when some stored photo is missing or damaged.
+    Backup {
+        destination: PathBuf,
+        /// Also copy the key folder into the backup (it then opens without the key folder;
+        /// keep it on an encrypted, access-controlled disk).
+        #[arg(long)]
+        with_keys: bool,
+    },
+    /// Restore a backup into a new or empty data folder (never over a live one).
+    Restore { source: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,12 +88,7 @@ const EXIT_CHAIN_BROKEN: i32 = 3;
 async fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
     let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    fieldsync_server::logging::init(&settings);
     if let Some(data_dir) = arguments.data_dir {
         settings.data_dir = data_dir;
     }
@@ -94,6 +100,14 @@ async fn main() -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         }) => std::process::exit(audit_verify(&settings).await?),
         Some(Command::Keys(command)) => return run_keys_command(command, &settings).await,
+        Some(Command::Backup {
+            destination,
+            with_keys,
+        }) => std::process::exit(backup::run_backup(settings, destination, with_keys).await?),
+        Some(Command::Restore { source }) => {
+            backup::run_restore(settings, source).await?;
+            return Ok(());
+        }
         None => {}
     }
     if let Some(listen) = arguments.listen {
@@ -111,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if tls_enabled { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen_addr).await?;
     let address = listener.local_addr()?;
+    let metrics_listener =
+        fieldsync_server::monitoring::bind_metrics_listener(&settings.metrics).await?;
     if let Some(warning) = fieldsync_server::tls::plain_text_warning(address, tls_enabled) {
         eprintln!("{warning}");
     }
@@ -128,11 +144,16 @@ async fn main() -> anyhow::Result<()> {
         }
         print_demo_banner(scheme, address);
     }
+    if let Some(metrics) = &metrics_listener {
+        println!("监控 metrics: http://{}/metrics", metrics.local_addr()?);
+    }
     println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
-    fieldsync_server::serve(listener, state, async {
-        // If the signal handler cannot be installed the server still runs until killed.
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    fieldsync_server::serve_with_metrics(
+        listener,
+        metrics_listener,
+        state,
+        fieldsync_server::termination_signal(),
+    )
     .await?;
     Ok(())
 }

@@ -15,22 +15,50 @@ use crate::AppState;
 use crate::error::ServiceError;
 use crate::store::{Principal, SessionLookup};
 
-/// All gRPC services as an axum router, ready to merge with the console.
-pub async fn routes(state: AppState) -> axum::Router {
+/// What `grpc.health.v1` reports for the whole server ("") and each service: SERVING once
+/// the server serves, NOT_SERVING from the moment shutdown begins (issue 12 §4), so a load
+/// balancer or `grpc_health_probe` stops sending work before the listener closes.
+#[derive(Clone)]
+pub struct Readiness {
+    reporter: tonic_health::server::HealthReporter,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Readiness")
+    }
+}
+
+impl Readiness {
+    /// Report every service (and the server, "") as serving or not.
+    pub async fn set(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            <v1::sync_server::SyncServer<sync_service::SyncService> as tonic::server::NamedService>::NAME,
+            <v1::media_server::MediaServer<media_service::MediaService> as tonic::server::NamedService>::NAME,
+            <v1::review_server::ReviewServer<review_service::ReviewService> as tonic::server::NamedService>::NAME,
+            <v1::auth_server::AuthServer<auth_service::AuthService> as tonic::server::NamedService>::NAME,
+        ] {
+            self.reporter.set_service_status(service, status).await;
+        }
+        crate::monitoring::record_ready(serving);
+    }
+}
+
+/// All gRPC services as an axum router, ready to merge with the console, and the readiness
+/// their health service reports (SERVING).
+pub async fn routes(state: AppState) -> (axum::Router, Readiness) {
     let max_message_bytes = state.settings.max_message_bytes;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<v1::sync_server::SyncServer<sync_service::SyncService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::media_server::MediaServer<media_service::MediaService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::review_server::ReviewServer<review_service::ReviewService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::auth_server::AuthServer<auth_service::AuthService>>()
-        .await;
+    let readiness = Readiness {
+        reporter: health_reporter,
+    };
+    readiness.set(true).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fieldsync_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -58,7 +86,7 @@ pub async fn routes(state: AppState) -> axum::Router {
         // server is still useful without reflection.
         Err(error) => tracing::error!(%error, "gRPC reflection disabled"),
     }
-    routes.prepare().into_axum_router()
+    (routes.prepare().into_axum_router(), readiness)
 }
 
 /// gRPC metadata key naming a typed error a phone must act on (value below).
