@@ -141,13 +141,31 @@ impl AppState {
 }
 
 /// Open the storage named by `settings` and serve gRPC and the console on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves. The listener answers from the start: health NOT_SERVING and every
+/// other call UNAVAILABLE while the storage opens and migrates ([`serve_when_open`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve(listener, AppState::open(settings)?, shutdown).await
+    let metrics_listener = monitoring::bind_metrics_listener(&settings.metrics).await?;
+    let opening = open_state(settings.clone());
+    serve_when_open(
+        listener,
+        metrics_listener,
+        &settings,
+        opening,
+        |_| {},
+        shutdown,
+    )
+    .await
+}
+
+/// [`AppState::open`] on a blocking thread (opening runs the migrations).
+pub async fn open_state(settings: Settings) -> Result<AppState, ServerError> {
+    tokio::task::spawn_blocking(move || AppState::open(settings))
+        .await
+        .map_err(|error| ServerError::Setup(format!("opening the storage failed: {error}")))?
 }
 
 /// Serve an already opened [`AppState`] (tests inject a clock this way). `/metrics` is
@@ -164,48 +182,73 @@ pub async fn serve(
 
 /// Like [`serve`], with the metrics address already bound (`None`: no `/metrics`), so a
 /// test can bind port 0 and know where to scrape.
-///
-/// Shutdown (issue 12 §4): when `shutdown` resolves, `grpc.health.v1` reports NOT_SERVING
-/// at once; after `shutdown_drain_secs` the listener closes (new connections are refused,
-/// HTTP/2 connections get GOAWAY so no new call starts on them) and calls in flight may
-/// finish for `shutdown_deadline_secs`; then this returns even if some are still running.
 pub async fn serve_with_metrics(
     listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    // Bad certificate or key files fail start-up before anything is served.
-    let tls_config = tls::server_config(&state.settings)?;
-    // The server HLC lives in memory; after a restart it must start past every stored write
-    // so that a console resolution still outranks the writes it resolves.
-    state.observe_hlc(state.store.max_register_hlc().await?);
-    // The tail now, so a tampered log is reported before anyone is served; the whole chain
-    // daily. A break never stops serving: phones must keep syncing while staff investigate.
-    audit::check_and_record(
-        &state,
-        audit::VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS),
+    let settings = state.settings.as_ref().clone();
+    serve_when_open(
+        listener,
+        metrics_listener,
+        &settings,
+        async move { Ok(state) },
+        |_| {},
+        shutdown,
     )
-    .await;
-    let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
-    let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
-    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
-    let (grpc_routes, readiness) = grpc::routes(state.clone()).await;
-    let app = http::router(state.clone())
-        .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
-        .merge(grpc_routes)
-        // Outermost: the request id and span wrap everything the request does.
-        .layer(axum::middleware::from_fn(monitoring::request_layer));
+    .await
+}
+
+/// The server's life on `listener` (issue 12 §4):
+///
+/// 1. **Starting.** The listener answers at once: `grpc.health.v1` NOT_SERVING, every other
+///    gRPC call `UNAVAILABLE`, console pages 503, while `opening` opens the storage (schema
+///    migrations, with their pre-migration copy) and prepares it (the binary seeds the demo
+///    county here).
+/// 2. **Serving.** The full gRPC and console routes replace the starting ones, health turns
+///    SERVING, and `on_ready` runs (the binary prints its address then).
+/// 3. **Shutdown.** When `shutdown` resolves, health reports NOT_SERVING at once; after
+///    `shutdown_drain_secs` the listener closes (new connections are refused, HTTP/2
+///    connections get GOAWAY so no new call starts on them) and calls in flight may finish
+///    for `shutdown_deadline_secs`; then this returns even if some are still running.
+///
+/// `settings` must be those `opening` opens with (TLS, metrics and shutdown come from it
+/// before the state exists).
+pub async fn serve_when_open(
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    settings: &Settings,
+    opening: impl Future<Output = Result<AppState, ServerError>>,
+    on_ready: impl FnOnce(&AppState),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    // Bad certificate or key files fail start-up before anything is served.
+    let tls_config = tls::server_config(settings)?;
+    let readiness = grpc::Readiness::not_serving().await;
+    // The routes in force: the starting ones until the storage is open, then the full app.
+    let full_app: Arc<std::sync::OnceLock<axum::Router>> = Arc::default();
+    let app = {
+        let full_app = full_app.clone();
+        let starting = grpc::starting_routes(&readiness);
+        axum::Router::new()
+            .fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+                use tower::ServiceExt;
+                let routes = full_app.get().unwrap_or(&starting).clone();
+                routes.oneshot(request)
+            }))
+            // Outermost: the request id and span wrap everything the request does.
+            .layer(axum::middleware::from_fn(monitoring::request_layer))
+    };
     let address = listener.local_addr()?;
-    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
     if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
         tracing::warn!("{warning}");
     }
 
     // `closing` turns true when the listener is to close (after the drain).
     let (closing_sender, closing) = tokio::sync::watch::channel(false);
-    let drain = std::time::Duration::from_secs(state.settings.shutdown_drain_secs);
-    let deadline = std::time::Duration::from_secs(state.settings.shutdown_deadline_secs);
+    let drain = std::time::Duration::from_secs(settings.shutdown_drain_secs);
+    let deadline = std::time::Duration::from_secs(settings.shutdown_deadline_secs);
     let listener_shutdown = {
         let readiness = readiness.clone();
         async move {
@@ -221,17 +264,8 @@ pub async fn serve_with_metrics(
             let _ = closing_sender.send(true);
         }
     };
-    let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
-        (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
-            metrics_listener,
-            handle,
-            state.clone(),
-            closed(closing.clone()),
-        ))),
-        _ => None,
-    };
     let serving = async {
-        match tls_config {
+        match tls_config.clone() {
             Some(config) => tls::serve_tls(listener, app, config, listener_shutdown).await,
             None => {
                 // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
@@ -252,12 +286,54 @@ pub async fn serve_with_metrics(
         }
         Ok::<(), ServerError>(())
     };
+    let mut serving = std::pin::pin!(serving);
+    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server starting: opening storage");
+
+    // 1. Starting: serve the starting routes while the storage opens. A shutdown now ends
+    //    the server before it ever served.
+    let state = tokio::select! {
+        opened = opening => opened?,
+        outcome = &mut serving => return outcome,
+    };
+    // 2. Serving.
+    // The server HLC lives in memory; after a restart it must start past every stored write
+    // so that a console resolution still outranks the writes it resolves.
+    state.observe_hlc(state.store.max_register_hlc().await?);
+    // The tail now, so a tampered log is reported before anyone is served; the whole chain
+    // daily. A break never stops serving: phones must keep syncing while staff investigate.
+    audit::check_and_record(
+        &state,
+        audit::VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS),
+    )
+    .await;
+    let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
+    let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
+    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
+    let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
+        (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
+            metrics_listener,
+            handle,
+            state.clone(),
+            closed(closing.clone()),
+        ))),
+        _ => None,
+    };
+    let routes = http::router(state.clone())
+        .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
+        .merge(grpc::routes(state.clone(), &readiness));
+    // Set once, here; a second set cannot happen, and would be ignored.
+    let _ = full_app.set(routes);
+    readiness.set(true).await;
+    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
+    on_ready(&state);
+
+    // 3. Until shutdown, with the deadline.
     let deadline_passed = async {
         closed(closing).await;
         tokio::time::sleep(deadline).await;
     };
     let outcome = tokio::select! {
-        outcome = serving => outcome,
+        outcome = &mut serving => outcome,
         () = deadline_passed => {
             tracing::warn!(
                 deadline_secs = deadline.as_secs(),

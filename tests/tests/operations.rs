@@ -573,3 +573,85 @@ async fn readiness_turns_not_serving_when_shutdown_begins_and_the_port_then_clos
         .await;
     assert!(refused.is_err(), "the port is closed after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_storage_opens_health_is_not_serving_and_calls_are_unavailable() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let settings = settings_for(&root.path().join("data"), &root.path().join("keys"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    // The storage opens (and migrates) only when the test says: the starting phase lasts
+    // exactly as long as the checks below need, without any sleep.
+    let (open_now, opened) = tokio::sync::oneshot::channel::<()>();
+    let (ready_sender, ready) = tokio::sync::oneshot::channel::<()>();
+    let (shutdown, shutdown_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let opening = {
+            let settings = settings.clone();
+            async move {
+                let _ = opened.await;
+                fieldsync_server::open_state(settings).await
+            }
+        };
+        fieldsync_server::serve_when_open(
+            listener,
+            None,
+            &settings,
+            opening,
+            move |_| {
+                let _ = ready_sender.send(());
+            },
+            async {
+                let _ = shutdown_signal.await;
+            },
+        )
+        .await
+    });
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("the port answers while the storage opens");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = || tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    let starting = health.check(check()).await.expect("health answers");
+    assert_eq!(
+        starting.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    let login = v1::auth_client::AuthClient::new(channel.clone())
+        .login(v1::LoginRequest {
+            username: "anyone".into(),
+            password: "whatever-password".into(),
+            device_id: uuid::Uuid::now_v7().to_string(),
+            device_name: "test".into(),
+            client: Some(client_info()),
+            wants_refresh_token: false,
+        })
+        .await
+        .expect_err("no call is served while the storage opens");
+    assert_eq!(login.code(), tonic::Code::Unavailable, "{login:?}");
+    let page = reqwest::get(format!("{url}/console/login"))
+        .await
+        .expect("the console answers");
+    assert_eq!(page.status(), 503);
+    assert!(page.headers().contains_key("retry-after"));
+
+    open_now.send(()).expect("the server waits to open");
+    ready.await.expect("the server became ready");
+    let serving = health.check(check()).await.expect("health answers");
+    assert_eq!(
+        serving.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let page = reqwest::get(format!("{url}/console/login"))
+        .await
+        .expect("the console answers");
+    assert_eq!(page.status(), 200);
+    let _ = shutdown.send(());
+    server.await.expect("server task").expect("server runs");
+}

@@ -1,4 +1,4 @@
-//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
+//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
 //! seeds the demo county, and serves until Ctrl-C or SIGTERM. Maintenance subcommands (`audit verify`,
 //! `keys rotate-pii`, `backup`, `restore`) run instead of serving and exit.
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fieldsync_server::settings::Settings;
-use fieldsync_server::{AppState, backup, demo};
+use fieldsync_server::{ServerError, backup, demo};
 
 /// fieldsync server: gRPC sync for the phones and the supervisor console on one port.
 #[derive(Debug, Parser)]
@@ -130,28 +130,46 @@ async fn main() -> anyhow::Result<()> {
     if let Some(warning) = fieldsync_server::tls::plain_text_warning(address, tls_enabled) {
         eprintln!("{warning}");
     }
-    let data_dir = settings.data_dir.clone();
-    let state = AppState::open(settings)?;
-    if arguments.demo {
-        if demo::seed_demo_if_empty(state.store.as_ref())
-            .await?
-            .is_some()
-        {
-            println!(
-                "已生成示范县数据 (demo county seeded) in {}",
-                data_dir.display()
-            );
+    // The listener answers at once (health NOT_SERVING) while the storage opens, migrates
+    // and (with --demo) is seeded; the address is printed once everything is served.
+    let demo = arguments.demo;
+    let opening = {
+        let settings = settings.clone();
+        async move {
+            let data_dir = settings.data_dir.clone();
+            let state = fieldsync_server::open_state(settings).await?;
+            if demo
+                && demo::seed_demo_if_empty(state.store.as_ref())
+                    .await
+                    .map_err(|error| ServerError::Setup(format!("demo county: {error}")))?
+                    .is_some()
+            {
+                println!(
+                    "已生成示范县数据 (demo county seeded) in {}",
+                    data_dir.display()
+                );
+            }
+            Ok(state)
         }
-        print_demo_banner(scheme, address);
-    }
-    if let Some(metrics) = &metrics_listener {
-        println!("监控 metrics: http://{}/metrics", metrics.local_addr()?);
-    }
-    println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
-    fieldsync_server::serve_with_metrics(
+    };
+    let metrics_address = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
+    fieldsync_server::serve_when_open(
         listener,
         metrics_listener,
-        state,
+        &settings,
+        opening,
+        move |_| {
+            if demo {
+                print_demo_banner(scheme, address);
+            }
+            if let Some(metrics) = metrics_address {
+                println!("监控 metrics: http://{metrics}/metrics");
+            }
+            println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
+        },
         fieldsync_server::termination_signal(),
     )
     .await?;
