@@ -310,6 +310,10 @@ fn refresh_visits(
             Ok(Some(inputs)) => {
                 let flags = flags_of(&inputs, settings);
                 work.save_flags(&visit_id, inputs.visit.revision, &flags)?;
+                for flag in &flags {
+                    metrics::counter!(crate::monitoring::EVIDENCE_FLAGS, "flag" => flag.code())
+                        .increment(1);
+                }
                 neighbours.extend(affected_neighbours(
                     &inputs,
                     settings.max_in_person_visits_per_day,

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod area_import;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cadre_import;
 pub mod clock;
 pub mod demo;
@@ -17,9 +18,11 @@ pub mod households;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
 pub mod login_guard;
 pub mod login_throttle;
 pub mod media;
+pub mod monitoring;
 pub mod pairings;
 pub mod password_pool;
 pub mod pii_rotation;
@@ -145,23 +148,161 @@ impl AppState {
 }
 
 /// Open the storage named by `settings` and serve gRPC and the console on `listener` until
-/// `shutdown` resolves.
+/// `shutdown` resolves. The listener answers from the start: health NOT_SERVING and every
+/// other call UNAVAILABLE while the storage opens and migrates ([`serve_when_open`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve(listener, AppState::open(settings)?, shutdown).await
+    let metrics_listener = monitoring::bind_metrics_listener(&settings.metrics).await?;
+    let opening = open_state(settings.clone());
+    serve_when_open(
+        listener,
+        metrics_listener,
+        &settings,
+        opening,
+        |_| {},
+        shutdown,
+    )
+    .await
 }
 
-/// Serve an already opened [`AppState`] (tests inject a clock this way).
+/// [`AppState::open`] on a blocking thread (opening runs the migrations).
+pub async fn open_state(settings: Settings) -> Result<AppState, ServerError> {
+    tokio::task::spawn_blocking(move || AppState::open(settings))
+        .await
+        .map_err(|error| ServerError::Setup(format!("opening the storage failed: {error}")))?
+}
+
+/// Serve an already opened [`AppState`] (tests inject a clock this way). `/metrics` is
+/// served on `settings.metrics.listen_addr` when enabled; a metrics address that cannot be
+/// bound stops start-up.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let metrics_listener = monitoring::bind_metrics_listener(&state.settings.metrics).await?;
+    serve_with_metrics(listener, metrics_listener, state, shutdown).await
+}
+
+/// Like [`serve`], with the metrics address already bound (`None`: no `/metrics`), so a
+/// test can bind port 0 and know where to scrape.
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let settings = state.settings.as_ref().clone();
+    serve_when_open(
+        listener,
+        metrics_listener,
+        &settings,
+        async move { Ok(state) },
+        |_| {},
+        shutdown,
+    )
+    .await
+}
+
+/// The server's life on `listener` (issue 12 §4):
+///
+/// 1. **Starting.** The listener answers at once: `grpc.health.v1` NOT_SERVING, every other
+///    gRPC call `UNAVAILABLE`, console pages 503, while `opening` opens the storage (schema
+///    migrations, with their pre-migration copy) and prepares it (the binary seeds the demo
+///    county here).
+/// 2. **Serving.** The full gRPC and console routes replace the starting ones, health turns
+///    SERVING, and `on_ready` runs (the binary prints its address then).
+/// 3. **Shutdown.** When `shutdown` resolves, health reports NOT_SERVING at once; after
+///    `shutdown_drain_secs` the listener closes (new connections are refused, HTTP/2
+///    connections get GOAWAY so no new call starts on them) and calls in flight may finish
+///    for `shutdown_deadline_secs`; then this returns even if some are still running.
+///
+/// `settings` must be those `opening` opens with (TLS, metrics and shutdown come from it
+/// before the state exists).
+pub async fn serve_when_open(
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    settings: &Settings,
+    opening: impl Future<Output = Result<AppState, ServerError>>,
+    on_ready: impl FnOnce(&AppState),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     // Bad certificate or key files fail start-up before anything is served.
-    let tls_config = tls::server_config(&state.settings)?;
+    let tls_config = tls::server_config(settings)?;
+    let readiness = grpc::Readiness::not_serving().await;
+    // The routes in force: the starting ones until the storage is open, then the full app.
+    let full_app: Arc<std::sync::OnceLock<axum::Router>> = Arc::default();
+    let app = {
+        let full_app = full_app.clone();
+        let starting = grpc::starting_routes(&readiness);
+        axum::Router::new()
+            .fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+                use tower::ServiceExt;
+                let routes = full_app.get().unwrap_or(&starting).clone();
+                routes.oneshot(request)
+            }))
+            // Outermost: the request id and span wrap everything the request does.
+            .layer(axum::middleware::from_fn(monitoring::request_layer))
+    };
+    let address = listener.local_addr()?;
+    if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
+        tracing::warn!("{warning}");
+    }
+
+    // `closing` turns true when the listener is to close (after the drain).
+    let (closing_sender, closing) = tokio::sync::watch::channel(false);
+    let drain = std::time::Duration::from_secs(settings.shutdown_drain_secs);
+    let deadline = std::time::Duration::from_secs(settings.shutdown_deadline_secs);
+    let listener_shutdown = {
+        let readiness = readiness.clone();
+        async move {
+            shutdown.await;
+            readiness.set(false).await;
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "shutting down: health reports NOT_SERVING"
+            );
+            if !drain.is_zero() {
+                tokio::time::sleep(drain).await;
+            }
+            let _ = closing_sender.send(true);
+        }
+    };
+    let serving = async {
+        match tls_config.clone() {
+            Some(config) => tls::serve_tls(listener, app, config, listener_shutdown).await,
+            None => {
+                // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
+                // throttle keys addresses by it, and a session records it as its last IP.
+                // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
+                let listener = listener.tap_io(|stream| {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot set TCP_NODELAY");
+                    }
+                });
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(listener_shutdown)
+                .await?;
+            }
+        }
+        Ok::<(), ServerError>(())
+    };
+    let mut serving = std::pin::pin!(serving);
+    tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server starting: opening storage");
+
+    // 1. Starting: serve the starting routes while the storage opens. A shutdown now ends
+    //    the server before it ever served.
+    let state = tokio::select! {
+        opened = opening => opened?,
+        outcome = &mut serving => return outcome,
+    };
+    // 2. Serving.
     // The server HLC lives in memory; after a restart it must start past every stored write
     // so that a console resolution still outranks the writes it resolves.
     state.observe_hlc(state.store.max_register_hlc().await?);
@@ -175,38 +316,83 @@ pub async fn serve(
     let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
     let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
-    let grpc_routes = grpc::routes(state.clone()).await;
-    let app = http::router(state)
+    let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
+        (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
+            metrics_listener,
+            handle,
+            state.clone(),
+            closed(closing.clone()),
+        ))),
+        _ => None,
+    };
+    let routes = http::router(state.clone())
         .map_err(|error| ServerError::Setup(format!("console CSRF key: {error}")))?
-        .merge(grpc_routes);
-    let address = listener.local_addr()?;
+        .merge(grpc::routes(state.clone(), &readiness));
+    // Set once, here; a second set cannot happen, and would be ignored.
+    let _ = full_app.set(routes);
+    readiness.set(true).await;
     tracing::info!(%address, tls = tls_config.is_some(), "fieldsync server listening");
-    if let Some(warning) = tls::plain_text_warning(address, tls_config.is_some()) {
-        tracing::warn!("{warning}");
-    }
-    match tls_config {
-        Some(config) => tls::serve_tls(listener, app, config, shutdown).await,
-        None => {
-            // ConnectInfo gives every request (console and gRPC) its TCP peer: the login
-            // throttle keys addresses by it, and a session records it as its last IP.
-            // TCP_NODELAY: small gRPC frames must not wait for a delayed ACK (issue 11).
-            let listener = listener.tap_io(|stream| {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await?;
+    on_ready(&state);
+
+    // 3. Until shutdown, with the deadline.
+    let deadline_passed = async {
+        closed(closing).await;
+        tokio::time::sleep(deadline).await;
+    };
+    let outcome = tokio::select! {
+        outcome = &mut serving => outcome,
+        () = deadline_passed => {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs(),
+                "shutdown deadline passed with calls still in flight; stopping anyway"
+            );
+            Ok(())
         }
+    };
+    if let Some(metrics_task) = metrics_task {
+        metrics_task.abort();
     }
     maintenance.abort();
     upload_expiry.abort();
     audit_verification.abort();
-    Ok(())
+    outcome
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `systemctl stop` sends), for the
+/// binary's `shutdown`. A handler that cannot be installed is logged; the other still works.
+pub async fn termination_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// Resolves once `closing` is true. A sender dropped without closing means the server
+/// itself has already stopped; nothing then waits on this.
+async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Compact the change log at start and then once a day: superseded entries go, and

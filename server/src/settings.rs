@@ -90,6 +90,54 @@ pub struct Settings {
     /// Password hashing and login throttling (登录防护), TOML table `[login]`, env
     /// `FIELDSYNC_LOGIN__*`; every key has a default (see [`LoginSettings`]).
     pub login: LoginSettings,
+    /// Log line format: `"text"` for people (colours only when stdout is a terminal) or
+    /// `"json"`, one object per line for a log collector (`FIELDSYNC_LOG_FORMAT`). Either
+    /// way every line of a request carries its `request_id`, and no line carries personal
+    /// data (docs/operations.md "Logs").
+    pub log_format: LogFormat,
+    /// Prometheus `/metrics` on its own address, TOML table `[metrics]`, env
+    /// `FIELDSYNC_METRICS__*` (see [`MetricsSettings`]).
+    pub metrics: MetricsSettings,
+    /// Seconds between the shutdown signal and the listener closing, during which
+    /// `grpc.health.v1` already answers NOT_SERVING while requests are still served, so a
+    /// load balancer that polls readiness stops sending new work first. 0 (the default)
+    /// closes at once: right for a single server behind nginx.
+    pub shutdown_drain_secs: u64,
+    /// Seconds, after the listener closed, that requests in flight get to finish (a push
+    /// being committed, an upload chunk); then the server exits anyway, cutting long-lived
+    /// streams such as a health `Watch`.
+    pub shutdown_deadline_secs: u64,
+}
+
+/// The log line format (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where Prometheus scrapes `/metrics` (docs/operations.md "Monitoring").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` at all (`FIELDSYNC_METRICS__ENABLED=false` turns it off).
+    pub enabled: bool,
+    /// Its own address, loopback by default: the metrics name no person, but they tell an
+    /// outsider how busy the county is and which calls fail, so they are not served on the
+    /// phones' port. Point Prometheus (or an SSH tunnel) at it; listen on a private address
+    /// only when the scraper sits on another machine, behind the firewall.
+    pub listen_addr: SocketAddr,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9770)),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -115,6 +163,10 @@ impl Default for Settings {
             income_projection_margin: 0.1,
             wellbeing: WellbeingRules::default(),
             login: LoginSettings::default(),
+            log_format: LogFormat::Text,
+            metrics: MetricsSettings::default(),
+            shutdown_drain_secs: 0,
+            shutdown_deadline_secs: 30,
         }
     }
 }
@@ -373,6 +425,36 @@ mod tests {
         .unwrap();
         assert_eq!(settings.log, "fieldsync_server=debug");
         assert_eq!(Settings::default().log, "info");
+    }
+
+    #[test]
+    fn operations_settings_have_loopback_metrics_and_text_logs_by_default() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert!(defaults.metrics.enabled);
+        assert_eq!(defaults.metrics.listen_addr.to_string(), "127.0.0.1:9770");
+        let settings = Settings::load(
+            None,
+            vec![
+                ("FIELDSYNC_LOG_FORMAT".to_owned(), "json".to_owned()),
+                ("FIELDSYNC_METRICS__ENABLED".to_owned(), "false".to_owned()),
+                (
+                    "FIELDSYNC_SHUTDOWN_DEADLINE_SECS".to_owned(),
+                    "5".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert!(!settings.metrics.enabled);
+        assert_eq!(settings.shutdown_deadline_secs, 5);
+        assert!(
+            Settings::load(
+                None,
+                vec![("FIELDSYNC_LOG_FORMAT".to_owned(), "xml".to_owned())]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -54,8 +54,19 @@ pub fn fingerprint(encoded_request: &[u8]) -> String {
     hex::encode(Sha256::digest(encoded_request))
 }
 
-/// Check the batch's shape, decide each mutation's action, and apply the batch.
+/// Check the batch's shape, decide each mutation's action, and apply the batch. Every
+/// batch is counted on `/metrics`: committed (with its mutations by outcome) or refused.
 pub async fn push(
+    state: &AppState,
+    principal: &Principal,
+    input: PushInput,
+) -> Result<PushResult, ServiceError> {
+    let result = checked_push(state, principal, input).await;
+    crate::monitoring::record_push(result.as_ref().ok().map(|result| &result.outcomes[..]));
+    result
+}
+
+async fn checked_push(
     state: &AppState,
     principal: &Principal,
     input: PushInput,

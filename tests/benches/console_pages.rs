@@ -71,6 +71,10 @@ async fn run() {
     let settings = Settings {
         data_dir: root.path().to_owned(),
         listen_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics: fieldsync_server::settings::MetricsSettings {
+            enabled: false,
+            ..Default::default()
+        },
         ..Settings::default()
     };
     let state = AppState::open_with_clock(settings, clock).expect("open");

@@ -20,6 +20,9 @@ pub use fieldsync_server::demo::DEMO_PASSWORD;
 #[derive(Debug)]
 pub struct TestServer {
     pub address: SocketAddr,
+    /// Where this server serves `/metrics` (port 0 bound by the harness), unless a test
+    /// turned metrics off.
+    pub metrics_address: Option<SocketAddr>,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -95,6 +98,11 @@ impl TestServer {
             data_dir: data_dir.path().to_owned(),
             key_dir: Some(key_dir.path().to_owned()),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Many servers share a test process: each gets its own /metrics port.
+            metrics: fieldsync_server::settings::MetricsSettings {
+                enabled: true,
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
             ..Settings::default()
         };
         configure(&mut settings);
@@ -119,10 +127,17 @@ impl TestServer {
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");
+        let metrics_listener =
+            fieldsync_server::monitoring::bind_metrics_listener(&state.settings.metrics)
+                .await
+                .expect("bind the metrics address");
+        let metrics_address = metrics_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("metrics address"));
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let served_state = state.clone();
         let task = tokio::spawn(async move {
-            fieldsync_server::serve(listener, served_state, async {
+            fieldsync_server::serve_with_metrics(listener, metrics_listener, served_state, async {
                 let _ = shutdown_signal.await;
             })
             .await
@@ -130,6 +145,7 @@ impl TestServer {
         });
         Self {
             address,
+            metrics_address,
             state,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -672,6 +688,8 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Several servers may run at once: /metrics on a free port unless the caller says.
+        command.env("FIELDSYNC_METRICS__LISTEN_ADDR", "127.0.0.1:0");
         command.envs(environment.iter().copied());
         if demo {
             command.arg("--demo");

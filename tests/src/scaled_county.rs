@@ -209,6 +209,11 @@ pub async fn serve_scaled(seed: SeedData, storage: Storage) -> ScaledServer {
         data_dir: root.path().join("data"),
         key_dir: Some(root.path().join("keys")),
         listen_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        // Benchmarks may run several servers: no /metrics on the fixed port.
+        metrics: fieldsync_server::settings::MetricsSettings {
+            enabled: false,
+            ..Default::default()
+        },
         ..fieldsync_server::settings::Settings::default()
     };
     let state = fieldsync_server::AppState::open(settings).expect("open the server state");

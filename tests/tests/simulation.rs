@@ -682,6 +682,11 @@ impl SimServer {
     async fn start(data_dir: &Path, clock: Arc<SimClock>) -> SimResult<Self> {
         let settings = Settings {
             data_dir: data_dir.to_owned(),
+            // Many servers share the test process: no /metrics on the fixed port.
+            metrics: fieldsync_server::settings::MetricsSettings {
+                enabled: false,
+                ..Default::default()
+            },
             ..Settings::default()
         };
         let sqlite_path = settings.sqlite_path();

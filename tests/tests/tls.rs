@@ -431,6 +431,11 @@ async fn a_server_with_a_missing_or_invalid_certificate_does_not_start() {
             key_dir: Some(data.path().join("keys")),
             tls_cert_file: Some(cert),
             tls_key_file: Some(key),
+            // Many servers share the test process: no /metrics on the fixed port.
+            metrics: fieldsync_server::settings::MetricsSettings {
+                enabled: false,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let state = fieldsync_server::AppState::open(settings).expect("open state");

@@ -1,15 +1,16 @@
-//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve`]. It reads settings
+//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads settings
 //! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C. `init` sets a county up for its first
-//! run; maintenance subcommands (`audit verify`, `keys rotate-pii`) run instead of serving
-//! and exit. A folder that is neither initialised nor `--demo` is refused.
+//! seeds the demo county, and serves until Ctrl-C or SIGTERM. `init` sets a county up for
+//! its first run; maintenance subcommands (`audit verify`, `keys rotate-pii`, `backup`,
+//! `restore`) run instead of serving and exit. A folder that is neither initialised nor
+//! `--demo` is refused.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use fieldsync_server::settings::Settings;
-use fieldsync_server::{AppState, demo};
+use fieldsync_server::{ServerError, backup, demo};
 
 /// fieldsync server: gRPC sync for the phones and the supervisor console on one port.
 #[derive(Debug, Parser)]
@@ -73,6 +74,17 @@ enum Command {
     /// Server keys (the key folder, outside the data folder).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Back up the database and photos into a new or empty folder, while the server serves
+    /// (docs/operations.md). Exit 3 when some stored photo is missing or damaged.
+    Backup {
+        destination: PathBuf,
+        /// Also copy the key folder into the backup (it then opens without the key folder;
+        /// keep it on an encrypted, access-controlled disk).
+        #[arg(long)]
+        with_keys: bool,
+    },
+    /// Restore a backup into a new or empty data folder (never over a live one).
+    Restore { source: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,12 +110,7 @@ const EXIT_CHAIN_BROKEN: i32 = 3;
 async fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
     let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    fieldsync_server::logging::init(&settings);
     if let Some(data_dir) = arguments.data_dir {
         settings.data_dir = data_dir;
     }
@@ -131,6 +138,14 @@ async fn main() -> anyhow::Result<()> {
             };
             return run_init(&settings, request).await;
         }
+        Some(Command::Backup {
+            destination,
+            with_keys,
+        }) => std::process::exit(backup::run_backup(settings, destination, with_keys).await?),
+        Some(Command::Restore { source }) => {
+            backup::run_restore(settings, source).await?;
+            return Ok(());
+        }
         None => {}
     }
     // Serving needs an initialised folder (or the demo, which seeds an empty one); checked
@@ -153,30 +168,56 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if tls_enabled { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(settings.listen_addr).await?;
     let address = listener.local_addr()?;
+    let metrics_listener =
+        fieldsync_server::monitoring::bind_metrics_listener(&settings.metrics).await?;
     if let Some(warning) = fieldsync_server::tls::plain_text_warning(address, tls_enabled) {
         eprintln!("{warning}");
     }
-    let data_dir = settings.data_dir.clone();
-    let state = AppState::open(settings)?;
-    if arguments.demo {
-        if demo::seed_demo_if_empty(state.store.as_ref())
-            .await?
-            .is_some()
-        {
-            println!(
-                "已生成示范县数据 (demo county seeded) in {}",
-                data_dir.display()
-            );
+    // The listener answers at once (health NOT_SERVING) while the storage opens, migrates
+    // and (with --demo) is seeded; the address is printed once everything is served.
+    let demo = arguments.demo;
+    let opening = {
+        let settings = settings.clone();
+        async move {
+            let data_dir = settings.data_dir.clone();
+            let state = fieldsync_server::open_state(settings.clone()).await?;
+            if !demo {
+                fieldsync_server::setup::require_accounts(state.store.as_ref(), &settings).await?;
+            }
+            if demo
+                && demo::seed_demo_if_empty(state.store.as_ref())
+                    .await
+                    .map_err(|error| ServerError::Setup(format!("demo county: {error}")))?
+                    .is_some()
+            {
+                println!(
+                    "已生成示范县数据 (demo county seeded) in {}",
+                    data_dir.display()
+                );
+            }
+            Ok(state)
         }
-        print_demo_banner(scheme, address);
-    } else {
-        fieldsync_server::setup::require_accounts(state.store.as_ref(), &state.settings).await?;
-    }
-    println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
-    fieldsync_server::serve(listener, state, async {
-        // If the signal handler cannot be installed the server still runs until killed.
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    };
+    let metrics_address = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
+    fieldsync_server::serve_when_open(
+        listener,
+        metrics_listener,
+        &settings,
+        opening,
+        move |_| {
+            if demo {
+                print_demo_banner(scheme, address);
+            }
+            if let Some(metrics) = metrics_address {
+                println!("监控 metrics: http://{metrics}/metrics");
+            }
+            println!("控制台 console: {scheme}://{address}/   gRPC: {scheme}://{address}");
+        },
+        fieldsync_server::termination_signal(),
+    )
     .await?;
     Ok(())
 }

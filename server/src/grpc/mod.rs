@@ -15,22 +15,66 @@ use crate::AppState;
 use crate::error::ServiceError;
 use crate::store::{Principal, SessionLookup};
 
-/// All gRPC services as an axum router, ready to merge with the console.
-pub async fn routes(state: AppState) -> axum::Router {
+/// What `grpc.health.v1` reports for the whole server ("") and each service (issue 12 §4):
+/// NOT_SERVING while the storage opens (migrations) and from the moment shutdown begins,
+/// SERVING in between, so a load balancer or `grpc_health_probe` sends work only when it
+/// can be done.
+#[derive(Clone)]
+pub struct Readiness {
+    reporter: tonic_health::server::HealthReporter,
+}
+
+/// The health service type every [`Readiness::health_service`] answers with.
+pub type HealthService =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Readiness")
+    }
+}
+
+impl Readiness {
+    /// A new readiness reporting NOT_SERVING.
+    pub async fn not_serving() -> Self {
+        let (reporter, _) = tonic_health::server::health_reporter();
+        let readiness = Self { reporter };
+        readiness.set(false).await;
+        readiness
+    }
+
+    /// A `grpc.health.v1` service answering from this readiness (every one made shares it).
+    pub fn health_service(&self) -> HealthService {
+        tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(self.reporter.clone()),
+        )
+    }
+
+    /// Report every service (and the server, "") as serving or not.
+    pub async fn set(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            <v1::sync_server::SyncServer<sync_service::SyncService> as tonic::server::NamedService>::NAME,
+            <v1::media_server::MediaServer<media_service::MediaService> as tonic::server::NamedService>::NAME,
+            <v1::review_server::ReviewServer<review_service::ReviewService> as tonic::server::NamedService>::NAME,
+            <v1::auth_server::AuthServer<auth_service::AuthService> as tonic::server::NamedService>::NAME,
+        ] {
+            self.reporter.set_service_status(service, status).await;
+        }
+        crate::monitoring::record_ready(serving);
+    }
+}
+
+/// All gRPC services as an axum router, ready to merge with the console; health answers
+/// from `readiness` (the caller sets it SERVING once the router is in place).
+pub fn routes(state: AppState, readiness: &Readiness) -> axum::Router {
     let max_message_bytes = state.settings.max_message_bytes;
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<v1::sync_server::SyncServer<sync_service::SyncService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::media_server::MediaServer<media_service::MediaService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::review_server::ReviewServer<review_service::ReviewService>>()
-        .await;
-    health_reporter
-        .set_serving::<v1::auth_server::AuthServer<auth_service::AuthService>>()
-        .await;
+    let health_service = readiness.health_service();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fieldsync_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -59,6 +103,40 @@ pub async fn routes(state: AppState) -> axum::Router {
         Err(error) => tracing::error!(%error, "gRPC reflection disabled"),
     }
     routes.prepare().into_axum_router()
+}
+
+/// The answer to every call but health while the storage opens: gRPC `UNAVAILABLE` (the
+/// phone retries, as for any passing outage), HTTP 503 with `Retry-After`.
+pub async fn starting_answer(request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|content_type| content_type.starts_with("application/grpc"));
+    if is_grpc {
+        return Status::unavailable(
+            "服务器正在启动，请稍后重试 (the server is starting; retry shortly)",
+        )
+        .into_http::<axum::body::Body>()
+        .into_response();
+    }
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "5")],
+        "服务器正在启动，请稍后刷新 (the server is starting; reload in a few seconds)",
+    )
+        .into_response()
+}
+
+/// The router answering while the storage opens: health (NOT_SERVING) and
+/// [`starting_answer`] for everything else.
+pub fn starting_routes(readiness: &Readiness) -> axum::Router {
+    let health = readiness.health_service();
+    axum::Router::new()
+        .route_service("/grpc.health.v1.Health/Check", health.clone())
+        .route_service("/grpc.health.v1.Health/Watch", health)
+        .fallback(starting_answer)
 }
 
 /// gRPC metadata key naming a typed error a phone must act on (value below).

@@ -162,6 +162,8 @@ impl BlobStore {
         file.seek(std::io::SeekFrom::Start(offset))?;
         file.write_all(data)?;
         file.sync_data()?;
+        // gRPC Media and tus both land here, so the counter covers every upload path.
+        metrics::counter!(crate::monitoring::UPLOAD_BYTES).increment(data.len() as u64);
         Ok(offset + data.len() as u64)
     }
 

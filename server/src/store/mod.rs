@@ -1520,6 +1520,18 @@ pub trait Store: accounts::AccountsStore + Send + Sync + std::fmt::Debug + 'stat
         active: bool,
         at: OffsetDateTime,
     ) -> StoreResult<()>;
+    /// Sizes an operator watches on `/metrics` (see [`OperationalCounts`]); cheap enough to
+    /// read at every scrape.
+    async fn operational_counts(&self) -> StoreResult<OperationalCounts>;
+}
+
+/// Queue sizes for monitoring (issue 12 §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperationalCounts {
+    /// Visit revisions waiting for a decision (待审核), county-wide.
+    pub review_queue: u64,
+    /// Photo uploads started and not complete.
+    pub incomplete_uploads: u64,
 }
 
 #[cfg(test)]

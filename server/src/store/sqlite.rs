@@ -20,6 +20,7 @@ macro_rules! county_townships_sql {
 
 mod accounts;
 mod areas;
+pub mod backup;
 mod evidence;
 mod export;
 mod households;
@@ -439,7 +440,9 @@ impl SqliteStore {
         check_integrity(&writer, path)?;
         configure_writer(&writer)?;
         sealing::register_functions(&writer, &pii)?;
-        apply_migrations(&mut writer)?;
+        // Pre-migration copies go beside the database, in the data folder's `backups/`.
+        let pre_migration_backups = path.parent().map(|folder| folder.join("backups"));
+        apply_migrations(&mut writer, pre_migration_backups.as_deref())?;
         // A push runs a few dozen distinct statements per visit kind; keep them all prepared.
         writer.set_prepared_statement_cache_capacity(WRITER_STATEMENT_CACHE);
         let committed_writes = Arc::new(AtomicU64::new(0));
@@ -495,7 +498,12 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let connections = Arc::clone(&self.inner);
+        let in_flight = crate::monitoring::blocking_call_started();
+        // The caller's request span, so lines logged in the blocking call carry its id.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _in_flight = in_flight;
+            let _span = span.enter();
             let connection = connections.checkout_reader()?;
             // One read transaction per call, so a call that runs several queries (a pull
             // reads the change log, then cards and statuses) sees a single WAL snapshot.
@@ -541,13 +549,21 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let connections = Arc::clone(&self.inner);
+        let in_flight = crate::monitoring::blocking_call_started();
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _in_flight = in_flight;
+            let _span = span.enter();
+            // The single writer is the store's one queue: how long a write waits here is
+            // what the phones feel when the county is busy (`/metrics`).
+            let waiting_since = std::time::Instant::now();
             // A panic in an earlier write poisons the mutex, but its transaction was rolled
             // back when it unwound, so the connection is still sound to use.
             let mut writer = connections
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            crate::monitoring::record_write_lock_wait(waiting_since.elapsed());
             let outcome = (|| {
                 let transaction =
                     writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -670,7 +686,15 @@ fn scrub_free_pages(connection: &Connection) -> StoreResult<()> {
 
 /// Bring the schema to the newest embedded version. Safe to run on every open: applied
 /// migrations are skipped, and each pending one commits atomically with its version bump.
-fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
+///
+/// When an existing database (version > 0) has pending migrations and `pre_migration_backups`
+/// is given, the file is first copied there (`backup::backup_before_migration`): each
+/// migration is atomic, but a migration that is *wrong* commits happily, and then the copy
+/// is the way back. A new, empty database has nothing to lose and is not copied.
+fn apply_migrations(
+    connection: &mut Connection,
+    pre_migration_backups: Option<&Path>,
+) -> StoreResult<()> {
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
     if current > newest {
@@ -678,6 +702,18 @@ fn apply_migrations(connection: &mut Connection) -> StoreResult<()> {
             "database schema version {current} is newer than this server knows ({newest}); \
              upgrade the server"
         )));
+    }
+    if current > 0
+        && current < newest
+        && let Some(backups) = pre_migration_backups
+    {
+        let copy = backup::backup_before_migration(connection, backups, current)?;
+        tracing::info!(
+            from_version = current,
+            to_version = newest,
+            backup = %copy.display(),
+            "database copied before schema migrations"
+        );
     }
     let mut sealed_stored_data = false;
     for (version, name, sql) in MIGRATIONS {
@@ -3714,6 +3750,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn operational_counts(&self) -> StoreResult<super::OperationalCounts> {
+        self.read(|connection| {
+            // The state index answers the first; uploads in progress are few.
+            let (review_queue, incomplete_uploads): (i64, i64) = connection.query_row(
+                "SELECT (SELECT COUNT(*) FROM visits WHERE state = ?1),
+                        (SELECT COUNT(*) FROM uploads WHERE complete = 0)",
+                params![ReviewState::Submitted.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            Ok(super::OperationalCounts {
+                review_queue: from_sql_unsigned(review_queue, "review queue size")?,
+                incomplete_uploads: from_sql_unsigned(incomplete_uploads, "upload backlog")?,
+            })
+        })
+        .await
+    }
+
     async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>> {
         self.write(move |transaction| {
             let mut statement = transaction.prepare(
@@ -4064,8 +4117,8 @@ pub(super) mod tests {
 
         let mut writer = store.inner.writer.lock().expect("writer");
         assert_eq!(user_version(&writer), newest);
-        apply_migrations(&mut writer).expect("migrations run again");
-        apply_migrations(&mut writer).expect("and again");
+        apply_migrations(&mut writer, None).expect("migrations run again");
+        apply_migrations(&mut writer, None).expect("and again");
         assert_eq!(user_version(&writer), newest);
     }
 
@@ -4111,6 +4164,68 @@ pub(super) mod tests {
                 .expect("version");
             transaction.commit().expect("commit");
         }
+    }
+
+    /// Issue 12 §4: a database made by the oldest migration is upgraded to the newest at
+    /// open, and a copy of it as it was is left in the data folder's `backups/` first.
+    #[tokio::test]
+    async fn the_oldest_schema_upgrades_to_the_newest_after_a_pre_migration_copy() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            apply_old_migrations(&mut connection, 1);
+            connection
+                .execute(
+                    "INSERT INTO areas (area_id, name, level) VALUES ('a-old', '旧乡', 'township')",
+                    [],
+                )
+                .expect("an old row");
+        }
+        let newest = MIGRATIONS
+            .last()
+            .map(|(version, _, _)| *version)
+            .expect("a migration");
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("upgrade");
+        assert_eq!(
+            user_version(&store.inner.writer.lock().expect("writer")),
+            newest
+        );
+        let copies: Vec<PathBuf> = std::fs::read_dir(directory.path().join("backups"))
+            .expect("a backups folder")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        assert_eq!(copies.len(), 1, "one copy: {copies:?}");
+        let name = copies[0].file_name().expect("name").to_string_lossy();
+        assert!(name.starts_with("pre-migration-v1-"), "{name}");
+        assert_eq!(backup::check_database_file(&copies[0]).expect("opens"), 1);
+        let copy = Connection::open(&copies[0]).expect("open the copy");
+        let kept: String = copy
+            .query_row(
+                "SELECT name FROM areas WHERE area_id = 'a-old'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the old row is in the copy");
+        assert_eq!(kept, "旧乡");
+        drop(copy);
+        drop(store);
+
+        // Opening the up-to-date database again copies nothing more; a new file never.
+        SqliteStore::open(&path, PiiCipher::for_tests()).expect("reopen");
+        let fresh = TempDir::new().expect("temp dir");
+        SqliteStore::open(
+            &fresh.path().join("fieldsync.sqlite3"),
+            PiiCipher::for_tests(),
+        )
+        .expect("new database");
+        assert_eq!(
+            std::fs::read_dir(directory.path().join("backups"))
+                .expect("backups")
+                .count(),
+            1
+        );
+        assert!(!fresh.path().join("backups").exists());
     }
 
     #[tokio::test]
