@@ -853,3 +853,79 @@ pub fn multipart_file_body(file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// The one-time passwords on a console page that shows them (`data-one-time-password`).
+pub fn one_time_passwords_in(page: &str) -> Vec<String> {
+    page.split("data-one-time-password>")
+        .skip(1)
+        .map(|rest| rest[..rest.find('<').expect("end of the password")].to_owned())
+        .collect()
+}
+
+/// A console browser of the server at `url`, logged in as `username` with `password`: a
+/// cookie client (no redirects followed) that sends the session's CSRF token on every
+/// request. When the console sends the user to 修改密码 first (a one-time password), the
+/// password is changed to `new_password`.
+pub async fn console_login_with(
+    url: &str,
+    username: &str,
+    password: &str,
+    new_password: &str,
+) -> reqwest::Client {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let plain = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let login = plain
+        .post(format!("{url}/console/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        login.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "{username} logs in"
+    );
+    let must_change = login.headers()["location"] == "/console/password";
+    let page = plain
+        .get(format!("{url}/console/password"))
+        .send()
+        .await
+        .expect("password page")
+        .text()
+        .await
+        .expect("page text");
+    let token = csrf_token_in(&page).expect("a logged-in page carries the CSRF token");
+    if must_change {
+        let changed = plain
+            .post(format!("{url}/console/password"))
+            .header("x-csrf-token", &token)
+            .form(&[
+                ("old_password", password),
+                ("new_password", new_password),
+                ("confirm_password", new_password),
+            ])
+            .send()
+            .await
+            .expect("password change");
+        assert_eq!(
+            changed.status(),
+            reqwest::StatusCode::OK,
+            "{username} changes the one-time password"
+        );
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-csrf-token",
+        token.parse().expect("token is a header value"),
+    );
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}

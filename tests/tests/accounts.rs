@@ -9,7 +9,10 @@
 use fieldsync_proto::v1;
 use fieldsync_server::demo::{DEMO_COUNTY_ADMIN, DEMO_COUNTY_ID, DEMO_PASSWORD};
 use fieldsync_server::store::PairingFilter;
-use fieldsync_tests::{TestServer, authorized, client_info, console_login, csrf_token_in};
+use fieldsync_tests::{
+    TestServer, authorized, client_info, console_login, console_login_with, csrf_token_in,
+    one_time_passwords_in,
+};
 use reqwest::StatusCode;
 
 /// The first township of the demo county.
@@ -40,13 +43,9 @@ async fn create_account(
 
 /// The one-time password on a page that shows one.
 fn one_time_password_in(page: &str) -> String {
-    let marker = "data-one-time-password>";
-    let start = page
-        .find(marker)
+    one_time_passwords_in(page)
+        .pop()
         .expect("the page shows a one-time password")
-        + marker.len();
-    let length = page[start..].find('<').expect("end of the password");
-    page[start..start + length].to_owned()
 }
 
 /// A cookie client logged in with `password` (no redirects followed) and the login answer.
@@ -505,27 +504,8 @@ async fn separation_of_duties_holds_at_the_edges() {
     )
     .await;
     let password = one_time_password_in(&created.text().await.expect("page"));
-    let (auditor, _) = browser_login(&server, "shenji", &password).await;
-    let page = auditor
-        .get(format!("{}/console/password", server.url()))
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
-    let token = csrf_token_in(&page).expect("token");
-    auditor
-        .post(format!("{}/console/password", server.url()))
-        .header("x-csrf-token", &token)
-        .form(&[
-            ("old_password", password.as_str()),
-            ("new_password", "审计员的新密码2026"),
-            ("confirm_password", "审计员的新密码2026"),
-        ])
-        .send()
-        .await
-        .expect("change");
+    let auditor =
+        console_login_with(&server.url(), "shenji", &password, "审计员的新密码2026").await;
     let ledger = auditor
         .get(format!("{}/console/dashboard?month=2026-03", server.url()))
         .send()

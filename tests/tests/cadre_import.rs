@@ -7,7 +7,9 @@
 use calamine::{Reader, Xlsx};
 use fieldsync_proto::v1;
 use fieldsync_server::demo::{DEMO_COUNTY_ADMIN, DEMO_COUNTY_ID};
-use fieldsync_tests::{TestServer, client_info, console_login, multipart_file_body};
+use fieldsync_tests::{
+    TestServer, client_info, console_login, multipart_file_body, one_time_passwords_in,
+};
 use reqwest::StatusCode;
 
 const HEADER: &str = "姓名,手机号,身份证号,帮扶单位,职级,乡镇,驻村工作队,开始日期,结束日期";
@@ -113,13 +115,6 @@ fn number_in(page: &str, marker: &str) -> usize {
     page[start..start + end].parse().expect("number")
 }
 
-fn passwords_in(page: &str) -> Vec<String> {
-    page.split("data-one-time-password>")
-        .skip(1)
-        .map(|rest| rest[..rest.find('<').expect("end")].to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_roster_is_checked_row_by_row_then_creates_accounts_with_one_time_passwords() {
     let server = TestServer::start().await;
@@ -170,7 +165,7 @@ async fn a_roster_is_checked_row_by_row_then_creates_accounts_with_one_time_pass
         .expect("apply");
     assert_eq!(applied.status(), StatusCode::SEE_OTHER);
     let result = follow(&admin, &server, &applied).await;
-    let passwords = passwords_in(&result);
+    let passwords = one_time_passwords_in(&result);
     assert_eq!(passwords.len(), 3, "{result}");
     assert_eq!(
         server.state.store.account_count().await.expect("count"),
