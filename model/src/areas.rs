@@ -119,12 +119,13 @@ pub fn level_of_code(code: &str) -> Result<AreaLevel, AreaCodeError> {
 }
 
 /// The code of the area a code belongs to: a township's county, a village's township; a
-/// county's parent (the city) is outside the import, so `None`.
+/// county's parent (the city) is outside the import, so `None`. Also `None` for a text too
+/// short to be a code (callers pass codes [`level_of_code`] accepted).
 pub fn parent_code(code: &str, level: AreaLevel) -> Option<String> {
     match level {
         AreaLevel::County => None,
-        AreaLevel::Township => Some(format!("{}000000", &code[..6])),
-        AreaLevel::Village => Some(format!("{}000", &code[..9])),
+        AreaLevel::Township => code.get(..6).map(|prefix| format!("{prefix}000000")),
+        AreaLevel::Village => code.get(..9).map(|prefix| format!("{prefix}000")),
     }
 }
 
@@ -1895,6 +1896,43 @@ mod tests {
             let mut attributes = VillageAttributes::default();
             attribute.set(&mut attributes, Some(1));
             assert_eq!(attribute.get(&attributes), Some(1), "{attribute:?}");
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever the cells hold, validation answers with issues, never a panic, and every
+        /// row either passes or has an error.
+        #[test]
+        fn any_cells_are_validated_without_panicking(
+            cells in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        proptest::string::string_regex("52273[0-9]{7}").expect("regex"),
+                        proptest::string::string_regex(".{0,14}").expect("regex"),
+                        proptest::num::f64::ANY.prop_map(|number| number.to_string()),
+                    ],
+                    AreaColumn::ALL.len(),
+                ),
+                1..12,
+            )
+        ) {
+            let rows: Vec<SheetRow> = cells
+                .into_iter()
+                .enumerate()
+                .map(|(index, row)| SheetRow {
+                    row_number: index as u32 + 2,
+                    cells: row.into_iter().map(Cell::Text).collect(),
+                })
+                .collect();
+            let county = stored_county();
+            let validated = validate(&rows, &county);
+            let bad: HashSet<u32> = validated.issues.iter().map(|issue| issue.row_number).collect();
+            for area in &validated.areas {
+                proptest::prop_assert!(!bad.contains(&area.row_number));
+            }
+            let _ = diff_areas(&validated, &county);
         }
     }
 
