@@ -14,7 +14,10 @@ use std::sync::Arc;
 use fieldsync_proto::v1;
 use fieldsync_server::AppState;
 use fieldsync_server::settings::{MetricsSettings, Settings};
-use fieldsync_tests::{TestServer, authorized, client_info, push_applied, wire_in_person_visit};
+use fieldsync_tests::{
+    ServerProcess, TestServer, authorized, client_info, command_without_fieldsync_environment,
+    push_applied, server_binary, wire_in_person_visit,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
@@ -654,4 +657,71 @@ async fn while_the_storage_opens_health_is_not_serving_and_calls_are_unavailable
     assert_eq!(page.status(), 200);
     let _ = shutdown.send(());
     server.await.expect("server task").expect("server runs");
+}
+
+/// Run the real `fieldsync-server` with `arguments`; (succeeded, exit code, stdout + stderr).
+fn run_server_command(arguments: &[&std::ffi::OsStr]) -> (bool, Option<i32>, String) {
+    let output = command_without_fieldsync_environment(&server_binary())
+        .args(arguments)
+        .output()
+        .expect("run fieldsync-server");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), output.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_and_restore_commands_work_beside_a_serving_binary() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("data");
+    // The real server process serves the data folder the whole time.
+    let server = ServerProcess::start(&data, true).await;
+    let backup_dir = root.path().join("backup");
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "backup".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(ok && text.contains("备份完成"), "{text}");
+    assert!(text.contains("does NOT include the key folder"), "{text}");
+    assert!(backup_dir.join("manifest.json").is_file());
+
+    // Restoring over the folder the server is using is refused, and says why.
+    let (ok, code, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "restore".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(!ok && code == Some(1), "{text}");
+    assert!(text.contains("is not empty"), "{text}");
+
+    // A new folder, with the live key folder (the backup holds no keys), restores.
+    let restored = root.path().join("restored");
+    let key_dir = root.path().join("data-keys");
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+        "--key-dir".as_ref(),
+        key_dir.as_os_str(),
+        "restore".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(ok && text.contains("恢复完成"), "{text}");
+    assert!(restored.join("fieldsync.sqlite3").is_file());
+    // The same audit chain verifies on the restored copy.
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+        "--key-dir".as_ref(),
+        key_dir.as_os_str(),
+        "audit".as_ref(),
+        "verify".as_ref(),
+    ]);
+    assert!(ok, "{text}");
+    drop(server);
 }
