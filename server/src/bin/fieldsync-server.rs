@@ -1,7 +1,8 @@
-//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads settings
-//! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C or SIGTERM. Maintenance subcommands (`audit verify`,
-//! `keys rotate-pii`, `backup`, `restore`) run instead of serving and exit.
+//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads
+//! settings (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags),
+//! optionally seeds the demo county, and serves until Ctrl-C or SIGTERM. Maintenance
+//! subcommands (`audit verify`, `keys rotate-pii`, `backup`, `restore`) run instead of
+//! serving and exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
