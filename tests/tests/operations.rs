@@ -725,3 +725,70 @@ async fn the_backup_and_restore_commands_work_beside_a_serving_binary() {
     assert!(ok, "{text}");
     drop(server);
 }
+
+/// A log writer the test reads back.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// On a current-thread runtime the server's tasks run on this thread, so the thread's
+/// default subscriber (the server's own JSON subscriber) sees all of their lines.
+#[tokio::test]
+async fn json_log_lines_of_a_request_carry_its_request_id() {
+    let logs = CapturedLogs::default();
+    let log_settings = Settings {
+        log_format: fieldsync_server::settings::LogFormat::Json,
+        log: "fieldsync_server=debug".into(),
+        ..Settings::default()
+    };
+    let writer = logs.clone();
+    let _logging = tracing::subscriber::set_default(fieldsync_server::logging::subscriber(
+        &log_settings,
+        move || writer.clone(),
+        false,
+    ));
+    let server = TestServer::start().await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/console/login", server.url()))
+        .header("x-request-id", "ops-log-test-7")
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(page.status(), 200);
+
+    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("UTF-8 logs");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
+        .collect();
+    let of_request: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| {
+            line["spans"].as_array().is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|span| span["request_id"] == "ops-log-test-7")
+            })
+        })
+        .collect();
+    assert!(
+        of_request
+            .iter()
+            .any(|line| line["fields"]["message"] == "request finished"
+                && line["fields"]["status"] == 200),
+        "no access line for the request in:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
+}
