@@ -679,6 +679,26 @@ async fn the_backup_and_restore_commands_work_beside_a_serving_binary() {
     let data = root.path().join("data");
     // The real server process serves the data folder the whole time.
     let server = ServerProcess::start(&data, true).await;
+    // Its /metrics address comes from its settings (the harness gives it port 0), and the
+    // binary prints it before the console line.
+    let output = server.recent_output();
+    let metrics_url = output
+        .lines()
+        .find_map(|line| {
+            line.split_once("监控 metrics: ")
+                .map(|(_, url)| url.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no metrics line in:\n{output}"));
+    let page = reqwest::get(&metrics_url)
+        .await
+        .expect("scrape the binary")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.lines().any(|line| line == "fieldsync_ready 1"),
+        "{page}"
+    );
     let backup_dir = root.path().join("backup");
     let (ok, _, text) = run_server_command(&[
         "--data-dir".as_ref(),
