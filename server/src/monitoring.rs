@@ -16,7 +16,9 @@
 //! a process), runs the request inside a `request` span carrying it, so every log line of
 //! the request names it, and returns it as the `x-request-id` response header (gRPC: initial
 //! metadata). The store's blocking calls re-enter the caller's span, so their lines carry
-//! it too.
+//! it too. Each request ends with a `debug` line (`request finished` with the HTTP status,
+//! or `call finished` with the gRPC code, and the time taken): the access log, off at the
+//! default `info` filter.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -284,7 +286,7 @@ pub async fn request_layer(request: Request, next: Next) -> Response {
         None => tracing::info_span!("request", request_id = %request_id),
     };
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
@@ -304,6 +306,7 @@ pub async fn request_layer(request: Request, next: Next) -> Response {
                     method,
                     started,
                     code,
+                    span,
                 }),
             });
             Response::from_parts(parts, body)
@@ -317,6 +320,13 @@ pub async fn request_layer(request: Request, next: Next) -> Response {
                 _ => "5xx",
             };
             metrics::counter!(HTTP_REQUESTS, "class" => class).increment(1);
+            span.in_scope(|| {
+                tracing::debug!(
+                    status = response.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request finished"
+                );
+            });
             response
         }
     }
@@ -408,6 +418,8 @@ struct GrpcRecord {
     started: Instant,
     /// Known from a trailers-only answer, or once the trailers arrive.
     code: Option<&'static str>,
+    /// The call's `request` span, for its last log line.
+    span: tracing::Span,
 }
 
 impl Drop for GrpcRecord {
@@ -417,6 +429,13 @@ impl Drop for GrpcRecord {
         let labels = [("method", self.method.clone()), ("code", code.to_owned())];
         metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
         metrics::histogram!(GRPC_DURATION, &labels).record(self.started.elapsed().as_secs_f64());
+        self.span.in_scope(|| {
+            tracing::debug!(
+                code,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "call finished"
+            );
+        });
     }
 }
 

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use fieldsync_proto::v1;
 use fieldsync_server::AppState;
 use fieldsync_server::settings::{MetricsSettings, Settings};
-use fieldsync_tests::{TestServer, authorized, client_info, push_applied, wire_in_person_visit};
+use fieldsync_tests::{
+    ServerProcess, TestServer, authorized, client_info, command_without_fieldsync_environment,
+    push_applied, server_binary, wire_in_person_visit,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
@@ -654,4 +657,158 @@ async fn while_the_storage_opens_health_is_not_serving_and_calls_are_unavailable
     assert_eq!(page.status(), 200);
     let _ = shutdown.send(());
     server.await.expect("server task").expect("server runs");
+}
+
+/// Run the real `fieldsync-server` with `arguments`; (succeeded, exit code, stdout + stderr).
+fn run_server_command(arguments: &[&std::ffi::OsStr]) -> (bool, Option<i32>, String) {
+    let output = command_without_fieldsync_environment(&server_binary())
+        .args(arguments)
+        .output()
+        .expect("run fieldsync-server");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), output.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_and_restore_commands_work_beside_a_serving_binary() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let data = root.path().join("data");
+    // The real server process serves the data folder the whole time.
+    let server = ServerProcess::start(&data, true).await;
+    // Its /metrics address comes from its settings (the harness gives it port 0), and the
+    // binary prints it before the console line.
+    let output = server.recent_output();
+    let metrics_url = output
+        .lines()
+        .find_map(|line| {
+            line.split_once("监控 metrics: ")
+                .map(|(_, url)| url.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no metrics line in:\n{output}"));
+    let page = reqwest::get(&metrics_url)
+        .await
+        .expect("scrape the binary")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.lines().any(|line| line == "fieldsync_ready 1"),
+        "{page}"
+    );
+    let backup_dir = root.path().join("backup");
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "backup".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(ok && text.contains("备份完成"), "{text}");
+    assert!(text.contains("does NOT include the key folder"), "{text}");
+    assert!(backup_dir.join("manifest.json").is_file());
+
+    // Restoring over the folder the server is using is refused, and says why.
+    let (ok, code, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "restore".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(!ok && code == Some(1), "{text}");
+    assert!(text.contains("is not empty"), "{text}");
+
+    // A new folder, with the live key folder (the backup holds no keys), restores.
+    let restored = root.path().join("restored");
+    let key_dir = root.path().join("data-keys");
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+        "--key-dir".as_ref(),
+        key_dir.as_os_str(),
+        "restore".as_ref(),
+        backup_dir.as_os_str(),
+    ]);
+    assert!(ok && text.contains("恢复完成"), "{text}");
+    assert!(restored.join("fieldsync.sqlite3").is_file());
+    // The same audit chain verifies on the restored copy.
+    let (ok, _, text) = run_server_command(&[
+        "--data-dir".as_ref(),
+        restored.as_os_str(),
+        "--key-dir".as_ref(),
+        key_dir.as_os_str(),
+        "audit".as_ref(),
+        "verify".as_ref(),
+    ]);
+    assert!(ok, "{text}");
+    drop(server);
+}
+
+/// A log writer the test reads back.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// On a current-thread runtime the server's tasks run on this thread, so the thread's
+/// default subscriber (the server's own JSON subscriber) sees all of their lines.
+#[tokio::test]
+async fn json_log_lines_of_a_request_carry_its_request_id() {
+    let logs = CapturedLogs::default();
+    let log_settings = Settings {
+        log_format: fieldsync_server::settings::LogFormat::Json,
+        log: "fieldsync_server=debug".into(),
+        ..Settings::default()
+    };
+    let writer = logs.clone();
+    let _logging = tracing::subscriber::set_default(fieldsync_server::logging::subscriber(
+        &log_settings,
+        move || writer.clone(),
+        false,
+    ));
+    let server = TestServer::start().await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/console/login", server.url()))
+        .header("x-request-id", "ops-log-test-7")
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(page.status(), 200);
+
+    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("UTF-8 logs");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
+        .collect();
+    let of_request: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| {
+            line["spans"].as_array().is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|span| span["request_id"] == "ops-log-test-7")
+            })
+        })
+        .collect();
+    assert!(
+        of_request
+            .iter()
+            .any(|line| line["fields"]["message"] == "request finished"
+                && line["fields"]["status"] == 200),
+        "no access line for the request in:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
 }

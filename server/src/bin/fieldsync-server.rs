@@ -1,9 +1,9 @@
-//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads settings
-//! (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags), optionally
-//! seeds the demo county, and serves until Ctrl-C or SIGTERM. `init` sets a county up for
-//! its first run; maintenance subcommands (`audit verify`, `keys rotate-pii`, `backup`,
-//! `restore`) run instead of serving and exit. A folder that is neither initialised nor
-//! `--demo` is refused.
+//! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads
+//! settings (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags),
+//! optionally seeds the demo county, and serves until Ctrl-C or SIGTERM. `init` sets a
+//! county up for its first run; maintenance subcommands (`audit verify`, `keys rotate-pii`,
+//! `backup`, `restore`) run instead of serving and exit. A folder that is neither
+//! initialised nor `--demo` is refused.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
