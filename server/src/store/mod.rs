@@ -10,6 +10,7 @@ pub mod areas;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod sealed;
+pub mod sessions;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -1138,7 +1139,9 @@ pub struct PrimaryAssignment {
 
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
-pub trait Store: accounts::AccountsStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    accounts::AccountsStore + sessions::SessionsStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// True when no county has been loaded yet.
     async fn is_empty(&self) -> StoreResult<bool>;
     /// Load areas, users, households and pairings in one transaction.
@@ -1148,46 +1151,6 @@ pub trait Store: accounts::AccountsStore + Send + Sync + std::fmt::Debug + 'stat
     async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>>;
     /// Replace a user's password hash (PHC string).
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()>;
-    /// Open a session and register its device (DESIGN §4).
-    async fn create_session(&self, session: SessionRecord) -> StoreResult<()>;
-    /// The session whose current access token has this digest, ended or expired or not.
-    async fn find_session(&self, token_sha256: &str) -> StoreResult<Option<SessionLookup>>;
-    /// Note that the session was used at `at` from `ip` (callers do this at most once a
-    /// minute per session, so reads do not turn into writes).
-    async fn touch_session(
-        &self,
-        session_id: &str,
-        at: OffsetDateTime,
-        ip: &str,
-    ) -> StoreResult<()>;
-    /// Rotate a refresh token atomically (two concurrent refreshes with the same token:
-    /// one rotates, the other is reuse).
-    async fn rotate_refresh(&self, rotation: RefreshRotation) -> StoreResult<RefreshOutcome>;
-    /// End one session of `user_id` (logout or revoke). Returns false when there was no such
-    /// live session of that user. Ending an ended session is not an error.
-    async fn end_session(
-        &self,
-        user_id: &str,
-        session_id: &str,
-        reason: SessionEndReason,
-        at: OffsetDateTime,
-    ) -> StoreResult<bool>;
-    /// End every live session of `user_id` except `keep_session_id`. Returns how many ended.
-    async fn end_user_sessions(
-        &self,
-        user_id: &str,
-        keep_session_id: Option<&str>,
-        reason: SessionEndReason,
-        at: OffsetDateTime,
-    ) -> StoreResult<u64>;
-    /// The user's live sessions (not ended, not past their last possible use at `now`),
-    /// most recently seen first.
-    async fn list_user_sessions(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<SessionInfo>>;
-
     async fn list_areas(&self, parent_id: Option<&str>) -> StoreResult<Vec<Area>>;
     async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>>;
     async fn get_household(&self, household_id: &str) -> StoreResult<Option<Household>>;

@@ -58,6 +58,7 @@ use rusqlite::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::sessions::SessionsStore;
 use super::{
     Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
     Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
@@ -2815,51 +2816,9 @@ fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<(
     Ok(())
 }
 
+/// Sessions: their own store area ([`SessionsStore`]).
 #[async_trait]
-impl Store for SqliteStore {
-    async fn is_empty(&self) -> StoreResult<bool> {
-        self.read(|connection| {
-            let any_area = connection
-                .query_row("SELECT 1 FROM areas LIMIT 1", [], |_| Ok(()))
-                .optional()?;
-            Ok(any_area.is_none())
-        })
-        .await
-    }
-
-    async fn load_seed(&self, seed: SeedData) -> StoreResult<()> {
-        self.write(move |transaction| load_seed_in(transaction, &seed))
-            .await
-    }
-
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let username = username.to_owned();
-        self.read(move |connection| load_user(connection, "username = ?1", &username))
-            .await
-    }
-
-    async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
-        let user_id = user_id.to_owned();
-        self.read(move |connection| load_user(connection, "user_id = ?1", &user_id))
-            .await
-    }
-
-    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
-        let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
-        self.write(move |transaction| {
-            let changed = transaction.execute(
-                // The user's own new password: a one-time password is used up.
-                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE user_id = ?1",
-                params![user_id, password_hash],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {user_id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
+impl SessionsStore for SqliteStore {
     async fn create_session(&self, session: SessionRecord) -> StoreResult<()> {
         self.write(move |transaction| {
             let created_at = to_millis(session.created_at)?;
@@ -3109,6 +3068,52 @@ impl Store for SqliteStore {
                     },
                 )
                 .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.read(|connection| {
+            let any_area = connection
+                .query_row("SELECT 1 FROM areas LIMIT 1", [], |_| Ok(()))
+                .optional()?;
+            Ok(any_area.is_none())
+        })
+        .await
+    }
+
+    async fn load_seed(&self, seed: SeedData) -> StoreResult<()> {
+        self.write(move |transaction| load_seed_in(transaction, &seed))
+            .await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let username = username.to_owned();
+        self.read(move |connection| load_user(connection, "username = ?1", &username))
+            .await
+    }
+
+    async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
+        let user_id = user_id.to_owned();
+        self.read(move |connection| load_user(connection, "user_id = ?1", &user_id))
+            .await
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
+        self.write(move |transaction| {
+            let changed = transaction.execute(
+                // The user's own new password: a one-time password is used up.
+                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE user_id = ?1",
+                params![user_id, password_hash],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("user {user_id}")));
+            }
+            Ok(())
         })
         .await
     }
