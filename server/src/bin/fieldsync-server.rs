@@ -102,6 +102,10 @@ enum AuditCommand {
     Verify,
 }
 
+/// Exit code of `init` when it refuses or fails, and of serving a folder nobody
+/// initialised: the message says what to do.
+const EXIT_SETUP_REFUSED: i32 = 4;
+
 /// Exit code of `audit verify` when the chain is broken (2 is clap's usage error, 1 any
 /// other failure such as an unreadable key).
 const EXIT_CHAIN_BROKEN: i32 = 3;
@@ -136,7 +140,11 @@ async fn main() -> anyhow::Result<()> {
                 admin_display_name: admin_name,
                 password_file,
             };
-            return run_init(&settings, request).await;
+            if let Err(error) = run_init(&settings, request).await {
+                eprintln!("{error:#}");
+                std::process::exit(EXIT_SETUP_REFUSED);
+            }
+            return Ok(());
         }
         Some(Command::Backup {
             destination,
@@ -150,8 +158,12 @@ async fn main() -> anyhow::Result<()> {
     }
     // Serving needs an initialised folder (or the demo, which seeds an empty one); checked
     // before anything is created so a mistyped --data-dir leaves nothing behind.
-    if !arguments.demo {
-        fieldsync_server::setup::require_database(&settings)?;
+    if !arguments.demo
+        && let Err(refusal) = fieldsync_server::setup::require_database(&settings)
+    {
+        // What to run, in one message (never with a backtrace: it is advice, not a crash).
+        eprintln!("{refusal}");
+        std::process::exit(EXIT_SETUP_REFUSED);
     }
     if let Some(listen) = arguments.listen {
         settings.listen_addr = listen;
@@ -289,7 +301,7 @@ async fn run_init(
     );
     match report.generated_password {
         Some(password) => println!(
-            "首个县级管理员 first administrator: {}  一次性密码 one-time password: {password}\n             首次登录后须修改密码 (must be changed at first login); 此密码不会再次显示 (shown only once).",
+            "首个县级管理员 first administrator: {}  一次性密码 one-time password: {password}\n首次登录后须修改密码 (must be changed at first login); 此密码不会再次显示 (shown only once).",
             report.admin_username
         ),
         None => println!(
