@@ -174,14 +174,17 @@ fn conflict_to_invalid(error: StoreError) -> ServiceError {
     }
 }
 
-/// The accounts of the administrator's county.
+/// The accounts of the county: for its administrator, and read-only for its auditor.
 pub async fn list(
     app: &AppState,
     principal: &Principal,
     role: Option<Role>,
     include_disabled: bool,
 ) -> Result<Vec<Account>, ServiceError> {
-    let county = administrator_county(principal, "", AccountAction::Manage)?;
+    let county = match principal.role {
+        Role::Auditor => &principal.area_id,
+        _ => administrator_county(principal, "", AccountAction::Manage)?,
+    };
     Ok(app
         .store
         .accounts(&AccountFilter {

@@ -550,7 +550,11 @@ pub async fn county_hierarchy(
     state: &AppState,
     principal: &Principal,
 ) -> Result<Vec<fieldsync_model::areas::AreaEntry>, ServiceError> {
-    let county_id = county_admin(principal)?;
+    // The auditor reads it too (read-only, every page audited).
+    let county_id = match principal.role {
+        Role::Auditor => &principal.area_id,
+        _ => county_admin(principal)?,
+    };
     Ok(state.areas.county_areas(county_id).await?)
 }
 

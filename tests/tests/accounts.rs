@@ -529,11 +529,56 @@ async fn separation_of_duties_holds_at_the_edges() {
                 && record.content.subject == "/console/dashboard?month=2026-03"),
         "{views:?}"
     );
-    // The auditor cannot manage accounts either.
-    let refused = auditor
+    // The auditor reads the accounts list and the areas (read-only, audited) but manages
+    // nothing.
+    let list = auditor
         .get(format!("{}/console/accounts", server.url()))
         .send()
         .await
         .expect("accounts");
+    assert_eq!(list.status(), StatusCode::OK);
+    let list = list.text().await.expect("text");
+    assert!(
+        list.contains("shenji") && !list.contains("新建账号"),
+        "{list}"
+    );
+    let areas = auditor
+        .get(format!("{}/console/areas", server.url()))
+        .send()
+        .await
+        .expect("areas");
+    assert_eq!(areas.status(), StatusCode::OK);
+    let cadre_id = user_id_of(&server, "cadre01").await;
+    for path in [
+        format!("/console/accounts/{cadre_id}"),
+        "/console/accounts/new".to_owned(),
+        "/console/cadres/import".to_owned(),
+        "/console/areas/import".to_owned(),
+    ] {
+        let refused = auditor
+            .get(format!("{}{path}", server.url()))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let refused = auditor
+        .post(format!(
+            "{}/console/accounts/{cadre_id}/disable",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("disable");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !server
+            .state
+            .store
+            .login_state(&cadre_id)
+            .await
+            .expect("state")
+            .expect("cadre")
+            .disabled
+    );
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::display::beijing_minutes;
 use super::views::{Nav, layout};
-use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
+use super::{ApiCountyReader, ApiError, ConsoleError, ConsoleState, CountyAdmin, CountyReader};
 use crate::accounts::{self, AccountForm};
 use crate::error::ServiceError;
 use crate::store::accounts::Account;
@@ -159,13 +159,14 @@ fn area_name(areas: &[Area], area_id: &str) -> String {
 /// `GET /console/accounts`: 账号管理.
 pub async fn list_page(
     State(state): State<ConsoleState>,
-    CountyAdmin(principal): CountyAdmin,
+    CountyReader(principal): CountyReader,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
     let role = Role::parse(query.role.trim());
     let include_disabled = !query.disabled.is_empty();
     let accounts = accounts::list(&state.app, &principal, role, include_disabled).await?;
     let areas = county_areas(&state, &principal).await?;
+    let administrator = principal.role == Role::County;
     Ok(layout(
         "账号管理",
         Some(&principal),
@@ -174,10 +175,13 @@ pub async fn list_page(
             section.card {
                 h1 { "账号管理" }
                 p.muted { "新建、编辑、停用账号和重置密码。新账号和重置后的密码都是一次性密码，首次登录须修改。帮扶干部也可用“帮扶干部花名册”批量导入。" }
-                p {
-                    a.button.primary href=(format!("{ACCOUNTS_PATH}/new")) { "新建账号" }
-                    " "
-                    a.button href=(super::cadre_import::CADRE_IMPORT_PATH) { "导入帮扶干部花名册" }
+                // The auditor reads the list; managing accounts is the administrator's.
+                @if administrator {
+                    p {
+                        a.button.primary href=(format!("{ACCOUNTS_PATH}/new")) { "新建账号" }
+                        " "
+                        a.button href=(super::cadre_import::CADRE_IMPORT_PATH) { "导入帮扶干部花名册" }
+                    }
                 }
                 form.filters method="get" action=(ACCOUNTS_PATH) {
                     label { "角色 "
@@ -197,7 +201,13 @@ pub async fn list_page(
                         tbody {
                             @for account in &accounts {
                                 tr {
-                                    td { a href=(account_path(&account.user_id)) { (account.username) } }
+                                    td {
+                                        @if administrator {
+                                            a href=(account_path(&account.user_id)) { (account.username) }
+                                        } @else {
+                                            (account.username)
+                                        }
+                                    }
                                     td { (account.display_name) }
                                     td { (account.role.label_zh()) }
                                     td { (area_name(&areas, &account.area_id)) }
@@ -382,7 +392,7 @@ pub async fn reset_submit(
 /// `GET /console/api/accounts`: the county's accounts (phones and ID numbers masked).
 pub async fn list_json(
     State(state): State<ConsoleState>,
-    ApiCountyAdmin(principal): ApiCountyAdmin,
+    ApiCountyReader(principal): ApiCountyReader,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let accounts = accounts::list(

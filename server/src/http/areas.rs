@@ -28,7 +28,10 @@ use maud::{Markup, html};
 use super::display::beijing_minutes;
 use super::roster::{JobQuery, read_upload};
 use super::views::{Nav, layout};
-use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
+use super::{
+    ApiCountyAdmin, ApiCountyReader, ApiError, ConsoleError, ConsoleState, CountyAdmin,
+    CountyReader,
+};
 use crate::area_import::{self, AreaImportJobs, AreaJobView};
 use crate::error::ServiceError;
 use crate::roster_import::JobPhase;
@@ -50,7 +53,7 @@ fn jobs(state: &ConsoleState) -> &Arc<AreaImportJobs> {
 /// `GET /console/areas`.
 pub async fn areas_page(
     State(state): State<ConsoleState>,
-    CountyAdmin(principal): CountyAdmin,
+    CountyReader(principal): CountyReader,
 ) -> Result<Response, ConsoleError> {
     let areas = area_import::county_hierarchy(&state.app, &principal).await?;
     Ok(hierarchy_page(&principal, &areas).into_response())
@@ -59,7 +62,7 @@ pub async fn areas_page(
 /// `GET /console/api/areas`: the same hierarchy as JSON.
 pub async fn api_areas(
     State(state): State<ConsoleState>,
-    ApiCountyAdmin(principal): ApiCountyAdmin,
+    ApiCountyReader(principal): ApiCountyReader,
 ) -> Result<Json<Vec<AreaEntry>>, ApiError> {
     Ok(Json(
         area_import::county_hierarchy(&state.app, &principal).await?,
@@ -229,7 +232,10 @@ fn hierarchy_page(principal: &Principal, areas: &[AreaEntry]) -> Markup {
             h1 { "行政区划：" (county_name) }
             p {
                 "共 " (townships) " 个乡镇、" (villages) " 个行政村。"
-                a href=(AREA_IMPORT_PATH) { "导入或更新行政区划" }
+                // The auditor reads this page; importing is the administrator's.
+                @if principal.role == fieldsync_model::codes::Role::County {
+                    a href=(AREA_IMPORT_PATH) { "导入或更新行政区划" }
+                }
             }
             @if townships == 0 {
                 div.notice.info role="status" {

@@ -755,6 +755,44 @@ impl FromRequestParts<ConsoleState> for CountyAdmin {
     }
 }
 
+/// Roles that read the county's set-up pages (行政区划, 账号管理 list): the county
+/// administrator, and the auditor, read-only (every page an auditor opens is audited).
+pub const COUNTY_READER_ROLES: &[Role] = &[Role::County, Role::Auditor];
+
+/// A county administrator or auditor, for read-only HTML pages of the county's set-up.
+#[derive(Debug, Clone)]
+pub struct CountyReader(pub Principal);
+
+impl FromRequestParts<ConsoleState> for CountyReader {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        console_principal(parts, state, COUNTY_READER_ROLES)
+            .await
+            .map(Self)
+    }
+}
+
+/// A county administrator or auditor, for the read-only JSON API of the county's set-up.
+#[derive(Debug, Clone)]
+pub struct ApiCountyReader(pub Principal);
+
+impl FromRequestParts<ConsoleState> for ApiCountyReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        api_principal(parts, state, COUNTY_READER_ROLES)
+            .await
+            .map(Self)
+    }
+}
+
 /// A logged-in county administrator, for the JSON API.
 #[derive(Debug, Clone)]
 pub struct ApiCountyAdmin(pub Principal);

@@ -90,6 +90,11 @@ pub(super) fn layout(
                                 a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
                                 a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
                             }
+                            // The auditor reads the county's set-up (read-only).
+                            @if principal.role == fieldsync_model::codes::Role::Auditor {
+                                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
+                                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
+                            }
                         }
                         span.user { (principal.display_name) " · " (principal.role.label_zh()) }
                         a href="/console/password" { "修改密码" }
