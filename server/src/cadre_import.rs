@@ -30,6 +30,8 @@ use crate::store::accounts::{AccountFilter, CadreDetails, NewAccount};
 pub const ACTION_CADRE_IMPORT: &str = "cadre_roster_import";
 /// Audit action of a download of the one-time passwords.
 pub const ACTION_CREDENTIALS_DOWNLOAD: &str = "cadre_credentials_download";
+/// Audit action of a showing of the one-time passwords on the console page.
+pub const ACTION_CREDENTIALS_SHOWN: &str = "cadre_credentials_shown";
 
 /// How many plans are kept in memory (the oldest go first).
 const KEPT_PLANS: usize = 20;
@@ -324,6 +326,34 @@ pub async fn apply(
     app.store.append_audit(record).await?;
     *plan.applied.lock().unwrap_or_else(PoisonError::into_inner) = Some(credentials.clone());
     Ok(credentials)
+}
+
+/// The one-time passwords of an applied plan for the printable page (`None` before it is
+/// applied), audited like the download: both disclose every new account's password.
+pub async fn credentials_shown(
+    app: &AppState,
+    plans: &CadrePlans,
+    principal: &Principal,
+    plan_id: &str,
+) -> Result<(Arc<CadrePlan>, Option<Vec<Credential>>), ServiceError> {
+    let plan = plans.get(principal, plan_id)?;
+    let credentials = plan.credentials();
+    if let Some(shown) = credentials.as_ref().filter(|list| !list.is_empty()) {
+        let mut record = auth::audit_record(
+            principal,
+            ACTION_CREDENTIALS_SHOWN,
+            &plan.file_name,
+            &format!("plan={}", plan.plan_id),
+            format!(
+                "查看帮扶干部一次性密码（{} 人）(one-time passwords shown)",
+                shown.len()
+            ),
+            app.clock.now(),
+        );
+        record.row_count = shown.len() as u64;
+        app.store.append_audit(record).await?;
+    }
+    Ok((plan, credentials))
 }
 
 /// The one-time passwords of an applied plan as XLSX, audited as a download.

@@ -261,6 +261,13 @@ async fn a_roster_is_checked_row_by_row_then_creates_accounts_with_one_time_pass
             .iter()
             .any(|record| record.content.action == "cadre_credentials_download")
     );
+    assert!(
+        audit
+            .iter()
+            .any(|record| record.content.action == "cadre_credentials_shown"
+                && record.content.row_count == 3),
+        "showing the passwords on the page is audited too"
+    );
 
     // The same file again: the three are already accounts, nothing is created.
     let response = upload(&admin, &server, "花名册.csv", csv.as_bytes()).await;

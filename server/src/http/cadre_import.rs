@@ -96,11 +96,11 @@ pub async fn plan_page(
     CountyAdmin(principal): CountyAdmin,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let plan = state
-        .cadre_plans
-        .get(&principal, &plan_id)
-        .map_err(|error| ConsoleError::with_back_link(error, CADRE_IMPORT_PATH))?;
-    Ok(match plan.credentials() {
+    let (plan, credentials) =
+        cadre_import::credentials_shown(&state.app, &state.cadre_plans, &principal, &plan_id)
+            .await
+            .map_err(|error| ConsoleError::with_back_link(error, CADRE_IMPORT_PATH))?;
+    Ok(match credentials {
         Some(credentials) => render_passwords(&principal, &plan, &credentials),
         None => render_preview(&principal, &plan, None),
     }
