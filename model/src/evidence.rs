@@ -64,6 +64,14 @@ pub struct EvidenceSettings {
     /// the visit is flagged, because then its check-in and EXIF times cannot be trusted.
     /// Default 10 min (domain.md R3).
     pub max_clock_skew_minutes: u32,
+    /// 补录: a visit the server first received more than this many days after its check-in
+    /// is a late record. Default 7 (DESIGN §5): a week covers a phone left without signal in
+    /// the villages; a record made weeks later is written from memory, not at the household.
+    pub late_record_max_days: u32,
+    /// 补录: a visit claiming to have lasted longer than this many hours is flagged too,
+    /// because a real 入户 visit takes well under an hour and a check-out that long after the
+    /// check-in usually means the record was completed afterwards. Default 8.
+    pub late_record_max_hours: u32,
 }
 
 impl Default for EvidenceSettings {
@@ -79,6 +87,8 @@ impl Default for EvidenceSettings {
             max_in_person_visits_per_day: 8,
             min_visit_minutes: 10,
             max_clock_skew_minutes: 10,
+            late_record_max_days: 7,
+            late_record_max_hours: 8,
         }
     }
 }
@@ -156,6 +166,21 @@ pub enum EvidenceFlag {
     /// R3: the phone's clock was off by more than the tolerance (positive: phone ahead),
     /// in minutes rounded away from zero.
     ClockSkew { skew_minutes: i64 },
+    /// 补录 (late record, DESIGN §5): the server first received the visit more than
+    /// `max_days` after its check-in (`submitted_late`; `submitted_at` is the server's
+    /// receipt, never the phone's clock), or the visit claims to have lasted longer than
+    /// `max_hours` (`too_long`, `duration_minutes` rounded down). At least one is true.
+    LateRecord {
+        #[serde(with = "time::serde::rfc3339")]
+        checkin_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        submitted_at: OffsetDateTime,
+        submitted_late: bool,
+        max_days: u32,
+        duration_minutes: i64,
+        too_long: bool,
+        max_hours: u32,
+    },
 }
 
 impl EvidenceFlag {
@@ -178,6 +203,7 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "too_short",
             Self::TooManyVisitsInDay { .. } => "too_many_visits_in_day",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::LateRecord { .. } => "late_record",
         }
     }
 
@@ -199,6 +225,7 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "走访时间过短",
             Self::TooManyVisitsInDay { .. } => "单日入户过多",
             Self::ClockSkew { .. } => "设备时间偏差",
+            Self::LateRecord { .. } => "补录",
         }
     }
 
@@ -307,6 +334,35 @@ impl EvidenceFlag {
                     )
                 }
             }
+            Self::LateRecord {
+                checkin_at,
+                submitted_at,
+                submitted_late,
+                max_days,
+                duration_minutes,
+                too_long,
+                max_hours,
+            } => {
+                let mut parts = Vec::new();
+                if *submitted_late {
+                    let gap = (*submitted_at - *checkin_at).max(Duration::ZERO);
+                    parts.push(format!(
+                        "签到于 {}，服务器 {} 才收到，相隔 {} 天 {} 小时，超过 {max_days} 天",
+                        time_util::beijing_minutes(*checkin_at),
+                        time_util::beijing_minutes(*submitted_at),
+                        gap.whole_days(),
+                        gap.whole_hours() % 24,
+                    ));
+                }
+                if *too_long {
+                    parts.push(format!(
+                        "走访时长 {} 小时 {} 分钟，超过 {max_hours} 小时",
+                        duration_minutes / 60,
+                        duration_minutes % 60,
+                    ));
+                }
+                format!("{}，可能是事后补录。", parts.join("；"))
+            }
         }
     }
 
@@ -369,6 +425,19 @@ pub struct CadreVisitSummary {
     pub in_person: bool,
 }
 
+/// When and how the server received the visit being evaluated: the facts about a visit that
+/// come from the server's clock rather than from the record itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Receipt {
+    /// When the server first received the visit (its first revision). A correction after a
+    /// return (退回) arrives later by design, so the 补录 check measures from the first
+    /// submission, not from the latest revision.
+    pub first_submitted_at: OffsetDateTime,
+    /// Phone clock minus server clock when the visit was pushed ([`clock_skew`]); `None`
+    /// when unknown.
+    pub device_skew: Option<Duration>,
+}
+
 /// Hamming distance between two 64-bit perceptual hashes: how many bits differ.
 pub fn hamming(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
@@ -396,7 +465,7 @@ pub fn business_date(instant: OffsetDateTime) -> String {
 /// inputs give the same flags in the same order — visit mode, location (missing, mock,
 /// inaccurate, far), travel (previous then next visit), photos (missing, then for each
 /// photo in the visit's order: EXIF time missing, EXIF time, EXIF GPS, reuse, near
-/// duplicates), duration, visits that day, clock skew.
+/// duplicates), duration, visits that day, late record (补录), clock skew.
 ///
 /// - `household_location`: the household's registered point in any CRS; `None` skips the
 ///   distance check (there is nothing to compare with).
@@ -405,8 +474,7 @@ pub fn business_date(instant: OffsetDateTime) -> String {
 /// - `other_photos`: photos of other visits to compare hashes against.
 /// - `cadre_visits`: the same cadre's other visits (this visit's id, if present, is
 ///   skipped).
-/// - `device_skew`: phone clock minus server clock when the visit was pushed
-///   ([`clock_skew`]); `None` when unknown.
+/// - `receipt`: when the server first received the visit and the phone's clock skew then.
 ///
 /// Checks that only make sense at the household (missing or far fix, missing photos,
 /// duration, visits per day) apply to in-person visits only; the others apply to every
@@ -417,7 +485,7 @@ pub fn evaluate(
     photos: &[PhotoEvidence],
     other_photos: &[OtherPhotoUse],
     cadre_visits: &[CadreVisitSummary],
-    device_skew: Option<Duration>,
+    receipt: &Receipt,
     settings: &EvidenceSettings,
 ) -> Vec<EvidenceFlag> {
     let mut flags = Vec::new();
@@ -533,8 +601,13 @@ pub fn evaluate(
         }
     }
 
+    // Late record (补录), for every mode: a phone visit entered weeks later is as suspect.
+    if let Some(flag) = late_record(visit, receipt.first_submitted_at, settings) {
+        flags.push(flag);
+    }
+
     // Clock skew (R3).
-    if let Some(skew) = device_skew {
+    if let Some(skew) = receipt.device_skew {
         let tolerance = Duration::minutes(i64::from(settings.max_clock_skew_minutes));
         if skew.abs() > tolerance {
             // Round away from zero so a skew just over the tolerance never shows as equal
@@ -550,6 +623,30 @@ pub fn evaluate(
     }
 
     flags
+}
+
+/// 补录: strictly more than `late_record_max_days` from check-in to the server's first
+/// receipt, or strictly more than `late_record_max_hours` from check-in to check-out; exactly
+/// at a limit is not late.
+fn late_record(
+    visit: &Visit,
+    first_submitted_at: OffsetDateTime,
+    settings: &EvidenceSettings,
+) -> Option<EvidenceFlag> {
+    let submitted_late = first_submitted_at - visit.checkin_at
+        > Duration::days(i64::from(settings.late_record_max_days));
+    let duration = visit.checkout_at - visit.checkin_at;
+    let too_long = duration > Duration::hours(i64::from(settings.late_record_max_hours));
+    // In UTC, so the stored flag is the same JSON whichever offset the phone wrote.
+    (submitted_late || too_long).then(|| EvidenceFlag::LateRecord {
+        checkin_at: visit.checkin_at.to_offset(time::UtcOffset::UTC),
+        submitted_at: first_submitted_at.to_offset(time::UtcOffset::UTC),
+        submitted_late,
+        max_days: settings.late_record_max_days,
+        duration_minutes: duration.whole_minutes(),
+        too_long,
+        max_hours: settings.late_record_max_hours,
+    })
 }
 
 /// Metres between two WGS-84 `(lat, lon)` pairs.
@@ -817,6 +914,7 @@ mod tests {
         others: Vec<OtherPhotoUse>,
         cadre: Vec<CadreVisitSummary>,
         skew: Option<Duration>,
+        submitted_at: OffsetDateTime,
         settings: EvidenceSettings,
     }
 
@@ -907,6 +1005,8 @@ mod tests {
                 others,
                 cadre,
                 skew: Some(Duration::minutes(2)),
+                // Received an hour after check-in: an honest sync from the village.
+                submitted_at: datetime!(2026-10-12 10:00 +8),
                 settings: EvidenceSettings::default(),
             }
         }
@@ -918,7 +1018,10 @@ mod tests {
                 &self.photos,
                 &self.others,
                 &self.cadre,
-                self.skew,
+                &Receipt {
+                    first_submitted_at: self.submitted_at,
+                    device_skew: self.skew,
+                },
                 &self.settings,
             )
         }
@@ -1352,6 +1455,99 @@ mod tests {
         );
     }
 
+    // --- DESIGN §5 late record (补录) ------------------------------------------------------
+
+    fn late_record_of(scenario: &Scenario) -> Option<EvidenceFlag> {
+        scenario
+            .run()
+            .into_iter()
+            .find(|flag| flag.code() == "late_record")
+    }
+
+    #[test]
+    fn a_record_received_more_than_seven_days_after_check_in_is_late() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.submitted_at = checkin + Duration::days(7);
+        assert_eq!(
+            late_record_of(&scenario),
+            None,
+            "exactly 7 days is not late"
+        );
+        scenario.submitted_at = checkin + Duration::days(7) + Duration::milliseconds(1);
+        assert_eq!(
+            late_record_of(&scenario),
+            Some(EvidenceFlag::LateRecord {
+                checkin_at: checkin,
+                submitted_at: checkin + Duration::days(7) + Duration::milliseconds(1),
+                submitted_late: true,
+                max_days: 7,
+                duration_minutes: 40,
+                too_long: false,
+                max_hours: 8,
+            })
+        );
+        // A receipt before the claimed check-in (a phone clock set ahead) is not late.
+        scenario.submitted_at = checkin - Duration::days(30);
+        assert_eq!(late_record_of(&scenario), None);
+    }
+
+    #[test]
+    fn a_visit_longer_than_eight_hours_is_late_at_any_mode() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.visit.checkout_at = checkin + Duration::hours(8);
+        assert_eq!(
+            late_record_of(&scenario),
+            None,
+            "exactly 8 hours is not late"
+        );
+        scenario.visit.checkout_at = checkin + Duration::hours(8) + Duration::milliseconds(1);
+        let flag = late_record_of(&scenario);
+        assert!(
+            matches!(
+                flag,
+                Some(EvidenceFlag::LateRecord {
+                    submitted_late: false,
+                    too_long: true,
+                    duration_minutes: 480,
+                    ..
+                })
+            ),
+            "{flag:?}"
+        );
+        // The issue's 100,000-minute visit, made by phone.
+        scenario.visit.mode = VisitMode::Phone;
+        scenario.visit.exception_reason = Some(VisitExceptionReason::WorkingAway);
+        scenario.visit.checkout_at = checkin + Duration::minutes(100_000);
+        assert!(late_record_of(&scenario).is_some());
+    }
+
+    #[test]
+    fn both_late_limits_are_settings_and_one_flag_names_both_reasons() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.settings.late_record_max_days = 2;
+        scenario.settings.late_record_max_hours = 1;
+        scenario.submitted_at = checkin + Duration::days(2) + Duration::minutes(1);
+        scenario.visit.checkout_at = checkin + Duration::minutes(61);
+        let flags: Vec<EvidenceFlag> = scenario
+            .run()
+            .into_iter()
+            .filter(|flag| flag.code() == "late_record")
+            .collect();
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(
+            flags[0].detail(),
+            "签到于 2026-10-12 09:00，服务器 2026-10-14 09:01 才收到，相隔 2 天 0 小时，超过 2 天；\
+             走访时长 1 小时 1 分钟，超过 1 小时，可能是事后补录。"
+        );
+        assert!(!flags[0].is_informational());
+        scenario.settings.late_record_max_days = 3;
+        scenario.settings.late_record_max_hours = 2;
+        assert_eq!(late_record_of(&scenario), None);
+    }
+
     // --- DESIGN §5 / R3 photos --------------------------------------------------------------
 
     #[test]
@@ -1583,6 +1779,7 @@ mod tests {
             Some(moved(HOME, 100_000.0, 0.0)),
         ));
         scenario.skew = Some(Duration::hours(-3));
+        scenario.submitted_at = datetime!(2026-11-20 10:00 +8);
         let expected = [
             "mock_location",
             "gps_inaccurate",
@@ -1593,6 +1790,7 @@ mod tests {
             "photo_reused",
             "too_short",
             "too_many_visits_in_day",
+            "late_record",
             "clock_skew",
         ];
         assert_eq!(scenario.codes(), expected);
@@ -1670,6 +1868,15 @@ mod tests {
                 limit: 8,
             },
             EvidenceFlag::ClockSkew { skew_minutes: -15 },
+            EvidenceFlag::LateRecord {
+                checkin_at: datetime!(2026-09-01 10:00 +8),
+                submitted_at: datetime!(2026-11-09 09:30 +8),
+                submitted_late: true,
+                max_days: 7,
+                duration_minutes: 100_000,
+                too_long: true,
+                max_hours: 8,
+            },
         ]
     }
 
@@ -1699,11 +1906,11 @@ mod tests {
         let mut labels: Vec<_> = flags.iter().map(EvidenceFlag::label_zh).collect();
         codes.dedup();
         labels.dedup();
-        assert_eq!(codes.len(), 15);
-        assert_eq!(labels.len(), 15);
+        assert_eq!(codes.len(), 16);
+        assert_eq!(labels.len(), 16);
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 15, "codes are unique");
+        assert_eq!(codes.len(), 16, "codes are unique");
         for flag in &flags {
             assert!(
                 flag.code()
@@ -1745,6 +1952,8 @@ mod tests {
         assert_eq!(defaults.max_in_person_visits_per_day, 8);
         assert_eq!(defaults.min_visit_minutes, 10);
         assert_eq!(defaults.max_clock_skew_minutes, 10);
+        assert_eq!(defaults.late_record_max_days, 7);
+        assert_eq!(defaults.late_record_max_hours, 8);
         let partial: EvidenceSettings =
             serde_json::from_str(r#"{"min_visit_minutes": 60, "household_radius_m": 500}"#)
                 .unwrap_or_default();

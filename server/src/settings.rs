@@ -384,6 +384,26 @@ mod tests {
     }
 
     #[test]
+    fn late_record_limits_are_evidence_settings() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.evidence.late_record_max_days, 7);
+        assert_eq!(defaults.evidence.late_record_max_hours, 8);
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("fieldsync.toml");
+        std::fs::write(&file, "[evidence]\nlate_record_max_days = 3\n").unwrap();
+        let settings = Settings::load(
+            Some(&file),
+            vec![(
+                "FIELDSYNC_EVIDENCE__LATE_RECORD_MAX_HOURS".to_owned(),
+                "12".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(settings.evidence.late_record_max_days, 3);
+        assert_eq!(settings.evidence.late_record_max_hours, 12);
+    }
+
+    #[test]
     fn login_settings_are_a_nested_table_with_owasp_defaults() {
         let settings = Settings::load(
             None,

@@ -499,6 +499,8 @@ pub struct EvidenceInputs {
     pub cadre_user_id: String,
     /// When the server received the latest revision.
     pub submitted_at: OffsetDateTime,
+    /// When the server received the first revision (the 补录 check measures from it).
+    pub first_submitted_at: OffsetDateTime,
     pub household_location: Option<GeoPoint>,
     /// This visit's photo records in upload order (arrived or not).
     pub photos: Vec<EvidencePhoto>,
