@@ -230,8 +230,17 @@ impl EvidenceFlag {
     }
 
     /// One sentence for the reviewer, in Simplified Chinese (the console's language), with
-    /// the numbers behind the flag.
+    /// the numbers behind the flag, naming photos, visits and households generically (照片,
+    /// 另一次走访, 其他农户); [`EvidenceFlag::detail_named`] names them.
     pub fn detail(&self) -> String {
+        self.detail_named(&FlagNames::default())
+    }
+
+    /// [`EvidenceFlag::detail`] with the names a reviewer reads instead of ids: photos by
+    /// their position in their visit (照片1…), visits and households by the household's
+    /// name. Raw ids never appear: what `names` does not know gets a generic name.
+    pub fn detail_named(&self, names: &FlagNames) -> String {
+        let distance = geo::distance_zh;
         match self {
             Self::NotInPerson { mode } => {
                 format!("走访方式为“{}”，不计入本月入户走访率。", mode.label_zh())
@@ -243,12 +252,18 @@ impl EvidenceFlag {
             Self::GpsInaccurate {
                 accuracy_m,
                 limit_m,
-            } => format!("定位精度 {accuracy_m:.0} 米，粗于 {limit_m:.0} 米，无法证明到户。"),
+            } => format!(
+                "定位精度 {}，粗于 {}，无法证明到户。",
+                distance(*accuracy_m),
+                distance(*limit_m)
+            ),
             Self::GpsFar {
                 distance_m,
                 allowed_m,
             } => format!(
-                "定位距农户登记位置 {distance_m:.0} 米，超过核验范围 {allowed_m:.0} 米（半径加定位精度）。"
+                "定位距农户登记位置 {}，超过核验范围 {}（半径加定位精度）。",
+                distance(*distance_m),
+                distance(*allowed_m)
             ),
             Self::ImpossibleTravel {
                 previous_visit_id,
@@ -256,27 +271,33 @@ impl EvidenceFlag {
                 km,
                 hours,
                 kmh,
-            } => match kmh {
-                Some(kmh) => format!(
-                    "走访 {previous_visit_id} 签退到走访 {next_visit_id} 签到相距 {km:.1} 公里、间隔 {:.0} 分钟，需时速 {kmh:.0} 公里。",
-                    hours * 60.0
-                ),
-                None => format!(
-                    "走访 {previous_visit_id} 与走访 {next_visit_id} 相距 {km:.1} 公里，时间却无间隔或重叠。"
-                ),
-            },
+            } => {
+                let (from, to) = (names.visit(previous_visit_id), names.visit(next_visit_id));
+                let far = distance(km * 1000.0);
+                match kmh {
+                    Some(kmh) => format!(
+                        "{from}签退到{to}签到相距 {far}、间隔 {:.0} 分钟，需时速 {kmh:.0} 公里。",
+                        hours * 60.0
+                    ),
+                    None => format!("{from}与{to}相距 {far}，时间却无间隔或重叠。"),
+                }
+            }
             Self::PhotoMissing { gallery_photos: 0 } => "入户走访没有照片。".to_owned(),
             Self::PhotoMissing { gallery_photos } => {
                 format!("入户走访没有应用内拍摄的照片（只有 {gallery_photos} 张相册照片）。")
             }
             Self::PhotoExifMissing { photo_id } => {
-                format!("照片 {photo_id} 标为应用内拍摄，却没有 EXIF 拍摄时间。")
+                format!(
+                    "{}标为应用内拍摄，却没有 EXIF 拍摄时间。",
+                    names.photo(photo_id)
+                )
             }
             Self::PhotoExifTimeOutside {
                 photo_id,
                 exif_time,
             } => format!(
-                "照片 {photo_id} 的拍摄时间 {} 不在签到签退时间前后范围内。",
+                "{}的拍摄时间 {} 不在签到签退时间前后范围内。",
+                names.photo(photo_id),
                 time_util::beijing_minutes(*exif_time)
             ),
             Self::PhotoExifGpsFar {
@@ -285,37 +306,44 @@ impl EvidenceFlag {
                 limit_m,
                 from_household,
             } => format!(
-                "照片 {photo_id} 的拍摄地点距{} {distance_m:.0} 米，超过 {limit_m:.0} 米。",
+                "{}的拍摄地点距{} {}，超过 {}。",
+                names.photo(photo_id),
                 if *from_household {
                     "农户登记位置"
                 } else {
                     "走访定位"
-                }
+                },
+                distance(*distance_m),
+                distance(*limit_m)
             ),
             Self::PhotoReused {
                 photo_id,
                 other_visit_id,
-                other_household_id,
+                other_household_id: _,
                 same_household_other_month,
             } => {
-                if *same_household_other_month {
-                    format!(
-                        "照片 {photo_id} 与本户其他月份走访 {other_visit_id} 的照片是同一文件。"
-                    )
+                let place = if *same_household_other_month {
+                    "本户其他月份"
                 } else {
-                    format!(
-                        "照片 {photo_id} 与农户 {other_household_id} 的走访 {other_visit_id} 的照片是同一文件。"
-                    )
-                }
+                    ""
+                };
+                format!(
+                    "{}与{place}{}的照片是同一文件。",
+                    names.photo(photo_id),
+                    names.visit(other_visit_id)
+                )
             }
             Self::PhotoNearDuplicate {
                 photo_id,
                 other_photo_id,
                 other_visit_id,
-                other_household_id,
+                other_household_id: _,
                 distance_bits,
             } => format!(
-                "照片 {photo_id} 与农户 {other_household_id} 走访 {other_visit_id} 的照片 {other_photo_id} 高度相似（感知哈希相差 {distance_bits} 位）。"
+                "{}与{}的{}高度相似（感知哈希相差 {distance_bits} 位）。",
+                names.photo(photo_id),
+                names.visit(other_visit_id),
+                names.photo(other_photo_id)
             ),
             Self::TooShort {
                 minutes,
@@ -423,6 +451,45 @@ pub struct CadreVisitSummary {
     pub gps: Option<(f64, f64)>,
     /// Mode was 入户.
     pub in_person: bool,
+}
+
+/// What the reader of a flag text calls the photos and visits it mentions
+/// ([`EvidenceFlag::detail_named`]). The caller fills it from what the reader may see: a
+/// visit outside the reader's area keeps its generic name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagNames {
+    /// Photo id → its name, by position in its own visit: `照片1`, `照片2`, …
+    pub photos: std::collections::BTreeMap<String, String>,
+    /// Visit id → how the text names it: `本次走访`, or e.g. `张大山户 11月2日的走访`.
+    pub visits: std::collections::BTreeMap<String, String>,
+}
+
+impl FlagNames {
+    /// `照片{n}` for a photo at 1-based `position` in its visit.
+    pub fn photo_name(position: usize) -> String {
+        format!("照片{position}")
+    }
+
+    /// How a flag text names another visit: the household's head and the check-in's Beijing
+    /// date, with the cadre when it is not the reader's visit's cadre.
+    pub fn visit_name(head_name: &str, checkin_at: OffsetDateTime, cadre: Option<&str>) -> String {
+        let local = time_util::in_beijing(checkin_at);
+        let date = format!("{}月{}日", u8::from(local.month()), local.day());
+        match cadre {
+            Some(cadre) => format!("{head_name}户 {date}的走访（帮扶干部 {cadre}）"),
+            None => format!("{head_name}户 {date}的走访"),
+        }
+    }
+
+    fn photo(&self, photo_id: &str) -> &str {
+        self.photos.get(photo_id).map_or("照片", String::as_str)
+    }
+
+    fn visit(&self, visit_id: &str) -> &str {
+        self.visits
+            .get(visit_id)
+            .map_or("另一次走访", String::as_str)
+    }
 }
 
 /// When and how the server received the visit being evaluated: the facts about a visit that
@@ -1923,22 +1990,83 @@ mod tests {
             assert!(detail.ends_with('。'), "{detail}");
             assert!(flag.to_string().starts_with(flag.label_zh()));
         }
+    }
+
+    /// The text of every flag kind, as a reviewer reads it, with names and without.
+    #[test]
+    fn the_text_of_every_flag_kind_is_pinned() {
+        let mut names = FlagNames::default();
+        names
+            .photos
+            .insert("p".to_owned(), FlagNames::photo_name(1));
+        names
+            .photos
+            .insert("q".to_owned(), FlagNames::photo_name(2));
+        names.visits.insert("a".to_owned(), "本次走访".to_owned());
+        names.visits.insert(
+            "b".to_owned(),
+            FlagNames::visit_name("李小红", datetime!(2026-10-13 00:30 +8), None),
+        );
+        names.visits.insert(
+            "v".to_owned(),
+            FlagNames::visit_name("王大山", datetime!(2026-09-11 17:00 UTC), Some("赵强")),
+        );
+        let named: Vec<String> = one_of_each()
+            .iter()
+            .map(|flag| flag.detail_named(&names))
+            .collect();
+        let expected = [
+            "走访方式为“微信视频”，不计入本月入户走访率。",
+            "入户走访没有定位（室内或山区可能无信号），请结合照片核实。",
+            "手机报告该定位来自模拟位置软件，不能作为到户依据。",
+            "定位精度 150 米，粗于 100 米，无法证明到户。",
+            "定位距农户登记位置 812 米，超过核验范围 310 米（半径加定位精度）。",
+            "本次走访签退到李小红户 10月13日的走访签到相距 100.0 公里、间隔 30 分钟，需时速 200 公里。",
+            "本次走访与李小红户 10月13日的走访相距 5.0 公里，时间却无间隔或重叠。",
+            "入户走访没有照片。",
+            "入户走访没有应用内拍摄的照片（只有 2 张相册照片）。",
+            "照片1标为应用内拍摄，却没有 EXIF 拍摄时间。",
+            "照片1的拍摄时间 2026-10-01 12:00 不在签到签退时间前后范围内。",
+            "照片1的拍摄地点距农户登记位置 2.0 公里，超过 500 米。",
+            "照片1与王大山户 9月12日的走访（帮扶干部 赵强）的照片是同一文件。",
+            "照片1与王大山户 9月12日的走访（帮扶干部 赵强）的照片2高度相似（感知哈希相差 3 位）。",
+            "入户走访仅 4 分钟，少于 10 分钟。",
+            "2026-10-12 当天入户走访 9 户，超过 8 户。",
+            "手机时间比服务器慢 15 分钟，签到和拍摄时间可能不准。",
+            "签到于 2026-09-01 10:00，服务器 2026-11-09 09:30 才收到，相隔 68 天 23 小时，超过 7 天；\
+             走访时长 1666 小时 40 分钟，超过 8 小时，可能是事后补录。",
+        ];
+        assert_eq!(named, expected);
+        // Without names no id leaks into the text: generic names stand in.
+        let generic: Vec<String> = one_of_each().iter().map(EvidenceFlag::detail).collect();
         assert_eq!(
-            EvidenceFlag::GpsFar {
-                distance_m: 812.4,
-                allowed_m: 310.0
-            }
-            .detail(),
-            "定位距农户登记位置 812 米，超过核验范围 310 米（半径加定位精度）。"
+            generic[5],
+            "另一次走访签退到另一次走访签到相距 100.0 公里、间隔 30 分钟，需时速 200 公里。"
         );
         assert_eq!(
-            EvidenceFlag::PhotoExifTimeOutside {
+            generic[13],
+            "照片与另一次走访的照片高度相似（感知哈希相差 3 位）。"
+        );
+        assert_eq!(
+            EvidenceFlag::PhotoExifGpsFar {
                 photo_id: "p".to_owned(),
-                exif_time: datetime!(2026-10-01 04:00 UTC),
+                distance_m: 8_430_544.0,
+                limit_m: 500.0,
+                from_household: false,
             }
-            .detail(),
-            "照片 p 的拍摄时间 2026-10-01 12:00 不在签到签退时间前后范围内。"
+            .detail_named(&names),
+            "照片1的拍摄地点距走访定位 8430.5 公里，超过 500 米。"
         );
+        for (flag, text) in one_of_each().iter().zip(&generic) {
+            for id in ["\"p\"", "\"q\"", "\"a\"", "\"b\"", "\"v\"", "\"h\""] {
+                let bare = id.trim_matches('"');
+                assert!(
+                    !text.contains(&format!(" {bare} ")),
+                    "{}: {text}",
+                    flag.code()
+                );
+            }
+        }
     }
 
     #[test]

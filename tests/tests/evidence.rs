@@ -425,7 +425,12 @@ async fn a_mock_far_fix_is_flagged_in_the_review_api_and_the_console_and_can_sti
         .find(|flag| flag.code == "gps_far")
         .expect("gps_far");
     assert_eq!(gps_far.label, "定位距农户过远");
-    assert!(gps_far.detail.contains("米"), "{}", gps_far.detail);
+    // About 5 km away: written in kilometres with one decimal, as the location plot does.
+    assert!(
+        gps_far.detail.starts_with("定位距农户登记位置 5.0 公里"),
+        "{}",
+        gps_far.detail
+    );
 
     let queue = supervisor
         .review
@@ -613,7 +618,47 @@ async fn the_same_photo_on_another_households_visit_is_flagged_when_its_upload_c
         .iter()
         .find(|flag| flag.code == "photo_reused")
         .unwrap_or_else(|| panic!("photo_reused on the second visit: {:?}", after.flags));
-    assert!(reused.detail.contains(&first.visit_id), "{}", reused.detail);
+    // Named as a reviewer reads it: the photo by its place in the visit, the other visit
+    // by household and Beijing date (same cadre, so no cadre name); never a raw id.
+    let first_day = (now - Duration::hours(3)).to_offset(time::macros::offset!(+8));
+    assert_eq!(
+        reused.detail,
+        format!(
+            "照片1与{}户 {}月{}日的走访的照片是同一文件。",
+            first_home.head_name,
+            u8::from(first_day.month()),
+            first_day.day()
+        )
+    );
+    for flag in &after.flags {
+        assert!(!flag.detail.contains(&first.visit_id), "{}", flag.detail);
+        assert!(
+            !flag.detail.contains(&second.photo_ids[0]),
+            "{}",
+            flag.detail
+        );
+    }
+    // The console's JSON twin names them the same way.
+    let browser = console_login(&server, "township1").await;
+    let json: serde_json::Value = browser
+        .get(format!(
+            "{}/console/api/visits/{}",
+            server.url(),
+            second.visit_id
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let api_reused = json["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .find(|flag| flag["code"] == "photo_reused")
+        .expect("photo_reused in JSON");
+    assert_eq!(api_reused["detail"], reused.detail.as_str());
     assert!(
         supervisor
             .flag_codes(&first.visit_id)
@@ -742,12 +787,7 @@ async fn a_late_record_is_flagged_from_the_servers_receipt_and_shown_in_the_cons
     let fix = Some(fix_near(&household, 20.0, false));
     // Checked in 69 days before it reached the server; the phone claims it recorded it at
     // check-out, which changes nothing.
-    let backdated = visit(
-        &household,
-        received - Duration::days(69),
-        fix,
-        Vec::new(),
-    );
+    let backdated = visit(&household, received - Duration::days(69), fix, Vec::new());
     // Exactly at the limit: not late.
     let on_the_limit = visit(
         &phone.households[1].clone(),
