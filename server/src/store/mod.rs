@@ -1009,7 +1009,8 @@ impl AuditRecord {
 }
 
 /// Where the next page of an export continues (keyset paging): export rows come ordered by
-/// village id, household id and then the row's own id (visit id, or `YYYY-Q` for income).
+/// village id, household id and then the row's own key (for visits the check-in time then
+/// the visit id, [`VisitLedgerRow::row_key`]; `YYYY-Q` for income).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportCursor {
     pub village_id: String,
@@ -1046,6 +1047,11 @@ pub struct VisitLedgerRow {
     /// Evidence flags of the revision; `None` before they were computed.
     pub flags: Option<Vec<EvidenceFlag>>,
     pub photo_count: u32,
+    /// 审核人 and 审核时间: who decided on this revision and when; `None` while undecided.
+    pub decision: Option<(String, OffsetDateTime)>,
+    /// The row's place within its household, as the store orders it (check-in time, then
+    /// visit id); opaque to callers, handed back in the cursor.
+    pub row_key: String,
 }
 
 impl VisitLedgerRow {
@@ -1054,7 +1060,7 @@ impl VisitLedgerRow {
         ExportCursor {
             village_id: self.household.village_id.clone(),
             household_id: self.household.household_id.clone(),
-            row_key: self.visit.visit_id.clone(),
+            row_key: self.row_key.clone(),
         }
     }
 }
