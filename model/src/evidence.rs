@@ -64,6 +64,14 @@ pub struct EvidenceSettings {
     /// the visit is flagged, because then its check-in and EXIF times cannot be trusted.
     /// Default 10 min (domain.md R3).
     pub max_clock_skew_minutes: u32,
+    /// 补录: a visit the server first received more than this many days after its check-in
+    /// is a late record. Default 7 (DESIGN §5): a week covers a phone left without signal in
+    /// the villages; a record made weeks later is written from memory, not at the household.
+    pub late_record_max_days: u32,
+    /// 补录: a visit claiming to have lasted longer than this many hours is flagged too,
+    /// because a real 入户 visit takes well under an hour and a check-out that long after the
+    /// check-in usually means the record was completed afterwards. Default 8.
+    pub late_record_max_hours: u32,
 }
 
 impl Default for EvidenceSettings {
@@ -79,6 +87,8 @@ impl Default for EvidenceSettings {
             max_in_person_visits_per_day: 8,
             min_visit_minutes: 10,
             max_clock_skew_minutes: 10,
+            late_record_max_days: 7,
+            late_record_max_hours: 8,
         }
     }
 }
@@ -156,6 +166,21 @@ pub enum EvidenceFlag {
     /// R3: the phone's clock was off by more than the tolerance (positive: phone ahead),
     /// in minutes rounded away from zero.
     ClockSkew { skew_minutes: i64 },
+    /// 补录 (late record, DESIGN §5): the server first received the visit more than
+    /// `max_days` after its check-in (`submitted_late`; `submitted_at` is the server's
+    /// receipt, never the phone's clock), or the visit claims to have lasted longer than
+    /// `max_hours` (`too_long`, `duration_minutes` rounded down). At least one is true.
+    LateRecord {
+        #[serde(with = "time::serde::rfc3339")]
+        checkin_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        submitted_at: OffsetDateTime,
+        submitted_late: bool,
+        max_days: u32,
+        duration_minutes: i64,
+        too_long: bool,
+        max_hours: u32,
+    },
 }
 
 impl EvidenceFlag {
@@ -178,6 +203,7 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "too_short",
             Self::TooManyVisitsInDay { .. } => "too_many_visits_in_day",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::LateRecord { .. } => "late_record",
         }
     }
 
@@ -199,12 +225,22 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "走访时间过短",
             Self::TooManyVisitsInDay { .. } => "单日入户过多",
             Self::ClockSkew { .. } => "设备时间偏差",
+            Self::LateRecord { .. } => "补录",
         }
     }
 
     /// One sentence for the reviewer, in Simplified Chinese (the console's language), with
-    /// the numbers behind the flag.
+    /// the numbers behind the flag, naming photos, visits and households generically (照片,
+    /// 另一次走访, 其他农户); [`EvidenceFlag::detail_named`] names them.
     pub fn detail(&self) -> String {
+        self.detail_named(&FlagNames::default())
+    }
+
+    /// [`EvidenceFlag::detail`] with the names a reviewer reads instead of ids: photos by
+    /// their position in their visit (照片1…), visits and households by the household's
+    /// name. Raw ids never appear: what `names` does not know gets a generic name.
+    pub fn detail_named(&self, names: &FlagNames) -> String {
+        let distance = geo::distance_zh;
         match self {
             Self::NotInPerson { mode } => {
                 format!("走访方式为“{}”，不计入本月入户走访率。", mode.label_zh())
@@ -216,12 +252,18 @@ impl EvidenceFlag {
             Self::GpsInaccurate {
                 accuracy_m,
                 limit_m,
-            } => format!("定位精度 {accuracy_m:.0} 米，粗于 {limit_m:.0} 米，无法证明到户。"),
+            } => format!(
+                "定位精度 {}，粗于 {}，无法证明到户。",
+                distance(*accuracy_m),
+                distance(*limit_m)
+            ),
             Self::GpsFar {
                 distance_m,
                 allowed_m,
             } => format!(
-                "定位距农户登记位置 {distance_m:.0} 米，超过核验范围 {allowed_m:.0} 米（半径加定位精度）。"
+                "定位距农户登记位置 {}，超过核验范围 {}（半径加定位精度）。",
+                distance(*distance_m),
+                distance(*allowed_m)
             ),
             Self::ImpossibleTravel {
                 previous_visit_id,
@@ -229,27 +271,33 @@ impl EvidenceFlag {
                 km,
                 hours,
                 kmh,
-            } => match kmh {
-                Some(kmh) => format!(
-                    "走访 {previous_visit_id} 签退到走访 {next_visit_id} 签到相距 {km:.1} 公里、间隔 {:.0} 分钟，需时速 {kmh:.0} 公里。",
-                    hours * 60.0
-                ),
-                None => format!(
-                    "走访 {previous_visit_id} 与走访 {next_visit_id} 相距 {km:.1} 公里，时间却无间隔或重叠。"
-                ),
-            },
+            } => {
+                let (from, to) = (names.visit(previous_visit_id), names.visit(next_visit_id));
+                let far = distance(km * 1000.0);
+                match kmh {
+                    Some(kmh) => format!(
+                        "{from}签退到{to}签到相距 {far}、间隔 {:.0} 分钟，需时速 {kmh:.0} 公里。",
+                        hours * 60.0
+                    ),
+                    None => format!("{from}与{to}相距 {far}，时间却无间隔或重叠。"),
+                }
+            }
             Self::PhotoMissing { gallery_photos: 0 } => "入户走访没有照片。".to_owned(),
             Self::PhotoMissing { gallery_photos } => {
                 format!("入户走访没有应用内拍摄的照片（只有 {gallery_photos} 张相册照片）。")
             }
             Self::PhotoExifMissing { photo_id } => {
-                format!("照片 {photo_id} 标为应用内拍摄，却没有 EXIF 拍摄时间。")
+                format!(
+                    "{}标为应用内拍摄，却没有 EXIF 拍摄时间。",
+                    names.photo(photo_id)
+                )
             }
             Self::PhotoExifTimeOutside {
                 photo_id,
                 exif_time,
             } => format!(
-                "照片 {photo_id} 的拍摄时间 {} 不在签到签退时间前后范围内。",
+                "{}的拍摄时间 {} 不在签到签退时间前后范围内。",
+                names.photo(photo_id),
                 time_util::beijing_minutes(*exif_time)
             ),
             Self::PhotoExifGpsFar {
@@ -258,37 +306,44 @@ impl EvidenceFlag {
                 limit_m,
                 from_household,
             } => format!(
-                "照片 {photo_id} 的拍摄地点距{} {distance_m:.0} 米，超过 {limit_m:.0} 米。",
+                "{}的拍摄地点距{} {}，超过 {}。",
+                names.photo(photo_id),
                 if *from_household {
                     "农户登记位置"
                 } else {
                     "走访定位"
-                }
+                },
+                distance(*distance_m),
+                distance(*limit_m)
             ),
             Self::PhotoReused {
                 photo_id,
                 other_visit_id,
-                other_household_id,
+                other_household_id: _,
                 same_household_other_month,
             } => {
-                if *same_household_other_month {
-                    format!(
-                        "照片 {photo_id} 与本户其他月份走访 {other_visit_id} 的照片是同一文件。"
-                    )
+                let place = if *same_household_other_month {
+                    "本户其他月份"
                 } else {
-                    format!(
-                        "照片 {photo_id} 与农户 {other_household_id} 的走访 {other_visit_id} 的照片是同一文件。"
-                    )
-                }
+                    ""
+                };
+                format!(
+                    "{}与{place}{}的照片是同一文件。",
+                    names.photo(photo_id),
+                    names.visit(other_visit_id)
+                )
             }
             Self::PhotoNearDuplicate {
                 photo_id,
                 other_photo_id,
                 other_visit_id,
-                other_household_id,
+                other_household_id: _,
                 distance_bits,
             } => format!(
-                "照片 {photo_id} 与农户 {other_household_id} 走访 {other_visit_id} 的照片 {other_photo_id} 高度相似（感知哈希相差 {distance_bits} 位）。"
+                "{}与{}的{}高度相似（感知哈希相差 {distance_bits} 位）。",
+                names.photo(photo_id),
+                names.visit(other_visit_id),
+                names.photo(other_photo_id)
             ),
             Self::TooShort {
                 minutes,
@@ -306,6 +361,35 @@ impl EvidenceFlag {
                         skew_minutes.unsigned_abs()
                     )
                 }
+            }
+            Self::LateRecord {
+                checkin_at,
+                submitted_at,
+                submitted_late,
+                max_days,
+                duration_minutes,
+                too_long,
+                max_hours,
+            } => {
+                let mut parts = Vec::new();
+                if *submitted_late {
+                    let gap = (*submitted_at - *checkin_at).max(Duration::ZERO);
+                    parts.push(format!(
+                        "签到于 {}，服务器 {} 才收到，相隔 {} 天 {} 小时，超过 {max_days} 天",
+                        time_util::beijing_minutes(*checkin_at),
+                        time_util::beijing_minutes(*submitted_at),
+                        gap.whole_days(),
+                        gap.whole_hours() % 24,
+                    ));
+                }
+                if *too_long {
+                    parts.push(format!(
+                        "走访时长 {} 小时 {} 分钟，超过 {max_hours} 小时",
+                        duration_minutes / 60,
+                        duration_minutes % 60,
+                    ));
+                }
+                format!("{}，可能是事后补录。", parts.join("；"))
             }
         }
     }
@@ -369,6 +453,58 @@ pub struct CadreVisitSummary {
     pub in_person: bool,
 }
 
+/// What the reader of a flag text calls the photos and visits it mentions
+/// ([`EvidenceFlag::detail_named`]). The caller fills it from what the reader may see: a
+/// visit outside the reader's area keeps its generic name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagNames {
+    /// Photo id → its name, by position in its own visit: `照片1`, `照片2`, …
+    pub photos: std::collections::BTreeMap<String, String>,
+    /// Visit id → how the text names it: `本次走访`, or e.g. `张大山户 11月2日的走访`.
+    pub visits: std::collections::BTreeMap<String, String>,
+}
+
+impl FlagNames {
+    /// `照片{n}` for a photo at 1-based `position` in its visit.
+    pub fn photo_name(position: usize) -> String {
+        format!("照片{position}")
+    }
+
+    /// How a flag text names another visit: the household's head and the check-in's Beijing
+    /// date, with the cadre when it is not the reader's visit's cadre.
+    pub fn visit_name(head_name: &str, checkin_at: OffsetDateTime, cadre: Option<&str>) -> String {
+        let local = time_util::in_beijing(checkin_at);
+        let date = format!("{}月{}日", u8::from(local.month()), local.day());
+        match cadre {
+            Some(cadre) => format!("{head_name}户 {date}的走访（帮扶干部 {cadre}）"),
+            None => format!("{head_name}户 {date}的走访"),
+        }
+    }
+
+    fn photo(&self, photo_id: &str) -> &str {
+        self.photos.get(photo_id).map_or("照片", String::as_str)
+    }
+
+    fn visit(&self, visit_id: &str) -> &str {
+        self.visits
+            .get(visit_id)
+            .map_or("另一次走访", String::as_str)
+    }
+}
+
+/// When and how the server received the visit being evaluated: the facts about a visit that
+/// come from the server's clock rather than from the record itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Receipt {
+    /// When the server first received the visit (its first revision). A correction after a
+    /// return (退回) arrives later by design, so the 补录 check measures from the first
+    /// submission, not from the latest revision.
+    pub first_submitted_at: OffsetDateTime,
+    /// Phone clock minus server clock when the visit was pushed ([`clock_skew`]); `None`
+    /// when unknown.
+    pub device_skew: Option<Duration>,
+}
+
 /// Hamming distance between two 64-bit perceptual hashes: how many bits differ.
 pub fn hamming(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
@@ -396,7 +532,7 @@ pub fn business_date(instant: OffsetDateTime) -> String {
 /// inputs give the same flags in the same order — visit mode, location (missing, mock,
 /// inaccurate, far), travel (previous then next visit), photos (missing, then for each
 /// photo in the visit's order: EXIF time missing, EXIF time, EXIF GPS, reuse, near
-/// duplicates), duration, visits that day, clock skew.
+/// duplicates), duration, visits that day, late record (补录), clock skew.
 ///
 /// - `household_location`: the household's registered point in any CRS; `None` skips the
 ///   distance check (there is nothing to compare with).
@@ -405,8 +541,7 @@ pub fn business_date(instant: OffsetDateTime) -> String {
 /// - `other_photos`: photos of other visits to compare hashes against.
 /// - `cadre_visits`: the same cadre's other visits (this visit's id, if present, is
 ///   skipped).
-/// - `device_skew`: phone clock minus server clock when the visit was pushed
-///   ([`clock_skew`]); `None` when unknown.
+/// - `receipt`: when the server first received the visit and the phone's clock skew then.
 ///
 /// Checks that only make sense at the household (missing or far fix, missing photos,
 /// duration, visits per day) apply to in-person visits only; the others apply to every
@@ -417,7 +552,7 @@ pub fn evaluate(
     photos: &[PhotoEvidence],
     other_photos: &[OtherPhotoUse],
     cadre_visits: &[CadreVisitSummary],
-    device_skew: Option<Duration>,
+    receipt: &Receipt,
     settings: &EvidenceSettings,
 ) -> Vec<EvidenceFlag> {
     let mut flags = Vec::new();
@@ -533,8 +668,13 @@ pub fn evaluate(
         }
     }
 
+    // Late record (补录), for every mode: a phone visit entered weeks later is as suspect.
+    if let Some(flag) = late_record(visit, receipt.first_submitted_at, settings) {
+        flags.push(flag);
+    }
+
     // Clock skew (R3).
-    if let Some(skew) = device_skew {
+    if let Some(skew) = receipt.device_skew {
         let tolerance = Duration::minutes(i64::from(settings.max_clock_skew_minutes));
         if skew.abs() > tolerance {
             // Round away from zero so a skew just over the tolerance never shows as equal
@@ -550,6 +690,30 @@ pub fn evaluate(
     }
 
     flags
+}
+
+/// 补录: strictly more than `late_record_max_days` from check-in to the server's first
+/// receipt, or strictly more than `late_record_max_hours` from check-in to check-out; exactly
+/// at a limit is not late.
+fn late_record(
+    visit: &Visit,
+    first_submitted_at: OffsetDateTime,
+    settings: &EvidenceSettings,
+) -> Option<EvidenceFlag> {
+    let submitted_late = first_submitted_at - visit.checkin_at
+        > Duration::days(i64::from(settings.late_record_max_days));
+    let duration = visit.checkout_at - visit.checkin_at;
+    let too_long = duration > Duration::hours(i64::from(settings.late_record_max_hours));
+    // In UTC, so the stored flag is the same JSON whichever offset the phone wrote.
+    (submitted_late || too_long).then(|| EvidenceFlag::LateRecord {
+        checkin_at: visit.checkin_at.to_offset(time::UtcOffset::UTC),
+        submitted_at: first_submitted_at.to_offset(time::UtcOffset::UTC),
+        submitted_late,
+        max_days: settings.late_record_max_days,
+        duration_minutes: duration.whole_minutes(),
+        too_long,
+        max_hours: settings.late_record_max_hours,
+    })
 }
 
 /// Metres between two WGS-84 `(lat, lon)` pairs.
@@ -817,6 +981,7 @@ mod tests {
         others: Vec<OtherPhotoUse>,
         cadre: Vec<CadreVisitSummary>,
         skew: Option<Duration>,
+        submitted_at: OffsetDateTime,
         settings: EvidenceSettings,
     }
 
@@ -907,6 +1072,8 @@ mod tests {
                 others,
                 cadre,
                 skew: Some(Duration::minutes(2)),
+                // Received an hour after check-in: an honest sync from the village.
+                submitted_at: datetime!(2026-10-12 10:00 +8),
                 settings: EvidenceSettings::default(),
             }
         }
@@ -918,7 +1085,10 @@ mod tests {
                 &self.photos,
                 &self.others,
                 &self.cadre,
-                self.skew,
+                &Receipt {
+                    first_submitted_at: self.submitted_at,
+                    device_skew: self.skew,
+                },
                 &self.settings,
             )
         }
@@ -1352,6 +1522,99 @@ mod tests {
         );
     }
 
+    // --- DESIGN §5 late record (补录) ------------------------------------------------------
+
+    fn late_record_of(scenario: &Scenario) -> Option<EvidenceFlag> {
+        scenario
+            .run()
+            .into_iter()
+            .find(|flag| flag.code() == "late_record")
+    }
+
+    #[test]
+    fn a_record_received_more_than_seven_days_after_check_in_is_late() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.submitted_at = checkin + Duration::days(7);
+        assert_eq!(
+            late_record_of(&scenario),
+            None,
+            "exactly 7 days is not late"
+        );
+        scenario.submitted_at = checkin + Duration::days(7) + Duration::milliseconds(1);
+        assert_eq!(
+            late_record_of(&scenario),
+            Some(EvidenceFlag::LateRecord {
+                checkin_at: checkin,
+                submitted_at: checkin + Duration::days(7) + Duration::milliseconds(1),
+                submitted_late: true,
+                max_days: 7,
+                duration_minutes: 40,
+                too_long: false,
+                max_hours: 8,
+            })
+        );
+        // A receipt before the claimed check-in (a phone clock set ahead) is not late.
+        scenario.submitted_at = checkin - Duration::days(30);
+        assert_eq!(late_record_of(&scenario), None);
+    }
+
+    #[test]
+    fn a_visit_longer_than_eight_hours_is_late_at_any_mode() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.visit.checkout_at = checkin + Duration::hours(8);
+        assert_eq!(
+            late_record_of(&scenario),
+            None,
+            "exactly 8 hours is not late"
+        );
+        scenario.visit.checkout_at = checkin + Duration::hours(8) + Duration::milliseconds(1);
+        let flag = late_record_of(&scenario);
+        assert!(
+            matches!(
+                flag,
+                Some(EvidenceFlag::LateRecord {
+                    submitted_late: false,
+                    too_long: true,
+                    duration_minutes: 480,
+                    ..
+                })
+            ),
+            "{flag:?}"
+        );
+        // The issue's 100,000-minute visit, made by phone.
+        scenario.visit.mode = VisitMode::Phone;
+        scenario.visit.exception_reason = Some(VisitExceptionReason::WorkingAway);
+        scenario.visit.checkout_at = checkin + Duration::minutes(100_000);
+        assert!(late_record_of(&scenario).is_some());
+    }
+
+    #[test]
+    fn both_late_limits_are_settings_and_one_flag_names_both_reasons() {
+        let mut scenario = Scenario::honest();
+        let checkin = scenario.visit.checkin_at;
+        scenario.settings.late_record_max_days = 2;
+        scenario.settings.late_record_max_hours = 1;
+        scenario.submitted_at = checkin + Duration::days(2) + Duration::minutes(1);
+        scenario.visit.checkout_at = checkin + Duration::minutes(61);
+        let flags: Vec<EvidenceFlag> = scenario
+            .run()
+            .into_iter()
+            .filter(|flag| flag.code() == "late_record")
+            .collect();
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(
+            flags[0].detail(),
+            "签到于 2026-10-12 09:00，服务器 2026-10-14 09:01 才收到，相隔 2 天 0 小时，超过 2 天；\
+             走访时长 1 小时 1 分钟，超过 1 小时，可能是事后补录。"
+        );
+        assert!(!flags[0].is_informational());
+        scenario.settings.late_record_max_days = 3;
+        scenario.settings.late_record_max_hours = 2;
+        assert_eq!(late_record_of(&scenario), None);
+    }
+
     // --- DESIGN §5 / R3 photos --------------------------------------------------------------
 
     #[test]
@@ -1583,6 +1846,7 @@ mod tests {
             Some(moved(HOME, 100_000.0, 0.0)),
         ));
         scenario.skew = Some(Duration::hours(-3));
+        scenario.submitted_at = datetime!(2026-11-20 10:00 +8);
         let expected = [
             "mock_location",
             "gps_inaccurate",
@@ -1593,6 +1857,7 @@ mod tests {
             "photo_reused",
             "too_short",
             "too_many_visits_in_day",
+            "late_record",
             "clock_skew",
         ];
         assert_eq!(scenario.codes(), expected);
@@ -1670,6 +1935,15 @@ mod tests {
                 limit: 8,
             },
             EvidenceFlag::ClockSkew { skew_minutes: -15 },
+            EvidenceFlag::LateRecord {
+                checkin_at: datetime!(2026-09-01 10:00 +8),
+                submitted_at: datetime!(2026-11-09 09:30 +8),
+                submitted_late: true,
+                max_days: 7,
+                duration_minutes: 100_000,
+                too_long: true,
+                max_hours: 8,
+            },
         ]
     }
 
@@ -1699,11 +1973,11 @@ mod tests {
         let mut labels: Vec<_> = flags.iter().map(EvidenceFlag::label_zh).collect();
         codes.dedup();
         labels.dedup();
-        assert_eq!(codes.len(), 15);
-        assert_eq!(labels.len(), 15);
+        assert_eq!(codes.len(), 16);
+        assert_eq!(labels.len(), 16);
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 15, "codes are unique");
+        assert_eq!(codes.len(), 16, "codes are unique");
         for flag in &flags {
             assert!(
                 flag.code()
@@ -1716,22 +1990,83 @@ mod tests {
             assert!(detail.ends_with('。'), "{detail}");
             assert!(flag.to_string().starts_with(flag.label_zh()));
         }
+    }
+
+    /// The text of every flag kind, as a reviewer reads it, with names and without.
+    #[test]
+    fn the_text_of_every_flag_kind_is_pinned() {
+        let mut names = FlagNames::default();
+        names
+            .photos
+            .insert("p".to_owned(), FlagNames::photo_name(1));
+        names
+            .photos
+            .insert("q".to_owned(), FlagNames::photo_name(2));
+        names.visits.insert("a".to_owned(), "本次走访".to_owned());
+        names.visits.insert(
+            "b".to_owned(),
+            FlagNames::visit_name("李小红", datetime!(2026-10-13 00:30 +8), None),
+        );
+        names.visits.insert(
+            "v".to_owned(),
+            FlagNames::visit_name("王大山", datetime!(2026-09-11 17:00 UTC), Some("赵强")),
+        );
+        let named: Vec<String> = one_of_each()
+            .iter()
+            .map(|flag| flag.detail_named(&names))
+            .collect();
+        let expected = [
+            "走访方式为“微信视频”，不计入本月入户走访率。",
+            "入户走访没有定位（室内或山区可能无信号），请结合照片核实。",
+            "手机报告该定位来自模拟位置软件，不能作为到户依据。",
+            "定位精度 150 米，粗于 100 米，无法证明到户。",
+            "定位距农户登记位置 812 米，超过核验范围 310 米（半径加定位精度）。",
+            "本次走访签退到李小红户 10月13日的走访签到相距 100.0 公里、间隔 30 分钟，需时速 200 公里。",
+            "本次走访与李小红户 10月13日的走访相距 5.0 公里，时间却无间隔或重叠。",
+            "入户走访没有照片。",
+            "入户走访没有应用内拍摄的照片（只有 2 张相册照片）。",
+            "照片1标为应用内拍摄，却没有 EXIF 拍摄时间。",
+            "照片1的拍摄时间 2026-10-01 12:00 不在签到签退时间前后范围内。",
+            "照片1的拍摄地点距农户登记位置 2.0 公里，超过 500 米。",
+            "照片1与王大山户 9月12日的走访（帮扶干部 赵强）的照片是同一文件。",
+            "照片1与王大山户 9月12日的走访（帮扶干部 赵强）的照片2高度相似（感知哈希相差 3 位）。",
+            "入户走访仅 4 分钟，少于 10 分钟。",
+            "2026-10-12 当天入户走访 9 户，超过 8 户。",
+            "手机时间比服务器慢 15 分钟，签到和拍摄时间可能不准。",
+            "签到于 2026-09-01 10:00，服务器 2026-11-09 09:30 才收到，相隔 68 天 23 小时，超过 7 天；\
+             走访时长 1666 小时 40 分钟，超过 8 小时，可能是事后补录。",
+        ];
+        assert_eq!(named, expected);
+        // Without names no id leaks into the text: generic names stand in.
+        let generic: Vec<String> = one_of_each().iter().map(EvidenceFlag::detail).collect();
         assert_eq!(
-            EvidenceFlag::GpsFar {
-                distance_m: 812.4,
-                allowed_m: 310.0
-            }
-            .detail(),
-            "定位距农户登记位置 812 米，超过核验范围 310 米（半径加定位精度）。"
+            generic[5],
+            "另一次走访签退到另一次走访签到相距 100.0 公里、间隔 30 分钟，需时速 200 公里。"
         );
         assert_eq!(
-            EvidenceFlag::PhotoExifTimeOutside {
+            generic[13],
+            "照片与另一次走访的照片高度相似（感知哈希相差 3 位）。"
+        );
+        assert_eq!(
+            EvidenceFlag::PhotoExifGpsFar {
                 photo_id: "p".to_owned(),
-                exif_time: datetime!(2026-10-01 04:00 UTC),
+                distance_m: 8_430_544.0,
+                limit_m: 500.0,
+                from_household: false,
             }
-            .detail(),
-            "照片 p 的拍摄时间 2026-10-01 12:00 不在签到签退时间前后范围内。"
+            .detail_named(&names),
+            "照片1的拍摄地点距走访定位 8430.5 公里，超过 500 米。"
         );
+        for (flag, text) in one_of_each().iter().zip(&generic) {
+            for id in ["\"p\"", "\"q\"", "\"a\"", "\"b\"", "\"v\"", "\"h\""] {
+                let bare = id.trim_matches('"');
+                assert!(
+                    !text.contains(&format!(" {bare} ")),
+                    "{}: {text}",
+                    flag.code()
+                );
+            }
+        }
     }
 
     #[test]
@@ -1745,6 +2080,8 @@ mod tests {
         assert_eq!(defaults.max_in_person_visits_per_day, 8);
         assert_eq!(defaults.min_visit_minutes, 10);
         assert_eq!(defaults.max_clock_skew_minutes, 10);
+        assert_eq!(defaults.late_record_max_days, 7);
+        assert_eq!(defaults.late_record_max_hours, 8);
         let partial: EvidenceSettings =
             serde_json::from_str(r#"{"min_visit_minutes": 60, "household_radius_m": 500}"#)
                 .unwrap_or_default();

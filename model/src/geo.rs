@@ -18,6 +18,20 @@ pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     2.0 * EARTH_RADIUS_M * a.sqrt().asin()
 }
 
+/// A distance as the console writes it: whole metres below 1 km ("850 米"), kilometres with
+/// one decimal from 1 km on ("8.4 公里"), so a photo taken in another city reads "8430.5
+/// 公里", not "8430544 米". Flag texts and the location plot's labels both use it.
+pub fn distance_zh(metres: f64) -> String {
+    if !metres.is_finite() {
+        return "未知距离".to_owned();
+    }
+    if metres.round() >= 1_000.0 {
+        format!("{:.1} 公里", metres / 1_000.0)
+    } else {
+        format!("{:.0} 米", metres.max(0.0))
+    }
+}
+
 /// Distance between two points; `None` unless both use the same coordinate system, because
 /// mixing WGS-84 with GCJ-02 silently adds hundreds of metres of error.
 pub fn distance_between(a: &GeoPoint, b: &GeoPoint) -> Option<f64> {
@@ -199,6 +213,19 @@ pub fn distance_normalised(a: &GeoPoint, b: &GeoPoint) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn distances_read_in_metres_below_a_kilometre_and_kilometres_with_one_decimal_above() {
+        use super::distance_zh;
+        assert_eq!(distance_zh(0.0), "0 米");
+        assert_eq!(distance_zh(812.4), "812 米");
+        assert_eq!(distance_zh(999.4), "999 米");
+        assert_eq!(distance_zh(999.6), "1.0 公里");
+        assert_eq!(distance_zh(1_000.0), "1.0 公里");
+        assert_eq!(distance_zh(8_430.0), "8.4 公里");
+        assert_eq!(distance_zh(8_430_544.0), "8430.5 公里");
+        assert_eq!(distance_zh(f64::NAN), "未知距离");
+    }
+
     use super::*;
 
     #[test]

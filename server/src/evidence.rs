@@ -264,7 +264,10 @@ pub fn flags_of(
         &photos,
         &inputs.other_photos,
         &inputs.cadre_visits,
-        device_skew,
+        &evidence::Receipt {
+            first_submitted_at: inputs.first_submitted_at,
+            device_skew,
+        },
         settings,
     )
 }

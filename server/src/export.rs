@@ -15,8 +15,12 @@
 //! rust_xlsxwriter's constant-memory mode: rows spill to a temporary file in row order (title,
 //! header, data, totals), and only the finished, compressed file is held in memory.
 //!
+//! Rows come sorted by village (统计用区划代码 order), household, and then visit time.
+//!
 //! XLSX layout: a title row with the area and period, the Chinese header row frozen and
 //! repeated on every printed page, column widths that fit the content, `#,##0.00` for yuan,
+//! real date and time cells (Beijing time) formatted `yyyy-mm-dd`, `hh:mm` and
+//! `yyyy-mm-dd hh:mm`, so officials can sort and filter by them,
 //! landscape A4 fitted to the page width, page numbers in the footer. CSV: one header row,
 //! then the data rows (no title or totals row, so it stays machine-readable).
 
@@ -397,6 +401,12 @@ enum ColumnKind {
     Integer,
     /// Fen, shown as yuan with 2 decimals.
     Money,
+    /// A calendar date (Beijing), `yyyy-mm-dd`.
+    Date,
+    /// A time of day (Beijing), `hh:mm`.
+    Time,
+    /// A date and time (Beijing), `yyyy-mm-dd hh:mm`.
+    DateTime,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -431,6 +441,18 @@ const fn money(header: &'static str, width: f64) -> Column {
     }
 }
 
+const fn dated(header: &'static str, width: f64, kind: ColumnKind) -> Column {
+    Column {
+        header,
+        width,
+        kind,
+    }
+}
+
+/// Characters of 生产生活情况 the 走访内容 column keeps: enough to read what was seen, short
+/// enough for a printed row.
+const VISIT_CONTENT_CHARS: usize = 60;
+
 const VISIT_COLUMNS: &[Column] = &[
     text("乡镇", 10.0),
     text("村", 12.0),
@@ -440,10 +462,14 @@ const VISIT_COLUMNS: &[Column] = &[
     text("联系电话", 14.0),
     text("帮扶干部", 10.0),
     text("干部电话", 14.0),
-    text("走访日期", 17.0),
+    dated("走访日期", 11.0, ColumnKind::Date),
+    dated("签到时间", 9.0, ColumnKind::Time),
     text("走访方式", 10.0),
     text("是否入户", 9.0),
+    text("走访内容", 40.0),
     text("审核状态", 9.0),
+    text("审核人", 10.0),
+    dated("审核时间", 17.0, ColumnKind::DateTime),
     text("核验提示", 36.0),
     integer("照片数", 7.0),
 ];
@@ -472,7 +498,7 @@ const FLAG_COLUMNS: &[Column] = &[
     text("户编号", 20.0),
     text("户主", 10.0),
     text("帮扶干部", 10.0),
-    text("走访日期", 17.0),
+    dated("走访时间", 17.0, ColumnKind::DateTime),
     text("提示代码", 22.0),
     text("核验提示", 20.0),
     text("详情", 48.0),
@@ -502,7 +528,43 @@ enum Cell {
     Text(String),
     Integer(i64),
     Money(i64),
+    /// A Beijing calendar date.
+    Date(time::Date),
+    /// A Beijing time of day.
+    Time(time::Time),
+    /// A Beijing date and time.
+    DateTime(time::PrimitiveDateTime),
     Empty,
+}
+
+/// An instant as Beijing wall-clock time, the time officials read.
+fn beijing(instant: OffsetDateTime) -> time::PrimitiveDateTime {
+    let local = instant.to_offset(BEIJING);
+    time::PrimitiveDateTime::new(local.date(), local.time())
+}
+
+/// The first [`VISIT_CONTENT_CHARS`] characters of a text on one line, with "…" when cut.
+fn short_content(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut chars = one_line.chars();
+    let kept: String = chars.by_ref().take(VISIT_CONTENT_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{kept}…")
+    } else {
+        kept
+    }
+}
+
+/// Whole minutes: the ledgers show times to the minute, so seconds never make two equal
+/// times look different.
+fn to_minute(time: time::Time) -> time::Time {
+    time::Time::from_hms(time.hour(), time.minute(), 0).unwrap_or(time)
+}
+
+fn excel_date(date: time::Date) -> Result<rust_xlsxwriter::ExcelDateTime, ServiceError> {
+    let year = u16::try_from(date.year()).map_err(|_| ServiceError::Internal)?;
+    rust_xlsxwriter::ExcelDateTime::from_ymd(year, u8::from(date.month()), date.day())
+        .map_err(xlsx_error)
 }
 
 fn cell_text(value: impl Into<String>) -> Cell {
@@ -574,6 +636,7 @@ async fn write_visits(
                 })
                 .unwrap_or_default();
             let [township, village, number, head] = household_cells(&row.household);
+            let checkin = beijing(row.visit.checkin_at);
             sheet.row(&[
                 township,
                 village,
@@ -583,14 +646,25 @@ async fn write_visits(
                 cell_text(masking.apply(SensitiveField::Phone, &row.household.phone)),
                 cell_text(&row.cadre_name),
                 cell_text(masking.apply(SensitiveField::Phone, &row.cadre_phone)),
-                cell_text(beijing_minutes(row.visit.checkin_at)),
+                Cell::Date(checkin.date()),
+                Cell::Time(to_minute(checkin.time())),
                 cell_text(row.visit.mode.label_zh()),
                 cell_text(if row.visit.mode == VisitMode::InPerson {
                     "是"
                 } else {
                     "否"
                 }),
+                cell_text(short_content(&row.visit.observed_situation)),
                 cell_text(row.state.label_zh()),
+                row.decision
+                    .as_ref()
+                    .map_or(Cell::Empty, |(reviewer, _)| cell_text(reviewer)),
+                row.decision
+                    .as_ref()
+                    .map_or(Cell::Empty, |(_, decided_at)| {
+                        let local = beijing(*decided_at);
+                        Cell::DateTime(local.replace_time(to_minute(local.time())))
+                    }),
                 cell_text(flags),
                 Cell::Integer(i64::from(row.photo_count)),
             ])?;
@@ -624,7 +698,10 @@ async fn write_flags(
                     number,
                     head,
                     cell_text(&row.cadre_name),
-                    cell_text(beijing_minutes(row.visit.checkin_at)),
+                    {
+                        let checkin = beijing(row.visit.checkin_at);
+                        Cell::DateTime(checkin.replace_time(to_minute(checkin.time())))
+                    },
                     cell_text(flag.code()),
                     cell_text(flag.label_zh()),
                     cell_text(flag.detail()),
@@ -757,6 +834,9 @@ struct XlsxFormats {
     text: Format,
     integer: Format,
     money: Format,
+    date: Format,
+    time: Format,
+    date_time: Format,
     total_text: Format,
     total_money: Format,
 }
@@ -843,6 +923,9 @@ impl Sheet {
                         | (Cell::Text(_), ColumnKind::Text)
                         | (Cell::Integer(_), ColumnKind::Integer)
                         | (Cell::Money(_), ColumnKind::Money)
+                        | (Cell::Date(_), ColumnKind::Date)
+                        | (Cell::Time(_), ColumnKind::Time)
+                        | (Cell::DateTime(_), ColumnKind::DateTime)
                 )),
             "every cell matches its column's kind"
         );
@@ -852,6 +935,22 @@ impl Sheet {
                     Cell::Text(text) => csv_safe_text(text),
                     Cell::Integer(value) => value.to_string(),
                     Cell::Money(fen) => yuan_text(*fen),
+                    // ISO forms every spreadsheet and script reads as a date or time.
+                    Cell::Date(date) => format!(
+                        "{:04}-{:02}-{:02}",
+                        date.year(),
+                        u8::from(date.month()),
+                        date.day()
+                    ),
+                    Cell::Time(time) => format!("{:02}:{:02}", time.hour(), time.minute()),
+                    Cell::DateTime(at) => format!(
+                        "{:04}-{:02}-{:02} {:02}:{:02}",
+                        at.year(),
+                        u8::from(at.month()),
+                        at.day(),
+                        at.hour(),
+                        at.minute()
+                    ),
                     Cell::Empty => String::new(),
                 }))
                 .map_err(csv_error),
@@ -894,6 +993,33 @@ impl Sheet {
                                 &formats.money
                             },
                         ),
+                        // Dates and times are Excel serial numbers with a date format, so they
+                        // sort, filter and compute as dates.
+                        Cell::Date(date) => worksheet.write_datetime_with_format(
+                            row,
+                            column,
+                            excel_date(*date)?,
+                            &formats.date,
+                        ),
+                        Cell::Time(time) => worksheet.write_datetime_with_format(
+                            row,
+                            column,
+                            rust_xlsxwriter::ExcelDateTime::from_hms(
+                                u16::from(time.hour()),
+                                time.minute(),
+                                time.second(),
+                            )
+                            .map_err(xlsx_error)?,
+                            &formats.time,
+                        ),
+                        Cell::DateTime(at) => worksheet.write_datetime_with_format(
+                            row,
+                            column,
+                            excel_date(at.date())?
+                                .and_hms(u16::from(at.hour()), at.minute(), at.second())
+                                .map_err(xlsx_error)?,
+                            &formats.date_time,
+                        ),
                         Cell::Empty => worksheet.write_blank(row, column, text_format),
                     }
                     .map_err(xlsx_error)?;
@@ -926,6 +1052,9 @@ fn set_up_worksheet(
         text: border(Format::new().set_text_wrap()),
         integer: border(Format::new().set_num_format("0")),
         money: border(Format::new().set_num_format("#,##0.00")),
+        date: border(Format::new().set_num_format("yyyy-mm-dd")),
+        time: border(Format::new().set_num_format("hh:mm")),
+        date_time: border(Format::new().set_num_format("yyyy-mm-dd hh:mm")),
         total_text: border(Format::new().set_bold()),
         total_money: border(Format::new().set_bold().set_num_format("#,##0.00")),
     };

@@ -655,13 +655,21 @@ mod tests {
             settings.wellbeing.school_age_min, 6,
             "unnamed rules keep defaults"
         );
-        let typo = Settings::load(
+        let folder = tempfile::tempdir().expect("temp dir");
+        let typo_file = folder.path().join("typo.toml");
+        std::fs::write(&typo_file, "[wellbeing]\nschool_age = 7\n").expect("write");
+        assert!(
+            Settings::load(Some(&typo_file), Vec::new()).is_err(),
+            "an unknown rule in the file is an error, not silently ignored"
+        );
+        let loaded = Settings::load_reporting(
             None,
             vec![("FIELDSYNC_WELLBEING__SCHOOL_AGE".to_owned(), "7".to_owned())],
-        );
-        assert!(
-            typo.is_err(),
-            "an unknown rule is an error, not silently ignored"
+        )
+        .expect("an unknown variable only warns");
+        assert_eq!(
+            loaded.ignored_variables,
+            ["FIELDSYNC_WELLBEING__SCHOOL_AGE"]
         );
     }
 

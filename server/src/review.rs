@@ -4,6 +4,7 @@
 //! here, once, so every boundary enforces the same rules.
 
 use fieldsync_model::codes::{ReviewState, Role};
+use fieldsync_model::evidence::{EvidenceFlag, FlagNames};
 use fieldsync_model::register::Stamp;
 use fieldsync_model::review::{Decision, DecisionRequest};
 use serde_json::Value;
@@ -443,6 +444,71 @@ pub async fn photo_history(
             PHOTO_HISTORY_LIMIT,
         )
         .await?)
+}
+
+/// The names a flag text uses for the photos and visits it mentions
+/// ([`fieldsync_model::evidence::FlagNames`]): this visit's photos by position (照片1…, as
+/// the page and the location plot number them), this visit as 本次走访, and other visits of
+/// the reviewer's township by household name, date and (when another cadre's) cadre name,
+/// with their photos by position. A visit outside the township keeps its generic name, so
+/// a flag never reveals a household the reviewer may not see.
+pub async fn flag_names(
+    state: &AppState,
+    principal: &Principal,
+    detail: &VisitDetail,
+) -> Result<FlagNames, ServiceError> {
+    let township = reviewer_township(principal)?;
+    let mut names = FlagNames::default();
+    for (index, photo_id) in detail.visit.photo_ids.iter().enumerate() {
+        names
+            .photos
+            .entry(photo_id.clone())
+            .or_insert_with(|| FlagNames::photo_name(index + 1));
+    }
+    names
+        .visits
+        .insert(detail.visit.visit_id.clone(), "本次走访".to_owned());
+    let mut others: Vec<&str> = Vec::new();
+    for flag in detail.flags.iter().flatten() {
+        match flag {
+            EvidenceFlag::ImpossibleTravel {
+                previous_visit_id,
+                next_visit_id,
+                ..
+            } => others.extend([previous_visit_id.as_str(), next_visit_id.as_str()]),
+            EvidenceFlag::PhotoReused { other_visit_id, .. }
+            | EvidenceFlag::PhotoNearDuplicate { other_visit_id, .. } => {
+                others.push(other_visit_id)
+            }
+            _ => {}
+        }
+    }
+    others.sort_unstable();
+    others.dedup();
+    for visit_id in others {
+        if names.visits.contains_key(visit_id) {
+            continue;
+        }
+        let Some(other) = state.store.visit_detail(visit_id).await? else {
+            continue;
+        };
+        if other.household.township_id != township {
+            continue;
+        }
+        let cadre =
+            (other.cadre_user_id != detail.cadre_user_id).then_some(other.cadre_name.as_str());
+        names.visits.insert(
+            visit_id.to_owned(),
+            FlagNames::visit_name(&other.household.head_name, other.visit.checkin_at, cadre),
+        );
+        for (index, photo_id) in other.visit.photo_ids.iter().enumerate() {
+            names
+                .photos
+                .entry(photo_id.clone())
+                .or_insert_with(|| FlagNames::photo_name(index + 1));
+        }
+    }
+    Ok(names)
 }
 
 /// EXIF GPS positions (WGS-84) of the visit's received photos, numbered 1.. in the order

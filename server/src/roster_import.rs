@@ -790,6 +790,12 @@ async fn run_dry_run(
         let validated = roster::validate_rows(&rows, &columns, &county, &mut |done| {
             validating_job.rows_validated.store(done, Ordering::Relaxed);
         });
+        // Every row read has now been dealt with, the template's note rows (skipped above)
+        // included: the count ends equal to the rows read, so the bar ends at 100 %.
+        validating_job.rows_validated.store(
+            validating_job.rows_read.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         drop(rows);
         validating_job.set_phase(JobPhase::Comparing);
         let plan = roster::diff(&validated.households, &county.households, &mut || {

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "FIELDSYNC_";
 
+/// How serde begins the message of a key that names no field (`deny_unknown_fields`):
+/// "unknown field `server`, expected one of …".
+const UNKNOWN_FIELD: &str = "unknown field";
+
 /// A value that must never reach a log line: `Debug` prints `[redacted]`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -252,34 +256,93 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// The phone CLI's own variables (client-core's `fieldsync`): a shell set up for the CLI can
+/// start the server too, and these never reach the server's settings (skipped without a
+/// warning, since they are expected there).
+pub const CLI_VARIABLES: [&str; 5] = [
+    "FIELDSYNC_SERVER",
+    "FIELDSYNC_CA_FILE",
+    "FIELDSYNC_ALLOW_INSECURE_HTTP",
+    "FIELDSYNC_PASSWORD",
+    "FIELDSYNC_NEW_PASSWORD",
+];
+
+/// Settings as loaded, with the `FIELDSYNC_*` variables that named no setting: the binary
+/// names them in a warning once logging is set up (they are ignored, not fatal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedSettings {
+    pub settings: Settings,
+    /// Names of the ignored variables, in the order the environment listed them.
+    pub ignored_variables: Vec<String>,
+}
+
 impl Settings {
-    /// Defaults, then the TOML file (if any), then the given environment variables.
+    /// Defaults, then the TOML file (if any), then the given environment variables. An
+    /// unknown key in the file is an error; an unknown `FIELDSYNC_*` variable is ignored
+    /// ([`Settings::load_reporting`] names them).
     pub fn load(
         file: Option<&Path>,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
+        Ok(Self::load_reporting(file, environment)?.settings)
+    }
+
+    /// [`Settings::load`], also returning the `FIELDSYNC_*` variables that were ignored
+    /// because they name no setting. The file is someone's deliberate configuration, so a
+    /// typo there stops the server; the environment is shared with other programs (the
+    /// phone CLI's [`CLI_VARIABLES`], scripts), so an unknown name there only warns. A known
+    /// variable with a bad value is still an error naming the variable.
+    pub fn load_reporting(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<LoadedSettings, SettingsError> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                text.parse::<toml::Table>().map_err(|error| {
+                let table = text.parse::<toml::Table>().map_err(|error| {
+                    SettingsError::Invalid(format!("{}: {}", path.display(), error.message()))
+                })?;
+                Self::from_table(table.clone()).map_err(|error| {
                     SettingsError::Invalid(format!("{}: {error}", path.display()))
-                })?
+                })?;
+                table
             }
             None => toml::Table::new(),
         };
+        let mut ignored_variables = Vec::new();
         for (name, value) in environment {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
+            if CLI_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
             let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
-            insert_nested(&mut table, &path, parse_env_value(&value));
+            let mut candidate = table.clone();
+            insert_nested(&mut candidate, &path, parse_env_value(&value));
+            match Self::from_table(candidate.clone()) {
+                Ok(_) => table = candidate,
+                Err(message) if message.starts_with(UNKNOWN_FIELD) => {
+                    ignored_variables.push(name);
+                }
+                Err(message) => return Err(SettingsError::Invalid(format!("{name}: {message}"))),
+            }
         }
+        let settings = Self::from_table(table).map_err(SettingsError::Invalid)?;
+        Ok(LoadedSettings {
+            settings,
+            ignored_variables,
+        })
+    }
+
+    /// The settings a TOML table describes, or serde's one-line message.
+    fn from_table(table: toml::Table) -> Result<Self, String> {
         table
             .try_into()
-            .map_err(|error: toml::de::Error| SettingsError::Invalid(error.message().to_owned()))
+            .map_err(|error: toml::de::Error| error.message().trim().to_owned())
     }
 
     /// True when the server speaks TLS (both certificate and key are set); the console
@@ -384,6 +447,26 @@ mod tests {
     }
 
     #[test]
+    fn late_record_limits_are_evidence_settings() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.evidence.late_record_max_days, 7);
+        assert_eq!(defaults.evidence.late_record_max_hours, 8);
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("fieldsync.toml");
+        std::fs::write(&file, "[evidence]\nlate_record_max_days = 3\n").unwrap();
+        let settings = Settings::load(
+            Some(&file),
+            vec![(
+                "FIELDSYNC_EVIDENCE__LATE_RECORD_MAX_HOURS".to_owned(),
+                "12".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(settings.evidence.late_record_max_days, 3);
+        assert_eq!(settings.evidence.late_record_max_hours, 12);
+    }
+
+    #[test]
     fn login_settings_are_a_nested_table_with_owasp_defaults() {
         let settings = Settings::load(
             None,
@@ -458,13 +541,54 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_an_error_not_silently_ignored() {
+    fn unknown_environment_variables_are_named_and_ignored_but_file_typos_stop() {
+        // The phone CLI's variables and unknown ones never stop the server.
+        let loaded = Settings::load_reporting(
+            None,
+            vec![
+                ("FIELDSYNC_SERVER".to_owned(), "https://x".to_owned()),
+                ("FIELDSYNC_PASSWORD".to_owned(), "secret".to_owned()),
+                ("FIELDSYNC_LISTEN_ADR".to_owned(), "x".to_owned()),
+                ("FIELDSYNC_EVIDENCE__RADIUS".to_owned(), "5".to_owned()),
+                ("FIELDSYNC_SESSION_TTL_HOURS".to_owned(), "9".to_owned()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.ignored_variables,
+            ["FIELDSYNC_LISTEN_ADR", "FIELDSYNC_EVIDENCE__RADIUS"],
+            "unknown names are reported; the CLI's own are not"
+        );
+        assert_eq!(loaded.settings.session_ttl_hours, 9, "known ones apply");
+        assert_eq!(loaded.settings.listen_addr, Settings::default().listen_addr);
+
+        // A known variable with a bad value is an error naming it, on one line.
         let error = Settings::load(
             None,
-            vec![("FIELDSYNC_LISTEN_ADR".to_owned(), "x".to_owned())],
+            vec![("FIELDSYNC_SESSION_TTL_HOURS".to_owned(), "soon".to_owned())],
         )
-        .unwrap_err();
-        assert!(error.to_string().contains("listen_adr"), "{error}");
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("FIELDSYNC_SESSION_TTL_HOURS"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+
+        // An unknown key in the file stays an error, naming the file and the key.
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("fieldsync.toml");
+        std::fs::write(&file, "listen_adr = \"0.0.0.0:1\"\n").unwrap();
+        let error = Settings::load(Some(&file), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("listen_adr") && error.contains("fieldsync.toml"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        std::fs::write(&file, "[evidence\n").unwrap();
+        let error = Settings::load(Some(&file), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains('\n'), "one line: {error}");
     }
 
     #[test]

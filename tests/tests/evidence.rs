@@ -349,25 +349,28 @@ async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
 
 #[tokio::test]
 async fn an_honest_visit_with_a_real_photo_has_no_flags() {
-    let server = TestServer::start().await;
-    let mut phone = Phone::login(&server, "cadre01").await;
     let bytes = std::fs::read(test_photo("Canon_40D.jpg")).expect("photo");
-    let mut uploader = Uploader::new(&server, &phone.token).await;
-    uploader.upload(&bytes).await.1.expect("accepted");
     // The visit happened when the camera says the photo was taken (its EXIF local time,
-    // read as Beijing time), at the household.
-    let taken = match server
-        .state
-        .store
-        .photo_meta(&sha256_hex(&bytes))
-        .await
-        .expect("meta")
-        .and_then(|meta| meta.exif_time)
-    {
+    // read as Beijing time), at the household, and reached the server an hour later: the
+    // server's clock stands there, so the visit is no late record (补录).
+    let prepared = fieldsync_server::media::photo::prepare(
+        &bytes,
+        &fieldsync_server::media::photo::Limits::default(),
+        1600,
+    )
+    .expect("a good photo");
+    let taken = match fieldsync_server::evidence::photo_meta(&prepared).exif_time {
         Some(CaptureTime::Local(local)) => local.assume_offset(time::macros::offset!(+8)),
         Some(CaptureTime::Offset(instant)) => instant,
         None => panic!("Canon_40D.jpg has an EXIF time"),
     };
+    let server = TestServer::start_with_clock(std::sync::Arc::new(
+        fieldsync_server::clock::ManualClock::new(taken + Duration::hours(1)),
+    ))
+    .await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let mut uploader = Uploader::new(&server, &phone.token).await;
+    uploader.upload(&bytes).await.1.expect("accepted");
     let household = phone.households[0].clone();
     let mut honest = visit(
         &household,
@@ -422,7 +425,12 @@ async fn a_mock_far_fix_is_flagged_in_the_review_api_and_the_console_and_can_sti
         .find(|flag| flag.code == "gps_far")
         .expect("gps_far");
     assert_eq!(gps_far.label, "定位距农户过远");
-    assert!(gps_far.detail.contains("米"), "{}", gps_far.detail);
+    // About 5 km away: written in kilometres with one decimal, as the location plot does.
+    assert!(
+        gps_far.detail.starts_with("定位距农户登记位置 5.0 公里"),
+        "{}",
+        gps_far.detail
+    );
 
     let queue = supervisor
         .review
@@ -610,7 +618,47 @@ async fn the_same_photo_on_another_households_visit_is_flagged_when_its_upload_c
         .iter()
         .find(|flag| flag.code == "photo_reused")
         .unwrap_or_else(|| panic!("photo_reused on the second visit: {:?}", after.flags));
-    assert!(reused.detail.contains(&first.visit_id), "{}", reused.detail);
+    // Named as a reviewer reads it: the photo by its place in the visit, the other visit
+    // by household and Beijing date (same cadre, so no cadre name); never a raw id.
+    let first_day = (now - Duration::hours(3)).to_offset(time::macros::offset!(+8));
+    assert_eq!(
+        reused.detail,
+        format!(
+            "照片1与{}户 {}月{}日的走访的照片是同一文件。",
+            first_home.head_name,
+            u8::from(first_day.month()),
+            first_day.day()
+        )
+    );
+    for flag in &after.flags {
+        assert!(!flag.detail.contains(&first.visit_id), "{}", flag.detail);
+        assert!(
+            !flag.detail.contains(&second.photo_ids[0]),
+            "{}",
+            flag.detail
+        );
+    }
+    // The console's JSON twin names them the same way.
+    let browser = console_login(&server, "township1").await;
+    let json: serde_json::Value = browser
+        .get(format!(
+            "{}/console/api/visits/{}",
+            server.url(),
+            second.visit_id
+        ))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let api_reused = json["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .find(|flag| flag["code"] == "photo_reused")
+        .expect("photo_reused in JSON");
+    assert_eq!(api_reused["detail"], reused.detail.as_str());
     assert!(
         supervisor
             .flag_codes(&first.visit_id)
@@ -725,4 +773,138 @@ async fn crossing_the_daily_limit_flags_the_days_earlier_visits_too() {
             limit + 1
         );
     }
+}
+
+#[tokio::test]
+async fn a_late_record_is_flagged_from_the_servers_receipt_and_shown_in_the_console_json() {
+    // The server's clock, not the phone's, decides when a visit was submitted.
+    let received = time::macros::datetime!(2026-11-09 09:30 +08:00);
+    let clock = std::sync::Arc::new(fieldsync_server::clock::ManualClock::new(received));
+    let server = TestServer::start_with_clock(clock.clone()).await;
+    let max_days = i64::from(server.state.settings.evidence.late_record_max_days);
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let household = phone.households[0].clone();
+    let fix = Some(fix_near(&household, 20.0, false));
+    // Checked in 69 days before it reached the server; the phone claims it recorded it at
+    // check-out, which changes nothing.
+    let backdated = visit(&household, received - Duration::days(69), fix, Vec::new());
+    // Exactly at the limit: not late.
+    let on_the_limit = visit(
+        &phone.households[1].clone(),
+        received - Duration::days(max_days),
+        Some(fix_near(&phone.households[1], 20.0, false)),
+        Vec::new(),
+    );
+    // Recorded on time but claiming a 100,000-minute visit.
+    let mut endless = visit(
+        &phone.households[2].clone(),
+        received - Duration::hours(2),
+        Some(fix_near(&phone.households[2], 20.0, false)),
+        Vec::new(),
+    );
+    endless.checkout_at = Some(instant_to_wire(
+        received - Duration::hours(2) + Duration::minutes(100_000),
+    ));
+    phone
+        .push(
+            &server,
+            vec![
+                v1::mutation::Payload::SubmitVisit(backdated.clone()),
+                v1::mutation::Payload::SubmitVisit(on_the_limit.clone()),
+                v1::mutation::Payload::SubmitVisit(endless.clone()),
+            ],
+        )
+        .await;
+
+    let browser = console_login(&server, "township1").await;
+    let flags_of = |visit_id: String| {
+        let browser = browser.clone();
+        let url = format!("{}/console/api/visits/{visit_id}", server.url());
+        async move {
+            let json: serde_json::Value = browser
+                .get(url)
+                .send()
+                .await
+                .expect("api")
+                .json()
+                .await
+                .expect("json");
+            json["flags"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let late = |flags: &[serde_json::Value]| {
+        flags
+            .iter()
+            .find(|flag| flag["code"] == "late_record")
+            .cloned()
+    };
+
+    let backdated_flags = flags_of(backdated.visit_id.clone()).await;
+    let flag = late(&backdated_flags).expect("the backdated visit is a late record");
+    assert_eq!(flag["label"], "补录", "{flag}");
+    assert_eq!(
+        flag["detail"],
+        format!(
+            "签到于 2026-09-01 09:30，服务器 2026-11-09 09:30 才收到，相隔 69 天 0 小时，超过 {max_days} 天，可能是事后补录。"
+        ),
+        "the receipt time is the server's: {flag}"
+    );
+
+    assert_eq!(
+        late(&flags_of(on_the_limit.visit_id.clone()).await),
+        None,
+        "exactly the limit is not late"
+    );
+
+    let endless_flags = flags_of(endless.visit_id.clone()).await;
+    let flag = late(&endless_flags).expect("the endless visit is a late record");
+    assert_eq!(
+        flag["detail"],
+        format!(
+            "走访时长 1666 小时 40 分钟，超过 {} 小时，可能是事后补录。",
+            server.state.settings.evidence.late_record_max_hours
+        ),
+        "{flag}"
+    );
+
+    // Shown like the other flags, and never blocking: the supervisor can still approve.
+    let mut supervisor = Supervisor::login(&server).await;
+    let detail = supervisor.get(&backdated.visit_id).await;
+    let shown = detail
+        .flags
+        .iter()
+        .find(|flag| flag.code == "late_record")
+        .expect("the Review API shows it too")
+        .clone();
+    assert_eq!(shown.label, "补录");
+    assert!(shown.detail.contains("相隔 69 天"), "{}", shown.detail);
+    let page = browser
+        .get(format!(
+            "{}/console/visits/{}",
+            server.url(),
+            backdated.visit_id
+        ))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("补录"), "the console page shows the flag");
+    let approved = supervisor
+        .review
+        .decide(authorized(
+            v1::DecideRequest {
+                visit_id: backdated.visit_id.clone(),
+                revision: 1,
+                content_hash: detail.content_hash,
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &supervisor.token,
+        ))
+        .await
+        .expect("approve despite the late record")
+        .into_inner();
+    assert_eq!(approved.state, v1::ReviewState::Approved as i32);
 }

@@ -39,6 +39,11 @@ const CHUNK: usize = 64 * 1024;
 /// A Monday morning in Beijing, inside the business years.
 const BASE: OffsetDateTime = datetime!(2026-11-02 08:00 +08:00);
 
+/// The scenario server's fixed clock: every push is received eight days after `BASE`, so the
+/// visits of the scenario's first day are late records (补录) and the later ones are not,
+/// and the oracle knows each visit's receipt exactly.
+const RECEIVED: OffsetDateTime = datetime!(2026-11-10 08:00 +08:00);
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
@@ -301,7 +306,10 @@ impl Oracle {
             &photos,
             &other_photos,
             &self.cadre_window(visit_id),
-            None,
+            &evidence::Receipt {
+                first_submitted_at: RECEIVED,
+                device_skew: None,
+            },
             &self.settings,
         )
     }
@@ -485,7 +493,10 @@ async fn try_cadre(server: &TestServer, username: &str, oracle: &mut Oracle) -> 
 
 /// One randomized scenario from `seed`.
 async fn run_scenario(seed: u64) {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with_clock(std::sync::Arc::new(
+        fieldsync_server::clock::ManualClock::new(RECEIVED),
+    ))
+    .await;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut oracle = Oracle {
         settings: server.state.settings.evidence.clone(),
@@ -677,6 +688,15 @@ async fn run_scenario(seed: u64) {
                 EvidenceFlag::PhotoReused { .. } | EvidenceFlag::PhotoNearDuplicate { .. }
             ))),
         "seed {seed}: the scenario exercises shared and near-identical photos"
+    );
+    let late = |flags: &Vec<EvidenceFlag>| {
+        flags
+            .iter()
+            .any(|flag| matches!(flag, EvidenceFlag::LateRecord { .. }))
+    };
+    assert!(
+        oracle.expected.values().any(late) && !oracle.expected.values().all(late),
+        "seed {seed}: the scenario has late records (补录) and timely ones"
     );
 }
 

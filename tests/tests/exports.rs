@@ -12,6 +12,7 @@ use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration, latest_per_quarter};
 use fieldsync_model::sync::MutationPayload;
 use fieldsync_model::visit::{Visit, WellbeingCheck};
+use fieldsync_proto::v1;
 use fieldsync_server::demo::DEMO_COUNTY_ID;
 use fieldsync_server::store::{
     HouseholdPairings, PairingFilter, PushAction, PushBatch, PushEntry, SeedData, UserRecord,
@@ -24,7 +25,7 @@ use time::macros::datetime;
 /// 10 March 2026, 10:00 Beijing.
 const MARCH_VISIT: time::OffsetDateTime = datetime!(2026-03-10 02:00 UTC);
 
-const VISIT_HEADERS: [&str; 14] = [
+const VISIT_HEADERS: [&str; 18] = [
     "乡镇",
     "村",
     "户编号",
@@ -34,9 +35,13 @@ const VISIT_HEADERS: [&str; 14] = [
     "帮扶干部",
     "干部电话",
     "走访日期",
+    "签到时间",
     "走访方式",
     "是否入户",
+    "走访内容",
     "审核状态",
+    "审核人",
+    "审核时间",
     "核验提示",
     "照片数",
 ];
@@ -345,14 +350,14 @@ async fn the_township_visit_ledger_is_masked_scoped_and_reads_back_in_both_forma
             .all(|row| !stored.township_two_heads.contains(&text(&row[3]))),
         "another township's rows never appear"
     );
-    let in_person = data.iter().filter(|row| text(&row[10]) == "是").count();
+    let in_person = data.iter().filter(|row| text(&row[11]) == "是").count();
     assert_eq!(
         in_person,
         stored.township_one_visits - 1,
         "one visit by phone"
     );
     assert_eq!(
-        data.iter().filter(|row| !text(&row[12]).is_empty()).count(),
+        data.iter().filter(|row| !text(&row[16]).is_empty()).count(),
         1,
         "the one flagged visit shows its flag"
     );
@@ -687,4 +692,192 @@ async fn the_coverage_export_lists_villages_and_cadres() {
     assert_eq!(by_village, villages);
     let totals = rows.last().expect("totals");
     assert_eq!(text(&totals[0]), "合计（按村）");
+}
+
+/// The Excel serial number of a Beijing date and time, as rust_xlsxwriter writes it.
+fn excel_serial(year: u16, month: u8, day: u8, hour: u16, minute: u8) -> f64 {
+    rust_xlsxwriter::ExcelDateTime::from_ymd(year, month, day)
+        .and_then(|date| date.and_hms(hour, minute, 0))
+        .expect("valid date")
+        .to_excel()
+}
+
+#[tokio::test]
+async fn visit_rows_are_sorted_typed_and_carry_content_and_reviewer() {
+    let server = TestServer::start().await;
+    let township = townships(&server).await[0].clone();
+    let households = paired_households(&server, &township, 2).await;
+    // The first household's three visits are stored latest first, so storage order (and
+    // visit id order) is the reverse of visit time; the second household has one.
+    let times = [
+        MARCH_VISIT + time::Duration::days(2) + time::Duration::hours(4),
+        MARCH_VISIT,
+        MARCH_VISIT + time::Duration::days(1),
+    ];
+    let mut first_visits = Vec::new();
+    for checkin in times {
+        let mut visit = visit_to(&households[0].household_id, VisitMode::InPerson);
+        visit.checkin_at = checkin;
+        visit.checkout_at = checkin + time::Duration::minutes(40);
+        visit.recorded_at_device = visit.checkout_at;
+        store_batch(
+            &server,
+            &households[0].primaries[0].0,
+            vec![MutationPayload::SubmitVisit(visit.clone())],
+        )
+        .await;
+        first_visits.push(visit);
+    }
+    let mut other = visit_to(&households[1].household_id, VisitMode::InPerson);
+    other.observed_situation = format!("{}。{}", "房屋安全，".repeat(20), "结尾");
+    store_batch(
+        &server,
+        &households[1].primaries[0].0,
+        vec![MutationPayload::SubmitVisit(other)],
+    )
+    .await;
+
+    // The supervisor approves the earliest visit over gRPC.
+    let (token, mut review) = server.review_as("township1").await;
+    let earliest = &first_visits[1];
+    let detail = review
+        .get_visit(fieldsync_tests::authorized(
+            v1::GetVisitRequest {
+                visit_id: earliest.visit_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .expect("visit")
+        .into_inner();
+    review
+        .decide(fieldsync_tests::authorized(
+            v1::DecideRequest {
+                visit_id: earliest.visit_id.clone(),
+                revision: 1,
+                content_hash: detail.content_hash,
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("approve");
+
+    let supervisor = console_login(&server, "township1").await;
+    let (status, _, body) = download(
+        &supervisor,
+        &server,
+        "/console/exports/visits.xlsx?month=2026-03",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = xlsx_rows(&body);
+    assert_eq!(headers(&rows), VISIT_HEADERS);
+    let data = &rows[2..];
+    assert_eq!(data.len(), 4);
+
+    // Sorted by village, household, then visit time: each household's rows are together
+    // and in time order; the first household's three rows run 10, 11, 12 March.
+    let numbers: Vec<String> = data.iter().map(|row| text(&row[2])).collect();
+    let mut seen: Vec<&String> = Vec::new();
+    for (index, number) in numbers.iter().enumerate() {
+        if index > 0 && &numbers[index - 1] != number {
+            assert!(
+                !seen.contains(&number),
+                "households are contiguous: {numbers:?}"
+            );
+        }
+        seen.push(number);
+    }
+    let serial = |cell: &Data| match cell {
+        Data::DateTime(at) => {
+            assert!(
+                at.is_datetime(),
+                "a date/time cell, not a duration: {cell:?}"
+            );
+            at.as_f64()
+        }
+        other => panic!("a real date or time cell, got {other:?}"),
+    };
+    let first_rows: Vec<&Vec<Data>> = data
+        .iter()
+        .filter(|row| text(&row[3]) == households[0].head_name)
+        .collect();
+    assert_eq!(first_rows.len(), 3);
+    let instants: Vec<f64> = first_rows
+        .iter()
+        .map(|row| serial(&row[8]) + serial(&row[9]))
+        .collect();
+    assert_eq!(
+        instants,
+        vec![
+            excel_serial(2026, 3, 10, 10, 0),
+            excel_serial(2026, 3, 11, 10, 0),
+            excel_serial(2026, 3, 12, 14, 0),
+        ],
+        "date cells plus time cells, in visit-time order"
+    );
+    // The date cell is a whole day, the time cell a fraction of one.
+    assert_eq!(serial(&first_rows[0][8]), excel_serial(2026, 3, 10, 0, 0));
+    assert!((serial(&first_rows[0][9]) - 10.0 / 24.0).abs() < 1e-9);
+
+    // 走访内容, 审核人, 审核时间: the approved row has a reviewer and a date-time; the others
+    // are blank.
+    assert_eq!(text(&first_rows[0][12]), "家中生产生活正常，养猪两头");
+    assert_eq!(text(&first_rows[0][13]), "已通过");
+    assert!(!text(&first_rows[0][14]).is_empty(), "审核人 named");
+    let decided = serial(&first_rows[0][15]);
+    assert!(decided > excel_serial(2026, 1, 1, 0, 0), "{decided}");
+    for row in &first_rows[1..] {
+        assert_eq!(row[14], Data::Empty);
+        assert_eq!(row[15], Data::Empty);
+    }
+    let long = data
+        .iter()
+        .find(|row| text(&row[3]) == households[1].head_name)
+        .expect("the second household");
+    let content = text(&long[12]);
+    assert!(
+        content.ends_with('…') && content.chars().count() == 61,
+        "{content}"
+    );
+
+    // CSV: the same values as ISO text.
+    let (_, _, body) = download(
+        &supervisor,
+        &server,
+        "/console/exports/visits.csv?month=2026-03",
+    )
+    .await;
+    let (csv_headers, csv_rows) = csv_records(&body);
+    assert_eq!(csv_headers, VISIT_HEADERS);
+    let first_csv: Vec<&Vec<String>> = csv_rows
+        .iter()
+        .filter(|row| row[3] == households[0].head_name)
+        .collect();
+    assert_eq!(
+        first_csv
+            .iter()
+            .map(|row| format!("{} {}", row[8], row[9]))
+            .collect::<Vec<_>>(),
+        ["2026-03-10 10:00", "2026-03-11 10:00", "2026-03-12 14:00"]
+    );
+    assert_eq!(first_csv[0][15].len(), "2026-03-10 10:00".len());
+
+    // The flags list's visit time is a real date-time too.
+    server
+        .state
+        .store
+        .save_visit_flags(&earliest.visit_id, 1, vec![EvidenceFlag::GpsMissing])
+        .await
+        .expect("flag");
+    let (_, _, body) = download(
+        &supervisor,
+        &server,
+        "/console/exports/flags.xlsx?month=2026-03",
+    )
+    .await;
+    let rows = xlsx_rows(&body);
+    assert_eq!(serial(&rows[2][5]), excel_serial(2026, 3, 10, 10, 0));
 }

@@ -370,6 +370,38 @@ async fn health_and_reflection_answer_on_the_same_port() {
         );
     }
 
+    // The older v1alpha reflection is offered too, for clients that only speak it.
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut reflection = ServerReflectionClient::new(server.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner();
+        let response = responses
+            .message()
+            .await
+            .expect("frame")
+            .expect("one response");
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected v1alpha reflection answer {response:?}");
+        };
+        assert!(
+            list.service
+                .iter()
+                .any(|service| service.name == "fieldsync.v1.Sync"),
+            "{list:?}"
+        );
+    }
+
     // The console shares the port.
     let page = reqwest::get(format!("{}/console/login", server.url()))
         .await
@@ -421,4 +453,48 @@ async fn a_cursor_the_server_never_issued_gets_reset() {
         let reset = matches!(frame.frame, Some(v1::pull_response::Frame::Reset(_)));
         assert_eq!(reset, expect_reset, "cursor {cursor:?} got {frame:?}");
     }
+}
+
+/// `LoginResponse.area_id` as documented in auth.proto: a supervisor's township, and for a
+/// cadre the township whose supervisors review their visits (not empty).
+#[tokio::test]
+async fn login_names_the_area_of_supervisors_and_cadres() {
+    let server = TestServer::start().await;
+    let townships: Vec<String> = server
+        .state
+        .store
+        .list_areas(Some(fieldsync_server::demo::DEMO_COUNTY_ID))
+        .await
+        .expect("areas")
+        .into_iter()
+        .map(|area| area.area_id)
+        .collect();
+    let channel = server.channel().await;
+    let area_of = |username: &'static str| {
+        let mut auth = v1::auth_client::AuthClient::new(channel.clone());
+        async move {
+            let response = auth
+                .login(v1::LoginRequest {
+                    username: username.into(),
+                    password: fieldsync_tests::DEMO_PASSWORD.into(),
+                    device_id: uuid::Uuid::now_v7().to_string(),
+                    device_name: "test".into(),
+                    client: Some(client_info()),
+                    wants_refresh_token: false,
+                })
+                .await
+                .expect("login")
+                .into_inner();
+            (response.role, response.area_id)
+        }
+    };
+    let (role, supervisor_area) = area_of("township1").await;
+    assert_eq!(role, v1::Role::Township as i32);
+    assert!(townships.contains(&supervisor_area), "{supervisor_area}");
+    let (role, cadre_area) = area_of("cadre01").await;
+    assert_eq!(role, v1::Role::Cadre as i32);
+    assert!(
+        townships.contains(&cadre_area),
+        "a cadre's area is their township: {cadre_area:?} in {townships:?}"
+    );
 }

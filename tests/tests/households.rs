@@ -498,3 +498,86 @@ async fn wellbeing_counts_link_to_the_households_behind_them() {
     let (_, county_page) = get(&county, &server, "/console/wellbeing").await;
     assert_eq!(count_behind(&county_page, &village, "drinking_water"), 1);
 }
+
+/// The 明白卡 is handed to the household: its 帮扶记录 lists approved visits only, never one
+/// still awaiting review.
+#[tokio::test]
+async fn the_household_card_lists_approved_visits_only() {
+    let server = TestServer::start().await;
+    let device = uuid::Uuid::now_v7().to_string();
+    let token = server.login("cadre01", &device).await;
+    let (households, _, _) = pull_all(server.channel().await, &token).await;
+    let household_id = households
+        .first()
+        .expect("cadre01 has households")
+        .household_id
+        .clone();
+    let mut approved = visit_with_unsafe_water(&household_id);
+    approved.actions = "协调村里送水，联系水利站修水窖。".into();
+    let mut waiting = visit_with_unsafe_water(&household_id);
+    waiting.actions = "尚待审核的帮扶内容。".into();
+    push(
+        &server,
+        &token,
+        &device,
+        vec![
+            v1::mutation::Payload::SubmitVisit(approved.clone()),
+            v1::mutation::Payload::SubmitVisit(waiting.clone()),
+        ],
+    )
+    .await;
+
+    let card_path = format!("/console/households/{household_id}/card");
+    let supervisor = console_login(&server, "township1").await;
+    let (status, before) = get(&supervisor, &server, &card_path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !before.contains("尚待审核的帮扶内容"),
+        "nothing approved yet"
+    );
+    assert!(!before.contains("协调村里送水"));
+    assert!(before.contains("暂无审核通过的走访记录"));
+
+    let (review_token, mut review) = server.review_as("township1").await;
+    let detail = review
+        .get_visit(fieldsync_tests::authorized(
+            v1::GetVisitRequest {
+                visit_id: approved.visit_id.clone(),
+            },
+            &review_token,
+        ))
+        .await
+        .expect("visit")
+        .into_inner();
+    review
+        .decide(fieldsync_tests::authorized(
+            v1::DecideRequest {
+                visit_id: approved.visit_id.clone(),
+                revision: 1,
+                content_hash: detail.content_hash,
+                decision: v1::Decision::Approve as i32,
+                ..Default::default()
+            },
+            &review_token,
+        ))
+        .await
+        .expect("approve");
+
+    let (_, card) = get(&supervisor, &server, &card_path).await;
+    assert!(
+        card.contains("协调村里送水"),
+        "the approved visit is on the card"
+    );
+    assert!(
+        !card.contains("尚待审核的帮扶内容"),
+        "the visit awaiting review is not"
+    );
+    // The console's household page still shows both, with their states.
+    let (_, page) = get(
+        &supervisor,
+        &server,
+        &format!("/console/households/{household_id}"),
+    )
+    .await;
+    assert!(page.contains(&approved.visit_id) && page.contains(&waiting.visit_id));
+}

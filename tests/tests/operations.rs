@@ -812,3 +812,61 @@ async fn json_log_lines_of_a_request_carry_its_request_id() {
     );
     assert!(!text.contains('\u{1b}'), "no colour codes in JSON logs");
 }
+
+/// Issue 14 §8: a shell set up for the phone CLI (`FIELDSYNC_SERVER`) starts the server, an
+/// unknown `FIELDSYNC_*` variable is named in a warning and ignored, and a typo in the
+/// settings file stops the binary with one clear line and no backtrace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_environment_variables_warn_and_settings_errors_are_one_line() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let server = fieldsync_tests::ServerProcess::start_binary(
+        &server_binary(),
+        &root.path().join("data"),
+        true,
+        &[
+            ("FIELDSYNC_SERVER", "https://county.example:7700"),
+            ("FIELDSYNC_NOT_A_SETTING", "1"),
+        ],
+    )
+    .await;
+    let health = reqwest::get(format!("{}/console/login", server.url()))
+        .await
+        .expect("the server serves");
+    assert!(health.status().is_success());
+    let output = server.kill();
+    let warning = output
+        .lines()
+        .find(|line| line.contains("FIELDSYNC_NOT_A_SETTING"))
+        .unwrap_or_else(|| panic!("no warning naming the variable in:\n{output}"));
+    assert!(
+        warning.contains("WARN") || warning.contains("warn"),
+        "{warning}"
+    );
+    assert!(
+        !output.contains("FIELDSYNC_SERVER"),
+        "the CLI's own variable is not the server's concern:\n{output}"
+    );
+
+    let config = root.path().join("fieldsync.toml");
+    std::fs::write(&config, "listen_adr = \"127.0.0.1:0\"\n").expect("write config");
+    let output = command_without_fieldsync_environment(&server_binary())
+        .env("RUST_BACKTRACE", "1")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(root.path().join("other"))
+        .output()
+        .expect("run fieldsync-server");
+    assert!(!output.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(text.trim().lines().count(), 1, "one line:\n{text}");
+    assert!(
+        text.contains("listen_adr") && text.contains("fieldsync.toml"),
+        "{text}"
+    );
+    assert!(!text.contains("backtrace"), "{text}");
+}

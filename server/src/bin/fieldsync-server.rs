@@ -1,5 +1,6 @@
 //! `fieldsync-server`: the thin binary around [`fieldsync_server::serve_when_open`]. It reads
-//! settings (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags),
+//! settings (defaults, TOML file, `FIELDSYNC_*` environment, then command-line flags; an
+//! unknown variable is named in a warning and ignored, a settings error is one line),
 //! optionally seeds the demo county, and serves until Ctrl-C or SIGTERM. `init` sets a
 //! county up for its first run; maintenance subcommands (`audit verify`, `keys rotate-pii`,
 //! `backup`, `restore`) run instead of serving and exit. A folder that is neither
@@ -113,8 +114,20 @@ const EXIT_CHAIN_BROKEN: i32 = 3;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
-    let mut settings = Settings::load(arguments.config.as_deref(), std::env::vars())?;
+    // A settings problem is the operator's to fix: one clear line and exit 1, no error
+    // chain or backtrace (anyhow prints one when RUST_BACKTRACE is set).
+    let loaded = match Settings::load_reporting(arguments.config.as_deref(), std::env::vars()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("fieldsync-server: {error}");
+            std::process::exit(1);
+        }
+    };
+    let mut settings = loaded.settings;
     fieldsync_server::logging::init(&settings);
+    for variable in &loaded.ignored_variables {
+        tracing::warn!(%variable, "ignoring unknown FIELDSYNC_* environment variable: it names no setting");
+    }
     if let Some(data_dir) = arguments.data_dir {
         settings.data_dir = data_dir;
     }

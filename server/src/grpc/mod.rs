@@ -75,10 +75,16 @@ impl Readiness {
 pub fn routes(state: AppState, readiness: &Readiness) -> axum::Router {
     let max_message_bytes = state.settings.max_message_bytes;
     let health_service = readiness.health_service();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fieldsync_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+    // Reflection is offered as `grpc.reflection.v1` and the older `v1alpha`: grpcurl and
+    // current tools ask for v1, but some clients (older grpcurl, Postman, BloomRPC) only
+    // speak v1alpha and would get UNIMPLEMENTED.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fieldsync_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1();
+    let reflection_v1alpha = reflection_builder().build_v1alpha();
     let mut routes = tonic::service::Routes::new(health_service);
     routes = routes.add_service(
         v1::auth_server::AuthServer::new(auth_service::AuthService::new(state.clone()))
@@ -96,11 +102,15 @@ pub fn routes(state: AppState, readiness: &Readiness) -> axum::Router {
         v1::review_server::ReviewServer::new(review_service::ReviewService::new(state))
             .max_decoding_message_size(max_message_bytes),
     );
+    // The descriptor set is compiled in; failing to read it is a build defect, but the
+    // server is still useful without reflection.
     match reflection {
         Ok(reflection) => routes = routes.add_service(reflection),
-        // The descriptor set is compiled in; failing to read it is a build defect, but the
-        // server is still useful without reflection.
-        Err(error) => tracing::error!(%error, "gRPC reflection disabled"),
+        Err(error) => tracing::error!(%error, "gRPC reflection v1 disabled"),
+    }
+    match reflection_v1alpha {
+        Ok(reflection) => routes = routes.add_service(reflection),
+        Err(error) => tracing::error!(%error, "gRPC reflection v1alpha disabled"),
     }
     routes.prepare().into_axum_router()
 }

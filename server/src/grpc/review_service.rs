@@ -88,6 +88,7 @@ impl v1::review_server::Review for ReviewService {
         let principal = principal_of(&self.state, &request).await?;
         let detail =
             crate::review::detail(&self.state, &principal, &request.get_ref().visit_id).await?;
+        let flag_names = crate::review::flag_names(&self.state, &principal, &detail).await?;
         Ok(Response::new(v1::GetVisitResponse {
             visit: Some((&detail.visit).into()),
             household: Some((&detail.household).into()),
@@ -104,7 +105,7 @@ impl v1::review_server::Review for ReviewService {
                 .map(|flag| v1::EvidenceFlag {
                     code: flag.code().to_owned(),
                     label: flag.label_zh().to_owned(),
-                    detail: flag.detail(),
+                    detail: flag.detail_named(&flag_names),
                 })
                 .collect(),
         }))

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use fieldsync_model::codes::{CodeList, VisitMode};
-use fieldsync_model::evidence::EvidenceFlag;
+use fieldsync_model::evidence::{EvidenceFlag, FlagNames};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -36,12 +36,13 @@ pub struct FlagJson {
     pub detail: String,
 }
 
-impl From<&EvidenceFlag> for FlagJson {
-    fn from(flag: &EvidenceFlag) -> Self {
+impl FlagJson {
+    /// The flag with its text naming photos and visits as `names` says.
+    fn named(flag: &EvidenceFlag, names: &FlagNames) -> Self {
         Self {
             code: flag.code(),
             label: flag.label_zh(),
-            detail: flag.detail(),
+            detail: flag.detail_named(names),
         }
     }
 }
@@ -204,6 +205,7 @@ pub async fn visit(
     Path(visit_id): Path<String>,
 ) -> Result<Json<VisitJson>, ApiError> {
     let detail = review::detail(&state.app, &principal, &visit_id).await?;
+    let flag_names = review::flag_names(&state.app, &principal, &detail).await?;
     let correction = review::correction(&state.app, &detail)
         .await?
         .map(CorrectionJson::from);
@@ -221,7 +223,12 @@ pub async fn visit(
         photo_ids: detail.visit.photo_ids,
         photo_ids_received: detail.photo_ids_received,
         flags_computed: detail.flags.is_some(),
-        flags: detail.flags.iter().flatten().map(FlagJson::from).collect(),
+        flags: detail
+            .flags
+            .iter()
+            .flatten()
+            .map(|flag| FlagJson::named(flag, &flag_names))
+            .collect(),
     }))
 }
 

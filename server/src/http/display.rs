@@ -48,11 +48,12 @@ pub fn beijing_month_label(instant: OffsetDateTime) -> String {
     format!("{:04}年{:02}月", local.year(), u8::from(local.month()))
 }
 
-/// Whole metres, or a dash when the distance could not be computed (no fix, no household
-/// location, or mismatched coordinate systems).
+/// A distance as the flags write it (whole 米 below 1 km, 公里 with one decimal above), or a
+/// dash when it could not be computed (no fix, no household location, or mismatched
+/// coordinate systems).
 pub fn metres(distance_m: Option<f64>) -> String {
     match distance_m {
-        Some(distance) if distance.is_finite() => format!("{distance:.0} m"),
+        Some(distance) if distance.is_finite() => fieldsync_model::geo::distance_zh(distance),
         _ => "—".to_owned(),
     }
 }
@@ -114,7 +115,8 @@ mod tests {
 
     #[test]
     fn distances_round_to_metres_and_unknown_is_not_far() {
-        assert_eq!(metres(Some(299.6)), "300 m");
+        assert_eq!(metres(Some(299.6)), "300 米");
+        assert_eq!(metres(Some(11_724_302.0)), "11724.3 公里");
         assert_eq!(metres(None), "—");
         assert_eq!(metres(Some(f64::NAN)), "—");
         assert!(is_beyond(Some(300.5), 300.0));

@@ -10,7 +10,7 @@
 
 use fieldsync_model::CodeList;
 use fieldsync_model::access::mask_phone;
-use fieldsync_model::codes::Role;
+use fieldsync_model::codes::{ReviewState, Role};
 use fieldsync_model::household::Household;
 use fieldsync_model::id_number;
 use fieldsync_model::income::{IncomeRegistration, ResolvedLine};
@@ -765,6 +765,13 @@ pub fn household_card(principal: &Principal, page: &HouseholdPage) -> Markup {
     let full_phone = principal.role != Role::Auditor;
     let place_names: Vec<&str> = page.place.iter().map(|area| area.name.as_str()).collect();
     let this_year = page.years.first();
+    // The card is handed to the household as the record of the help it received: only
+    // visits a supervisor approved belong on it, never one still waiting or sent back.
+    let approved_visits: Vec<_> = dossier
+        .visits
+        .iter()
+        .filter(|item| item.state == ReviewState::Approved)
+        .collect();
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -835,15 +842,15 @@ pub fn household_card(principal: &Principal, page: &HouseholdPage) -> Markup {
                         (measures_table(household))
                     }
                     // A visit history starts on its own page; an empty one stays with the rest.
-                    section.page-break[!dossier.visits.is_empty()] {
+                    section.page-break[!approved_visits.is_empty()] {
                         h2 { "六、帮扶记录" }
-                        @if dossier.visits.is_empty() {
-                            p { "暂无走访记录。" }
+                        @if approved_visits.is_empty() {
+                            p { "暂无审核通过的走访记录。" }
                         } @else {
                             table.visits {
                                 thead { tr { th { "日期" } th { "方式" } th { "帮扶干部" } th { "帮扶内容" } } }
                                 tbody {
-                                    @for item in &dossier.visits {
+                                    @for item in &approved_visits {
                                         tr {
                                             td { (beijing_minutes(item.visit.checkin_at).get(..10).unwrap_or_default()) }
                                             td { (item.visit.mode.label_zh()) }

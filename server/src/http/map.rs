@@ -6,9 +6,13 @@
 //!
 //! Points are projected with a local equirectangular projection around the pin (or the fix
 //! when the household has no pin): at village scale (metres to a few kilometres) its error
-//! is far below GPS accuracy. The math is in pure functions, tested below.
+//! is far below GPS accuracy. The math is in pure functions, tested below. Distances
+//! *written* on the plot are not read off the projection: they are the great-circle
+//! distances of the evidence flags ([`fieldsync_model::geo::distance_m`] between WGS-84
+//! points, written by [`fieldsync_model::geo::distance_zh`]), so the label and the flag
+//! name the same number even for a photo taken in another city.
 
-use fieldsync_model::geo::to_wgs84;
+use fieldsync_model::geo::{distance_m, distance_zh, to_wgs84};
 use fieldsync_model::household::GeoPoint;
 use maud::{Markup, html};
 
@@ -66,8 +70,9 @@ pub fn round_scale_length(at_most_m: f64) -> f64 {
         .unwrap_or(power)
 }
 
-/// "50 米", "1.5 公里": a distance as officials write it.
-pub fn distance_label(metres: f64) -> String {
+/// "50 米", "2 公里": the scale bar's round length as officials write it (a round length
+/// needs no decimal; measured distances use [`distance_zh`]).
+pub fn scale_label(metres: f64) -> String {
     if metres >= 1_000.0 {
         let kilometres = metres / 1_000.0;
         if (kilometres - kilometres.round()).abs() < 0.05 {
@@ -158,6 +163,28 @@ pub fn location_map(input: &MapInput) -> Option<Markup> {
         .map(|(number, lat, lon)| (*number, projection.to_metres(*lat, *lon)))
         .collect();
     let length = |(east, north): (f64, f64)| east.hypot(north);
+    // The labels' great-circle distances, measured as the flags measure them: the fix from
+    // the pin (gps_far), a photo from the fix, or from the pin without a fix
+    // (photo_exif_gps_far).
+    let fix_from_pin = pin
+        .zip(fix)
+        .map(|(pin, (point, _))| distance_m(pin.lat, pin.lon, point.lat, point.lon));
+    let photo_reference = fix
+        .map(|(point, _)| (point, "定位点"))
+        .or(pin.map(|pin| (pin, "农户")));
+    let photo_label = |lat: f64, lon: f64| {
+        photo_reference.map(|(from, name)| {
+            format!(
+                "距{name} {}",
+                distance_zh(distance_m(from.lat, from.lon, lat, lon))
+            )
+        })
+    };
+    let photo_labels: Vec<Option<String>> = input
+        .photo_points
+        .iter()
+        .map(|(_, lat, lon)| photo_label(*lat, *lon))
+        .collect();
     let mut reaches = Vec::new();
     if pin.is_some() {
         reaches.push(input.radius_m);
@@ -198,15 +225,15 @@ pub fn location_map(input: &MapInput) -> Option<Markup> {
                 }
                 circle #map-fix cx=(number(x)) cy=(number(y)) r="6" fill="#0969da" stroke="#fff" stroke-width="2" {}
                 text x=(number(x + 9.0)) y=(number(y - 8.0)) font-size="12" fill="#0550ae" {
-                    "定位点" @if pin.is_some() { " " (distance_label(length(at))) }
+                    "定位点" @if let Some(metres) = fix_from_pin { " " (distance_zh(metres)) }
                 }
             }
-            @for (index, at) in &photo_metres {
+            @for ((index, at), label) in photo_metres.iter().zip(&photo_labels) {
                 @let (clamped, outside) = frame.clamp(*at);
                 @let (x, y) = frame.to_svg(clamped);
                 rect.map-photo x=(number(x - 5.0)) y=(number(y - 5.0)) width="10" height="10" fill="#bf8700" stroke="#fff" {}
                 text x=(number(x + 7.0)) y=(number(y + 14.0)) font-size="11" fill="#7d4e00" {
-                    "照片" (index) @if outside { " " (distance_label(length(*at))) "外" }
+                    "照片" (index) @if outside && let Some(label) = label { " " (label) }
                 }
             }
             @if pin.is_some() {
@@ -223,7 +250,7 @@ pub fn location_map(input: &MapInput) -> Option<Markup> {
                 line x1="14" y1=(PLOT_SIZE - 16.0) x2=(number(14.0 + bar_px)) y2=(PLOT_SIZE - 16.0) stroke="#1f2328" stroke-width="3" {}
                 line x1="14" y1=(PLOT_SIZE - 22.0) x2="14" y2=(PLOT_SIZE - 10.0) stroke="#1f2328" {}
                 line x1=(number(14.0 + bar_px)) y1=(PLOT_SIZE - 22.0) x2=(number(14.0 + bar_px)) y2=(PLOT_SIZE - 10.0) stroke="#1f2328" {}
-                text x="14" y=(PLOT_SIZE - 26.0) font-size="12" fill="#1f2328" { (distance_label(bar_m)) }
+                text x="14" y=(PLOT_SIZE - 26.0) font-size="12" fill="#1f2328" { (scale_label(bar_m)) }
             }
         }
     })
@@ -277,9 +304,9 @@ mod tests {
         assert_eq!(round_scale_length(260.0), 200.0);
         assert_eq!(round_scale_length(999.0), 500.0);
         assert_eq!(round_scale_length(3_100.0), 2_000.0);
-        assert_eq!(distance_label(200.0), "200 米");
-        assert_eq!(distance_label(2_000.0), "2 公里");
-        assert_eq!(distance_label(1_540.0), "1.5 公里");
+        assert_eq!(scale_label(200.0), "200 米");
+        assert_eq!(scale_label(2_000.0), "2 公里");
+        assert_eq!(scale_label(1_540.0), "1.5 公里");
     }
 
     #[test]
@@ -289,6 +316,50 @@ mod tests {
         assert!(close(half_extent_m(&[300.0, 120.0]), 345.0, 1e-9));
         assert_eq!(half_extent_m(&[300.0, 80_000.0]), MAX_HALF_EXTENT_M);
         assert!(close(half_extent_m(&[f64::NAN, 100.0]), 115.0, 1e-9));
+    }
+
+    /// The photo: a camera that kept a position from another country. The label is
+    /// the flag's great-circle distance from the fix, not the flat projection's.
+    #[test]
+    fn far_labels_use_the_flags_great_circle_distance() {
+        let pin = GeoPoint {
+            lat: 26.6470,
+            lon: 106.6302,
+            crs: Crs::Wgs84,
+        };
+        let fix = GeoPoint {
+            lat: 26.6472,
+            lon: 106.6302,
+            crs: Crs::Wgs84,
+        };
+        let (photo_lat, photo_lon) = (52.52, 13.40);
+        let svg = location_map(&MapInput {
+            pin: Some(pin),
+            radius_m: 300.0,
+            fix: Some((fix, 10.0)),
+            photo_points: vec![(1, photo_lat, photo_lon)],
+        })
+        .expect("a plot")
+        .into_string();
+        let great_circle = distance_m(fix.lat, fix.lon, photo_lat, photo_lon);
+        let flag = fieldsync_model::evidence::EvidenceFlag::PhotoExifGpsFar {
+            photo_id: "p".to_owned(),
+            distance_m: great_circle,
+            limit_m: 500.0,
+            from_household: false,
+        }
+        .detail();
+        let label = distance_zh(great_circle);
+        assert!(label.ends_with(" 公里"), "{label}");
+        assert!(flag.contains(&label), "{flag}");
+        assert!(svg.contains(&format!("照片1 距定位点 {label}")), "{svg}");
+        let flat = {
+            let projection = LocalProjection::around(pin.lat, pin.lon);
+            let (east, north) = projection.to_metres(photo_lat, photo_lon);
+            distance_zh(east.hypot(north))
+        };
+        assert_ne!(flat, label, "the flat projection disagrees this far away");
+        assert!(!svg.contains(&flat));
     }
 
     #[test]
@@ -344,6 +415,10 @@ mod tests {
         ] {
             assert!(svg.contains(part), "{part} missing from {svg}");
         }
+        assert!(
+            !svg.contains("照片1 距"),
+            "a photo inside the plot needs no distance"
+        );
         assert!(!svg.contains("<script"), "the plot is inert markup");
         // Inside <svg> the HTML parser does not close void-looking tags: every element is
         // closed explicitly, or the rest of the plot would nest inside the first <rect>.

@@ -258,6 +258,7 @@ pub async fn visit_detail(
     let correction = review::correction(app, &detail).await?;
     let history = review::photo_history(app, &detail).await?;
     let photo_points = review::photo_gps_points(app, &detail).await?;
+    let flag_names = review::flag_names(app, &principal, &detail).await?;
     let view = review_views::DetailView {
         principal: &principal,
         detail: &detail,
@@ -269,6 +270,7 @@ pub async fn visit_detail(
         correction: correction.as_ref(),
         history: &history,
         photo_points: &photo_points,
+        flag_names: &flag_names,
     };
     Ok(review_views::detail_page(&view).into_response())
 }

@@ -9,7 +9,7 @@
 //! `shortcut-help`, rows with `data-visit-href`).
 
 use fieldsync_model::codes::{CodeList, ReviewState, VisitMode};
-use fieldsync_model::evidence::EvidenceFlag;
+use fieldsync_model::evidence::{EvidenceFlag, FlagNames};
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::id_number;
 use fieldsync_model::review::{ReturnReason, return_reason_label};
@@ -235,23 +235,24 @@ pub struct DetailView<'a> {
     pub history: &'a [HouseholdPhoto],
     /// EXIF GPS points of this visit's photos: (photo number, lat, lon).
     pub photo_points: &'a [(usize, f64, f64)],
+    /// What the flag texts call the photos and visits they mention.
+    pub flag_names: &'a FlagNames,
 }
 
-/// Distance between the fix and the household pin: the stored one, else computed when both
-/// points share a coordinate system.
+/// Distance between the fix and the household pin, measured as the gps_far flag measures it:
+/// great-circle between the two points converted to WGS-84, so the page and the flag show
+/// the same number.
 fn fix_distance(detail: &VisitDetail) -> Option<f64> {
-    detail.distance_m.or_else(|| {
-        let gps = detail.visit.gps?;
-        let home = detail.household.location?;
-        fieldsync_model::geo::distance_between(
-            &GeoPoint {
-                lat: gps.lat,
-                lon: gps.lon,
-                crs: gps.crs,
-            },
-            &home,
-        )
-    })
+    let gps = detail.visit.gps?;
+    let home = detail.household.location?;
+    Some(fieldsync_model::geo::distance_normalised(
+        &GeoPoint {
+            lat: gps.lat,
+            lon: gps.lon,
+            crs: gps.crs,
+        },
+        &home,
+    ))
 }
 
 /// Notes beside the evidence flags that are not flags: the state of the checks themselves.
@@ -284,7 +285,7 @@ fn pending_photos(detail: &VisitDetail) -> usize {
 
 /// The 核验提示 box: the visit's evidence flags (DESIGN §5), each with its label and the
 /// numbers behind it. They inform the reviewer; they never reject or block a decision.
-fn evidence_box(detail: &VisitDetail) -> Markup {
+fn evidence_box(detail: &VisitDetail, names: &FlagNames) -> Markup {
     let flags: &[EvidenceFlag] = detail.flags.as_deref().unwrap_or_default();
     let notes = evidence_notes(detail);
     let warns = flags.iter().any(|flag| !flag.is_informational());
@@ -297,7 +298,7 @@ fn evidence_box(detail: &VisitDetail) -> Markup {
                         @for flag in flags {
                             li data-flag=(flag.code()) {
                                 span.badge.flag.info[flag.is_informational()] { (flag.label_zh()) }
-                                " " (flag.detail())
+                                " " (flag.detail_named(names))
                             }
                         }
                     }
@@ -541,7 +542,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
             }
             h1 { (title) " " span.count { (household.village_name) } " " (state_badge(detail.state)) }
             (shortcut_help(true))
-            (evidence_box(detail))
+            (evidence_box(detail, view.flag_names))
             @if let Some(correction) = view.correction {
                 (correction_section(detail, correction))
             }
@@ -586,7 +587,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                                 (gps_rows(gps))
                                 tr { th { "距农户位置" } td.far[is_beyond(distance, limit)] {
                                     (metres(distance))
-                                    @if is_beyond(distance, limit) { " （超出 " (format!("{limit:.0}")) " 米核验范围）" }
+                                    @if is_beyond(distance, limit) { " （超出 " (fieldsync_model::geo::distance_zh(limit)) "核验范围）" }
                                 } }
                             }
                         },

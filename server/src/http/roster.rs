@@ -310,6 +310,21 @@ fn upload_page(principal: &Principal, runs: &[ImportRun], error: Option<&str>) -
     )
 }
 
+/// The validation bar's value: the rows validated so far while the job runs, and all rows
+/// read once validation is over (a finished dry run never shows a bar short of 100 %); a
+/// job that failed shows where it stopped.
+fn validated_for_bar(view: &JobView) -> u64 {
+    let validation_over = !matches!(
+        view.phase,
+        JobPhase::Reading | JobPhase::Validating | JobPhase::Failed
+    );
+    if validation_over && view.error.is_none() {
+        view.rows_read
+    } else {
+        view.rows_validated.min(view.rows_read)
+    }
+}
+
 fn progress_page(principal: &Principal, view: &JobView) -> Markup {
     layout(
         "导入进度",
@@ -327,7 +342,7 @@ fn progress_page(principal: &Principal, view: &JobView) -> Markup {
                     tr { th { "已校验行数" } td {
                         (view.rows_validated)
                         @if view.rows_read > 0 {
-                            " " progress max=(view.rows_read) value=(view.rows_validated.min(view.rows_read)) {}
+                            " " progress max=(view.rows_read) value=(validated_for_bar(view)) {}
                         }
                     } }
                     @if matches!(view.phase, JobPhase::Applying | JobPhase::Applied) {
@@ -462,6 +477,15 @@ mod tests {
         let done = progress_page(&admin(), &job(JobPhase::Ready, Some(unchanged))).into_string();
         assert!(!done.contains("http-equiv"));
         assert!(done.contains("无变化"));
+        // Done: the bar is full even when the last progress report was short of the total.
+        assert!(
+            done.contains(r#"<progress max="1200" value="1200">"#),
+            "{done}"
+        );
+        assert!(
+            running.contains(r#"<progress max="1200" value="600">"#),
+            "{running}"
+        );
         assert!(!done.contains("确认导入"), "nothing to apply");
     }
 

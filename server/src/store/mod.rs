@@ -500,6 +500,8 @@ pub struct EvidenceInputs {
     pub cadre_user_id: String,
     /// When the server received the latest revision.
     pub submitted_at: OffsetDateTime,
+    /// When the server received the first revision (the 补录 check measures from it).
+    pub first_submitted_at: OffsetDateTime,
     pub household_location: Option<GeoPoint>,
     /// This visit's photo records in upload order (arrived or not).
     pub photos: Vec<EvidencePhoto>,
@@ -1008,7 +1010,8 @@ impl AuditRecord {
 }
 
 /// Where the next page of an export continues (keyset paging): export rows come ordered by
-/// village id, household id and then the row's own id (visit id, or `YYYY-Q` for income).
+/// village id, household id and then the row's own key (for visits the check-in time then
+/// the visit id, [`VisitLedgerRow::row_key`]; `YYYY-Q` for income).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportCursor {
     pub village_id: String,
@@ -1045,6 +1048,11 @@ pub struct VisitLedgerRow {
     /// Evidence flags of the revision; `None` before they were computed.
     pub flags: Option<Vec<EvidenceFlag>>,
     pub photo_count: u32,
+    /// 审核人 and 审核时间: who decided on this revision and when; `None` while undecided.
+    pub decision: Option<(String, OffsetDateTime)>,
+    /// The row's place within its household, as the store orders it (check-in time, then
+    /// visit id); opaque to callers, handed back in the cursor.
+    pub row_key: String,
 }
 
 impl VisitLedgerRow {
@@ -1053,7 +1061,7 @@ impl VisitLedgerRow {
         ExportCursor {
             village_id: self.household.village_id.clone(),
             household_id: self.household.household_id.clone(),
-            row_key: self.visit.visit_id.clone(),
+            row_key: self.row_key.clone(),
         }
     }
 }

@@ -109,12 +109,17 @@ struct OwnVisit {
     device_id: String,
     household_id: String,
     submitted_at: i64,
+    /// The server's receipt of the first revision, for the 补录 check.
+    first_submitted_at: i64,
 }
 
 fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnVisit>> {
-    let row: Option<(String, String, String, String, i64)> = connection
+    // The first revision's receipt is one primary-key probe beside the latest revision.
+    let row: Option<(String, String, String, String, i64, i64)> = connection
         .prepare_cached(
-            "SELECT household_id, author_user_id, device_id, body, submitted_at
+            "SELECT household_id, author_user_id, device_id, body, submitted_at,
+                    (SELECT first.submitted_at FROM visits AS first
+                     WHERE first.visit_id = ?1 ORDER BY first.revision LIMIT 1)
              FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
         )?
         .query_row(params![visit_id], |row| {
@@ -124,10 +129,12 @@ fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnV
                 row.get(2)?,
                 row.get(3)?,
                 row.get(4)?,
+                row.get(5)?,
             ))
         })
         .optional()?;
-    let Some((household_id, author, device_id, body, submitted_at)) = row else {
+    let Some((household_id, author, device_id, body, submitted_at, first_submitted_at)) = row
+    else {
         return Ok(None);
     };
     Ok(Some(OwnVisit {
@@ -136,6 +143,7 @@ fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnV
         device_id,
         household_id,
         submitted_at,
+        first_submitted_at,
     }))
 }
 
@@ -494,6 +502,7 @@ fn assemble(
         visit: own.visit,
         cadre_user_id: own.author,
         submitted_at: from_millis(own.submitted_at)?,
+        first_submitted_at: from_millis(own.first_submitted_at)?,
         household_location,
         photos,
         other_photos,

@@ -12,7 +12,9 @@ use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{decode_flags, decode_household, decode_json, from_sql_unsigned, parse_state};
+use super::{
+    decode_flags, decode_household, decode_json, from_millis, from_sql_unsigned, parse_state,
+};
 use crate::store::{
     AuditRecord, ExportCursor, ExportHousehold, IncomeLedgerRow, StoreError, StoreResult,
     VisitLedgerRow,
@@ -84,22 +86,30 @@ pub(super) fn export_visits(
     limit: u32,
 ) -> StoreResult<Vec<VisitLedgerRow>> {
     let cursor = after.cloned().unwrap_or_default();
+    // Within a household, visits come in check-in order: the row key is the check-in
+    // instant in milliseconds, zero-padded so text order is time order (validation keeps visits
+    // within the business years 2000–2100, so the instant is positive), then the visit id for equal times.
+    let row_key_sql = "printf('%015d|%s', COALESCE(vi.checkin_at_ms, 0), vi.visit_id)";
     // The empty cursor sorts before every id, so one statement serves the first page too.
     let sql = format!(
         "SELECT {HOUSEHOLD_COLUMNS}, vi.body, vi.state, vi.evidence_flags,
                 COALESCE(u.display_name, vi.author_user_id), COALESCE(pii_open(u.phone, 'users.phone/' || u.user_id), ''),
-                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = vi.visit_id)
+                (SELECT COUNT(*) FROM photos p WHERE p.visit_id = vi.visit_id),
+                COALESCE(reviewer.display_name, d.reviewer_user_id), d.decided_at,
+                {row_key_sql}
          {HOUSEHOLD_JOINS}
          JOIN visits vi ON vi.household_id = h.household_id
          LEFT JOIN users u ON u.user_id = vi.author_user_id
+         LEFT JOIN decisions d ON d.visit_id = vi.visit_id AND d.revision = vi.revision
+         LEFT JOIN users reviewer ON reviewer.user_id = d.reviewer_user_id
          WHERE {HOUSEHOLD_IN_AREA}
            AND vi.business_month = ?2
            AND NOT EXISTS (SELECT 1 FROM visits newer
                            WHERE newer.visit_id = vi.visit_id AND newer.revision > vi.revision)
            AND {}
-         ORDER BY h.village_id, h.household_id, vi.visit_id
+         ORDER BY h.village_id, h.household_id, {row_key_sql}
          LIMIT ?6",
-        after_cursor("vi.visit_id", 3)
+        after_cursor(row_key_sql, 3)
     );
     let mut statement = connection.prepare(&sql)?;
     let mut rows = statement.query(params![
@@ -128,6 +138,14 @@ pub(super) fn export_visits(
             cadre_name: row.get(10)?,
             cadre_phone: row.get(11)?,
             photo_count: from_sql_unsigned(row.get(12)?, "photo count")?,
+            decision: match (
+                row.get::<_, Option<String>>(13)?,
+                row.get::<_, Option<i64>>(14)?,
+            ) {
+                (Some(reviewer), Some(decided_at)) => Some((reviewer, from_millis(decided_at)?)),
+                _ => None,
+            },
+            row_key: row.get(15)?,
         });
     }
     Ok(page)
