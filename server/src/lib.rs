@@ -298,7 +298,12 @@ pub async fn serve_when_open(
 
     // 1. Starting: serve the starting routes while the storage opens. A shutdown now ends
     //    the server before it ever served.
+    //    `biased`: the opening is polled first, so a state that is already open (tests,
+    //    `serve_with_metrics`) is taken before the listener accepts anything, and no request
+    //    ever meets the starting routes once the caller holds an open state. (Accepting
+    //    happens only while `serving` is polled.)
     let state = tokio::select! {
+        biased;
         opened = opening => opened?,
         outcome = &mut serving => return outcome,
     };
