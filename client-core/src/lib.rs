@@ -51,7 +51,7 @@ pub use crate::income::{IncomeState, LocalIncome, YuanError, format_fen, parse_y
 pub use crate::progress::{CancelSync, IgnoreProgress, SyncObserver, SyncPhase};
 pub use crate::records::{Heartbeat, OutboxEntry, SignOutReason, VisitState};
 pub use crate::store::RejectedMutation;
-pub use crate::sync::SyncReport;
+pub use crate::sync::{SyncChanges, SyncReport};
 
 use crate::edits::CardEdit;
 use crate::records::{LoginRequest, MutationKind};

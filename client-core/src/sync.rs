@@ -264,6 +264,20 @@ pub struct SyncReport {
     pub households_removed: u64,
     pub visit_statuses_pulled: u64,
     pub resets: u64,
+    /// What the app's screens should reload after this sync.
+    pub changes: SyncChanges,
+}
+
+/// The records a sync changed on this phone, so the app refreshes only what it shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncChanges {
+    /// Households pulled (new or changed cards) or removed from this phone.
+    pub household_ids: std::collections::BTreeSet<String>,
+    /// Visits the server accepted or refused in this sync, or whose review status (通过,
+    /// 退回) was pulled; a returned visit is also a task (待整改).
+    pub visit_ids: std::collections::BTreeSet<String>,
+    /// The replica was replaced as a whole (first pull, or after a RESET): reload everything.
+    pub everything: bool,
 }
 
 /// Everything `run` needs from the client.
@@ -372,6 +386,12 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
         report.mutations_applied += summary.applied;
         report.mutations_duplicate += summary.duplicates;
         report.rejected.extend(summary.rejected);
+        report.changes.visit_ids.extend(
+            entries
+                .iter()
+                .filter(|entry| entry.kind == MutationKind::SubmitVisit)
+                .map(|entry| entry.subject_id.clone()),
+        );
         entries_done += planned.last_seq - planned.first_seq + 1;
         context.observer.items_done(
             SyncPhase::Push,
@@ -591,6 +611,21 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                             "pull checksum mismatch; nothing applied (torn stream?)".into(),
                         ));
                     }
+                    for page in &buffered {
+                        let changes = &mut report.changes;
+                        changes.household_ids.extend(
+                            page.households
+                                .iter()
+                                .map(|household| household.household_id.clone())
+                                .chain(page.removed_household_ids.iter().cloned()),
+                        );
+                        changes.visit_ids.extend(
+                            page.visit_statuses
+                                .iter()
+                                .map(|status| status.visit_id.clone()),
+                        );
+                    }
+                    report.changes.everything |= replace_replica;
                     let summary = store.apply_checkpoint(&Checkpoint {
                         pages: &buffered,
                         cursor: &new_cursor,

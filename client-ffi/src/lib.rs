@@ -19,7 +19,7 @@ pub mod progress;
 pub mod records;
 
 pub use error::{FieldsyncError, FieldsyncResult};
-pub use progress::{SyncPhase, SyncProgressObserver};
+pub use progress::{ChangeListener, SyncPhase, SyncProgressObserver};
 pub use records::*;
 
 uniffi::setup_scaffolding!();
@@ -32,6 +32,8 @@ pub struct FieldsyncClient {
     runtime: tokio::runtime::Runtime,
     /// The cancel flag of the running sync, if any.
     running_sync: Mutex<Option<CancelSync>>,
+    /// Told what each sync changed.
+    change_listener: Mutex<Option<Arc<dyn ChangeListener>>>,
 }
 
 impl std::fmt::Debug for FieldsyncClient {
@@ -71,6 +73,7 @@ impl FieldsyncClient {
             client,
             runtime,
             running_sync: Mutex::new(None),
+            change_listener: Mutex::new(None),
         }))
     }
 
@@ -218,6 +221,7 @@ impl FieldsyncClient {
     /// the observer) stops it at the next step with `FieldsyncError::Cancelled`, and the next
     /// sync resumes where it stopped.
     pub fn sync(&self, observer: Arc<dyn SyncProgressObserver>) -> FieldsyncResult<SyncReport> {
+        let tasks_before = self.client.tasks()?;
         let cancel = CancelSync::new();
         *self.lock_running_sync() = Some(cancel.clone());
         let forward = progress::ForwardToApp(observer);
@@ -225,7 +229,27 @@ impl FieldsyncClient {
             .runtime
             .block_on(self.client.sync_with_progress(&forward, &cancel));
         *self.lock_running_sync() = None;
-        Ok(result?.into())
+        let mut report = SyncReport::from(result?);
+        report.changes.task_visit_ids = changed_tasks(&tasks_before, &self.client.tasks()?);
+        let listener = self
+            .change_listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(listener) = listener
+            && !report.changes.is_empty()
+        {
+            listener.on_changes(report.changes.clone());
+        }
+        Ok(report)
+    }
+
+    /// Register (or with `None` remove) the listener told what each sync changed.
+    pub fn set_change_listener(&self, listener: Option<Arc<dyn ChangeListener>>) {
+        *self
+            .change_listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = listener;
     }
 
     /// Stop the running sync at its next step. Returns false when no sync was running.
@@ -261,6 +285,25 @@ impl FieldsyncClient {
                 other => other.into(),
             })
     }
+}
+
+/// Visit ids of tasks that appeared, disappeared or changed between two task lists.
+fn changed_tasks(
+    before: &[fieldsync_client::Task],
+    after: &[fieldsync_client::Task],
+) -> Vec<String> {
+    let mut changed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for task in before {
+        if !after.contains(task) {
+            changed.insert(task.visit_id.clone());
+        }
+    }
+    for task in after {
+        if !before.contains(task) {
+            changed.insert(task.visit_id.clone());
+        }
+    }
+    changed.into_iter().collect()
 }
 
 /// Refuse a photo file that is not an image, from its first bytes (the same magic numbers

@@ -62,3 +62,11 @@ impl core::SyncObserver for ForwardToApp {
         self.0.on_photo_bytes(sha256.to_owned(), sent, total);
     }
 }
+
+/// Implemented by the app to refresh its screens after a sync: called once after each
+/// sync that changed something, on the thread that called `sync`, before `sync` returns.
+/// (After a failed or cancelled sync it is not called; reload the lists then.)
+#[uniffi::export(with_foreign)]
+pub trait ChangeListener: Send + Sync {
+    fn on_changes(&self, changes: crate::records::ChangedRecords);
+}

@@ -480,6 +480,31 @@ pub struct SyncReport {
     pub households_pulled: u64,
     pub households_removed: u64,
     pub visit_statuses_pulled: u64,
+    /// What the screens should reload (also given to the change listener).
+    pub changes: ChangedRecords,
+}
+
+/// The records one sync changed on this phone, so screens refresh without polling.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ChangedRecords {
+    /// Households pulled (new or changed cards) or removed from this phone.
+    pub household_ids: Vec<String>,
+    /// Visits the server accepted or refused, or whose review status was pulled.
+    pub visit_ids: Vec<String>,
+    /// Visits that became, stopped being, or changed as tasks (待整改).
+    pub task_visit_ids: Vec<String>,
+    /// The whole replica was replaced (first pull, RESET): reload every screen.
+    pub everything: bool,
+}
+
+impl ChangedRecords {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.everything
+            && self.household_ids.is_empty()
+            && self.visit_ids.is_empty()
+            && self.task_visit_ids.is_empty()
+    }
 }
 
 impl From<core::SyncReport> for SyncReport {
@@ -504,6 +529,13 @@ impl From<core::SyncReport> for SyncReport {
             households_pulled: report.households_pulled,
             households_removed: report.households_removed,
             visit_statuses_pulled: report.visit_statuses_pulled,
+            changes: ChangedRecords {
+                household_ids: report.changes.household_ids.into_iter().collect(),
+                visit_ids: report.changes.visit_ids.into_iter().collect(),
+                // Filled in by FieldsyncClient::sync, which sees the task list around it.
+                task_visit_ids: Vec::new(),
+                everything: report.changes.everything,
+            },
         }
     }
 }

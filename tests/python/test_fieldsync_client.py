@@ -55,6 +55,16 @@ class RecordingObserver(fieldsync.SyncProgressObserver):
         return [event for event in self.events if event[0] == "photo"]
 
 
+class RecordingChanges(fieldsync.ChangeListener):
+    """Keeps what each sync changed, as a screen would use it to refresh."""
+
+    def __init__(self):
+        self.changes = []
+
+    def on_changes(self, changes):
+        self.changes.append(changes)
+
+
 def open_client():
     return fieldsync.FieldsyncClient.open(DATA_DIR, SERVER_URL, None)
 
@@ -97,10 +107,15 @@ def test_before_revocation_login_pull_record_sync_cancel_and_refusals():
     assert user.username == CADRE
     assert client.session() == fieldsync.SessionStatus.SIGNED_IN()
 
-    # Pull: the first sync downloads the cadre's households.
+    # Pull: the first sync downloads the cadre's households, and says so to the listener.
+    changes = RecordingChanges()
+    client.set_change_listener(changes)
     first = RecordingObserver()
     report = client.sync(first)
     assert report.households_pulled > 0
+    assert changes.changes == [report.changes]
+    assert report.changes.everything is True
+    assert len(report.changes.household_ids) == report.households_pulled
     assert first.phases() == [
         fieldsync.SyncPhase.PUSH,
         fieldsync.SyncPhase.UPLOAD,
@@ -168,6 +183,9 @@ def test_before_revocation_login_pull_record_sync_cancel_and_refusals():
     push_items = [e for e in observer.events if e[0] == "items" and e[1] == fieldsync.SyncPhase.PUSH]
     assert push_items[-1][2] == push_items[-1][3] >= 2, push_items
     assert client.visits()[0].state == fieldsync.VisitProgress.SUBMITTED
+    assert visit_id in report.changes.visit_ids
+    assert report.changes.everything is False
+    assert changes.changes[-1] == report.changes
     assert client.status().unsent_mutations == 0
 
     # Cancel in the middle of a photo upload (a 4-chunk photo), then resume.
