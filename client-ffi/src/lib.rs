@@ -184,11 +184,32 @@ impl FieldsyncClient {
             actions: form.actions,
             needs: form.needs,
             policies_explained: form.policies_explained,
+            wellbeing: form.wellbeing.into(),
             gps,
             photo_paths,
             ..NewVisit::new(household_id, form.mode.into(), checkin_at, checkout_at)
         };
         Ok(self.client.record_visit(new_visit)?)
+    }
+
+    /// 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
+    /// already registered (here or, as of the last sync, by another device) is refused with
+    /// `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
+    pub fn register_income(&self, form: IncomeForm) -> FieldsyncResult<IncomeRegistered> {
+        let household_id = self.resolve_household(&form.household_id)?;
+        Ok(self
+            .client
+            .register_income(&household_id, form.year, form.quarter, form.components())?
+            .into())
+    }
+
+    /// 更正: register a quarter's income again, replacing the registration in force.
+    pub fn correct_income(&self, form: IncomeForm) -> FieldsyncResult<IncomeRegistered> {
+        let household_id = self.resolve_household(&form.household_id)?;
+        Ok(self
+            .client
+            .correct_income(&household_id, form.year, form.quarter, form.components())?
+            .into())
     }
 
     /// The visits on this phone with their review state.
@@ -359,6 +380,7 @@ mod tests {
             actions: String::new(),
             needs: String::new(),
             policies_explained: Vec::new(),
+            wellbeing: WellbeingForm::default(),
             location: None,
             photo_paths,
         }

@@ -4,6 +4,8 @@
 
 use fieldsync_client as core;
 use fieldsync_model::codes::{CodeList, Crs, VisitExceptionReason, VisitMode, VisitType};
+use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
+use fieldsync_model::visit::{CheckResult, WellbeingCheck};
 use time::OffsetDateTime;
 
 use crate::error::{FieldsyncError, FieldsyncResult};
@@ -252,6 +254,120 @@ pub struct LocationFix {
     pub fix_time_ms: Option<i64>,
 }
 
+/// One 两不愁三保障 item's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
+pub enum CheckOutcome {
+    /// 未核查: shown as not checked, never as fine.
+    #[default]
+    NotChecked,
+    /// 达标.
+    Pass,
+    /// 不达标: say why in the note.
+    Fail,
+}
+
+impl From<CheckOutcome> for CheckResult {
+    fn from(outcome: CheckOutcome) -> Self {
+        match outcome {
+            CheckOutcome::NotChecked => Self::NotChecked,
+            CheckOutcome::Pass => Self::Pass,
+            CheckOutcome::Fail => Self::Fail,
+        }
+    }
+}
+
+/// The 两不愁三保障 + 饮水安全 checklist of a visit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, uniffi::Record)]
+pub struct WellbeingForm {
+    /// 不愁吃.
+    pub food: CheckOutcome,
+    /// 不愁穿.
+    pub clothing: CheckOutcome,
+    /// 义务教育有保障.
+    pub compulsory_education: CheckOutcome,
+    /// 基本医疗有保障.
+    pub basic_medical: CheckOutcome,
+    /// 住房安全有保障.
+    pub housing_safety: CheckOutcome,
+    /// 饮水安全有保障.
+    pub drinking_water: CheckOutcome,
+    /// What failed and why (e.g. 危房C级).
+    pub note: String,
+}
+
+impl From<WellbeingForm> for WellbeingCheck {
+    fn from(form: WellbeingForm) -> Self {
+        Self {
+            food: form.food.into(),
+            clothing: form.clothing.into(),
+            compulsory_education: form.compulsory_education.into(),
+            basic_medical: form.basic_medical.into(),
+            housing_safety: form.housing_safety.into(),
+            drinking_water: form.drinking_water.into(),
+            note: form.note,
+        }
+    }
+}
+
+/// 季度收入登记: one quarter's income of a household, in fen (分; 1 元 = 100 分).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncomeForm {
+    pub household_id: String,
+    pub year: i32,
+    /// 1–4.
+    pub quarter: u32,
+    /// 工资性收入.
+    pub wage_fen: i64,
+    /// 生产经营性收入 (gross).
+    pub business_gross_fen: i64,
+    /// 财产性收入.
+    pub property_fen: i64,
+    /// 转移性收入.
+    pub transfer_fen: i64,
+    /// 生产经营性支出.
+    pub business_cost_fen: i64,
+}
+
+impl IncomeForm {
+    pub(crate) fn components(&self) -> IncomeComponents {
+        IncomeComponents {
+            wage_fen: self.wage_fen,
+            business_gross_fen: self.business_gross_fen,
+            property_fen: self.property_fen,
+            transfer_fen: self.transfer_fen,
+            business_cost_fen: self.business_cost_fen,
+        }
+    }
+}
+
+/// A registration as queued on the phone, with the model's derived amounts.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncomeRegistered {
+    pub registration_id: String,
+    pub household_id: String,
+    pub year: i32,
+    pub quarter: u32,
+    pub household_size: u32,
+    /// 家庭纯收入.
+    pub net_fen: i64,
+    /// 人均纯收入.
+    pub per_capita_net_fen: i64,
+}
+
+impl From<IncomeRegistration> for IncomeRegistered {
+    fn from(registration: IncomeRegistration) -> Self {
+        Self {
+            registration_id: registration.registration_id,
+            household_id: registration.household_id,
+            year: registration.year,
+            quarter: registration.quarter,
+            household_size: registration.household_size,
+            net_fen: registration.net_fen,
+            per_capita_net_fen: registration.per_capita_net_fen,
+        }
+    }
+}
+
 /// The visit form (走访记录) as the app fills it in.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct VisitForm {
@@ -275,6 +391,8 @@ pub struct VisitForm {
     pub needs: String,
     /// 宣讲政策.
     pub policies_explained: Vec<String>,
+    /// 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
+    pub wellbeing: WellbeingForm,
     pub location: Option<LocationFix>,
     /// Camera files; each is copied into the core's storage, so the app may delete them.
     pub photo_paths: Vec<String>,

@@ -88,6 +88,15 @@ def visit_form(household_id, photo_paths):
         actions="",
         needs="",
         policies_explained=["医疗保障"],
+        wellbeing=fieldsync.WellbeingForm(
+            food=fieldsync.CheckOutcome.PASS,
+            clothing=fieldsync.CheckOutcome.PASS,
+            compulsory_education=fieldsync.CheckOutcome.PASS,
+            basic_medical=fieldsync.CheckOutcome.PASS,
+            housing_safety=fieldsync.CheckOutcome.FAIL,
+            drinking_water=fieldsync.CheckOutcome.NOT_CHECKED,
+            note="危房C级",
+        ),
         location=None,
         photo_paths=photo_paths,
     )
@@ -211,6 +220,29 @@ def test_before_revocation_login_pull_record_sync_cancel_and_refusals():
     assert resumed_sent[0] == sent_before_cancel[-1] and resumed_sent[-1] == big_size
     assert client.status().pending_uploads == 0
 
+    # 季度收入登记 on the phone: the formula's amounts, a second registration of the same
+    # quarter refused with its code and fields, and a deliberate correction (更正). (A far
+    # year no demo registration has; it stays in the outbox, nothing here syncs it.)
+    income = fieldsync.IncomeForm(
+        household_id=household.household_id,
+        year=2099,
+        quarter=1,
+        wage_fen=300_000,
+        business_gross_fen=150_000,
+        property_fen=0,
+        transfer_fen=50_000,
+        business_cost_fen=40_000,
+    )
+    registered = client.register_income(income)
+    assert registered.net_fen == 300_000 + 150_000 + 50_000 - 40_000
+    with pytest.raises(fieldsync.FieldsyncError.QuarterAlreadyRegistered) as again:
+        client.register_income(income)
+    assert (again.value.year, again.value.quarter, again.value.on_this_phone) == (2099, 1, True)
+    assert again.value.net_fen == registered.net_fen
+    income.wage_fen = 310_000
+    corrected = client.correct_income(income)
+    assert corrected.net_fen == registered.net_fen + 10_000
+
 
 def test_after_revocation_sync_says_signed_out_by_server():
     client = open_client()
@@ -221,3 +253,5 @@ def test_after_revocation_sync_says_signed_out_by_server():
     assert client.session() == fieldsync.SessionStatus.SIGNED_OUT_BY_SERVER(
         reason="session_revoked"
     )
+    assert client.status().pending_uploads == 0
+

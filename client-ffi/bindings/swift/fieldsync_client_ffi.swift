@@ -845,6 +845,11 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
     func changePassword(oldPassword: String, newPassword: String) throws  -> UInt32
     
     /**
+     * 更正: register a quarter's income again, replacing the registration in force.
+     */
+    func correctIncome(form: IncomeForm) throws  -> IncomeRegistered
+    
+    /**
      * This install's device id.
      */
     func deviceId()  -> String
@@ -876,6 +881,13 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
      * into the core's storage. Returns the visit id.
      */
     func recordVisit(form: VisitForm) throws  -> String
+    
+    /**
+     * 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
+     * already registered (here or, as of the last sync, by another device) is refused with
+     * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
+     */
+    func registerIncome(form: IncomeForm) throws  -> IncomeRegistered
     
     /**
      * The session as the app shows it.
@@ -1015,6 +1027,19 @@ open func changePassword(oldPassword: String, newPassword: String)throws  -> UIn
 }
     
     /**
+     * 更正: register a quarter's income again, replacing the registration in force.
+     */
+open func correctIncome(form: IncomeForm)throws  -> IncomeRegistered  {
+    return try  FfiConverterTypeIncomeRegistered_lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_correct_income(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeIncomeForm_lower(form),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * This install's device id.
      */
 open func deviceId() -> String  {
@@ -1089,6 +1114,21 @@ open func recordVisit(form: VisitForm)throws  -> String  {
     uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_record_visit(
             self.uniffiCloneHandle(),
         FfiConverterTypeVisitForm_lower(form),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
+     * already registered (here or, as of the last sync, by another device) is refused with
+     * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
+     */
+open func registerIncome(form: IncomeForm)throws  -> IncomeRegistered  {
+    return try  FfiConverterTypeIncomeRegistered_lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_register_income(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeIncomeForm_lower(form),uniffiCallStatus
     )
 })
 }
@@ -2013,6 +2053,212 @@ public func FfiConverterTypeHouseholdMember_lower(_ value: HouseholdMember) -> R
 
 
 /**
+ * 季度收入登记: one quarter's income of a household, in fen (分; 1 元 = 100 分).
+ */
+public struct IncomeForm: Equatable, Hashable {
+    public var householdId: String
+    public var year: Int32
+    /**
+     * 1–4.
+     */
+    public var quarter: UInt32
+    /**
+     * 工资性收入.
+     */
+    public var wageFen: Int64
+    /**
+     * 生产经营性收入 (gross).
+     */
+    public var businessGrossFen: Int64
+    /**
+     * 财产性收入.
+     */
+    public var propertyFen: Int64
+    /**
+     * 转移性收入.
+     */
+    public var transferFen: Int64
+    /**
+     * 生产经营性支出.
+     */
+    public var businessCostFen: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(householdId: String, year: Int32, 
+        /**
+         * 1–4.
+         */quarter: UInt32, 
+        /**
+         * 工资性收入.
+         */wageFen: Int64, 
+        /**
+         * 生产经营性收入 (gross).
+         */businessGrossFen: Int64, 
+        /**
+         * 财产性收入.
+         */propertyFen: Int64, 
+        /**
+         * 转移性收入.
+         */transferFen: Int64, 
+        /**
+         * 生产经营性支出.
+         */businessCostFen: Int64) {
+        self.householdId = householdId
+        self.year = year
+        self.quarter = quarter
+        self.wageFen = wageFen
+        self.businessGrossFen = businessGrossFen
+        self.propertyFen = propertyFen
+        self.transferFen = transferFen
+        self.businessCostFen = businessCostFen
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IncomeForm: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncomeForm: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncomeForm {
+        return
+            try IncomeForm(
+                householdId: FfiConverterString.read(from: &buf), 
+                year: FfiConverterInt32.read(from: &buf), 
+                quarter: FfiConverterUInt32.read(from: &buf), 
+                wageFen: FfiConverterInt64.read(from: &buf), 
+                businessGrossFen: FfiConverterInt64.read(from: &buf), 
+                propertyFen: FfiConverterInt64.read(from: &buf), 
+                transferFen: FfiConverterInt64.read(from: &buf), 
+                businessCostFen: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IncomeForm, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterInt32.write(value.year, into: &buf)
+        FfiConverterUInt32.write(value.quarter, into: &buf)
+        FfiConverterInt64.write(value.wageFen, into: &buf)
+        FfiConverterInt64.write(value.businessGrossFen, into: &buf)
+        FfiConverterInt64.write(value.propertyFen, into: &buf)
+        FfiConverterInt64.write(value.transferFen, into: &buf)
+        FfiConverterInt64.write(value.businessCostFen, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeForm_lift(_ buf: RustBuffer) throws -> IncomeForm {
+    return try FfiConverterTypeIncomeForm.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeForm_lower(_ value: IncomeForm) -> RustBuffer {
+    return FfiConverterTypeIncomeForm.lower(value)
+}
+
+
+/**
+ * A registration as queued on the phone, with the model's derived amounts.
+ */
+public struct IncomeRegistered: Equatable, Hashable {
+    public var registrationId: String
+    public var householdId: String
+    public var year: Int32
+    public var quarter: UInt32
+    public var householdSize: UInt32
+    /**
+     * 家庭纯收入.
+     */
+    public var netFen: Int64
+    /**
+     * 人均纯收入.
+     */
+    public var perCapitaNetFen: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(registrationId: String, householdId: String, year: Int32, quarter: UInt32, householdSize: UInt32, 
+        /**
+         * 家庭纯收入.
+         */netFen: Int64, 
+        /**
+         * 人均纯收入.
+         */perCapitaNetFen: Int64) {
+        self.registrationId = registrationId
+        self.householdId = householdId
+        self.year = year
+        self.quarter = quarter
+        self.householdSize = householdSize
+        self.netFen = netFen
+        self.perCapitaNetFen = perCapitaNetFen
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IncomeRegistered: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncomeRegistered: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncomeRegistered {
+        return
+            try IncomeRegistered(
+                registrationId: FfiConverterString.read(from: &buf), 
+                householdId: FfiConverterString.read(from: &buf), 
+                year: FfiConverterInt32.read(from: &buf), 
+                quarter: FfiConverterUInt32.read(from: &buf), 
+                householdSize: FfiConverterUInt32.read(from: &buf), 
+                netFen: FfiConverterInt64.read(from: &buf), 
+                perCapitaNetFen: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IncomeRegistered, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.registrationId, into: &buf)
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterInt32.write(value.year, into: &buf)
+        FfiConverterUInt32.write(value.quarter, into: &buf)
+        FfiConverterUInt32.write(value.householdSize, into: &buf)
+        FfiConverterInt64.write(value.netFen, into: &buf)
+        FfiConverterInt64.write(value.perCapitaNetFen, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeRegistered_lift(_ buf: RustBuffer) throws -> IncomeRegistered {
+    return try FfiConverterTypeIncomeRegistered.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeRegistered_lower(_ value: IncomeRegistered) -> RustBuffer {
+    return FfiConverterTypeIncomeRegistered.lower(value)
+}
+
+
+/**
  * A location fix taken at check-in.
  */
 public struct LocationFix: Equatable, Hashable {
@@ -2552,6 +2798,10 @@ public struct VisitForm: Equatable, Hashable {
      * 宣讲政策.
      */
     public var policiesExplained: [String]
+    /**
+     * 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
+     */
+    public var wellbeing: WellbeingForm
     public var location: LocationFix?
     /**
      * Camera files; each is copied into the core's storage, so the app may delete them.
@@ -2584,7 +2834,10 @@ public struct VisitForm: Equatable, Hashable {
          */needs: String, 
         /**
          * 宣讲政策.
-         */policiesExplained: [String], location: LocationFix?, 
+         */policiesExplained: [String], 
+        /**
+         * 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
+         */wellbeing: WellbeingForm, location: LocationFix?, 
         /**
          * Camera files; each is copied into the core's storage, so the app may delete them.
          */photoPaths: [String]) {
@@ -2600,6 +2853,7 @@ public struct VisitForm: Equatable, Hashable {
         self.actions = actions
         self.needs = needs
         self.policiesExplained = policiesExplained
+        self.wellbeing = wellbeing
         self.location = location
         self.photoPaths = photoPaths
     }
@@ -2632,6 +2886,7 @@ public struct FfiConverterTypeVisitForm: FfiConverterRustBuffer {
                 actions: FfiConverterString.read(from: &buf), 
                 needs: FfiConverterString.read(from: &buf), 
                 policiesExplained: FfiConverterSequenceString.read(from: &buf), 
+                wellbeing: FfiConverterTypeWellbeingForm.read(from: &buf), 
                 location: FfiConverterOptionTypeLocationFix.read(from: &buf), 
                 photoPaths: FfiConverterSequenceString.read(from: &buf)
         )
@@ -2650,6 +2905,7 @@ public struct FfiConverterTypeVisitForm: FfiConverterRustBuffer {
         FfiConverterString.write(value.actions, into: &buf)
         FfiConverterString.write(value.needs, into: &buf)
         FfiConverterSequenceString.write(value.policiesExplained, into: &buf)
+        FfiConverterTypeWellbeingForm.write(value.wellbeing, into: &buf)
         FfiConverterOptionTypeLocationFix.write(value.location, into: &buf)
         FfiConverterSequenceString.write(value.photoPaths, into: &buf)
     }
@@ -2762,6 +3018,210 @@ public func FfiConverterTypeVisitListItem_lift(_ buf: RustBuffer) throws -> Visi
 public func FfiConverterTypeVisitListItem_lower(_ value: VisitListItem) -> RustBuffer {
     return FfiConverterTypeVisitListItem.lower(value)
 }
+
+
+/**
+ * The 两不愁三保障 + 饮水安全 checklist of a visit.
+ */
+public struct WellbeingForm: Equatable, Hashable {
+    /**
+     * 不愁吃.
+     */
+    public var food: CheckOutcome
+    /**
+     * 不愁穿.
+     */
+    public var clothing: CheckOutcome
+    /**
+     * 义务教育有保障.
+     */
+    public var compulsoryEducation: CheckOutcome
+    /**
+     * 基本医疗有保障.
+     */
+    public var basicMedical: CheckOutcome
+    /**
+     * 住房安全有保障.
+     */
+    public var housingSafety: CheckOutcome
+    /**
+     * 饮水安全有保障.
+     */
+    public var drinkingWater: CheckOutcome
+    /**
+     * What failed and why (e.g. 危房C级).
+     */
+    public var note: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * 不愁吃.
+         */food: CheckOutcome, 
+        /**
+         * 不愁穿.
+         */clothing: CheckOutcome, 
+        /**
+         * 义务教育有保障.
+         */compulsoryEducation: CheckOutcome, 
+        /**
+         * 基本医疗有保障.
+         */basicMedical: CheckOutcome, 
+        /**
+         * 住房安全有保障.
+         */housingSafety: CheckOutcome, 
+        /**
+         * 饮水安全有保障.
+         */drinkingWater: CheckOutcome, 
+        /**
+         * What failed and why (e.g. 危房C级).
+         */note: String) {
+        self.food = food
+        self.clothing = clothing
+        self.compulsoryEducation = compulsoryEducation
+        self.basicMedical = basicMedical
+        self.housingSafety = housingSafety
+        self.drinkingWater = drinkingWater
+        self.note = note
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension WellbeingForm: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWellbeingForm: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WellbeingForm {
+        return
+            try WellbeingForm(
+                food: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                clothing: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                compulsoryEducation: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                basicMedical: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                housingSafety: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                drinkingWater: FfiConverterTypeCheckOutcome.read(from: &buf), 
+                note: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: WellbeingForm, into buf: inout [UInt8]) {
+        FfiConverterTypeCheckOutcome.write(value.food, into: &buf)
+        FfiConverterTypeCheckOutcome.write(value.clothing, into: &buf)
+        FfiConverterTypeCheckOutcome.write(value.compulsoryEducation, into: &buf)
+        FfiConverterTypeCheckOutcome.write(value.basicMedical, into: &buf)
+        FfiConverterTypeCheckOutcome.write(value.housingSafety, into: &buf)
+        FfiConverterTypeCheckOutcome.write(value.drinkingWater, into: &buf)
+        FfiConverterString.write(value.note, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWellbeingForm_lift(_ buf: RustBuffer) throws -> WellbeingForm {
+    return try FfiConverterTypeWellbeingForm.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWellbeingForm_lower(_ value: WellbeingForm) -> RustBuffer {
+    return FfiConverterTypeWellbeingForm.lower(value)
+}
+
+
+/**
+ * One 两不愁三保障 item's result.
+ */
+
+public enum CheckOutcome: Equatable, Hashable {
+    
+    /**
+     * 未核查: shown as not checked, never as fine.
+     */
+    case notChecked
+    /**
+     * 达标.
+     */
+    case pass
+    /**
+     * 不达标: say why in the note.
+     */
+    case fail
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension CheckOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCheckOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = CheckOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CheckOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .notChecked
+        
+        case 2: return .pass
+        
+        case 3: return .fail
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: CheckOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .notChecked:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .pass:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .fail:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCheckOutcome_lift(_ buf: RustBuffer) throws -> CheckOutcome {
+    return try FfiConverterTypeCheckOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCheckOutcome_lower(_ value: CheckOutcome) -> RustBuffer {
+    return FfiConverterTypeCheckOutcome.lower(value)
+}
+
 
 
 /**
@@ -4218,6 +4678,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_change_password() != 45767) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_correct_income() != 37529) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id() != 5858) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4234,6 +4697,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() != 56935) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income() != 15703) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session() != 45695) {

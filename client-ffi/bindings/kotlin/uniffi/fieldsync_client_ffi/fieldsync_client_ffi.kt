@@ -735,6 +735,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_change_password(
     ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_correct_income(
+    ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_household(
@@ -746,6 +748,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_logout(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session(
     ): Int
@@ -803,6 +807,8 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_change_password(`ptr`: Long,`oldPassword`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_correct_income(`ptr`: Long,`form`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_household(`ptr`: Long,`householdId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -814,6 +820,8 @@ internal object UniffiLib {
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_logout(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_record_visit(`ptr`: Long,`form`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_register_income(`ptr`: Long,`form`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_session(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -974,6 +982,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_change_password() and 0xFFFF) != 45767) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_correct_income() and 0xFFFF) != 37529) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id() and 0xFFFF) != 5858) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -990,6 +1001,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() and 0xFFFF) != 56935) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income() and 0xFFFF) != 15703) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session() and 0xFFFF) != 45695) {
@@ -1844,6 +1858,11 @@ public interface FieldsyncClientInterface {
     fun `changePassword`(`oldPassword`: kotlin.String, `newPassword`: kotlin.String): kotlin.UInt
     
     /**
+     * 更正: register a quarter's income again, replacing the registration in force.
+     */
+    fun `correctIncome`(`form`: IncomeForm): IncomeRegistered
+    
+    /**
      * This install's device id.
      */
     fun `deviceId`(): kotlin.String
@@ -1875,6 +1894,13 @@ public interface FieldsyncClientInterface {
      * into the core's storage. Returns the visit id.
      */
     fun `recordVisit`(`form`: VisitForm): kotlin.String
+    
+    /**
+     * 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
+     * already registered (here or, as of the last sync, by another device) is refused with
+     * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
+     */
+    fun `registerIncome`(`form`: IncomeForm): IncomeRegistered
     
     /**
      * The session as the app shows it.
@@ -2058,6 +2084,24 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
 
     
     /**
+     * 更正: register a quarter's income again, replacing the registration in force.
+     */
+    @Throws(FieldsyncException::class)override fun `correctIncome`(`form`: IncomeForm): IncomeRegistered {
+            return FfiConverterTypeIncomeRegistered.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_correct_income(
+        it,
+        
+        FfiConverterTypeIncomeForm.lower(`form`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * This install's device id.
      */override fun `deviceId`(): kotlin.String {
             return FfiConverterString.lift(
@@ -2158,6 +2202,26 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
         it,
         
         FfiConverterTypeVisitForm.lower(`form`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
+     * already registered (here or, as of the last sync, by another device) is refused with
+     * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
+     */
+    @Throws(FieldsyncException::class)override fun `registerIncome`(`form`: IncomeForm): IncomeRegistered {
+            return FfiConverterTypeIncomeRegistered.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_register_income(
+        it,
+        
+        FfiConverterTypeIncomeForm.lower(`form`),_status)
 }
     }
     )
@@ -3127,6 +3191,167 @@ public object FfiConverterTypeHouseholdMember: FfiConverterRustBuffer<HouseholdM
 
 
 /**
+ * 季度收入登记: one quarter's income of a household, in fen (分; 1 元 = 100 分).
+ */
+data class IncomeForm (
+    var `householdId`: kotlin.String
+    , 
+    var `year`: kotlin.Int
+    , 
+    /**
+     * 1–4.
+     */
+    var `quarter`: kotlin.UInt
+    , 
+    /**
+     * 工资性收入.
+     */
+    var `wageFen`: kotlin.Long
+    , 
+    /**
+     * 生产经营性收入 (gross).
+     */
+    var `businessGrossFen`: kotlin.Long
+    , 
+    /**
+     * 财产性收入.
+     */
+    var `propertyFen`: kotlin.Long
+    , 
+    /**
+     * 转移性收入.
+     */
+    var `transferFen`: kotlin.Long
+    , 
+    /**
+     * 生产经营性支出.
+     */
+    var `businessCostFen`: kotlin.Long
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncomeForm: FfiConverterRustBuffer<IncomeForm> {
+    override fun read(buf: ByteBuffer): IncomeForm {
+        return IncomeForm(
+            FfiConverterString.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IncomeForm) = (
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterInt.allocationSize(value.`year`) +
+            FfiConverterUInt.allocationSize(value.`quarter`) +
+            FfiConverterLong.allocationSize(value.`wageFen`) +
+            FfiConverterLong.allocationSize(value.`businessGrossFen`) +
+            FfiConverterLong.allocationSize(value.`propertyFen`) +
+            FfiConverterLong.allocationSize(value.`transferFen`) +
+            FfiConverterLong.allocationSize(value.`businessCostFen`)
+    )
+
+    override fun write(value: IncomeForm, buf: ByteBuffer) {
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterInt.write(value.`year`, buf)
+            FfiConverterUInt.write(value.`quarter`, buf)
+            FfiConverterLong.write(value.`wageFen`, buf)
+            FfiConverterLong.write(value.`businessGrossFen`, buf)
+            FfiConverterLong.write(value.`propertyFen`, buf)
+            FfiConverterLong.write(value.`transferFen`, buf)
+            FfiConverterLong.write(value.`businessCostFen`, buf)
+    }
+}
+
+
+
+/**
+ * A registration as queued on the phone, with the model's derived amounts.
+ */
+data class IncomeRegistered (
+    var `registrationId`: kotlin.String
+    , 
+    var `householdId`: kotlin.String
+    , 
+    var `year`: kotlin.Int
+    , 
+    var `quarter`: kotlin.UInt
+    , 
+    var `householdSize`: kotlin.UInt
+    , 
+    /**
+     * 家庭纯收入.
+     */
+    var `netFen`: kotlin.Long
+    , 
+    /**
+     * 人均纯收入.
+     */
+    var `perCapitaNetFen`: kotlin.Long
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncomeRegistered: FfiConverterRustBuffer<IncomeRegistered> {
+    override fun read(buf: ByteBuffer): IncomeRegistered {
+        return IncomeRegistered(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IncomeRegistered) = (
+            FfiConverterString.allocationSize(value.`registrationId`) +
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterInt.allocationSize(value.`year`) +
+            FfiConverterUInt.allocationSize(value.`quarter`) +
+            FfiConverterUInt.allocationSize(value.`householdSize`) +
+            FfiConverterLong.allocationSize(value.`netFen`) +
+            FfiConverterLong.allocationSize(value.`perCapitaNetFen`)
+    )
+
+    override fun write(value: IncomeRegistered, buf: ByteBuffer) {
+            FfiConverterString.write(value.`registrationId`, buf)
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterInt.write(value.`year`, buf)
+            FfiConverterUInt.write(value.`quarter`, buf)
+            FfiConverterUInt.write(value.`householdSize`, buf)
+            FfiConverterLong.write(value.`netFen`, buf)
+            FfiConverterLong.write(value.`perCapitaNetFen`, buf)
+    }
+}
+
+
+
+/**
  * A location fix taken at check-in.
  */
 data class LocationFix (
@@ -3590,6 +3815,11 @@ data class VisitForm (
      */
     var `policiesExplained`: List<kotlin.String>
     , 
+    /**
+     * 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
+     */
+    var `wellbeing`: WellbeingForm
+    , 
     var `location`: LocationFix?
     , 
     /**
@@ -3624,6 +3854,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterTypeWellbeingForm.read(buf),
             FfiConverterOptionalTypeLocationFix.read(buf),
             FfiConverterSequenceString.read(buf),
         )
@@ -3642,6 +3873,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.allocationSize(value.`actions`) +
             FfiConverterString.allocationSize(value.`needs`) +
             FfiConverterSequenceString.allocationSize(value.`policiesExplained`) +
+            FfiConverterTypeWellbeingForm.allocationSize(value.`wellbeing`) +
             FfiConverterOptionalTypeLocationFix.allocationSize(value.`location`) +
             FfiConverterSequenceString.allocationSize(value.`photoPaths`)
     )
@@ -3659,6 +3891,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.write(value.`actions`, buf)
             FfiConverterString.write(value.`needs`, buf)
             FfiConverterSequenceString.write(value.`policiesExplained`, buf)
+            FfiConverterTypeWellbeingForm.write(value.`wellbeing`, buf)
             FfiConverterOptionalTypeLocationFix.write(value.`location`, buf)
             FfiConverterSequenceString.write(value.`photoPaths`, buf)
     }
@@ -3740,6 +3973,140 @@ public object FfiConverterTypeVisitListItem: FfiConverterRustBuffer<VisitListIte
             FfiConverterOptionalString.write(value.`rejectionMessage`, buf)
     }
 }
+
+
+
+/**
+ * The 两不愁三保障 + 饮水安全 checklist of a visit.
+ */
+data class WellbeingForm (
+    /**
+     * 不愁吃.
+     */
+    var `food`: CheckOutcome
+    , 
+    /**
+     * 不愁穿.
+     */
+    var `clothing`: CheckOutcome
+    , 
+    /**
+     * 义务教育有保障.
+     */
+    var `compulsoryEducation`: CheckOutcome
+    , 
+    /**
+     * 基本医疗有保障.
+     */
+    var `basicMedical`: CheckOutcome
+    , 
+    /**
+     * 住房安全有保障.
+     */
+    var `housingSafety`: CheckOutcome
+    , 
+    /**
+     * 饮水安全有保障.
+     */
+    var `drinkingWater`: CheckOutcome
+    , 
+    /**
+     * What failed and why (e.g. 危房C级).
+     */
+    var `note`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWellbeingForm: FfiConverterRustBuffer<WellbeingForm> {
+    override fun read(buf: ByteBuffer): WellbeingForm {
+        return WellbeingForm(
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterTypeCheckOutcome.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: WellbeingForm) = (
+            FfiConverterTypeCheckOutcome.allocationSize(value.`food`) +
+            FfiConverterTypeCheckOutcome.allocationSize(value.`clothing`) +
+            FfiConverterTypeCheckOutcome.allocationSize(value.`compulsoryEducation`) +
+            FfiConverterTypeCheckOutcome.allocationSize(value.`basicMedical`) +
+            FfiConverterTypeCheckOutcome.allocationSize(value.`housingSafety`) +
+            FfiConverterTypeCheckOutcome.allocationSize(value.`drinkingWater`) +
+            FfiConverterString.allocationSize(value.`note`)
+    )
+
+    override fun write(value: WellbeingForm, buf: ByteBuffer) {
+            FfiConverterTypeCheckOutcome.write(value.`food`, buf)
+            FfiConverterTypeCheckOutcome.write(value.`clothing`, buf)
+            FfiConverterTypeCheckOutcome.write(value.`compulsoryEducation`, buf)
+            FfiConverterTypeCheckOutcome.write(value.`basicMedical`, buf)
+            FfiConverterTypeCheckOutcome.write(value.`housingSafety`, buf)
+            FfiConverterTypeCheckOutcome.write(value.`drinkingWater`, buf)
+            FfiConverterString.write(value.`note`, buf)
+    }
+}
+
+
+
+/**
+ * One 两不愁三保障 item's result.
+ */
+
+enum class CheckOutcome {
+    
+    /**
+     * 未核查: shown as not checked, never as fine.
+     */
+    NOT_CHECKED,
+    /**
+     * 达标.
+     */
+    PASS,
+    /**
+     * 不达标: say why in the note.
+     */
+    FAIL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCheckOutcome: FfiConverterRustBuffer<CheckOutcome> {
+    override fun read(buf: ByteBuffer) = try {
+        CheckOutcome.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: CheckOutcome) = 4UL
+
+    override fun write(value: CheckOutcome, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
