@@ -86,6 +86,11 @@ pub enum ClientError {
     #[error("正在同步 another sync of this device is already running")]
     SyncInProgress,
 
+    /// The app cancelled the sync ([`crate::progress::CancelSync`]). What the server
+    /// acknowledged before stays acknowledged; the next sync resumes from there.
+    #[error("同步已取消 sync cancelled")]
+    Cancelled,
+
     /// Input that fails a check before anything is stored; `field` names the form field.
     #[error("输入有误 invalid {field}: {message}")]
     Invalid { field: String, message: String },

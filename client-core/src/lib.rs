@@ -25,6 +25,7 @@ pub mod error;
 pub mod hlc;
 pub mod income;
 pub mod photos;
+pub mod progress;
 pub mod records;
 pub mod sealed;
 pub mod store;
@@ -47,9 +48,10 @@ use time::format_description::well_known::Rfc3339;
 
 pub use crate::error::{ClientError, ClientResult, TlsFailure};
 pub use crate::income::{IncomeState, LocalIncome, YuanError, format_fen, parse_yuan};
+pub use crate::progress::{CancelSync, IgnoreProgress, SyncObserver, SyncPhase};
 pub use crate::records::{Heartbeat, OutboxEntry, SignOutReason, VisitState};
 pub use crate::store::RejectedMutation;
-pub use crate::sync::SyncReport;
+pub use crate::sync::{SyncChanges, SyncReport};
 
 use crate::edits::CardEdit;
 use crate::records::{LoginRequest, MutationKind};
@@ -922,8 +924,24 @@ impl Client {
     /// intact. Only one sync per install runs at a time: a second one, from this process or
     /// another, gets [`ClientError::SyncInProgress`] at once.
     pub async fn sync(&self) -> ClientResult<SyncReport> {
+        self.sync_with_progress(&IgnoreProgress, &CancelSync::new())
+            .await
+    }
+
+    /// [`Client::sync`] that reports its progress to `observer` and stops with
+    /// [`ClientError::Cancelled`] soon after `cancel` is set (between network steps). A
+    /// cancelled sync is not a failure: it schedules no backoff and leaves `status()`'s
+    /// last error as it was.
+    pub async fn sync_with_progress(
+        &self,
+        observer: &dyn SyncObserver,
+        cancel: &CancelSync,
+    ) -> ClientResult<SyncReport> {
         let _lock = self.lock_sync()?;
-        let result = self.sync_inner().await;
+        let result = self.sync_inner(observer, cancel).await;
+        if matches!(result, Err(ClientError::Cancelled)) {
+            return result;
+        }
         if let Err(note_error) = self.record_outcome(result.as_ref().err()) {
             // The sync's own error is more useful than a failure to note it.
             tracing::warn!(%note_error, "could not record the sync outcome");
@@ -1022,7 +1040,11 @@ impl Client {
         }
     }
 
-    async fn sync_inner(&self) -> ClientResult<SyncReport> {
+    async fn sync_inner(
+        &self,
+        observer: &dyn SyncObserver,
+        cancel: &CancelSync,
+    ) -> ClientResult<SyncReport> {
         // Re-running a sync after a refresh is safe: batches keep their ids and the server
         // dedupes, uploads resume from the server's offset.
         self.with_session(|token| async move {
@@ -1032,6 +1054,8 @@ impl Client {
                 token: &token,
                 device_id: &self.device_id,
                 clock: self.clock.as_ref(),
+                observer,
+                cancel,
             })
             .await
         })

@@ -8,6 +8,7 @@
 
 use crate::Clock;
 use crate::error::{ClientError, ClientResult};
+use crate::progress::{CancelSync, SyncObserver, SyncPhase};
 use crate::records::PullRequest;
 use crate::records::{MutationKind, OutboxEntry, PullFrame, PulledPage, PushBatch};
 use crate::store::{Checkpoint, RejectedMutation, Store};
@@ -263,6 +264,20 @@ pub struct SyncReport {
     pub households_removed: u64,
     pub visit_statuses_pulled: u64,
     pub resets: u64,
+    /// What the app's screens should reload after this sync.
+    pub changes: SyncChanges,
+}
+
+/// The records a sync changed on this phone, so the app refreshes only what it shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncChanges {
+    /// Households pulled (new or changed cards) or removed from this phone.
+    pub household_ids: std::collections::BTreeSet<String>,
+    /// Visits the server accepted or refused in this sync, or whose review status (通过,
+    /// 退回) was pulled; a returned visit is also a task (待整改).
+    pub visit_ids: std::collections::BTreeSet<String>,
+    /// The replica was replaced as a whole (first pull, or after a RESET): reload everything.
+    pub everything: bool,
 }
 
 /// Everything `run` needs from the client.
@@ -273,6 +288,10 @@ pub struct SyncContext<'a> {
     pub token: &'a str,
     pub device_id: &'a str,
     pub clock: &'a dyn Clock,
+    /// Told the phase, items and photo bytes as they go.
+    pub observer: &'a dyn SyncObserver,
+    /// Checked between network steps; set, the sync stops with `ClientError::Cancelled`.
+    pub cancel: &'a CancelSync,
 }
 
 /// Push, then upload, then pull. Stops at the first transport failure; whatever was
@@ -297,7 +316,19 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
     if let Some(batch_id) = &sync_plan.abandon_batch {
         context.store.abandon_batch(batch_id, context.clock.now())?;
     }
+    context.observer.phase_started(SyncPhase::Push);
+    // A batch never spans a gap in the seqs, so its range is its entry count.
+    let entries_total: u64 = sync_plan
+        .batches
+        .iter()
+        .map(|planned| planned.last_seq - planned.first_seq + 1)
+        .sum();
+    let mut entries_done = 0;
+    context
+        .observer
+        .items_done(SyncPhase::Push, entries_done, entries_total);
     for planned in &sync_plan.batches {
+        context.cancel.check()?;
         let (batch_id, heartbeat) = match &planned.identity {
             BatchIdentity::Reuse(batch_id) => {
                 (batch_id.clone(), context.store.batch_heartbeat(batch_id)?)
@@ -355,6 +386,18 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
         report.mutations_applied += summary.applied;
         report.mutations_duplicate += summary.duplicates;
         report.rejected.extend(summary.rejected);
+        report.changes.visit_ids.extend(
+            entries
+                .iter()
+                .filter(|entry| entry.kind == MutationKind::SubmitVisit)
+                .map(|entry| entry.subject_id.clone()),
+        );
+        entries_done += planned.last_seq - planned.first_seq + 1;
+        context.observer.items_done(
+            SyncPhase::Push,
+            entries_done.min(entries_total),
+            entries_total,
+        );
         if ack.last_processed_seq < planned.last_seq {
             // The server stopped early; the rest goes in a new batch at the next sync rather
             // than racing ahead past a seq the server has not processed.
@@ -396,11 +439,22 @@ async fn upload(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientRes
     // Re-plan after the push: photo records accepted just now make their uploads ready.
     let sync_plan = plan(&context.store.load_sync_state()?, MAX_BATCH_MUTATIONS);
     report.uploads_waiting = sync_plan.uploads_waiting_for_push as u64;
+    context.observer.phase_started(SyncPhase::Upload);
+    let uploads_total = sync_plan.uploads.len() as u64;
+    let mut uploads_done = 0;
+    context
+        .observer
+        .items_done(SyncPhase::Upload, uploads_done, uploads_total);
     for planned in &sync_plan.uploads {
+        context.cancel.check()?;
         match upload_one(context, planned).await {
             Ok(sent) => {
                 report.bytes_uploaded += sent;
                 report.uploads_completed += 1;
+                uploads_done += 1;
+                context
+                    .observer
+                    .items_done(SyncPhase::Upload, uploads_done, uploads_total);
             }
             // Losing the connection or the session stops the sync; the next one resumes.
             Err(
@@ -408,7 +462,8 @@ async fn upload(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientRes
                 | ClientError::Tls { .. }
                 | ClientError::InsecureHttp { .. }
                 | ClientError::NotLoggedIn(_)
-                | ClientError::UpgradeRequired(_)),
+                | ClientError::UpgradeRequired(_)
+                | ClientError::Cancelled),
             ) => return Err(error),
             // One blob the server will not take must not keep the phone from pulling its
             // approvals; it stays pending and is reported.
@@ -437,6 +492,9 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
         .await?;
     if position.complete {
         store.mark_upload_done(&row.sha256)?;
+        context
+            .observer
+            .photo_bytes_sent(&row.sha256, row.size_bytes, row.size_bytes);
         return Ok(0);
     }
     store.set_upload_position(&row.sha256, &position.upload_id, position.committed_offset)?;
@@ -455,8 +513,12 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
     let mut committed = position.committed_offset;
     let mut sent = 0;
     let mut resyncs = 0;
+    context
+        .observer
+        .photo_bytes_sent(&row.sha256, committed, row.size_bytes);
     'resume: loop {
         for chunk in plan_chunks(row.size_bytes, committed, CHUNK_BYTES) {
+            context.cancel.check()?;
             let start = usize::try_from(chunk.offset).unwrap_or(usize::MAX);
             let end = usize::try_from(chunk.offset + chunk.len).unwrap_or(usize::MAX);
             let data = bytes
@@ -472,6 +534,9 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
                     committed = new_offset;
                     sent += chunk.len;
                     store.set_upload_position(&row.sha256, &upload_id, committed)?;
+                    context
+                        .observer
+                        .photo_bytes_sent(&row.sha256, committed, row.size_bytes);
                 }
                 Err(ChunkRefused::WrongOffset(message)) => {
                     resyncs += 1;
@@ -513,6 +578,9 @@ async fn upload_one(context: &SyncContext<'_>, planned: &PlannedUpload) -> Clien
 
 async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
     let store = context.store;
+    context.cancel.check()?;
+    context.observer.phase_started(SyncPhase::Pull);
+    let mut checkpoints_applied = 0;
     let mut resets = 0;
     let mut cursor = store
         .meta_get(crate::store::meta_key::CURSOR)?
@@ -543,6 +611,21 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                             "pull checksum mismatch; nothing applied (torn stream?)".into(),
                         ));
                     }
+                    for page in &buffered {
+                        let changes = &mut report.changes;
+                        changes.household_ids.extend(
+                            page.households
+                                .iter()
+                                .map(|household| household.household_id.clone())
+                                .chain(page.removed_household_ids.iter().cloned()),
+                        );
+                        changes.visit_ids.extend(
+                            page.visit_statuses
+                                .iter()
+                                .map(|status| status.visit_id.clone()),
+                        );
+                    }
+                    report.changes.everything |= replace_replica;
                     let summary = store.apply_checkpoint(&Checkpoint {
                         pages: &buffered,
                         cursor: &new_cursor,
@@ -557,6 +640,11 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                     report.households_pulled += summary.households;
                     report.households_removed += summary.removed_households;
                     report.visit_statuses_pulled += summary.visit_statuses;
+                    checkpoints_applied += 1;
+                    // The number of checkpoints is not known ahead: the total stays 0.
+                    context
+                        .observer
+                        .items_done(SyncPhase::Pull, checkpoints_applied, 0);
                 }
                 PullFrame::Reset { reason } => {
                     resets += 1;

@@ -567,47 +567,91 @@ fn workspace_binary(
     name: &str,
 ) -> PathBuf {
     cell.get_or_init(|| {
-        // Test binaries live in target/<profile>/deps/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .expect("test executable inside target/<profile>/deps")
-            .to_owned();
-        let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root above tests/");
-        let built_at = std::fs::metadata(&binary).and_then(|metadata| metadata.modified());
-        if let Ok(built_at) = built_at
-            && newest_source_change(workspace).is_some_and(|changed| changed <= built_at)
-        {
-            return binary;
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", package])
-            .args(["--bin", name, "--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo build for a workspace binary");
-        assert!(
-            output.status.success(),
-            "cargo build -p {package} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            binary.is_file(),
-            "{name} not found at {} after building it",
-            binary.display()
-        );
-        binary
+        let file_name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+        let mut built = workspace_artifacts(package, &["--bin", name], &[file_name]);
+        built.remove(0)
     })
     .clone()
+}
+
+/// The phone bindings' shared library (`libfieldsync_client_ffi.so` on Linux) and the
+/// workspace's `uniffi-bindgen` binary, made up to date once per test process exactly like
+/// [`server_binary`]. The Python binding tests load the one and generate with the other.
+pub fn client_ffi_artifacts() -> (PathBuf, PathBuf) {
+    static ARTIFACTS: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    ARTIFACTS
+        .get_or_init(|| {
+            let library = format!(
+                "{}fieldsync_client_ffi{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            );
+            let bindgen = format!("uniffi-bindgen{}", std::env::consts::EXE_SUFFIX);
+            let mut built = workspace_artifacts(
+                "fieldsync-client-ffi",
+                &["--lib", "--bin", "uniffi-bindgen"],
+                &[library, bindgen],
+            );
+            let bindgen = built.remove(1);
+            (built.remove(0), bindgen)
+        })
+        .clone()
+}
+
+/// Paths of `file_names` in this test's profile folder (`target/<profile>/`), built with
+/// `cargo build -p package target_args` first when any is missing or older than a workspace
+/// source file.
+fn workspace_artifacts(package: &str, target_args: &[&str], file_names: &[String]) -> Vec<PathBuf> {
+    // Test binaries live in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test executable inside target/<profile>/deps")
+        .to_owned();
+    let artifacts: Vec<PathBuf> = file_names
+        .iter()
+        .map(|file_name| profile_dir.join(file_name))
+        .collect();
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root above tests/");
+    let oldest_built = artifacts
+        .iter()
+        .map(|artifact| std::fs::metadata(artifact).and_then(|metadata| metadata.modified()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .and_then(|times| times.into_iter().min());
+    if let Some(built_at) = oldest_built
+        && newest_source_change(workspace).is_some_and(|changed| changed <= built_at)
+    {
+        return artifacts;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package])
+        .args(target_args)
+        .args(["--profile", &profile])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo build for a workspace artifact");
+    assert!(
+        output.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for artifact in &artifacts {
+        assert!(
+            artifact.is_file(),
+            "{} not found after building it",
+            artifact.display()
+        );
+    }
+    artifacts
 }
 
 /// Latest modification time of the workspace's sources (every file outside `target/`, hidden
