@@ -16,6 +16,7 @@ use fieldsync_model::codes::{
 };
 use fieldsync_model::id_number::check_character;
 use fieldsync_server::store::{Area, SeedData, UserRecord};
+use fieldsync_tests::multipart_file_body as multipart;
 use fieldsync_tests::{DEMO_PASSWORD, TestServer, console_login, console_session, roster_headers};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -113,18 +114,6 @@ fn xlsx_of(rows: &[Row]) -> Vec<u8> {
         }
     }
     workbook.save_to_buffer().expect("xlsx")
-}
-
-/// A `multipart/form-data` body with one `file` part (reqwest's multipart feature is off).
-fn multipart(file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "fieldsync-area-import-boundary-3c9a";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// A server holding only the county and its administrator (password [`DEMO_PASSWORD`]).
