@@ -226,16 +226,27 @@ impl Visit {
     /// Hex SHA-256 of the revision's canonical content. An approval quotes it, so a
     /// supervisor can only approve exactly what they looked at.
     pub fn content_hash(&self) -> String {
-        // serde_json writes struct fields in declaration order, so this is canonical for a
-        // given build; the hash is stored with the revision, never recomputed across versions.
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(canonical))
+        hash_of_canonical(&serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// The canonical JSON text of the revision and its [`content hash`](Self::content_hash),
+    /// from one serialisation: the store keeps this very text as the visit's body.
+    pub fn canonical_json_and_hash(&self) -> Result<(String, String), serde_json::Error> {
+        let canonical = serde_json::to_string(self)?;
+        let hash = hash_of_canonical(&canonical);
+        Ok((canonical, hash))
     }
 
     /// The calendar month (YYYY-MM, Beijing time) the visit counts toward.
     pub fn business_month(&self) -> String {
         crate::time_util::business_month(self.checkin_at)
     }
+}
+
+/// serde_json writes struct fields in declaration order, so a visit's JSON text is canonical
+/// for a given build; the hash is stored with the revision, never recomputed across versions.
+fn hash_of_canonical(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 /// Metadata of one photo; bytes travel separately through the media upload.

@@ -32,7 +32,7 @@ mod review_loop;
 mod roster;
 mod sealing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -1992,13 +1992,28 @@ fn submit_visit(
     received_at: i64,
     places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
-    let content_hash = visit.content_hash();
-    let same_revision: Option<String> = transaction
-        .prepare_cached("SELECT content_hash FROM visits WHERE visit_id = ?1 AND revision = ?2")?
-        .query_row(params![visit.visit_id, visit.revision], |row| row.get(0))
-        .optional()?;
-    if let Some(stored_hash) = same_revision {
-        return Ok(if stored_hash == content_hash {
+    // The body is the very text the content hash is taken of: one serialisation.
+    let (body, content_hash) = visit
+        .canonical_json_and_hash()
+        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+    // Every stored revision of this visit id in one index probe (a visit has a handful at
+    // most): the duplicate, id-collision, stale-revision and superseded checks below all
+    // read this list instead of probing the table four times per pushed visit.
+    let stored_revisions: Vec<(u32, String, String, String)> = {
+        let mut statement = transaction.prepare_cached(
+            "SELECT revision, household_id, content_hash, state FROM visits
+             WHERE visit_id = ?1 ORDER BY revision",
+        )?;
+        let rows = statement.query_map(params![visit.visit_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    if let Some((_, _, stored_hash, _)) = stored_revisions
+        .iter()
+        .find(|(revision, ..)| *revision == visit.revision)
+    {
+        return Ok(if *stored_hash == content_hash {
             MutationOutcome::Duplicate
         } else {
             rejected(
@@ -2012,15 +2027,10 @@ fn submit_visit(
     }
     // A visit belongs to one household for life; a revision naming another household is an
     // id collision, not a correction.
-    let other_household: Option<String> = transaction
-        .prepare_cached(
-            "SELECT household_id FROM visits WHERE visit_id = ?1 AND household_id <> ?2 LIMIT 1",
-        )?
-        .query_row(params![visit.visit_id, visit.household_id], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    if let Some(other) = other_household {
+    if let Some((_, other, ..)) = stored_revisions
+        .iter()
+        .find(|(_, household_id, ..)| *household_id != visit.household_id)
+    {
         return Ok(rejected(
             RejectCode::IdReused,
             format!(
@@ -2029,11 +2039,8 @@ fn submit_visit(
             ),
         ));
     }
-    let highest_revision: Option<u32> = transaction
-        .prepare_cached("SELECT MAX(revision) FROM visits WHERE visit_id = ?1")?
-        .query_row(params![visit.visit_id], |row| row.get(0))?;
-    if let Some(highest) = highest_revision
-        && highest > visit.revision
+    if let Some((highest, ..)) = stored_revisions.last()
+        && *highest > visit.revision
     {
         return Ok(rejected(
             RejectCode::StaleRevision,
@@ -2054,16 +2061,17 @@ fn submit_visit(
 
     // Older revisions still open (submitted, or returned for correction) are replaced by
     // this one; an approved revision stays approved as the record of what was accepted.
-    let superseded: Vec<u32> = {
-        let mut statement = transaction.prepare_cached(
-            "SELECT revision FROM visits
-             WHERE visit_id = ?1 AND revision < ?2 AND state IN ('submitted', 'returned')
-             ORDER BY revision",
-        )?;
-        let rows =
-            statement.query_map(params![visit.visit_id, visit.revision], |row| row.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let open_states = [
+        ReviewState::Submitted.as_str(),
+        ReviewState::Returned.as_str(),
+    ];
+    let superseded: Vec<u32> = stored_revisions
+        .iter()
+        .filter(|(revision, _, _, state)| {
+            *revision < visit.revision && open_states.contains(&state.as_str())
+        })
+        .map(|(revision, ..)| *revision)
+        .collect();
     for revision in &superseded {
         transaction.execute(
             "UPDATE visits SET state = ?3 WHERE visit_id = ?1 AND revision = ?2",
@@ -2108,7 +2116,7 @@ fn submit_visit(
             visit.household_id,
             batch.user_id,
             batch.device_id,
-            encode_json(visit)?,
+            body,
             content_hash,
             ReviewState::Submitted.as_str(),
             visit.mode.code(),
@@ -3205,7 +3213,26 @@ impl Store for SqliteStore {
             let (visit_ids, photo_sha256s) =
                 crate::evidence::stored_targets(&result, &flags.targets);
             if !visit_ids.is_empty() {
-                evidence::flag_work_in_savepoint(transaction, |work| {
+                // Only the visits this push stored: a rejected entry may carry another body
+                // under a stored id and revision.
+                let applied: HashSet<u64> = result
+                    .outcomes
+                    .iter()
+                    .filter(|(_, outcome)| matches!(outcome, MutationOutcome::Applied))
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                let pushed: evidence::PushedVisits<'_> = batch
+                    .entries
+                    .iter()
+                    .filter(|entry| applied.contains(&entry.seq))
+                    .filter_map(|entry| match &entry.action {
+                        PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
+                            Some((visit.visit_id.as_str(), visit))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                evidence::flag_work_in_savepoint(transaction, &pushed, |work| {
                     crate::evidence::refresh_after_push_in(
                         work,
                         &visit_ids,
@@ -3429,6 +3456,7 @@ impl Store for SqliteStore {
             let mut gathered = evidence::evidence_inputs_many(
                 connection,
                 std::slice::from_ref(&visit_id),
+                &evidence::PushedVisits::new(),
                 near_duplicate_max_bits,
             )?;
             gathered.pop().map_or(Ok(None), |(_, inputs)| inputs)
@@ -3456,7 +3484,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let sha256 = sha256.to_owned();
         self.write(move |transaction| {
-            evidence::flag_work_in_savepoint(transaction, |work| {
+            evidence::flag_work_in_savepoint(transaction, &evidence::PushedVisits::new(), |work| {
                 crate::evidence::refresh_for_blob_in(work, &sha256, &settings)
             })
         })

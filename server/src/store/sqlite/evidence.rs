@@ -113,11 +113,21 @@ struct OwnVisit {
     first_submitted_at: i64,
 }
 
-fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnVisit>> {
+/// Visits a push has just stored, by id: the flag work of that push starts from these
+/// instead of reading their bodies back and decoding them (most of a batch's flag inputs).
+pub(super) type PushedVisits<'a> = HashMap<&'a str, &'a Visit>;
+
+/// The latest revision of `visit_id`. When `pushed` holds that very revision (the push
+/// being flagged stored it), its body is not read back.
+fn own_visit(
+    connection: &Connection,
+    visit_id: &str,
+    pushed: Option<&Visit>,
+) -> StoreResult<Option<OwnVisit>> {
     // The first revision's receipt is one primary-key probe beside the latest revision.
-    let row: Option<(String, String, String, String, i64, i64)> = connection
+    let row: Option<(String, String, String, u32, i64, i64)> = connection
         .prepare_cached(
-            "SELECT household_id, author_user_id, device_id, body, submitted_at,
+            "SELECT household_id, author_user_id, device_id, revision, submitted_at,
                     (SELECT first.submitted_at FROM visits AS first
                      WHERE first.visit_id = ?1 ORDER BY first.revision LIMIT 1)
              FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
@@ -133,12 +143,21 @@ fn own_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<OwnV
             ))
         })
         .optional()?;
-    let Some((household_id, author, device_id, body, submitted_at, first_submitted_at)) = row
+    let Some((household_id, author, device_id, revision, submitted_at, first_submitted_at)) = row
     else {
         return Ok(None);
     };
+    let visit = match pushed {
+        Some(pushed) if pushed.revision == revision => pushed.clone(),
+        _ => {
+            let body: String = connection
+                .prepare_cached("SELECT body FROM visits WHERE visit_id = ?1 AND revision = ?2")?
+                .query_row(params![visit_id, revision], |row| row.get(0))?;
+            decode_json(&body, "visit")?
+        }
+    };
     Ok(Some(OwnVisit {
-        visit: decode_json(&body, "visit")?,
+        visit,
         author,
         device_id,
         household_id,
@@ -315,11 +334,15 @@ fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i6
 pub(super) fn evidence_inputs_many(
     connection: &Connection,
     visit_ids: &[String],
+    pushed: &PushedVisits<'_>,
     near_duplicate_max_bits: u32,
 ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>> {
     let owns: Vec<(String, StoreResult<Option<OwnVisit>>)> = visit_ids
         .iter()
-        .map(|visit_id| (visit_id.clone(), own_visit(connection, visit_id)))
+        .map(|visit_id| {
+            let pushed = pushed.get(visit_id.as_str()).copied();
+            (visit_id.clone(), own_visit(connection, visit_id, pushed))
+        })
         .collect();
     let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
     for (_, own) in &owns {
@@ -534,6 +557,7 @@ pub(super) fn save_flags_in(
 /// [`FlagWork`] over an open write transaction.
 struct TransactionFlagWork<'a> {
     transaction: &'a Transaction<'a>,
+    pushed: &'a PushedVisits<'a>,
 }
 
 impl FlagWork for TransactionFlagWork<'_> {
@@ -561,7 +585,12 @@ impl FlagWork for TransactionFlagWork<'_> {
         visit_ids: &[String],
         near_duplicate_max_bits: u32,
     ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>> {
-        evidence_inputs_many(self.transaction, visit_ids, near_duplicate_max_bits)
+        evidence_inputs_many(
+            self.transaction,
+            visit_ids,
+            self.pushed,
+            near_duplicate_max_bits,
+        )
     }
 
     fn save_flags(
@@ -576,12 +605,17 @@ impl FlagWork for TransactionFlagWork<'_> {
 
 /// Run flag work inside `transaction` under a savepoint: when it fails, only the flag work
 /// is rolled back (and logged), so the push or upload it belongs to still commits.
+/// `pushed` are the visits the transaction has just stored (empty outside a push).
 pub(super) fn flag_work_in_savepoint(
     transaction: &Transaction<'_>,
+    pushed: &PushedVisits<'_>,
     work: impl FnOnce(&mut dyn FlagWork) -> StoreResult<()>,
 ) -> StoreResult<()> {
     transaction.execute_batch("SAVEPOINT evidence_flags")?;
-    let outcome = work(&mut TransactionFlagWork { transaction });
+    let outcome = work(&mut TransactionFlagWork {
+        transaction,
+        pushed,
+    });
     match outcome {
         Ok(()) => transaction.execute_batch("RELEASE evidence_flags")?,
         Err(error) => {
