@@ -155,6 +155,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0021_village_attributes.sql"),
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
+    (
+        26,
+        "drop_author_month_index",
+        include_str!("migrations/0026_drop_author_month_index.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
