@@ -2873,6 +2873,7 @@ fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
         model: Some("COOLPIX P6000".into()),
         orientation: Some(1),
         phash,
+        exif_damaged: false,
     }
 }
 
@@ -2919,6 +2920,8 @@ pub async fn photo_meta_round_trips(store: &dyn Store) {
         make: None,
         model: None,
         orientation: None,
+        // A damaged block that kept only its capture time.
+        exif_damaged: true,
         ..meta(1, None)
     };
     store

@@ -470,6 +470,9 @@ pub struct PhotoMeta {
     pub orientation: Option<u16>,
     /// 64-bit DCT perceptual hash.
     pub phash: u64,
+    /// The photo has an EXIF block that could be read only in part
+    /// ([`crate::media::photo::PhotoExif::damaged`]); the fields above are what parsed.
+    pub exif_damaged: bool,
 }
 
 /// One photo of the visit being evaluated: its record and, once the bytes arrived and were

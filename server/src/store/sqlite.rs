@@ -155,6 +155,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0021_village_attributes.sql"),
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
+    (
+        24,
+        "exif_damaged",
+        include_str!("migrations/0024_exif_damaged.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -2476,7 +2481,7 @@ fn decode_capture_time(text: &str, has_offset: bool) -> StoreResult<CaptureTime>
 /// table alias `m`.
 const PHOTO_META_COLUMNS: &str = "m.mime_type, m.width, m.height, m.exif_time,
     m.exif_time_has_offset, m.exif_lat, m.exif_lon, m.gps_time, m.make, m.model,
-    m.orientation, m.phash";
+    m.orientation, m.phash, m.exif_damaged";
 
 /// The raw `photo_meta` columns of one row, starting at column `first`.
 type PhotoMetaRow = (
@@ -2489,6 +2494,7 @@ type PhotoMetaRow = (
         Option<u16>,
         i64,
     ),
+    bool,
 );
 
 fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PhotoMetaRow> {
@@ -2509,6 +2515,7 @@ fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Pho
             row.get(first + 10)?,
             row.get(first + 11)?,
         ),
+        row.get(first + 12)?,
     ))
 }
 
@@ -2516,6 +2523,7 @@ fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
     let (
         (mime_type, width, height, exif_time, has_offset, lat),
         (lon, gps_time, make, model, orientation, phash),
+        exif_damaged,
     ) = row;
     Ok(PhotoMeta {
         mime_type,
@@ -2531,6 +2539,7 @@ fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
         orientation,
         // The hash's 64 bits were stored as a signed integer.
         phash: phash as u64,
+        exif_damaged,
     })
 }
 
@@ -2549,15 +2558,16 @@ fn save_photo_meta_in(
     transaction.execute(
         "INSERT INTO photo_meta (sha256, mime_type, width, height, exif_time,
                                  exif_time_has_offset, exif_lat, exif_lon, gps_time, make, model,
-                                 orientation, phash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                 orientation, phash, exif_damaged)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (sha256) DO UPDATE SET
              mime_type = excluded.mime_type, width = excluded.width, height = excluded.height,
              exif_time = excluded.exif_time,
              exif_time_has_offset = excluded.exif_time_has_offset,
              exif_lat = excluded.exif_lat, exif_lon = excluded.exif_lon,
              gps_time = excluded.gps_time, make = excluded.make, model = excluded.model,
-             orientation = excluded.orientation, phash = excluded.phash",
+             orientation = excluded.orientation, phash = excluded.phash,
+             exif_damaged = excluded.exif_damaged",
         params![
             sha256,
             meta.mime_type,
@@ -2573,6 +2583,7 @@ fn save_photo_meta_in(
             meta.orientation,
             // Keep all 64 bits: SQLite integers are signed.
             meta.phash as i64,
+            meta.exif_damaged,
         ],
     )?;
     Ok(())
