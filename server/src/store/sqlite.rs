@@ -47,7 +47,8 @@ use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
 use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::register::{
-    FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
+    FieldEdit, FieldTarget, PendingConflict, RegisterWrite, Stamp, apply_value, current, merge,
+    validate_edit,
 };
 use fieldsync_model::review::{Decision, ReturnReason, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
@@ -159,6 +160,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         24,
         "exif_damaged",
         include_str!("migrations/0024_exif_damaged.sql"),
+    ),
+    (
+        25,
+        "conflict_authors",
+        include_str!("migrations/0025_conflict_authors.sql"),
     ),
 ];
 
@@ -1524,9 +1530,10 @@ fn write_register(
     for pair in &outcome.conflicts {
         transaction.execute(
             "INSERT OR IGNORE INTO conflicts (conflict_key, household_id, township_id, target_key,
-                                              field, first_json, second_json, created_at)
+                                              field, first_json, second_json, created_at,
+                                              first_author_user_id, second_author_user_id)
              VALUES (?1, ?2, ?3, ?4, ?5, pii_seal_field(?5, ?6, ?9), pii_seal_field(?5, ?7, ?9),
-                     ?8)",
+                     ?8, ?10, ?11)",
             params![
                 pair.key(),
                 card.household_id,
@@ -1536,7 +1543,9 @@ fn write_register(
                 encode_json(&pair.first)?,
                 encode_json(&pair.second)?,
                 created_at,
-                sealing::conflict_context(&pair.key())
+                sealing::conflict_context(&pair.key()),
+                pair.first.author_user_id,
+                pair.second.author_user_id,
             ],
         )?;
     }
@@ -1736,6 +1745,80 @@ fn display_name_of(connection: &Connection, user_id: &str) -> StoreResult<String
     Ok(name.unwrap_or_else(|| user_id.to_owned()))
 }
 
+/// The name a device gave at its latest login (`LoginRequest.device_name`: the phone's
+/// model), or empty when it never logged in here.
+fn device_name_of(connection: &Connection, device_id: &str) -> StoreResult<String> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT device_name FROM sessions WHERE device_id = ?1
+             ORDER BY created_at DESC LIMIT 1",
+        )?
+        .query_row(params![device_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Most pending conflicts one pull reports: a phone shows a short list, and a user with
+/// more has a supervisor to talk to anyway.
+const MAX_PENDING_CONFLICTS: i64 = 100;
+
+/// `user_id`'s own edits in open conflict records, oldest first (the partial author
+/// indexes of migration 0025).
+fn pending_conflicts_in(
+    connection: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<PendingConflict>> {
+    // One probe of each partial index; UNION drops a conflict whose both sides are the
+    // user's from appearing twice.
+    let side = |author: &str| {
+        format!(
+            "SELECT conflict_key, household_id, target_key, field, created_at,
+                    pii_open(first_json, {CONFLICT_CONTEXT_SQL}),
+                    pii_open(second_json, {CONFLICT_CONTEXT_SQL})
+             FROM conflicts
+             WHERE resolved_at IS NULL AND {author}_author_user_id = ?1"
+        )
+    };
+    let mut statement = connection.prepare_cached(&format!(
+        "{} UNION {} ORDER BY created_at, conflict_key LIMIT {MAX_PENDING_CONFLICTS}",
+        side("first"),
+        side("second")
+    ))?;
+    let rows = statement.query_map(params![user_id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, String>(6)?,
+        ))
+    })?;
+    let mut pending = Vec::new();
+    for row in rows {
+        let (key, household_id, target_key, field, created_at, first, second) = row?;
+        let target = FieldTarget::parse_key(&target_key)
+            .ok_or_else(|| corrupt(format!("conflict {key}: target {target_key:?}")))?;
+        let first: RegisterWrite = decode_json(&first, "conflict write")?;
+        let second: RegisterWrite = decode_json(&second, "conflict write")?;
+        // The user's own side; when both are theirs (two phones), the later one.
+        let own = if second.author_user_id == user_id {
+            second
+        } else {
+            first
+        };
+        pending.push(PendingConflict {
+            household_id,
+            target,
+            field,
+            recorded_at: from_millis(created_at)?,
+            device_id: own.stamp.device_id,
+        });
+    }
+    Ok(pending)
+}
+
 fn open_conflicts_in(
     connection: &Connection,
     township_id: &str,
@@ -1794,6 +1877,8 @@ fn open_conflicts_in(
         records.push(ConflictRecord {
             first_author_name: display_name_of(connection, &first.author_user_id)?,
             second_author_name: display_name_of(connection, &second.author_user_id)?,
+            first_device_name: device_name_of(connection, &first.stamp.device_id)?,
+            second_device_name: device_name_of(connection, &second.stamp.device_id)?,
             current: current(&history).cloned(),
             created_at: from_millis(created_at)?,
             conflict_key,
@@ -3654,6 +3739,12 @@ impl Store for SqliteStore {
     async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
         let township_id = township_id.to_owned();
         self.read(move |connection| open_conflicts_in(connection, &township_id))
+            .await
+    }
+
+    async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>> {
+        let user_id = user_id.to_owned();
+        self.read(move |connection| pending_conflicts_in(connection, &user_id))
             .await
     }
 
