@@ -1762,14 +1762,10 @@ fn device_name_of(connection: &Connection, device_id: &str) -> StoreResult<Strin
 /// more has a supervisor to talk to anyway.
 const MAX_PENDING_CONFLICTS: i64 = 100;
 
-/// `user_id`'s own edits in open conflict records, oldest first (the partial author
-/// indexes of migration 0025).
-fn pending_conflicts_in(
-    connection: &Connection,
-    user_id: &str,
-) -> StoreResult<Vec<PendingConflict>> {
-    // One probe of each partial index; UNION drops a conflict whose both sides are the
-    // user's from appearing twice.
+/// The query of [`pending_conflicts_in`]: one probe of each partial author index of
+/// migration 0025 (its plan is pinned by a test); UNION keeps a conflict whose both sides
+/// are the user's from appearing twice.
+fn pending_conflicts_sql() -> String {
     let side = |author: &str| {
         format!(
             "SELECT conflict_key, household_id, target_key, field, created_at,
@@ -1779,11 +1775,19 @@ fn pending_conflicts_in(
              WHERE resolved_at IS NULL AND {author}_author_user_id = ?1"
         )
     };
-    let mut statement = connection.prepare_cached(&format!(
+    format!(
         "{} UNION {} ORDER BY created_at, conflict_key LIMIT {MAX_PENDING_CONFLICTS}",
         side("first"),
         side("second")
-    ))?;
+    )
+}
+
+/// `user_id`'s own edits in open conflict records, oldest first.
+fn pending_conflicts_in(
+    connection: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<PendingConflict>> {
+    let mut statement = connection.prepare_cached(&pending_conflicts_sql())?;
     let rows = statement.query_map(params![user_id], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -4380,6 +4384,101 @@ pub(super) mod tests {
                 .expect("backfilled");
             assert_eq!(backfilled, expected + extra, "{visit_id}");
         }
+    }
+
+    /// Migration 0025 fills the author columns of conflicts recorded before it from their
+    /// JSON, opening the sealed ones (phone and ID number) first, so an open conflict from
+    /// before the upgrade still reaches its authors' phones.
+    #[tokio::test]
+    async fn conflict_authors_are_backfilled_from_sealed_and_plain_records() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(_, name, _)| *name == "conflict_authors")
+            .expect("the migration");
+        let write = |user: &str, device: &str, hlc: u64| {
+            serde_json::to_string(&RegisterWrite {
+                value: serde_json::json!(format!("value of {user}")),
+                stamp: Stamp {
+                    hlc: Hlc::from_u64(hlc),
+                    device_id: device.to_owned(),
+                },
+                author_user_id: user.to_owned(),
+                base_seq: 0,
+                server_seq: i64::try_from(hlc).expect("small"),
+            })
+            .expect("json")
+        };
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            sealing::register_functions(&connection, &PiiCipher::for_tests()).expect("pii");
+            apply_old_migrations(&mut connection, before);
+            connection
+                .execute_batch("PRAGMA foreign_keys = OFF")
+                .expect("no foreign keys");
+            for (key, field) in [("k-phone", "phone"), ("k-address", "address")] {
+                connection
+                    .execute(
+                        "INSERT INTO conflicts (conflict_key, household_id, township_id,
+                                                target_key, field, first_json, second_json,
+                                                created_at)
+                         VALUES (?1, 'h', 't', 'household', ?2,
+                                 pii_seal_field(?2, ?3, 'conflict/' || ?1),
+                                 pii_seal_field(?2, ?4, 'conflict/' || ?1), 5)",
+                        params![key, field, write("u-a", "d-a", 1), write("u-b", "d-b", 2)],
+                    )
+                    .expect("old conflict");
+            }
+            let stored: String = connection
+                .query_row(
+                    "SELECT first_json FROM conflicts WHERE conflict_key = 'k-phone'",
+                    [],
+                    |row| row.get(0),
+                )
+                .expect("stored");
+            assert!(!stored.starts_with('{'), "the phone conflict is sealed");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        for (user, device) in [("u-a", "d-a"), ("u-b", "d-b")] {
+            let pending = store.pending_conflicts(user).await.expect("pending");
+            let mut fields: Vec<&str> = pending.iter().map(|p| p.field.as_str()).collect();
+            fields.sort_unstable();
+            assert_eq!(fields, ["address", "phone"], "{user}");
+            assert!(pending.iter().all(|p| p.device_id == device), "{pending:?}");
+        }
+        assert!(
+            store
+                .pending_conflicts("u-c")
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        // A phone's pull asks this every time: two index probes, never a scan of every
+        // conflict ever recorded.
+        let writer = store.inner.writer.lock().expect("writer");
+        let plan: Vec<String> = writer
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_conflicts_sql()))
+            .expect("explain")
+            .query_map(params!["u-a"], |row| row.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for index in [
+            "conflicts_open_by_first_author",
+            "conflicts_open_by_second_author",
+        ] {
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH conflicts USING INDEX")
+                        && step.contains(index)),
+                "{plan:?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
+        );
     }
 
     /// Migration 0019 fills the evidence columns of stored visits from their bodies,
