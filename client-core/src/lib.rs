@@ -233,6 +233,11 @@ pub struct Status {
     pub next_sync_due: Option<OffsetDateTime>,
     /// Whether this device holds a session the server accepts (as far as it last said).
     pub session: SessionState,
+    /// The user's own field edits that clashed with a concurrent edit from another device
+    /// and wait for a township supervisor to choose (冲突记录, 等待审核员处理), as the last
+    /// pull said. The card may show the other value until then; the entry disappears at the
+    /// first pull after the supervisor decided.
+    pub pending_conflicts: Vec<fieldsync_model::register::PendingConflict>,
 }
 
 /// The device's session as the app shows it.
@@ -514,6 +519,14 @@ impl Client {
         Ok(())
     }
 
+    /// The phone's model (Android `Build.MODEL`, e.g. "Redmi Note 12"; iOS the device
+    /// name the app chooses), sent as `device_name` at every later login. The console names
+    /// a device by it with the last four characters of its id, e.g. beside each side of a
+    /// conflict record (冲突记录) and on 在用设备. Empty goes back to the generic name.
+    pub fn set_device_model(&self, model: &str) -> ClientResult<()> {
+        self.store.meta_set(meta_key::DEVICE_MODEL, model.trim())
+    }
+
     /// Log in; the token (bound to this device) and the user are stored locally. A
     /// different user may log in only when the outbox is empty, because pending records
     /// would otherwise be pushed under the new user's name.
@@ -537,7 +550,11 @@ impl Client {
                 username: username.to_owned(),
                 password: password.to_owned(),
                 device_id: self.device_id.clone(),
-                device_name: device_name(),
+                device_name: self
+                    .store
+                    .meta_get(meta_key::DEVICE_MODEL)?
+                    .filter(|model| !model.is_empty())
+                    .unwrap_or_else(device_name),
             })
             .await?;
         let user_changed = previous_user_id
@@ -1093,6 +1110,7 @@ impl Client {
             consecutive_failures: self.consecutive_failures()?,
             next_sync_due: self.next_sync_due()?,
             session: self.session_state()?,
+            pending_conflicts: self.store.pending_conflicts()?,
         })
     }
 

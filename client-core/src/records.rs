@@ -5,6 +5,7 @@
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::register::PendingConflict;
 use fieldsync_model::review::VisitStatus;
 use fieldsync_model::sync::Mutation;
 use time::OffsetDateTime;
@@ -156,6 +157,9 @@ pub enum PullFrame {
         server_time: Option<OffsetDateTime>,
         /// The server's HLC (0 when absent); the phone observes it.
         server_hlc: u64,
+        /// The user's own edits waiting in open conflict records, complete as of this
+        /// checkpoint (empty from a server that does not send them).
+        pending_conflicts: Vec<PendingConflict>,
     },
     /// The cursor is unusable: drop the replica (keep the outbox) and pull from empty.
     Reset {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use fieldsync_model::household::Household;
+use fieldsync_model::register::PendingConflict;
 use fieldsync_model::review::VisitStatus;
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -209,6 +210,10 @@ pub mod meta_key {
     pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
     /// Syncs that failed in a row since the last success.
     pub const CONSECUTIVE_FAILURES: &str = "consecutive_failures";
+    /// The phone's model as the app reported it (`Client::set_device_model`).
+    pub const DEVICE_MODEL: &str = "device_model";
+    /// JSON list of the user's edits waiting in open conflicts, as the last checkpoint said.
+    pub const PENDING_CONFLICTS: &str = "pending_conflicts";
 }
 
 /// A photo to store with a visit revision.
@@ -262,7 +267,10 @@ pub struct UploadRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckSummary {
     pub removed_from_outbox: u64,
+    /// Applied mutations, including those also recorded as a conflict.
     pub applied: u64,
+    /// Applied mutations the server also recorded as a conflict (`CONFLICT_RECORDED`).
+    pub conflicts_recorded: u64,
     pub duplicates: u64,
     pub rejected: Vec<RejectedMutation>,
 }
@@ -311,6 +319,8 @@ pub struct Checkpoint<'a> {
     pub server_hlc: u64,
     /// The pull started from an empty cursor: the pages are the whole scope.
     pub replace_replica: bool,
+    /// The user's edits waiting in open conflicts: replaces the list the phone held.
+    pub pending_conflicts: &'a [PendingConflict],
     pub now: OffsetDateTime,
 }
 
@@ -406,6 +416,14 @@ impl Store {
     pub fn meta_get(&self, key: &str) -> ClientResult<Option<String>> {
         let connection = self.lock();
         meta_get(&connection, key)
+    }
+
+    /// The user's edits waiting in open conflicts, as the last pull's checkpoint said.
+    pub fn pending_conflicts(&self) -> ClientResult<Vec<PendingConflict>> {
+        match self.meta_get(meta_key::PENDING_CONFLICTS)? {
+            Some(text) => from_json(&text, "pending conflicts"),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Write one meta value.
@@ -1262,7 +1280,11 @@ impl Store {
             let kind = MutationKind::parse(&kind)
                 .ok_or_else(|| ClientError::corrupt(format!("outbox kind {kind:?}")))?;
             match outcome {
-                PushOutcome::Applied | PushOutcome::ConflictRecorded => summary.applied += 1,
+                PushOutcome::Applied => summary.applied += 1,
+                PushOutcome::ConflictRecorded => {
+                    summary.applied += 1;
+                    summary.conflicts_recorded += 1;
+                }
                 PushOutcome::Duplicate => summary.duplicates += 1,
                 PushOutcome::Rejected { code, message } => {
                     // Kept for the status screen: the entry leaves the outbox, but the cadre
@@ -1468,6 +1490,7 @@ impl Store {
             server_time,
             server_hlc,
             replace_replica: false,
+            pending_conflicts: &[],
             now,
         })
     }
@@ -1572,6 +1595,11 @@ impl Store {
                 )?;
             }
         }
+        meta_set(
+            &transaction,
+            meta_key::PENDING_CONFLICTS,
+            &to_json(&checkpoint.pending_conflicts)?,
+        )?;
         meta_set(&transaction, meta_key::CURSOR, checkpoint.cursor)?;
         meta_set(&transaction, meta_key::LAST_SYNC_AT, &now_text)?;
         observe_server(&transaction, checkpoint.server_hlc, checkpoint.server_time)?;
@@ -1781,6 +1809,11 @@ fn income_in_force(
 
 fn drop_replica(transaction: &Transaction<'_>) -> ClientResult<()> {
     transaction.execute("DELETE FROM households", [])?;
+    // Whose conflicts they were goes with the replica; the next checkpoint says again.
+    transaction.execute(
+        "DELETE FROM meta WHERE key = ?1",
+        [meta_key::PENDING_CONFLICTS],
+    )?;
     transaction.execute("DELETE FROM server_income", [])?;
     // Visits known only from the server come back with the re-download; the user's own
     // bodies stay, because the outbox and `resubmit_visit` need them.
@@ -1981,6 +2014,7 @@ mod tests {
                 server_time: None,
                 server_hlc: 0,
                 replace_replica: true,
+                pending_conflicts: &[],
                 now: datetime!(2026-03-05 08:00 UTC),
             })
             .unwrap();

@@ -264,6 +264,12 @@ pub struct SyncReport {
     pub households_removed: u64,
     pub visit_statuses_pulled: u64,
     pub resets: u64,
+    /// This sync's pushed edits the server applied but also recorded as a conflict with a
+    /// concurrent edit from another device (`CONFLICT_RECORDED`).
+    pub conflicts_recorded: u64,
+    /// The user's own edits that wait in open conflict records for a township supervisor,
+    /// as the pull reported them (also in [`crate::Status::pending_conflicts`]).
+    pub pending_conflicts: Vec<fieldsync_model::register::PendingConflict>,
     /// What the app's screens should reload after this sync.
     pub changes: SyncChanges,
 }
@@ -384,6 +390,7 @@ async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
             .apply_push_ack(&batch_id, &ack, context.clock.now())?;
         report.batches_pushed += 1;
         report.mutations_applied += summary.applied;
+        report.conflicts_recorded += summary.conflicts_recorded;
         report.mutations_duplicate += summary.duplicates;
         report.rejected.extend(summary.rejected);
         report.changes.visit_ids.extend(
@@ -605,6 +612,7 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                     checksum_ok,
                     server_time,
                     server_hlc,
+                    pending_conflicts,
                 } => {
                     if !checksum_ok {
                         return Err(ClientError::Protocol(
@@ -632,8 +640,10 @@ async fn pull(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResul
                         server_time,
                         server_hlc,
                         replace_replica,
+                        pending_conflicts: &pending_conflicts,
                         now: context.clock.now(),
                     })?;
+                    report.pending_conflicts = pending_conflicts;
                     replace_replica = false;
                     buffered.clear();
                     saw_checkpoint = true;

@@ -15,6 +15,7 @@ use fieldsync_model::CodeList;
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::income::IncomeRegistration;
+use fieldsync_model::register::PendingConflict;
 use fieldsync_model::review::VisitStatus;
 use fieldsync_proto::convert::{ConvertError, instant_to_wire, optional_instant};
 use fieldsync_proto::v1 as proto;
@@ -598,6 +599,18 @@ impl PullFrames for GrpcPullStream {
                     server_time: optional_instant(&checkpoint.server_time, "server_time")
                         .map_err(|error| malformed("checkpoint", error))?,
                     server_hlc: checkpoint.server_hlc,
+                    pending_conflicts: checkpoint
+                        .pending_conflicts
+                        .iter()
+                        .map(|wire| {
+                            PendingConflict::try_from(wire).map_err(|error| {
+                                malformed(
+                                    format_args!("pending conflict of {}", wire.household_id),
+                                    error,
+                                )
+                            })
+                        })
+                        .collect::<ClientResult<_>>()?,
                 }))
             }
             Some(proto::pull_response::Frame::Reset(reset)) => {

@@ -242,6 +242,7 @@ impl proto::sync_server::Sync for Fake {
                 cursor: "cursor-1".into(),
                 checksum,
                 server_time: None,
+                pending_conflicts: Vec::new(),
             })),
         ];
         Ok(tonic::Response::new(tokio_stream::iter(frames)))

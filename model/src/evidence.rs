@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::codes::{CodeList, VisitMode};
+use crate::codes::{CodeList, LocationProvider, VisitMode};
 use crate::geo;
 use crate::household::GeoPoint;
 use crate::time_util;
@@ -62,7 +62,9 @@ pub struct EvidenceSettings {
     pub min_visit_minutes: u32,
     /// R3: the phone's clock differing from the server's by more than this when it sent
     /// the visit is flagged, because then its check-in and EXIF times cannot be trusted.
-    /// Default 10 min (domain.md R3).
+    /// The same tolerance applies to the phone's clock against the satellite times the
+    /// visit carries (the fix's GNSS time, a photo's EXIF GPS time). Default 10 min
+    /// (domain.md R3).
     pub max_clock_skew_minutes: u32,
     /// 补录: a visit the server first received more than this many days after its check-in
     /// is a late record. Default 7 (DESIGN §5): a week covers a phone left without signal in
@@ -123,6 +125,11 @@ pub enum EvidenceFlag {
     PhotoMissing { gallery_photos: u32 },
     /// R3: an in-app-camera photo without an EXIF capture time.
     PhotoExifMissing { photo_id: String },
+    /// R3: an in-app-camera photo whose EXIF block could be read only in part (a malformed
+    /// entry, typically left by an editor's re-save). The tags that parsed are still
+    /// checked; `time_read` says whether the capture time was among them. Shown instead
+    /// of [`EvidenceFlag::PhotoExifMissing`]: damaged is not missing.
+    PhotoExifDamaged { photo_id: String, time_read: bool },
     /// R3: a photo's EXIF capture time is outside the visit's window.
     PhotoExifTimeOutside {
         photo_id: String,
@@ -166,6 +173,20 @@ pub enum EvidenceFlag {
     /// R3: the phone's clock was off by more than the tolerance (positive: phone ahead),
     /// in minutes rounded away from zero.
     ClockSkew { skew_minutes: i64 },
+    /// R3: the phone's clock disagreed with satellite time by more than the clock-skew
+    /// tolerance when the visit was recorded, whatever its heartbeat says now: a clock set
+    /// back to record a visit and restored before syncing is caught here. `photo_id` is
+    /// `None` when the satellite time is the visit fix's (compared with the check-in ..
+    /// check-out window) and names the photo when it is that photo's EXIF GPS time
+    /// (compared with when the phone says it took the photo). `skew_minutes` is phone
+    /// minus satellite (positive: phone ahead), rounded away from zero; the largest
+    /// disagreement of the visit is reported.
+    SatelliteTimeMismatch {
+        photo_id: Option<String>,
+        #[serde(with = "time::serde::rfc3339")]
+        satellite_time: OffsetDateTime,
+        skew_minutes: i64,
+    },
     /// 补录 (late record, DESIGN §5): the server first received the visit more than
     /// `max_days` after its check-in (`submitted_late`; `submitted_at` is the server's
     /// receipt, never the phone's clock), or the visit claims to have lasted longer than
@@ -196,6 +217,7 @@ impl EvidenceFlag {
             Self::ImpossibleTravel { .. } => "impossible_travel",
             Self::PhotoMissing { .. } => "photo_missing",
             Self::PhotoExifMissing { .. } => "photo_exif_missing",
+            Self::PhotoExifDamaged { .. } => "photo_exif_damaged",
             Self::PhotoExifTimeOutside { .. } => "photo_exif_time_outside",
             Self::PhotoExifGpsFar { .. } => "photo_exif_gps_far",
             Self::PhotoReused { .. } => "photo_reused",
@@ -203,6 +225,7 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "too_short",
             Self::TooManyVisitsInDay { .. } => "too_many_visits_in_day",
             Self::ClockSkew { .. } => "clock_skew",
+            Self::SatelliteTimeMismatch { .. } => "satellite_time_mismatch",
             Self::LateRecord { .. } => "late_record",
         }
     }
@@ -218,6 +241,7 @@ impl EvidenceFlag {
             Self::ImpossibleTravel { .. } => "行程速度异常",
             Self::PhotoMissing { .. } => "入户无现场照片",
             Self::PhotoExifMissing { .. } => "照片缺少拍摄时间",
+            Self::PhotoExifDamaged { .. } => "照片EXIF信息损坏",
             Self::PhotoExifTimeOutside { .. } => "照片拍摄时间不符",
             Self::PhotoExifGpsFar { .. } => "照片拍摄地点不符",
             Self::PhotoReused { .. } => "照片重复使用",
@@ -225,6 +249,7 @@ impl EvidenceFlag {
             Self::TooShort { .. } => "走访时间过短",
             Self::TooManyVisitsInDay { .. } => "单日入户过多",
             Self::ClockSkew { .. } => "设备时间偏差",
+            Self::SatelliteTimeMismatch { .. } => "设备时间与卫星时间不符",
             Self::LateRecord { .. } => "补录",
         }
     }
@@ -292,6 +317,18 @@ impl EvidenceFlag {
                     names.photo(photo_id)
                 )
             }
+            Self::PhotoExifDamaged {
+                photo_id,
+                time_read,
+            } => format!(
+                "{}的 EXIF 信息部分损坏，可能经编辑软件改存过；{}",
+                names.photo(photo_id),
+                if *time_read {
+                    "能读出的拍摄时间和地点已照常核验。"
+                } else {
+                    "读不出拍摄时间。"
+                }
+            ),
             Self::PhotoExifTimeOutside {
                 photo_id,
                 exif_time,
@@ -362,6 +399,22 @@ impl EvidenceFlag {
                     )
                 }
             }
+            Self::SatelliteTimeMismatch {
+                photo_id,
+                satellite_time,
+                skew_minutes,
+            } => {
+                let (source, device) = match photo_id {
+                    None => ("定位".to_owned(), "签到签退时间"),
+                    Some(photo_id) => (format!("{}的 GPS ", names.photo(photo_id)), "拍摄时间"),
+                };
+                format!(
+                    "{source}卫星时间为 {}，手机记录的{device}比它{} {}，手机时间可能被调过。",
+                    time_util::beijing_minutes(*satellite_time),
+                    if *skew_minutes >= 0 { "快" } else { "慢" },
+                    span_zh(skew_minutes.unsigned_abs())
+                )
+            }
             Self::LateRecord {
                 checkin_at,
                 submitted_at,
@@ -423,6 +476,19 @@ pub struct PhotoEvidence {
     pub exif_gps: Option<(f64, f64)>,
     /// The app says the photo came from its own camera (not the gallery).
     pub in_app_camera: bool,
+    /// The photo has an EXIF block that could be read only in part; `exif_time` and
+    /// `exif_gps` are what parsed.
+    #[serde(default)]
+    pub exif_damaged: bool,
+    /// EXIF GPSDateStamp + GPSTimeStamp: the satellite (UTC) time of the fix the camera
+    /// wrote into the photo, independent of the phone's clock.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub gps_time: Option<OffsetDateTime>,
+    /// When the phone says it took the photo (`PhotoRecord::captured_at_device`, the
+    /// phone's clock). Without it the EXIF capture time stands in: an in-app camera writes
+    /// it from the same clock.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub device_time: Option<OffsetDateTime>,
 }
 
 /// A photo attached to some *other* visit, to compare hashes against. The caller picks the
@@ -505,6 +571,16 @@ pub struct Receipt {
     pub device_skew: Option<Duration>,
 }
 
+/// A span of whole minutes as a reviewer reads it: minutes under an hour, hours and minutes
+/// under a day, days and hours beyond.
+fn span_zh(minutes: u64) -> String {
+    match minutes {
+        0..60 => format!("{minutes} 分钟"),
+        60..1440 => format!("{} 小时 {} 分钟", minutes / 60, minutes % 60),
+        _ => format!("{} 天 {} 小时", minutes / 1440, minutes % 1440 / 60),
+    }
+}
+
 /// Hamming distance between two 64-bit perceptual hashes: how many bits differ.
 pub fn hamming(a: u64, b: u64) -> u32 {
     (a ^ b).count_ones()
@@ -531,8 +607,9 @@ pub fn business_date(instant: OffsetDateTime) -> String {
 /// Computes the evidence flags of one visit revision. Pure and deterministic: the same
 /// inputs give the same flags in the same order — visit mode, location (missing, mock,
 /// inaccurate, far), travel (previous then next visit), photos (missing, then for each
-/// photo in the visit's order: EXIF time missing, EXIF time, EXIF GPS, reuse, near
-/// duplicates), duration, visits that day, late record (补录), clock skew.
+/// photo in the visit's order: EXIF damaged or missing, EXIF time, EXIF GPS, reuse, near
+/// duplicates), duration, visits that day, late record (补录), clock skew (heartbeat), then
+/// the phone's clock against satellite time.
 ///
 /// - `household_location`: the household's registered point in any CRS; `None` skips the
 ///   distance check (there is nothing to compare with).
@@ -677,19 +754,95 @@ pub fn evaluate(
     if let Some(skew) = receipt.device_skew {
         let tolerance = Duration::minutes(i64::from(settings.max_clock_skew_minutes));
         if skew.abs() > tolerance {
-            // Round away from zero so a skew just over the tolerance never shows as equal
-            // to it.
-            let magnitude = (skew.abs().as_seconds_f64() / 60.0).ceil() as i64;
-            let skew_minutes = if skew.is_negative() {
-                -magnitude
-            } else {
-                magnitude
-            };
-            flags.push(EvidenceFlag::ClockSkew { skew_minutes });
+            flags.push(EvidenceFlag::ClockSkew {
+                skew_minutes: whole_minutes_away_from_zero(skew),
+            });
         }
     }
 
+    // The phone's clock against satellite time (R3), from what the visit itself carries.
+    if let Some(flag) = satellite_time_mismatch(visit, photos, settings) {
+        flags.push(flag);
+    }
+
     flags
+}
+
+/// Minutes of a skew rounded away from zero, so a skew just over the tolerance never shows
+/// as equal to it.
+fn whole_minutes_away_from_zero(skew: Duration) -> i64 {
+    let magnitude = (skew.abs().as_seconds_f64() / 60.0).ceil() as i64;
+    if skew.is_negative() {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// The phone's clock against the satellite times the visit carries, independent of any
+/// heartbeat: the fix's GNSS time must fall within the check-in .. check-out window the
+/// phone's clock wrote, and each in-app photo's EXIF GPS time must agree with when the phone
+/// says it took the photo, both within the clock-skew tolerance (strictly more is flagged).
+/// The largest disagreement is reported; on a tie the fix, then photos in the visit's order.
+///
+/// Left out, because their times say nothing about this phone's clock: a network fix (its
+/// time comes from the phone's own clock), a mock fix (the mock app sets its time), and
+/// gallery photos (another camera's clock).
+fn satellite_time_mismatch(
+    visit: &Visit,
+    photos: &[PhotoEvidence],
+    settings: &EvidenceSettings,
+) -> Option<EvidenceFlag> {
+    // (phone minus satellite, the photo or None for the fix, the satellite time)
+    let mut readings: Vec<(Duration, Option<&str>, OffsetDateTime)> = Vec::new();
+    let fix = visit
+        .gps
+        .filter(|fix| !fix.is_mock && fix.provider != Some(LocationProvider::Network));
+    if let Some(satellite) = fix.and_then(|fix| fix.fix_time) {
+        // Phone minus satellite: how far the window the phone wrote misses the fix.
+        let skew = if satellite < visit.checkin_at {
+            visit.checkin_at - satellite
+        } else if satellite > visit.checkout_at {
+            visit.checkout_at - satellite
+        } else {
+            Duration::ZERO
+        };
+        readings.push((skew, None, satellite));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for id in &visit.photo_ids {
+        if seen.contains(&id.as_str()) {
+            continue;
+        }
+        seen.push(id);
+        let Some(photo) = photos.iter().find(|photo| &photo.photo_id == id) else {
+            continue;
+        };
+        if !photo.in_app_camera {
+            continue;
+        }
+        if let (Some(satellite), Some(device)) =
+            (photo.gps_time, photo.device_time.or(photo.exif_time))
+        {
+            readings.push((device - satellite, Some(&photo.photo_id), satellite));
+        }
+    }
+    let tolerance = Duration::minutes(i64::from(settings.max_clock_skew_minutes));
+    let mut worst: Option<(Duration, Option<&str>, OffsetDateTime)> = None;
+    for reading in readings {
+        let larger = worst.is_none_or(|(current, _, _)| reading.0.abs() > current.abs());
+        if reading.0.abs() > tolerance && larger {
+            worst = Some(reading);
+        }
+    }
+    worst.map(
+        |(skew, photo_id, satellite)| EvidenceFlag::SatelliteTimeMismatch {
+            photo_id: photo_id.map(str::to_owned),
+            // In UTC, so the stored flag is the same JSON whichever offset the phone wrote.
+            satellite_time: satellite.to_offset(time::UtcOffset::UTC),
+            skew_minutes: whole_minutes_away_from_zero(skew),
+        },
+    )
 }
 
 /// 补录: strictly more than `late_record_max_days` from check-in to the server's first
@@ -840,10 +993,18 @@ fn photo_flags(
     };
 
     for photo in arrived {
-        match photo.exif_time {
-            None if photo.in_app_camera => flags.push(EvidenceFlag::PhotoExifMissing {
+        if photo.exif_damaged && photo.in_app_camera {
+            flags.push(EvidenceFlag::PhotoExifDamaged {
                 photo_id: photo.photo_id.clone(),
-            }),
+                time_read: photo.exif_time.is_some(),
+            });
+        }
+        match photo.exif_time {
+            None if photo.in_app_camera && !photo.exif_damaged => {
+                flags.push(EvidenceFlag::PhotoExifMissing {
+                    photo_id: photo.photo_id.clone(),
+                })
+            }
             Some(exif_time) if !window.contains(&exif_time) => {
                 flags.push(EvidenceFlag::PhotoExifTimeOutside {
                     photo_id: photo.photo_id.clone(),
@@ -929,7 +1090,7 @@ fn photo_flags(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codes::{Crs, LocationProvider, VisitExceptionReason, VisitType};
+    use crate::codes::{Crs, VisitExceptionReason, VisitType};
     use crate::visit::{GpsFix, WellbeingCheck};
     use time::macros::datetime;
 
@@ -986,8 +1147,9 @@ mod tests {
     }
 
     impl Scenario {
-        /// An honest in-person visit: fix 50 m from the household with 10 m accuracy, one
-        /// in-app photo taken during the visit 10 m from the fix, unique hashes, an earlier
+        /// An honest in-person visit: fix 50 m from the household with 10 m accuracy taken
+        /// a minute after check-in, one in-app photo taken during the visit 10 m from the
+        /// fix (its satellite time agreeing with the phone's), unique hashes, an earlier
         /// visit that morning 3 km away (2 visits that day), 40 minutes, 2 minutes of skew.
         fn honest() -> Self {
             let fix = moved(HOME, 50.0, 0.0);
@@ -1020,6 +1182,10 @@ mod tests {
                 exif_time: Some(datetime!(2026-10-12 09:10 +8)),
                 exif_gps: Some(moved(fix, 10.0, 0.0)),
                 in_app_camera: true,
+                exif_damaged: false,
+                // The camera's satellite fix a few seconds before the shutter.
+                gps_time: Some(datetime!(2026-10-12 09:09:56 +8)),
+                device_time: Some(datetime!(2026-10-12 09:10 +8)),
             };
             let others = vec![
                 // Another household's photo: different file, very different look.
@@ -1654,6 +1820,45 @@ mod tests {
     }
 
     #[test]
+    fn damaged_exif_is_flagged_as_damaged_not_missing_and_what_parsed_is_still_checked() {
+        // The capture time survived the damage: the photo is damaged, and its time and GPS
+        // are checked as usual.
+        let mut scenario = Scenario::honest();
+        scenario.photo().exif_damaged = true;
+        assert_eq!(
+            scenario.run(),
+            vec![EvidenceFlag::PhotoExifDamaged {
+                photo_id: PHOTO.to_owned(),
+                time_read: true,
+            }]
+        );
+        scenario.photo().exif_gps = Some(moved(HOME, 50.0, 2000.0));
+        assert_eq!(
+            scenario.codes(),
+            ["photo_exif_damaged", "photo_exif_gps_far"]
+        );
+        // The damage took the capture time: damaged, never also missing.
+        let mut scenario = Scenario::honest();
+        scenario.photo().exif_damaged = true;
+        scenario.photo().exif_time = None;
+        assert_eq!(
+            scenario.run(),
+            vec![EvidenceFlag::PhotoExifDamaged {
+                photo_id: PHOTO.to_owned(),
+                time_read: false,
+            }]
+        );
+        // A gallery photo's EXIF is not the app's evidence, damaged or missing.
+        scenario.photos.push(PhotoEvidence {
+            photo_id: "gallery".to_owned(),
+            in_app_camera: false,
+            ..scenario.photos[0].clone()
+        });
+        scenario.visit.photo_ids.push("gallery".to_owned());
+        assert_eq!(scenario.codes(), ["photo_exif_damaged"]);
+    }
+
+    #[test]
     fn exif_time_outside_the_visit_window_is_flagged() {
         let mut scenario = Scenario::honest();
         scenario.photo().exif_time = Some(datetime!(2026-10-12 07:50 +8));
@@ -1817,6 +2022,125 @@ mod tests {
         assert_eq!(hamming(1 << 63, 1), 2);
     }
 
+    // --- R3 the phone's clock against satellite time ------------------------------------------
+
+    /// The scenario of issue 14: the cadre sets the phone's clock back five days, records the
+    /// visit, and restores the clock before syncing. Every time the phone wrote is five days
+    /// early; the satellite times are not, and the heartbeat sees a correct clock.
+    #[test]
+    fn a_clock_set_back_and_restored_before_syncing_is_caught_by_satellite_time() {
+        let mut scenario = Scenario::honest();
+        let back = Duration::days(5);
+        scenario.visit.checkin_at -= back;
+        scenario.visit.checkout_at -= back;
+        scenario.visit.recorded_at_device -= back;
+        scenario.photo().device_time = Some(datetime!(2026-10-12 09:10 +8) - back);
+        scenario.photo().exif_time = Some(datetime!(2026-10-12 09:10 +8) - back);
+        scenario.skew = Some(Duration::seconds(20));
+        assert!(!scenario.codes().contains(&"clock_skew"));
+        // The photo disagrees most (the fix is a minute into the visit, so 39 minutes less).
+        assert_eq!(
+            scenario.run(),
+            vec![EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: Some(PHOTO.to_owned()),
+                satellite_time: datetime!(2026-10-12 01:09:56 UTC),
+                skew_minutes: -(5 * 1440),
+            }]
+        );
+        // Without the photo, the fix alone catches it.
+        scenario.photos.clear();
+        assert_eq!(
+            scenario.run(),
+            vec![EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: None,
+                satellite_time: datetime!(2026-10-12 01:01 UTC),
+                skew_minutes: -(5 * 1440 - 39),
+            }]
+        );
+    }
+
+    #[test]
+    fn the_fix_must_fall_within_the_visit_window_give_or_take_the_skew_tolerance() {
+        let mut scenario = Scenario::honest();
+        scenario.photos.clear();
+        let set_fix_time = |scenario: &mut Scenario, at: OffsetDateTime| {
+            if let Some(fix) = scenario.visit.gps.as_mut() {
+                fix.fix_time = Some(at);
+            }
+        };
+        // Ten minutes after check-out or before check-in is within the tolerance.
+        set_fix_time(&mut scenario, datetime!(2026-10-12 09:50 +8));
+        assert!(scenario.run().is_empty());
+        set_fix_time(&mut scenario, datetime!(2026-10-12 08:50 +8));
+        assert!(scenario.run().is_empty());
+        // A second more is flagged, rounded away from zero: the phone's window ended 11
+        // minutes before the satellites' time (phone slow), or began 11 minutes after it.
+        set_fix_time(&mut scenario, datetime!(2026-10-12 09:50:01 +8));
+        assert!(matches!(
+            scenario.run().as_slice(),
+            [EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: None,
+                skew_minutes: -11,
+                ..
+            }]
+        ));
+        set_fix_time(&mut scenario, datetime!(2026-10-12 08:49:59 +8));
+        assert!(matches!(
+            scenario.run().as_slice(),
+            [EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: None,
+                skew_minutes: 11,
+                ..
+            }]
+        ));
+        // A network fix's time is the phone's own clock, and a mock fix's is made up:
+        // neither is a satellite time.
+        if let Some(fix) = scenario.visit.gps.as_mut() {
+            fix.provider = Some(LocationProvider::Network);
+        }
+        assert!(scenario.run().is_empty());
+        if let Some(fix) = scenario.visit.gps.as_mut() {
+            fix.provider = None;
+            fix.is_mock = true;
+        }
+        assert_eq!(scenario.codes(), ["mock_location"]);
+        // A fix without a time says nothing.
+        if let Some(fix) = scenario.visit.gps.as_mut() {
+            fix.is_mock = false;
+            fix.fix_time = None;
+        }
+        assert!(scenario.run().is_empty());
+    }
+
+    #[test]
+    fn a_photos_satellite_time_is_compared_with_when_the_phone_says_it_took_it() {
+        let mut scenario = Scenario::honest();
+        // Exactly the tolerance apart: fine; a phone ahead by more is flagged too.
+        scenario.photo().gps_time = Some(datetime!(2026-10-12 09:00 +8));
+        assert!(scenario.run().is_empty());
+        scenario.photo().gps_time = Some(datetime!(2026-10-12 08:59:30 +8));
+        assert_eq!(
+            scenario.run(),
+            vec![EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: Some(PHOTO.to_owned()),
+                satellite_time: datetime!(2026-10-12 00:59:30 UTC),
+                skew_minutes: 11,
+            }]
+        );
+        // Without the phone's capture time, the EXIF capture time (same clock) stands in.
+        scenario.photo().device_time = None;
+        scenario.photo().exif_time = Some(datetime!(2026-10-12 09:05 +8));
+        assert!(scenario.run().is_empty());
+        scenario.photo().exif_time = None;
+        assert_eq!(scenario.codes(), ["photo_exif_missing"]);
+        // A gallery photo was taken by some other camera's clock.
+        let mut scenario = Scenario::honest();
+        scenario.photo().gps_time = Some(datetime!(2026-10-01 09:00 +8));
+        assert_eq!(scenario.codes(), ["satellite_time_mismatch"]);
+        scenario.photo().in_app_camera = false;
+        assert_eq!(scenario.codes(), ["photo_missing"]);
+    }
+
     // --- order, vocabulary, settings ----------------------------------------------------------
 
     #[test]
@@ -1846,6 +2170,7 @@ mod tests {
             Some(moved(HOME, 100_000.0, 0.0)),
         ));
         scenario.skew = Some(Duration::hours(-3));
+        scenario.photo().gps_time = Some(datetime!(2026-10-13 09:10 +8));
         scenario.submitted_at = datetime!(2026-11-20 10:00 +8);
         let expected = [
             "mock_location",
@@ -1859,6 +2184,7 @@ mod tests {
             "too_many_visits_in_day",
             "late_record",
             "clock_skew",
+            "satellite_time_mismatch",
         ];
         assert_eq!(scenario.codes(), expected);
         assert_eq!(scenario.run(), scenario.run());
@@ -1902,6 +2228,14 @@ mod tests {
             EvidenceFlag::PhotoExifMissing {
                 photo_id: "p".to_owned(),
             },
+            EvidenceFlag::PhotoExifDamaged {
+                photo_id: "p".to_owned(),
+                time_read: true,
+            },
+            EvidenceFlag::PhotoExifDamaged {
+                photo_id: "q".to_owned(),
+                time_read: false,
+            },
             EvidenceFlag::PhotoExifTimeOutside {
                 photo_id: "p".to_owned(),
                 exif_time: datetime!(2026-10-01 12:00 +8),
@@ -1935,6 +2269,21 @@ mod tests {
                 limit: 8,
             },
             EvidenceFlag::ClockSkew { skew_minutes: -15 },
+            EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: None,
+                satellite_time: datetime!(2026-11-09 09:30 +8),
+                skew_minutes: -(69 * 1440 + 3 * 60 + 20),
+            },
+            EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: Some("p".to_owned()),
+                satellite_time: datetime!(2026-10-12 01:10 UTC),
+                skew_minutes: 25,
+            },
+            EvidenceFlag::SatelliteTimeMismatch {
+                photo_id: Some("p".to_owned()),
+                satellite_time: datetime!(2026-10-12 01:10 UTC),
+                skew_minutes: -130,
+            },
             EvidenceFlag::LateRecord {
                 checkin_at: datetime!(2026-09-01 10:00 +8),
                 submitted_at: datetime!(2026-11-09 09:30 +8),
@@ -1973,11 +2322,11 @@ mod tests {
         let mut labels: Vec<_> = flags.iter().map(EvidenceFlag::label_zh).collect();
         codes.dedup();
         labels.dedup();
-        assert_eq!(codes.len(), 16);
-        assert_eq!(labels.len(), 16);
+        assert_eq!(codes.len(), 18);
+        assert_eq!(labels.len(), 18);
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), 16, "codes are unique");
+        assert_eq!(codes.len(), 18, "codes are unique");
         for flag in &flags {
             assert!(
                 flag.code()
@@ -2026,6 +2375,8 @@ mod tests {
             "入户走访没有照片。",
             "入户走访没有应用内拍摄的照片（只有 2 张相册照片）。",
             "照片1标为应用内拍摄，却没有 EXIF 拍摄时间。",
+            "照片1的 EXIF 信息部分损坏，可能经编辑软件改存过；能读出的拍摄时间和地点已照常核验。",
+            "照片2的 EXIF 信息部分损坏，可能经编辑软件改存过；读不出拍摄时间。",
             "照片1的拍摄时间 2026-10-01 12:00 不在签到签退时间前后范围内。",
             "照片1的拍摄地点距农户登记位置 2.0 公里，超过 500 米。",
             "照片1与王大山户 9月12日的走访（帮扶干部 赵强）的照片是同一文件。",
@@ -2033,6 +2384,9 @@ mod tests {
             "入户走访仅 4 分钟，少于 10 分钟。",
             "2026-10-12 当天入户走访 9 户，超过 8 户。",
             "手机时间比服务器慢 15 分钟，签到和拍摄时间可能不准。",
+            "定位卫星时间为 2026-11-09 09:30，手机记录的签到签退时间比它慢 69 天 3 小时，手机时间可能被调过。",
+            "照片1的 GPS 卫星时间为 2026-10-12 09:10，手机记录的拍摄时间比它快 25 分钟，手机时间可能被调过。",
+            "照片1的 GPS 卫星时间为 2026-10-12 09:10，手机记录的拍摄时间比它慢 2 小时 10 分钟，手机时间可能被调过。",
             "签到于 2026-09-01 10:00，服务器 2026-11-09 09:30 才收到，相隔 68 天 23 小时，超过 7 天；\
              走访时长 1666 小时 40 分钟，超过 8 小时，可能是事后补录。",
         ];
@@ -2044,7 +2398,7 @@ mod tests {
             "另一次走访签退到另一次走访签到相距 100.0 公里、间隔 30 分钟，需时速 200 公里。"
         );
         assert_eq!(
-            generic[13],
+            generic[15],
             "照片与另一次走访的照片高度相似（感知哈希相差 3 位）。"
         );
         assert_eq!(

@@ -114,6 +114,28 @@ impl ConflictPair {
     }
 }
 
+/// One of a user's own edits that is half of an open conflict record: it waits for a
+/// township supervisor to choose between it and a concurrent edit of the same field (冲突记录
+/// 待审核员处理). Until then the register shows the later of the two (last writer wins), which
+/// may not be this edit. The pull tells the phone the user's complete list at every
+/// checkpoint, so the cadre learns their edit is waiting, and learns when it is settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConflict {
+    pub household_id: String,
+    pub target: FieldTarget,
+    pub field: String,
+    /// When the server recorded the conflict.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: time::OffsetDateTime,
+    /// The device that made the user's edit (the user may have more than one phone).
+    pub device_id: String,
+}
+
+impl PendingConflict {
+    /// The outcome in one Chinese sentence, for a phone's status screen.
+    pub const WAITING_ZH: &'static str = "与他人的修改冲突，等待乡镇审核员处理";
+}
+
 /// The write currently shown for a register: the greatest stamp.
 pub fn current(history: &[RegisterWrite]) -> Option<&RegisterWrite> {
     history.iter().max_by(|a, b| a.stamp.cmp(&b.stamp))

@@ -11,7 +11,7 @@ use fieldsync_model::codes::{
 };
 use fieldsync_model::household as model_household;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
-use fieldsync_model::register::{FieldEdit, FieldTarget};
+use fieldsync_model::register::{FieldEdit, FieldTarget, PendingConflict};
 use fieldsync_model::review::{ReturnReason, VisitStatus};
 use fieldsync_model::sync::{Mutation, MutationPayload};
 use fieldsync_model::visit as model_visit;
@@ -586,14 +586,28 @@ impl From<&IncomeRegistration> for v1::IncomeRegistration {
 
 // ---- field edits -------------------------------------------------------------------------
 
+/// A register target as the wire's `member_id`: empty for the household.
+fn member_id_of(target: &FieldTarget) -> String {
+    match target {
+        FieldTarget::Household => String::new(),
+        FieldTarget::Member(member_id) => member_id.clone(),
+    }
+}
+
+/// The wire's `member_id` as a register target.
+fn target_of(member_id: &str) -> FieldTarget {
+    if member_id.is_empty() {
+        FieldTarget::Household
+    } else {
+        FieldTarget::Member(member_id.to_owned())
+    }
+}
+
 impl From<&FieldEdit> for v1::FieldEdit {
     fn from(edit: &FieldEdit) -> Self {
         Self {
             household_id: edit.household_id.clone(),
-            member_id: match &edit.target {
-                FieldTarget::Household => String::new(),
-                FieldTarget::Member(member_id) => member_id.clone(),
-            },
+            member_id: member_id_of(&edit.target),
             field: edit.field.clone(),
             value_json: edit.value.to_string(),
             base_seq: edit.base_seq,
@@ -611,14 +625,37 @@ impl TryFrom<&v1::FieldEdit> for FieldEdit {
         }
         Ok(Self {
             household_id: wire.household_id.clone(),
-            target: if wire.member_id.is_empty() {
-                FieldTarget::Household
-            } else {
-                FieldTarget::Member(wire.member_id.clone())
-            },
+            target: target_of(&wire.member_id),
             field: wire.field.clone(),
             value,
             base_seq: wire.base_seq,
+        })
+    }
+}
+
+// ---- pending conflicts ---------------------------------------------------------------------
+
+impl From<&PendingConflict> for v1::PendingConflict {
+    fn from(pending: &PendingConflict) -> Self {
+        Self {
+            household_id: pending.household_id.clone(),
+            member_id: member_id_of(&pending.target),
+            field: pending.field.clone(),
+            recorded_at: Some(instant_to_wire(pending.recorded_at)),
+            device_id: pending.device_id.clone(),
+        }
+    }
+}
+
+impl TryFrom<&v1::PendingConflict> for PendingConflict {
+    type Error = ConvertError;
+    fn try_from(wire: &v1::PendingConflict) -> Result<Self, ConvertError> {
+        Ok(Self {
+            household_id: wire.household_id.clone(),
+            target: target_of(&wire.member_id),
+            field: wire.field.clone(),
+            recorded_at: required_instant(&wire.recorded_at, "recorded_at")?,
+            device_id: wire.device_id.clone(),
         })
     }
 }
@@ -798,6 +835,36 @@ mod tests {
         let wire = v1::Visit::from(&visit);
         let back = model_visit::Visit::try_from(&wire).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(back, visit);
+    }
+
+    #[test]
+    fn a_pending_conflict_survives_the_round_trip_and_needs_its_time() {
+        let pending = PendingConflict {
+            household_id: "hh-1".into(),
+            target: FieldTarget::Member("m-1".into()),
+            field: "health".into(),
+            recorded_at: time::macros::datetime!(2026-11-09 09:30 +8),
+            device_id: "device-a".into(),
+        };
+        let wire = v1::PendingConflict::from(&pending);
+        assert_eq!(wire.member_id, "m-1");
+        assert_eq!(PendingConflict::try_from(&wire), Ok(pending.clone()));
+        let household = v1::PendingConflict {
+            member_id: String::new(),
+            ..wire.clone()
+        };
+        assert_eq!(
+            PendingConflict::try_from(&household).map(|back| back.target),
+            Ok(FieldTarget::Household)
+        );
+        let untimed = v1::PendingConflict {
+            recorded_at: None,
+            ..wire
+        };
+        assert_eq!(
+            PendingConflict::try_from(&untimed).unwrap_err().field,
+            "recorded_at"
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@
 //! the push time: a phone that recorded offline and synced days later is not wrong about the
 //! time. The heartbeat is used only when it arrived within [`SKEW_READING_MAX_AGE`] of the
 //! revision's submission; a retried batch carries the heartbeat of its first attempt, which a
-//! fresher one (every pull sends one) soon replaces.
+//! fresher one (every pull sends one) soon replaces. A heartbeat only shows the clock at
+//! sync time, so the model also compares the times the phone wrote with the satellite times
+//! the visit carries (the fix's GNSS time, each in-app photo's EXIF GPS time against the
+//! record's `captured_at_device`): a clock set back to record and restored before syncing is
+//! caught there.
 
 use fieldsync_model::codes::VisitMode;
 use fieldsync_model::evidence::{self, CadreVisitSummary, EvidenceFlag, PhotoEvidence};
@@ -182,6 +186,7 @@ pub fn photo_meta(prepared: &Prepared) -> PhotoMeta {
         model: exif.model,
         orientation: exif.orientation,
         phash: prepared.phash.0,
+        exif_damaged: exif.damaged,
     }
 }
 
@@ -251,6 +256,9 @@ pub fn flags_of(
                 }),
                 exif_gps: meta.exif_gps,
                 in_app_camera: photo.record.in_app_camera,
+                exif_damaged: meta.exif_damaged,
+                gps_time: meta.gps_time,
+                device_time: photo.record.captured_at_device,
             })
         })
         .collect();

@@ -20,6 +20,7 @@ use fieldsync_model::access::{
 };
 use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
+use fieldsync_model::register::PendingConflict;
 use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -215,6 +216,16 @@ pub async fn pull(
         disclose_household(household, id_numbers, phones);
     }
     Ok(changes)
+}
+
+/// The caller's own field edits that wait in open conflict records for a township
+/// supervisor: every pull tells the phone (issue 14 §4), so the cadre learns that an edit
+/// is not settled even though the card may show the other value.
+pub async fn pending_conflicts(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<PendingConflict>, ServiceError> {
+    Ok(state.store.pending_conflicts(&principal.user_id).await?)
 }
 
 /// The HLC to store for each mutation, or the typed clock error when any of them is more

@@ -1,11 +1,17 @@
 //! Concurrent edits over real gRPC reach the supervisor as a conflict record; the supervisor
 //! resolves it in the console and every phone converges on the choice at its next pull.
+//! The phones are told which of their edits wait for the supervisor, and the console names
+//! each side's phone by model and the last four characters of its id.
 //! Also: the heartbeat riding on a push shows up on the console's "unsent data" page.
 
+use fieldsync_client::Client;
 use fieldsync_model::hlc::{Hlc, unix_millis};
+use fieldsync_model::register::FieldTarget;
 use fieldsync_proto::convert::instant_to_wire;
 use fieldsync_proto::v1;
-use fieldsync_tests::{TestServer, authorized, client_info, console_login, pull_all};
+use fieldsync_tests::{
+    DEMO_PASSWORD, TestServer, authorized, client_info, console_login, pull_all,
+};
 
 fn phone_edit(
     device_id: &str,
@@ -211,4 +217,163 @@ async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
         "oldest unsent first"
     );
     assert_eq!(first_row["unsent_mutations"], 2);
+}
+
+/// The last four characters of a device id, as the console shows them.
+fn tail(device_id: &str) -> &str {
+    &device_id[device_id.len() - 4..]
+}
+
+/// Issue 14 §4: one cadre edits the same household field on two phones before either has
+/// seen the other's edit. The second phone's sync says its edit became a conflict; its sync
+/// report and status list the edit as waiting for the supervisor (and so does the first
+/// phone's after its next pull: the conflict is half its edit too); the console names both
+/// phones by model and the last four of their ids; after the supervisor's choice the next
+/// pull empties the lists.
+#[tokio::test]
+async fn a_conflicting_edit_waits_on_the_phone_and_the_console_names_both_devices() {
+    let server = TestServer::start().await;
+    let (folder_a, folder_b) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    let phone_a = Client::open(folder_a.path(), &server.url()).expect("open a");
+    let phone_b = Client::open(folder_b.path(), &server.url()).expect("open b");
+    phone_a.set_device_model("Redmi Note 12").expect("model a");
+    phone_b.set_device_model("HUAWEI nova 9").expect("model b");
+    for phone in [&phone_a, &phone_b] {
+        phone.login("cadre01", DEMO_PASSWORD).await.expect("login");
+        let report = phone.sync().await.expect("first sync");
+        assert!(report.pending_conflicts.is_empty());
+    }
+    let household_id = phone_a.households().expect("households")[0]
+        .household_id
+        .clone();
+    phone_a
+        .edit_household_field(
+            &household_id,
+            FieldTarget::Household,
+            "phone",
+            serde_json::json!("13811112222"),
+        )
+        .expect("edit on a");
+    phone_b
+        .edit_household_field(
+            &household_id,
+            FieldTarget::Household,
+            "phone",
+            serde_json::json!("13933334444"),
+        )
+        .expect("edit on b");
+
+    let first = phone_a.sync().await.expect("sync a");
+    assert_eq!(first.conflicts_recorded, 0);
+    assert!(first.pending_conflicts.is_empty());
+    let second = phone_b.sync().await.expect("sync b");
+    assert_eq!(
+        second.mutations_applied, 1,
+        "a conflicting edit is still applied"
+    );
+    assert_eq!(second.conflicts_recorded, 1);
+    let [pending] = second.pending_conflicts.as_slice() else {
+        panic!("one pending conflict: {:?}", second.pending_conflicts);
+    };
+    assert_eq!(pending.household_id, household_id);
+    assert_eq!(pending.target, FieldTarget::Household);
+    assert_eq!(pending.field, "phone");
+    assert_eq!(pending.device_id, phone_b.device_id(), "made on this phone");
+    assert_eq!(
+        phone_b.status().expect("status").pending_conflicts,
+        second.pending_conflicts,
+        "the status screen says the same until the next pull"
+    );
+    // The field-app CLI's status says it in words, with the household's name.
+    let head_name = phone_b
+        .household(&household_id)
+        .expect("read")
+        .expect("household on the phone")
+        .head_name;
+    let output =
+        fieldsync_tests::command_without_fieldsync_environment(&fieldsync_tests::cli_binary())
+            .arg("--data-dir")
+            .arg(folder_b.path())
+            .arg("--server")
+            .arg(server.url())
+            .arg("status")
+            .output()
+            .expect("run fieldsync status");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "待审核 conflict: {head_name}户 phone: 与他人的修改冲突，等待乡镇审核员处理"
+        )) && printed.contains("edited on this device"),
+        "{printed}"
+    );
+    let again = phone_a.sync().await.expect("sync a again");
+    assert_eq!(again.pending_conflicts.len(), 1, "{again:?}");
+    assert_eq!(phone_a.status().expect("status").pending_conflicts.len(), 1);
+
+    let browser = console_login(&server, "township1").await;
+    let html = browser
+        .get(format!("{}/console/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts page")
+        .text()
+        .await
+        .expect("html");
+    let label_a = format!("Redmi Note 12（尾号 {}）", tail(phone_a.device_id()));
+    let label_b = format!("HUAWEI nova 9（尾号 {}）", tail(phone_b.device_id()));
+    assert!(html.contains("<th>设备</th>"), "a device column");
+    for label in [&label_a, &label_b] {
+        assert!(html.contains(label.as_str()), "the page names {label}");
+    }
+    let conflicts: serde_json::Value = browser
+        .get(format!("{}/console/api/conflicts", server.url()))
+        .send()
+        .await
+        .expect("conflicts json")
+        .json()
+        .await
+        .expect("json");
+    let conflict = &conflicts.as_array().expect("a list")[0];
+    let mut labels: Vec<&str> = ["first", "second"]
+        .iter()
+        .filter_map(|side| conflict[side]["device_label"].as_str())
+        .collect();
+    labels.sort_unstable();
+    let mut expected = vec![label_a.as_str(), label_b.as_str()];
+    expected.sort_unstable();
+    assert_eq!(labels, expected);
+    assert!(
+        ["first", "second"]
+            .iter()
+            .any(|side| conflict[side]["device_name"] == "Redmi Note 12")
+    );
+
+    // The supervisor decides; the next pull tells both phones nothing waits any more.
+    let key = conflict["conflict_key"].as_str().expect("key").to_owned();
+    let resolved = browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[
+            ("conflict_key", key.as_str()),
+            ("choice", "first"),
+            ("custom_value", ""),
+        ])
+        .send()
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status(), reqwest::StatusCode::SEE_OTHER);
+    for phone in [&phone_a, &phone_b] {
+        assert!(
+            phone
+                .sync()
+                .await
+                .expect("sync")
+                .pending_conflicts
+                .is_empty()
+        );
+        assert!(phone.status().expect("status").pending_conflicts.is_empty());
+    }
 }

@@ -345,6 +345,212 @@ async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
     );
 }
 
+/// Issue 14 §6: a real photo with one broken EXIF entry (as a careless editor's re-save
+/// leaves it) keeps every tag that parses; its EXIF is stored and flagged as damaged, not
+/// missing, and its capture time and GPS are still checked.
+#[tokio::test]
+async fn a_photo_with_one_broken_exif_tag_keeps_its_time_and_gps_and_is_flagged_as_damaged() {
+    let original = std::fs::read(test_photo("gps_DSCN0010.jpg")).expect("photo");
+    let bytes = synthetic::break_exif_entry(&original, 0x010F).expect("IFD0 has Make");
+    let sha256 = sha256_hex(&bytes);
+    let server = TestServer::start().await;
+    let mut phone = Phone::login(&server, "cadre01").await;
+    let mut uploader = Uploader::new(&server, &phone.token).await;
+    assert_eq!(
+        uploader.upload(&bytes).await.1.expect("accepted").sha256,
+        sha256
+    );
+    let meta = server
+        .state
+        .store
+        .photo_meta(&sha256)
+        .await
+        .expect("read")
+        .expect("metadata stored");
+    assert!(meta.exif_damaged, "{meta:?}");
+    assert_eq!(meta.make, None, "the broken tag is dropped");
+    assert_eq!(meta.model.as_deref(), Some("COOLPIX P6000"));
+    assert!(meta.exif_gps.is_some(), "GPS still read");
+    assert!(
+        matches!(meta.exif_time, Some(CaptureTime::Local(local)) if local.year() == 2008),
+        "capture time still read: {:?}",
+        meta.exif_time
+    );
+    assert_eq!(
+        meta.gps_time,
+        Some(time::macros::datetime!(2008-10-23 14:27:07 UTC))
+    );
+
+    let household = phone.households[0].clone();
+    let mut visit = visit(
+        &household,
+        OffsetDateTime::now_utc() - Duration::hours(1),
+        Some(fix_near(&household, 20.0, false)),
+        Vec::new(),
+    );
+    let photo = photo_record(&visit.visit_id, &bytes);
+    visit.photo_ids = vec![photo.photo_id.clone()];
+    phone
+        .push(
+            &server,
+            vec![
+                v1::mutation::Payload::SubmitVisit(visit.clone()),
+                v1::mutation::Payload::AddPhoto(photo),
+            ],
+        )
+        .await;
+    let mut supervisor = Supervisor::login(&server).await;
+    let flags = supervisor.get(&visit.visit_id).await.flags;
+    let codes: Vec<&str> = flags.iter().map(|flag| flag.code.as_str()).collect();
+    let damaged = flags
+        .iter()
+        .find(|flag| flag.code == "photo_exif_damaged")
+        .unwrap_or_else(|| panic!("damaged EXIF is flagged: {codes:?}"));
+    assert_eq!(damaged.label, "照片EXIF信息损坏");
+    assert_eq!(
+        damaged.detail,
+        "照片1的 EXIF 信息部分损坏，可能经编辑软件改存过；能读出的拍摄时间和地点已照常核验。"
+    );
+    assert!(!codes.contains(&"photo_exif_missing"), "{codes:?}");
+    // What parsed is still evidence: the 2008 capture time, the photo's GPS in Italy, and its
+    // satellite time, which this real camera's own clock missed by 30 hours (the record
+    // sends no capture time, so the EXIF one, read as Beijing time, stands in).
+    let satellite = flags
+        .iter()
+        .find(|flag| flag.code == "satellite_time_mismatch")
+        .unwrap_or_else(|| panic!("the EXIF GPS time is still read: {codes:?}"));
+    assert_eq!(
+        satellite.detail,
+        "照片1的 GPS 卫星时间为 2008-10-23 22:27，手机记录的拍摄时间比它慢 1 天 5 小时，手机时间可能被调过。"
+    );
+    assert!(codes.contains(&"photo_exif_time_outside"), "{codes:?}");
+    assert!(codes.contains(&"photo_exif_gps_far"), "{codes:?}");
+    let browser = console_login(&server, "township1").await;
+    let page = browser
+        .get(format!(
+            "{}/console/visits/{}",
+            server.url(),
+            visit.visit_id
+        ))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("照片EXIF信息损坏"), "the console shows it");
+}
+
+/// The phone's own clock, which the cadre can set.
+#[derive(Debug)]
+struct PhoneClock(std::sync::Mutex<OffsetDateTime>);
+
+impl PhoneClock {
+    fn set(&self, instant: OffsetDateTime) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = instant;
+    }
+}
+
+impl fieldsync_client::Clock for PhoneClock {
+    fn now(&self) -> OffsetDateTime {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Issue 14 §6: the cadre sets the phone's clock back five days, records a visit there,
+/// and puts the clock right before syncing. The heartbeat then shows a correct clock and
+/// five days is no late record (补录), but the fix's satellite time gives it away.
+#[tokio::test]
+async fn a_clock_set_back_to_record_a_visit_and_restored_before_syncing_is_caught_by_satellite_time()
+ {
+    let server_now = time::macros::datetime!(2026-11-09 09:30 +08:00);
+    let server = TestServer::start_with_clock(std::sync::Arc::new(
+        fieldsync_server::clock::ManualClock::new(server_now),
+    ))
+    .await;
+    // Right before and after: only the recording happens on a wrong clock.
+    let phone_clock = std::sync::Arc::new(PhoneClock(std::sync::Mutex::new(server_now)));
+    let folder = tempfile::tempdir().expect("temp dir");
+    let phone = fieldsync_client::Client::open_with_clock(
+        folder.path(),
+        &server.url(),
+        phone_clock.clone(),
+    )
+    .expect("open client");
+    phone
+        .login("cadre01", fieldsync_tests::DEMO_PASSWORD)
+        .await
+        .expect("login");
+    phone.sync().await.expect("first sync");
+
+    // Two hours ago, at the household, with the clock five days back: the visit is saved
+    // when the cadre leaves, the fix was taken 20 minutes before.
+    let recorded = server_now - Duration::hours(2);
+    let back = Duration::days(5);
+    phone_clock.set(recorded - back);
+    let household_id = phone.households().expect("households")[0]
+        .household_id
+        .clone();
+    let home = phone
+        .household(&household_id)
+        .expect("read")
+        .and_then(|household| household.location)
+        .expect("demo households have a location");
+    let visit_id = phone
+        .record_visit(fieldsync_client::NewVisit {
+            observed_situation: "户主在家，秋粮已收，家中无危房。".into(),
+            gps: Some(fieldsync_model::visit::GpsFix {
+                lat: home.lat + 0.0002,
+                lon: home.lon,
+                crs: home.crs,
+                accuracy_m: 8.0,
+                provider: Some(fieldsync_model::codes::LocationProvider::Gps),
+                is_mock: false,
+                // The GNSS receiver's time: the satellites' clock, not the phone's.
+                fix_time: Some(recorded - Duration::minutes(20)),
+            }),
+            ..fieldsync_client::NewVisit::new(
+                household_id.clone(),
+                fieldsync_model::codes::VisitMode::InPerson,
+                recorded - back - Duration::minutes(40),
+                recorded - back - Duration::minutes(5),
+            )
+        })
+        .expect("record");
+    // The clock is put right before the phone syncs.
+    phone_clock.set(server_now);
+    phone.sync().await.expect("sync");
+
+    let mut supervisor = Supervisor::login(&server).await;
+    let flags = supervisor.get(&visit_id).await.flags;
+    let codes: Vec<&str> = flags.iter().map(|flag| flag.code.as_str()).collect();
+    assert!(
+        !codes.contains(&"clock_skew"),
+        "the heartbeat saw a right clock: {codes:?}"
+    );
+    assert!(
+        !codes.contains(&"late_record"),
+        "five days is not late: {codes:?}"
+    );
+    let flag = flags
+        .iter()
+        .find(|flag| flag.code == "satellite_time_mismatch")
+        .unwrap_or_else(|| panic!("the set-back clock is caught: {codes:?}"));
+    assert_eq!(flag.label, "设备时间与卫星时间不符");
+    // The fix came 15 minutes before check-out by the satellites' clock, five days after
+    // it by the phone's.
+    assert_eq!(
+        flag.detail,
+        "定位卫星时间为 2026-11-09 07:10，手机记录的签到签退时间比它慢 4 天 23 小时，手机时间可能被调过。"
+    );
+}
+
 // ----- steps 2 and 3: flags -----
 
 #[tokio::test]

@@ -272,6 +272,9 @@ impl Oracle {
                     }),
                     exif_gps: meta.exif_gps,
                     in_app_camera: photo.in_app_camera,
+                    exif_damaged: meta.exif_damaged,
+                    gps_time: meta.gps_time,
+                    device_time: photo.captured_at_device,
                 })
             })
             .collect();

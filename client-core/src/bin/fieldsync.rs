@@ -56,6 +56,10 @@ enum Command {
         /// Password; or set FIELDSYNC_PASSWORD.
         #[arg(long, env = "FIELDSYNC_PASSWORD", hide_env_values = true)]
         password: String,
+        /// The phone's model to report (shown to supervisors, e.g. on 冲突记录); kept for
+        /// later logins.
+        #[arg(long)]
+        device_model: Option<String>,
     },
     /// 退出登录 Log out: end the session on the server and forget it here. Unsent records
     /// stay on this device.
@@ -353,7 +357,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     };
     let client = Client::open_with_options(&cli.data_dir, &cli.server, options)?;
     match cli.command {
-        Command::Login { username, password } => {
+        Command::Login {
+            username,
+            password,
+            device_model,
+        } => {
+            if let Some(model) = device_model {
+                client.set_device_model(&model)?;
+            }
             let info = client.login(&username, &password).await?;
             println!(
                 "登录成功 logged in: {} ({})",
@@ -953,6 +964,13 @@ fn print_sync_report(report: &SyncReport) {
         "  下载 pulled:       {} 户 households, {} 条审核状态 review statuses, {} 户移除 removed",
         report.households_pulled, report.visit_statuses_pulled, report.households_removed
     );
+    if report.conflicts_recorded > 0 {
+        println!(
+            "  冲突 conflicts:    {} 条修改与其他设备的修改冲突，等待乡镇审核员处理 \
+             (edits conflicting with another device's, waiting for the township supervisor)",
+            report.conflicts_recorded
+        );
+    }
     if report.resets > 0 {
         println!(
             "  重新下载 re-downloaded the scope {} time(s)",
@@ -1045,6 +1063,30 @@ fn print_status(client: &Client) -> Result<(), ClientError> {
             item.seq,
             item.kind.as_str(),
             item.household_id
+        );
+    }
+    for pending in &status.pending_conflicts {
+        let head = client
+            .household(&pending.household_id)?
+            .map(|household| household.head_name)
+            .unwrap_or_else(|| pending.household_id.clone());
+        let member = match &pending.target {
+            fieldsync_model::register::FieldTarget::Household => String::new(),
+            fieldsync_model::register::FieldTarget::Member(member_id) => {
+                format!(" 成员 member {member_id}")
+            }
+        };
+        println!(
+            "待审核 conflict: {head}户{member} {}: {} (waiting for the township supervisor; \
+             recorded {}, edited on {})",
+            pending.field,
+            fieldsync_model::register::PendingConflict::WAITING_ZH,
+            fieldsync_model::time_util::beijing_minutes(pending.recorded_at),
+            if pending.device_id == status.device_id {
+                "this device"
+            } else {
+                "another device"
+            }
         );
     }
     Ok(())

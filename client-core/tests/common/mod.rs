@@ -449,6 +449,7 @@ impl SyncTransport for FakeServer {
                 )
                 .ok(),
                 server_hlc: state.hlc.as_u64(),
+                pending_conflicts: Vec::new(),
             })),
         }
         let scope = state.full_scope();

@@ -267,11 +267,17 @@ async fn stream_scope(
             break;
         }
     }
+    // Every checkpoint carries the caller's complete list, so a settled conflict leaves the
+    // phone's list at its next pull even when nothing else changed.
+    let pending = crate::sync::pending_conflicts(state, principal)
+        .await
+        .map_err(Status::from)?;
     let checkpoint = v1::Checkpoint {
         server_hlc: server_hlc(state),
         cursor: cursor.encode(),
         checksum: hex::encode(checksum.finalize()),
         server_time: Some(instant_to_wire(state.clock.now())),
+        pending_conflicts: pending.iter().map(Into::into).collect(),
     };
     let _ = sender
         .send(Ok(v1::PullResponse {

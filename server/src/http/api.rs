@@ -271,6 +271,10 @@ pub struct ConflictWriteJson {
     pub value_label: String,
     pub hlc: u64,
     pub device_id: String,
+    /// The model the device gave at its latest login, or empty.
+    pub device_name: String,
+    /// How the console page names the device: model and the last four of its id.
+    pub device_label: String,
     pub author_user_id: String,
     pub author_name: String,
 }
@@ -298,12 +302,14 @@ pub struct ConflictJson {
 fn write_json(
     field: &str,
     write: fieldsync_model::register::RegisterWrite,
-    author_name: String,
+    (author_name, device_name): (String, String),
 ) -> ConflictWriteJson {
     ConflictWriteJson {
         value_label: super::fields::value_zh(field, &write.value),
         value: write.value,
         hlc: write.stamp.hlc.as_u64(),
+        device_label: super::display::device_label(&write.stamp.device_id, &device_name),
+        device_name,
         device_id: write.stamp.device_id,
         author_user_id: write.author_user_id,
         author_name,
@@ -321,11 +327,15 @@ pub async fn conflicts(
             .into_iter()
             .map(|conflict| ConflictJson {
                 field_label: super::fields::field_label_zh(&conflict.field).to_owned(),
-                first: write_json(&conflict.field, conflict.first, conflict.first_author_name),
+                first: write_json(
+                    &conflict.field,
+                    conflict.first,
+                    (conflict.first_author_name, conflict.first_device_name),
+                ),
                 second: write_json(
                     &conflict.field,
                     conflict.second,
-                    conflict.second_author_name,
+                    (conflict.second_author_name, conflict.second_device_name),
                 ),
                 current_value: conflict.current.map(|write| write.value),
                 target: conflict.target.as_key(),

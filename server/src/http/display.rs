@@ -25,6 +25,25 @@ pub fn whole_days(earlier: OffsetDateTime, later: OffsetDateTime) -> i64 {
     (later - earlier).whole_days().max(0)
 }
 
+/// How the console names the device that made an edit: its model as it gave it at login
+/// and the last four characters of its id (enough to tell a cadre's two phones apart, and to
+/// find it on 在用设备), or 网页审核台 for the console's own writes.
+pub fn device_label(device_id: &str, device_name: &str) -> String {
+    if device_id == super::CONSOLE_DEVICE_ID {
+        return "网页审核台".to_owned();
+    }
+    let tail_start = device_id
+        .char_indices()
+        .rev()
+        .nth(3)
+        .map_or(0, |(index, _)| index);
+    let tail = &device_id[tail_start..];
+    match device_name.trim() {
+        "" => format!("设备尾号 {tail}"),
+        name => format!("{name}（尾号 {tail}）"),
+    }
+}
+
 /// A clock difference in words: "快 3 小时 5 分" / "慢 40 分" / "准确".
 pub fn skew_zh(skew: time::Duration) -> String {
     // Rounded to the nearest minute: a report sent "10 minutes fast" arrives a moment
@@ -111,6 +130,18 @@ mod tests {
             beijing_month_label(datetime!(2026-10-31 16:00 UTC)),
             "2026年11月"
         );
+    }
+
+    #[test]
+    fn a_device_is_named_by_model_and_the_last_four_of_its_id() {
+        let id = "0193a5b2-7c41-7d2e-9f00-5e8a1c2d9b7f";
+        assert_eq!(
+            device_label(id, "Redmi Note 12"),
+            "Redmi Note 12（尾号 9b7f）"
+        );
+        assert_eq!(device_label(id, "  "), "设备尾号 9b7f");
+        assert_eq!(device_label("ab", "X"), "X（尾号 ab）");
+        assert_eq!(device_label("console", "web console"), "网页审核台");
     }
 
     #[test]

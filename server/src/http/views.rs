@@ -317,7 +317,7 @@ fn conflict_write_row(
     label: &str,
     field: &str,
     write: &RegisterWrite,
-    author: &str,
+    (author, device_name): (&str, &str),
     current: Option<&RegisterWrite>,
 ) -> Markup {
     let shown = current.is_some_and(|current| current.stamp == write.stamp);
@@ -326,6 +326,7 @@ fn conflict_write_row(
             th { (label) }
             td.text { (value_zh(field, &write.value)) }
             td { (author) }
+            td.device { (super::display::device_label(&write.stamp.device_id, device_name)) }
             td { (super::display::hlc_beijing_minutes(write.stamp.hlc)) }
             td { @if shown { span.badge.approved { "当前生效" } } @else { span.muted { "未生效" } } }
         }
@@ -344,7 +345,7 @@ pub fn conflicts_page(view: &ConflictsView<'_>) -> Markup {
             @if view.resolved {
                 div.notice.info role="status" { "已处理。所选的值会在帮扶干部下次同步时下发到手机。" }
             }
-            p.muted { "两部手机在不知道对方修改的情况下，把同一项改成了不同的值。系统暂按时间较晚的一方生效，请核实后选定正确的值。时间为北京时间。" }
+            p.muted { "两部手机在不知道对方修改的情况下，把同一项改成了不同的值。系统暂按时间较晚的一方生效，请核实后选定正确的值。设备按登录时报告的型号和设备编号后四位显示。时间为北京时间。" }
             @if view.conflicts.is_empty() {
                 section.card { p.muted { "暂无待处理的冲突。" } }
             }
@@ -361,15 +362,16 @@ pub fn conflicts_page(view: &ConflictsView<'_>) -> Markup {
                         (field_label_zh(field))
                     }
                     table {
-                        thead { tr { th {} th { "填写的值" } th { "填写人" } th { "修改时间" } th { "状态" } } }
+                        thead { tr { th {} th { "填写的值" } th { "填写人" } th { "设备" } th { "修改时间" } th { "状态" } } }
                         tbody {
-                            (conflict_write_row("值 A", field, &conflict.first, &conflict.first_author_name, current))
-                            (conflict_write_row("值 B", field, &conflict.second, &conflict.second_author_name, current))
+                            (conflict_write_row("值 A", field, &conflict.first, (&conflict.first_author_name, &conflict.first_device_name), current))
+                            (conflict_write_row("值 B", field, &conflict.second, (&conflict.second_author_name, &conflict.second_device_name), current))
                             @if let Some(write) = other_current {
                                 tr {
                                     th { "当前值" }
                                     td.text { (value_zh(field, &write.value)) }
                                     td.muted { "之后的修改" }
+                                    td { (super::display::device_label(&write.stamp.device_id, "")) }
                                     td { (super::display::hlc_beijing_minutes(write.stamp.hlc)) }
                                     td { span.badge.approved { "当前生效" } }
                                 }

@@ -846,11 +846,17 @@ pub struct PhotoExif {
     /// GPSDateStamp + GPSTimeStamp: the satellite clock's UTC time of the fix, independent
     /// of the phone's clock.
     pub gps_time: Option<OffsetDateTime>,
+    /// The EXIF block is there but part (or all) of it could not be read: a malformed
+    /// entry, a pointer out of range, a loop. The fields above are every tag that did parse.
+    /// Distinct from a photo without EXIF (`read_exif` gives `None`): an in-app camera photo
+    /// whose EXIF is damaged was most likely re-saved by an editor.
+    pub damaged: bool,
 }
 
-/// Read the EXIF block of a JPEG, PNG or WebP. Missing or broken EXIF gives `None`; the
-/// reader never panics the caller (a panic inside the parser is caught) and its work is
-/// linear in the size of the EXIF block.
+/// Read the EXIF block of a JPEG, PNG or WebP. A photo without EXIF gives `None`. A damaged
+/// block keeps every tag that parses and is marked [`PhotoExif::damaged`] (one bad entry
+/// must not take the capture time and GPS with it). The reader never panics the caller (a
+/// panic inside the parser is caught) and its work is linear in the size of the EXIF block.
 pub fn read_exif(bytes: &[u8]) -> Option<PhotoExif> {
     let layout = walk(bytes, None).ok()?;
     exif_of(bytes, &layout)
@@ -858,15 +864,33 @@ pub fn read_exif(bytes: &[u8]) -> Option<PhotoExif> {
 
 fn exif_of(bytes: &[u8], layout: &Layout) -> Option<PhotoExif> {
     let parsed = catch_unwind(AssertUnwindSafe(|| {
-        let reader = exif::Reader::new();
+        let mut reader = exif::Reader::new();
+        // Skip a malformed entry or sub-IFD instead of giving up on the whole block: the
+        // answer is then `PartialResult` with everything that parsed.
+        reader.continue_on_error(true);
         match &layout.exif {
             Some(tiff) => reader.read_raw(tiff.clone()),
             None if layout.kind == ImageKind::Jpeg => Err(exif::Error::NotFound("JPEG")),
             None => reader.read_from_container(&mut Cursor::new(bytes)),
         }
     }));
-    let exif = parsed.ok()?.ok()?;
+    let (exif, damaged) = match parsed {
+        Ok(Ok(exif)) => (exif, false),
+        Ok(Err(exif::Error::PartialResult(partial))) => (partial.into_inner().0, true),
+        // A JPEG's Exif segment is there but not even its header reads (or the parser
+        // panicked): damaged, with nothing salvaged.
+        Ok(Err(_)) | Err(_) if layout.exif.is_some() => {
+            return Some(PhotoExif {
+                damaged: true,
+                ..PhotoExif::default()
+            });
+        }
+        // PNG/WebP: the container reader cannot tell "no EXIF chunk" from a chunk it could
+        // not find, so anything else is no EXIF, as before.
+        Ok(Err(_)) | Err(_) => return None,
+    };
     Some(PhotoExif {
+        damaged,
         captured: capture_time(&exif),
         gps: gps(&exif),
         make: ascii(&exif, exif::Tag::Make),
@@ -1526,6 +1550,58 @@ pub mod synthetic {
         out
     }
 
+    /// `jpeg` with one IFD0 entry of its EXIF block broken: the entry for `tag` claims a
+    /// count whose value would run far past the block (as a careless editor's re-save
+    /// leaves it), every other byte unchanged. `None` when the JPEG has no Exif segment or
+    /// IFD0 has no such tag. Deterministic, so tests derive the broken file from a real one.
+    pub fn break_exif_entry(jpeg: &[u8], tag: u16) -> Option<Vec<u8>> {
+        let mut out = jpeg.to_vec();
+        let mut at = 2;
+        let tiff = loop {
+            let marker = *out.get(at + 1)?;
+            let length = usize::from(u16::from_be_bytes([*out.get(at + 2)?, *out.get(at + 3)?]));
+            if out.get(at)? != &0xFF || marker == 0xDA || length < 2 {
+                return None;
+            }
+            let payload = out.get(at + 4..at + 2 + length)?;
+            if marker == 0xE1 && payload.starts_with(b"Exif\0\0") {
+                break at + 4 + 6;
+            }
+            at += 2 + length;
+        };
+        let little = out.get(tiff..tiff + 2)? == b"II";
+        let u16_at = |bytes: &[u8], at: usize| -> Option<u16> {
+            let pair = [*bytes.get(at)?, *bytes.get(at + 1)?];
+            Some(if little {
+                u16::from_le_bytes(pair)
+            } else {
+                u16::from_be_bytes(pair)
+            })
+        };
+        let quad: [u8; 4] = out.get(tiff + 4..tiff + 8)?.try_into().ok()?;
+        let ifd0 = tiff
+            + if little {
+                u32::from_le_bytes(quad)
+            } else {
+                u32::from_be_bytes(quad)
+            } as usize;
+        let count = u16_at(&out, ifd0)?;
+        for index in 0..usize::from(count) {
+            let entry = ifd0 + 2 + 12 * index;
+            if u16_at(&out, entry)? == tag {
+                let huge: u32 = 0xFFFF_FF00;
+                let bytes = if little {
+                    huge.to_le_bytes()
+                } else {
+                    huge.to_be_bytes()
+                };
+                out.get_mut(entry + 4..entry + 8)?.copy_from_slice(&bytes);
+                return Some(out);
+            }
+        }
+        None
+    }
+
     /// A minimal ISO-BMFF `ftyp` box as HEIC/HEIF files start.
     pub fn heif_header(major_brand: &[u8; 4]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -1933,8 +2009,8 @@ mod tests {
         perceptual_hash(&bytes, &Limits::default()).unwrap();
 
         // Synthetic damage: an IFD whose next-IFD pointer loops to itself, an entry whose
-        // count runs far past the block, a truncated header. No hang, no panic, no EXIF
-        // (or whatever could be salvaged), and the photo still renders.
+        // count runs far past the block, a truncated header. No hang, no panic, damaged EXIF
+        // with whatever could be salvaged, and the photo still renders.
         let base = reencode(&photo("Canon_40D.jpg"), 90, None);
         let mut looping = b"Exif\0\0MM\0*\0\0\0\x08".to_vec();
         looping.extend_from_slice(&1u16.to_be_bytes());
@@ -1943,13 +2019,56 @@ mod tests {
         let truncated = b"Exif\0\0MM\0*\0\0\xFF\xFF".to_vec();
         for payload in [looping, truncated] {
             let jpeg = synthetic::with_app1(&base, &payload);
-            let exif = read_exif(&jpeg);
-            assert!(
-                exif.as_ref().is_none_or(|exif| exif.make.is_none()),
-                "{exif:?}"
-            );
+            let exif = read_exif(&jpeg).unwrap();
+            assert!(exif.damaged && exif.make.is_none(), "{exif:?}");
             thumbnail(&jpeg).unwrap();
         }
+    }
+
+    #[test]
+    fn one_broken_entry_keeps_every_tag_that_parses_and_marks_the_exif_damaged() {
+        // A real GPS photo whose IFD0 Make entry now points far past the block.
+        let original = photo("gps_DSCN0010.jpg");
+        let broken = synthetic::break_exif_entry(&original, 0x010F).expect("Make in IFD0");
+        assert_eq!(broken.len(), original.len());
+        let differing = original.iter().zip(&broken).filter(|(a, b)| a != b).count();
+        assert!((1..=4).contains(&differing), "{differing} bytes changed");
+        // A strict reader loses the whole block over that one entry.
+        let layout = walk(&broken, None).unwrap();
+        assert!(
+            exif::Reader::new()
+                .read_raw(layout.exif.clone().unwrap())
+                .is_err()
+        );
+
+        let intact = read_exif(&original).unwrap();
+        assert!(!intact.damaged);
+        let exif = read_exif(&broken).unwrap();
+        assert!(exif.damaged);
+        assert_eq!(exif.make, None, "the broken tag is gone");
+        assert_eq!(exif.gps, intact.gps, "GPS still read");
+        assert_eq!(exif.captured, intact.captured, "capture time still read");
+        assert_eq!(exif.gps_time, intact.gps_time, "satellite time still read");
+        assert_eq!(exif.model.as_deref(), Some("COOLPIX P6000"));
+        assert_eq!(exif.orientation, Some(1));
+        // The whole pipeline keeps it too, and the photo still renders.
+        let prepared = prepare(&broken, &Limits::default(), 1280).unwrap();
+        assert_eq!(prepared.exif, Some(exif));
+        // Damage is not absence: a photo without any EXIF is still `None`.
+        assert_eq!(read_exif(&reencode(&original, 90, None)), None);
+        // A block whose first IFD lies outside it salvages nothing but is still damaged.
+        let base = reencode(&photo("Canon_40D.jpg"), 90, None);
+        let unreadable = synthetic::with_app1(&base, b"Exif\0\0MM\0*\0\0\xFF\xFF");
+        let exif = read_exif(&unreadable).unwrap();
+        assert!(exif.damaged);
+        assert_eq!(
+            exif,
+            PhotoExif {
+                damaged: true,
+                ..PhotoExif::default()
+            }
+        );
+        assert_eq!(synthetic::break_exif_entry(&base, 0x010F), None);
     }
 
     #[test]

@@ -1711,11 +1711,45 @@ pub async fn register_writes_converge_in_either_order(store: &dyn Store) {
         assert_eq!(conflict.second.value, late);
         assert_eq!(conflict.first_author_name, fixture.cadre_a.display_name);
         assert_eq!(conflict.second_author_name, fixture.cadre_b.display_name);
+        // These devices never logged in: no model to name them by.
+        assert_eq!(conflict.first_device_name, "");
+        assert_eq!(conflict.second_device_name, "");
         assert_eq!(
             conflict.current.as_ref().map(|write| &write.value),
             Some(&late)
         );
     }
+    // Each author is told about both conflicts, naming the device of their own edit.
+    for (author, device) in [(&fixture.cadre_a, "phone-a"), (&fixture.cadre_b, "phone-b")] {
+        let pending = store
+            .pending_conflicts(&author.user_id)
+            .await
+            .expect("pending");
+        let mut households: Vec<&str> = pending
+            .iter()
+            .map(|pending| pending.household_id.as_str())
+            .collect();
+        households.sort_unstable();
+        let mut expected = vec![
+            fixture.wang.household_id.as_str(),
+            fixture.zhao.household_id.as_str(),
+        ];
+        expected.sort_unstable();
+        assert_eq!(households, expected, "{}", author.display_name);
+        for pending in &pending {
+            assert_eq!(pending.target, FieldTarget::Household);
+            assert_eq!(pending.field, "phone");
+            assert_eq!(pending.device_id, device);
+        }
+    }
+    assert!(
+        store
+            .pending_conflicts(&fixture.supervisor_one.user_id)
+            .await
+            .expect("pending")
+            .is_empty(),
+        "someone who edited nothing waits for nothing"
+    );
     assert!(
         store
             .open_conflicts(TOWNSHIP_TWO)
@@ -2090,6 +2124,10 @@ pub async fn resolving_a_conflict_writes_the_choice_and_closes_the_register(stor
     .await;
     let open = store.open_conflicts(TOWNSHIP_ONE).await.expect("open");
     assert_eq!(open.len(), 2);
+    let pending_of =
+        |user_id: String| async move { store.pending_conflicts(&user_id).await.expect("pending") };
+    // cadre_b wrote both later edits: one entry per conflict, never one per side.
+    assert_eq!(pending_of(fixture.cadre_b.user_id.clone()).await.len(), 2);
     let cadre_a = principal(&fixture.cadre_a, "phone-a");
     let cursor = store
         .pull_changes(&cadre_a, &ScopeCursor::default(), 1000)
@@ -2134,6 +2172,13 @@ pub async fn resolving_a_conflict_writes_the_choice_and_closes_the_register(stor
             .expect("open")
             .is_empty()
     );
+    for user in [&fixture.cadre_a, &fixture.cadre_b] {
+        assert!(
+            pending_of(user.user_id.clone()).await.is_empty(),
+            "settled: nothing waits for {}",
+            user.display_name
+        );
+    }
     let stored = card(store, wang).await;
     assert_eq!(stored.phone, "B");
     let history = store
@@ -2873,6 +2918,7 @@ fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
         model: Some("COOLPIX P6000".into()),
         orientation: Some(1),
         phash,
+        exif_damaged: false,
     }
 }
 
@@ -2919,6 +2965,8 @@ pub async fn photo_meta_round_trips(store: &dyn Store) {
         make: None,
         model: None,
         orientation: None,
+        // A damaged block that kept only its capture time.
+        exif_damaged: true,
         ..meta(1, None)
     };
     store

@@ -21,7 +21,7 @@ use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household};
 use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
-use fieldsync_model::register::{FieldTarget, RegisterWrite, Stamp};
+use fieldsync_model::register::{FieldTarget, PendingConflict, RegisterWrite, Stamp};
 use fieldsync_model::review::{DecisionRequest, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit, WellbeingCheck};
@@ -470,6 +470,9 @@ pub struct PhotoMeta {
     pub orientation: Option<u16>,
     /// 64-bit DCT perceptual hash.
     pub phash: u64,
+    /// The photo has an EXIF block that could be read only in part
+    /// ([`crate::media::photo::PhotoExif::damaged`]); the fields above are what parsed.
+    pub exif_damaged: bool,
 }
 
 /// One photo of the visit being evaluated: its record and, once the bytes arrived and were
@@ -615,9 +618,12 @@ pub struct ConflictRecord {
     /// The write with the smaller stamp.
     pub first: RegisterWrite,
     pub first_author_name: String,
+    /// The name `first`'s device gave at its latest login (the phone's model), or empty.
+    pub first_device_name: String,
     /// The write with the greater stamp (the last-writer-wins winner of the pair).
     pub second: RegisterWrite,
     pub second_author_name: String,
+    pub second_device_name: String,
     /// What the register shows now: usually `second`, or a later write.
     pub current: Option<RegisterWrite>,
     pub created_at: OffsetDateTime,
@@ -1344,6 +1350,9 @@ pub trait Store:
     async fn max_register_hlc(&self) -> StoreResult<Hlc>;
     /// Unresolved conflict records of a township, oldest first.
     async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>>;
+    /// The user's own edits that are one side of an unresolved conflict record, oldest
+    /// first, at most 100: what the pull tells their phones is waiting for a supervisor.
+    async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>>;
     /// Resolve a conflict in one transaction: write the chosen value to the register as an
     /// ordinary write (logged for pull), then mark every open conflict of that register
     /// resolved. Returns the stamp the write was stored with. `NotFound` for an unknown key,

@@ -47,7 +47,8 @@ use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
 use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::register::{
-    FieldEdit, FieldTarget, RegisterWrite, Stamp, apply_value, current, merge, validate_edit,
+    FieldEdit, FieldTarget, PendingConflict, RegisterWrite, Stamp, apply_value, current, merge,
+    validate_edit,
 };
 use fieldsync_model::review::{Decision, ReturnReason, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
@@ -155,6 +156,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0021_village_attributes.sql"),
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
+    (
+        24,
+        "exif_damaged",
+        include_str!("migrations/0024_exif_damaged.sql"),
+    ),
+    (
+        25,
+        "conflict_authors",
+        include_str!("migrations/0025_conflict_authors.sql"),
+    ),
     (
         26,
         "drop_author_month_index",
@@ -1524,9 +1535,10 @@ fn write_register(
     for pair in &outcome.conflicts {
         transaction.execute(
             "INSERT OR IGNORE INTO conflicts (conflict_key, household_id, township_id, target_key,
-                                              field, first_json, second_json, created_at)
+                                              field, first_json, second_json, created_at,
+                                              first_author_user_id, second_author_user_id)
              VALUES (?1, ?2, ?3, ?4, ?5, pii_seal_field(?5, ?6, ?9), pii_seal_field(?5, ?7, ?9),
-                     ?8)",
+                     ?8, ?10, ?11)",
             params![
                 pair.key(),
                 card.household_id,
@@ -1536,7 +1548,9 @@ fn write_register(
                 encode_json(&pair.first)?,
                 encode_json(&pair.second)?,
                 created_at,
-                sealing::conflict_context(&pair.key())
+                sealing::conflict_context(&pair.key()),
+                pair.first.author_user_id,
+                pair.second.author_user_id,
             ],
         )?;
     }
@@ -1736,6 +1750,84 @@ fn display_name_of(connection: &Connection, user_id: &str) -> StoreResult<String
     Ok(name.unwrap_or_else(|| user_id.to_owned()))
 }
 
+/// The name a device gave at its latest login (`LoginRequest.device_name`: the phone's
+/// model), or empty when it never logged in here.
+fn device_name_of(connection: &Connection, device_id: &str) -> StoreResult<String> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT device_name FROM sessions WHERE device_id = ?1
+             ORDER BY created_at DESC LIMIT 1",
+        )?
+        .query_row(params![device_id], |row| row.get(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Most pending conflicts one pull reports: a phone shows a short list, and a user with
+/// more has a supervisor to talk to anyway.
+const MAX_PENDING_CONFLICTS: i64 = 100;
+
+/// The query of [`pending_conflicts_in`]: one probe of each partial author index of
+/// migration 0025 (its plan is pinned by a test); UNION keeps a conflict whose both sides
+/// are the user's from appearing twice.
+fn pending_conflicts_sql() -> String {
+    let side = |author: &str| {
+        format!(
+            "SELECT conflict_key, household_id, target_key, field, created_at,
+                    pii_open(first_json, {CONFLICT_CONTEXT_SQL}),
+                    pii_open(second_json, {CONFLICT_CONTEXT_SQL})
+             FROM conflicts
+             WHERE resolved_at IS NULL AND {author}_author_user_id = ?1"
+        )
+    };
+    format!(
+        "{} UNION {} ORDER BY created_at, conflict_key LIMIT {MAX_PENDING_CONFLICTS}",
+        side("first"),
+        side("second")
+    )
+}
+
+/// `user_id`'s own edits in open conflict records, oldest first.
+fn pending_conflicts_in(
+    connection: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<PendingConflict>> {
+    let mut statement = connection.prepare_cached(&pending_conflicts_sql())?;
+    let rows = statement.query_map(params![user_id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, String>(6)?,
+        ))
+    })?;
+    let mut pending = Vec::new();
+    for row in rows {
+        let (key, household_id, target_key, field, created_at, first, second) = row?;
+        let target = FieldTarget::parse_key(&target_key)
+            .ok_or_else(|| corrupt(format!("conflict {key}: target {target_key:?}")))?;
+        let first: RegisterWrite = decode_json(&first, "conflict write")?;
+        let second: RegisterWrite = decode_json(&second, "conflict write")?;
+        // The user's own side; when both are theirs (two phones), the later one.
+        let own = if second.author_user_id == user_id {
+            second
+        } else {
+            first
+        };
+        pending.push(PendingConflict {
+            household_id,
+            target,
+            field,
+            recorded_at: from_millis(created_at)?,
+            device_id: own.stamp.device_id,
+        });
+    }
+    Ok(pending)
+}
+
 fn open_conflicts_in(
     connection: &Connection,
     township_id: &str,
@@ -1794,6 +1886,8 @@ fn open_conflicts_in(
         records.push(ConflictRecord {
             first_author_name: display_name_of(connection, &first.author_user_id)?,
             second_author_name: display_name_of(connection, &second.author_user_id)?,
+            first_device_name: device_name_of(connection, &first.stamp.device_id)?,
+            second_device_name: device_name_of(connection, &second.stamp.device_id)?,
             current: current(&history).cloned(),
             created_at: from_millis(created_at)?,
             conflict_key,
@@ -2489,7 +2583,7 @@ fn decode_capture_time(text: &str, has_offset: bool) -> StoreResult<CaptureTime>
 /// table alias `m`.
 const PHOTO_META_COLUMNS: &str = "m.mime_type, m.width, m.height, m.exif_time,
     m.exif_time_has_offset, m.exif_lat, m.exif_lon, m.gps_time, m.make, m.model,
-    m.orientation, m.phash";
+    m.orientation, m.phash, m.exif_damaged";
 
 /// The raw `photo_meta` columns of one row, starting at column `first`.
 type PhotoMetaRow = (
@@ -2502,6 +2596,7 @@ type PhotoMetaRow = (
         Option<u16>,
         i64,
     ),
+    bool,
 );
 
 fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PhotoMetaRow> {
@@ -2522,6 +2617,7 @@ fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Pho
             row.get(first + 10)?,
             row.get(first + 11)?,
         ),
+        row.get(first + 12)?,
     ))
 }
 
@@ -2529,6 +2625,7 @@ fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
     let (
         (mime_type, width, height, exif_time, has_offset, lat),
         (lon, gps_time, make, model, orientation, phash),
+        exif_damaged,
     ) = row;
     Ok(PhotoMeta {
         mime_type,
@@ -2544,6 +2641,7 @@ fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
         orientation,
         // The hash's 64 bits were stored as a signed integer.
         phash: phash as u64,
+        exif_damaged,
     })
 }
 
@@ -2562,15 +2660,16 @@ fn save_photo_meta_in(
     transaction.execute(
         "INSERT INTO photo_meta (sha256, mime_type, width, height, exif_time,
                                  exif_time_has_offset, exif_lat, exif_lon, gps_time, make, model,
-                                 orientation, phash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                 orientation, phash, exif_damaged)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (sha256) DO UPDATE SET
              mime_type = excluded.mime_type, width = excluded.width, height = excluded.height,
              exif_time = excluded.exif_time,
              exif_time_has_offset = excluded.exif_time_has_offset,
              exif_lat = excluded.exif_lat, exif_lon = excluded.exif_lon,
              gps_time = excluded.gps_time, make = excluded.make, model = excluded.model,
-             orientation = excluded.orientation, phash = excluded.phash",
+             orientation = excluded.orientation, phash = excluded.phash,
+             exif_damaged = excluded.exif_damaged",
         params![
             sha256,
             meta.mime_type,
@@ -2586,6 +2685,7 @@ fn save_photo_meta_in(
             meta.orientation,
             // Keep all 64 bits: SQLite integers are signed.
             meta.phash as i64,
+            meta.exif_damaged,
         ],
     )?;
     Ok(())
@@ -3679,6 +3779,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>> {
+        let user_id = user_id.to_owned();
+        self.read(move |connection| pending_conflicts_in(connection, &user_id))
+            .await
+    }
+
     async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp> {
         self.write(move |transaction| resolve_conflict_in(transaction, &resolution))
             .await
@@ -4311,6 +4417,101 @@ pub(super) mod tests {
                 .expect("backfilled");
             assert_eq!(backfilled, expected + extra, "{visit_id}");
         }
+    }
+
+    /// Migration 0025 fills the author columns of conflicts recorded before it from their
+    /// JSON, opening the sealed ones (phone and ID number) first, so an open conflict from
+    /// before the upgrade still reaches its authors' phones.
+    #[tokio::test]
+    async fn conflict_authors_are_backfilled_from_sealed_and_plain_records() {
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(_, name, _)| *name == "conflict_authors")
+            .expect("the migration");
+        let write = |user: &str, device: &str, hlc: u64| {
+            serde_json::to_string(&RegisterWrite {
+                value: serde_json::json!(format!("value of {user}")),
+                stamp: Stamp {
+                    hlc: Hlc::from_u64(hlc),
+                    device_id: device.to_owned(),
+                },
+                author_user_id: user.to_owned(),
+                base_seq: 0,
+                server_seq: i64::try_from(hlc).expect("small"),
+            })
+            .expect("json")
+        };
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            sealing::register_functions(&connection, &PiiCipher::for_tests()).expect("pii");
+            apply_old_migrations(&mut connection, before);
+            connection
+                .execute_batch("PRAGMA foreign_keys = OFF")
+                .expect("no foreign keys");
+            for (key, field) in [("k-phone", "phone"), ("k-address", "address")] {
+                connection
+                    .execute(
+                        "INSERT INTO conflicts (conflict_key, household_id, township_id,
+                                                target_key, field, first_json, second_json,
+                                                created_at)
+                         VALUES (?1, 'h', 't', 'household', ?2,
+                                 pii_seal_field(?2, ?3, 'conflict/' || ?1),
+                                 pii_seal_field(?2, ?4, 'conflict/' || ?1), 5)",
+                        params![key, field, write("u-a", "d-a", 1), write("u-b", "d-b", 2)],
+                    )
+                    .expect("old conflict");
+            }
+            let stored: String = connection
+                .query_row(
+                    "SELECT first_json FROM conflicts WHERE conflict_key = 'k-phone'",
+                    [],
+                    |row| row.get(0),
+                )
+                .expect("stored");
+            assert!(!stored.starts_with('{'), "the phone conflict is sealed");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        for (user, device) in [("u-a", "d-a"), ("u-b", "d-b")] {
+            let pending = store.pending_conflicts(user).await.expect("pending");
+            let mut fields: Vec<&str> = pending.iter().map(|p| p.field.as_str()).collect();
+            fields.sort_unstable();
+            assert_eq!(fields, ["address", "phone"], "{user}");
+            assert!(pending.iter().all(|p| p.device_id == device), "{pending:?}");
+        }
+        assert!(
+            store
+                .pending_conflicts("u-c")
+                .await
+                .expect("none")
+                .is_empty()
+        );
+        // A phone's pull asks this every time: two index probes, never a scan of every
+        // conflict ever recorded.
+        let writer = store.inner.writer.lock().expect("writer");
+        let plan: Vec<String> = writer
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_conflicts_sql()))
+            .expect("explain")
+            .query_map(params!["u-a"], |row| row.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for index in [
+            "conflicts_open_by_first_author",
+            "conflicts_open_by_second_author",
+        ] {
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH conflicts USING INDEX")
+                        && step.contains(index)),
+                "{plan:?}"
+            );
+        }
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN")),
+            "{plan:?}"
+        );
     }
 
     /// Migration 0019 fills the evidence columns of stored visits from their bodies,
