@@ -31,6 +31,7 @@ mod pull;
 mod review_loop;
 mod roster;
 mod sealing;
+mod search;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -155,6 +156,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0021_village_attributes.sql"),
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
+    (
+        23,
+        "household_search",
+        include_str!("migrations/0023_household_search.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -164,6 +170,10 @@ const PII_AT_REST_VERSION: i64 = 18;
 /// The migration after which the evidence columns of stored visits are filled (in Rust:
 /// SQL cannot read RFC 3339 nanoseconds exactly), in the migration's own transaction.
 const EVIDENCE_COLUMNS_VERSION: i64 = 19;
+
+/// The migration after which the households already stored are indexed for the console's
+/// search (in Rust: ID-number tails are in sealed cards), in the migration's own transaction.
+const HOUSEHOLD_SEARCH_VERSION: i64 = 23;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
@@ -732,6 +742,9 @@ fn apply_migrations(
         if *version == EVIDENCE_COLUMNS_VERSION {
             evidence::backfill_evidence_columns(&transaction)?;
         }
+        if *version == HOUSEHOLD_SEARCH_VERSION {
+            search::rebuild_search_index(&transaction)?;
+        }
         transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
         transaction.commit()?;
     }
@@ -1108,7 +1121,7 @@ fn insert_household(transaction: &Transaction<'_>, household: &Household) -> Sto
             seq
         ],
     )?;
-    sealing::refresh_id_index(transaction, &card)
+    refresh_household_indexes(transaction, &card)
 }
 
 // ----- push -----
@@ -1417,7 +1430,14 @@ fn save_household(
          WHERE household_id = ?1",
         params![card.household_id, encode_json(&*card)?, card.head_name, seq],
     )?;
-    sealing::refresh_id_index(transaction, card)
+    refresh_household_indexes(transaction, card)
+}
+
+/// Rebuild what is derived from a card just written: the ID numbers' blind index and the
+/// household's search document, in the card's own transaction.
+fn refresh_household_indexes(transaction: &Transaction<'_>, card: &Household) -> StoreResult<()> {
+    sealing::refresh_id_index(transaction, card)?;
+    search::refresh_search_document(transaction, card)
 }
 
 /// Log a change of the household at its township's next sequence; returns the sequence.
@@ -3997,6 +4017,7 @@ pub(super) mod tests {
     }
 
     conformance_tests!(
+        households_are_found_by_name_number_and_id_digits_within_the_area,
         accounts_are_created_listed_and_refused_when_taken,
         accounts_are_edited,
         disabling_an_account_ends_its_sessions_and_pairings,
