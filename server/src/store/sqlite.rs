@@ -4415,6 +4415,53 @@ pub(super) mod tests {
         );
     }
 
+    /// Households stored before the search index existed are indexed by migration 0023.
+    #[tokio::test]
+    async fn households_stored_before_the_search_index_are_indexed_at_upgrade() {
+        use crate::store::SearchStore;
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(version, _, _)| *version == HOUSEHOLD_SEARCH_VERSION)
+            .expect("the migration");
+        let household = conformance::household("王大山", "t1", "v1", 30.0);
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            apply_old_migrations(&mut connection, before);
+            // A plain card, as a database written before sealing holds (it opens to itself).
+            connection
+                .execute(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name,
+                                             card, server_seq)
+                     VALUES (?1, 't1', 'v1', ?2, ?3, 1)",
+                    params![
+                        household.household_id,
+                        household.head_name,
+                        serde_json::to_string(&household).expect("card")
+                    ],
+                )
+                .expect("old household");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        let area = super::super::LedgerArea::Township("t1".into());
+        for text in ["大山", "wds", "002X"] {
+            let query = crate::store::HouseholdQuery::parse(text).expect("query");
+            let found = store
+                .search_households(&area, &query, 10)
+                .await
+                .expect("search");
+            assert_eq!(
+                found
+                    .iter()
+                    .map(|found| found.household_id.as_str())
+                    .collect::<Vec<_>>(),
+                [household.household_id.as_str()],
+                "{text}"
+            );
+        }
+    }
+
     /// Flag work that fails (here: a neighbour's stored mode is not a number) is rolled back
     /// to its savepoint and logged; the push itself commits, once, with every visit stored.
     #[tokio::test]
