@@ -44,6 +44,7 @@ fn queries(county: &ScaledCounty) -> Vec<(&'static str, String)> {
     let mut mix = Vec::new();
     for _ in 0..PER_KIND {
         let household = pick();
+        // The clones' head names end in their round number (王大山3); people type names.
         let head: String = household
             .head_name
             .chars()
@@ -56,7 +57,7 @@ fn queries(county: &ScaledCounty) -> Vec<(&'static str, String)> {
             .find(|member| member.id_number.len() == 18)
             .expect("a member with an ID number");
         let number = &household.national_household_number;
-        mix.push(("姓名 whole head name", household.head_name.clone()));
+        mix.push(("姓名 whole head name", head.clone()));
         mix.push(("名 given name (2 chars)", given));
         mix.push(("姓 surname (1 char)", surname));
         mix.push((
