@@ -28,6 +28,7 @@ pub mod password_pool;
 pub mod pii_rotation;
 pub mod review;
 pub mod roster_import;
+pub mod search;
 pub mod sessions;
 pub mod settings;
 pub mod setup;

@@ -751,3 +751,664 @@ async fn every_console_form_works_in_the_browser_with_its_csrf_token() {
         "the helper was added, then ended"
     );
 }
+
+/// Width of the phone viewport the console must fit (an iPhone 12–15 is 390 CSS pixels).
+const PHONE_WIDTH: u32 = 390;
+/// Height of the phone viewport: taller than a phone, so one screenshot shows more of a page.
+const PHONE_HEIGHT: u32 = 1600;
+
+/// A headless chromium session that lays pages out as a phone does: `PHONE_WIDTH` CSS
+/// pixels wide, the page's `<meta name="viewport">` honoured, touch events on.
+async fn open_phone_browser(driver: &Chromedriver) -> Browser {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--lang=zh-CN",
+            ],
+            "mobileEmulation": {
+                "deviceMetrics": { "width": PHONE_WIDTH, "height": PHONE_HEIGHT, "pixelRatio": 1.0, "touch": true },
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+            },
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("open a phone-sized chromium session")
+}
+
+const LAYOUT_SCRIPT: &str = r#"
+const root = document.documentElement;
+const visible = (element) => {
+  const style = getComputedStyle(element);
+  const rect = element.getBoundingClientRect();
+  return style.display !== 'none' && style.visibility !== 'hidden' && (rect.width > 0 || rect.height > 0);
+};
+const describe = (element) => {
+  const rect = element.getBoundingClientRect();
+  return `${element.tagName.toLowerCase()}.${element.className} [${Math.round(rect.left)}..${Math.round(rect.right)}] ${(element.textContent || '').trim().slice(0, 30)}`;
+};
+const header = document.querySelector('header.top');
+let headerBackground = '';
+let headerOverflow = [];
+if (header) {
+  const box = header.getBoundingClientRect();
+  headerBackground = getComputedStyle(header).backgroundColor;
+  headerOverflow = Array.from(header.querySelectorAll('*')).filter(visible).filter((element) => {
+    const rect = element.getBoundingClientRect();
+    return rect.left < box.left - 1 || rect.right > box.right + 1 || rect.top < box.top - 1 || rect.bottom > box.bottom + 1;
+  }).map(describe);
+}
+const widest = Array.from(document.body.querySelectorAll('*')).filter(visible)
+  .filter((element) => element.getBoundingClientRect().right > root.clientWidth + 1)
+  .sort((a, b) => b.getBoundingClientRect().right - a.getBoundingClientRect().right)
+  .slice(0, 8).map(describe);
+return {
+  scroll_width: root.scrollWidth,
+  inner_width: window.innerWidth,
+  header_background: headerBackground,
+  header_overflow: headerOverflow,
+  widest: widest,
+};
+"#;
+
+/// Open `path`, wait for `ready`, check that nothing widens the page past the viewport and
+/// that the header keeps its contents on its own background, and save a screenshot as
+/// `pages/{viewport}-{name}.png`.
+async fn check_page(
+    browser: &Browser,
+    base: &str,
+    viewport: &str,
+    name: &str,
+    path: &str,
+    ready: &str,
+) {
+    browser
+        .goto(&format!("{base}{path}"))
+        .await
+        .unwrap_or_else(|error| panic!("open {path}: {error}"));
+    wait_for(browser, ready).await;
+    let value = browser
+        .execute(LAYOUT_SCRIPT, Vec::new())
+        .await
+        .unwrap_or_else(|error| panic!("measure {path}: {error}"));
+    let number = |key: &str| {
+        value[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {value}"))
+    };
+    let texts = |key: &str| -> Vec<String> {
+        value[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (scroll_width, inner_width) = (number("scroll_width"), number("inner_width"));
+    let header_background = value["header_background"].as_str().unwrap_or_default();
+    let header_overflow = texts("header_overflow");
+    // A phone browser zooms out to fit a page wider than the screen, which widens
+    // `innerWidth` with it: on the phone the window must stay exactly the phone's width.
+    let screen_width = if viewport == "phone" {
+        f64::from(PHONE_WIDTH)
+    } else {
+        inner_width
+    };
+    assert!(
+        scroll_width <= screen_width && inner_width <= screen_width,
+        "{viewport} {path}: the page scrolls sideways ({scroll_width} px of content, a {inner_width} px window, the screen {screen_width} px); widest: {:#?}",
+        texts("widest")
+    );
+    assert!(
+        header_overflow.is_empty(),
+        "{viewport} {path}: header elements outside the header's background: {header_overflow:#?}"
+    );
+    // The 明白卡 is a document without the console's header.
+    assert!(
+        header_background.is_empty() && path.ends_with("/card")
+            || !matches!(
+                header_background,
+                "" | "rgba(0, 0, 0, 0)" | "rgb(255, 255, 255)"
+            ),
+        "{viewport} {path}: the header has its own dark background, not {header_background:?}"
+    );
+    let png = browser.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let folder = screenshot_dir().join("pages");
+    std::fs::create_dir_all(&folder).expect("screenshot folder");
+    std::fs::write(folder.join(format!("{viewport}-{name}.png")), png).expect("write screenshot");
+}
+
+/// One console page to check: screenshot name, path, and an element that shows it is ready.
+struct Page {
+    name: &'static str,
+    path: String,
+    ready: &'static str,
+}
+
+fn page(name: &'static str, path: impl Into<String>, ready: &'static str) -> Page {
+    Page {
+        name,
+        path: path.into(),
+        ready,
+    }
+}
+
+/// The path the browser is on now (after a form redirected it).
+async fn current_path(browser: &Browser) -> String {
+    browser.current_url().await.expect("url").path().to_owned()
+}
+
+/// Upload `file` through the upload form `form` of `form_path`, wait for `ready` on the page
+/// the form leads to (the import job or plan page) and return that page's path.
+async fn upload_through(
+    browser: &Browser,
+    base: &str,
+    form_path: &str,
+    form: &str,
+    file: &Path,
+    ready: &str,
+) -> String {
+    browser
+        .goto(&format!("{base}{form_path}"))
+        .await
+        .expect("upload page");
+    wait_for(browser, &format!("{form} input[type=file]"))
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("choose the file");
+    click(browser, &format!("{form} button[type=submit]")).await;
+    wait_for(browser, ready).await;
+    current_path(browser).await
+}
+
+/// A small 行政区划 file: one new village in the demo county's first township.
+async fn one_village_area_file(server: &TestServer, folder: &Path) -> PathBuf {
+    let township = server
+        .state
+        .store
+        .list_areas(Some(fieldsync_server::demo::DEMO_COUNTY_ID))
+        .await
+        .expect("townships")
+        .into_iter()
+        .next()
+        .expect("a township");
+    let village_code = format!("{}998", &township.area_id[..9]);
+    let text = format!(
+        "\u{feff}统计用区划代码,名称,层级,上级区划代码\n{village_code},浏览器测试村,村,{}\n",
+        township.area_id
+    );
+    let path = folder.join("行政区划-浏览器.csv");
+    std::fs::write(&path, text).expect("write area file");
+    path
+}
+
+/// A small 帮扶干部花名册: one new cadre of the demo county's first township.
+async fn one_cadre_roster(server: &TestServer, folder: &Path) -> PathBuf {
+    let township = server
+        .state
+        .store
+        .list_areas(Some(fieldsync_server::demo::DEMO_COUNTY_ID))
+        .await
+        .expect("townships")
+        .into_iter()
+        .next()
+        .expect("a township");
+    let body = "11010519800101123";
+    let id_number = format!(
+        "{body}{}",
+        fieldsync_model::id_number::check_character(body).expect("17 digits")
+    );
+    let text = format!(
+        "\u{feff}姓名,手机号,身份证号,帮扶单位,职级,乡镇,驻村工作队,开始日期,结束日期\n孙丽,13912340001,{id_number},县农业农村局,科级,{},是,2026-03-01,\n",
+        township.name
+    );
+    let path = folder.join("帮扶干部花名册-浏览器.csv");
+    std::fs::write(&path, text).expect("write cadre roster");
+    path
+}
+
+/// Log out from any page, at any width: back to a page with the header, and on a phone the
+/// menu opened first (the logout button is in it).
+async fn log_out_from_anywhere(browser: &Browser, base: &str) {
+    browser
+        .goto(&format!("{base}/console/password"))
+        .await
+        .expect("a page with the header");
+    let toggle = wait_for(browser, "label.nav-toggle-label").await;
+    if toggle.is_displayed().await.expect("displayed") {
+        toggle.click().await.expect("open the menu");
+    }
+    log_out(browser).await;
+}
+
+/// Check every page of `pages` in the desktop and the phone session, both logged in as
+/// `username`, then log both out.
+async fn check_pages_as(
+    desktop: &Browser,
+    phone: &Browser,
+    base: &str,
+    username: &str,
+    pages: &[Page],
+) {
+    for (viewport, browser) in [("desktop", desktop), ("phone", phone)] {
+        log_in(browser, base, username).await;
+        for page in pages {
+            check_page(
+                browser,
+                base,
+                viewport,
+                &format!("{username}-{}", page.name),
+                &page.path,
+                page.ready,
+            )
+            .await;
+        }
+    }
+}
+
+/// Every console page, at a desk's width (1280 px) and at a phone's (390 px): no page
+/// scrolls sideways, the header keeps its white text on its own background, the phone's
+/// menu opens and closes without the script's help, and the review buttons are big enough
+/// for a thumb. Screenshots land in `target/screenshots/pages/`.
+#[tokio::test]
+async fn every_console_page_fits_a_phone_and_a_desk() {
+    if let Some(reason) = missing_browser() {
+        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
+        }
+        println!("skipped: {reason}");
+        return;
+    }
+    let server = TestServer::start().await;
+    let files = tempfile::tempdir().expect("temp dir");
+    // A visit with a photo and a fix (the submission page's photos and map), and a conflict.
+    let (phone_one, _dir_one) = phone_of(&server, "cadre01").await;
+    let (phone_two, _dir_two) = phone_of(&server, "cadre01").await;
+    let visit_id = submit_visit(&phone_one, "gps_DSCN0010.jpg").await;
+    let household_id = phone_one.households().expect("households")[0]
+        .household_id
+        .clone();
+    for (phone, number) in [(&phone_one, "13811112222"), (&phone_two, "13933334444")] {
+        phone
+            .edit_household_field(
+                &household_id,
+                FieldTarget::Household,
+                "phone",
+                serde_json::json!(number),
+            )
+            .expect("edit");
+        phone.sync().await.expect("sync");
+    }
+    let store = &server.state.store;
+    let cadre = store
+        .find_user_by_username("cadre01")
+        .await
+        .expect("store")
+        .expect("demo cadre");
+    let township_id = cadre.area_id.clone();
+    let roster = one_household_roster(&server, files.path()).await;
+    let area_file = one_village_area_file(&server, files.path()).await;
+    let cadre_roster = one_cadre_roster(&server, files.path()).await;
+
+    let driver = start_chromedriver().await;
+    let desktop = open_browser(&driver).await;
+    let phone = open_phone_browser(&driver).await;
+    let base = server.url();
+
+    // Logged out: the login page.
+    for (viewport, browser) in [("desktop", &desktop), ("phone", &phone)] {
+        check_page(
+            browser,
+            &base,
+            viewport,
+            "login",
+            "/console/login",
+            "input[name=username]",
+        )
+        .await;
+    }
+
+    // The township supervisor's pages.
+    let township_pages = [
+        page("dashboard", "/console/dashboard", "section.totals"),
+        page("queue", "/console/queue", "#queue-table"),
+        page(
+            "visit",
+            format!("/console/visits/{visit_id}"),
+            "svg.location-map",
+        ),
+        page(
+            "household",
+            format!("/console/households/{household_id}"),
+            "main h1",
+        ),
+        page(
+            "card",
+            format!("/console/households/{household_id}/card"),
+            "article.mingbaika",
+        ),
+        page("ledger", "/console/ledger", "table.ledger"),
+        page("silent", "/console/ledger/silent", "main h1"),
+        page("unvisited", "/console/unvisited", "main h1"),
+        page(
+            "conflicts",
+            "/console/conflicts",
+            "form[action='/console/conflicts/resolve']",
+        ),
+        page("devices", "/console/devices", "main h1"),
+        page("income", "/console/income", "main h1"),
+        page("wellbeing", "/console/wellbeing", "main h1"),
+        page("exports", "/console/exports", "main h1"),
+        page(
+            "cadre-devices",
+            format!("/console/users/{}/devices", cadre.user_id),
+            "main h1",
+        ),
+        page("password", "/console/password", "input[type=password]"),
+        page(
+            "not-found",
+            "/console/households/no-such-household",
+            "div.notice.error",
+        ),
+    ];
+    check_pages_as(&desktop, &phone, &base, "township1", &township_pages).await;
+
+    // On the phone the menu is folded away, and the label opens it (no script needed).
+    phone
+        .goto(&format!("{base}/console/queue"))
+        .await
+        .expect("queue");
+    let first_link = wait_for(&phone, "header.top nav a").await;
+    assert!(
+        !first_link.is_displayed().await.expect("displayed"),
+        "the phone's menu starts folded"
+    );
+    click(&phone, "label.nav-toggle-label").await;
+    assert!(
+        first_link.is_displayed().await.expect("displayed"),
+        "the 菜单 button opens the menu"
+    );
+    screenshot(&phone, "pages/phone-menu-open.png").await;
+    // The decision buttons are thumb-sized on the phone.
+    phone
+        .goto(&format!("{base}/console/visits/{visit_id}"))
+        .await
+        .expect("visit");
+    for button in ["#approve-button", "#return-button"] {
+        let height = phone
+            .execute(
+                "return document.querySelector(arguments[0]).getBoundingClientRect().height;",
+                vec![serde_json::json!(button)],
+            )
+            .await
+            .expect("measure")
+            .as_f64()
+            .expect("a height");
+        assert!(height >= 44.0, "{button} is {height} px tall on a phone");
+    }
+    for browser in [&desktop, &phone] {
+        log_out_from_anywhere(browser, &base).await;
+    }
+
+    // The county administrator's pages, with an import job and a cadre roster plan.
+    log_in(&desktop, &base, "county").await;
+    let roster_job = upload_through(
+        &desktop,
+        &base,
+        "/console/import",
+        "form.import",
+        &roster,
+        "form[action$='/apply']",
+    )
+    .await;
+    let area_job = upload_through(
+        &desktop,
+        &base,
+        "/console/areas/import",
+        "form.import",
+        &area_file,
+        "form[action$='/apply']",
+    )
+    .await;
+    let cadre_plan = upload_through(
+        &desktop,
+        &base,
+        "/console/cadres/import",
+        "form[action='/console/cadres/import']",
+        &cadre_roster,
+        "form[action$='/apply']",
+    )
+    .await;
+    log_out(&desktop).await;
+    let county_pages = [
+        page("dashboard", "/console/dashboard", "section.totals"),
+        page(
+            "household",
+            format!("/console/households/{household_id}"),
+            "main h1",
+        ),
+        page("ledger", "/console/ledger", "table.ledger"),
+        page("income", "/console/income", "main h1"),
+        page("wellbeing", "/console/wellbeing", "main h1"),
+        page("thresholds", "/console/thresholds", "form.thresholds"),
+        page("exports", "/console/exports", "main h1"),
+        page("pairings", "/console/pairings", "main h1"),
+        page(
+            "pairings-township",
+            format!("/console/pairings?township={township_id}"),
+            "main table",
+        ),
+        page(
+            "pairing-household",
+            format!("/console/pairings/households/{household_id}"),
+            "form.assign",
+        ),
+        page("areas", "/console/areas", "main table"),
+        page("area-import", "/console/areas/import", "form.import"),
+        page("area-import-job", area_job, "form[action$='/apply']"),
+        page("roster-import", "/console/import", "form.import"),
+        page("roster-import-job", roster_job, "form[action$='/apply']"),
+        page("accounts", "/console/accounts", "main table"),
+        page("account-new", "/console/accounts/new", "main form"),
+        page(
+            "account",
+            format!("/console/accounts/{}", cadre.user_id),
+            "main form",
+        ),
+        page("cadre-import", "/console/cadres/import", "input[type=file]"),
+        page("cadre-import-plan", cadre_plan, "form[action$='/apply']"),
+        page(
+            "cadre-devices",
+            format!("/console/users/{}/devices", cadre.user_id),
+            "main h1",
+        ),
+        page("password", "/console/password", "input[type=password]"),
+    ];
+    check_pages_as(&desktop, &phone, &base, "county", &county_pages).await;
+    for browser in [&desktop, &phone] {
+        log_out_from_anywhere(browser, &base).await;
+    }
+
+    // The auditor's read-only pages (the demo county has no auditor: one is added).
+    store
+        .load_seed(fieldsync_server::store::SeedData {
+            users: vec![fieldsync_server::store::UserRecord {
+                user_id: uuid::Uuid::now_v7().to_string(),
+                username: "auditor".into(),
+                display_name: "审计员".into(),
+                password_hash: fieldsync_server::auth::hash_password(DEMO_PASSWORD).expect("hash"),
+                role: fieldsync_model::codes::Role::Auditor,
+                area_id: fieldsync_server::demo::DEMO_COUNTY_ID.into(),
+                phone: String::new(),
+                rank: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("add an auditor");
+    let auditor_pages = [
+        page("dashboard", "/console/dashboard", "section.totals"),
+        page(
+            "household",
+            format!("/console/households/{household_id}"),
+            "main h1",
+        ),
+        page("areas", "/console/areas", "main table"),
+        page("accounts", "/console/accounts", "main table"),
+    ];
+    check_pages_as(&desktop, &phone, &base, "auditor", &auditor_pages).await;
+    desktop.close().await.expect("close the desktop browser");
+    phone.close().await.expect("close the phone browser");
+}
+
+/// The header's search box in a real browser: a township supervisor types a head's name,
+/// sees the household, clicks through to its page (户档案); on a phone, another township's
+/// household is not found, by 户编号 or by name.
+#[tokio::test]
+async fn a_supervisor_finds_a_household_from_the_header_search_box() {
+    if let Some(reason) = missing_browser() {
+        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
+        }
+        println!("skipped: {reason}");
+        return;
+    }
+    let server = TestServer::start().await;
+    let store = &server.state.store;
+    let township_of = |username: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .find_user_by_username(username)
+                .await
+                .expect("store")
+                .expect("demo supervisor")
+                .area_id
+        }
+    };
+    let (own_township, other_township) = (
+        township_of("township1").await,
+        township_of("township2").await,
+    );
+    let first_household = |township_id: String| {
+        let store = store.clone();
+        async move {
+            let row = store
+                .pairing_households(
+                    fieldsync_server::demo::DEMO_COUNTY_ID,
+                    fieldsync_server::store::PairingFilter {
+                        township_id: Some(township_id),
+                        limit: 1,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("store")
+                .into_iter()
+                .next()
+                .expect("a household");
+            store
+                .get_household(&row.household_id)
+                .await
+                .expect("store")
+                .expect("household")
+        }
+    };
+    let own = first_household(own_township).await;
+    let other = first_household(other_township.clone()).await;
+    // A name that no household of township1 shares, so "not found" is about scope.
+    let other_pairings = store
+        .pairing_households(
+            fieldsync_server::demo::DEMO_COUNTY_ID,
+            fieldsync_server::store::PairingFilter {
+                limit: 100_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("store");
+    let other_name_is_unique = other_pairings
+        .iter()
+        .filter(|row| row.head_name == other.head_name)
+        .all(|row| row.township_id == other_township);
+
+    let driver = start_chromedriver().await;
+    let desktop = open_browser(&driver).await;
+    let base = server.url();
+    log_in(&desktop, &base, "township1").await;
+    let search_box = wait_for(&desktop, "header.top form.search input[name=q]").await;
+    search_box.send_keys(&own.head_name).await.expect("type");
+    click(&desktop, "header.top form.search button[type=submit]").await;
+    let results = wait_for(&desktop, "#search-results").await;
+    assert!(
+        results.text().await.expect("text").contains(&own.head_name),
+        "the household is listed"
+    );
+    screenshot(&desktop, "search-results.png").await;
+    click(
+        &desktop,
+        &format!(
+            "#search-results a[href='/console/households/{}']",
+            own.household_id
+        ),
+    )
+    .await;
+    let heading = wait_for(&desktop, "main h1").await;
+    assert!(
+        heading.text().await.expect("text").contains(&own.head_name),
+        "the link leads to the household page"
+    );
+    assert!(
+        desktop
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with(&own.household_id)
+    );
+    desktop.close().await.expect("close");
+
+    let phone = open_phone_browser(&driver).await;
+    log_in(&phone, &base, "township1").await;
+    let mut queries = vec![other.national_household_number.clone()];
+    if other_name_is_unique {
+        queries.push(other.head_name.clone());
+    }
+    for query in queries {
+        // The search box is in the phone's header without opening the menu.
+        let search_box = wait_for(&phone, "header.top form.search input[name=q]").await;
+        assert!(search_box.is_displayed().await.expect("displayed"));
+        search_box.send_keys(&query).await.expect("type");
+        click(&phone, "header.top form.search button[type=submit]").await;
+        let results = wait_for(&phone, "#search-results").await;
+        let text = results.text().await.expect("text");
+        assert!(text.contains("没有找到"), "{query}: {text}");
+        assert!(
+            phone
+                .find(Locator::Css(&format!(
+                    "a[href='/console/households/{}']",
+                    other.household_id
+                )))
+                .await
+                .is_err(),
+            "no link to another township's household"
+        );
+    }
+    screenshot(&phone, "search-out-of-scope-phone.png").await;
+    phone.close().await.expect("close");
+}

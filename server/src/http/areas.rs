@@ -242,23 +242,26 @@ fn hierarchy_page(principal: &Principal, areas: &[AreaEntry]) -> Markup {
                     "尚未导入乡镇和行政村：请先导入行政区划，再导入花名册。"
                 }
             } @else {
-                table.areas {
-                    thead { tr {
-                        th { "统计用区划代码" } th { "名称" } th { "层级" } th { "中心点" }
-                        @for attribute in Attribute::ALL { th { (attribute.label_zh()) } }
-                    } }
-                    tbody {
-                        @for area in areas.iter().filter(|area| area.level != AreaLevel::County) {
-                            tr.township[area.level == AreaLevel::Township] {
-                                td { code { (area.area_id) } }
-                                td {
-                                    @if area.level == AreaLevel::Village { "　" }
-                                    (area.name)
-                                }
-                                td { (area.level.label_zh()) }
-                                td { (centre_zh(area)) }
-                                @for attribute in Attribute::ALL {
-                                    td { (attribute.display_zh(attribute.get(&area.attributes))) }
+                // A wide table (20 columns): it scrolls inside its box, at any width.
+                div.table-scroll {
+                    table.areas {
+                        thead { tr {
+                            th { "统计用区划代码" } th { "名称" } th { "层级" } th { "中心点" }
+                            @for attribute in Attribute::ALL { th { (attribute.label_zh()) } }
+                        } }
+                        tbody {
+                            @for area in areas.iter().filter(|area| area.level != AreaLevel::County) {
+                                tr.township[area.level == AreaLevel::Township] {
+                                    td { code { (area.area_id) } }
+                                    td {
+                                        @if area.level == AreaLevel::Village { "　" }
+                                        (area.name)
+                                    }
+                                    td { (area.level.label_zh()) }
+                                    td { (centre_zh(area)) }
+                                    @for attribute in Attribute::ALL {
+                                        td { (attribute.display_zh(attribute.get(&area.attributes))) }
+                                    }
                                 }
                             }
                         }

@@ -98,10 +98,6 @@ fn line_used(income: &YearIncome) -> Option<&ResolvedLine> {
         .or_else(|| income.lines.iter().max_by_key(|line| line.yuan))
 }
 
-fn household_link(household: &Household) -> String {
-    format!("/console/households/{}", household.household_id)
-}
-
 // ----- income page -----
 
 fn income_link(year: i32, village: Option<&str>) -> String {
@@ -174,7 +170,7 @@ pub fn income_page(principal: &Principal, view: &IncomeOverview) -> Markup {
                     @for row in &view.rows {
                         @let annual = &row.income.annual;
                         tr.flagged[row.income.flag.is_some()] {
-                            td { a href=(household_link(&row.household)) { (row.household.head_name) } }
+                            td { a href=(super::views::household_path(&row.household.household_id)) { (row.household.head_name) } }
                             td { (row.household.village_name) }
                             td.num { (annual.household_size) }
                             @for quarter in 1..=4u32 {
@@ -293,7 +289,7 @@ pub fn wellbeing_page(principal: &Principal, view: &WellbeingOverview, rules_tex
                             tbody {
                                 @for row in &view.list {
                                     tr.wellbeing-row data-household=(row.household.household_id) {
-                                        td { a href=(household_link(&row.household)) { (row.household.head_name) } }
+                                        td { a href=(super::views::household_path(&row.household.household_id)) { (row.household.head_name) } }
                                         td { (row.household.village_name) }
                                         td {
                                             ul.flags {

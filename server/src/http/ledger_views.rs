@@ -287,7 +287,7 @@ fn ledger_table(rows: &[LedgerRow], with_township: bool) -> Markup {
                 @for row in rows {
                     @let household = &row.household;
                     tr {
-                        td { a href=(format!("/console/households/{}", household.household_id)) { (household.head_name) } }
+                        td { (super::views::household_name_link(&household.household_id, &household.head_name)) }
                         @if with_township { td { (household.township_id) } }
                         td { (household.village_name) }
                         td { (household.primary_cadre_name.as_deref().unwrap_or("—")) }

@@ -36,6 +36,8 @@
 //! - Monthly ledger (月台账, see `ledger.rs`): `GET /console/dashboard`, `GET /console/ledger`,
 //!   `GET /console/ledger/silent`, `POST /console/ledger/close`, JSON `GET /console/api/dashboard`,
 //!   `GET /console/api/ledger`
+//! - Household search (农户检索, see `search.rs`): `GET /console/search?q=…` (the header's
+//!   search box on every page), JSON `GET /console/api/search?q=…`
 
 mod accounts;
 mod api;
@@ -56,6 +58,7 @@ mod pages;
 mod pairings;
 mod review_views;
 mod roster;
+mod search;
 mod sessions;
 mod thumbnail;
 pub mod tus;
@@ -225,6 +228,8 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
             "/console/api/households/{household_id}",
             get(households::household_json),
         )
+        .route(search::SEARCH_PATH, get(search::search_page))
+        .route("/console/api/search", get(search::search_json))
         .route("/console/api/conflicts", get(api::conflicts))
         .route(
             "/console/api/conflicts/resolve",
@@ -660,10 +665,12 @@ async fn audit_auditor_view(
     if principal.role != Role::Auditor {
         return Ok(());
     }
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
+    let target = search::audit_target(&parts.uri).unwrap_or_else(|| {
+        parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string)
+    });
     state
         .app
         .store

@@ -136,7 +136,7 @@ fn household_view(
     };
     html! {
         p { a href=(format!("{PAIRINGS_PATH}?township={}", household.township_id)) { "← 返回结对管理" } }
-        h1 { "调整结对：" (household.head_name) }
+        h1 { "调整结对：" (super::views::household_name_link(&household.household_id, &household.head_name)) }
         p.muted { (household.village_name) " · 户ID " (household.household_id) }
         (notices(assigned, helper))
         section.card {
@@ -262,7 +262,7 @@ fn pairings_view(
                             tr {
                                 td { (row.household.township_name) }
                                 td { (row.household.village_name) }
-                                td { (row.household.head_name) }
+                                td { (super::views::household_name_link(&row.household.household_id, &row.household.head_name)) }
                                 td { (names(&row.household.primaries)) }
                                 td { (problem_cell(row)) }
                             }
@@ -307,7 +307,7 @@ fn pairings_view(
                         @for row in &overview.households {
                             tr {
                                 td { (row.household.village_name) }
-                                td { (row.household.head_name) }
+                                td { (super::views::household_name_link(&row.household.household_id, &row.household.head_name)) }
                                 td { (names(&row.household.primaries)) }
                                 td { (names(&row.household.secondaries)) }
                                 td { (problem_cell(row)) }

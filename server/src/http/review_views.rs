@@ -27,10 +27,7 @@ use super::views::{Nav, layout};
 use crate::review::{AGE_FILTER_CHOICES, Correction, QueueFilters, days_waiting};
 use crate::store::{Area, HouseholdPhoto, Principal, QueueFacets, QueueItem, VisitDetail};
 
-/// Path of the household page (another part of the console renders it).
-fn household_path(household_id: &str) -> String {
-    format!("/console/households/{household_id}")
-}
+use super::views::household_path;
 
 /// A console path with the queue's filters as its query.
 fn with_filters(path: &str, filters: &QueueFilters) -> String {
@@ -188,7 +185,7 @@ pub fn queue_page(view: &QueueView<'_>) -> Markup {
                             @let href = visit_path(&item.visit_id, filters);
                             @let waited = days_waiting(item.submitted_at, view.now);
                             tr data-visit-href=(href) data-visit-id=(item.visit_id) {
-                                td { a href=(href) { (item.head_name) } }
+                                td { (super::views::household_name_link(&item.household_id, &item.head_name)) }
                                 td { (item.village_name) }
                                 td { (item.cadre_name) }
                                 td.warn-text[!in_person] { (item.mode.label_zh()) }
@@ -540,7 +537,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                     None => { span.muted { "没有其他待审核的走访" } },
                 }
             }
-            h1 { (title) " " span.count { (household.village_name) } " " (state_badge(detail.state)) }
+            h1 { "走访审核：" (super::views::household_name_link(&household.household_id, &household.head_name)) " " span.count { (household.village_name) } " " (state_badge(detail.state)) }
             (shortcut_help(true))
             (evidence_box(detail, view.flag_names))
             @if let Some(correction) = view.correction {

@@ -68,39 +68,23 @@ pub(super) fn layout(
                 header.top {
                     a.brand href="/console/dashboard" { "fieldsync 走访审核" }
                     @if let Some(principal) = principal {
-                        nav {
-                            a.active[active == Nav::Dashboard] href="/console/dashboard" { "工作台" }
-                            // Review pages are the township supervisor's (the `Reviewer`
-                            // extractor); other roles would only meet a 403 there.
-                            @if principal.role == fieldsync_model::codes::Role::Township {
-                                a.active[active == Nav::Queue] href="/console/queue" { "待审核" }
-                                a.active[active == Nav::Unvisited] href="/console/unvisited" { "本月未入户走访" }
-                                a.active[active == Nav::Conflicts] href="/console/conflicts" { "冲突记录" }
-                                a.active[active == Nav::Devices] href="/console/devices" { "设备未上传数据" }
-                            }
-                            a.active[active == Nav::Income] href="/console/income" { "收入监测" }
-                            a.active[active == Nav::Wellbeing] href="/console/wellbeing" { "两不愁三保障" }
-                            @if principal.role == fieldsync_model::codes::Role::County {
-                                a.active[active == Nav::Thresholds] href="/console/thresholds" { "标准线" }
-                            }
-                            a.active[active == Nav::Exports] href="/console/exports" { "台账导出" }
-                            @if principal.role == fieldsync_model::codes::Role::County {
-                                a.active[active == Nav::Pairings] href="/console/pairings" { "结对管理" }
-                                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
-                                a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
-                                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
-                            }
-                            // The auditor reads the county's set-up (read-only).
-                            @if principal.role == fieldsync_model::codes::Role::Auditor {
-                                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
-                                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
-                            }
+                        @if super::STAFF_ROLES.contains(&principal.role) {
+                            (super::search::search_form(""))
                         }
-                        span.user { (principal.display_name) " · " (principal.role.label_zh()) }
-                        a href="/console/password" { "修改密码" }
-                        form method="post" action="/console/logout" {
-                            (super::csrf::form_field())
-                            button.link type="submit" { "退出登录" }
+                        // The menu toggle for phones: a checkbox and its label, so the
+                        // navigation opens and closes without the script (console.css).
+                        input.nav-toggle #nav-toggle type="checkbox" aria-label="展开或收起菜单";
+                        label.nav-toggle-label for="nav-toggle" { "菜单" }
+                        div.nav-panel {
+                            (navigation(principal, active))
+                            div.account {
+                                span.user { (principal.display_name) " · " (principal.role.label_zh()) }
+                                a href="/console/password" { "修改密码" }
+                                form method="post" action="/console/logout" {
+                                    (super::csrf::form_field())
+                                    button.link type="submit" { "退出登录" }
+                                }
+                            }
                         }
                     }
                 }
@@ -108,6 +92,51 @@ pub(super) fn layout(
                     (super::audit_banner::banner(principal))
                     (content)
                 }
+            }
+        }
+    }
+}
+
+/// Path of a household's page (户档案).
+pub(super) fn household_path(household_id: &str) -> String {
+    format!("/console/households/{household_id}")
+}
+
+/// A household's name as a link to its page (户档案): every household name in the console
+/// is one.
+pub(super) fn household_name_link(household_id: &str, name: &str) -> Markup {
+    html! { a.household href=(household_path(household_id)) { (name) } }
+}
+
+/// The navigation entries the principal's role may open; `active` is highlighted.
+fn navigation(principal: &Principal, active: Nav) -> Markup {
+    html! {
+        nav {
+            a.active[active == Nav::Dashboard] href="/console/dashboard" { "工作台" }
+            // Review pages are the township supervisor's (the `Reviewer`
+            // extractor); other roles would only meet a 403 there.
+            @if principal.role == fieldsync_model::codes::Role::Township {
+                a.active[active == Nav::Queue] href="/console/queue" { "待审核" }
+                a.active[active == Nav::Unvisited] href="/console/unvisited" { "本月未入户走访" }
+                a.active[active == Nav::Conflicts] href="/console/conflicts" { "冲突记录" }
+                a.active[active == Nav::Devices] href="/console/devices" { "设备未上传数据" }
+            }
+            a.active[active == Nav::Income] href="/console/income" { "收入监测" }
+            a.active[active == Nav::Wellbeing] href="/console/wellbeing" { "两不愁三保障" }
+            @if principal.role == fieldsync_model::codes::Role::County {
+                a.active[active == Nav::Thresholds] href="/console/thresholds" { "标准线" }
+            }
+            a.active[active == Nav::Exports] href="/console/exports" { "台账导出" }
+            @if principal.role == fieldsync_model::codes::Role::County {
+                a.active[active == Nav::Pairings] href="/console/pairings" { "结对管理" }
+                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
+                a.active[active == Nav::Import] href="/console/import" { "花名册导入" }
+                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
+            }
+            // The auditor reads the county's set-up (read-only).
+            @if principal.role == fieldsync_model::codes::Role::Auditor {
+                a.active[active == Nav::Areas] href="/console/areas" { "行政区划" }
+                a.active[active == Nav::Accounts] href="/console/accounts" { "账号管理" }
             }
         }
     }
@@ -250,7 +279,7 @@ pub fn unvisited_page(view: &UnvisitedView<'_>) -> Markup {
                             tbody {
                                 @for household in &group.households {
                                     tr {
-                                        td { (household.head_name) }
+                                        td { (household_name_link(&household.household_id, &household.head_name)) }
                                         td {
                                             @if household.cadre_names.is_empty() { span.bad { "未结对" } }
                                             @else { (household.cadre_names.join("、")) }
@@ -355,7 +384,7 @@ pub fn conflicts_page(view: &ConflictsView<'_>) -> Markup {
                 @let other_current = current.filter(|write| write.stamp != conflict.first.stamp && write.stamp != conflict.second.stamp);
                 section.card {
                     h2 {
-                        (conflict.head_name) " · " (conflict.village_name) " — "
+                        (household_name_link(&conflict.household_id, &conflict.head_name)) " · " (conflict.village_name) " — "
                         @if let FieldTarget::Member(_) = conflict.target {
                             "成员 " (conflict.member_name.as_deref().unwrap_or("（未知成员）")) " 的 "
                         }

@@ -52,10 +52,13 @@ pub use pairings::*;
 pub mod areas;
 // Review loop checks: queue filters and counts, revisions, photo history (same reason).
 pub mod review_loop;
+// Household search (农户检索) checks, re-exported for the `conformance_tests!` list.
+pub mod search;
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::register::{FieldEdit, FieldTarget, Stamp};
 pub use review_loop::*;
+pub use search::*;
 use serde_json::{Value, json};
 
 // ----- fixture -----

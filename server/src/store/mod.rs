@@ -10,6 +10,7 @@ pub mod areas;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod sealed;
+pub mod search;
 pub mod sessions;
 pub mod sqlite;
 
@@ -29,6 +30,7 @@ use time::OffsetDateTime;
 
 pub use crate::media::photo::CaptureTime;
 pub use areas::AreasStore;
+pub use search::{HouseholdQuery, SearchStore};
 pub use sqlite::SqliteStore;
 
 /// Errors of the storage layer. Callers map them to one public error at the boundary.
@@ -1154,7 +1156,13 @@ pub struct PrimaryAssignment {
 /// The storage interface. Every method is a complete unit of work (its own transaction).
 #[async_trait]
 pub trait Store:
-    accounts::AccountsStore + sessions::SessionsStore + Send + Sync + std::fmt::Debug + 'static
+    accounts::AccountsStore
+    + sessions::SessionsStore
+    + search::SearchStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// True when no county has been loaded yet.
     async fn is_empty(&self) -> StoreResult<bool>;

@@ -31,6 +31,7 @@ mod pull;
 mod review_loop;
 mod roster;
 mod sealing;
+mod search;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -157,6 +158,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (22, "accounts", include_str!("migrations/0022_accounts.sql")),
     (
+        23,
+        "household_search",
+        include_str!("migrations/0023_household_search.sql"),
+    ),
+    (
         24,
         "exif_damaged",
         include_str!("migrations/0024_exif_damaged.sql"),
@@ -180,6 +186,10 @@ const PII_AT_REST_VERSION: i64 = 18;
 /// The migration after which the evidence columns of stored visits are filled (in Rust:
 /// SQL cannot read RFC 3339 nanoseconds exactly), in the migration's own transaction.
 const EVIDENCE_COLUMNS_VERSION: i64 = 19;
+
+/// The migration after which the households already stored are indexed for the console's
+/// search (in Rust: ID-number tails are in sealed cards), in the migration's own transaction.
+const HOUSEHOLD_SEARCH_VERSION: i64 = 23;
 
 /// Read-only connections kept open for reuse. Reads beyond this many at once open a
 /// connection for the call and close it afterwards, so a burst never waits on the pool.
@@ -748,6 +758,9 @@ fn apply_migrations(
         if *version == EVIDENCE_COLUMNS_VERSION {
             evidence::backfill_evidence_columns(&transaction)?;
         }
+        if *version == HOUSEHOLD_SEARCH_VERSION {
+            search::rebuild_search_index(&transaction)?;
+        }
         transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
         transaction.commit()?;
     }
@@ -1124,7 +1137,7 @@ fn insert_household(transaction: &Transaction<'_>, household: &Household) -> Sto
             seq
         ],
     )?;
-    sealing::refresh_id_index(transaction, &card)
+    refresh_household_indexes(transaction, &card)
 }
 
 // ----- push -----
@@ -1433,7 +1446,14 @@ fn save_household(
          WHERE household_id = ?1",
         params![card.household_id, encode_json(&*card)?, card.head_name, seq],
     )?;
-    sealing::refresh_id_index(transaction, card)
+    refresh_household_indexes(transaction, card)
+}
+
+/// Rebuild what is derived from a card just written: the ID numbers' blind index and the
+/// household's search document, in the card's own transaction.
+fn refresh_household_indexes(transaction: &Transaction<'_>, card: &Household) -> StoreResult<()> {
+    sealing::refresh_id_index(transaction, card)?;
+    search::refresh_search_document(transaction, card)
 }
 
 /// Log a change of the household at its township's next sequence; returns the sequence.
@@ -4136,6 +4156,7 @@ pub(super) mod tests {
     }
 
     conformance_tests!(
+        households_are_found_by_name_number_and_id_digits_within_the_area,
         accounts_are_created_listed_and_refused_when_taken,
         accounts_are_edited,
         disabling_an_account_ends_its_sessions_and_pairings,
@@ -4626,6 +4647,53 @@ pub(super) mod tests {
             (Some(1_774_971_000_123), None, None, None, None, None, None),
             "left for the body reader, which reports it as before"
         );
+    }
+
+    /// Households stored before the search index existed are indexed by migration 0023.
+    #[tokio::test]
+    async fn households_stored_before_the_search_index_are_indexed_at_upgrade() {
+        use crate::store::SearchStore;
+        let directory = TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        let before = MIGRATIONS
+            .iter()
+            .position(|(version, _, _)| *version == HOUSEHOLD_SEARCH_VERSION)
+            .expect("the migration");
+        let household = conformance::household("王大山", "t1", "v1", 30.0);
+        {
+            let mut connection = Connection::open(&path).expect("raw open");
+            apply_old_migrations(&mut connection, before);
+            // A plain card, as a database written before sealing holds (it opens to itself).
+            connection
+                .execute(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name,
+                                             card, server_seq)
+                     VALUES (?1, 't1', 'v1', ?2, ?3, 1)",
+                    params![
+                        household.household_id,
+                        household.head_name,
+                        serde_json::to_string(&household).expect("card")
+                    ],
+                )
+                .expect("old household");
+        }
+        let store = SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate");
+        let area = super::super::LedgerArea::Township("t1".into());
+        for text in ["大山", "wds", "002X"] {
+            let query = crate::store::HouseholdQuery::parse(text).expect("query");
+            let found = store
+                .search_households(&area, &query, 10)
+                .await
+                .expect("search");
+            assert_eq!(
+                found
+                    .iter()
+                    .map(|found| found.household_id.as_str())
+                    .collect::<Vec<_>>(),
+                [household.household_id.as_str()],
+                "{text}"
+            );
+        }
     }
 
     /// Flag work that fails (here: a neighbour's stored mode is not a number) is rolled back

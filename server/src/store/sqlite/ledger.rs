@@ -22,7 +22,7 @@ use crate::store::{
 
 /// SQL condition selecting the townships of `area` for a column holding a township id;
 /// `?1` is the area id.
-fn townships_of(area: &LedgerArea, column: &str) -> String {
+pub(super) fn townships_of(area: &LedgerArea, column: &str) -> String {
     match area {
         LedgerArea::Township(_) => format!("{column} = ?1"),
         LedgerArea::County(_) => format!("{column} IN ({})", county_townships_sql!()),
