@@ -1390,6 +1390,12 @@ async fn a_supervisor_finds_a_household_from_the_header_search_box() {
         queries.push(other.head_name.clone());
     }
     for query in queries {
+        // Start each search from a page without results, so the wait below can only find
+        // the new results page (not the previous one while the browser is navigating).
+        phone
+            .goto(&format!("{base}/console"))
+            .await
+            .expect("dashboard");
         // The search box is in the phone's header without opening the menu.
         let search_box = wait_for(&phone, "header.top form.search input[name=q]").await;
         assert!(search_box.is_displayed().await.expect("displayed"));
