@@ -199,10 +199,10 @@ fn yuan_arg(text: &str) -> Result<i64, fieldsync_client::YuanError> {
 #[derive(Debug, Subcommand)]
 enum VisitCommand {
     /// 新增走访 Record a visit (works offline).
-    New(NewVisitArgs),
+    New(Box<NewVisitArgs>),
     /// 整改 Correct a returned visit (or amend a draft) and submit it again: change any
     /// field a return reason names, remove or replace photos.
-    Fix(FixVisitArgs),
+    Fix(Box<FixVisitArgs>),
     /// 查看 One visit with every field, its checklist and its photos (numbered).
     Show {
         /// Visit id or a unique prefix of it.
@@ -572,8 +572,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             println!("密码已修改 password changed; 已注销其他 {ended} 个设备 other sessions ended");
         }
         Command::Households => print_households(&client)?,
-        Command::Visit(VisitCommand::New(args)) => record_visit(&client, args)?,
-        Command::Visit(VisitCommand::Fix(args)) => fix_visit(&client, args)?,
+        Command::Visit(VisitCommand::New(args)) => record_visit(&client, *args)?,
+        Command::Visit(VisitCommand::Fix(args)) => fix_visit(&client, *args)?,
         Command::Visit(VisitCommand::Show { visit_id }) => {
             let visit_id = client.resolve_visit_id(&visit_id)?;
             print!("{}", visit_text(&client, &visit_id)?);
