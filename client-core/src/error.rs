@@ -119,6 +119,52 @@ pub enum ClientError {
         on_this_phone: bool,
     },
 
+    /// The household id (or prefix) is not among this phone's households, and the phone has
+    /// downloaded them at least once: a typo, or a household not paired with this cadre.
+    /// Nothing was saved.
+    #[error(
+        "未找到帮扶户“{household}”：不在本机的帮扶对象中，请核对户编号 unknown household {household:?}: not among the households on this phone; check the id"
+    )]
+    UnknownHousehold { household: String },
+
+    /// The phone has never downloaded its households, so a household id cannot be checked
+    /// yet. Nothing was saved: sync once (with signal), then record.
+    #[error(
+        "本机尚未下载帮扶对象，无法核对户“{household}”：请先联网同步一次 households not downloaded yet: sync once before recording for {household:?}"
+    )]
+    HouseholdsNotSynced { household: String },
+
+    /// A location fix that cannot be on Earth: latitude outside −90…90, longitude outside
+    /// −180…180, or not a number. Nothing was saved.
+    #[error(
+        "定位坐标无效（纬度 {lat}，经度 {lon}）：纬度应在−90到90之间，经度应在−180到180之间 impossible location (lat {lat}, lon {lon}): latitude must be −90…90 and longitude −180…180"
+    )]
+    ImpossibleLocation { lat: f64, lon: f64 },
+
+    /// A location fix whose accuracy is negative or not a number. Nothing was saved.
+    #[error(
+        "定位精度无效（{accuracy_m} 米）：应为不小于0的米数 invalid location accuracy {accuracy_m} m: must be a non-negative number of metres"
+    )]
+    InvalidAccuracy { accuracy_m: f64 },
+
+    /// Check-in to check-out longer than the visit form allows
+    /// ([`fieldsync_model::visit::MAX_VISIT_MINUTES`]). Nothing was saved.
+    #[error(
+        "走访时长 {minutes} 分钟超过上限 {max_minutes} 分钟，请核对入户和离开时间 visit lasts {minutes} minutes, more than the form's limit of {max_minutes}; check the check-in and check-out times"
+    )]
+    VisitTooLong { minutes: i64, max_minutes: i64 },
+
+    /// A photo file that is not a JPEG, PNG or WebP image, told from its bytes by the
+    /// server's rules ([`fieldsync_model::photo_type`]). Nothing was saved.
+    #[error("照片文件不是图片 {path} is not a photo: {reason}")]
+    PhotoNotAnImage { path: PathBuf, reason: String },
+
+    /// A HEIC/HEIF photo: the app converts it to JPEG and records again. Nothing was saved.
+    #[error(
+        "照片为HEIC格式（{brand}），请先转换为JPEG {path} is a HEIC/HEIF photo ({brand}): convert it to JPEG first"
+    )]
+    PhotoHeicNeedsConversion { path: PathBuf, brand: String },
+
     /// A household, visit or other local record that does not exist on this device.
     #[error("未找到 not found: {0}")]
     NotFound(String),

@@ -185,6 +185,19 @@ pub struct VisitSummary {
     pub rejection: Option<(String, String)>,
 }
 
+/// One photo of a visit as kept on the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPhoto {
+    pub photo_id: String,
+    pub sha256: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    /// The byte-exact copy in the data dir (what is uploaded and what the app shows).
+    pub local_path: PathBuf,
+    /// The server holds the bytes.
+    pub uploaded: bool,
+}
+
 /// One reason a visit was returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskReason {
@@ -289,6 +302,45 @@ pub struct HandoverItem {
 impl HandoverItem {
     /// 需移交: hand it over to the household's new cadre.
     pub const LABEL_ZH: &'static str = "需移交";
+}
+
+/// Folder (inside the data dir) of the remaining-bytes files of resumed background uploads.
+pub const UPLOAD_TAILS_DIR: &str = "upload-tails";
+/// The server's tus endpoint, relative to the server URL (`server/src/http/tus.rs`).
+pub const TUS_UPLOADS_PATH: &str = "/tus/uploads";
+
+/// One photo upload for an OS background uploader: send `file_path` with `method` to
+/// `upload_url` with `headers`; the server answers 204 when it took the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackgroundUpload {
+    /// The photo's SHA-256: name the OS task with it, and report it back when done.
+    pub sha256: String,
+    /// `<server>/tus/uploads/<upload id>`.
+    pub upload_url: String,
+    /// Always `PATCH` (tus 1.0).
+    pub method: String,
+    /// The photo copy in the data dir, or the rest of it from `offset`.
+    pub file_path: PathBuf,
+    /// Bytes the server already holds; the file starts there.
+    pub offset: u64,
+    /// The photo's whole size.
+    pub size_bytes: u64,
+    /// `Tus-Resumable`, `Authorization`, `Content-Type`, `Upload-Offset`, `Upload-Metadata`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// What [`Client::background_uploads`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackgroundUploads {
+    pub uploads: Vec<BackgroundUpload>,
+    /// Photos whose record the server has not accepted yet; listed by a later call.
+    pub waiting_for_push: u64,
+}
+
+/// Standard base64 with padding (tus `Upload-Metadata` values).
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Years an income registration may be for: the model's range, which the console and the
@@ -769,13 +821,31 @@ impl Client {
         self.store.household(household_id)
     }
 
-    /// A household id from an id or a unique prefix of one.
+    /// A household id from an id or a unique prefix of one, among the households on this
+    /// phone. None matching is [`ClientError::UnknownHousehold`] once the phone has pulled
+    /// its households, and [`ClientError::HouseholdsNotSynced`] before the first pull (the
+    /// id cannot be checked yet); several matching is [`ClientError::Invalid`].
     pub fn resolve_household_id(&self, id_or_prefix: &str) -> ClientResult<String> {
-        resolve_unique(
-            "household",
-            id_or_prefix,
-            self.store.household_ids_with_prefix(id_or_prefix)?,
-        )
+        let id_or_prefix = id_or_prefix.trim();
+        let matches = if id_or_prefix.is_empty() {
+            Vec::new()
+        } else {
+            self.store.household_ids_with_prefix(id_or_prefix)?
+        };
+        if matches.is_empty() {
+            let household = id_or_prefix.to_owned();
+            return Err(if self.households_synced()? {
+                ClientError::UnknownHousehold { household }
+            } else {
+                ClientError::HouseholdsNotSynced { household }
+            });
+        }
+        resolve_unique("household", id_or_prefix, matches)
+    }
+
+    /// Whether this phone has pulled its households at least once (for the current user).
+    pub fn households_synced(&self) -> ClientResult<bool> {
+        Ok(self.store.meta_get(meta_key::LAST_SYNC_AT)?.is_some())
     }
 
     /// A visit id from an id or a unique prefix of one.
@@ -787,11 +857,28 @@ impl Client {
         )
     }
 
-    /// Record a visit. Works offline: reads and hashes each photo, copies it into the data
-    /// dir, then writes the visit, its photo records, the pending uploads and the outbox
-    /// entries (SubmitVisit, then one AddPhoto per photo) in ONE transaction. If any photo
-    /// cannot be read or the form is invalid, nothing is stored. Returns the new visit id.
+    /// Record a visit. Works offline: checks the form, reads each photo and checks its type
+    /// from the bytes, copies it into the data dir (so the camera file may be deleted), then
+    /// writes the visit, its photo records, the pending uploads and the outbox entries
+    /// (SubmitVisit, then one AddPhoto per photo) in ONE transaction. Returns the new visit
+    /// id. Nothing is stored when anything is wrong:
+    ///
+    /// - the household (id or unique prefix) is not on the phone:
+    ///   [`ClientError::UnknownHousehold`], or [`ClientError::HouseholdsNotSynced`] before
+    ///   the first sync;
+    /// - the location is impossible ([`ClientError::ImpossibleLocation`],
+    ///   [`ClientError::InvalidAccuracy`]) or the visit is longer than the form allows
+    ///   ([`ClientError::VisitTooLong`]);
+    /// - a photo is not an image ([`ClientError::PhotoNotAnImage`]), is HEIC
+    ///   ([`ClientError::PhotoHeicNeedsConversion`]) or cannot be read;
+    /// - the model's checks fail ([`ClientError::Invalid`] naming the field).
     pub fn record_visit(&self, new_visit: NewVisit) -> ClientResult<String> {
+        let household_id = self.resolve_household_id(&new_visit.household_id)?;
+        check_visit_form(
+            new_visit.gps.as_ref(),
+            new_visit.checkin_at,
+            new_visit.checkout_at,
+        )?;
         let visit_id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
         let photos = self.prepare_photos(
@@ -803,7 +890,7 @@ impl Client {
             visit_id: visit_id.clone(),
             revision: 1,
             supersedes_revision: 0,
-            household_id: new_visit.household_id.trim().to_owned(),
+            household_id,
             mode: new_visit.mode,
             exception_reason: new_visit.exception_reason,
             visit_type: new_visit.visit_type,
@@ -846,12 +933,33 @@ impl Client {
         self.resubmit_visit_with_photos(visit_id, &[], edit)
     }
 
-    /// [`Client::resubmit_visit`] that also attaches new photos.
+    /// [`Client::resubmit_visit`] that also attaches new photos (checked and copied as in
+    /// [`Client::record_visit`]). `edit` may drop photos from `photo_ids` (remove, or with a
+    /// new file, replace); it cannot add ids that the previous revision did not have.
     pub fn resubmit_visit_with_photos(
         &self,
         visit_id: &str,
         photo_paths: &[PathBuf],
         edit: impl FnOnce(&mut Visit),
+    ) -> ClientResult<u32> {
+        self.revise_visit_with(visit_id, photo_paths, |visit, new_photo_ids| {
+            edit(visit);
+            visit.photo_ids.extend(new_photo_ids.iter().cloned());
+        })
+    }
+
+    /// The one way a visit gets a new revision (整改, or amending a draft or a waiting
+    /// visit): `edit` gets the latest revision's content and the ids of the photos made
+    /// from `photo_paths` (checked and copied as in [`Client::record_visit`]), and sets the
+    /// new content, `photo_ids` included: keep, drop, re-order, or put a new id in an old
+    /// one's place (each id must be a previous photo or a new one). The visit id,
+    /// household and revision numbers are kept right whatever `edit` does, and the form is
+    /// checked as at record time. Returns the new revision number.
+    pub fn revise_visit_with(
+        &self,
+        visit_id: &str,
+        photo_paths: &[PathBuf],
+        edit: impl FnOnce(&mut Visit, &[String]),
     ) -> ClientResult<u32> {
         let row = self
             .store
@@ -859,12 +967,16 @@ impl Client {
             .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
         // A returned visit is corrected; a waiting one is amended before review; an approved
         // one is amended into a new revision that needs approval again (the approved
-        // revision stays frozen on the server). An unsent visit is amended after its first
-        // push (so the server always holds revision 1 first); refused or superseded rows
-        // have nothing current to build on.
+        // revision stays frozen on the server). An unsent draft is amended into a new
+        // revision queued behind the first: the outbox sends revision 1 first, and the
+        // server keeps the latest. Refused or superseded rows have nothing current to build
+        // on.
         if !matches!(
             row.state,
-            VisitState::Returned | VisitState::Submitted | VisitState::Approved
+            VisitState::Unsent
+                | VisitState::Returned
+                | VisitState::Submitted
+                | VisitState::Approved
         ) {
             return Err(ClientError::NotAllowed(format!(
                 "visit {visit_id} is {}, it cannot be amended",
@@ -878,16 +990,30 @@ impl Client {
         };
         let now = self.clock.now();
         let photos = self.prepare_photos(visit_id, photo_paths, true)?;
+        let new_photo_ids: Vec<String> = photos
+            .iter()
+            .map(|photo| photo.record.photo_id.clone())
+            .collect();
         let mut visit = previous.clone();
-        edit(&mut visit);
+        edit(&mut visit, &new_photo_ids);
+        // Photos can be dropped (or re-ordered), never invented: an id must be one of the
+        // previous revision's or a new one.
+        if let Some(unknown) = visit.photo_ids.iter().find(|photo_id| {
+            !previous.photo_ids.contains(photo_id) && !new_photo_ids.contains(photo_id)
+        }) {
+            return Err(ClientError::Invalid {
+                field: "photo_ids".into(),
+                message: format!(
+                    "照片 {unknown} 不属于该走访 photo {unknown} is not a photo of visit {visit_id}"
+                ),
+            });
+        }
         visit.visit_id = previous.visit_id;
         visit.household_id = previous.household_id;
         visit.revision = row.revision + 1;
         visit.supersedes_revision = row.revision;
         visit.recorded_at_device = now;
-        visit
-            .photo_ids
-            .extend(photos.iter().map(|photo| photo.record.photo_id.clone()));
+        check_visit_form(visit.gps.as_ref(), visit.checkin_at, visit.checkout_at)?;
         visit.validate()?;
         let revision = visit.revision;
         self.store.record_visit_revision(&VisitWrite {
@@ -897,6 +1023,48 @@ impl Client {
             now,
         })?;
         Ok(revision)
+    }
+
+    /// Remove one photo from a draft or returned visit: a new revision without it. Returns
+    /// the new revision number.
+    pub fn remove_visit_photo(&self, visit_id: &str, photo_id: &str) -> ClientResult<u32> {
+        self.replace_visit_photo_inner(visit_id, photo_id, None)
+    }
+
+    /// Replace one photo of a draft or returned visit with the file at `path` (checked and
+    /// copied like any new photo): a new revision with the new photo in the old one's
+    /// place. Returns the new revision number.
+    pub fn replace_visit_photo(
+        &self,
+        visit_id: &str,
+        photo_id: &str,
+        path: &Path,
+    ) -> ClientResult<u32> {
+        self.replace_visit_photo_inner(visit_id, photo_id, Some(path))
+    }
+
+    fn replace_visit_photo_inner(
+        &self,
+        visit_id: &str,
+        photo_id: &str,
+        path: Option<&Path>,
+    ) -> ClientResult<u32> {
+        let current = self
+            .visit(visit_id)?
+            .and_then(|summary| summary.visit)
+            .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
+        let Some(position) = current.photo_ids.iter().position(|id| id == photo_id) else {
+            return Err(ClientError::NotFound(format!(
+                "photo {photo_id} of visit {visit_id}"
+            )));
+        };
+        let paths: Vec<PathBuf> = path.map(Path::to_owned).into_iter().collect();
+        self.revise_visit_with(visit_id, &paths, |visit, new_photo_ids| {
+            // The new photo takes the replaced one's place.
+            visit
+                .photo_ids
+                .splice(position..=position, new_photo_ids.iter().cloned());
+        })
     }
 
     /// Read, hash, validate and copy photos. No database change happens here, so a missing
@@ -914,8 +1082,8 @@ impl Client {
         let photos_dir = self.data_dir.join(PHOTOS_DIR);
         originals
             .into_iter()
-            .map(|(bytes, modified_at)| {
-                let imported = photos::store_photo(&photos_dir, &bytes, modified_at)?;
+            .map(|original| {
+                let imported = photos::store_photo(&photos_dir, &original)?;
                 let record = PhotoRecord {
                     photo_id: uuid::Uuid::now_v7().to_string(),
                     visit_id: visit_id.to_owned(),
@@ -1079,6 +1247,152 @@ impl Client {
         .await
     }
 
+    // ---- photo uploads by the OS (WorkManager, background URLSession) ----
+
+    /// The pending photo uploads as requests an OS background uploader can send by itself
+    /// while the app is suspended: one tus `PATCH` each, of a file, to a URL, with headers.
+    ///
+    /// Needs the network: the outbox is pushed first (the server takes a photo's bytes only
+    /// after its photo record), then each ready upload is started or resumed on the server
+    /// (idempotent on the SHA-256), so the URL names the server's upload and the offset is
+    /// the server's committed offset. When bytes were already committed, the file is a copy
+    /// of the rest of the photo (from that offset) in the data dir. Photos whose record is
+    /// not accepted yet are counted in `waiting_for_push` and listed after a later call.
+    ///
+    /// Hand each upload to the OS, and when the OS says it finished, call
+    /// [`Client::background_upload_finished`]. A later [`Client::sync`] picks up anything the
+    /// OS did not finish (from the server's offset), so nothing depends on the OS succeeding.
+    /// The headers carry the access token, which is short-lived: list right before handing
+    /// over, and list again after a `401`.
+    pub async fn background_uploads(&self) -> ClientResult<BackgroundUploads> {
+        let _lock = self.lock_sync()?;
+        let (token, (started, waiting_for_push)) = self
+            .with_session(|token| async move {
+                let started = sync::start_background_uploads(&sync::SyncContext {
+                    store: &self.store,
+                    transport: self.transport.as_ref(),
+                    token: &token,
+                    device_id: &self.device_id,
+                    clock: self.clock.as_ref(),
+                    observer: &IgnoreProgress,
+                    cancel: &CancelSync::new(),
+                })
+                .await?;
+                Ok((token, started))
+            })
+            .await?;
+        let base_url = self.server_url();
+        let uploads = started
+            .into_iter()
+            .map(|upload| self.background_upload(&base_url, &token, upload))
+            .collect::<ClientResult<Vec<_>>>()?;
+        Ok(BackgroundUploads {
+            uploads,
+            waiting_for_push,
+        })
+    }
+
+    /// The OS uploader finished the upload of `sha256` (the `PATCH` answered 204): check
+    /// with the server that it holds the whole photo, and if so mark it uploaded here.
+    /// Returns true when the server has it; false when it does not have every byte yet
+    /// (list the uploads again, or let the next sync finish it).
+    pub async fn background_upload_finished(&self, sha256: &str) -> ClientResult<bool> {
+        let done = self
+            .with_session(|token| async move {
+                sync::confirm_background_upload(
+                    &sync::SyncContext {
+                        store: &self.store,
+                        transport: self.transport.as_ref(),
+                        token: &token,
+                        device_id: &self.device_id,
+                        clock: self.clock.as_ref(),
+                        observer: &IgnoreProgress,
+                        cancel: &CancelSync::new(),
+                    },
+                    sha256,
+                )
+                .await
+            })
+            .await?;
+        if done {
+            self.remove_upload_tails(sha256)?;
+        }
+        Ok(done)
+    }
+
+    /// The request for one started upload; a resumed one gets a file of the remaining bytes.
+    fn background_upload(
+        &self,
+        base_url: &str,
+        token: &str,
+        upload: sync::StartedUpload,
+    ) -> ClientResult<BackgroundUpload> {
+        self.remove_upload_tails(&upload.sha256)?;
+        let file_path = if upload.committed_offset == 0 {
+            upload.local_path.clone()
+        } else {
+            let bytes = std::fs::read(&upload.local_path)
+                .map_err(|error| ClientError::io(&upload.local_path, error))?;
+            let start = usize::try_from(upload.committed_offset).unwrap_or(usize::MAX);
+            let rest = bytes
+                .get(start..)
+                .ok_or_else(|| ClientError::corrupt("committed offset beyond the photo"))?;
+            let tail = self.data_dir.join(UPLOAD_TAILS_DIR).join(format!(
+                "{}.from-{}",
+                upload.sha256, upload.committed_offset
+            ));
+            photos::write_file_durably(&tail, rest)?;
+            tail
+        };
+        let metadata = format!(
+            "sha256 {},filetype {}",
+            base64_encode(upload.sha256.as_bytes()),
+            base64_encode(upload.mime_type.as_bytes())
+        );
+        let headers = vec![
+            ("Tus-Resumable".to_owned(), "1.0.0".to_owned()),
+            ("Authorization".to_owned(), format!("Bearer {token}")),
+            (
+                "Content-Type".to_owned(),
+                "application/offset+octet-stream".to_owned(),
+            ),
+            (
+                "Upload-Offset".to_owned(),
+                upload.committed_offset.to_string(),
+            ),
+            ("Upload-Metadata".to_owned(), metadata),
+        ];
+        Ok(BackgroundUpload {
+            upload_url: format!(
+                "{}{TUS_UPLOADS_PATH}/{}",
+                base_url.trim_end_matches('/'),
+                upload.upload_id
+            ),
+            method: "PATCH".to_owned(),
+            file_path,
+            offset: upload.committed_offset,
+            size_bytes: upload.size_bytes,
+            headers,
+            sha256: upload.sha256,
+        })
+    }
+
+    /// Delete the remaining-bytes files made for `sha256`'s background uploads.
+    fn remove_upload_tails(&self, sha256: &str) -> ClientResult<()> {
+        let folder = self.data_dir.join(UPLOAD_TAILS_DIR);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Ok(());
+        };
+        let prefix = format!("{sha256}.from-");
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|error| ClientError::io(entry.path(), error))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Counts and times for the status screen.
     pub fn status(&self) -> ClientResult<Status> {
         Ok(Status {
@@ -1207,7 +1521,7 @@ impl Client {
     /// [`ClientError::IncomeAlreadyRegistered`], saying what is registered;
     /// [`Client::correct_income`] replaces it on purpose.
     ///
-    /// Errors, with nothing stored: [`ClientError::NotFound`] for a household not on the
+    /// Errors, with nothing stored: [`ClientError::UnknownHousehold`] for a household not on the
     /// phone, [`ClientError::Invalid`] (field `year`) for a year outside 2000–2100, and
     /// [`ClientError::InvalidIncome`] with the model's [`IncomeError`] for a quarter outside
     /// 1–4, a negative component, a household without current members, or an overflow.
@@ -1323,6 +1637,30 @@ impl Client {
             .find(|summary| summary.visit_id == visit_id))
     }
 
+    /// The photos of a visit's latest revision, in order, with their local copies.
+    pub fn visit_photos(&self, visit_id: &str) -> ClientResult<Vec<LocalPhoto>> {
+        let Some(visit) = self.visit(visit_id)?.and_then(|summary| summary.visit) else {
+            return Ok(Vec::new());
+        };
+        let mut photos = Vec::with_capacity(visit.photo_ids.len());
+        for photo_id in &visit.photo_ids {
+            let Some((record, local_path, uploaded)) = self.store.photo(photo_id)? else {
+                return Err(ClientError::corrupt(format!(
+                    "visit {visit_id} names photo {photo_id}, which is not stored"
+                )));
+            };
+            photos.push(LocalPhoto {
+                photo_id: record.photo_id,
+                sha256: record.sha256,
+                mime_type: record.mime_type,
+                size_bytes: record.size_bytes,
+                local_path,
+                uploaded,
+            });
+        }
+        Ok(photos)
+    }
+
     /// Returned visits to fix (待整改): latest known state is RETURNED and no correction is
     /// waiting in the outbox.
     pub fn tasks(&self) -> ClientResult<Vec<Task>> {
@@ -1407,13 +1745,46 @@ fn device_name() -> String {
     )
 }
 
+/// The phone-side checks of a visit form that the model's structural validation does not
+/// type: a location that can exist, a non-negative accuracy, and a duration within the
+/// form's limit ([`fieldsync_model::visit::MAX_VISIT_MINUTES`]). Each has its own error
+/// with a message in both languages.
+pub fn check_visit_form(
+    gps: Option<&GpsFix>,
+    checkin_at: OffsetDateTime,
+    checkout_at: OffsetDateTime,
+) -> ClientResult<()> {
+    if let Some(fix) = gps {
+        if !fieldsync_model::geo::is_valid_coordinate(fix.lat, fix.lon) {
+            return Err(ClientError::ImpossibleLocation {
+                lat: fix.lat,
+                lon: fix.lon,
+            });
+        }
+        if !fix.accuracy_m.is_finite() || fix.accuracy_m < 0.0 {
+            return Err(ClientError::InvalidAccuracy {
+                accuracy_m: fix.accuracy_m,
+            });
+        }
+    }
+    let minutes = (checkout_at - checkin_at).whole_minutes();
+    let max_minutes = fieldsync_model::visit::MAX_VISIT_MINUTES;
+    if minutes > max_minutes {
+        return Err(ClientError::VisitTooLong {
+            minutes,
+            max_minutes,
+        });
+    }
+    Ok(())
+}
+
 fn resolve_unique(what: &str, id_or_prefix: &str, matches: Vec<String>) -> ClientResult<String> {
     if let Some(exact) = matches.iter().find(|candidate| *candidate == id_or_prefix) {
         return Ok(exact.clone());
     }
     match matches.len() {
         0 => Err(ClientError::NotFound(format!(
-            "{what} {id_or_prefix:?} (sync first to download your households)"
+            "{what} {id_or_prefix:?} is not on this phone"
         ))),
         1 => Ok(matches.into_iter().next().unwrap_or_default()),
         count => Err(ClientError::Invalid {

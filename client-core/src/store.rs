@@ -481,7 +481,11 @@ impl Store {
             drop_replica(&transaction)?;
             transaction.execute("DELETE FROM visits", [])?;
             transaction.execute("DELETE FROM income_registrations", [])?;
-            transaction.execute("DELETE FROM meta WHERE key = ?1", [meta_key::CURSOR])?;
+            // The new user's households have not been pulled yet (see
+            // `Client::households_synced`).
+            for key in [meta_key::CURSOR, meta_key::LAST_SYNC_AT] {
+                transaction.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+            }
         }
         for (key, value) in entries {
             meta_set(&transaction, key, value)?;
@@ -849,6 +853,30 @@ impl Store {
             .list_visits()?
             .into_iter()
             .find(|row| row.visit_id == visit_id))
+    }
+
+    /// One photo record with where its copy lives and whether the server has its bytes.
+    pub fn photo(&self, photo_id: &str) -> ClientResult<Option<(PhotoRecord, PathBuf, bool)>> {
+        let connection = self.lock();
+        let row: Option<(String, Option<String>, Option<i64>)> = connection
+            .query_row(
+                "SELECT p.body, u.local_path, u.done
+                 FROM photos p LEFT JOIN uploads u ON u.sha256 = p.sha256
+                 WHERE p.photo_id = ?1",
+                [photo_id],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        drop(connection);
+        let Some((body, local_path, done)) = row else {
+            return Ok(None);
+        };
+        let record: PhotoRecord = from_json(&body, "photo body")?;
+        Ok(Some((
+            record,
+            local_path.map(PathBuf::from).unwrap_or_default(),
+            done.unwrap_or(0) != 0,
+        )))
     }
 
     /// Visit ids starting with `prefix` (for CLI abbreviations).

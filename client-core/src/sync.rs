@@ -310,6 +310,90 @@ pub async fn run(context: &SyncContext<'_>) -> ClientResult<SyncReport> {
     Ok(report)
 }
 
+/// An upload the server has started for an OS background uploader: where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedUpload {
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub mime_type: String,
+    pub local_path: std::path::PathBuf,
+    pub upload_id: String,
+    pub committed_offset: u64,
+}
+
+/// Get the pending uploads ready for an OS background uploader: push the outbox first (the
+/// server takes a photo's bytes only after its photo record), then start (or resume) each
+/// ready upload on the server. Uploads the server already has are marked done here and
+/// left out. Returns the uploads still to send, and how many wait for their photo record.
+pub async fn start_background_uploads(
+    context: &SyncContext<'_>,
+) -> ClientResult<(Vec<StartedUpload>, u64)> {
+    let mut report = SyncReport::default();
+    push(context, &mut report).await?;
+    let sync_plan = plan(&context.store.load_sync_state()?, MAX_BATCH_MUTATIONS);
+    let mut started = Vec::new();
+    for planned in &sync_plan.uploads {
+        context.cancel.check()?;
+        let row = context
+            .store
+            .upload(&planned.sha256)?
+            .ok_or_else(|| ClientError::NotFound(format!("upload {}", planned.sha256)))?;
+        let position = context
+            .transport
+            .start_upload(context.token, &row.sha256, row.size_bytes, &row.mime_type)
+            .await?;
+        if position.complete {
+            context.store.mark_upload_done(&row.sha256)?;
+            continue;
+        }
+        context.store.set_upload_position(
+            &row.sha256,
+            &position.upload_id,
+            position.committed_offset,
+        )?;
+        started.push(StartedUpload {
+            sha256: row.sha256,
+            size_bytes: row.size_bytes,
+            mime_type: row.mime_type,
+            local_path: row.local_path,
+            upload_id: position.upload_id,
+            committed_offset: position.committed_offset,
+        });
+    }
+    Ok((started, sync_plan.uploads_waiting_for_push as u64))
+}
+
+/// Ask the server whether an upload an OS background uploader carried out is complete
+/// (StartUpload is idempotent on the SHA-256 and says COMPLETE once the blob is stored).
+/// Marks it done and returns true when it is; otherwise records the committed offset and
+/// returns false, so the next listing resumes from there.
+pub async fn confirm_background_upload(
+    context: &SyncContext<'_>,
+    sha256: &str,
+) -> ClientResult<bool> {
+    let row = context
+        .store
+        .upload(sha256)?
+        .ok_or_else(|| ClientError::NotFound(format!("upload {sha256}")))?;
+    if row.done {
+        return Ok(true);
+    }
+    let position = context
+        .transport
+        .start_upload(context.token, &row.sha256, row.size_bytes, &row.mime_type)
+        .await?;
+    if position.complete {
+        context.store.mark_upload_done(&row.sha256)?;
+        return Ok(true);
+    }
+    context.store.set_upload_position(
+        &row.sha256,
+        &position.upload_id,
+        position.committed_offset,
+    )?;
+    Ok(false)
+}
+
 async fn push(context: &SyncContext<'_>, report: &mut SyncReport) -> ClientResult<()> {
     let restamped = context
         .store

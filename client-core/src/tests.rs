@@ -31,13 +31,52 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn open_client(dir: &tempfile::TempDir) -> Client {
+/// A phone that has never synced: no households yet.
+fn open_unsynced_client(dir: &tempfile::TempDir) -> Client {
     Client::open_with_clock(
         &dir.path().join("phone"),
         &closed_port_url(),
         Arc::new(FixedClock(NOW)),
     )
     .unwrap()
+}
+
+/// A phone whose first pull brought households `hh-1` and `hh-2`.
+fn open_client(dir: &tempfile::TempDir) -> Client {
+    let client = open_unsynced_client(dir);
+    if client.households().unwrap().is_empty() {
+        let page = PulledPage {
+            households: vec![household("hh-1", "张三"), household("hh-2", "李四")],
+            ..PulledPage::default()
+        };
+        client
+            .store
+            .apply_pull(&[page], "c0", None, 0, NOW)
+            .unwrap();
+    }
+    client
+}
+
+fn household(id: &str, head: &str) -> Household {
+    Household {
+        household_id: id.into(),
+        national_household_number: String::new(),
+        head_name: head.into(),
+        township_id: "t1".into(),
+        village_id: "v1".into(),
+        village_name: "石板村".into(),
+        address: String::new(),
+        phone: String::new(),
+        attribute: fieldsync_model::codes::HouseholdAttribute::General,
+        main_cause: fieldsync_model::codes::PovertyCause::Illness,
+        secondary_causes: vec![],
+        housing_danger_level: None,
+        location: None,
+        members: vec![],
+        measures: vec![],
+        server_seq: 1,
+        field_seqs: Default::default(),
+    }
 }
 
 fn write_photo(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> PathBuf {
@@ -97,7 +136,8 @@ async fn recording_works_offline_and_sync_reports_unavailable_with_the_outbox_in
     assert_eq!(status.unsent_mutations, 2);
     assert_eq!(status.pending_uploads, 1);
     assert!(status.last_error.is_some());
-    assert_eq!(status.last_sync_at, None);
+    // The failed sync is not a sync: the time stays that of the households' pull.
+    assert_eq!(status.last_sync_at, Some(NOW));
 
     let visit = client.visit(&visit_id).unwrap().unwrap();
     assert_eq!(visit.state, VisitState::Unsent);
@@ -236,11 +276,6 @@ fn a_returned_visit_becomes_a_task_and_its_correction_supersedes_the_returned_re
     let visit_id = client
         .record_visit(in_person_visit("hh-1", vec![]))
         .unwrap();
-    // An unsent visit is not amended until the server holds it.
-    assert!(matches!(
-        client.resubmit_visit(&visit_id, |_| {}),
-        Err(ClientError::NotAllowed(_))
-    ));
 
     // Pretend the push went through and the supervisor returned revision 1.
     let entries = client.outbox().unwrap();
@@ -318,26 +353,7 @@ fn a_reset_drops_the_replica_but_keeps_the_outbox_and_own_visits() {
 #[test]
 fn households_resolve_by_unique_prefix_and_show_this_months_in_person_visits() {
     let dir = tempfile::TempDir::new().unwrap();
-    let client = open_client(&dir);
-    let household = |id: &str, head: &str| Household {
-        household_id: id.into(),
-        national_household_number: String::new(),
-        head_name: head.into(),
-        township_id: "t1".into(),
-        village_id: "v1".into(),
-        village_name: "石板村".into(),
-        address: String::new(),
-        phone: String::new(),
-        attribute: fieldsync_model::codes::HouseholdAttribute::General,
-        main_cause: fieldsync_model::codes::PovertyCause::Illness,
-        secondary_causes: vec![],
-        housing_danger_level: None,
-        location: None,
-        members: vec![],
-        measures: vec![],
-        server_seq: 1,
-        field_seqs: Default::default(),
-    };
+    let client = open_unsynced_client(&dir);
     let page = PulledPage {
         households: vec![household("hh-100", "张三"), household("hh-200", "李四")],
         ..PulledPage::default()
@@ -353,7 +369,7 @@ fn households_resolve_by_unique_prefix_and_show_this_months_in_person_visits() {
     ));
     assert!(matches!(
         client.resolve_household_id("zz"),
-        Err(ClientError::NotFound(_))
+        Err(ClientError::UnknownHousehold { household }) if household == "zz"
     ));
 
     client
@@ -384,4 +400,177 @@ fn the_client_and_its_sync_future_can_move_between_threads() {
     assert_send(&sync);
     let login = client.login("cadre01", "demo123");
     assert_send(&login);
+}
+
+#[test]
+fn an_unknown_household_is_refused_and_before_the_first_sync_the_refusal_says_why() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let client = open_unsynced_client(&dir);
+    let error = client
+        .record_visit(in_person_visit("hh-1", vec![]))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::HouseholdsNotSynced { household } if household == "hh-1"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("尚未下载帮扶对象"), "{error}");
+    assert!(error.to_string().contains("sync once"), "{error}");
+    let client = open_client(&dir);
+    let error = client
+        .record_visit(in_person_visit("zzzz", vec![]))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::UnknownHousehold { household } if household == "zzzz"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("未找到帮扶户"), "{error}");
+    // A unique prefix is the household; the visit is stored under the full id.
+    let visit_id = client
+        .record_visit(in_person_visit(" hh-2", vec![]))
+        .unwrap();
+    let stored = client.visit(&visit_id).unwrap().unwrap();
+    assert_eq!(stored.household_id, "hh-2");
+    assert_eq!(seqs(&client), vec![1], "only the good visit was queued");
+}
+
+#[test]
+fn impossible_locations_negative_accuracy_and_overlong_visits_are_refused_in_both_languages() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let client = open_client(&dir);
+    let with_fix = |lat: f64, lon: f64, accuracy_m: f64| {
+        let mut visit = in_person_visit("hh-1", vec![]);
+        if let Some(fix) = visit.gps.as_mut() {
+            fix.lat = lat;
+            fix.lon = lon;
+            fix.accuracy_m = accuracy_m;
+        }
+        visit
+    };
+    for (lat, lon) in [(91.0, 106.7), (26.5, -180.5), (f64::NAN, 106.7)] {
+        let error = client.record_visit(with_fix(lat, lon, 8.0)).unwrap_err();
+        assert!(
+            matches!(error, ClientError::ImpossibleLocation { .. }),
+            "{lat}, {lon}: {error:?}"
+        );
+        let text = error.to_string();
+        assert!(text.contains("定位坐标无效") && text.contains("impossible location"));
+    }
+    for accuracy_m in [-1.0, f64::NAN] {
+        let error = client
+            .record_visit(with_fix(26.58, 106.71, accuracy_m))
+            .unwrap_err();
+        assert!(
+            matches!(error, ClientError::InvalidAccuracy { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("定位精度无效"));
+    }
+    let too_long = NewVisit {
+        checkin_at: NOW - time::Duration::minutes(fieldsync_model::visit::MAX_VISIT_MINUTES + 1),
+        ..in_person_visit("hh-1", vec![])
+    };
+    let error = client.record_visit(too_long).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::VisitTooLong { minutes, max_minutes }
+                if minutes == max_minutes + 1
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("走访时长") && error.to_string().contains("limit"));
+    let a_full_day = NewVisit {
+        checkin_at: NOW - time::Duration::minutes(fieldsync_model::visit::MAX_VISIT_MINUTES),
+        ..in_person_visit("hh-1", vec![])
+    };
+    client.record_visit(a_full_day).unwrap();
+    assert_eq!(seqs(&client), vec![1], "nothing refused was stored");
+}
+
+#[test]
+fn a_photo_that_is_not_an_image_stores_nothing() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let client = open_client(&dir);
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "不是照片").unwrap();
+    let good = write_photo(&dir, "good.jpg", b"good");
+    let error = client
+        .record_visit(in_person_visit("hh-1", vec![good, text]))
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::PhotoNotAnImage { .. }),
+        "{error:?}"
+    );
+    assert!(client.visits().unwrap().is_empty());
+    assert!(client.outbox().unwrap().is_empty());
+    assert_eq!(client.status().unwrap().pending_uploads, 0);
+}
+
+#[test]
+fn a_draft_can_drop_or_replace_a_photo_in_a_new_revision_but_not_invent_one() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let client = open_client(&dir);
+    let first = write_photo(&dir, "first.jpg", b"first");
+    let second = write_photo(&dir, "second.jpg", b"second");
+    let visit_id = client
+        .record_visit(in_person_visit("hh-1", vec![first, second]))
+        .unwrap();
+    let photo_ids = client
+        .visit(&visit_id)
+        .unwrap()
+        .unwrap()
+        .visit
+        .unwrap()
+        .photo_ids;
+
+    let replacement = write_photo(&dir, "replacement.jpg", b"replacement");
+    assert_eq!(
+        client
+            .replace_visit_photo(&visit_id, &photo_ids[0], &replacement)
+            .unwrap(),
+        2
+    );
+    let body = client.visit(&visit_id).unwrap().unwrap().visit.unwrap();
+    assert_eq!(body.photo_ids.len(), 2);
+    assert_ne!(
+        body.photo_ids[0], photo_ids[0],
+        "the new photo takes its place"
+    );
+    assert_eq!(body.photo_ids[1], photo_ids[1]);
+    assert_eq!((body.revision, body.supersedes_revision), (2, 1));
+
+    assert_eq!(
+        client.remove_visit_photo(&visit_id, &photo_ids[1]).unwrap(),
+        3
+    );
+    let body = client.visit(&visit_id).unwrap().unwrap().visit.unwrap();
+    assert_eq!(body.photo_ids.len(), 1);
+    assert!(matches!(
+        client.remove_visit_photo(&visit_id, &photo_ids[1]),
+        Err(ClientError::NotFound(_))
+    ));
+    let invented = client
+        .resubmit_visit(&visit_id, |visit| {
+            visit
+                .photo_ids
+                .push("0190d7a8-0000-7000-8000-00000000beef".into())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&invented, ClientError::Invalid { field, .. } if field == "photo_ids"),
+        "{invented:?}"
+    );
+    // Revision 1 with both photos, the replacement's revision, the removal's revision.
+    let kinds: Vec<MutationKind> = client.outbox().unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            MutationKind::SubmitVisit,
+            MutationKind::AddPhoto,
+            MutationKind::AddPhoto,
+            MutationKind::SubmitVisit,
+            MutationKind::AddPhoto,
+            MutationKind::SubmitVisit,
+        ]
+    );
 }

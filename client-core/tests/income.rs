@@ -148,7 +148,7 @@ async fn bad_input_is_a_typed_error_and_queues_nothing() {
 
     let unknown = client.register_income("hh-9", 2026, 1, q3_income());
     assert!(
-        matches!(unknown, Err(ClientError::NotFound(_))),
+        matches!(unknown, Err(ClientError::UnknownHousehold { .. })),
         "{unknown:?}"
     );
     // "hh-" matches three households.

@@ -31,6 +31,8 @@ struct FakeState {
     lose_next_push_response: bool,
     fail_chunk_at_offset: Option<u64>,
     reset_next_pull: bool,
+    /// Whether hh-foreign is in this cadre's scope (pulled).
+    foreign_in_scope: bool,
     authorization_seen: Vec<String>,
 }
 
@@ -201,7 +203,10 @@ impl proto::sync_server::Sync for Fake {
             }))];
             return Ok(tonic::Response::new(tokio_stream::iter(frames)));
         }
-        let households = vec![household("hh-1", "张三"), household("hh-2", "李四")];
+        let mut households = vec![household("hh-1", "张三"), household("hh-2", "李四")];
+        if state.foreign_in_scope {
+            households.push(household("hh-foreign", "王五"));
+        }
         let visit_statuses = state
             .visits
             .iter()
@@ -403,6 +408,9 @@ async fn push_retries_the_same_batch_uploads_resume_and_pull_applies_at_the_chec
     ));
     let login = client.login("cadre01", "demo123").await.unwrap();
     assert_eq!(login.display_name, "张干部");
+    // The first sync downloads the households; the phone records only for those.
+    client.sync().await.unwrap();
+    assert!(fake.state().pushes.is_empty(), "nothing to push yet");
 
     // A 600 KiB photo: three chunks of at most 256 KiB.
     let photo_bytes: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
@@ -490,9 +498,14 @@ async fn push_retries_the_same_batch_uploads_resume_and_pull_applies_at_the_chec
     // 5. A RESET drops the replica, keeps the outbox, and pulls again from empty.
     let foreign_photo = dir.path().join("foreign.jpg");
     std::fs::write(&foreign_photo, [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]).unwrap();
+    // hh-foreign is paired with this cadre for one sync, then reassigned away before the
+    // visit recorded meanwhile goes out.
+    fake.state().foreign_in_scope = true;
+    client.sync().await.unwrap();
     let foreign = client
         .record_visit(visit_with_photo("hh-foreign", foreign_photo))
         .unwrap();
+    fake.state().foreign_in_scope = false;
     fake.state().reset_next_pull = true;
     let report = client.sync().await.unwrap();
     assert_eq!(report.resets, 1);

@@ -68,13 +68,32 @@ pub enum FieldsyncError {
         household_id: String,
         message: String,
     },
+    /// The phone has not downloaded its households yet, so the id cannot be checked: sync
+    /// once with signal, then record. Nothing was saved.
+    #[error("households not downloaded yet; cannot check {household_id}")]
+    HouseholdsNotSynced { household_id: String },
+    /// A location fix that cannot exist (latitude outside −90…90, longitude outside
+    /// −180…180, or NaN). Nothing was saved.
+    #[error("impossible location ({latitude}, {longitude})")]
+    ImpossibleLocation { latitude: f64, longitude: f64 },
+    /// A location accuracy that is negative or NaN. Nothing was saved.
+    #[error("invalid location accuracy {accuracy_m} m")]
+    InvalidAccuracy { accuracy_m: f64 },
+    /// Check-in to check-out is longer than the form allows. Nothing was saved.
+    #[error("visit lasts {duration_minutes} minutes, more than {max_minutes}")]
+    VisitTooLong {
+        duration_minutes: i64,
+        max_minutes: i64,
+    },
     /// A visit, task or other record that is not on this phone.
     #[error("not found: {message}")]
     NotFound { message: String },
-    /// The file is not a JPEG, PNG or WebP image (checked from its bytes).
-    #[error("not an image: {path}")]
-    PhotoNotAnImage { path: String },
-    /// A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how).
+    /// The file is not a JPEG, PNG or WebP image (checked from its bytes by the server's
+    /// rules). `reason` says what it is instead (for logs). Nothing was saved.
+    #[error("not an image: {path}: {reason}")]
+    PhotoNotAnImage { path: String, reason: String },
+    /// A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how). Nothing was
+    /// saved.
     #[error("HEIC photo needs conversion to JPEG: {path}")]
     PhotoHeicNeedsConversion { path: String },
     /// 季登记: the quarter already has a registration in force; correct it explicitly.
@@ -151,6 +170,32 @@ impl From<ClientError> for FieldsyncError {
                 quarter,
                 net_fen,
                 on_this_phone,
+            },
+            ClientError::UnknownHousehold { household } => Self::UnknownHousehold {
+                household_id: household,
+                message,
+            },
+            ClientError::HouseholdsNotSynced { household } => Self::HouseholdsNotSynced {
+                household_id: household,
+            },
+            ClientError::ImpossibleLocation { lat, lon } => Self::ImpossibleLocation {
+                latitude: lat,
+                longitude: lon,
+            },
+            ClientError::InvalidAccuracy { accuracy_m } => Self::InvalidAccuracy { accuracy_m },
+            ClientError::VisitTooLong {
+                minutes,
+                max_minutes,
+            } => Self::VisitTooLong {
+                duration_minutes: minutes,
+                max_minutes,
+            },
+            ClientError::PhotoNotAnImage { path, reason } => Self::PhotoNotAnImage {
+                path: path.to_string_lossy().into_owned(),
+                reason,
+            },
+            ClientError::PhotoHeicNeedsConversion { path, .. } => Self::PhotoHeicNeedsConversion {
+                path: path.to_string_lossy().into_owned(),
             },
             ClientError::NotFound(message) => Self::NotFound { message },
             ClientError::NotAllowed(message) => Self::NotAllowed { message },

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use fieldsync_client::{CancelSync, Client, LinkOptions, NewVisit};
+use fieldsync_model::register::FieldTarget;
 
 pub mod error;
 pub mod progress;
 pub mod records;
 
 pub use error::{FieldsyncError, FieldsyncResult};
-pub use progress::{ChangeListener, SyncPhase, SyncProgressObserver};
+pub use progress::{CallbackError, ChangeListener, SyncPhase, SyncProgressObserver};
 pub use records::*;
 
 uniffi::setup_scaffolding!();
@@ -136,7 +137,7 @@ impl FieldsyncClient {
 
     /// One household's page, by id or unique prefix.
     pub fn household(&self, household_id: String) -> FieldsyncResult<HouseholdDetail> {
-        let resolved = self.resolve_household(&household_id)?;
+        let resolved = self.client.resolve_household_id(&household_id)?;
         self.client
             .household(&resolved)?
             .map(HouseholdDetail::from)
@@ -146,34 +147,19 @@ impl FieldsyncClient {
             })
     }
 
-    /// Record a visit (记录走访) on the phone; it goes out at the next sync. Photos are
-    /// checked from their bytes (JPEG, PNG or WebP; HEIC must be converted first) and copied
-    /// into the core's storage. Returns the visit id.
+    /// Record a visit (记录走访) on the phone; it goes out at the next sync. Checked before
+    /// anything is saved: the household (id or unique prefix; `UnknownHousehold`, or
+    /// `HouseholdsNotSynced` before the first sync), the location (`ImpossibleLocation`,
+    /// `InvalidAccuracy`), the duration (`VisitTooLong`), the photos from their bytes
+    /// (`PhotoNotAnImage`, `PhotoHeicNeedsConversion`), then the model's rules (`Invalid`).
+    /// Photos are copied into the core's storage. Returns the visit id.
     pub fn record_visit(&self, form: VisitForm) -> FieldsyncResult<String> {
-        let household_id = self.resolve_household(&form.household_id)?;
-        let photo_paths = form
-            .photo_paths
-            .iter()
-            .map(|path| check_photo_file(path))
-            .collect::<FieldsyncResult<Vec<_>>>()?;
         let checkin_at = records::time_from_millis("checkin_at_ms", form.checkin_at_ms)?;
         let checkout_at = records::time_from_millis("checkout_at_ms", form.checkout_at_ms)?;
         let gps = form
             .location
-            .map(|fix| -> FieldsyncResult<_> {
-                Ok(fieldsync_model::visit::GpsFix {
-                    lat: fix.latitude,
-                    lon: fix.longitude,
-                    crs: fix.coordinate_system.into(),
-                    accuracy_m: fix.accuracy_m,
-                    provider: None,
-                    is_mock: fix.is_mock,
-                    fix_time: fix
-                        .fix_time_ms
-                        .map(|millis| records::time_from_millis("fix_time_ms", millis))
-                        .transpose()?,
-                })
-            })
+            .as_ref()
+            .map(LocationFix::to_model)
             .transpose()?;
         let new_visit = NewVisit {
             exception_reason: form.exception_reason.map(Into::into),
@@ -185,18 +171,256 @@ impl FieldsyncClient {
             needs: form.needs,
             policies_explained: form.policies_explained,
             wellbeing: form.wellbeing.into(),
+            proposed_changes: form.proposed_changes.into_iter().map(Into::into).collect(),
             gps,
-            photo_paths,
-            ..NewVisit::new(household_id, form.mode.into(), checkin_at, checkout_at)
+            photo_paths: form.photo_paths.iter().map(PathBuf::from).collect(),
+            ..NewVisit::new(form.household_id, form.mode.into(), checkin_at, checkout_at)
         };
         Ok(self.client.record_visit(new_visit)?)
+    }
+
+    /// One visit read back: state, the latest revision's whole form (checklist included),
+    /// its photos and, when returned, the task. `NotFound` when it is not on this phone.
+    pub fn visit(&self, visit_id: String) -> FieldsyncResult<VisitDetail> {
+        let visit_id = self.client.resolve_visit_id(&visit_id)?;
+        let summary = self
+            .client
+            .visit(&visit_id)?
+            .ok_or_else(|| FieldsyncError::NotFound {
+                message: format!("visit {visit_id}"),
+            })?;
+        let task = self
+            .client
+            .tasks()?
+            .into_iter()
+            .find(|task| task.visit_id == visit_id)
+            .map(TaskItem::from);
+        Ok(VisitDetail {
+            photos: self
+                .client
+                .visit_photos(&visit_id)?
+                .into_iter()
+                .map(VisitPhoto::from)
+                .collect(),
+            visit_id: summary.visit_id,
+            revision: summary.revision,
+            household_id: summary.household_id,
+            head_name: summary.head_name,
+            state: summary.state.into(),
+            form: summary.visit.map(VisitForm::from),
+            task,
+        })
+    }
+
+    /// 整改: submit a new revision of a returned visit (or amend a draft or a waiting one)
+    /// with the whole form as the cadre left it (start from `visit(id).form`). The form's
+    /// `household_id` is ignored (a visit stays with its household). `keep_photo_ids` are
+    /// the current photos to keep, in order; `form.photo_paths` are new photos added after
+    /// them. Checked like `record_visit`. Returns the new revision number.
+    pub fn fix_visit(
+        &self,
+        visit_id: String,
+        form: VisitForm,
+        keep_photo_ids: Vec<String>,
+    ) -> FieldsyncResult<u32> {
+        let visit_id = self.client.resolve_visit_id(&visit_id)?;
+        let checkin_at = records::time_from_millis("checkin_at_ms", form.checkin_at_ms)?;
+        let checkout_at = records::time_from_millis("checkout_at_ms", form.checkout_at_ms)?;
+        let gps = form
+            .location
+            .as_ref()
+            .map(LocationFix::to_model)
+            .transpose()?;
+        let photo_paths: Vec<PathBuf> = form.photo_paths.iter().map(PathBuf::from).collect();
+        Ok(self
+            .client
+            .revise_visit_with(&visit_id, &photo_paths, |visit, new_photo_ids| {
+                visit.mode = form.mode.into();
+                visit.exception_reason = form.exception_reason.map(Into::into);
+                visit.visit_type = form.visit_type.into();
+                visit.checkin_at = checkin_at;
+                visit.checkout_at = checkout_at;
+                visit.observed_situation = form.observed_situation;
+                visit.plan_progress = form.plan_progress;
+                visit.problems = form.problems;
+                visit.actions = form.actions;
+                visit.needs = form.needs;
+                visit.policies_explained = form.policies_explained;
+                visit.wellbeing = form.wellbeing.into();
+                visit.proposed_changes =
+                    form.proposed_changes.into_iter().map(Into::into).collect();
+                visit.gps = gps;
+                visit.photo_ids = keep_photo_ids;
+                visit.photo_ids.extend(new_photo_ids.iter().cloned());
+            })?)
+    }
+
+    /// Remove one photo of a draft or returned visit (a new revision without it). Returns
+    /// the new revision number.
+    pub fn remove_photo(&self, visit_id: String, photo_id: String) -> FieldsyncResult<u32> {
+        let visit_id = self.client.resolve_visit_id(&visit_id)?;
+        Ok(self.client.remove_visit_photo(&visit_id, &photo_id)?)
+    }
+
+    /// Replace one photo of a draft or returned visit with a new camera file (checked and
+    /// copied); the new photo takes the old one's place. Returns the new revision number.
+    pub fn replace_photo(
+        &self,
+        visit_id: String,
+        photo_id: String,
+        photo_path: String,
+    ) -> FieldsyncResult<u32> {
+        let visit_id = self.client.resolve_visit_id(&visit_id)?;
+        Ok(self
+            .client
+            .replace_visit_photo(&visit_id, &photo_id, &PathBuf::from(photo_path))?)
+    }
+
+    /// Set one household field (户卡修改), e.g. `phone` to `"13900000000"`. `value_json` is
+    /// the value as JSON (a string in quotes, a number, true/false, a list). Works offline;
+    /// returns the outbox seq.
+    pub fn edit_household_field(
+        &self,
+        household_id: String,
+        field: String,
+        value_json: String,
+    ) -> FieldsyncResult<u64> {
+        let household_id = self.client.resolve_household_id(&household_id)?;
+        let value = json_value(&field, &value_json)?;
+        Ok(self.client.edit_household_field(
+            &household_id,
+            FieldTarget::Household,
+            &field,
+            value,
+        )?)
+    }
+
+    /// Set one member field (成员修改), e.g. `health` to `2`. Works offline; returns the
+    /// outbox seq.
+    pub fn edit_member_field(
+        &self,
+        household_id: String,
+        member_id: String,
+        field: String,
+        value_json: String,
+    ) -> FieldsyncResult<u64> {
+        let household_id = self.client.resolve_household_id(&household_id)?;
+        let value = json_value(&field, &value_json)?;
+        Ok(self.client.edit_household_field(
+            &household_id,
+            FieldTarget::Member(member_id),
+            &field,
+            value,
+        )?)
+    }
+
+    /// Add a member (新增成员). Returns the new member id.
+    pub fn add_member(&self, household_id: String, member: MemberForm) -> FieldsyncResult<String> {
+        use fieldsync_model::CodeList;
+        use fieldsync_model::codes::{
+            Disability, Health, LabourCapacity, Relation, Schooling, Sex,
+        };
+        let household_id = self.client.resolve_household_id(&household_id)?;
+        let code_error = |field: &str, code: i32| FieldsyncError::Invalid {
+            field: field.to_owned(),
+            message: format!("{code} is not a known code"),
+        };
+        let member = fieldsync_model::household::Member {
+            member_id: String::new(),
+            name: member.name,
+            relation: Relation::from_code(member.relation_code)
+                .ok_or_else(|| code_error("relation_code", member.relation_code))?,
+            sex: Sex::from_code(member.sex_code)
+                .ok_or_else(|| code_error("sex_code", member.sex_code))?,
+            birth_date: member.birth_date,
+            id_number: member.id_number,
+            health: Health::Healthy,
+            labour_capacity: LabourCapacity::Ordinary,
+            schooling: Schooling::NotInSchool,
+            disability: Disability::None,
+            disability_grade: 0,
+            has_medical_insurance: false,
+            has_serious_illness_insurance: false,
+            has_pension_insurance: false,
+            removed: false,
+        };
+        Ok(self.client.add_member(&household_id, member)?)
+    }
+
+    /// Remove a member (移除成员; a tombstone). Returns the outbox seq.
+    pub fn remove_member(&self, household_id: String, member_id: String) -> FieldsyncResult<u64> {
+        let household_id = self.client.resolve_household_id(&household_id)?;
+        Ok(self.client.remove_member(&household_id, &member_id)?)
+    }
+
+    /// The household's 季度收入登记 screen: this phone's registrations with their fate,
+    /// then those another device made that are in force on the server (as of the last
+    /// sync). All households when `household_id` is `None`.
+    pub fn income_registrations(
+        &self,
+        household_id: Option<String>,
+    ) -> FieldsyncResult<Vec<IncomeItem>> {
+        let household_id = household_id
+            .map(|text| self.client.resolve_household_id(&text))
+            .transpose()?;
+        let own = self.client.income_registrations(household_id.as_deref())?;
+        let mut items: Vec<IncomeItem> = own
+            .iter()
+            .map(|local| IncomeItem {
+                registration: local.registration.clone().into(),
+                progress: match local.state {
+                    fieldsync_client::IncomeState::Unsent => IncomeProgress::Unsent,
+                    fieldsync_client::IncomeState::Sent => IncomeProgress::Sent,
+                    fieldsync_client::IncomeState::Rejected => IncomeProgress::Rejected,
+                },
+                rejection_code: local.rejection.as_ref().map(|(code, _)| code.clone()),
+            })
+            .collect();
+        for registration in self
+            .client
+            .server_income_registrations(household_id.as_deref())?
+        {
+            if own
+                .iter()
+                .all(|local| local.registration.registration_id != registration.registration_id)
+            {
+                items.push(IncomeItem {
+                    registration: registration.into(),
+                    progress: IncomeProgress::OnServer,
+                    rejection_code: None,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    /// The pending photo uploads as requests for the OS background uploader (Android
+    /// WorkManager, an iOS background `URLSession`): one tus `PATCH` each. Needs the
+    /// network: the outbox is pushed first (the server takes a photo's bytes only after its
+    /// record) and each upload is started on the server. The headers carry the short-lived
+    /// access token: list right before handing over, and again after a `401`. A later
+    /// `sync` finishes whatever the OS did not.
+    pub fn pending_uploads(&self) -> FieldsyncResult<PendingUploads> {
+        Ok(self
+            .runtime
+            .block_on(self.client.background_uploads())?
+            .into())
+    }
+
+    /// The OS uploader reports an upload done: the core asks the server whether it holds
+    /// the whole photo and, if so, marks it uploaded. Returns false when the server does
+    /// not have every byte yet (list again, or let the next sync finish it).
+    pub fn upload_finished(&self, sha256: String) -> FieldsyncResult<bool> {
+        Ok(self
+            .runtime
+            .block_on(self.client.background_upload_finished(&sha256))?)
     }
 
     /// 季度收入登记: register a quarter's income; it goes out at the next sync. A quarter
     /// already registered (here or, as of the last sync, by another device) is refused with
     /// `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
     pub fn register_income(&self, form: IncomeForm) -> FieldsyncResult<IncomeRegistered> {
-        let household_id = self.resolve_household(&form.household_id)?;
+        let household_id = self.client.resolve_household_id(&form.household_id)?;
         Ok(self
             .client
             .register_income(&household_id, form.year, form.quarter, form.components())?
@@ -205,7 +429,7 @@ impl FieldsyncClient {
 
     /// 更正: register a quarter's income again, replacing the registration in force.
     pub fn correct_income(&self, form: IncomeForm) -> FieldsyncResult<IncomeRegistered> {
-        let household_id = self.resolve_household(&form.household_id)?;
+        let household_id = self.client.resolve_household_id(&form.household_id)?;
         Ok(self
             .client
             .correct_income(&household_id, form.year, form.quarter, form.components())?
@@ -245,11 +469,14 @@ impl FieldsyncClient {
         let tasks_before = self.client.tasks()?;
         let cancel = CancelSync::new();
         *self.lock_running_sync() = Some(cancel.clone());
-        let forward = progress::ForwardToApp(observer);
+        let forward = progress::ForwardToApp::new(observer);
         let result = self
             .runtime
             .block_on(self.client.sync_with_progress(&forward, &cancel));
         *self.lock_running_sync() = None;
+        if forward.observer_failed() {
+            tracing::warn!("the sync went on without the app's progress observer");
+        }
         let mut report = SyncReport::from(result?);
         report.changes.task_visit_ids = changed_tasks(&tasks_before, &self.client.tasks()?);
         let listener = self
@@ -259,8 +486,10 @@ impl FieldsyncClient {
             .clone();
         if let Some(listener) = listener
             && !report.changes.is_empty()
+            && let Err(error) = listener.on_changes(report.changes.clone())
         {
-            listener.on_changes(report.changes.clone());
+            // The report carries the same changes; a broken listener changes nothing.
+            tracing::warn!(%error, "the app's change listener failed");
         }
         Ok(report)
     }
@@ -292,20 +521,6 @@ impl FieldsyncClient {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn resolve_household(&self, household_id: &str) -> FieldsyncResult<String> {
-        self.client
-            .resolve_household_id(household_id)
-            .map_err(|error| match error {
-                fieldsync_client::ClientError::NotFound(message) => {
-                    FieldsyncError::UnknownHousehold {
-                        household_id: household_id.to_owned(),
-                        message,
-                    }
-                }
-                other => other.into(),
-            })
-    }
 }
 
 /// Visit ids of tasks that appeared, disappeared or changed between two task lists.
@@ -327,26 +542,15 @@ fn changed_tasks(
     changed.into_iter().collect()
 }
 
-/// Refuse a photo file that is not an image, from its first bytes (the same magic numbers
-/// as the server's check), before anything is stored. HEIC gets its own code because the
-/// app can convert it.
-fn check_photo_file(path: &str) -> FieldsyncResult<PathBuf> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(16);
-    std::fs::File::open(path)
-        .and_then(|file| file.take(16).read_to_end(&mut head))
-        .map_err(|error| FieldsyncError::Storage {
-            message: format!("cannot read photo {path}: {error}"),
-        })?;
-    match fieldsync_client::photos::sniff_mime_type(&head) {
-        "image/jpeg" | "image/png" | "image/webp" => Ok(PathBuf::from(path)),
-        "image/heic" => Err(FieldsyncError::PhotoHeicNeedsConversion {
-            path: path.to_owned(),
-        }),
-        _ => Err(FieldsyncError::PhotoNotAnImage {
-            path: path.to_owned(),
-        }),
-    }
+/// A typed value from its JSON text; text that is not JSON is taken as a string for the
+/// text fields, so `13900000000` stays a phone number.
+fn json_value(field: &str, value_json: &str) -> FieldsyncResult<serde_json::Value> {
+    serde_json::from_str(value_json).map_err(|error| FieldsyncError::Invalid {
+        field: field.to_owned(),
+        message: format!(
+            "the value must be JSON (a \"string\" in quotes, a number, true/false): {error}"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -354,8 +558,56 @@ mod tests {
     use super::*;
     use fieldsync_client::ClientError;
 
-    fn testdata_photo(name: &str) -> String {
-        format!("{}/../testdata/photos/{name}", env!("CARGO_MANIFEST_DIR"))
+    #[test]
+    fn an_observer_that_fails_is_muted_for_the_rest_of_the_sync_and_nothing_panics() {
+        use fieldsync_client::SyncObserver;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        #[derive(Debug, Default)]
+        struct Throwing {
+            calls: AtomicU32,
+        }
+        impl SyncProgressObserver for Throwing {
+            fn on_phase(&self, _phase: SyncPhase) -> Result<(), CallbackError> {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                // What the scaffolding hands back when Kotlin/Swift/Python code throws.
+                Err(uniffi::UnexpectedUniFFICallbackError::new("RuntimeException: boom").into())
+            }
+            fn on_items(
+                &self,
+                _phase: SyncPhase,
+                _done: u64,
+                _total: u64,
+            ) -> Result<(), CallbackError> {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            fn on_photo_bytes(
+                &self,
+                _sha256: String,
+                _sent: u64,
+                _total: u64,
+            ) -> Result<(), CallbackError> {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+        let observer = Arc::new(Throwing::default());
+        let forward = progress::ForwardToApp::new(observer.clone());
+        forward.phase_started(fieldsync_client::SyncPhase::Push);
+        assert!(forward.observer_failed());
+        forward.items_done(fieldsync_client::SyncPhase::Push, 1, 2);
+        forward.photo_bytes_sent("abc", 1, 2);
+        assert_eq!(
+            observer.calls.load(Ordering::Relaxed),
+            1,
+            "muted after the failure"
+        );
+        let unexpected: CallbackError =
+            uniffi::UnexpectedUniFFICallbackError::new("ValueError").into();
+        assert!(
+            matches!(unexpected, CallbackError::Unexpected { reason } if reason == "ValueError")
+        );
     }
 
     /// A URL on a port that was just free, so connecting is refused at once.
@@ -381,42 +633,10 @@ mod tests {
             needs: String::new(),
             policies_explained: Vec::new(),
             wellbeing: WellbeingForm::default(),
+            proposed_changes: Vec::new(),
             location: None,
             photo_paths,
         }
-    }
-
-    #[test]
-    fn photos_are_checked_from_their_bytes_not_their_names() {
-        let folder = tempfile::tempdir().expect("temp dir");
-        assert!(check_photo_file(&testdata_photo("gps_DSCN0010.jpg")).is_ok());
-
-        let text = folder.path().join("photo.jpg");
-        std::fs::write(&text, "not a photo").expect("write");
-        let text = text.to_string_lossy().into_owned();
-        assert!(matches!(
-            check_photo_file(&text),
-            Err(FieldsyncError::PhotoNotAnImage { path }) if path == text
-        ));
-
-        let heic = folder.path().join("IMG_0001.jpg");
-        std::fs::write(&heic, b"\0\0\0\x18ftypheic\0\0\0\0mif1heic").expect("write");
-        let heic = heic.to_string_lossy().into_owned();
-        assert!(matches!(
-            check_photo_file(&heic),
-            Err(FieldsyncError::PhotoHeicNeedsConversion { .. })
-        ));
-
-        let empty = folder.path().join("empty.jpg");
-        std::fs::write(&empty, b"").expect("write");
-        assert!(matches!(
-            check_photo_file(&empty.to_string_lossy()),
-            Err(FieldsyncError::PhotoNotAnImage { .. })
-        ));
-        assert!(matches!(
-            check_photo_file(&folder.path().join("missing.jpg").to_string_lossy()),
-            Err(FieldsyncError::Storage { .. })
-        ));
     }
 
     #[test]
@@ -462,21 +682,38 @@ mod tests {
         .expect("open");
         assert_eq!(client.session().expect("session"), SessionStatus::SignedOut);
         assert!(client.households().expect("households").is_empty());
+        // Before the first sync a household cannot be checked, and the code says so.
         assert!(matches!(
             client.record_visit(form("zzzz", Vec::new())),
-            Err(FieldsyncError::UnknownHousehold { household_id, .. }) if household_id == "zzzz"
+            Err(FieldsyncError::HouseholdsNotSynced { household_id }) if household_id == "zzzz"
         ));
         assert!(matches!(
             client.household("zzzz".to_owned()),
-            Err(FieldsyncError::UnknownHousehold { .. })
+            Err(FieldsyncError::HouseholdsNotSynced { .. })
         ));
 
         #[derive(Debug)]
         struct Silent;
         impl SyncProgressObserver for Silent {
-            fn on_phase(&self, _phase: SyncPhase) {}
-            fn on_items(&self, _phase: SyncPhase, _done: u64, _total: u64) {}
-            fn on_photo_bytes(&self, _sha256: String, _sent: u64, _total: u64) {}
+            fn on_phase(&self, _phase: SyncPhase) -> Result<(), CallbackError> {
+                Ok(())
+            }
+            fn on_items(
+                &self,
+                _phase: SyncPhase,
+                _done: u64,
+                _total: u64,
+            ) -> Result<(), CallbackError> {
+                Ok(())
+            }
+            fn on_photo_bytes(
+                &self,
+                _sha256: String,
+                _sent: u64,
+                _total: u64,
+            ) -> Result<(), CallbackError> {
+                Ok(())
+            }
         }
         assert!(matches!(
             client.sync(Arc::new(Silent)),

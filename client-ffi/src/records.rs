@@ -5,7 +5,7 @@
 use fieldsync_client as core;
 use fieldsync_model::codes::{CodeList, Crs, VisitExceptionReason, VisitMode, VisitType};
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
-use fieldsync_model::visit::{CheckResult, WellbeingCheck};
+use fieldsync_model::visit::{CheckResult, GpsFix, ProposedChange, WellbeingCheck};
 use time::OffsetDateTime;
 
 use crate::error::{FieldsyncError, FieldsyncResult};
@@ -160,6 +160,18 @@ impl From<VisitModeChoice> for VisitMode {
     }
 }
 
+impl From<VisitMode> for VisitModeChoice {
+    fn from(mode: VisitMode) -> Self {
+        match mode {
+            VisitMode::InPerson => Self::InPerson,
+            VisitMode::Phone => Self::Phone,
+            VisitMode::WechatVideo => Self::WechatVideo,
+            VisitMode::GroupMeeting => Self::GroupMeeting,
+            VisitMode::Proxy => Self::Proxy,
+        }
+    }
+}
+
 /// 走访类型 the visit's purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum VisitTypeChoice {
@@ -196,6 +208,21 @@ impl From<VisitTypeChoice> for VisitType {
     }
 }
 
+impl From<VisitType> for VisitTypeChoice {
+    fn from(visit_type: VisitType) -> Self {
+        match visit_type {
+            VisitType::Routine => Self::Routine,
+            VisitType::IncomeRegistration => Self::IncomeRegistration,
+            VisitType::PolicyBriefing => Self::PolicyBriefing,
+            VisitType::Condolence => Self::Condolence,
+            VisitType::IdentificationCheck => Self::IdentificationCheck,
+            VisitType::ExitCheck => Self::ExitCheck,
+            VisitType::MonitoringCheck => Self::MonitoringCheck,
+            VisitType::SpotCheck => Self::SpotCheck,
+        }
+    }
+}
+
 /// 非入户原因 why a visit was not made in person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum VisitExceptionChoice {
@@ -223,6 +250,18 @@ impl From<VisitExceptionChoice> for VisitExceptionReason {
     }
 }
 
+impl From<VisitExceptionReason> for VisitExceptionChoice {
+    fn from(reason: VisitExceptionReason) -> Self {
+        match reason {
+            VisitExceptionReason::WorkingAway => Self::WorkingAway,
+            VisitExceptionReason::Epidemic => Self::Epidemic,
+            VisitExceptionReason::NobodyHome => Self::NobodyHome,
+            VisitExceptionReason::Disaster => Self::Disaster,
+            VisitExceptionReason::Other => Self::Other,
+        }
+    }
+}
+
 /// 坐标系 of a location fix: Android and iOS give WGS-84; Chinese map SDKs give GCJ-02
 /// (Amap, Tencent) or BD-09 (Baidu).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -242,6 +281,16 @@ impl From<CoordinateSystem> for Crs {
     }
 }
 
+impl From<Crs> for CoordinateSystem {
+    fn from(crs: Crs) -> Self {
+        match crs {
+            Crs::Wgs84 => Self::Wgs84,
+            Crs::Gcj02 => Self::Gcj02,
+            Crs::Bd09 => Self::Bd09,
+        }
+    }
+}
+
 /// A location fix taken at check-in.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct LocationFix {
@@ -252,6 +301,37 @@ pub struct LocationFix {
     /// The OS said the location is mocked (模拟定位).
     pub is_mock: bool,
     pub fix_time_ms: Option<i64>,
+}
+
+impl LocationFix {
+    /// The model's fix; an out-of-range `fix_time_ms` is an `Invalid` field.
+    pub(crate) fn to_model(&self) -> FieldsyncResult<GpsFix> {
+        Ok(GpsFix {
+            lat: self.latitude,
+            lon: self.longitude,
+            crs: self.coordinate_system.into(),
+            accuracy_m: self.accuracy_m,
+            provider: None,
+            is_mock: self.is_mock,
+            fix_time: self
+                .fix_time_ms
+                .map(|millis| time_from_millis("fix_time_ms", millis))
+                .transpose()?,
+        })
+    }
+}
+
+impl From<GpsFix> for LocationFix {
+    fn from(fix: GpsFix) -> Self {
+        Self {
+            latitude: fix.lat,
+            longitude: fix.lon,
+            coordinate_system: fix.crs.into(),
+            accuracy_m: fix.accuracy_m,
+            is_mock: fix.is_mock,
+            fix_time_ms: fix.fix_time.map(epoch_millis),
+        }
+    }
 }
 
 /// One 两不愁三保障 item's result.
@@ -272,6 +352,16 @@ impl From<CheckOutcome> for CheckResult {
             CheckOutcome::NotChecked => Self::NotChecked,
             CheckOutcome::Pass => Self::Pass,
             CheckOutcome::Fail => Self::Fail,
+        }
+    }
+}
+
+impl From<CheckResult> for CheckOutcome {
+    fn from(result: CheckResult) -> Self {
+        match result {
+            CheckResult::NotChecked => Self::NotChecked,
+            CheckResult::Pass => Self::Pass,
+            CheckResult::Fail => Self::Fail,
         }
     }
 }
@@ -305,6 +395,58 @@ impl From<WellbeingForm> for WellbeingCheck {
             housing_safety: form.housing_safety.into(),
             drinking_water: form.drinking_water.into(),
             note: form.note,
+        }
+    }
+}
+
+impl From<WellbeingCheck> for WellbeingForm {
+    fn from(check: WellbeingCheck) -> Self {
+        Self {
+            food: check.food.into(),
+            clothing: check.clothing.into(),
+            compulsory_education: check.compulsory_education.into(),
+            basic_medical: check.basic_medical.into(),
+            housing_safety: check.housing_safety.into(),
+            drinking_water: check.drinking_water.into(),
+            note: check.note,
+        }
+    }
+}
+
+/// 信息变更: a change to the household card the cadre proposes during a visit, for the
+/// township to review (the card itself is edited with `edit_household_field`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ProposedChangeForm {
+    /// `household` or `member:<member id>`.
+    pub target: String,
+    /// The field's name, e.g. `phone`, `health`.
+    pub field: String,
+    pub old_value: String,
+    pub new_value: String,
+    /// Why (e.g. 户主换了手机号).
+    pub reason: String,
+}
+
+impl From<ProposedChangeForm> for ProposedChange {
+    fn from(form: ProposedChangeForm) -> Self {
+        Self {
+            target: form.target,
+            field: form.field,
+            old_value: form.old_value,
+            new_value: form.new_value,
+            reason: form.reason,
+        }
+    }
+}
+
+impl From<ProposedChange> for ProposedChangeForm {
+    fn from(change: ProposedChange) -> Self {
+        Self {
+            target: change.target,
+            field: change.field,
+            old_value: change.old_value,
+            new_value: change.new_value,
+            reason: change.reason,
         }
     }
 }
@@ -393,9 +535,174 @@ pub struct VisitForm {
     pub policies_explained: Vec<String>,
     /// 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
     pub wellbeing: WellbeingForm,
+    /// 信息变更 proposed during the visit.
+    pub proposed_changes: Vec<ProposedChangeForm>,
     pub location: Option<LocationFix>,
-    /// Camera files; each is copied into the core's storage, so the app may delete them.
+    /// Camera files; each is checked (JPEG, PNG or WebP from its bytes) and copied into the
+    /// core's storage, so the app may delete them. In `fix_visit` these are added photos.
     pub photo_paths: Vec<String>,
+}
+
+/// One photo of a visit as kept on the phone.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VisitPhoto {
+    pub photo_id: String,
+    pub sha256: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    /// The core's byte-exact copy (show this one; the camera file may be gone).
+    pub local_path: String,
+    /// The server holds the bytes.
+    pub uploaded: bool,
+}
+
+impl From<core::LocalPhoto> for VisitPhoto {
+    fn from(photo: core::LocalPhoto) -> Self {
+        Self {
+            photo_id: photo.photo_id,
+            sha256: photo.sha256,
+            mime_type: photo.mime_type,
+            size_bytes: photo.size_bytes,
+            local_path: photo.local_path.to_string_lossy().into_owned(),
+            uploaded: photo.uploaded,
+        }
+    }
+}
+
+/// One visit read back: its state and the latest revision's whole form, to show it and to
+/// start a fix (整改) from it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VisitDetail {
+    pub visit_id: String,
+    pub revision: u32,
+    pub household_id: String,
+    pub head_name: Option<String>,
+    pub state: VisitProgress,
+    /// The form as recorded (`photo_paths` empty: the photos are in `photos`); `None` for a
+    /// visit not recorded on this phone.
+    pub form: Option<VisitForm>,
+    /// The photos of the latest revision, in order.
+    pub photos: Vec<VisitPhoto>,
+    /// The return reasons and note when it was returned (待整改).
+    pub task: Option<TaskItem>,
+}
+
+impl From<fieldsync_model::visit::Visit> for VisitForm {
+    fn from(visit: fieldsync_model::visit::Visit) -> Self {
+        Self {
+            household_id: visit.household_id,
+            mode: visit.mode.into(),
+            exception_reason: visit.exception_reason.map(Into::into),
+            visit_type: visit.visit_type.into(),
+            checkin_at_ms: epoch_millis(visit.checkin_at),
+            checkout_at_ms: epoch_millis(visit.checkout_at),
+            observed_situation: visit.observed_situation,
+            plan_progress: visit.plan_progress,
+            problems: visit.problems,
+            actions: visit.actions,
+            needs: visit.needs,
+            policies_explained: visit.policies_explained,
+            wellbeing: visit.wellbeing.into(),
+            proposed_changes: visit.proposed_changes.into_iter().map(Into::into).collect(),
+            location: visit.gps.map(Into::into),
+            photo_paths: Vec::new(),
+        }
+    }
+}
+
+/// A new household member (新增成员).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MemberForm {
+    /// 姓名.
+    pub name: String,
+    /// 与户主关系 code of the national list (99 其他).
+    pub relation_code: i32,
+    /// 性别 1 male, 2 female.
+    pub sex_code: i32,
+    /// YYYY-MM-DD or empty.
+    pub birth_date: String,
+    /// 18-digit 身份证号 or empty.
+    pub id_number: String,
+}
+
+/// Where one income registration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum IncomeProgress {
+    /// Made on this phone, not sent yet (待上传).
+    Unsent,
+    /// Made on this phone and accepted by the server (已上传).
+    Sent,
+    /// Made on this phone and refused by the server (被拒收).
+    Rejected,
+    /// Made by another device; in force on the server as of the last sync.
+    OnServer,
+}
+
+/// One 季度收入登记 on the household's income screen.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncomeItem {
+    pub registration: IncomeRegistered,
+    pub progress: IncomeProgress,
+    /// The server's refusal code, when refused.
+    pub rejection_code: Option<String>,
+}
+
+/// One header of an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
+}
+
+/// One photo upload for the OS background uploader (WorkManager, background URLSession):
+/// send the file at `file_path` with `method` to `upload_url` with `headers`; the server
+/// answers 204. Then call `upload_finished(sha256)`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PendingUpload {
+    pub sha256: String,
+    pub upload_url: String,
+    /// `PATCH` (tus 1.0).
+    pub method: String,
+    pub file_path: String,
+    /// Bytes the server already holds; `file_path` holds the rest.
+    pub offset: u64,
+    pub size_bytes: u64,
+    pub headers: Vec<HttpHeader>,
+}
+
+impl From<core::BackgroundUpload> for PendingUpload {
+    fn from(upload: core::BackgroundUpload) -> Self {
+        Self {
+            sha256: upload.sha256,
+            upload_url: upload.upload_url,
+            method: upload.method,
+            file_path: upload.file_path.to_string_lossy().into_owned(),
+            offset: upload.offset,
+            size_bytes: upload.size_bytes,
+            headers: upload
+                .headers
+                .into_iter()
+                .map(|(name, value)| HttpHeader { name, value })
+                .collect(),
+        }
+    }
+}
+
+/// The pending uploads, ready for the OS uploader.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PendingUploads {
+    pub uploads: Vec<PendingUpload>,
+    /// Photos whose record the server has not accepted yet; listed by a later call.
+    pub waiting_for_push: u64,
+}
+
+impl From<core::BackgroundUploads> for PendingUploads {
+    fn from(uploads: core::BackgroundUploads) -> Self {
+        Self {
+            uploads: uploads.uploads.into_iter().map(Into::into).collect(),
+            waiting_for_push: uploads.waiting_for_push,
+        }
+    }
 }
 
 /// A visit's state on the phone.

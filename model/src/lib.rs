@@ -14,6 +14,7 @@ pub mod id_number;
 pub mod income;
 pub mod ledger;
 pub mod pairing;
+pub mod photo_type;
 pub mod policy;
 pub mod register;
 pub mod review;

@@ -107,6 +107,10 @@ pub struct Visit {
 pub const MIN_CONTENT_CHARS: usize = 5;
 /// Longest text a single content section may hold; protects storage and the console.
 pub const MAX_SECTION_CHARS: usize = 10_000;
+/// Longest visit the phone's form accepts, check-in to check-out, in minutes. A visit is one
+/// sitting at the household; a day or more is a typo in the times (the late-record flag
+/// already marks anything over `late_record_max_hours` for the supervisor).
+pub const MAX_VISIT_MINUTES: i64 = 24 * 60;
 /// Most photos one visit may reference.
 pub const MAX_PHOTOS_PER_VISIT: usize = 20;
 

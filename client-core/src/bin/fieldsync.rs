@@ -13,12 +13,12 @@ use fieldsync_client::{
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{
     Crs, Disability, Health, LabourCapacity, LocationProvider, Relation, Schooling, Sex,
-    VisitExceptionReason, VisitMode,
+    VisitExceptionReason, VisitMode, VisitType,
 };
 use fieldsync_model::household::Member;
 use fieldsync_model::income::{IncomeComponents, IncomeRegistration};
 use fieldsync_model::register::FieldTarget;
-use fieldsync_model::visit::GpsFix;
+use fieldsync_model::visit::{CheckResult, GpsFix, WellbeingCheck};
 use time::{Duration, OffsetDateTime};
 
 /// fieldsync 帮扶走访 field app (command-line stand-in for the phone app).
@@ -203,9 +203,15 @@ fn yuan_arg(text: &str) -> Result<i64, fieldsync_client::YuanError> {
 #[derive(Debug, Subcommand)]
 enum VisitCommand {
     /// 新增走访 Record a visit (works offline).
-    New(NewVisitArgs),
-    /// 整改 Correct a returned visit and submit it again.
-    Fix(FixVisitArgs),
+    New(Box<NewVisitArgs>),
+    /// 整改 Correct a returned visit (or amend a draft) and submit it again: change any
+    /// field a return reason names, remove or replace photos.
+    Fix(Box<FixVisitArgs>),
+    /// 查看 One visit with every field, its checklist and its photos (numbered).
+    Show {
+        /// Visit id or a unique prefix of it.
+        visit_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -267,6 +273,214 @@ impl From<ProviderArg> for LocationProvider {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum VisitTypeArg {
+    /// 日常走访.
+    Routine,
+    /// 收入登记.
+    IncomeRegistration,
+    /// 政策宣讲.
+    PolicyBriefing,
+    /// 慰问.
+    Condolence,
+    /// 识别核查.
+    IdentificationCheck,
+    /// 退出核查.
+    ExitCheck,
+    /// 监测核查.
+    MonitoringCheck,
+    /// 回访抽查.
+    SpotCheck,
+}
+
+impl From<VisitTypeArg> for VisitType {
+    fn from(visit_type: VisitTypeArg) -> Self {
+        match visit_type {
+            VisitTypeArg::Routine => Self::Routine,
+            VisitTypeArg::IncomeRegistration => Self::IncomeRegistration,
+            VisitTypeArg::PolicyBriefing => Self::PolicyBriefing,
+            VisitTypeArg::Condolence => Self::Condolence,
+            VisitTypeArg::IdentificationCheck => Self::IdentificationCheck,
+            VisitTypeArg::ExitCheck => Self::ExitCheck,
+            VisitTypeArg::MonitoringCheck => Self::MonitoringCheck,
+            VisitTypeArg::SpotCheck => Self::SpotCheck,
+        }
+    }
+}
+
+/// One 两不愁三保障 + 饮水安全 item as typed: `food=ok`, `housing=fail:危房C级`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CheckArg {
+    item: WellbeingItem,
+    result: CheckResult,
+    note: Option<String>,
+}
+
+/// The six items of the checklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WellbeingItem {
+    Food,
+    Clothing,
+    Education,
+    Medical,
+    Housing,
+    Water,
+}
+
+impl WellbeingItem {
+    /// Names accepted on the command line (English short and field names, Chinese).
+    const NAMES: [(&'static str, Self); 18] = [
+        ("food", Self::Food),
+        ("clothing", Self::Clothing),
+        ("education", Self::Education),
+        ("compulsory_education", Self::Education),
+        ("medical", Self::Medical),
+        ("basic_medical", Self::Medical),
+        ("housing", Self::Housing),
+        ("housing_safety", Self::Housing),
+        ("water", Self::Water),
+        ("drinking_water", Self::Water),
+        ("吃", Self::Food),
+        ("穿", Self::Clothing),
+        ("教育", Self::Education),
+        ("医疗", Self::Medical),
+        ("住房", Self::Housing),
+        ("饮水", Self::Water),
+        ("不愁吃", Self::Food),
+        ("不愁穿", Self::Clothing),
+    ];
+
+    fn label_zh(self) -> &'static str {
+        match self {
+            Self::Food => "不愁吃",
+            Self::Clothing => "不愁穿",
+            Self::Education => "义务教育有保障",
+            Self::Medical => "基本医疗有保障",
+            Self::Housing => "住房安全有保障",
+            Self::Water => "饮水安全有保障",
+        }
+    }
+
+    fn slot(self, check: &mut WellbeingCheck) -> &mut CheckResult {
+        match self {
+            Self::Food => &mut check.food,
+            Self::Clothing => &mut check.clothing,
+            Self::Education => &mut check.compulsory_education,
+            Self::Medical => &mut check.basic_medical,
+            Self::Housing => &mut check.housing_safety,
+            Self::Water => &mut check.drinking_water,
+        }
+    }
+}
+
+/// clap parser of `--check ITEM=RESULT[:NOTE]`.
+fn check_arg(text: &str) -> Result<CheckArg, String> {
+    let (item, rest) = text.split_once('=').ok_or_else(|| {
+        format!("应为 项目=结果[:说明] expected ITEM=ok|fail[:NOTE], e.g. housing=fail:危房C级; got {text:?}")
+    })?;
+    let item = WellbeingItem::NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(item.trim()))
+        .map(|(_, item)| *item)
+        .ok_or_else(|| {
+            format!(
+                "未知核查项 unknown item {item:?}: food, clothing, education, medical, housing, water"
+            )
+        })?;
+    let (result, note) = match rest.split_once(':') {
+        Some((result, note)) => (result, Some(note.trim().to_owned())),
+        None => (rest, None),
+    };
+    let result = match result.trim().to_ascii_lowercase().as_str() {
+        "ok" | "pass" | "达标" => CheckResult::Pass,
+        "fail" | "不达标" => CheckResult::Fail,
+        "unchecked" | "not-checked" | "未核查" => CheckResult::NotChecked,
+        other => {
+            return Err(format!(
+                "未知结果 unknown result {other:?}: ok (达标), fail (不达标) or unchecked (未核查)"
+            ));
+        }
+    };
+    Ok(CheckArg {
+        item,
+        result,
+        note: note.filter(|note| !note.is_empty()),
+    })
+}
+
+/// clap parser of a Beijing-time `YYYY-MM-DD HH:MM`.
+fn beijing_time_arg(text: &str) -> Result<OffsetDateTime, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::PrimitiveDateTime::parse(text.trim(), format)
+        .map(|local| local.assume_offset(fieldsync_model::time_util::BEIJING))
+        .map_err(|_| format!("应为北京时间 expected Beijing time YYYY-MM-DD HH:MM, got {text:?}"))
+}
+
+/// The parts of the visit form that `visit new` and `visit fix` share. In `visit fix` a
+/// flag left out keeps the returned revision's value.
+#[derive(Debug, Args)]
+struct VisitFormArgs {
+    /// 非入户原因 (required unless the mode is in-person).
+    #[arg(long, value_enum)]
+    exception_reason: Option<ExceptionReasonArg>,
+    /// 走访类型 (new visits: routine when left out).
+    #[arg(long = "type", value_enum)]
+    visit_type: Option<VisitTypeArg>,
+    /// Latitude of the GPS fix (WGS-84).
+    #[arg(long, requires = "lon", allow_negative_numbers = true)]
+    lat: Option<f64>,
+    /// Longitude of the GPS fix (WGS-84).
+    #[arg(long, requires = "lat", allow_negative_numbers = true)]
+    lon: Option<f64>,
+    /// Horizontal accuracy of the fix in metres (10 when left out).
+    #[arg(long, requires = "lat", allow_negative_numbers = true)]
+    accuracy: Option<f64>,
+    /// 定位来源.
+    #[arg(long, value_enum, default_value = "gps")]
+    provider: ProviderArg,
+    /// The OS reported a mock location.
+    #[arg(long)]
+    mock: bool,
+    /// 生产生活情况.
+    #[arg(long)]
+    situation: Option<String>,
+    /// 帮扶计划实施情况.
+    #[arg(long)]
+    plan_progress: Option<String>,
+    /// 存在问题.
+    #[arg(long)]
+    problems: Option<String>,
+    /// 帮扶措施.
+    #[arg(long)]
+    actions: Option<String>,
+    /// 农户需求.
+    #[arg(long)]
+    needs: Option<String>,
+    /// 宣讲政策 (repeatable; in `visit fix` the list given replaces the old one).
+    #[arg(long = "policy")]
+    policies: Vec<String>,
+    /// 两不愁三保障 + 饮水安全 item (repeatable): ITEM=ok|fail|unchecked[:NOTE], items food,
+    /// clothing, education, medical, housing, water; e.g. --check food=ok
+    /// --check housing=fail:"危房C级". Items left out are 未核查 (not checked).
+    #[arg(long = "check", value_parser = check_arg)]
+    checks: Vec<CheckArg>,
+    /// 核查说明: a note on the checklist besides the items' own notes.
+    #[arg(long)]
+    check_note: Option<String>,
+    /// 入户时间, Beijing time YYYY-MM-DD HH:MM (new visits: check-out − duration).
+    #[arg(long, value_parser = beijing_time_arg)]
+    checkin: Option<OffsetDateTime>,
+    /// 离开时间, Beijing time YYYY-MM-DD HH:MM (new visits: now).
+    #[arg(long, value_parser = beijing_time_arg)]
+    checkout: Option<OffsetDateTime>,
+    /// Minutes spent at the household: check-in = check-out − duration (new visits: 30).
+    #[arg(long, allow_negative_numbers = true)]
+    duration_min: Option<i64>,
+    /// Photo file (repeatable); checked and copied into this phone's storage.
+    #[arg(long = "photo")]
+    photos: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct NewVisitArgs {
     /// Household id or a unique prefix of it.
@@ -274,57 +488,25 @@ struct NewVisitArgs {
     /// 走访方式.
     #[arg(long, value_enum)]
     mode: ModeArg,
-    /// 非入户原因 (required unless --mode in-person).
-    #[arg(long, value_enum)]
-    exception_reason: Option<ExceptionReasonArg>,
-    /// Latitude of the GPS fix (WGS-84).
-    #[arg(long, requires = "lon", allow_negative_numbers = true)]
-    lat: Option<f64>,
-    /// Longitude of the GPS fix (WGS-84).
-    #[arg(long, requires = "lat", allow_negative_numbers = true)]
-    lon: Option<f64>,
-    /// Horizontal accuracy of the fix in metres.
-    #[arg(long, default_value_t = 10.0)]
-    accuracy: f64,
-    /// 定位来源.
-    #[arg(long, value_enum, default_value = "gps")]
-    provider: ProviderArg,
-    /// The OS reported a mock location.
-    #[arg(long)]
-    mock: bool,
-    /// Photo file (repeatable).
-    #[arg(long = "photo")]
-    photos: Vec<PathBuf>,
-    /// 生产生活情况.
-    #[arg(long)]
-    situation: String,
-    /// 帮扶计划实施情况.
-    #[arg(long, default_value = "")]
-    plan_progress: String,
-    /// 存在问题.
-    #[arg(long, default_value = "")]
-    problems: String,
-    /// 采取措施.
-    #[arg(long, default_value = "")]
-    actions: String,
-    /// 群众需求.
-    #[arg(long, default_value = "")]
-    needs: String,
-    /// Minutes spent at the household: check-in = now − duration, check-out = now.
-    #[arg(long, default_value_t = 30)]
-    duration_min: i64,
+    #[command(flatten)]
+    form: VisitFormArgs,
 }
 
 #[derive(Debug, Args)]
 struct FixVisitArgs {
     /// Visit id or a unique prefix of it.
     visit_id: String,
-    /// New 生产生活情况 text.
-    #[arg(long)]
-    situation: Option<String>,
-    /// Additional photo (repeatable).
-    #[arg(long = "photo")]
-    photos: Vec<PathBuf>,
+    /// 走访方式.
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[command(flatten)]
+    form: VisitFormArgs,
+    /// Remove a photo: its number in `visit show` (1, 2, ...) or its id (repeatable).
+    #[arg(long = "remove-photo")]
+    remove_photos: Vec<String>,
+    /// Replace a photo: NUMBER=FILE or ID=FILE (repeatable); the new photo takes its place.
+    #[arg(long = "replace-photo")]
+    replace_photos: Vec<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -401,8 +583,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             println!("密码已修改 password changed; 已注销其他 {ended} 个设备 other sessions ended");
         }
         Command::Households => print_households(&client)?,
-        Command::Visit(VisitCommand::New(args)) => record_visit(&client, args)?,
-        Command::Visit(VisitCommand::Fix(args)) => fix_visit(&client, args)?,
+        Command::Visit(VisitCommand::New(args)) => record_visit(&client, *args)?,
+        Command::Visit(VisitCommand::Fix(args)) => fix_visit(&client, *args)?,
+        Command::Visit(VisitCommand::Show { visit_id }) => {
+            let visit_id = client.resolve_visit_id(&visit_id)?;
+            print!("{}", visit_text(&client, &visit_id)?);
+        }
         Command::Visits => print_visits(&client)?,
         Command::Sync { retry } => {
             let report = if retry > 1 {
@@ -424,7 +610,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     Ok(household_id) => household_id,
                     // A household reassigned away is gone from the replica; its
                     // registrations are still listed by full id.
-                    Err(ClientError::NotFound(_)) => text.trim().to_owned(),
+                    Err(
+                        ClientError::UnknownHousehold { .. }
+                        | ClientError::HouseholdsNotSynced { .. },
+                    ) => text.trim().to_owned(),
                     Err(error) => return Err(error),
                 }),
             };
@@ -667,59 +856,129 @@ fn print_households(client: &Client) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn record_visit(client: &Client, args: NewVisitArgs) -> Result<(), ClientError> {
-    let household_id = match client.resolve_household_id(&args.household) {
-        Ok(household_id) => household_id,
-        // Before the first sync the replica is empty; a cadre who knows the full id may
-        // still record offline, and the server checks the pairing when it arrives.
-        Err(ClientError::NotFound(_)) => {
-            println!(
-                "提示 note: {:?} 不在本机帮扶对象中, 按原样使用 (not in the local household list; using it as given)",
-                args.household
-            );
-            args.household.trim().to_owned()
-        }
-        Err(error) => return Err(error),
-    };
-    if args.duration_min < 0 {
-        return Err(ClientError::Invalid {
-            field: "duration_min".into(),
-            message: "must not be negative".into(),
-        });
+/// The fields of a visit form that `--...` flags set, borrowed from a `NewVisit` or a
+/// `Visit`, so `visit new` and `visit fix` fill the form the same way.
+struct FormFields<'a> {
+    exception_reason: &'a mut Option<VisitExceptionReason>,
+    visit_type: &'a mut VisitType,
+    checkin_at: &'a mut OffsetDateTime,
+    checkout_at: &'a mut OffsetDateTime,
+    observed_situation: &'a mut String,
+    plan_progress: &'a mut String,
+    problems: &'a mut String,
+    actions: &'a mut String,
+    needs: &'a mut String,
+    policies_explained: &'a mut Vec<String>,
+    wellbeing: &'a mut WellbeingCheck,
+    gps: &'a mut Option<GpsFix>,
+}
+
+/// Apply the flags that were given; the others keep the form's value.
+fn apply_form_args(args: &VisitFormArgs, fields: FormFields<'_>, now: OffsetDateTime) {
+    if let Some(reason) = args.exception_reason {
+        *fields.exception_reason = Some(reason.into());
     }
-    let now = OffsetDateTime::now_utc();
-    let gps = match (args.lat, args.lon) {
-        (Some(lat), Some(lon)) => Some(GpsFix {
+    if let Some(visit_type) = args.visit_type {
+        *fields.visit_type = visit_type.into();
+    }
+    for (flag, field) in [
+        (&args.situation, fields.observed_situation),
+        (&args.plan_progress, fields.plan_progress),
+        (&args.problems, fields.problems),
+        (&args.actions, fields.actions),
+        (&args.needs, fields.needs),
+    ] {
+        if let Some(text) = flag {
+            field.clone_from(text);
+        }
+    }
+    if !args.policies.is_empty() {
+        fields.policies_explained.clone_from(&args.policies);
+    }
+    let mut notes = Vec::new();
+    for check in &args.checks {
+        *check.item.slot(fields.wellbeing) = check.result;
+        if let Some(note) = &check.note {
+            notes.push(format!("{}：{note}", check.item.label_zh()));
+        }
+    }
+    notes.extend(args.check_note.clone());
+    if !notes.is_empty() {
+        fields.wellbeing.note = notes.join("；");
+    }
+    if let (Some(lat), Some(lon)) = (args.lat, args.lon) {
+        *fields.gps = Some(GpsFix {
             lat,
             lon,
             crs: Crs::Wgs84,
-            accuracy_m: args.accuracy,
+            accuracy_m: args.accuracy.unwrap_or(10.0),
             provider: Some(args.provider.into()),
             is_mock: args.mock,
             fix_time: Some(now),
-        }),
-        _ => None,
-    };
+        });
+    }
+    if let Some(checkout) = args.checkout {
+        *fields.checkout_at = checkout;
+    }
+    if let Some(checkin) = args.checkin {
+        *fields.checkin_at = checkin;
+    }
+    if let Some(minutes) = args.duration_min {
+        *fields.checkin_at = *fields.checkout_at - Duration::minutes(minutes);
+    }
+}
+
+fn check_duration_arg(args: &VisitFormArgs) -> Result<(), ClientError> {
+    if args.duration_min.is_some_and(|minutes| minutes < 0) {
+        return Err(ClientError::Invalid {
+            field: "duration_min".into(),
+            message: "走访时长不能为负 must not be negative".into(),
+        });
+    }
+    Ok(())
+}
+
+fn record_visit(client: &Client, args: NewVisitArgs) -> Result<(), ClientError> {
+    check_duration_arg(&args.form)?;
+    let now = OffsetDateTime::now_utc();
+    let checkout = args.form.checkout.unwrap_or(now);
     let mode: VisitMode = args.mode.into();
-    let new_visit = NewVisit {
-        exception_reason: args.exception_reason.map(Into::into),
-        observed_situation: args.situation,
-        plan_progress: args.plan_progress,
-        problems: args.problems,
-        actions: args.actions,
-        needs: args.needs,
-        gps,
-        photo_paths: args.photos,
+    let mut new_visit = NewVisit {
+        photo_paths: args.form.photos.clone(),
         ..NewVisit::new(
-            household_id.clone(),
+            args.household.clone(),
             mode,
-            now - Duration::minutes(args.duration_min),
-            now,
+            checkout - Duration::minutes(30),
+            checkout,
         )
     };
+    apply_form_args(
+        &args.form,
+        FormFields {
+            exception_reason: &mut new_visit.exception_reason,
+            visit_type: &mut new_visit.visit_type,
+            checkin_at: &mut new_visit.checkin_at,
+            checkout_at: &mut new_visit.checkout_at,
+            observed_situation: &mut new_visit.observed_situation,
+            plan_progress: &mut new_visit.plan_progress,
+            problems: &mut new_visit.problems,
+            actions: &mut new_visit.actions,
+            needs: &mut new_visit.needs,
+            policies_explained: &mut new_visit.policies_explained,
+            wellbeing: &mut new_visit.wellbeing,
+            gps: &mut new_visit.gps,
+        },
+        now,
+    );
     let photo_count = new_visit.photo_paths.len();
     let has_gps = new_visit.gps.is_some();
+    // The core checks the household (id or prefix), the form and the photos before
+    // anything is saved; its errors say what is wrong in both languages.
     let visit_id = client.record_visit(new_visit)?;
+    let household_id = client
+        .visit(&visit_id)?
+        .map(|summary| summary.household_id)
+        .unwrap_or_default();
     let head = client
         .household(&household_id)?
         .map(|household| household.head_name)
@@ -891,17 +1150,194 @@ fn income_list_text(rows: &[LocalIncome], on_server: &[IncomeRegistration]) -> S
     text
 }
 
+/// A photo named on the command line: its number (1-based, as `visit show` lists them) or
+/// its id (or a unique prefix of it).
+fn resolve_photo(photo_ids: &[String], text: &str) -> Result<String, ClientError> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<usize>()
+        && (1..=photo_ids.len()).contains(&number)
+    {
+        return Ok(photo_ids[number - 1].clone());
+    }
+    let matches: Vec<&String> = photo_ids.iter().filter(|id| id.starts_with(text)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Err(ClientError::Invalid {
+            field: "photo".into(),
+            message: format!(
+                "照片 {text:?} 不是该走访的照片编号或ID not a photo number or id of this visit (see `fieldsync visit show`)"
+            ),
+        }),
+    }
+}
+
 fn fix_visit(client: &Client, args: FixVisitArgs) -> Result<(), ClientError> {
+    check_duration_arg(&args.form)?;
     let visit_id = client.resolve_visit_id(&args.visit_id)?;
-    let situation = args.situation;
-    let revision = client.resubmit_visit_with_photos(&visit_id, &args.photos, |visit| {
-        if let Some(situation) = situation {
-            visit.observed_situation = situation;
+    let previous = client
+        .visit(&visit_id)?
+        .and_then(|summary| summary.visit)
+        .ok_or_else(|| {
+            ClientError::NotAllowed(format!(
+                "visit {visit_id} was not recorded on this device; its content is not here"
+            ))
+        })?;
+    let removed = args
+        .remove_photos
+        .iter()
+        .map(|text| resolve_photo(&previous.photo_ids, text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut replaced = Vec::new();
+    for text in &args.replace_photos {
+        let (photo, file) = text.split_once('=').ok_or_else(|| ClientError::Invalid {
+            field: "replace_photo".into(),
+            message: format!("应为 编号=文件 expected NUMBER=FILE or ID=FILE, got {text:?}"),
+        })?;
+        replaced.push((
+            resolve_photo(&previous.photo_ids, photo)?,
+            PathBuf::from(file),
+        ));
+    }
+    let mut photo_paths: Vec<PathBuf> = replaced.iter().map(|(_, file)| file.clone()).collect();
+    photo_paths.extend(args.form.photos.iter().cloned());
+    let now = OffsetDateTime::now_utc();
+    let form = &args.form;
+    let mode = args.mode;
+    let revision = client.revise_visit_with(&visit_id, &photo_paths, |visit, new_photo_ids| {
+        if let Some(mode) = mode {
+            visit.mode = mode.into();
+            if visit.mode == VisitMode::InPerson {
+                visit.exception_reason = None;
+            }
         }
+        apply_form_args(
+            form,
+            FormFields {
+                exception_reason: &mut visit.exception_reason,
+                visit_type: &mut visit.visit_type,
+                checkin_at: &mut visit.checkin_at,
+                checkout_at: &mut visit.checkout_at,
+                observed_situation: &mut visit.observed_situation,
+                plan_progress: &mut visit.plan_progress,
+                problems: &mut visit.problems,
+                actions: &mut visit.actions,
+                needs: &mut visit.needs,
+                policies_explained: &mut visit.policies_explained,
+                wellbeing: &mut visit.wellbeing,
+                gps: &mut visit.gps,
+            },
+            now,
+        );
+        // Replacements take their photo's place; added photos go at the end.
+        let (replacements, added) = new_photo_ids.split_at(replaced.len());
+        for ((old_id, _), new_id) in replaced.iter().zip(replacements) {
+            if let Some(slot) = visit.photo_ids.iter_mut().find(|id| *id == old_id) {
+                slot.clone_from(new_id);
+            }
+        }
+        visit.photo_ids.retain(|id| !removed.contains(id));
+        visit.photo_ids.extend(added.iter().cloned());
     })?;
     println!("已重新提交 resubmitted: {visit_id} 第{revision}版 (revision {revision})");
     println!("运行 `fieldsync sync` 上传 (run `fieldsync sync` to send it)");
     Ok(())
+}
+
+/// `visit show`: every field of the latest revision, the checklist item by item (未核查 shown
+/// as not checked, never as fine) and the photos by number.
+fn visit_text(client: &Client, visit_id: &str) -> Result<String, ClientError> {
+    use std::fmt::Write as _;
+    let summary = client
+        .visit(visit_id)?
+        .ok_or_else(|| ClientError::NotFound(format!("visit {visit_id}")))?;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "走访 visit {} 第{}版 (revision {}) — {}",
+        summary.visit_id,
+        summary.revision,
+        summary.revision,
+        state_label(summary.state)
+    );
+    let _ = writeln!(
+        text,
+        "户 household:        {} {}",
+        summary.household_id,
+        summary.head_name.as_deref().unwrap_or("")
+    );
+    let Some(visit) = summary.visit else {
+        let _ = writeln!(text, "(内容不在本机 content not recorded on this phone)");
+        return Ok(text);
+    };
+    let _ = writeln!(
+        text,
+        "方式 mode:           {}",
+        visit_mode_label(visit.mode)
+    );
+    if let Some(reason) = visit.exception_reason {
+        let _ = writeln!(text, "非入户原因 reason:   {}", reason.label_zh());
+    }
+    let _ = writeln!(text, "类型 type:           {}", visit.visit_type.label_zh());
+    let _ = writeln!(
+        text,
+        "时间 time:           {} – {}",
+        fieldsync_model::time_util::beijing_minutes(visit.checkin_at),
+        fieldsync_model::time_util::beijing_minutes(visit.checkout_at)
+    );
+    for (label, value) in [
+        ("生产生活情况", &visit.observed_situation),
+        ("帮扶计划实施情况", &visit.plan_progress),
+        ("存在问题", &visit.problems),
+        ("帮扶措施", &visit.actions),
+        ("农户需求", &visit.needs),
+    ] {
+        if !value.is_empty() {
+            let _ = writeln!(text, "{label}: {value}");
+        }
+    }
+    if !visit.policies_explained.is_empty() {
+        let _ = writeln!(
+            text,
+            "宣讲政策 policies:   {}",
+            visit.policies_explained.join("、")
+        );
+    }
+    let _ = writeln!(text, "两不愁三保障 checks:");
+    for (label, result) in visit.wellbeing.items() {
+        let shown = match result {
+            CheckResult::Pass => "达标 ok",
+            CheckResult::Fail => "不达标 fail",
+            CheckResult::NotChecked => "未核查 not checked",
+        };
+        let _ = writeln!(text, "  {label}: {shown}");
+    }
+    if !visit.wellbeing.note.is_empty() {
+        let _ = writeln!(text, "  说明 note: {}", visit.wellbeing.note);
+    }
+    match &visit.gps {
+        Some(fix) => {
+            let _ = writeln!(
+                text,
+                "定位 GPS:            {:.6}, {:.6} ±{} m{}",
+                fix.lat,
+                fix.lon,
+                fix.accuracy_m,
+                if fix.is_mock {
+                    " (模拟定位 mock)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(text, "定位 GPS:            无 none");
+        }
+    }
+    let _ = writeln!(text, "照片 photos:         {}", visit.photo_ids.len());
+    for (index, photo_id) in visit.photo_ids.iter().enumerate() {
+        let _ = writeln!(text, "  照片{} {photo_id}", index + 1);
+    }
+    Ok(text)
 }
 
 fn state_label(state: VisitState) -> String {
@@ -1141,8 +1577,8 @@ fn tasks_text(tasks: &[fieldsync_client::Task]) -> String {
         }
         let _ = writeln!(
             text,
-            "  整改 fix:    fieldsync visit fix {} --situation \"...\" [--photo FILE]",
-            task.visit_id
+            "  整改 fix:    fieldsync visit show {id}; fieldsync visit fix {id} --situation \"...\" [--check ITEM=ok|fail:NOTE] [--replace-photo 1=FILE] [--remove-photo 2] [--photo FILE]",
+            id = task.visit_id
         );
     }
     text
@@ -1326,5 +1762,140 @@ mod income_tests {
             .find(|line| line.contains("800.00"))
             .unwrap_or_else(|| panic!("{text}"));
         assert!(own.contains("已被其他设备的登记替换"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod visit_form_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("fieldsync").chain(args.iter().copied()))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .command
+    }
+
+    #[test]
+    fn the_whole_form_is_read_from_the_flags() {
+        let Command::Visit(VisitCommand::New(args)) = parse(&[
+            "visit",
+            "new",
+            "hh-1",
+            "--mode",
+            "phone",
+            "--exception-reason",
+            "working-away",
+            "--type",
+            "policy-briefing",
+            "--situation",
+            "户主外出务工，电话联系。",
+            "--plan-progress",
+            "鸡苗已发放",
+            "--problems",
+            "缺劳力",
+            "--actions",
+            "联系就业",
+            "--needs",
+            "技能培训",
+            "--policy",
+            "医疗保障",
+            "--policy",
+            "雨露计划",
+            "--check",
+            "food=ok",
+            "--check",
+            "housing=fail:危房C级",
+            "--check",
+            "饮水=达标",
+            "--duration-min",
+            "40",
+        ]) else {
+            panic!("not visit new");
+        };
+        let now = time::macros::datetime!(2026-03-05 10:00 UTC);
+        let mut visit = NewVisit::new(args.household.clone(), args.mode.into(), now, now);
+        apply_form_args(
+            &args.form,
+            FormFields {
+                exception_reason: &mut visit.exception_reason,
+                visit_type: &mut visit.visit_type,
+                checkin_at: &mut visit.checkin_at,
+                checkout_at: &mut visit.checkout_at,
+                observed_situation: &mut visit.observed_situation,
+                plan_progress: &mut visit.plan_progress,
+                problems: &mut visit.problems,
+                actions: &mut visit.actions,
+                needs: &mut visit.needs,
+                policies_explained: &mut visit.policies_explained,
+                wellbeing: &mut visit.wellbeing,
+                gps: &mut visit.gps,
+            },
+            now,
+        );
+        assert_eq!(visit.mode, VisitMode::Phone);
+        assert_eq!(
+            visit.exception_reason,
+            Some(VisitExceptionReason::WorkingAway)
+        );
+        assert_eq!(visit.visit_type, VisitType::PolicyBriefing);
+        assert_eq!(
+            (
+                visit.plan_progress.as_str(),
+                visit.problems.as_str(),
+                visit.actions.as_str(),
+                visit.needs.as_str()
+            ),
+            ("鸡苗已发放", "缺劳力", "联系就业", "技能培训")
+        );
+        assert_eq!(visit.policies_explained, vec!["医疗保障", "雨露计划"]);
+        assert_eq!(visit.wellbeing.food, CheckResult::Pass);
+        assert_eq!(visit.wellbeing.housing_safety, CheckResult::Fail);
+        assert_eq!(visit.wellbeing.drinking_water, CheckResult::Pass);
+        assert_eq!(visit.wellbeing.clothing, CheckResult::NotChecked);
+        assert_eq!(visit.wellbeing.note, "住房安全有保障：危房C级");
+        assert_eq!(visit.checkout_at - visit.checkin_at, Duration::minutes(40));
+    }
+
+    #[test]
+    fn bad_checks_and_times_are_refused_by_the_parser() {
+        for bad in ["food", "roof=ok", "food=maybe"] {
+            let error = Cli::try_parse_from([
+                "fieldsync",
+                "visit",
+                "new",
+                "hh-1",
+                "--mode",
+                "in-person",
+                "--check",
+                bad,
+            ])
+            .expect_err(bad);
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        }
+        assert!(beijing_time_arg("2026-03-05 09:30").is_ok());
+        assert!(beijing_time_arg("09:30").is_err());
+    }
+
+    #[test]
+    fn fix_names_photos_by_number_or_id() {
+        let Command::Visit(VisitCommand::Fix(args)) = parse(&[
+            "visit",
+            "fix",
+            "v-1",
+            "--remove-photo",
+            "2",
+            "--replace-photo",
+            "1=new.jpg",
+            "--check",
+            "medical=fail:未参保",
+        ]) else {
+            panic!("not visit fix");
+        };
+        assert_eq!(args.remove_photos, vec!["2"]);
+        assert_eq!(args.replace_photos, vec!["1=new.jpg"]);
+        let ids = vec!["aaaa-1".to_owned(), "bbbb-2".to_owned()];
+        assert_eq!(resolve_photo(&ids, "2").unwrap(), "bbbb-2");
+        assert_eq!(resolve_photo(&ids, "aaaa").unwrap(), "aaaa-1");
+        assert!(resolve_photo(&ids, "3").is_err());
     }
 }

@@ -624,17 +624,19 @@ fileprivate struct FfiConverterString: FfiConverter {
 /**
  * Implemented by the app to refresh its screens after a sync: called once after each
  * sync that changed something, on the thread that called `sync`, before `sync` returns.
- * (After a failed or cancelled sync it is not called; reload the lists then.)
+ * (After a failed or cancelled sync it is not called; reload the lists then.) A listener
+ * that throws is logged and ignored; `sync` still returns its report.
  */
 public protocol ChangeListener: AnyObject, Sendable {
     
-    func onChanges(changes: ChangedRecords) 
+    func onChanges(changes: ChangedRecords) throws 
     
 }
 /**
  * Implemented by the app to refresh its screens after a sync: called once after each
  * sync that changed something, on the thread that called `sync`, before `sync` returns.
- * (After a failed or cancelled sync it is not called; reload the lists then.)
+ * (After a failed or cancelled sync it is not called; reload the lists then.) A listener
+ * that throws is logged and ignored; `sync` still returns its report.
  */
 open class ChangeListenerImpl: ChangeListener, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -689,7 +691,7 @@ open class ChangeListenerImpl: ChangeListener, @unchecked Sendable {
     
 
     
-open func onChanges(changes: ChangedRecords)  {try! rustCall() {
+open func onChanges(changes: ChangedRecords)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
     uniffi_fieldsync_client_ffi_fn_method_changelistener_on_changes(
             self.uniffiCloneHandle(),
@@ -737,17 +739,18 @@ fileprivate struct UniffiCallbackInterfaceChangeListener {
                 guard let uniffiObj = try? FfiConverterTypeChangeListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return uniffiObj.onChanges(
+                return try uniffiObj.onChanges(
                      changes: try FfiConverterTypeChangedRecords_lift(changes)
                 )
             }
 
             
             let writeReturn = { () }
-            uniffiTraitInterfaceCall(
+            uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
-                writeReturn: writeReturn
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
             )
         }
     )
@@ -835,6 +838,11 @@ public func FfiConverterTypeChangeListener_lower(_ value: ChangeListener) -> UIn
 public protocol FieldsyncClientProtocol: AnyObject, Sendable {
     
     /**
+     * Add a member (新增成员). Returns the new member id.
+     */
+    func addMember(householdId: String, member: MemberForm) throws  -> String
+    
+    /**
      * Stop the running sync at its next step. Returns false when no sync was running.
      */
     func cancelSync()  -> Bool
@@ -855,6 +863,28 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
     func deviceId()  -> String
     
     /**
+     * Set one household field (户卡修改), e.g. `phone` to `"13900000000"`. `value_json` is
+     * the value as JSON (a string in quotes, a number, true/false, a list). Works offline;
+     * returns the outbox seq.
+     */
+    func editHouseholdField(householdId: String, field: String, valueJson: String) throws  -> UInt64
+    
+    /**
+     * Set one member field (成员修改), e.g. `health` to `2`. Works offline; returns the
+     * outbox seq.
+     */
+    func editMemberField(householdId: String, memberId: String, field: String, valueJson: String) throws  -> UInt64
+    
+    /**
+     * 整改: submit a new revision of a returned visit (or amend a draft or a waiting one)
+     * with the whole form as the cadre left it (start from `visit(id).form`). The form's
+     * `household_id` is ignored (a visit stays with its household). `keep_photo_ids` are
+     * the current photos to keep, in order; `form.photo_paths` are new photos added after
+     * them. Checked like `record_visit`. Returns the new revision number.
+     */
+    func fixVisit(visitId: String, form: VisitForm, keepPhotoIds: [String]) throws  -> UInt32
+    
+    /**
      * One household's page, by id or unique prefix.
      */
     func household(householdId: String) throws  -> HouseholdDetail
@@ -863,6 +893,13 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
      * The households on this phone (帮扶对象).
      */
     func households() throws  -> [HouseholdListItem]
+    
+    /**
+     * The household's 季度收入登记 screen: this phone's registrations with their fate,
+     * then those another device made that are in force on the server (as of the last
+     * sync). All households when `household_id` is `None`.
+     */
+    func incomeRegistrations(householdId: String?) throws  -> [IncomeItem]
     
     /**
      * Log in (登录). On `must_change_password` show the change-password screen first.
@@ -876,9 +913,22 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
     func logout() throws  -> Bool
     
     /**
-     * Record a visit (记录走访) on the phone; it goes out at the next sync. Photos are
-     * checked from their bytes (JPEG, PNG or WebP; HEIC must be converted first) and copied
-     * into the core's storage. Returns the visit id.
+     * The pending photo uploads as requests for the OS background uploader (Android
+     * WorkManager, an iOS background `URLSession`): one tus `PATCH` each. Needs the
+     * network: the outbox is pushed first (the server takes a photo's bytes only after its
+     * record) and each upload is started on the server. The headers carry the short-lived
+     * access token: list right before handing over, and again after a `401`. A later
+     * `sync` finishes whatever the OS did not.
+     */
+    func pendingUploads() throws  -> PendingUploads
+    
+    /**
+     * Record a visit (记录走访) on the phone; it goes out at the next sync. Checked before
+     * anything is saved: the household (id or unique prefix; `UnknownHousehold`, or
+     * `HouseholdsNotSynced` before the first sync), the location (`ImpossibleLocation`,
+     * `InvalidAccuracy`), the duration (`VisitTooLong`), the photos from their bytes
+     * (`PhotoNotAnImage`, `PhotoHeicNeedsConversion`), then the model's rules (`Invalid`).
+     * Photos are copied into the core's storage. Returns the visit id.
      */
     func recordVisit(form: VisitForm) throws  -> String
     
@@ -888,6 +938,23 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
      * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
      */
     func registerIncome(form: IncomeForm) throws  -> IncomeRegistered
+    
+    /**
+     * Remove a member (移除成员; a tombstone). Returns the outbox seq.
+     */
+    func removeMember(householdId: String, memberId: String) throws  -> UInt64
+    
+    /**
+     * Remove one photo of a draft or returned visit (a new revision without it). Returns
+     * the new revision number.
+     */
+    func removePhoto(visitId: String, photoId: String) throws  -> UInt32
+    
+    /**
+     * Replace one photo of a draft or returned visit with a new camera file (checked and
+     * copied); the new photo takes the old one's place. Returns the new revision number.
+     */
+    func replacePhoto(visitId: String, photoId: String, photoPath: String) throws  -> UInt32
     
     /**
      * The session as the app shows it.
@@ -921,6 +988,19 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
      * Returned visits to fix (待整改).
      */
     func tasks() throws  -> [TaskItem]
+    
+    /**
+     * The OS uploader reports an upload done: the core asks the server whether it holds
+     * the whole photo and, if so, marks it uploaded. Returns false when the server does
+     * not have every byte yet (list again, or let the next sync finish it).
+     */
+    func uploadFinished(sha256: String) throws  -> Bool
+    
+    /**
+     * One visit read back: state, the latest revision's whole form (checklist included),
+     * its photos and, when returned, the task. `NotFound` when it is not on this phone.
+     */
+    func visit(visitId: String) throws  -> VisitDetail
     
     /**
      * The visits on this phone with their review state.
@@ -1001,6 +1081,20 @@ public static func `open`(dataDir: String, serverUrl: String, caFile: String?)th
 
     
     /**
+     * Add a member (新增成员). Returns the new member id.
+     */
+open func addMember(householdId: String, member: MemberForm)throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_add_member(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterTypeMemberForm_lower(member),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Stop the running sync at its next step. Returns false when no sync was running.
      */
 open func cancelSync() -> Bool  {
@@ -1052,6 +1146,59 @@ open func deviceId() -> String  {
 }
     
     /**
+     * Set one household field (户卡修改), e.g. `phone` to `"13900000000"`. `value_json` is
+     * the value as JSON (a string in quotes, a number, true/false, a list). Works offline;
+     * returns the outbox seq.
+     */
+open func editHouseholdField(householdId: String, field: String, valueJson: String)throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_household_field(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(field),
+        FfiConverterString.lower(valueJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Set one member field (成员修改), e.g. `health` to `2`. Works offline; returns the
+     * outbox seq.
+     */
+open func editMemberField(householdId: String, memberId: String, field: String, valueJson: String)throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_member_field(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(memberId),
+        FfiConverterString.lower(field),
+        FfiConverterString.lower(valueJson),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * 整改: submit a new revision of a returned visit (or amend a draft or a waiting one)
+     * with the whole form as the cadre left it (start from `visit(id).form`). The form's
+     * `household_id` is ignored (a visit stays with its household). `keep_photo_ids` are
+     * the current photos to keep, in order; `form.photo_paths` are new photos added after
+     * them. Checked like `record_visit`. Returns the new revision number.
+     */
+open func fixVisit(visitId: String, form: VisitForm, keepPhotoIds: [String])throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_fix_visit(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(visitId),
+        FfiConverterTypeVisitForm_lower(form),
+        FfiConverterSequenceString.lower(keepPhotoIds),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * One household's page, by id or unique prefix.
      */
 open func household(householdId: String)throws  -> HouseholdDetail  {
@@ -1072,6 +1219,21 @@ open func households()throws  -> [HouseholdListItem]  {
         uniffiCallStatus in
     uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_households(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The household's 季度收入登记 screen: this phone's registrations with their fate,
+     * then those another device made that are in force on the server (as of the last
+     * sync). All households when `household_id` is `None`.
+     */
+open func incomeRegistrations(householdId: String?)throws  -> [IncomeItem]  {
+    return try  FfiConverterSequenceTypeIncomeItem.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_income_registrations(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionString.lower(householdId),uniffiCallStatus
     )
 })
 }
@@ -1104,9 +1266,29 @@ open func logout()throws  -> Bool  {
 }
     
     /**
-     * Record a visit (记录走访) on the phone; it goes out at the next sync. Photos are
-     * checked from their bytes (JPEG, PNG or WebP; HEIC must be converted first) and copied
-     * into the core's storage. Returns the visit id.
+     * The pending photo uploads as requests for the OS background uploader (Android
+     * WorkManager, an iOS background `URLSession`): one tus `PATCH` each. Needs the
+     * network: the outbox is pushed first (the server takes a photo's bytes only after its
+     * record) and each upload is started on the server. The headers carry the short-lived
+     * access token: list right before handing over, and again after a `401`. A later
+     * `sync` finishes whatever the OS did not.
+     */
+open func pendingUploads()throws  -> PendingUploads  {
+    return try  FfiConverterTypePendingUploads_lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_pending_uploads(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Record a visit (记录走访) on the phone; it goes out at the next sync. Checked before
+     * anything is saved: the household (id or unique prefix; `UnknownHousehold`, or
+     * `HouseholdsNotSynced` before the first sync), the location (`ImpossibleLocation`,
+     * `InvalidAccuracy`), the duration (`VisitTooLong`), the photos from their bytes
+     * (`PhotoNotAnImage`, `PhotoHeicNeedsConversion`), then the model's rules (`Invalid`).
+     * Photos are copied into the core's storage. Returns the visit id.
      */
 open func recordVisit(form: VisitForm)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
@@ -1129,6 +1311,51 @@ open func registerIncome(form: IncomeForm)throws  -> IncomeRegistered  {
     uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_register_income(
             self.uniffiCloneHandle(),
         FfiConverterTypeIncomeForm_lower(form),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Remove a member (移除成员; a tombstone). Returns the outbox seq.
+     */
+open func removeMember(householdId: String, memberId: String)throws  -> UInt64  {
+    return try  FfiConverterUInt64.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_member(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(householdId),
+        FfiConverterString.lower(memberId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Remove one photo of a draft or returned visit (a new revision without it). Returns
+     * the new revision number.
+     */
+open func removePhoto(visitId: String, photoId: String)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(visitId),
+        FfiConverterString.lower(photoId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Replace one photo of a draft or returned visit with a new camera file (checked and
+     * copied); the new photo takes the old one's place. Returns the new revision number.
+     */
+open func replacePhoto(visitId: String, photoId: String, photoPath: String)throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_replace_photo(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(visitId),
+        FfiConverterString.lower(photoId),
+        FfiConverterString.lower(photoPath),uniffiCallStatus
     )
 })
 }
@@ -1210,6 +1437,35 @@ open func tasks()throws  -> [TaskItem]  {
 }
     
     /**
+     * The OS uploader reports an upload done: the core asks the server whether it holds
+     * the whole photo and, if so, marks it uploaded. Returns false when the server does
+     * not have every byte yet (list again, or let the next sync finish it).
+     */
+open func uploadFinished(sha256: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_upload_finished(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(sha256),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One visit read back: state, the latest revision's whole form (checklist included),
+     * its photos and, when returned, the task. `NotFound` when it is not on this phone.
+     */
+open func visit(visitId: String)throws  -> VisitDetail  {
+    return try  FfiConverterTypeVisitDetail_lift(try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_visit(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(visitId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The visits on this phone with their review state.
      */
 open func visits()throws  -> [VisitListItem]  {
@@ -1274,31 +1530,33 @@ public func FfiConverterTypeFieldsyncClient_lower(_ value: FieldsyncClient) -> U
 /**
  * Implemented by the app to show sync progress. Calls arrive in order on the thread that
  * called `sync`; hand the numbers to the UI thread and return quickly. An observer may
- * call `FieldsyncClient::cancel_sync`.
+ * call `FieldsyncClient::cancel_sync`. A callback that throws is not called again during
+ * that sync; the sync itself is unaffected.
  */
 public protocol SyncProgressObserver: AnyObject, Sendable {
     
     /**
      * A phase starts (push, then upload, then pull).
      */
-    func onPhase(phase: SyncPhase) 
+    func onPhase(phase: SyncPhase) throws 
     
     /**
      * Items of `phase` done of `total` (outbox entries, photos; pull checkpoints with
      * total 0 because it is not known ahead).
      */
-    func onItems(phase: SyncPhase, done: UInt64, total: UInt64) 
+    func onItems(phase: SyncPhase, done: UInt64, total: UInt64) throws 
     
     /**
      * Bytes of the photo with this SHA-256 the server has committed, of its size.
      */
-    func onPhotoBytes(sha256: String, sent: UInt64, total: UInt64) 
+    func onPhotoBytes(sha256: String, sent: UInt64, total: UInt64) throws 
     
 }
 /**
  * Implemented by the app to show sync progress. Calls arrive in order on the thread that
  * called `sync`; hand the numbers to the UI thread and return quickly. An observer may
- * call `FieldsyncClient::cancel_sync`.
+ * call `FieldsyncClient::cancel_sync`. A callback that throws is not called again during
+ * that sync; the sync itself is unaffected.
  */
 open class SyncProgressObserverImpl: SyncProgressObserver, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1356,7 +1614,7 @@ open class SyncProgressObserverImpl: SyncProgressObserver, @unchecked Sendable {
     /**
      * A phase starts (push, then upload, then pull).
      */
-open func onPhase(phase: SyncPhase)  {try! rustCall() {
+open func onPhase(phase: SyncPhase)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
     uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_phase(
             self.uniffiCloneHandle(),
@@ -1369,7 +1627,7 @@ open func onPhase(phase: SyncPhase)  {try! rustCall() {
      * Items of `phase` done of `total` (outbox entries, photos; pull checkpoints with
      * total 0 because it is not known ahead).
      */
-open func onItems(phase: SyncPhase, done: UInt64, total: UInt64)  {try! rustCall() {
+open func onItems(phase: SyncPhase, done: UInt64, total: UInt64)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
     uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_items(
             self.uniffiCloneHandle(),
@@ -1383,7 +1641,7 @@ open func onItems(phase: SyncPhase, done: UInt64, total: UInt64)  {try! rustCall
     /**
      * Bytes of the photo with this SHA-256 the server has committed, of its size.
      */
-open func onPhotoBytes(sha256: String, sent: UInt64, total: UInt64)  {try! rustCall() {
+open func onPhotoBytes(sha256: String, sent: UInt64, total: UInt64)throws   {try rustCallWithError(FfiConverterTypeCallbackError_lift) {
         uniffiCallStatus in
     uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_photo_bytes(
             self.uniffiCloneHandle(),
@@ -1433,17 +1691,18 @@ fileprivate struct UniffiCallbackInterfaceSyncProgressObserver {
                 guard let uniffiObj = try? FfiConverterTypeSyncProgressObserver.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return uniffiObj.onPhase(
+                return try uniffiObj.onPhase(
                      phase: try FfiConverterTypeSyncPhase_lift(phase)
                 )
             }
 
             
             let writeReturn = { () }
-            uniffiTraitInterfaceCall(
+            uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
-                writeReturn: writeReturn
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
             )
         },
         onItems: { (
@@ -1459,7 +1718,7 @@ fileprivate struct UniffiCallbackInterfaceSyncProgressObserver {
                 guard let uniffiObj = try? FfiConverterTypeSyncProgressObserver.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return uniffiObj.onItems(
+                return try uniffiObj.onItems(
                      phase: try FfiConverterTypeSyncPhase_lift(phase),
                      done: try FfiConverterUInt64.lift(done),
                      total: try FfiConverterUInt64.lift(total)
@@ -1468,10 +1727,11 @@ fileprivate struct UniffiCallbackInterfaceSyncProgressObserver {
 
             
             let writeReturn = { () }
-            uniffiTraitInterfaceCall(
+            uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
-                writeReturn: writeReturn
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
             )
         },
         onPhotoBytes: { (
@@ -1487,7 +1747,7 @@ fileprivate struct UniffiCallbackInterfaceSyncProgressObserver {
                 guard let uniffiObj = try? FfiConverterTypeSyncProgressObserver.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return uniffiObj.onPhotoBytes(
+                return try uniffiObj.onPhotoBytes(
                      sha256: try FfiConverterString.lift(sha256),
                      sent: try FfiConverterUInt64.lift(sent),
                      total: try FfiConverterUInt64.lift(total)
@@ -1496,10 +1756,11 @@ fileprivate struct UniffiCallbackInterfaceSyncProgressObserver {
 
             
             let writeReturn = { () }
-            uniffiTraitInterfaceCall(
+            uniffiTraitInterfaceCallWithError(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
-                writeReturn: writeReturn
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
             )
         }
     )
@@ -2053,6 +2314,63 @@ public func FfiConverterTypeHouseholdMember_lower(_ value: HouseholdMember) -> R
 
 
 /**
+ * One header of an HTTP request.
+ */
+public struct HttpHeader: Equatable, Hashable {
+    public var name: String
+    public var value: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HttpHeader: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpHeader: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpHeader {
+        return
+            try HttpHeader(
+                name: FfiConverterString.read(from: &buf), 
+                value: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HttpHeader, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.value, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpHeader_lift(_ buf: RustBuffer) throws -> HttpHeader {
+    return try FfiConverterTypeHttpHeader.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpHeader_lower(_ value: HttpHeader) -> RustBuffer {
+    return FfiConverterTypeHttpHeader.lower(value)
+}
+
+
+/**
  * 季度收入登记: one quarter's income of a household, in fen (分; 1 元 = 100 分).
  */
 public struct IncomeForm: Equatable, Hashable {
@@ -2166,6 +2484,73 @@ public func FfiConverterTypeIncomeForm_lift(_ buf: RustBuffer) throws -> IncomeF
 #endif
 public func FfiConverterTypeIncomeForm_lower(_ value: IncomeForm) -> RustBuffer {
     return FfiConverterTypeIncomeForm.lower(value)
+}
+
+
+/**
+ * One 季度收入登记 on the household's income screen.
+ */
+public struct IncomeItem: Equatable, Hashable {
+    public var registration: IncomeRegistered
+    public var progress: IncomeProgress
+    /**
+     * The server's refusal code, when refused.
+     */
+    public var rejectionCode: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(registration: IncomeRegistered, progress: IncomeProgress, 
+        /**
+         * The server's refusal code, when refused.
+         */rejectionCode: String?) {
+        self.registration = registration
+        self.progress = progress
+        self.rejectionCode = rejectionCode
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IncomeItem: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncomeItem: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncomeItem {
+        return
+            try IncomeItem(
+                registration: FfiConverterTypeIncomeRegistered.read(from: &buf), 
+                progress: FfiConverterTypeIncomeProgress.read(from: &buf), 
+                rejectionCode: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IncomeItem, into buf: inout [UInt8]) {
+        FfiConverterTypeIncomeRegistered.write(value.registration, into: &buf)
+        FfiConverterTypeIncomeProgress.write(value.progress, into: &buf)
+        FfiConverterOptionString.write(value.rejectionCode, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeItem_lift(_ buf: RustBuffer) throws -> IncomeItem {
+    return try FfiConverterTypeIncomeItem.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeItem_lower(_ value: IncomeItem) -> RustBuffer {
+    return FfiConverterTypeIncomeItem.lower(value)
 }
 
 
@@ -2334,6 +2719,347 @@ public func FfiConverterTypeLocationFix_lift(_ buf: RustBuffer) throws -> Locati
 #endif
 public func FfiConverterTypeLocationFix_lower(_ value: LocationFix) -> RustBuffer {
     return FfiConverterTypeLocationFix.lower(value)
+}
+
+
+/**
+ * A new household member (新增成员).
+ */
+public struct MemberForm: Equatable, Hashable {
+    /**
+     * 姓名.
+     */
+    public var name: String
+    /**
+     * 与户主关系 code of the national list (99 其他).
+     */
+    public var relationCode: Int32
+    /**
+     * 性别 1 male, 2 female.
+     */
+    public var sexCode: Int32
+    /**
+     * YYYY-MM-DD or empty.
+     */
+    public var birthDate: String
+    /**
+     * 18-digit 身份证号 or empty.
+     */
+    public var idNumber: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * 姓名.
+         */name: String, 
+        /**
+         * 与户主关系 code of the national list (99 其他).
+         */relationCode: Int32, 
+        /**
+         * 性别 1 male, 2 female.
+         */sexCode: Int32, 
+        /**
+         * YYYY-MM-DD or empty.
+         */birthDate: String, 
+        /**
+         * 18-digit 身份证号 or empty.
+         */idNumber: String) {
+        self.name = name
+        self.relationCode = relationCode
+        self.sexCode = sexCode
+        self.birthDate = birthDate
+        self.idNumber = idNumber
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension MemberForm: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeMemberForm: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> MemberForm {
+        return
+            try MemberForm(
+                name: FfiConverterString.read(from: &buf), 
+                relationCode: FfiConverterInt32.read(from: &buf), 
+                sexCode: FfiConverterInt32.read(from: &buf), 
+                birthDate: FfiConverterString.read(from: &buf), 
+                idNumber: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: MemberForm, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterInt32.write(value.relationCode, into: &buf)
+        FfiConverterInt32.write(value.sexCode, into: &buf)
+        FfiConverterString.write(value.birthDate, into: &buf)
+        FfiConverterString.write(value.idNumber, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMemberForm_lift(_ buf: RustBuffer) throws -> MemberForm {
+    return try FfiConverterTypeMemberForm.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeMemberForm_lower(_ value: MemberForm) -> RustBuffer {
+    return FfiConverterTypeMemberForm.lower(value)
+}
+
+
+/**
+ * One photo upload for the OS background uploader (WorkManager, background URLSession):
+ * send the file at `file_path` with `method` to `upload_url` with `headers`; the server
+ * answers 204. Then call `upload_finished(sha256)`.
+ */
+public struct PendingUpload: Equatable, Hashable {
+    public var sha256: String
+    public var uploadUrl: String
+    /**
+     * `PATCH` (tus 1.0).
+     */
+    public var method: String
+    public var filePath: String
+    /**
+     * Bytes the server already holds; `file_path` holds the rest.
+     */
+    public var offset: UInt64
+    public var sizeBytes: UInt64
+    public var headers: [HttpHeader]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(sha256: String, uploadUrl: String, 
+        /**
+         * `PATCH` (tus 1.0).
+         */method: String, filePath: String, 
+        /**
+         * Bytes the server already holds; `file_path` holds the rest.
+         */offset: UInt64, sizeBytes: UInt64, headers: [HttpHeader]) {
+        self.sha256 = sha256
+        self.uploadUrl = uploadUrl
+        self.method = method
+        self.filePath = filePath
+        self.offset = offset
+        self.sizeBytes = sizeBytes
+        self.headers = headers
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PendingUpload: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePendingUpload: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PendingUpload {
+        return
+            try PendingUpload(
+                sha256: FfiConverterString.read(from: &buf), 
+                uploadUrl: FfiConverterString.read(from: &buf), 
+                method: FfiConverterString.read(from: &buf), 
+                filePath: FfiConverterString.read(from: &buf), 
+                offset: FfiConverterUInt64.read(from: &buf), 
+                sizeBytes: FfiConverterUInt64.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PendingUpload, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.sha256, into: &buf)
+        FfiConverterString.write(value.uploadUrl, into: &buf)
+        FfiConverterString.write(value.method, into: &buf)
+        FfiConverterString.write(value.filePath, into: &buf)
+        FfiConverterUInt64.write(value.offset, into: &buf)
+        FfiConverterUInt64.write(value.sizeBytes, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingUpload_lift(_ buf: RustBuffer) throws -> PendingUpload {
+    return try FfiConverterTypePendingUpload.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingUpload_lower(_ value: PendingUpload) -> RustBuffer {
+    return FfiConverterTypePendingUpload.lower(value)
+}
+
+
+/**
+ * The pending uploads, ready for the OS uploader.
+ */
+public struct PendingUploads: Equatable, Hashable {
+    public var uploads: [PendingUpload]
+    /**
+     * Photos whose record the server has not accepted yet; listed by a later call.
+     */
+    public var waitingForPush: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(uploads: [PendingUpload], 
+        /**
+         * Photos whose record the server has not accepted yet; listed by a later call.
+         */waitingForPush: UInt64) {
+        self.uploads = uploads
+        self.waitingForPush = waitingForPush
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PendingUploads: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePendingUploads: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PendingUploads {
+        return
+            try PendingUploads(
+                uploads: FfiConverterSequenceTypePendingUpload.read(from: &buf), 
+                waitingForPush: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PendingUploads, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypePendingUpload.write(value.uploads, into: &buf)
+        FfiConverterUInt64.write(value.waitingForPush, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingUploads_lift(_ buf: RustBuffer) throws -> PendingUploads {
+    return try FfiConverterTypePendingUploads.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingUploads_lower(_ value: PendingUploads) -> RustBuffer {
+    return FfiConverterTypePendingUploads.lower(value)
+}
+
+
+/**
+ * 信息变更: a change to the household card the cadre proposes during a visit, for the
+ * township to review (the card itself is edited with `edit_household_field`).
+ */
+public struct ProposedChangeForm: Equatable, Hashable {
+    /**
+     * `household` or `member:<member id>`.
+     */
+    public var target: String
+    /**
+     * The field's name, e.g. `phone`, `health`.
+     */
+    public var field: String
+    public var oldValue: String
+    public var newValue: String
+    /**
+     * Why (e.g. 户主换了手机号).
+     */
+    public var reason: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `household` or `member:<member id>`.
+         */target: String, 
+        /**
+         * The field's name, e.g. `phone`, `health`.
+         */field: String, oldValue: String, newValue: String, 
+        /**
+         * Why (e.g. 户主换了手机号).
+         */reason: String) {
+        self.target = target
+        self.field = field
+        self.oldValue = oldValue
+        self.newValue = newValue
+        self.reason = reason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ProposedChangeForm: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeProposedChangeForm: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ProposedChangeForm {
+        return
+            try ProposedChangeForm(
+                target: FfiConverterString.read(from: &buf), 
+                field: FfiConverterString.read(from: &buf), 
+                oldValue: FfiConverterString.read(from: &buf), 
+                newValue: FfiConverterString.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ProposedChangeForm, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.target, into: &buf)
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterString.write(value.oldValue, into: &buf)
+        FfiConverterString.write(value.newValue, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProposedChangeForm_lift(_ buf: RustBuffer) throws -> ProposedChangeForm {
+    return try FfiConverterTypeProposedChangeForm.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProposedChangeForm_lower(_ value: ProposedChangeForm) -> RustBuffer {
+    return FfiConverterTypeProposedChangeForm.lower(value)
 }
 
 
@@ -2759,6 +3485,108 @@ public func FfiConverterTypeTaskItem_lower(_ value: TaskItem) -> RustBuffer {
 
 
 /**
+ * One visit read back: its state and the latest revision's whole form, to show it and to
+ * start a fix (整改) from it.
+ */
+public struct VisitDetail: Equatable, Hashable {
+    public var visitId: String
+    public var revision: UInt32
+    public var householdId: String
+    public var headName: String?
+    public var state: VisitProgress
+    /**
+     * The form as recorded (`photo_paths` empty: the photos are in `photos`); `None` for a
+     * visit not recorded on this phone.
+     */
+    public var form: VisitForm?
+    /**
+     * The photos of the latest revision, in order.
+     */
+    public var photos: [VisitPhoto]
+    /**
+     * The return reasons and note when it was returned (待整改).
+     */
+    public var task: TaskItem?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(visitId: String, revision: UInt32, householdId: String, headName: String?, state: VisitProgress, 
+        /**
+         * The form as recorded (`photo_paths` empty: the photos are in `photos`); `None` for a
+         * visit not recorded on this phone.
+         */form: VisitForm?, 
+        /**
+         * The photos of the latest revision, in order.
+         */photos: [VisitPhoto], 
+        /**
+         * The return reasons and note when it was returned (待整改).
+         */task: TaskItem?) {
+        self.visitId = visitId
+        self.revision = revision
+        self.householdId = householdId
+        self.headName = headName
+        self.state = state
+        self.form = form
+        self.photos = photos
+        self.task = task
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VisitDetail: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVisitDetail: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VisitDetail {
+        return
+            try VisitDetail(
+                visitId: FfiConverterString.read(from: &buf), 
+                revision: FfiConverterUInt32.read(from: &buf), 
+                householdId: FfiConverterString.read(from: &buf), 
+                headName: FfiConverterOptionString.read(from: &buf), 
+                state: FfiConverterTypeVisitProgress.read(from: &buf), 
+                form: FfiConverterOptionTypeVisitForm.read(from: &buf), 
+                photos: FfiConverterSequenceTypeVisitPhoto.read(from: &buf), 
+                task: FfiConverterOptionTypeTaskItem.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VisitDetail, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.visitId, into: &buf)
+        FfiConverterUInt32.write(value.revision, into: &buf)
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterOptionString.write(value.headName, into: &buf)
+        FfiConverterTypeVisitProgress.write(value.state, into: &buf)
+        FfiConverterOptionTypeVisitForm.write(value.form, into: &buf)
+        FfiConverterSequenceTypeVisitPhoto.write(value.photos, into: &buf)
+        FfiConverterOptionTypeTaskItem.write(value.task, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVisitDetail_lift(_ buf: RustBuffer) throws -> VisitDetail {
+    return try FfiConverterTypeVisitDetail.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVisitDetail_lower(_ value: VisitDetail) -> RustBuffer {
+    return FfiConverterTypeVisitDetail.lower(value)
+}
+
+
+/**
  * The visit form (走访记录) as the app fills it in.
  */
 public struct VisitForm: Equatable, Hashable {
@@ -2802,9 +3630,14 @@ public struct VisitForm: Equatable, Hashable {
      * 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
      */
     public var wellbeing: WellbeingForm
+    /**
+     * 信息变更 proposed during the visit.
+     */
+    public var proposedChanges: [ProposedChangeForm]
     public var location: LocationFix?
     /**
-     * Camera files; each is copied into the core's storage, so the app may delete them.
+     * Camera files; each is checked (JPEG, PNG or WebP from its bytes) and copied into the
+     * core's storage, so the app may delete them. In `fix_visit` these are added photos.
      */
     public var photoPaths: [String]
 
@@ -2837,9 +3670,13 @@ public struct VisitForm: Equatable, Hashable {
          */policiesExplained: [String], 
         /**
          * 两不愁三保障 + 饮水安全: each item 达标, 不达标 or not checked (未核查).
-         */wellbeing: WellbeingForm, location: LocationFix?, 
+         */wellbeing: WellbeingForm, 
         /**
-         * Camera files; each is copied into the core's storage, so the app may delete them.
+         * 信息变更 proposed during the visit.
+         */proposedChanges: [ProposedChangeForm], location: LocationFix?, 
+        /**
+         * Camera files; each is checked (JPEG, PNG or WebP from its bytes) and copied into the
+         * core's storage, so the app may delete them. In `fix_visit` these are added photos.
          */photoPaths: [String]) {
         self.householdId = householdId
         self.mode = mode
@@ -2854,6 +3691,7 @@ public struct VisitForm: Equatable, Hashable {
         self.needs = needs
         self.policiesExplained = policiesExplained
         self.wellbeing = wellbeing
+        self.proposedChanges = proposedChanges
         self.location = location
         self.photoPaths = photoPaths
     }
@@ -2887,6 +3725,7 @@ public struct FfiConverterTypeVisitForm: FfiConverterRustBuffer {
                 needs: FfiConverterString.read(from: &buf), 
                 policiesExplained: FfiConverterSequenceString.read(from: &buf), 
                 wellbeing: FfiConverterTypeWellbeingForm.read(from: &buf), 
+                proposedChanges: FfiConverterSequenceTypeProposedChangeForm.read(from: &buf), 
                 location: FfiConverterOptionTypeLocationFix.read(from: &buf), 
                 photoPaths: FfiConverterSequenceString.read(from: &buf)
         )
@@ -2906,6 +3745,7 @@ public struct FfiConverterTypeVisitForm: FfiConverterRustBuffer {
         FfiConverterString.write(value.needs, into: &buf)
         FfiConverterSequenceString.write(value.policiesExplained, into: &buf)
         FfiConverterTypeWellbeingForm.write(value.wellbeing, into: &buf)
+        FfiConverterSequenceTypeProposedChangeForm.write(value.proposedChanges, into: &buf)
         FfiConverterOptionTypeLocationFix.write(value.location, into: &buf)
         FfiConverterSequenceString.write(value.photoPaths, into: &buf)
     }
@@ -3017,6 +3857,91 @@ public func FfiConverterTypeVisitListItem_lift(_ buf: RustBuffer) throws -> Visi
 #endif
 public func FfiConverterTypeVisitListItem_lower(_ value: VisitListItem) -> RustBuffer {
     return FfiConverterTypeVisitListItem.lower(value)
+}
+
+
+/**
+ * One photo of a visit as kept on the phone.
+ */
+public struct VisitPhoto: Equatable, Hashable {
+    public var photoId: String
+    public var sha256: String
+    public var mimeType: String
+    public var sizeBytes: UInt64
+    /**
+     * The core's byte-exact copy (show this one; the camera file may be gone).
+     */
+    public var localPath: String
+    /**
+     * The server holds the bytes.
+     */
+    public var uploaded: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(photoId: String, sha256: String, mimeType: String, sizeBytes: UInt64, 
+        /**
+         * The core's byte-exact copy (show this one; the camera file may be gone).
+         */localPath: String, 
+        /**
+         * The server holds the bytes.
+         */uploaded: Bool) {
+        self.photoId = photoId
+        self.sha256 = sha256
+        self.mimeType = mimeType
+        self.sizeBytes = sizeBytes
+        self.localPath = localPath
+        self.uploaded = uploaded
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension VisitPhoto: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVisitPhoto: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VisitPhoto {
+        return
+            try VisitPhoto(
+                photoId: FfiConverterString.read(from: &buf), 
+                sha256: FfiConverterString.read(from: &buf), 
+                mimeType: FfiConverterString.read(from: &buf), 
+                sizeBytes: FfiConverterUInt64.read(from: &buf), 
+                localPath: FfiConverterString.read(from: &buf), 
+                uploaded: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: VisitPhoto, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.photoId, into: &buf)
+        FfiConverterString.write(value.sha256, into: &buf)
+        FfiConverterString.write(value.mimeType, into: &buf)
+        FfiConverterUInt64.write(value.sizeBytes, into: &buf)
+        FfiConverterString.write(value.localPath, into: &buf)
+        FfiConverterBool.write(value.uploaded, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVisitPhoto_lift(_ buf: RustBuffer) throws -> VisitPhoto {
+    return try FfiConverterTypeVisitPhoto.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVisitPhoto_lower(_ value: VisitPhoto) -> RustBuffer {
+    return FfiConverterTypeVisitPhoto.lower(value)
 }
 
 
@@ -3136,6 +4061,101 @@ public func FfiConverterTypeWellbeingForm_lift(_ buf: RustBuffer) throws -> Well
 #endif
 public func FfiConverterTypeWellbeingForm_lower(_ value: WellbeingForm) -> RustBuffer {
     return FfiConverterTypeWellbeingForm.lower(value)
+}
+
+
+/**
+ * What an app's callback may fail with. An app may throw it on purpose; any other
+ * exception from a callback arrives as `Unexpected`. Either way the sync goes on.
+ */
+public 
+enum CallbackError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The app's callback failed (thrown on purpose).
+     */
+    case Failed(message: String
+    )
+    /**
+     * The callback threw something else (an exception the bindings did not expect).
+     */
+    case Unexpected(reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension CallbackError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCallbackError: FfiConverterRustBuffer {
+    typealias SwiftType = CallbackError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CallbackError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Failed(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 2: return .Unexpected(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: CallbackError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Failed(message):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Unexpected(reason):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallbackError_lift(_ buf: RustBuffer) throws -> CallbackError {
+    return try FfiConverterTypeCallbackError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCallbackError_lower(_ value: CallbackError) -> RustBuffer {
+    return FfiConverterTypeCallbackError.lower(value)
 }
 
 
@@ -3391,17 +4411,41 @@ enum FieldsyncError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError
     case UnknownHousehold(householdId: String, message: String
     )
     /**
+     * The phone has not downloaded its households yet, so the id cannot be checked: sync
+     * once with signal, then record. Nothing was saved.
+     */
+    case HouseholdsNotSynced(householdId: String
+    )
+    /**
+     * A location fix that cannot exist (latitude outside −90…90, longitude outside
+     * −180…180, or NaN). Nothing was saved.
+     */
+    case ImpossibleLocation(latitude: Double, longitude: Double
+    )
+    /**
+     * A location accuracy that is negative or NaN. Nothing was saved.
+     */
+    case InvalidAccuracy(accuracyM: Double
+    )
+    /**
+     * Check-in to check-out is longer than the form allows. Nothing was saved.
+     */
+    case VisitTooLong(durationMinutes: Int64, maxMinutes: Int64
+    )
+    /**
      * A visit, task or other record that is not on this phone.
      */
     case NotFound(message: String
     )
     /**
-     * The file is not a JPEG, PNG or WebP image (checked from its bytes).
+     * The file is not a JPEG, PNG or WebP image (checked from its bytes by the server's
+     * rules). `reason` says what it is instead (for logs). Nothing was saved.
      */
-    case PhotoNotAnImage(path: String
+    case PhotoNotAnImage(path: String, reason: String
     )
     /**
-     * A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how).
+     * A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how). Nothing was
+     * saved.
      */
     case PhotoHeicNeedsConversion(path: String
     )
@@ -3506,32 +4550,47 @@ public struct FfiConverterTypeFieldsyncError: FfiConverterRustBuffer {
             householdId: try FfiConverterString.read(from: &buf), 
             message: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .NotFound(
+        case 16: return .HouseholdsNotSynced(
+            householdId: try FfiConverterString.read(from: &buf)
+            )
+        case 17: return .ImpossibleLocation(
+            latitude: try FfiConverterDouble.read(from: &buf), 
+            longitude: try FfiConverterDouble.read(from: &buf)
+            )
+        case 18: return .InvalidAccuracy(
+            accuracyM: try FfiConverterDouble.read(from: &buf)
+            )
+        case 19: return .VisitTooLong(
+            durationMinutes: try FfiConverterInt64.read(from: &buf), 
+            maxMinutes: try FfiConverterInt64.read(from: &buf)
+            )
+        case 20: return .NotFound(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 17: return .PhotoNotAnImage(
+        case 21: return .PhotoNotAnImage(
+            path: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 22: return .PhotoHeicNeedsConversion(
             path: try FfiConverterString.read(from: &buf)
             )
-        case 18: return .PhotoHeicNeedsConversion(
-            path: try FfiConverterString.read(from: &buf)
-            )
-        case 19: return .QuarterAlreadyRegistered(
+        case 23: return .QuarterAlreadyRegistered(
             householdId: try FfiConverterString.read(from: &buf), 
             year: try FfiConverterInt32.read(from: &buf), 
             quarter: try FfiConverterUInt32.read(from: &buf), 
             netFen: try FfiConverterInt64.read(from: &buf), 
             onThisPhone: try FfiConverterBool.read(from: &buf)
             )
-        case 20: return .InvalidIncome(
+        case 24: return .InvalidIncome(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 21: return .NotAllowed(
+        case 25: return .NotAllowed(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 22: return .Storage(
+        case 26: return .Storage(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 23: return .Corrupt(
+        case 27: return .Corrupt(
             message: try FfiConverterString.read(from: &buf)
             )
 
@@ -3625,23 +4684,46 @@ public struct FfiConverterTypeFieldsyncError: FfiConverterRustBuffer {
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .NotFound(message):
+        case let .HouseholdsNotSynced(householdId):
             writeInt(&buf, Int32(16))
+            FfiConverterString.write(householdId, into: &buf)
+            
+        
+        case let .ImpossibleLocation(latitude,longitude):
+            writeInt(&buf, Int32(17))
+            FfiConverterDouble.write(latitude, into: &buf)
+            FfiConverterDouble.write(longitude, into: &buf)
+            
+        
+        case let .InvalidAccuracy(accuracyM):
+            writeInt(&buf, Int32(18))
+            FfiConverterDouble.write(accuracyM, into: &buf)
+            
+        
+        case let .VisitTooLong(durationMinutes,maxMinutes):
+            writeInt(&buf, Int32(19))
+            FfiConverterInt64.write(durationMinutes, into: &buf)
+            FfiConverterInt64.write(maxMinutes, into: &buf)
+            
+        
+        case let .NotFound(message):
+            writeInt(&buf, Int32(20))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .PhotoNotAnImage(path):
-            writeInt(&buf, Int32(17))
+        case let .PhotoNotAnImage(path,reason):
+            writeInt(&buf, Int32(21))
             FfiConverterString.write(path, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
             
         
         case let .PhotoHeicNeedsConversion(path):
-            writeInt(&buf, Int32(18))
+            writeInt(&buf, Int32(22))
             FfiConverterString.write(path, into: &buf)
             
         
         case let .QuarterAlreadyRegistered(householdId,year,quarter,netFen,onThisPhone):
-            writeInt(&buf, Int32(19))
+            writeInt(&buf, Int32(23))
             FfiConverterString.write(householdId, into: &buf)
             FfiConverterInt32.write(year, into: &buf)
             FfiConverterUInt32.write(quarter, into: &buf)
@@ -3650,22 +4732,22 @@ public struct FfiConverterTypeFieldsyncError: FfiConverterRustBuffer {
             
         
         case let .InvalidIncome(message):
-            writeInt(&buf, Int32(20))
+            writeInt(&buf, Int32(24))
             FfiConverterString.write(message, into: &buf)
             
         
         case let .NotAllowed(message):
-            writeInt(&buf, Int32(21))
+            writeInt(&buf, Int32(25))
             FfiConverterString.write(message, into: &buf)
             
         
         case let .Storage(message):
-            writeInt(&buf, Int32(22))
+            writeInt(&buf, Int32(26))
             FfiConverterString.write(message, into: &buf)
             
         
         case let .Corrupt(message):
-            writeInt(&buf, Int32(23))
+            writeInt(&buf, Int32(27))
             FfiConverterString.write(message, into: &buf)
             
         }
@@ -3686,6 +4768,101 @@ public func FfiConverterTypeFieldsyncError_lift(_ buf: RustBuffer) throws -> Fie
 public func FfiConverterTypeFieldsyncError_lower(_ value: FieldsyncError) -> RustBuffer {
     return FfiConverterTypeFieldsyncError.lower(value)
 }
+
+
+/**
+ * Where one income registration stands.
+ */
+
+public enum IncomeProgress: Equatable, Hashable {
+    
+    /**
+     * Made on this phone, not sent yet (待上传).
+     */
+    case unsent
+    /**
+     * Made on this phone and accepted by the server (已上传).
+     */
+    case sent
+    /**
+     * Made on this phone and refused by the server (被拒收).
+     */
+    case rejected
+    /**
+     * Made by another device; in force on the server as of the last sync.
+     */
+    case onServer
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension IncomeProgress: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIncomeProgress: FfiConverterRustBuffer {
+    typealias SwiftType = IncomeProgress
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IncomeProgress {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .unsent
+        
+        case 2: return .sent
+        
+        case 3: return .rejected
+        
+        case 4: return .onServer
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: IncomeProgress, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .unsent:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .sent:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .rejected:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .onServer:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeProgress_lift(_ buf: RustBuffer) throws -> IncomeProgress {
+    return try FfiConverterTypeIncomeProgress.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIncomeProgress_lower(_ value: IncomeProgress) -> RustBuffer {
+    return FfiConverterTypeIncomeProgress.lower(value)
+}
+
 
 
 /**
@@ -4461,6 +5638,54 @@ fileprivate struct FfiConverterOptionTypeSignedInUser: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTaskItem: FfiConverterRustBuffer {
+    typealias SwiftType = TaskItem?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTaskItem.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTaskItem.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeVisitForm: FfiConverterRustBuffer {
+    typealias SwiftType = VisitForm?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeVisitForm.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeVisitForm.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeVisitExceptionChoice: FfiConverterRustBuffer {
     typealias SwiftType = VisitExceptionChoice?
 
@@ -4552,6 +5777,106 @@ fileprivate struct FfiConverterSequenceTypeHouseholdMember: FfiConverterRustBuff
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeHouseholdMember.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
+    typealias SwiftType = [HttpHeader]
+
+    public static func write(_ value: [HttpHeader], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeHttpHeader.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [HttpHeader] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [HttpHeader]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeHttpHeader.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeIncomeItem: FfiConverterRustBuffer {
+    typealias SwiftType = [IncomeItem]
+
+    public static func write(_ value: [IncomeItem], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeIncomeItem.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [IncomeItem] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [IncomeItem]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeIncomeItem.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePendingUpload: FfiConverterRustBuffer {
+    typealias SwiftType = [PendingUpload]
+
+    public static func write(_ value: [PendingUpload], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePendingUpload.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PendingUpload] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PendingUpload]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePendingUpload.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeProposedChangeForm: FfiConverterRustBuffer {
+    typealias SwiftType = [ProposedChangeForm]
+
+    public static func write(_ value: [ProposedChangeForm], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeProposedChangeForm.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ProposedChangeForm] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ProposedChangeForm]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeProposedChangeForm.read(from: &buf))
         }
         return seq
     }
@@ -4657,6 +5982,31 @@ fileprivate struct FfiConverterSequenceTypeVisitListItem: FfiConverterRustBuffer
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeVisitPhoto: FfiConverterRustBuffer {
+    typealias SwiftType = [VisitPhoto]
+
+    public static func write(_ value: [VisitPhoto], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeVisitPhoto.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [VisitPhoto] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [VisitPhoto]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeVisitPhoto.read(from: &buf))
+        }
+        return seq
+    }
+}
+
 private enum InitializationResult {
     case ok
     case contractVersionMismatch
@@ -4672,6 +6022,9 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_add_member() != 1879) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_cancel_sync() != 31378) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4684,10 +6037,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id() != 5858) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_household_field() != 59672) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_member_field() != 43359) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_fix_visit() != 26767) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_household() != 7139) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_households() != 60485) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_income_registrations() != 43119) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_login() != 54841) {
@@ -4696,10 +6061,22 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_logout() != 44725) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() != 56935) {
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_pending_uploads() != 28825) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() != 56239) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income() != 15703) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_member() != 6488) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_photo() != 35983) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_replace_photo() != 20332) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session() != 45695) {
@@ -4720,19 +6097,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_tasks() != 48479) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_upload_finished() != 36185) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visit() != 29534) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visits() != 8030) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_client_ffi_checksum_method_changelistener_on_changes() != 54255) {
+    if (uniffi_fieldsync_client_ffi_checksum_method_changelistener_on_changes() != 56504) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_phase() != 3853) {
+    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_phase() != 7663) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_items() != 34682) {
+    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_items() != 39712) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_photo_bytes() != 62103) {
+    if (uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_photo_bytes() != 4935) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_constructor_fieldsyncclient_open() != 59976) {

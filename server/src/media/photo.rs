@@ -23,6 +23,7 @@ use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ::image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+use fieldsync_model::photo_type::{self, NotAPhoto, signature_name};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// Longest side of a console thumbnail, in pixels.
@@ -38,30 +39,16 @@ pub const JPEG_TRAILING_ALLOWANCE: usize = 64;
 /// the primary image. Each is walked marker by marker, never decoded.
 const MAX_APPENDED_JPEGS: usize = 4;
 
-/// The image formats fieldsync accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ImageKind {
-    Jpeg,
-    Png,
-    Webp,
-}
+/// The image formats fieldsync accepts; the type rules are shared with the phone
+/// (`fieldsync_model::photo_type`).
+pub use fieldsync_model::photo_type::ImageKind;
 
-impl ImageKind {
-    /// The media type to store and serve.
-    pub fn mime(self) -> &'static str {
-        match self {
-            ImageKind::Jpeg => "image/jpeg",
-            ImageKind::Png => "image/png",
-            ImageKind::Webp => "image/webp",
-        }
-    }
-
-    fn format(self) -> ImageFormat {
-        match self {
-            ImageKind::Jpeg => ImageFormat::Jpeg,
-            ImageKind::Png => ImageFormat::Png,
-            ImageKind::Webp => ImageFormat::WebP,
-        }
+/// The `image` crate's name of an accepted format.
+fn image_format(kind: ImageKind) -> ImageFormat {
+    match kind {
+        ImageKind::Jpeg => ImageFormat::Jpeg,
+        ImageKind::Png => ImageFormat::Png,
+        ImageKind::Webp => ImageFormat::WebP,
     }
 }
 
@@ -233,80 +220,27 @@ impl Layout {
     }
 }
 
-const HEIF_BRANDS: &[&[u8; 4]] = &[
-    b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"mif2",
-    b"msf1", b"avif", b"avis",
-];
-
 fn walk(bytes: &[u8], limits: Option<&Limits>) -> Result<Layout, PhotoRejected> {
-    if bytes.is_empty() {
-        return Err(PhotoRejected::Empty);
+    // The type from the magic bytes, by the rules the phone applies too.
+    match photo_type::photo_kind(bytes)? {
+        ImageKind::Jpeg => walk_jpeg(bytes, limits),
+        ImageKind::Png => walk_png(bytes, limits),
+        ImageKind::Webp => walk_webp(bytes, limits),
     }
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return walk_jpeg(bytes, limits);
-    }
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return walk_png(bytes, limits);
-    }
-    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        return walk_webp(bytes, limits);
-    }
-    Err(classify_other(bytes))
 }
 
-/// Name what a refused file is, for a helpful message.
-fn classify_other(bytes: &[u8]) -> PhotoRejected {
-    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
-        // ISO BMFF: the major brand, then compatible brands up to the box size.
-        let box_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        let end = box_len.clamp(12, 256).min(bytes.len());
-        let heif = std::iter::once(&bytes[8..12])
-            .chain(bytes.get(16..end).unwrap_or(&[]).chunks_exact(4))
-            .find(|brand| HEIF_BRANDS.iter().any(|known| &known[..] == *brand));
-        return match heif {
-            Some(_) => PhotoRejected::HeicNeedsConversion {
-                brand: String::from_utf8_lossy(&bytes[8..12]).into_owned(),
-            },
-            None => PhotoRejected::UnsupportedFormat {
-                format: "MP4/QuickTime",
-            },
-        };
+impl From<NotAPhoto> for PhotoRejected {
+    fn from(not_a_photo: NotAPhoto) -> Self {
+        match not_a_photo {
+            NotAPhoto::Empty => PhotoRejected::Empty,
+            NotAPhoto::HeicNeedsConversion { brand } => {
+                PhotoRejected::HeicNeedsConversion { brand }
+            }
+            NotAPhoto::Markup => PhotoRejected::Markup,
+            NotAPhoto::UnsupportedFormat { format } => PhotoRejected::UnsupportedFormat { format },
+            NotAPhoto::NotAnImage => PhotoRejected::NotAnImage,
+        }
     }
-    if let Some(format) = signature_name(bytes) {
-        return PhotoRejected::UnsupportedFormat { format };
-    }
-    // Markup: skip a UTF-8 BOM and whitespace; SVG, XML and HTML all open with '<'.
-    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'<') {
-        return PhotoRejected::Markup;
-    }
-    PhotoRejected::NotAnImage
-}
-
-/// Well-known signatures at the start of `bytes`.
-fn signature_name(bytes: &[u8]) -> Option<&'static str> {
-    const SIGNATURES: &[(&[u8], &str)] = &[
-        (b"PK\x03\x04", "ZIP"),
-        (b"PK\x05\x06", "ZIP"),
-        (b"GIF87a", "GIF"),
-        (b"GIF89a", "GIF"),
-        (b"BM", "BMP"),
-        (b"II*\0", "TIFF"),
-        (b"MM\0*", "TIFF"),
-        (b"%PDF", "PDF"),
-        (b"Rar!", "RAR"),
-        (b"7z\xBC\xAF", "7z"),
-        (b"\x1F\x8B", "gzip"),
-        (b"\x7FELF", "ELF"),
-        (b"MZ", "Windows executable"),
-        (b"\xFF\xD8\xFF", "JPEG"),
-        (b"\x89PNG", "PNG"),
-    ];
-    SIGNATURES
-        .iter()
-        .find(|(magic, _)| bytes.starts_with(magic))
-        .map(|(_, name)| *name)
 }
 
 /// Judge what follows the end of an image: a second signature is named; markup too.
@@ -1161,7 +1095,7 @@ fn decode_with_image_crate(
     decode_limits.max_image_width = Some(limits.max_width);
     decode_limits.max_image_height = Some(limits.max_height);
     decode_limits.max_alloc = Some(limits.max_decode_bytes);
-    let mut reader = ImageReader::with_format(input, kind.format());
+    let mut reader = ImageReader::with_format(input, image_format(kind));
     reader.limits(decode_limits);
     let map = |error: ::image::ImageError| match error {
         ::image::ImageError::Limits(limit) => PhotoRejected::DecodeLimit(limit.to_string()),

@@ -731,6 +731,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_add_member(
+    ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_cancel_sync(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_change_password(
@@ -739,17 +741,33 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id(
     ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_household_field(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_member_field(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_fix_visit(
+    ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_household(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_households(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_income_registrations(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_login(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_logout(
     ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_pending_uploads(
+    ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_member(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_photo(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_replace_photo(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session(
     ): Int
@@ -762,6 +780,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_sync(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_tasks(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_upload_finished(
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visit(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visits(
     ): Int
@@ -803,6 +825,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_fieldsync_client_ffi_fn_constructor_fieldsyncclient_open(`dataDir`: RustBuffer.ByValue,`serverUrl`: RustBuffer.ByValue,`caFile`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_add_member(`ptr`: Long,`householdId`: RustBuffer.ByValue,`member`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_cancel_sync(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_change_password(`ptr`: Long,`oldPassword`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -811,18 +835,34 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_device_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_household_field(`ptr`: Long,`householdId`: RustBuffer.ByValue,`field`: RustBuffer.ByValue,`valueJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_member_field(`ptr`: Long,`householdId`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,`field`: RustBuffer.ByValue,`valueJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_fix_visit(`ptr`: Long,`visitId`: RustBuffer.ByValue,`form`: RustBuffer.ByValue,`keepPhotoIds`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_household(`ptr`: Long,`householdId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_households(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_income_registrations(`ptr`: Long,`householdId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_login(`ptr`: Long,`username`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_logout(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_pending_uploads(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_record_visit(`ptr`: Long,`form`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_register_income(`ptr`: Long,`form`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_member(`ptr`: Long,`householdId`: RustBuffer.ByValue,`memberId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_photo(`ptr`: Long,`visitId`: RustBuffer.ByValue,`photoId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_replace_photo(`ptr`: Long,`visitId`: RustBuffer.ByValue,`photoId`: RustBuffer.ByValue,`photoPath`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_session(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_change_listener(`ptr`: Long,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -834,6 +874,10 @@ internal object UniffiLib {
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_sync(`ptr`: Long,`observer`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_tasks(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_upload_finished(`ptr`: Long,`sha256`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_visit(`ptr`: Long,`visitId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_visits(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -976,6 +1020,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_add_member() and 0xFFFF) != 1879) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_cancel_sync() and 0xFFFF) != 31378) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -988,10 +1035,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_device_id() and 0xFFFF) != 5858) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_household_field() and 0xFFFF) != 59672) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_edit_member_field() and 0xFFFF) != 43359) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_fix_visit() and 0xFFFF) != 26767) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_household() and 0xFFFF) != 7139) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_households() and 0xFFFF) != 60485) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_income_registrations() and 0xFFFF) != 43119) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_login() and 0xFFFF) != 54841) {
@@ -1000,10 +1059,22 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_logout() and 0xFFFF) != 44725) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() and 0xFFFF) != 56935) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_pending_uploads() and 0xFFFF) != 28825) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_record_visit() and 0xFFFF) != 56239) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_register_income() and 0xFFFF) != 15703) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_member() and 0xFFFF) != 6488) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_remove_photo() and 0xFFFF) != 35983) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_replace_photo() and 0xFFFF) != 20332) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_session() and 0xFFFF) != 45695) {
@@ -1024,19 +1095,25 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_tasks() and 0xFFFF) != 48479) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_upload_finished() and 0xFFFF) != 36185) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visit() and 0xFFFF) != 29534) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_visits() and 0xFFFF) != 8030) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_changelistener_on_changes() and 0xFFFF) != 54255) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_changelistener_on_changes() and 0xFFFF) != 56504) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_phase() and 0xFFFF) != 3853) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_phase() and 0xFFFF) != 7663) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_items() and 0xFFFF) != 34682) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_items() and 0xFFFF) != 39712) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_photo_bytes() and 0xFFFF) != 62103) {
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_syncprogressobserver_on_photo_bytes() and 0xFFFF) != 4935) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_constructor_fieldsyncclient_open() and 0xFFFF) != 59976) {
@@ -1524,7 +1601,8 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
 /**
  * Implemented by the app to refresh its screens after a sync: called once after each
  * sync that changed something, on the thread that called `sync`, before `sync` returns.
- * (After a failed or cancelled sync it is not called; reload the lists then.)
+ * (After a failed or cancelled sync it is not called; reload the lists then.) A listener
+ * that throws is logged and ignored; `sync` still returns its report.
  */
 public interface ChangeListener {
     
@@ -1536,7 +1614,8 @@ public interface ChangeListener {
 /**
  * Implemented by the app to refresh its screens after a sync: called once after each
  * sync that changed something, on the thread that called `sync`, before `sync` returns.
- * (After a failed or cancelled sync it is not called; reload the lists then.)
+ * (After a failed or cancelled sync it is not called; reload the lists then.) A listener
+ * that throws is logged and ignored; `sync` still returns its report.
  */
 open class ChangeListenerImpl: Disposable, AutoCloseable, ChangeListener
 {
@@ -1639,10 +1718,11 @@ open class ChangeListenerImpl: Disposable, AutoCloseable, ChangeListener
         }
     }
 
-    override fun `onChanges`(`changes`: ChangedRecords)
+    
+    @Throws(CallbackException::class)override fun `onChanges`(`changes`: ChangedRecords)
         = 
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(CallbackException) { _status ->
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_changelistener_on_changes(
         it,
         
@@ -1679,7 +1759,12 @@ internal object uniffiCallbackInterfaceChangeListener {
                 )
             }
             val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: CallbackException -> FfiConverterTypeCallbackError.lower(e) }
+            )
         }
     }
 
@@ -1848,6 +1933,11 @@ public object FfiConverterTypeChangeListener: FfiConverter<ChangeListener, Long>
 public interface FieldsyncClientInterface {
     
     /**
+     * Add a member (新增成员). Returns the new member id.
+     */
+    fun `addMember`(`householdId`: kotlin.String, `member`: MemberForm): kotlin.String
+    
+    /**
      * Stop the running sync at its next step. Returns false when no sync was running.
      */
     fun `cancelSync`(): kotlin.Boolean
@@ -1868,6 +1958,28 @@ public interface FieldsyncClientInterface {
     fun `deviceId`(): kotlin.String
     
     /**
+     * Set one household field (户卡修改), e.g. `phone` to `"13900000000"`. `value_json` is
+     * the value as JSON (a string in quotes, a number, true/false, a list). Works offline;
+     * returns the outbox seq.
+     */
+    fun `editHouseholdField`(`householdId`: kotlin.String, `field`: kotlin.String, `valueJson`: kotlin.String): kotlin.ULong
+    
+    /**
+     * Set one member field (成员修改), e.g. `health` to `2`. Works offline; returns the
+     * outbox seq.
+     */
+    fun `editMemberField`(`householdId`: kotlin.String, `memberId`: kotlin.String, `field`: kotlin.String, `valueJson`: kotlin.String): kotlin.ULong
+    
+    /**
+     * 整改: submit a new revision of a returned visit (or amend a draft or a waiting one)
+     * with the whole form as the cadre left it (start from `visit(id).form`). The form's
+     * `household_id` is ignored (a visit stays with its household). `keep_photo_ids` are
+     * the current photos to keep, in order; `form.photo_paths` are new photos added after
+     * them. Checked like `record_visit`. Returns the new revision number.
+     */
+    fun `fixVisit`(`visitId`: kotlin.String, `form`: VisitForm, `keepPhotoIds`: List<kotlin.String>): kotlin.UInt
+    
+    /**
      * One household's page, by id or unique prefix.
      */
     fun `household`(`householdId`: kotlin.String): HouseholdDetail
@@ -1876,6 +1988,13 @@ public interface FieldsyncClientInterface {
      * The households on this phone (帮扶对象).
      */
     fun `households`(): List<HouseholdListItem>
+    
+    /**
+     * The household's 季度收入登记 screen: this phone's registrations with their fate,
+     * then those another device made that are in force on the server (as of the last
+     * sync). All households when `household_id` is `None`.
+     */
+    fun `incomeRegistrations`(`householdId`: kotlin.String?): List<IncomeItem>
     
     /**
      * Log in (登录). On `must_change_password` show the change-password screen first.
@@ -1889,9 +2008,22 @@ public interface FieldsyncClientInterface {
     fun `logout`(): kotlin.Boolean
     
     /**
-     * Record a visit (记录走访) on the phone; it goes out at the next sync. Photos are
-     * checked from their bytes (JPEG, PNG or WebP; HEIC must be converted first) and copied
-     * into the core's storage. Returns the visit id.
+     * The pending photo uploads as requests for the OS background uploader (Android
+     * WorkManager, an iOS background `URLSession`): one tus `PATCH` each. Needs the
+     * network: the outbox is pushed first (the server takes a photo's bytes only after its
+     * record) and each upload is started on the server. The headers carry the short-lived
+     * access token: list right before handing over, and again after a `401`. A later
+     * `sync` finishes whatever the OS did not.
+     */
+    fun `pendingUploads`(): PendingUploads
+    
+    /**
+     * Record a visit (记录走访) on the phone; it goes out at the next sync. Checked before
+     * anything is saved: the household (id or unique prefix; `UnknownHousehold`, or
+     * `HouseholdsNotSynced` before the first sync), the location (`ImpossibleLocation`,
+     * `InvalidAccuracy`), the duration (`VisitTooLong`), the photos from their bytes
+     * (`PhotoNotAnImage`, `PhotoHeicNeedsConversion`), then the model's rules (`Invalid`).
+     * Photos are copied into the core's storage. Returns the visit id.
      */
     fun `recordVisit`(`form`: VisitForm): kotlin.String
     
@@ -1901,6 +2033,23 @@ public interface FieldsyncClientInterface {
      * `QuarterAlreadyRegistered`; use `correct_income` to replace it on purpose (更正).
      */
     fun `registerIncome`(`form`: IncomeForm): IncomeRegistered
+    
+    /**
+     * Remove a member (移除成员; a tombstone). Returns the outbox seq.
+     */
+    fun `removeMember`(`householdId`: kotlin.String, `memberId`: kotlin.String): kotlin.ULong
+    
+    /**
+     * Remove one photo of a draft or returned visit (a new revision without it). Returns
+     * the new revision number.
+     */
+    fun `removePhoto`(`visitId`: kotlin.String, `photoId`: kotlin.String): kotlin.UInt
+    
+    /**
+     * Replace one photo of a draft or returned visit with a new camera file (checked and
+     * copied); the new photo takes the old one's place. Returns the new revision number.
+     */
+    fun `replacePhoto`(`visitId`: kotlin.String, `photoId`: kotlin.String, `photoPath`: kotlin.String): kotlin.UInt
     
     /**
      * The session as the app shows it.
@@ -1934,6 +2083,19 @@ public interface FieldsyncClientInterface {
      * Returned visits to fix (待整改).
      */
     fun `tasks`(): List<TaskItem>
+    
+    /**
+     * The OS uploader reports an upload done: the core asks the server whether it holds
+     * the whole photo and, if so, marks it uploaded. Returns false when the server does
+     * not have every byte yet (list again, or let the next sync finish it).
+     */
+    fun `uploadFinished`(`sha256`: kotlin.String): kotlin.Boolean
+    
+    /**
+     * One visit read back: state, the latest revision's whole form (checklist included),
+     * its photos and, when returned, the task. `NotFound` when it is not on this phone.
+     */
+    fun `visit`(`visitId`: kotlin.String): VisitDetail
     
     /**
      * The visits on this phone with their review state.
@@ -2049,6 +2211,25 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
 
     
     /**
+     * Add a member (新增成员). Returns the new member id.
+     */
+    @Throws(FieldsyncException::class)override fun `addMember`(`householdId`: kotlin.String, `member`: MemberForm): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_add_member(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterTypeMemberForm.lower(`member`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Stop the running sync at its next step. Returns false when no sync was running.
      */override fun `cancelSync`(): kotlin.Boolean {
             return FfiConverterBoolean.lift(
@@ -2118,6 +2299,74 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
 
     
     /**
+     * Set one household field (户卡修改), e.g. `phone` to `"13900000000"`. `value_json` is
+     * the value as JSON (a string in quotes, a number, true/false, a list). Works offline;
+     * returns the outbox seq.
+     */
+    @Throws(FieldsyncException::class)override fun `editHouseholdField`(`householdId`: kotlin.String, `field`: kotlin.String, `valueJson`: kotlin.String): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_household_field(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`field`),
+        FfiConverterString.lower(`valueJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Set one member field (成员修改), e.g. `health` to `2`. Works offline; returns the
+     * outbox seq.
+     */
+    @Throws(FieldsyncException::class)override fun `editMemberField`(`householdId`: kotlin.String, `memberId`: kotlin.String, `field`: kotlin.String, `valueJson`: kotlin.String): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_edit_member_field(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`memberId`),
+        FfiConverterString.lower(`field`),
+        FfiConverterString.lower(`valueJson`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * 整改: submit a new revision of a returned visit (or amend a draft or a waiting one)
+     * with the whole form as the cadre left it (start from `visit(id).form`). The form's
+     * `household_id` is ignored (a visit stays with its household). `keep_photo_ids` are
+     * the current photos to keep, in order; `form.photo_paths` are new photos added after
+     * them. Checked like `record_visit`. Returns the new revision number.
+     */
+    @Throws(FieldsyncException::class)override fun `fixVisit`(`visitId`: kotlin.String, `form`: VisitForm, `keepPhotoIds`: List<kotlin.String>): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_fix_visit(
+        it,
+        
+        FfiConverterString.lower(`visitId`),
+        FfiConverterTypeVisitForm.lower(`form`),
+        FfiConverterSequenceString.lower(`keepPhotoIds`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * One household's page, by id or unique prefix.
      */
     @Throws(FieldsyncException::class)override fun `household`(`householdId`: kotlin.String): HouseholdDetail {
@@ -2145,6 +2394,26 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_households(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The household's 季度收入登记 screen: this phone's registrations with their fate,
+     * then those another device made that are in force on the server (as of the last
+     * sync). All households when `household_id` is `None`.
+     */
+    @Throws(FieldsyncException::class)override fun `incomeRegistrations`(`householdId`: kotlin.String?): List<IncomeItem> {
+            return FfiConverterSequenceTypeIncomeItem.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_income_registrations(
+        it,
+        
+        FfiConverterOptionalString.lower(`householdId`),_status)
 }
     }
     )
@@ -2190,9 +2459,34 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
 
     
     /**
-     * Record a visit (记录走访) on the phone; it goes out at the next sync. Photos are
-     * checked from their bytes (JPEG, PNG or WebP; HEIC must be converted first) and copied
-     * into the core's storage. Returns the visit id.
+     * The pending photo uploads as requests for the OS background uploader (Android
+     * WorkManager, an iOS background `URLSession`): one tus `PATCH` each. Needs the
+     * network: the outbox is pushed first (the server takes a photo's bytes only after its
+     * record) and each upload is started on the server. The headers carry the short-lived
+     * access token: list right before handing over, and again after a `401`. A later
+     * `sync` finishes whatever the OS did not.
+     */
+    @Throws(FieldsyncException::class)override fun `pendingUploads`(): PendingUploads {
+            return FfiConverterTypePendingUploads.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_pending_uploads(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Record a visit (记录走访) on the phone; it goes out at the next sync. Checked before
+     * anything is saved: the household (id or unique prefix; `UnknownHousehold`, or
+     * `HouseholdsNotSynced` before the first sync), the location (`ImpossibleLocation`,
+     * `InvalidAccuracy`), the duration (`VisitTooLong`), the photos from their bytes
+     * (`PhotoNotAnImage`, `PhotoHeicNeedsConversion`), then the model's rules (`Invalid`).
+     * Photos are copied into the core's storage. Returns the visit id.
      */
     @Throws(FieldsyncException::class)override fun `recordVisit`(`form`: VisitForm): kotlin.String {
             return FfiConverterString.lift(
@@ -2222,6 +2516,66 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
         it,
         
         FfiConverterTypeIncomeForm.lower(`form`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Remove a member (移除成员; a tombstone). Returns the outbox seq.
+     */
+    @Throws(FieldsyncException::class)override fun `removeMember`(`householdId`: kotlin.String, `memberId`: kotlin.String): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_member(
+        it,
+        
+        FfiConverterString.lower(`householdId`),
+        FfiConverterString.lower(`memberId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Remove one photo of a draft or returned visit (a new revision without it). Returns
+     * the new revision number.
+     */
+    @Throws(FieldsyncException::class)override fun `removePhoto`(`visitId`: kotlin.String, `photoId`: kotlin.String): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_remove_photo(
+        it,
+        
+        FfiConverterString.lower(`visitId`),
+        FfiConverterString.lower(`photoId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Replace one photo of a draft or returned visit with a new camera file (checked and
+     * copied); the new photo takes the old one's place. Returns the new revision number.
+     */
+    @Throws(FieldsyncException::class)override fun `replacePhoto`(`visitId`: kotlin.String, `photoId`: kotlin.String, `photoPath`: kotlin.String): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_replace_photo(
+        it,
+        
+        FfiConverterString.lower(`visitId`),
+        FfiConverterString.lower(`photoId`),
+        FfiConverterString.lower(`photoPath`),_status)
 }
     }
     )
@@ -2327,6 +2681,45 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_tasks(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The OS uploader reports an upload done: the core asks the server whether it holds
+     * the whole photo and, if so, marks it uploaded. Returns false when the server does
+     * not have every byte yet (list again, or let the next sync finish it).
+     */
+    @Throws(FieldsyncException::class)override fun `uploadFinished`(`sha256`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_upload_finished(
+        it,
+        
+        FfiConverterString.lower(`sha256`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One visit read back: state, the latest revision's whole form (checklist included),
+     * its photos and, when returned, the task. `NotFound` when it is not on this phone.
+     */
+    @Throws(FieldsyncException::class)override fun `visit`(`visitId`: kotlin.String): VisitDetail {
+            return FfiConverterTypeVisitDetail.lift(
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_visit(
+        it,
+        
+        FfiConverterString.lower(`visitId`),_status)
 }
     }
     )
@@ -2505,7 +2898,8 @@ public object FfiConverterTypeFieldsyncClient: FfiConverter<FieldsyncClient, Lon
 /**
  * Implemented by the app to show sync progress. Calls arrive in order on the thread that
  * called `sync`; hand the numbers to the UI thread and return quickly. An observer may
- * call `FieldsyncClient::cancel_sync`.
+ * call `FieldsyncClient::cancel_sync`. A callback that throws is not called again during
+ * that sync; the sync itself is unaffected.
  */
 public interface SyncProgressObserver {
     
@@ -2531,7 +2925,8 @@ public interface SyncProgressObserver {
 /**
  * Implemented by the app to show sync progress. Calls arrive in order on the thread that
  * called `sync`; hand the numbers to the UI thread and return quickly. An observer may
- * call `FieldsyncClient::cancel_sync`.
+ * call `FieldsyncClient::cancel_sync`. A callback that throws is not called again during
+ * that sync; the sync itself is unaffected.
  */
 open class SyncProgressObserverImpl: Disposable, AutoCloseable, SyncProgressObserver
 {
@@ -2637,10 +3032,11 @@ open class SyncProgressObserverImpl: Disposable, AutoCloseable, SyncProgressObse
     
     /**
      * A phase starts (push, then upload, then pull).
-     */override fun `onPhase`(`phase`: SyncPhase)
+     */
+    @Throws(CallbackException::class)override fun `onPhase`(`phase`: SyncPhase)
         = 
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(CallbackException) { _status ->
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_phase(
         it,
         
@@ -2654,10 +3050,11 @@ open class SyncProgressObserverImpl: Disposable, AutoCloseable, SyncProgressObse
     /**
      * Items of `phase` done of `total` (outbox entries, photos; pull checkpoints with
      * total 0 because it is not known ahead).
-     */override fun `onItems`(`phase`: SyncPhase, `done`: kotlin.ULong, `total`: kotlin.ULong)
+     */
+    @Throws(CallbackException::class)override fun `onItems`(`phase`: SyncPhase, `done`: kotlin.ULong, `total`: kotlin.ULong)
         = 
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(CallbackException) { _status ->
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_items(
         it,
         
@@ -2672,10 +3069,11 @@ open class SyncProgressObserverImpl: Disposable, AutoCloseable, SyncProgressObse
     
     /**
      * Bytes of the photo with this SHA-256 the server has committed, of its size.
-     */override fun `onPhotoBytes`(`sha256`: kotlin.String, `sent`: kotlin.ULong, `total`: kotlin.ULong)
+     */
+    @Throws(CallbackException::class)override fun `onPhotoBytes`(`sha256`: kotlin.String, `sent`: kotlin.ULong, `total`: kotlin.ULong)
         = 
     callWithHandle {
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(CallbackException) { _status ->
     UniffiLib.uniffi_fieldsync_client_ffi_fn_method_syncprogressobserver_on_photo_bytes(
         it,
         
@@ -2714,7 +3112,12 @@ internal object uniffiCallbackInterfaceSyncProgressObserver {
                 )
             }
             val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: CallbackException -> FfiConverterTypeCallbackError.lower(e) }
+            )
         }
     }
     internal object `onItems`: UniffiCallbackInterfaceSyncProgressObserverMethod1 {
@@ -2728,7 +3131,12 @@ internal object uniffiCallbackInterfaceSyncProgressObserver {
                 )
             }
             val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: CallbackException -> FfiConverterTypeCallbackError.lower(e) }
+            )
         }
     }
     internal object `onPhotoBytes`: UniffiCallbackInterfaceSyncProgressObserverMethod2 {
@@ -2742,7 +3150,12 @@ internal object uniffiCallbackInterfaceSyncProgressObserver {
                 )
             }
             val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: CallbackException -> FfiConverterTypeCallbackError.lower(e) }
+            )
         }
     }
 
@@ -3191,6 +3604,47 @@ public object FfiConverterTypeHouseholdMember: FfiConverterRustBuffer<HouseholdM
 
 
 /**
+ * One header of an HTTP request.
+ */
+data class HttpHeader (
+    var `name`: kotlin.String
+    , 
+    var `value`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpHeader: FfiConverterRustBuffer<HttpHeader> {
+    override fun read(buf: ByteBuffer): HttpHeader {
+        return HttpHeader(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HttpHeader) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`value`)
+    )
+
+    override fun write(value: HttpHeader, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`value`, buf)
+    }
+}
+
+
+
+/**
  * 季度收入登记: one quarter's income of a household, in fen (分; 1 元 = 100 分).
  */
 data class IncomeForm (
@@ -3274,6 +3728,55 @@ public object FfiConverterTypeIncomeForm: FfiConverterRustBuffer<IncomeForm> {
             FfiConverterLong.write(value.`propertyFen`, buf)
             FfiConverterLong.write(value.`transferFen`, buf)
             FfiConverterLong.write(value.`businessCostFen`, buf)
+    }
+}
+
+
+
+/**
+ * One 季度收入登记 on the household's income screen.
+ */
+data class IncomeItem (
+    var `registration`: IncomeRegistered
+    , 
+    var `progress`: IncomeProgress
+    , 
+    /**
+     * The server's refusal code, when refused.
+     */
+    var `rejectionCode`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncomeItem: FfiConverterRustBuffer<IncomeItem> {
+    override fun read(buf: ByteBuffer): IncomeItem {
+        return IncomeItem(
+            FfiConverterTypeIncomeRegistered.read(buf),
+            FfiConverterTypeIncomeProgress.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IncomeItem) = (
+            FfiConverterTypeIncomeRegistered.allocationSize(value.`registration`) +
+            FfiConverterTypeIncomeProgress.allocationSize(value.`progress`) +
+            FfiConverterOptionalString.allocationSize(value.`rejectionCode`)
+    )
+
+    override fun write(value: IncomeItem, buf: ByteBuffer) {
+            FfiConverterTypeIncomeRegistered.write(value.`registration`, buf)
+            FfiConverterTypeIncomeProgress.write(value.`progress`, buf)
+            FfiConverterOptionalString.write(value.`rejectionCode`, buf)
     }
 }
 
@@ -3410,6 +3913,261 @@ public object FfiConverterTypeLocationFix: FfiConverterRustBuffer<LocationFix> {
             FfiConverterDouble.write(value.`accuracyM`, buf)
             FfiConverterBoolean.write(value.`isMock`, buf)
             FfiConverterOptionalLong.write(value.`fixTimeMs`, buf)
+    }
+}
+
+
+
+/**
+ * A new household member (新增成员).
+ */
+data class MemberForm (
+    /**
+     * 姓名.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * 与户主关系 code of the national list (99 其他).
+     */
+    var `relationCode`: kotlin.Int
+    , 
+    /**
+     * 性别 1 male, 2 female.
+     */
+    var `sexCode`: kotlin.Int
+    , 
+    /**
+     * YYYY-MM-DD or empty.
+     */
+    var `birthDate`: kotlin.String
+    , 
+    /**
+     * 18-digit 身份证号 or empty.
+     */
+    var `idNumber`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeMemberForm: FfiConverterRustBuffer<MemberForm> {
+    override fun read(buf: ByteBuffer): MemberForm {
+        return MemberForm(
+            FfiConverterString.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: MemberForm) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterInt.allocationSize(value.`relationCode`) +
+            FfiConverterInt.allocationSize(value.`sexCode`) +
+            FfiConverterString.allocationSize(value.`birthDate`) +
+            FfiConverterString.allocationSize(value.`idNumber`)
+    )
+
+    override fun write(value: MemberForm, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterInt.write(value.`relationCode`, buf)
+            FfiConverterInt.write(value.`sexCode`, buf)
+            FfiConverterString.write(value.`birthDate`, buf)
+            FfiConverterString.write(value.`idNumber`, buf)
+    }
+}
+
+
+
+/**
+ * One photo upload for the OS background uploader (WorkManager, background URLSession):
+ * send the file at `file_path` with `method` to `upload_url` with `headers`; the server
+ * answers 204. Then call `upload_finished(sha256)`.
+ */
+data class PendingUpload (
+    var `sha256`: kotlin.String
+    , 
+    var `uploadUrl`: kotlin.String
+    , 
+    /**
+     * `PATCH` (tus 1.0).
+     */
+    var `method`: kotlin.String
+    , 
+    var `filePath`: kotlin.String
+    , 
+    /**
+     * Bytes the server already holds; `file_path` holds the rest.
+     */
+    var `offset`: kotlin.ULong
+    , 
+    var `sizeBytes`: kotlin.ULong
+    , 
+    var `headers`: List<HttpHeader>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePendingUpload: FfiConverterRustBuffer<PendingUpload> {
+    override fun read(buf: ByteBuffer): PendingUpload {
+        return PendingUpload(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypeHttpHeader.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PendingUpload) = (
+            FfiConverterString.allocationSize(value.`sha256`) +
+            FfiConverterString.allocationSize(value.`uploadUrl`) +
+            FfiConverterString.allocationSize(value.`method`) +
+            FfiConverterString.allocationSize(value.`filePath`) +
+            FfiConverterULong.allocationSize(value.`offset`) +
+            FfiConverterULong.allocationSize(value.`sizeBytes`) +
+            FfiConverterSequenceTypeHttpHeader.allocationSize(value.`headers`)
+    )
+
+    override fun write(value: PendingUpload, buf: ByteBuffer) {
+            FfiConverterString.write(value.`sha256`, buf)
+            FfiConverterString.write(value.`uploadUrl`, buf)
+            FfiConverterString.write(value.`method`, buf)
+            FfiConverterString.write(value.`filePath`, buf)
+            FfiConverterULong.write(value.`offset`, buf)
+            FfiConverterULong.write(value.`sizeBytes`, buf)
+            FfiConverterSequenceTypeHttpHeader.write(value.`headers`, buf)
+    }
+}
+
+
+
+/**
+ * The pending uploads, ready for the OS uploader.
+ */
+data class PendingUploads (
+    var `uploads`: List<PendingUpload>
+    , 
+    /**
+     * Photos whose record the server has not accepted yet; listed by a later call.
+     */
+    var `waitingForPush`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePendingUploads: FfiConverterRustBuffer<PendingUploads> {
+    override fun read(buf: ByteBuffer): PendingUploads {
+        return PendingUploads(
+            FfiConverterSequenceTypePendingUpload.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PendingUploads) = (
+            FfiConverterSequenceTypePendingUpload.allocationSize(value.`uploads`) +
+            FfiConverterULong.allocationSize(value.`waitingForPush`)
+    )
+
+    override fun write(value: PendingUploads, buf: ByteBuffer) {
+            FfiConverterSequenceTypePendingUpload.write(value.`uploads`, buf)
+            FfiConverterULong.write(value.`waitingForPush`, buf)
+    }
+}
+
+
+
+/**
+ * 信息变更: a change to the household card the cadre proposes during a visit, for the
+ * township to review (the card itself is edited with `edit_household_field`).
+ */
+data class ProposedChangeForm (
+    /**
+     * `household` or `member:<member id>`.
+     */
+    var `target`: kotlin.String
+    , 
+    /**
+     * The field's name, e.g. `phone`, `health`.
+     */
+    var `field`: kotlin.String
+    , 
+    var `oldValue`: kotlin.String
+    , 
+    var `newValue`: kotlin.String
+    , 
+    /**
+     * Why (e.g. 户主换了手机号).
+     */
+    var `reason`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeProposedChangeForm: FfiConverterRustBuffer<ProposedChangeForm> {
+    override fun read(buf: ByteBuffer): ProposedChangeForm {
+        return ProposedChangeForm(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ProposedChangeForm) = (
+            FfiConverterString.allocationSize(value.`target`) +
+            FfiConverterString.allocationSize(value.`field`) +
+            FfiConverterString.allocationSize(value.`oldValue`) +
+            FfiConverterString.allocationSize(value.`newValue`) +
+            FfiConverterString.allocationSize(value.`reason`)
+    )
+
+    override fun write(value: ProposedChangeForm, buf: ByteBuffer) {
+            FfiConverterString.write(value.`target`, buf)
+            FfiConverterString.write(value.`field`, buf)
+            FfiConverterString.write(value.`oldValue`, buf)
+            FfiConverterString.write(value.`newValue`, buf)
+            FfiConverterString.write(value.`reason`, buf)
     }
 }
 
@@ -3764,6 +4522,88 @@ public object FfiConverterTypeTaskItem: FfiConverterRustBuffer<TaskItem> {
 
 
 /**
+ * One visit read back: its state and the latest revision's whole form, to show it and to
+ * start a fix (整改) from it.
+ */
+data class VisitDetail (
+    var `visitId`: kotlin.String
+    , 
+    var `revision`: kotlin.UInt
+    , 
+    var `householdId`: kotlin.String
+    , 
+    var `headName`: kotlin.String?
+    , 
+    var `state`: VisitProgress
+    , 
+    /**
+     * The form as recorded (`photo_paths` empty: the photos are in `photos`); `None` for a
+     * visit not recorded on this phone.
+     */
+    var `form`: VisitForm?
+    , 
+    /**
+     * The photos of the latest revision, in order.
+     */
+    var `photos`: List<VisitPhoto>
+    , 
+    /**
+     * The return reasons and note when it was returned (待整改).
+     */
+    var `task`: TaskItem?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVisitDetail: FfiConverterRustBuffer<VisitDetail> {
+    override fun read(buf: ByteBuffer): VisitDetail {
+        return VisitDetail(
+            FfiConverterString.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterTypeVisitProgress.read(buf),
+            FfiConverterOptionalTypeVisitForm.read(buf),
+            FfiConverterSequenceTypeVisitPhoto.read(buf),
+            FfiConverterOptionalTypeTaskItem.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VisitDetail) = (
+            FfiConverterString.allocationSize(value.`visitId`) +
+            FfiConverterUInt.allocationSize(value.`revision`) +
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterOptionalString.allocationSize(value.`headName`) +
+            FfiConverterTypeVisitProgress.allocationSize(value.`state`) +
+            FfiConverterOptionalTypeVisitForm.allocationSize(value.`form`) +
+            FfiConverterSequenceTypeVisitPhoto.allocationSize(value.`photos`) +
+            FfiConverterOptionalTypeTaskItem.allocationSize(value.`task`)
+    )
+
+    override fun write(value: VisitDetail, buf: ByteBuffer) {
+            FfiConverterString.write(value.`visitId`, buf)
+            FfiConverterUInt.write(value.`revision`, buf)
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterOptionalString.write(value.`headName`, buf)
+            FfiConverterTypeVisitProgress.write(value.`state`, buf)
+            FfiConverterOptionalTypeVisitForm.write(value.`form`, buf)
+            FfiConverterSequenceTypeVisitPhoto.write(value.`photos`, buf)
+            FfiConverterOptionalTypeTaskItem.write(value.`task`, buf)
+    }
+}
+
+
+
+/**
  * The visit form (走访记录) as the app fills it in.
  */
 data class VisitForm (
@@ -3820,10 +4660,16 @@ data class VisitForm (
      */
     var `wellbeing`: WellbeingForm
     , 
+    /**
+     * 信息变更 proposed during the visit.
+     */
+    var `proposedChanges`: List<ProposedChangeForm>
+    , 
     var `location`: LocationFix?
     , 
     /**
-     * Camera files; each is copied into the core's storage, so the app may delete them.
+     * Camera files; each is checked (JPEG, PNG or WebP from its bytes) and copied into the
+     * core's storage, so the app may delete them. In `fix_visit` these are added photos.
      */
     var `photoPaths`: List<kotlin.String>
     
@@ -3855,6 +4701,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterTypeWellbeingForm.read(buf),
+            FfiConverterSequenceTypeProposedChangeForm.read(buf),
             FfiConverterOptionalTypeLocationFix.read(buf),
             FfiConverterSequenceString.read(buf),
         )
@@ -3874,6 +4721,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.allocationSize(value.`needs`) +
             FfiConverterSequenceString.allocationSize(value.`policiesExplained`) +
             FfiConverterTypeWellbeingForm.allocationSize(value.`wellbeing`) +
+            FfiConverterSequenceTypeProposedChangeForm.allocationSize(value.`proposedChanges`) +
             FfiConverterOptionalTypeLocationFix.allocationSize(value.`location`) +
             FfiConverterSequenceString.allocationSize(value.`photoPaths`)
     )
@@ -3892,6 +4740,7 @@ public object FfiConverterTypeVisitForm: FfiConverterRustBuffer<VisitForm> {
             FfiConverterString.write(value.`needs`, buf)
             FfiConverterSequenceString.write(value.`policiesExplained`, buf)
             FfiConverterTypeWellbeingForm.write(value.`wellbeing`, buf)
+            FfiConverterSequenceTypeProposedChangeForm.write(value.`proposedChanges`, buf)
             FfiConverterOptionalTypeLocationFix.write(value.`location`, buf)
             FfiConverterSequenceString.write(value.`photoPaths`, buf)
     }
@@ -3971,6 +4820,73 @@ public object FfiConverterTypeVisitListItem: FfiConverterRustBuffer<VisitListIte
             FfiConverterULong.write(value.`pendingMutations`, buf)
             FfiConverterOptionalString.write(value.`rejectionCode`, buf)
             FfiConverterOptionalString.write(value.`rejectionMessage`, buf)
+    }
+}
+
+
+
+/**
+ * One photo of a visit as kept on the phone.
+ */
+data class VisitPhoto (
+    var `photoId`: kotlin.String
+    , 
+    var `sha256`: kotlin.String
+    , 
+    var `mimeType`: kotlin.String
+    , 
+    var `sizeBytes`: kotlin.ULong
+    , 
+    /**
+     * The core's byte-exact copy (show this one; the camera file may be gone).
+     */
+    var `localPath`: kotlin.String
+    , 
+    /**
+     * The server holds the bytes.
+     */
+    var `uploaded`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVisitPhoto: FfiConverterRustBuffer<VisitPhoto> {
+    override fun read(buf: ByteBuffer): VisitPhoto {
+        return VisitPhoto(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: VisitPhoto) = (
+            FfiConverterString.allocationSize(value.`photoId`) +
+            FfiConverterString.allocationSize(value.`sha256`) +
+            FfiConverterString.allocationSize(value.`mimeType`) +
+            FfiConverterULong.allocationSize(value.`sizeBytes`) +
+            FfiConverterString.allocationSize(value.`localPath`) +
+            FfiConverterBoolean.allocationSize(value.`uploaded`)
+    )
+
+    override fun write(value: VisitPhoto, buf: ByteBuffer) {
+            FfiConverterString.write(value.`photoId`, buf)
+            FfiConverterString.write(value.`sha256`, buf)
+            FfiConverterString.write(value.`mimeType`, buf)
+            FfiConverterULong.write(value.`sizeBytes`, buf)
+            FfiConverterString.write(value.`localPath`, buf)
+            FfiConverterBoolean.write(value.`uploaded`, buf)
     }
 }
 
@@ -4059,6 +4975,99 @@ public object FfiConverterTypeWellbeingForm: FfiConverterRustBuffer<WellbeingFor
             FfiConverterTypeCheckOutcome.write(value.`drinkingWater`, buf)
             FfiConverterString.write(value.`note`, buf)
     }
+}
+
+
+
+
+
+/**
+ * What an app's callback may fail with. An app may throw it on purpose; any other
+ * exception from a callback arrives as `Unexpected`. Either way the sync goes on.
+ */
+sealed class CallbackException: kotlin.Exception() {
+    
+    /**
+     * The app's callback failed (thrown on purpose).
+     */
+    class Failed(
+        
+        val `message`: kotlin.String
+        ) : CallbackException() {
+        override val message
+            get() = "message=${ `message` }"
+    }
+    
+    /**
+     * The callback threw something else (an exception the bindings did not expect).
+     */
+    class Unexpected(
+        
+        val `reason`: kotlin.String
+        ) : CallbackException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<CallbackException> {
+        override fun lift(error_buf: RustBuffer.ByValue): CallbackException = FfiConverterTypeCallbackError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCallbackError : FfiConverterRustBuffer<CallbackException> {
+    override fun read(buf: ByteBuffer): CallbackException {
+        
+
+        return when(buf.getInt()) {
+            1 -> CallbackException.Failed(
+                FfiConverterString.read(buf),
+                )
+            2 -> CallbackException.Unexpected(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: CallbackException): ULong {
+        return when(value) {
+            is CallbackException.Failed -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+            is CallbackException.Unexpected -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: CallbackException, buf: ByteBuffer) {
+        when(value) {
+            is CallbackException.Failed -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+            is CallbackException.Unexpected -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
 }
 
 
@@ -4338,6 +5347,56 @@ sealed class FieldsyncException: kotlin.Exception() {
     }
     
     /**
+     * The phone has not downloaded its households yet, so the id cannot be checked: sync
+     * once with signal, then record. Nothing was saved.
+     */
+    class HouseholdsNotSynced(
+        
+        val `householdId`: kotlin.String
+        ) : FieldsyncException() {
+        override val message
+            get() = "householdId=${ `householdId` }"
+    }
+    
+    /**
+     * A location fix that cannot exist (latitude outside −90…90, longitude outside
+     * −180…180, or NaN). Nothing was saved.
+     */
+    class ImpossibleLocation(
+        
+        val `latitude`: kotlin.Double, 
+        
+        val `longitude`: kotlin.Double
+        ) : FieldsyncException() {
+        override val message
+            get() = "latitude=${ `latitude` }, longitude=${ `longitude` }"
+    }
+    
+    /**
+     * A location accuracy that is negative or NaN. Nothing was saved.
+     */
+    class InvalidAccuracy(
+        
+        val `accuracyM`: kotlin.Double
+        ) : FieldsyncException() {
+        override val message
+            get() = "accuracyM=${ `accuracyM` }"
+    }
+    
+    /**
+     * Check-in to check-out is longer than the form allows. Nothing was saved.
+     */
+    class VisitTooLong(
+        
+        val `durationMinutes`: kotlin.Long, 
+        
+        val `maxMinutes`: kotlin.Long
+        ) : FieldsyncException() {
+        override val message
+            get() = "durationMinutes=${ `durationMinutes` }, maxMinutes=${ `maxMinutes` }"
+    }
+    
+    /**
      * A visit, task or other record that is not on this phone.
      */
     class NotFound(
@@ -4349,18 +5408,22 @@ sealed class FieldsyncException: kotlin.Exception() {
     }
     
     /**
-     * The file is not a JPEG, PNG or WebP image (checked from its bytes).
+     * The file is not a JPEG, PNG or WebP image (checked from its bytes by the server's
+     * rules). `reason` says what it is instead (for logs). Nothing was saved.
      */
     class PhotoNotAnImage(
         
-        val `path`: kotlin.String
+        val `path`: kotlin.String, 
+        
+        val `reason`: kotlin.String
         ) : FieldsyncException() {
         override val message
-            get() = "path=${ `path` }"
+            get() = "path=${ `path` }, reason=${ `reason` }"
     }
     
     /**
-     * A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how).
+     * A HEIC/HEIF photo: convert it to JPEG first (docs/mobile.md shows how). Nothing was
+     * saved.
      */
     class PhotoHeicNeedsConversion(
         
@@ -4499,32 +5562,47 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            16 -> FieldsyncException.NotFound(
+            16 -> FieldsyncException.HouseholdsNotSynced(
                 FfiConverterString.read(buf),
                 )
-            17 -> FieldsyncException.PhotoNotAnImage(
+            17 -> FieldsyncException.ImpossibleLocation(
+                FfiConverterDouble.read(buf),
+                FfiConverterDouble.read(buf),
+                )
+            18 -> FieldsyncException.InvalidAccuracy(
+                FfiConverterDouble.read(buf),
+                )
+            19 -> FieldsyncException.VisitTooLong(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                )
+            20 -> FieldsyncException.NotFound(
                 FfiConverterString.read(buf),
                 )
-            18 -> FieldsyncException.PhotoHeicNeedsConversion(
+            21 -> FieldsyncException.PhotoNotAnImage(
+                FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            19 -> FieldsyncException.QuarterAlreadyRegistered(
+            22 -> FieldsyncException.PhotoHeicNeedsConversion(
+                FfiConverterString.read(buf),
+                )
+            23 -> FieldsyncException.QuarterAlreadyRegistered(
                 FfiConverterString.read(buf),
                 FfiConverterInt.read(buf),
                 FfiConverterUInt.read(buf),
                 FfiConverterLong.read(buf),
                 FfiConverterBoolean.read(buf),
                 )
-            20 -> FieldsyncException.InvalidIncome(
+            24 -> FieldsyncException.InvalidIncome(
                 FfiConverterString.read(buf),
                 )
-            21 -> FieldsyncException.NotAllowed(
+            25 -> FieldsyncException.NotAllowed(
                 FfiConverterString.read(buf),
                 )
-            22 -> FieldsyncException.Storage(
+            26 -> FieldsyncException.Storage(
                 FfiConverterString.read(buf),
                 )
-            23 -> FieldsyncException.Corrupt(
+            27 -> FieldsyncException.Corrupt(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4612,6 +5690,28 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
                 + FfiConverterString.allocationSize(value.`householdId`)
                 + FfiConverterString.allocationSize(value.`message`)
             )
+            is FieldsyncException.HouseholdsNotSynced -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`householdId`)
+            )
+            is FieldsyncException.ImpossibleLocation -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterDouble.allocationSize(value.`latitude`)
+                + FfiConverterDouble.allocationSize(value.`longitude`)
+            )
+            is FieldsyncException.InvalidAccuracy -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterDouble.allocationSize(value.`accuracyM`)
+            )
+            is FieldsyncException.VisitTooLong -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterLong.allocationSize(value.`durationMinutes`)
+                + FfiConverterLong.allocationSize(value.`maxMinutes`)
+            )
             is FieldsyncException.NotFound -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
@@ -4621,6 +5721,7 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`path`)
+                + FfiConverterString.allocationSize(value.`reason`)
             )
             is FieldsyncException.PhotoHeicNeedsConversion -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -4740,23 +5841,46 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
-            is FieldsyncException.NotFound -> {
+            is FieldsyncException.HouseholdsNotSynced -> {
                 buf.putInt(16)
+                FfiConverterString.write(value.`householdId`, buf)
+                Unit
+            }
+            is FieldsyncException.ImpossibleLocation -> {
+                buf.putInt(17)
+                FfiConverterDouble.write(value.`latitude`, buf)
+                FfiConverterDouble.write(value.`longitude`, buf)
+                Unit
+            }
+            is FieldsyncException.InvalidAccuracy -> {
+                buf.putInt(18)
+                FfiConverterDouble.write(value.`accuracyM`, buf)
+                Unit
+            }
+            is FieldsyncException.VisitTooLong -> {
+                buf.putInt(19)
+                FfiConverterLong.write(value.`durationMinutes`, buf)
+                FfiConverterLong.write(value.`maxMinutes`, buf)
+                Unit
+            }
+            is FieldsyncException.NotFound -> {
+                buf.putInt(20)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is FieldsyncException.PhotoNotAnImage -> {
-                buf.putInt(17)
+                buf.putInt(21)
                 FfiConverterString.write(value.`path`, buf)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is FieldsyncException.PhotoHeicNeedsConversion -> {
-                buf.putInt(18)
+                buf.putInt(22)
                 FfiConverterString.write(value.`path`, buf)
                 Unit
             }
             is FieldsyncException.QuarterAlreadyRegistered -> {
-                buf.putInt(19)
+                buf.putInt(23)
                 FfiConverterString.write(value.`householdId`, buf)
                 FfiConverterInt.write(value.`year`, buf)
                 FfiConverterUInt.write(value.`quarter`, buf)
@@ -4765,22 +5889,22 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
                 Unit
             }
             is FieldsyncException.InvalidIncome -> {
-                buf.putInt(20)
+                buf.putInt(24)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is FieldsyncException.NotAllowed -> {
-                buf.putInt(21)
+                buf.putInt(25)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is FieldsyncException.Storage -> {
-                buf.putInt(22)
+                buf.putInt(26)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
             is FieldsyncException.Corrupt -> {
-                buf.putInt(23)
+                buf.putInt(27)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
             }
@@ -4788,6 +5912,57 @@ public object FfiConverterTypeFieldsyncError : FfiConverterRustBuffer<FieldsyncE
     }
 
 }
+
+
+
+/**
+ * Where one income registration stands.
+ */
+
+enum class IncomeProgress {
+    
+    /**
+     * Made on this phone, not sent yet (待上传).
+     */
+    UNSENT,
+    /**
+     * Made on this phone and accepted by the server (已上传).
+     */
+    SENT,
+    /**
+     * Made on this phone and refused by the server (被拒收).
+     */
+    REJECTED,
+    /**
+     * Made by another device; in force on the server as of the last sync.
+     */
+    ON_SERVER;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIncomeProgress: FfiConverterRustBuffer<IncomeProgress> {
+    override fun read(buf: ByteBuffer) = try {
+        IncomeProgress.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: IncomeProgress) = 4UL
+
+    override fun write(value: IncomeProgress, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -5363,6 +6538,70 @@ public object FfiConverterOptionalTypeSignedInUser: FfiConverterRustBuffer<Signe
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeTaskItem: FfiConverterRustBuffer<TaskItem?> {
+    override fun read(buf: ByteBuffer): TaskItem? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTaskItem.read(buf)
+    }
+
+    override fun allocationSize(value: TaskItem?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTaskItem.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TaskItem?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTaskItem.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeVisitForm: FfiConverterRustBuffer<VisitForm?> {
+    override fun read(buf: ByteBuffer): VisitForm? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeVisitForm.read(buf)
+    }
+
+    override fun allocationSize(value: VisitForm?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeVisitForm.allocationSize(value)
+        }
+    }
+
+    override fun write(value: VisitForm?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeVisitForm.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeVisitExceptionChoice: FfiConverterRustBuffer<VisitExceptionChoice?> {
     override fun read(buf: ByteBuffer): VisitExceptionChoice? {
         if (buf.get().toInt() == 0) {
@@ -5479,6 +6718,118 @@ public object FfiConverterSequenceTypeHouseholdMember: FfiConverterRustBuffer<Li
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer<List<HttpHeader>> {
+    override fun read(buf: ByteBuffer): List<HttpHeader> {
+        val len = buf.getInt()
+        return List<HttpHeader>(len) {
+            FfiConverterTypeHttpHeader.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<HttpHeader>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeHttpHeader.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<HttpHeader>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeHttpHeader.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeIncomeItem: FfiConverterRustBuffer<List<IncomeItem>> {
+    override fun read(buf: ByteBuffer): List<IncomeItem> {
+        val len = buf.getInt()
+        return List<IncomeItem>(len) {
+            FfiConverterTypeIncomeItem.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<IncomeItem>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeIncomeItem.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<IncomeItem>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeIncomeItem.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePendingUpload: FfiConverterRustBuffer<List<PendingUpload>> {
+    override fun read(buf: ByteBuffer): List<PendingUpload> {
+        val len = buf.getInt()
+        return List<PendingUpload>(len) {
+            FfiConverterTypePendingUpload.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PendingUpload>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePendingUpload.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PendingUpload>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePendingUpload.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeProposedChangeForm: FfiConverterRustBuffer<List<ProposedChangeForm>> {
+    override fun read(buf: ByteBuffer): List<ProposedChangeForm> {
+        val len = buf.getInt()
+        return List<ProposedChangeForm>(len) {
+            FfiConverterTypeProposedChangeForm.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ProposedChangeForm>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeProposedChangeForm.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ProposedChangeForm>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeProposedChangeForm.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeRefusedRecord: FfiConverterRustBuffer<List<RefusedRecord>> {
     override fun read(buf: ByteBuffer): List<RefusedRecord> {
         val len = buf.getInt()
@@ -5581,6 +6932,34 @@ public object FfiConverterSequenceTypeVisitListItem: FfiConverterRustBuffer<List
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeVisitListItem.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeVisitPhoto: FfiConverterRustBuffer<List<VisitPhoto>> {
+    override fun read(buf: ByteBuffer): List<VisitPhoto> {
+        val len = buf.getInt()
+        return List<VisitPhoto>(len) {
+            FfiConverterTypeVisitPhoto.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<VisitPhoto>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeVisitPhoto.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<VisitPhoto>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeVisitPhoto.write(it, buf)
         }
     }
 }
