@@ -98,6 +98,13 @@ impl FieldsyncClient {
         }
     }
 
+    /// The phone's model (e.g. `Build.MODEL` on Android, the model identifier on iOS), sent
+    /// at the next login so the console's 冲突记录 can name the device beside its last four
+    /// id characters. Call it before `login`.
+    pub fn set_device_model(&self, model: String) -> FieldsyncResult<()> {
+        Ok(self.client.set_device_model(&model)?)
+    }
+
     /// Who is signed in on this device, if anyone.
     pub fn signed_in_user(&self) -> FieldsyncResult<Option<SignedInUser>> {
         Ok(self.client.user()?.map(SignedInUser::from))

@@ -859,6 +859,38 @@ pub struct DeviceStatus {
     pub wedged: u64,
     /// Unsent drafts of households reassigned away (需移交).
     pub handover: u64,
+    /// This user's edits waiting in a conflict for the township supervisor (待审核), as of
+    /// the last pull.
+    pub pending_conflicts: Vec<PendingConflictRecord>,
+}
+
+/// One of the user's edits that met another's change of the same field and waits for the
+/// township supervisor (与他人的修改冲突，等待乡镇审核员处理).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PendingConflictRecord {
+    pub household_id: String,
+    /// Empty for a household field; the member's id for a member's field.
+    pub member_id: Option<String>,
+    /// The field's wire name (e.g. `phone`); the app shows its own label.
+    pub field: String,
+    pub recorded_at_ms: i64,
+    /// The device that made the edit (the user may have more than one phone).
+    pub device_id: String,
+}
+
+impl From<fieldsync_model::register::PendingConflict> for PendingConflictRecord {
+    fn from(conflict: fieldsync_model::register::PendingConflict) -> Self {
+        Self {
+            household_id: conflict.household_id,
+            member_id: match conflict.target {
+                fieldsync_model::register::FieldTarget::Household => None,
+                fieldsync_model::register::FieldTarget::Member(member_id) => Some(member_id),
+            },
+            field: conflict.field,
+            recorded_at_ms: epoch_millis(conflict.recorded_at),
+            device_id: conflict.device_id,
+        }
+    }
 }
 
 impl From<core::Status> for DeviceStatus {
@@ -877,6 +909,11 @@ impl From<core::Status> for DeviceStatus {
             next_sync_due_ms: status.next_sync_due.map(epoch_millis),
             wedged: status.wedged.len() as u64,
             handover: status.handover.len() as u64,
+            pending_conflicts: status
+                .pending_conflicts
+                .into_iter()
+                .map(PendingConflictRecord::from)
+                .collect(),
         }
     }
 }
@@ -905,6 +942,10 @@ pub struct SyncReport {
     pub households_pulled: u64,
     pub households_removed: u64,
     pub visit_statuses_pulled: u64,
+    /// Edits of this push that met another's change and now wait for the supervisor.
+    pub conflicts_recorded: u64,
+    /// All of this user's edits waiting in a conflict, as the pull reported them.
+    pub pending_conflicts: Vec<PendingConflictRecord>,
     /// What the screens should reload (also given to the change listener).
     pub changes: ChangedRecords,
 }
@@ -954,6 +995,12 @@ impl From<core::SyncReport> for SyncReport {
             households_pulled: report.households_pulled,
             households_removed: report.households_removed,
             visit_statuses_pulled: report.visit_statuses_pulled,
+            conflicts_recorded: report.conflicts_recorded,
+            pending_conflicts: report
+                .pending_conflicts
+                .into_iter()
+                .map(PendingConflictRecord::from)
+                .collect(),
             changes: ChangedRecords {
                 household_ids: report.changes.household_ids.into_iter().collect(),
                 visit_ids: report.changes.visit_ids.into_iter().collect(),

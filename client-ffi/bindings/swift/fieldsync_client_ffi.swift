@@ -967,6 +967,13 @@ public protocol FieldsyncClientProtocol: AnyObject, Sendable {
     func setChangeListener(listener: ChangeListener?) 
     
     /**
+     * The phone's model (e.g. `Build.MODEL` on Android, the model identifier on iOS), sent
+     * at the next login so the console's 冲突记录 can name the device beside its last four
+     * id characters. Call it before `login`.
+     */
+    func setDeviceModel(model: String) throws 
+    
+    /**
      * Who is signed in on this device, if anyone.
      */
     func signedInUser() throws  -> SignedInUser?
@@ -1380,6 +1387,20 @@ open func setChangeListener(listener: ChangeListener?)  {try! rustCall() {
     uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_change_listener(
             self.uniffiCloneHandle(),
         FfiConverterOptionTypeChangeListener.lower(listener),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The phone's model (e.g. `Build.MODEL` on Android, the model identifier on iOS), sent
+     * at the next login so the console's 冲突记录 can name the device beside its last four
+     * id characters. Call it before `login`.
+     */
+open func setDeviceModel(model: String)throws   {try rustCallWithError(FfiConverterTypeFieldsyncError_lift) {
+        uniffiCallStatus in
+    uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_device_model(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(model),uniffiCallStatus
     )
 }
 }
@@ -1952,6 +1973,11 @@ public struct DeviceStatus: Equatable, Hashable {
      * Unsent drafts of households reassigned away (需移交).
      */
     public var handover: UInt64
+    /**
+     * This user's edits waiting in a conflict for the township supervisor (待审核), as of
+     * the last pull.
+     */
+    public var pendingConflicts: [PendingConflictRecord]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1961,7 +1987,11 @@ public struct DeviceStatus: Equatable, Hashable {
          */wedged: UInt64, 
         /**
          * Unsent drafts of households reassigned away (需移交).
-         */handover: UInt64) {
+         */handover: UInt64, 
+        /**
+         * This user's edits waiting in a conflict for the township supervisor (待审核), as of
+         * the last pull.
+         */pendingConflicts: [PendingConflictRecord]) {
         self.deviceId = deviceId
         self.serverUrl = serverUrl
         self.user = user
@@ -1975,6 +2005,7 @@ public struct DeviceStatus: Equatable, Hashable {
         self.nextSyncDueMs = nextSyncDueMs
         self.wedged = wedged
         self.handover = handover
+        self.pendingConflicts = pendingConflicts
     }
 
     
@@ -2005,7 +2036,8 @@ public struct FfiConverterTypeDeviceStatus: FfiConverterRustBuffer {
                 consecutiveFailures: FfiConverterUInt32.read(from: &buf), 
                 nextSyncDueMs: FfiConverterOptionInt64.read(from: &buf), 
                 wedged: FfiConverterUInt64.read(from: &buf), 
-                handover: FfiConverterUInt64.read(from: &buf)
+                handover: FfiConverterUInt64.read(from: &buf), 
+                pendingConflicts: FfiConverterSequenceTypePendingConflictRecord.read(from: &buf)
         )
     }
 
@@ -2023,6 +2055,7 @@ public struct FfiConverterTypeDeviceStatus: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.nextSyncDueMs, into: &buf)
         FfiConverterUInt64.write(value.wedged, into: &buf)
         FfiConverterUInt64.write(value.handover, into: &buf)
+        FfiConverterSequenceTypePendingConflictRecord.write(value.pendingConflicts, into: &buf)
     }
 }
 
@@ -2822,6 +2855,94 @@ public func FfiConverterTypeMemberForm_lower(_ value: MemberForm) -> RustBuffer 
 
 
 /**
+ * One of the user's edits that met another's change of the same field and waits for the
+ * township supervisor (与他人的修改冲突，等待乡镇审核员处理).
+ */
+public struct PendingConflictRecord: Equatable, Hashable {
+    public var householdId: String
+    /**
+     * Empty for a household field; the member's id for a member's field.
+     */
+    public var memberId: String?
+    /**
+     * The field's wire name (e.g. `phone`); the app shows its own label.
+     */
+    public var field: String
+    public var recordedAtMs: Int64
+    /**
+     * The device that made the edit (the user may have more than one phone).
+     */
+    public var deviceId: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(householdId: String, 
+        /**
+         * Empty for a household field; the member's id for a member's field.
+         */memberId: String?, 
+        /**
+         * The field's wire name (e.g. `phone`); the app shows its own label.
+         */field: String, recordedAtMs: Int64, 
+        /**
+         * The device that made the edit (the user may have more than one phone).
+         */deviceId: String) {
+        self.householdId = householdId
+        self.memberId = memberId
+        self.field = field
+        self.recordedAtMs = recordedAtMs
+        self.deviceId = deviceId
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PendingConflictRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePendingConflictRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PendingConflictRecord {
+        return
+            try PendingConflictRecord(
+                householdId: FfiConverterString.read(from: &buf), 
+                memberId: FfiConverterOptionString.read(from: &buf), 
+                field: FfiConverterString.read(from: &buf), 
+                recordedAtMs: FfiConverterInt64.read(from: &buf), 
+                deviceId: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PendingConflictRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.householdId, into: &buf)
+        FfiConverterOptionString.write(value.memberId, into: &buf)
+        FfiConverterString.write(value.field, into: &buf)
+        FfiConverterInt64.write(value.recordedAtMs, into: &buf)
+        FfiConverterString.write(value.deviceId, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingConflictRecord_lift(_ buf: RustBuffer) throws -> PendingConflictRecord {
+    return try FfiConverterTypePendingConflictRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePendingConflictRecord_lower(_ value: PendingConflictRecord) -> RustBuffer {
+    return FfiConverterTypePendingConflictRecord.lower(value)
+}
+
+
+/**
  * One photo upload for the OS background uploader (WorkManager, background URLSession):
  * send the file at `file_path` with `method` to `upload_url` with `headers`; the server
  * answers 204. Then call `upload_finished(sha256)`.
@@ -3300,6 +3421,14 @@ public struct SyncReport: Equatable, Hashable {
     public var householdsRemoved: UInt64
     public var visitStatusesPulled: UInt64
     /**
+     * Edits of this push that met another's change and now wait for the supervisor.
+     */
+    public var conflictsRecorded: UInt64
+    /**
+     * All of this user's edits waiting in a conflict, as the pull reported them.
+     */
+    public var pendingConflicts: [PendingConflictRecord]
+    /**
      * What the screens should reload (also given to the change listener).
      */
     public var changes: ChangedRecords
@@ -3314,6 +3443,12 @@ public struct SyncReport: Equatable, Hashable {
          * Uploads the server refused this time; retried at the next sync.
          */uploadFailures: UInt64, householdsPulled: UInt64, householdsRemoved: UInt64, visitStatusesPulled: UInt64, 
         /**
+         * Edits of this push that met another's change and now wait for the supervisor.
+         */conflictsRecorded: UInt64, 
+        /**
+         * All of this user's edits waiting in a conflict, as the pull reported them.
+         */pendingConflicts: [PendingConflictRecord], 
+        /**
          * What the screens should reload (also given to the change listener).
          */changes: ChangedRecords) {
         self.batchesPushed = batchesPushed
@@ -3327,6 +3462,8 @@ public struct SyncReport: Equatable, Hashable {
         self.householdsPulled = householdsPulled
         self.householdsRemoved = householdsRemoved
         self.visitStatusesPulled = visitStatusesPulled
+        self.conflictsRecorded = conflictsRecorded
+        self.pendingConflicts = pendingConflicts
         self.changes = changes
     }
 
@@ -3357,6 +3494,8 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
                 householdsPulled: FfiConverterUInt64.read(from: &buf), 
                 householdsRemoved: FfiConverterUInt64.read(from: &buf), 
                 visitStatusesPulled: FfiConverterUInt64.read(from: &buf), 
+                conflictsRecorded: FfiConverterUInt64.read(from: &buf), 
+                pendingConflicts: FfiConverterSequenceTypePendingConflictRecord.read(from: &buf), 
                 changes: FfiConverterTypeChangedRecords.read(from: &buf)
         )
     }
@@ -3373,6 +3512,8 @@ public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.householdsPulled, into: &buf)
         FfiConverterUInt64.write(value.householdsRemoved, into: &buf)
         FfiConverterUInt64.write(value.visitStatusesPulled, into: &buf)
+        FfiConverterUInt64.write(value.conflictsRecorded, into: &buf)
+        FfiConverterSequenceTypePendingConflictRecord.write(value.pendingConflicts, into: &buf)
         FfiConverterTypeChangedRecords.write(value.changes, into: &buf)
     }
 }
@@ -5835,6 +5976,31 @@ fileprivate struct FfiConverterSequenceTypeIncomeItem: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypePendingConflictRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [PendingConflictRecord]
+
+    public static func write(_ value: [PendingConflictRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePendingConflictRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PendingConflictRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PendingConflictRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePendingConflictRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypePendingUpload: FfiConverterRustBuffer {
     typealias SwiftType = [PendingUpload]
 
@@ -6083,6 +6249,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_change_listener() != 45147) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_device_model() != 10858) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_signed_in_user() != 34512) {

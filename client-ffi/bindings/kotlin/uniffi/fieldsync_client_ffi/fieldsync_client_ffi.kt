@@ -773,6 +773,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_change_listener(
     ): Int
+    external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_device_model(
+    ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_signed_in_user(
     ): Int
     external fun uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_status(
@@ -866,6 +868,8 @@ internal object UniffiLib {
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_session(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_change_listener(`ptr`: Long,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_device_model(`ptr`: Long,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_signed_in_user(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1081,6 +1085,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_change_listener() and 0xFFFF) != 45147) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_set_device_model() and 0xFFFF) != 10858) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_fieldsync_client_ffi_checksum_method_fieldsyncclient_signed_in_user() and 0xFFFF) != 34512) {
@@ -2062,6 +2069,13 @@ public interface FieldsyncClientInterface {
     fun `setChangeListener`(`listener`: ChangeListener?)
     
     /**
+     * The phone's model (e.g. `Build.MODEL` on Android, the model identifier on iOS), sent
+     * at the next login so the console's 冲突记录 can name the device beside its last four
+     * id characters. Call it before `login`.
+     */
+    fun `setDeviceModel`(`model`: kotlin.String)
+    
+    /**
      * Who is signed in on this device, if anyone.
      */
     fun `signedInUser`(): SignedInUser?
@@ -2610,6 +2624,25 @@ open class FieldsyncClient: Disposable, AutoCloseable, FieldsyncClientInterface
         it,
         
         FfiConverterOptionalTypeChangeListener.lower(`listener`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The phone's model (e.g. `Build.MODEL` on Android, the model identifier on iOS), sent
+     * at the next login so the console's 冲突记录 can name the device beside its last four
+     * id characters. Call it before `login`.
+     */
+    @Throws(FieldsyncException::class)override fun `setDeviceModel`(`model`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(FieldsyncException) { _status ->
+    UniffiLib.uniffi_fieldsync_client_ffi_fn_method_fieldsyncclient_set_device_model(
+        it,
+        
+        FfiConverterString.lower(`model`),_status)
 }
     }
     
@@ -3324,6 +3357,12 @@ data class DeviceStatus (
      * Unsent drafts of households reassigned away (需移交).
      */
     var `handover`: kotlin.ULong
+    , 
+    /**
+     * This user's edits waiting in a conflict for the township supervisor (待审核), as of
+     * the last pull.
+     */
+    var `pendingConflicts`: List<PendingConflictRecord>
     
 ){
     
@@ -3353,6 +3392,7 @@ public object FfiConverterTypeDeviceStatus: FfiConverterRustBuffer<DeviceStatus>
             FfiConverterOptionalLong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterSequenceTypePendingConflictRecord.read(buf),
         )
     }
 
@@ -3369,7 +3409,8 @@ public object FfiConverterTypeDeviceStatus: FfiConverterRustBuffer<DeviceStatus>
             FfiConverterUInt.allocationSize(value.`consecutiveFailures`) +
             FfiConverterOptionalLong.allocationSize(value.`nextSyncDueMs`) +
             FfiConverterULong.allocationSize(value.`wedged`) +
-            FfiConverterULong.allocationSize(value.`handover`)
+            FfiConverterULong.allocationSize(value.`handover`) +
+            FfiConverterSequenceTypePendingConflictRecord.allocationSize(value.`pendingConflicts`)
     )
 
     override fun write(value: DeviceStatus, buf: ByteBuffer) {
@@ -3386,6 +3427,7 @@ public object FfiConverterTypeDeviceStatus: FfiConverterRustBuffer<DeviceStatus>
             FfiConverterOptionalLong.write(value.`nextSyncDueMs`, buf)
             FfiConverterULong.write(value.`wedged`, buf)
             FfiConverterULong.write(value.`handover`, buf)
+            FfiConverterSequenceTypePendingConflictRecord.write(value.`pendingConflicts`, buf)
     }
 }
 
@@ -3990,6 +4032,72 @@ public object FfiConverterTypeMemberForm: FfiConverterRustBuffer<MemberForm> {
 
 
 /**
+ * One of the user's edits that met another's change of the same field and waits for the
+ * township supervisor (与他人的修改冲突，等待乡镇审核员处理).
+ */
+data class PendingConflictRecord (
+    var `householdId`: kotlin.String
+    , 
+    /**
+     * Empty for a household field; the member's id for a member's field.
+     */
+    var `memberId`: kotlin.String?
+    , 
+    /**
+     * The field's wire name (e.g. `phone`); the app shows its own label.
+     */
+    var `field`: kotlin.String
+    , 
+    var `recordedAtMs`: kotlin.Long
+    , 
+    /**
+     * The device that made the edit (the user may have more than one phone).
+     */
+    var `deviceId`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePendingConflictRecord: FfiConverterRustBuffer<PendingConflictRecord> {
+    override fun read(buf: ByteBuffer): PendingConflictRecord {
+        return PendingConflictRecord(
+            FfiConverterString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PendingConflictRecord) = (
+            FfiConverterString.allocationSize(value.`householdId`) +
+            FfiConverterOptionalString.allocationSize(value.`memberId`) +
+            FfiConverterString.allocationSize(value.`field`) +
+            FfiConverterLong.allocationSize(value.`recordedAtMs`) +
+            FfiConverterString.allocationSize(value.`deviceId`)
+    )
+
+    override fun write(value: PendingConflictRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`householdId`, buf)
+            FfiConverterOptionalString.write(value.`memberId`, buf)
+            FfiConverterString.write(value.`field`, buf)
+            FfiConverterLong.write(value.`recordedAtMs`, buf)
+            FfiConverterString.write(value.`deviceId`, buf)
+    }
+}
+
+
+
+/**
  * One photo upload for the OS background uploader (WorkManager, background URLSession):
  * send the file at `file_path` with `method` to `upload_url` with `headers`; the server
  * answers 204. Then call `upload_finished(sha256)`.
@@ -4375,6 +4483,16 @@ data class SyncReport (
     var `visitStatusesPulled`: kotlin.ULong
     , 
     /**
+     * Edits of this push that met another's change and now wait for the supervisor.
+     */
+    var `conflictsRecorded`: kotlin.ULong
+    , 
+    /**
+     * All of this user's edits waiting in a conflict, as the pull reported them.
+     */
+    var `pendingConflicts`: List<PendingConflictRecord>
+    , 
+    /**
      * What the screens should reload (also given to the change listener).
      */
     var `changes`: ChangedRecords
@@ -4405,6 +4523,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterSequenceTypePendingConflictRecord.read(buf),
             FfiConverterTypeChangedRecords.read(buf),
         )
     }
@@ -4421,6 +4541,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterULong.allocationSize(value.`householdsPulled`) +
             FfiConverterULong.allocationSize(value.`householdsRemoved`) +
             FfiConverterULong.allocationSize(value.`visitStatusesPulled`) +
+            FfiConverterULong.allocationSize(value.`conflictsRecorded`) +
+            FfiConverterSequenceTypePendingConflictRecord.allocationSize(value.`pendingConflicts`) +
             FfiConverterTypeChangedRecords.allocationSize(value.`changes`)
     )
 
@@ -4436,6 +4558,8 @@ public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
             FfiConverterULong.write(value.`householdsPulled`, buf)
             FfiConverterULong.write(value.`householdsRemoved`, buf)
             FfiConverterULong.write(value.`visitStatusesPulled`, buf)
+            FfiConverterULong.write(value.`conflictsRecorded`, buf)
+            FfiConverterSequenceTypePendingConflictRecord.write(value.`pendingConflicts`, buf)
             FfiConverterTypeChangedRecords.write(value.`changes`, buf)
     }
 }
@@ -6764,6 +6888,34 @@ public object FfiConverterSequenceTypeIncomeItem: FfiConverterRustBuffer<List<In
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeIncomeItem.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePendingConflictRecord: FfiConverterRustBuffer<List<PendingConflictRecord>> {
+    override fun read(buf: ByteBuffer): List<PendingConflictRecord> {
+        val len = buf.getInt()
+        return List<PendingConflictRecord>(len) {
+            FfiConverterTypePendingConflictRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PendingConflictRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePendingConflictRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PendingConflictRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePendingConflictRecord.write(it, buf)
         }
     }
 }
