@@ -2098,6 +2098,15 @@ pub async fn stale_base_seq_after_a_losing_write(store: &dyn Store) {
 pub async fn resolving_a_conflict_writes_the_choice_and_closes_the_register(store: &dyn Store) {
     let fixture = seeded(store).await;
     let wang = &fixture.wang;
+    // Asked before the conflicting writes (every pull asks), so a store that keeps the
+    // answer must drop it when they land.
+    assert!(
+        store
+            .pending_conflicts(&fixture.cadre_b.user_id)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
     push_at(
         store,
         &fixture.cadre_a,

@@ -249,6 +249,8 @@ struct Connections {
     /// Pulls that found nothing new, by caller scope, cursor and page size: what a phone
     /// polling with an up-to-date cursor asks again and again.
     up_to_date_pulls: memo::Memo<UpToDatePullKey, PullChanges>,
+    /// Each user's edits waiting in a conflict, which every pull's checkpoint carries.
+    pending_conflicts: memo::Memo<String, Vec<PendingConflict>>,
 }
 
 /// Who pulled (what decides the scope), from where, and the page size.
@@ -492,6 +494,7 @@ impl SqliteStore {
                 change_log_bounds: memo::Memo::with_capacity(1),
                 heartbeats: memo::Memo::with_capacity(MEMO_CAPACITY),
                 up_to_date_pulls: memo::Memo::with_capacity(MEMO_CAPACITY),
+                pending_conflicts: memo::Memo::with_capacity(MEMO_CAPACITY),
             }),
         })
     }
@@ -3800,9 +3803,15 @@ impl Store for SqliteStore {
     }
 
     async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>> {
+        // Every pull's checkpoint asks: answered from memory while nothing was written.
+        let key = user_id.to_owned();
         let user_id = user_id.to_owned();
-        self.read(move |connection| pending_conflicts_in(connection, &user_id))
-            .await
+        self.read_memoized(
+            |connections| &connections.pending_conflicts,
+            key,
+            move |connection| pending_conflicts_in(connection, &user_id),
+        )
+        .await
     }
 
     async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp> {
