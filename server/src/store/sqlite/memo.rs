@@ -1,6 +1,7 @@
 //! Answers of a few hot reads kept under the store's write generation, so that the RPCs a
 //! phone makes most (a session lookup on every call, the change-log bounds, the stored
-//! heartbeat and an up-to-date pull on every sync) do not each wait for a blocking-pool hop
+//! heartbeat, the caller's pending conflicts and an up-to-date pull on every sync) do not
+//! each wait for a blocking-pool hop
 //! and a read transaction when nothing was written since the same read (issue 11, small
 //! RPC benchmark).
 //!
