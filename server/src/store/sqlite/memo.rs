@@ -1,9 +1,8 @@
 //! Answers of a few hot reads kept under the store's write generation, so that the RPCs a
 //! phone makes most (a session lookup on every call, the change-log bounds, the stored
 //! heartbeat, the caller's pending conflicts and an up-to-date pull on every sync) do not
-//! each wait for a blocking-pool hop
-//! and a read transaction when nothing was written since the same read (issue 11, small
-//! RPC benchmark).
+//! each wait for a blocking-pool hop and a read transaction when nothing was written since
+//! the same read (issue 11, small RPC benchmark).
 //!
 //! Correctness rests on two facts. The store is its file's only writer (one writer
 //! connection behind a mutex), and every write transaction bumps the generation *after* it
