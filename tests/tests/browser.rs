@@ -57,6 +57,19 @@ fn missing_browser() -> Option<String> {
         })
 }
 
+/// Whether the browser tests can run; when they cannot, says why (skipped), or fails the
+/// test when `FIELDSYNC_REQUIRE_BROWSER=1` (as .ci/run sets it).
+fn browser_can_run() -> bool {
+    let Some(reason) = missing_browser() else {
+        return true;
+    };
+    if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
+    }
+    println!("skipped: {reason}");
+    false
+}
+
 /// Start chromedriver and wait for its "started successfully" line (no sleeping).
 async fn start_chromedriver() -> Chromedriver {
     // Bind port 0 to learn a free port, then hand it to chromedriver.
@@ -216,11 +229,7 @@ async fn submit_visit(phone: &Client, photo: &str) -> String {
 
 #[tokio::test]
 async fn a_supervisor_returns_and_approves_in_the_browser_and_the_fix_comes_back() {
-    if let Some(reason) = missing_browser() {
-        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
-        }
-        println!("skipped: {reason}");
+    if !browser_can_run() {
         return;
     }
     let server = TestServer::start().await;
@@ -545,11 +554,7 @@ async fn one_household_roster(server: &TestServer, folder: &Path) -> PathBuf {
 /// (county administrator).
 #[tokio::test]
 async fn every_console_form_works_in_the_browser_with_its_csrf_token() {
-    if let Some(reason) = missing_browser() {
-        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
-        }
-        println!("skipped: {reason}");
+    if !browser_can_run() {
         return;
     }
     let server = TestServer::start().await;
@@ -1027,11 +1032,7 @@ async fn check_pages_as(
 /// for a thumb. Screenshots land in `target/screenshots/pages/`.
 #[tokio::test]
 async fn every_console_page_fits_a_phone_and_a_desk() {
-    if let Some(reason) = missing_browser() {
-        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
-        }
-        println!("skipped: {reason}");
+    if !browser_can_run() {
         return;
     }
     let server = TestServer::start().await;
@@ -1281,11 +1282,7 @@ async fn every_console_page_fits_a_phone_and_a_desk() {
 /// household is not found, by 户编号 or by name.
 #[tokio::test]
 async fn a_supervisor_finds_a_household_from_the_header_search_box() {
-    if let Some(reason) = missing_browser() {
-        if std::env::var("FIELDSYNC_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("FIELDSYNC_REQUIRE_BROWSER=1 but the browser test cannot run: {reason}");
-        }
-        println!("skipped: {reason}");
+    if !browser_can_run() {
         return;
     }
     let server = TestServer::start().await;

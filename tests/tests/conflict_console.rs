@@ -150,16 +150,7 @@ async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
     assert_eq!(conflicts[0]["field_label"], "联系电话");
 
     // The supervisor confirms the older value (值 A).
-    let resolved = browser
-        .post(format!("{}/console/conflicts/resolve", server.url()))
-        .form(&[
-            ("conflict_key", key.as_str()),
-            ("choice", "first"),
-            ("custom_value", ""),
-        ])
-        .send()
-        .await
-        .expect("resolve");
+    let resolved = resolve_with_first_value(&browser, &server, &key).await;
     assert_eq!(resolved.status(), reqwest::StatusCode::SEE_OTHER);
     let again = browser
         .post(format!("{}/console/conflicts/resolve", server.url()))
@@ -220,6 +211,24 @@ async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
 }
 
 /// The last four characters of a device id, as the console shows them.
+/// The supervisor keeps the first side's value of conflict `key` (确认值 A) in the console.
+async fn resolve_with_first_value(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    key: &str,
+) -> reqwest::Response {
+    browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[
+            ("conflict_key", key),
+            ("choice", "first"),
+            ("custom_value", ""),
+        ])
+        .send()
+        .await
+        .expect("resolve")
+}
+
 fn tail(device_id: &str) -> &str {
     &device_id[device_id.len() - 4..]
 }
@@ -354,16 +363,7 @@ async fn a_conflicting_edit_waits_on_the_phone_and_the_console_names_both_device
 
     // The supervisor decides; the next pull tells both phones nothing waits any more.
     let key = conflict["conflict_key"].as_str().expect("key").to_owned();
-    let resolved = browser
-        .post(format!("{}/console/conflicts/resolve", server.url()))
-        .form(&[
-            ("conflict_key", key.as_str()),
-            ("choice", "first"),
-            ("custom_value", ""),
-        ])
-        .send()
-        .await
-        .expect("resolve");
+    let resolved = resolve_with_first_value(&browser, &server, &key).await;
     assert_eq!(resolved.status(), reqwest::StatusCode::SEE_OTHER);
     for phone in [&phone_a, &phone_b] {
         assert!(

@@ -179,6 +179,16 @@ fn fix_near(household: &v1::Household, north_m: f64, is_mock: bool) -> v1::GpsFi
     }
 }
 
+/// Attach one photo of `bytes` to `visit`: the visit and its photo record, to push together.
+fn with_one_photo(visit: &mut v1::Visit, bytes: &[u8]) -> Vec<v1::mutation::Payload> {
+    let photo = photo_record(&visit.visit_id, bytes);
+    visit.photo_ids = vec![photo.photo_id.clone()];
+    vec![
+        v1::mutation::Payload::SubmitVisit(visit.clone()),
+        v1::mutation::Payload::AddPhoto(photo),
+    ]
+}
+
 fn photo_record(visit_id: &str, bytes: &[u8]) -> v1::PhotoRecord {
     v1::PhotoRecord {
         photo_id: uuid::Uuid::now_v7().to_string(),
@@ -388,16 +398,8 @@ async fn a_photo_with_one_broken_exif_tag_keeps_its_time_and_gps_and_is_flagged_
         Some(fix_near(&household, 20.0, false)),
         Vec::new(),
     );
-    let photo = photo_record(&visit.visit_id, &bytes);
-    visit.photo_ids = vec![photo.photo_id.clone()];
     phone
-        .push(
-            &server,
-            vec![
-                v1::mutation::Payload::SubmitVisit(visit.clone()),
-                v1::mutation::Payload::AddPhoto(photo),
-            ],
-        )
+        .push(&server, with_one_photo(&mut visit, &bytes))
         .await;
     let mut supervisor = Supervisor::login(&server).await;
     let flags = supervisor.get(&visit.visit_id).await.flags;
@@ -584,16 +586,8 @@ async fn an_honest_visit_with_a_real_photo_has_no_flags() {
         Some(fix_near(&household, 20.0, false)),
         Vec::new(),
     );
-    let photo = photo_record(&honest.visit_id, &bytes);
-    honest.photo_ids = vec![photo.photo_id.clone()];
     phone
-        .push(
-            &server,
-            vec![
-                v1::mutation::Payload::SubmitVisit(honest.clone()),
-                v1::mutation::Payload::AddPhoto(photo),
-            ],
-        )
+        .push(&server, with_one_photo(&mut honest, &bytes))
         .await;
     let mut supervisor = Supervisor::login(&server).await;
     let detail = supervisor.get(&honest.visit_id).await;
@@ -787,27 +781,15 @@ async fn the_same_photo_on_another_households_visit_is_flagged_when_its_upload_c
         Some(fix_near(&first_home, 10.0, false)),
         Vec::new(),
     );
-    let first_photo = photo_record(&first.visit_id, &bytes);
-    first.photo_ids = vec![first_photo.photo_id.clone()];
     let mut second = visit(
         &second_home,
         now - Duration::hours(1),
         Some(fix_near(&second_home, 10.0, false)),
         Vec::new(),
     );
-    let second_photo = photo_record(&second.visit_id, &bytes);
-    second.photo_ids = vec![second_photo.photo_id.clone()];
-    phone
-        .push(
-            &server,
-            vec![
-                v1::mutation::Payload::SubmitVisit(first.clone()),
-                v1::mutation::Payload::AddPhoto(first_photo),
-                v1::mutation::Payload::SubmitVisit(second.clone()),
-                v1::mutation::Payload::AddPhoto(second_photo),
-            ],
-        )
-        .await;
+    let mut payloads = with_one_photo(&mut first, &bytes);
+    payloads.extend(with_one_photo(&mut second, &bytes));
+    phone.push(&server, payloads).await;
     let mut supervisor = Supervisor::login(&server).await;
     // The photo is still uploading: nothing about it is judged yet.
     let before = supervisor.flag_codes(&second.visit_id).await;

@@ -873,6 +873,26 @@ struct FormFields<'a> {
     gps: &'a mut Option<GpsFix>,
 }
 
+/// The form's fields of a [`NewVisit`] or a stored `Visit` (they share the names).
+macro_rules! form_fields_of {
+    ($form:expr) => {
+        FormFields {
+            exception_reason: &mut $form.exception_reason,
+            visit_type: &mut $form.visit_type,
+            checkin_at: &mut $form.checkin_at,
+            checkout_at: &mut $form.checkout_at,
+            observed_situation: &mut $form.observed_situation,
+            plan_progress: &mut $form.plan_progress,
+            problems: &mut $form.problems,
+            actions: &mut $form.actions,
+            needs: &mut $form.needs,
+            policies_explained: &mut $form.policies_explained,
+            wellbeing: &mut $form.wellbeing,
+            gps: &mut $form.gps,
+        }
+    };
+}
+
 /// Apply the flags that were given; the others keep the form's value.
 fn apply_form_args(args: &VisitFormArgs, fields: FormFields<'_>, now: OffsetDateTime) {
     if let Some(reason) = args.exception_reason {
@@ -952,24 +972,7 @@ fn record_visit(client: &Client, args: NewVisitArgs) -> Result<(), ClientError> 
             checkout,
         )
     };
-    apply_form_args(
-        &args.form,
-        FormFields {
-            exception_reason: &mut new_visit.exception_reason,
-            visit_type: &mut new_visit.visit_type,
-            checkin_at: &mut new_visit.checkin_at,
-            checkout_at: &mut new_visit.checkout_at,
-            observed_situation: &mut new_visit.observed_situation,
-            plan_progress: &mut new_visit.plan_progress,
-            problems: &mut new_visit.problems,
-            actions: &mut new_visit.actions,
-            needs: &mut new_visit.needs,
-            policies_explained: &mut new_visit.policies_explained,
-            wellbeing: &mut new_visit.wellbeing,
-            gps: &mut new_visit.gps,
-        },
-        now,
-    );
+    apply_form_args(&args.form, form_fields_of!(new_visit), now);
     let photo_count = new_visit.photo_paths.len();
     let has_gps = new_visit.gps.is_some();
     // The core checks the household (id or prefix), the form and the photos before
@@ -1210,24 +1213,7 @@ fn fix_visit(client: &Client, args: FixVisitArgs) -> Result<(), ClientError> {
                 visit.exception_reason = None;
             }
         }
-        apply_form_args(
-            form,
-            FormFields {
-                exception_reason: &mut visit.exception_reason,
-                visit_type: &mut visit.visit_type,
-                checkin_at: &mut visit.checkin_at,
-                checkout_at: &mut visit.checkout_at,
-                observed_situation: &mut visit.observed_situation,
-                plan_progress: &mut visit.plan_progress,
-                problems: &mut visit.problems,
-                actions: &mut visit.actions,
-                needs: &mut visit.needs,
-                policies_explained: &mut visit.policies_explained,
-                wellbeing: &mut visit.wellbeing,
-                gps: &mut visit.gps,
-            },
-            now,
-        );
+        apply_form_args(form, form_fields_of!(visit), now);
         // Replacements take their photo's place; added photos go at the end.
         let (replacements, added) = new_photo_ids.split_at(replaced.len());
         for ((old_id, _), new_id) in replaced.iter().zip(replacements) {
@@ -1814,24 +1800,7 @@ mod visit_form_tests {
         };
         let now = time::macros::datetime!(2026-03-05 10:00 UTC);
         let mut visit = NewVisit::new(args.household.clone(), args.mode.into(), now, now);
-        apply_form_args(
-            &args.form,
-            FormFields {
-                exception_reason: &mut visit.exception_reason,
-                visit_type: &mut visit.visit_type,
-                checkin_at: &mut visit.checkin_at,
-                checkout_at: &mut visit.checkout_at,
-                observed_situation: &mut visit.observed_situation,
-                plan_progress: &mut visit.plan_progress,
-                problems: &mut visit.problems,
-                actions: &mut visit.actions,
-                needs: &mut visit.needs,
-                policies_explained: &mut visit.policies_explained,
-                wellbeing: &mut visit.wellbeing,
-                gps: &mut visit.gps,
-            },
-            now,
-        );
+        apply_form_args(&args.form, form_fields_of!(visit), now);
         assert_eq!(visit.mode, VisitMode::Phone);
         assert_eq!(
             visit.exception_reason,
