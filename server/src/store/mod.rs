@@ -9,6 +9,8 @@ pub mod areas;
 /// their data with the same fixtures instead of copies.
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub mod postgres;
+pub(crate) mod push_record;
 pub mod sealed;
 pub mod search;
 pub mod sessions;

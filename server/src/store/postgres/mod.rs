@@ -1,0 +1,347 @@
+//! PostgreSQL backend (issue 15 §2), for a province's data on an engine operators already
+//! run. A pool of `tokio-postgres` connections (deadpool); every store method is one
+//! transaction on one pooled connection, with no blocking-pool hop.
+//!
+//! What SQLite's single writer made free is explicit here:
+//! - a scope's change sequence comes from its `scope_counters` row, locked by the writing
+//!   transaction until commit, so sequences become visible in the order they were issued;
+//! - writes that lose a deadlock or a serialization check are retried whole
+//!   ([`PostgresStore::write`]), never half-applied;
+//! - migrations take an advisory lock, so replicas starting together migrate once.
+//!
+//! Areas are implemented one file each as the per-area store traits land; the server picks
+//! this backend from `database_url` only once every area is here (see `crate::AppState`).
+
+/// Run `$body` in one read-committed transaction on a pooled connection and commit it,
+/// trying the whole transaction again when it lost a race ([`PostgresStore::retry_write`]).
+/// Inside `$body`, `$transaction` is a `&Transaction` and `?` converts into [`WriteError`].
+/// (A macro, not a method taking an async closure: such a closure borrowing the
+/// transaction cannot be proven `Send` for every lifetime, which `async_trait` requires.)
+macro_rules! write_transaction {
+    ($store:expr, |$transaction:ident| $body:block) => {{
+        let mut connection = $store.connection().await?;
+        let mut attempt = 1;
+        loop {
+            let owned_transaction = connection.transaction().await?;
+            let outcome: Result<_, $crate::store::postgres::WriteError> = async {
+                let $transaction = &owned_transaction;
+                $body
+            }
+            .await;
+            let outcome = match outcome {
+                Ok(value) => owned_transaction
+                    .commit()
+                    .await
+                    .map(|()| value)
+                    .map_err($crate::store::postgres::WriteError::Postgres),
+                Err(error) => Err(error),
+            };
+            if $crate::store::postgres::PostgresStore::retry_write(&outcome, attempt) {
+                attempt += 1;
+                continue;
+            }
+            break outcome.map_err($crate::store::StoreError::from);
+        }
+    }};
+}
+
+mod accounts;
+mod basics;
+mod change_log;
+mod households;
+mod pull;
+mod push;
+#[cfg(test)]
+mod replicas;
+mod sessions;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use time::OffsetDateTime;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::sealed::PiiCipher;
+use super::{StoreError, StoreResult};
+
+/// The schema, in order. A version is applied once, inside one transaction with its record in
+/// `fieldsync_schema`.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "baseline", include_str!("migrations/0001_baseline.sql"))];
+
+/// Advisory lock key taken while migrating (any constant; "fsync-mg" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6673_796e_632d_6d67;
+
+/// How often a write that lost a deadlock or serialization race is tried again before the
+/// error is returned (each try is a whole transaction; nothing of a lost try remains).
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Connection-pool settings for [`PostgresStore::connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections this server holds open at once. PostgreSQL's default limit is 100
+    /// connections for every replica together.
+    pub max_connections: usize,
+    /// How long a store call waits for a free connection before failing (retryable).
+    pub wait_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            wait_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone: the pool and the keys are shared.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    pii: std::sync::Arc<PiiCipher>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password; the pool's status is what helps in a log.
+        let status = self.pool.status();
+        formatter
+            .debug_struct("PostgresStore")
+            .field("connections", &status.size)
+            .field("idle", &status.available)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error with what the server said (tokio-postgres's own text is only "db error").
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(database) => format!(
+            "{} ({}){}",
+            database.message(),
+            database.code().code(),
+            database
+                .detail()
+                .map(|detail| format!(": {detail}"))
+                .unwrap_or_default()
+        ),
+        None => error.to_string(),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let Some(code) = error.code() else {
+            // No SQLSTATE: the connection broke or a value did not convert.
+            return StoreError::Database(describe(&error));
+        };
+        if *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::FOREIGN_KEY_VIOLATION
+            || *code == SqlState::CHECK_VIOLATION
+            || *code == SqlState::NOT_NULL_VIOLATION
+            || *code == SqlState::STRING_DATA_RIGHT_TRUNCATION
+            || *code == SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+            || *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+        {
+            return StoreError::InvalidValue {
+                field: "record".into(),
+                message: format!("refused by the database: {}", describe(&error)),
+            };
+        }
+        if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+            return StoreError::Corrupt(describe(&error));
+        }
+        StoreError::Database(describe(&error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => error.into(),
+            other => StoreError::Database(format!("no database connection: {other}")),
+        }
+    }
+}
+
+/// True for the errors a whole transaction may simply be tried again after.
+fn is_retryable(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            // Two replicas inserting the same key: the loser's next try reads the winner's
+            // committed row in its checks (every write checks before it inserts) and
+            // answers from it, e.g. a duplicate instead of a second application.
+            || *code == SqlState::UNIQUE_VIOLATION
+    })
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user@host:port/database`), bring the schema up to date
+    /// and return the store. `pii` seals and opens personal data at this boundary, exactly as
+    /// the SQLite store does, so sealed values are the same text on both backends.
+    pub async fn connect(url: &str, pii: PiiCipher, pool: PoolSettings) -> StoreResult<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|error| {
+            StoreError::Database(format!("database_url is not a PostgreSQL URL: {error}"))
+        })?;
+        Self::connect_with_config(config, pii, pool).await
+    }
+
+    /// Like [`PostgresStore::connect`], from a parsed configuration (tests set the schema
+    /// search path through it).
+    pub async fn connect_with_config(
+        config: tokio_postgres::Config,
+        pii: PiiCipher,
+        pool: PoolSettings,
+    ) -> StoreResult<Self> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection that broke is found by the next statement on it and the call
+                // fails retryably; checking every checkout would cost a round trip per call.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool.max_connections)
+            .wait_timeout(Some(pool.wait_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::Database(format!("connection pool: {error}")))?;
+        let store = Self {
+            pool,
+            pii: std::sync::Arc::new(pii),
+        };
+        store.apply_migrations().await?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    async fn connection(&self) -> StoreResult<Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The keys personal values are sealed with.
+    fn pii(&self) -> &PiiCipher {
+        &self.pii
+    }
+
+    /// Apply every migration newer than the database, each in its own transaction under the
+    /// migration lock, so two replicas starting at once apply each version once.
+    async fn apply_migrations(&self) -> StoreResult<()> {
+        let mut connection = self.connection().await?;
+        connection
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS fieldsync_schema (
+                     version     INTEGER PRIMARY KEY,
+                     name        TEXT NOT NULL,
+                     applied_at  TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .or_else(|error| {
+                // Two replicas creating the table at once: one of them loses the race on the
+                // catalog's unique index, and the table is there either way.
+                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            })?;
+        let newest = MIGRATIONS.last().map_or(0, |(version, ..)| *version);
+        for (version, name, sql) in MIGRATIONS {
+            let transaction = connection.transaction().await?;
+            transaction
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+                .await?;
+            let current: i32 = transaction
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM fieldsync_schema",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if current > newest {
+                return Err(StoreError::Database(format!(
+                    "database schema version {current} is newer than this server knows \
+                     ({newest}); upgrade the server"
+                )));
+            }
+            if *version <= current {
+                continue;
+            }
+            transaction.batch_execute(sql).await.map_err(|error| {
+                StoreError::Database(format!("migration {version} {name}: {}", describe(&error)))
+            })?;
+            transaction
+                .execute(
+                    "INSERT INTO fieldsync_schema (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await?;
+            transaction.commit().await?;
+            tracing::info!(version, name, "PostgreSQL schema migrated");
+        }
+        Ok(())
+    }
+
+    /// Whether a write that ended in `outcome` on try `attempt` is tried again: it lost a
+    /// deadlock, a serialization check or a unique-key race, and tries remain.
+    fn retry_write<T>(outcome: &Result<T, WriteError>, attempt: u32) -> bool {
+        match outcome {
+            Err(WriteError::Postgres(error)) if is_retryable(error) && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "write lost a race; trying again");
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The error of a write's body: a database error (retried when it is a lost race) or a
+/// store error the body decided on.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    Postgres(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        WriteError::Postgres(error)
+    }
+}
+
+impl From<StoreError> for WriteError {
+    fn from(error: StoreError) -> Self {
+        WriteError::Store(error)
+    }
+}
+
+impl From<WriteError> for StoreError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Postgres(error) => error.into(),
+            WriteError::Store(error) => error,
+        }
+    }
+}
+
+/// Unix milliseconds, the time representation every backend stores.
+fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
+        StoreError::InvalidValue {
+            field: "time".into(),
+            message: format!("{instant} is out of range"),
+        }
+    })
+}
+
+fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|error| StoreError::Corrupt(format!("time {millis} ms: {error}")))
+}
