@@ -10,8 +10,8 @@ use fieldsync_model::codes::{CadreRank, Role};
 use time::OffsetDateTime;
 
 use super::basics::{parse_rank, parse_role};
-use super::change_log::{ChangeEntry, log_entry};
 use super::households::load_household;
+use super::sync_area::tombstone_unless_paired;
 use super::{PostgresStore, WriteError, from_millis, to_millis};
 use crate::store::accounts::{
     Account, AccountEdit, AccountFilter, AccountsStore, CadreDetails, DisableOutcome, LoginState,
@@ -23,9 +23,6 @@ use crate::store::{SessionEndReason, StoreError, StoreResult};
 /// Blind-index kind of cadre ID numbers (separate from members', so the two never match;
 /// the same kind as SQLite's).
 const USER_ID_NUMBER_INDEX: &str = "user_id_number";
-
-/// Change-log kind of a hand-over tombstone.
-const CHANGE_KIND_REMOVED: &str = "removed";
 
 fn user_phone_context(user_id: &str) -> String {
     format!("users.phone/{user_id}")
@@ -222,28 +219,13 @@ async fn end_pairings_of(
     let mut households = households;
     // The same order on every replica, so two transactions lock households alike.
     households.sort();
-    let logged_at = to_millis(at)?;
     for household_id in &households {
         let card = load_household(client, pii, household_id, true)
             .await?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("pairing with missing household {household_id}"))
             })?;
-        // The tombstone belongs to the household's township scope; the cadre keeps reading
-        // that scope until it expires.
-        log_entry(
-            client,
-            &ChangeEntry {
-                scope_id: &card.township_id,
-                household_id: &card.household_id,
-                kind: CHANGE_KIND_REMOVED,
-                entity_id: &card.household_id,
-                revision: 0,
-                addressed_to: Some(cadre_user_id),
-                logged_at,
-            },
-        )
-        .await?;
+        tombstone_unless_paired(client, &card, cadre_user_id, at).await?;
     }
     Ok(households.len() as u64)
 }

@@ -54,8 +54,10 @@ mod push;
 #[cfg(test)]
 mod replicas;
 mod sessions;
+mod sync_area;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+mod uploads;
 
 use std::time::Duration;
 

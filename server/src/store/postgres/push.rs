@@ -621,9 +621,14 @@ fn conflict_context(conflict_key: &str) -> String {
     format!("conflict/{conflict_key}")
 }
 
+/// Whether values of `field` are sealed (联系电话, 身份证号).
+pub(super) fn is_sensitive(field: &str) -> bool {
+    SENSITIVE_FIELDS.contains(&field)
+}
+
 /// A register value or conflict record as stored: sealed when its field is sensitive.
 fn seal_field(pii: &PiiCipher, field: &str, value: &str, context: &str) -> String {
-    if SENSITIVE_FIELDS.contains(&field) {
+    if is_sensitive(field) {
         pii.seal(value, context)
     } else {
         value.to_owned()

@@ -215,6 +215,8 @@ CREATE INDEX push_batches_by_device ON push_batches (device_id, received_at);
 
 CREATE TABLE uploads (
     upload_id         TEXT PRIMARY KEY,
+    -- Arrival order: the newest upload of a file is the one a resume continues.
+    arrival           BIGINT GENERATED ALWAYS AS IDENTITY,
     sha256            TEXT NOT NULL,
     size_bytes        BIGINT NOT NULL,
     mime_type         TEXT NOT NULL,
@@ -224,7 +226,7 @@ CREATE TABLE uploads (
     created_at        BIGINT NOT NULL,
     last_activity_at  BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX uploads_by_user_sha256 ON uploads (user_id, sha256);
+CREATE INDEX uploads_by_user_sha256 ON uploads (user_id, sha256, arrival);
 CREATE INDEX uploads_incomplete_by_activity ON uploads (last_activity_at) WHERE NOT complete;
 
 CREATE TABLE blobs (
