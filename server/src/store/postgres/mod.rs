@@ -53,6 +53,7 @@ mod pull;
 mod push;
 #[cfg(test)]
 mod replicas;
+mod review;
 mod sessions;
 mod sync_area;
 #[cfg(any(test, feature = "test-support"))]

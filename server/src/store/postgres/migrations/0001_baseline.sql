@@ -162,6 +162,8 @@ CREATE TABLE decisions (
 
 CREATE TABLE photos (
     photo_id  TEXT PRIMARY KEY,
+    -- Arrival order: a visit's photos are shown in the order they were recorded.
+    arrival   BIGINT GENERATED ALWAYS AS IDENTITY,
     visit_id  TEXT NOT NULL,
     sha256    TEXT NOT NULL,
     -- serde JSON of fieldsync_model::visit::PhotoRecord.
