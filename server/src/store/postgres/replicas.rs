@@ -246,3 +246,122 @@ async fn two_replicas_pushing_at_once_lose_nothing_and_apply_nothing_twice() {
         batches * VISITS_PER_BATCH as i64
     );
 }
+
+/// Two supervisors approve the same visit on two replicas at the same moment: one decision
+/// is stored, the other is told it is stale, and the cadre's pull on either replica shows
+/// the one decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_supervisors_deciding_on_two_replicas_get_one_decision() {
+    use fieldsync_model::codes::ReviewState;
+    use fieldsync_model::review::{Decision, DecisionRequest};
+
+    use crate::store::{QueueFilter, StoreError, StoredDecision};
+
+    let Some(server_url) =
+        test_server_url("two_supervisors_deciding_on_two_replicas_get_one_decision")
+    else {
+        return;
+    };
+    let (config, _schema) = fresh_schema(&server_url).await;
+    let replica_a = replica(&config).await;
+    let replica_b = replica(&config).await;
+    let fixture = conformance::fixture();
+    replica_a
+        .load_seed(fixture.seed.clone())
+        .await
+        .expect("seed");
+    let submitted = visit(&fixture.wang, VisitMode::InPerson, conformance::VISIT_TIME);
+    replica_b
+        .apply_push(batch(
+            &fixture.cadre_a,
+            "phone-a",
+            vec![apply(1, MutationPayload::SubmitVisit(submitted.clone()))],
+        ))
+        .await
+        .expect("push");
+
+    // Both replicas list it in the township's queue and show the same detail.
+    for replica in [&replica_a, &replica_b] {
+        let queue = replica
+            .review_queue(conformance::TOWNSHIP_ONE, QueueFilter::default())
+            .await
+            .expect("queue");
+        assert_eq!(
+            queue.iter().map(|item| &item.visit_id).collect::<Vec<_>>(),
+            vec![&submitted.visit_id]
+        );
+        assert!(
+            replica
+                .review_queue(conformance::TOWNSHIP_TWO, QueueFilter::default())
+                .await
+                .expect("queue")
+                .is_empty(),
+            "another township's queue must not list it"
+        );
+    }
+    let detail = replica_a
+        .visit_detail(&submitted.visit_id)
+        .await
+        .expect("detail")
+        .expect("the visit exists");
+    assert_eq!(detail.visit, submitted);
+    assert_eq!(detail.household.household_id, fixture.wang.household_id);
+    assert_eq!(detail.state, ReviewState::Submitted);
+
+    let decision = |reviewer: &str, verdict: Decision| StoredDecision {
+        request: DecisionRequest {
+            visit_id: submitted.visit_id.clone(),
+            revision: 1,
+            content_hash: detail.content_hash.clone(),
+            decision: verdict,
+            reasons: Vec::new(),
+            note: "核实无误".into(),
+            deadline: String::new(),
+        },
+        reviewer_user_id: reviewer.to_owned(),
+        decided_at: conformance::VISIT_TIME + Duration::days(1),
+    };
+    let (one, two) = tokio::join!(
+        replica_a.decide(decision(&fixture.supervisor_one.user_id, Decision::Approve)),
+        replica_b.decide(decision(&fixture.admin.user_id, Decision::Approve)),
+    );
+    let outcomes = [one, two];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(ReviewState::Approved)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(StoreError::StaleDecision(_))))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+
+    let cadre = principal(&fixture.cadre_a, "phone-a");
+    for replica in [&replica_a, &replica_b] {
+        let page = replica
+            .pull_changes(&cadre, &ScopeCursor::default(), 100)
+            .await
+            .expect("pull");
+        let status = page
+            .visit_statuses
+            .iter()
+            .find(|status| status.visit_id == submitted.visit_id)
+            .expect("the cadre's pull carries the decision");
+        assert_eq!(status.state, ReviewState::Approved);
+        assert!(
+            replica
+                .review_queue(conformance::TOWNSHIP_ONE, QueueFilter::default())
+                .await
+                .expect("queue")
+                .is_empty(),
+            "a decided visit leaves the queue"
+        );
+    }
+}
