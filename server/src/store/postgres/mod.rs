@@ -49,6 +49,7 @@ mod accounts;
 mod basics;
 mod change_log;
 mod households;
+mod households_area;
 mod pull;
 mod push;
 #[cfg(test)]
