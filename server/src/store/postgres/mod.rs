@@ -46,10 +46,12 @@ macro_rules! write_transaction {
 }
 
 mod accounts;
+mod audit;
 mod basics;
 mod change_log;
 mod households;
 mod households_area;
+mod pairings;
 mod pull;
 mod push;
 #[cfg(test)]
@@ -107,6 +109,8 @@ impl Default for PoolSettings {
 pub struct PostgresStore {
     pool: Pool,
     pii: std::sync::Arc<PiiCipher>,
+    /// Signs new audit records (see `crate::audit`); `None` writes legacy unkeyed records.
+    audit_key: Option<std::sync::Arc<crate::keys::SecretKey>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -220,6 +224,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             pii: std::sync::Arc::new(pii),
+            audit_key: None,
         };
         store.apply_migrations().await?;
         Ok(store)
@@ -233,6 +238,16 @@ impl PostgresStore {
     /// The keys personal values are sealed with.
     fn pii(&self) -> &PiiCipher {
         &self.pii
+    }
+
+    /// Sign new audit records with `audit_key` (the server always passes its key).
+    pub fn with_audit_key(mut self, audit_key: crate::keys::SecretKey) -> Self {
+        self.audit_key = Some(std::sync::Arc::new(audit_key));
+        self
+    }
+
+    fn audit_key(&self) -> Option<&crate::keys::SecretKey> {
+        self.audit_key.as_deref()
     }
 
     /// Apply every migration newer than the database, each in its own transaction under the

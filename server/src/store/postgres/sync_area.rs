@@ -125,6 +125,66 @@ pub(super) async fn tombstone_unless_paired(
     Ok(())
 }
 
+/// [`PostgresStore::reassign_household`] inside the caller's transaction.
+pub(super) async fn reassign_household_in(
+    transaction: &impl GenericClient,
+    pii: &PiiCipher,
+    household_id: &str,
+    new_cadre_user_id: &str,
+    at: OffsetDateTime,
+) -> Result<(), WriteError> {
+    let Some(mut card) = load_household(transaction, pii, household_id, true).await? else {
+        return Err(StoreError::NotFound(format!("household {household_id}")).into());
+    };
+    require_cadre(transaction, new_cadre_user_id).await?;
+    let old_cadres: Vec<String> = transaction
+        .query(
+            "UPDATE pairings SET active = FALSE
+              WHERE household_id = $1 AND is_primary AND active AND cadre_user_id <> $2
+              RETURNING cadre_user_id",
+            &[&household_id, &new_cadre_user_id],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    transaction
+        .execute(
+            "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
+             VALUES ($1, $2, TRUE, TRUE)
+             ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET
+                 is_primary = TRUE, active = TRUE",
+            &[&new_cadre_user_id, &household_id],
+        )
+        .await?;
+    let mut old_cadres = old_cadres;
+    old_cadres.sort();
+    for old_cadre in &old_cadres {
+        tombstone_unless_paired(transaction, &card, old_cadre, at).await?;
+    }
+    // A household entry after the pairing change, so the new cadre's cursor still reaches it.
+    resend_household(transaction, pii, &mut card).await
+}
+
+/// Refuse (as not found) a user id that is not a cadre's.
+pub(super) async fn require_cadre(
+    client: &impl GenericClient,
+    cadre_user_id: &str,
+) -> Result<(), WriteError> {
+    let role: Option<String> = client
+        .query_opt(
+            "SELECT role FROM users WHERE user_id = $1",
+            &[&cadre_user_id],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    if role.as_deref() != Some(Role::Cadre.as_str()) {
+        return Err(StoreError::NotFound(format!("cadre {cadre_user_id}")).into());
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// The township's open conflict records, oldest first, with names for the console.
     pub async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
@@ -348,50 +408,8 @@ impl PostgresStore {
         at: OffsetDateTime,
     ) -> StoreResult<()> {
         write_transaction!(self, |transaction| {
-            let Some(mut card) =
-                load_household(transaction, self.pii(), household_id, true).await?
-            else {
-                return Err(StoreError::NotFound(format!("household {household_id}")).into());
-            };
-            let role: Option<String> = transaction
-                .query_opt(
-                    "SELECT role FROM users WHERE user_id = $1",
-                    &[&new_cadre_user_id],
-                )
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?;
-            if role.as_deref() != Some(Role::Cadre.as_str()) {
-                return Err(StoreError::NotFound(format!("cadre {new_cadre_user_id}")).into());
-            }
-            let old_cadres: Vec<String> = transaction
-                .query(
-                    "UPDATE pairings SET active = FALSE
-                      WHERE household_id = $1 AND is_primary AND active AND cadre_user_id <> $2
-                      RETURNING cadre_user_id",
-                    &[&household_id, &new_cadre_user_id],
-                )
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()?;
-            transaction
-                .execute(
-                    "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
-                     VALUES ($1, $2, TRUE, TRUE)
-                     ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET
-                         is_primary = TRUE, active = TRUE",
-                    &[&new_cadre_user_id, &household_id],
-                )
-                .await?;
-            let mut old_cadres = old_cadres;
-            old_cadres.sort();
-            for old_cadre in &old_cadres {
-                tombstone_unless_paired(transaction, &card, old_cadre, at).await?;
-            }
-            // A household entry after the pairing change, so the new cadre's cursor still
-            // reaches it.
-            resend_household(transaction, self.pii(), &mut card).await
+            reassign_household_in(transaction, self.pii(), household_id, new_cadre_user_id, at)
+                .await
         })
     }
 
