@@ -57,6 +57,7 @@ mod push;
 #[cfg(test)]
 mod replicas;
 mod review;
+mod search;
 mod sessions;
 mod sync_area;
 #[cfg(any(test, feature = "test-support"))]

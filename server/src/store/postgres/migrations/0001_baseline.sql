@@ -471,7 +471,9 @@ CREATE TABLE job_leases (
 
 -- Household search (农户检索): one document per household, rewritten with every card write.
 -- The columns hold the same space-separated suffixes as SQLite's FTS5 table (a name is
--- indexed as all its suffixes), so a prefix query (`明:*`) finds a name by any part of it.
+-- indexed as all its suffixes), so a prefix query (`'明':*`) finds a name by any part of it.
+-- Each column carries its own weight, so a query names the columns it searches: A head's
+-- name, B members' names, C 拼音 initials, D 户编号 and ID-number tails.
 CREATE TABLE household_search (
     household_id  TEXT PRIMARY KEY REFERENCES households (household_id),
     head          TEXT NOT NULL,
@@ -480,8 +482,10 @@ CREATE TABLE household_search (
     number        TEXT NOT NULL,
     id_tails      TEXT NOT NULL,
     document      TSVECTOR GENERATED ALWAYS AS (
-        to_tsvector('simple'::regconfig,
-                    head || ' ' || members || ' ' || initials || ' ' || number || ' ' || id_tails)
+        setweight(to_tsvector('simple'::regconfig, head), 'A')
+        || setweight(to_tsvector('simple'::regconfig, members), 'B')
+        || setweight(to_tsvector('simple'::regconfig, initials), 'C')
+        || setweight(to_tsvector('simple'::regconfig, number || ' ' || id_tails), 'D')
     ) STORED
 );
 CREATE INDEX household_search_by_document ON household_search USING GIN (document);
