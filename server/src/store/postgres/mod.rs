@@ -32,7 +32,12 @@ macro_rules! write_transaction {
                 Ok(value) => owned_transaction
                     .commit()
                     .await
-                    .map(|()| value)
+                    .map(|()| {
+                        $store
+                            .committed_writes
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        value
+                    })
                     .map_err($crate::store::postgres::WriteError::Postgres),
                 Err(error) => Err(error),
             };
@@ -51,6 +56,7 @@ mod basics;
 mod change_log;
 mod households;
 mod households_area;
+mod lookups;
 mod pairings;
 mod pull;
 mod push;
@@ -112,6 +118,8 @@ pub struct PostgresStore {
     pii: std::sync::Arc<PiiCipher>,
     /// Signs new audit records (see `crate::audit`); `None` writes legacy unkeyed records.
     audit_key: Option<std::sync::Arc<crate::keys::SecretKey>>,
+    /// Write transactions committed through this store (`write_transaction!`).
+    committed_writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -226,6 +234,7 @@ impl PostgresStore {
             pool,
             pii: std::sync::Arc::new(pii),
             audit_key: None,
+            committed_writes: std::sync::Arc::default(),
         };
         store.apply_migrations().await?;
         Ok(store)
