@@ -54,6 +54,7 @@ mod accounts;
 mod audit;
 mod basics;
 mod change_log;
+mod export;
 mod households;
 mod households_area;
 mod lookups;
