@@ -130,7 +130,7 @@ async fn an_upload_cut_at_200_random_offsets_always_resumes_to_the_phones_exact_
         let expected_sha = hex::encode(sha2::Sha256::digest(&bytes));
         assert_eq!(done.sha256, expected_sha, "round {round}, cut at {cut}");
         assert_eq!(
-            server.state.blobs.read(&expected_sha).expect("stored blob"),
+            server.state.blobs.read(&expected_sha).await.expect("stored blob"),
             bytes,
             "round {round}: byte-exact"
         );
@@ -202,7 +202,7 @@ async fn two_devices_uploading_the_same_photo_at_once_end_with_one_blob() {
         (done_a.sha256.as_str(), done_b.sha256.as_str()),
         (sha.as_str(), sha.as_str())
     );
-    assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
+    assert_eq!(server.state.blobs.read(&sha).await.expect("blob"), bytes);
     assert_eq!(server.blob_file_count(), 1, "one content-addressed blob");
     // A third device is told at once that the photo is already there.
     let mut third = Uploader::new(&server, "cadre03").await;

@@ -115,7 +115,7 @@ async fn an_offline_visit_is_approved_through_grpc_and_the_console_and_the_phone
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&photo_bytes))
     };
-    assert_eq!(server.state.blobs.read(&sha256).expect("blob"), photo_bytes);
+    assert_eq!(server.state.blobs.read(&sha256).await.expect("blob"), photo_bytes);
 
     // The supervisor approves the first visit through gRPC.
     let (supervisor, mut review) = server.review_as("township1").await;
