@@ -428,3 +428,56 @@ impl S3BlobStore {
         Ok(Ok(value))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_follows_the_chain_of_acknowledged_chunks_from_offset_zero() {
+        // 0..400 and 400..700 acknowledged; 700..1000 written but never acknowledged
+        // before a retry at 700 sent 700..1000 again as two chunks (700 overwritten with
+        // 200 bytes, then 900..1000); 1300 is a stale write past the end.
+        let chunks = [(0, 400), (400, 300), (700, 200), (900, 100), (1300, 50)];
+        assert_eq!(
+            S3BlobStore::chain(&chunks, 1000),
+            vec![(0, 400), (400, 300), (700, 200), (900, 100)]
+        );
+        // A gap stops the chain: completion then finds too few bytes.
+        assert_eq!(
+            S3BlobStore::chain(&[(0, 400), (500, 500)], 1000),
+            vec![(0, 400)]
+        );
+        assert_eq!(S3BlobStore::chain(&[(10, 5)], 1000), Vec::new());
+        assert_eq!(S3BlobStore::chain(&[(0, 0)], 1000), Vec::new(), "no empty chunks");
+    }
+
+    #[test]
+    fn chunk_keys_sort_by_offset_and_refuse_names_that_are_not_upload_ids() {
+        let upload_id = uuid::Uuid::now_v7().to_string();
+        let early = S3BlobStore::chunk_key(&upload_id, 9).unwrap().to_string();
+        let late = S3BlobStore::chunk_key(&upload_id, 10).unwrap().to_string();
+        assert!(early < late, "{early} sorts before {late}");
+        assert_eq!(late, format!("staging/{upload_id}/00000000000000000010"));
+        assert!(matches!(
+            S3BlobStore::chunk_key("../sha256", 0),
+            Err(BlobError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn the_debug_form_names_the_bucket_and_no_credentials() {
+        let scratch = tempfile::tempdir().unwrap();
+        let settings = BlobSettings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            allow_http: true,
+            access_key_id: crate::settings::Secret("AKIDEXAMPLE".into()),
+            secret_access_key: crate::settings::Secret("wJalrXUtnFEMI".into()),
+            ..BlobSettings::default()
+        };
+        let store = S3BlobStore::open(&settings, "county-photos", "anxian", scratch.path()).unwrap();
+        let printed = format!("{store:?}");
+        assert!(printed.contains("s3://county-photos/anxian"), "{printed}");
+        assert!(!printed.contains("AKIDEXAMPLE") && !printed.contains("wJalrXUtnFEMI"));
+    }
+}

@@ -41,14 +41,9 @@ pub enum UploadError {
     #[error("photo rejected ({code}): {message}", code = .0.code(), message = .0)]
     Rejected(crate::media::photo::PhotoRejected),
     #[error(transparent)]
-    Service(ServiceError),
-    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] BlobError),
-    /// A blocking task panicked or was cancelled.
-    #[error("upload task failed")]
-    Internal,
 }
 
 impl From<UploadError> for ServiceError {
@@ -59,13 +54,8 @@ impl From<UploadError> for ServiceError {
                 Self::FailedPrecondition(error.to_string())
             }
             UploadError::Rejected(_) => Self::invalid("photo", error.to_string()),
-            UploadError::Service(service) => service,
             UploadError::Store(store) => store.into(),
             UploadError::Blob(blob) => blob.into(),
-            UploadError::Internal => {
-                tracing::error!("upload task failed");
-                Self::Internal
-            }
         }
     }
 }
