@@ -594,3 +594,57 @@ async fn an_unreachable_object_store_answers_unavailable_and_acknowledges_nothin
         "a retryable error, not a panic"
     );
 }
+
+/// A blob above one multipart part (5 MiB) is written in parts from the scratch file and
+/// reads back whole; `vet` sees exactly the staged bytes before the blob exists.
+#[tokio::test]
+async fn a_blob_larger_than_one_part_is_written_in_parts_and_reads_back_whole() {
+    let Some(endpoint) = s3_endpoint("s3 multipart blob") else {
+        return;
+    };
+    let bucket = fresh_bucket(&endpoint).await;
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let blobs = bucket_reader(&endpoint, &bucket, scratch.path());
+    // Fixed pseudo-random bytes (no two parts alike), 6 MiB and a bit.
+    let mut state = 0x2026_u32;
+    let bytes: Vec<u8> = (0..6 * 1024 * 1024 + 123)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let sha256 = sha256_hex(&bytes);
+    let upload_id = uuid::Uuid::now_v7().to_string();
+    let mut offset = 0;
+    for chunk in bytes.chunks(256 * 1024) {
+        offset = blobs
+            .append_chunk(&upload_id, offset, chunk.to_vec())
+            .await
+            .expect("chunk");
+    }
+    assert_eq!(blobs.staged_len(&upload_id).await.expect("len"), bytes.len() as u64);
+    let expected = bytes.clone();
+    let vetted = blobs
+        .commit_vetted(&upload_id, &sha256, bytes.len() as u64, move |path| {
+            let seen = std::fs::read(path)?;
+            Ok(if seen == expected { Ok(seen.len()) } else { Err("different bytes") })
+        })
+        .await
+        .expect("commit");
+    assert_eq!(vetted, Ok(bytes.len()));
+    assert_eq!(blobs.read(&sha256).await.expect("blob"), bytes);
+    assert_eq!(
+        keys_in(&endpoint, &bucket).await,
+        vec![format!("sha256/{}/{sha256}", &sha256[..2])],
+        "only the blob is left"
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("assembling"))
+            .expect("scratch folder")
+            .count(),
+        0,
+        "no scratch file is left"
+    );
+}
