@@ -29,10 +29,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fieldsync_server::media::blobs::LocalBlobStore;
-use fieldsync_server::media::pipeline::{DISPLAY_LONGEST_SIDE, vet_and_store_photo};
 use fieldsync_server::media::photo::{
     self, Limits, THUMBNAIL_JPEG_QUALITY, THUMBNAIL_LONGEST_SIDE, synthetic,
 };
+use fieldsync_server::media::pipeline::{DISPLAY_LONGEST_SIDE, vet_and_store_photo};
 use sha2::{Digest, Sha256};
 
 const WIDTH: u16 = 4000;

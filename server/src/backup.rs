@@ -790,7 +790,10 @@ mod tests {
         let destination = root.path().join("backup");
         let report = backup(&live, &destination, BackupOptions::default()).unwrap();
         assert_eq!(report.blobs_copied, 0);
-        assert!(report.missing_blobs.is_empty(), "no photo counts as missing");
+        assert!(
+            report.missing_blobs.is_empty(),
+            "no photo counts as missing"
+        );
         assert_eq!(report.blob_store.as_deref(), Some("s3://county-photos"));
         let manifest = read_manifest(&destination).unwrap();
         assert!(manifest.blobs.is_empty());

@@ -246,9 +246,9 @@ impl TryFrom<String> for BlobLocation {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         // S3 bucket naming rules: 3-63 of lower-case letters, digits, dots and dashes.
         let bucket_is_valid = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-');
+            && bucket.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-'
+            });
         if !bucket_is_valid {
             return Err(format!(
                 "blobs.url {url:?}: the bucket must be 3-63 lower-case letters, digits, dots or dashes"
@@ -519,10 +519,19 @@ mod tests {
         let settings = Settings::load(
             None,
             vec![
-                ("FIELDSYNC_BLOBS__URL".to_owned(), "s3://county-photos/anxian/".to_owned()),
-                ("FIELDSYNC_BLOBS__ENDPOINT".to_owned(), "http://127.0.0.1:9000".to_owned()),
+                (
+                    "FIELDSYNC_BLOBS__URL".to_owned(),
+                    "s3://county-photos/anxian/".to_owned(),
+                ),
+                (
+                    "FIELDSYNC_BLOBS__ENDPOINT".to_owned(),
+                    "http://127.0.0.1:9000".to_owned(),
+                ),
                 ("FIELDSYNC_BLOBS__ALLOW_HTTP".to_owned(), "true".to_owned()),
-                ("FIELDSYNC_BLOBS__SECRET_ACCESS_KEY".to_owned(), "s3cr3t-key".to_owned()),
+                (
+                    "FIELDSYNC_BLOBS__SECRET_ACCESS_KEY".to_owned(),
+                    "s3cr3t-key".to_owned(),
+                ),
             ],
         )
         .unwrap();
@@ -533,7 +542,10 @@ mod tests {
                 prefix: "anxian".into()
             }
         );
-        assert_eq!(settings.blobs.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            settings.blobs.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(settings.blobs.allow_http);
         assert_eq!(settings.blobs.secret_access_key.0, "s3cr3t-key");
         for wrong in ["gs://bucket", "s3://Upper", "s3://x"] {

@@ -283,11 +283,21 @@ async fn unsafe_files_are_refused_at_completion_and_leave_no_blob() {
             "{code}: no blob row"
         );
         assert!(
-            !server.state.blobs.contains(&sha256).await.expect("contains"),
+            !server
+                .state
+                .blobs
+                .contains(&sha256)
+                .await
+                .expect("contains"),
             "{code}: no blob file"
         );
         assert_eq!(
-            server.state.blobs.staged_len(&upload_id).await.expect("staged"),
+            server
+                .state
+                .blobs
+                .staged_len(&upload_id)
+                .await
+                .expect("staged"),
             0,
             "{code}: staged bytes discarded"
         );

@@ -17,19 +17,17 @@
 
 use std::sync::Arc;
 
-use fieldsync_client::NewVisit;
-use fieldsync_model::codes::{Crs, LocationProvider, VisitMode};
-use fieldsync_model::visit::GpsFix;
 use fieldsync_proto::v1;
 use fieldsync_server::clock::{Clock, ManualClock};
 use fieldsync_server::media::blobs::{BlobStore, Derived};
 use fieldsync_server::media::uploads::{self, Started};
 use fieldsync_server::settings::{BlobLocation, BlobSettings, Settings};
-use fieldsync_tests::{TestServer, authorized, client_info, console_login, phone_of, test_photo};
+use fieldsync_tests::{
+    MediaUploader, TestServer, UPLOAD_CHUNK, authorized, client_info, console_login,
+    console_thumbnail, phone_of, test_photo, visit_at_home,
+};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
-
-const CHUNK: usize = 16 * 1024;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -100,35 +98,6 @@ async fn server_on(endpoint: &str, bucket: &str) -> TestServer {
     TestServer::start_with_settings(move |settings| settings.blobs = blobs).await
 }
 
-fn visit_at_home(client: &fieldsync_client::Client, household_id: &str) -> NewVisit {
-    let household = client
-        .household(household_id)
-        .expect("read")
-        .expect("household on phone");
-    let home = household.location.expect("demo households have a location");
-    let now = OffsetDateTime::now_utc();
-    NewVisit {
-        observed_situation: "户主在家，秋粮已收。".into(),
-        plan_progress: "养羊项目进展正常。".into(),
-        gps: Some(GpsFix {
-            lat: home.lat + 0.0003,
-            lon: home.lon,
-            crs: Crs::Wgs84,
-            accuracy_m: 8.0,
-            provider: Some(LocationProvider::Gps),
-            is_mock: false,
-            fix_time: Some(now - Duration::minutes(20)),
-        }),
-        photo_paths: vec![test_photo("gps_DSCN0010.jpg")],
-        ..NewVisit::new(
-            household_id,
-            VisitMode::InPerson,
-            now - Duration::minutes(40),
-            now,
-        )
-    }
-}
-
 #[tokio::test]
 async fn photos_sent_over_grpc_and_tus_are_stored_on_s3_and_the_console_serves_the_thumbnail() {
     let Some(endpoint) = s3_endpoint("s3 photos over grpc and tus") else {
@@ -181,19 +150,13 @@ async fn photos_sent_over_grpc_and_tus_are_stored_on_s3_and_the_console_serves_t
         .as_str()
         .expect("photo received")
         .to_owned();
-    let thumbnail = browser
-        .get(format!("{}/console/photos/{photo_id}/thumb", server.url()))
-        .send()
-        .await
-        .expect("thumbnail");
-    assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
-    let thumbnail = thumbnail.bytes().await.expect("bytes");
+    let thumbnail = console_thumbnail(&browser, &server, &photo_id).await;
     let stored_thumbnail = reader
         .read_derived(&sha256, Derived::Thumbnail)
         .await
         .expect("read")
         .expect("thumbnail in the bucket");
-    assert_eq!(thumbnail.as_ref(), stored_thumbnail.as_slice());
+    assert_eq!(thumbnail, stored_thumbnail);
 
     // tus: another photo in two PATCHes, the second completing it.
     let other = std::fs::read(test_photo("orientation_landscape_6.jpg")).expect("photo");
@@ -204,9 +167,20 @@ async fn photos_sent_over_grpc_and_tus_are_stored_on_s3_and_the_console_serves_t
     let first = tus.patch(&location, 0, &other[..half]).await;
     assert_eq!(first.status(), reqwest::StatusCode::NO_CONTENT);
     let second = tus.patch(&location, half as u64, &other[half..]).await;
-    assert_eq!(second.status(), reqwest::StatusCode::NO_CONTENT, "{second:?}");
+    assert_eq!(
+        second.status(),
+        reqwest::StatusCode::NO_CONTENT,
+        "{second:?}"
+    );
     assert_eq!(reader.read(&other_sha256).await.expect("blob"), other);
-    assert!(server.state.store.blob_exists(&other_sha256).await.expect("row"));
+    assert!(
+        server
+            .state
+            .store
+            .blob_exists(&other_sha256)
+            .await
+            .expect("row")
+    );
 }
 
 /// A tus uploader (the phone's background upload) against one server.
@@ -247,7 +221,11 @@ impl Tus {
             .send()
             .await
             .expect("POST");
-        assert_eq!(created.status(), reqwest::StatusCode::CREATED, "{created:?}");
+        assert_eq!(
+            created.status(),
+            reqwest::StatusCode::CREATED,
+            "{created:?}"
+        );
         created.headers()["location"]
             .to_str()
             .expect("location")
@@ -293,13 +271,24 @@ async fn bytes_that_do_not_hash_to_the_declared_sha256_leave_nothing_in_the_buck
     );
     let refused = tus.patch(&location, half as u64, &bytes[half..]).await;
     assert_eq!(refused.status().as_u16(), 460, "{refused:?}");
-    assert_eq!(refused.headers()["upload-offset"], "0", "the upload starts over");
+    assert_eq!(
+        refused.headers()["upload-offset"],
+        "0",
+        "the upload starts over"
+    );
     assert_eq!(
         keys_in(&endpoint, &bucket).await,
         Vec::<String>::new(),
         "no blob, no derived copy, no staged chunk"
     );
-    assert!(!server.state.store.blob_exists(&declared).await.expect("row"));
+    assert!(
+        !server
+            .state
+            .store
+            .blob_exists(&declared)
+            .await
+            .expect("row")
+    );
     assert!(
         !server
             .state
@@ -308,59 +297,6 @@ async fn bytes_that_do_not_hash_to_the_declared_sha256_leave_nothing_in_the_buck
             .await
             .expect("row")
     );
-}
-
-/// Raw gRPC Media calls of one phone session against one server address.
-struct Media {
-    client: v1::media_client::MediaClient<tonic::transport::Channel>,
-    token: String,
-}
-
-impl Media {
-    async fn start(&mut self, bytes: &[u8]) -> v1::StartUploadResponse {
-        self.client
-            .start_upload(authorized(
-                v1::StartUploadRequest {
-                    client: Some(client_info()),
-                    sha256: sha256_hex(bytes),
-                    size_bytes: bytes.len() as u64,
-                    mime_type: "image/jpeg".into(),
-                },
-                &self.token,
-            ))
-            .await
-            .expect("start")
-            .into_inner()
-    }
-
-    async fn put(&mut self, upload_id: &str, offset: u64, data: &[u8]) -> Result<u64, tonic::Status> {
-        self.client
-            .put_chunk(authorized(
-                v1::PutChunkRequest {
-                    client: Some(client_info()),
-                    upload_id: upload_id.into(),
-                    offset,
-                    data: data.to_vec(),
-                    crc32c: crc32c::crc32c(data),
-                },
-                &self.token,
-            ))
-            .await
-            .map(|response| response.into_inner().committed_offset)
-    }
-
-    /// Send `bytes[from..to]` in [`CHUNK`]s starting at the committed offset `from`.
-    async fn send(&mut self, upload_id: &str, bytes: &[u8], from: usize, to: usize) -> u64 {
-        let mut offset = from as u64;
-        while (offset as usize) < to {
-            let end = (offset as usize + CHUNK).min(to);
-            offset = self
-                .put(upload_id, offset, &bytes[offset as usize..end])
-                .await
-                .expect("chunk");
-        }
-        offset
-    }
 }
 
 #[tokio::test]
@@ -374,13 +310,7 @@ async fn an_upload_cut_on_server_a_is_resumed_on_server_b_from_the_bucket() {
 
     // Server A acknowledges the first 40 % of the photo, then goes away.
     let server_a = server_on(&endpoint, &bucket).await;
-    let token = server_a
-        .login("cadre01", &uuid::Uuid::now_v7().to_string())
-        .await;
-    let mut media_a = Media {
-        client: v1::media_client::MediaClient::new(server_a.channel().await),
-        token: token.clone(),
-    };
+    let mut media_a = MediaUploader::login(&server_a, "cadre01").await;
     let started = media_a.start(&photo).await;
     let cut_at = photo.len() * 2 / 5;
     let acknowledged = media_a.send(&started.upload_id, &photo, 0, cut_at).await;
@@ -440,30 +370,14 @@ async fn an_upload_cut_on_server_a_is_resumed_on_server_b_from_the_bucket() {
 
     // The phone asks B where to continue: the same upload, at the offset A acknowledged
     // (the session, too, is the database's, so A's token works on B).
-    let mut media_b = Media {
-        client: v1::media_client::MediaClient::new(channel_b.clone()),
-        token,
-    };
+    let mut media_b = MediaUploader::new(channel_b.clone(), media_a.token.clone());
     let resumed = media_b.start(&photo).await;
     assert_eq!(resumed.upload_id, started.upload_id);
     assert_eq!(resumed.committed_offset, acknowledged);
     assert!(!resumed.complete);
-    let end = media_b
-        .send(&resumed.upload_id, &photo, acknowledged as usize, photo.len())
-        .await;
-    assert_eq!(end, photo.len() as u64);
     let completed = media_b
-        .client
-        .complete_upload(authorized(
-            v1::CompleteUploadRequest {
-                client: Some(client_info()),
-                upload_id: resumed.upload_id.clone(),
-            },
-            &media_b.token,
-        ))
-        .await
-        .expect("complete on B")
-        .into_inner();
+        .finish(&resumed.upload_id, acknowledged, &photo)
+        .await;
     assert_eq!(completed.sha256, sha256);
     let scratch = tempfile::tempdir().expect("temp dir");
     assert_eq!(
@@ -475,7 +389,10 @@ async fn an_upload_cut_on_server_a_is_resumed_on_server_b_from_the_bucket() {
         "byte-exact: A's chunks and B's chunks in order"
     );
     let keys = keys_in(&endpoint, &bucket).await;
-    assert!(!keys.iter().any(|key| key.starts_with("staging/")), "{keys:?}");
+    assert!(
+        !keys.iter().any(|key| key.starts_with("staging/")),
+        "{keys:?}"
+    );
     let _ = stop_b.send(());
     server_b.await.expect("B's task").expect("B stops cleanly");
 }
@@ -528,7 +445,14 @@ async fn expiry_removes_the_staging_objects_of_abandoned_uploads() {
         .append_chunk(&orphan, 0, b"orphan".to_vec())
         .await
         .expect("orphan");
-    assert_eq!(state.blobs.staged_len(&upload.upload_id).await.expect("len"), 10);
+    assert_eq!(
+        state
+            .blobs
+            .staged_len(&upload.upload_id)
+            .await
+            .expect("len"),
+        10
+    );
     assert_eq!(keys_in(&endpoint, &bucket).await.len(), 2);
 
     let report = uploads::expire_abandoned(&state).await.expect("expire");
@@ -541,7 +465,11 @@ async fn expiry_removes_the_staging_objects_of_abandoned_uploads() {
     assert_eq!(report.expired_uploads, 1);
     assert_eq!(keys_in(&endpoint, &bucket).await, Vec::<String>::new());
     assert_eq!(
-        state.store.get_upload(&upload.upload_id).await.expect("get"),
+        state
+            .store
+            .get_upload(&upload.upload_id)
+            .await
+            .expect("get"),
         None
     );
 }
@@ -551,22 +479,16 @@ async fn expiry_removes_the_staging_objects_of_abandoned_uploads() {
 async fn an_unreachable_object_store_answers_unavailable_and_acknowledges_nothing() {
     let nowhere = fieldsync_tests::unreachable_url().await;
     let server = server_on(&nowhere, "no-such-bucket").await;
-    let token = server
-        .login("cadre01", &uuid::Uuid::now_v7().to_string())
-        .await;
-    let mut media = Media {
-        client: v1::media_client::MediaClient::new(server.channel().await),
-        token,
-    };
+    let mut media = MediaUploader::login(&server, "cadre01").await;
     let photo = std::fs::read(test_photo("orientation_landscape_6.jpg")).expect("photo");
     let started = media.start(&photo).await;
     let error = media
-        .put(&started.upload_id, 0, &photo[..CHUNK])
+        .put(&started.upload_id, 0, &photo[..UPLOAD_CHUNK])
         .await
         .expect_err("the store is down");
     assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
     let status = media
-        .client
+        .media
         .upload_status(authorized(
             v1::UploadStatusRequest {
                 client: Some(client_info()),
@@ -624,12 +546,19 @@ async fn a_blob_larger_than_one_part_is_written_in_parts_and_reads_back_whole() 
             .await
             .expect("chunk");
     }
-    assert_eq!(blobs.staged_len(&upload_id).await.expect("len"), bytes.len() as u64);
+    assert_eq!(
+        blobs.staged_len(&upload_id).await.expect("len"),
+        bytes.len() as u64
+    );
     let expected = bytes.clone();
     let vetted = blobs
         .commit_vetted(&upload_id, &sha256, bytes.len() as u64, move |path| {
             let seen = std::fs::read(path)?;
-            Ok(if seen == expected { Ok(seen.len()) } else { Err("different bytes") })
+            Ok(if seen == expected {
+                Ok(seen.len())
+            } else {
+                Err("different bytes")
+            })
         })
         .await
         .expect("commit");

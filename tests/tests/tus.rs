@@ -377,7 +377,12 @@ async fn a_wrong_offset_is_409_with_the_committed_offset_and_changes_nothing() {
     let rest = phone.patch(&location, 50_000, &bytes[50_000..]).await;
     assert_eq!(rest.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        server.state.blobs.read(&sha256_hex(&bytes)).await.expect("blob"),
+        server
+            .state
+            .blobs
+            .read(&sha256_hex(&bytes))
+            .await
+            .expect("blob"),
         bytes
     );
 }
@@ -553,8 +558,22 @@ async fn bytes_that_do_not_hash_to_the_declared_sha256_are_refused_and_rewound()
     assert_eq!(refused.status().as_u16(), 460);
     assert_eq!(offset_of(&refused), 0, "the upload starts over");
     assert_eq!(phone.offset(&location).await, 0);
-    assert!(!server.state.blobs.contains(&declared).await.expect("contains"));
-    assert!(!server.state.blobs.contains(&sha256_hex(&bytes)).await.expect("contains"));
+    assert!(
+        !server
+            .state
+            .blobs
+            .contains(&declared)
+            .await
+            .expect("contains")
+    );
+    assert!(
+        !server
+            .state
+            .blobs
+            .contains(&sha256_hex(&bytes))
+            .await
+            .expect("contains")
+    );
     assert!(
         !server
             .state
@@ -726,7 +745,12 @@ async fn a_file_that_is_not_a_photo_is_refused_at_completion_and_never_stored() 
         assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
         assert_eq!(phone.offset(&location).await, 0, "the upload starts over");
         assert!(
-            !server.state.blobs.contains(&sha256_hex(&bytes)).await.expect("contains"),
+            !server
+                .state
+                .blobs
+                .contains(&sha256_hex(&bytes))
+                .await
+                .expect("contains"),
             "nothing refused becomes a blob"
         );
     }

@@ -67,7 +67,11 @@ pub(crate) fn blob_name(sha256: &str) -> Result<String, BlobError> {
 /// `derived/<aa>/<sha256>.<kind>.jpg`: where a derived copy lives.
 pub(crate) fn derived_name(sha256: &str, kind: Derived) -> Result<String, BlobError> {
     check_sha256(sha256)?;
-    Ok(format!("derived/{}/{sha256}.{}", &sha256[..2], kind.suffix()))
+    Ok(format!(
+        "derived/{}/{sha256}.{}",
+        &sha256[..2],
+        kind.suffix()
+    ))
 }
 
 /// Only 64 lower-case hex characters name a blob, so no name can leave its folder.
@@ -99,9 +103,9 @@ pub enum BlobStore {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
 ) -> Result<T, BlobError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| BlobError::Io(std::io::Error::other(format!("blob task failed: {error}"))))?
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        BlobError::Io(std::io::Error::other(format!("blob task failed: {error}")))
+    })?
 }
 
 impl BlobStore {

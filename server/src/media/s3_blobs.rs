@@ -155,7 +155,9 @@ impl S3BlobStore {
 
     fn chunk_key(upload_id: &str, offset: u64) -> Result<ObjectPath, BlobError> {
         check_upload_id(upload_id)?;
-        Ok(ObjectPath::from(format!("{STAGING}/{upload_id}/{offset:020}")))
+        Ok(ObjectPath::from(format!(
+            "{STAGING}/{upload_id}/{offset:020}"
+        )))
     }
 
     fn staging_prefix(upload_id: &str) -> Result<ObjectPath, BlobError> {
@@ -173,7 +175,11 @@ impl S3BlobStore {
     }
 
     pub async fn contains(&self, sha256: &str) -> Result<bool, BlobError> {
-        match self.objects.head(&ObjectPath::from(blob_name(sha256)?)).await {
+        match self
+            .objects
+            .head(&ObjectPath::from(blob_name(sha256)?))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(error) => Err(error.into()),
@@ -329,7 +335,12 @@ impl S3BlobStore {
 
     /// Write the verified scratch file as the blob: one PUT when it fits in a part, else a
     /// multipart upload, which S3 makes visible only when complete.
-    async fn upload_blob(&self, key: &ObjectPath, scratch: &Path, size: u64) -> Result<(), BlobError> {
+    async fn upload_blob(
+        &self,
+        key: &ObjectPath,
+        scratch: &Path,
+        size: u64,
+    ) -> Result<(), BlobError> {
         if size <= PART_BYTES as u64 {
             let bytes = tokio::fs::read(scratch).await?;
             self.objects.put(key, PutPayload::from(bytes)).await?;
@@ -449,7 +460,11 @@ mod tests {
             vec![(0, 400)]
         );
         assert_eq!(S3BlobStore::chain(&[(10, 5)], 1000), Vec::new());
-        assert_eq!(S3BlobStore::chain(&[(0, 0)], 1000), Vec::new(), "no empty chunks");
+        assert_eq!(
+            S3BlobStore::chain(&[(0, 0)], 1000),
+            Vec::new(),
+            "no empty chunks"
+        );
     }
 
     #[test]
@@ -475,7 +490,8 @@ mod tests {
             secret_access_key: crate::settings::Secret("wJalrXUtnFEMI".into()),
             ..BlobSettings::default()
         };
-        let store = S3BlobStore::open(&settings, "county-photos", "anxian", scratch.path()).unwrap();
+        let store =
+            S3BlobStore::open(&settings, "county-photos", "anxian", scratch.path()).unwrap();
         let printed = format!("{store:?}");
         assert!(printed.contains("s3://county-photos/anxian"), "{printed}");
         assert!(!printed.contains("AKIDEXAMPLE") && !printed.contains("wJalrXUtnFEMI"));

@@ -433,7 +433,11 @@ mod tests {
         let upload = staged_upload(&state, &declared, declared.len()).await;
         state
             .blobs
-            .append_chunk(&upload.upload_id, 0, b"what the network delivered!!".to_vec())
+            .append_chunk(
+                &upload.upload_id,
+                0,
+                b"what the network delivered!!".to_vec(),
+            )
             .await
             .expect("overwrite");
         assert!(matches!(
