@@ -70,6 +70,23 @@ impl fmt::Debug for S3BlobStore {
     }
 }
 
+/// How much of an assembled upload is written to the scratch file at once.
+const WRITE_BYTES: usize = 256 * 1024;
+
+/// Append `bytes` to `file` on the blocking pool; hands both back, `bytes` emptied for reuse.
+async fn write_on_blocking_pool(
+    mut file: std::fs::File,
+    mut bytes: Vec<u8>,
+) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        file.write_all(&bytes)?;
+        bytes.clear();
+        Ok((file, bytes))
+    })
+    .await
+    .map_err(|error| std::io::Error::other(error.to_string()))?
+}
+
 /// Run the photo pipeline's `vet` over a scratch file on the blocking pool.
 async fn vet_file<T, R>(
     scratch: &ScratchFile,
@@ -314,18 +331,22 @@ impl S3BlobStore {
         let mut file = std::fs::File::create(&scratch.0)?;
         let mut hasher = Sha256::new();
         let mut length = 0u64;
+        // Network reads are a few KiB each: gather them into [`WRITE_BYTES`] writes, so a
+        // photo costs a few hops to the blocking pool, not thousands.
+        let mut pending = Vec::with_capacity(WRITE_BYTES);
         for key in keys {
             let mut stream = self.objects.get(&key).await?.into_stream();
             while let Some(piece) = stream.next().await {
                 let piece = piece?;
                 hasher.update(&piece);
                 length += piece.len() as u64;
-                // Pieces are small (a network read); the file is local scratch space.
-                file = tokio::task::spawn_blocking(move || file.write_all(&piece).map(|()| file))
-                    .await
-                    .map_err(|error| std::io::Error::other(error.to_string()))??;
+                pending.extend_from_slice(&piece);
+                if pending.len() >= WRITE_BYTES {
+                    (file, pending) = write_on_blocking_pool(file, pending).await?;
+                }
             }
         }
+        (file, _) = write_on_blocking_pool(file, pending).await?;
         file = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file))
             .await
             .map_err(|error| std::io::Error::other(error.to_string()))??;
