@@ -1,7 +1,7 @@
 //! Photo completion benchmark (issue 11 §5, "Thumbnails"): the work upload completion really
 //! does, against libvips producing the same two outputs, in the same run, one core each.
 //!
-//! - fieldsync: `evidence::vet_and_store_photo`, the one function `evidence::complete_upload`
+//! - fieldsync: `media::pipeline::vet_and_store_photo`, the one function `media::uploads::complete`
 //!   runs in its blocking task (verify the staged upload's size and SHA-256,
 //!   `photo::prepare_file(…, DISPLAY_LONGEST_SIDE)`: one decode gives the 1600 px display
 //!   copy, the 320 px thumbnail and the pHash; publish the blob; write and fsync both derived
@@ -28,11 +28,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fieldsync_server::evidence::{DISPLAY_LONGEST_SIDE, vet_and_store_photo};
-use fieldsync_server::media::blobs::BlobStore;
+use fieldsync_server::media::blobs::LocalBlobStore;
 use fieldsync_server::media::photo::{
     self, Limits, THUMBNAIL_JPEG_QUALITY, THUMBNAIL_LONGEST_SIDE, synthetic,
 };
+use fieldsync_server::media::pipeline::{DISPLAY_LONGEST_SIDE, vet_and_store_photo};
 use sha2::{Digest, Sha256};
 
 const WIDTH: u16 = 4000;
@@ -54,7 +54,7 @@ const DISPLAY_QUALITY: u8 = photo::DISPLAY_JPEG_QUALITY;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--complete-one") {
-        let blobs = BlobStore::open(Path::new(&args[at + 1])).expect("blob dir");
+        let blobs = LocalBlobStore::open(Path::new(&args[at + 1])).expect("blob dir");
         let size: u64 = args[at + 4].parse().expect("size");
         vet_and_store_photo(&blobs, &args[at + 2], &args[at + 3], size)
             .expect("blob I/O")
@@ -420,9 +420,9 @@ fn median(mut times: Vec<f64>) -> f64 {
 
 /// Stage `path` as an upload in a fresh blob folder under `root`, the way PutChunk does it
 /// (256 KiB chunks, each fsynced), so completion finds what it finds in production.
-fn stage(root: &Path, item: &Item) -> (BlobStore, String) {
+fn stage(root: &Path, item: &Item) -> (LocalBlobStore, String) {
     let _ = std::fs::remove_dir_all(root);
-    let blobs = BlobStore::open(root).expect("blob dir");
+    let blobs = LocalBlobStore::open(root).expect("blob dir");
     let upload_id = uuid::Uuid::now_v7().to_string();
     let bytes = std::fs::read(&item.path).expect("read corpus file");
     let mut offset = 0u64;
@@ -638,7 +638,7 @@ fn throughput(dir: &Path, corpus: &[Item]) {
          limits, one scaled decode, the {DISPLAY_LONGEST_SIDE} px display copy (q{DISPLAY_QUALITY}), \
          the {THUMBNAIL_LONGEST_SIDE} px thumbnail (q{THUMBNAIL_JPEG_QUALITY}) resized from it, \
          the pHash from the thumbnail; both JPEGs in memory.\n\
-         - **completion**: `evidence::vet_and_store_photo`, the function `complete_upload` runs \
+         - **completion**: `media::pipeline::vet_and_store_photo`, the function `media::uploads::complete` runs \
          in its blocking task, on an upload staged before the clock starts (256 KiB chunks, \
          each fsynced, as PutChunk does): SHA-256 and size check of the staged file, \
          `prepare_file`, publish (fsync, rename, directory fsync), both derived copies written \
@@ -945,7 +945,7 @@ fn memory(dir: &Path, corpus: &[Item]) {
     };
     println!(
         "fieldsync: `thumbnails --complete-one BLOB_DIR UPLOAD_ID SHA256 SIZE` (this benchmark \
-         binary; `evidence::vet_and_store_photo` on an upload staged before the process \
+         binary; `media::pipeline::vet_and_store_photo` on an upload staged before the process \
          starts). vips: the chain above as two processes, `VIPS_CONCURRENCY=1 vipsthumbnail \
          IN --size '{DISPLAY_LONGEST_SIDE}x{DISPLAY_LONGEST_SIDE}>' -o d_%s.jpg[Q={DISPLAY_QUALITY},strip]` \
          then the {THUMBNAIL_LONGEST_SIDE} px thumbnail from that output; they run one after \

@@ -19,6 +19,12 @@
 //! Uploads still in progress in the snapshot are rewound to offset 0 in the copy (their
 //! staging files are not copied): the phones send those photos again from the start.
 //!
+//! **Photos on an object store.** When `settings.blobs` names an S3-compatible store, the
+//! photos are not in the data folder and a backup holds only the database (and keys when
+//! asked): keeping the photos is the object store's job (bucket versioning, replication to a
+//! second site, or the store's own backup tool; docs/operations.md). The manifest then
+//! names the store (`blob_store`), and a restored server must use that same store.
+//!
 //! **Keys.** The personal-data and audit keys live in the key folder outside the data folder
 //! (`keys.rs`), so that a stolen data backup cannot be read. A backup without the keys is
 //! unreadable if the key folder is ever lost; a backup with them is as sensitive as the
@@ -36,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{self, KeyError};
-use crate::settings::Settings;
+use crate::settings::{BlobLocation, Settings};
 use crate::store::StoreError;
 use crate::store::sealed::{self, PII_KEY_NAME};
 use crate::store::sqlite::backup as database_copy;
@@ -77,6 +83,10 @@ pub struct Manifest {
     pub audit_key_id: Option<String>,
     /// Whether `keys/` holds a copy of the key folder.
     pub keys_included: bool,
+    /// `s3://bucket[/prefix]` when the photos live in an object store, which backs them up
+    /// itself; `blobs` is then empty. Absent in backups of a local blob folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_store: Option<String>,
 }
 
 /// What a backup did (printed by the command).
@@ -92,6 +102,8 @@ pub struct BackupReport {
     /// folder: the backup is complete otherwise, and the command exits non-zero.
     pub missing_blobs: Vec<String>,
     pub keys_included: bool,
+    /// The object store that keeps the photos (not copied), when there is one.
+    pub blob_store: Option<String>,
 }
 
 /// What a restore did.
@@ -183,14 +195,24 @@ pub fn backup(
     create_private_dir(destination).map_err(io_error(destination))?;
     // 1. The database snapshot: it decides which blobs belong to the backup.
     let copy = database_copy::copy_live_database(&database, &destination.join(DATABASE_FILE))?;
-    // 2. Exactly the blobs the snapshot lists (immutable once stored; see the module doc).
+    // 2. Exactly the blobs the snapshot lists (immutable once stored; see the module doc),
+    //    unless they live in an object store, which keeps them itself.
+    let blob_store = match &settings.blobs.url {
+        BlobLocation::LocalFolder => None,
+        location => Some(String::from(location.clone())),
+    };
+    let listed_blobs: &[String] = if blob_store.is_some() {
+        &[]
+    } else {
+        &copy.stored_blobs
+    };
     let source_blobs = settings.blob_dir();
     let target_blobs = destination.join("blobs");
     let mut blobs = Vec::with_capacity(copy.stored_blobs.len());
     let mut missing_blobs = Vec::new();
     let mut blob_bytes = 0;
     let mut derived_copied = 0;
-    for sha256 in &copy.stored_blobs {
+    for sha256 in listed_blobs {
         let Some(relative) = blob_relative_path(sha256) else {
             missing_blobs.push(sha256.clone());
             continue;
@@ -236,6 +258,7 @@ pub fn backup(
         pii_key_ids,
         audit_key_id,
         keys_included: options.with_keys,
+        blob_store: blob_store.clone(),
     };
     sync_tree(destination).map_err(io_error(destination))?;
     let manifest_path = destination.join(MANIFEST_FILE);
@@ -253,6 +276,7 @@ pub fn backup(
         uploads_rewound: copy.uploads_rewound,
         missing_blobs,
         keys_included: options.with_keys,
+        blob_store,
     })
 }
 
@@ -397,6 +421,11 @@ pub async fn run_backup(
         report.derived_copied,
         report.uploads_rewound
     );
+    if let Some(blob_store) = &report.blob_store {
+        println!(
+            "注意：照片不在备份中 (photos are NOT in this backup): they live in the object store {blob_store}, which must back them up itself (bucket versioning or replication); a restored server must use the same store."
+        );
+    }
     if report.keys_included {
         println!(
             "注意：备份包含密钥 (the backup INCLUDES the keys): anyone who can read it can read every ID and phone number in it. Keep it encrypted and access-controlled."
@@ -748,6 +777,29 @@ mod tests {
             )
             .unwrap();
         (settings, sha256)
+    }
+
+    #[test]
+    fn with_photos_on_an_object_store_the_backup_holds_the_database_and_names_the_store() {
+        let root = tempfile::tempdir().unwrap();
+        let (mut live, _sha256) = live_folder(root.path());
+        live.blobs.url = BlobLocation::S3 {
+            bucket: "county-photos".into(),
+            prefix: String::new(),
+        };
+        let destination = root.path().join("backup");
+        let report = backup(&live, &destination, BackupOptions::default()).unwrap();
+        assert_eq!(report.blobs_copied, 0);
+        assert!(
+            report.missing_blobs.is_empty(),
+            "no photo counts as missing"
+        );
+        assert_eq!(report.blob_store.as_deref(), Some("s3://county-photos"));
+        let manifest = read_manifest(&destination).unwrap();
+        assert!(manifest.blobs.is_empty());
+        assert_eq!(manifest.blob_store.as_deref(), Some("s3://county-photos"));
+        assert!(!destination.join("blobs").exists());
+        assert!(destination.join(DATABASE_FILE).is_file());
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl From<BlobError> for ServiceError {
                 tracing::error!(error = %io, "blob storage failure");
                 Self::Unavailable
             }
+            // The object store is down, unreachable or misconfigured: the server's problem,
+            // and the phone's upload resumes once it is fixed.
+            BlobError::ObjectStore(error) => {
+                tracing::error!(%error, "object store failure");
+                Self::Unavailable
+            }
+            BlobError::Settings(message) => {
+                tracing::error!(%message, "blob settings unusable");
+                Self::Unavailable
+            }
         }
     }
 }

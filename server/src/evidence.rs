@@ -1,13 +1,7 @@
-//! Evidence use cases (DESIGN §5, issue 4): what happens to a photo when its upload
-//! completes, and the evidence flags of a visit.
+//! Evidence flags (DESIGN §5, issue 4): which visits a push or an upload makes stale, and
+//! their flags. (What happens to a photo when its upload completes is
+//! [`crate::media::uploads::complete`] and [`crate::media::pipeline`].)
 //!
-//! - [`complete_upload`] is the one completion path of a photo upload, whichever edge carried
-//!   the bytes. Its blocking step, [`vet_and_store_photo`], verifies size and SHA-256, then
-//!   runs [`photo::prepare_file`] on the staged file *before* the blob exists. A refused
-//!   photo (SVG, polyglot, HEIC, bomb, …) leaves nothing behind; an accepted one gets its
-//!   blob file and display copy and thumbnail, then its metadata row, and only then its blob
-//!   row, which is what makes it visible and approvable. The thumbnail benchmark calls the
-//!   same function, so it measures what production runs.
 //! - [`refresh_after_push_in`] and [`refresh_for_blob_in`] say which visits' flags to
 //!   recompute; the store runs them inside the push's (or the upload completion's) own write
 //!   transaction through [`FlagWork`], which gathers the inputs of all those visits at once
@@ -31,164 +25,15 @@
 
 use fieldsync_model::codes::VisitMode;
 use fieldsync_model::evidence::{self, CadreVisitSummary, EvidenceFlag, PhotoEvidence};
+use fieldsync_model::sync::MutationOutcome;
 use fieldsync_model::time_util::BEIJING;
 use time::Duration;
 
-use crate::AppState;
-use crate::error::ServiceError;
-use crate::media::blobs::{BlobError, BlobStore, Derived};
-use crate::media::photo::{self, Limits, PhotoRejected, Prepared};
-use fieldsync_model::sync::MutationOutcome;
-
-use crate::store::{
-    CaptureTime, EvidenceInputs, FlagTarget, PhotoMeta, PushResult, StoreResult, UploadRecord,
-};
-
-/// Longest side of the display copy the console shows, in pixels: enough to read a door
-/// plate or a face on a laptop screen, a fraction of a 12 MP original.
-pub const DISPLAY_LONGEST_SIDE: u32 = 1600;
+use crate::store::{CaptureTime, EvidenceInputs, FlagTarget, PushResult, StoreResult};
 
 /// A heartbeat further than this from a revision's submission says nothing about the clock
 /// that recorded it.
 pub const SKEW_READING_MAX_AGE: Duration = Duration::days(1);
-
-/// Why an upload could not be completed.
-#[derive(Debug, thiserror::Error)]
-pub enum CompleteError {
-    /// Completion was asked for before every byte arrived.
-    #[error("upload_id: only {committed} of {size} bytes received")]
-    Incomplete { committed: u64, size: u64 },
-    /// The bytes do not have the declared size or SHA-256; the upload was rewound to 0.
-    #[error("{0}")]
-    Mismatch(BlobError),
-    /// The bytes are not an acceptable photo; the upload was rewound to 0 and the bytes
-    /// discarded.
-    #[error("photo rejected ({code}): {message}", code = .0.code(), message = .0)]
-    Rejected(PhotoRejected),
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-}
-
-impl From<crate::store::StoreError> for CompleteError {
-    fn from(error: crate::store::StoreError) -> Self {
-        Self::Service(error.into())
-    }
-}
-
-impl From<BlobError> for CompleteError {
-    fn from(error: BlobError) -> Self {
-        Self::Service(error.into())
-    }
-}
-
-/// Complete an upload whose bytes have all arrived (the caller holds the upload's lock).
-/// Idempotent: a complete upload is left as it is, and a blob that already exists is reused.
-pub async fn complete_upload(state: &AppState, upload: &UploadRecord) -> Result<(), CompleteError> {
-    if upload.complete {
-        return Ok(());
-    }
-    if upload.committed_offset != upload.size_bytes {
-        return Err(CompleteError::Incomplete {
-            committed: upload.committed_offset,
-            size: upload.size_bytes,
-        });
-    }
-    let blobs = state.blobs.clone();
-    let (upload_id, sha256, size) = (
-        upload.upload_id.clone(),
-        upload.sha256.clone(),
-        upload.size_bytes,
-    );
-    let vetted =
-        tokio::task::spawn_blocking(move || vet_and_store_photo(&blobs, &upload_id, &sha256, size))
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "photo preparation task failed");
-                ServiceError::Internal
-            })?;
-    let prepared = match vetted {
-        Ok(Ok(prepared)) => prepared,
-        Ok(Err(rejected)) => {
-            tracing::info!(
-                upload_id = %upload.upload_id,
-                code = rejected.code(),
-                "photo refused at upload completion"
-            );
-            state
-                .store
-                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
-                .await?;
-            return Err(CompleteError::Rejected(rejected));
-        }
-        Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
-            // The staged bytes can never verify: start over rather than keep them.
-            state
-                .store
-                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
-                .await?;
-            return Err(CompleteError::Mismatch(mismatch));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    state
-        .store
-        .save_photo_meta(&upload.sha256, photo_meta(&prepared))
-        .await?;
-    // The blob row makes the photo visible and its visit approvable: last.
-    state
-        .store
-        .complete_upload(&upload.upload_id, state.clock.now())
-        .await?;
-    // Flags never fail the upload: a failure is logged, and the flag work (its own one
-    // transaction for every visit of the file) is discarded as a whole.
-    if let Err(error) = state
-        .store
-        .refresh_flags_of_blob(&upload.sha256, state.settings.evidence.clone())
-        .await
-    {
-        tracing::warn!(%error, sha256 = %upload.sha256, "could not compute evidence flags");
-    }
-    Ok(())
-}
-
-/// The blocking part of [`complete_upload`], one function so that the thumbnail benchmark
-/// (`server/benches/thumbnails.rs`) times exactly what production runs: verify the staged
-/// upload's size and SHA-256, [`photo::prepare_file`] it at [`DISPLAY_LONGEST_SIDE`] (one
-/// decode gives the display copy, the thumbnail and the pHash), publish the blob, then write
-/// and fsync both derived copies. `Ok(Err(_))` is a refused photo (nothing is stored).
-pub fn vet_and_store_photo(
-    blobs: &BlobStore,
-    upload_id: &str,
-    sha256: &str,
-    size: u64,
-) -> Result<Result<Prepared, PhotoRejected>, BlobError> {
-    let vetted = blobs.commit_vetted(upload_id, sha256, size, |path| {
-        photo::prepare_file(path, &Limits::default(), DISPLAY_LONGEST_SIDE)
-    })?;
-    if let Ok(prepared) = &vetted {
-        blobs.write_derived(sha256, Derived::Thumbnail, &prepared.thumbnail_jpeg)?;
-        blobs.write_derived(sha256, Derived::Display, &prepared.display_jpeg)?;
-    }
-    Ok(vetted)
-}
-
-/// The stored form of what [`photo::prepare`] found.
-pub fn photo_meta(prepared: &Prepared) -> PhotoMeta {
-    let exif = prepared.exif.clone().unwrap_or_default();
-    PhotoMeta {
-        mime_type: prepared.inspected.kind.mime().to_owned(),
-        width: prepared.inspected.width,
-        height: prepared.inspected.height,
-        exif_time: exif.captured,
-        exif_gps: exif.gps.map(|gps| (gps.latitude, gps.longitude)),
-        gps_time: exif.gps_time,
-        make: exif.make,
-        model: exif.model,
-        orientation: exif.orientation,
-        phash: prepared.phash.0,
-        exif_damaged: exif.damaged,
-    }
-}
 
 /// The same cadre's visits whose flags this visit can change: the nearest one before and
 /// after it (the travel-speed pairs) and, when this visit moves its Beijing day across the
@@ -400,81 +245,4 @@ pub fn stored_targets(result: &PushResult, targets: &[FlagTarget]) -> (Vec<Strin
         }
     }
     (visit_ids, photo_sha256s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PHOTOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/photos");
-
-    /// Stage `bytes` as PutChunk would (256 KiB chunks) and return the upload id and SHA-256.
-    fn staged(blobs: &BlobStore, bytes: &[u8]) -> (String, String) {
-        use sha2::Digest;
-        let upload_id = uuid::Uuid::now_v7().to_string();
-        let mut offset = 0;
-        for chunk in bytes.chunks(256 * 1024) {
-            offset = blobs.append_chunk(&upload_id, offset, chunk).unwrap();
-        }
-        (upload_id, hex::encode(sha2::Sha256::digest(bytes)))
-    }
-
-    fn size_of(jpeg: &[u8]) -> (u32, u32) {
-        let inspected = photo::inspect(jpeg, &Limits::default()).unwrap();
-        (inspected.width, inspected.height)
-    }
-
-    #[test]
-    fn completion_stores_the_blob_and_upright_display_and_thumbnail_copies() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(dir.path()).unwrap();
-        // (file, upright display size, upright thumbnail size): an 8 MP phone photo is brought
-        // down to 1600 px, and a stored 450×600 photo with orientation 6 comes out landscape
-        // and is never enlarged.
-        for (name, display, thumbnail) in [
-            ("mobile_jolla.jpg", (1600, 1200), (320, 240)),
-            ("orientation_landscape_6.jpg", (600, 450), (320, 240)),
-        ] {
-            let bytes = std::fs::read(format!("{PHOTOS}/{name}")).unwrap();
-            let (upload_id, sha256) = staged(&blobs, &bytes);
-            let prepared = vet_and_store_photo(&blobs, &upload_id, &sha256, bytes.len() as u64)
-                .unwrap()
-                .unwrap_or_else(|refused| panic!("{name}: {refused}"));
-            assert!(blobs.contains(&sha256), "{name}");
-            assert_eq!(
-                blobs.read(&sha256).unwrap(),
-                bytes,
-                "{name}: byte-exact original"
-            );
-            let stored_display = blobs
-                .read_derived(&sha256, Derived::Display)
-                .unwrap()
-                .unwrap();
-            let stored_thumbnail = blobs
-                .read_derived(&sha256, Derived::Thumbnail)
-                .unwrap()
-                .unwrap();
-            assert_eq!(stored_display, prepared.display_jpeg, "{name}");
-            assert_eq!(stored_thumbnail, prepared.thumbnail_jpeg, "{name}");
-            assert_eq!(size_of(&stored_display), display, "{name}");
-            assert_eq!(size_of(&stored_thumbnail), thumbnail, "{name}");
-        }
-    }
-
-    #[test]
-    fn a_refused_photo_leaves_no_blob_and_no_copies() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(dir.path()).unwrap();
-        let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>";
-        let (upload_id, sha256) = staged(&blobs, svg);
-        let refused = vet_and_store_photo(&blobs, &upload_id, &sha256, svg.len() as u64).unwrap();
-        assert!(refused.is_err());
-        assert!(!blobs.contains(&sha256));
-        assert_eq!(blobs.read_derived(&sha256, Derived::Display).unwrap(), None);
-        assert_eq!(
-            blobs.staged_len(&upload_id).unwrap(),
-            0,
-            "staging file discarded"
-        );
-    }
 }

@@ -75,7 +75,7 @@ pub struct AppState {
 pub enum ServerError {
     #[error("cannot open storage: {0}")]
     Store(#[from] store::StoreError),
-    #[error("cannot open blob folder: {0}")]
+    #[error("cannot open blob storage: {0}")]
     Blobs(#[from] media::blobs::BlobError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -86,7 +86,8 @@ pub enum ServerError {
 }
 
 impl AppState {
-    /// Open the embedded default storage (SQLite file and blob folder under `data_dir`).
+    /// Open the storage: the SQLite file under `data_dir`, and the blob folder there or the
+    /// object store `settings.blobs` names.
     pub fn open(settings: Settings) -> Result<Self, ServerError> {
         Self::open_with_clock(settings, Arc::new(SystemClock))
     }
@@ -109,7 +110,7 @@ impl AppState {
             pii,
             Some(audit_key.clone()),
         )?;
-        let blobs = BlobStore::open(&settings.blob_dir())?;
+        let blobs = BlobStore::open(&settings.blobs, &settings.blob_dir())?;
         let login_guard = login_guard::LoginGuard::start(&settings.login)
             .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;
         Ok(Self {

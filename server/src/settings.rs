@@ -50,6 +50,10 @@ pub struct Settings {
     pub tls_key_file: Option<PathBuf>,
     /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
     pub database_url: Secret,
+    /// Where photos are kept, TOML table `[blobs]`, env `FIELDSYNC_BLOBS__*`: the local
+    /// folder `<data_dir>/blobs` by default, or an S3-compatible object store (see
+    /// [`BlobSettings`]).
+    pub blobs: BlobSettings,
     /// Lifetime of a phone or console session, in hours. Phones that refresh (see
     /// `access_token_minutes`) are bound by `refresh_token_days` instead; this remains the
     /// lifetime of tokens of older apps that cannot refresh, and the longest a console
@@ -153,6 +157,7 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             database_url: Secret::default(),
+            blobs: BlobSettings::default(),
             session_ttl_hours: 24 * 30,
             access_token_minutes: 15,
             refresh_token_days: 30,
@@ -171,6 +176,97 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             shutdown_drain_secs: 0,
             shutdown_deadline_secs: 30,
+        }
+    }
+}
+
+/// Where photo blobs live (docs/operations.md "Photos on object storage"). Several server
+/// replicas need a store they all see; the local folder serves one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobSettings {
+    /// `""` (the default): the local folder `<data_dir>/blobs`. `s3://bucket` or
+    /// `s3://bucket/prefix`: an S3-compatible object store (`FIELDSYNC_BLOBS__URL`).
+    pub url: BlobLocation,
+    /// The S3 endpoint, e.g. `http://127.0.0.1:9000` (MinIO, Garage) or
+    /// `https://oss-cn-hangzhou.aliyuncs.com`; unset means AWS itself.
+    pub endpoint: Option<String>,
+    /// The store's region (MinIO and Garage accept any; AWS needs the bucket's).
+    pub region: String,
+    /// Allow a plain-HTTP endpoint. Only for a store on the same machine or a private
+    /// network: the photos and the request signatures would cross the wire in clear.
+    pub allow_http: bool,
+    /// Address buckets as `https://bucket.endpoint/` (AWS, OSS, COS, OBS) instead of
+    /// `https://endpoint/bucket/` (the default, which MinIO and Garage need).
+    pub virtual_hosted_style: bool,
+    /// Access key id (`FIELDSYNC_BLOBS__ACCESS_KEY_ID`).
+    pub access_key_id: Secret,
+    /// Secret access key (`FIELDSYNC_BLOBS__SECRET_ACCESS_KEY`); never logged.
+    pub secret_access_key: Secret,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            url: BlobLocation::LocalFolder,
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            allow_http: false,
+            virtual_hosted_style: false,
+            access_key_id: Secret::default(),
+            secret_access_key: Secret::default(),
+        }
+    }
+}
+
+/// The typed form of `blobs.url`: a malformed URL is refused when settings load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum BlobLocation {
+    /// `<data_dir>/blobs`.
+    #[default]
+    LocalFolder,
+    /// A bucket of an S3-compatible store, with an optional key prefix (no leading or
+    /// trailing slash) so several counties can share one bucket.
+    S3 { bucket: String, prefix: String },
+}
+
+impl TryFrom<String> for BlobLocation {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, Self::Error> {
+        if url.is_empty() {
+            return Ok(Self::LocalFolder);
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(format!(
+                "blobs.url {url:?}: use s3://bucket[/prefix], or leave it empty for the local folder"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // S3 bucket naming rules: 3-63 of lower-case letters, digits, dots and dashes.
+        let bucket_is_valid = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-'
+            });
+        if !bucket_is_valid {
+            return Err(format!(
+                "blobs.url {url:?}: the bucket must be 3-63 lower-case letters, digits, dots or dashes"
+            ));
+        }
+        Ok(Self::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+}
+
+impl From<BlobLocation> for String {
+    fn from(location: BlobLocation) -> Self {
+        match location {
+            BlobLocation::LocalFolder => String::new(),
+            BlobLocation::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            BlobLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
 }
@@ -417,6 +513,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_blob_store_is_the_local_folder_unless_an_s3_url_is_given() {
+        let settings = Settings::load(None, Vec::new()).unwrap();
+        assert_eq!(settings.blobs.url, BlobLocation::LocalFolder);
+        let settings = Settings::load(
+            None,
+            vec![
+                (
+                    "FIELDSYNC_BLOBS__URL".to_owned(),
+                    "s3://county-photos/anxian/".to_owned(),
+                ),
+                (
+                    "FIELDSYNC_BLOBS__ENDPOINT".to_owned(),
+                    "http://127.0.0.1:9000".to_owned(),
+                ),
+                ("FIELDSYNC_BLOBS__ALLOW_HTTP".to_owned(), "true".to_owned()),
+                (
+                    "FIELDSYNC_BLOBS__SECRET_ACCESS_KEY".to_owned(),
+                    "s3cr3t-key".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.blobs.url,
+            BlobLocation::S3 {
+                bucket: "county-photos".into(),
+                prefix: "anxian".into()
+            }
+        );
+        assert_eq!(
+            settings.blobs.endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert!(settings.blobs.allow_http);
+        assert_eq!(settings.blobs.secret_access_key.0, "s3cr3t-key");
+        for wrong in ["gs://bucket", "s3://Upper", "s3://x"] {
+            let error = Settings::load(
+                None,
+                vec![("FIELDSYNC_BLOBS__URL".to_owned(), wrong.to_owned())],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("FIELDSYNC_BLOBS__URL"), "{wrong}: {error}");
+        }
+    }
+
+    #[test]
     fn defaults_then_file_then_environment() {
         let folder = tempfile::tempdir().unwrap();
         let file = folder.path().join("fieldsync.toml");
@@ -595,10 +738,17 @@ mod tests {
     fn secrets_are_redacted_in_debug_output() {
         let settings = Settings {
             database_url: Secret("postgres://user:hunter2@db/fieldsync".into()),
+            blobs: BlobSettings {
+                access_key_id: Secret("AKIDEXAMPLE".into()),
+                secret_access_key: Secret("wJalrXUtnFEMI".into()),
+                ..BlobSettings::default()
+            },
             ..Settings::default()
         };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("AKIDEXAMPLE"));
+        assert!(!printed.contains("wJalrXUtnFEMI"));
         assert!(printed.contains("[redacted]"));
     }
 }

@@ -635,6 +635,7 @@ async fn fieldsync_cut_run(
         .read(&hex::encode(sha2::Sha256::digest(
             std::fs::read(photo).expect("photo"),
         )))
+        .await
         .expect("stored blob");
     assert_eq!(
         stored,

@@ -301,6 +301,161 @@ pub async fn phone_of(
     (client, folder)
 }
 
+/// Size of the chunks [`MediaUploader`] sends (a phone on a weak link).
+pub const UPLOAD_CHUNK: usize = 16 * 1024;
+
+/// One phone session's raw gRPC `Media` calls: start, chunks, completion.
+#[derive(Debug)]
+pub struct MediaUploader {
+    pub media: v1::media_client::MediaClient<Channel>,
+    pub token: String,
+}
+
+impl MediaUploader {
+    /// Log in as `username` on a fresh device of `server`.
+    pub async fn login(server: &TestServer, username: &str) -> Self {
+        let token = server
+            .login(username, &uuid::Uuid::now_v7().to_string())
+            .await;
+        Self::new(server.channel().await, token)
+    }
+
+    /// A session's token against any server's channel (another replica, say).
+    pub fn new(channel: Channel, token: String) -> Self {
+        Self {
+            media: v1::media_client::MediaClient::new(channel),
+            token,
+        }
+    }
+
+    pub async fn start(&mut self, bytes: &[u8]) -> v1::StartUploadResponse {
+        use sha2::Digest;
+        self.media
+            .start_upload(authorized(
+                v1::StartUploadRequest {
+                    client: Some(client_info()),
+                    sha256: hex::encode(sha2::Sha256::digest(bytes)),
+                    size_bytes: bytes.len() as u64,
+                    mime_type: "image/jpeg".into(),
+                },
+                &self.token,
+            ))
+            .await
+            .expect("start")
+            .into_inner()
+    }
+
+    pub async fn put(
+        &mut self,
+        upload_id: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, tonic::Status> {
+        self.media
+            .put_chunk(authorized(
+                v1::PutChunkRequest {
+                    client: Some(client_info()),
+                    upload_id: upload_id.into(),
+                    offset,
+                    data: data.to_vec(),
+                    crc32c: crc32c::crc32c(data),
+                },
+                &self.token,
+            ))
+            .await
+            .map(|response| response.into_inner().committed_offset)
+    }
+
+    /// Send `bytes[offset..end]` in [`UPLOAD_CHUNK`]s from the committed `offset`; returns
+    /// the committed offset after the last chunk.
+    pub async fn send(
+        &mut self,
+        upload_id: &str,
+        bytes: &[u8],
+        mut offset: u64,
+        end: usize,
+    ) -> u64 {
+        while (offset as usize) < end {
+            let chunk_end = (offset as usize + UPLOAD_CHUNK).min(end);
+            offset = self
+                .put(upload_id, offset, &bytes[offset as usize..chunk_end])
+                .await
+                .expect("chunk");
+        }
+        offset
+    }
+
+    /// Send from `offset` to the end in chunks, then complete.
+    pub async fn finish(
+        &mut self,
+        upload_id: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> v1::CompleteUploadResponse {
+        self.send(upload_id, bytes, offset, bytes.len()).await;
+        self.media
+            .complete_upload(authorized(
+                v1::CompleteUploadRequest {
+                    client: Some(client_info()),
+                    upload_id: upload_id.into(),
+                },
+                &self.token,
+            ))
+            .await
+            .expect("complete")
+            .into_inner()
+    }
+}
+
+/// An in-person visit at the household's registered location with one real photo.
+pub fn visit_at_home(
+    client: &fieldsync_client::Client,
+    household_id: &str,
+) -> fieldsync_client::NewVisit {
+    let household = client
+        .household(household_id)
+        .expect("read")
+        .expect("household on phone");
+    let home = household.location.expect("demo households have a location");
+    let now = time::OffsetDateTime::now_utc();
+    fieldsync_client::NewVisit {
+        observed_situation: "户主在家，秋粮已收，两位老人身体尚可，医保已续缴。".into(),
+        plan_progress: "养羊项目进展正常，已出栏5只。".into(),
+        gps: Some(fieldsync_model::visit::GpsFix {
+            lat: home.lat + 0.0003,
+            lon: home.lon,
+            crs: fieldsync_model::codes::Crs::Wgs84,
+            accuracy_m: 8.0,
+            provider: Some(fieldsync_model::codes::LocationProvider::Gps),
+            is_mock: false,
+            fix_time: Some(now - time::Duration::minutes(20)),
+        }),
+        photo_paths: vec![test_photo("gps_DSCN0010.jpg")],
+        ..fieldsync_client::NewVisit::new(
+            household_id,
+            fieldsync_model::codes::VisitMode::InPerson,
+            now - time::Duration::minutes(40),
+            now,
+        )
+    }
+}
+
+/// The console's thumbnail of a photo (`/console/photos/{photo_id}/thumb`), checked to be
+/// served as a JPEG.
+pub async fn console_thumbnail(
+    browser: &reqwest::Client,
+    server: &TestServer,
+    photo_id: &str,
+) -> Vec<u8> {
+    let thumbnail = browser
+        .get(format!("{}/console/photos/{photo_id}/thumb", server.url()))
+        .send()
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
+    thumbnail.bytes().await.expect("bytes").to_vec()
+}
+
 /// A URL where nothing listens (the port was bound and released, so connecting is refused):
 /// a phone that is offline.
 pub async fn unreachable_url() -> String {

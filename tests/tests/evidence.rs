@@ -283,11 +283,21 @@ async fn unsafe_files_are_refused_at_completion_and_leave_no_blob() {
             "{code}: no blob row"
         );
         assert!(
-            !server.state.blobs.contains(&sha256),
+            !server
+                .state
+                .blobs
+                .contains(&sha256)
+                .await
+                .expect("contains"),
             "{code}: no blob file"
         );
         assert_eq!(
-            server.state.blobs.staged_len(&upload_id).expect("staged"),
+            server
+                .state
+                .blobs
+                .staged_len(&upload_id)
+                .await
+                .expect("staged"),
             0,
             "{code}: staged bytes discarded"
         );
@@ -312,7 +322,7 @@ async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
     let (_, completed) = uploader.upload(&bytes).await;
     assert_eq!(completed.expect("accepted").sha256, sha256);
     assert_eq!(
-        server.state.blobs.read(&sha256).expect("blob"),
+        server.state.blobs.read(&sha256).await.expect("blob"),
         bytes,
         "byte-exact"
     );
@@ -341,6 +351,7 @@ async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
         .state
         .blobs
         .read_derived(&sha256, Derived::Thumbnail)
+        .await
         .expect("read")
         .expect("thumbnail stored");
     assert!(thumbnail.starts_with(&[0xFF, 0xD8]));
@@ -350,6 +361,7 @@ async fn a_real_jpeg_is_stored_byte_exact_with_its_exif_and_perceptual_hash() {
             .state
             .blobs
             .read_derived(&sha256, Derived::Display)
+            .await
             .expect("read")
             .is_some()
     );
@@ -567,7 +579,7 @@ async fn an_honest_visit_with_a_real_photo_has_no_flags() {
         1600,
     )
     .expect("a good photo");
-    let taken = match fieldsync_server::evidence::photo_meta(&prepared).exif_time {
+    let taken = match fieldsync_server::media::pipeline::photo_meta(&prepared).exif_time {
         Some(CaptureTime::Local(local)) => local.assume_offset(time::macros::offset!(+8)),
         Some(CaptureTime::Offset(instant)) => instant,
         None => panic!("Canon_40D.jpg has an EXIF time"),

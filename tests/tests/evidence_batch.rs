@@ -528,7 +528,7 @@ async fn run_scenario(seed: u64) {
         let prepared = photo::prepare(bytes, &Limits::default(), 1600).expect("a good photo");
         metas.insert(
             sha256_hex(bytes),
-            fieldsync_server::evidence::photo_meta(&prepared),
+            fieldsync_server::media::pipeline::photo_meta(&prepared),
         );
     }
     let mut uploaded = vec![false; pictures.len()];

@@ -315,7 +315,7 @@ async fn a_backup_taken_during_pushes_restores_every_acknowledged_visit_and_phot
     assert_eq!(distinct_photos.len(), before.photos.len());
     for sha256 in &before.photos {
         assert!(state.store.blob_exists(sha256).await.expect("read"));
-        let bytes = state.blobs.read(sha256).expect("the photo file");
+        let bytes = state.blobs.read(sha256).await.expect("the photo file");
         assert_eq!(
             &sha256_hex(&bytes),
             sha256,

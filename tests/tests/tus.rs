@@ -258,7 +258,7 @@ async fn a_photo_sent_in_pieces_survives_a_cut_and_resumes_to_the_phones_exact_b
         .await;
     let resume_at = offset_after_cut(&phone, &location, 500_000).await;
     assert!(
-        !server.state.blobs.contains(&sha),
+        !server.state.blobs.contains(&sha).await.expect("contains"),
         "nothing is a blob before every byte arrived"
     );
 
@@ -285,7 +285,7 @@ async fn a_photo_sent_in_pieces_survives_a_cut_and_resumes_to_the_phones_exact_b
         "a complete upload never expires"
     );
 
-    let stored = server.state.blobs.read(&sha).expect("stored blob");
+    let stored = server.state.blobs.read(&sha).await.expect("stored blob");
     assert_eq!(
         sha256_hex(&stored),
         sha,
@@ -377,7 +377,12 @@ async fn a_wrong_offset_is_409_with_the_committed_offset_and_changes_nothing() {
     let rest = phone.patch(&location, 50_000, &bytes[50_000..]).await;
     assert_eq!(rest.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        server.state.blobs.read(&sha256_hex(&bytes)).expect("blob"),
+        server
+            .state
+            .blobs
+            .read(&sha256_hex(&bytes))
+            .await
+            .expect("blob"),
         bytes
     );
 }
@@ -510,7 +515,7 @@ async fn a_checksum_mismatch_is_460_and_nothing_is_committed() {
         .await;
     assert_eq!(refused.status().as_u16(), 460);
     assert_eq!(phone.offset(&location).await, 60_000);
-    assert!(!server.state.blobs.contains(&sha));
+    assert!(!server.state.blobs.contains(&sha).await.expect("contains"));
     assert!(!server.state.store.blob_exists(&sha).await.expect("blob"));
 
     // An algorithm the server does not speak is 400.
@@ -534,7 +539,7 @@ async fn a_checksum_mismatch_is_460_and_nothing_is_committed() {
         )
         .await;
     assert_eq!(resent.status(), StatusCode::NO_CONTENT);
-    assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
+    assert_eq!(server.state.blobs.read(&sha).await.expect("blob"), bytes);
 }
 
 #[tokio::test]
@@ -553,8 +558,22 @@ async fn bytes_that_do_not_hash_to_the_declared_sha256_are_refused_and_rewound()
     assert_eq!(refused.status().as_u16(), 460);
     assert_eq!(offset_of(&refused), 0, "the upload starts over");
     assert_eq!(phone.offset(&location).await, 0);
-    assert!(!server.state.blobs.contains(&declared));
-    assert!(!server.state.blobs.contains(&sha256_hex(&bytes)));
+    assert!(
+        !server
+            .state
+            .blobs
+            .contains(&declared)
+            .await
+            .expect("contains")
+    );
+    assert!(
+        !server
+            .state
+            .blobs
+            .contains(&sha256_hex(&bytes))
+            .await
+            .expect("contains")
+    );
     assert!(
         !server
             .state
@@ -682,7 +701,7 @@ async fn the_same_photo_over_grpc_and_tus_is_one_blob() {
         1,
         "one blob serves every photo row"
     );
-    assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
+    assert_eq!(server.state.blobs.read(&sha).await.expect("blob"), bytes);
 }
 
 #[tokio::test]
@@ -701,7 +720,7 @@ async fn two_phones_sending_the_same_photo_over_tus_at_once_end_with_one_blob() 
     assert_eq!(a.status(), StatusCode::NO_CONTENT);
     assert_eq!(b.status(), StatusCode::NO_CONTENT);
     assert_eq!(server.blob_file_count(), 1);
-    assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
+    assert_eq!(server.state.blobs.read(&sha).await.expect("blob"), bytes);
     assert!(
         std::fs::read_dir(server.data_path().join("blobs").join("uploads"))
             .expect("staging folder")
@@ -726,7 +745,12 @@ async fn a_file_that_is_not_a_photo_is_refused_at_completion_and_never_stored() 
         assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
         assert_eq!(phone.offset(&location).await, 0, "the upload starts over");
         assert!(
-            !server.state.blobs.contains(&sha256_hex(&bytes)),
+            !server
+                .state
+                .blobs
+                .contains(&sha256_hex(&bytes))
+                .await
+                .expect("contains"),
             "nothing refused becomes a blob"
         );
     }

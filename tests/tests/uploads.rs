@@ -4,101 +4,20 @@
 //! with one blob.
 
 use fieldsync_proto::v1;
-use fieldsync_tests::{TestServer, authorized, test_photo};
+use fieldsync_tests::{
+    MediaUploader as Uploader, TestServer, UPLOAD_CHUNK as CHUNK, authorized, test_photo,
+};
 use rand::{Rng, SeedableRng};
 use sha2::Digest;
 use tonic::Code;
 
 /// Fixed seed so every CI run cuts at the same offsets; a failure names the offset.
 const CUT_SEED: u64 = 0x00c0_ffee_2026;
-const CHUNK: usize = 16 * 1024;
-
-struct Uploader {
-    media: v1::media_client::MediaClient<tonic::transport::Channel>,
-    token: String,
-}
-
-impl Uploader {
-    async fn new(server: &TestServer, username: &str) -> Self {
-        let token = server
-            .login(username, &uuid::Uuid::now_v7().to_string())
-            .await;
-        Self {
-            media: v1::media_client::MediaClient::new(server.channel().await),
-            token,
-        }
-    }
-
-    async fn start(&mut self, bytes: &[u8]) -> v1::StartUploadResponse {
-        self.media
-            .start_upload(authorized(
-                v1::StartUploadRequest {
-                    client: Some(fieldsync_tests::client_info()),
-                    sha256: hex::encode(sha2::Sha256::digest(bytes)),
-                    size_bytes: bytes.len() as u64,
-                    mime_type: "image/jpeg".into(),
-                },
-                &self.token,
-            ))
-            .await
-            .expect("start")
-            .into_inner()
-    }
-
-    async fn put(
-        &mut self,
-        upload_id: &str,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<u64, tonic::Status> {
-        self.media
-            .put_chunk(authorized(
-                v1::PutChunkRequest {
-                    client: Some(fieldsync_tests::client_info()),
-                    upload_id: upload_id.into(),
-                    offset,
-                    data: data.to_vec(),
-                    crc32c: crc32c::crc32c(data),
-                },
-                &self.token,
-            ))
-            .await
-            .map(|response| response.into_inner().committed_offset)
-    }
-
-    /// Send from `offset` to the end in chunks, then complete.
-    async fn finish(
-        &mut self,
-        upload_id: &str,
-        mut offset: u64,
-        bytes: &[u8],
-    ) -> v1::CompleteUploadResponse {
-        while (offset as usize) < bytes.len() {
-            let end = (offset as usize + CHUNK).min(bytes.len());
-            offset = self
-                .put(upload_id, offset, &bytes[offset as usize..end])
-                .await
-                .expect("chunk");
-        }
-        self.media
-            .complete_upload(authorized(
-                v1::CompleteUploadRequest {
-                    client: Some(fieldsync_tests::client_info()),
-                    upload_id: upload_id.into(),
-                },
-                &self.token,
-            ))
-            .await
-            .expect("complete")
-            .into_inner()
-    }
-}
-
 #[tokio::test]
 async fn an_upload_cut_at_200_random_offsets_always_resumes_to_the_phones_exact_bytes() {
     let server = TestServer::start().await;
     let original = std::fs::read(test_photo("gps_DSCN0010.jpg")).expect("photo");
-    let mut uploader = Uploader::new(&server, "cadre01").await;
+    let mut uploader = Uploader::login(&server, "cadre01").await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(CUT_SEED);
     for round in 0..200 {
         // Each round is a distinct, still valid JPEG: a comment segment (COM) carrying the
@@ -130,7 +49,12 @@ async fn an_upload_cut_at_200_random_offsets_always_resumes_to_the_phones_exact_
         let expected_sha = hex::encode(sha2::Sha256::digest(&bytes));
         assert_eq!(done.sha256, expected_sha, "round {round}, cut at {cut}");
         assert_eq!(
-            server.state.blobs.read(&expected_sha).expect("stored blob"),
+            server
+                .state
+                .blobs
+                .read(&expected_sha)
+                .await
+                .expect("stored blob"),
             bytes,
             "round {round}: byte-exact"
         );
@@ -141,7 +65,7 @@ async fn an_upload_cut_at_200_random_offsets_always_resumes_to_the_phones_exact_
 async fn a_corrupted_chunk_is_refused_and_the_resend_is_accepted() {
     let server = TestServer::start().await;
     let bytes = std::fs::read(test_photo("gps_DSCN0012.jpg")).expect("photo");
-    let mut uploader = Uploader::new(&server, "cadre01").await;
+    let mut uploader = Uploader::login(&server, "cadre01").await;
     let started = uploader.start(&bytes).await;
     let chunk = &bytes[..CHUNK];
     let mut corrupted = chunk.to_vec();
@@ -190,8 +114,8 @@ async fn two_devices_uploading_the_same_photo_at_once_end_with_one_blob() {
     let server = TestServer::start().await;
     let bytes = std::fs::read(test_photo("gps_DSCN0021.jpg")).expect("photo");
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let mut first = Uploader::new(&server, "cadre01").await;
-    let mut second = Uploader::new(&server, "cadre02").await;
+    let mut first = Uploader::login(&server, "cadre01").await;
+    let mut second = Uploader::login(&server, "cadre02").await;
     let (a, b) = (first.start(&bytes).await, second.start(&bytes).await);
     assert_ne!(a.upload_id, b.upload_id, "each device has its own upload");
     let (done_a, done_b) = tokio::join!(
@@ -202,10 +126,10 @@ async fn two_devices_uploading_the_same_photo_at_once_end_with_one_blob() {
         (done_a.sha256.as_str(), done_b.sha256.as_str()),
         (sha.as_str(), sha.as_str())
     );
-    assert_eq!(server.state.blobs.read(&sha).expect("blob"), bytes);
+    assert_eq!(server.state.blobs.read(&sha).await.expect("blob"), bytes);
     assert_eq!(server.blob_file_count(), 1, "one content-addressed blob");
     // A third device is told at once that the photo is already there.
-    let mut third = Uploader::new(&server, "cadre03").await;
+    let mut third = Uploader::login(&server, "cadre03").await;
     let already = third.start(&bytes).await;
     assert!(already.complete);
 }
@@ -313,7 +237,7 @@ async fn a_visit_cannot_be_approved_before_its_photos_have_arrived() {
     );
 
     // Once the bytes arrive, the same approval goes through.
-    let mut uploader = Uploader::new(&server, "cadre01").await;
+    let mut uploader = Uploader::login(&server, "cadre01").await;
     let started = uploader.start(&bytes).await;
     uploader.finish(&started.upload_id, 0, &bytes).await;
     let approved = review
@@ -327,7 +251,7 @@ async fn a_visit_cannot_be_approved_before_its_photos_have_arrived() {
 #[tokio::test]
 async fn an_app_too_old_to_say_its_schema_is_told_to_upgrade_before_uploading() {
     let server = TestServer::start().await;
-    let mut uploader = Uploader::new(&server, "cadre01").await;
+    let mut uploader = Uploader::login(&server, "cadre01").await;
     let refused = uploader
         .media
         .start_upload(authorized(

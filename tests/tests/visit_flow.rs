@@ -3,45 +3,12 @@
 //! A cadre records offline, syncs, a supervisor decides through gRPC and through the
 //! console's HTTP routes, and the decision reaches the phone.
 
-use fieldsync_client::{Client, NewVisit, VisitState};
-use fieldsync_model::codes::{Crs, LocationProvider, VisitMode};
-use fieldsync_model::visit::GpsFix;
+use fieldsync_client::{Client, VisitState};
 use fieldsync_proto::v1;
 use fieldsync_tests::{
-    DEMO_PASSWORD, TestServer, authorized, console_login, csrf_token_in, phone_of, test_photo,
-    unreachable_url,
+    DEMO_PASSWORD, TestServer, authorized, console_login, console_thumbnail, csrf_token_in,
+    phone_of, test_photo, unreachable_url, visit_at_home,
 };
-use time::{Duration, OffsetDateTime};
-
-/// An in-person visit at the household's registered location with one real photo.
-fn visit_at_home(client: &Client, household_id: &str) -> NewVisit {
-    let household = client
-        .household(household_id)
-        .expect("read")
-        .expect("household on phone");
-    let home = household.location.expect("demo households have a location");
-    let now = OffsetDateTime::now_utc();
-    NewVisit {
-        observed_situation: "户主在家，秋粮已收，两位老人身体尚可，医保已续缴。".into(),
-        plan_progress: "养羊项目进展正常，已出栏5只。".into(),
-        gps: Some(GpsFix {
-            lat: home.lat + 0.0003,
-            lon: home.lon,
-            crs: Crs::Wgs84,
-            accuracy_m: 8.0,
-            provider: Some(LocationProvider::Gps),
-            is_mock: false,
-            fix_time: Some(now - Duration::minutes(20)),
-        }),
-        photo_paths: vec![test_photo("gps_DSCN0010.jpg")],
-        ..NewVisit::new(
-            household_id,
-            VisitMode::InPerson,
-            now - Duration::minutes(40),
-            now,
-        )
-    }
-}
 
 fn state_of(client: &Client, visit_id: &str) -> VisitState {
     client
@@ -115,7 +82,10 @@ async fn an_offline_visit_is_approved_through_grpc_and_the_console_and_the_phone
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&photo_bytes))
     };
-    assert_eq!(server.state.blobs.read(&sha256).expect("blob"), photo_bytes);
+    assert_eq!(
+        server.state.blobs.read(&sha256).await.expect("blob"),
+        photo_bytes
+    );
 
     // The supervisor approves the first visit through gRPC.
     let (supervisor, mut review) = server.review_as("township1").await;
@@ -213,13 +183,7 @@ async fn an_offline_visit_is_approved_through_grpc_and_the_console_and_the_phone
         .as_str()
         .expect("photo received")
         .to_owned();
-    let thumbnail = browser
-        .get(format!("{}/console/photos/{photo_id}/thumb", server.url()))
-        .send()
-        .await
-        .expect("thumbnail");
-    assert_eq!(thumbnail.headers()["content-type"], "image/jpeg");
-    let thumbnail_bytes = thumbnail.bytes().await.expect("bytes");
+    let thumbnail_bytes = console_thumbnail(&browser, &server, &photo_id).await;
     assert!(
         thumbnail_bytes.len() < photo_bytes.len(),
         "a thumbnail is smaller than the original"

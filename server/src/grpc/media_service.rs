@@ -4,20 +4,14 @@
 
 use std::sync::Arc;
 
-use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
 use fieldsync_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::{check_client, principal_of};
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::evidence::CompleteError;
-use crate::media::blobs::BlobError;
+use crate::media::uploads::{self, Started, UploadError};
 use crate::store::{Principal, UploadRecord};
-
-/// Types the server accepts as photos. The declared type is checked here; the bytes are
-/// sniffed and checked at completion ([`crate::evidence::complete_upload`]).
-const ACCEPTED_MIME_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
 
 /// Metadata key carrying the committed offset on a wrong-offset error, so a client can
 /// resume without another round trip.
@@ -72,15 +66,6 @@ fn wrong_offset(committed_offset: u64, sent_offset: u64) -> Status {
     status
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| Status::from(ServiceError::Internal))?
-        .map_err(|error| Status::from(ServiceError::from(error)))
-}
-
 #[tonic::async_trait]
 impl v1::media_server::Media for MediaService {
     async fn start_upload(
@@ -90,54 +75,24 @@ impl v1::media_server::Media for MediaService {
         let principal = principal_of(&self.state, &request).await?;
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
-        if !is_sha256_hex(&request.sha256) {
-            return Err(Status::invalid_argument(
-                "sha256: must be 64 lower-case hex characters",
-            ));
-        }
-        if request.size_bytes == 0 || request.size_bytes > MAX_PHOTO_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "size_bytes: must be 1..={MAX_PHOTO_BYTES}"
-            )));
-        }
-        if !ACCEPTED_MIME_TYPES.contains(&request.mime_type.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "mime_type: {:?} is not accepted; send JPEG, PNG or WebP (iPhone HEIC photos must be converted to JPEG)",
-                request.mime_type
-            )));
-        }
-        let store = &self.state.store;
-        if store
-            .blob_exists(&request.sha256)
-            .await
-            .map_err(ServiceError::from)?
-        {
-            return Ok(Response::new(v1::StartUploadResponse {
-                upload_id: String::new(),
-                committed_offset: request.size_bytes,
-                complete: true,
-            }));
-        }
-        let existing = store
-            .find_upload_by_sha256(&request.sha256, &principal.user_id)
-            .await
-            .map_err(ServiceError::from)?
-            .filter(|upload| upload.size_bytes == request.size_bytes);
-        let upload = match existing {
-            Some(upload) => upload,
-            None => store
-                .start_upload(UploadRecord {
-                    upload_id: uuid::Uuid::now_v7().to_string(),
-                    sha256: request.sha256,
-                    size_bytes: request.size_bytes,
-                    mime_type: request.mime_type,
-                    committed_offset: 0,
-                    complete: false,
-                    user_id: principal.user_id,
-                    last_activity_at: self.state.clock.now(),
-                })
-                .await
-                .map_err(ServiceError::from)?,
+        let started = uploads::start(
+            &self.state,
+            &principal.user_id,
+            &request.sha256,
+            request.size_bytes,
+            &request.mime_type,
+        )
+        .await
+        .map_err(|error| Status::from(ServiceError::from(error)))?;
+        let upload = match started {
+            Started::BlobExists => {
+                return Ok(Response::new(v1::StartUploadResponse {
+                    upload_id: String::new(),
+                    committed_offset: request.size_bytes,
+                    complete: true,
+                }));
+            }
+            Started::Upload(upload) => upload,
         };
         Ok(Response::new(v1::StartUploadResponse {
             upload_id: upload.upload_id,
@@ -181,11 +136,12 @@ impl v1::media_server::Media for MediaService {
                 request.crc32c
             )));
         }
-        let blobs = self.state.blobs.clone();
-        let upload_id = request.upload_id.clone();
-        let offset = request.offset;
-        let committed =
-            blocking(move || blobs.append_chunk(&upload_id, offset, &request.data)).await?;
+        let committed = self
+            .state
+            .blobs
+            .append_chunk(&request.upload_id, request.offset, request.data)
+            .await
+            .map_err(|error| Status::from(ServiceError::from(error)))?;
         self.state
             .store
             .set_upload_offset(&request.upload_id, committed, self.state.clock.now())
@@ -208,13 +164,12 @@ impl v1::media_server::Media for MediaService {
         let upload = self.own_upload(&principal, &request.upload_id).await?;
         // Verifies size and SHA-256, refuses what is not a safe photo before any blob
         // exists, and stores metadata and derived copies before the blob becomes visible.
-        crate::evidence::complete_upload(&self.state, &upload)
+        uploads::complete(&self.state, &upload)
             .await
             .map_err(|error| match error {
-                CompleteError::Incomplete { .. } => Status::failed_precondition(error.to_string()),
-                CompleteError::Mismatch(mismatch) => Status::from(ServiceError::from(mismatch)),
-                CompleteError::Rejected(_) => Status::invalid_argument(error.to_string()),
-                CompleteError::Service(service) => Status::from(service),
+                // The message names the photo's problem code; no field prefix.
+                UploadError::Rejected(_) => Status::invalid_argument(error.to_string()),
+                other => Status::from(ServiceError::from(other)),
             })?;
         Ok(Response::new(v1::CompleteUploadResponse {
             sha256: upload.sha256,

@@ -392,14 +392,10 @@ async fn serve_derived(
     if !detail.photo_ids_received.iter().any(|id| id == photo_id) {
         return Err(ConsoleError::PhotoPending);
     }
-    let blobs = app.blobs.clone();
-    let sha256 = photo.sha256.clone();
-    let stored = tokio::task::spawn_blocking(move || blobs.read_derived(&sha256, kind))
+    let stored = app
+        .blobs
+        .read_derived(&photo.sha256, kind)
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "derived photo read failed");
-            ServiceError::Internal
-        })?
         .map_err(ServiceError::from)?;
     let bytes = match stored {
         Some(bytes) => bytes,
@@ -409,31 +405,33 @@ async fn serve_derived(
                 .acquire()
                 .await
                 .map_err(|_| ServiceError::Unavailable)?;
-            let blobs = app.blobs.clone();
-            let sha256 = photo.sha256.clone();
-            tokio::task::spawn_blocking(move || {
-                let original = blobs
-                    .read(&sha256)
-                    .map_err(|error| ConsoleError::from(ServiceError::from(error)))?;
-                let rendered = match kind {
-                    Derived::Thumbnail => make_thumbnail(&original),
-                    Derived::Display => crate::media::photo::render_display(
-                        &original,
-                        crate::evidence::DISPLAY_LONGEST_SIDE,
-                    )
-                    .map_err(Into::into),
-                }
-                .map_err(ConsoleError::Thumbnail)?;
-                if let Err(error) = blobs.write_derived(&sha256, kind, &rendered) {
-                    tracing::warn!(%error, "could not keep a derived photo");
-                }
-                Ok::<_, ConsoleError>(rendered)
+            let original = app
+                .blobs
+                .read(&photo.sha256)
+                .await
+                .map_err(ServiceError::from)?;
+            let rendered = tokio::task::spawn_blocking(move || match kind {
+                Derived::Thumbnail => make_thumbnail(&original),
+                Derived::Display => crate::media::photo::render_display(
+                    &original,
+                    crate::media::pipeline::DISPLAY_LONGEST_SIDE,
+                )
+                .map_err(Into::into),
             })
             .await
             .map_err(|error| {
                 tracing::error!(%error, "thumbnail task failed");
                 ServiceError::Internal
-            })??
+            })?
+            .map_err(ConsoleError::Thumbnail)?;
+            if let Err(error) = app
+                .blobs
+                .write_derived(&photo.sha256, kind, rendered.clone())
+                .await
+            {
+                tracing::warn!(%error, "could not keep a derived photo");
+            }
+            rendered
         }
     };
     Ok((

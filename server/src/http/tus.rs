@@ -666,7 +666,7 @@ fn appended(committed: u64) -> Response {
         .into_response()
 }
 
-/// Write `data` at `offset` and fsync; with `acknowledge`, then store the new offset.
+/// Stage `data` at `offset` durably; with `acknowledge`, then store the new offset.
 async fn flush(
     state: &AppState,
     upload_id: &str,
@@ -677,11 +677,7 @@ async fn flush(
     if data.is_empty() {
         return Ok(offset);
     }
-    let blobs = state.blobs.clone();
-    let id = upload_id.to_owned();
-    let written = tokio::task::spawn_blocking(move || blobs.append_chunk(&id, offset, &data))
-        .await
-        .map_err(|_| TusError::Service(ServiceError::Internal))??;
+    let written = state.blobs.append_chunk(upload_id, offset, data).await?;
     if acknowledge {
         state
             .store
@@ -691,7 +687,7 @@ async fn flush(
     Ok(written)
 }
 
-/// Stream a PATCH body into the upload's staging file and return the committed offset.
+/// Stream a PATCH body into the upload's staged bytes and return the committed offset.
 ///
 /// Without a checksum every [`FLUSH_BYTES`] are fsynced and acknowledged as they arrive, and
 /// a body that is cut (or goes silent for [`IDLE_BODY_TIMEOUT`]) keeps what arrived. With a

@@ -1,19 +1,35 @@
-//! Content-addressed blob storage on the local disk. A blob's name is the SHA-256 of its
-//! bytes; uploads grow in a staging file and become a blob only after their full hash is
-//! verified. Every acknowledged byte has been fsynced, so an acknowledgement survives power
-//! loss.
+//! Where photo bytes live: the [`BlobStore`] every upload edge, the completion pipeline and
+//! the console use, over one of two backends chosen by `settings.blobs`:
+//!
+//! - the local folder ([`LocalBlobStore`], the default): `sha256/<aa>/<sha256>`,
+//!   `uploads/<upload_id>`, `derived/<aa>/<sha256>.<kind>.jpg` under `<data_dir>/blobs`;
+//! - an S3-compatible object store ([`S3BlobStore`]) with the same names as object keys,
+//!   except that an upload in progress is one object per acknowledged chunk under
+//!   `staging/<upload_id>/`, so every server replica sees it.
+//!
+//! Either way a blob is named by the SHA-256 of its bytes and exists only after that hash
+//! was verified, and an acknowledged chunk is durable before its offset is stored (fsynced
+//! on disk; an S3 PUT has answered). The committed offset itself is the store's `uploads`
+//! row, never the blob store's, so a phone resumes wherever that row is read.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sha2::{Digest, Sha256};
+pub use super::local_blobs::LocalBlobStore;
+pub use super::s3_blobs::S3BlobStore;
+use crate::settings::{BlobLocation, BlobSettings};
 
-/// Errors of the blob folder.
+/// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("blob storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The object store could not be reached or refused the request (network, credentials,
+    /// a full or missing bucket): the server's problem, retryable once it is fixed.
+    #[error("object store request failed: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// `settings.blobs` cannot be used (found at start-up).
+    #[error("blob settings: {0}")]
+    Settings(String),
     #[error("upload has {actual} bytes, expected {expected}")]
     SizeMismatch { expected: u64, actual: u64 },
     #[error("upload hashes to {actual}, expected {expected}")]
@@ -33,7 +49,8 @@ pub enum Derived {
 }
 
 impl Derived {
-    fn suffix(self) -> &'static str {
+    /// The end of a derived copy's name, after `<sha256>.`.
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Derived::Thumbnail => "thumb.jpg",
             Derived::Display => "display.jpg",
@@ -41,381 +58,224 @@ impl Derived {
     }
 }
 
-/// The local blob folder: `sha256/<aa>/<sha256>` for complete blobs (byte-exact originals),
-/// `uploads/<id>` for uploads in progress and `derived/<aa>/<sha256>.<kind>.jpg` for the
-/// re-encoded copies the console shows.
+/// `sha256/<aa>/<sha256>`: where a blob lives, relative to the folder or bucket.
+pub(crate) fn blob_name(sha256: &str) -> Result<String, BlobError> {
+    check_sha256(sha256)?;
+    Ok(format!("sha256/{}/{sha256}", &sha256[..2]))
+}
+
+/// `derived/<aa>/<sha256>.<kind>.jpg`: where a derived copy lives.
+pub(crate) fn derived_name(sha256: &str, kind: Derived) -> Result<String, BlobError> {
+    check_sha256(sha256)?;
+    Ok(format!(
+        "derived/{}/{sha256}.{}",
+        &sha256[..2],
+        kind.suffix()
+    ))
+}
+
+/// Only 64 lower-case hex characters name a blob, so no name can leave its folder.
+fn check_sha256(sha256: &str) -> Result<(), BlobError> {
+    if fieldsync_model::visit::is_sha256_hex(sha256) {
+        Ok(())
+    } else {
+        Err(BlobError::BadName(sha256.to_owned()))
+    }
+}
+
+/// Only a UUID names an upload, for the same reason.
+pub(crate) fn check_upload_id(upload_id: &str) -> Result<(), BlobError> {
+    match uuid::Uuid::parse_str(upload_id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(BlobError::BadName(upload_id.to_owned())),
+    }
+}
+
+/// The photo store, on the local disk or on S3 (see the module documentation). Cheap to
+/// clone. Every method is async: the folder's blocking file work runs on the blocking pool.
 #[derive(Debug, Clone)]
-pub struct BlobStore {
-    root: PathBuf,
+pub enum BlobStore {
+    LocalFolder(LocalBlobStore),
+    S3(S3BlobStore),
+}
+
+/// Run blocking folder work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        BlobError::Io(std::io::Error::other(format!("blob task failed: {error}")))
+    })?
 }
 
 impl BlobStore {
-    /// Open (and create) the blob folder.
-    pub fn open(root: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root.join("uploads"))?;
-        std::fs::create_dir_all(root.join("sha256"))?;
-        Ok(Self {
-            root: root.to_owned(),
-        })
-    }
-
-    fn blob_path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
-        if !fieldsync_model::visit::is_sha256_hex(sha256) {
-            return Err(BlobError::BadName(sha256.to_owned()));
+    /// Open the store `settings` names: the folder `local_root` (created if missing), or the
+    /// S3 bucket, with `local_root/assembling` as the scratch folder where an upload is put
+    /// together and checked. Opening S3 sends no request, so a store that is down delays
+    /// photos (their requests answer UNAVAILABLE) but not the server's start.
+    pub fn open(settings: &BlobSettings, local_root: &Path) -> Result<Self, BlobError> {
+        match &settings.url {
+            BlobLocation::LocalFolder => Ok(Self::LocalFolder(LocalBlobStore::open(local_root)?)),
+            BlobLocation::S3 { bucket, prefix } => Ok(Self::S3(S3BlobStore::open(
+                settings,
+                bucket,
+                prefix,
+                &local_root.join("assembling"),
+            )?)),
         }
-        Ok(self.root.join("sha256").join(&sha256[..2]).join(sha256))
     }
 
-    fn derived_path(&self, sha256: &str, kind: Derived) -> Result<PathBuf, BlobError> {
-        if !fieldsync_model::visit::is_sha256_hex(sha256) {
-            return Err(BlobError::BadName(sha256.to_owned()));
+    /// The local folder at `root` (tests and tools).
+    pub fn local_folder(root: &Path) -> Result<Self, BlobError> {
+        Ok(Self::LocalFolder(LocalBlobStore::open(root)?))
+    }
+
+    /// True when the blobs live in an object store, which backs them up itself
+    /// (`fieldsync-server backup` copies only a local folder).
+    pub fn is_object_store(&self) -> bool {
+        matches!(self, Self::S3(_))
+    }
+
+    /// True when a complete blob with this hash is stored.
+    pub async fn contains(&self, sha256: &str) -> Result<bool, BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, sha256) = (folder.clone(), sha256.to_owned());
+                blocking(move || Ok(folder.contains(&sha256))).await
+            }
+            Self::S3(bucket) => bucket.contains(sha256).await,
         }
-        Ok(self
-            .root
-            .join("derived")
-            .join(&sha256[..2])
-            .join(format!("{sha256}.{}", kind.suffix())))
     }
 
-    /// Keep a derived copy of a blob: written to a temporary file, fsynced and renamed, so a
-    /// reader never sees half a file. Derived copies can always be made again from the
-    /// original, so the directory is not fsynced.
-    pub fn write_derived(
+    /// A whole blob.
+    pub async fn read(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, sha256) = (folder.clone(), sha256.to_owned());
+                blocking(move || folder.read(&sha256)).await
+            }
+            Self::S3(bucket) => bucket.read(sha256).await,
+        }
+    }
+
+    /// A derived copy, or `None` when it was never made.
+    pub async fn read_derived(
         &self,
         sha256: &str,
         kind: Derived,
-        bytes: &[u8],
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, sha256) = (folder.clone(), sha256.to_owned());
+                blocking(move || folder.read_derived(&sha256, kind)).await
+            }
+            Self::S3(bucket) => bucket.read_derived(sha256, kind).await,
+        }
+    }
+
+    /// Keep a derived copy; a reader never sees half of one.
+    pub async fn write_derived(
+        &self,
+        sha256: &str,
+        kind: Derived,
+        bytes: Vec<u8>,
     ) -> Result<(), BlobError> {
-        let path = self.derived_path(sha256, kind)?;
-        let directory = path
-            .parent()
-            .ok_or_else(|| BlobError::BadName(sha256.to_owned()))?;
-        std::fs::create_dir_all(directory)?;
-        let temporary = directory.join(format!(".{}.{}.tmp", uuid::Uuid::now_v7(), kind.suffix()));
-        let written = (|| {
-            let mut file = File::create(&temporary)?;
-            file.write_all(bytes)?;
-            file.sync_data()?;
-            std::fs::rename(&temporary, &path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        Ok(written?)
-    }
-
-    /// A derived copy, or `None` when it was never made (blobs stored before derived copies
-    /// existed).
-    pub fn read_derived(&self, sha256: &str, kind: Derived) -> Result<Option<Vec<u8>>, BlobError> {
-        match std::fs::read(self.derived_path(sha256, kind)?) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error.into()),
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, sha256) = (folder.clone(), sha256.to_owned());
+                blocking(move || folder.write_derived(&sha256, kind, &bytes)).await
+            }
+            Self::S3(bucket) => bucket.write_derived(sha256, kind, bytes).await,
         }
     }
 
-    fn staging_path(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
-        if uuid::Uuid::parse_str(upload_id).is_err() {
-            return Err(BlobError::BadName(upload_id.to_owned()));
-        }
-        Ok(self.root.join("uploads").join(upload_id))
-    }
-
-    /// True when a complete blob with this hash is on disk.
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.blob_path(sha256)
-            .map(|path| path.is_file())
-            .unwrap_or(false)
-    }
-
-    /// Read a whole blob.
-    pub fn read(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
-        Ok(std::fs::read(self.blob_path(sha256)?)?)
-    }
-
-    /// Bytes durably staged for an upload so far.
-    pub fn staged_len(&self, upload_id: &str) -> Result<u64, BlobError> {
-        match std::fs::metadata(self.staging_path(upload_id)?) {
-            Ok(metadata) => Ok(metadata.len()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(error) => Err(error.into()),
+    /// Bytes staged for an upload so far (from offset 0, without gaps).
+    pub async fn staged_len(&self, upload_id: &str) -> Result<u64, BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, upload_id) = (folder.clone(), upload_id.to_owned());
+                blocking(move || folder.staged_len(&upload_id)).await
+            }
+            Self::S3(bucket) => bucket.staged_len(upload_id).await,
         }
     }
 
-    /// Append a chunk at `offset` and fsync before returning. The caller has checked that
-    /// `offset` equals the committed offset; a staging file longer than that (a write that
-    /// was not acknowledged before a crash) is truncated first.
-    pub fn append_chunk(
+    /// Stage a chunk at `offset` durably and return the offset after it. The caller holds
+    /// the upload's lock and has checked that `offset` is the committed offset; anything
+    /// staged past it (written but never acknowledged) is overwritten or ignored.
+    pub async fn append_chunk(
         &self,
         upload_id: &str,
         offset: u64,
-        data: &[u8],
+        data: Vec<u8>,
     ) -> Result<u64, BlobError> {
-        let path = self.staging_path(upload_id)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.set_len(offset)?;
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(offset))?;
-        file.write_all(data)?;
-        file.sync_data()?;
-        // gRPC Media and tus both land here, so the counter covers every upload path.
-        metrics::counter!(crate::monitoring::UPLOAD_BYTES).increment(data.len() as u64);
-        Ok(offset + data.len() as u64)
-    }
-
-    /// Delete an upload's staging file (an expired upload, or the leftover of an upload
-    /// whose blob already existed). Missing files are fine; complete blobs are never touched.
-    pub fn remove_staging(&self, upload_id: &str) -> Result<(), BlobError> {
-        match std::fs::remove_file(self.staging_path(upload_id)?) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// Ids of the uploads that have a staging file, so that files whose upload row is gone
-    /// can be swept.
-    pub fn staged_upload_ids(&self) -> Result<Vec<String>, BlobError> {
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(self.root.join("uploads"))? {
-            let name = entry?.file_name();
-            if let Some(name) = name.to_str()
-                && uuid::Uuid::parse_str(name).is_ok()
-            {
-                ids.push(name.to_owned());
+        let length = data.len() as u64;
+        let end = match self {
+            Self::LocalFolder(folder) => {
+                let (folder, upload_id) = (folder.clone(), upload_id.to_owned());
+                blocking(move || folder.append_chunk(&upload_id, offset, &data)).await?
             }
-        }
-        Ok(ids)
-    }
-
-    /// Verify size and SHA-256 of a staged upload, then move it into place: fsync the file,
-    /// rename it, fsync the directory. Idempotent when the blob already exists.
-    pub fn commit(
-        &self,
-        upload_id: &str,
-        expected_sha256: &str,
-        expected_size: u64,
-    ) -> Result<(), BlobError> {
-        let final_path = self.blob_path(expected_sha256)?;
-        if final_path.is_file() {
-            return Ok(());
-        }
-        let staging = self.staging_path(upload_id)?;
-        verify_staged(&staging, expected_sha256, expected_size)?;
-        publish(&staging, &final_path)
-    }
-}
-
-/// Check that a staged file has exactly the announced size and SHA-256, reading it in 64 KiB
-/// pieces (a photo is never held whole for this).
-fn verify_staged(
-    staging: &Path,
-    expected_sha256: &str,
-    expected_size: u64,
-) -> Result<(), BlobError> {
-    let mut file = File::open(staging)?;
-    let actual_size = file.metadata()?.len();
-    if actual_size != expected_size {
-        return Err(BlobError::SizeMismatch {
-            expected: expected_size,
-            actual: actual_size,
-        });
-    }
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    let actual = hex::encode(hasher.finalize());
-    if actual != expected_sha256 {
-        return Err(BlobError::HashMismatch {
-            expected: expected_sha256.to_owned(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// Make a verified staged file the blob: fsync it, rename it into place, fsync the directory
-/// (so the rename survives a crash).
-fn publish(staging: &Path, final_path: &Path) -> Result<(), BlobError> {
-    File::open(staging)?.sync_all()?;
-    let directory = final_path
-        .parent()
-        .ok_or_else(|| BlobError::BadName(final_path.display().to_string()))?;
-    std::fs::create_dir_all(directory)?;
-    std::fs::rename(staging, final_path)?;
-    File::open(directory)?.sync_all()?;
-    Ok(())
-}
-
-impl BlobStore {
-    /// Like [`BlobStore::commit`], with a gate: the staged file's size and SHA-256 are
-    /// verified, and `vet` runs over the file *before* the blob exists. When `vet` refuses,
-    /// the staging file is deleted and nothing is stored (`Ok(Err(refusal))`); when it
-    /// accepts, the file is fsynced, renamed into place and the directory fsynced
-    /// (`Ok(Ok(value))`). When the blob already exists (another device sent the same bytes,
-    /// or a retry after a crash), `vet` runs over the stored blob, which is never changed,
-    /// and the redundant staging file is removed.
-    ///
-    /// `vet` gets the file's path, not its bytes, so it can stream it
-    /// ([`crate::media::photo::prepare_file`]); its I/O errors are the server's own.
-    pub fn commit_vetted<T, R>(
-        &self,
-        upload_id: &str,
-        expected_sha256: &str,
-        expected_size: u64,
-        vet: impl FnOnce(&Path) -> std::io::Result<Result<T, R>>,
-    ) -> Result<Result<T, R>, BlobError> {
-        let final_path = self.blob_path(expected_sha256)?;
-        let staging = self.staging_path(upload_id)?;
-        if final_path.is_file() {
-            let vetted = vet(&final_path)?;
-            self.discard_staging(&staging)?;
-            return Ok(vetted);
-        }
-        verify_staged(&staging, expected_sha256, expected_size)?;
-        let value = match vet(&staging)? {
-            Ok(value) => value,
-            Err(refusal) => {
-                self.discard_staging(&staging)?;
-                return Ok(Err(refusal));
-            }
+            Self::S3(bucket) => bucket.append_chunk(upload_id, offset, data).await?,
         };
-        publish(&staging, &final_path)?;
-        Ok(Ok(value))
+        // gRPC Media and tus both land here, so the counter covers every upload path.
+        metrics::counter!(crate::monitoring::UPLOAD_BYTES).increment(length);
+        Ok(end)
     }
 
-    fn discard_staging(&self, staging: &Path) -> Result<(), BlobError> {
-        match std::fs::remove_file(staging) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error.into()),
+    /// Delete an upload's staged bytes (missing ones are fine; blobs are never touched).
+    pub async fn remove_staging(&self, upload_id: &str) -> Result<(), BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let (folder, upload_id) = (folder.clone(), upload_id.to_owned());
+                blocking(move || folder.remove_staging(&upload_id)).await
+            }
+            Self::S3(bucket) => bucket.remove_staging(upload_id).await,
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_resume_and_commit_only_with_the_right_hash() {
-        let folder = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(folder.path()).unwrap();
-        let upload_id = uuid::Uuid::now_v7().to_string();
-        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let sha = hex::encode(Sha256::digest(&bytes));
-        assert_eq!(
-            blobs.append_chunk(&upload_id, 0, &bytes[..400]).unwrap(),
-            400
-        );
-        assert_eq!(blobs.staged_len(&upload_id).unwrap(), 400);
-        // A retry of an unacknowledged write at the committed offset overwrites cleanly.
-        assert_eq!(
-            blobs
-                .append_chunk(&upload_id, 400, &bytes[400..700])
-                .unwrap(),
-            700
-        );
-        assert_eq!(
-            blobs.append_chunk(&upload_id, 400, &bytes[400..]).unwrap(),
-            1000
-        );
-        let wrong = "0".repeat(64);
-        assert!(matches!(
-            blobs.commit(&upload_id, &wrong, 1000),
-            Err(BlobError::HashMismatch { .. })
-        ));
-        assert!(matches!(
-            blobs.commit(&upload_id, &sha, 999),
-            Err(BlobError::SizeMismatch { .. })
-        ));
-        blobs.commit(&upload_id, &sha, 1000).unwrap();
-        assert!(blobs.contains(&sha));
-        assert_eq!(blobs.read(&sha).unwrap(), bytes);
+    /// Ids of the uploads that have staged bytes, so that those whose row is gone can be
+    /// swept.
+    pub async fn staged_upload_ids(&self) -> Result<Vec<String>, BlobError> {
+        match self {
+            Self::LocalFolder(folder) => {
+                let folder = folder.clone();
+                blocking(move || folder.staged_upload_ids()).await
+            }
+            Self::S3(bucket) => bucket.staged_upload_ids().await,
+        }
     }
 
-    #[test]
-    fn a_vetted_commit_stores_nothing_when_refused_and_keeps_derived_copies() {
-        let folder = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(folder.path()).unwrap();
-        let bytes = b"not really a photo".to_vec();
-        let sha = hex::encode(Sha256::digest(&bytes));
-        let refused_id = uuid::Uuid::now_v7().to_string();
-        blobs.append_chunk(&refused_id, 0, &bytes).unwrap();
-        let outcome = blobs
-            .commit_vetted(&refused_id, &sha, bytes.len() as u64, |_| {
-                Ok(Err::<(), _>("refused"))
-            })
-            .unwrap();
-        assert_eq!(outcome, Err("refused"));
-        assert!(!blobs.contains(&sha), "no blob after a refusal");
-        assert_eq!(
-            blobs.staged_len(&refused_id).unwrap(),
-            0,
-            "staged bytes discarded"
-        );
-
-        let accepted_id = uuid::Uuid::now_v7().to_string();
-        blobs.append_chunk(&accepted_id, 0, &bytes).unwrap();
-        assert!(matches!(
-            blobs.commit_vetted(&accepted_id, &"0".repeat(64), bytes.len() as u64, |_| {
-                Ok(Ok::<_, ()>(()))
-            }),
-            Err(BlobError::HashMismatch { .. })
-        ));
-        let seen = blobs
-            .commit_vetted(&accepted_id, &sha, bytes.len() as u64, |seen| {
-                std::fs::read(seen).map(|seen| Ok::<_, ()>(seen.len()))
-            })
-            .unwrap();
-        assert_eq!(seen, Ok(bytes.len()));
-        assert_eq!(blobs.read(&sha).unwrap(), bytes);
-
-        assert_eq!(blobs.read_derived(&sha, Derived::Thumbnail).unwrap(), None);
-        blobs
-            .write_derived(&sha, Derived::Thumbnail, b"thumb")
-            .unwrap();
-        blobs
-            .write_derived(&sha, Derived::Display, b"display")
-            .unwrap();
-        assert_eq!(
-            blobs
-                .read_derived(&sha, Derived::Thumbnail)
-                .unwrap()
-                .as_deref(),
-            Some(&b"thumb"[..])
-        );
-        assert_eq!(
-            blobs
-                .read_derived(&sha, Derived::Display)
-                .unwrap()
-                .as_deref(),
-            Some(&b"display"[..])
-        );
-        assert!(matches!(
-            blobs.write_derived("../x", Derived::Display, b"x"),
-            Err(BlobError::BadName(_))
-        ));
-    }
-
-    #[test]
-    fn path_traversal_names_are_refused() {
-        let folder = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(folder.path()).unwrap();
-        assert!(matches!(
-            blobs.append_chunk("../../etc/passwd", 0, b"x"),
-            Err(BlobError::BadName(_))
-        ));
-        assert!(!blobs.contains("../x"));
+    /// Verify a staged upload's size and SHA-256, run `vet` over its bytes as a local file
+    /// *before* the blob exists, and publish the blob only when `vet` accepts
+    /// (`Ok(Ok(value))`); a refusal (`Ok(Err(refusal))`) discards the staged bytes and
+    /// stores nothing. When the blob already exists, `vet` runs over it and the redundant
+    /// staged bytes are discarded. `vet` runs on the blocking pool.
+    pub async fn commit_vetted<T, R>(
+        &self,
+        upload_id: &str,
+        expected_sha256: &str,
+        expected_size: u64,
+        vet: impl FnOnce(&Path) -> std::io::Result<Result<T, R>> + Send + 'static,
+    ) -> Result<Result<T, R>, BlobError>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        match self {
+            Self::LocalFolder(folder) => {
+                let folder = folder.clone();
+                let (upload_id, expected_sha256) =
+                    (upload_id.to_owned(), expected_sha256.to_owned());
+                blocking(move || {
+                    folder.commit_vetted(&upload_id, &expected_sha256, expected_size, vet)
+                })
+                .await
+            }
+            Self::S3(bucket) => {
+                bucket
+                    .commit_vetted(upload_id, expected_sha256, expected_size, vet)
+                    .await
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Upload use cases shared by the edges that carry photo bytes: the gRPC `Media` service and
 //! the tus 1.0 endpoint (`http::tus`). Starting is idempotent on the SHA-256, completion
-//! verifies size and full SHA-256 before a blob exists, and abandoned uploads expire. The
-//! edges only translate requests, and [`UploadError`] into their own statuses.
+//! verifies size and full SHA-256 before a blob exists ([`crate::media::pipeline`]), and
+//! abandoned uploads expire with their staged bytes. The edges only translate requests, and
+//! [`UploadError`] into their own statuses. Nothing here knows whether the bytes are on the
+//! local disk or in an object store ([`crate::media::blobs::BlobStore`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,6 +13,7 @@ use fieldsync_model::visit::{MAX_PHOTO_BYTES, is_sha256_hex};
 use crate::AppState;
 use crate::error::ServiceError;
 use crate::media::blobs::BlobError;
+use crate::media::pipeline;
 use crate::store::{StoreError, UploadRecord};
 
 /// Types the server accepts as photos. The declared type is checked at start; the bytes are
@@ -38,14 +41,9 @@ pub enum UploadError {
     #[error("photo rejected ({code}): {message}", code = .0.code(), message = .0)]
     Rejected(crate::media::photo::PhotoRejected),
     #[error(transparent)]
-    Service(ServiceError),
-    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] BlobError),
-    /// A blocking task panicked or was cancelled.
-    #[error("upload task failed")]
-    Internal,
 }
 
 impl From<UploadError> for ServiceError {
@@ -56,13 +54,8 @@ impl From<UploadError> for ServiceError {
                 Self::FailedPrecondition(error.to_string())
             }
             UploadError::Rejected(_) => Self::invalid("photo", error.to_string()),
-            UploadError::Service(service) => service,
             UploadError::Store(store) => store.into(),
             UploadError::Blob(blob) => blob.into(),
-            UploadError::Internal => {
-                tracing::error!("upload task failed");
-                Self::Internal
-            }
         }
     }
 }
@@ -140,22 +133,72 @@ pub async fn start(
     Ok(Started::Upload(upload))
 }
 
-/// Verify and commit a fully received upload, for the gRPC and the tus path alike: size,
-/// SHA-256 and photo safety (type, limits, polyglots) are checked before the blob becomes
-/// visible, metadata and display copies are stored, and evidence flags are refreshed (see
-/// [`crate::evidence::complete_upload`]).
+/// Verify and commit a fully received upload, for the gRPC and the tus path alike (the
+/// caller holds the upload's lock): size, SHA-256 and photo safety (type, limits,
+/// polyglots) are checked before the blob becomes visible, then the metadata is stored,
+/// then the blob row that makes the photo visible and its visit approvable, then evidence
+/// flags are refreshed. Idempotent: a complete upload is left as it is, and a blob that
+/// already exists is reused.
 pub async fn complete(state: &AppState, upload: &UploadRecord) -> Result<(), UploadError> {
-    use crate::evidence::CompleteError;
-    crate::evidence::complete_upload(state, upload)
+    if upload.complete {
+        return Ok(());
+    }
+    if upload.committed_offset != upload.size_bytes {
+        return Err(UploadError::Incomplete {
+            committed: upload.committed_offset,
+            size: upload.size_bytes,
+        });
+    }
+    let vetted = pipeline::vet_and_store(
+        &state.blobs,
+        &upload.upload_id,
+        &upload.sha256,
+        upload.size_bytes,
+    )
+    .await;
+    let prepared = match vetted {
+        Ok(Ok(prepared)) => prepared,
+        Ok(Err(rejected)) => {
+            tracing::info!(
+                upload_id = %upload.upload_id,
+                code = rejected.code(),
+                "photo refused at upload completion"
+            );
+            state
+                .store
+                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
+                .await?;
+            return Err(UploadError::Rejected(rejected));
+        }
+        Err(mismatch @ (BlobError::SizeMismatch { .. } | BlobError::HashMismatch { .. })) => {
+            // The staged bytes can never verify: start over rather than keep them.
+            state
+                .store
+                .set_upload_offset(&upload.upload_id, 0, state.clock.now())
+                .await?;
+            return Err(UploadError::Mismatch(mismatch));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    state
+        .store
+        .save_photo_meta(&upload.sha256, pipeline::photo_meta(&prepared))
+        .await?;
+    // The blob row makes the photo visible and its visit approvable: last.
+    state
+        .store
+        .complete_upload(&upload.upload_id, state.clock.now())
+        .await?;
+    // Flags never fail the upload: a failure is logged, and the flag work (its own one
+    // transaction for every visit of the file) is discarded as a whole.
+    if let Err(error) = state
+        .store
+        .refresh_flags_of_blob(&upload.sha256, state.settings.evidence.clone())
         .await
-        .map_err(|error| match error {
-            CompleteError::Incomplete { committed, size } => {
-                UploadError::Incomplete { committed, size }
-            }
-            CompleteError::Mismatch(mismatch) => UploadError::Mismatch(mismatch),
-            CompleteError::Rejected(rejected) => UploadError::Rejected(rejected),
-            CompleteError::Service(service) => UploadError::Service(service),
-        })
+    {
+        tracing::warn!(%error, sha256 = %upload.sha256, "could not compute evidence flags");
+    }
+    Ok(())
 }
 
 /// What one expiry run removed.
@@ -179,15 +222,11 @@ pub async fn expire_abandoned(state: &AppState) -> Result<ExpiryReport, UploadEr
     // Rows first: once a row is gone no request can write to its file again except one
     // already past its lookup, whose file the sweep below (or the next run) removes.
     let expired = state.store.expire_uploads(cutoff).await?;
-    let blobs = state.blobs.clone();
     let expired_uploads = expired.len();
-    let removal = tokio::task::spawn_blocking(move || -> Result<Vec<String>, BlobError> {
-        for upload_id in &expired {
-            blobs.remove_staging(upload_id)?;
-        }
-        blobs.staged_upload_ids()
-    });
-    let staged = removal.await.map_err(|_| UploadError::Internal)??;
+    for upload_id in &expired {
+        state.blobs.remove_staging(upload_id).await?;
+    }
+    let staged = state.blobs.staged_upload_ids().await?;
     let mut swept_files = 0;
     for upload_id in staged {
         // A staging file is created only after its row, so a file without a live,
@@ -198,10 +237,7 @@ pub async fn expire_abandoned(state: &AppState) -> Result<ExpiryReport, UploadEr
             .await?
             .is_some_and(|upload| !upload.complete);
         if !live {
-            let blobs = state.blobs.clone();
-            tokio::task::spawn_blocking(move || blobs.remove_staging(&upload_id))
-                .await
-                .map_err(|_| UploadError::Internal)??;
+            state.blobs.remove_staging(&upload_id).await?;
             swept_files += 1;
         }
     }
@@ -268,7 +304,8 @@ mod tests {
         };
         let committed = state
             .blobs
-            .append_chunk(&upload.upload_id, 0, &bytes[..sent])
+            .append_chunk(&upload.upload_id, 0, bytes[..sent].to_vec())
+            .await
             .expect("append");
         state
             .store
@@ -302,7 +339,8 @@ mod tests {
         let orphan = uuid::Uuid::now_v7().to_string();
         state
             .blobs
-            .append_chunk(&orphan, 0, b"orphan")
+            .append_chunk(&orphan, 0, b"orphan".to_vec())
+            .await
             .expect("orphan");
 
         clock.set(clock.now() + time::Duration::hours(73));
@@ -339,7 +377,7 @@ mod tests {
                 .complete
         );
         assert_eq!(
-            state.blobs.read(&finished.sha256).expect("blob kept"),
+            state.blobs.read(&finished.sha256).await.expect("blob kept"),
             finished_bytes
         );
     }
@@ -363,7 +401,8 @@ mod tests {
             .expect("second");
         state
             .blobs
-            .append_chunk(&second.upload_id, 0, &bytes)
+            .append_chunk(&second.upload_id, 0, bytes.clone())
+            .await
             .expect("append");
         complete(&state, &first).await.expect("first");
         let second = UploadRecord {
@@ -372,7 +411,7 @@ mod tests {
         };
         complete(&state, &second).await.expect("second reuses");
         assert_eq!(
-            state.blobs.staged_upload_ids().expect("list"),
+            state.blobs.staged_upload_ids().await.expect("list"),
             Vec::<String>::new()
         );
         assert!(state.store.blob_exists(&sha256).await.expect("blob"));
@@ -385,7 +424,7 @@ mod tests {
             Err(UploadError::Rejected(_))
         ));
         assert!(
-            !state.blobs.contains(&svg.sha256),
+            !state.blobs.contains(&svg.sha256).await.expect("contains"),
             "no blob for a refused file"
         );
 
@@ -394,7 +433,12 @@ mod tests {
         let upload = staged_upload(&state, &declared, declared.len()).await;
         state
             .blobs
-            .append_chunk(&upload.upload_id, 0, b"what the network delivered!!")
+            .append_chunk(
+                &upload.upload_id,
+                0,
+                b"what the network delivered!!".to_vec(),
+            )
+            .await
             .expect("overwrite");
         assert!(matches!(
             complete(&state, &upload).await,
