@@ -6,13 +6,7 @@
 //!
 //! Times are whole seconds so every backend can store them exactly.
 
-pub mod accounts;
-pub use accounts::*;
-pub mod sessions;
-pub use sessions::*;
-pub mod households;
 // The registration macro in sqlite.rs takes plain names, so the checks are re-exported.
-pub use households::*;
 
 use fieldsync_model::codes::{
     Crs, Disability, Health, HouseholdAttribute, LabourCapacity, LocationProvider, PhotoSubject,
@@ -33,33 +27,39 @@ use super::{
     PushResult, QueueFilter, ScopeCursor, SeedData, SessionEndReason, Store, StoreError,
     StoredDecision, UploadRecord, UserRecord,
 };
-use super::{CaptureTime, DeviceClockReading, PhotoMeta};
+use super::{CaptureTime, PhotoMeta};
 
 // Monthly ledger (月台账) checks live in their own file; re-exported so the backends'
 // `conformance_tests!` lists name them like every other check.
-pub mod ledger;
-pub use ledger::*;
 // Roster import (花名册导入) checks, re-exported for the same reason.
-pub mod roster;
-pub use roster::*;
 // Ledger export and audit log checks, and pairings management checks (same reason).
-pub mod export;
-pub use export::*;
-pub mod pairings;
-pub use pairings::*;
 // Area import (行政区划导入) checks of the separate `AreasStore` trait; each backend's
 // `areas_conformance_tests!` list names them by path, so they are not re-exported.
-pub mod areas;
 // Review loop checks: queue filters and counts, revisions, photo history (same reason).
-pub mod review_loop;
 // Household search (农户检索) checks, re-exported for the `conformance_tests!` list.
-pub mod search;
-use fieldsync_model::evidence::EvidenceFlag;
+use crate::store::sessions::conformance::session_record;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::register::{FieldEdit, FieldTarget, Stamp};
-pub use review_loop::*;
-pub use search::*;
 use serde_json::{Value, json};
+
+/// One `#[tokio::test]` per named check of `crate::store::<area>::conformance`, each on the
+/// fresh store that `$fresh_store()` returns with the guard keeping its files alive. Each
+/// area's own macro (e.g. `ledger_conformance_tests!`) lists its checks through this one,
+/// so a backend registers a whole area with one line.
+#[cfg(test)]
+macro_rules! checks_as_tests {
+    ($fresh_store:path, $area:ident, [$($check:ident),+ $(,)?]) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (_guard, store) = $fresh_store();
+                $crate::store::$area::conformance::$check(&store).await;
+            }
+        )+
+    };
+}
+#[cfg(test)]
+pub(crate) use checks_as_tests;
 
 // ----- fixture -----
 
@@ -102,7 +102,7 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn area(area_id: &str, name: &str, level: &str, parent_id: Option<&str>, lat: f64) -> Area {
+pub fn area(area_id: &str, name: &str, level: &str, parent_id: Option<&str>, lat: f64) -> Area {
     Area {
         area_id: area_id.into(),
         name: name.into(),
@@ -116,7 +116,7 @@ fn area(area_id: &str, name: &str, level: &str, parent_id: Option<&str>, lat: f6
     }
 }
 
-fn user(username: &str, display_name: &str, role: Role, area_id: &str) -> UserRecord {
+pub fn user(username: &str, display_name: &str, role: Role, area_id: &str) -> UserRecord {
     UserRecord {
         user_id: new_id(),
         username: username.into(),
@@ -398,7 +398,7 @@ pub async fn push_visit(
     assert_eq!(result.outcomes, vec![(seq, MutationOutcome::Applied)]);
 }
 
-fn decision(visit: &Visit, decision: Decision, reviewer: &UserRecord) -> StoredDecision {
+pub fn decision(visit: &Visit, decision: Decision, reviewer: &UserRecord) -> StoredDecision {
     StoredDecision {
         request: DecisionRequest {
             visit_id: visit.visit_id.clone(),
@@ -426,14 +426,14 @@ fn decision(visit: &Visit, decision: Decision, reviewer: &UserRecord) -> StoredD
     }
 }
 
-fn rejected_code(outcome: &MutationOutcome) -> Option<RejectCode> {
+pub fn rejected_code(outcome: &MutationOutcome) -> Option<RejectCode> {
     match outcome {
         MutationOutcome::Rejected { code, .. } => Some(*code),
         _ => None,
     }
 }
 
-fn same_card(stored: &Household, original: &Household) -> bool {
+pub fn same_card(stored: &Household, original: &Household) -> bool {
     Household {
         server_seq: original.server_seq,
         field_seqs: original.field_seqs.clone(),
@@ -442,93 +442,6 @@ fn same_card(stored: &Household, original: &Household) -> bool {
 }
 
 // ----- checks -----
-
-/// Seeding fills an empty store; households, areas and users read back as loaded.
-pub async fn seed_and_read_back(store: &dyn Store) {
-    assert!(store.is_empty().await.expect("is_empty"));
-    let fixture = seeded(store).await;
-    assert!(!store.is_empty().await.expect("is_empty"));
-
-    let wang = store
-        .get_household(&fixture.wang.household_id)
-        .await
-        .expect("get household")
-        .expect("wang exists");
-    assert!(same_card(&wang, &fixture.wang), "{wang:?}");
-    assert!(
-        wang.server_seq > 0,
-        "a seeded household has a server sequence"
-    );
-    assert_eq!(
-        store.get_household("no-such-household").await.expect("get"),
-        None
-    );
-
-    let roots = store.list_areas(None).await.expect("list roots");
-    assert_eq!(roots.len(), 1);
-    assert_eq!(roots[0], fixture.seed.areas[0]);
-    let townships = store
-        .list_areas(Some(COUNTY))
-        .await
-        .expect("list townships");
-    let township_ids: Vec<&str> = townships.iter().map(|area| area.area_id.as_str()).collect();
-    assert_eq!(township_ids, vec![TOWNSHIP_ONE, TOWNSHIP_TWO]);
-    let villages = store
-        .list_areas(Some(TOWNSHIP_ONE))
-        .await
-        .expect("list villages");
-    assert_eq!(villages.len(), 2);
-    let village = store
-        .get_area(VILLAGE_ONE_A)
-        .await
-        .expect("get area")
-        .expect("village exists");
-    assert_eq!(village, fixture.seed.areas[3]);
-    assert_eq!(store.get_area("nowhere").await.expect("get area"), None);
-
-    let cadre = store
-        .find_user_by_username("cadre_a")
-        .await
-        .expect("find user")
-        .expect("cadre_a exists");
-    assert_eq!(cadre, fixture.cadre_a);
-    assert_eq!(
-        store.find_user_by_username("nobody").await.expect("find"),
-        None
-    );
-
-    assert!(
-        store
-            .is_paired(&fixture.cadre_a.user_id, &fixture.wang.household_id)
-            .await
-            .expect("is_paired")
-    );
-    assert!(
-        !store
-            .is_paired(&fixture.cadre_a.user_id, &fixture.li.household_id)
-            .await
-            .expect("is_paired")
-    );
-}
-
-/// A password hash can be replaced and the user found by id.
-pub async fn passwords_change(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    store
-        .set_password_hash(&fixture.cadre_a.user_id, "$argon2id$new")
-        .await
-        .expect("set hash");
-    let user = store
-        .find_user_by_id(&fixture.cadre_a.user_id)
-        .await
-        .expect("find")
-        .expect("exists");
-    assert_eq!(user.password_hash, "$argon2id$new");
-    assert!(matches!(
-        store.set_password_hash("nobody", "x").await,
-        Err(StoreError::NotFound(_))
-    ));
-}
 
 /// A visit and its photo apply; re-sending the same (device, seq) in a new batch is a
 /// duplicate and stores nothing new.
@@ -1053,506 +966,6 @@ pub async fn pull_pages_with_cursor_and_has_more(store: &dyn Store) {
     assert!(!tail.has_more && tail.households.is_empty());
 }
 
-/// The queue lists the township's submitted visits with what a reviewer needs; the detail
-/// shows the latest revision; an approval reaches the cadre's pull.
-pub async fn review_queue_detail_and_approve(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    let photo = photo(&visit.visit_id);
-    let later = self::visit(&fixture.zhao, VisitMode::Phone, VISIT_TIME);
-    let result = store
-        .apply_push(batch(
-            &fixture.cadre_a,
-            "device-a",
-            vec![
-                apply(1, MutationPayload::SubmitVisit(visit.clone())),
-                apply(2, MutationPayload::AddPhoto(photo.clone())),
-            ],
-        ))
-        .await
-        .expect("push");
-    assert_all_applied(&result);
-    let second_batch = PushBatch {
-        received_at: VISIT_TIME + Duration::hours(5),
-        ..batch(
-            &fixture.cadre_a,
-            "device-a",
-            vec![apply(3, MutationPayload::SubmitVisit(later.clone()))],
-        )
-    };
-    store.apply_push(second_batch).await.expect("push later");
-
-    let queue = store
-        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
-        .await
-        .expect("queue");
-    assert_eq!(queue.len(), 2);
-    let item = &queue[0];
-    assert_eq!(item.visit_id, visit.visit_id, "oldest submission first");
-    assert_eq!(item.revision, 1);
-    assert_eq!(item.household_id, fixture.wang.household_id);
-    assert_eq!(item.head_name, "王大山");
-    assert_eq!(item.village_id, VILLAGE_ONE_A);
-    assert_eq!(item.village_name, "东冲村");
-    assert_eq!(item.cadre_name, "张干部");
-    assert_eq!(item.mode, VisitMode::InPerson);
-    assert_eq!(item.submitted_at, VISIT_TIME + Duration::hours(3));
-    assert_eq!(item.photo_count, 1);
-    let distance = item.distance_m.expect("distance computed");
-    assert!((distance - 111.2).abs() < 1.0, "{distance}");
-    assert_eq!(queue[1].mode, VisitMode::Phone);
-
-    let village_b = store
-        .review_queue(
-            TOWNSHIP_ONE,
-            QueueFilter {
-                village_id: Some(VILLAGE_ONE_B.into()),
-                ..QueueFilter::default()
-            },
-        )
-        .await
-        .expect("filtered queue");
-    assert_eq!(village_b.len(), 1);
-    assert_eq!(village_b[0].visit_id, later.visit_id);
-    let second_page = store
-        .review_queue(
-            TOWNSHIP_ONE,
-            QueueFilter {
-                village_id: None,
-                limit: 1,
-                offset: 1,
-                ..QueueFilter::default()
-            },
-        )
-        .await
-        .expect("paged queue");
-    assert_eq!(second_page.len(), 1);
-    assert_eq!(second_page[0].visit_id, later.visit_id);
-    assert!(
-        store
-            .review_queue(TOWNSHIP_TWO, QueueFilter::default())
-            .await
-            .expect("other queue")
-            .is_empty()
-    );
-
-    let detail = store
-        .visit_detail(&visit.visit_id)
-        .await
-        .expect("detail")
-        .expect("visit exists");
-    assert_eq!(detail.visit, visit);
-    assert!(same_card(&detail.household, &fixture.wang));
-    assert_eq!(detail.cadre_user_id, fixture.cadre_a.user_id);
-    assert_eq!(detail.cadre_name, "张干部");
-    assert_eq!(detail.state, ReviewState::Submitted);
-    assert_eq!(detail.content_hash, visit.content_hash());
-    assert_eq!(detail.photos, vec![photo.clone()]);
-    assert!(
-        detail.photo_ids_received.is_empty(),
-        "no bytes uploaded yet"
-    );
-    assert_eq!(detail.status.state, ReviewState::Submitted);
-    assert_eq!(detail.status.decided_at, None);
-    assert_eq!(store.visit_detail(&new_id()).await.expect("detail"), None);
-
-    let cadre = principal(&fixture.cadre_a, "device-a");
-    let before = store
-        .pull_changes(&cadre, &ScopeCursor::default(), 1000)
-        .await
-        .expect("pull");
-    let state = store
-        .decide(decision(&visit, Decision::Approve, &fixture.supervisor_one))
-        .await
-        .expect("approve");
-    assert_eq!(state, ReviewState::Approved);
-
-    let queue = store
-        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
-        .await
-        .expect("queue");
-    assert_eq!(queue.len(), 1, "the approved visit left the queue");
-    let after = store
-        .pull_changes(&cadre, &before.next_cursor, 1000)
-        .await
-        .expect("pull after approval");
-    assert_eq!(after.visit_statuses.len(), 1);
-    let status = &after.visit_statuses[0];
-    assert_eq!(status.visit_id, visit.visit_id);
-    assert_eq!(status.state, ReviewState::Approved);
-    assert_eq!(status.reviewer_name, "周审核");
-    assert_eq!(status.decided_at, Some(VISIT_TIME + Duration::days(1)));
-}
-
-/// Decisions on a stale revision, a wrong hash, an unknown visit, or an already decided
-/// revision are refused.
-pub async fn stale_and_double_decisions_are_refused(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
-    let second = revise(&first);
-    push_visit(store, &fixture.cadre_a, "device-a", 2, &second).await;
-
-    let stale = store
-        .decide(decision(&first, Decision::Approve, &fixture.supervisor_one))
-        .await;
-    assert!(
-        matches!(stale, Err(StoreError::StaleDecision(_))),
-        "{stale:?}"
-    );
-
-    let mut wrong_hash = decision(&second, Decision::Approve, &fixture.supervisor_one);
-    wrong_hash.request.content_hash = first.content_hash();
-    let refused = store.decide(wrong_hash).await;
-    assert!(
-        matches!(refused, Err(StoreError::StaleDecision(_))),
-        "{refused:?}"
-    );
-
-    let mut unknown = decision(&second, Decision::Approve, &fixture.supervisor_one);
-    unknown.request.visit_id = new_id();
-    let missing = store.decide(unknown).await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound(_))),
-        "{missing:?}"
-    );
-
-    let approved = store
-        .decide(decision(
-            &second,
-            Decision::Approve,
-            &fixture.supervisor_one,
-        ))
-        .await
-        .expect("approve");
-    assert_eq!(approved, ReviewState::Approved);
-    let twice = store
-        .decide(decision(&second, Decision::Return, &fixture.supervisor_one))
-        .await;
-    assert!(
-        matches!(twice, Err(StoreError::StaleDecision(_))),
-        "{twice:?}"
-    );
-    let detail = store
-        .visit_detail(&first.visit_id)
-        .await
-        .expect("detail")
-        .expect("exists");
-    assert_eq!(detail.state, ReviewState::Approved);
-}
-
-/// A return carries its reasons to the cadre; the corrected revision supersedes it and goes
-/// back into the queue.
-pub async fn returned_visit_reaches_the_cadre_and_is_superseded(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
-    let cadre = principal(&fixture.cadre_a, "device-a");
-    let cursor = store
-        .pull_changes(&cadre, &ScopeCursor::default(), 1000)
-        .await
-        .expect("pull")
-        .next_cursor;
-
-    let state = store
-        .decide(decision(&first, Decision::Return, &fixture.supervisor_one))
-        .await
-        .expect("return");
-    assert_eq!(state, ReviewState::Returned);
-    let pulled = store
-        .pull_changes(&cadre, &cursor, 1000)
-        .await
-        .expect("pull");
-    assert_eq!(pulled.visit_statuses.len(), 1);
-    let status = &pulled.visit_statuses[0];
-    assert_eq!(status.state, ReviewState::Returned);
-    assert_eq!(status.household_id, fixture.wang.household_id);
-    assert_eq!(
-        status.reasons,
-        vec![ReturnReason {
-            code: "photo_unclear".into(),
-            field: "photo_ids".into()
-        }]
-    );
-    assert_eq!(status.note, "请补拍户主合影");
-    assert_eq!(status.deadline, "2026-03-20");
-    assert_eq!(status.reviewer_name, "周审核");
-    assert!(
-        store
-            .review_queue(TOWNSHIP_ONE, QueueFilter::default())
-            .await
-            .expect("queue")
-            .is_empty()
-    );
-
-    let second = revise(&first);
-    push_visit(store, &fixture.cadre_a, "device-a", 2, &second).await;
-    let pulled = store
-        .pull_changes(&cadre, &pulled.next_cursor, 1000)
-        .await
-        .expect("pull");
-    let states: Vec<(u32, ReviewState)> = pulled
-        .visit_statuses
-        .iter()
-        .map(|status| (status.revision, status.state))
-        .collect();
-    assert_eq!(
-        states,
-        vec![(1, ReviewState::Superseded), (2, ReviewState::Submitted)]
-    );
-    let queue = store
-        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
-        .await
-        .expect("queue");
-    assert_eq!(queue.len(), 1);
-    assert_eq!(queue[0].revision, 2);
-}
-
-/// The "not yet visited in person this month" list drops a household once an in-person
-/// visit is submitted; phone visits and other months do not count.
-pub async fn unvisited_households_before_and_after_an_in_person_visit(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let before = store
-        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
-        .await
-        .expect("unvisited");
-    let names: Vec<&str> = before.iter().map(|h| h.head_name.as_str()).collect();
-    // Village 1a (李 sorts before 王 by code point), then village 1b.
-    assert_eq!(names, vec!["李小梅", "王大山", "赵春花"]);
-    let wang = &before[1];
-    assert_eq!(wang.household_id, fixture.wang.household_id);
-    assert_eq!(wang.village_id, VILLAGE_ONE_A);
-    assert_eq!(wang.village_name, "东冲村");
-    assert_eq!(wang.cadre_names, vec!["张干部".to_owned()]);
-
-    let in_person = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    let by_phone = visit(&fixture.zhao, VisitMode::Phone, VISIT_TIME);
-    let last_month = visit(
-        &fixture.li,
-        VisitMode::InPerson,
-        VISIT_TIME - Duration::days(30),
-    );
-    push_visit(store, &fixture.cadre_a, "device-a", 1, &in_person).await;
-    push_visit(store, &fixture.cadre_a, "device-a", 2, &by_phone).await;
-    push_visit(store, &fixture.cadre_b, "device-b", 1, &last_month).await;
-
-    let after = store
-        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
-        .await
-        .expect("unvisited");
-    let names: Vec<&str> = after.iter().map(|h| h.head_name.as_str()).collect();
-    assert_eq!(names, vec!["李小梅", "赵春花"]);
-
-    // Approval keeps it counted; a return does not.
-    store
-        .decide(decision(
-            &in_person,
-            Decision::Return,
-            &fixture.supervisor_one,
-        ))
-        .await
-        .expect("return");
-    let returned = store
-        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
-        .await
-        .expect("unvisited");
-    assert_eq!(returned.len(), 3, "a returned visit does not count");
-    let corrected = revise(&in_person);
-    push_visit(store, &fixture.cadre_a, "device-a", 3, &corrected).await;
-    store
-        .decide(decision(
-            &corrected,
-            Decision::Approve,
-            &fixture.supervisor_one,
-        ))
-        .await
-        .expect("approve");
-    let approved = store
-        .unvisited_households(TOWNSHIP_ONE, VISIT_MONTH)
-        .await
-        .expect("unvisited");
-    assert_eq!(approved.len(), 2);
-
-    let other_township = store
-        .unvisited_households(TOWNSHIP_TWO, VISIT_MONTH)
-        .await
-        .expect("unvisited");
-    assert_eq!(other_township.len(), 1);
-    assert!(other_township[0].cadre_names.is_empty());
-}
-
-/// Start (idempotent), find by hash per user, advance, complete; the blob then counts as
-/// received for the visit's photo.
-pub async fn upload_lifecycle(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let visit = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    let photo = photo(&visit.visit_id);
-    store
-        .apply_push(batch(
-            &fixture.cadre_a,
-            "device-a",
-            vec![
-                apply(1, MutationPayload::SubmitVisit(visit.clone())),
-                apply(2, MutationPayload::AddPhoto(photo.clone())),
-            ],
-        ))
-        .await
-        .expect("push");
-
-    let upload = UploadRecord {
-        upload_id: new_id(),
-        sha256: photo.sha256.clone(),
-        size_bytes: photo.size_bytes,
-        mime_type: photo.mime_type.clone(),
-        committed_offset: 0,
-        complete: false,
-        user_id: fixture.cadre_a.user_id.clone(),
-        last_activity_at: VISIT_TIME,
-    };
-    assert_eq!(
-        store.start_upload(upload.clone()).await.expect("start"),
-        upload
-    );
-    assert!(!store.blob_exists(&photo.sha256).await.expect("blob_exists"));
-
-    store
-        .set_upload_offset(&upload.upload_id, 65_536, VISIT_TIME + Duration::hours(1))
-        .await
-        .expect("advance");
-    let restarted = store
-        .start_upload(UploadRecord {
-            committed_offset: 0,
-            last_activity_at: VISIT_TIME + Duration::hours(2),
-            ..upload.clone()
-        })
-        .await
-        .expect("restart");
-    assert_eq!(
-        restarted.committed_offset, 65_536,
-        "a restart resumes, never rewinds"
-    );
-    assert_eq!(
-        restarted.last_activity_at,
-        VISIT_TIME + Duration::hours(2),
-        "a resume query is activity"
-    );
-    let late_retry = store
-        .start_upload(UploadRecord {
-            last_activity_at: VISIT_TIME,
-            ..upload.clone()
-        })
-        .await
-        .expect("late retry");
-    assert_eq!(
-        late_retry.last_activity_at,
-        VISIT_TIME + Duration::hours(2),
-        "activity never moves backwards"
-    );
-
-    let found = store
-        .find_upload_by_sha256(&photo.sha256, &fixture.cadre_a.user_id)
-        .await
-        .expect("find")
-        .expect("upload found");
-    assert_eq!(found.upload_id, upload.upload_id);
-    assert_eq!(
-        store
-            .find_upload_by_sha256(&photo.sha256, &fixture.cadre_b.user_id)
-            .await
-            .expect("find"),
-        None,
-        "uploads are found per user"
-    );
-    let newer = UploadRecord {
-        upload_id: new_id(),
-        ..upload.clone()
-    };
-    store
-        .start_upload(newer.clone())
-        .await
-        .expect("start newer");
-    let newest = store
-        .find_upload_by_sha256(&photo.sha256, &fixture.cadre_a.user_id)
-        .await
-        .expect("find")
-        .expect("found");
-    assert_eq!(newest.upload_id, newer.upload_id);
-
-    store
-        .complete_upload(&upload.upload_id, VISIT_TIME + Duration::hours(4))
-        .await
-        .expect("complete");
-    let completed = store
-        .get_upload(&upload.upload_id)
-        .await
-        .expect("get")
-        .expect("exists");
-    assert!(completed.complete);
-    assert_eq!(completed.committed_offset, completed.size_bytes);
-    assert!(store.blob_exists(&photo.sha256).await.expect("blob_exists"));
-    // Completing a second upload of the same bytes is harmless.
-    store
-        .complete_upload(&newer.upload_id, VISIT_TIME + Duration::hours(5))
-        .await
-        .expect("complete again");
-
-    let detail = store
-        .visit_detail(&visit.visit_id)
-        .await
-        .expect("detail")
-        .expect("exists");
-    assert_eq!(detail.photo_ids_received, vec![photo.photo_id.clone()]);
-
-    assert_eq!(store.get_upload(&new_id()).await.expect("get"), None);
-    let missing = store.complete_upload(&new_id(), VISIT_TIME).await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound(_))),
-        "{missing:?}"
-    );
-    let missing = store.set_upload_offset(&new_id(), 1, VISIT_TIME).await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound(_))),
-        "{missing:?}"
-    );
-}
-
-/// Income registrations come back newest quarter first.
-pub async fn income_registrations_newest_first(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let older = income(&fixture.wang, 2025, 4);
-    let newest = income(&fixture.wang, 2026, 2);
-    let middle = income(&fixture.wang, 2026, 1);
-    let elsewhere = income(&fixture.zhao, 2026, 3);
-    let result = store
-        .apply_push(batch(
-            &fixture.cadre_a,
-            "device-a",
-            vec![
-                apply(1, MutationPayload::RegisterIncome(older.clone())),
-                apply(2, MutationPayload::RegisterIncome(newest.clone())),
-                apply(3, MutationPayload::RegisterIncome(middle.clone())),
-                apply(4, MutationPayload::RegisterIncome(elsewhere)),
-            ],
-        ))
-        .await
-        .expect("push");
-    assert_all_applied(&result);
-    assert_eq!(
-        store
-            .income_registrations(&fixture.wang.household_id)
-            .await
-            .expect("income"),
-        vec![newest, middle, older]
-    );
-    assert!(
-        store
-            .income_registrations(&fixture.chen.household_id)
-            .await
-            .expect("income")
-            .is_empty()
-    );
-}
-
 /// A registration logs a change of its household: a cadre whose cursor is past the
 /// household pulls it again, with the registration in force for each quarter (a
 /// correction replaces the first), so every phone in scope knows which quarters are taken.
@@ -1610,7 +1023,7 @@ pub async fn registered_income_reaches_the_pull_with_its_household(store: &dyn S
 // ----- field registers and conflicts -----
 
 /// An edit of `field` of the household itself.
-fn household_edit(
+pub fn household_edit(
     household: &Household,
     field: &str,
     value: Value,
@@ -1626,7 +1039,7 @@ fn household_edit(
 }
 
 /// Push one mutation with an explicit HLC (milliseconds, counter 0) as its own batch.
-async fn push_at(
+pub async fn push_at(
     store: &dyn Store,
     user: &UserRecord,
     device_id: &str,
@@ -1648,7 +1061,7 @@ async fn push_at(
     result.outcomes[0].1.clone()
 }
 
-async fn card(store: &dyn Store, household: &Household) -> Household {
+pub async fn card(store: &dyn Store, household: &Household) -> Household {
     store
         .get_household(&household.household_id)
         .await
@@ -2499,128 +1912,6 @@ pub async fn a_visit_after_a_location_edit_in_the_same_push_is_measured_from_the
     );
 }
 
-/// Reassigning a household: the old cadre's next pull lists it as removed (although it is
-/// out of their scope now), the new cadre's next pull delivers it, and pushes from the old
-/// cadre are out of scope.
-pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let cadre_a = principal(&fixture.cadre_a, "phone-a");
-    let cadre_b = principal(&fixture.cadre_b, "phone-b");
-    let cursor_a = store
-        .pull_changes(&cadre_a, &ScopeCursor::default(), 1000)
-        .await
-        .expect("a")
-        .next_cursor;
-    let cursor_b = store
-        .pull_changes(&cadre_b, &ScopeCursor::default(), 1000)
-        .await
-        .expect("b")
-        .next_cursor;
-
-    store
-        .reassign_household(
-            &fixture.wang.household_id,
-            &fixture.cadre_b.user_id,
-            VISIT_TIME,
-        )
-        .await
-        .expect("reassign");
-    assert!(
-        !store
-            .is_paired(&fixture.cadre_a.user_id, &fixture.wang.household_id)
-            .await
-            .expect("a")
-    );
-    assert!(
-        store
-            .is_paired(&fixture.cadre_b.user_id, &fixture.wang.household_id)
-            .await
-            .expect("b")
-    );
-
-    let old = store
-        .pull_changes(&cadre_a, &cursor_a, 1000)
-        .await
-        .expect("old cadre");
-    assert_eq!(
-        old.removed_household_ids,
-        vec![fixture.wang.household_id.clone()]
-    );
-    assert!(
-        old.households.is_empty(),
-        "no PII of the household goes to the old cadre"
-    );
-    let new = store
-        .pull_changes(&cadre_b, &cursor_b, 1000)
-        .await
-        .expect("new cadre");
-    assert_eq!(new.households.len(), 1);
-    assert_eq!(new.households[0].household_id, fixture.wang.household_id);
-    assert!(new.removed_household_ids.is_empty());
-    let township = store
-        .pull_changes(
-            &principal(&fixture.supervisor_one, "console"),
-            &cursor_a,
-            1000,
-        )
-        .await
-        .expect("township");
-    assert!(
-        township.removed_household_ids.is_empty(),
-        "tombstones go to their addressee only"
-    );
-
-    // Back to cadre A: a fresh pull of A delivers it and does not also remove it.
-    store
-        .reassign_household(
-            &fixture.wang.household_id,
-            &fixture.cadre_a.user_id,
-            VISIT_TIME,
-        )
-        .await
-        .expect("reassign back");
-    let fresh = store
-        .pull_changes(&cadre_a, &ScopeCursor::default(), 1000)
-        .await
-        .expect("fresh");
-    assert!(
-        fresh
-            .households
-            .iter()
-            .any(|household| household.household_id == fixture.wang.household_id)
-    );
-    assert!(
-        fresh.removed_household_ids.is_empty(),
-        "{:?}",
-        fresh.removed_household_ids
-    );
-    let b_again = store
-        .pull_changes(&cadre_b, &new.next_cursor, 1000)
-        .await
-        .expect("b again");
-    assert_eq!(
-        b_again.removed_household_ids,
-        vec![fixture.wang.household_id.clone()]
-    );
-
-    assert!(matches!(
-        store
-            .reassign_household(&new_id(), &fixture.cadre_a.user_id, VISIT_TIME)
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        store
-            .reassign_household(
-                &fixture.wang.household_id,
-                &fixture.supervisor_one.user_id,
-                VISIT_TIME
-            )
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
-}
-
 /// Compaction drops superseded change-log entries without losing any current record, keeps
 /// tombstones until the horizon, and then raises the floor past them.
 pub async fn compaction_keeps_current_records_and_expires_old_tombstones(store: &dyn Store) {
@@ -2918,7 +2209,7 @@ pub async fn a_township_missing_from_the_cursor_starts_at_zero(store: &dyn Store
 
 // ----- photo metadata and evidence inputs -----
 
-fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
+pub fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
     PhotoMeta {
         mime_type: "image/jpeg".into(),
         width: 640,
@@ -2935,7 +2226,7 @@ fn meta(phash: u64, exif_time: Option<CaptureTime>) -> PhotoMeta {
 }
 
 /// Complete an upload of `sha256` so its blob row exists.
-async fn store_blob(store: &dyn Store, user: &UserRecord, sha256: &str) {
+pub async fn store_blob(store: &dyn Store, user: &UserRecord, sha256: &str) {
     let upload = store
         .start_upload(UploadRecord {
             upload_id: new_id(),
@@ -2953,39 +2244,6 @@ async fn store_blob(store: &dyn Store, user: &UserRecord, sha256: &str) {
         .complete_upload(&upload.upload_id, VISIT_TIME)
         .await
         .expect("complete upload");
-}
-
-/// Photo metadata round-trips exactly (local and offset EXIF times, all 64 hash bits) and
-/// is replaced by a second save.
-pub async fn photo_meta_round_trips(store: &dyn Store) {
-    seeded(store).await;
-    let sha = hex::encode(Sha256::digest(b"photo meta"));
-    assert_eq!(store.photo_meta(&sha).await.expect("read"), None);
-    let local = meta(
-        0xF123_4567_89AB_CDEF,
-        Some(CaptureTime::Local(datetime!(2008-10-22 16:28:39))),
-    );
-    store
-        .save_photo_meta(&sha, local.clone())
-        .await
-        .expect("save");
-    assert_eq!(store.photo_meta(&sha).await.expect("read"), Some(local));
-    let offset = PhotoMeta {
-        exif_time: Some(CaptureTime::Offset(datetime!(2026-03-10 10:05:00 +8))),
-        exif_gps: None,
-        gps_time: None,
-        make: None,
-        model: None,
-        orientation: None,
-        // A damaged block that kept only its capture time.
-        exif_damaged: true,
-        ..meta(1, None)
-    };
-    store
-        .save_photo_meta(&sha, offset.clone())
-        .await
-        .expect("save again");
-    assert_eq!(store.photo_meta(&sha).await.expect("read"), Some(offset));
 }
 
 /// A push carries its evidence flags into its own write transaction: one commit stores the
@@ -3081,352 +2339,5 @@ pub async fn push_with_flags_is_one_commit(store: &dyn Store) {
         detail.flags,
         Some(crate::evidence::flags_of(&inputs, &settings)),
         "the arrived photo is judged"
-    );
-}
-
-/// Evidence inputs: the latest revision, the household's location, this visit's photos
-/// (arrived or not, metadata only once arrived), other visits' photos with the same file or
-/// a close perceptual hash (not distant ones), the same cadre's nearby visits, and the
-/// device's clock reading. Flags are kept per revision and shown by the detail and queue.
-pub async fn evidence_inputs_and_flags(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let device = "phone-a";
-    let mut visit_one = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
-    let arrived = photo(&visit_one.visit_id);
-    let pending = photo(&visit_one.visit_id);
-    visit_one.photo_ids = vec![arrived.photo_id.clone(), pending.photo_id.clone()];
-    // The same cadre at another household the same morning, reusing the arrived file.
-    let visit_two = visit(
-        &fixture.zhao,
-        VisitMode::InPerson,
-        VISIT_TIME + Duration::hours(1),
-    );
-    let mut reused = photo(&visit_two.visit_id);
-    reused.sha256 = arrived.sha256.clone();
-    let similar = photo(&visit_two.visit_id);
-    let distant = photo(&visit_two.visit_id);
-    // A visit a month later is outside the cadre window.
-    let visit_far = visit(
-        &fixture.wang,
-        VisitMode::InPerson,
-        VISIT_TIME + Duration::days(30),
-    );
-    let result = store
-        .apply_push(batch(
-            &fixture.cadre_a,
-            device,
-            vec![
-                apply(1, MutationPayload::SubmitVisit(visit_one.clone())),
-                apply(2, MutationPayload::AddPhoto(arrived.clone())),
-                apply(3, MutationPayload::AddPhoto(pending.clone())),
-                apply(4, MutationPayload::SubmitVisit(visit_two.clone())),
-                apply(5, MutationPayload::AddPhoto(reused.clone())),
-                apply(6, MutationPayload::AddPhoto(similar.clone())),
-                apply(7, MutationPayload::AddPhoto(distant.clone())),
-                apply(8, MutationPayload::SubmitVisit(visit_far.clone())),
-            ],
-        ))
-        .await
-        .expect("push");
-    assert_all_applied(&result);
-    let base: u64 = 0x0123_4567_89AB_CDEF;
-    const SIX_BANDS_APART: u64 = 1 | 1 << 9 | 1 << 18 | 1 << 27 | 1 << 36 | 1 << 45;
-    store_blob(store, &fixture.cadre_a, &arrived.sha256).await;
-    store
-        .save_photo_meta(&arrived.sha256, meta(base, None))
-        .await
-        .expect("meta");
-    store_blob(store, &fixture.cadre_a, &similar.sha256).await;
-    store
-        // Six bits apart, one in each of six hash bands: only the last band is equal.
-        .save_photo_meta(&similar.sha256, meta(base ^ SIX_BANDS_APART, None))
-        .await
-        .expect("meta");
-    store_blob(store, &fixture.cadre_a, &distant.sha256).await;
-    store
-        .save_photo_meta(&distant.sha256, meta(!base, None))
-        .await
-        .expect("meta");
-    store
-        .record_heartbeat(
-            device,
-            &fixture.cadre_a.user_id,
-            Heartbeat {
-                device_time: Some(VISIT_TIME + Duration::hours(3) + Duration::minutes(20)),
-                ..Heartbeat::default()
-            },
-            VISIT_TIME + Duration::hours(3),
-        )
-        .await
-        .expect("heartbeat");
-
-    assert_eq!(
-        store.evidence_inputs(&new_id(), 6).await.expect("unknown"),
-        None
-    );
-    let inputs = store
-        .evidence_inputs(&visit_one.visit_id, 6)
-        .await
-        .expect("inputs")
-        .expect("known visit");
-    assert_eq!(inputs.visit, visit_one);
-    assert_eq!(inputs.cadre_user_id, fixture.cadre_a.user_id);
-    assert_eq!(inputs.household_location, fixture.wang.location);
-    let photos: Vec<(&str, bool, bool)> = inputs
-        .photos
-        .iter()
-        .map(|photo| {
-            (
-                photo.record.photo_id.as_str(),
-                photo.arrived,
-                photo.meta.is_some(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        photos,
-        vec![
-            (arrived.photo_id.as_str(), true, true),
-            (pending.photo_id.as_str(), false, false)
-        ]
-    );
-    let mut others: Vec<&str> = inputs
-        .other_photos
-        .iter()
-        .map(|other| other.photo_id.as_str())
-        .collect();
-    others.sort_unstable();
-    let mut expected = vec![reused.photo_id.as_str(), similar.photo_id.as_str()];
-    expected.sort_unstable();
-    assert_eq!(
-        others, expected,
-        "the same file and a near duplicate, not a distant hash"
-    );
-    let widened = store
-        .evidence_inputs(&visit_one.visit_id, 12)
-        .await
-        .expect("inputs")
-        .expect("known visit");
-    let mut widened: Vec<&str> = widened
-        .other_photos
-        .iter()
-        .map(|other| other.photo_id.as_str())
-        .collect();
-    widened.sort_unstable();
-    assert_eq!(widened, expected, "a wider threshold finds the same photos");
-    let reuse = inputs
-        .other_photos
-        .iter()
-        .find(|other| other.photo_id == reused.photo_id)
-        .expect("reuse");
-    assert_eq!(reuse.visit_id, visit_two.visit_id);
-    assert_eq!(reuse.household_id, fixture.zhao.household_id);
-    assert_eq!(reuse.month, VISIT_MONTH);
-    let cadre: Vec<&str> = inputs
-        .cadre_visits
-        .iter()
-        .map(|summary| summary.visit_id.as_str())
-        .collect();
-    assert_eq!(cadre, vec![visit_two.visit_id.as_str()]);
-    assert_eq!(
-        inputs.device_clock,
-        Some(DeviceClockReading {
-            device_time: VISIT_TIME + Duration::hours(3) + Duration::minutes(20),
-            server_time: VISIT_TIME + Duration::hours(3),
-        })
-    );
-
-    // Flags are kept per revision and shown with the latest one.
-    let flags = vec![
-        EvidenceFlag::MockLocation,
-        EvidenceFlag::ClockSkew { skew_minutes: 20 },
-    ];
-    store
-        .save_visit_flags(&visit_one.visit_id, 1, flags.clone())
-        .await
-        .expect("save flags");
-    assert!(matches!(
-        store
-            .save_visit_flags(&visit_one.visit_id, 9, Vec::new())
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
-    let detail = store
-        .visit_detail(&visit_one.visit_id)
-        .await
-        .expect("detail")
-        .expect("visit");
-    assert_eq!(detail.flags, Some(flags.clone()));
-    let untouched = store
-        .visit_detail(&visit_two.visit_id)
-        .await
-        .expect("detail")
-        .expect("visit");
-    assert_eq!(untouched.flags, None, "not computed yet");
-    let queue = store
-        .review_queue(TOWNSHIP_ONE, QueueFilter::default())
-        .await
-        .expect("queue");
-    let item = queue
-        .iter()
-        .find(|item| item.visit_id == visit_one.visit_id)
-        .expect("in the queue");
-    assert_eq!(item.flags, flags);
-    let mocked = store
-        .review_queue(
-            TOWNSHIP_ONE,
-            QueueFilter {
-                flag: Some("mock_location".into()),
-                ..QueueFilter::default()
-            },
-        )
-        .await
-        .expect("filtered queue");
-    assert_eq!(
-        mocked
-            .iter()
-            .map(|item| item.visit_id.as_str())
-            .collect::<Vec<_>>(),
-        vec![visit_one.visit_id.as_str()]
-    );
-    assert!(
-        store
-            .review_queue(
-                TOWNSHIP_ONE,
-                QueueFilter {
-                    flag: Some("gps_far".into()),
-                    ..QueueFilter::default()
-                },
-            )
-            .await
-            .expect("filtered queue")
-            .is_empty()
-    );
-
-    // A new revision starts without flags until they are computed for it.
-    let second = revise(&visit_one);
-    push_visit(store, &fixture.cadre_a, device, 9, &second).await;
-    let detail = store
-        .visit_detail(&visit_one.visit_id)
-        .await
-        .expect("detail")
-        .expect("visit");
-    assert_eq!(detail.flags, None);
-
-    let mut users = store
-        .visits_with_photo(&arrived.sha256)
-        .await
-        .expect("visits with photo");
-    users.sort();
-    let mut expected = vec![visit_one.visit_id.clone(), visit_two.visit_id.clone()];
-    expected.sort();
-    assert_eq!(users, expected);
-    assert!(
-        store
-            .visits_with_photo(&"f".repeat(64))
-            .await
-            .expect("none")
-            .is_empty()
-    );
-}
-
-/// Abandoned (incomplete) uploads created before the cutoff are deleted and their ids
-/// returned; newer ones, complete ones and blobs stay (one blob serves many photo rows).
-/// Upload rows are stamped when the store receives them, so the cutoffs here lie well
-/// before and well after "now".
-pub async fn abandoned_uploads_expire_and_complete_ones_stay(store: &dyn Store) {
-    let fixture = seeded(store).await;
-    let upload = |user_id: &str| {
-        let content = new_id();
-        UploadRecord {
-            upload_id: new_id(),
-            sha256: hex::encode(Sha256::digest(content.as_bytes())),
-            size_bytes: 1_000,
-            mime_type: "image/jpeg".into(),
-            committed_offset: 0,
-            complete: false,
-            user_id: user_id.to_owned(),
-            last_activity_at: VISIT_TIME,
-        }
-    };
-    let abandoned = upload(&fixture.cadre_a.user_id);
-    let other_user = upload(&fixture.cadre_b.user_id);
-    let finished = upload(&fixture.cadre_a.user_id);
-    let slow = upload(&fixture.cadre_a.user_id);
-    for record in [&abandoned, &other_user, &finished, &slow] {
-        store.start_upload(record.clone()).await.expect("start");
-    }
-    store
-        .set_upload_offset(&abandoned.upload_id, 500, VISIT_TIME + Duration::hours(1))
-        .await
-        .expect("advance");
-    // A slow upload on a 2G link: started at VISIT_TIME, still moving 100 hours later.
-    store
-        .set_upload_offset(&slow.upload_id, 900, VISIT_TIME + Duration::hours(100))
-        .await
-        .expect("advance slowly");
-    store
-        .complete_upload(&finished.upload_id, VISIT_TIME)
-        .await
-        .expect("complete");
-
-    assert_eq!(
-        store
-            .expire_uploads(VISIT_TIME)
-            .await
-            .expect("expire nothing"),
-        Vec::<String>::new(),
-        "uploads active at or after the cutoff stay"
-    );
-    assert!(
-        store
-            .get_upload(&abandoned.upload_id)
-            .await
-            .expect("get")
-            .is_some()
-    );
-
-    // 72 hours after the abandoned upload's last chunk, and long after the slow upload
-    // *started*: only the idle ones go.
-    let now = VISIT_TIME + Duration::hours(1) + Duration::hours(72);
-    let mut expired = store
-        .expire_uploads(now + Duration::hours(1))
-        .await
-        .expect("expire");
-    expired.sort();
-    let mut expected = vec![abandoned.upload_id.clone(), other_user.upload_id.clone()];
-    expected.sort();
-    assert_eq!(expired, expected, "every user's abandoned uploads expire");
-    for gone in &expected {
-        assert_eq!(store.get_upload(gone).await.expect("get"), None);
-    }
-    assert_eq!(
-        store
-            .find_upload_by_sha256(&abandoned.sha256, &fixture.cadre_a.user_id)
-            .await
-            .expect("find"),
-        None,
-        "a start after expiry begins a new upload"
-    );
-    let kept = store
-        .get_upload(&finished.upload_id)
-        .await
-        .expect("get")
-        .expect("complete uploads never expire");
-    assert!(kept.complete);
-    assert!(store.blob_exists(&finished.sha256).await.expect("blob"));
-    let still_moving = store
-        .get_upload(&slow.upload_id)
-        .await
-        .expect("get")
-        .expect("an upload with recent chunks never expires, however old it is");
-    assert_eq!(still_moving.committed_offset, 900);
-    assert_eq!(
-        store
-            .expire_uploads(now + Duration::hours(1))
-            .await
-            .expect("expire again"),
-        Vec::<String>::new(),
-        "expiry is idempotent"
     );
 }
