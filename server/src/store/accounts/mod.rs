@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use fieldsync_model::codes::{CadreRank, Role};
 use time::OffsetDateTime;
 
-use crate::store::StoreResult;
-use crate::store::UserRecord;
+use crate::store::{StoreResult, UserRecord};
 
 /// One account as the accounts page shows it. The ID number is opened (the store seals it
 /// at rest); pages mask it.

@@ -10,17 +10,16 @@ use fieldsync_model::codes::{CadreRank, Role};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use crate::store::UserRecord;
 use crate::store::accounts::{
     Account, AccountEdit, AccountFilter, AccountsStore, CadreDetails, DisableOutcome, LoginState,
     NewAccount,
 };
-use crate::store::sqlite::load_user;
 use crate::store::sqlite::sealing::{USER_PHONE_CONTEXT_SQL, user_phone_context};
 use crate::store::sqlite::{
-    SqliteStore, corrupt, from_millis, load_household, to_millis, tombstone_unless_paired,
+    SqliteStore, corrupt, from_millis, load_household, load_user, to_millis,
+    tombstone_unless_paired,
 };
-use crate::store::{SessionEndReason, StoreError, StoreResult};
+use crate::store::{SessionEndReason, StoreError, StoreResult, UserRecord};
 
 /// SQL: the context of users.id_number.
 pub(crate) const USER_ID_NUMBER_CONTEXT_SQL: &str = "'users.id_number/' || user_id";

@@ -12,13 +12,10 @@ use fieldsync_model::codes::{Crs, Role};
 use fieldsync_model::household::GeoPoint;
 
 use crate::store::areas::{AreaImportApply, AreaImportRun, AreasStore};
-use crate::store::conformance::COUNTY;
-use crate::store::conformance::TOWNSHIP_ONE;
-use crate::store::conformance::TOWNSHIP_TWO;
-use crate::store::conformance::VILLAGE_ONE_A;
-use crate::store::conformance::same_card;
-use crate::store::conformance::seeded;
-use crate::store::conformance::{VISIT_TIME, household, new_id, user};
+use crate::store::conformance::{
+    COUNTY, TOWNSHIP_ONE, TOWNSHIP_TWO, VILLAGE_ONE_A, VISIT_TIME, household, new_id, same_card,
+    seeded, user,
+};
 use crate::store::{Area, SeedData, Store, StoreError, UserRecord};
 
 /// The county every check imports into (a real 12-digit code).

@@ -18,9 +18,7 @@ use async_trait::async_trait;
 use fieldsync_model::areas::{AreaEntry, AreaImportPlan};
 use time::OffsetDateTime;
 
-use crate::store::Area;
-use crate::store::SeedData;
-use crate::store::StoreResult;
+use crate::store::{Area, SeedData, StoreResult};
 
 /// 行政区划导入记录: one applied area import, kept as its audit.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,20 +9,17 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::areas::{AreaEntry, AreaLevel, Attribute, VillageAttributes};
-use fieldsync_model::codes::Crs;
+use fieldsync_model::codes::{CadreRank, Crs};
 use fieldsync_model::household::GeoPoint;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
-use crate::store::Area;
-use crate::store::SeedData;
 use crate::store::areas::{AreaImportApply, AreaImportRun, AreasStore};
-use crate::store::sqlite::{AREA_COLUMNS, insert_household, query_areas, sealing};
 use crate::store::sqlite::{
-    SqliteStore, corrupt, county_townships_sql, display_name_of, from_millis, from_sql_unsigned,
-    load_household, resend_household, to_millis, to_sql_integer,
+    AREA_COLUMNS, SqliteStore, corrupt, county_townships_sql, display_name_of, from_millis,
+    from_sql_unsigned, insert_household, load_household, query_areas, resend_household, sealing,
+    to_millis, to_sql_integer,
 };
-use crate::store::{StoreError, StoreResult};
-use fieldsync_model::codes::CadreRank;
+use crate::store::{Area, SeedData, StoreError, StoreResult};
 
 /// The attribute columns of `village_attributes`, in [`Attribute::ALL`] order (the column
 /// names are the attributes' keys).

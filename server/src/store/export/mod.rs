@@ -7,14 +7,14 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::access::AuditContent;
 use fieldsync_model::codes::ReviewState;
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// One stored record of the append-only, hash-chained audit log (DESIGN §7).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,13 +8,13 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::codes::{CadreRank, ReviewState};
 use fieldsync_model::household::Household;
 use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::visit::{Visit, WellbeingCheck};
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// A cadre actively paired with a household (结对帮扶干部), for the household page and card.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,10 +11,9 @@ use fieldsync_model::sync::MutationPayload;
 use time::Duration;
 use time::macros::datetime;
 
-use crate::store::conformance::VILLAGE_ONE_A;
 use crate::store::conformance::{
-    TOWNSHIP_ONE, TOWNSHIP_TWO, VISIT_MONTH, VISIT_TIME, apply, batch, decision, push_visit,
-    revise, seeded, visit,
+    TOWNSHIP_ONE, TOWNSHIP_TWO, VILLAGE_ONE_A, VISIT_MONTH, VISIT_TIME, apply, batch, decision,
+    push_visit, revise, seeded, visit,
 };
 use crate::store::{Heartbeat, LedgerArea, Store, StoreError};
 

@@ -8,10 +8,10 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// A household without an approved or submitted in-person visit this month.
 #[derive(Debug, Clone, PartialEq)]

@@ -75,7 +75,7 @@ fn households_in(connection: &Connection, area: &LedgerArea) -> StoreResult<Vec<
         townships_of(area, "h.township_id")
     );
     let mut statement = connection.prepare(&sql)?;
-    let rows = statement.query_map(params![area_id(area)], |row| ledger_household_from_row(row))?;
+    let rows = statement.query_map(params![area_id(area)], ledger_household_from_row)?;
     let mut households: Vec<LedgerHousehold> = Vec::new();
     for row in rows {
         let household = row?;
@@ -465,90 +465,6 @@ fn queue_flag_counts(connection: &Connection, area: &LedgerArea) -> StoreResult<
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::SqliteStore;
-    use crate::store::sealed::PiiCipher;
-
-    /// A township of 5,000 households with 12 months of visits (one per household and
-    /// month), written with plain SQL: the ledger reads of one month must use the indexes
-    /// (no scan of every visit) and stay well inside the dashboard's 200 ms budget.
-    #[tokio::test]
-    async fn ledger_reads_of_a_large_township_use_indexes() {
-        let directory = tempfile::TempDir::new().expect("temp dir");
-        let path = directory.path().join("fieldsync.sqlite3");
-        drop(SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate"));
-        let mut connection = Connection::open(&path).expect("open");
-        let transaction = connection.transaction().expect("transaction");
-        transaction
-            .execute_batch(
-                "INSERT INTO areas (area_id, name, level, parent_id) VALUES
-                     ('c', '县', 'county', NULL), ('t', '镇', 'township', 'c'),
-                     ('t2', '镇二', 'township', 'c');
-                 INSERT INTO users (user_id, username, display_name, password_hash, role, area_id)
-                     VALUES ('u', 'u', '干部', '', 'cadre', 't');",
-            )
-            .expect("areas");
-        for household in 0..5_000 {
-            let id = format!("h{household:05}");
-            transaction
-                .execute(
-                    "INSERT INTO households (household_id, township_id, village_id, head_name, card)
-                     VALUES (?1, ?2, ?3, ?1, '{}')",
-                    params![id, if household % 10 == 0 { "t2" } else { "t" }, format!("v{}", household % 20)],
-                )
-                .expect("household");
-            transaction
-                .execute(
-                    "INSERT INTO pairings (cadre_user_id, household_id, is_primary) VALUES ('u', ?1, 1)",
-                    params![id],
-                )
-                .expect("pairing");
-            for month in 1..=12 {
-                transaction
-                    .execute(
-                        "INSERT INTO visits (visit_id, revision, household_id, author_user_id,
-                             device_id, body, content_hash, state, mode, business_month,
-                             submitted_at, checkin_at_ms)
-                         VALUES (?1, 1, ?2, 'u', 'd',
-                             '{\"checkin_at\":\"2025-06-10T02:00:00Z\"}', '', 'approved', 1, ?3, 0,
-                             1749520800000)",
-                        params![format!("{id}-{month}"), id, format!("2025-{month:02}")],
-                    )
-                    .expect("visit");
-            }
-        }
-        transaction.commit().expect("commit");
-
-        let area = LedgerArea::Township("t".into());
-        let plan: Vec<String> = connection
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT v.visit_id FROM visits v
-                 JOIN households h ON h.household_id = v.household_id
-                 WHERE v.business_month = ?2 AND v.state <> 'superseded' AND {}",
-                townships_of(&area, "h.township_id")
-            ))
-            .expect("plan")
-            .query_map(params!["t", "2025-06"], |row| {
-                row.get::<_, String>("detail")
-            })
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("plan rows");
-        assert!(
-            plan.iter().all(|step| !step.starts_with("SCAN v")),
-            "visits are read through an index: {plan:?}"
-        );
-        let started = std::time::Instant::now();
-        let facts = ledger_facts(&connection, &area, "2025-06").expect("facts");
-        let elapsed = started.elapsed();
-        assert_eq!(facts.households.len(), 4_500);
-        assert_eq!(facts.visits.len(), 4_500);
-        println!("ledger_facts for 4,500 households: {elapsed:?} ({plan:?})");
-    }
-}
-
 fn unvisited_households_in(
     connection: &Connection,
     township_id: &str,
@@ -678,5 +594,89 @@ impl LedgerStore for SqliteStore {
         let area = area.clone();
         self.read(move |connection| queue_flag_counts(connection, &area))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use crate::store::sealed::PiiCipher;
+
+    /// A township of 5,000 households with 12 months of visits (one per household and
+    /// month), written with plain SQL: the ledger reads of one month must use the indexes
+    /// (no scan of every visit) and stay well inside the dashboard's 200 ms budget.
+    #[tokio::test]
+    async fn ledger_reads_of_a_large_township_use_indexes() {
+        let directory = tempfile::TempDir::new().expect("temp dir");
+        let path = directory.path().join("fieldsync.sqlite3");
+        drop(SqliteStore::open(&path, PiiCipher::for_tests()).expect("migrate"));
+        let mut connection = Connection::open(&path).expect("open");
+        let transaction = connection.transaction().expect("transaction");
+        transaction
+            .execute_batch(
+                "INSERT INTO areas (area_id, name, level, parent_id) VALUES
+                     ('c', '县', 'county', NULL), ('t', '镇', 'township', 'c'),
+                     ('t2', '镇二', 'township', 'c');
+                 INSERT INTO users (user_id, username, display_name, password_hash, role, area_id)
+                     VALUES ('u', 'u', '干部', '', 'cadre', 't');",
+            )
+            .expect("areas");
+        for household in 0..5_000 {
+            let id = format!("h{household:05}");
+            transaction
+                .execute(
+                    "INSERT INTO households (household_id, township_id, village_id, head_name, card)
+                     VALUES (?1, ?2, ?3, ?1, '{}')",
+                    params![id, if household % 10 == 0 { "t2" } else { "t" }, format!("v{}", household % 20)],
+                )
+                .expect("household");
+            transaction
+                .execute(
+                    "INSERT INTO pairings (cadre_user_id, household_id, is_primary) VALUES ('u', ?1, 1)",
+                    params![id],
+                )
+                .expect("pairing");
+            for month in 1..=12 {
+                transaction
+                    .execute(
+                        "INSERT INTO visits (visit_id, revision, household_id, author_user_id,
+                             device_id, body, content_hash, state, mode, business_month,
+                             submitted_at, checkin_at_ms)
+                         VALUES (?1, 1, ?2, 'u', 'd',
+                             '{\"checkin_at\":\"2025-06-10T02:00:00Z\"}', '', 'approved', 1, ?3, 0,
+                             1749520800000)",
+                        params![format!("{id}-{month}"), id, format!("2025-{month:02}")],
+                    )
+                    .expect("visit");
+            }
+        }
+        transaction.commit().expect("commit");
+
+        let area = LedgerArea::Township("t".into());
+        let plan: Vec<String> = connection
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT v.visit_id FROM visits v
+                 JOIN households h ON h.household_id = v.household_id
+                 WHERE v.business_month = ?2 AND v.state <> 'superseded' AND {}",
+                townships_of(&area, "h.township_id")
+            ))
+            .expect("plan")
+            .query_map(params!["t", "2025-06"], |row| {
+                row.get::<_, String>("detail")
+            })
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN v")),
+            "visits are read through an index: {plan:?}"
+        );
+        let started = std::time::Instant::now();
+        let facts = ledger_facts(&connection, &area, "2025-06").expect("facts");
+        let elapsed = started.elapsed();
+        assert_eq!(facts.households.len(), 4_500);
+        assert_eq!(facts.visits.len(), 4_500);
+        println!("ledger_facts for 4,500 households: {elapsed:?} ({plan:?})");
     }
 }

@@ -2,22 +2,18 @@
 //! offsets, resume and expiry, photo metadata round trips, and the evidence inputs and flags
 //! of a visit. A backend runs them all with one `media_conformance_tests!` line.
 
-use crate::store::CaptureTime;
-use crate::store::DeviceClockReading;
-use crate::store::Heartbeat;
-use crate::store::PhotoMeta;
-use crate::store::QueueFilter;
-use crate::store::Store;
-use crate::store::StoreError;
-use crate::store::UploadRecord;
-use crate::store::conformance::*;
 use fieldsync_model::codes::VisitMode;
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::sync::MutationPayload;
-use sha2::Digest;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use time::Duration;
 use time::macros::datetime;
+
+use crate::store::conformance::*;
+use crate::store::{
+    CaptureTime, DeviceClockReading, Heartbeat, PhotoMeta, QueueFilter, Store, StoreError,
+    UploadRecord,
+};
 
 /// Start (idempotent), find by hash per user, advance, complete; the blob then counts as
 /// received for the visit's photo.

@@ -9,13 +9,12 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::CaptureTime;
-use crate::store::StoreResult;
 use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use time::OffsetDateTime;
+
+use crate::store::{CaptureTime, StoreResult};
 
 /// One in-progress or finished upload.
 #[derive(Debug, Clone, PartialEq)]

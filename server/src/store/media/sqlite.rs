@@ -1,25 +1,20 @@
 //! SQLite side of [`MediaStore`]: the `uploads`, `blobs`, `photos` and `photo_meta` tables
 //! (photo metadata with its pHash split into bands for the near-duplicate index, migration
-//! 0014), and the evidence gathering and flag saving of
-//! `store/sqlite/evidence.rs` run on their own.
+//! 0014), and the evidence gathering and flag saving of `store/sqlite/evidence.rs` run on
+//! their own.
 
-use crate::store::CaptureTime;
-use crate::store::EvidenceInputs;
-use crate::store::MediaStore;
-use crate::store::PhotoMeta;
-use crate::store::StoreError;
-use crate::store::StoreResult;
-use crate::store::UploadRecord;
-use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::{
-    corrupt, decode_json, evidence, from_millis, from_sql_unsigned, to_sql_integer,
-};
-use crate::store::sqlite::{optional_millis, to_millis};
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::visit::PhotoRecord;
-use rusqlite::OptionalExtension;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
+
+use crate::store::sqlite::{
+    SqliteStore, corrupt, decode_json, evidence, from_millis, from_sql_unsigned, optional_millis,
+    to_millis, to_sql_integer,
+};
+use crate::store::{
+    CaptureTime, EvidenceInputs, MediaStore, PhotoMeta, StoreError, StoreResult, UploadRecord,
+};
 
 fn load_upload(connection: &Connection, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
     query_upload(

@@ -6,8 +6,7 @@
 
 use fieldsync_model::access::{ACTION_PAIRING_OVER_QUOTA, AuditContent};
 
-use crate::store::conformance::new_id;
-use crate::store::conformance::{COUNTY, TOWNSHIP_ONE, VISIT_TIME, principal, seeded};
+use crate::store::conformance::{COUNTY, TOWNSHIP_ONE, VISIT_TIME, new_id, principal, seeded};
 use crate::store::{PairingFilter, PrimaryAssignment, ScopeCursor, Store, StoreError};
 
 /// Loads count active primary and secondary pairings; the problem filter lists households

@@ -8,11 +8,11 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::access::AuditContent;
 use fieldsync_model::codes::CadreRank;
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// A cadre of the county with their pairing load (8741).
 #[derive(Debug, Clone, PartialEq)]

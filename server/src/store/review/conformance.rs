@@ -12,18 +12,15 @@ use fieldsync_model::visit::Visit;
 use time::Duration;
 use time::macros::datetime;
 
-use crate::store::PushBatch;
-use crate::store::ScopeCursor;
-use crate::store::StoreError;
-use crate::store::conformance::decision;
-use crate::store::conformance::principal;
-use crate::store::conformance::push_visit;
-use crate::store::conformance::same_card;
 use crate::store::conformance::{
     TOWNSHIP_ONE, TOWNSHIP_TWO, VILLAGE_ONE_A, VILLAGE_ONE_B, VISIT_TIME, apply,
-    assert_all_applied, batch, new_id, photo, revise, seeded, visit,
+    assert_all_applied, batch, decision, new_id, photo, principal, push_visit, revise, same_card,
+    seeded, visit,
 };
-use crate::store::{QueueFilter, QueuePosition, Store, StoredDecision, UploadRecord, UserRecord};
+use crate::store::{
+    PushBatch, QueueFilter, QueuePosition, ScopeCursor, Store, StoreError, StoredDecision,
+    UploadRecord, UserRecord,
+};
 
 /// Push one visit (and its photos) received by the server at `received_at`.
 async fn push_at(

@@ -8,14 +8,14 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::household::Household;
 use fieldsync_model::review::{DecisionRequest, VisitStatus};
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// One row of the review queue.
 #[derive(Debug, Clone, PartialEq)]

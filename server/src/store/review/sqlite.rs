@@ -9,24 +9,21 @@
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use fieldsync_model::evidence::EvidenceFlag;
+use fieldsync_model::review::Decision;
 use fieldsync_model::visit::{PhotoRecord, Visit};
-use rusqlite::{Connection, OptionalExtension, ToSql, named_params};
+use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, named_params, params};
 use time::OffsetDateTime;
 
-use crate::store::OperationalCounts;
 use crate::store::review::{
     FacetCount, HouseholdPhoto, QueueFacets, QueueFilter, QueueItem, ReviewStore, StoredDecision,
     VisitDetail, VisitRevision,
 };
-use crate::store::sqlite::encode_json;
-use crate::store::sqlite::{CHANGE_KIND_VISIT_STATUS, load_household, log_change, township_of};
 use crate::store::sqlite::{
-    SqliteStore, corrupt, decode_flags, decode_json, from_millis, from_sql_unsigned,
-    load_visit_status, parse_state, to_millis,
+    CHANGE_KIND_VISIT_STATUS, SqliteStore, corrupt, decode_flags, decode_json, encode_json,
+    from_millis, from_sql_unsigned, load_household, load_visit_status, log_change, parse_state,
+    to_millis, township_of,
 };
-use crate::store::{StoreError, StoreResult};
-use fieldsync_model::review::Decision;
-use rusqlite::{Transaction, params};
+use crate::store::{OperationalCounts, StoreError, StoreResult};
 
 /// The queue's rows: latest revisions in state SUBMITTED of the township's households, with
 /// every filter as an optional named parameter (NULL = not filtering on it). Shared by the

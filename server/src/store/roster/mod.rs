@@ -7,10 +7,10 @@ pub mod conformance;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;
-
-use crate::store::StoreResult;
 use fieldsync_model::register::Stamp;
 use time::OffsetDateTime;
+
+use crate::store::StoreResult;
 
 /// 导入记录: one applied roster import (建档立卡花名册导入), kept as its audit.
 #[derive(Debug, Clone, PartialEq)]

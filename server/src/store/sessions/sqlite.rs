@@ -3,22 +3,14 @@
 //! reads (`store/sqlite/memo.rs`).
 
 use async_trait::async_trait;
-
-use crate::store::Principal;
-use crate::store::RefreshOutcome;
-use crate::store::RefreshRotation;
-use crate::store::SessionEndReason;
-use crate::store::SessionInfo;
-use crate::store::SessionKind;
-use crate::store::SessionLookup;
-use crate::store::SessionRecord;
-use crate::store::SessionsStore;
-use crate::store::StoreResult;
-use crate::store::sqlite::SqliteStore;
-use crate::store::sqlite::{corrupt, from_millis, parse_role, to_millis};
-use rusqlite::OptionalExtension;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
+
+use crate::store::sqlite::{SqliteStore, corrupt, from_millis, parse_role, to_millis};
+use crate::store::{
+    Principal, RefreshOutcome, RefreshRotation, SessionEndReason, SessionInfo, SessionKind,
+    SessionLookup, SessionRecord, SessionsStore, StoreResult,
+};
 
 fn parse_session_kind(text: &str) -> StoreResult<SessionKind> {
     SessionKind::parse(text).ok_or_else(|| corrupt(format!("unknown session kind {text:?}")))
