@@ -78,7 +78,7 @@ pub(crate) fn encode_push_result(result: &PushResult) -> StoreResult<String> {
         last_processed_seq: result.last_processed_seq,
     };
     serde_json::to_string(&stored)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))
 }
 
 pub(crate) fn decode_push_result(text: &str) -> StoreResult<PushResult> {

@@ -37,7 +37,7 @@ pub(super) fn sealed_card_json(pii: &PiiCipher, household: &Household) -> StoreR
         );
     }
     serde_json::to_string(&card)
-        .map_err(|error| StoreError::Database(format!("cannot encode household card: {error}")))
+        .map_err(|error| StoreError::database_caused_by("cannot encode household card", error))
 }
 
 /// A stored card opened; `server_seq` is the column's, which every logged change updates.

@@ -57,7 +57,7 @@ fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
 
 fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))
 }
 
 /// Households' township and location as read earlier in the same push.
@@ -291,7 +291,7 @@ async fn submit_visit(
 ) -> Result<MutationOutcome, WriteError> {
     let (body, content_hash) = visit
         .canonical_json_and_hash()
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))?;
     let stored_revisions: Vec<(i32, String, String, String)> = client
         .query(
             "SELECT revision, household_id, content_hash, state FROM visits
