@@ -26,13 +26,12 @@ pub(in crate::store) mod memo;
 pub(in crate::store) mod pull;
 pub(in crate::store) mod sealing;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role};
 use fieldsync_model::evidence::EvidenceFlag;
@@ -54,9 +53,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
-    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeBounds,
-    ScopeCursor, SessionLookup, Store, StoreError, StoreResult, UserRecord,
+    Area, ChangeLogBounds, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat,
+    PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeBounds, SessionLookup,
+    StoreError, StoreResult, UserRecord,
 };
 use crate::store::households::sqlite as households;
 use crate::store::sealed::PiiCipher;
@@ -204,7 +203,7 @@ const MAX_PULL_LIMIT: u32 = 10_000;
 const CHANGE_KIND_HOUSEHOLD: &str = "household";
 pub(in crate::store) const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
 /// A reassignment tombstone, addressed to the cadre who lost the household.
-const CHANGE_KIND_REMOVED: &str = "removed";
+pub(in crate::store) const CHANGE_KIND_REMOVED: &str = "removed";
 
 /// The SQLite store. Cheap to clone: clones share the same connections.
 #[derive(Debug, Clone)]
@@ -240,7 +239,7 @@ pub(in crate::store) struct Connections {
 }
 
 /// Who pulled (what decides the scope), from where, and the page size.
-type UpToDatePullKey = (String, &'static str, String, String, u32);
+pub(in crate::store) type UpToDatePullKey = (String, &'static str, String, String, u32);
 
 /// Memo capacities: a county has a few thousand devices, each with one live token.
 const MEMO_CAPACITY: usize = 16_384;
@@ -1096,7 +1095,10 @@ fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
     }
 }
 
-fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResult<PushResult> {
+pub(in crate::store) fn apply_push_in(
+    transaction: &Transaction<'_>,
+    batch: &PushBatch,
+) -> StoreResult<PushResult> {
     let cached: Option<(String, String)> = transaction
         .query_row(
             "SELECT fingerprint, result FROM push_batches WHERE batch_id = ?1",
@@ -1236,7 +1238,7 @@ fn hlc_to_sql(hlc: Hlc) -> StoreResult<i64> {
     to_sql_integer(hlc.as_u64(), "hlc")
 }
 
-fn hlc_from_sql(value: i64) -> StoreResult<Hlc> {
+pub(in crate::store) fn hlc_from_sql(value: i64) -> StoreResult<Hlc> {
     Ok(Hlc::from_u64(from_sql_unsigned(value, "hlc")?))
 }
 
@@ -1527,7 +1529,7 @@ pub(in crate::store) fn add_member(
     Ok(MutationOutcome::Applied)
 }
 
-fn resolve_conflict_in(
+pub(in crate::store) fn resolve_conflict_in(
     transaction: &Transaction<'_>,
     resolution: &ConflictResolution,
 ) -> StoreResult<Stamp> {
@@ -1670,7 +1672,7 @@ fn pending_conflicts_sql() -> String {
 }
 
 /// `user_id`'s own edits in open conflict records, oldest first.
-fn pending_conflicts_in(
+pub(in crate::store) fn pending_conflicts_in(
     connection: &Connection,
     user_id: &str,
 ) -> StoreResult<Vec<PendingConflict>> {
@@ -1710,7 +1712,7 @@ fn pending_conflicts_in(
     Ok(pending)
 }
 
-fn open_conflicts_in(
+pub(in crate::store) fn open_conflicts_in(
     connection: &Connection,
     township_id: &str,
 ) -> StoreResult<Vec<ConflictRecord>> {
@@ -1792,7 +1794,7 @@ pub(in crate::store) fn optional_millis(
     instant.map(to_millis).transpose()
 }
 
-fn record_heartbeat_in(
+pub(in crate::store) fn record_heartbeat_in(
     transaction: &Transaction<'_>,
     device_id: &str,
     user_id: &str,
@@ -1836,7 +1838,7 @@ const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
 /// a minute of the stored one, stored less than a minute ago. The phone sends a heartbeat
 /// with every pull; writing an unchanged one again would make each sync wait for a durable
 /// commit (an fsync) while the console learns nothing new.
-fn heartbeat_unchanged(
+pub(in crate::store) fn heartbeat_unchanged(
     stored: Option<&StoredHeartbeat>,
     user_id: &str,
     heartbeat: &Heartbeat,
@@ -1878,7 +1880,7 @@ pub(in crate::store) struct StoredHeartbeat {
     server_time: i64,
 }
 
-fn stored_heartbeat_in(
+pub(in crate::store) fn stored_heartbeat_in(
     connection: &Connection,
     device_id: &str,
 ) -> StoreResult<Option<StoredHeartbeat>> {
@@ -1903,7 +1905,7 @@ fn stored_heartbeat_in(
         .optional()?)
 }
 
-fn device_backlog_in(
+pub(in crate::store) fn device_backlog_in(
     connection: &Connection,
     township_id: &str,
 ) -> StoreResult<Vec<DeviceBacklog>> {
@@ -2230,14 +2232,18 @@ fn newest_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64>
 }
 
 /// Every scope's floor, for scopes that have one.
-fn scope_floors_in(connection: &Connection) -> StoreResult<BTreeMap<String, i64>> {
+pub(in crate::store) fn scope_floors_in(
+    connection: &Connection,
+) -> StoreResult<BTreeMap<String, i64>> {
     let mut statement =
         connection.prepare("SELECT scope_id, floor_seq FROM scope_floors ORDER BY scope_id")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn change_log_bounds_in(connection: &Connection) -> StoreResult<ChangeLogBounds> {
+pub(in crate::store) fn change_log_bounds_in(
+    connection: &Connection,
+) -> StoreResult<ChangeLogBounds> {
     let mut statement = connection.prepare(
         "SELECT scope_counters.scope_id, last_seq, COALESCE(floor_seq, 0)
          FROM scope_counters LEFT JOIN scope_floors USING (scope_id)
@@ -2350,257 +2356,11 @@ pub(in crate::store) fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag
         .collect())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn visit_owner(&self, visit_id: &str) -> StoreResult<Option<(String, String)>> {
-        let visit_id = visit_id.to_owned();
-        self.read(move |connection| {
-            // The first revision's author owns the visit; later revisions are corrections.
-            Ok(connection
-                .query_row(
-                    "SELECT household_id, author_user_id FROM visits
-                     WHERE visit_id = ?1 ORDER BY revision LIMIT 1",
-                    params![visit_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?)
-        })
-        .await
-    }
-
-    async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult> {
-        self.write(move |transaction| apply_push_in(transaction, &batch))
-            .await
-    }
-
-    async fn apply_push_with_flags(
-        &self,
-        batch: PushBatch,
-        flags: super::PushFlagWork,
-    ) -> StoreResult<PushResult> {
-        self.write(move |transaction| {
-            let result = apply_push_in(transaction, &batch)?;
-            let (visit_ids, photo_sha256s) =
-                crate::evidence::stored_targets(&result, &flags.targets);
-            if !visit_ids.is_empty() {
-                // Only the visits this push stored: a rejected entry may carry another body
-                // under a stored id and revision.
-                let applied: HashSet<u64> = result
-                    .outcomes
-                    .iter()
-                    .filter(|(_, outcome)| matches!(outcome, MutationOutcome::Applied))
-                    .map(|(seq, _)| *seq)
-                    .collect();
-                let pushed: evidence::PushedVisits<'_> = batch
-                    .entries
-                    .iter()
-                    .filter(|entry| applied.contains(&entry.seq))
-                    .filter_map(|entry| match &entry.action {
-                        PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
-                            Some((visit.visit_id.as_str(), visit))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                evidence::flag_work_in_savepoint(transaction, &pushed, |work| {
-                    crate::evidence::refresh_after_push_in(
-                        work,
-                        &visit_ids,
-                        &photo_sha256s,
-                        &flags.settings,
-                    )
-                })?;
-            }
-            Ok(result)
-        })
-        .await
-    }
-
-    async fn pull_changes(
-        &self,
-        principal: &Principal,
-        cursor: &ScopeCursor,
-        limit: u32,
-    ) -> StoreResult<PullChanges> {
-        let key: UpToDatePullKey = (
-            principal.user_id.clone(),
-            principal.role.as_str(),
-            principal.area_id.clone(),
-            cursor.encode(),
-            limit,
-        );
-        let generation = self.inner.write_generation.current();
-        if let Some(nothing_new) = self.inner.up_to_date_pulls.get(&key, generation) {
-            return Ok(nothing_new);
-        }
-        let principal = principal.clone();
-        let cursor = cursor.clone();
-        let changes = self
-            .read(move |connection| pull::pull_changes_in(connection, &principal, &cursor, limit))
-            .await?;
-        // Only answers with nothing in them are kept: they are small, and they are what a
-        // phone that is up to date asks for on every sync.
-        let nothing_new = changes.households.is_empty()
-            && changes.visit_statuses.is_empty()
-            && changes.removed_household_ids.is_empty()
-            && changes.income_registrations.is_empty()
-            && !changes.has_more;
-        if nothing_new {
-            self.inner
-                .up_to_date_pulls
-                .put(key, generation, changes.clone());
-        }
-        Ok(changes)
-    }
-
-    fn committed_writes(&self) -> u64 {
-        self.inner.committed_writes.load(Ordering::Relaxed)
-    }
-
-    async fn register_history(
-        &self,
-        household_id: &str,
-        target: &FieldTarget,
-        field: &str,
-    ) -> StoreResult<Vec<RegisterWrite>> {
-        let household_id = household_id.to_owned();
-        let target_key = target.as_key();
-        let field = field.to_owned();
-        self.read(move |connection| {
-            register_history_in(connection, &household_id, &target_key, &field)
-        })
-        .await
-    }
-
-    async fn max_register_hlc(&self) -> StoreResult<Hlc> {
-        self.read(|connection| {
-            let highest: Option<i64> =
-                connection
-                    .query_row("SELECT MAX(hlc) FROM register_writes", [], |row| row.get(0))?;
-            highest.map_or(Ok(Hlc::ZERO), hlc_from_sql)
-        })
-        .await
-    }
-
-    async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| open_conflicts_in(connection, &township_id))
-            .await
-    }
-
-    async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>> {
-        // Every pull's checkpoint asks: answered from memory while nothing was written.
-        let key = user_id.to_owned();
-        let user_id = user_id.to_owned();
-        self.read_memoized(
-            |connections| &connections.pending_conflicts,
-            key,
-            move |connection| pending_conflicts_in(connection, &user_id),
-        )
-        .await
-    }
-
-    async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp> {
-        self.write(move |transaction| resolve_conflict_in(transaction, &resolution))
-            .await
-    }
-
-    async fn compact_change_log(
-        &self,
-        tombstones_before: OffsetDateTime,
-    ) -> StoreResult<ChangeLogCompaction> {
-        self.write(move |transaction| {
-            // Entries superseded by a later entry for the same thing carry nothing a pull
-            // still needs: every cursor before them also reads the later one.
-            let superseded = transaction.execute(
-                "DELETE FROM change_log AS old
-                 WHERE kind <> ?1 AND EXISTS (
-                     SELECT 1 FROM change_log AS newer
-                     WHERE newer.kind = old.kind AND newer.household_id = old.household_id
-                       AND newer.entity_id = old.entity_id AND newer.revision = old.revision
-                       AND newer.seq > old.seq)",
-                params![CHANGE_KIND_REMOVED],
-            )?;
-            let before = to_millis(tombstones_before)?;
-            let expired: Vec<(String, i64)> = {
-                let mut statement = transaction.prepare(
-                    "SELECT scope_id, MAX(scope_seq) FROM change_log
-                     WHERE kind = ?1 AND logged_at < ?2 GROUP BY scope_id",
-                )?;
-                let rows = statement.query_map(params![CHANGE_KIND_REMOVED, before], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let tombstones = transaction.execute(
-                "DELETE FROM change_log WHERE kind = ?1 AND logged_at < ?2",
-                params![CHANGE_KIND_REMOVED, before],
-            )?;
-            for (scope_id, floor) in expired {
-                transaction.execute(
-                    "INSERT INTO scope_floors (scope_id, floor_seq) VALUES (?1, ?2)
-                     ON CONFLICT (scope_id) DO UPDATE
-                     SET floor_seq = max(floor_seq, excluded.floor_seq)",
-                    params![scope_id, floor],
-                )?;
-            }
-            Ok(ChangeLogCompaction {
-                superseded_deleted: superseded as u64,
-                tombstones_deleted: tombstones as u64,
-                floors: scope_floors_in(transaction)?,
-            })
-        })
-        .await
-    }
-
-    async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
-        self.read_memoized(
-            |connections| &connections.change_log_bounds,
-            (),
-            change_log_bounds_in,
-        )
-        .await
-    }
-
-    async fn record_heartbeat(
-        &self,
-        device_id: &str,
-        user_id: &str,
-        heartbeat: Heartbeat,
-        server_time: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let device_id = device_id.to_owned();
-        let user_id = user_id.to_owned();
-        let stored = {
-            let device_id = device_id.clone();
-            self.read_memoized(
-                |connections| &connections.heartbeats,
-                device_id.clone(),
-                move |connection| stored_heartbeat_in(connection, &device_id),
-            )
-            .await?
-        };
-        if heartbeat_unchanged(stored.as_ref(), &user_id, &heartbeat, server_time)? {
-            return Ok(());
-        }
-        self.write(move |transaction| {
-            record_heartbeat_in(transaction, &device_id, &user_id, &heartbeat, server_time)
-        })
-        .await
-    }
-
-    async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| device_backlog_in(connection, &township_id))
-            .await
-    }
-}
-
 #[cfg(test)]
 pub(in crate::store) mod tests {
     use super::*;
     use crate::store::conformance;
-    use crate::store::{AccountsStore, AreasStore, HouseholdsStore, ReviewStore};
+    use crate::store::{AccountsStore, AreasStore, HouseholdsStore, ReviewStore, SyncStore};
     use fieldsync_model::codes::VisitMode;
     use tempfile::TempDir;
 
@@ -2615,58 +2375,19 @@ pub(in crate::store) mod tests {
         (directory, store)
     }
 
-    /// One `#[tokio::test]` per conformance check, each on a fresh database file.
-    macro_rules! conformance_tests {
-        ($($check:ident),+ $(,)?) => {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let (_directory, store) = open_temp_store();
-                    conformance::$check(&store).await;
-                }
-            )+
-        };
-    }
-
-    conformance_tests!(
-        compaction_keeps_current_records_and_expires_old_tombstones,
-        push_applies_and_dedupes_resent_seqs,
-        same_batch_id_replays_or_is_refused,
-        rejected_entry_consumes_its_seq,
-        unknown_references_are_rejected,
-        reused_ids_are_rejected,
-        new_revision_supersedes_the_old_one,
-        pull_is_scoped_to_the_principal,
-        pull_pages_with_cursor_and_has_more,
-        push_with_flags_is_one_commit,
-        registered_income_reaches_the_pull_with_its_household,
-        register_writes_converge_in_either_order,
-        no_conflict_for_seen_same_value_or_same_device,
-        duplicate_register_write_is_not_applied_twice,
-        member_add_wins_and_removal_is_a_tombstone,
-        stale_base_seq_after_a_losing_write,
-        resolving_a_conflict_writes_the_choice_and_closes_the_register,
-        heartbeats_list_the_oldest_unsent_data_first,
-        a_repeated_heartbeat_is_not_rewritten_within_a_minute,
-        repeated_reads_see_every_write_in_between,
-        a_visit_after_a_location_edit_in_the_same_push_is_measured_from_the_new_place,
-        townships_advance_their_sequences_independently,
-        a_township_missing_from_the_cursor_starts_at_zero,
-    );
-
-    crate::store::ledger::conformance::ledger_conformance_tests!(open_temp_store);
-    crate::store::sessions::conformance::sessions_conformance_tests!(open_temp_store);
-    crate::store::areas::conformance::areas_conformance_tests!(open_temp_store);
-    crate::store::search::conformance::search_conformance_tests!(open_temp_store);
+    // Every area's conformance checks, each a `#[tokio::test]` on a fresh database file.
     crate::store::accounts::conformance::accounts_conformance_tests!(open_temp_store);
+    crate::store::areas::conformance::areas_conformance_tests!(open_temp_store);
     crate::store::export::conformance::export_conformance_tests!(open_temp_store);
-    crate::store::pairings::conformance::pairings_conformance_tests!(open_temp_store);
-    crate::store::roster::conformance::roster_conformance_tests!(open_temp_store);
     crate::store::households::conformance::households_conformance_tests!(open_temp_store);
-
-    crate::store::review::conformance::review_conformance_tests!(open_temp_store);
-
+    crate::store::ledger::conformance::ledger_conformance_tests!(open_temp_store);
     crate::store::media::conformance::media_conformance_tests!(open_temp_store);
+    crate::store::pairings::conformance::pairings_conformance_tests!(open_temp_store);
+    crate::store::review::conformance::review_conformance_tests!(open_temp_store);
+    crate::store::roster::conformance::roster_conformance_tests!(open_temp_store);
+    crate::store::search::conformance::search_conformance_tests!(open_temp_store);
+    crate::store::sessions::conformance::sessions_conformance_tests!(open_temp_store);
+    crate::store::sync::conformance::sync_conformance_tests!(open_temp_store);
 
     fn user_version(connection: &Connection) -> i64 {
         connection
