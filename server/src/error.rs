@@ -66,18 +66,6 @@ fn describe_ahead(ahead_millis: u64) -> String {
     }
 }
 
-/// An error and its sources, outermost first, joined by ": " for one log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -116,9 +104,9 @@ impl From<StoreError> for ServiceError {
             }
             // Only what waiting can cure is left here: a busy or locked database, I/O, a
             // full disk (see `From<rusqlite::Error> for StoreError`).
-            error @ StoreError::Database { .. } => {
-                // The whole chain: the backend's own error is the source.
-                let detail = error_chain(&error);
+            StoreError::Database {
+                message: detail, ..
+            } => {
                 tracing::error!(%detail, "storage failure");
                 Self::Unavailable
             }

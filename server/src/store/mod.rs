@@ -68,8 +68,9 @@ pub use sync::{
 /// Errors of the storage layer. Callers map them to one public error at the boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A failure that waiting can cure (busy, locked, I/O, full disk), with the backend's
-    /// own error kept as the source so logs show the whole chain.
+    /// A failure that waiting can cure (busy, locked, I/O, full disk). `message` reads as
+    /// before (it names the cause); the backend's own error is kept as the source, so a
+    /// caller can still tell what it was.
     #[error("database error: {message}")]
     Database {
         message: String,

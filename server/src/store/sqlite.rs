@@ -270,7 +270,7 @@ impl From<rusqlite::Error> for StoreError {
                     message: format!("refused by the database: {error}"),
                 },
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => corrupt(&error),
-                _ => StoreError::database_caused_by("the database refused the request", error),
+                _ => StoreError::database_caused_by(error.to_string(), error),
             },
             rusqlite::Error::ToSqlConversionFailure(_) => StoreError::InvalidValue {
                 field: "record".into(),
@@ -280,7 +280,7 @@ impl From<rusqlite::Error> for StoreError {
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::Utf8Error(..) => corrupt(&error),
-            _ => StoreError::database_caused_by("the database call failed", error),
+            _ => StoreError::database_caused_by(error.to_string(), error),
         }
     }
 }
@@ -290,8 +290,9 @@ pub(in crate::store) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 pub(in crate::store) fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))
+    serde_json::to_string(value).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })
 }
 
 pub(in crate::store) fn decode_json<T: for<'de> Deserialize<'de>>(
@@ -647,7 +648,7 @@ fn apply_migrations(
         }
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction.execute_batch(sql).map_err(|error| {
-            StoreError::database_caused_by(format!("migration {version} {name}"), error)
+            StoreError::database_caused_by(format!("migration {version} {name}: {error}"), error)
         })?;
         // PRAGMA takes no bound parameters; the version is our own constant.
         if *version == PII_AT_REST_VERSION {
@@ -1978,9 +1979,9 @@ fn submit_visit(
     places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
     // The body is the very text the content hash is taken of: one serialisation.
-    let (body, content_hash) = visit
-        .canonical_json_and_hash()
-        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))?;
+    let (body, content_hash) = visit.canonical_json_and_hash().map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })?;
     // Every stored revision of this visit id in one index probe (a visit has a handful at
     // most): the duplicate, id-collision, stale-revision and superseded checks below all
     // read this list instead of probing the table four times per pushed visit.

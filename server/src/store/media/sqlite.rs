@@ -78,7 +78,7 @@ const NAIVE_TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>
 
 fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
     let encoding = |error: time::error::Format| {
-        StoreError::database_caused_by("cannot encode an EXIF time", error)
+        StoreError::database_caused_by(format!("cannot encode an EXIF time: {error}"), error)
     };
     Ok(match captured {
         CaptureTime::Offset(instant) => (

@@ -194,7 +194,10 @@ impl PostgresStore {
     /// the SQLite store does, so sealed values are the same text on both backends.
     pub async fn connect(url: &str, pii: PiiCipher, pool: PoolSettings) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url.parse().map_err(|error| {
-            StoreError::database_caused_by("database_url is not a PostgreSQL URL", error)
+            StoreError::database_caused_by(
+                format!("database_url is not a PostgreSQL URL: {error}"),
+                error,
+            )
         })?;
         Self::connect_with_config(config, pii, pool).await
     }

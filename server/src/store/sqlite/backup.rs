@@ -92,7 +92,7 @@ pub(super) fn backup_before_migration(
     std::fs::create_dir_all(backups).map_err(|error| {
         StoreError::database_caused_by(
             format!(
-                "cannot create the pre-migration backup folder {}",
+                "cannot create the pre-migration backup folder {}: {error}",
                 backups.display()
             ),
             error,
@@ -102,7 +102,9 @@ pub(super) fn backup_before_migration(
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
-        .map_err(|error| StoreError::database_caused_by("backup file name", error))?;
+        .map_err(|error| {
+            StoreError::database_caused_by(format!("backup file name: {error}"), error)
+        })?;
     // Two upgrades within one second (a retried start) must not overwrite the first copy.
     let mut destination = backups.join(format!("pre-migration-v{from_version}-{stamp}.sqlite"));
     let mut attempt = 1;
@@ -174,6 +176,9 @@ fn sync_file(path: &Path) -> StoreResult<()> {
     std::fs::File::open(path)
         .and_then(|file| file.sync_all())
         .map_err(|error| {
-            StoreError::database_caused_by(format!("cannot sync {}", path.display()), error)
+            StoreError::database_caused_by(
+                format!("cannot sync {}: {error}", path.display()),
+                error,
+            )
         })
 }
