@@ -286,7 +286,7 @@ pub fn settings_change_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{ExportStore, SqliteStore};
 
     fn content(subject: &str) -> AuditContent {
         AuditContent {

@@ -104,7 +104,9 @@ impl From<StoreError> for ServiceError {
             }
             // Only what waiting can cure is left here: a busy or locked database, I/O, a
             // full disk (see `From<rusqlite::Error> for StoreError`).
-            StoreError::Database(detail) => {
+            StoreError::Database {
+                message: detail, ..
+            } => {
                 tracing::error!(%detail, "storage failure");
                 Self::Unavailable
             }

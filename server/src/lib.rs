@@ -2,39 +2,39 @@
 //! supervisor console on one port. The binary `fieldsync-server` is a thin wrapper around
 //! [`run`]; tests call [`run`] with a listener bound to port 0.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod area_import;
 pub mod audit;
 pub mod auth;
 pub mod backup;
-pub mod cadre_import;
+pub(crate) mod cadre_import;
 pub mod clock;
 pub mod demo;
 pub mod error;
 pub mod evidence;
-pub mod export;
+pub(crate) mod export;
 pub mod grpc;
-pub mod households;
-pub mod http;
+pub(crate) mod households;
+pub(crate) mod http;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
-pub mod login_guard;
+pub(crate) mod login_guard;
 pub mod login_throttle;
 pub mod media;
 pub mod monitoring;
-pub mod pairings;
+pub(crate) mod pairings;
 pub mod password_pool;
 pub mod pii_rotation;
 pub mod review;
 pub mod roster_import;
-pub mod search;
-pub mod sessions;
+pub(crate) mod search;
+pub(crate) mod sessions;
 pub mod settings;
 pub mod setup;
 pub mod store;
 pub mod sync;
-pub mod text;
+pub(crate) mod text;
 pub mod tls;
 
 use std::future::Future;

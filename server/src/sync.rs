@@ -8,28 +8,25 @@
 //! with a typed "device clock wrong" error; HLCs 5 min–24 h ahead are stored clamped. Only a
 //! committed batch moves the server's own HLC forward.
 //!
-//! Pull (issue #10 item 5): a page of the caller's scope leaves the server under the same
-//! field policy as the console ([`channel_disclosure`] over [`Channel::GrpcPull`]): a cadre
+//! Pull (`pull.rs`, issue #10 item 5): a page of the caller's scope leaves the server under
+//! the same field policy as the console (`channel_disclosure` over `Channel::GrpcPull`): a cadre
 //! gets full ID numbers and phones for their own paired households, every staff role gets
 //! them masked. A masked value can therefore reach a phone, so push refuses an edit that
 //! would write one back.
 
-use fieldsync_model::access::{
-    Channel, SensitiveField, channel_disclosure, disclose_household, looks_masked,
-    writes_masked_value,
-};
+use fieldsync_model::access::{looks_masked, writes_masked_value};
 use fieldsync_model::codes::Role;
 use fieldsync_model::hlc::{Hlc, IncomingHlc, check_incoming, unix_millis};
-use fieldsync_model::register::PendingConflict;
 use fieldsync_model::sync::{Mutation, MutationPayload, RejectCode};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
+pub mod pull;
+
 use crate::AppState;
 use crate::error::ServiceError;
 use crate::store::{
-    FlagTarget, Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushFlagWork,
-    PushResult, ScopeCursor,
+    FlagTarget, Heartbeat, Principal, PushAction, PushBatch, PushEntry, PushFlagWork, PushResult,
 };
 
 /// Most mutations one push may carry; phones send small batches on 2G links.
@@ -187,45 +184,6 @@ async fn checked_push(
         state.observe_hlc(*highest);
     }
     Ok(result)
-}
-
-/// One page of the caller's scope from `cursor`, with ID numbers and phones disclosed as
-/// the caller's role allows over gRPC.
-pub async fn pull(
-    state: &AppState,
-    principal: &Principal,
-    cursor: &ScopeCursor,
-    limit: u32,
-) -> Result<PullChanges, ServiceError> {
-    let mut changes = state.store.pull_changes(principal, cursor, limit).await?;
-    // A cadre's pull scope is exactly their active pairings (primary or helper), so every
-    // household in it is their own; staff scopes are areas, where nothing is their own.
-    let own_paired_household = principal.role == Role::Cadre;
-    let disclosure_of = |field| {
-        channel_disclosure(
-            principal.role,
-            field,
-            Channel::GrpcPull,
-            own_paired_household,
-            false,
-        )
-    };
-    let id_numbers = disclosure_of(SensitiveField::IdNumber);
-    let phones = disclosure_of(SensitiveField::Phone);
-    for household in &mut changes.households {
-        disclose_household(household, id_numbers, phones);
-    }
-    Ok(changes)
-}
-
-/// The caller's own field edits that wait in open conflict records for a township
-/// supervisor: every pull tells the phone (issue 14 §4), so the cadre learns that an edit
-/// is not settled even though the card may show the other value.
-pub async fn pending_conflicts(
-    state: &AppState,
-    principal: &Principal,
-) -> Result<Vec<PendingConflict>, ServiceError> {
-    Ok(state.store.pending_conflicts(&principal.user_id).await?)
 }
 
 /// The HLC to store for each mutation, or the typed clock error when any of them is more

@@ -7,7 +7,7 @@
 //! server on a loopback port. Then, over real gRPC, the county admin (the "county pull"), the
 //! first township's supervisor (the "township pull") and one cadre each pull their whole
 //! scope from an empty cursor until the checkpoint. Production path driven:
-//! `Sync.Pull` → `grpc::sync_service::stream_scope` → `sync::pull` →
+//! `Sync.Pull` → `grpc::sync_service::stream_scope` → `sync::pull::page` →
 //! `SqliteStore::pull_changes` → `store::sqlite::pull::pull_changes_in`, 200 entries a page.
 //!
 //! The reference, side by side in the same run, is the smallest county: each row's time per

@@ -11,7 +11,7 @@
 //! - Pull: `Sync.Pull` with the cursor of the caller's previous pull, as a phone syncs when
 //!   nothing changed; with the heartbeat the phone core sends on every pull
 //!   (`client-core` `sync::pull`), and once more without it. Each caller is a different
-//!   cadre. Production path: `Sync.Pull` → `sync::pull` → `pull_changes_in`.
+//!   cadre. Production path: `Sync.Pull` → `sync::pull::page` → `pull_changes_in`.
 //! - Review: `Review.GetVisit` of a submitted visit by the township supervisor. A
 //!   console-less review app lists the queue once per screen (50 items a page) but opens
 //!   every visit it judges, so GetVisit is the Review call it makes most.

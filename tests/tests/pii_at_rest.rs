@@ -517,7 +517,7 @@ async fn rotation_reseals_every_value_and_old_data_still_reads() {
     // The data reads back the same with the rotated key folder.
     let cipher = PiiCipher::load_or_create(key_dir.path()).expect("keys");
     let store = SqliteStore::open(&settings.sqlite_path(), cipher).expect("open");
-    use fieldsync_server::store::Store;
+    use fieldsync_server::store::HouseholdsStore;
     let reread = store
         .get_household(&household_id)
         .await
@@ -548,7 +548,7 @@ async fn the_wrong_key_folder_fails_with_a_typed_error_not_garbage() {
     let other_keys = tempfile::tempdir().expect("temp dir");
     let cipher = PiiCipher::load_or_create(other_keys.path()).expect("keys");
     let store = SqliteStore::open(&path, cipher).expect("open");
-    use fieldsync_server::store::Store;
+    use fieldsync_server::store::{HouseholdsStore, RosterStore};
     match store.get_household(&household_id).await {
         Err(StoreError::Sealed(message)) => {
             assert!(message.contains("not in the key folder"), "{message}");

@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 
 use super::{check_client, invalid_wire, principal_of};
 use crate::AppState;
-use crate::store::{CursorError, CursorOutOfRange, Heartbeat, Principal, ScopeCursor};
+use crate::store::{Heartbeat, Principal, ScopeCursor};
+use crate::sync::pull::PullStart;
 use crate::sync::{PushInput, fingerprint};
 
 /// Change-log entries read per page. Small pages keep memory flat on the server and let a
@@ -151,53 +152,13 @@ impl v1::sync_server::Sync for SyncService {
         let request = request.into_inner();
         check_client(&self.state, request.client.as_ref())?;
         let heartbeat = heartbeat_from_wire(request.heartbeat.as_ref(), request.client.as_ref())?;
-        // The heartbeat is stored before the answer (so the console never lags a finished
-        // sync), but alongside the bounds read rather than before it: a pull waits for one
-        // store round trip less.
-        let record_heartbeat = async {
-            if let Some(heartbeat) = heartbeat {
-                crate::sync::record_heartbeat(&self.state, &principal, heartbeat).await;
-            }
+        let opened = crate::sync::pull::open(&self.state, &principal, &request.cursor, heartbeat)
+            .await
+            .map_err(Status::from)?;
+        let cursor = match opened {
+            PullStart::Serve(cursor) => cursor,
+            PullStart::Reset(reason) => return Ok(reset_stream(reason)),
         };
-        let ((), bounds) = tokio::join!(record_heartbeat, self.state.store.change_log_bounds());
-        let bounds =
-            bounds.map_err(|error| Status::from(crate::error::ServiceError::from(error)))?;
-        // The cursor is opaque to phones: `v2:<township>=<seq>,...` (see `ScopeCursor`).
-        // Anything else is RESET, and so is a plain decimal: the single global sequence of
-        // servers before per-scope sequences, which every phone sends once after the upgrade
-        // and then re-downloads its scope (keeping its outbox). An empty cursor is a fresh
-        // download and is always served.
-        let cursor = match ScopeCursor::parse(&request.cursor) {
-            Ok(cursor) => cursor,
-            Err(CursorError::Legacy) => {
-                return Ok(reset_stream(
-                    "cursor predates per-scope sequences; pull the scope again",
-                ));
-            }
-            Err(CursorError::UnknownVersion | CursorError::Malformed(_)) => {
-                return Ok(reset_stream(
-                    "cursor is not one this server issued; pull the scope again",
-                ));
-            }
-        };
-        match bounds.check(&cursor) {
-            Ok(()) => {}
-            // A position below its scope's floor predates tombstones that were compacted
-            // away: the phone may still hold a household it lost, so it must download its
-            // scope anew.
-            Err(CursorOutOfRange::BelowFloor { .. }) => {
-                return Ok(reset_stream(
-                    "cursor is older than the tombstone horizon; pull the scope again",
-                ));
-            }
-            // A position the scope never issued yet: the server was restored from an older
-            // backup, and waiting would silently skip everything written since.
-            Err(CursorOutOfRange::AheadOfServer { .. }) => {
-                return Ok(reset_stream(
-                    "cursor is ahead of this server (restored from a backup?); pull the scope again",
-                ));
-            }
-        }
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -237,7 +198,7 @@ async fn stream_scope(
 ) -> Result<(), Status> {
     let mut checksum = Sha256::new();
     loop {
-        let changes = crate::sync::pull(state, principal, &cursor, PULL_PAGE_ENTRIES)
+        let changes = crate::sync::pull::page(state, principal, &cursor, PULL_PAGE_ENTRIES)
             .await
             .map_err(Status::from)?;
         cursor = changes.next_cursor;
@@ -269,7 +230,7 @@ async fn stream_scope(
     }
     // Every checkpoint carries the caller's complete list, so a settled conflict leaves the
     // phone's list at its next pull even when nothing else changed.
-    let pending = crate::sync::pending_conflicts(state, principal)
+    let pending = crate::sync::pull::pending_conflicts(state, principal)
         .await
         .map_err(Status::from)?;
     let checkpoint = v1::Checkpoint {

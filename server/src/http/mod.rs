@@ -80,8 +80,6 @@ use crate::auth;
 use crate::error::ServiceError;
 use crate::store::{Principal, SessionLookup};
 
-pub use forms::reason_field;
-
 /// Name of the console's session cookie.
 pub const SESSION_COOKIE: &str = "fieldsync_session";
 /// Device id the console's sessions are bound to.

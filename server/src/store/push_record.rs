@@ -77,8 +77,9 @@ pub(crate) fn encode_push_result(result: &PushResult) -> StoreResult<String> {
             .collect(),
         last_processed_seq: result.last_processed_seq,
     };
-    serde_json::to_string(&stored)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+    serde_json::to_string(&stored).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })
 }
 
 pub(crate) fn decode_push_result(text: &str) -> StoreResult<PushResult> {

@@ -9,6 +9,7 @@
 //! Schema changes are numbered SQL files in `migrations/`, embedded at build time and applied
 //! in order, each in its own transaction, with the version kept in `PRAGMA user_version`.
 
+use crate::store::search::sqlite as search;
 /// SQL: the ids of the townships of the county bound as `?1` (a township bound as `?1` has
 /// none). A macro, so `const` SQL can `concat!` it: every county-wide query then agrees on
 /// what the county's townships are.
@@ -17,41 +18,32 @@ macro_rules! county_townships_sql {
         "SELECT area_id FROM areas WHERE parent_id = ?1 AND level = 'township'"
     };
 }
+pub(in crate::store) use county_townships_sql;
 
-mod accounts;
-mod areas;
 pub mod backup;
-mod evidence;
-mod export;
-mod households;
-mod ledger;
-mod memo;
-mod pairings;
-mod pull;
-mod review_loop;
-mod roster;
-mod sealing;
-mod search;
+pub(in crate::store) mod evidence;
+pub(in crate::store) mod memo;
+pub(in crate::store) mod pull;
+pub(in crate::store) mod sealing;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use fieldsync_model::CodeList;
-use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role, VisitMode};
+use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role};
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
-use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
+use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::register::{
     FieldEdit, FieldTarget, PendingConflict, RegisterWrite, Stamp, apply_value, current, merge,
     validate_edit,
 };
-use fieldsync_model::review::{Decision, ReturnReason, VisitStatus};
+use fieldsync_model::review::{ReturnReason, VisitStatus};
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use rusqlite::{
@@ -60,16 +52,12 @@ use rusqlite::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::sessions::SessionsStore;
 use super::{
-    Area, ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
-    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushEntry, PushResult, QueueFilter,
-    QueueItem, RefreshOutcome, RefreshRotation, ScopeBounds, ScopeCursor, SeedData,
-    SessionEndReason, SessionInfo, SessionKind, SessionLookup, SessionRecord, Store, StoreError,
-    StoreResult, StoredDecision, UnvisitedHousehold, UploadRecord, UserRecord, VisitDetail,
+    Area, ChangeLogBounds, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat,
+    PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeBounds, SessionLookup,
+    StoreError, StoreResult, UserRecord,
 };
-use super::{CaptureTime, EvidenceInputs, PhotoMeta};
-use super::{HouseholdDossier, LatestWellbeingCheck};
+use crate::store::households::sqlite as households;
 use crate::store::sealed::PiiCipher;
 use sealing::{CONFLICT_CONTEXT_SQL, REGISTER_CONTEXT_SQL, USER_PHONE_CONTEXT_SQL};
 
@@ -209,52 +197,49 @@ const WRITER_STATEMENT_CACHE: usize = 128;
 /// in-process writer mutex means this only matters for external tools holding the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Review queue page size when the caller asks for 0 items.
-const DEFAULT_QUEUE_PAGE: u32 = 100;
-
 /// Largest pull page, so a phone asking for "everything" cannot make one huge response.
 const MAX_PULL_LIMIT: u32 = 10_000;
 
 const CHANGE_KIND_HOUSEHOLD: &str = "household";
-const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
+pub(in crate::store) const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
 /// A reassignment tombstone, addressed to the cadre who lost the household.
-const CHANGE_KIND_REMOVED: &str = "removed";
+pub(in crate::store) const CHANGE_KIND_REMOVED: &str = "removed";
 
 /// The SQLite store. Cheap to clone: clones share the same connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    inner: Arc<Connections>,
+    pub(in crate::store) inner: Arc<Connections>,
 }
 
 #[derive(Debug)]
-struct Connections {
-    path: PathBuf,
+pub(in crate::store) struct Connections {
+    pub(in crate::store) path: PathBuf,
     /// Registered on every connection as the `pii_*` SQL functions (sqlite/sealing.rs).
-    pii: PiiCipher,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    pub(in crate::store) pii: PiiCipher,
+    pub(in crate::store) writer: Mutex<Connection>,
+    pub(in crate::store) readers: Mutex<Vec<Connection>>,
     /// The key new audit records are signed with (HMAC); `None` only for stores opened
     /// without one (unit tests, tools), which append legacy SHA-256 records.
-    audit_key: Option<crate::keys::SecretKey>,
+    pub(in crate::store) audit_key: Option<crate::keys::SecretKey>,
     /// Transactions committed on the writer connection (its commit hook counts them).
-    committed_writes: Arc<AtomicU64>,
+    pub(in crate::store) committed_writes: Arc<AtomicU64>,
     /// Bumped after every write transaction ends; the memos below are valid only within one.
-    write_generation: memo::WriteGeneration,
+    pub(in crate::store) write_generation: memo::WriteGeneration,
     /// Session lookups by token hash: every authenticated call makes one.
-    sessions: memo::Memo<String, Option<SessionLookup>>,
+    pub(in crate::store) sessions: memo::Memo<String, Option<SessionLookup>>,
     /// The change-log bounds every pull checks its cursor against.
-    change_log_bounds: memo::Memo<(), ChangeLogBounds>,
+    pub(in crate::store) change_log_bounds: memo::Memo<(), ChangeLogBounds>,
     /// Each device's stored heartbeat, which every pull compares its new one with.
-    heartbeats: memo::Memo<String, Option<StoredHeartbeat>>,
+    pub(in crate::store) heartbeats: memo::Memo<String, Option<StoredHeartbeat>>,
     /// Pulls that found nothing new, by caller scope, cursor and page size: what a phone
     /// polling with an up-to-date cursor asks again and again.
-    up_to_date_pulls: memo::Memo<UpToDatePullKey, PullChanges>,
+    pub(in crate::store) up_to_date_pulls: memo::Memo<UpToDatePullKey, PullChanges>,
     /// Each user's edits waiting in a conflict, which every pull's checkpoint carries.
-    pending_conflicts: memo::Memo<String, Vec<PendingConflict>>,
+    pub(in crate::store) pending_conflicts: memo::Memo<String, Vec<PendingConflict>>,
 }
 
 /// Who pulled (what decides the scope), from where, and the page size.
-type UpToDatePullKey = (String, &'static str, String, String, u32);
+pub(in crate::store) type UpToDatePullKey = (String, &'static str, String, String, u32);
 
 /// Memo capacities: a county has a few thousand devices, each with one live token.
 const MEMO_CAPACITY: usize = 16_384;
@@ -285,7 +270,7 @@ impl From<rusqlite::Error> for StoreError {
                     message: format!("refused by the database: {error}"),
                 },
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => corrupt(&error),
-                _ => StoreError::Database(error.to_string()),
+                _ => StoreError::database_caused_by(error.to_string(), error),
             },
             rusqlite::Error::ToSqlConversionFailure(_) => StoreError::InvalidValue {
                 field: "record".into(),
@@ -295,25 +280,29 @@ impl From<rusqlite::Error> for StoreError {
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::Utf8Error(..) => corrupt(&error),
-            _ => StoreError::Database(error.to_string()),
+            _ => StoreError::database_caused_by(error.to_string(), error),
         }
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(in crate::store) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+pub(in crate::store) fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> StoreResult<T> {
+pub(in crate::store) fn decode_json<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    what: &str,
+) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|error| corrupt(format!("{what}: {error}")))
 }
 
-fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
+pub(in crate::store) fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
         StoreError::InvalidValue {
             field: "timestamp".into(),
@@ -322,7 +311,7 @@ fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
     })
 }
 
-fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
+pub(in crate::store) fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|error| corrupt(format!("timestamp {millis}: {error}")))
 }
@@ -330,119 +319,26 @@ fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
 /// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
 /// Too large is the caller's value, not a storage fault, so it is `InvalidValue` (never the
 /// retryable UNAVAILABLE).
-fn to_sql_integer(value: u64, what: &str) -> StoreResult<i64> {
+pub(in crate::store) fn to_sql_integer(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::InvalidValue {
         field: what.to_owned(),
         message: format!("{value} is too large (at most {})", i64::MAX),
     })
 }
 
-fn from_sql_unsigned<T: TryFrom<i64>>(value: i64, what: &str) -> StoreResult<T> {
+pub(in crate::store) fn from_sql_unsigned<T: TryFrom<i64>>(
+    value: i64,
+    what: &str,
+) -> StoreResult<T> {
     T::try_from(value).map_err(|_| corrupt(format!("{what} {value} is out of range")))
 }
 
-fn parse_role(name: &str) -> StoreResult<Role> {
+pub(in crate::store) fn parse_role(name: &str) -> StoreResult<Role> {
     Role::parse(name).ok_or_else(|| corrupt(format!("unknown role {name:?}")))
 }
 
-fn parse_state(name: &str) -> StoreResult<ReviewState> {
+pub(in crate::store) fn parse_state(name: &str) -> StoreResult<ReviewState> {
     ReviewState::parse(name).ok_or_else(|| corrupt(format!("unknown review state {name:?}")))
-}
-
-fn parse_session_kind(text: &str) -> StoreResult<SessionKind> {
-    SessionKind::parse(text).ok_or_else(|| corrupt(format!("unknown session kind {text:?}")))
-}
-
-/// One session with its user, selected by `where_clause` over `sessions s` with `?1 = key`.
-fn load_session(
-    connection: &Connection,
-    where_clause: &str,
-    key: &str,
-) -> StoreResult<Option<SessionLookup>> {
-    type Row = (
-        (String, String, String, String, String, String),
-        (i64, bool, i64, String, Option<String>),
-    );
-    let sql = format!(
-        "SELECT s.session_id, s.kind, u.user_id, u.display_name, u.role, u.area_id,
-                s.expires_at, s.refresh_sha256 IS NOT NULL, s.last_seen_at, s.last_ip,
-                s.end_reason, s.device_id
-           FROM sessions s JOIN users u ON u.user_id = s.user_id
-          WHERE {where_clause}"
-    );
-    let row: Option<(Row, String)> = connection
-        .query_row(&sql, params![key], |row| {
-            Ok((
-                (
-                    (
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ),
-                    (
-                        row.get(6)?,
-                        row.get(7)?,
-                        row.get(8)?,
-                        row.get(9)?,
-                        row.get(10)?,
-                    ),
-                ),
-                row.get(11)?,
-            ))
-        })
-        .optional()?;
-    let Some((
-        (
-            (session_id, kind, user_id, display_name, role, area_id),
-            (expires_at, refreshable, last_seen_at, last_ip, end_reason),
-        ),
-        device_id,
-    )) = row
-    else {
-        return Ok(None);
-    };
-    let ended = end_reason
-        .map(|text| {
-            SessionEndReason::parse(&text)
-                .ok_or_else(|| corrupt(format!("session {session_id}: end reason {text:?}")))
-        })
-        .transpose()?;
-    Ok(Some(SessionLookup {
-        kind: parse_session_kind(&kind)?,
-        principal: Principal {
-            role: parse_role(&role)?,
-            user_id,
-            display_name,
-            area_id,
-            device_id,
-        },
-        session_id,
-        expires_at: from_millis(expires_at)?,
-        refreshable,
-        last_seen_at: from_millis(last_seen_at)?,
-        last_ip,
-        ended,
-    }))
-}
-
-/// Mark the sessions matching `where_clause` (`?1 = key`) ended, if they are not already.
-fn end_sessions_in(
-    transaction: &Transaction<'_>,
-    where_clause: &str,
-    key: &str,
-    reason: SessionEndReason,
-    at_millis: i64,
-) -> StoreResult<usize> {
-    Ok(transaction.execute(
-        &format!(
-            "UPDATE sessions SET ended_at = ?2, end_reason = ?3
-              WHERE {where_clause} AND ended_at IS NULL"
-        ),
-        params![key, at_millis, reason.as_str()],
-    )?)
 }
 
 impl SqliteStore {
@@ -522,7 +418,7 @@ impl SqliteStore {
     }
 
     /// Run `work` on a pooled read-only connection in a blocking thread.
-    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    pub(in crate::store) async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -551,7 +447,7 @@ impl SqliteStore {
 
     /// Like [`SqliteStore::read`], answering from `memo` while no write has ended since the
     /// same read under `key` (sqlite/memo.rs).
-    async fn read_memoized<K, T, F>(
+    pub(in crate::store) async fn read_memoized<K, T, F>(
         &self,
         memo: fn(&Connections) -> &memo::Memo<K, T>,
         key: K,
@@ -573,7 +469,7 @@ impl SqliteStore {
 
     /// Run `work` in one immediate write transaction on the writer connection, committing
     /// when it returns `Ok` and rolling back (on drop) when it returns `Err`.
-    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    pub(in crate::store) async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -638,7 +534,7 @@ fn configure_writer(connection: &Connection) -> StoreResult<()> {
     // without shared memory) would silently weaken the durability promise, so refuse it.
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::database(format!(
             "could not enable WAL journal mode (got {mode:?})"
         )));
     }
@@ -728,7 +624,7 @@ fn apply_migrations(
     let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
     if current > newest {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::database(format!(
             "database schema version {current} is newer than this server knows ({newest}); \
              upgrade the server"
         )));
@@ -752,7 +648,7 @@ fn apply_migrations(
         }
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction.execute_batch(sql).map_err(|error| {
-            StoreError::Database(format!("migration {version} {name}: {error}"))
+            StoreError::database_caused_by(format!("migration {version} {name}: {error}"), error)
         })?;
         // PRAGMA takes no bound parameters; the version is our own constant.
         if *version == PII_AT_REST_VERSION {
@@ -828,7 +724,7 @@ fn log_entry(connection: &Connection, entry: &ChangeEntry<'_>) -> StoreResult<i6
 }
 
 /// Log a change of a household in township `scope_id`; returns its global row id (`seq`).
-fn log_change(
+pub(in crate::store) fn log_change(
     connection: &Connection,
     scope_id: &str,
     household_id: &str,
@@ -851,7 +747,10 @@ fn log_change(
 }
 
 /// The township of a stored household (the scope its changes are logged in).
-fn township_of(connection: &Connection, household_id: &str) -> StoreResult<String> {
+pub(in crate::store) fn township_of(
+    connection: &Connection,
+    household_id: &str,
+) -> StoreResult<String> {
     connection
         .query_row(
             "SELECT township_id FROM households WHERE household_id = ?1",
@@ -862,9 +761,10 @@ fn township_of(connection: &Connection, household_id: &str) -> StoreResult<Strin
         .ok_or_else(|| corrupt(format!("change for missing household {household_id}")))
 }
 
-const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
+pub(in crate::store) const AREA_COLUMNS: &str =
+    "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
 
-fn query_areas(
+pub(in crate::store) fn query_areas(
     connection: &Connection,
     sql: &str,
     parameters: impl rusqlite::Params,
@@ -899,7 +799,10 @@ fn query_areas(
     Ok(areas)
 }
 
-fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Option<Household>> {
+pub(in crate::store) fn load_household(
+    connection: &Connection,
+    household_id: &str,
+) -> StoreResult<Option<Household>> {
     let row: Option<(String, i64)> = connection
         .prepare_cached(
             "SELECT pii_open_card(card), server_seq FROM households WHERE household_id = ?1",
@@ -913,7 +816,7 @@ fn load_household(connection: &Connection, household_id: &str) -> StoreResult<Op
 /// A household's township and registered location, without opening its sealed fields or
 /// decoding the whole card (the push and evidence paths need only these two). The location
 /// object is the card's own JSON text, decoded by the same serde as the card.
-fn household_place(
+pub(in crate::store) fn household_place(
     connection: &Connection,
     household_id: &str,
 ) -> StoreResult<Option<(String, Option<GeoPoint>)>> {
@@ -933,14 +836,17 @@ fn household_place(
     .transpose()
 }
 
-fn decode_household(card: &str, server_seq: i64) -> StoreResult<Household> {
+pub(in crate::store) fn decode_household(card: &str, server_seq: i64) -> StoreResult<Household> {
     let mut household: Household = decode_json(card, "household card")?;
     // The column is authoritative: it is updated with every logged change of the household.
     household.server_seq = server_seq;
     Ok(household)
 }
 
-fn household_exists(connection: &Connection, household_id: &str) -> StoreResult<bool> {
+pub(in crate::store) fn household_exists(
+    connection: &Connection,
+    household_id: &str,
+) -> StoreResult<bool> {
     Ok(connection
         .query_row(
             "SELECT 1 FROM households WHERE household_id = ?1",
@@ -952,7 +858,7 @@ fn household_exists(connection: &Connection, household_id: &str) -> StoreResult<
 }
 
 /// The review status of one revision: its state plus the decision on it, if any.
-fn load_visit_status(
+pub(in crate::store) fn load_visit_status(
     connection: &Connection,
     visit_id: &str,
     revision: u32,
@@ -1008,7 +914,7 @@ fn load_visit_status(
     }))
 }
 
-fn load_user(
+pub(in crate::store) fn load_user(
     connection: &Connection,
     where_clause: &str,
     key: &str,
@@ -1064,64 +970,11 @@ fn load_user(
     }))
 }
 
-fn load_upload(connection: &Connection, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
-    query_upload(
-        connection,
-        "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete, user_id,
-                last_activity_at
-         FROM uploads WHERE upload_id = ?1",
-        params![upload_id],
-    )
-}
-
-fn query_upload(
-    connection: &Connection,
-    sql: &str,
-    parameters: impl rusqlite::Params,
-) -> StoreResult<Option<UploadRecord>> {
-    type UploadRow = (String, String, i64, String, i64, bool, String, i64);
-    let row: Option<UploadRow> = connection
-        .query_row(sql, parameters, |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
-        })
-        .optional()?;
-    row.map(
-        |(
-            upload_id,
-            sha256,
-            size_bytes,
-            mime_type,
-            committed_offset,
-            complete,
-            user_id,
-            last_activity_at,
-        )| {
-            Ok(UploadRecord {
-                last_activity_at: from_millis(last_activity_at)?,
-                size_bytes: from_sql_unsigned(size_bytes, "upload size")?,
-                committed_offset: from_sql_unsigned(committed_offset, "upload offset")?,
-                upload_id,
-                sha256,
-                mime_type,
-                complete,
-                user_id,
-            })
-        },
-    )
-    .transpose()
-}
-
 /// Store a new household and log it for pull (seed and roster import).
-fn insert_household(transaction: &Transaction<'_>, household: &Household) -> StoreResult<()> {
+pub(in crate::store) fn insert_household(
+    transaction: &Transaction<'_>,
+    household: &Household,
+) -> StoreResult<()> {
     // Logging first gives the household its server_seq, so the stored card and the column
     // agree from the start, and a phone whose scope contains it receives it on its next pull.
     let seq = log_household_change(transaction, household)?;
@@ -1243,7 +1096,10 @@ fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
     }
 }
 
-fn apply_push_in(transaction: &Transaction<'_>, batch: &PushBatch) -> StoreResult<PushResult> {
+pub(in crate::store) fn apply_push_in(
+    transaction: &Transaction<'_>,
+    batch: &PushBatch,
+) -> StoreResult<PushResult> {
     let cached: Option<(String, String)> = transaction
         .query_row(
             "SELECT fingerprint, result FROM push_batches WHERE batch_id = ?1",
@@ -1383,12 +1239,12 @@ fn hlc_to_sql(hlc: Hlc) -> StoreResult<i64> {
     to_sql_integer(hlc.as_u64(), "hlc")
 }
 
-fn hlc_from_sql(value: i64) -> StoreResult<Hlc> {
+pub(in crate::store) fn hlc_from_sql(value: i64) -> StoreResult<Hlc> {
     Ok(Hlc::from_u64(from_sql_unsigned(value, "hlc")?))
 }
 
 /// Every write of one register, in the order the server applied them.
-fn register_history_in(
+pub(in crate::store) fn register_history_in(
     connection: &Connection,
     household_id: &str,
     target_key: &str,
@@ -1473,14 +1329,17 @@ fn log_household_change(transaction: &Transaction<'_>, card: &Household) -> Stor
 
 /// Log a change of the household and save the card with its sequence, so every phone in
 /// scope pulls the household again (with what hangs off it).
-fn resend_household(transaction: &Transaction<'_>, card: &mut Household) -> StoreResult<()> {
+pub(in crate::store) fn resend_household(
+    transaction: &Transaction<'_>,
+    card: &mut Household,
+) -> StoreResult<()> {
     let seq = log_household_change(transaction, card)?;
     save_household(transaction, card, seq)
 }
 
 /// What storing one register write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RegisterOutcome {
+pub(in crate::store) enum RegisterOutcome {
     /// A write with the same stamp is already stored.
     Duplicate,
     /// Stored at `seq`; `conflicts` concurrent writes with other values were found.
@@ -1491,7 +1350,7 @@ enum RegisterOutcome {
 /// history, store it at the household's next change sequence, show it on the card if it
 /// wins, record conflicts for the township, and save the card.
 #[allow(clippy::too_many_arguments)]
-fn write_register(
+pub(in crate::store) fn write_register(
     transaction: &Transaction<'_>,
     card: &mut Household,
     target: &FieldTarget,
@@ -1627,7 +1486,7 @@ fn edit_field(
 
 /// Add-wins member rows: a new id is appended; an id already on the card keeps its stored
 /// row (a retry is a duplicate; other differences are edits, which travel as field writes).
-fn add_member(
+pub(in crate::store) fn add_member(
     transaction: &Transaction<'_>,
     household_id: &str,
     member: &Member,
@@ -1671,7 +1530,7 @@ fn add_member(
     Ok(MutationOutcome::Applied)
 }
 
-fn resolve_conflict_in(
+pub(in crate::store) fn resolve_conflict_in(
     transaction: &Transaction<'_>,
     resolution: &ConflictResolution,
 ) -> StoreResult<Stamp> {
@@ -1762,7 +1621,10 @@ fn resolve_conflict_in(
     Ok(stamp)
 }
 
-fn display_name_of(connection: &Connection, user_id: &str) -> StoreResult<String> {
+pub(in crate::store) fn display_name_of(
+    connection: &Connection,
+    user_id: &str,
+) -> StoreResult<String> {
     let name: Option<String> = connection
         .query_row(
             "SELECT display_name FROM users WHERE user_id = ?1",
@@ -1811,7 +1673,7 @@ fn pending_conflicts_sql() -> String {
 }
 
 /// `user_id`'s own edits in open conflict records, oldest first.
-fn pending_conflicts_in(
+pub(in crate::store) fn pending_conflicts_in(
     connection: &Connection,
     user_id: &str,
 ) -> StoreResult<Vec<PendingConflict>> {
@@ -1851,7 +1713,7 @@ fn pending_conflicts_in(
     Ok(pending)
 }
 
-fn open_conflicts_in(
+pub(in crate::store) fn open_conflicts_in(
     connection: &Connection,
     township_id: &str,
 ) -> StoreResult<Vec<ConflictRecord>> {
@@ -1927,11 +1789,13 @@ fn open_conflicts_in(
     Ok(records)
 }
 
-fn optional_millis(instant: Option<OffsetDateTime>) -> StoreResult<Option<i64>> {
+pub(in crate::store) fn optional_millis(
+    instant: Option<OffsetDateTime>,
+) -> StoreResult<Option<i64>> {
     instant.map(to_millis).transpose()
 }
 
-fn record_heartbeat_in(
+pub(in crate::store) fn record_heartbeat_in(
     transaction: &Transaction<'_>,
     device_id: &str,
     user_id: &str,
@@ -1975,7 +1839,7 @@ const HEARTBEAT_REWRITE_AFTER_MILLIS: i64 = 60_000;
 /// a minute of the stored one, stored less than a minute ago. The phone sends a heartbeat
 /// with every pull; writing an unchanged one again would make each sync wait for a durable
 /// commit (an fsync) while the console learns nothing new.
-fn heartbeat_unchanged(
+pub(in crate::store) fn heartbeat_unchanged(
     stored: Option<&StoredHeartbeat>,
     user_id: &str,
     heartbeat: &Heartbeat,
@@ -2006,7 +1870,7 @@ fn heartbeat_unchanged(
 
 /// A device's heartbeat as stored (times in Unix milliseconds).
 #[derive(Debug, Clone)]
-struct StoredHeartbeat {
+pub(in crate::store) struct StoredHeartbeat {
     user_id: String,
     unsent_mutations: i64,
     pending_uploads: i64,
@@ -2017,7 +1881,7 @@ struct StoredHeartbeat {
     server_time: i64,
 }
 
-fn stored_heartbeat_in(
+pub(in crate::store) fn stored_heartbeat_in(
     connection: &Connection,
     device_id: &str,
 ) -> StoreResult<Option<StoredHeartbeat>> {
@@ -2042,7 +1906,7 @@ fn stored_heartbeat_in(
         .optional()?)
 }
 
-fn device_backlog_in(
+pub(in crate::store) fn device_backlog_in(
     connection: &Connection,
     township_id: &str,
 ) -> StoreResult<Vec<DeviceBacklog>> {
@@ -2115,9 +1979,9 @@ fn submit_visit(
     places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
     // The body is the very text the content hash is taken of: one serialisation.
-    let (body, content_hash) = visit
-        .canonical_json_and_hash()
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+    let (body, content_hash) = visit.canonical_json_and_hash().map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })?;
     // Every stored revision of this visit id in one index probe (a visit has a handful at
     // most): the duplicate, id-collision, stale-revision and superseded checks below all
     // read this list instead of probing the table four times per pushed visit.
@@ -2369,14 +2233,18 @@ fn newest_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64>
 }
 
 /// Every scope's floor, for scopes that have one.
-fn scope_floors_in(connection: &Connection) -> StoreResult<BTreeMap<String, i64>> {
+pub(in crate::store) fn scope_floors_in(
+    connection: &Connection,
+) -> StoreResult<BTreeMap<String, i64>> {
     let mut statement =
         connection.prepare("SELECT scope_id, floor_seq FROM scope_floors ORDER BY scope_id")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn change_log_bounds_in(connection: &Connection) -> StoreResult<ChangeLogBounds> {
+pub(in crate::store) fn change_log_bounds_in(
+    connection: &Connection,
+) -> StoreResult<ChangeLogBounds> {
     let mut statement = connection.prepare(
         "SELECT scope_counters.scope_id, last_seq, COALESCE(floor_seq, 0)
          FROM scope_counters LEFT JOIN scope_floors USING (scope_id)
@@ -2396,7 +2264,7 @@ fn change_log_bounds_in(connection: &Connection) -> StoreResult<ChangeLogBounds>
     })
 }
 
-fn reassign_household_in(
+pub(in crate::store) fn reassign_household_in(
     transaction: &Transaction<'_>,
     household_id: &str,
     new_cadre_user_id: &str,
@@ -2441,7 +2309,7 @@ fn reassign_household_in(
 /// After a pairing of `cadre` with the household ended: unless the cadre keeps another
 /// active pairing with it (a primary who stays as a helper), address a tombstone to the
 /// cadre so their phone purges the household and flags its drafts for hand-over.
-fn tombstone_unless_paired(
+pub(in crate::store) fn tombstone_unless_paired(
     transaction: &Transaction<'_>,
     card: &Household,
     cadre_user_id: &str,
@@ -2477,258 +2345,11 @@ fn tombstone_unless_paired(
 
 // ----- review -----
 
-/// The latest revision of a visit: (revision, household, author, state, hash, body,
-/// submitted_at, distance).
-type LatestVisitRow = (
-    u32,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<f64>,
-);
-
-fn latest_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<LatestVisitRow>> {
-    Ok(connection
-        .prepare_cached(
-            "SELECT revision, household_id, author_user_id, state, content_hash, body,
-                    submitted_at, distance_m
-             FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
-        )?
-        .query_row(params![visit_id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
-        })
-        .optional()?)
-}
-
-fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
-    let Some((revision, household_id, author, state, content_hash, body, submitted_at, distance_m)) =
-        latest_visit(connection, visit_id)?
-    else {
-        return Ok(None);
-    };
-    let visit: Visit = decode_json(&body, "visit")?;
-    let household = load_household(connection, &household_id)?.ok_or_else(|| {
-        corrupt(format!(
-            "visit {visit_id} names missing household {household_id}"
-        ))
-    })?;
-    let cadre_name: Option<String> = connection
-        .prepare_cached("SELECT display_name FROM users WHERE user_id = ?1")?
-        .query_row(params![author], |row| row.get(0))
-        .optional()?;
-    let mut photos = Vec::new();
-    let mut photo_ids_received = Vec::new();
-    {
-        let mut statement = connection.prepare_cached(
-            "SELECT p.body, b.sha256 IS NOT NULL
-             FROM photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
-             WHERE p.visit_id = ?1 ORDER BY p.rowid",
-        )?;
-        let rows = statement.query_map(params![visit_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
-        })?;
-        for row in rows {
-            let (body, received) = row?;
-            let photo: PhotoRecord = decode_json(&body, "photo record")?;
-            if received {
-                photo_ids_received.push(photo.photo_id.clone());
-            }
-            photos.push(photo);
-        }
-    }
-    let status = load_visit_status(connection, visit_id, revision)?
-        .ok_or_else(|| corrupt(format!("visit {visit_id} revision {revision} vanished")))?;
-    let flags: Option<String> = connection
-        .prepare_cached("SELECT evidence_flags FROM visits WHERE visit_id = ?1 AND revision = ?2")?
-        .query_row(params![visit_id, revision], |row| row.get(0))?;
-    Ok(Some(VisitDetail {
-        flags: flags.as_deref().map(decode_flags).transpose()?,
-        visit,
-        household,
-        cadre_name: cadre_name.unwrap_or_else(|| author.clone()),
-        cadre_user_id: author,
-        state: parse_state(&state)?,
-        content_hash,
-        submitted_at: from_millis(submitted_at)?,
-        distance_m,
-        photos,
-        photo_ids_received,
-        status,
-    }))
-}
-
 // ----- photo metadata and evidence -----
-
-/// `YYYY-MM-DDTHH:MM:SS`: an EXIF local time without a zone.
-const NAIVE_TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-
-fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
-    let encoding = |error: time::error::Format| {
-        StoreError::Database(format!("cannot encode an EXIF time: {error}"))
-    };
-    Ok(match captured {
-        CaptureTime::Offset(instant) => (
-            instant
-                .format(&time::format_description::well_known::Rfc3339)
-                .map_err(encoding)?,
-            true,
-        ),
-        CaptureTime::Local(local) => (local.format(NAIVE_TIME_FORMAT).map_err(encoding)?, false),
-    })
-}
-
-fn decode_capture_time(text: &str, has_offset: bool) -> StoreResult<CaptureTime> {
-    let bad = |error: time::error::Parse| corrupt(format!("EXIF time {text:?}: {error}"));
-    Ok(if has_offset {
-        CaptureTime::Offset(
-            OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map_err(bad)?,
-        )
-    } else {
-        CaptureTime::Local(time::PrimitiveDateTime::parse(text, NAIVE_TIME_FORMAT).map_err(bad)?)
-    })
-}
-
-/// Columns of `photo_meta` in the order [`photo_meta_from_row`] reads them, prefixed by the
-/// table alias `m`.
-const PHOTO_META_COLUMNS: &str = "m.mime_type, m.width, m.height, m.exif_time,
-    m.exif_time_has_offset, m.exif_lat, m.exif_lon, m.gps_time, m.make, m.model,
-    m.orientation, m.phash, m.exif_damaged";
-
-/// The raw `photo_meta` columns of one row, starting at column `first`.
-type PhotoMetaRow = (
-    (String, u32, u32, Option<String>, bool, Option<f64>),
-    (
-        Option<f64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<u16>,
-        i64,
-    ),
-    bool,
-);
-
-fn photo_meta_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PhotoMetaRow> {
-    Ok((
-        (
-            row.get(first)?,
-            row.get(first + 1)?,
-            row.get(first + 2)?,
-            row.get(first + 3)?,
-            row.get(first + 4)?,
-            row.get(first + 5)?,
-        ),
-        (
-            row.get(first + 6)?,
-            row.get(first + 7)?,
-            row.get(first + 8)?,
-            row.get(first + 9)?,
-            row.get(first + 10)?,
-            row.get(first + 11)?,
-        ),
-        row.get(first + 12)?,
-    ))
-}
-
-fn photo_meta_from_row(row: PhotoMetaRow) -> StoreResult<PhotoMeta> {
-    let (
-        (mime_type, width, height, exif_time, has_offset, lat),
-        (lon, gps_time, make, model, orientation, phash),
-        exif_damaged,
-    ) = row;
-    Ok(PhotoMeta {
-        mime_type,
-        width,
-        height,
-        exif_time: exif_time
-            .map(|text| decode_capture_time(&text, has_offset))
-            .transpose()?,
-        exif_gps: lat.zip(lon),
-        gps_time: gps_time.map(from_millis).transpose()?,
-        make,
-        model,
-        orientation,
-        // The hash's 64 bits were stored as a signed integer.
-        phash: phash as u64,
-        exif_damaged,
-    })
-}
-
-fn save_photo_meta_in(
-    transaction: &Transaction<'_>,
-    sha256: &str,
-    meta: &PhotoMeta,
-) -> StoreResult<()> {
-    let (exif_time, has_offset) = match &meta.exif_time {
-        Some(captured) => {
-            let (text, has_offset) = encode_capture_time(captured)?;
-            (Some(text), has_offset)
-        }
-        None => (None, false),
-    };
-    transaction.execute(
-        "INSERT INTO photo_meta (sha256, mime_type, width, height, exif_time,
-                                 exif_time_has_offset, exif_lat, exif_lon, gps_time, make, model,
-                                 orientation, phash, exif_damaged)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         ON CONFLICT (sha256) DO UPDATE SET
-             mime_type = excluded.mime_type, width = excluded.width, height = excluded.height,
-             exif_time = excluded.exif_time,
-             exif_time_has_offset = excluded.exif_time_has_offset,
-             exif_lat = excluded.exif_lat, exif_lon = excluded.exif_lon,
-             gps_time = excluded.gps_time, make = excluded.make, model = excluded.model,
-             orientation = excluded.orientation, phash = excluded.phash,
-             exif_damaged = excluded.exif_damaged",
-        params![
-            sha256,
-            meta.mime_type,
-            meta.width,
-            meta.height,
-            exif_time,
-            has_offset,
-            meta.exif_gps.map(|gps| gps.0),
-            meta.exif_gps.map(|gps| gps.1),
-            optional_millis(meta.gps_time)?,
-            meta.make,
-            meta.model,
-            meta.orientation,
-            // Keep all 64 bits: SQLite integers are signed.
-            meta.phash as i64,
-            meta.exif_damaged,
-        ],
-    )?;
-    Ok(())
-}
-
-fn photo_meta_in(connection: &Connection, sha256: &str) -> StoreResult<Option<PhotoMeta>> {
-    connection
-        .query_row(
-            &format!("SELECT {PHOTO_META_COLUMNS} FROM photo_meta m WHERE m.sha256 = ?1"),
-            params![sha256],
-            |row| photo_meta_row(row, 0),
-        )
-        .optional()?
-        .map(photo_meta_from_row)
-        .transpose()
-}
 
 /// Stored evidence flags, leniently: a flag this server does not know (written by a newer
 /// version) is skipped rather than making the visit unreadable.
-fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
+pub(in crate::store) fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
     let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
     Ok(values
         .into_iter()
@@ -2736,1412 +2357,16 @@ fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
         .collect())
 }
 
-/// Bands of a perceptual hash as migration 0014 computes them: six of 9 bits, one of 10.
-const PHASH_BANDS: usize = 7;
-
-fn phash_bands(hash: u64) -> [u64; PHASH_BANDS] {
-    let mut bands = [0; PHASH_BANDS];
-    for (index, band) in bands.iter_mut().enumerate().take(PHASH_BANDS - 1) {
-        *band = (hash >> (9 * index)) & 511;
-    }
-    bands[PHASH_BANDS - 1] = (hash >> 54) & 1023;
-    bands
-}
-
-/// SQL condition (over `m`, the photo_meta row of `p`) for photos that may be within
-/// `max_bits` of one of `own_hashes`. Within 6 bits at least one band is equal, so the
-/// indexed band lookup misses nothing; a wider setting falls back to every hashed photo.
-/// The values are numbers this function computed, never caller text.
-fn near_duplicate_candidates(own_hashes: &[u64], max_bits: u32) -> String {
-    if own_hashes.is_empty() {
-        return "0".to_owned();
-    }
-    if max_bits as usize >= PHASH_BANDS {
-        return "m.phash IS NOT NULL".to_owned();
-    }
-    let terms: Vec<String> = (0..PHASH_BANDS)
-        .map(|band| {
-            let values: Vec<String> = own_hashes
-                .iter()
-                .map(|hash| phash_bands(*hash)[band].to_string())
-                .collect();
-            format!("band.phash_band{band} IN ({})", values.join(", "))
-        })
-        .collect();
-    format!(
-        "p.sha256 IN (SELECT band.sha256 FROM photo_meta band WHERE {})",
-        terms.join(" OR ")
-    )
-}
-
-fn decide_in(transaction: &Transaction<'_>, decision: &StoredDecision) -> StoreResult<ReviewState> {
-    let request = &decision.request;
-    let Some((revision, household_id, _, state, content_hash, _, _, _)) =
-        latest_visit(transaction, &request.visit_id)?
-    else {
-        return Err(StoreError::NotFound(format!("visit {}", request.visit_id)));
-    };
-    if request.revision != revision {
-        return Err(StoreError::StaleDecision(format!(
-            "revision {} is not the latest revision ({revision}) of visit {}",
-            request.revision, request.visit_id
-        )));
-    }
-    if request.content_hash != content_hash {
-        return Err(StoreError::StaleDecision(format!(
-            "content hash does not match revision {revision} of visit {}",
-            request.visit_id
-        )));
-    }
-    let state = parse_state(&state)?;
-    if state != ReviewState::Submitted {
-        return Err(StoreError::StaleDecision(format!(
-            "already decided: revision {revision} of visit {} is {}",
-            request.visit_id,
-            state.as_str()
-        )));
-    }
-    let (decision_name, new_state) = match request.decision {
-        Decision::Approve => ("approve", ReviewState::Approved),
-        Decision::Return => ("return", ReviewState::Returned),
-    };
-    transaction.execute(
-        "INSERT INTO decisions (visit_id, revision, decision, reasons, note, deadline,
-                                reviewer_user_id, decided_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            request.visit_id,
-            revision,
-            decision_name,
-            encode_json(&request.reasons)?,
-            request.note,
-            request.deadline,
-            decision.reviewer_user_id,
-            to_millis(decision.decided_at)?
-        ],
-    )?;
-    transaction.execute(
-        "UPDATE visits SET state = ?3 WHERE visit_id = ?1 AND revision = ?2",
-        params![request.visit_id, revision, new_state.as_str()],
-    )?;
-    log_change(
-        transaction,
-        &township_of(transaction, &household_id)?,
-        &household_id,
-        CHANGE_KIND_VISIT_STATUS,
-        &request.visit_id,
-        revision,
-    )?;
-    Ok(new_state)
-}
-
-fn unvisited_households_in(
-    connection: &Connection,
-    township_id: &str,
-    month: &str,
-) -> StoreResult<Vec<UnvisitedHousehold>> {
-    let mut cadre_names: HashMap<String, Vec<String>> = HashMap::new();
-    {
-        let mut statement = connection.prepare(
-            "SELECT p.household_id, COALESCE(u.display_name, p.cadre_user_id)
-             FROM pairings p
-             JOIN households h ON h.household_id = p.household_id
-             LEFT JOIN users u ON u.user_id = p.cadre_user_id
-             WHERE h.township_id = ?1 AND p.active = 1
-             ORDER BY p.is_primary DESC, u.display_name, p.cadre_user_id",
-        )?;
-        let rows = statement.query_map(params![township_id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (household_id, name) = row?;
-            cadre_names.entry(household_id).or_default().push(name);
-        }
-    }
-    let mut statement = connection.prepare(
-        "SELECT h.household_id, h.head_name, h.village_id,
-                COALESCE(a.name, json_extract(h.card, '$.village_name'), '')
-         FROM households h
-         LEFT JOIN areas a ON a.area_id = h.village_id
-         WHERE h.township_id = ?1
-           AND NOT EXISTS (
-               SELECT 1 FROM visits v
-               WHERE v.household_id = h.household_id AND v.business_month = ?2
-                 AND v.mode = ?3 AND v.state IN (?4, ?5))
-         ORDER BY h.village_id, h.head_name, h.household_id",
-    )?;
-    let rows = statement.query_map(
-        params![
-            township_id,
-            month,
-            VisitMode::InPerson.code(),
-            ReviewState::Submitted.as_str(),
-            ReviewState::Approved.as_str()
-        ],
-        |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        },
-    )?;
-    let mut households = Vec::new();
-    for row in rows {
-        let (household_id, head_name, village_id, village_name) = row?;
-        households.push(UnvisitedHousehold {
-            cadre_names: cadre_names.remove(&household_id).unwrap_or_default(),
-            household_id,
-            head_name,
-            village_id,
-            village_name,
-        });
-    }
-    Ok(households)
-}
-
-fn load_seed_in(transaction: &Transaction<'_>, seed: &SeedData) -> StoreResult<()> {
-    for area in &seed.areas {
-        transaction.execute(
-            "INSERT INTO areas (area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                area.area_id,
-                area.name,
-                area.level,
-                area.parent_id,
-                area.centre.map(|centre| centre.lat),
-                area.centre.map(|centre| centre.lon),
-                area.centre.map(|centre| centre.crs.code()),
-            ],
-        )?;
-    }
-    for user in &seed.users {
-        transaction.execute(
-            "INSERT INTO users (user_id, username, display_name, password_hash, role, area_id,
-                                phone, rank)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, pii_seal(?7, ?9), ?8)",
-            params![
-                user.user_id,
-                user.username,
-                user.display_name,
-                user.password_hash,
-                user.role.as_str(),
-                user.area_id,
-                user.phone,
-                user.rank.map(CadreRank::code),
-                sealing::user_phone_context(&user.user_id),
-            ],
-        )?;
-    }
-    for household in &seed.households {
-        insert_household(transaction, household)?;
-    }
-    for pairing in &seed.pairings {
-        transaction.execute(
-            "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
-             VALUES (?1, ?2, ?3, 1)",
-            params![
-                pairing.cadre_user_id,
-                pairing.household_id,
-                pairing.is_primary
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-/// Sessions: their own store area ([`SessionsStore`]).
-#[async_trait]
-impl SessionsStore for SqliteStore {
-    async fn create_session(&self, session: SessionRecord) -> StoreResult<()> {
-        self.write(move |transaction| {
-            let created_at = to_millis(session.created_at)?;
-            let (refresh_sha256, refresh_expires_at) = match &session.refresh {
-                Some((digest, expires_at)) => (Some(digest.clone()), Some(to_millis(*expires_at)?)),
-                None => (None, None),
-            };
-            transaction.execute(
-                "INSERT INTO sessions (token_sha256, user_id, device_id, device_name, created_at,
-                                       expires_at, session_id, kind, app_version, last_seen_at,
-                                       last_ip, refresh_sha256, refresh_expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?5, ?10, ?11, ?12)",
-                params![
-                    session.token_sha256,
-                    session.user_id,
-                    session.device_id,
-                    session.device_name,
-                    created_at,
-                    to_millis(session.expires_at)?,
-                    session.session_id,
-                    session.kind.as_str(),
-                    session.app_version,
-                    session.ip,
-                    refresh_sha256,
-                    refresh_expires_at,
-                ],
-            )?;
-            // Login registers the device (DESIGN §4), keeping its processed seq if it had one.
-            transaction.execute(
-                "INSERT INTO devices (device_id, user_id, last_processed_seq, last_seen_at)
-                 VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (device_id) DO UPDATE SET
-                     user_id = excluded.user_id, last_seen_at = excluded.last_seen_at",
-                params![session.device_id, session.user_id, created_at],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn find_session(&self, token_sha256: &str) -> StoreResult<Option<SessionLookup>> {
-        let key = token_sha256.to_owned();
-        let token_sha256 = token_sha256.to_owned();
-        self.read_memoized(
-            |connections| &connections.sessions,
-            key,
-            move |connection| load_session(connection, "s.token_sha256 = ?1", &token_sha256),
-        )
-        .await
-    }
-
-    async fn touch_session(
-        &self,
-        session_id: &str,
-        at: OffsetDateTime,
-        ip: &str,
-    ) -> StoreResult<()> {
-        let (session_id, ip) = (session_id.to_owned(), ip.to_owned());
-        self.write(move |transaction| {
-            // Never move last-seen backwards (two requests racing), and keep the last known
-            // address when this request's is unknown.
-            transaction.execute(
-                "UPDATE sessions
-                    SET last_seen_at = MAX(last_seen_at, ?2),
-                        last_ip = CASE WHEN ?3 = '' THEN last_ip ELSE ?3 END
-                  WHERE session_id = ?1",
-                params![session_id, to_millis(at)?, ip],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn rotate_refresh(&self, rotation: RefreshRotation) -> StoreResult<RefreshOutcome> {
-        self.write(move |transaction| {
-            let now = to_millis(rotation.now)?;
-            if let Some(current) = load_session(
-                transaction,
-                "s.refresh_sha256 = ?1",
-                &rotation.old_refresh_sha256,
-            )? {
-                let refresh_expired: bool = transaction.query_row(
-                    "SELECT COALESCE(refresh_expires_at, 0) <= ?2 FROM sessions
-                      WHERE session_id = ?1",
-                    params![current.session_id, now],
-                    |row| row.get(0),
-                )?;
-                if current.ended.is_some() || refresh_expired {
-                    return Ok(RefreshOutcome::Ended(current));
-                }
-                transaction.execute(
-                    "INSERT OR IGNORE INTO session_rotated_refresh (refresh_sha256, session_id,
-                                                                  rotated_at)
-                     VALUES (?1, ?2, ?3)",
-                    params![rotation.old_refresh_sha256, current.session_id, now],
-                )?;
-                transaction.execute(
-                    "UPDATE sessions
-                        SET token_sha256 = ?2, expires_at = ?3, refresh_sha256 = ?4,
-                            refresh_expires_at = ?5, last_seen_at = MAX(last_seen_at, ?6),
-                            last_ip = CASE WHEN ?7 = '' THEN last_ip ELSE ?7 END,
-                            app_version = CASE WHEN ?8 = '' THEN app_version ELSE ?8 END
-                      WHERE session_id = ?1",
-                    params![
-                        current.session_id,
-                        rotation.new_token_sha256,
-                        to_millis(rotation.new_expires_at)?,
-                        rotation.new_refresh_sha256,
-                        to_millis(rotation.new_refresh_expires_at)?,
-                        now,
-                        rotation.ip,
-                        rotation.app_version,
-                    ],
-                )?;
-                let rotated = load_session(transaction, "s.session_id = ?1", &current.session_id)?
-                    .ok_or_else(|| corrupt("a rotated session vanished"))?;
-                return Ok(RefreshOutcome::Rotated(rotated));
-            }
-            let rotated_from: Option<String> = transaction
-                .query_row(
-                    "SELECT session_id FROM session_rotated_refresh WHERE refresh_sha256 = ?1",
-                    params![rotation.old_refresh_sha256],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(session_id) = rotated_from else {
-                return Ok(RefreshOutcome::Unknown);
-            };
-            let Some(session) = load_session(transaction, "s.session_id = ?1", &session_id)? else {
-                return Ok(RefreshOutcome::Unknown);
-            };
-            if session.ended.is_some() {
-                return Ok(RefreshOutcome::Ended(session));
-            }
-            end_sessions_in(
-                transaction,
-                "session_id = ?1",
-                &session_id,
-                SessionEndReason::RefreshReused,
-                now,
-            )?;
-            let ended = load_session(transaction, "s.session_id = ?1", &session_id)?
-                .ok_or_else(|| corrupt("an ended session vanished"))?;
-            Ok(RefreshOutcome::Reused(ended))
-        })
-        .await
-    }
-
-    async fn end_session(
-        &self,
-        user_id: &str,
-        session_id: &str,
-        reason: SessionEndReason,
-        at: OffsetDateTime,
-    ) -> StoreResult<bool> {
-        let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
-        self.write(move |transaction| {
-            let owner: Option<(String, Option<i64>)> = transaction
-                .query_row(
-                    "SELECT user_id, ended_at FROM sessions WHERE session_id = ?1",
-                    params![session_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            match owner {
-                Some((owner, ended_at)) if owner == user_id => {
-                    if ended_at.is_none() {
-                        end_sessions_in(
-                            transaction,
-                            "session_id = ?1",
-                            &session_id,
-                            reason,
-                            to_millis(at)?,
-                        )?;
-                    }
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await
-    }
-
-    async fn end_user_sessions(
-        &self,
-        user_id: &str,
-        keep_session_id: Option<&str>,
-        reason: SessionEndReason,
-        at: OffsetDateTime,
-    ) -> StoreResult<u64> {
-        let user_id = user_id.to_owned();
-        let keep = keep_session_id.unwrap_or_default().to_owned();
-        self.write(move |transaction| {
-            let ended = transaction.execute(
-                "UPDATE sessions SET ended_at = ?3, end_reason = ?4
-                  WHERE user_id = ?1 AND session_id <> ?2 AND ended_at IS NULL",
-                params![user_id, keep, to_millis(at)?, reason.as_str()],
-            )?;
-            Ok(ended as u64)
-        })
-        .await
-    }
-
-    async fn list_user_sessions(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<SessionInfo>> {
-        let user_id = user_id.to_owned();
-        self.read(move |connection| {
-            type SessionRow = (String, String, String, String, String, i64, i64, String);
-            let mut statement = connection.prepare(
-                "SELECT session_id, kind, device_id, device_name, app_version, created_at,
-                        last_seen_at, last_ip
-                   FROM sessions
-                  WHERE user_id = ?1 AND ended_at IS NULL
-                    AND COALESCE(refresh_expires_at, expires_at) > ?2
-                  ORDER BY last_seen_at DESC, session_id",
-            )?;
-            let rows: Vec<SessionRow> = statement
-                .query_map(params![user_id, to_millis(now)?], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                        row.get(7)?,
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            rows.into_iter()
-                .map(
-                    |(session_id, kind, device_id, device_name, app_version, created, seen, ip)| {
-                        Ok(SessionInfo {
-                            kind: parse_session_kind(&kind)?,
-                            session_id,
-                            device_id,
-                            device_name,
-                            app_version,
-                            created_at: from_millis(created)?,
-                            last_seen_at: from_millis(seen)?,
-                            last_ip: ip,
-                        })
-                    },
-                )
-                .collect()
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn is_empty(&self) -> StoreResult<bool> {
-        self.read(|connection| {
-            let any_area = connection
-                .query_row("SELECT 1 FROM areas LIMIT 1", [], |_| Ok(()))
-                .optional()?;
-            Ok(any_area.is_none())
-        })
-        .await
-    }
-
-    async fn load_seed(&self, seed: SeedData) -> StoreResult<()> {
-        self.write(move |transaction| load_seed_in(transaction, &seed))
-            .await
-    }
-
-    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let username = username.to_owned();
-        self.read(move |connection| load_user(connection, "username = ?1", &username))
-            .await
-    }
-
-    async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
-        let user_id = user_id.to_owned();
-        self.read(move |connection| load_user(connection, "user_id = ?1", &user_id))
-            .await
-    }
-
-    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
-        let (user_id, password_hash) = (user_id.to_owned(), password_hash.to_owned());
-        self.write(move |transaction| {
-            let changed = transaction.execute(
-                // The user's own new password: a one-time password is used up.
-                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE user_id = ?1",
-                params![user_id, password_hash],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("user {user_id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_areas(&self, parent_id: Option<&str>) -> StoreResult<Vec<Area>> {
-        let parent_id = parent_id.map(str::to_owned);
-        self.read(move |connection| match parent_id {
-            Some(parent_id) => query_areas(
-                connection,
-                &format!("SELECT {AREA_COLUMNS} FROM areas WHERE parent_id = ?1 ORDER BY area_id"),
-                params![parent_id],
-            ),
-            // No parent: the roots of the tree (normally the one county).
-            None => query_areas(
-                connection,
-                &format!(
-                    "SELECT {AREA_COLUMNS} FROM areas WHERE parent_id IS NULL ORDER BY area_id"
-                ),
-                [],
-            ),
-        })
-        .await
-    }
-
-    async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>> {
-        let area_id = area_id.to_owned();
-        self.read(move |connection| {
-            let areas = query_areas(
-                connection,
-                &format!("SELECT {AREA_COLUMNS} FROM areas WHERE area_id = ?1"),
-                params![area_id],
-            )?;
-            Ok(areas.into_iter().next())
-        })
-        .await
-    }
-
-    async fn get_household(&self, household_id: &str) -> StoreResult<Option<Household>> {
-        let household_id = household_id.to_owned();
-        self.read(move |connection| load_household(connection, &household_id))
-            .await
-    }
-
-    async fn is_paired(&self, cadre_user_id: &str, household_id: &str) -> StoreResult<bool> {
-        let cadre_user_id = cadre_user_id.to_owned();
-        let household_id = household_id.to_owned();
-        self.read(move |connection| {
-            Ok(connection
-                .query_row(
-                    "SELECT 1 FROM pairings
-                     WHERE cadre_user_id = ?1 AND household_id = ?2 AND active = 1",
-                    params![cadre_user_id, household_id],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some())
-        })
-        .await
-    }
-
-    async fn visit_owner(&self, visit_id: &str) -> StoreResult<Option<(String, String)>> {
-        let visit_id = visit_id.to_owned();
-        self.read(move |connection| {
-            // The first revision's author owns the visit; later revisions are corrections.
-            Ok(connection
-                .query_row(
-                    "SELECT household_id, author_user_id FROM visits
-                     WHERE visit_id = ?1 ORDER BY revision LIMIT 1",
-                    params![visit_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?)
-        })
-        .await
-    }
-
-    async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult> {
-        self.write(move |transaction| apply_push_in(transaction, &batch))
-            .await
-    }
-
-    async fn apply_push_with_flags(
-        &self,
-        batch: PushBatch,
-        flags: super::PushFlagWork,
-    ) -> StoreResult<PushResult> {
-        self.write(move |transaction| {
-            let result = apply_push_in(transaction, &batch)?;
-            let (visit_ids, photo_sha256s) =
-                crate::evidence::stored_targets(&result, &flags.targets);
-            if !visit_ids.is_empty() {
-                // Only the visits this push stored: a rejected entry may carry another body
-                // under a stored id and revision.
-                let applied: HashSet<u64> = result
-                    .outcomes
-                    .iter()
-                    .filter(|(_, outcome)| matches!(outcome, MutationOutcome::Applied))
-                    .map(|(seq, _)| *seq)
-                    .collect();
-                let pushed: evidence::PushedVisits<'_> = batch
-                    .entries
-                    .iter()
-                    .filter(|entry| applied.contains(&entry.seq))
-                    .filter_map(|entry| match &entry.action {
-                        PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
-                            Some((visit.visit_id.as_str(), visit))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                evidence::flag_work_in_savepoint(transaction, &pushed, |work| {
-                    crate::evidence::refresh_after_push_in(
-                        work,
-                        &visit_ids,
-                        &photo_sha256s,
-                        &flags.settings,
-                    )
-                })?;
-            }
-            Ok(result)
-        })
-        .await
-    }
-
-    async fn pull_changes(
-        &self,
-        principal: &Principal,
-        cursor: &ScopeCursor,
-        limit: u32,
-    ) -> StoreResult<PullChanges> {
-        let key: UpToDatePullKey = (
-            principal.user_id.clone(),
-            principal.role.as_str(),
-            principal.area_id.clone(),
-            cursor.encode(),
-            limit,
-        );
-        let generation = self.inner.write_generation.current();
-        if let Some(nothing_new) = self.inner.up_to_date_pulls.get(&key, generation) {
-            return Ok(nothing_new);
-        }
-        let principal = principal.clone();
-        let cursor = cursor.clone();
-        let changes = self
-            .read(move |connection| pull::pull_changes_in(connection, &principal, &cursor, limit))
-            .await?;
-        // Only answers with nothing in them are kept: they are small, and they are what a
-        // phone that is up to date asks for on every sync.
-        let nothing_new = changes.households.is_empty()
-            && changes.visit_statuses.is_empty()
-            && changes.removed_household_ids.is_empty()
-            && changes.income_registrations.is_empty()
-            && !changes.has_more;
-        if nothing_new {
-            self.inner
-                .up_to_date_pulls
-                .put(key, generation, changes.clone());
-        }
-        Ok(changes)
-    }
-
-    async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
-        self.write(move |transaction| {
-            let touched = transaction.execute(
-                "UPDATE uploads SET last_activity_at = MAX(last_activity_at, ?2)
-                 WHERE upload_id = ?1",
-                params![upload.upload_id, to_millis(upload.last_activity_at)?],
-            )?;
-            if touched == 0 {
-                transaction.execute(
-                    "INSERT INTO uploads (upload_id, sha256, size_bytes, mime_type,
-                                          committed_offset, complete, user_id, created_at,
-                                          last_activity_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        upload.upload_id,
-                        upload.sha256,
-                        to_sql_integer(upload.size_bytes, "upload size")?,
-                        upload.mime_type,
-                        to_sql_integer(upload.committed_offset, "upload offset")?,
-                        upload.complete,
-                        upload.user_id,
-                        // Informational only; "newest" ordering uses the rowid, not the
-                        // clock.
-                        to_millis(OffsetDateTime::now_utc())?,
-                        to_millis(upload.last_activity_at)?
-                    ],
-                )?;
-            }
-            load_upload(transaction, &upload.upload_id)?
-                .ok_or_else(|| StoreError::Database("upload vanished after insert".into()))
-        })
-        .await
-    }
-
-    async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
-        let upload_id = upload_id.to_owned();
-        self.read(move |connection| load_upload(connection, &upload_id))
-            .await
-    }
-
-    async fn find_upload_by_sha256(
-        &self,
-        sha256: &str,
-        user_id: &str,
-    ) -> StoreResult<Option<UploadRecord>> {
-        let sha256 = sha256.to_owned();
-        let user_id = user_id.to_owned();
-        self.read(move |connection| {
-            query_upload(
-                connection,
-                "SELECT upload_id, sha256, size_bytes, mime_type, committed_offset, complete,
-                        user_id, last_activity_at
-                 FROM uploads WHERE sha256 = ?1 AND user_id = ?2
-                 ORDER BY rowid DESC LIMIT 1",
-                params![sha256, user_id],
-            )
-        })
-        .await
-    }
-
-    async fn set_upload_offset(
-        &self,
-        upload_id: &str,
-        committed_offset: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let upload_id = upload_id.to_owned();
-        self.write(move |transaction| {
-            let changed = transaction.execute(
-                "UPDATE uploads SET committed_offset = ?2,
-                                    last_activity_at = MAX(last_activity_at, ?3)
-                 WHERE upload_id = ?1",
-                params![
-                    upload_id,
-                    to_sql_integer(committed_offset, "upload offset")?,
-                    to_millis(now)?
-                ],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound(format!("upload {upload_id}")));
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn complete_upload(&self, upload_id: &str, now: OffsetDateTime) -> StoreResult<()> {
-        let upload_id = upload_id.to_owned();
-        self.write(move |transaction| {
-            let Some(upload) = load_upload(transaction, &upload_id)? else {
-                return Err(StoreError::NotFound(format!("upload {upload_id}")));
-            };
-            let size_bytes = to_sql_integer(upload.size_bytes, "upload size")?;
-            transaction.execute(
-                "UPDATE uploads SET complete = 1, committed_offset = ?2 WHERE upload_id = ?1",
-                params![upload_id, size_bytes],
-            )?;
-            transaction.execute(
-                "INSERT OR IGNORE INTO blobs (sha256, size_bytes, stored_at) VALUES (?1, ?2, ?3)",
-                params![upload.sha256, size_bytes, to_millis(now)?],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn blob_exists(&self, sha256: &str) -> StoreResult<bool> {
-        let sha256 = sha256.to_owned();
-        self.read(move |connection| {
-            Ok(connection
-                .query_row(
-                    "SELECT 1 FROM blobs WHERE sha256 = ?1",
-                    params![sha256],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some())
-        })
-        .await
-    }
-
-    async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>> {
-        let photo_id = photo_id.to_owned();
-        self.read(move |connection| {
-            let body: Option<String> = connection
-                .query_row(
-                    "SELECT body FROM photos WHERE photo_id = ?1",
-                    params![photo_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            body.map(|body| decode_json(&body, "photo record"))
-                .transpose()
-        })
-        .await
-    }
-
-    async fn save_photo_meta(&self, sha256: &str, meta: PhotoMeta) -> StoreResult<()> {
-        let sha256 = sha256.to_owned();
-        self.write(move |transaction| save_photo_meta_in(transaction, &sha256, &meta))
-            .await
-    }
-
-    async fn photo_meta(&self, sha256: &str) -> StoreResult<Option<PhotoMeta>> {
-        let sha256 = sha256.to_owned();
-        self.read(move |connection| photo_meta_in(connection, &sha256))
-            .await
-    }
-
-    async fn visits_with_photo(&self, sha256: &str) -> StoreResult<Vec<String>> {
-        let sha256 = sha256.to_owned();
-        self.read(move |connection| {
-            let mut statement = connection.prepare(
-                "SELECT DISTINCT visit_id FROM photos WHERE sha256 = ?1 ORDER BY visit_id",
-            )?;
-            let ids = statement
-                .query_map(params![sha256], |row| row.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok(ids)
-        })
-        .await
-    }
-
-    async fn evidence_inputs(
-        &self,
-        visit_id: &str,
-        near_duplicate_max_bits: u32,
-    ) -> StoreResult<Option<EvidenceInputs>> {
-        let visit_id = visit_id.to_owned();
-        self.read(move |connection| {
-            let mut gathered = evidence::evidence_inputs_many(
-                connection,
-                std::slice::from_ref(&visit_id),
-                &evidence::PushedVisits::new(),
-                near_duplicate_max_bits,
-            )?;
-            gathered.pop().map_or(Ok(None), |(_, inputs)| inputs)
-        })
-        .await
-    }
-
-    async fn save_visit_flags(
-        &self,
-        visit_id: &str,
-        revision: u32,
-        flags: Vec<EvidenceFlag>,
-    ) -> StoreResult<()> {
-        let visit_id = visit_id.to_owned();
-        self.write(move |transaction| {
-            evidence::save_flags_in(transaction, &visit_id, revision, &flags)
-        })
-        .await
-    }
-
-    async fn refresh_flags_of_blob(
-        &self,
-        sha256: &str,
-        settings: fieldsync_model::evidence::EvidenceSettings,
-    ) -> StoreResult<()> {
-        let sha256 = sha256.to_owned();
-        self.write(move |transaction| {
-            evidence::flag_work_in_savepoint(transaction, &evidence::PushedVisits::new(), |work| {
-                crate::evidence::refresh_for_blob_in(work, &sha256, &settings)
-            })
-        })
-        .await
-    }
-
-    fn committed_writes(&self) -> u64 {
-        self.inner.committed_writes.load(Ordering::Relaxed)
-    }
-
-    async fn review_queue(
-        &self,
-        township_id: &str,
-        filter: QueueFilter,
-    ) -> StoreResult<Vec<QueueItem>> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| review_loop::review_queue(connection, &township_id, &filter))
-            .await
-    }
-
-    async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
-        let visit_id = visit_id.to_owned();
-        self.read(move |connection| visit_detail_in(connection, &visit_id))
-            .await
-    }
-
-    async fn review_queue_facets(
-        &self,
-        township_id: &str,
-        filter: QueueFilter,
-        age_cutoffs: Vec<OffsetDateTime>,
-    ) -> StoreResult<super::QueueFacets> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| {
-            review_loop::review_queue_facets(connection, &township_id, &filter, &age_cutoffs)
-        })
-        .await
-    }
-
-    async fn visit_revision(
-        &self,
-        visit_id: &str,
-        revision: u32,
-    ) -> StoreResult<Option<super::VisitRevision>> {
-        let visit_id = visit_id.to_owned();
-        self.read(move |connection| review_loop::visit_revision(connection, &visit_id, revision))
-            .await
-    }
-
-    async fn household_photo_history(
-        &self,
-        household_id: &str,
-        exclude_visit_id: &str,
-        months: Vec<String>,
-        limit: u32,
-    ) -> StoreResult<Vec<super::HouseholdPhoto>> {
-        let (household_id, exclude_visit_id) =
-            (household_id.to_owned(), exclude_visit_id.to_owned());
-        self.read(move |connection| {
-            review_loop::household_photo_history(
-                connection,
-                &household_id,
-                &exclude_visit_id,
-                &months,
-                limit,
-            )
-        })
-        .await
-    }
-
-    async fn decide(&self, decision: StoredDecision) -> StoreResult<ReviewState> {
-        self.write(move |transaction| decide_in(transaction, &decision))
-            .await
-    }
-
-    async fn unvisited_households(
-        &self,
-        township_id: &str,
-        month: &str,
-    ) -> StoreResult<Vec<UnvisitedHousehold>> {
-        let township_id = township_id.to_owned();
-        let month = month.to_owned();
-        self.read(move |connection| unvisited_households_in(connection, &township_id, &month))
-            .await
-    }
-
-    async fn income_registrations(
-        &self,
-        household_id: &str,
-    ) -> StoreResult<Vec<IncomeRegistration>> {
-        let household_id = household_id.to_owned();
-        self.read(move |connection| {
-            let mut statement = connection.prepare(
-                "SELECT body FROM income_registrations WHERE household_id = ?1
-                 ORDER BY year DESC, quarter DESC, registration_id DESC",
-            )?;
-            let rows = statement.query_map(params![household_id], |row| row.get::<_, String>(0))?;
-            let mut registrations = Vec::new();
-            for body in rows {
-                registrations.push(decode_json(&body?, "income registration")?);
-            }
-            Ok(registrations)
-        })
-        .await
-    }
-
-    async fn income_thresholds(&self) -> StoreResult<Vec<IncomeThreshold>> {
-        self.read(households::income_thresholds).await
-    }
-
-    async fn set_income_threshold(&self, threshold: IncomeThreshold) -> StoreResult<()> {
-        self.write(move |transaction| households::set_income_threshold(transaction, &threshold))
-            .await
-    }
-
-    async fn save_income_registrations(
-        &self,
-        registrations: Vec<IncomeRegistration>,
-    ) -> StoreResult<()> {
-        self.write(move |transaction| {
-            households::save_income_registrations(transaction, &registrations)
-        })
-        .await
-    }
-
-    async fn households_in_area(&self, area_id: &str) -> StoreResult<Vec<Household>> {
-        let area_id = area_id.to_owned();
-        self.read(move |connection| households::households_in_area(connection, &area_id))
-            .await
-    }
-
-    async fn area_income_registrations(
-        &self,
-        area_id: &str,
-        year: i32,
-    ) -> StoreResult<Vec<IncomeRegistration>> {
-        let area_id = area_id.to_owned();
-        self.read(move |connection| {
-            households::area_income_registrations(connection, &area_id, year)
-        })
-        .await
-    }
-
-    async fn latest_wellbeing_checks(
-        &self,
-        area_id: &str,
-    ) -> StoreResult<Vec<LatestWellbeingCheck>> {
-        let area_id = area_id.to_owned();
-        self.read(move |connection| households::latest_wellbeing_checks(connection, &area_id))
-            .await
-    }
-
-    async fn household_dossier(&self, household_id: &str) -> StoreResult<Option<HouseholdDossier>> {
-        let household_id = household_id.to_owned();
-        self.read(move |connection| households::household_dossier(connection, &household_id))
-            .await
-    }
-
-    async fn register_history(
-        &self,
-        household_id: &str,
-        target: &FieldTarget,
-        field: &str,
-    ) -> StoreResult<Vec<RegisterWrite>> {
-        let household_id = household_id.to_owned();
-        let target_key = target.as_key();
-        let field = field.to_owned();
-        self.read(move |connection| {
-            register_history_in(connection, &household_id, &target_key, &field)
-        })
-        .await
-    }
-
-    async fn max_register_hlc(&self) -> StoreResult<Hlc> {
-        self.read(|connection| {
-            let highest: Option<i64> =
-                connection
-                    .query_row("SELECT MAX(hlc) FROM register_writes", [], |row| row.get(0))?;
-            highest.map_or(Ok(Hlc::ZERO), hlc_from_sql)
-        })
-        .await
-    }
-
-    async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| open_conflicts_in(connection, &township_id))
-            .await
-    }
-
-    async fn pending_conflicts(&self, user_id: &str) -> StoreResult<Vec<PendingConflict>> {
-        // Every pull's checkpoint asks: answered from memory while nothing was written.
-        let key = user_id.to_owned();
-        let user_id = user_id.to_owned();
-        self.read_memoized(
-            |connections| &connections.pending_conflicts,
-            key,
-            move |connection| pending_conflicts_in(connection, &user_id),
-        )
-        .await
-    }
-
-    async fn resolve_conflict(&self, resolution: ConflictResolution) -> StoreResult<Stamp> {
-        self.write(move |transaction| resolve_conflict_in(transaction, &resolution))
-            .await
-    }
-
-    async fn reassign_household(
-        &self,
-        household_id: &str,
-        new_cadre_user_id: &str,
-        at: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let household_id = household_id.to_owned();
-        let new_cadre_user_id = new_cadre_user_id.to_owned();
-        self.write(move |transaction| {
-            reassign_household_in(transaction, &household_id, &new_cadre_user_id, at)
-        })
-        .await
-    }
-
-    async fn compact_change_log(
-        &self,
-        tombstones_before: OffsetDateTime,
-    ) -> StoreResult<ChangeLogCompaction> {
-        self.write(move |transaction| {
-            // Entries superseded by a later entry for the same thing carry nothing a pull
-            // still needs: every cursor before them also reads the later one.
-            let superseded = transaction.execute(
-                "DELETE FROM change_log AS old
-                 WHERE kind <> ?1 AND EXISTS (
-                     SELECT 1 FROM change_log AS newer
-                     WHERE newer.kind = old.kind AND newer.household_id = old.household_id
-                       AND newer.entity_id = old.entity_id AND newer.revision = old.revision
-                       AND newer.seq > old.seq)",
-                params![CHANGE_KIND_REMOVED],
-            )?;
-            let before = to_millis(tombstones_before)?;
-            let expired: Vec<(String, i64)> = {
-                let mut statement = transaction.prepare(
-                    "SELECT scope_id, MAX(scope_seq) FROM change_log
-                     WHERE kind = ?1 AND logged_at < ?2 GROUP BY scope_id",
-                )?;
-                let rows = statement.query_map(params![CHANGE_KIND_REMOVED, before], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let tombstones = transaction.execute(
-                "DELETE FROM change_log WHERE kind = ?1 AND logged_at < ?2",
-                params![CHANGE_KIND_REMOVED, before],
-            )?;
-            for (scope_id, floor) in expired {
-                transaction.execute(
-                    "INSERT INTO scope_floors (scope_id, floor_seq) VALUES (?1, ?2)
-                     ON CONFLICT (scope_id) DO UPDATE
-                     SET floor_seq = max(floor_seq, excluded.floor_seq)",
-                    params![scope_id, floor],
-                )?;
-            }
-            Ok(ChangeLogCompaction {
-                superseded_deleted: superseded as u64,
-                tombstones_deleted: tombstones as u64,
-                floors: scope_floors_in(transaction)?,
-            })
-        })
-        .await
-    }
-
-    async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
-        self.read_memoized(
-            |connections| &connections.change_log_bounds,
-            (),
-            change_log_bounds_in,
-        )
-        .await
-    }
-
-    async fn record_heartbeat(
-        &self,
-        device_id: &str,
-        user_id: &str,
-        heartbeat: Heartbeat,
-        server_time: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let device_id = device_id.to_owned();
-        let user_id = user_id.to_owned();
-        let stored = {
-            let device_id = device_id.clone();
-            self.read_memoized(
-                |connections| &connections.heartbeats,
-                device_id.clone(),
-                move |connection| stored_heartbeat_in(connection, &device_id),
-            )
-            .await?
-        };
-        if heartbeat_unchanged(stored.as_ref(), &user_id, &heartbeat, server_time)? {
-            return Ok(());
-        }
-        self.write(move |transaction| {
-            record_heartbeat_in(transaction, &device_id, &user_id, &heartbeat, server_time)
-        })
-        .await
-    }
-
-    async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>> {
-        let township_id = township_id.to_owned();
-        self.read(move |connection| device_backlog_in(connection, &township_id))
-            .await
-    }
-
-    async fn operational_counts(&self) -> StoreResult<super::OperationalCounts> {
-        self.read(|connection| {
-            // The state index answers the first; uploads in progress are few.
-            let (review_queue, incomplete_uploads): (i64, i64) = connection.query_row(
-                "SELECT (SELECT COUNT(*) FROM visits WHERE state = ?1),
-                        (SELECT COUNT(*) FROM uploads WHERE complete = 0)",
-                params![ReviewState::Submitted.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            Ok(super::OperationalCounts {
-                review_queue: from_sql_unsigned(review_queue, "review queue size")?,
-                incomplete_uploads: from_sql_unsigned(incomplete_uploads, "upload backlog")?,
-            })
-        })
-        .await
-    }
-
-    async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>> {
-        self.write(move |transaction| {
-            let mut statement = transaction.prepare(
-                "DELETE FROM uploads WHERE complete = 0 AND last_activity_at < ?1
-                 RETURNING upload_id",
-            )?;
-            let ids = statement
-                .query_map(params![to_millis(older_than)?], |row| row.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok(ids)
-        })
-        .await
-    }
-
-    async fn county_roster(
-        &self,
-        county_id: &str,
-    ) -> StoreResult<fieldsync_model::roster::CountyRoster> {
-        let county_id = county_id.to_owned();
-        self.read(move |connection| roster::county_roster(connection, &county_id))
-            .await
-    }
-
-    async fn apply_roster_import(
-        &self,
-        apply: super::RosterImportApply,
-    ) -> StoreResult<super::ImportRun> {
-        self.write(move |transaction| roster::apply_roster_import(transaction, &apply))
-            .await
-    }
-
-    async fn import_runs(&self, county_id: &str, limit: u32) -> StoreResult<Vec<super::ImportRun>> {
-        let county_id = county_id.to_owned();
-        self.read(move |connection| roster::import_runs(connection, &county_id, limit))
-            .await
-    }
-
-    async fn ledger_facts(
-        &self,
-        area: &super::LedgerArea,
-        month: &str,
-    ) -> StoreResult<super::LedgerFacts> {
-        let area = area.clone();
-        let month = month.to_owned();
-        self.read(move |connection| ledger::ledger_facts(connection, &area, &month))
-            .await
-    }
-
-    async fn close_month(
-        &self,
-        township_id: &str,
-        month: &str,
-        closed_by_user_id: &str,
-        closed_at: OffsetDateTime,
-    ) -> StoreResult<super::MonthClosure> {
-        let (township_id, month, closed_by_user_id) = (
-            township_id.to_owned(),
-            month.to_owned(),
-            closed_by_user_id.to_owned(),
-        );
-        self.write(move |transaction| {
-            ledger::close_month(
-                transaction,
-                &township_id,
-                &month,
-                &closed_by_user_id,
-                closed_at,
-            )
-        })
-        .await
-    }
-
-    async fn month_closures(
-        &self,
-        area: &super::LedgerArea,
-    ) -> StoreResult<Vec<super::MonthClosure>> {
-        let area = area.clone();
-        self.read(move |connection| ledger::month_closures(connection, &area))
-            .await
-    }
-
-    async fn cadre_last_syncs(
-        &self,
-        area: &super::LedgerArea,
-    ) -> StoreResult<Vec<super::CadreLastSync>> {
-        let area = area.clone();
-        self.read(move |connection| ledger::cadre_last_syncs(connection, &area))
-            .await
-    }
-
-    async fn queue_flag_counts(
-        &self,
-        area: &super::LedgerArea,
-    ) -> StoreResult<Vec<super::FlagCount>> {
-        let area = area.clone();
-        self.read(move |connection| ledger::queue_flag_counts(connection, &area))
-            .await
-    }
-    async fn append_audit(&self, content: super::AuditContent) -> StoreResult<super::AuditRecord> {
-        let audit_key = self.inner.audit_key.clone();
-        self.write(move |transaction| {
-            export::append_audit(transaction, audit_key.as_ref(), &content)
-        })
-        .await
-    }
-
-    async fn audit_records(
-        &self,
-        after_id: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<super::AuditRecord>> {
-        self.read(move |connection| export::audit_records(connection, after_id, limit))
-            .await
-    }
-
-    async fn audit_last_id(&self) -> StoreResult<i64> {
-        self.read(|connection| {
-            Ok(connection.query_row(
-                "SELECT COALESCE(MAX(audit_id), 0) FROM audit_log",
-                [],
-                |row| row.get(0),
-            )?)
-        })
-        .await
-    }
-
-    async fn export_visits(
-        &self,
-        area_id: &str,
-        month: &str,
-        after: Option<super::ExportCursor>,
-        limit: u32,
-    ) -> StoreResult<Vec<super::VisitLedgerRow>> {
-        let (area_id, month) = (area_id.to_owned(), month.to_owned());
-        self.read(move |connection| {
-            export::export_visits(connection, &area_id, &month, after.as_ref(), limit)
-        })
-        .await
-    }
-
-    async fn export_income(
-        &self,
-        area_id: &str,
-        year: i32,
-        quarter: Option<u32>,
-        after: Option<super::ExportCursor>,
-        limit: u32,
-    ) -> StoreResult<Vec<super::IncomeLedgerRow>> {
-        let area_id = area_id.to_owned();
-        self.read(move |connection| {
-            export::export_income(connection, &area_id, year, quarter, after.as_ref(), limit)
-        })
-        .await
-    }
-
-    async fn cadre_loads(&self, county_id: &str) -> StoreResult<Vec<super::CadreLoad>> {
-        let county_id = county_id.to_owned();
-        self.read(move |connection| pairings::cadre_loads(connection, &county_id))
-            .await
-    }
-
-    async fn pairing_households(
-        &self,
-        county_id: &str,
-        filter: super::PairingFilter,
-    ) -> StoreResult<Vec<super::HouseholdPairings>> {
-        let county_id = county_id.to_owned();
-        self.read(move |connection| pairings::pairing_households(connection, &county_id, &filter))
-            .await
-    }
-
-    async fn assign_primary(&self, assignment: super::PrimaryAssignment) -> StoreResult<()> {
-        let audit_key = self.inner.audit_key.clone();
-        self.write(move |transaction| {
-            pairings::assign_primary(transaction, audit_key.as_ref(), &assignment)
-        })
-        .await
-    }
-
-    async fn set_helper_pairing(
-        &self,
-        household_id: &str,
-        cadre_user_id: &str,
-        active: bool,
-        at: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let (household_id, cadre_user_id) = (household_id.to_owned(), cadre_user_id.to_owned());
-        self.write(move |transaction| {
-            pairings::set_helper_pairing(transaction, &household_id, &cadre_user_id, active, at)
-        })
-        .await
-    }
-}
-
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::store) mod tests {
     use super::*;
     use crate::store::conformance;
+    use crate::store::{AccountsStore, AreasStore, HouseholdsStore, ReviewStore, SyncStore};
+    use fieldsync_model::codes::VisitMode;
     use tempfile::TempDir;
 
     /// A store on a fresh file in a temporary folder (kept alive by the returned guard).
-    pub(super) fn open_temp_store() -> (TempDir, SqliteStore) {
+    pub(in crate::store) fn open_temp_store() -> (TempDir, SqliteStore) {
         let directory = TempDir::new().expect("temp dir");
         let store = SqliteStore::open(
             &directory.path().join("fieldsync.sqlite3"),
@@ -4151,84 +2376,19 @@ pub(super) mod tests {
         (directory, store)
     }
 
-    /// One `#[tokio::test]` per conformance check, each on a fresh database file.
-    macro_rules! conformance_tests {
-        ($($check:ident),+ $(,)?) => {
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let (_directory, store) = open_temp_store();
-                    conformance::$check(&store).await;
-                }
-            )+
-        };
-    }
-
-    conformance_tests!(
-        households_are_found_by_name_number_and_id_digits_within_the_area,
-        accounts_are_created_listed_and_refused_when_taken,
-        accounts_are_edited,
-        disabling_an_account_ends_its_sessions_and_pairings,
-        a_password_reset_is_one_time,
-        compaction_keeps_current_records_and_expires_old_tombstones,
-        seed_and_read_back,
-        sessions_are_found_ended_and_listed,
-        refresh_tokens_rotate_and_reuse_ends_the_session,
-        passwords_change,
-        push_applies_and_dedupes_resent_seqs,
-        same_batch_id_replays_or_is_refused,
-        rejected_entry_consumes_its_seq,
-        unknown_references_are_rejected,
-        reused_ids_are_rejected,
-        new_revision_supersedes_the_old_one,
-        pull_is_scoped_to_the_principal,
-        pull_pages_with_cursor_and_has_more,
-        review_queue_detail_and_approve,
-        stale_and_double_decisions_are_refused,
-        returned_visit_reaches_the_cadre_and_is_superseded,
-        unvisited_households_before_and_after_an_in_person_visit,
-        upload_lifecycle,
-        photo_meta_round_trips,
-        evidence_inputs_and_flags,
-        push_with_flags_is_one_commit,
-        income_registrations_newest_first,
-        registered_income_reaches_the_pull_with_its_household,
-        register_writes_converge_in_either_order,
-        no_conflict_for_seen_same_value_or_same_device,
-        duplicate_register_write_is_not_applied_twice,
-        member_add_wins_and_removal_is_a_tombstone,
-        stale_base_seq_after_a_losing_write,
-        resolving_a_conflict_writes_the_choice_and_closes_the_register,
-        heartbeats_list_the_oldest_unsent_data_first,
-        a_repeated_heartbeat_is_not_rewritten_within_a_minute,
-        repeated_reads_see_every_write_in_between,
-        a_visit_after_a_location_edit_in_the_same_push_is_measured_from_the_new_place,
-        reassignment_purges_the_old_cadre_and_delivers_to_the_new,
-        townships_advance_their_sequences_independently,
-        a_township_missing_from_the_cursor_starts_at_zero,
-        abandoned_uploads_expire_and_complete_ones_stay,
-        review_loop_queue_filters_and_facets,
-        review_loop_revision_and_photo_history,
-        roster_snapshot_lists_the_county_areas_and_households,
-        roster_import_applies_everything_and_logs_it_for_pull,
-        a_roster_import_that_fails_stores_nothing,
-        an_import_over_an_unseen_phone_edit_is_a_conflict_and_still_wins,
-        ledger_facts_cover_the_area_and_month,
-        ledger_month_close_freezes_the_slots,
-        ledger_cadre_last_syncs_take_the_latest_push_or_heartbeat,
-        ledger_queue_flag_counts_cover_waiting_visits,
-        income_thresholds_are_upserted_by_year_and_region,
-        area_queries_cover_a_township_or_a_whole_county,
-        saving_income_registrations_is_idempotent_and_all_or_nothing,
-        the_latest_visit_check_is_the_latest_check_in,
-        a_dossier_gathers_cadres_income_visits_and_conflicts,
-        export_visits_are_scoped_latest_and_paged,
-        export_income_keeps_the_registration_in_force,
-        audit_log_appends_a_verifiable_chain,
-        pairings_loads_and_problem_households,
-        pairings_assign_primary_guards_and_audits,
-        pairings_helpers_are_added_and_ended,
-    );
+    // Every area's conformance checks, each a `#[tokio::test]` on a fresh database file.
+    crate::store::accounts::conformance::accounts_conformance_tests!(open_temp_store);
+    crate::store::areas::conformance::areas_conformance_tests!(open_temp_store);
+    crate::store::export::conformance::export_conformance_tests!(open_temp_store);
+    crate::store::households::conformance::households_conformance_tests!(open_temp_store);
+    crate::store::ledger::conformance::ledger_conformance_tests!(open_temp_store);
+    crate::store::media::conformance::media_conformance_tests!(open_temp_store);
+    crate::store::pairings::conformance::pairings_conformance_tests!(open_temp_store);
+    crate::store::review::conformance::review_conformance_tests!(open_temp_store);
+    crate::store::roster::conformance::roster_conformance_tests!(open_temp_store);
+    crate::store::search::conformance::search_conformance_tests!(open_temp_store);
+    crate::store::sessions::conformance::sessions_conformance_tests!(open_temp_store);
+    crate::store::sync::conformance::sync_conformance_tests!(open_temp_store);
 
     fn user_version(connection: &Connection) -> i64 {
         connection
@@ -4924,7 +3084,9 @@ pub(super) mod tests {
             .expect("bump version");
         drop(connection);
         match SqliteStore::open(&path, PiiCipher::for_tests()) {
-            Err(StoreError::Database(message)) => assert!(message.contains("999"), "{message}"),
+            Err(StoreError::Database { message, .. }) => {
+                assert!(message.contains("999"), "{message}")
+            }
             other => panic!("expected a schema version error, got {other:?}"),
         }
     }
@@ -5083,7 +3245,10 @@ pub(super) mod tests {
             for _ in 0..6 {
                 other ^= 1u64 << random.random_range(0..64);
             }
-            let (ours, theirs) = (super::phash_bands(hash), super::phash_bands(other));
+            let (ours, theirs) = (
+                crate::store::media::sqlite::phash_bands(hash),
+                crate::store::media::sqlite::phash_bands(other),
+            );
             assert!(
                 ours.iter().zip(theirs).any(|(a, b)| *a == b),
                 "{hash:016x} and {other:016x} share no band"
@@ -5091,7 +3256,10 @@ pub(super) mod tests {
         }
         // Seven flipped bits, one per band, share none: why wider settings scan everything.
         let spread = (0..7).fold(0u64, |bits, band| bits | 1 << (9 * band));
-        let (ours, theirs) = (super::phash_bands(0), super::phash_bands(spread));
+        let (ours, theirs) = (
+            crate::store::media::sqlite::phash_bands(0),
+            crate::store::media::sqlite::phash_bands(spread),
+        );
         assert!(ours.iter().zip(theirs).all(|(a, b)| *a != b));
     }
 

@@ -18,7 +18,7 @@ use crate::store::accounts::{
     NewAccount,
 };
 use crate::store::sealed::PiiCipher;
-use crate::store::{SessionEndReason, StoreError, StoreResult};
+use crate::store::{SessionEndReason, StoreError, StoreResult, UserRecord};
 
 /// Blind-index kind of cadre ID numbers (separate from members', so the two never match;
 /// the same kind as SQLite's).
@@ -247,6 +247,20 @@ async fn end_sessions_of(
 
 #[async_trait]
 impl AccountsStore for PostgresStore {
+    // The user lookups live on the store itself (basics.rs, shared with the seed and the
+    // push); the trait names them so callers reach them through `AccountsStore`.
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        PostgresStore::find_user_by_username(self, username).await
+    }
+
+    async fn find_user_by_id(&self, user_id: &str) -> StoreResult<Option<UserRecord>> {
+        PostgresStore::find_user_by_id(self, user_id).await
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        PostgresStore::set_password_hash(self, user_id, password_hash).await
+    }
+
     async fn account_count(&self) -> StoreResult<u64> {
         let connection = self.connection().await?;
         let count: i64 = connection

@@ -36,8 +36,9 @@ pub(super) fn sealed_card_json(pii: &PiiCipher, household: &Household) -> StoreR
             &card_id_number_context(&card.household_id, &member.member_id),
         );
     }
-    serde_json::to_string(&card)
-        .map_err(|error| StoreError::Database(format!("cannot encode household card: {error}")))
+    serde_json::to_string(&card).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode household card: {error}"), error)
+    })
 }
 
 /// A stored card opened; `server_seq` is the column's, which every logged change updates.

@@ -28,8 +28,9 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+    serde_json::to_string(value).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })
 }
 
 /// Registrations from rows whose first column is the JSON body.

@@ -155,7 +155,7 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         let Some(code) = error.code() else {
             // No SQLSTATE: the connection broke or a value did not convert.
-            return StoreError::Database(describe(&error));
+            return StoreError::database_caused_by(describe(&error), error);
         };
         if *code == SqlState::UNIQUE_VIOLATION
             || *code == SqlState::FOREIGN_KEY_VIOLATION
@@ -173,7 +173,7 @@ impl From<tokio_postgres::Error> for StoreError {
         if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
             return StoreError::Corrupt(describe(&error));
         }
-        StoreError::Database(describe(&error))
+        StoreError::database_caused_by(describe(&error), error)
     }
 }
 
@@ -181,7 +181,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
-            other => StoreError::Database(format!("no database connection: {other}")),
+            other => StoreError::database(format!("no database connection: {other}")),
         }
     }
 }
@@ -204,7 +204,10 @@ impl PostgresStore {
     /// the SQLite store does, so sealed values are the same text on both backends.
     pub async fn connect(url: &str, pii: PiiCipher, pool: PoolSettings) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url.parse().map_err(|error| {
-            StoreError::Database(format!("database_url is not a PostgreSQL URL: {error}"))
+            StoreError::database_caused_by(
+                format!("database_url is not a PostgreSQL URL: {error}"),
+                error,
+            )
         })?;
         Self::connect_with_config(config, pii, pool).await
     }
@@ -230,7 +233,7 @@ impl PostgresStore {
             .wait_timeout(Some(pool.wait_timeout))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
-            .map_err(|error| StoreError::Database(format!("connection pool: {error}")))?;
+            .map_err(|error| StoreError::database(format!("connection pool: {error}")))?;
         let store = Self {
             pool,
             pii: std::sync::Arc::new(pii),
@@ -296,7 +299,7 @@ impl PostgresStore {
                 .await?
                 .get(0);
             if current > newest {
-                return Err(StoreError::Database(format!(
+                return Err(StoreError::database(format!(
                     "database schema version {current} is newer than this server knows \
                      ({newest}); upgrade the server"
                 )));
@@ -305,7 +308,10 @@ impl PostgresStore {
                 continue;
             }
             transaction.batch_execute(sql).await.map_err(|error| {
-                StoreError::Database(format!("migration {version} {name}: {}", describe(&error)))
+                StoreError::database_caused_by(
+                    format!("migration {version} {name}: {}", describe(&error)),
+                    error,
+                )
             })?;
             transaction
                 .execute(

@@ -56,8 +56,9 @@ fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
 }
 
 fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))
+    serde_json::to_string(value).map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })
 }
 
 /// Households' township and location as read earlier in the same push.
@@ -289,9 +290,9 @@ async fn submit_visit(
     received_at: i64,
     places: &mut HouseholdPlaces,
 ) -> Result<MutationOutcome, WriteError> {
-    let (body, content_hash) = visit
-        .canonical_json_and_hash()
-        .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+    let (body, content_hash) = visit.canonical_json_and_hash().map_err(|error| {
+        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+    })?;
     let stored_revisions: Vec<(i32, String, String, String)> = client
         .query(
             "SELECT revision, household_id, content_hash, state FROM visits

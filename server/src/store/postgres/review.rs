@@ -320,8 +320,9 @@ impl PostgresStore {
         let decision = &decision;
         let request = &decision.request;
         let decided_at = to_millis(decision.decided_at)?;
-        let reasons = serde_json::to_string(&request.reasons)
-            .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+        let reasons = serde_json::to_string(&request.reasons).map_err(|error| {
+            StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+        })?;
         write_transaction!(self, |transaction| {
             // The household row first (the lock order every writer keeps), then the visit.
             let household_id: Option<String> = transaction

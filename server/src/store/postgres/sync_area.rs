@@ -362,7 +362,9 @@ impl PostgresStore {
                 "hlc": stamp.hlc,
                 "device_id": stamp.device_id,
             }))
-            .map_err(|error| StoreError::Database(format!("cannot encode record: {error}")))?;
+            .map_err(|error| {
+                StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
+            })?;
             // Every open record of this register closes; each keeps the resolution sealed
             // under its own key, as SQLite does.
             let open = transaction

@@ -39,7 +39,7 @@ pub struct DatabaseCopy {
 /// and read what it references. `destination` must not exist yet.
 pub fn copy_live_database(source: &Path, destination: &Path) -> StoreResult<DatabaseCopy> {
     if destination.exists() {
-        return Err(StoreError::Database(format!(
+        return Err(StoreError::database(format!(
             "backup target {} already exists",
             destination.display()
         )));
@@ -90,16 +90,21 @@ pub(super) fn backup_before_migration(
     from_version: i64,
 ) -> StoreResult<PathBuf> {
     std::fs::create_dir_all(backups).map_err(|error| {
-        StoreError::Database(format!(
-            "cannot create the pre-migration backup folder {}: {error}",
-            backups.display()
-        ))
+        StoreError::database_caused_by(
+            format!(
+                "cannot create the pre-migration backup folder {}: {error}",
+                backups.display()
+            ),
+            error,
+        )
     })?;
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
         ))
-        .map_err(|error| StoreError::Database(format!("backup file name: {error}")))?;
+        .map_err(|error| {
+            StoreError::database_caused_by(format!("backup file name: {error}"), error)
+        })?;
     // Two upgrades within one second (a retried start) must not overwrite the first copy.
     let mut destination = backups.join(format!("pre-migration-v{from_version}-{stamp}.sqlite"));
     let mut attempt = 1;
@@ -139,8 +144,8 @@ fn step_to_the_end(backup: &Backup<'_, '_>) -> StoreResult<()> {
             StepResult::Busy | StepResult::Locked => {
                 retries += 1;
                 if retries > LOCKED_RETRIES {
-                    return Err(StoreError::Database(
-                        "the database stayed locked; try the backup again".into(),
+                    return Err(StoreError::database(
+                        "the database stayed locked; try the backup again",
                     ));
                 }
                 std::thread::sleep(LOCKED_RETRY_PAUSE);
@@ -170,5 +175,10 @@ fn check_copy(connection: &Connection, path: &Path) -> StoreResult<()> {
 fn sync_file(path: &Path) -> StoreResult<()> {
     std::fs::File::open(path)
         .and_then(|file| file.sync_all())
-        .map_err(|error| StoreError::Database(format!("cannot sync {}: {error}", path.display())))
+        .map_err(|error| {
+            StoreError::database_caused_by(
+                format!("cannot sync {}: {error}", path.display()),
+                error,
+            )
+        })
 }

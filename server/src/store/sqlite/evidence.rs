@@ -20,17 +20,17 @@ use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{
-    PHOTO_META_COLUMNS, corrupt, decode_json, encode_json, from_millis, household_place,
-    near_duplicate_candidates, photo_meta_from_row, photo_meta_row, to_millis,
-};
+use super::{corrupt, decode_json, encode_json, from_millis, household_place, to_millis};
 use crate::evidence::FlagWork;
+use crate::store::media::sqlite::{
+    PHOTO_META_COLUMNS, near_duplicate_candidates, photo_meta_from_row, photo_meta_row,
+};
 use crate::store::{
     CADRE_VISIT_WINDOW, DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError, StoreResult,
 };
 
 /// The values migration 0019 copies out of a visit body.
-pub(super) struct EvidenceColumns {
+pub(in crate::store) struct EvidenceColumns {
     pub checkin_at_ms: i64,
     pub checkin_sub_ms_ns: i64,
     pub checkout_at_ms: i64,
@@ -52,7 +52,7 @@ fn join_instant(millis: i64, below_ns: i64) -> StoreResult<OffsetDateTime> {
         .map_err(|error| corrupt(format!("timestamp {millis} ms {below_ns} ns: {error}")))
 }
 
-pub(super) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
+pub(in crate::store) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
     let (checkin_at_ms, checkin_sub_ms_ns) = split_instant(visit.checkin_at)?;
     let (checkout_at_ms, checkout_sub_ms_ns) = split_instant(visit.checkout_at)?;
     Ok(EvidenceColumns {
@@ -70,7 +70,9 @@ pub(super) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
 /// Migration 0019's backfill, in its transaction: SQL cannot read RFC 3339 nanoseconds
 /// exactly, so the bodies are decoded here once. A body that does not decode keeps NULL
 /// columns and is read from its body later, where it fails as it always did.
-pub(super) fn backfill_evidence_columns(transaction: &Transaction<'_>) -> StoreResult<()> {
+pub(in crate::store) fn backfill_evidence_columns(
+    transaction: &Transaction<'_>,
+) -> StoreResult<()> {
     let rows: Vec<(i64, String)> = {
         let mut statement = transaction.prepare("SELECT rowid, body FROM visits")?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -115,7 +117,7 @@ struct OwnVisit {
 
 /// Visits a push has just stored, by id: the flag work of that push starts from these
 /// instead of reading their bodies back and decoding them (most of a batch's flag inputs).
-pub(super) type PushedVisits<'a> = HashMap<&'a str, &'a Visit>;
+pub(in crate::store) type PushedVisits<'a> = HashMap<&'a str, &'a Visit>;
 
 /// The latest revision of `visit_id`. When `pushed` holds that very revision (the push
 /// being flagged stored it), its body is not read back.
@@ -331,7 +333,7 @@ fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i6
 /// The inputs of the evidence checks of each visit's latest revision, in the order asked
 /// (`None` for an unknown visit). A cadre's visits around all of them are read once.
 #[allow(clippy::type_complexity)]
-pub(super) fn evidence_inputs_many(
+pub(in crate::store) fn evidence_inputs_many(
     connection: &Connection,
     visit_ids: &[String],
     pushed: &PushedVisits<'_>,
@@ -382,7 +384,7 @@ pub(super) fn evidence_inputs_many(
         };
         // Only a fault of this visit's rows is its own; a database fault stops the work.
         let inputs = match inputs {
-            Err(error @ (StoreError::Database(_) | StoreError::Join(_))) => return Err(error),
+            Err(error @ (StoreError::Database { .. } | StoreError::Join(_))) => return Err(error),
             other => other,
         };
         gathered.push((visit_id, inputs));
@@ -432,7 +434,7 @@ fn assemble(
                 row.get::<_, String>(0)?,
                 row.get::<_, bool>(1)?,
                 if has_meta {
-                    Some(photo_meta_row(row, 3)?)
+                    Some(photo_meta_row(row)?)
                 } else {
                     None
                 },
@@ -535,7 +537,7 @@ fn assemble(
 }
 
 /// Keep the flags of one revision; `NotFound` when it does not exist.
-pub(super) fn save_flags_in(
+pub(in crate::store) fn save_flags_in(
     connection: &Connection,
     visit_id: &str,
     revision: u32,
@@ -606,7 +608,7 @@ impl FlagWork for TransactionFlagWork<'_> {
 /// Run flag work inside `transaction` under a savepoint: when it fails, only the flag work
 /// is rolled back (and logged), so the push or upload it belongs to still commits.
 /// `pushed` are the visits the transaction has just stored (empty outside a push).
-pub(super) fn flag_work_in_savepoint(
+pub(in crate::store) fn flag_work_in_savepoint(
     transaction: &Transaction<'_>,
     pushed: &PushedVisits<'_>,
     work: impl FnOnce(&mut dyn FlagWork) -> StoreResult<()>,

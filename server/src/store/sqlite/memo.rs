@@ -18,30 +18,30 @@ use std::sync::{Mutex, PoisonError};
 
 /// How many writes have finished on the writer connection (committed or rolled back).
 #[derive(Debug, Default)]
-pub(super) struct WriteGeneration(AtomicU64);
+pub(in crate::store) struct WriteGeneration(AtomicU64);
 
 impl WriteGeneration {
     /// The generation to file a read under: taken before the read's snapshot opens.
-    pub(super) fn current(&self) -> u64 {
+    pub(in crate::store) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 
     /// Called after every write transaction ends, whatever its outcome.
-    pub(super) fn advance(&self) {
+    pub(in crate::store) fn advance(&self) {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 /// Read answers by key, each valid only while the generation it was read under is current.
 #[derive(Debug)]
-pub(super) struct Memo<K, V> {
+pub(in crate::store) struct Memo<K, V> {
     entries: Mutex<HashMap<K, (u64, V)>>,
     /// Entries kept at most; when full, stale entries go first, then all of them.
     capacity: usize,
 }
 
 impl<K: Eq + Hash, V: Clone> Memo<K, V> {
-    pub(super) fn with_capacity(capacity: usize) -> Self {
+    pub(in crate::store) fn with_capacity(capacity: usize) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
             capacity,
@@ -49,7 +49,7 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     }
 
     /// The answer filed under `key`, if it was read under the `current` generation.
-    pub(super) fn get(&self, key: &K, current: u64) -> Option<V> {
+    pub(in crate::store) fn get(&self, key: &K, current: u64) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
@@ -58,7 +58,7 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     }
 
     /// File `value` under `key`, as read under `generation` (noted before the read began).
-    pub(super) fn put(&self, key: K, generation: u64, value: V) {
+    pub(in crate::store) fn put(&self, key: K, generation: u64, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (kept, _)| *kept >= generation);

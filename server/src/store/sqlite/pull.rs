@@ -177,7 +177,7 @@ fn principal_scopes(connection: &Connection, principal: &Principal) -> StoreResu
     Ok(scopes.into_iter().collect())
 }
 
-pub(super) fn pull_changes_in(
+pub(in crate::store) fn pull_changes_in(
     connection: &Connection,
     principal: &Principal,
     cursor: &ScopeCursor,

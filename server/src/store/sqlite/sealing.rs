@@ -397,7 +397,7 @@ pub(crate) fn reseal_all(transaction: &Transaction<'_>) -> StoreResult<u64> {
             &format!(
                 "UPDATE users SET id_number = pii_reseal(id_number, {})
                   WHERE pii_needs_reseal(id_number)",
-                super::accounts::USER_ID_NUMBER_CONTEXT_SQL
+                crate::store::accounts::sqlite::USER_ID_NUMBER_CONTEXT_SQL
             ),
             [],
         )? as u64;
