@@ -104,3 +104,41 @@ pub(crate) fn decode_push_result(text: &str) -> StoreResult<PushResult> {
         last_processed_seq: stored.last_processed_seq,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_results_round_trip_through_their_stored_form() {
+        let result = PushResult {
+            outcomes: ALL_REJECT_CODES
+                .into_iter()
+                .enumerate()
+                .map(|(index, code)| {
+                    (
+                        index as u64 + 1,
+                        MutationOutcome::Rejected {
+                            code,
+                            message: format!("message {index}"),
+                        },
+                    )
+                })
+                .chain([
+                    (7, MutationOutcome::Applied),
+                    (8, MutationOutcome::Duplicate),
+                    (9, MutationOutcome::ConflictRecorded),
+                ])
+                .collect(),
+            last_processed_seq: 9,
+        };
+        let stored = encode_push_result(&result).expect("encode");
+        assert_eq!(decode_push_result(&stored).expect("decode"), result);
+        assert!(matches!(
+            decode_push_result(
+                r#"{"outcomes":[{"seq":1,"outcome":"exploded"}],"last_processed_seq":1}"#
+            ),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

@@ -52,6 +52,7 @@ use rusqlite::{
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::push_record::{decode_push_result, encode_push_result, outcome_name};
 use super::{
     Area, ChangeLogBounds, ConflictRecord, ConflictResolution, DeviceBacklog, Heartbeat,
     PullChanges, PushAction, PushBatch, PushEntry, PushResult, ScopeBounds, SessionLookup,
@@ -997,97 +998,6 @@ pub(in crate::store) fn insert_household(
 }
 
 // ----- push -----
-
-/// How a [`PushResult`] is cached under its batch id. `MutationOutcome` has no serde
-/// derives (the model stays free of storage concerns), so the mapping lives here.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredPushResult {
-    outcomes: Vec<StoredOutcome>,
-    last_processed_seq: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredOutcome {
-    seq: u64,
-    /// "applied", "duplicate", "conflict_recorded" or "rejected".
-    outcome: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-}
-
-const ALL_REJECT_CODES: [RejectCode; 6] = [
-    RejectCode::HouseholdOutOfScope,
-    RejectCode::UnknownHousehold,
-    RejectCode::UnknownVisit,
-    RejectCode::InvalidRecord,
-    RejectCode::StaleRevision,
-    RejectCode::IdReused,
-];
-
-fn parse_reject_code(name: &str) -> StoreResult<RejectCode> {
-    ALL_REJECT_CODES
-        .into_iter()
-        .find(|code| code.as_str() == name)
-        .ok_or_else(|| corrupt(format!("unknown reject code {name:?}")))
-}
-
-fn outcome_name(outcome: &MutationOutcome) -> &'static str {
-    match outcome {
-        MutationOutcome::Applied => "applied",
-        MutationOutcome::Duplicate => "duplicate",
-        MutationOutcome::ConflictRecorded => "conflict_recorded",
-        MutationOutcome::Rejected { .. } => "rejected",
-    }
-}
-
-fn encode_push_result(result: &PushResult) -> StoreResult<String> {
-    let stored = StoredPushResult {
-        outcomes: result
-            .outcomes
-            .iter()
-            .map(|(seq, outcome)| {
-                let (code, message) = match outcome {
-                    MutationOutcome::Rejected { code, message } => {
-                        (Some(code.as_str().to_owned()), Some(message.clone()))
-                    }
-                    _ => (None, None),
-                };
-                StoredOutcome {
-                    seq: *seq,
-                    outcome: outcome_name(outcome).to_owned(),
-                    code,
-                    message,
-                }
-            })
-            .collect(),
-        last_processed_seq: result.last_processed_seq,
-    };
-    encode_json(&stored)
-}
-
-fn decode_push_result(text: &str) -> StoreResult<PushResult> {
-    let stored: StoredPushResult = decode_json(text, "cached push result")?;
-    let mut outcomes = Vec::with_capacity(stored.outcomes.len());
-    for entry in stored.outcomes {
-        let outcome = match entry.outcome.as_str() {
-            "applied" => MutationOutcome::Applied,
-            "duplicate" => MutationOutcome::Duplicate,
-            "conflict_recorded" => MutationOutcome::ConflictRecorded,
-            "rejected" => MutationOutcome::Rejected {
-                code: parse_reject_code(entry.code.as_deref().unwrap_or_default())?,
-                message: entry.message.unwrap_or_default(),
-            },
-            other => return Err(corrupt(format!("unknown mutation outcome {other:?}"))),
-        };
-        outcomes.push((entry.seq, outcome));
-    }
-    Ok(PushResult {
-        outcomes,
-        last_processed_seq: stored.last_processed_seq,
-    })
-}
 
 fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
     MutationOutcome::Rejected {
@@ -3278,38 +3188,5 @@ pub(in crate::store) mod tests {
         }
         let pooled = store.inner.readers.lock().expect("pool").len();
         assert!(pooled <= READER_POOL_SIZE, "{pooled}");
-    }
-
-    #[test]
-    fn push_results_round_trip_through_their_stored_form() {
-        let result = PushResult {
-            outcomes: ALL_REJECT_CODES
-                .into_iter()
-                .enumerate()
-                .map(|(index, code)| {
-                    (
-                        index as u64 + 1,
-                        MutationOutcome::Rejected {
-                            code,
-                            message: format!("message {index}"),
-                        },
-                    )
-                })
-                .chain([
-                    (7, MutationOutcome::Applied),
-                    (8, MutationOutcome::Duplicate),
-                    (9, MutationOutcome::ConflictRecorded),
-                ])
-                .collect(),
-            last_processed_seq: 9,
-        };
-        let stored = encode_push_result(&result).expect("encode");
-        assert_eq!(decode_push_result(&stored).expect("decode"), result);
-        assert!(matches!(
-            decode_push_result(
-                r#"{"outcomes":[{"seq":1,"outcome":"exploded"}],"last_processed_seq":1}"#
-            ),
-            Err(StoreError::Corrupt(_))
-        ));
     }
 }
