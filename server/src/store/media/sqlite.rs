@@ -76,7 +76,7 @@ fn query_upload(
 const NAIVE_TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
 
-fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
+pub(in crate::store) fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
     let encoding = |error: time::error::Format| {
         StoreError::database_caused_by(format!("cannot encode an EXIF time: {error}"), error)
     };
@@ -91,7 +91,10 @@ fn encode_capture_time(captured: &CaptureTime) -> StoreResult<(String, bool)> {
     })
 }
 
-fn decode_capture_time(text: &str, has_offset: bool) -> StoreResult<CaptureTime> {
+pub(in crate::store) fn decode_capture_time(
+    text: &str,
+    has_offset: bool,
+) -> StoreResult<CaptureTime> {
     let bad = |error: time::error::Parse| corrupt(format!("EXIF time {text:?}: {error}"));
     Ok(if has_offset {
         CaptureTime::Offset(

@@ -59,6 +59,7 @@ mod households;
 mod households_area;
 mod lookups;
 mod pairings;
+mod photo_meta;
 mod pull;
 mod push;
 #[cfg(test)]
