@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::basics::{parse_rank, parse_role};
 use super::households::load_household;
 use super::sync_area::tombstone_unless_paired;
-use super::{PostgresStore, WriteError, from_millis, to_millis};
+use super::{PostgresStore, WriteError, from_millis, to_millis, user_phone_context};
 use crate::store::accounts::{
     Account, AccountEdit, AccountFilter, AccountsStore, CadreDetails, DisableOutcome, LoginState,
     NewAccount,
@@ -23,10 +23,6 @@ use crate::store::{SessionEndReason, StoreError, StoreResult, UserRecord};
 /// Blind-index kind of cadre ID numbers (separate from members', so the two never match;
 /// the same kind as SQLite's).
 const USER_ID_NUMBER_INDEX: &str = "user_id_number";
-
-fn user_phone_context(user_id: &str) -> String {
-    format!("users.phone/{user_id}")
-}
 
 fn user_id_number_context(user_id: &str) -> String {
     format!("users.id_number/{user_id}")

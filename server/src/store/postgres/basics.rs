@@ -6,8 +6,8 @@ use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, Role};
 use fieldsync_model::household::{GeoPoint, Household};
 
-use super::PostgresStore;
 use super::households::{insert_household, load_household};
+use super::{PostgresStore, user_phone_context};
 use crate::store::{Area, SeedData, StoreError, StoreResult, UserRecord};
 
 const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
@@ -33,11 +33,6 @@ fn area_from_row(row: &tokio_postgres::Row) -> StoreResult<Area> {
         area_id,
         centre,
     })
-}
-
-/// SQL: the context users.phone is sealed under (the same text as SQLite's).
-fn user_phone_context(user_id: &str) -> String {
-    format!("users.phone/{user_id}")
 }
 
 pub(super) fn parse_rank(user_id: &str, rank: Option<i32>) -> StoreResult<Option<CadreRank>> {

@@ -31,7 +31,7 @@ impl<'a> ChangeEntry<'a> {
         Self {
             scope_id,
             household_id,
-            kind: super::households::CHANGE_KIND_HOUSEHOLD,
+            kind: super::CHANGE_KIND_HOUSEHOLD,
             entity_id: household_id,
             revision: 0,
             addressed_to: None,

@@ -4,13 +4,12 @@
 //! SQLite builds them, and compared byte by byte (`COLLATE "C"`), so a cursor handed out by
 //! either backend means the same place.
 
-use fieldsync_model::codes::{Relation, ReviewState};
-use fieldsync_model::evidence::EvidenceFlag;
+use fieldsync_model::codes::Relation;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 
-use super::PostgresStore;
 use super::households::open_card;
+use super::{PostgresStore, decode_flags, decode_json, parse_state, user_phone_context};
 use crate::store::sealed::PiiCipher;
 use crate::store::{
     ExportCursor, ExportHousehold, IncomeLedgerRow, StoreError, StoreResult, VisitLedgerRow,
@@ -34,10 +33,6 @@ const HOUSEHOLD_JOINS: &str = "FROM households h
 
 fn page_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, MAX_EXPORT_PAGE))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
 }
 
 /// The household columns of a row; the head's ID number and the phone come from the opened
@@ -134,7 +129,7 @@ impl PostgresStore {
             let cadre_phone = match (cadre_phone, cadre_user_id) {
                 (Some(phone), Some(user_id)) => self
                     .pii()
-                    .open(&phone, &format!("users.phone/{user_id}"))
+                    .open(&phone, &user_phone_context(&user_id))
                     .map_err(|error| StoreError::Sealed(error.to_string()))?,
                 _ => String::new(),
             };
@@ -143,23 +138,9 @@ impl PostgresStore {
             let decided_at: Option<i64> = row.try_get("decided_at")?;
             page.push(VisitLedgerRow {
                 household: export_household(self.pii(), &row)?,
-                visit: decode::<Visit>(row.try_get("body")?, "visit")?,
-                state: ReviewState::parse(&state).ok_or_else(|| {
-                    StoreError::Corrupt(format!("unknown review state {state:?}"))
-                })?,
-                flags: flags
-                    .map(|text| {
-                        let values: Vec<serde_json::Value> = decode(&text, "evidence flags")?;
-                        Ok::<_, StoreError>(
-                            values
-                                .into_iter()
-                                .filter_map(|value| {
-                                    serde_json::from_value::<EvidenceFlag>(value).ok()
-                                })
-                                .collect(),
-                        )
-                    })
-                    .transpose()?,
+                visit: decode_json::<Visit>(row.try_get("body")?, "visit")?,
+                state: parse_state(&state)?,
+                flags: flags.as_deref().map(decode_flags).transpose()?,
                 cadre_name: row.try_get("cadre_name")?,
                 cadre_phone,
                 photo_count: u32::try_from(photo_count).unwrap_or(u32::MAX),
@@ -230,7 +211,7 @@ impl PostgresStore {
             .map(|row| {
                 Ok(IncomeLedgerRow {
                     household: export_household(self.pii(), row)?,
-                    registration: decode::<IncomeRegistration>(
+                    registration: decode_json::<IncomeRegistration>(
                         row.try_get("body")?,
                         "income registration",
                     )?,

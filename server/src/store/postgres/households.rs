@@ -15,9 +15,6 @@ use crate::store::{StoreError, StoreResult};
 /// Blind-index kind of member ID numbers (the same kind as SQLite's, so indexes agree).
 const ID_NUMBER_INDEX: &str = "id_number";
 
-/// Change-log kind of a household card change.
-pub(super) const CHANGE_KIND_HOUSEHOLD: &str = "household";
-
 fn card_phone_context(household_id: &str) -> String {
     format!("households.phone/{household_id}")
 }

@@ -10,10 +10,10 @@ use fieldsync_model::household::Household;
 use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
 use fieldsync_model::visit::Visit;
 
-use super::PostgresStore;
 use super::basics::parse_rank;
 use super::households::{load_household, open_card};
 use super::push::resend_household;
+use super::{PostgresStore, decode_json, encode_json, parse_state, user_phone_context};
 use crate::store::{
     HouseholdDossier, HouseholdVisit, LatestWellbeingCheck, PairedCadre, StoreError, StoreResult,
 };
@@ -23,20 +23,10 @@ const AREA_HOUSEHOLDS: &str = "SELECT household_id FROM households
      WHERE township_id = $1
         OR township_id IN (SELECT area_id FROM areas WHERE parent_id = $1 AND level = 'township')";
 
-fn decode<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|error| {
-        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
-    })
-}
-
 /// Registrations from rows whose first column is the JSON body.
 fn registrations_from(rows: &[tokio_postgres::Row]) -> StoreResult<Vec<IncomeRegistration>> {
     rows.iter()
-        .map(|row| decode(row.try_get("body")?, "income registration"))
+        .map(|row| decode_json(row.try_get("body")?, "income registration"))
         .collect()
 }
 
@@ -147,7 +137,7 @@ impl PostgresStore {
                     .await?;
                 if let Some(stored) = stored {
                     let stored: IncomeRegistration =
-                        decode(stored.try_get("body")?, "income registration")?;
+                        decode_json(stored.try_get("body")?, "income registration")?;
                     if &stored == registration {
                         continue;
                     }
@@ -182,7 +172,7 @@ impl PostgresStore {
                                     message: format!("{} is out of range", registration.quarter),
                                 }
                             })?,
-                            &encode(registration)?,
+                            &encode_json(registration)?,
                         ],
                     )
                     .await?;
@@ -263,7 +253,7 @@ impl PostgresStore {
         let mut latest: HashMap<String, LatestWellbeingCheck> = HashMap::new();
         for row in rows {
             let household_id: String = row.try_get("household_id")?;
-            let visit: Visit = decode(row.try_get("body")?, "visit")?;
+            let visit: Visit = decode_json(row.try_get("body")?, "visit")?;
             let candidate = LatestWellbeingCheck {
                 household_id: household_id.clone(),
                 visit_id: row.try_get("visit_id")?,
@@ -311,7 +301,7 @@ impl PostgresStore {
                 rank: parse_rank(&user_id, row.try_get("rank")?)?,
                 phone: self
                     .pii()
-                    .open(&phone, &format!("users.phone/{user_id}"))
+                    .open(&phone, &user_phone_context(&user_id))
                     .map_err(|error| StoreError::Sealed(error.to_string()))?,
                 display_name: row.try_get("display_name")?,
                 is_primary: row.try_get("is_primary")?,
@@ -333,10 +323,8 @@ impl PostgresStore {
         {
             let state: String = row.try_get("state")?;
             visits.push(HouseholdVisit {
-                visit: decode(row.try_get("body")?, "visit")?,
-                state: fieldsync_model::codes::ReviewState::parse(&state).ok_or_else(|| {
-                    StoreError::Corrupt(format!("unknown review state {state:?}"))
-                })?,
+                visit: decode_json(row.try_get("body")?, "visit")?,
+                state: parse_state(&state)?,
                 cadre_name: row.try_get("author_name")?,
             });
         }

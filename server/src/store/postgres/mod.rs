@@ -368,6 +368,44 @@ impl From<WriteError> for StoreError {
     }
 }
 
+/// Change-log kinds, as SQLite writes them.
+const CHANGE_KIND_HOUSEHOLD: &str = "household";
+const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
+const CHANGE_KIND_REMOVED: &str = "removed";
+
+/// The townships of the county `$1` (for roles and reads scoped to a county).
+const COUNTY_TOWNSHIPS_SQL: &str =
+    "SELECT area_id FROM areas WHERE parent_id = $1 AND level = 'township'";
+
+/// The context users.phone is sealed under (the same text as SQLite's).
+fn user_phone_context(user_id: &str) -> String {
+    format!("users.phone/{user_id}")
+}
+
+fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+/// Stored evidence flags; a flag this server does not know (written by a newer one) is
+/// skipped rather than making the visit unreadable.
+fn decode_flags(text: &str) -> StoreResult<Vec<fieldsync_model::evidence::EvidenceFlag>> {
+    let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect())
+}
+
+fn parse_state(state: &str) -> StoreResult<fieldsync_model::codes::ReviewState> {
+    fieldsync_model::codes::ReviewState::parse(state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {state:?}")))
+}
+
 /// Unix milliseconds, the time representation every backend stores.
 fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {

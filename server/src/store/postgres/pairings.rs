@@ -8,12 +8,12 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::PostgresStore;
 use super::audit::append_audit_in;
 use super::basics::parse_rank;
 use super::households::load_household;
 use super::push::resend_household;
 use super::sync_area::{reassign_household_in, require_cadre, tombstone_unless_paired};
+use super::{COUNTY_TOWNSHIPS_SQL, PostgresStore, user_phone_context};
 use crate::store::{
     CadreLoad, HouseholdPairings, PairingFilter, PrimaryAssignment, StoreError, StoreResult,
 };
@@ -23,7 +23,7 @@ const MAX_PAIRING_PAGE: u32 = 5_000;
 
 /// SQL condition: the township id in `column` belongs to the county `$1`.
 fn township_in_county(column: &str) -> String {
-    format!("{column} IN (SELECT area_id FROM areas WHERE parent_id = $1 AND level = 'township')")
+    format!("{column} IN ({COUNTY_TOWNSHIPS_SQL})")
 }
 
 fn count(row: &tokio_postgres::Row, column: &str) -> StoreResult<u32> {
@@ -62,7 +62,7 @@ impl PostgresStore {
                     rank: parse_rank(&user_id, row.try_get("rank")?)?,
                     phone: self
                         .pii()
-                        .open(&phone, &format!("users.phone/{user_id}"))
+                        .open(&phone, &user_phone_context(&user_id))
                         .map_err(|error| StoreError::Sealed(error.to_string()))?,
                     display_name: row.try_get("display_name")?,
                     township_id: row.try_get("township_id")?,

@@ -14,20 +14,15 @@ use fieldsync_model::income::{IncomeRegistration, current_registrations};
 use fieldsync_model::review::{ReturnReason, VisitStatus};
 
 use super::households::load_household;
-use super::{PostgresStore, from_millis};
+use super::{
+    CHANGE_KIND_HOUSEHOLD, CHANGE_KIND_REMOVED, CHANGE_KIND_VISIT_STATUS, COUNTY_TOWNSHIPS_SQL,
+    PostgresStore, decode_json, from_millis, parse_state,
+};
 use crate::store::sealed::PiiCipher;
 use crate::store::{Principal, PullChanges, ScopeCursor, StoreError, StoreResult};
 
 /// The most entries one page may ask for (as in SQLite).
 const MAX_PULL_LIMIT: u32 = 10_000;
-
-const CHANGE_KIND_HOUSEHOLD: &str = "household";
-const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
-const CHANGE_KIND_REMOVED: &str = "removed";
-
-/// The townships of the county `$1` (for roles scoped to a county or above a township).
-const COUNTY_TOWNSHIPS_SQL: &str =
-    "SELECT area_id FROM areas WHERE parent_id = $1 AND level = 'township'";
 
 /// The value bound as `$1` in every scope test: a cadre's scope is their pairings, every
 /// other role's is an area.
@@ -209,8 +204,7 @@ pub(super) async fn load_visit_status(
     };
     let reasons: Option<String> = row.try_get("reasons")?;
     let reasons: Vec<ReturnReason> = match reasons {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|error| StoreError::Corrupt(format!("decision reasons: {error}")))?,
+        Some(text) => decode_json(&text, "decision reasons")?,
         None => Vec::new(),
     };
     let state: String = row.try_get("state")?;
@@ -220,8 +214,7 @@ pub(super) async fn load_visit_status(
         revision: u32::try_from(revision)
             .map_err(|_| StoreError::Corrupt(format!("revision {revision}")))?,
         household_id: row.try_get("household_id")?,
-        state: fieldsync_model::codes::ReviewState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {state:?}")))?,
+        state: parse_state(&state)?,
         reasons,
         note: row
             .try_get::<_, Option<String>>("note")?
@@ -255,10 +248,10 @@ async fn income_registrations_of(
     for row in client.query(&statement, &[&household_ids]).await? {
         let household_id: String = row.try_get("household_id")?;
         let body: String = row.try_get("body")?;
-        by_household.entry(household_id).or_default().push(
-            serde_json::from_str(&body)
-                .map_err(|error| StoreError::Corrupt(format!("income registration: {error}")))?,
-        );
+        by_household
+            .entry(household_id)
+            .or_default()
+            .push(decode_json(&body, "income registration")?);
     }
     Ok(by_household)
 }

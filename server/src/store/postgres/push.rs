@@ -30,13 +30,10 @@ use time::OffsetDateTime;
 
 use super::change_log::{ChangeEntry, log_entry};
 use super::households::{load_household, refresh_household_indexes, sealed_card_json};
-use super::{PostgresStore, WriteError, to_millis};
+use super::{CHANGE_KIND_VISIT_STATUS, PostgresStore, WriteError, encode_json, to_millis};
 use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name};
 use crate::store::sealed::PiiCipher;
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
-
-/// Change-log kind of a visit's review status.
-const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
 
 /// Fields whose register values are sealed (联系电话, 身份证号), as in SQLite.
 const SENSITIVE_FIELDS: &[&str] = &["phone", "id_number"];
@@ -52,12 +49,6 @@ fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::InvalidValue {
         field: what.to_owned(),
         message: format!("{value} is too large (at most {})", i64::MAX),
-    })
-}
-
-fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|error| {
-        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
     })
 }
 

@@ -7,14 +7,16 @@
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, VisitMode};
-use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::review::Decision;
 use fieldsync_model::visit::{PhotoRecord, Visit};
 
 use super::change_log::{ChangeEntry, log_entry};
 use super::households::load_household;
 use super::pull::load_visit_status;
-use super::{PostgresStore, from_millis, to_millis};
+use super::{
+    CHANGE_KIND_VISIT_STATUS, PostgresStore, decode_flags, decode_json, from_millis, parse_state,
+    to_millis,
+};
 use crate::store::{
     HouseholdPhoto, OperationalCounts, QueueFilter, QueueItem, StoreError, StoreResult,
     StoredDecision, VisitDetail, VisitRevision,
@@ -22,9 +24,6 @@ use crate::store::{
 
 /// Review queue page size when the caller asks for 0 items.
 const DEFAULT_QUEUE_PAGE: u32 = 100;
-
-/// Change-log kind of a visit's review status.
-const CHANGE_KIND_VISIT_STATUS: &str = "visit_status";
 
 /// The queue's rows: latest revisions in state SUBMITTED of the township's households, every
 /// filter an optional parameter (NULL = not filtering on it): $1 state, $2 township,
@@ -43,25 +42,6 @@ const QUEUE_FROM_WHERE: &str = "
       AND ($8::TEXT IS NULL OR EXISTS (
               SELECT 1 FROM json_array_elements(v.evidence_flags::json) AS flag
                WHERE flag ->> 'code' = $8))";
-
-fn parse_state(state: &str) -> StoreResult<ReviewState> {
-    ReviewState::parse(state)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {state:?}")))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
-
-/// Stored evidence flags; a flag this server does not know (written by a newer one) is
-/// skipped rather than failing the page.
-fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
-    let values: Vec<serde_json::Value> = decode(text, "evidence flags")?;
-    Ok(values
-        .into_iter()
-        .filter_map(|value| serde_json::from_value(value).ok())
-        .collect())
-}
 
 fn revision_of(revision: i32) -> StoreResult<u32> {
     u32::try_from(revision).map_err(|_| StoreError::Corrupt(format!("revision {revision}")))
@@ -210,7 +190,7 @@ impl PostgresStore {
             )
             .await?;
         for row in photo_rows {
-            let photo: PhotoRecord = decode(row.try_get("body")?, "photo record")?;
+            let photo: PhotoRecord = decode_json(row.try_get("body")?, "photo record")?;
             if row.try_get::<_, bool>("received")? {
                 photo_ids_received.push(photo.photo_id.clone());
             }
@@ -223,7 +203,7 @@ impl PostgresStore {
             })?;
         Ok(Some(VisitDetail {
             flags: flags.as_deref().map(decode_flags).transpose()?,
-            visit: decode::<Visit>(&body, "visit")?,
+            visit: decode_json::<Visit>(&body, "visit")?,
             household,
             cadre_name: cadre_name.unwrap_or_else(|| author.clone()),
             cadre_user_id: author,
@@ -264,7 +244,7 @@ impl PostgresStore {
             })?;
         let state: String = row.try_get("state")?;
         Ok(Some(VisitRevision {
-            visit: decode::<Visit>(row.try_get("body")?, "visit")?,
+            visit: decode_json::<Visit>(row.try_get("body")?, "visit")?,
             state: parse_state(&state)?,
             content_hash: row.try_get("content_hash")?,
             submitted_at: from_millis(row.try_get("submitted_at")?)?,
@@ -304,7 +284,7 @@ impl PostgresStore {
             .map(|row| {
                 let state: String = row.try_get("state")?;
                 Ok(HouseholdPhoto {
-                    photo: decode::<PhotoRecord>(row.try_get("body")?, "photo record")?,
+                    photo: decode_json::<PhotoRecord>(row.try_get("body")?, "photo record")?,
                     visit_id: row.try_get("visit_id")?,
                     business_month: row.try_get("business_month")?,
                     state: parse_state(&state)?,

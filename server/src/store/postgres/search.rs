@@ -5,8 +5,8 @@
 
 use fieldsync_model::household::Household;
 
-use super::PostgresStore;
 use super::households::open_card;
+use super::{COUNTY_TOWNSHIPS_SQL, PostgresStore};
 use crate::store::search::{HouseholdQuery, ID_TAIL_CHARS};
 use crate::store::{LedgerArea, StoreResult};
 
@@ -20,9 +20,7 @@ const ID_NUMBER_INDEX: &str = "id_number";
 pub(super) fn townships_of(area: &LedgerArea, column: &str) -> String {
     match area {
         LedgerArea::Township(_) => format!("{column} = $1"),
-        LedgerArea::County(_) => format!(
-            "{column} IN (SELECT area_id FROM areas WHERE parent_id = $1 AND level = 'township')"
-        ),
+        LedgerArea::County(_) => format!("{column} IN ({COUNTY_TOWNSHIPS_SQL})"),
     }
 }
 

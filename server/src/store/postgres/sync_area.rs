@@ -16,14 +16,12 @@ use time::OffsetDateTime;
 use super::change_log::{ChangeEntry, log_entry};
 use super::households::load_household;
 use super::push::{register_history, resend_household, write_register};
-use super::{PostgresStore, WriteError, from_millis, to_millis};
+use super::{CHANGE_KIND_REMOVED, PostgresStore, WriteError, decode_json, from_millis, to_millis};
 use crate::store::sealed::PiiCipher;
 use crate::store::{
     ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
     Heartbeat, ScopeBounds, StoreError, StoreResult,
 };
-
-const CHANGE_KIND_REMOVED: &str = "removed";
 
 /// Most pending conflicts one pull reports (as in SQLite).
 const MAX_PENDING_CONFLICTS: i64 = 100;
@@ -39,8 +37,7 @@ fn decode_write(pii: &PiiCipher, stored: &str, conflict_key: &str) -> StoreResul
     let text = pii
         .open(stored, &conflict_context(conflict_key))
         .map_err(|error| StoreError::Sealed(error.to_string()))?;
-    serde_json::from_str(&text)
-        .map_err(|error| StoreError::Corrupt(format!("conflict write: {error}")))
+    decode_json(&text, "conflict write")
 }
 
 fn parse_target(conflict_key: &str, target_key: &str) -> StoreResult<FieldTarget> {
