@@ -129,21 +129,24 @@ pub fn flags_of(
 /// over its open transaction, so a push's flags commit with the push (issue 11 §2: one
 /// durable commit per push, not one per visit) and [`refresh_after_push_in`] stays the one
 /// description of *which* visits are re-evaluated.
-pub trait FlagWork {
+///
+/// The methods are async so PostgreSQL can await its connection; SQLite's complete at once
+/// inside its blocking writer and are driven by [`run_without_waiting`].
+pub(crate) trait FlagWork {
     /// Ids of the visits with a photo record of this file, in id order, or `None` while
     /// its blob is not stored.
-    fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>>;
+    async fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>>;
     /// The inputs of each visit's latest revision (`None` for an unknown visit), in the
     /// order asked. Gathered together so a cadre's visits around a batch are read once.
     /// A failure for one visit (a row that no longer decodes) is that visit's alone.
     #[allow(clippy::type_complexity)]
-    fn inputs(
+    async fn inputs(
         &mut self,
         visit_ids: &[String],
         near_duplicate_max_bits: u32,
     ) -> StoreResult<Vec<(String, StoreResult<Option<EvidenceInputs>>)>>;
     /// Keep the flags of one revision, replacing earlier ones.
-    fn save_flags(
+    async fn save_flags(
         &mut self,
         visit_id: &str,
         revision: u32,
@@ -155,17 +158,21 @@ pub trait FlagWork {
 /// flags they can change ([`affected_neighbours`]). A visit whose inputs cannot be gathered
 /// is logged and skipped (flags never fail the work that triggered them); an error keeping
 /// flags is returned, and the caller discards the flag work as a whole.
-fn refresh_visits(
-    work: &mut dyn FlagWork,
+async fn refresh_visits(
+    work: &mut impl FlagWork,
     visit_ids: &[String],
     settings: &evidence::EvidenceSettings,
 ) -> StoreResult<Vec<String>> {
     let mut neighbours = Vec::new();
-    for (visit_id, inputs) in work.inputs(visit_ids, settings.near_duplicate_max_bits)? {
+    for (visit_id, inputs) in work
+        .inputs(visit_ids, settings.near_duplicate_max_bits)
+        .await?
+    {
         match inputs {
             Ok(Some(inputs)) => {
                 let flags = flags_of(&inputs, settings);
-                work.save_flags(&visit_id, inputs.visit.revision, &flags)?;
+                work.save_flags(&visit_id, inputs.visit.revision, &flags)
+                    .await?;
                 for flag in &flags {
                     metrics::counter!(crate::monitoring::EVIDENCE_FLAGS, "flag" => flag.code())
                         .increment(1);
@@ -186,13 +193,16 @@ fn refresh_visits(
 
 /// After a blob arrived: every visit with a photo of it (its own visit gains evidence, and
 /// visits sharing the file now show the reuse), inside the completion's one transaction.
-pub fn refresh_for_blob_in(
-    work: &mut dyn FlagWork,
+pub(crate) async fn refresh_for_blob_in(
+    work: &mut impl FlagWork,
     sha256: &str,
     settings: &evidence::EvidenceSettings,
 ) -> StoreResult<()> {
-    let visit_ids = work.visits_using_stored_blob(sha256)?.unwrap_or_default();
-    refresh_visits(work, &visit_ids, settings).map(drop)
+    let visit_ids = work
+        .visits_using_stored_blob(sha256)
+        .await?
+        .unwrap_or_default();
+    refresh_visits(work, &visit_ids, settings).await.map(drop)
 }
 
 /// Inside a push's write transaction, after the batch was applied: the visits it submitted
@@ -200,27 +210,43 @@ pub fn refresh_for_blob_in(
 /// it attached (so both sides of a reuse are flagged), plus the same cadre's visits around
 /// each of those (a visit synced late can make an earlier neighbour's travel impossible or
 /// its day too full).
-pub fn refresh_after_push_in(
-    work: &mut dyn FlagWork,
+pub(crate) async fn refresh_after_push_in(
+    work: &mut impl FlagWork,
     visit_ids: &[String],
     photo_sha256s: &[String],
     settings: &evidence::EvidenceSettings,
 ) -> StoreResult<()> {
     let mut touched: Vec<String> = visit_ids.to_vec();
     for sha256 in photo_sha256s {
-        if let Some(others) = work.visits_using_stored_blob(sha256)? {
+        if let Some(others) = work.visits_using_stored_blob(sha256).await? {
             touched.extend(others);
         }
     }
     touched.sort();
     touched.dedup();
-    let mut neighbours = refresh_visits(work, &touched, settings)?;
+    let mut neighbours = refresh_visits(work, &touched, settings).await?;
     neighbours.sort();
     neighbours.dedup();
     // One step only: the travel and per-day rules compare a visit with its own day and its
     // nearest neighbours, all of which are in the list.
     neighbours.retain(|visit_id| touched.binary_search(visit_id).is_err());
-    refresh_visits(work, &neighbours, settings).map(drop)
+    refresh_visits(work, &neighbours, settings).await.map(drop)
+}
+
+/// Drive flag work whose every step completes at once (SQLite's, inside its blocking
+/// writer) to its end. Work that would wait is refused rather than blocked on: it would
+/// be a store implementing [`FlagWork`] with I/O that is not synchronous.
+pub(crate) fn run_without_waiting<T>(
+    work: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    let mut work = std::pin::pin!(work);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match work.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => Err(crate::store::StoreError::Join(
+            "synchronous flag work waited for I/O".into(),
+        )),
+    }
 }
 
 /// The visits and files of a push whose flags must be recomputed: the targets whose

@@ -86,30 +86,59 @@ pub enum ServerError {
 }
 
 impl AppState {
-    /// Open the storage: the SQLite file under `data_dir`, and the blob folder there or the
-    /// object store `settings.blobs` names.
+    /// Open the embedded storage: the SQLite file under `data_dir`, and the blob folder there
+    /// or the object store `settings.blobs` names. PostgreSQL (`database_url`) opens
+    /// asynchronously: use [`open_state`].
     pub fn open(settings: Settings) -> Result<Self, ServerError> {
         Self::open_with_clock(settings, Arc::new(SystemClock))
     }
 
     /// Like [`AppState::open`] with an injected clock (tests).
     pub fn open_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
-        if !settings.database_url.0.is_empty() {
+        if uses_postgres(&settings) {
             return Err(ServerError::Setup(
-                "PostgreSQL storage (database_url) is not available in this build yet; unset FIELDSYNC_DATABASE_URL to use the embedded SQLite store".into(),
+                "database_url names PostgreSQL, which opens asynchronously (open_state)".into(),
             ));
         }
-        std::fs::create_dir_all(&settings.data_dir)?;
-        // Personal data is sealed with keys from the key folder, outside the data folder.
-        let pii = store::sealed::PiiCipher::load_or_create(&settings.key_dir())
-            .map_err(|error| ServerError::Setup(format!("personal-data keys: {error}")))?;
-        let audit_key = audit::load_or_create_key(&settings.key_dir())
-            .map_err(|error| ServerError::Setup(format!("audit key: {error}")))?;
+        let keys = ServerKeys::load_or_create(&settings)?;
         let store = SqliteStore::open_with_audit_key(
             &settings.sqlite_path(),
-            pii,
-            Some(audit_key.clone()),
+            keys.pii,
+            Some(keys.audit.clone()),
         )?;
+        Self::assemble(settings, clock, keys.audit, store)
+    }
+
+    /// Open storage on the PostgreSQL server `database_url` names (issue 15): several
+    /// replicas may share it. Personal-data and audit keys still come from the key folder,
+    /// which every replica must hold the same copy of.
+    pub async fn open_postgres(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServerError> {
+        let keys = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || ServerKeys::load_or_create(&settings))
+                .await
+                .map_err(|error| ServerError::Setup(format!("reading the key folder: {error}")))??
+        };
+        let store = store::postgres::PostgresStore::connect(
+            &settings.database_url.0,
+            keys.pii,
+            store::postgres::PoolSettings::default(),
+        )
+        .await?
+        .with_audit_key(keys.audit.clone());
+        Self::assemble(settings, clock, keys.audit, store)
+    }
+
+    /// The state around an opened store: blobs, the login guard and the clocks.
+    fn assemble<S: Store + Clone>(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        audit_key: keys::SecretKey,
+        store: S,
+    ) -> Result<Self, ServerError> {
         let blobs = BlobStore::open(&settings.blobs, &settings.blob_dir())?;
         let login_guard = login_guard::LoginGuard::start(&settings.login)
             .map_err(|error| ServerError::Setup(format!("login settings: {error}")))?;
@@ -170,11 +199,46 @@ pub async fn run(
     .await
 }
 
-/// [`AppState::open`] on a blocking thread (opening runs the migrations).
+/// Open the storage `settings` name: PostgreSQL when `database_url` is set, else SQLite
+/// on a blocking thread (opening runs the migrations).
 pub async fn open_state(settings: Settings) -> Result<AppState, ServerError> {
-    tokio::task::spawn_blocking(move || AppState::open(settings))
+    open_state_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+/// Like [`open_state`] with an injected clock (tests).
+pub async fn open_state_with_clock(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<AppState, ServerError> {
+    if uses_postgres(&settings) {
+        return AppState::open_postgres(settings, clock).await;
+    }
+    tokio::task::spawn_blocking(move || AppState::open_with_clock(settings, clock))
         .await
         .map_err(|error| ServerError::Setup(format!("opening the storage failed: {error}")))?
+}
+
+/// Whether `settings` keep the data on a PostgreSQL server rather than in SQLite.
+pub fn uses_postgres(settings: &Settings) -> bool {
+    !settings.database_url.0.trim().is_empty()
+}
+
+/// The server's secret keys from the key folder (created on first start).
+struct ServerKeys {
+    pii: store::sealed::PiiCipher,
+    audit: keys::SecretKey,
+}
+
+impl ServerKeys {
+    fn load_or_create(settings: &Settings) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&settings.data_dir)?;
+        // Personal data is sealed with keys from the key folder, outside the data folder.
+        let pii = store::sealed::PiiCipher::load_or_create(&settings.key_dir())
+            .map_err(|error| ServerError::Setup(format!("personal-data keys: {error}")))?;
+        let audit = audit::load_or_create_key(&settings.key_dir())
+            .map_err(|error| ServerError::Setup(format!("audit key: {error}")))?;
+        Ok(Self { pii, audit })
+    }
 }
 
 /// Serve an already opened [`AppState`] (tests inject a clock this way). `/metrics` is

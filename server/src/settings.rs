@@ -48,7 +48,8 @@ pub struct Settings {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`
     /// (`FIELDSYNC_TLS_KEY_FILE`, `--tls-key`). Keep it readable by the server's user only.
     pub tls_key_file: Option<PathBuf>,
-    /// `postgres://…` switches storage to PostgreSQL (a later issue); empty means SQLite.
+    /// `postgres://…` (env `FIELDSYNC_DATABASE_URL`) keeps the data on that PostgreSQL
+    /// server, which several replicas may share; empty means the embedded SQLite file.
     pub database_url: Secret,
     /// Where photos are kept, TOML table `[blobs]`, env `FIELDSYNC_BLOBS__*`: the local
     /// folder `<data_dir>/blobs` by default, or an S3-compatible object store (see

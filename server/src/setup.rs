@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::store::accounts::{CadreDetails, NewAccount};
 use crate::store::{Area, AuditContent, SeedData, Store};
-use crate::{AppState, ServerError, auth, settings::Settings};
+use crate::{ServerError, auth, settings::Settings};
 
 /// Characters of generated one-time passwords: no 0/O, 1/l/I, which read alike on a
 /// printed sheet.
@@ -127,7 +127,7 @@ pub async fn init(settings: &Settings, request: InitRequest) -> Result<InitRepor
             (password.clone(), Some(password))
         }
     };
-    let state = AppState::open(settings.clone())?;
+    let state = crate::open_state(settings.clone()).await?;
     let accounts = state.store.account_count().await?;
     if accounts > 0 {
         return Err(SetupError::AlreadyInitialised {
@@ -240,7 +240,9 @@ pub struct NotInitialised {
 /// Refuse to serve a folder without a database. Checked before anything is created, so a
 /// mistyped `--data-dir` leaves no empty folder behind.
 pub fn require_database(settings: &Settings) -> Result<(), NotInitialised> {
-    if settings.sqlite_path().is_file() {
+    // A PostgreSQL database is checked once it is open (`require_accounts`): its server
+    // may not be up yet, and the listener should answer meanwhile.
+    if crate::uses_postgres(settings) || settings.sqlite_path().is_file() {
         Ok(())
     } else {
         Err(NotInitialised {

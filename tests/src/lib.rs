@@ -106,11 +106,11 @@ impl TestServer {
             ..Settings::default()
         };
         configure(&mut settings);
-        let state = match clock {
-            Some(clock) => AppState::open_with_clock(settings, clock),
-            None => AppState::open(settings),
-        }
-        .expect("open state");
+        let clock =
+            clock.unwrap_or_else(|| std::sync::Arc::new(fieldsync_server::clock::SystemClock));
+        let state = fieldsync_server::open_state_with_clock(settings, clock)
+            .await
+            .expect("open state");
         match seed {
             Some(seed) => {
                 state.store.load_seed(seed).await.expect("load the seed");

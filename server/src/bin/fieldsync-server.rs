@@ -134,6 +134,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(key_dir) = arguments.key_dir {
         settings.key_dir = Some(key_dir);
     }
+    if fieldsync_server::uses_postgres(&settings)
+        && let Some(refusal) = refusal_on_postgres(arguments.command.as_ref())
+    {
+        eprintln!("{refusal}");
+        std::process::exit(EXIT_SETUP_REFUSED);
+    }
     match arguments.command {
         Some(Command::Audit {
             command: AuditCommand::Verify,
@@ -247,10 +253,39 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why `command` does not run against PostgreSQL: these commands work on the embedded
+/// data folder, and PostgreSQL has its own tools for the same jobs.
+fn refusal_on_postgres(command: Option<&Command>) -> Option<&'static str> {
+    match command? {
+        Command::Backup { .. } | Command::Restore { .. } => Some(
+            "database_url 指向 PostgreSQL：请用 pg_dump / pg_restore 备份数据库，照片在对象存储中另行备份 \
+             (with PostgreSQL, back up the database with pg_dump and the photos in the object store; \
+             `backup` and `restore` copy the embedded SQLite folder only)",
+        ),
+        Command::Keys(KeysCommand::RotatePii) => Some(
+            "database_url 指向 PostgreSQL：个人信息密钥轮换暂只支持内置 SQLite \
+             (rotating the personal-data key is not available on PostgreSQL yet)",
+        ),
+        Command::Init { .. } | Command::Audit { .. } => None,
+    }
+}
+
 /// `fieldsync-server audit verify`: check every record of the chain; the exit code.
 async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
     use fieldsync_server::audit::{self, VerifyScope};
 
+    if fieldsync_server::uses_postgres(settings) {
+        // A PostgreSQL chain was signed from its first record: no legacy records.
+        let state = fieldsync_server::open_state(settings.clone()).await?;
+        let outcome = audit::verify_chain(
+            state.store.as_ref(),
+            std::slice::from_ref(&state.audit_key),
+            0,
+            VerifyScope::Full,
+        )
+        .await?;
+        return Ok(report_verification(outcome));
+    }
     let database = settings.sqlite_path();
     if !database.is_file() {
         anyhow::bail!("no database at {}", database.display());
@@ -280,19 +315,25 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<i32> {
     // keys; a folder without them is the wrong folder, not one to create keys in.
     let pii = fieldsync_server::store::sealed::PiiCipher::load(&key_dir)?;
     let store = fieldsync_server::store::SqliteStore::open(&database, pii)?;
-    match audit::verify_chain(&store, &keys, legacy_records, VerifyScope::Full).await? {
+    let outcome = audit::verify_chain(&store, &keys, legacy_records, VerifyScope::Full).await?;
+    Ok(report_verification(outcome))
+}
+
+/// Print the outcome of a chain verification; the exit code.
+fn report_verification(outcome: Result<u64, fieldsync_server::audit::ChainBreak>) -> i32 {
+    match outcome {
         Ok(verified) => {
             println!(
                 "审计日志校验通过：{verified} 条记录 (audit chain OK: {verified} records verified)"
             );
-            Ok(0)
+            0
         }
         Err(chain_break) => {
             eprintln!(
                 "审计日志校验失败 (audit chain BROKEN) at record {}: {}",
                 chain_break.audit_id, chain_break.problem
             );
-            Ok(EXIT_CHAIN_BROKEN)
+            EXIT_CHAIN_BROKEN
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod areas;
 /// fixtures instead of copies.
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub(crate) mod evidence_rows;
 pub mod export;
 pub mod households;
 pub mod ledger;

@@ -3156,8 +3156,8 @@ pub(in crate::store) mod tests {
                 other ^= 1u64 << random.random_range(0..64);
             }
             let (ours, theirs) = (
-                crate::store::media::sqlite::phash_bands(hash),
-                crate::store::media::sqlite::phash_bands(other),
+                crate::store::media::phash_bands(hash),
+                crate::store::media::phash_bands(other),
             );
             assert!(
                 ours.iter().zip(theirs).any(|(a, b)| *a == b),
@@ -3167,8 +3167,8 @@ pub(in crate::store) mod tests {
         // Seven flipped bits, one per band, share none: why wider settings scan everything.
         let spread = (0..7).fold(0u64, |bits, band| bits | 1 << (9 * band));
         let (ours, theirs) = (
-            crate::store::media::sqlite::phash_bands(0),
-            crate::store::media::sqlite::phash_bands(spread),
+            crate::store::media::phash_bands(0),
+            crate::store::media::phash_bands(spread),
         );
         assert!(ours.iter().zip(theirs).all(|(a, b)| *a != b));
     }

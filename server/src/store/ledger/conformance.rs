@@ -596,12 +596,13 @@ pub async fn unvisited_households_before_and_after_an_in_person_visit(store: &dy
 }
 
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
-/// fresh store (and its guard) that `$fresh_store()` returns.
+/// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
+/// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
 #[cfg(test)]
 macro_rules! ledger_conformance_tests {
-    ($fresh_store:path) => {
+    ($($fresh_store:tt)+) => {
         $crate::store::conformance::checks_as_tests!(
-            $fresh_store,
+            $($fresh_store)+,
             ledger,
             [
                 ledger_facts_cover_the_area_and_month,

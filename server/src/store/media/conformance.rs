@@ -531,12 +531,13 @@ pub async fn abandoned_uploads_expire_and_complete_ones_stay(store: &dyn Store) 
 }
 
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
-/// fresh store (and its guard) that `$fresh_store()` returns.
+/// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
+/// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
 #[cfg(test)]
 macro_rules! media_conformance_tests {
-    ($fresh_store:path) => {
+    ($($fresh_store:tt)+) => {
         $crate::store::conformance::checks_as_tests!(
-            $fresh_store,
+            $($fresh_store)+,
             media,
             [
                 upload_lifecycle,

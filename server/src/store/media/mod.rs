@@ -178,3 +178,42 @@ pub trait MediaStore: Send + Sync {
         settings: fieldsync_model::evidence::EvidenceSettings,
     ) -> StoreResult<()>;
 }
+
+/// Bands of a perceptual hash as both backends' `photo_meta` compute them (SQLite migration
+/// 0014, PostgreSQL's generated columns): six of 9 bits, one of 10.
+pub(crate) const PHASH_BANDS: usize = 7;
+
+pub(crate) fn phash_bands(hash: u64) -> [u64; PHASH_BANDS] {
+    let mut bands = [0; PHASH_BANDS];
+    for (index, band) in bands.iter_mut().enumerate().take(PHASH_BANDS - 1) {
+        *band = (hash >> (9 * index)) & 511;
+    }
+    bands[PHASH_BANDS - 1] = (hash >> 54) & 1023;
+    bands
+}
+
+/// SQL condition (over `m`, the photo_meta row of `p`) for photos that may be within
+/// `max_bits` of one of `own_hashes`. Within 6 bits at least one band is equal, so the
+/// indexed band lookup misses nothing; a wider setting falls back to every hashed photo.
+/// The values are numbers this function computed, never caller text.
+pub(crate) fn near_duplicate_candidates(own_hashes: &[u64], max_bits: u32) -> String {
+    if own_hashes.is_empty() {
+        return "FALSE".to_owned();
+    }
+    if max_bits as usize >= PHASH_BANDS {
+        return "m.phash IS NOT NULL".to_owned();
+    }
+    let terms: Vec<String> = (0..PHASH_BANDS)
+        .map(|band| {
+            let values: Vec<String> = own_hashes
+                .iter()
+                .map(|hash| phash_bands(*hash)[band].to_string())
+                .collect();
+            format!("band.phash_band{band} IN ({})", values.join(", "))
+        })
+        .collect();
+    format!(
+        "p.sha256 IN (SELECT band.sha256 FROM photo_meta band WHERE {})",
+        terms.join(" OR ")
+    )
+}

@@ -230,44 +230,6 @@ fn photo_meta_in(connection: &Connection, sha256: &str) -> StoreResult<Option<Ph
         .transpose()
 }
 
-/// Bands of a perceptual hash as migration 0014 computes them: six of 9 bits, one of 10.
-pub(in crate::store) const PHASH_BANDS: usize = 7;
-
-pub(in crate::store) fn phash_bands(hash: u64) -> [u64; PHASH_BANDS] {
-    let mut bands = [0; PHASH_BANDS];
-    for (index, band) in bands.iter_mut().enumerate().take(PHASH_BANDS - 1) {
-        *band = (hash >> (9 * index)) & 511;
-    }
-    bands[PHASH_BANDS - 1] = (hash >> 54) & 1023;
-    bands
-}
-
-/// SQL condition (over `m`, the photo_meta row of `p`) for photos that may be within
-/// `max_bits` of one of `own_hashes`. Within 6 bits at least one band is equal, so the
-/// indexed band lookup misses nothing; a wider setting falls back to every hashed photo.
-/// The values are numbers this function computed, never caller text.
-pub(in crate::store) fn near_duplicate_candidates(own_hashes: &[u64], max_bits: u32) -> String {
-    if own_hashes.is_empty() {
-        return "0".to_owned();
-    }
-    if max_bits as usize >= PHASH_BANDS {
-        return "m.phash IS NOT NULL".to_owned();
-    }
-    let terms: Vec<String> = (0..PHASH_BANDS)
-        .map(|band| {
-            let values: Vec<String> = own_hashes
-                .iter()
-                .map(|hash| phash_bands(*hash)[band].to_string())
-                .collect();
-            format!("band.phash_band{band} IN ({})", values.join(", "))
-        })
-        .collect();
-    format!(
-        "p.sha256 IN (SELECT band.sha256 FROM photo_meta band WHERE {})",
-        terms.join(" OR ")
-    )
-}
-
 #[async_trait::async_trait]
 impl MediaStore for SqliteStore {
     async fn start_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
@@ -457,7 +419,7 @@ impl MediaStore for SqliteStore {
             let mut gathered = evidence::evidence_inputs_many(
                 connection,
                 std::slice::from_ref(&visit_id),
-                &evidence::PushedVisits::new(),
+                &crate::store::evidence_rows::PushedVisits::new(),
                 near_duplicate_max_bits,
             )?;
             gathered.pop().map_or(Ok(None), |(_, inputs)| inputs)
@@ -485,9 +447,15 @@ impl MediaStore for SqliteStore {
     ) -> StoreResult<()> {
         let sha256 = sha256.to_owned();
         self.write(move |transaction| {
-            evidence::flag_work_in_savepoint(transaction, &evidence::PushedVisits::new(), |work| {
-                crate::evidence::refresh_for_blob_in(work, &sha256, &settings)
-            })
+            evidence::flag_work_in_savepoint(
+                transaction,
+                &crate::store::evidence_rows::PushedVisits::new(),
+                |work| {
+                    crate::evidence::run_without_waiting(crate::evidence::refresh_for_blob_in(
+                        work, &sha256, &settings,
+                    ))
+                },
+            )
         })
         .await
     }

@@ -393,12 +393,13 @@ pub async fn reassignment_purges_the_old_cadre_and_delivers_to_the_new(store: &d
 }
 
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
-/// fresh store (and its guard) that `$fresh_store()` returns.
+/// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
+/// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
 #[cfg(test)]
 macro_rules! pairings_conformance_tests {
-    ($fresh_store:path) => {
+    ($($fresh_store:tt)+) => {
         $crate::store::conformance::checks_as_tests!(
-            $fresh_store,
+            $($fresh_store)+,
             pairings,
             [
                 pairings_loads_and_problem_households,

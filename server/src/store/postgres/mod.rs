@@ -9,8 +9,8 @@
 //!   ([`PostgresStore::write`]), never half-applied;
 //! - migrations take an advisory lock, so replicas starting together migrate once.
 //!
-//! Areas are implemented one file each as the per-area store traits land; the server picks
-//! this backend from `database_url` only once every area is here (see `crate::AppState`).
+//! The SQL is one file per concern; `area_traits.rs` assembles it into the area traits. The
+//! server picks this backend when `database_url` is set ([`crate::open_state`]).
 
 /// Run `$body` in one read-committed transaction on a pooled connection and commit it,
 /// trying the whole transaction again when it lost a race ([`PostgresStore::retry_write`]).
@@ -51,12 +51,18 @@ macro_rules! write_transaction {
 }
 
 mod accounts;
+mod area_traits;
 mod audit;
 mod basics;
 mod change_log;
+#[cfg(test)]
+mod conformance_runs;
+mod evidence;
 mod export;
 mod households;
 mod households_area;
+mod imports;
+mod ledger;
 mod lookups;
 mod pairings;
 mod photo_meta;

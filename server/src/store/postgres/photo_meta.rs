@@ -69,45 +69,53 @@ impl PostgresStore {
         let connection = self.connection().await?;
         let Some(row) = connection
             .query_opt(
-                "SELECT mime_type, width, height, exif_time, exif_time_has_offset, exif_lat,
-                        exif_lon, gps_time, make, model, orientation, phash, exif_damaged
-                   FROM photo_meta WHERE sha256 = $1",
+                &format!("SELECT {PHOTO_META_COLUMNS} FROM photo_meta m WHERE m.sha256 = $1"),
                 &[&sha256],
             )
             .await?
         else {
             return Ok(None);
         };
-        let width: i32 = row.try_get("width")?;
-        let height: i32 = row.try_get("height")?;
-        let exif_time: Option<String> = row.try_get("exif_time")?;
-        let has_offset: bool = row.try_get("exif_time_has_offset")?;
-        let latitude: Option<f64> = row.try_get("exif_lat")?;
-        let longitude: Option<f64> = row.try_get("exif_lon")?;
-        let gps_time: Option<i64> = row.try_get("gps_time")?;
-        let orientation: Option<i32> = row.try_get("orientation")?;
-        let phash: i64 = row.try_get("phash")?;
-        Ok(Some(PhotoMeta {
-            mime_type: row.try_get("mime_type")?,
-            width: u32::try_from(width).map_err(|_| corrupt(format!("photo width {width}")))?,
-            height: u32::try_from(height).map_err(|_| corrupt(format!("photo height {height}")))?,
-            exif_time: exif_time
-                .map(|text| decode_capture_time(&text, has_offset))
-                .transpose()?,
-            exif_gps: latitude.zip(longitude),
-            gps_time: gps_time.map(from_millis).transpose()?,
-            make: row.try_get("make")?,
-            model: row.try_get("model")?,
-            orientation: orientation
-                .map(|value| {
-                    u16::try_from(value).map_err(|_| corrupt(format!("EXIF orientation {value}")))
-                })
-                .transpose()?,
-            // The hash's 64 bits were stored as a signed integer.
-            phash: phash as u64,
-            exif_damaged: row.try_get("exif_damaged")?,
-        }))
+        photo_meta_from_row(&row).map(Some)
     }
+}
+
+/// The `photo_meta` columns (of the row aliased `m`) that [`photo_meta_from_row`] reads.
+pub(super) const PHOTO_META_COLUMNS: &str = "m.mime_type, m.width, m.height, m.exif_time,
+    m.exif_time_has_offset, m.exif_lat, m.exif_lon, m.gps_time, m.make, m.model,
+    m.orientation, m.phash, m.exif_damaged";
+
+/// A photo's metadata from a row holding [`PHOTO_META_COLUMNS`].
+pub(super) fn photo_meta_from_row(row: &tokio_postgres::Row) -> StoreResult<PhotoMeta> {
+    let width: i32 = row.try_get("width")?;
+    let height: i32 = row.try_get("height")?;
+    let exif_time: Option<String> = row.try_get("exif_time")?;
+    let has_offset: bool = row.try_get("exif_time_has_offset")?;
+    let latitude: Option<f64> = row.try_get("exif_lat")?;
+    let longitude: Option<f64> = row.try_get("exif_lon")?;
+    let gps_time: Option<i64> = row.try_get("gps_time")?;
+    let orientation: Option<i32> = row.try_get("orientation")?;
+    let phash: i64 = row.try_get("phash")?;
+    Ok(PhotoMeta {
+        mime_type: row.try_get("mime_type")?,
+        width: u32::try_from(width).map_err(|_| corrupt(format!("photo width {width}")))?,
+        height: u32::try_from(height).map_err(|_| corrupt(format!("photo height {height}")))?,
+        exif_time: exif_time
+            .map(|text| decode_capture_time(&text, has_offset))
+            .transpose()?,
+        exif_gps: latitude.zip(longitude),
+        gps_time: gps_time.map(from_millis).transpose()?,
+        make: row.try_get("make")?,
+        model: row.try_get("model")?,
+        orientation: orientation
+            .map(|value| {
+                u16::try_from(value).map_err(|_| corrupt(format!("EXIF orientation {value}")))
+            })
+            .transpose()?,
+        // The hash's 64 bits were stored as a signed integer.
+        phash: phash as u64,
+        exif_damaged: row.try_get("exif_damaged")?,
+    })
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@ use fieldsync_model::register::{
 };
 use fieldsync_model::sync::{MutationOutcome, MutationPayload, RejectCode};
 use fieldsync_model::visit::{PhotoRecord, Visit};
-use time::OffsetDateTime;
 
 use super::change_log::{ChangeEntry, log_entry};
 use super::households::{load_household, refresh_household_indexes, sealed_card_json};
 use super::{CHANGE_KIND_VISIT_STATUS, PostgresStore, WriteError, encode_json, to_millis};
+use crate::store::evidence_rows::split_instant;
 use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name};
 use crate::store::sealed::PiiCipher;
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
@@ -53,10 +53,10 @@ fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
 }
 
 /// Households' township and location as read earlier in the same push.
-type HouseholdPlaces = HashMap<String, Option<(String, Option<GeoPoint>)>>;
+pub(super) type HouseholdPlaces = HashMap<String, Option<(String, Option<GeoPoint>)>>;
 
 /// A household's township and registered location, without opening its sealed fields.
-async fn household_place(
+pub(super) async fn household_place(
     client: &impl GenericClient,
     places: &mut HouseholdPlaces,
     household_id: &str,
@@ -264,14 +264,6 @@ async fn apply_entry(
             member,
         }) => add_member(client, pii, household_id, member).await,
     }
-}
-
-/// Milliseconds as stored, and the nanoseconds below them (the evidence columns).
-fn split_instant(instant: OffsetDateTime) -> StoreResult<(i64, i64)> {
-    let millis = to_millis(instant)?;
-    let below = instant.unix_timestamp_nanos() - i128::from(millis) * 1_000_000;
-    // |below| < 1 ms by construction.
-    Ok((millis, below as i64))
 }
 
 async fn submit_visit(

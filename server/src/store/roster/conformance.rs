@@ -333,12 +333,13 @@ pub async fn an_import_over_an_unseen_phone_edit_is_a_conflict_and_still_wins(st
 }
 
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
-/// fresh store (and its guard) that `$fresh_store()` returns.
+/// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
+/// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
 #[cfg(test)]
 macro_rules! roster_conformance_tests {
-    ($fresh_store:path) => {
+    ($($fresh_store:tt)+) => {
         $crate::store::conformance::checks_as_tests!(
-            $fresh_store,
+            $($fresh_store)+,
             roster,
             [
                 roster_snapshot_lists_the_county_areas_and_households,

@@ -168,12 +168,13 @@ pub async fn households_are_found_by_name_number_and_id_digits_within_the_area(s
 }
 
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
-/// fresh store (and its guard) that `$fresh_store()` returns.
+/// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
+/// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
 #[cfg(test)]
 macro_rules! search_conformance_tests {
-    ($fresh_store:path) => {
+    ($($fresh_store:tt)+) => {
         $crate::store::conformance::checks_as_tests!(
-            $fresh_store,
+            $($fresh_store)+,
             search,
             [households_are_found_by_name_number_and_id_digits_within_the_area,]
         );

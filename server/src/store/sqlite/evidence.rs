@@ -13,21 +13,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use fieldsync_model::CodeList;
-use fieldsync_model::codes::{Crs, VisitMode};
+use fieldsync_model::codes::VisitMode;
 use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{corrupt, decode_json, encode_json, from_millis, household_place, to_millis};
+use super::{corrupt, decode_json, encode_json, from_millis, household_place};
 use crate::evidence::FlagWork;
-use crate::store::media::sqlite::{
-    PHOTO_META_COLUMNS, near_duplicate_candidates, photo_meta_from_row, photo_meta_row,
+use crate::store::evidence_rows::{
+    CadreColumns, CadreRow, OwnVisit, PushedVisits, is_reuse, merged_windows, split_instant,
+    window_of,
 };
-use crate::store::{
-    CADRE_VISIT_WINDOW, DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError, StoreResult,
-};
+use crate::store::media::near_duplicate_candidates;
+use crate::store::media::sqlite::{PHOTO_META_COLUMNS, photo_meta_from_row, photo_meta_row};
+use crate::store::{DeviceClockReading, EvidenceInputs, EvidencePhoto, StoreError, StoreResult};
 
 /// The values migration 0019 copies out of a visit body.
 pub(in crate::store) struct EvidenceColumns {
@@ -37,19 +38,6 @@ pub(in crate::store) struct EvidenceColumns {
     pub checkout_sub_ms_ns: i64,
     /// `(lat, lon, Crs code)` as sent; converted to WGS-84 when read.
     pub gps: Option<(f64, f64, i32)>,
-}
-
-/// Milliseconds as [`to_millis`] stores them, and the nanoseconds it dropped.
-fn split_instant(instant: OffsetDateTime) -> StoreResult<(i64, i64)> {
-    let millis = to_millis(instant)?;
-    let below = instant.unix_timestamp_nanos() - i128::from(millis) * 1_000_000;
-    // |below| < 1 ms by construction.
-    Ok((millis, below as i64))
-}
-
-fn join_instant(millis: i64, below_ns: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000 + i128::from(below_ns))
-        .map_err(|error| corrupt(format!("timestamp {millis} ms {below_ns} ns: {error}")))
 }
 
 pub(in crate::store) fn evidence_columns(visit: &Visit) -> StoreResult<EvidenceColumns> {
@@ -104,21 +92,6 @@ pub(in crate::store) fn backfill_evidence_columns(
     Ok(())
 }
 
-/// The latest revision of a visit as the evidence rules start from it.
-struct OwnVisit {
-    visit: Visit,
-    author: String,
-    device_id: String,
-    household_id: String,
-    submitted_at: i64,
-    /// The server's receipt of the first revision, for the 补录 check.
-    first_submitted_at: i64,
-}
-
-/// Visits a push has just stored, by id: the flag work of that push starts from these
-/// instead of reading their bodies back and decoding them (most of a batch's flag inputs).
-pub(in crate::store) type PushedVisits<'a> = HashMap<&'a str, &'a Visit>;
-
 /// The latest revision of `visit_id`. When `pushed` holds that very revision (the push
 /// being flagged stored it), its body is not read back.
 fn own_visit(
@@ -166,13 +139,6 @@ fn own_visit(
         submitted_at,
         first_submitted_at,
     }))
-}
-
-/// One of a cadre's visits (latest revision) as the travel and per-day rules see it; `Err`
-/// for a row whose columns were never filled and whose body does not decode.
-struct CadreRow {
-    checkin_at: OffsetDateTime,
-    summary: StoreResult<CadreVisitSummary>,
 }
 
 /// A cadre's visits (latest revisions) checked in within `[from_ms, to_ms]`, in check-in
@@ -223,31 +189,19 @@ fn cadre_rows(
             _ => None,
         };
         let row = match filled {
-            Some((checkin_ns, checkout_ms, checkout_ns)) => {
-                let checkin_at = join_instant(checkin_ms, checkin_ns)?;
-                let summary = (|| {
-                    let gps = match (lat, lon, crs) {
-                        (Some(lat), Some(lon), Some(crs)) => {
-                            let crs = Crs::from_code(crs)
-                                .ok_or_else(|| corrupt(format!("visit {visit_id}: crs {crs}")))?;
-                            let point = fieldsync_model::geo::to_wgs84(&GeoPoint { lat, lon, crs });
-                            Some((point.lat, point.lon))
-                        }
-                        _ => None,
-                    };
-                    Ok(CadreVisitSummary {
-                        visit_id: visit_id.clone(),
-                        checkin_at,
-                        checkout_at: join_instant(checkout_ms, checkout_ns)?,
-                        gps,
-                        in_person: mode == in_person,
-                    })
-                })();
-                CadreRow {
-                    checkin_at,
-                    summary,
-                }
+            Some((checkin_sub_ms_ns, checkout_at_ms, checkout_sub_ms_ns)) => CadreColumns {
+                visit_id,
+                checkin_at_ms: checkin_ms,
+                checkin_sub_ms_ns,
+                checkout_at_ms,
+                checkout_sub_ms_ns,
+                gps: match (lat, lon, crs) {
+                    (Some(lat), Some(lon), Some(crs)) => Some((lat, lon, crs)),
+                    _ => None,
+                },
+                in_person: mode == in_person,
             }
+            .into_row()?,
             None => body_row(connection, &visit_id, revision, checkin_ms)?,
         };
         found.push(row);
@@ -289,45 +243,6 @@ fn body_row(
             summary: Err(error),
         },
     })
-}
-
-/// The cadre's visits within [`CADRE_VISIT_WINDOW`] of `own` (itself excluded), in visit id
-/// order as the per-visit query always returned them; `rows` are in check-in order.
-fn window_of(rows: &[CadreRow], own: &Visit) -> StoreResult<Vec<CadreVisitSummary>> {
-    let earliest = own.checkin_at - CADRE_VISIT_WINDOW;
-    let latest = own.checkin_at + CADRE_VISIT_WINDOW;
-    let start = rows.partition_point(|row| row.checkin_at < earliest);
-    let end = rows.partition_point(|row| row.checkin_at <= latest);
-    let mut window = Vec::with_capacity(end.saturating_sub(start));
-    for row in &rows[start..end.max(start)] {
-        match &row.summary {
-            Ok(summary) if summary.visit_id == own.visit_id => {}
-            Ok(summary) => window.push(summary.clone()),
-            Err(error) => return Err(corrupt(error)),
-        }
-    }
-    window.sort_by(|a, b| a.visit_id.cmp(&b.visit_id));
-    Ok(window)
-}
-
-/// Check-in windows of a cadre's visits merged where they overlap: one range query each.
-fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i64)>> {
-    checkins.sort();
-    let window_ms = CADRE_VISIT_WINDOW.whole_milliseconds() as i64;
-    let mut merged: Vec<(i64, i64)> = Vec::new();
-    for checkin in checkins {
-        // One millisecond of slack each side: stored milliseconds truncate toward zero.
-        let millis = to_millis(checkin)?;
-        let (from, to) = (
-            millis.saturating_sub(window_ms + 1),
-            millis.saturating_add(window_ms + 1),
-        );
-        match merged.last_mut() {
-            Some(last) if from <= last.1 => last.1 = last.1.max(to),
-            _ => merged.push((from, to)),
-        }
-    }
-    Ok(merged)
 }
 
 /// The inputs of the evidence checks of each visit's latest revision, in the order asked
@@ -492,13 +407,13 @@ fn assemble(
         })?;
         for row in rows {
             let other = row?;
-            let same_file = own_shas.contains(&other.sha256.to_ascii_lowercase());
-            let similar = other.phash.is_some_and(|theirs| {
-                own_hashes
-                    .iter()
-                    .any(|ours| (ours ^ theirs).count_ones() <= near_duplicate_max_bits)
-            });
-            if same_file || similar {
+            if is_reuse(
+                &other.sha256,
+                other.phash,
+                &own_shas,
+                &own_hashes,
+                near_duplicate_max_bits,
+            ) {
                 other_photos.push(other);
             }
         }
@@ -557,13 +472,13 @@ pub(in crate::store) fn save_flags_in(
 }
 
 /// [`FlagWork`] over an open write transaction.
-struct TransactionFlagWork<'a> {
+pub(in crate::store) struct TransactionFlagWork<'a> {
     transaction: &'a Transaction<'a>,
     pushed: &'a PushedVisits<'a>,
 }
 
 impl FlagWork for TransactionFlagWork<'_> {
-    fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>> {
+    async fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>> {
         let stored = self
             .transaction
             .prepare_cached("SELECT 1 FROM blobs WHERE sha256 = ?1")?
@@ -582,7 +497,7 @@ impl FlagWork for TransactionFlagWork<'_> {
         Ok(Some(ids))
     }
 
-    fn inputs(
+    async fn inputs(
         &mut self,
         visit_ids: &[String],
         near_duplicate_max_bits: u32,
@@ -595,7 +510,7 @@ impl FlagWork for TransactionFlagWork<'_> {
         )
     }
 
-    fn save_flags(
+    async fn save_flags(
         &mut self,
         visit_id: &str,
         revision: u32,
@@ -611,7 +526,7 @@ impl FlagWork for TransactionFlagWork<'_> {
 pub(in crate::store) fn flag_work_in_savepoint(
     transaction: &Transaction<'_>,
     pushed: &PushedVisits<'_>,
-    work: impl FnOnce(&mut dyn FlagWork) -> StoreResult<()>,
+    work: impl FnOnce(&mut TransactionFlagWork<'_>) -> StoreResult<()>,
 ) -> StoreResult<()> {
     transaction.execute_batch("SAVEPOINT evidence_flags")?;
     let outcome = work(&mut TransactionFlagWork {

@@ -1,12 +1,10 @@
 //! SQLite side of [`SyncStore`]: each call is one read snapshot or one write transaction
 //! over the core's push, pull, register and change-log functions (`store/sqlite.rs`).
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::register::{FieldTarget, PendingConflict, RegisterWrite, Stamp};
-use fieldsync_model::sync::{MutationOutcome, MutationPayload};
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
@@ -18,8 +16,8 @@ use crate::store::sqlite::{
 };
 use crate::store::{
     ChangeLogBounds, ChangeLogCompaction, ConflictRecord, ConflictResolution, DeviceBacklog,
-    Heartbeat, Principal, PullChanges, PushAction, PushBatch, PushFlagWork, PushResult,
-    ScopeCursor, StoreResult, SyncStore,
+    Heartbeat, Principal, PullChanges, PushBatch, PushFlagWork, PushResult, ScopeCursor,
+    StoreResult, SyncStore,
 };
 
 #[async_trait::async_trait]
@@ -55,32 +53,14 @@ impl SyncStore for SqliteStore {
             let (visit_ids, photo_sha256s) =
                 crate::evidence::stored_targets(&result, &flags.targets);
             if !visit_ids.is_empty() {
-                // Only the visits this push stored: a rejected entry may carry another body
-                // under a stored id and revision.
-                let applied: HashSet<u64> = result
-                    .outcomes
-                    .iter()
-                    .filter(|(_, outcome)| matches!(outcome, MutationOutcome::Applied))
-                    .map(|(seq, _)| *seq)
-                    .collect();
-                let pushed: evidence::PushedVisits<'_> = batch
-                    .entries
-                    .iter()
-                    .filter(|entry| applied.contains(&entry.seq))
-                    .filter_map(|entry| match &entry.action {
-                        PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
-                            Some((visit.visit_id.as_str(), visit))
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let pushed = crate::store::evidence_rows::pushed_visits(&batch, &result);
                 evidence::flag_work_in_savepoint(transaction, &pushed, |work| {
-                    crate::evidence::refresh_after_push_in(
+                    crate::evidence::run_without_waiting(crate::evidence::refresh_after_push_in(
                         work,
                         &visit_ids,
                         &photo_sha256s,
                         &flags.settings,
-                    )
+                    ))
                 })?;
             }
             Ok(result)
