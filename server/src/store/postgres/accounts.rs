@@ -296,7 +296,7 @@ impl AccountsStore for PostgresStore {
             .query(
                 &format!(
                     "WITH RECURSIVE scope (area_id) AS (
-                         SELECT $1::TEXT
+                         SELECT $1::TEXT COLLATE \"C\"
                          UNION ALL
                          SELECT a.area_id FROM areas a JOIN scope s ON a.parent_id = s.area_id)
                      SELECT {ACCOUNT_COLUMNS} FROM users
