@@ -105,6 +105,17 @@ impl TestServer {
             },
             ..Settings::default()
         };
+        // With FIELDSYNC_E2E_DATABASE_URL set, every test server keeps its data in a new
+        // PostgreSQL database of its own instead of the SQLite file (issue 15: the same
+        // end-to-end tests on both backends).
+        if let Ok(server_url) =
+            std::env::var(fieldsync_server::store::postgres::testing::E2E_DATABASE_URL_VARIABLE)
+            && !server_url.trim().is_empty()
+        {
+            settings.database_url = fieldsync_server::settings::Secret(
+                fieldsync_server::store::postgres::testing::fresh_database_url(&server_url).await,
+            );
+        }
         configure(&mut settings);
         let clock =
             clock.unwrap_or_else(|| std::sync::Arc::new(fieldsync_server::clock::SystemClock));

@@ -23,6 +23,11 @@ const DATABASE_PREFIX: &str = "fieldsync_t";
 
 static BINARY_DATABASE: OnceCell<String> = OnceCell::const_new();
 static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(1);
+static NEXT_DATABASE: AtomicU64 = AtomicU64::new(1);
+
+/// The variable that runs the end-to-end tests' servers on PostgreSQL: the URL of a server
+/// on which each test server gets a database of its own ([`fresh_database_url`]).
+pub const E2E_DATABASE_URL_VARIABLE: &str = "FIELDSYNC_E2E_DATABASE_URL";
 
 /// The server URL from the environment, or `None` after printing that `test_name` was
 /// skipped.
@@ -98,8 +103,10 @@ async fn drop_databases_of_ended_binaries(client: &tokio_postgres::Client) {
         .expect("list test databases");
     for row in rows {
         let name: String = row.get(0);
+        // `fieldsync_t<pid>` or `fieldsync_t<pid>_<n>` (see `fresh_database_url`).
         let Some(pid) = name
             .strip_prefix(DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
             .and_then(|digits| digits.parse::<u32>().ok())
         else {
             continue;
@@ -112,6 +119,35 @@ async fn drop_databases_of_ended_binaries(client: &tokio_postgres::Client) {
                 .await;
         }
     }
+}
+
+/// The URL of a new, empty database of this test binary on the server at `server_url`: a
+/// whole server's storage, for end-to-end tests that hand it to a server as `database_url`.
+pub async fn fresh_database_url(server_url: &str) -> String {
+    let name = format!(
+        "{DATABASE_PREFIX}{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    );
+    let (client, connection) = tokio_postgres::connect(server_url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connect to {E2E_DATABASE_URL_VARIABLE}: {error}"));
+    let connection = tokio::spawn(connection);
+    drop_databases_of_ended_binaries(&client).await;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop a leftover database of a reused process id");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test server's database");
+    drop(client);
+    let _ = connection.await;
+    let config: tokio_postgres::Config = server_url
+        .parse()
+        .expect("the end-to-end database URL is a PostgreSQL URL");
+    config_to_url(&config, &name)
 }
 
 /// A fresh, empty, migrated store in its own schema of this binary's database, or `None`
