@@ -384,9 +384,12 @@ pub async fn serve_when_open(
         audit::VerifyScope::Tail(audit::STARTUP_TAIL_RECORDS),
     )
     .await;
+    // Each replica verifies the chain itself (its console shows its own verdict); the jobs
+    // that write run on one replica at a time.
     let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
-    let maintenance = tokio::spawn(compact_change_log_daily(state.clone()));
-    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone()));
+    let replica = replica_name(&state.settings)?;
+    let maintenance = tokio::spawn(compact_change_log_daily(state.clone(), replica.clone()));
+    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone(), replica));
     let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
         (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
             metrics_listener,
@@ -466,13 +469,64 @@ async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// How often the daily background jobs run.
+const DAILY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// How long a replica holds a daily job's lease: under a day, so the holder renews it at
+/// its next run, and a replica that stopped is replaced within two days at most.
+const DAILY_LEASE: time::Duration = time::Duration::hours(23);
+
+/// Whether this replica runs the daily job `job_name` now: it holds (or renewed) the job's
+/// lease, so replicas sharing a database run it once between them (issue 15 §4). When the
+/// lease cannot be read the job is skipped, not run twice; the next day tries again.
+pub(crate) async fn leased_to_this_replica(
+    state: &AppState,
+    job_name: &str,
+    replica: &str,
+) -> bool {
+    let now = state.clock.now();
+    match state
+        .store
+        .take_job_lease(job_name, replica, now, now + DAILY_LEASE)
+        .await
+    {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(job_name, "another replica holds this job's lease; skipped");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, job_name, "cannot take this job's lease; skipped");
+            false
+        }
+    }
+}
+
+/// The name this replica takes job leases under: kept in its data folder, so a restarted
+/// replica keeps its leases and two replicas (each with its own folder) never share one.
+fn replica_name(settings: &Settings) -> Result<Arc<str>, ServerError> {
+    let path = settings.data_dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() => Ok(Arc::from(name.trim())),
+        Ok(_) | Err(_) => {
+            let name = uuid::Uuid::now_v7().to_string();
+            std::fs::create_dir_all(&settings.data_dir)?;
+            std::fs::write(&path, &name)?;
+            Ok(Arc::from(name.as_str()))
+        }
+    }
+}
+
 /// Compact the change log at start and then once a day: superseded entries go, and
 /// tombstones older than the horizon expire (phones behind them RESET). Failures are logged
 /// and retried the next day; serving never depends on compaction.
-async fn compact_change_log_daily(state: AppState) {
-    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+async fn compact_change_log_daily(state: AppState, replica: Arc<str>) {
+    let mut daily = tokio::time::interval(DAILY);
     loop {
         daily.tick().await;
+        if !leased_to_this_replica(&state, "change-log-compaction", &replica).await {
+            continue;
+        }
         let horizon = state.clock.now()
             - time::Duration::days(i64::from(state.settings.tombstone_horizon_days));
         match state.store.compact_change_log(horizon).await {
@@ -486,10 +540,13 @@ async fn compact_change_log_daily(state: AppState) {
 /// `upload_expiry_hours` go with their staged bytes ([`media::uploads::expire_abandoned`]).
 /// Complete uploads and blobs are never collected. Failures are logged and retried the next
 /// day.
-async fn expire_uploads_daily(state: AppState) {
-    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+async fn expire_uploads_daily(state: AppState, replica: Arc<str>) {
+    let mut daily = tokio::time::interval(DAILY);
     loop {
         daily.tick().await;
+        if !leased_to_this_replica(&state, "upload-expiry", &replica).await {
+            continue;
+        }
         match media::uploads::expire_abandoned(&state).await {
             Ok(report) => tracing::info!(?report, "abandoned uploads expired"),
             Err(error) => tracing::warn!(%error, "upload expiry failed"),

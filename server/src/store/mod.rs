@@ -15,6 +15,7 @@ pub mod conformance;
 pub(crate) mod evidence_rows;
 pub mod export;
 pub mod households;
+pub mod jobs;
 pub mod ledger;
 pub mod media;
 pub mod pairings;
@@ -40,6 +41,7 @@ pub use export::{
 pub use households::{
     HouseholdDossier, HouseholdVisit, HouseholdsStore, LatestWellbeingCheck, PairedCadre,
 };
+pub use jobs::JobsStore;
 pub use ledger::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerStore, LedgerVisit,
     LockedLedgerRow, MonthClosure, UnvisitedHousehold,
@@ -189,6 +191,7 @@ pub trait Store:
     + areas::AreasStore
     + export::ExportStore
     + households::HouseholdsStore
+    + jobs::JobsStore
     + ledger::LedgerStore
     + media::MediaStore
     + pairings::PairingsStore
@@ -209,6 +212,7 @@ impl<Backend> Store for Backend where
         + areas::AreasStore
         + export::ExportStore
         + households::HouseholdsStore
+        + jobs::JobsStore
         + ledger::LedgerStore
         + media::MediaStore
         + pairings::PairingsStore

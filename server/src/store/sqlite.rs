@@ -166,6 +166,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_author_month_index",
         include_str!("migrations/0026_drop_author_month_index.sql"),
     ),
+    (
+        27,
+        "job_leases",
+        include_str!("migrations/0027_job_leases.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -2291,6 +2296,7 @@ pub(in crate::store) mod tests {
     crate::store::areas::conformance::areas_conformance_tests!(open_temp_store);
     crate::store::export::conformance::export_conformance_tests!(open_temp_store);
     crate::store::households::conformance::households_conformance_tests!(open_temp_store);
+    crate::store::jobs::conformance::jobs_conformance_tests!(open_temp_store);
     crate::store::ledger::conformance::ledger_conformance_tests!(open_temp_store);
     crate::store::media::conformance::media_conformance_tests!(open_temp_store);
     crate::store::pairings::conformance::pairings_conformance_tests!(open_temp_store);

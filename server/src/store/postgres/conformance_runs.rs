@@ -20,6 +20,10 @@ mod households {
     use super::fresh_store;
     crate::store::households::conformance::households_conformance_tests!(async fresh_store);
 }
+mod jobs {
+    use super::fresh_store;
+    crate::store::jobs::conformance::jobs_conformance_tests!(async fresh_store);
+}
 mod ledger {
     use super::fresh_store;
     crate::store::ledger::conformance::ledger_conformance_tests!(async fresh_store);

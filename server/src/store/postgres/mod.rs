@@ -62,6 +62,7 @@ mod export;
 mod households;
 mod households_area;
 mod imports;
+mod jobs;
 mod ledger;
 mod lookups;
 mod pairings;

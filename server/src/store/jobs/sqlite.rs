@@ -1,0 +1,35 @@
+//! SQLite side of [`JobsStore`]: the lease table of migration 0027 (one replica, but the
+//! same contract as PostgreSQL).
+
+use rusqlite::{OptionalExtension, params};
+use time::OffsetDateTime;
+
+use crate::store::StoreResult;
+use crate::store::jobs::{JobsStore, TAKE_LEASE_SQL};
+use crate::store::sqlite::{SqliteStore, to_millis};
+
+#[async_trait::async_trait]
+impl JobsStore for SqliteStore {
+    async fn take_job_lease(
+        &self,
+        job_name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let (job_name, holder) = (job_name.to_owned(), holder.to_owned());
+        let (now, until) = (to_millis(now)?, to_millis(until)?);
+        self.write(move |transaction| {
+            // SQLite reads `$N` as numbered parameters, like PostgreSQL.
+            Ok(transaction
+                .query_row(
+                    TAKE_LEASE_SQL,
+                    params![job_name, holder, now, until],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+}
