@@ -163,30 +163,30 @@ impl LedgerStore for PostgresStore {
         PostgresStore::unvisited_households(self, township_id, month).await
     }
 
-    async fn ledger_facts(&self, _area: &LedgerArea, _month: &str) -> StoreResult<LedgerFacts> {
-        not_yet_ported("ledger_facts")
+    async fn ledger_facts(&self, area: &LedgerArea, month: &str) -> StoreResult<LedgerFacts> {
+        PostgresStore::ledger_facts(self, area, month).await
     }
 
     async fn close_month(
         &self,
-        _township_id: &str,
-        _month: &str,
-        _closed_by_user_id: &str,
-        _closed_at: OffsetDateTime,
+        township_id: &str,
+        month: &str,
+        closed_by_user_id: &str,
+        closed_at: OffsetDateTime,
     ) -> StoreResult<MonthClosure> {
-        not_yet_ported("close_month")
+        PostgresStore::close_month(self, township_id, month, closed_by_user_id, closed_at).await
     }
 
-    async fn month_closures(&self, _area: &LedgerArea) -> StoreResult<Vec<MonthClosure>> {
-        not_yet_ported("month_closures")
+    async fn month_closures(&self, area: &LedgerArea) -> StoreResult<Vec<MonthClosure>> {
+        PostgresStore::month_closures(self, area).await
     }
 
-    async fn cadre_last_syncs(&self, _area: &LedgerArea) -> StoreResult<Vec<CadreLastSync>> {
-        not_yet_ported("cadre_last_syncs")
+    async fn cadre_last_syncs(&self, area: &LedgerArea) -> StoreResult<Vec<CadreLastSync>> {
+        PostgresStore::cadre_last_syncs(self, area).await
     }
 
-    async fn queue_flag_counts(&self, _area: &LedgerArea) -> StoreResult<Vec<FlagCount>> {
-        not_yet_ported("queue_flag_counts")
+    async fn queue_flag_counts(&self, area: &LedgerArea) -> StoreResult<Vec<FlagCount>> {
+        PostgresStore::queue_flag_counts(self, area).await
     }
 }
 
@@ -329,11 +329,11 @@ impl ReviewStore for PostgresStore {
 
     async fn review_queue_facets(
         &self,
-        _township_id: &str,
-        _filter: QueueFilter,
-        _age_cutoffs: Vec<OffsetDateTime>,
+        township_id: &str,
+        filter: QueueFilter,
+        age_cutoffs: Vec<OffsetDateTime>,
     ) -> StoreResult<QueueFacets> {
-        not_yet_ported("review_queue_facets")
+        PostgresStore::review_queue_facets(self, township_id, filter, age_cutoffs).await
     }
 
     async fn visit_revision(

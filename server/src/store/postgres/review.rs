@@ -1,6 +1,7 @@
 //! The review loop (审核闭环) on PostgreSQL: the filtered queue (village, cadre, evidence
-//! flag, days waiting, keyset "next"), one visit's detail, one stored revision, a
-//! household's earlier photos, and the decision itself. Every filter is in SQL, as in SQLite.
+//! flag, days waiting, keyset "next"), the counts behind its filter bar (read here, counted
+//! by the code SQLite shares), one visit's detail, one stored revision, a household's
+//! earlier photos, and the decision itself. Every queue filter is in SQL, as in SQLite.
 //! A decision locks the visit's latest revision row, so two supervisors deciding on two
 //! replicas at once get one decision and one `StaleDecision`.
 
@@ -9,6 +10,7 @@ use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, VisitMode};
 use fieldsync_model::review::Decision;
 use fieldsync_model::visit::{PhotoRecord, Visit};
+use time::OffsetDateTime;
 
 use super::change_log::{ChangeEntry, log_entry};
 use super::households::load_household;
@@ -17,9 +19,10 @@ use super::{
     CHANGE_KIND_VISIT_STATUS, PostgresStore, decode_flags, decode_json, from_millis, parse_state,
     to_millis,
 };
+use crate::store::review::facets::{FacetRow, count_queue_facets};
 use crate::store::{
-    HouseholdPhoto, OperationalCounts, QueueFilter, QueueItem, StoreError, StoreResult,
-    StoredDecision, VisitDetail, VisitRevision,
+    HouseholdPhoto, OperationalCounts, QueueFacets, QueueFilter, QueueItem, StoreError,
+    StoreResult, StoredDecision, VisitDetail, VisitRevision,
 };
 
 /// Review queue page size when the caller asks for 0 items.
@@ -150,6 +153,66 @@ impl PostgresStore {
                 })
             })
             .collect()
+    }
+
+    /// The counts behind the queue's filter bar: the township's waiting items read once
+    /// (the shared [`QUEUE_FROM_WHERE`] with no filter but the township) and counted by
+    /// the backend-neutral [`count_queue_facets`], as on SQLite.
+    pub async fn review_queue_facets(
+        &self,
+        township_id: &str,
+        filter: QueueFilter,
+        age_cutoffs: Vec<OffsetDateTime>,
+    ) -> StoreResult<QueueFacets> {
+        let connection = self.connection().await?;
+        let statement = connection
+            .prepare_cached(&format!(
+                "SELECT h.village_id, COALESCE(a.name, h.village_id) AS village_name,
+                        v.author_user_id,
+                        COALESCE(u.display_name, v.author_user_id) AS author_name,
+                        v.submitted_at, v.evidence_flags
+                 {}",
+                QUEUE_FROM_WHERE.replacen(
+                    "WHERE",
+                    "LEFT JOIN areas a ON a.area_id = h.village_id
+                     LEFT JOIN users u ON u.user_id = v.author_user_id
+                     WHERE",
+                    1
+                )
+            ))
+            .await?;
+        let no_text: Option<String> = None;
+        let no_time: Option<i64> = None;
+        let rows = connection
+            .query(
+                &statement,
+                &[
+                    &ReviewState::Submitted.as_str(),
+                    &township_id,
+                    &no_text,
+                    &no_text,
+                    &no_time,
+                    &no_time,
+                    &no_text,
+                    &no_text,
+                ],
+            )
+            .await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                let flags: Option<String> = row.try_get("evidence_flags")?;
+                FacetRow::new(
+                    row.try_get("village_id")?,
+                    row.try_get("village_name")?,
+                    row.try_get("author_user_id")?,
+                    row.try_get("author_name")?,
+                    row.try_get("submitted_at")?,
+                    flags.as_deref(),
+                )
+            })
+            .collect::<StoreResult<Vec<FacetRow>>>()?;
+        count_queue_facets(&items, &filter, &age_cutoffs, to_millis)
     }
 
     /// The latest revision of a visit with everything a reviewer sees.

@@ -1,10 +1,12 @@
 //! The review area of the store (审核): the township's queue of submitted revisions with
 //! its filters and facet counts, one visit's detail and stored revisions, a household's
 //! earlier photos, and the supervisor's decision. SQLite in `sqlite.rs`, the checks every
-//! backend passes in `conformance.rs`.
+//! backend passes in `conformance.rs`, the filter bar's counting both backends share in
+//! `facets.rs`.
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub(in crate::store) mod facets;
 pub(crate) mod sqlite;
 
 use async_trait::async_trait;

@@ -8,15 +8,15 @@
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, VisitMode};
-use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::review::Decision;
 use fieldsync_model::visit::{PhotoRecord, Visit};
 use rusqlite::{Connection, OptionalExtension, ToSql, Transaction, named_params, params};
 use time::OffsetDateTime;
 
+use crate::store::review::facets::{FacetRow, count_queue_facets};
 use crate::store::review::{
-    FacetCount, HouseholdPhoto, QueueFacets, QueueFilter, QueueItem, ReviewStore, StoredDecision,
-    VisitDetail, VisitRevision,
+    HouseholdPhoto, QueueFacets, QueueFilter, QueueItem, ReviewStore, StoredDecision, VisitDetail,
+    VisitRevision,
 };
 use crate::store::sqlite::{
     CHANGE_KIND_VISIT_STATUS, SqliteStore, corrupt, decode_flags, decode_json, encode_json,
@@ -173,48 +173,13 @@ fn review_queue(
     Ok(items)
 }
 
-/// One waiting item as the filter bar needs it.
-struct FacetRow {
-    village_id: String,
-    village_name: String,
-    cadre_user_id: String,
-    cadre_name: String,
-    submitted_at: i64,
-    /// The codes of the item's stored evidence flags, each once, with one stored flag of
-    /// each code (decoded for its Chinese label, so labels come from the model).
-    flags: Vec<(String, serde_json::Value)>,
-}
-
-impl FacetRow {
-    fn has_flag(&self, code: &str) -> bool {
-        self.flags.iter().any(|(own, _)| own == code)
-    }
-}
-
-/// Add one to `key`'s count, remembering its label.
-fn tally(counts: &mut std::collections::BTreeMap<String, (String, u64)>, key: &str, label: &str) {
-    counts
-        .entry(key.to_owned())
-        .or_insert_with(|| (label.to_owned(), 0))
-        .1 += 1;
-}
-
-/// Counts in label order (then key), as the filter bar lists them.
-fn in_label_order(counts: std::collections::BTreeMap<String, (String, u64)>) -> Vec<FacetCount> {
-    let mut counts: Vec<FacetCount> = counts
-        .into_iter()
-        .map(|(key, (label, count))| FacetCount { key, label, count })
-        .collect();
-    counts.sort_by(|a, b| (&a.label, &a.key).cmp(&(&b.label, &b.key)));
-    counts
-}
-
 /// The filter bar's counts: each dimension with the other filters applied.
 ///
 /// The township's waiting items are read ONCE (the shared [`QUEUE_FROM_WHERE`] with no
-/// filter but the township) and counted in memory: one indexed read of a few thousand short
-/// rows instead of one query per dimension and per age choice, which cost over 100 ms for a
-/// township of 5,000 households (BENCHMARKS.md).
+/// filter but the township) and counted in memory by [`count_queue_facets`], the counting
+/// PostgreSQL shares: one indexed read of a few thousand short rows instead of one query
+/// per dimension and per age choice, which cost over 100 ms for a township of 5,000
+/// households (BENCHMARKS.md).
 fn review_queue_facets(
     connection: &Connection,
     township_id: &str,
@@ -249,102 +214,16 @@ fn review_queue_facets(
     let mut items = Vec::new();
     for row in rows {
         let (village_id, village_name, cadre_user_id, cadre_name, submitted_at, flags) = row?;
-        let mut codes: Vec<(String, serde_json::Value)> = Vec::new();
-        if let Some(text) = flags {
-            let stored: Vec<serde_json::Value> = decode_json(&text, "evidence flags")?;
-            for flag in stored {
-                let Some(code) = flag.get("code").and_then(|code| code.as_str()) else {
-                    continue;
-                };
-                if !codes.iter().any(|(seen, _)| seen == code) {
-                    codes.push((code.to_owned(), flag));
-                }
-            }
-        }
-        items.push(FacetRow {
+        items.push(FacetRow::new(
             village_id,
             village_name,
             cadre_user_id,
             cadre_name,
             submitted_at,
-            flags: codes,
-        });
+            flags.as_deref(),
+        )?);
     }
-
-    let before = filter.submitted_at_or_before.map(to_millis).transpose()?;
-    let village_ok = |item: &FacetRow| {
-        filter
-            .village_id
-            .as_ref()
-            .is_none_or(|village| *village == item.village_id)
-    };
-    let cadre_ok = |item: &FacetRow| {
-        filter
-            .cadre_user_id
-            .as_ref()
-            .is_none_or(|cadre| *cadre == item.cadre_user_id)
-    };
-    let flag_ok = |item: &FacetRow| filter.flag.as_ref().is_none_or(|code| item.has_flag(code));
-    let age_ok = |item: &FacetRow| before.is_none_or(|before| item.submitted_at <= before);
-
-    let mut total = 0;
-    let mut by_village = std::collections::BTreeMap::new();
-    let mut by_cadre = std::collections::BTreeMap::new();
-    let mut by_flag: std::collections::BTreeMap<String, (serde_json::Value, u64)> =
-        std::collections::BTreeMap::new();
-    let cutoffs: Vec<i64> = age_cutoffs
-        .iter()
-        .map(|cutoff| to_millis(*cutoff))
-        .collect::<StoreResult<_>>()?;
-    let mut by_age = vec![0u64; cutoffs.len()];
-    for item in &items {
-        let (village, cadre, flag, age) = (
-            village_ok(item),
-            cadre_ok(item),
-            flag_ok(item),
-            age_ok(item),
-        );
-        if village && cadre && flag && age {
-            total += 1;
-        }
-        if cadre && flag && age {
-            tally(&mut by_village, &item.village_id, &item.village_name);
-        }
-        if village && flag && age {
-            tally(&mut by_cadre, &item.cadre_user_id, &item.cadre_name);
-        }
-        if village && cadre && age {
-            for (code, sample) in &item.flags {
-                by_flag
-                    .entry(code.clone())
-                    .or_insert_with(|| (sample.clone(), 0))
-                    .1 += 1;
-            }
-        }
-        if village && cadre && flag {
-            for (count, cutoff) in by_age.iter_mut().zip(&cutoffs) {
-                if item.submitted_at <= *cutoff {
-                    *count += 1;
-                }
-            }
-        }
-    }
-    let by_flag = by_flag
-        .into_iter()
-        .map(|(key, (sample, count))| FacetCount {
-            label: serde_json::from_value::<EvidenceFlag>(sample)
-                .map_or_else(|_| key.clone(), |flag| flag.label_zh().to_owned()),
-            key,
-            count,
-        })
-        .collect();
-    Ok(QueueFacets {
-        total,
-        by_village: in_label_order(by_village),
-        by_cadre: in_label_order(by_cadre),
-        by_flag,
-        by_age,
-    })
+    count_queue_facets(&items, filter, age_cutoffs, to_millis)
 }
 
 /// One stored revision with its decision.
