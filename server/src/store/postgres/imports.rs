@@ -851,3 +851,266 @@ impl PostgresStore {
             .collect()
     }
 }
+
+/// Imports applied through two replicas at once (two stores, each with its own pool, on one
+/// schema): the county's advisory lock makes the second see the first's rows, so a 户编号
+/// or 区划代码 is stored once and the loser is refused as SQLite refuses a stale preview.
+/// Skipped (with a line saying so) where `FIELDSYNC_TEST_DATABASE_URL` is unset.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use fieldsync_model::areas::{AreaEntry, AreaImportPlan, AreaLevel, VillageAttributes};
+    use fieldsync_model::codes::Role;
+    use fieldsync_model::hlc::Hlc;
+    use fieldsync_model::household::Household;
+    use fieldsync_model::register::Stamp;
+    use fieldsync_model::roster::ImportPlan;
+
+    use super::super::testing::{fresh_schema, test_server_url};
+    use super::super::{PoolSettings, PostgresStore};
+    use crate::store::areas::{AreaImportApply, AreaImportRun};
+    use crate::store::conformance::{
+        self, COUNTY, TOWNSHIP_TWO, VILLAGE_TWO_A, VISIT_TIME, household, new_id, user,
+    };
+    use crate::store::roster::{ImportRun, RosterImportApply};
+    use crate::store::sealed::PiiCipher;
+    use crate::store::{Area, SeedData, StoreError, StoreResult, UserRecord};
+
+    /// Two replicas on one fresh schema, and the configuration they connect with (its
+    /// application name is unique to the test, so the test can find its replicas'
+    /// backends among those of tests running beside it).
+    async fn two_replicas(
+        test_name: &str,
+    ) -> Option<(tokio_postgres::Config, PostgresStore, PostgresStore)> {
+        let server_url = test_server_url(test_name)?;
+        let (mut config, _schema) = fresh_schema(&server_url).await;
+        config.application_name(format!("imports-{}", new_id()));
+        let replica = || async {
+            PostgresStore::connect_with_config(
+                config.clone(),
+                PiiCipher::for_tests(),
+                PoolSettings::default(),
+            )
+            .await
+            .expect("connect a replica")
+        };
+        let replicas = (replica().await, replica().await);
+        Some((config, replicas.0, replicas.1))
+    }
+
+    /// A new household of township two with 户编号 `number` and its own head ID number.
+    fn new_household(head_name: &str, number: &str, first_17_digits: &str) -> Household {
+        let mut card = household(head_name, TOWNSHIP_TWO, VILLAGE_TWO_A, 30.815);
+        card.national_household_number = number.into();
+        let check =
+            fieldsync_model::id_number::check_character(first_17_digits).expect("17 digits");
+        card.members[0].id_number = format!("{first_17_digits}{check}");
+        card
+    }
+
+    fn roster_apply(admin: &UserRecord, new_household: Household) -> RosterImportApply {
+        RosterImportApply {
+            run: ImportRun {
+                run_id: new_id(),
+                county_id: COUNTY.into(),
+                file_name: "花名册.xlsx".into(),
+                file_sha256: "ef".repeat(32),
+                file_bytes: 2048,
+                data_rows: 1,
+                households_created: 1,
+                members_created: new_household.members.len() as u64,
+                fields_changed: 0,
+                unchanged_rows: 0,
+                applied_by_user_id: admin.user_id.clone(),
+                applied_by_name: String::new(),
+                applied_at: VISIT_TIME,
+            },
+            plan: ImportPlan {
+                new_households: vec![new_household],
+                ..ImportPlan::default()
+            },
+            stamp: Stamp {
+                hlc: Hlc::from_parts(5_000, 0),
+                device_id: "roster-import".into(),
+            },
+            applied_items: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Exactly one of two outcomes is a success and the other a `Conflict`.
+    fn one_won_one_refused<T: std::fmt::Debug>(first: &StoreResult<T>, second: &StoreResult<T>) {
+        let refused = |outcome: &StoreResult<T>| matches!(outcome, Err(StoreError::Conflict(_)));
+        assert!(
+            (first.is_ok() && refused(second)) || (refused(first) && second.is_ok()),
+            "{first:?} / {second:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_replicas_importing_one_household_number_at_once_store_it_once() {
+        let Some((config, replica_a, replica_b)) =
+            two_replicas("two_replicas_importing_one_household_number_at_once_store_it_once").await
+        else {
+            return;
+        };
+        let fixture = conformance::fixture();
+        replica_a
+            .load_seed(fixture.seed.clone())
+            .await
+            .expect("seed through replica A");
+        // The same 户编号 in two files, with different new household ids and ID numbers, so
+        // only the 户编号 check can tell them apart.
+        let number = "4212230020010123";
+        let through_a = roster_apply(
+            &fixture.admin,
+            new_household("孙家旺", number, "42122319600101003"),
+        );
+        let through_b = roster_apply(
+            &fixture.admin,
+            new_household("孙家兴", number, "42122319600101004"),
+        );
+        // Township two's change-log counter, held by a third party, stops each import at
+        // its first change-log entry, after it has read the stored 户编号 (or, when another
+        // import holds the county's lock, before). Released once both imports wait, it lets
+        // them finish: without the county lock both would have read the county before
+        // either inserted, and both households would be stored.
+        let (blocker, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect the blocker");
+        tokio::spawn(connection);
+        blocker.batch_execute("BEGIN").await.expect("begin");
+        let held = blocker
+            .execute(
+                "SELECT 1 FROM scope_counters WHERE scope_id = $1 FOR UPDATE",
+                &[&TOWNSHIP_TWO],
+            )
+            .await
+            .expect("hold the counter");
+        assert_eq!(held, 1, "the seed logged township two");
+        let import_a = tokio::spawn({
+            let replica_a = replica_a.clone();
+            async move { replica_a.apply_roster_import(through_a).await }
+        });
+        let import_b = tokio::spawn({
+            let replica_b = replica_b.clone();
+            async move { replica_b.apply_roster_import(through_b).await }
+        });
+        let application_name = config.get_application_name().expect("set above").to_owned();
+        let mut polls = 0_u32;
+        loop {
+            let waiting: i64 = blocker
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                      WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    &[&application_name],
+                )
+                .await
+                .expect("waiting backends")
+                .get(0);
+            if waiting == 2 {
+                break;
+            }
+            polls += 1;
+            assert!(polls < 1_000_000, "the imports never both waited");
+            tokio::task::yield_now().await;
+        }
+        blocker.batch_execute("ROLLBACK").await.expect("release");
+        let outcome_a = import_a.await.expect("import through A");
+        let outcome_b = import_b.await.expect("import through B");
+        one_won_one_refused(&outcome_a, &outcome_b);
+
+        let roster = replica_b.county_roster(COUNTY).await.expect("roster");
+        let holders = roster
+            .households
+            .iter()
+            .filter(|card| card.national_household_number == number)
+            .count();
+        assert_eq!(holders, 1);
+        assert_eq!(
+            replica_a.import_runs(COUNTY, 10).await.expect("runs").len(),
+            1,
+            "the refused import left no run"
+        );
+    }
+
+    const COUNTY_CODE: &str = "522731000000";
+
+    fn area_apply(admin: &UserRecord) -> AreaImportApply {
+        let township = AreaEntry {
+            area_id: "522731102000".into(),
+            name: "河东乡".into(),
+            level: AreaLevel::Township,
+            parent_id: Some(COUNTY_CODE.into()),
+            centre: None,
+            attributes: VillageAttributes::default(),
+        };
+        AreaImportApply {
+            run: AreaImportRun {
+                run_id: new_id(),
+                county_id: COUNTY_CODE.into(),
+                file_name: "行政区划.xlsx".into(),
+                file_sha256: "12".repeat(32),
+                file_bytes: 512,
+                data_rows: 1,
+                areas_created: 1,
+                areas_changed: 0,
+                fields_changed: 0,
+                areas_renamed: 0,
+                areas_missing: 0,
+                unchanged_rows: 0,
+                applied_by_user_id: admin.user_id.clone(),
+                applied_by_name: String::new(),
+                applied_at: VISIT_TIME,
+            },
+            plan: AreaImportPlan {
+                new_areas: vec![township],
+                ..AreaImportPlan::default()
+            },
+            applied_items: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_replicas_importing_one_new_area_at_once_store_it_once() {
+        let Some((_config, replica_a, replica_b)) =
+            two_replicas("two_replicas_importing_one_new_area_at_once_store_it_once").await
+        else {
+            return;
+        };
+        let admin = user("areas-admin", "区划管理员", Role::County, COUNTY_CODE);
+        replica_a
+            .load_seed(SeedData {
+                areas: vec![Area {
+                    area_id: COUNTY_CODE.into(),
+                    name: "示范县".into(),
+                    level: "county".into(),
+                    parent_id: None,
+                    centre: None,
+                }],
+                users: vec![admin.clone()],
+                ..SeedData::default()
+            })
+            .await
+            .expect("seed through replica A");
+        let (outcome_a, outcome_b) = tokio::join!(
+            replica_a.apply_area_import(area_apply(&admin)),
+            replica_b.apply_area_import(area_apply(&admin))
+        );
+        one_won_one_refused(&outcome_a, &outcome_b);
+
+        let areas = replica_b.county_areas(COUNTY_CODE).await.expect("areas");
+        let ids: Vec<&str> = areas.iter().map(|area| area.area_id.as_str()).collect();
+        assert_eq!(ids, [COUNTY_CODE, "522731102000"]);
+        assert_eq!(
+            replica_a
+                .area_import_runs(COUNTY_CODE, 10)
+                .await
+                .expect("runs")
+                .len(),
+            1
+        );
+    }
+}
