@@ -532,11 +532,10 @@ async fn stored_level_and_name(
     let statement = client
         .prepare_cached("SELECT level, name FROM areas WHERE area_id = $1")
         .await?;
-    Ok(client
-        .query_opt(&statement, &[&area_id])
-        .await?
-        .map(|row| -> Result<_, WriteError> { Ok((row.try_get("level")?, row.try_get("name")?)) })
-        .transpose()?)
+    let Some(row) = client.query_opt(&statement, &[&area_id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((row.try_get("level")?, row.try_get("name")?)))
 }
 
 /// The households of the villages `plan` renames, locked in id order before the apply
