@@ -32,20 +32,20 @@ fn not_yet_ported<T>(method: &str) -> StoreResult<T> {
 
 #[async_trait::async_trait]
 impl AreasStore for PostgresStore {
-    async fn county_areas(&self, _county_id: &str) -> StoreResult<Vec<AreaEntry>> {
-        not_yet_ported("county_areas")
+    async fn county_areas(&self, county_id: &str) -> StoreResult<Vec<AreaEntry>> {
+        PostgresStore::county_areas(self, county_id).await
     }
 
-    async fn apply_area_import(&self, _apply: AreaImportApply) -> StoreResult<AreaImportRun> {
-        not_yet_ported("apply_area_import")
+    async fn apply_area_import(&self, apply: AreaImportApply) -> StoreResult<AreaImportRun> {
+        PostgresStore::apply_area_import(self, apply).await
     }
 
     async fn area_import_runs(
         &self,
-        _county_id: &str,
-        _limit: u32,
+        county_id: &str,
+        limit: u32,
     ) -> StoreResult<Vec<AreaImportRun>> {
-        not_yet_ported("area_import_runs")
+        PostgresStore::area_import_runs(self, county_id, limit).await
     }
 
     async fn is_empty(&self) -> StoreResult<bool> {
@@ -368,17 +368,17 @@ impl ReviewStore for PostgresStore {
 impl RosterStore for PostgresStore {
     async fn county_roster(
         &self,
-        _county_id: &str,
+        county_id: &str,
     ) -> StoreResult<fieldsync_model::roster::CountyRoster> {
-        not_yet_ported("county_roster")
+        PostgresStore::county_roster(self, county_id).await
     }
 
-    async fn apply_roster_import(&self, _apply: RosterImportApply) -> StoreResult<ImportRun> {
-        not_yet_ported("apply_roster_import")
+    async fn apply_roster_import(&self, apply: RosterImportApply) -> StoreResult<ImportRun> {
+        PostgresStore::apply_roster_import(self, apply).await
     }
 
-    async fn import_runs(&self, _county_id: &str, _limit: u32) -> StoreResult<Vec<ImportRun>> {
-        not_yet_ported("import_runs")
+    async fn import_runs(&self, county_id: &str, limit: u32) -> StoreResult<Vec<ImportRun>> {
+        PostgresStore::import_runs(self, county_id, limit).await
     }
 }
 

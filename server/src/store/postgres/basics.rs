@@ -10,9 +10,10 @@ use super::households::{insert_household, load_household};
 use super::{PostgresStore, user_phone_context};
 use crate::store::{Area, SeedData, StoreError, StoreResult, UserRecord};
 
-const AREA_COLUMNS: &str = "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
+pub(super) const AREA_COLUMNS: &str =
+    "area_id, name, level, parent_id, centre_lat, centre_lon, centre_crs";
 
-fn area_from_row(row: &tokio_postgres::Row) -> StoreResult<Area> {
+pub(super) fn area_from_row(row: &tokio_postgres::Row) -> StoreResult<Area> {
     let area_id: String = row.try_get("area_id")?;
     let latitude: Option<f64> = row.try_get("centre_lat")?;
     let longitude: Option<f64> = row.try_get("centre_lon")?;

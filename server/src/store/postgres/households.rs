@@ -13,7 +13,7 @@ use crate::store::search::SearchDocument;
 use crate::store::{StoreError, StoreResult};
 
 /// Blind-index kind of member ID numbers (the same kind as SQLite's, so indexes agree).
-const ID_NUMBER_INDEX: &str = "id_number";
+pub(super) const ID_NUMBER_INDEX: &str = "id_number";
 
 fn card_phone_context(household_id: &str) -> String {
     format!("households.phone/{household_id}")

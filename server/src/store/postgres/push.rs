@@ -45,7 +45,7 @@ fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
     }
 }
 
-fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
+pub(super) fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::InvalidValue {
         field: what.to_owned(),
         message: format!("{value} is too large (at most {})", i64::MAX),
@@ -830,7 +830,7 @@ async fn edit_field(
 }
 
 /// Add-wins member rows: a new id is appended; an id already on the card keeps its row.
-async fn add_member(
+pub(super) async fn add_member(
     client: &impl GenericClient,
     pii: &PiiCipher,
     household_id: &str,

@@ -61,7 +61,10 @@ fn optional_millis(instant: Option<OffsetDateTime>) -> StoreResult<Option<i64>> 
     instant.map(to_millis).transpose()
 }
 
-async fn display_name_of(client: &impl GenericClient, user_id: &str) -> StoreResult<String> {
+pub(super) async fn display_name_of(
+    client: &impl GenericClient,
+    user_id: &str,
+) -> StoreResult<String> {
     Ok(client
         .query_opt(
             "SELECT display_name FROM users WHERE user_id = $1",
