@@ -4,31 +4,20 @@
 //! those methods into the traits, so the server and the conformance suite see the same
 //! `Store` as on SQLite.
 
+use fieldsync_model::areas::AreaEntry;
 use fieldsync_model::codes::ReviewState;
 use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::Household;
-use fieldsync_model::income::IncomeRegistration;
-use fieldsync_model::register::{FieldTarget, RegisterWrite};
+use fieldsync_model::income::{IncomeRegistration, IncomeThreshold};
+use fieldsync_model::register::{FieldTarget, PendingConflict, RegisterWrite, Stamp};
 use fieldsync_model::visit::PhotoRecord;
 use time::OffsetDateTime;
 
 use super::PostgresStore;
-use fieldsync_model::areas::AreaEntry;
-use fieldsync_model::income::IncomeThreshold;
-use fieldsync_model::register::{PendingConflict, Stamp};
-
 use crate::store::areas::{AreaImportApply, AreaImportRun};
 use crate::store::export::{ExportCursor, IncomeLedgerRow, VisitLedgerRow};
 use crate::store::*;
-
-/// A method whose PostgreSQL SQL is not written yet (the server refuses PostgreSQL until
-/// none is left).
-fn not_yet_ported<T>(method: &str) -> StoreResult<T> {
-    Err(StoreError::database(format!(
-        "{method} is not available on PostgreSQL yet"
-    )))
-}
 
 #[async_trait::async_trait]
 impl AreasStore for PostgresStore {
