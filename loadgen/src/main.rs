@@ -33,6 +33,10 @@ enum Command {
         /// Server key folder (default `<data-dir>-keys`, as the server's).
         #[arg(long)]
         key_dir: Option<PathBuf>,
+        /// Seed this PostgreSQL database (the server's `database_url`) instead of the
+        /// SQLite file in --data-dir; the key folder still comes from --data-dir/--key-dir.
+        #[arg(long, env = "FIELDSYNC_DATABASE_URL")]
+        database_url: Option<String>,
         #[arg(long, default_value_t = 1000)]
         cadres: usize,
         #[arg(long, default_value_t = 10)]
@@ -80,11 +84,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed {
             data_dir,
             key_dir,
+            database_url,
             cadres,
             households_per_cadre,
         } => {
             let summary = seed::seed_county(&SeedOptions {
                 key_dir,
+                database_url,
                 ..SeedOptions::new(data_dir.clone(), cadres, households_per_cadre)
             })
             .await

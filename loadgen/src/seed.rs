@@ -4,7 +4,7 @@
 //!
 //! The households are clones of the demo county's, renamed and given fresh ids, household
 //! numbers and ID numbers (valid check characters), so pulls carry realistic records. The
-//! data is written through the server library's own store (`AppState::open` on the data and
+//! data is written through the server library's own store (`open_state` on the data and
 //! key folders, then `Store::load_seed`), so sealing, keys and schema are exactly the
 //! server's; no SQL here.
 //!
@@ -19,10 +19,9 @@ use std::path::PathBuf;
 use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::id_number;
-use fieldsync_server::AppState;
 use fieldsync_server::demo::{DEMO_SEED, generate_demo_county, hash_demo_passwords};
 use fieldsync_server::password_pool::PasswordPool;
-use fieldsync_server::settings::{LoginSettings, Settings};
+use fieldsync_server::settings::{LoginSettings, Secret, Settings};
 use fieldsync_server::store::{Pairing, SeedData, UserRecord};
 
 /// The password every load-test cadre shares (a benchmark account, never a real one).
@@ -41,6 +40,9 @@ pub struct SeedOptions {
     pub data_dir: PathBuf,
     /// The server's key folder; `None` means the server's default, `<data_dir>-keys`.
     pub key_dir: Option<PathBuf>,
+    /// The server's PostgreSQL database (`database_url`); `None` seeds the SQLite file in
+    /// `data_dir`.
+    pub database_url: Option<String>,
     pub cadres: usize,
     pub households_per_cadre: usize,
     /// The argon2id parameters of the load-test cadres' shared hash (the login benchmark
@@ -55,6 +57,7 @@ impl SeedOptions {
         Self {
             data_dir,
             key_dir: None,
+            database_url: None,
             cadres,
             households_per_cadre,
             password_hashing: LoginSettings::default(),
@@ -94,9 +97,10 @@ pub async fn seed_county(options: &SeedOptions) -> Result<SeedSummary, SeedError
     let settings = Settings {
         data_dir: options.data_dir.clone(),
         key_dir: options.key_dir.clone(),
+        database_url: Secret(options.database_url.clone().unwrap_or_default()),
         ..Settings::default()
     };
-    let state = AppState::open(settings)?;
+    let state = fieldsync_server::open_state(settings).await?;
     if !state.store.is_empty().await? {
         return Err(SeedError::NotEmpty(options.data_dir.clone()));
     }

@@ -162,9 +162,19 @@ fn describe(error: &tokio_postgres::Error) -> String {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         let Some(code) = error.code() else {
-            // No SQLSTATE: the connection broke or a value did not convert.
-            return StoreError::database_caused_by(describe(&error), error);
+            // No SQLSTATE: the connection broke (waiting may cure it), or a row or parameter
+            // did not convert, which is this server's defect and the same on every retry.
+            return if is_conversion_error(&error) {
+                StoreError::Corrupt(describe(&error))
+            } else {
+                StoreError::database_caused_by(describe(&error), error)
+            };
         };
+        if code.code().starts_with("42") {
+            // Syntax error or access rule violation: a statement this server cannot run,
+            // never cured by retrying (phones would retry UNAVAILABLE forever).
+            return StoreError::Corrupt(describe(&error));
+        }
         if *code == SqlState::UNIQUE_VIOLATION
             || *code == SqlState::FOREIGN_KEY_VIOLATION
             || *code == SqlState::CHECK_VIOLATION
@@ -192,6 +202,20 @@ impl From<deadpool_postgres::PoolError> for StoreError {
             other => StoreError::database(format!("no database connection: {other}")),
         }
     }
+}
+
+/// Whether a client-side error is a value that did not convert between a Rust type and a
+/// column or parameter (tokio-postgres exposes its error kinds only through `Display`).
+fn is_conversion_error(error: &tokio_postgres::Error) -> bool {
+    let text = error.to_string();
+    [
+        "error deserializing column",
+        "error serializing parameter",
+        "invalid column",
+        "expected ",
+    ]
+    .iter()
+    .any(|start| text.starts_with(start))
 }
 
 /// True for the errors a whole transaction may simply be tried again after.
@@ -426,4 +450,68 @@ fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
 fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|error| StoreError::Corrupt(format!("time {millis} ms: {error}")))
+}
+
+#[cfg(test)]
+mod error_mapping_tests {
+    //! Which PostgreSQL failures a phone may retry: only what waiting can cure is
+    //! `StoreError::Database` (UNAVAILABLE); a statement the server cannot run, or a value
+    //! that does not convert, is permanent. Skipped where `FIELDSYNC_TEST_DATABASE_URL` is
+    //! unset.
+
+    use super::testing::fresh_store;
+    use crate::store::StoreError;
+
+    #[tokio::test]
+    async fn server_defects_are_permanent_and_a_lost_connection_is_not() {
+        let Some(store) =
+            fresh_store("server_defects_are_permanent_and_a_lost_connection_is_not").await
+        else {
+            return;
+        };
+        let connection = store.connection().await.expect("connection");
+        let undefined_column = connection
+            .query("SELECT no_such_column FROM areas", &[])
+            .await
+            .expect_err("undefined column");
+        assert!(matches!(
+            StoreError::from(undefined_column),
+            StoreError::Corrupt(_)
+        ));
+        let row = connection
+            .query_one("SELECT 'text'::TEXT AS value", &[])
+            .await
+            .expect("row");
+        let wrong_type = row.try_get::<_, i64>("value").expect_err("wrong type");
+        assert!(matches!(
+            StoreError::from(wrong_type),
+            StoreError::Corrupt(_)
+        ));
+        let unknown_column = row
+            .try_get::<_, String>("nothing")
+            .expect_err("no such column");
+        assert!(matches!(
+            StoreError::from(unknown_column),
+            StoreError::Corrupt(_)
+        ));
+        // A connection the server ended: waiting (a new connection) cures it.
+        let backend: i32 = connection
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pid")
+            .get(0);
+        let other = store.connection().await.expect("second connection");
+        other
+            .execute("SELECT pg_terminate_backend($1)", &[&backend])
+            .await
+            .expect("terminate");
+        let closed = connection
+            .query_one("SELECT 1", &[])
+            .await
+            .expect_err("terminated connection");
+        assert!(matches!(
+            StoreError::from(closed),
+            StoreError::Database { .. }
+        ));
+    }
 }
