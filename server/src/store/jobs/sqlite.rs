@@ -1,7 +1,7 @@
 //! SQLite side of [`JobsStore`]: the lease table of migration 0027 (one replica, but the
 //! same contract as PostgreSQL).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, named_params};
 use time::OffsetDateTime;
 
 use crate::store::StoreResult;
@@ -20,11 +20,12 @@ impl JobsStore for SqliteStore {
         let (job_name, holder) = (job_name.to_owned(), holder.to_owned());
         let (now, until) = (to_millis(now)?, to_millis(until)?);
         self.write(move |transaction| {
-            // SQLite reads `$N` as numbered parameters, like PostgreSQL.
+            // SQLite reads `$N` as names, numbered in order of first use, so they are bound
+            // by name.
             Ok(transaction
                 .query_row(
                     TAKE_LEASE_SQL,
-                    params![job_name, holder, now, until],
+                    named_params! {"$1": job_name, "$2": holder, "$3": now, "$4": until},
                     |_| Ok(()),
                 )
                 .optional()?

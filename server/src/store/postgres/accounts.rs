@@ -3,6 +3,7 @@
 //! Disabling an account ends its sessions and its pairings, with the hand-over tombstones,
 //! in one transaction.
 
+use super::PreparedOnce;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
@@ -73,7 +74,7 @@ async fn load_account(
 ) -> StoreResult<Option<Account>> {
     let lock = if lock { "FOR UPDATE" } else { "" };
     client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE user_id = $1 {lock}"),
             &[&user_id],
         )
@@ -84,7 +85,7 @@ async fn load_account(
 
 async fn require_area(client: &impl GenericClient, area_id: &str) -> StoreResult<()> {
     let exists = client
-        .query_opt("SELECT 1 FROM areas WHERE area_id = $1", &[&area_id])
+        .query_opt_cached("SELECT 1 FROM areas WHERE area_id = $1", &[&area_id])
         .await?
         .is_some();
     if exists {
@@ -108,7 +109,7 @@ async fn refuse_taken(
     account: &NewAccount,
 ) -> StoreResult<()> {
     let taken: Option<String> = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT CASE WHEN user_id = $1 THEN 'user id' ELSE 'username' END FROM users
               WHERE user_id = $1 OR username = $2 LIMIT 1",
             &[&account.user_id, &account.username],
@@ -139,7 +140,7 @@ async fn refuse_taken_id_number(
         return Ok(());
     };
     let holder: Option<String> = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT username FROM users WHERE id_number_index = $1 AND user_id <> $2",
             &[&index, &own_user_id],
         )
@@ -162,7 +163,7 @@ async fn insert_account(
     require_area(client, &account.area_id).await?;
     refuse_taken(client, pii, account).await?;
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO users (user_id, username, display_name, password_hash, role, area_id,
                                 phone, rank, unit, id_number, id_number_index, team_member,
                                 active_from, active_to, must_change_password, created_at)
@@ -202,7 +203,7 @@ async fn end_pairings_of(
     at: OffsetDateTime,
 ) -> Result<u64, WriteError> {
     let households: Vec<String> = client
-        .query(
+        .query_cached(
             "UPDATE pairings SET active = FALSE
               WHERE cadre_user_id = $1 AND active
               RETURNING household_id",
@@ -233,7 +234,7 @@ async fn end_sessions_of(
     at: OffsetDateTime,
 ) -> Result<u64, WriteError> {
     Ok(client
-        .execute(
+        .execute_cached(
             "UPDATE sessions SET ended_at = $2, end_reason = $3
               WHERE user_id = $1 AND ended_at IS NULL",
             &[&user_id, &to_millis(at)?, &reason.as_str()],
@@ -260,7 +261,7 @@ impl AccountsStore for PostgresStore {
     async fn account_count(&self) -> StoreResult<u64> {
         let connection = self.connection().await?;
         let count: i64 = connection
-            .query_one("SELECT COUNT(*) FROM users", &[])
+            .query_one_cached("SELECT COUNT(*) FROM users", &[])
             .await?
             .try_get(0)?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -293,7 +294,7 @@ impl AccountsStore for PostgresStore {
         // The area and everything below it (three levels at most: county, township,
         // village), by the parent links.
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "WITH RECURSIVE scope (area_id) AS (
                          SELECT $1::TEXT COLLATE \"C\"
@@ -333,7 +334,7 @@ impl AccountsStore for PostgresStore {
             refuse_taken_id_number(transaction, self.pii(), &edit.details.id_number, user_id)
                 .await?;
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE users SET display_name = $2, phone = $3, role = $4, area_id = $5,
                             rank = $6, unit = $7, id_number = $8, id_number_index = $9,
                             team_member = $10, active_from = $11, active_to = $12
@@ -377,7 +378,7 @@ impl AccountsStore for PostgresStore {
                 .into());
             }
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE users SET disabled_at = $2 WHERE user_id = $1",
                     &[&user_id, &to_millis(at)?],
                 )
@@ -408,7 +409,7 @@ impl AccountsStore for PostgresStore {
                 .into());
             }
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE users SET disabled_at = NULL WHERE user_id = $1",
                     &[&user_id],
                 )
@@ -425,7 +426,7 @@ impl AccountsStore for PostgresStore {
     ) -> StoreResult<u64> {
         write_transaction!(self, |transaction| {
             let changed = transaction
-                .execute(
+                .execute_cached(
                     "UPDATE users SET password_hash = $2, must_change_password = TRUE
                       WHERE user_id = $1",
                     &[&user_id, &password_hash],
@@ -441,7 +442,7 @@ impl AccountsStore for PostgresStore {
     async fn login_state(&self, user_id: &str) -> StoreResult<Option<LoginState>> {
         let connection = self.connection().await?;
         connection
-            .query_opt(
+            .query_opt_cached(
                 "SELECT disabled_at IS NOT NULL AS disabled, must_change_password FROM users
                   WHERE user_id = $1",
                 &[&user_id],

@@ -3,6 +3,7 @@
 //! are serialised until commit and the chain never forks; the table's triggers refuse any
 //! update or delete (migration 0001).
 
+use super::PreparedOnce;
 use deadpool_postgres::GenericClient;
 use fieldsync_model::access::{AuditContent, AuditKey, GENESIS_HASH, record_hash_for};
 
@@ -47,10 +48,10 @@ pub(super) async fn append_audit_in(
     content: &AuditContent,
 ) -> Result<AuditRecord, WriteError> {
     client
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_CHAIN_LOCK_KEY])
+        .execute_cached("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_CHAIN_LOCK_KEY])
         .await?;
     let previous_hash: String = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT record_hash FROM audit_log ORDER BY audit_id DESC LIMIT 1",
             &[],
         )
@@ -69,7 +70,7 @@ pub(super) async fn append_audit_in(
         message: "audit row count is too large".into(),
     })?;
     let audit_id: i64 = client
-        .query_one(
+        .query_one_cached(
             "INSERT INTO audit_log (recorded_at, actor_user_id, actor_role, area_id, action,
                                     subject, filter, row_count, file_sha256, detail,
                                     previous_hash, record_hash, key_id)
@@ -113,7 +114,7 @@ impl PostgresStore {
     pub async fn audit_records(&self, after_id: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         let connection = self.connection().await?;
         connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE audit_id > $1
                       ORDER BY audit_id LIMIT $2"
@@ -129,7 +130,7 @@ impl PostgresStore {
     pub async fn audit_last_id(&self) -> StoreResult<i64> {
         let connection = self.connection().await?;
         Ok(connection
-            .query_one("SELECT COALESCE(MAX(audit_id), 0) FROM audit_log", &[])
+            .query_one_cached("SELECT COALESCE(MAX(audit_id), 0) FROM audit_log", &[])
             .await?
             .try_get(0)?)
     }

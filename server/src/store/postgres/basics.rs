@@ -1,6 +1,7 @@
 //! The county's frame on PostgreSQL: areas, users (login records), the initial load of a
 //! county (`load_seed`) and the small lookups every request makes.
 
+use super::PreparedOnce;
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, Role};
@@ -53,7 +54,7 @@ impl PostgresStore {
     pub async fn is_empty(&self) -> StoreResult<bool> {
         let connection = self.connection().await?;
         Ok(connection
-            .query_opt("SELECT 1 FROM areas LIMIT 1", &[])
+            .query_opt_cached("SELECT 1 FROM areas LIMIT 1", &[])
             .await?
             .is_none())
     }
@@ -64,7 +65,7 @@ impl PostgresStore {
         write_transaction!(self, |transaction| {
             for area in &seed.areas {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO areas (area_id, name, level, parent_id, centre_lat,
                                             centre_lon, centre_crs)
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -82,7 +83,7 @@ impl PostgresStore {
             }
             for user in &seed.users {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO users (user_id, username, display_name, password_hash,
                                             role, area_id, phone, rank)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -106,7 +107,7 @@ impl PostgresStore {
             }
             for pairing in &seed.pairings {
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
                          VALUES ($1, $2, $3, TRUE)",
                         &[
@@ -163,7 +164,7 @@ impl PostgresStore {
     pub async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let connection = self.connection().await?;
         let changed = connection
-            .execute(
+            .execute_cached(
                 "UPDATE users SET password_hash = $2, must_change_password = FALSE
                   WHERE user_id = $1",
                 &[&user_id, &password_hash],
@@ -181,7 +182,7 @@ impl PostgresStore {
         let rows = match parent_id {
             Some(parent_id) => {
                 connection
-                    .query(
+                    .query_cached(
                         &format!(
                             "SELECT {AREA_COLUMNS} FROM areas WHERE parent_id = $1
                               ORDER BY area_id"
@@ -192,7 +193,7 @@ impl PostgresStore {
             }
             None => {
                 connection
-                    .query(
+                    .query_cached(
                         &format!(
                             "SELECT {AREA_COLUMNS} FROM areas WHERE parent_id IS NULL
                               ORDER BY area_id"
@@ -208,7 +209,7 @@ impl PostgresStore {
     pub async fn get_area(&self, area_id: &str) -> StoreResult<Option<Area>> {
         let connection = self.connection().await?;
         connection
-            .query_opt(
+            .query_opt_cached(
                 &format!("SELECT {AREA_COLUMNS} FROM areas WHERE area_id = $1"),
                 &[&area_id],
             )
@@ -226,7 +227,7 @@ impl PostgresStore {
     pub async fn is_paired(&self, cadre_user_id: &str, household_id: &str) -> StoreResult<bool> {
         let connection = self.connection().await?;
         Ok(connection
-            .query_opt(
+            .query_opt_cached(
                 "SELECT 1 FROM pairings
                   WHERE cadre_user_id = $1 AND household_id = $2 AND active",
                 &[&cadre_user_id, &household_id],
@@ -240,7 +241,7 @@ impl PostgresStore {
     pub async fn visit_owner(&self, visit_id: &str) -> StoreResult<Option<(String, String)>> {
         let connection = self.connection().await?;
         connection
-            .query_opt(
+            .query_opt_cached(
                 "SELECT household_id, author_user_id FROM visits
                   WHERE visit_id = $1 ORDER BY revision LIMIT 1",
                 &[&visit_id],

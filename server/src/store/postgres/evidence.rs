@@ -5,6 +5,7 @@
 //! [`crate::evidence`]'s; the windows over a cadre's visits are
 //! [`crate::store::evidence_rows`]'s. This file only reads rows, the same ones SQLite reads.
 
+use super::PreparedOnce;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
@@ -37,7 +38,7 @@ async fn own_visit(
     pushed: Option<&Visit>,
 ) -> StoreResult<Option<OwnVisit>> {
     let Some(row) = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT household_id, author_user_id, device_id, revision, submitted_at,
                     (SELECT first.submitted_at FROM visits AS first
                       WHERE first.visit_id = $1 ORDER BY first.revision LIMIT 1)
@@ -54,7 +55,7 @@ async fn own_visit(
         Some(pushed) if i64::from(pushed.revision) == i64::from(revision) => pushed.clone(),
         _ => {
             let body: String = client
-                .query_one(
+                .query_one_cached(
                     "SELECT body FROM visits WHERE visit_id = $1 AND revision = $2",
                     &[&visit_id, &revision],
                 )
@@ -218,7 +219,7 @@ async fn assemble(
     // This visit's photos, with their metadata once the blob arrived.
     let mut photos = Vec::new();
     for row in client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT p.body, b.sha256 IS NOT NULL AS arrived, m.sha256 IS NOT NULL AS has_meta,
                         {PHOTO_META_COLUMNS}
@@ -259,6 +260,8 @@ async fn assemble(
             .collect();
         let similar_hash = near_duplicate_candidates(&own_hashes, near_duplicate_max_bits);
         for row in client
+            // The hash bands are numbers in the text: a statement of its own each time, so
+            // it is not kept in the connection's statement cache.
             .query(
                 &format!(
                     "SELECT p.photo_id, p.visit_id, p.sha256, m.phash, v.household_id,
@@ -305,7 +308,7 @@ async fn assemble(
     let cadre_visits = window_of(cadre_rows, &own.visit)?;
 
     let device_clock = match client
-        .query_opt(
+        .query_opt_cached(
             "SELECT device_time, server_time FROM device_heartbeats
               WHERE device_id = $1 AND device_time IS NOT NULL",
             &[&own.device_id],
@@ -342,7 +345,7 @@ async fn save_flags_in(
     let revision = i32::try_from(revision)
         .map_err(|_| StoreError::NotFound(format!("visit {visit_id} revision {revision}")))?;
     let changed = client
-        .execute(
+        .execute_cached(
             "UPDATE visits SET evidence_flags = $3 WHERE visit_id = $1 AND revision = $2",
             &[&visit_id, &revision, &encode_json(&flags)?],
         )
@@ -365,7 +368,7 @@ impl<C: GenericClient> FlagWork for TransactionFlagWork<'_, C> {
     async fn visits_using_stored_blob(&mut self, sha256: &str) -> StoreResult<Option<Vec<String>>> {
         let stored = self
             .client
-            .query_opt("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
+            .query_opt_cached("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
             .await?
             .is_some();
         if !stored {
@@ -373,7 +376,7 @@ impl<C: GenericClient> FlagWork for TransactionFlagWork<'_, C> {
         }
         let rows = self
             .client
-            .query(
+            .query_cached(
                 "SELECT DISTINCT visit_id FROM photos WHERE sha256 = $1 ORDER BY visit_id",
                 &[&sha256],
             )

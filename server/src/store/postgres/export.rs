@@ -4,6 +4,7 @@
 //! SQLite builds them, and compared byte by byte (`COLLATE "C"`), so a cursor handed out by
 //! either backend means the same place.
 
+use super::PreparedOnce;
 use fieldsync_model::codes::Relation;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
@@ -85,7 +86,7 @@ impl PostgresStore {
                            || vi.visit_id) COLLATE \"C\"";
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {HOUSEHOLD_COLUMNS}, vi.body, vi.state, vi.evidence_flags,
                             COALESCE(u.display_name, vi.author_user_id) AS cadre_name,
@@ -179,7 +180,7 @@ impl PostgresStore {
         let row_key_sql = "(lpad(r.year::TEXT, 4, '0') || '-' || r.quarter::TEXT) COLLATE \"C\"";
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {HOUSEHOLD_COLUMNS}, r.body
                      {HOUSEHOLD_JOINS}

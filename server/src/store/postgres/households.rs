@@ -3,6 +3,7 @@
 //! sealed by either backend opens on the other. Every card write also rewrites the
 //! household's blind ID index and search document in the same transaction.
 
+use super::PreparedOnce;
 use deadpool_postgres::GenericClient;
 use fieldsync_model::household::Household;
 
@@ -98,7 +99,7 @@ pub(super) async fn insert_household(
     let mut card = household.clone();
     card.server_seq = seq;
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO households (household_id, township_id, village_id, head_name, card,
                                      server_seq)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,7 +123,7 @@ pub(super) async fn refresh_household_indexes(
     household: &Household,
 ) -> Result<(), WriteError> {
     client
-        .execute(
+        .execute_cached(
             "DELETE FROM member_id_index WHERE household_id = $1",
             &[&household.household_id],
         )
@@ -133,7 +134,7 @@ pub(super) async fn refresh_household_indexes(
         }
         let blind_index = pii.blind_index(ID_NUMBER_INDEX, &member.id_number.to_ascii_uppercase());
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO member_id_index (household_id, member_id, blind_index)
                  VALUES ($1, $2, $3)
                  ON CONFLICT (household_id, member_id) DO UPDATE SET
@@ -144,7 +145,7 @@ pub(super) async fn refresh_household_indexes(
     }
     let document = SearchDocument::of(household);
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO household_search (household_id, head, members, initials, number,
                                            id_tails)
              VALUES ($1, $2, $3, $4, $5, $6)

@@ -3,6 +3,7 @@
 //! arrival (the `arrival` identity column stands in for SQLite's rowid), the order that
 //! decides which registration of a quarter is in force.
 
+use super::PreparedOnce;
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
@@ -35,7 +36,7 @@ async fn household_income_registrations(
     household_id: &str,
 ) -> StoreResult<Vec<IncomeRegistration>> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT body FROM income_registrations WHERE household_id = $1 ORDER BY arrival",
             &[&household_id],
         )
@@ -51,7 +52,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<IncomeRegistration>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT body FROM income_registrations WHERE household_id = $1
                   ORDER BY year DESC, quarter DESC, registration_id DESC",
                 &[&household_id],
@@ -63,7 +64,7 @@ impl PostgresStore {
     pub async fn income_thresholds(&self) -> StoreResult<Vec<IncomeThreshold>> {
         let connection = self.connection().await?;
         connection
-            .query(
+            .query_cached(
                 "SELECT year, region, poverty_line_yuan, monitoring_line_yuan, source_note
                    FROM income_thresholds ORDER BY year, region",
                 &[],
@@ -85,7 +86,7 @@ impl PostgresStore {
     pub async fn set_income_threshold(&self, threshold: IncomeThreshold) -> StoreResult<()> {
         let connection = self.connection().await?;
         connection
-            .execute(
+            .execute_cached(
                 "INSERT INTO income_thresholds
                      (year, region, poverty_line_yuan, monitoring_line_yuan, source_note)
                  VALUES ($1, $2, $3, $4, $5)
@@ -122,7 +123,7 @@ impl PostgresStore {
         let household_ids = &household_ids;
         write_transaction!(self, |transaction| {
             transaction
-                .query(
+                .query_cached(
                     "SELECT household_id FROM households WHERE household_id = ANY($1)
                       ORDER BY household_id FOR UPDATE",
                     &[household_ids],
@@ -130,7 +131,7 @@ impl PostgresStore {
                 .await?;
             for registration in registrations {
                 let stored = transaction
-                    .query_opt(
+                    .query_opt_cached(
                         "SELECT body FROM income_registrations WHERE registration_id = $1",
                         &[&registration.registration_id],
                     )
@@ -158,7 +159,7 @@ impl PostgresStore {
                     .into());
                 };
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO income_registrations (registration_id, household_id, year,
                                                            quarter, body)
                          VALUES ($1, $2, $3, $4, $5)",
@@ -187,7 +188,7 @@ impl PostgresStore {
     pub async fn households_in_area(&self, area_id: &str) -> StoreResult<Vec<Household>> {
         let connection = self.connection().await?;
         connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT card, server_seq FROM households
                       WHERE household_id IN ({AREA_HOUSEHOLDS})
@@ -209,7 +210,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<IncomeRegistration>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT body FROM income_registrations
                       WHERE year = $2 AND household_id IN ({AREA_HOUSEHOLDS})
@@ -229,7 +230,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<LatestWellbeingCheck>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT v.household_id, v.visit_id, v.body
                        FROM visits v
@@ -286,7 +287,7 @@ impl PostgresStore {
         };
         let mut cadres = Vec::new();
         for row in connection
-            .query(
+            .query_cached(
                 "SELECT u.user_id, u.display_name, u.phone, u.rank, p.is_primary
                    FROM pairings p JOIN users u ON u.user_id = p.cadre_user_id
                   WHERE p.household_id = $1 AND p.active
@@ -311,7 +312,7 @@ impl PostgresStore {
         let registrations = household_income_registrations(&connection, household_id).await?;
         let mut visits = Vec::new();
         for row in connection
-            .query(
+            .query_cached(
                 "SELECT v.body, v.state, COALESCE(u.display_name, '') AS author_name
                    FROM visits v LEFT JOIN users u ON u.user_id = v.author_user_id
                   WHERE v.household_id = $1
@@ -332,7 +333,7 @@ impl PostgresStore {
             (b.visit.checkin_at, &b.visit.visit_id).cmp(&(a.visit.checkin_at, &a.visit.visit_id))
         });
         let open_conflicts: i64 = connection
-            .query_one(
+            .query_one_cached(
                 "SELECT COUNT(*) FROM conflicts WHERE household_id = $1 AND resolved_at IS NULL",
                 &[&household_id],
             )

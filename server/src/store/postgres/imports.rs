@@ -14,6 +14,7 @@
 //! - then every stored household the import writes is locked in id order, before any scope
 //!   counter is taken, keeping the lock order of `push.rs` (households, then counters).
 
+use super::PreparedOnce;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
@@ -44,7 +45,7 @@ async fn lock_county_imports(
     county_id: &str,
 ) -> Result<(), WriteError> {
     client
-        .execute(
+        .execute_cached(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &[&format!("{kind}/{county_id}")],
         )
@@ -61,7 +62,7 @@ async fn lock_households(
         return Ok(());
     }
     client
-        .query(
+        .query_cached(
             "SELECT household_id FROM households WHERE household_id = ANY($1)
               ORDER BY household_id FOR UPDATE",
             &[&household_ids],
@@ -93,7 +94,7 @@ async fn stored_household_numbers(
     county_id: &str,
 ) -> Result<HashSet<String>, WriteError> {
     let rows = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT card::json ->> 'national_household_number' AS national_household_number
                    FROM households
@@ -126,7 +127,7 @@ async fn refuse_id_number_held_elsewhere(
     }
     let blind_index = pii.blind_index(ID_NUMBER_INDEX, &id_number.to_ascii_uppercase());
     let holder = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT household_id FROM member_id_index
               WHERE blind_index = $1 AND household_id <> $2
               ORDER BY household_id LIMIT 1",
@@ -284,7 +285,7 @@ async fn apply_roster_import_in(
 
     let run = &apply.run;
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO import_runs (run_id, county_id, file_name, file_sha256, file_bytes,
                                       data_rows, households_created, members_created,
                                       fields_changed, unchanged_rows, applied_by, applied_at)
@@ -322,7 +323,7 @@ impl PostgresStore {
     pub async fn county_roster(&self, county_id: &str) -> StoreResult<CountyRoster> {
         let connection = self.connection().await?;
         let townships = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {AREA_COLUMNS} FROM areas WHERE parent_id = $1 AND level = 'township'
                       ORDER BY area_id"
@@ -331,7 +332,7 @@ impl PostgresStore {
             )
             .await?;
         let villages = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT {AREA_COLUMNS} FROM areas
                       WHERE level = 'village' AND parent_id IN ({COUNTY_TOWNSHIPS_SQL})
@@ -341,7 +342,7 @@ impl PostgresStore {
             )
             .await?;
         let households = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT card, server_seq FROM households
                       WHERE township_id IN ({COUNTY_TOWNSHIPS_SQL})
@@ -379,7 +380,7 @@ impl PostgresStore {
     pub async fn import_runs(&self, county_id: &str, limit: u32) -> StoreResult<Vec<ImportRun>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT run_id, county_id, file_name, file_sha256, file_bytes, data_rows,
                         households_created, members_created, fields_changed, unchanged_rows,
                         applied_by, applied_at,
@@ -464,7 +465,7 @@ async fn county_areas_in(
     county_id: &str,
 ) -> StoreResult<Vec<AreaEntry>> {
     let county_exists = client
-        .query_opt("SELECT 1 FROM areas WHERE area_id = $1", &[&county_id])
+        .query_opt_cached("SELECT 1 FROM areas WHERE area_id = $1", &[&county_id])
         .await?
         .is_some();
     if !county_exists {
@@ -475,7 +476,7 @@ async fn county_areas_in(
         .map(|attribute| format!("v.{}", attribute.key()))
         .collect();
     let rows = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT a.area_id, a.name, a.level, a.parent_id, a.centre_lat, a.centre_lon,
                         a.centre_crs, {attributes}
@@ -561,7 +562,7 @@ async fn lock_households_of_renamed_villages(
         return Ok(());
     }
     client
-        .query(
+        .query_cached(
             "SELECT household_id FROM households WHERE village_id = ANY($1)
               ORDER BY household_id FOR UPDATE",
             &[&renamed],
@@ -580,7 +581,7 @@ async fn rename_village_on_cards(
     new_name: &str,
 ) -> Result<u64, WriteError> {
     let household_ids: Vec<String> = client
-        .query(
+        .query_cached(
             "SELECT household_id FROM households WHERE village_id = $1
               ORDER BY household_id FOR UPDATE",
             &[&village_id],
@@ -758,7 +759,7 @@ async fn apply_area_import_in(
         bump();
     }
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO area_import_runs (run_id, county_id, file_name, file_sha256,
                                            file_bytes, data_rows, areas_created, areas_changed,
                                            fields_changed, areas_renamed, areas_missing,
@@ -813,7 +814,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<AreaImportRun>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT run_id, county_id, file_name, file_sha256, file_bytes, data_rows,
                         areas_created, areas_changed, fields_changed, areas_renamed,
                         areas_missing, unchanged_rows, applied_by, applied_at,

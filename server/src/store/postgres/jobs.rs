@@ -3,6 +3,7 @@
 //! daily job once between them. The upsert takes the row's lock, so two replicas asking at
 //! once get one holder.
 
+use super::PreparedOnce;
 use time::OffsetDateTime;
 
 use super::{PostgresStore, to_millis};
@@ -21,7 +22,7 @@ impl JobsStore for PostgresStore {
         let (now, until) = (to_millis(now)?, to_millis(until)?);
         write_transaction!(self, |transaction| {
             Ok(transaction
-                .query_opt(TAKE_LEASE_SQL, &[&job_name, &holder, &now, &until])
+                .query_opt_cached(TAKE_LEASE_SQL, &[&job_name, &holder, &now, &until])
                 .await?
                 .is_some())
         })

@@ -7,6 +7,7 @@
 //! same township month on two replicas get one closure and one `Conflict`, because the
 //! closure row's primary key admits one of them.
 
+use super::PreparedOnce;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
@@ -279,7 +280,7 @@ impl PostgresStore {
                 .batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .await?;
             let is_township = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT 1 FROM areas WHERE area_id = $1 AND level = 'township'",
                     &[&township_id],
                 )
@@ -289,7 +290,7 @@ impl PostgresStore {
                 return Err(StoreError::NotFound(format!("township {township_id}")).into());
             }
             let already = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT closed_at FROM month_closures WHERE township_id = $1 AND month = $2",
                     &[&township_id, &month],
                 )
@@ -316,7 +317,7 @@ impl PostgresStore {
             let household_count = i64::try_from(households.len()).unwrap_or(i64::MAX);
             // The closure row first: its primary key is what admits one close of a month.
             let inserted = transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO month_closures
                          (township_id, month, closed_by, closed_at, household_count)
                      VALUES ($1, $2, $3, $4, $5)

@@ -2,6 +2,7 @@
 //! month, a register's history, the newest register HLC, the visits that use a photo, and
 //! the count of committed writes.
 
+use super::PreparedOnce;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -25,7 +26,7 @@ impl PostgresStore {
         let connection = self.connection().await?;
         let mut cadre_names: HashMap<String, Vec<String>> = HashMap::new();
         for row in connection
-            .query(
+            .query_cached(
                 "SELECT p.household_id, COALESCE(u.display_name, p.cadre_user_id) AS name
                    FROM pairings p
                    JOIN households h ON h.household_id = p.household_id
@@ -42,7 +43,7 @@ impl PostgresStore {
                 .push(row.try_get("name")?);
         }
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT h.household_id, h.head_name, h.village_id,
                         COALESCE(a.name, (h.card::json ->> 'village_name'), '') AS village_name
                    FROM households h
@@ -98,7 +99,7 @@ impl PostgresStore {
     pub async fn max_register_hlc(&self) -> StoreResult<Hlc> {
         let connection = self.connection().await?;
         let highest: Option<i64> = connection
-            .query_one("SELECT MAX(hlc) FROM register_writes", &[])
+            .query_one_cached("SELECT MAX(hlc) FROM register_writes", &[])
             .await?
             .try_get(0)?;
         highest.map_or(Ok(Hlc::ZERO), |value| {
@@ -112,7 +113,7 @@ impl PostgresStore {
     pub async fn visits_with_photo(&self, sha256: &str) -> StoreResult<Vec<String>> {
         let connection = self.connection().await?;
         connection
-            .query(
+            .query_cached(
                 "SELECT DISTINCT visit_id FROM photos WHERE sha256 = $1 ORDER BY visit_id",
                 &[&sha256],
             )

@@ -81,7 +81,7 @@ mod uploads;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -398,6 +398,51 @@ impl From<WriteError> for StoreError {
         }
     }
 }
+
+/// Statements prepared once per pooled connection and reused: tokio-postgres prepares a
+/// statement given as text on every call, one more round trip each, which made seeding a
+/// county and every push several times slower than the same work on SQLite. Only for SQL
+/// whose text comes from a finite set (constants and column lists); text that embeds values
+/// would fill the cache.
+pub(crate) trait PreparedOnce: GenericClient {
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, parameters).await
+    }
+
+    async fn query_cached(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, parameters).await
+    }
+
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, parameters).await
+    }
+
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_one(&statement, parameters).await
+    }
+}
+
+impl<Client: GenericClient> PreparedOnce for Client {}
 
 /// Change-log kinds, as SQLite writes them.
 const CHANGE_KIND_HOUSEHOLD: &str = "household";

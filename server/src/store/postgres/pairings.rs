@@ -4,6 +4,7 @@
 //! counted under the cadre's user row lock, so two admins on two replicas cannot both pass
 //! it.
 
+use super::PreparedOnce;
 use std::collections::HashMap;
 
 use time::OffsetDateTime;
@@ -36,7 +37,7 @@ impl PostgresStore {
     pub async fn cadre_loads(&self, county_id: &str) -> StoreResult<Vec<CadreLoad>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT u.user_id, u.display_name, u.phone, u.area_id AS township_id,
                             COALESCE(t.name, u.area_id) AS township_name, u.rank,
@@ -94,7 +95,7 @@ impl PostgresStore {
         });
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT h.household_id, h.head_name, h.township_id,
                             COALESCE(t.name, h.township_id) AS township_name,
@@ -131,7 +132,7 @@ impl PostgresStore {
         }
         // One query for every active pairing of the county, rather than one per household.
         let pairings = connection
-            .query(
+            .query_cached(
                 &format!(
                     "SELECT p.household_id, p.cadre_user_id,
                             COALESCE(u.display_name, p.cadre_user_id) AS cadre_name,
@@ -169,13 +170,13 @@ impl PostgresStore {
             // The cadre's row first: the quota below is counted while no other assignment
             // to this cadre can commit.
             transaction
-                .query(
+                .query_cached(
                     "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE",
                     &[&assignment.cadre_user_id],
                 )
                 .await?;
             let already_primary = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT 1 FROM pairings
                       WHERE cadre_user_id = $1 AND household_id = $2 AND active AND is_primary",
                     &[&assignment.cadre_user_id, &assignment.household_id],
@@ -191,7 +192,7 @@ impl PostgresStore {
             }
             if let Some(max) = assignment.max_primary_count {
                 let current: i64 = transaction
-                    .query_one(
+                    .query_one_cached(
                         "SELECT COUNT(*) FROM pairings
                           WHERE cadre_user_id = $1 AND active AND is_primary",
                         &[&assignment.cadre_user_id],
@@ -238,7 +239,7 @@ impl PostgresStore {
             };
             require_cadre(transaction, cadre_user_id).await?;
             let current: Option<bool> = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT is_primary FROM pairings
                       WHERE cadre_user_id = $1 AND household_id = $2 AND active",
                     &[&cadre_user_id, &household_id],
@@ -254,7 +255,7 @@ impl PostgresStore {
                     .into());
                 }
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
                          VALUES ($1, $2, FALSE, TRUE)
                          ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET
@@ -276,7 +277,7 @@ impl PostgresStore {
                 .into()),
                 Some(false) => {
                     transaction
-                        .execute(
+                        .execute_cached(
                             "UPDATE pairings SET active = FALSE
                               WHERE cadre_user_id = $1 AND household_id = $2",
                             &[&cadre_user_id, &household_id],

@@ -2,6 +2,7 @@
 //! accepted photo, stored per blob. EXIF times are kept as the same text as in SQLite
 //! (`media/sqlite.rs` encodes and decodes them for both backends).
 
+use super::PreparedOnce;
 use crate::store::media::sqlite::{decode_capture_time, encode_capture_time};
 use crate::store::{PhotoMeta, StoreError, StoreResult};
 
@@ -29,7 +30,7 @@ impl PostgresStore {
         };
         let connection = self.connection().await?;
         connection
-            .execute(
+            .execute_cached(
                 "INSERT INTO photo_meta (sha256, mime_type, width, height, exif_time,
                                          exif_time_has_offset, exif_lat, exif_lon, gps_time,
                                          make, model, orientation, phash, exif_damaged)
@@ -68,7 +69,7 @@ impl PostgresStore {
     pub async fn photo_meta(&self, sha256: &str) -> StoreResult<Option<PhotoMeta>> {
         let connection = self.connection().await?;
         let Some(row) = connection
-            .query_opt(
+            .query_opt_cached(
                 &format!("SELECT {PHOTO_META_COLUMNS} FROM photo_meta m WHERE m.sha256 = $1"),
                 &[&sha256],
             )

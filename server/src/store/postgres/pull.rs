@@ -6,6 +6,7 @@
 //! they were issued (`change_log.rs`), so a page that reads "everything after n" never
 //! misses an entry committed later with a smaller number.
 
+use super::PreparedOnce;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
@@ -169,7 +170,7 @@ async fn principal_scopes(
 
 async fn newest_scope_seq(client: &impl GenericClient, scope_id: &str) -> StoreResult<i64> {
     Ok(client
-        .query_opt(
+        .query_opt_cached(
             "SELECT last_seq FROM scope_counters WHERE scope_id = $1",
             &[&scope_id],
         )

@@ -12,6 +12,7 @@
 //!   a race they catch fails the transaction, which is retried whole and then sees the
 //!   winner's rows ([`super::PostgresStore::write`]).
 
+use super::PreparedOnce;
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
@@ -95,13 +96,13 @@ pub(super) async fn apply_push_in(
 ) -> Result<PushResult, WriteError> {
     // One device's pushes one at a time, across replicas (see the module comment).
     client
-        .execute(
+        .execute_cached(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &[&format!("push/{}", batch.device_id)],
         )
         .await?;
     let cached = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT fingerprint, result FROM push_batches WHERE batch_id = $1",
             &[&batch.batch_id],
         )
@@ -156,7 +157,7 @@ pub(super) async fn apply_push_in(
     }
 
     let last_processed_seq: i64 = client
-        .query_one(
+        .query_one_cached(
             "INSERT INTO devices (device_id, user_id, last_processed_seq, last_seen_at)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (device_id) DO UPDATE SET
@@ -175,7 +176,7 @@ pub(super) async fn apply_push_in(
             .map_err(|_| StoreError::Corrupt(format!("last processed seq {last_processed_seq}")))?,
     };
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO push_batches (batch_id, device_id, fingerprint, result, received_at)
              VALUES ($1, $2, $3, $4, $5)",
             &[
@@ -220,7 +221,7 @@ async fn lock_households_of(
         return Ok(());
     }
     client
-        .query(
+        .query_cached(
             "SELECT household_id FROM households WHERE household_id = ANY($1)
               ORDER BY household_id FOR UPDATE",
             &[&household_ids],
@@ -277,7 +278,7 @@ async fn submit_visit(
         StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
     })?;
     let stored_revisions: Vec<(i32, String, String, String)> = client
-        .query(
+        .query_cached(
             "SELECT revision, household_id, content_hash, state FROM visits
               WHERE visit_id = $1 ORDER BY revision",
             &[&visit.visit_id],
@@ -355,7 +356,7 @@ async fn submit_visit(
         .filter(|(older, _, _, state)| *older < revision && open_states.contains(&state.as_str()))
     {
         client
-            .execute(
+            .execute_cached(
                 "UPDATE visits SET state = $3 WHERE visit_id = $1 AND revision = $2",
                 &[&visit.visit_id, older, &ReviewState::Superseded.as_str()],
             )
@@ -485,7 +486,7 @@ async fn add_photo(
         return Ok(outcome);
     }
     let visit_known = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT 1 FROM visits WHERE visit_id = $1 LIMIT 1",
             &[&photo.visit_id],
         )
@@ -501,7 +502,7 @@ async fn add_photo(
         ));
     }
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO photos (photo_id, visit_id, sha256, body) VALUES ($1, $2, $3, $4)",
             &[
                 &photo.photo_id,
@@ -538,7 +539,7 @@ async fn register_income(
         ));
     };
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO income_registrations (registration_id, household_id, year, quarter,
                                                body)
              VALUES ($1, $2, $3, $4, $5)",
@@ -583,7 +584,7 @@ pub(super) async fn save_household(
 ) -> Result<(), WriteError> {
     card.server_seq = seq;
     client
-        .execute(
+        .execute_cached(
             "UPDATE households SET card = $2, head_name = $3, server_seq = $4
               WHERE household_id = $1",
             &[
@@ -629,7 +630,7 @@ pub(super) async fn register_history(
 ) -> StoreResult<Vec<RegisterWrite>> {
     let context = register_context(household_id, target_key, field);
     let rows = client
-        .query(
+        .query_cached(
             "SELECT value_json, hlc, device_id, author_user_id, base_seq, server_seq
                FROM register_writes
               WHERE household_id = $1 AND target_key = $2 AND field = $3
@@ -688,7 +689,7 @@ pub(super) async fn write_register(
     let target_key = target.as_key();
     let hlc = to_db_integer(stamp.hlc.as_u64(), "hlc")?;
     let stored = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT 1 FROM register_writes
               WHERE household_id = $1 AND target_key = $2 AND field = $3 AND hlc = $4
                 AND device_id = $5",
@@ -722,7 +723,7 @@ pub(super) async fn write_register(
     };
     let outcome = merge(&card.household_id, target, field, &history, &incoming);
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO register_writes (household_id, target_key, field, value_json, hlc,
                                           device_id, author_user_id, base_seq, server_seq)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -756,7 +757,7 @@ pub(super) async fn write_register(
         let key = pair.key();
         let context = conflict_context(&key);
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO conflicts (conflict_key, household_id, township_id, target_key,
                                         field, first_json, second_json, created_at,
                                         first_author_user_id, second_author_user_id)

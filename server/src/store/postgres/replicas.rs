@@ -6,6 +6,7 @@
 //! acknowledged mutation is lost or applied twice. Skipped (with a line saying so) where
 //! `FIELDSYNC_TEST_DATABASE_URL` is unset.
 
+use super::PreparedOnce;
 use std::collections::BTreeSet;
 
 use fieldsync_model::codes::VisitMode;
@@ -198,7 +199,7 @@ async fn two_replicas_pushing_at_once_lose_nothing_and_apply_nothing_twice() {
         let connection = &connection;
         async move {
             connection
-                .query_one(sql, &[])
+                .query_one_cached(sql, &[])
                 .await
                 .expect("count")
                 .get::<_, i64>(0)

@@ -5,6 +5,7 @@
 //! A decision locks the visit's latest revision row, so two supervisors deciding on two
 //! replicas at once get one decision and one `StaleDecision`.
 
+use super::PreparedOnce;
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, VisitMode};
@@ -235,7 +236,7 @@ impl PostgresStore {
                 ))
             })?;
         let cadre_name: Option<String> = connection
-            .query_opt(
+            .query_opt_cached(
                 "SELECT display_name FROM users WHERE user_id = $1",
                 &[&author],
             )
@@ -245,7 +246,7 @@ impl PostgresStore {
         let mut photos = Vec::new();
         let mut photo_ids_received = Vec::new();
         let photo_rows = connection
-            .query(
+            .query_cached(
                 "SELECT p.body, b.sha256 IS NOT NULL AS received
                    FROM photos p LEFT JOIN blobs b ON b.sha256 = p.sha256
                   WHERE p.visit_id = $1 ORDER BY p.arrival",
@@ -291,7 +292,7 @@ impl PostgresStore {
         };
         let connection = self.connection().await?;
         let Some(row) = connection
-            .query_opt(
+            .query_opt_cached(
                 "SELECT body, content_hash, state, submitted_at FROM visits
                   WHERE visit_id = $1 AND revision = $2",
                 &[&visit_id, &revision],
@@ -325,7 +326,7 @@ impl PostgresStore {
     ) -> StoreResult<Vec<HouseholdPhoto>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT p.body, v.visit_id, v.business_month, v.state, v.checkin_at_ms
                    FROM visits v
                    JOIN photos p ON p.visit_id = v.visit_id
@@ -369,7 +370,7 @@ impl PostgresStore {
         write_transaction!(self, |transaction| {
             // The household row first (the lock order every writer keeps), then the visit.
             let household_id: Option<String> = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT household_id FROM visits WHERE visit_id = $1 LIMIT 1",
                     &[&request.visit_id],
                 )
@@ -380,7 +381,7 @@ impl PostgresStore {
                 return Err(StoreError::NotFound(format!("visit {}", request.visit_id)).into());
             };
             let township_id: String = transaction
-                .query_one(
+                .query_one_cached(
                     "SELECT township_id FROM households WHERE household_id = $1 FOR UPDATE",
                     &[&household_id],
                 )
@@ -420,7 +421,7 @@ impl PostgresStore {
                 Decision::Return => ("return", ReviewState::Returned),
             };
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO decisions (visit_id, revision, decision, reasons, note,
                                             deadline, reviewer_user_id, decided_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -437,7 +438,7 @@ impl PostgresStore {
                 )
                 .await?;
             transaction
-                .execute(
+                .execute_cached(
                     "UPDATE visits SET state = $3 WHERE visit_id = $1 AND revision = $2",
                     &[&request.visit_id, &revision, &new_state.as_str()],
                 )
@@ -463,7 +464,7 @@ impl PostgresStore {
     pub async fn operational_counts(&self) -> StoreResult<OperationalCounts> {
         let connection = self.connection().await?;
         let row = connection
-            .query_one(
+            .query_one_cached(
                 "SELECT (SELECT COUNT(*) FROM visits WHERE state = $1) AS review_queue,
                         (SELECT COUNT(*) FROM uploads WHERE NOT complete) AS incomplete_uploads",
                 &[&ReviewState::Submitted.as_str()],

@@ -3,6 +3,7 @@
 //! and the blind index for a whole ID number. Every hit is confirmed on its opened card, as
 //! in SQLite, so the index only has to find a superset.
 
+use super::PreparedOnce;
 use fieldsync_model::household::Household;
 
 use super::households::open_card;
@@ -68,7 +69,7 @@ impl PostgresStore {
         let mut hits: Vec<(String, String)> = Vec::new();
         if let Some(text_query) = text_query(query) {
             let rows = connection
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT h.household_id, h.head_name
                            FROM household_search s
@@ -87,7 +88,7 @@ impl PostgresStore {
         if let Some(id_number) = &query.id_number {
             let blind_index = self.pii().blind_index(ID_NUMBER_INDEX, id_number);
             let rows = connection
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT DISTINCT h.household_id, h.head_name
                            FROM member_id_index i
@@ -120,7 +121,7 @@ impl PostgresStore {
                 break;
             }
             let Some(row) = connection
-                .query_opt(
+                .query_opt_cached(
                     "SELECT card, server_seq FROM households WHERE household_id = $1",
                     &[&household_id],
                 )

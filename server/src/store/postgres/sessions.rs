@@ -2,6 +2,7 @@
 //! rotation locks the session row (`FOR UPDATE`), so two replicas presented with the same
 //! refresh token at once rotate it once and see the second use as a reuse.
 
+use super::PreparedOnce;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
@@ -82,7 +83,7 @@ async fn end_sessions_in(
     at_millis: i64,
 ) -> Result<u64, WriteError> {
     Ok(client
-        .execute(
+        .execute_cached(
             &format!(
                 "UPDATE sessions SET ended_at = $2, end_reason = $3
                   WHERE {where_clause} AND ended_at IS NULL"
@@ -105,7 +106,7 @@ impl SessionsStore for PostgresStore {
         let (refresh_sha256, refresh_expires_at) = (&refresh_sha256, &refresh_expires_at);
         write_transaction!(self, |transaction| {
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO sessions (token_sha256, user_id, device_id, device_name,
                                            created_at, expires_at, session_id, kind,
                                            app_version, last_seen_at, last_ip, refresh_sha256,
@@ -129,7 +130,7 @@ impl SessionsStore for PostgresStore {
                 .await?;
             // Login registers the device (DESIGN §4), keeping its processed seq if it had one.
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO devices (device_id, user_id, last_processed_seq, last_seen_at)
                      VALUES ($1, $2, 0, $3)
                      ON CONFLICT (device_id) DO UPDATE SET
@@ -158,7 +159,7 @@ impl SessionsStore for PostgresStore {
         // keep the last known address when this request's is unknown. One statement: its
         // own transaction.
         connection
-            .execute(
+            .execute_cached(
                 "UPDATE sessions
                     SET last_seen_at = GREATEST(last_seen_at, $2),
                         last_ip = CASE WHEN $3 = '' THEN last_ip ELSE $3 END
@@ -184,7 +185,7 @@ impl SessionsStore for PostgresStore {
             .await?
             {
                 let refresh_expired: bool = transaction
-                    .query_one(
+                    .query_one_cached(
                         "SELECT COALESCE(refresh_expires_at, 0) <= $2 FROM sessions
                           WHERE session_id = $1",
                         &[&current.session_id, &now],
@@ -195,7 +196,7 @@ impl SessionsStore for PostgresStore {
                     return Ok(RefreshOutcome::Ended(current));
                 }
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO session_rotated_refresh (refresh_sha256, session_id,
                                                               rotated_at)
                          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -203,7 +204,7 @@ impl SessionsStore for PostgresStore {
                     )
                     .await?;
                 transaction
-                    .execute(
+                    .execute_cached(
                         "UPDATE sessions
                             SET token_sha256 = $2, expires_at = $3, refresh_sha256 = $4,
                                 refresh_expires_at = $5,
@@ -230,7 +231,7 @@ impl SessionsStore for PostgresStore {
                 return Ok(RefreshOutcome::Rotated(rotated));
             }
             let rotated_from: Option<String> = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT session_id FROM session_rotated_refresh WHERE refresh_sha256 = $1",
                     &[&rotation.old_refresh_sha256],
                 )
@@ -273,7 +274,7 @@ impl SessionsStore for PostgresStore {
         let at = to_millis(at)?;
         write_transaction!(self, |transaction| {
             let owner = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT user_id, ended_at FROM sessions WHERE session_id = $1 FOR UPDATE",
                     &[&session_id],
                 )
@@ -304,7 +305,7 @@ impl SessionsStore for PostgresStore {
         let keep = keep_session_id.unwrap_or_default();
         let connection = self.connection().await?;
         Ok(connection
-            .execute(
+            .execute_cached(
                 "UPDATE sessions SET ended_at = $3, end_reason = $4
                   WHERE user_id = $1 AND session_id <> $2 AND ended_at IS NULL",
                 &[&user_id, &keep, &at, &reason.as_str()],
@@ -320,7 +321,7 @@ impl SessionsStore for PostgresStore {
         let now = to_millis(now)?;
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT session_id, kind, device_id, device_name, app_version, created_at,
                         last_seen_at, last_ip
                    FROM sessions

@@ -3,6 +3,7 @@
 //! household's primary cadre. Writes that change a household lock its row before taking any
 //! scope counter (the order `push.rs` keeps).
 
+use super::PreparedOnce;
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
@@ -66,7 +67,7 @@ pub(super) async fn display_name_of(
     user_id: &str,
 ) -> StoreResult<String> {
     Ok(client
-        .query_opt(
+        .query_opt_cached(
             "SELECT display_name FROM users WHERE user_id = $1",
             &[&user_id],
         )
@@ -79,7 +80,7 @@ pub(super) async fn display_name_of(
 /// The name a device gave at its latest login, or empty.
 async fn device_name_of(client: &impl GenericClient, device_id: &str) -> StoreResult<String> {
     Ok(client
-        .query_opt(
+        .query_opt_cached(
             "SELECT device_name FROM sessions WHERE device_id = $1
               ORDER BY created_at DESC LIMIT 1",
             &[&device_id],
@@ -99,7 +100,7 @@ pub(super) async fn tombstone_unless_paired(
     at: OffsetDateTime,
 ) -> Result<(), WriteError> {
     let still_paired = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT 1 FROM pairings
               WHERE cadre_user_id = $1 AND household_id = $2 AND active",
             &[&cadre_user_id, &card.household_id],
@@ -138,7 +139,7 @@ pub(super) async fn reassign_household_in(
     };
     require_cadre(transaction, new_cadre_user_id).await?;
     let old_cadres: Vec<String> = transaction
-        .query(
+        .query_cached(
             "UPDATE pairings SET active = FALSE
               WHERE household_id = $1 AND is_primary AND active AND cadre_user_id <> $2
               RETURNING cadre_user_id",
@@ -149,7 +150,7 @@ pub(super) async fn reassign_household_in(
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
     transaction
-        .execute(
+        .execute_cached(
             "INSERT INTO pairings (cadre_user_id, household_id, is_primary, active)
              VALUES ($1, $2, TRUE, TRUE)
              ON CONFLICT (cadre_user_id, household_id) DO UPDATE SET
@@ -172,7 +173,7 @@ pub(super) async fn require_cadre(
     cadre_user_id: &str,
 ) -> Result<(), WriteError> {
     let role: Option<String> = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT role FROM users WHERE user_id = $1",
             &[&cadre_user_id],
         )
@@ -190,7 +191,7 @@ impl PostgresStore {
     pub async fn open_conflicts(&self, township_id: &str) -> StoreResult<Vec<ConflictRecord>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT c.conflict_key, c.household_id, h.head_name,
                         COALESCE(a.name, (h.card::json ->> 'village_name'), '') AS village_name,
                         c.target_key, c.field, c.first_json, c.second_json, c.created_at
@@ -297,7 +298,7 @@ impl PostgresStore {
             let not_found =
                 || StoreError::NotFound(format!("conflict {}", resolution.conflict_key));
             let Some(row) = transaction
-                .query_opt(
+                .query_opt_cached(
                     "SELECT household_id, township_id, target_key, field, resolved_at
                        FROM conflicts WHERE conflict_key = $1",
                     &[&resolution.conflict_key],
@@ -368,7 +369,7 @@ impl PostgresStore {
             // Every open record of this register closes; each keeps the resolution sealed
             // under its own key, as SQLite does.
             let open = transaction
-                .query(
+                .query_cached(
                     "SELECT conflict_key FROM conflicts
                       WHERE household_id = $1 AND target_key = $2 AND field = $3
                         AND resolved_at IS NULL",
@@ -384,7 +385,7 @@ impl PostgresStore {
                     resolution_json.clone()
                 };
                 transaction
-                    .execute(
+                    .execute_cached(
                         "UPDATE conflicts SET resolved_at = $2, resolved_by = $3,
                                 resolution_json = $4
                           WHERE conflict_key = $1",
@@ -419,7 +420,7 @@ impl PostgresStore {
     pub async fn change_log_bounds(&self) -> StoreResult<ChangeLogBounds> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT c.scope_id, c.last_seq, COALESCE(f.floor_seq, 0) AS floor_seq
                    FROM scope_counters c LEFT JOIN scope_floors f USING (scope_id)
                   ORDER BY c.scope_id",
@@ -453,7 +454,7 @@ impl PostgresStore {
             // Superseded entries carry nothing a pull still needs: every cursor before them
             // also reads the later one.
             let superseded = transaction
-                .execute(
+                .execute_cached(
                     "DELETE FROM change_log AS old
                       WHERE kind <> $1 AND EXISTS (
                           SELECT 1 FROM change_log AS newer
@@ -464,14 +465,14 @@ impl PostgresStore {
                 )
                 .await?;
             let expired = transaction
-                .query(
+                .query_cached(
                     "SELECT scope_id, MAX(scope_seq) AS floor FROM change_log
                       WHERE kind = $1 AND logged_at < $2 GROUP BY scope_id",
                     &[&CHANGE_KIND_REMOVED, &before],
                 )
                 .await?;
             let tombstones = transaction
-                .execute(
+                .execute_cached(
                     "DELETE FROM change_log WHERE kind = $1 AND logged_at < $2",
                     &[&CHANGE_KIND_REMOVED, &before],
                 )
@@ -480,7 +481,7 @@ impl PostgresStore {
                 let scope_id: String = row.try_get("scope_id")?;
                 let floor: i64 = row.try_get("floor")?;
                 transaction
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO scope_floors (scope_id, floor_seq) VALUES ($1, $2)
                          ON CONFLICT (scope_id) DO UPDATE
                          SET floor_seq = GREATEST(scope_floors.floor_seq, excluded.floor_seq)",
@@ -489,7 +490,7 @@ impl PostgresStore {
                     .await?;
             }
             let floors: BTreeMap<String, i64> = transaction
-                .query(
+                .query_cached(
                     "SELECT scope_id, floor_seq FROM scope_floors ORDER BY scope_id",
                     &[],
                 )
@@ -522,7 +523,7 @@ impl PostgresStore {
         let connection = self.connection().await?;
         // One statement: the upsert's WHERE leaves an unchanged, recent row alone.
         connection
-            .execute(
+            .execute_cached(
                 "INSERT INTO device_heartbeats (device_id, user_id, unsent_mutations,
                                                 pending_uploads, oldest_unsent_at,
                                                 device_time, last_error, app_version,
@@ -572,7 +573,7 @@ impl PostgresStore {
     pub async fn device_backlog(&self, township_id: &str) -> StoreResult<Vec<DeviceBacklog>> {
         let connection = self.connection().await?;
         let rows = connection
-            .query(
+            .query_cached(
                 "SELECT d.device_id, d.user_id, u.display_name, d.unsent_mutations,
                         d.pending_uploads, d.oldest_unsent_at, d.device_time, d.last_error,
                         d.app_version, d.server_time,

@@ -3,6 +3,7 @@
 //! byte; offsets only ever move forward and activity times never go back, whichever replica
 //! writes last.
 
+use super::PreparedOnce;
 use fieldsync_model::visit::PhotoRecord;
 use time::OffsetDateTime;
 
@@ -43,7 +44,7 @@ impl PostgresStore {
         let connection = self.connection().await?;
         // One statement: a start retried on two replicas at once inserts once.
         let row = connection
-            .query_one(
+            .query_one_cached(
                 &format!(
                     "INSERT INTO uploads (upload_id, sha256, size_bytes, mime_type,
                                           committed_offset, complete, user_id, created_at,
@@ -74,7 +75,7 @@ impl PostgresStore {
     pub async fn get_upload(&self, upload_id: &str) -> StoreResult<Option<UploadRecord>> {
         let connection = self.connection().await?;
         connection
-            .query_opt(
+            .query_opt_cached(
                 &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1"),
                 &[&upload_id],
             )
@@ -92,7 +93,7 @@ impl PostgresStore {
     ) -> StoreResult<Option<UploadRecord>> {
         let connection = self.connection().await?;
         connection
-            .query_opt(
+            .query_opt_cached(
                 &format!(
                     "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE sha256 = $1 AND user_id = $2
                       ORDER BY arrival DESC LIMIT 1"
@@ -113,7 +114,7 @@ impl PostgresStore {
     ) -> StoreResult<()> {
         let connection = self.connection().await?;
         let changed = connection
-            .execute(
+            .execute_cached(
                 "UPDATE uploads SET committed_offset = $2,
                                     last_activity_at = GREATEST(last_activity_at, $3)
                   WHERE upload_id = $1",
@@ -135,7 +136,7 @@ impl PostgresStore {
         let now = to_millis(now)?;
         write_transaction!(self, |transaction| {
             let Some(row) = transaction
-                .query_opt(
+                .query_opt_cached(
                     "UPDATE uploads SET complete = TRUE, committed_offset = size_bytes
                       WHERE upload_id = $1
                       RETURNING sha256, size_bytes",
@@ -148,7 +149,7 @@ impl PostgresStore {
             let sha256: String = row.try_get("sha256")?;
             let size_bytes: i64 = row.try_get("size_bytes")?;
             transaction
-                .execute(
+                .execute_cached(
                     "INSERT INTO blobs (sha256, size_bytes, stored_at) VALUES ($1, $2, $3)
                      ON CONFLICT (sha256) DO NOTHING",
                     &[&sha256, &size_bytes, &now],
@@ -161,7 +162,7 @@ impl PostgresStore {
     pub async fn blob_exists(&self, sha256: &str) -> StoreResult<bool> {
         let connection = self.connection().await?;
         Ok(connection
-            .query_opt("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
+            .query_opt_cached("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
             .await?
             .is_some())
     }
@@ -169,7 +170,7 @@ impl PostgresStore {
     pub async fn get_photo(&self, photo_id: &str) -> StoreResult<Option<PhotoRecord>> {
         let connection = self.connection().await?;
         let Some(row) = connection
-            .query_opt("SELECT body FROM photos WHERE photo_id = $1", &[&photo_id])
+            .query_opt_cached("SELECT body FROM photos WHERE photo_id = $1", &[&photo_id])
             .await?
         else {
             return Ok(None);
@@ -185,7 +186,7 @@ impl PostgresStore {
     pub async fn expire_uploads(&self, older_than: OffsetDateTime) -> StoreResult<Vec<String>> {
         let connection = self.connection().await?;
         connection
-            .query(
+            .query_cached(
                 "DELETE FROM uploads WHERE NOT complete AND last_activity_at < $1
                  RETURNING upload_id",
                 &[&to_millis(older_than)?],
