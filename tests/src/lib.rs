@@ -2,6 +2,7 @@
 //! temporary SQLite file and blob folder, seeded with the demo county, plus helpers to talk
 //! to it over real gRPC.
 
+pub mod s3;
 pub mod scaled_county;
 
 use std::net::SocketAddr;
@@ -458,8 +459,17 @@ pub async fn console_thumbnail(
     server: &TestServer,
     photo_id: &str,
 ) -> Vec<u8> {
+    console_thumbnail_at(browser, &server.url(), photo_id).await
+}
+
+/// [`console_thumbnail`] from the console at `server_url` (a server process, a replica).
+pub async fn console_thumbnail_at(
+    browser: &reqwest::Client,
+    server_url: &str,
+    photo_id: &str,
+) -> Vec<u8> {
     let thumbnail = browser
-        .get(format!("{}/console/photos/{photo_id}/thumb", server.url()))
+        .get(format!("{server_url}/console/photos/{photo_id}/thumb"))
         .send()
         .await
         .expect("thumbnail");
@@ -487,6 +497,24 @@ pub async fn push_applied(
     first_seq: u64,
     payloads: Vec<v1::mutation::Payload>,
 ) -> u64 {
+    push_applied_on(
+        server.channel().await,
+        token,
+        device_id,
+        first_seq,
+        payloads,
+    )
+    .await
+}
+
+/// [`push_applied`] over `channel` (a server process, a replica).
+pub async fn push_applied_on(
+    channel: Channel,
+    token: &str,
+    device_id: &str,
+    first_seq: u64,
+    payloads: Vec<v1::mutation::Payload>,
+) -> u64 {
     let sent = payloads.len();
     let mutations: Vec<v1::Mutation> = payloads
         .into_iter()
@@ -498,7 +526,7 @@ pub async fn push_applied(
             payload: Some(payload),
         })
         .collect();
-    let response = v1::sync_client::SyncClient::new(server.channel().await)
+    let response = v1::sync_client::SyncClient::new(channel)
         .push(authorized(
             v1::PushRequest {
                 device_id: device_id.into(),

@@ -19,9 +19,10 @@ use std::sync::Arc;
 
 use fieldsync_proto::v1;
 use fieldsync_server::clock::{Clock, ManualClock};
-use fieldsync_server::media::blobs::{BlobStore, Derived};
+use fieldsync_server::media::blobs::Derived;
 use fieldsync_server::media::uploads::{self, Started};
-use fieldsync_server::settings::{BlobLocation, BlobSettings, Settings};
+use fieldsync_server::settings::Settings;
+use fieldsync_tests::s3::{blob_settings, bucket_reader, fresh_bucket, keys_in, s3_endpoint};
 use fieldsync_tests::{
     MediaUploader, TestServer, UPLOAD_CHUNK, authorized, client_info, console_login,
     console_thumbnail, phone_of, test_photo, visit_at_home,
@@ -31,66 +32,6 @@ use time::{Duration, OffsetDateTime};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// The S3 endpoint to test against, or `None` (and a line saying the test was skipped).
-fn s3_endpoint(test: &str) -> Option<String> {
-    match std::env::var("FIELDSYNC_TEST_S3_URL") {
-        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_owned()),
-        _ => {
-            println!("{test}: skipped, FIELDSYNC_TEST_S3_URL is unset (no S3 server)");
-            None
-        }
-    }
-}
-
-/// A new, empty bucket of its own for one test.
-async fn fresh_bucket(endpoint: &str) -> String {
-    let bucket = format!("fieldsync-{}", uuid::Uuid::now_v7().simple());
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(created.status().is_success(), "{created:?}");
-    bucket
-}
-
-/// Every key in `bucket` (one ListObjectsV2 page: the tests store a handful).
-async fn keys_in(endpoint: &str, bucket: &str) -> Vec<String> {
-    let listing = reqwest::Client::new()
-        .get(format!("{endpoint}/{bucket}?list-type=2"))
-        .send()
-        .await
-        .expect("list bucket")
-        .text()
-        .await
-        .expect("listing");
-    listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
-        .collect()
-}
-
-/// A client of its own on `bucket` (moto refuses unsigned object reads), as another
-/// replica would open it.
-fn bucket_reader(endpoint: &str, bucket: &str, scratch: &std::path::Path) -> BlobStore {
-    BlobStore::open(&blob_settings(endpoint, bucket), scratch).expect("open the bucket")
-}
-
-fn blob_settings(endpoint: &str, bucket: &str) -> BlobSettings {
-    BlobSettings {
-        url: BlobLocation::S3 {
-            bucket: bucket.to_owned(),
-            prefix: String::new(),
-        },
-        endpoint: Some(endpoint.to_owned()),
-        allow_http: true,
-        access_key_id: fieldsync_server::settings::Secret("testing".into()),
-        secret_access_key: fieldsync_server::settings::Secret("testing".into()),
-        ..BlobSettings::default()
-    }
 }
 
 async fn server_on(endpoint: &str, bucket: &str) -> TestServer {
