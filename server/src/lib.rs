@@ -129,6 +129,20 @@ impl AppState {
         )
         .await?
         .with_audit_key(keys.audit.clone());
+        // Replicas share the database but each reads its own key folder: one started with
+        // another folder could not open what the others sealed, and would seal new data
+        // they cannot open. It stops here instead.
+        match store.check_sealed_data_opens().await {
+            Err(store::StoreError::Sealed(detail)) => {
+                return Err(ServerError::Setup(format!(
+                    "个人信息密钥与数据库不符 (the key folder {} lacks the keys this database was \
+                     sealed with: {detail}); give every replica a copy of the first replica's \
+                     key folder",
+                    settings.key_dir().display()
+                )));
+            }
+            other => other?,
+        }
         Self::assemble(settings, clock, keys.audit, store)
     }
 
@@ -551,5 +565,74 @@ async fn expire_uploads_daily(state: AppState, replica: Arc<str>) {
             Ok(report) => tracing::info!(?report, "abandoned uploads expired"),
             Err(error) => tracing::warn!(%error, "upload expiry failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod postgres_open_tests {
+    //! Opening the server's state on PostgreSQL, against the real server (skipped where
+    //! `FIELDSYNC_TEST_DATABASE_URL` is unset).
+
+    use fieldsync_model::codes::Role;
+
+    use super::*;
+    use crate::settings::Secret;
+    use crate::store::postgres::testing::{fresh_database_url, test_server_url};
+    use crate::store::{Area, SeedData, UserRecord};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_with_another_key_folder_is_refused_before_it_serves() {
+        let Some(server_url) =
+            test_server_url("a_replica_with_another_key_folder_is_refused_before_it_serves")
+        else {
+            return;
+        };
+        let database_url = fresh_database_url(&server_url).await;
+        let folders: Vec<tempfile::TempDir> = (0..5)
+            .map(|_| tempfile::tempdir().expect("temp dir"))
+            .collect();
+        let settings = |data: &tempfile::TempDir, keys: &tempfile::TempDir| Settings {
+            data_dir: data.path().to_owned(),
+            key_dir: Some(keys.path().to_owned()),
+            database_url: Secret(database_url.clone()),
+            ..Settings::default()
+        };
+        let first = open_state(settings(&folders[0], &folders[1]))
+            .await
+            .expect("the first replica opens an empty database");
+        first
+            .store
+            .load_seed(SeedData {
+                areas: vec![Area {
+                    area_id: "610625000000".into(),
+                    name: "志丹县".into(),
+                    level: "county".into(),
+                    parent_id: None,
+                    centre: None,
+                }],
+                users: vec![UserRecord {
+                    user_id: "admin".into(),
+                    username: "admin".into(),
+                    display_name: "县级管理员".into(),
+                    password_hash: "$argon2id$unused".into(),
+                    role: Role::County,
+                    area_id: "610625000000".into(),
+                    phone: "13800000000".into(),
+                    rank: None,
+                }],
+                ..SeedData::default()
+            })
+            .await
+            .expect("seed");
+        open_state(settings(&folders[2], &folders[1]))
+            .await
+            .expect("a second replica with the same key folder opens");
+        let refused = open_state(settings(&folders[3], &folders[4]))
+            .await
+            .expect_err("a replica with a key folder of its own is refused");
+        assert!(
+            matches!(&refused, ServerError::Setup(message) if message.contains("key folder")),
+            "{refused}"
+        );
     }
 }

@@ -108,16 +108,17 @@ impl TestServer {
         };
         // With FIELDSYNC_E2E_DATABASE_URL set, every test server keeps its data in a new
         // PostgreSQL database of its own instead of the SQLite file (issue 15: the same
-        // end-to-end tests on both backends).
+        // end-to-end tests on both backends); a restarted server keeps its database.
+        configure(&mut settings);
         if let Ok(server_url) =
             std::env::var(fieldsync_server::store::postgres::testing::E2E_DATABASE_URL_VARIABLE)
             && !server_url.trim().is_empty()
+            && settings.database_url.0.is_empty()
         {
             settings.database_url = fieldsync_server::settings::Secret(
                 fieldsync_server::store::postgres::testing::fresh_database_url(&server_url).await,
             );
         }
-        configure(&mut settings);
         let clock =
             clock.unwrap_or_else(|| std::sync::Arc::new(fieldsync_server::clock::SystemClock));
         let state = fieldsync_server::open_state_with_clock(settings, clock)
@@ -172,7 +173,12 @@ impl TestServer {
         let old_data =
             std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"));
         let old_keys = std::mem::replace(&mut self.key_dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(old_data, old_keys).await
+        // On PostgreSQL the data is in the server's database, not its folder: keep it.
+        let database_url = self.state.settings.database_url.clone();
+        Self::start_configured(old_data, old_keys, None, move |settings| {
+            settings.database_url = database_url;
+        })
+        .await
     }
 
     /// Stop the server and hand back its data and key folders, so a test can read the files

@@ -152,6 +152,22 @@ impl PostgresStore {
         }))
     }
 
+    /// Open one sealed value (the first user's phone number): `Err(Sealed)` when the key
+    /// folder this store was opened with lacks the keys the database was sealed with, so a
+    /// replica started with the wrong folder stops before it serves.
+    pub async fn check_sealed_data_opens(&self) -> StoreResult<()> {
+        let connection = self.connection().await?;
+        let Some(row) = connection
+            .query_opt_cached("SELECT user_id FROM users ORDER BY user_id LIMIT 1", &[])
+            .await?
+        else {
+            return Ok(());
+        };
+        let user_id: String = row.try_get("user_id")?;
+        drop(connection);
+        self.find_user_by_id(&user_id).await.map(drop)
+    }
+
     pub async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         self.load_user("username = $1", username).await
     }
