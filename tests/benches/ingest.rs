@@ -687,8 +687,8 @@ struct PostgresAnchors {
     psql_start_ms: f64,
 }
 
-/// The `psql \copy` anchors for the rows of one configuration, in a new database on the
-/// server at `server_url`. Blocking: run it off the async runtime.
+/// The `psql \copy` anchors for the rows of one configuration, in the new, empty database
+/// at `database_url`, with the CSV files in `folder`. Blocking: run it off the async runtime.
 fn postgres_anchors(
     database_url: &str,
     folder: &Path,
