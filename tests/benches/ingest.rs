@@ -24,6 +24,19 @@
 //! Run: `cargo bench -p fieldsync-tests --bench ingest` (prints a markdown table; see
 //! BENCHMARKS.md). The data files live in the system temp folder (`TMPDIR`), which must be
 //! a real disk, not tmpfs: durability is the point.
+//!
+//! PostgreSQL mode (issue 15 §5): with `INGEST_POSTGRES_URL` set to a PostgreSQL server URL
+//! (e.g. `postgres://postgres@127.0.0.1:5432/test`), each configuration's server keeps its
+//! store in a new database of its own on that server (`TestServer::start_on_postgres`), so
+//! the pushes run `Store::apply_push_with_flags` → `postgres/push.rs` `apply_push_in` and
+//! `postgres/evidence.rs`. The anchor is then the real `psql` binary running
+//! `\copy … FROM 'file'` of the same rows (the same visit JSON bodies, written to CSV files
+//! before the clock starts) into a table of the shape of the PostgreSQL `visits` table
+//! (primary key `(visit_id, revision)` only) in another new database on the same server:
+//! one `\copy` (one `psql` process, one connection, one transaction) per batch, the devices'
+//! batches in parallel, one thread per device. A second reference line in the same run is a
+//! single bulk `\copy` of every row of the configuration. The server's own durability
+//! settings (`fsync`, `synchronous_commit`) apply to both sides alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -499,6 +512,13 @@ async fn run() {
         temp.display()
     );
     println!("load average at start: {}", loadavg());
+    // PostgreSQL mode: a separate function, so the SQLite mode stays exactly as it was.
+    if let Ok(server_url) = std::env::var(POSTGRES_URL_VARIABLE)
+        && !server_url.trim().is_empty()
+    {
+        run_on_postgres(server_url.trim()).await;
+        return;
+    }
     let mut rows_out = Vec::new();
     let mut body_bytes = 0;
     let only = std::env::var("INGEST_CONFIGS").ok();
@@ -560,6 +580,257 @@ async fn run() {
             "| {batch} × {devices} | {ours:.0} | {bare:.0} | {:.2}× | {production:.0} | {:.2}× |",
             ours / bare,
             ours / production
+        );
+    }
+}
+
+/// The variable that switches the benchmark to PostgreSQL (a server URL; see the module
+/// documentation).
+const POSTGRES_URL_VARIABLE: &str = "INGEST_POSTGRES_URL";
+
+/// The anchor tables: the shape of the PostgreSQL `visits` table (0001_baseline.sql, every
+/// column, `COLLATE "C"` on the text ones) with its primary key and nothing else: no
+/// foreign key, no secondary index, as the SQLite mode's bare table. One for the per-batch
+/// `\copy`, one for the bulk `\copy`.
+const POSTGRES_ANCHOR_SCHEMA: &str = r#"
+    CREATE TABLE anchor_per_batch (
+        visit_id TEXT COLLATE "C" NOT NULL, revision INTEGER NOT NULL,
+        household_id TEXT COLLATE "C" NOT NULL, author_user_id TEXT COLLATE "C" NOT NULL,
+        device_id TEXT COLLATE "C" NOT NULL, body TEXT COLLATE "C" NOT NULL,
+        content_hash TEXT COLLATE "C" NOT NULL, state TEXT COLLATE "C" NOT NULL,
+        mode INTEGER NOT NULL, business_month TEXT COLLATE "C" NOT NULL,
+        submitted_at BIGINT NOT NULL, distance_m DOUBLE PRECISION,
+        evidence_flags TEXT COLLATE "C", checkin_at_ms BIGINT, checkin_sub_ms_ns INTEGER,
+        checkout_at_ms BIGINT, checkout_sub_ms_ns INTEGER, gps_lat DOUBLE PRECISION,
+        gps_lon DOUBLE PRECISION, gps_crs INTEGER,
+        PRIMARY KEY (visit_id, revision));
+    CREATE TABLE anchor_bulk (LIKE anchor_per_batch INCLUDING ALL);
+"#;
+
+/// Run the real `psql` on `database_url` with one command; panics with psql's own message
+/// when it fails (a benchmark with a broken anchor must not print a ratio).
+fn psql(database_url: &str, command: &str) -> String {
+    let output = std::process::Command::new("psql")
+        // No ~/.psqlrc, quiet, unaligned tuples only, stop at the first error.
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(database_url)
+        .arg("-c")
+        .arg(command)
+        .output()
+        .expect("run psql (the PostgreSQL client must be installed)");
+    assert!(
+        output.status.success(),
+        "psql -c {command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// `\copy` of one CSV file into `table`, as a psql meta-command (client-side file).
+fn copy_command(table: &str, file: &Path) -> String {
+    format!(
+        "\\copy {table} FROM '{}' WITH (FORMAT csv, ENCODING 'UTF8')",
+        file.display()
+    )
+}
+
+/// Write `rows` to a CSV file at `path` (see [`write_rows`]).
+fn write_csv(path: &Path, device_id: &str, rows: &[AnchorRow]) {
+    let mut writer = csv::Writer::from_path(path).expect("create a CSV file");
+    write_rows(&mut writer, device_id, rows);
+    writer.flush().expect("flush a CSV file");
+}
+
+/// Write `rows` as CSV, one line per visit with every column of the visits table, valued as
+/// a push stores them (the JSON body and its SHA-256, the visit's month, check-in/out
+/// instants and fix; placeholders for the author, distance and flags).
+fn write_rows(writer: &mut csv::Writer<std::fs::File>, device_id: &str, rows: &[AnchorRow]) {
+    use sha2::Digest;
+    let submitted_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    for row in rows {
+        let content_hash = hex::encode(sha2::Sha256::digest(row.body.as_bytes()));
+        writer
+            .write_record([
+                row.visit_id.as_str(),
+                "1",
+                &row.household_id,
+                "cadre",
+                device_id,
+                &row.body,
+                &content_hash,
+                "submitted",
+                "1",
+                &row.business_month,
+                &submitted_at.to_string(),
+                "42.0",
+                "[]",
+                &row.checkin_at_ms.to_string(),
+                "0",
+                &row.checkout_at_ms.to_string(),
+                "0",
+                &row.gps.0.to_string(),
+                &row.gps.1.to_string(),
+                &row.gps.2.to_string(),
+            ])
+            .expect("write a CSV row");
+    }
+}
+
+/// What the PostgreSQL anchors measured for one configuration.
+struct PostgresAnchors {
+    /// Visits per second, one `\copy` per batch, devices in parallel.
+    per_batch: f64,
+    /// Visits per second, one `\copy` of every row.
+    bulk: f64,
+    /// Milliseconds of one `psql` run that does no work (`SELECT 1`): process start,
+    /// connection and backend start, which every per-batch `\copy` also pays.
+    psql_start_ms: f64,
+}
+
+/// The `psql \copy` anchors for the rows of one configuration, in the new, empty database
+/// at `database_url`, with the CSV files in `folder`. Blocking: run it off the async runtime.
+fn postgres_anchors(
+    database_url: &str,
+    folder: &Path,
+    rows: &[Vec<AnchorRow>],
+    batch: usize,
+) -> PostgresAnchors {
+    psql(database_url, POSTGRES_ANCHOR_SCHEMA);
+    // The files are written before the clock starts: the anchor is the database's work.
+    let mut files_by_device = Vec::new();
+    for (device, device_rows) in rows.iter().enumerate() {
+        let device_id = format!("device-{device}");
+        let mut files = Vec::new();
+        for (number, chunk) in device_rows.chunks(batch).enumerate() {
+            let path = folder.join(format!("device{device}-batch{number}.csv"));
+            write_csv(&path, &device_id, chunk);
+            files.push(path);
+        }
+        files_by_device.push(files);
+    }
+    let all_rows_file = folder.join("all.csv");
+    {
+        let mut writer = csv::Writer::from_path(&all_rows_file).expect("create a CSV file");
+        for (device, device_rows) in rows.iter().enumerate() {
+            write_rows(&mut writer, &format!("device-{device}"), device_rows);
+        }
+        writer.flush().expect("flush a CSV file");
+    }
+    let total = rows.iter().map(Vec::len).sum::<usize>() as f64;
+
+    // The fixed cost of one psql run, serially, for reading the per-batch line.
+    let probes = 20;
+    let started = Instant::now();
+    for _ in 0..probes {
+        psql(database_url, "SELECT 1");
+    }
+    let psql_start_ms = started.elapsed().as_secs_f64() * 1000.0 / probes as f64;
+
+    let started = Instant::now();
+    let threads: Vec<_> = files_by_device
+        .into_iter()
+        .map(|files| {
+            let database_url = database_url.to_owned();
+            std::thread::spawn(move || {
+                for file in files {
+                    psql(&database_url, &copy_command("anchor_per_batch", &file));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("anchor thread");
+    }
+    let per_batch = total / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    psql(database_url, &copy_command("anchor_bulk", &all_rows_file));
+    let bulk = total / started.elapsed().as_secs_f64();
+
+    // Every row arrived, in both tables.
+    for table in ["anchor_per_batch", "anchor_bulk"] {
+        let count: usize = psql(database_url, &format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .expect("a count");
+        assert_eq!(count as f64, total, "every row copied into {table}");
+    }
+    PostgresAnchors {
+        per_batch,
+        bulk,
+        psql_start_ms,
+    }
+}
+
+/// The PostgreSQL mode: fieldsync on PostgreSQL against `psql \copy` of the same rows.
+async fn run_on_postgres(server_url: &str) {
+    let server_settings = psql(
+        server_url,
+        "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings \
+         WHERE name IN ('server_version', 'fsync', 'synchronous_commit', 'wal_sync_method', \
+                        'full_page_writes', 'shared_buffers')",
+    );
+    println!("PostgreSQL at {server_url}: {server_settings}");
+    let mut rows_out = Vec::new();
+    let mut body_bytes = 0;
+    let only = std::env::var("INGEST_CONFIGS").ok();
+    for devices in DEVICES {
+        for batch in BATCHES {
+            if let Some(only) = &only
+                && !only
+                    .split(',')
+                    .any(|config| config.trim() == format!("{batch}x{devices}"))
+            {
+                continue;
+            }
+            let count = visits_per_device(batch);
+            let server = TestServer::start_on_postgres(server_url).await;
+            let phones = phones(&server, devices, count).await;
+            let rows: Vec<Vec<AnchorRow>> = phones
+                .iter()
+                .map(|phone| phone.visits.iter().map(AnchorRow::of).collect())
+                .collect();
+            body_bytes = rows[0][0].body.len();
+            let total = (devices * count) as f64;
+            let fieldsync = push_all(&server, phones, batch).await;
+            // Stop the server (and close its pool) before the anchors run.
+            drop(server.stop_keeping_files().await);
+            let anchor_database =
+                fieldsync_server::store::postgres::testing::fresh_database_url(server_url).await;
+            let folder = tempfile::tempdir().expect("temp dir");
+            let folder_path = folder.path().to_owned();
+            let anchors = tokio::task::spawn_blocking(move || {
+                postgres_anchors(&anchor_database, &folder_path, &rows, batch)
+            })
+            .await
+            .expect("anchors");
+            let ours = total / fieldsync.as_secs_f64();
+            eprintln!(
+                "batch {batch} × {devices}: fieldsync {ours:.0}/s, psql \\copy per batch {:.0}/s, \
+                 one bulk \\copy {:.0}/s, psql start {:.1} ms (load {})",
+                anchors.per_batch,
+                anchors.bulk,
+                anchors.psql_start_ms,
+                loadavg()
+            );
+            rows_out.push((batch, devices, ours, anchors));
+        }
+    }
+    println!("load average at end: {}", loadavg());
+    println!("visit JSON body: {body_bytes} bytes");
+    println!();
+    println!(
+        "| batch × devices | fieldsync visits/s | psql \\copy per batch visits/s | ratio (goal) | \
+         one bulk \\copy visits/s | ratio | psql start, ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (batch, devices, ours, anchors) in rows_out {
+        println!(
+            "| {batch} × {devices} | {ours:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.1} |",
+            anchors.per_batch,
+            ours / anchors.per_batch,
+            anchors.bulk,
+            ours / anchors.bulk,
+            anchors.psql_start_ms
         );
     }
 }

@@ -57,6 +57,22 @@ impl TestServer {
         Self::start_configured(data_dir, key_dir, None, configure).await
     }
 
+    /// Start a server with the demo county whose store is a new PostgreSQL database of its
+    /// own on the server at `server_url` (any database URL on that server; see
+    /// `postgres::testing::fresh_database_url`), whatever the environment says: for a
+    /// benchmark that compares the PostgreSQL backend with a PostgreSQL anchor in one run and
+    /// must not depend on `FIELDSYNC_E2E_DATABASE_URL` being set (or change it at run time).
+    pub async fn start_on_postgres(server_url: &str) -> Self {
+        let database_url =
+            fieldsync_server::store::postgres::testing::fresh_database_url(server_url).await;
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let key_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_configured(data_dir, key_dir, None, |settings| {
+            settings.database_url = fieldsync_server::settings::Secret(database_url);
+        })
+        .await
+    }
+
     /// Start a server whose store holds only `seed` instead of the demo county (tests that
     /// build a county from scratch, e.g. a county area and its admin before the area
     /// import). Every user's password is [`DEMO_PASSWORD`] unless the seed says otherwise.
