@@ -7,11 +7,14 @@
 pub mod conformance;
 pub(crate) mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use fieldsync_model::codes::{ReviewState, VisitMode};
+use fieldsync_model::ledger::{BusinessMonth, LockedOutcome, SlotVisit, derive_slot};
 use time::OffsetDateTime;
 
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 /// A household without an approved or submitted in-person visit this month.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,4 +149,60 @@ pub trait LedgerStore: Send + Sync {
     /// Per evidence flag code, how many visits of the area wait for review (latest revision
     /// SUBMITTED) with that flag, by code.
     async fn queue_flag_counts(&self, area: &LedgerArea) -> StoreResult<Vec<FlagCount>>;
+}
+
+/// One household's frozen row of a month close (月结): its outcome and in-person flags.
+pub(crate) struct ClosedSlot<'a> {
+    pub household: &'a LedgerHousehold,
+    /// `approved` or `overdue`, as `ledger_snapshots.outcome` stores it.
+    pub outcome: &'static str,
+    pub visited_in_person: bool,
+    pub approved_in_person: bool,
+}
+
+/// The frozen rows of a township month closed at `closed_at`: each household's slot derived
+/// from its visits of the month (pure; each backend writes the rows in its own SQL).
+pub(crate) fn closed_slots(
+    business_month: BusinessMonth,
+    households: &[LedgerHousehold],
+    visits: Vec<LedgerVisit>,
+    closed_at: OffsetDateTime,
+) -> StoreResult<Vec<ClosedSlot<'_>>> {
+    let mut visits_by_household: HashMap<String, Vec<SlotVisit>> = HashMap::new();
+    for visit in visits {
+        visits_by_household
+            .entry(visit.household_id.clone())
+            .or_default()
+            .push(SlotVisit {
+                visit_id: visit.visit_id,
+                mode: visit.mode,
+                review: visit.state,
+                checkin_at: visit.checkin_at,
+                received_at: visit.submitted_at,
+            });
+    }
+    let no_visits = Vec::new();
+    households
+        .iter()
+        .map(|household| {
+            let visits = visits_by_household
+                .get(&household.household_id)
+                .unwrap_or(&no_visits);
+            let snapshot = derive_slot(business_month, visits, None, closed_at)
+                .snapshot_for_close(business_month)
+                .map_err(|error| StoreError::InvalidValue {
+                    field: "month".into(),
+                    message: error.to_string(),
+                })?;
+            Ok(ClosedSlot {
+                household,
+                outcome: match snapshot.outcome {
+                    LockedOutcome::Approved => "approved",
+                    LockedOutcome::Overdue => "overdue",
+                },
+                visited_in_person: snapshot.visited_in_person,
+                approved_in_person: snapshot.approved_in_person,
+            })
+        })
+        .collect()
 }

@@ -8,15 +8,13 @@ use std::collections::{HashMap, HashSet};
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, Role, VisitMode};
 use fieldsync_model::evidence::EvidenceFlag;
-use fieldsync_model::ledger::{
-    BusinessMonth, LockedOutcome, LockedSnapshot, SlotVisit, check_close, derive_slot,
-};
+use fieldsync_model::ledger::{BusinessMonth, LockedOutcome, LockedSnapshot, check_close};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::store::ledger::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerStore, LedgerVisit,
-    LockedLedgerRow, MonthClosure, UnvisitedHousehold,
+    LockedLedgerRow, MonthClosure, UnvisitedHousehold, closed_slots,
 };
 use crate::store::sqlite::{
     SqliteStore, corrupt, county_townships_sql, decode_flags, from_millis, from_sql_unsigned,
@@ -315,19 +313,12 @@ fn close_month(
 
     let area = LedgerArea::Township(township_id.to_owned());
     let households = households_in(transaction, &area)?;
-    let mut visits_by_household: HashMap<String, Vec<SlotVisit>> = HashMap::new();
-    for visit in visits_in(transaction, &area, month)? {
-        visits_by_household
-            .entry(visit.household_id.clone())
-            .or_default()
-            .push(SlotVisit {
-                visit_id: visit.visit_id,
-                mode: visit.mode,
-                review: visit.state,
-                checkin_at: visit.checkin_at,
-                received_at: visit.submitted_at,
-            });
-    }
+    let slots = closed_slots(
+        business_month,
+        &households,
+        visits_in(transaction, &area, month)?,
+        closed_at,
+    )?;
     let closed_at_millis = to_millis(closed_at)?;
     transaction.execute(
         "INSERT INTO month_closures (township_id, month, closed_by, closed_at, household_count)
@@ -346,19 +337,8 @@ fn close_month(
              visited_in_person, approved_in_person)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    let no_visits = Vec::new();
-    for household in &households {
-        let visits = visits_by_household
-            .get(&household.household_id)
-            .unwrap_or(&no_visits);
-        let slot = derive_slot(business_month, visits, None, closed_at);
-        let snapshot = slot
-            .snapshot_for_close(business_month)
-            .map_err(|error| invalid_month(error.to_string()))?;
-        let outcome = match snapshot.outcome {
-            LockedOutcome::Approved => "approved",
-            LockedOutcome::Overdue => "overdue",
-        };
+    for slot in &slots {
+        let household = slot.household;
         insert.execute(params![
             township_id,
             month,
@@ -368,9 +348,9 @@ fn close_month(
             household.village_name,
             household.primary_cadre_user_id,
             household.primary_cadre_name,
-            outcome,
-            snapshot.visited_in_person,
-            snapshot.approved_in_person,
+            slot.outcome,
+            slot.visited_in_person,
+            slot.approved_in_person,
         ])?;
     }
     drop(insert);

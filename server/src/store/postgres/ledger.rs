@@ -8,14 +8,12 @@
 //! closure row's primary key admits one of them.
 
 use super::PreparedOnce;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, Role, VisitMode};
-use fieldsync_model::ledger::{
-    BusinessMonth, LockedOutcome, LockedSnapshot, SlotVisit, check_close, derive_slot,
-};
+use fieldsync_model::ledger::{BusinessMonth, LockedOutcome, LockedSnapshot, check_close};
 use time::OffsetDateTime;
 
 use super::{
@@ -23,7 +21,7 @@ use super::{
 };
 use crate::store::ledger::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerVisit,
-    LockedLedgerRow, MonthClosure,
+    LockedLedgerRow, MonthClosure, closed_slots,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -300,19 +298,12 @@ impl PostgresStore {
             }
 
             let households = households_in(transaction, &area).await?;
-            let mut visits_by_household: HashMap<String, Vec<SlotVisit>> = HashMap::new();
-            for visit in visits_in(transaction, &area, month).await? {
-                visits_by_household
-                    .entry(visit.household_id.clone())
-                    .or_default()
-                    .push(SlotVisit {
-                        visit_id: visit.visit_id,
-                        mode: visit.mode,
-                        review: visit.state,
-                        checkin_at: visit.checkin_at,
-                        received_at: visit.submitted_at,
-                    });
-            }
+            let slots = closed_slots(
+                business_month,
+                &households,
+                visits_in(transaction, &area, month).await?,
+                closed_at,
+            )?;
             let closed_at_millis = to_millis(closed_at)?;
             let household_count = i64::try_from(households.len()).unwrap_or(i64::MAX);
             // The closure row first: its primary key is what admits one close of a month.
@@ -343,19 +334,8 @@ impl PostgresStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .await?;
-            let no_visits = Vec::new();
-            for household in &households {
-                let visits = visits_by_household
-                    .get(&household.household_id)
-                    .unwrap_or(&no_visits);
-                let slot = derive_slot(business_month, visits, None, closed_at);
-                let snapshot = slot
-                    .snapshot_for_close(business_month)
-                    .map_err(|error| invalid_month(error.to_string()))?;
-                let outcome = match snapshot.outcome {
-                    LockedOutcome::Approved => "approved",
-                    LockedOutcome::Overdue => "overdue",
-                };
+            for slot in &slots {
+                let household = slot.household;
                 transaction
                     .execute(
                         &insert,
@@ -368,9 +348,9 @@ impl PostgresStore {
                             &household.village_name,
                             &household.primary_cadre_user_id,
                             &household.primary_cadre_name,
-                            &outcome,
-                            &snapshot.visited_in_person,
-                            &snapshot.approved_in_person,
+                            &slot.outcome,
+                            &slot.visited_in_person,
+                            &slot.approved_in_person,
                         ],
                     )
                     .await?;
