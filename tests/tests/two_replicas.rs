@@ -5,7 +5,9 @@
 //! 1. the cadre pushes a visit with a photo record to A and pulls it from B with A's token
 //!    (sessions live in the shared database);
 //! 2. the photo upload is cut on A and resumed on B at B's reported offset; A then serves
-//!    the thumbnail (the blob and its derived copies live in the shared bucket);
+//!    the thumbnail (the blob and its derived copies live in the shared bucket); the
+//!    supervisor's console session from A works on B, and logging out on B (a CSRF-checked
+//!    request) ends it on A;
 //! 3. the township supervisor approves the visit on B; the cadre pulls the decision from A;
 //! 4. A is killed with `kill -9` while two phones wait for its answers: one push had
 //!    committed on A but its answer was held back, the other had just reached A; B answers
@@ -155,6 +157,37 @@ async fn two_replicas_share_sessions_uploads_decisions_and_a_batch_cut_by_kill_9
         .expect("read the bucket")
         .expect("a thumbnail in the bucket");
     assert_eq!(thumbnail, stored_thumbnail);
+    // The console session made on A works on B: the session row is in the shared database
+    // and the CSRF key in the shared key folder. (Cookies are kept per host, not per port,
+    // so the same browser sends A's session to B.)
+    let queue_on_b = console_a
+        .get(format!("{}/console/api/queue", server_b.url()))
+        .send()
+        .await
+        .expect("queue on B");
+    assert!(
+        queue_on_b.status().is_success(),
+        "A's console session is valid on B: {}",
+        queue_on_b.status()
+    );
+    // A state-changing console request on B with the CSRF token A issued: logging out there
+    // ends the session on A too.
+    let logout_on_b = console_a
+        .post(format!("{}/console/logout", server_b.url()))
+        .send()
+        .await
+        .expect("logout on B");
+    assert_eq!(logout_on_b.status(), reqwest::StatusCode::SEE_OTHER);
+    let queue_on_a = console_a
+        .get(format!("{}/console/api/queue", server_a.url()))
+        .send()
+        .await
+        .expect("queue on A after the logout");
+    assert!(
+        !queue_on_a.status().is_success(),
+        "the session ended on B is ended on A: {}",
+        queue_on_a.status()
+    );
 
     // 3. The township supervisor approves on B; the cadre's phone learns it from A.
     let supervisor = server_b
