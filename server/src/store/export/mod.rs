@@ -8,8 +8,9 @@ pub(crate) mod sqlite;
 
 use async_trait::async_trait;
 use fieldsync_model::access::AuditContent;
-use fieldsync_model::codes::ReviewState;
+use fieldsync_model::codes::{Relation, ReviewState};
 use fieldsync_model::evidence::EvidenceFlag;
+use fieldsync_model::household::Household;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 use time::OffsetDateTime;
@@ -67,6 +68,29 @@ pub struct ExportHousehold {
     /// The head's 身份证号 ('' when the card has no head member).
     pub head_id_number: String,
     pub phone: String,
+}
+
+impl ExportHousehold {
+    /// The facts of an opened card, with the names of its township and village.
+    pub(crate) fn from_card(card: Household, township_name: String, village_name: String) -> Self {
+        let head_id_number = card
+            .members
+            .iter()
+            .find(|member| member.relation == Relation::Head && !member.removed)
+            .map(|member| member.id_number.clone())
+            .unwrap_or_default();
+        ExportHousehold {
+            household_id: card.household_id,
+            township_id: card.township_id,
+            township_name,
+            village_id: card.village_id,
+            village_name,
+            national_household_number: card.national_household_number,
+            head_name: card.head_name,
+            head_id_number,
+            phone: card.phone,
+        }
+    }
 }
 
 /// One row of the 走访台账: the latest revision of one visit in the month.

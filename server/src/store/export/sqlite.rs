@@ -7,7 +7,6 @@
 //! another append, so the chain never forks.
 
 use fieldsync_model::access::{AuditContent, AuditKey, GENESIS_HASH, record_hash_for};
-use fieldsync_model::codes::Relation;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -50,24 +49,11 @@ fn page_limit(limit: u32) -> u32 {
 /// the stored card.
 fn export_household(row: &Row<'_>) -> StoreResult<ExportHousehold> {
     let card: String = row.get("card")?;
-    let household = decode_household(&card, row.get("server_seq")?)?;
-    let head_id_number = household
-        .members
-        .iter()
-        .find(|member| member.relation == Relation::Head && !member.removed)
-        .map(|member| member.id_number.clone())
-        .unwrap_or_default();
-    Ok(ExportHousehold {
-        household_id: row.get("household_id")?,
-        township_id: row.get("township_id")?,
-        township_name: row.get("township_name")?,
-        village_id: row.get("village_id")?,
-        village_name: row.get("village_name")?,
-        national_household_number: household.national_household_number,
-        head_name: household.head_name,
-        head_id_number,
-        phone: household.phone,
-    })
+    Ok(ExportHousehold::from_card(
+        decode_household(&card, row.get("server_seq")?)?,
+        row.get("township_name")?,
+        row.get("village_name")?,
+    ))
 }
 
 /// The keyset condition "after the cursor" over (village id, household id, `row_key_sql`),

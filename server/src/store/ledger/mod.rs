@@ -7,10 +7,11 @@
 pub mod conformance;
 pub(crate) mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use fieldsync_model::codes::{ReviewState, VisitMode};
+use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::ledger::{BusinessMonth, LockedOutcome, SlotVisit, derive_slot};
 use time::OffsetDateTime;
 
@@ -203,6 +204,31 @@ pub(crate) fn closed_slots(
                 visited_in_person: snapshot.visited_in_person,
                 approved_in_person: snapshot.approved_in_person,
             })
+        })
+        .collect()
+}
+
+/// The queue's flag counts from each waiting visit's flags: per flag, how many visits carry
+/// it, in code order (pure; each backend reads and decodes the rows).
+pub(crate) fn flag_counts(
+    visits: impl IntoIterator<Item = (String, Vec<EvidenceFlag>)>,
+) -> Vec<FlagCount> {
+    let mut counts: BTreeMap<&'static str, (&'static str, HashSet<String>)> = BTreeMap::new();
+    for (visit_id, flags) in visits {
+        for flag in flags {
+            counts
+                .entry(flag.code())
+                .or_insert_with(|| (flag.label_zh(), HashSet::new()))
+                .1
+                .insert(visit_id.clone());
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(code, (label_zh, visits))| FlagCount {
+            code: code.to_owned(),
+            label_zh: label_zh.to_owned(),
+            visits: u32::try_from(visits.len()).unwrap_or(u32::MAX),
         })
         .collect()
 }

@@ -3,18 +3,17 @@
 //! counts of the review queue and the month's unvisited households. Each read is a handful of indexed queries over the whole area (never one
 //! query per household), so the dashboard stays fast for 5,000 households.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{ReviewState, Role, VisitMode};
-use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::ledger::{BusinessMonth, LockedOutcome, LockedSnapshot, check_close};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use crate::store::ledger::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerStore, LedgerVisit,
-    LockedLedgerRow, MonthClosure, UnvisitedHousehold, closed_slots,
+    LockedLedgerRow, MonthClosure, UnvisitedHousehold, closed_slots, flag_counts,
 };
 use crate::store::sqlite::{
     SqliteStore, corrupt, county_townships_sql, decode_flags, from_millis, from_sql_unsigned,
@@ -422,27 +421,12 @@ fn queue_flag_counts(connection: &Connection, area: &LedgerArea) -> StoreResult<
             |row| Ok((row.get("visit_id")?, row.get("evidence_flags")?)),
         )?
         .collect::<Result<_, _>>()?;
-    let mut counts: std::collections::BTreeMap<&'static str, (&'static str, HashSet<String>)> =
-        std::collections::BTreeMap::new();
-    for (visit_id, flags) in rows {
-        // Leniently, like every other reader: a flag written by a newer server is skipped.
-        let flags: Vec<EvidenceFlag> = decode_flags(&flags)?;
-        for flag in flags {
-            counts
-                .entry(flag.code())
-                .or_insert_with(|| (flag.label_zh(), HashSet::new()))
-                .1
-                .insert(visit_id.clone());
-        }
-    }
-    Ok(counts
+    // Leniently, like every other reader: a flag written by a newer server is skipped.
+    let visits = rows
         .into_iter()
-        .map(|(code, (label_zh, visits))| FlagCount {
-            code: code.to_owned(),
-            label_zh: label_zh.to_owned(),
-            visits: visits.len() as u32,
-        })
-        .collect())
+        .map(|(visit_id, flags): (String, String)| Ok((visit_id, decode_flags(&flags)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(flag_counts(visits))
 }
 
 fn unvisited_households_in(

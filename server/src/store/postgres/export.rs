@@ -5,7 +5,6 @@
 //! either backend means the same place.
 
 use super::PreparedOnce;
-use fieldsync_model::codes::Relation;
 use fieldsync_model::income::IncomeRegistration;
 use fieldsync_model::visit::Visit;
 
@@ -39,24 +38,11 @@ fn page_limit(limit: u32) -> i64 {
 /// The household columns of a row; the head's ID number and the phone come from the opened
 /// card.
 fn export_household(pii: &PiiCipher, row: &tokio_postgres::Row) -> StoreResult<ExportHousehold> {
-    let household = open_card(pii, row.try_get("card")?, row.try_get("server_seq")?)?;
-    let head_id_number = household
-        .members
-        .iter()
-        .find(|member| member.relation == Relation::Head && !member.removed)
-        .map(|member| member.id_number.clone())
-        .unwrap_or_default();
-    Ok(ExportHousehold {
-        household_id: row.try_get("household_id")?,
-        township_id: row.try_get("township_id")?,
-        township_name: row.try_get("township_name")?,
-        village_id: row.try_get("village_id")?,
-        village_name: row.try_get("village_name")?,
-        national_household_number: household.national_household_number,
-        head_name: household.head_name,
-        head_id_number,
-        phone: household.phone,
-    })
+    Ok(ExportHousehold::from_card(
+        open_card(pii, row.try_get("card")?, row.try_get("server_seq")?)?,
+        row.try_get("township_name")?,
+        row.try_get("village_name")?,
+    ))
 }
 
 /// The keyset condition "after the cursor" over (village id, household id, `row_key_sql`),

@@ -8,7 +8,6 @@
 //! closure row's primary key admits one of them.
 
 use super::PreparedOnce;
-use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
@@ -21,7 +20,7 @@ use super::{
 };
 use crate::store::ledger::{
     CadreLastSync, FlagCount, LedgerArea, LedgerFacts, LedgerHousehold, LedgerVisit,
-    LockedLedgerRow, MonthClosure, closed_slots,
+    LockedLedgerRow, MonthClosure, closed_slots, flag_counts,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -423,27 +422,15 @@ impl PostgresStore {
                 &[&area_id(area), &ReviewState::Submitted.as_str()],
             )
             .await?;
-        let mut counts: BTreeMap<&'static str, (&'static str, HashSet<String>)> = BTreeMap::new();
-        for row in &rows {
-            let visit_id: String = row.try_get("visit_id")?;
-            let flags: String = row.try_get("evidence_flags")?;
-            // Leniently, like every other reader: a flag written by a newer server is skipped.
-            for flag in decode_flags(&flags)? {
-                counts
-                    .entry(flag.code())
-                    .or_insert_with(|| (flag.label_zh(), HashSet::new()))
-                    .1
-                    .insert(visit_id.clone());
-            }
-        }
-        Ok(counts
-            .into_iter()
-            .map(|(code, (label_zh, visits))| FlagCount {
-                code: code.to_owned(),
-                label_zh: label_zh.to_owned(),
-                visits: u32::try_from(visits.len()).unwrap_or(u32::MAX),
+        // Leniently, like every other reader: a flag written by a newer server is skipped.
+        let visits = rows
+            .iter()
+            .map(|row| {
+                let flags: String = row.try_get("evidence_flags")?;
+                Ok((row.try_get("visit_id")?, decode_flags(&flags)?))
             })
-            .collect())
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(flag_counts(visits))
     }
 }
 
