@@ -3,7 +3,7 @@
 //! around a batch read as a few merged check-in windows, and each visit's own window cut
 //! out of them. Each backend only reads the rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::Crs;
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use fieldsync_model::sync::{MutationOutcome, MutationPayload};
 
 use crate::store::{
-    CADRE_VISIT_WINDOW, PushAction, PushBatch, PushResult, StoreError, StoreResult,
+    CADRE_VISIT_WINDOW, EvidenceInputs, PushAction, PushBatch, PushResult, StoreError, StoreResult,
 };
 
 /// Unix milliseconds truncated toward zero, as every backend stores times.
@@ -148,9 +148,41 @@ pub(crate) fn window_of(rows: &[CadreRow], own: &Visit) -> StoreResult<Vec<Cadre
     Ok(window)
 }
 
+/// For the visits of a batch (as read, failures included): each cadre's check-in windows
+/// (milliseconds) to read, merged where they overlap, so a cadre's visits around the whole
+/// batch are a few range reads.
+pub(crate) fn cadre_windows(
+    owns: &[(String, StoreResult<Option<OwnVisit>>)],
+) -> StoreResult<Vec<(String, Vec<(i64, i64)>)>> {
+    let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
+    for (_, own) in owns {
+        if let Ok(Some(own)) = own {
+            checkins
+                .entry(own.author.as_str())
+                .or_default()
+                .push(own.visit.checkin_at);
+        }
+    }
+    checkins
+        .into_iter()
+        .map(|(author, times)| Ok((author.to_owned(), merged_windows(times)?)))
+        .collect()
+}
+
+/// One visit's gathered inputs, unless gathering failed in a way that is not the visit's
+/// own: a fault of its rows stays that visit's, a database fault stops the whole work.
+pub(crate) fn own_fault_only(
+    inputs: StoreResult<Option<EvidenceInputs>>,
+) -> StoreResult<StoreResult<Option<EvidenceInputs>>> {
+    match inputs {
+        Err(error @ (StoreError::Database { .. } | StoreError::Join(_))) => Err(error),
+        other => Ok(other),
+    }
+}
+
 /// Check-in windows (milliseconds) of a cadre's visits merged where they overlap: one
 /// range query each.
-pub(crate) fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i64)>> {
+fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i64)>> {
     checkins.sort();
     let window_ms = CADRE_VISIT_WINDOW.whole_milliseconds() as i64;
     let mut merged: Vec<(i64, i64)> = Vec::new();

@@ -6,7 +6,7 @@
 //! [`crate::store::evidence_rows`]'s. This file only reads rows, the same ones SQLite reads.
 
 use super::PreparedOnce;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use fieldsync_model::CodeList;
@@ -14,15 +14,14 @@ use fieldsync_model::codes::VisitMode;
 use fieldsync_model::evidence::{EvidenceFlag, EvidenceSettings, OtherPhotoUse};
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::visit::Visit;
-use time::OffsetDateTime;
 
 use super::photo_meta::{PHOTO_META_COLUMNS, photo_meta_from_row};
 use super::push::{HouseholdPlaces, apply_push_in, household_place};
 use super::{PostgresStore, WriteError, decode_json, encode_json, from_millis};
 use crate::evidence::FlagWork;
 use crate::store::evidence_rows::{
-    CadreColumns, CadreRow, OwnVisit, PushedVisits, is_reuse, merged_windows, pushed_visits,
-    window_of,
+    CadreColumns, CadreRow, OwnVisit, PushedVisits, cadre_windows, is_reuse, own_fault_only,
+    pushed_visits, window_of,
 };
 use crate::store::media::near_duplicate_candidates;
 use crate::store::{
@@ -154,22 +153,13 @@ async fn evidence_inputs_many(
         let pushed = pushed.get(visit_id.as_str()).copied();
         owns.push((visit_id.clone(), own_visit(client, visit_id, pushed).await));
     }
-    let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
-    for (_, own) in &owns {
-        if let Ok(Some(own)) = own {
-            checkins
-                .entry(own.author.as_str())
-                .or_default()
-                .push(own.visit.checkin_at);
-        }
-    }
     let mut cadres: HashMap<String, Vec<CadreRow>> = HashMap::new();
-    for (author, times) in checkins {
+    for (author, windows) in cadre_windows(&owns)? {
         let mut rows = Vec::new();
-        for (from, to) in merged_windows(times)? {
-            rows.extend(cadre_rows(client, author, from, to).await?);
+        for (from, to) in windows {
+            rows.extend(cadre_rows(client, &author, from, to).await?);
         }
-        cadres.insert(author.to_owned(), rows);
+        cadres.insert(author, rows);
     }
     let mut gathered = Vec::with_capacity(owns.len());
     // Households repeat within a batch; their location is read once.
@@ -185,11 +175,7 @@ async fn evidence_inputs_many(
             Ok(None) => Ok(None),
             Err(error) => Err(error),
         };
-        // Only a fault of this visit's rows is its own; a database fault stops the work.
-        let inputs = match inputs {
-            Err(error @ (StoreError::Database { .. } | StoreError::Join(_))) => return Err(error),
-            other => other,
-        };
+        let inputs = own_fault_only(inputs)?;
         gathered.push((visit_id, inputs));
     }
     Ok(gathered)

@@ -10,7 +10,7 @@
 //! as in the body. A row whose columns were never filled (a body that did not decode when
 //! migration 0019 ran) is read from its body as before.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::VisitMode;
@@ -18,13 +18,12 @@ use fieldsync_model::evidence::{CadreVisitSummary, EvidenceFlag, OtherPhotoUse};
 use fieldsync_model::household::GeoPoint;
 use fieldsync_model::visit::Visit;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use time::OffsetDateTime;
 
 use super::{corrupt, decode_json, encode_json, from_millis, household_place};
 use crate::evidence::FlagWork;
 use crate::store::evidence_rows::{
-    CadreColumns, CadreRow, OwnVisit, PushedVisits, is_reuse, merged_windows, split_instant,
-    window_of,
+    CadreColumns, CadreRow, OwnVisit, PushedVisits, cadre_windows, is_reuse, own_fault_only,
+    split_instant, window_of,
 };
 use crate::store::media::near_duplicate_candidates;
 use crate::store::media::sqlite::{PHOTO_META_COLUMNS, photo_meta_from_row, photo_meta_row};
@@ -261,22 +260,13 @@ pub(in crate::store) fn evidence_inputs_many(
             (visit_id.clone(), own_visit(connection, visit_id, pushed))
         })
         .collect();
-    let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
-    for (_, own) in &owns {
-        if let Ok(Some(own)) = own {
-            checkins
-                .entry(own.author.as_str())
-                .or_default()
-                .push(own.visit.checkin_at);
-        }
-    }
     let mut cadres: HashMap<String, Vec<CadreRow>> = HashMap::new();
-    for (author, times) in checkins {
+    for (author, windows) in cadre_windows(&owns)? {
         let mut rows = Vec::new();
-        for (from, to) in merged_windows(times)? {
-            rows.extend(cadre_rows(connection, author, from, to)?);
+        for (from, to) in windows {
+            rows.extend(cadre_rows(connection, &author, from, to)?);
         }
-        cadres.insert(author.to_owned(), rows);
+        cadres.insert(author, rows);
     }
     let mut gathered = Vec::with_capacity(owns.len());
     // Households repeat within a batch; their location is read once.
@@ -297,11 +287,7 @@ pub(in crate::store) fn evidence_inputs_many(
             Ok(None) => Ok(None),
             Err(error) => Err(error),
         };
-        // Only a fault of this visit's rows is its own; a database fault stops the work.
-        let inputs = match inputs {
-            Err(error @ (StoreError::Database { .. } | StoreError::Join(_))) => return Err(error),
-            other => other,
-        };
+        let inputs = own_fault_only(inputs)?;
         gathered.push((visit_id, inputs));
     }
     Ok(gathered)
