@@ -148,12 +148,15 @@ pub(crate) fn window_of(rows: &[CadreRow], own: &Visit) -> StoreResult<Vec<Cadre
     Ok(window)
 }
 
+/// An inclusive range of Unix milliseconds.
+pub(crate) type MillisRange = (i64, i64);
+
 /// For the visits of a batch (as read, failures included): each cadre's check-in windows
 /// (milliseconds) to read, merged where they overlap, so a cadre's visits around the whole
 /// batch are a few range reads.
 pub(crate) fn cadre_windows(
     owns: &[(String, StoreResult<Option<OwnVisit>>)],
-) -> StoreResult<Vec<(String, Vec<(i64, i64)>)>> {
+) -> StoreResult<Vec<(String, Vec<MillisRange>)>> {
     let mut checkins: BTreeMap<&str, Vec<OffsetDateTime>> = BTreeMap::new();
     for (_, own) in owns {
         if let Ok(Some(own)) = own {
@@ -182,10 +185,10 @@ pub(crate) fn own_fault_only(
 
 /// Check-in windows (milliseconds) of a cadre's visits merged where they overlap: one
 /// range query each.
-fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<(i64, i64)>> {
+fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<MillisRange>> {
     checkins.sort();
     let window_ms = CADRE_VISIT_WINDOW.whole_milliseconds() as i64;
-    let mut merged: Vec<(i64, i64)> = Vec::new();
+    let mut merged: Vec<MillisRange> = Vec::new();
     for checkin in checkins {
         // One millisecond of slack each side: stored milliseconds truncate toward zero.
         let millis = millis_of(checkin)?;
