@@ -6,7 +6,7 @@
 //! - a scope's change sequence comes from its `scope_counters` row, locked by the writing
 //!   transaction until commit, so sequences become visible in the order they were issued;
 //! - writes that lose a deadlock or a serialization check are retried whole
-//!   ([`PostgresStore::write`]), never half-applied;
+//!   (`write_transaction!`), never half-applied;
 //! - migrations take an advisory lock, so replicas starting together migrate once.
 //!
 //! The SQL is one file per concern; `area_traits.rs` assembles it into the area traits. The
