@@ -16,21 +16,12 @@ use fieldsync_model::sync::{MutationOutcome, MutationPayload};
 
 use crate::store::{
     CADRE_VISIT_WINDOW, EvidenceInputs, PushAction, PushBatch, PushResult, StoreError, StoreResult,
+    to_millis,
 };
-
-/// Unix milliseconds truncated toward zero, as every backend stores times.
-fn millis_of(instant: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
-        StoreError::InvalidValue {
-            field: "time".into(),
-            message: format!("{instant} is out of range"),
-        }
-    })
-}
 
 /// Milliseconds as stored, and the nanoseconds they dropped (the evidence columns).
 pub(crate) fn split_instant(instant: OffsetDateTime) -> StoreResult<(i64, i64)> {
-    let millis = millis_of(instant)?;
+    let millis = to_millis(instant)?;
     let below = instant.unix_timestamp_nanos() - i128::from(millis) * 1_000_000;
     // |below| < 1 ms by construction.
     Ok((millis, below as i64))
@@ -191,7 +182,7 @@ fn merged_windows(mut checkins: Vec<OffsetDateTime>) -> StoreResult<Vec<MillisRa
     let mut merged: Vec<MillisRange> = Vec::new();
     for checkin in checkins {
         // One millisecond of slack each side: stored milliseconds truncate toward zero.
-        let millis = millis_of(checkin)?;
+        let millis = to_millis(checkin)?;
         let (from, to) = (
             millis.saturating_sub(window_ms + 1),
             millis.saturating_add(window_ms + 1),

@@ -103,6 +103,23 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Unix milliseconds, the time representation every backend stores. Out of range is the
+/// caller's value (`InvalidValue`), never a storage fault.
+pub(crate) fn to_millis(instant: time::OffsetDateTime) -> StoreResult<i64> {
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
+        StoreError::InvalidValue {
+            field: "timestamp".into(),
+            message: format!("{instant} is out of range"),
+        }
+    })
+}
+
+/// The instant of stored Unix milliseconds; one that no instant has is corrupt data.
+pub(crate) fn from_millis(millis: i64) -> StoreResult<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|error| StoreError::Corrupt(format!("timestamp {millis}: {error}")))
+}
+
 impl StoreError {
     /// A `Database` failure described in words only (no lower-level error to keep).
     pub fn database(message: impl Into<String>) -> Self {

@@ -308,19 +308,7 @@ pub(in crate::store) fn decode_json<T: for<'de> Deserialize<'de>>(
     serde_json::from_str(text).map_err(|error| corrupt(format!("{what}: {error}")))
 }
 
-pub(in crate::store) fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
-        StoreError::InvalidValue {
-            field: "timestamp".into(),
-            message: format!("{instant} is out of range"),
-        }
-    })
-}
-
-pub(in crate::store) fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .map_err(|error| corrupt(format!("timestamp {millis}: {error}")))
-}
+pub(in crate::store) use crate::store::{from_millis, to_millis};
 
 /// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
 /// Too large is the caller's value, not a storage fault, so it is `InvalidValue` (never the

@@ -82,7 +82,6 @@ mod uploads;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -482,20 +481,7 @@ fn parse_state(state: &str) -> StoreResult<fieldsync_model::codes::ReviewState> 
         .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {state:?}")))
 }
 
-/// Unix milliseconds, the time representation every backend stores.
-fn to_millis(instant: OffsetDateTime) -> StoreResult<i64> {
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
-        StoreError::InvalidValue {
-            field: "time".into(),
-            message: format!("{instant} is out of range"),
-        }
-    })
-}
-
-fn from_millis(millis: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .map_err(|error| StoreError::Corrupt(format!("time {millis} ms: {error}")))
-}
+use super::{from_millis, to_millis};
 
 #[cfg(test)]
 mod error_mapping_tests {
