@@ -103,6 +103,41 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A record as the JSON text every backend stores. A value serde cannot write is the
+/// caller's (`InvalidValue`): retrying would fail the same way.
+pub(crate) fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|error| StoreError::InvalidValue {
+        field: "record".into(),
+        message: format!("cannot encode record: {error}"),
+    })
+}
+
+/// A stored JSON record; text that does not decode is corrupt data, named by `what`.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+/// Stored evidence flags; a flag this server does not know (written by a newer one) is
+/// skipped rather than making the visit unreadable.
+pub(crate) fn decode_flags(
+    text: &str,
+) -> StoreResult<Vec<fieldsync_model::evidence::EvidenceFlag>> {
+    let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
+    Ok(values
+        .into_iter()
+        .filter_map(|value| serde_json::from_value(value).ok())
+        .collect())
+}
+
+/// A stored review state.
+pub(crate) fn parse_state(name: &str) -> StoreResult<fieldsync_model::codes::ReviewState> {
+    fieldsync_model::codes::ReviewState::parse(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {name:?}")))
+}
+
 /// Unix milliseconds, the time representation every backend stores. Out of range is the
 /// caller's value (`InvalidValue`), never a storage fault.
 pub(crate) fn to_millis(instant: time::OffsetDateTime) -> StoreResult<i64> {

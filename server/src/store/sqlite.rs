@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use fieldsync_model::CodeList;
 use fieldsync_model::codes::{CadreRank, Crs, ReviewState, Role};
-use fieldsync_model::evidence::EvidenceFlag;
 use fieldsync_model::geo::distance_between;
 use fieldsync_model::hlc::Hlc;
 use fieldsync_model::household::{GeoPoint, Household, Member, field_seq_key};
@@ -49,7 +48,6 @@ use fieldsync_model::visit::{PhotoRecord, Visit};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::push_record::{decode_push_result, encode_push_result, outcome_name};
@@ -295,20 +293,9 @@ pub(in crate::store) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-pub(in crate::store) fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|error| {
-        StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
-    })
-}
-
-pub(in crate::store) fn decode_json<T: for<'de> Deserialize<'de>>(
-    text: &str,
-    what: &str,
-) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| corrupt(format!("{what}: {error}")))
-}
-
-pub(in crate::store) use crate::store::{from_millis, to_millis};
+pub(in crate::store) use crate::store::{
+    decode_flags, decode_json, encode_json, from_millis, parse_state, to_millis,
+};
 
 /// SQLite integers are signed; a u64 beyond i64::MAX cannot be stored faithfully.
 /// Too large is the caller's value, not a storage fault, so it is `InvalidValue` (never the
@@ -329,10 +316,6 @@ pub(in crate::store) fn from_sql_unsigned<T: TryFrom<i64>>(
 
 pub(in crate::store) fn parse_role(name: &str) -> StoreResult<Role> {
     Role::parse(name).ok_or_else(|| corrupt(format!("unknown role {name:?}")))
-}
-
-pub(in crate::store) fn parse_state(name: &str) -> StoreResult<ReviewState> {
-    ReviewState::parse(name).ok_or_else(|| corrupt(format!("unknown review state {name:?}")))
 }
 
 impl SqliteStore {
@@ -2249,16 +2232,6 @@ pub(in crate::store) fn tombstone_unless_paired(
 // ----- review -----
 
 // ----- photo metadata and evidence -----
-
-/// Stored evidence flags, leniently: a flag this server does not know (written by a newer
-/// version) is skipped rather than making the visit unreadable.
-pub(in crate::store) fn decode_flags(text: &str) -> StoreResult<Vec<EvidenceFlag>> {
-    let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
-    Ok(values
-        .into_iter()
-        .filter_map(|value| serde_json::from_value(value).ok())
-        .collect())
-}
 
 #[cfg(test)]
 pub(in crate::store) mod tests {

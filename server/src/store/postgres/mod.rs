@@ -457,31 +457,7 @@ fn user_phone_context(user_id: &str) -> String {
     format!("users.phone/{user_id}")
 }
 
-fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::database_caused_by("cannot encode record", error))
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
-
-/// Stored evidence flags; a flag this server does not know (written by a newer one) is
-/// skipped rather than making the visit unreadable.
-fn decode_flags(text: &str) -> StoreResult<Vec<fieldsync_model::evidence::EvidenceFlag>> {
-    let values: Vec<serde_json::Value> = decode_json(text, "evidence flags")?;
-    Ok(values
-        .into_iter()
-        .filter_map(|value| serde_json::from_value(value).ok())
-        .collect())
-}
-
-fn parse_state(state: &str) -> StoreResult<fieldsync_model::codes::ReviewState> {
-    fieldsync_model::codes::ReviewState::parse(state)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown review state {state:?}")))
-}
-
-use super::{from_millis, to_millis};
+use super::{decode_flags, decode_json, encode_json, from_millis, parse_state, to_millis};
 
 #[cfg(test)]
 mod error_mapping_tests {
