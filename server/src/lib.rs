@@ -493,11 +493,7 @@ const DAILY_LEASE: time::Duration = time::Duration::hours(23);
 /// Whether this replica runs the daily job `job_name` now: it holds (or renewed) the job's
 /// lease, so replicas sharing a database run it once between them (issue 15 §4). When the
 /// lease cannot be read the job is skipped, not run twice; the next day tries again.
-pub(crate) async fn leased_to_this_replica(
-    state: &AppState,
-    job_name: &str,
-    replica: &str,
-) -> bool {
+async fn leased_to_this_replica(state: &AppState, job_name: &str, replica: &str) -> bool {
     let now = state.clock.now();
     match state
         .store
