@@ -332,7 +332,7 @@ impl Attribute {
 // ---- stored areas ----------------------------------------------------------------------
 
 /// An area as stored: what the import compares the file with and writes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AreaEntry {
     /// The 12-digit 统计用区划代码 (areas imported by earlier versions may use other ids).
     pub area_id: String,
@@ -550,7 +550,7 @@ pub fn is_template_note(row: &SheetRow, columns: &AreaColumnMap) -> bool {
 // ---- issues ----------------------------------------------------------------------------
 
 /// What kind of problem a row has (the JSON twin's machine-readable `kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
     RequiredEmpty,
@@ -572,7 +572,7 @@ pub enum IssueKind {
 
 /// One problem of one cell, in Chinese for the official and in English for the log and
 /// the developer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AreaIssue {
     /// Row number as Excel shows it.
     pub row_number: u32,
@@ -1249,7 +1249,7 @@ fn crs_label(crs: Crs) -> &'static str {
 // ---- diff ------------------------------------------------------------------------------
 
 /// One changed field of a stored area.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AreaChange {
     pub row_number: u32,
     pub area_id: String,
@@ -1264,15 +1264,16 @@ pub struct AreaChange {
 }
 
 /// A stored township or village that the file does not list (文件中缺少的村). It is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingArea {
     pub area_id: String,
     pub name: String,
     pub level: AreaLevel,
 }
 
-/// What an apply writes.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What an apply writes. Serde: a dry run's plan is stored until it is applied, so any
+/// server replica can apply it (issue 15 §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AreaImportPlan {
     /// Areas to insert, parents before children (by code).
     pub new_areas: Vec<AreaEntry>,

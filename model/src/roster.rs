@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::codes::{
@@ -334,7 +334,7 @@ impl SheetRow {
 }
 
 /// One bad cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowIssue {
     /// Row number as Excel shows it.
     pub row_number: u32,
@@ -1189,7 +1189,7 @@ fn differing_household_columns(first: &HouseholdValues, other: &HouseholdValues)
 // ---- diff against the store ----------------------------------------------------------------
 
 /// A new member of a stored household.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewMember {
     pub household_id: String,
     pub row_number: u32,
@@ -1197,13 +1197,13 @@ pub struct NewMember {
 }
 
 /// One field of a stored household or member that the file changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     pub household_id: String,
     pub national_household_number: String,
     pub row_number: u32,
     pub target: FieldTarget,
-    pub field: &'static str,
+    pub field: String,
     pub old_value: Value,
     pub new_value: Value,
     /// The register's sequence as the diff saw it: the write quotes it as its `base_seq`,
@@ -1212,8 +1212,9 @@ pub struct FieldChange {
     pub base_seq: i64,
 }
 
-/// What applying the file would do.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What applying the file would do. Serde: a dry run's plan is stored until it is applied,
+/// so any server replica can apply it (issue 15 §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImportPlan {
     /// Complete new cards (ids assigned), in file order.
     pub new_households: Vec<Household>,
@@ -1414,7 +1415,7 @@ pub fn diff(
                     national_household_number: values.national_household_number.clone(),
                     row_number: household.first_row,
                     target: FieldTarget::Household,
-                    field,
+                    field: field.to_owned(),
                     old_value,
                     base_seq: card.field_seq(&FieldTarget::Household, field),
                     new_value,
@@ -1452,7 +1453,7 @@ pub fn diff(
                         row_number: *row_number,
                         base_seq: card.field_seq(&target, field),
                         target: target.clone(),
-                        field,
+                        field: field.to_owned(),
                         old_value,
                         new_value,
                     });

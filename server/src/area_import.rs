@@ -4,13 +4,13 @@
 //!
 //! It follows the roster import ([`crate::roster_import`]) step for step and shares its file
 //! handling (`sniff`, `read_raw_sheet`: format from the bytes, GBK refused, XLSX streamed
-//! through calamine) and its job phases ([`JobPhase`]); the rules are pure in
+//! through calamine) and its stored job ([`crate::import_jobs`]); the rules are pure in
 //! [`fieldsync_model::areas`]. An area file is small (a county has a few hundred villages),
 //! so the job keeps the whole preview: every issue, every change and every missing area.
 //! What was applied lives in the store (`area_import_runs`) and in the audit log.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use fieldsync_model::access::{ACTION_AREA_IMPORT, AuditContent};
 use fieldsync_model::areas::{
@@ -18,26 +18,22 @@ use fieldsync_model::areas::{
     MissingArea,
 };
 use fieldsync_model::codes::{Crs, Role};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use tokio::sync::{oneshot, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::roster_import::{
-    FileFormat, HeaderCheck, ImportFileError, JobPhase, MAX_IMPORT_BYTES, RawSheet, Upload,
-    read_raw_sheet, sniff,
-};
+use crate::import_jobs::{self, ImportKind, JobPhase};
+use crate::roster_import::{FileFormat, HeaderCheck, ImportFileError, RawSheet, read_raw_sheet};
 use crate::store::Principal;
 use crate::store::areas::{AreaImportApply, AreaImportRun};
 
-/// How many finished jobs are kept in memory per server (oldest finished are dropped).
-const KEPT_JOBS: usize = 20;
+/// How many applied imports the areas page lists.
+const RECENT_RUNS: u32 = 20;
 
 /// What the dry run found. Unlike the roster preview, it lists everything: area files are
 /// small.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AreaPreview {
     pub data_rows: u64,
     pub bad_rows: usize,
@@ -57,42 +53,15 @@ pub struct AreaPreview {
     /// 文件中缺少的村: stored townships and villages the file does not list. Kept.
     pub missing: Vec<MissingArea>,
     /// The coordinate system the file declared, if it has centre points.
-    pub crs: Option<&'static str>,
+    pub crs: Option<String>,
     /// True when the file matches the store (无变化).
     pub no_changes: bool,
     /// Areas the apply writes (new and changed): the total of its progress bar.
     pub items_to_apply: u64,
 }
 
-#[derive(Debug, Default)]
-struct AreaJobState {
-    phase: Option<JobPhase>,
-    error: Option<String>,
-    preview: Option<Arc<AreaPreview>>,
-    plan: Option<Arc<AreaImportPlan>>,
-    run: Option<AreaImportRun>,
-}
-
-/// One area import: the dry run, and the apply once asked for.
-#[derive(Debug)]
-pub struct AreaImportJob {
-    pub job_id: String,
-    pub county_id: String,
-    pub user_id: String,
-    pub file_name: String,
-    pub file_sha256: String,
-    pub file_bytes: u64,
-    pub created_at: OffsetDateTime,
-    pub rows_read: AtomicU64,
-    pub rows_validated: AtomicU64,
-    pub items_applied: Arc<AtomicU64>,
-    state: Mutex<AreaJobState>,
-    /// Bumped on every phase change, so a waiting request wakes up.
-    changed: watch::Sender<u64>,
-}
-
 /// The audit row of an applied import, as JSON shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AreaImportRunView {
     pub run_id: String,
     pub areas_created: u64,
@@ -119,209 +88,9 @@ impl From<&AreaImportRun> for AreaImportRunView {
     }
 }
 
-/// A consistent copy of a job, for the page and the JSON twin (the roster job's shape).
-#[derive(Debug, Clone, Serialize)]
-pub struct AreaJobView {
-    pub job_id: String,
-    pub file_name: String,
-    pub file_sha256: String,
-    pub file_bytes: u64,
-    pub phase: JobPhase,
-    pub phase_zh: &'static str,
-    pub rows_read: u64,
-    pub rows_validated: u64,
-    pub items_applied: u64,
-    pub items_to_apply: u64,
-    pub error: Option<String>,
-    #[serde(serialize_with = "shared_preview")]
-    pub preview: Option<Arc<AreaPreview>>,
-    pub run: Option<AreaImportRunView>,
-    /// True when the preview may be applied now.
-    pub can_apply: bool,
-}
-
-/// Serialise the shared preview as the preview itself (serde's `rc` feature stays off).
-fn shared_preview<S: serde::Serializer>(
-    preview: &Option<Arc<AreaPreview>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    preview.as_deref().serialize(serializer)
-}
-
-impl AreaImportJob {
-    fn set_phase(&self, phase: JobPhase) {
-        self.lock().phase = Some(phase);
-        self.changed.send_modify(|version| *version += 1);
-    }
-
-    fn fail(&self, message: String) {
-        {
-            let mut state = self.lock();
-            state.phase = Some(JobPhase::Failed);
-            state.error = Some(message);
-            state.plan = None;
-        }
-        self.changed.send_modify(|version| *version += 1);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, AreaJobState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn phase(&self) -> JobPhase {
-        self.lock().phase.unwrap_or(JobPhase::Reading)
-    }
-
-    pub fn view(&self) -> AreaJobView {
-        let state = self.lock();
-        let phase = state.phase.unwrap_or(JobPhase::Reading);
-        AreaJobView {
-            job_id: self.job_id.clone(),
-            file_name: self.file_name.clone(),
-            file_sha256: self.file_sha256.clone(),
-            file_bytes: self.file_bytes,
-            phase,
-            phase_zh: phase.label_zh(),
-            rows_read: self.rows_read.load(Ordering::Relaxed),
-            rows_validated: self.rows_validated.load(Ordering::Relaxed),
-            items_applied: self.items_applied.load(Ordering::Relaxed),
-            items_to_apply: state
-                .preview
-                .as_ref()
-                .map_or(0, |preview| preview.items_to_apply),
-            error: state.error.clone(),
-            preview: state.preview.clone(),
-            run: state.run.as_ref().map(AreaImportRunView::from),
-            can_apply: phase == JobPhase::Ready
-                && state
-                    .preview
-                    .as_ref()
-                    .is_some_and(|preview| preview.bad_rows == 0 && !preview.no_changes),
-        }
-    }
-
-    /// Wait until the job is no longer running, or `timeout` passes.
-    pub async fn wait_until_settled(&self, timeout: std::time::Duration) {
-        let mut changes = self.changed.subscribe();
-        let settled = async {
-            loop {
-                if !self.phase().is_running() {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(timeout, settled).await;
-    }
-}
-
-/// The area import jobs of this server, in memory.
-#[derive(Debug, Default)]
-pub struct AreaImportJobs {
-    jobs: Mutex<Vec<Arc<AreaImportJob>>>,
-}
-
-impl AreaImportJobs {
-    fn insert(&self, job: Arc<AreaImportJob>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        if jobs.len() >= KEPT_JOBS
-            && let Some(oldest_finished) = jobs.iter().position(|job| !job.phase().is_running())
-        {
-            jobs.remove(oldest_finished);
-        }
-        jobs.push(job);
-    }
-
-    fn remove(&self, job_id: &str) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|job| job.job_id != job_id);
-    }
-
-    /// The job, when it belongs to the caller's county; another county's job is answered
-    /// like an unknown one.
-    pub fn get(
-        &self,
-        principal: &Principal,
-        job_id: &str,
-    ) -> Result<Arc<AreaImportJob>, ServiceError> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|job| job.job_id == job_id && job.county_id == principal.area_id)
-            .cloned()
-            .ok_or_else(|| ServiceError::NotFound(format!("导入任务 {job_id} 不存在")))
-    }
-}
-
-fn county_admin(principal: &Principal) -> Result<&str, ServiceError> {
-    if principal.role == Role::County {
-        Ok(&principal.area_id)
-    } else {
-        Err(ServiceError::PermissionDenied(
-            "仅县级管理员可导入行政区划 (county administrators only)".into(),
-        ))
-    }
-}
-
 /// The area template's header check, for [`read_raw_sheet`].
 fn check_area_headers(headers: &[String]) -> Result<(), fieldsync_model::roster::HeaderError> {
     areas::map_area_headers(headers).map(|_| ())
-}
-
-/// Start the dry run of an upload. Returns once the header has been read, so bad files
-/// (wrong format, GBK, corrupt, empty, missing columns) are refused here with a typed error
-/// and leave no job; the rows are read, validated and compared in the background.
-pub async fn start_dry_run(
-    state: &AppState,
-    jobs: &Arc<AreaImportJobs>,
-    principal: &Principal,
-    upload: Upload,
-) -> Result<Arc<AreaImportJob>, ServiceError> {
-    let county_id = county_admin(principal)?.to_owned();
-    let format = sniff(&upload.bytes, MAX_IMPORT_BYTES)?;
-    let (changed, _) = watch::channel(0);
-    let job = Arc::new(AreaImportJob {
-        job_id: uuid::Uuid::now_v7().to_string(),
-        county_id,
-        user_id: principal.user_id.clone(),
-        file_name: upload.file_name.clone(),
-        file_sha256: hex::encode(Sha256::digest(&upload.bytes)),
-        file_bytes: upload.bytes.len() as u64,
-        created_at: state.clock.now(),
-        rows_read: AtomicU64::new(0),
-        rows_validated: AtomicU64::new(0),
-        items_applied: Arc::new(AtomicU64::new(0)),
-        state: Mutex::new(AreaJobState {
-            phase: Some(JobPhase::Reading),
-            ..AreaJobState::default()
-        }),
-        changed,
-    });
-    jobs.insert(Arc::clone(&job));
-    let (header_sender, header_read) = oneshot::channel();
-    tokio::spawn(run_dry_run(
-        state.clone(),
-        Arc::clone(&job),
-        upload.bytes,
-        format,
-        header_sender,
-    ));
-    match header_read.await {
-        Ok(Ok(())) => Ok(job),
-        Ok(Err(error)) => {
-            jobs.remove(&job.job_id);
-            Err(error.into())
-        }
-        Err(_) => {
-            jobs.remove(&job.job_id);
-            Err(ServiceError::Internal)
-        }
-    }
 }
 
 async fn run_dry_run(
@@ -376,14 +145,7 @@ async fn run_dry_run(
     })
     .await;
     match analysed {
-        Ok(Ok((preview, plan))) => {
-            {
-                let mut job_state = job.lock();
-                job_state.preview = Some(Arc::new(preview));
-                job_state.plan = Some(Arc::new(plan));
-            }
-            job.set_phase(JobPhase::Ready);
-        }
+        Ok(Ok((preview, plan))) => job.ready(preview, plan),
         Ok(Err(error)) => job.fail(ImportFileError::from(error).to_string()),
         Err(error) => {
             tracing::error!(%error, "area import validation panicked");
@@ -420,96 +182,103 @@ fn preview_of(validated: &areas::AreasValidated, plan: &AreaImportPlan) -> AreaP
         unchanged_rows: plan.unchanged_rows,
         changes: plan.changes.clone(),
         missing: plan.missing.clone(),
-        crs: validated.crs.map(crs_name),
+        crs: validated.crs.map(|crs| crs_name(crs).to_owned()),
         no_changes: validated.issues.is_empty() && plan.is_empty(),
         items_to_apply: (plan.new_areas.len() + plan.updated_areas.len()) as u64,
     }
 }
 
-/// Apply a ready dry run. Refused while any row is bad (nothing partial is ever stored),
-/// when the file changes nothing, and when the job is not (or no longer) a ready preview.
-/// The store writes everything in one transaction in the background.
-pub fn start_apply(
-    state: &AppState,
-    job: &Arc<AreaImportJob>,
-    principal: &Principal,
-) -> Result<(), ServiceError> {
-    county_admin(principal)?;
-    let (plan, preview) = {
-        let mut job_state = job.lock();
-        if job_state.phase != Some(JobPhase::Ready) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "该导入任务处于“{}”阶段，不能写入",
-                job_state.phase.unwrap_or(JobPhase::Reading).label_zh()
-            )));
-        }
-        let (Some(plan), Some(preview)) = (job_state.plan.clone(), job_state.preview.clone())
-        else {
-            return Err(ServiceError::Internal);
+/// The area import as an [`ImportKind`]: the job machinery is in [`crate::import_jobs`].
+#[derive(Debug)]
+pub struct AreaImport;
+
+/// An area import job on its runner.
+pub type AreaImportJob = import_jobs::ImportJob<AreaImport>;
+/// An area import job as the page and the JSON twin show it.
+pub type AreaJobView = import_jobs::JobView<AreaImport>;
+
+#[async_trait::async_trait]
+impl ImportKind for AreaImport {
+    const KIND: &'static str = "areas";
+    const COUNTY_ONLY: &'static str = "仅县级管理员可导入行政区划 (county administrators only)";
+    const NO_CHANGES: &'static str = "文件与系统中的行政区划一致（无变化），无需导入";
+
+    type Preview = AreaPreview;
+    type Plan = AreaImportPlan;
+    type Run = AreaImportRunView;
+
+    fn bad_rows(preview: &AreaPreview) -> usize {
+        preview.bad_rows
+    }
+
+    fn no_changes(preview: &AreaPreview) -> bool {
+        preview.no_changes
+    }
+
+    fn items_to_apply(preview: &AreaPreview) -> u64 {
+        preview.items_to_apply
+    }
+
+    async fn dry_run(
+        app: AppState,
+        job: Arc<AreaImportJob>,
+        bytes: Vec<u8>,
+        format: FileFormat,
+        on_header: oneshot::Sender<Result<(), ImportFileError>>,
+    ) {
+        run_dry_run(app, job, bytes, format, on_header).await;
+    }
+
+    async fn apply(
+        app: &AppState,
+        job: &AreaImportJob,
+        plan: AreaImportPlan,
+        preview: &AreaPreview,
+        principal: &Principal,
+    ) -> Result<AreaImportRunView, ServiceError> {
+        let run = AreaImportRun {
+            run_id: job.job_id.clone(),
+            county_id: job.county_id.clone(),
+            file_name: job.file_name.clone(),
+            file_sha256: job.file_sha256.clone(),
+            file_bytes: job.file_bytes,
+            data_rows: preview.data_rows,
+            areas_created: plan.new_areas.len() as u64,
+            areas_changed: plan.updated_areas.len() as u64,
+            fields_changed: plan.changes.len() as u64,
+            areas_renamed: plan.renamed_count() as u64,
+            areas_missing: plan.missing.len() as u64,
+            unchanged_rows: plan.unchanged_rows,
+            applied_by_user_id: principal.user_id.clone(),
+            applied_by_name: principal.display_name.clone(),
+            applied_at: app.clock.now(),
         };
-        if preview.bad_rows > 0 {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "文件中有{}行错误，不能导入；请修正后重新上传",
-                preview.bad_rows
-            )));
+        let apply = AreaImportApply {
+            run,
+            plan,
+            applied_items: Arc::clone(&job.items_applied),
+        };
+        let run = app.areas.apply_area_import(apply).await?;
+        // The run row is written in the import's transaction; the hash-chained audit log gets
+        // a record too, so one log answers "who changed the hierarchy". A failure here is
+        // logged, never undoes the applied import.
+        if let Err(error) = app.store.append_audit(import_audit(&run)).await {
+            tracing::error!(%error, run_id = %run.run_id, "area import not in the audit log");
         }
-        if preview.no_changes {
-            return Err(ServiceError::FailedPrecondition(
-                "文件与系统中的行政区划一致（无变化），无需导入".into(),
-            ));
-        }
-        // Taking the phase under the lock makes a double submit the refusal above.
-        job_state.phase = Some(JobPhase::Applying);
-        (plan, preview)
-    };
-    job.changed.send_modify(|version| *version += 1);
-    let run = AreaImportRun {
-        run_id: job.job_id.clone(),
-        county_id: job.county_id.clone(),
-        file_name: job.file_name.clone(),
-        file_sha256: job.file_sha256.clone(),
-        file_bytes: job.file_bytes,
-        data_rows: preview.data_rows,
-        areas_created: plan.new_areas.len() as u64,
-        areas_changed: plan.updated_areas.len() as u64,
-        fields_changed: plan.changes.len() as u64,
-        areas_renamed: plan.renamed_count() as u64,
-        areas_missing: plan.missing.len() as u64,
-        unchanged_rows: plan.unchanged_rows,
-        applied_by_user_id: principal.user_id.clone(),
-        applied_by_name: principal.display_name.clone(),
-        applied_at: state.clock.now(),
-    };
-    let apply = AreaImportApply {
-        run,
-        plan: (*plan).clone(),
-        applied_items: Arc::clone(&job.items_applied),
-    };
-    let state = state.clone();
-    let job = Arc::clone(job);
-    tokio::spawn(async move {
-        match state.areas.apply_area_import(apply).await {
-            Ok(run) => {
-                // The run row is written in the import's transaction; the hash-chained audit
-                // log gets a record too, so one log answers "who changed the hierarchy". A
-                // failure here is logged, never undoes the applied import.
-                if let Err(error) = state.store.append_audit(import_audit(&run)).await {
-                    tracing::error!(%error, run_id = %run.run_id, "area import not in the audit log");
-                }
-                {
-                    let mut job_state = job.lock();
-                    job_state.run = Some(run);
-                    job_state.plan = None;
-                }
-                job.set_phase(JobPhase::Applied);
-            }
-            Err(error) => {
-                let error: ServiceError = error.into();
-                job.fail(format!("导入失败，未写入任何数据：{error}"));
-            }
-        }
-    });
-    Ok(())
+        Ok(AreaImportRunView::from(&run))
+    }
+
+    async fn applied_run(
+        app: &AppState,
+        county_id: &str,
+        job_id: &str,
+    ) -> Result<Option<AreaImportRunView>, ServiceError> {
+        let runs = app.areas.area_import_runs(county_id, RECENT_RUNS).await?;
+        Ok(runs
+            .iter()
+            .find(|run| run.run_id == job_id)
+            .map(AreaImportRunView::from))
+    }
 }
 
 /// The audit-log record of an applied area import.
@@ -541,8 +310,8 @@ pub async fn recent_runs(
     state: &AppState,
     principal: &Principal,
 ) -> Result<Vec<AreaImportRun>, ServiceError> {
-    let county_id = county_admin(principal)?;
-    Ok(state.areas.area_import_runs(county_id, 20).await?)
+    let county_id = import_jobs::county_admin::<AreaImport>(principal)?;
+    Ok(state.areas.area_import_runs(county_id, RECENT_RUNS).await?)
 }
 
 /// The county's hierarchy for the areas page: county, townships, villages in code order.
@@ -553,7 +322,7 @@ pub async fn county_hierarchy(
     // The auditor reads it too (read-only, every page audited).
     let county_id = match principal.role {
         Role::Auditor => &principal.area_id,
-        _ => county_admin(principal)?,
+        _ => import_jobs::county_admin::<AreaImport>(principal)?,
     };
     Ok(state.areas.county_areas(county_id).await?)
 }
@@ -594,6 +363,7 @@ pub fn template_xlsx() -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
 
     #[test]
     fn the_template_reads_back_with_every_column_and_no_data_rows() {

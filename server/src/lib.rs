@@ -16,6 +16,7 @@ pub(crate) mod export;
 pub mod grpc;
 pub(crate) mod households;
 pub(crate) mod http;
+pub mod import_jobs;
 pub mod keys;
 pub mod ledger;
 pub mod logging;

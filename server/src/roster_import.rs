@@ -4,8 +4,9 @@
 //!
 //! Phases of a job: 读取 (rows read) → 校验 (rows validated) → 比对 (diff against the store)
 //! → 预览 (ready: counts, bad rows, a sample of changes) → 写入 (applying) → 已导入. Any
-//! failure ends the job in 失败 with nothing stored. Jobs live in memory ([`ImportJobs`]);
-//! what was applied lives in the store (`import_runs`, the import's audit).
+//! failure ends the job in 失败 with nothing stored. Jobs live in the store, shared by every
+//! replica ([`crate::import_jobs`]); what was applied lives in the store too (`import_runs`,
+//! the import's audit).
 //!
 //! Reading streams the sheet: calamine's cell reader yields one cell at a time, so a
 //! 50,000-row file costs the uploaded bytes plus the parsed rows, never a second full grid.
@@ -13,23 +14,22 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use calamine::{DataRef, Reader, Xlsx, XlsxError};
-use fieldsync_model::codes::Role;
 use fieldsync_model::household::Household;
 use fieldsync_model::roster::{
     self, Cell, Column, ColumnMap, HeaderError, ImportPlan, MAX_DATA_ROWS, RowIssue, SheetRow,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::error::ServiceError;
+pub use crate::import_jobs::JobPhase;
+use crate::import_jobs::{self, ImportKind};
 use crate::store::{ImportRun, Principal, RosterImportApply};
 use fieldsync_model::register::Stamp;
 
@@ -40,8 +40,8 @@ pub const MAX_IMPORT_BYTES: usize = 30 * 1024 * 1024;
 /// histories show the change came from an import.
 pub const ROSTER_IMPORT_DEVICE: &str = "roster-import";
 
-/// How many finished jobs are kept in memory per server (oldest finished are dropped).
-const KEPT_JOBS: usize = 20;
+/// How many applied imports the import page lists.
+const RECENT_RUNS: u32 = 20;
 
 /// How many changes the preview lists (the counts cover all of them).
 const SAMPLE_CHANGES: usize = 100;
@@ -432,44 +432,8 @@ fn is_template_note(row: &SheetRow, columns: &ColumnMap) -> bool {
 
 // ---- jobs -----------------------------------------------------------------------------------
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobPhase {
-    Reading,
-    Validating,
-    Comparing,
-    /// Dry run done: the preview is ready.
-    Ready,
-    Applying,
-    Applied,
-    Failed,
-}
-
-impl JobPhase {
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            JobPhase::Reading => "读取文件",
-            JobPhase::Validating => "逐行校验",
-            JobPhase::Comparing => "与系统数据比对",
-            JobPhase::Ready => "预览（尚未写入）",
-            JobPhase::Applying => "写入中",
-            JobPhase::Applied => "已导入",
-            JobPhase::Failed => "失败",
-        }
-    }
-
-    /// True while the job works on its own (the page refreshes itself).
-    pub fn is_running(self) -> bool {
-        matches!(
-            self,
-            JobPhase::Reading | JobPhase::Validating | JobPhase::Comparing | JobPhase::Applying
-        )
-    }
-}
-
 /// One listed change of the preview.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeSample {
     pub row_number: u32,
     pub national_household_number: String,
@@ -481,7 +445,7 @@ pub struct ChangeSample {
 }
 
 /// What the dry run found.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Preview {
     pub data_rows: u64,
     pub bad_rows: usize,
@@ -498,64 +462,8 @@ pub struct Preview {
     pub items_to_apply: u64,
 }
 
-#[derive(Debug, Default)]
-struct JobState {
-    phase: Option<JobPhase>,
-    error: Option<String>,
-    preview: Option<Arc<Preview>>,
-    plan: Option<Arc<ImportPlan>>,
-    run: Option<ImportRun>,
-}
-
-/// One import: the dry run, and the apply once asked for.
-#[derive(Debug)]
-pub struct ImportJob {
-    pub job_id: String,
-    pub county_id: String,
-    pub user_id: String,
-    pub file_name: String,
-    pub file_sha256: String,
-    pub file_bytes: u64,
-    pub created_at: OffsetDateTime,
-    pub rows_read: AtomicU64,
-    pub rows_validated: AtomicU64,
-    pub items_applied: Arc<AtomicU64>,
-    state: Mutex<JobState>,
-    /// Bumped on every phase change, so a waiting request wakes up.
-    changed: watch::Sender<u64>,
-}
-
-/// A consistent copy of a job, for the page and the JSON twin.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobView {
-    pub job_id: String,
-    pub file_name: String,
-    pub file_sha256: String,
-    pub file_bytes: u64,
-    pub phase: JobPhase,
-    pub phase_zh: &'static str,
-    pub rows_read: u64,
-    pub rows_validated: u64,
-    pub items_applied: u64,
-    pub items_to_apply: u64,
-    pub error: Option<String>,
-    #[serde(serialize_with = "shared_preview")]
-    pub preview: Option<Arc<Preview>>,
-    pub run: Option<ImportRunView>,
-    /// True when the preview may be applied now.
-    pub can_apply: bool,
-}
-
-/// Serialise the shared preview as the preview itself (serde's `rc` feature stays off).
-fn shared_preview<S: serde::Serializer>(
-    preview: &Option<Arc<Preview>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    preview.as_deref().serialize(serializer)
-}
-
 /// The audit row of an applied import, as JSON shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportRunView {
     pub run_id: String,
     pub households_created: u64,
@@ -578,180 +486,11 @@ impl From<&ImportRun> for ImportRunView {
     }
 }
 
-impl ImportJob {
-    fn set_phase(&self, phase: JobPhase) {
-        self.lock().phase = Some(phase);
-        self.changed.send_modify(|version| *version += 1);
-    }
-
-    fn fail(&self, message: String) {
-        {
-            let mut state = self.lock();
-            state.phase = Some(JobPhase::Failed);
-            state.error = Some(message);
-            state.plan = None;
-        }
-        self.changed.send_modify(|version| *version += 1);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn phase(&self) -> JobPhase {
-        self.lock().phase.unwrap_or(JobPhase::Reading)
-    }
-
-    pub fn view(&self) -> JobView {
-        let state = self.lock();
-        let phase = state.phase.unwrap_or(JobPhase::Reading);
-        let items_to_apply = state
-            .preview
-            .as_ref()
-            .map_or(0, |preview| preview.items_to_apply);
-        JobView {
-            job_id: self.job_id.clone(),
-            file_name: self.file_name.clone(),
-            file_sha256: self.file_sha256.clone(),
-            file_bytes: self.file_bytes,
-            phase,
-            phase_zh: phase.label_zh(),
-            rows_read: self.rows_read.load(Ordering::Relaxed),
-            rows_validated: self.rows_validated.load(Ordering::Relaxed),
-            items_applied: self.items_applied.load(Ordering::Relaxed),
-            items_to_apply,
-            error: state.error.clone(),
-            preview: state.preview.clone(),
-            run: state.run.as_ref().map(ImportRunView::from),
-            can_apply: phase == JobPhase::Ready
-                && state
-                    .preview
-                    .as_ref()
-                    .is_some_and(|preview| preview.bad_rows == 0 && !preview.no_changes),
-        }
-    }
-
-    /// Wait until the job is no longer running, or `timeout` passes.
-    pub async fn wait_until_settled(&self, timeout: std::time::Duration) {
-        let mut changes = self.changed.subscribe();
-        let settled = async {
-            loop {
-                if !self.phase().is_running() {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(timeout, settled).await;
-    }
-}
-
-/// The import jobs of this server, in memory.
-#[derive(Debug, Default)]
-pub struct ImportJobs {
-    jobs: Mutex<Vec<Arc<ImportJob>>>,
-}
-
-impl ImportJobs {
-    fn insert(&self, job: Arc<ImportJob>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        if jobs.len() >= KEPT_JOBS
-            && let Some(oldest_finished) = jobs.iter().position(|job| !job.phase().is_running())
-        {
-            jobs.remove(oldest_finished);
-        }
-        jobs.push(job);
-    }
-
-    fn remove(&self, job_id: &str) {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|job| job.job_id != job_id);
-    }
-
-    /// The job, when it belongs to the caller's county; another county's job is answered
-    /// like an unknown one.
-    pub fn get(&self, principal: &Principal, job_id: &str) -> Result<Arc<ImportJob>, ServiceError> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|job| job.job_id == job_id && job.county_id == principal.area_id)
-            .cloned()
-            .ok_or_else(|| ServiceError::NotFound(format!("导入任务 {job_id} 不存在")))
-    }
-}
-
-fn county_admin(principal: &Principal) -> Result<&str, ServiceError> {
-    if principal.role == Role::County {
-        Ok(&principal.area_id)
-    } else {
-        Err(ServiceError::PermissionDenied(
-            "仅县级管理员可导入花名册 (county administrators only)".into(),
-        ))
-    }
-}
-
 /// An uploaded file.
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub file_name: String,
     pub bytes: Vec<u8>,
-}
-
-/// Start the dry run of an upload. Returns once the header has been read, so bad files
-/// (wrong format, corrupt, empty, missing columns) are refused here with a typed error and
-/// leave no job; the rows are read, validated and compared in the background.
-pub async fn start_dry_run(
-    state: &AppState,
-    jobs: &Arc<ImportJobs>,
-    principal: &Principal,
-    upload: Upload,
-) -> Result<Arc<ImportJob>, ServiceError> {
-    let county_id = county_admin(principal)?.to_owned();
-    let format = sniff(&upload.bytes, MAX_IMPORT_BYTES)?;
-    let (changed, _) = watch::channel(0);
-    let job = Arc::new(ImportJob {
-        job_id: uuid::Uuid::now_v7().to_string(),
-        county_id,
-        user_id: principal.user_id.clone(),
-        file_name: upload.file_name.clone(),
-        file_sha256: hex::encode(Sha256::digest(&upload.bytes)),
-        file_bytes: upload.bytes.len() as u64,
-        created_at: state.clock.now(),
-        rows_read: AtomicU64::new(0),
-        rows_validated: AtomicU64::new(0),
-        items_applied: Arc::new(AtomicU64::new(0)),
-        state: Mutex::new(JobState {
-            phase: Some(JobPhase::Reading),
-            ..JobState::default()
-        }),
-        changed,
-    });
-    jobs.insert(Arc::clone(&job));
-    let (header_sender, header_read) = oneshot::channel();
-    tokio::spawn(run_dry_run(
-        state.clone(),
-        Arc::clone(&job),
-        upload.bytes,
-        format,
-        header_sender,
-    ));
-    match header_read.await {
-        Ok(Ok(())) => Ok(job),
-        Ok(Err(error)) => {
-            jobs.remove(&job.job_id);
-            Err(error.into())
-        }
-        // The task ended without a word: it failed before the header (logged there).
-        Err(_) => {
-            jobs.remove(&job.job_id);
-            Err(ServiceError::Internal)
-        }
-    }
 }
 
 async fn run_dry_run(
@@ -806,14 +545,7 @@ async fn run_dry_run(
     })
     .await;
     match analysed {
-        Ok((preview, plan)) => {
-            {
-                let mut job_state = job.lock();
-                job_state.preview = Some(Arc::new(preview));
-                job_state.plan = Some(Arc::new(plan));
-            }
-            job.set_phase(JobPhase::Ready);
-        }
+        Ok((preview, plan)) => job.ready(preview, plan),
         Err(error) => {
             tracing::error!(%error, "roster import validation panicked");
             job.fail("校验时出现内部错误".into());
@@ -869,92 +601,99 @@ fn preview_of(validated: &roster::Validated, plan: &ImportPlan, stored: &[Househ
     }
 }
 
-/// Apply a ready dry run. Refused while any row is bad (nothing partial is ever stored),
-/// when the file changes nothing, and when the job is not (or no longer) a ready preview.
-/// The store writes everything in one transaction in the background.
-pub fn start_apply(
-    state: &AppState,
-    job: &Arc<ImportJob>,
-    principal: &Principal,
-) -> Result<(), ServiceError> {
-    county_admin(principal)?;
-    let (plan, preview) = {
-        let mut job_state = job.lock();
-        if job_state.phase != Some(JobPhase::Ready) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "该导入任务处于“{}”阶段，不能写入",
-                job_state.phase.unwrap_or(JobPhase::Reading).label_zh()
-            )));
-        }
-        let (Some(plan), Some(preview)) = (job_state.plan.clone(), job_state.preview.clone())
-        else {
-            return Err(ServiceError::Internal);
+/// The roster import as an [`ImportKind`]: the job machinery is in [`crate::import_jobs`].
+#[derive(Debug)]
+pub struct RosterImport;
+
+/// A roster import job on its runner.
+pub type ImportJob = import_jobs::ImportJob<RosterImport>;
+/// A roster import job as the page and the JSON twin show it.
+pub type JobView = import_jobs::JobView<RosterImport>;
+
+#[async_trait::async_trait]
+impl ImportKind for RosterImport {
+    const KIND: &'static str = "roster";
+    const COUNTY_ONLY: &'static str = "仅县级管理员可导入花名册 (county administrators only)";
+    const NO_CHANGES: &'static str = "文件与系统中的数据一致（无变化），无需导入";
+
+    type Preview = Preview;
+    type Plan = ImportPlan;
+    type Run = ImportRunView;
+
+    fn bad_rows(preview: &Preview) -> usize {
+        preview.bad_rows
+    }
+
+    fn no_changes(preview: &Preview) -> bool {
+        preview.no_changes
+    }
+
+    fn items_to_apply(preview: &Preview) -> u64 {
+        preview.items_to_apply
+    }
+
+    async fn dry_run(
+        app: AppState,
+        job: Arc<ImportJob>,
+        bytes: Vec<u8>,
+        format: FileFormat,
+        on_header: oneshot::Sender<Result<(), ImportFileError>>,
+    ) {
+        run_dry_run(app, job, bytes, format, on_header).await;
+    }
+
+    async fn apply(
+        app: &AppState,
+        job: &ImportJob,
+        plan: ImportPlan,
+        preview: &Preview,
+        principal: &Principal,
+    ) -> Result<ImportRunView, ServiceError> {
+        let run = ImportRun {
+            run_id: job.job_id.clone(),
+            county_id: job.county_id.clone(),
+            file_name: job.file_name.clone(),
+            file_sha256: job.file_sha256.clone(),
+            file_bytes: job.file_bytes,
+            data_rows: preview.data_rows,
+            households_created: preview.new_households as u64,
+            members_created: preview.new_members as u64,
+            fields_changed: preview.changed_fields as u64,
+            unchanged_rows: preview.unchanged_rows,
+            applied_by_user_id: principal.user_id.clone(),
+            applied_by_name: principal.display_name.clone(),
+            applied_at: app.clock.now(),
         };
-        if preview.bad_rows > 0 {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "文件中有{}行错误，不能导入；请修正后重新上传",
-                preview.bad_rows
-            )));
+        let apply = RosterImportApply {
+            run,
+            plan,
+            stamp: Stamp {
+                hlc: app.tick_hlc(),
+                device_id: ROSTER_IMPORT_DEVICE.to_owned(),
+            },
+            applied_items: Arc::clone(&job.items_applied),
+        };
+        let run = app.store.apply_roster_import(apply).await?;
+        // The import's own `import_runs` row is written in its transaction; the hash-chained
+        // audit log gets a record too, so one log answers "who changed the register". A
+        // failure here is logged, never undoes the applied import.
+        if let Err(error) = app.store.append_audit(import_audit(&run)).await {
+            tracing::error!(%error, run_id = %run.run_id, "roster import not in the audit log");
         }
-        if preview.no_changes {
-            return Err(ServiceError::FailedPrecondition(
-                "文件与系统中的数据一致（无变化），无需导入".into(),
-            ));
-        }
-        // Taking the phase under the lock makes a double submit the refusal above.
-        job_state.phase = Some(JobPhase::Applying);
-        (plan, preview)
-    };
-    job.changed.send_modify(|version| *version += 1);
-    let run = ImportRun {
-        run_id: job.job_id.clone(),
-        county_id: job.county_id.clone(),
-        file_name: job.file_name.clone(),
-        file_sha256: job.file_sha256.clone(),
-        file_bytes: job.file_bytes,
-        data_rows: preview.data_rows,
-        households_created: preview.new_households as u64,
-        members_created: preview.new_members as u64,
-        fields_changed: preview.changed_fields as u64,
-        unchanged_rows: preview.unchanged_rows,
-        applied_by_user_id: principal.user_id.clone(),
-        applied_by_name: principal.display_name.clone(),
-        applied_at: state.clock.now(),
-    };
-    let apply = RosterImportApply {
-        run,
-        plan: (*plan).clone(),
-        stamp: Stamp {
-            hlc: state.tick_hlc(),
-            device_id: ROSTER_IMPORT_DEVICE.to_owned(),
-        },
-        applied_items: Arc::clone(&job.items_applied),
-    };
-    let state = state.clone();
-    let job = Arc::clone(job);
-    tokio::spawn(async move {
-        match state.store.apply_roster_import(apply).await {
-            Ok(run) => {
-                // The import's own `import_runs` row is written in its transaction; the
-                // hash-chained audit log gets a record too, so one log answers "who changed
-                // the register". A failure here is logged, never undoes the applied import.
-                if let Err(error) = state.store.append_audit(import_audit(&run)).await {
-                    tracing::error!(%error, run_id = %run.run_id, "roster import not in the audit log");
-                }
-                {
-                    let mut job_state = job.lock();
-                    job_state.run = Some(run);
-                    job_state.plan = None;
-                }
-                job.set_phase(JobPhase::Applied);
-            }
-            Err(error) => {
-                let error: ServiceError = error.into();
-                job.fail(format!("导入失败，未写入任何数据：{error}"));
-            }
-        }
-    });
-    Ok(())
+        Ok(ImportRunView::from(&run))
+    }
+
+    async fn applied_run(
+        app: &AppState,
+        county_id: &str,
+        job_id: &str,
+    ) -> Result<Option<ImportRunView>, ServiceError> {
+        let runs = app.store.import_runs(county_id, RECENT_RUNS).await?;
+        Ok(runs
+            .iter()
+            .find(|run| run.run_id == job_id)
+            .map(ImportRunView::from))
+    }
 }
 
 /// The audit-log record of an applied import.
@@ -982,8 +721,8 @@ pub async fn recent_runs(
     state: &AppState,
     principal: &Principal,
 ) -> Result<Vec<ImportRun>, ServiceError> {
-    let county_id = county_admin(principal)?;
-    Ok(state.store.import_runs(county_id, 20).await?)
+    let county_id = import_jobs::county_admin::<RosterImport>(principal)?;
+    Ok(state.store.import_runs(county_id, RECENT_RUNS).await?)
 }
 
 #[cfg(test)]

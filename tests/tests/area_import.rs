@@ -859,3 +859,120 @@ async fn the_html_form_previews_and_applies_and_the_template_has_every_column() 
         .expect("job");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Rewrite a stored import job's phase and heartbeat through the store, as a runner that
+/// stopped mid-way leaves it (fault injected: no server process dies here).
+async fn leave_job_as_if_its_runner_died(
+    server: &TestServer,
+    job_id: &str,
+    phase: &str,
+    heartbeat_age: time::Duration,
+) {
+    let store = &server.state.store;
+    let mut record = store
+        .import_job("areas", COUNTY, job_id)
+        .await
+        .expect("read the job")
+        .expect("the job is stored");
+    record.phase = phase.to_owned();
+    record.heartbeat_at = server.state.clock.now() - heartbeat_age;
+    store
+        .save_import_job(&record)
+        .await
+        .expect("rewrite the job");
+}
+
+#[tokio::test]
+async fn import_jobs_survive_a_restart_and_a_job_whose_runner_died_reads_as_interrupted() {
+    let server = bare_county().await;
+    let browser = console_login(&server, ADMIN).await;
+    let importer = Importer {
+        server: &server,
+        browser: browser.clone(),
+        base: "/console/api/areas/import",
+    };
+    let ready = importer
+        .dry_run("行政区划.xlsx", &xlsx_of(&county_rows()))
+        .await;
+    let ready_id = ready["job_id"].as_str().expect("id").to_owned();
+    let other = importer
+        .dry_run("行政区划-2.xlsx", &xlsx_of(&county_rows()))
+        .await;
+    let other_id = other["job_id"].as_str().expect("id").to_owned();
+
+    // A restart: the jobs are in the store, with their previews and plans.
+    let server = server.restart().await;
+    let importer = Importer {
+        server: &server,
+        browser: browser.clone(),
+        base: "/console/api/areas/import",
+    };
+    let after_restart = importer.settled(&ready_id).await;
+    assert_eq!(after_restart["phase"], "ready");
+    assert_eq!(
+        after_restart["preview"], ready["preview"],
+        "the same preview"
+    );
+    assert_eq!(after_restart["can_apply"], true);
+    let (status, body) = importer.apply(&ready_id).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let applied = importer.settled(&ready_id).await;
+    assert_eq!(applied["phase"], "applied", "{applied}");
+    assert_eq!(applied["run"]["areas_created"], 6, "{applied}");
+    assert_eq!(
+        stored_areas(&server).await.len(),
+        7,
+        "county, 2 townships, 4 villages"
+    );
+    let (status, body) = importer.apply(&ready_id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "applied once only: {body}");
+
+    // A dry run whose runner stopped writing 31 s ago reads as interrupted and cannot be
+    // applied; one written a second ago still runs.
+    leave_job_as_if_its_runner_died(&server, &other_id, "comparing", time::Duration::seconds(1))
+        .await;
+    let (status, running) = job_json(&importer, &other_id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(running["phase"], "comparing", "a live runner: {running}");
+    leave_job_as_if_its_runner_died(&server, &other_id, "comparing", time::Duration::seconds(31))
+        .await;
+    let interrupted = importer.settled(&other_id).await;
+    assert_eq!(interrupted["phase"], "failed", "{interrupted}");
+    assert!(
+        interrupted["error"]
+            .as_str()
+            .expect("reason")
+            .contains("已中断"),
+        "{interrupted}"
+    );
+    let (status, body) = importer.apply(&other_id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // An apply whose runner died after the import committed reads as applied, with its run
+    // from the import audit; nothing is applied twice.
+    leave_job_as_if_its_runner_died(&server, &ready_id, "applying", time::Duration::minutes(5))
+        .await;
+    let recovered = importer.settled(&ready_id).await;
+    assert_eq!(recovered["phase"], "applied", "{recovered}");
+    assert_eq!(recovered["run"]["run_id"], ready_id.as_str());
+    assert_eq!(stored_areas(&server).await.len(), 7);
+
+    // An unknown id is a 404 (another county's job too: the conformance suite checks the
+    // store answers it like an unknown one).
+    let (status, _) = job_json(&importer, "0190b1c2-0000-7000-8000-000000000000").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn job_json(importer: &Importer<'_>, job_id: &str) -> (StatusCode, Value) {
+    let response = importer
+        .browser
+        .get(format!(
+            "{}{}/{job_id}",
+            importer.server.url(),
+            importer.base
+        ))
+        .send()
+        .await
+        .expect("job");
+    (response.status(), response.json().await.expect("json"))
+}

@@ -9,7 +9,9 @@
 //!    supervisor's console session from A works on B, and logging out on B (a CSRF-checked
 //!    request) ends it on A;
 //! 3. the township supervisor approves the visit on B; the cadre pulls the decision from A;
-//! 4. A is killed with `kill -9` while two phones wait for its answers: one push had
+//! 4. the county administrator's area import (行政区划导入) is uploaded to A, watched and
+//!    applied on B, shown as applied on A, and refused a second apply on A;
+//! 5. A is killed with `kill -9` while two phones wait for its answers: one push had
 //!    committed on A but its answer was held back, the other had just reached A; B answers
 //!    other calls throughout. Retried on B, the committed batch is answered from the dedupe
 //!    cache (A's APPLIED), the cut one is acknowledged (applied, or the cache's answer when
@@ -34,15 +36,15 @@ use fieldsync_server::media::blobs::Derived;
 use fieldsync_tests::s3::{blob_environment, bucket_reader, fresh_bucket, s3_endpoint};
 use fieldsync_tests::{
     DEMO_PASSWORD, MediaUploader, ServerProcess, authorized, client_info, console_login_with,
-    console_thumbnail_at, pull_all, push_applied_on, server_binary, test_photo,
-    wire_in_person_visit,
+    console_thumbnail_at, multipart_file_body, pull_all, push_applied_on, server_binary,
+    test_photo, wire_in_person_visit,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-/// Visits in each batch of step 4: enough work that the kill, which follows the cut
+/// Visits in each batch of step 5: enough work that the kill, which follows the cut
 /// request's last byte at once, usually lands before A commits it (either outcome is
 /// checked).
 const VISITS_PER_BATCH: usize = 30;
@@ -232,7 +234,76 @@ async fn two_replicas_share_sessions_uploads_decisions_and_a_batch_cut_by_kill_9
     assert_eq!(status.state, v1::ReviewState::Approved as i32, "{status:?}");
     assert!(!status.reviewer_name.is_empty(), "{status:?}");
 
-    // 4. A dies (kill -9) with two pushes unanswered; B keeps serving. cadre02's batch: A
+    // 4. The county administrator uploads an area file (行政区划导入) to A, watches the dry
+    //    run and applies it on B, and A shows the result: the job lives in the shared
+    //    database, not in A's memory. A second apply, on A, is refused.
+    let admin = console_login_with(
+        &server_a.url(),
+        fieldsync_server::demo::DEMO_COUNTY_ADMIN,
+        DEMO_PASSWORD,
+        "unused: demo passwords are not one-time",
+    )
+    .await;
+    let area_file = "统计用区划代码,名称,层级,上级区划代码\n522731101299,云上村,村,522731101000\n";
+    let (content_type, body) = multipart_file_body("行政区划.csv", area_file.as_bytes());
+    let started = admin
+        .post(format!("{}/console/api/areas/import", server_a.url()))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload to A");
+    assert_eq!(started.status(), reqwest::StatusCode::ACCEPTED);
+    let started: serde_json::Value = started.json().await.expect("job");
+    let job_path = format!(
+        "/console/api/areas/import/{}",
+        started["job_id"].as_str().expect("job id")
+    );
+    let job_on = |url: String| {
+        let admin = admin.clone();
+        let job_path = job_path.clone();
+        async move {
+            let job: serde_json::Value = admin
+                .get(format!("{url}{job_path}?wait=true"))
+                .send()
+                .await
+                .expect("job")
+                .json()
+                .await
+                .expect("job JSON");
+            job
+        }
+    };
+    let ready_on_b = job_on(server_b.url()).await;
+    assert_eq!(
+        ready_on_b["phase"], "ready",
+        "B shows A's dry run: {ready_on_b}"
+    );
+    assert_eq!(ready_on_b["preview"]["new_villages"], 1, "{ready_on_b}");
+    let applied_on_b = admin
+        .post(format!("{}{job_path}/apply", server_b.url()))
+        .send()
+        .await
+        .expect("apply on B");
+    assert_eq!(applied_on_b.status(), reqwest::StatusCode::ACCEPTED);
+    let again_on_a = admin
+        .post(format!("{}{job_path}/apply", server_a.url()))
+        .send()
+        .await
+        .expect("apply again on A");
+    assert_eq!(
+        again_on_a.status(),
+        reqwest::StatusCode::CONFLICT,
+        "the dry run is applied once"
+    );
+    let applied_on_a = job_on(server_a.url()).await;
+    assert_eq!(
+        applied_on_a["phase"], "applied",
+        "A shows B's apply: {applied_on_a}"
+    );
+    assert_eq!(applied_on_a["run"]["areas_created"], 1, "{applied_on_a}");
+
+    // 5. A dies (kill -9) with two pushes unanswered; B keeps serving. cadre02's batch: A
     //    committed it, but its answer never left the proxy. cadre01's batch: its last byte
     //    reached A just before the kill.
     let second_device = uuid::Uuid::now_v7().to_string();

@@ -14,7 +14,6 @@
 //!   `GET /console/api/areas/import/{job_id}[?wait=true]`,
 //!   `POST /console/api/areas/import/{job_id}/apply` → 202 (the roster import's shapes)
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -32,8 +31,9 @@ use super::{
     ApiCountyAdmin, ApiCountyReader, ApiError, ConsoleError, ConsoleState, CountyAdmin,
     CountyReader,
 };
-use crate::area_import::{self, AreaImportJobs, AreaJobView};
+use crate::area_import::{self, AreaImport, AreaJobView};
 use crate::error::ServiceError;
+use crate::import_jobs;
 use crate::roster_import::JobPhase;
 use crate::store::Principal;
 use crate::store::areas::AreaImportRun;
@@ -45,10 +45,6 @@ pub const AREA_IMPORT_PATH: &str = "/console/areas/import";
 
 /// Longest a `?wait=true` request holds before answering with the job as it is.
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
-
-fn jobs(state: &ConsoleState) -> &Arc<AreaImportJobs> {
-    &state.area_jobs
-}
 
 /// `GET /console/areas`.
 pub async fn areas_page(
@@ -115,13 +111,13 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ConsoleError> {
     let started = match read_upload(multipart).await {
-        Ok(upload) => {
-            area_import::start_dry_run(&state.app, jobs(&state), &principal, upload).await
-        }
+        Ok(upload) => import_jobs::start::<AreaImport>(&state.app, &principal, upload).await,
         Err(error) => Err(error),
     };
     match started {
-        Ok(job) => Ok(Redirect::to(&format!("{AREA_IMPORT_PATH}/{}", job.job_id)).into_response()),
+        Ok(view) => {
+            Ok(Redirect::to(&format!("{AREA_IMPORT_PATH}/{}", view.job_id)).into_response())
+        }
         Err(ServiceError::InvalidArgument { message, .. }) => {
             let runs = area_import::recent_runs(&state.app, &principal).await?;
             Ok((
@@ -140,10 +136,9 @@ pub async fn job_page(
     CountyAdmin(principal): CountyAdmin,
     Path(job_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let job = jobs(&state)
-        .get(&principal, &job_id)
+    let view = import_jobs::view::<AreaImport>(&state.app, &principal, &job_id, None)
+        .await
         .map_err(|error| ConsoleError::with_back_link(error, AREA_IMPORT_PATH))?;
-    let view = job.view();
     let page = progress_page(&principal, &view);
     if view.phase.is_running() {
         Ok(([(header::REFRESH, HeaderValue::from_static("1"))], page).into_response())
@@ -159,10 +154,8 @@ pub async fn apply(
     Path(job_id): Path<String>,
 ) -> Result<Redirect, ConsoleError> {
     let back = format!("{AREA_IMPORT_PATH}/{job_id}");
-    let job = jobs(&state)
-        .get(&principal, &job_id)
-        .map_err(|error| ConsoleError::with_back_link(error, AREA_IMPORT_PATH))?;
-    area_import::start_apply(&state.app, &job, &principal)
+    import_jobs::start_apply::<AreaImport>(&state.app, &principal, &job_id)
+        .await
         .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
     Ok(Redirect::to(&back))
 }
@@ -174,8 +167,8 @@ pub async fn api_upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AreaJobView>), ApiError> {
     let upload = read_upload(multipart).await?;
-    let job = area_import::start_dry_run(&state.app, jobs(&state), &principal, upload).await?;
-    Ok((StatusCode::ACCEPTED, Json(job.view())))
+    let view = import_jobs::start::<AreaImport>(&state.app, &principal, upload).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// `GET /console/api/areas/import/{job_id}[?wait=true]`.
@@ -185,11 +178,10 @@ pub async fn api_job(
     Path(job_id): Path<String>,
     Query(query): Query<JobQuery>,
 ) -> Result<Json<AreaJobView>, ApiError> {
-    let job = jobs(&state).get(&principal, &job_id)?;
-    if query.wants_wait()? {
-        job.wait_until_settled(LONGEST_WAIT).await;
-    }
-    Ok(Json(job.view()))
+    let wait = query.wants_wait()?.then_some(LONGEST_WAIT);
+    Ok(Json(
+        import_jobs::view::<AreaImport>(&state.app, &principal, &job_id, wait).await?,
+    ))
 }
 
 /// `POST /console/api/areas/import/{job_id}/apply`.
@@ -198,9 +190,8 @@ pub async fn api_apply(
     ApiCountyAdmin(principal): ApiCountyAdmin,
     Path(job_id): Path<String>,
 ) -> Result<(StatusCode, Json<AreaJobView>), ApiError> {
-    let job = jobs(&state).get(&principal, &job_id)?;
-    area_import::start_apply(&state.app, &job, &principal)?;
-    Ok((StatusCode::ACCEPTED, Json(job.view())))
+    let view = import_jobs::start_apply::<AreaImport>(&state.app, &principal, &job_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -390,7 +381,7 @@ fn progress_page(principal: &Principal, view: &AreaJobView) -> Markup {
                     tr { th { "修改的区划" } td { (preview.changed_areas) " （" (preview.changed_fields) " 项，其中更名 " (preview.renamed_areas) " 个）" } }
                     tr { th { "无变化行" } td { (preview.unchanged_rows) } }
                     tr { th { "文件中缺少" } td { (preview.missing.len()) } }
-                    tr { th { "坐标系" } td { (preview.crs.unwrap_or("（无坐标）")) } }
+                    tr { th { "坐标系" } td { (preview.crs.as_deref().unwrap_or("（无坐标）")) } }
                     tr { th { "错误行" } td { (preview.bad_rows) } }
                 }
                 @if preview.no_changes && view.run.is_none() {
@@ -480,7 +471,7 @@ mod tests {
             items_to_apply: 0,
             error: None,
             can_apply: false,
-            preview: preview.map(Arc::new),
+            preview,
             run: None,
         }
     }

@@ -104,10 +104,6 @@ const CONCURRENT_THUMBNAILS: usize = 2;
 pub struct ConsoleState {
     pub app: AppState,
     pub thumbnail_permits: Arc<Semaphore>,
-    /// Roster import jobs (花名册导入), in memory (see [`crate::roster_import`]).
-    pub roster_jobs: Arc<crate::roster_import::ImportJobs>,
-    /// Area import jobs (行政区划导入), in memory (see [`crate::area_import`]).
-    pub area_jobs: Arc<crate::area_import::AreaImportJobs>,
     /// Cadre roster imports (帮扶干部花名册导入) and their one-time passwords, in memory.
     pub cadre_plans: Arc<crate::cadre_import::CadrePlans>,
     /// Derives each session's CSRF token (see [`csrf`]).
@@ -122,9 +118,7 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
     let console_state = ConsoleState {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
-        roster_jobs: Arc::default(),
         cadre_plans: Arc::default(),
-        area_jobs: Arc::default(),
         csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
     Ok(Router::new()

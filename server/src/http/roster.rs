@@ -13,7 +13,6 @@
 //!   `GET /console/api/import/{job_id}[?wait=true]` (wait: answer once the job stops
 //!   running, at most 60 s), `POST /console/api/import/{job_id}/apply` → 202 with the job
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -32,8 +31,9 @@ use super::fields::{field_label_zh, value_zh};
 use super::views::{Nav, layout};
 use super::{ApiCountyAdmin, ApiError, ConsoleError, ConsoleState, CountyAdmin};
 use crate::error::ServiceError;
+use crate::import_jobs;
 use crate::roster_import::{
-    self, ImportFileError, ImportJobs, JobPhase, JobView, MAX_IMPORT_BYTES, Upload,
+    self, ImportFileError, JobPhase, JobView, MAX_IMPORT_BYTES, RosterImport, Upload,
 };
 use crate::store::{ImportRun, Principal};
 
@@ -49,10 +49,6 @@ const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
 /// Issues listed on the preview page (the JSON twin lists all).
 const LISTED_ISSUES: usize = 1_000;
-
-fn jobs(state: &ConsoleState) -> &Arc<ImportJobs> {
-    &state.roster_jobs
-}
 
 /// Read the `file` part of a multipart upload, refusing more than [`MAX_IMPORT_BYTES`]
 /// (the area import reads its uploads with it too).
@@ -133,13 +129,11 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ConsoleError> {
     let started = match read_upload(multipart).await {
-        Ok(upload) => {
-            roster_import::start_dry_run(&state.app, jobs(&state), &principal, upload).await
-        }
+        Ok(upload) => import_jobs::start::<RosterImport>(&state.app, &principal, upload).await,
         Err(error) => Err(error),
     };
     match started {
-        Ok(job) => Ok(Redirect::to(&format!("{IMPORT_PATH}/{}", job.job_id)).into_response()),
+        Ok(view) => Ok(Redirect::to(&format!("{IMPORT_PATH}/{}", view.job_id)).into_response()),
         Err(ServiceError::InvalidArgument { message, .. }) => {
             let runs = roster_import::recent_runs(&state.app, &principal).await?;
             Ok((
@@ -158,10 +152,9 @@ pub async fn job_page(
     CountyAdmin(principal): CountyAdmin,
     Path(job_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let job = jobs(&state)
-        .get(&principal, &job_id)
+    let view = import_jobs::view::<RosterImport>(&state.app, &principal, &job_id, None)
+        .await
         .map_err(|error| ConsoleError::with_back_link(error, IMPORT_PATH))?;
-    let view = job.view();
     let page = progress_page(&principal, &view);
     if view.phase.is_running() {
         // The header and the meta tag both refresh; no JavaScript is needed.
@@ -178,10 +171,8 @@ pub async fn apply(
     Path(job_id): Path<String>,
 ) -> Result<Redirect, ConsoleError> {
     let back = format!("{IMPORT_PATH}/{job_id}");
-    let job = jobs(&state)
-        .get(&principal, &job_id)
-        .map_err(|error| ConsoleError::with_back_link(error, IMPORT_PATH))?;
-    roster_import::start_apply(&state.app, &job, &principal)
+    import_jobs::start_apply::<RosterImport>(&state.app, &principal, &job_id)
+        .await
         .map_err(|error| ConsoleError::with_back_link(error, back.clone()))?;
     Ok(Redirect::to(&back))
 }
@@ -193,8 +184,8 @@ pub async fn api_upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let upload = read_upload(multipart).await?;
-    let job = roster_import::start_dry_run(&state.app, jobs(&state), &principal, upload).await?;
-    Ok((StatusCode::ACCEPTED, Json(job.view())))
+    let view = import_jobs::start::<RosterImport>(&state.app, &principal, upload).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Query of the JSON job view.
@@ -227,11 +218,10 @@ pub async fn api_job(
     Path(job_id): Path<String>,
     Query(query): Query<JobQuery>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = jobs(&state).get(&principal, &job_id)?;
-    if query.wants_wait()? {
-        job.wait_until_settled(LONGEST_WAIT).await;
-    }
-    Ok(Json(job.view()))
+    let wait = query.wants_wait()?.then_some(LONGEST_WAIT);
+    Ok(Json(
+        import_jobs::view::<RosterImport>(&state.app, &principal, &job_id, wait).await?,
+    ))
 }
 
 /// `POST /console/api/import/{job_id}/apply`.
@@ -240,9 +230,8 @@ pub async fn api_apply(
     ApiCountyAdmin(principal): ApiCountyAdmin,
     Path(job_id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = jobs(&state).get(&principal, &job_id)?;
-    roster_import::start_apply(&state.app, &job, &principal)?;
-    Ok((StatusCode::ACCEPTED, Json(job.view())))
+    let view = import_jobs::start_apply::<RosterImport>(&state.app, &principal, &job_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -457,7 +446,7 @@ mod tests {
             items_applied: 0,
             items_to_apply: 0,
             error: None,
-            preview: preview.map(Arc::new),
+            preview,
             run: None,
             can_apply: false,
         }

@@ -169,6 +169,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job_leases",
         include_str!("migrations/0027_job_leases.sql"),
     ),
+    (
+        28,
+        "import_jobs",
+        include_str!("migrations/0028_import_jobs.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL

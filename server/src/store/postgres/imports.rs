@@ -215,7 +215,7 @@ async fn apply_roster_import_in(
                 pii,
                 &card.household_id,
                 &change.target.as_key(),
-                change.field,
+                &change.field,
             )
             .await?;
             // As for a console resolution: the import must win over the write it replaces,
@@ -243,7 +243,7 @@ async fn apply_roster_import_in(
                 pii,
                 &mut card,
                 &change.target,
-                change.field,
+                &change.field,
                 &change.new_value,
                 stamp,
                 &apply.run.applied_by_user_id,

@@ -90,8 +90,14 @@ use super::{StoreError, StoreResult};
 
 /// The schema, in order. A version is applied once, inside one transaction with its record in
 /// `fieldsync_schema`.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "baseline", include_str!("migrations/0001_baseline.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "baseline", include_str!("migrations/0001_baseline.sql")),
+    (
+        2,
+        "import_jobs",
+        include_str!("migrations/0002_import_jobs.sql"),
+    ),
+];
 
 /// Advisory lock key taken while migrating (any constant; "fsync-mg" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6673_796e_632d_6d67;

@@ -58,7 +58,7 @@ fn phone_change(card: &Household, new_phone: &str) -> FieldChange {
         national_household_number: card.national_household_number.clone(),
         row_number: 2,
         target: FieldTarget::Household,
-        field: "phone",
+        field: "phone".to_owned(),
         old_value: json!(card.phone),
         new_value: json!(new_phone),
         base_seq: card.field_seq(&FieldTarget::Household, "phone"),
@@ -265,7 +265,7 @@ pub async fn a_roster_import_that_fails_stores_nothing(store: &dyn Store) {
     // A value the field rules refuse (an address longer than 200 characters) also rolls
     // back everything.
     let mut too_long = phone_change(&fixture.wang, "");
-    too_long.field = "address";
+    too_long.field = "address".to_owned();
     too_long.new_value = json!("长".repeat(201));
     let plan = ImportPlan {
         new_households: vec![fresh.clone()],

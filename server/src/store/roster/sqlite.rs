@@ -166,7 +166,7 @@ pub(in crate::store) fn apply_roster_import(
                 transaction,
                 &card.household_id,
                 &change.target.as_key(),
-                change.field,
+                &change.field,
             )?;
             // As for a console resolution: the import must win over the write it replaces,
             // even if the server HLC has not seen that write (after a restart).
@@ -192,7 +192,7 @@ pub(in crate::store) fn apply_roster_import(
                 transaction,
                 &mut card,
                 &change.target,
-                change.field,
+                &change.field,
                 &change.new_value,
                 stamp,
                 &apply.run.applied_by_user_id,
