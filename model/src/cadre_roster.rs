@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use crate::codes::{CadreRank, CodeList};
 use crate::id_number;
 use crate::roster::{Cell, HeaderError, RowIssue, SheetRow, normalise_header, parse_date};
+use serde::{Deserialize, Serialize};
 
 /// Largest cadre roster accepted (a county has hundreds to a few thousand cadres; 志丹 has
 /// 1,220 [S:L101]).
@@ -150,14 +151,14 @@ pub fn map_cadre_headers(headers: &[String]) -> Result<CadreColumnMap, HeaderErr
 }
 
 /// A township of the importing county, by name and code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TownshipName {
     pub area_id: String,
     pub name: String,
 }
 
 /// One valid cadre row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CadreEntry {
     pub row_number: u32,
     pub name: String,
@@ -182,8 +183,9 @@ pub struct ExistingAccounts {
     pub usernames: HashSet<String>,
 }
 
-/// The outcome of checking a whole roster.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The outcome of checking a whole roster. Serde: a checked roster is stored until it is
+/// applied, so any server replica can show and apply it (issue 15 §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CadreRosterCheck {
     /// Rows that become new accounts.
     pub new_cadres: Vec<CadreEntry>,

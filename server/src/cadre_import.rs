@@ -1,8 +1,10 @@
 //! Cadre roster import (帮扶干部花名册导入, issue 12 §3): the county administrator uploads the
 //! roster as XLSX or CSV, sees a dry run (rows to create, rows already accounts, every bad
 //! cell by row and column), then applies it: one account per new cadre in one store
-//! transaction, each with a one-time password. The passwords exist only in this server's
-//! memory, for the administrator to print or download as XLSX; each download is audited.
+//! transaction, each with a one-time password, for the administrator to print or download
+//! as XLSX; each showing and download is audited. The checked roster and, once applied, the
+//! passwords are stored as an import job (sealed at rest with the personal-data key, deleted
+//! with the job after a week), so any replica shows them and a restart loses nothing.
 //!
 //! The file is read by the roster import's reader (same sniffing, GBK and legacy-XLS
 //! refusals, header check before the rows); the rows are checked by the pure
@@ -10,21 +12,24 @@
 //! re-import of the same file creates nothing (existing ID numbers are skipped).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use fieldsync_model::cadre_roster::{
     self, CadreColumn, CadreEntry, CadreRosterCheck, ExistingAccounts, MAX_CADRE_ROWS, TownshipName,
 };
 use fieldsync_model::codes::Role;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::auth;
 use crate::error::ServiceError;
 use crate::roster_import::{self, HeaderCheck, MAX_IMPORT_BYTES, Upload};
-use crate::store::Principal;
 use crate::store::accounts::{AccountFilter, CadreDetails, NewAccount};
+use crate::store::jobs::ImportJobRecord;
+use crate::store::{Principal, decode_json, encode_json};
 
 /// Audit action of an applied cadre roster.
 pub const ACTION_CADRE_IMPORT: &str = "cadre_roster_import";
@@ -33,11 +38,15 @@ pub const ACTION_CREDENTIALS_DOWNLOAD: &str = "cadre_credentials_download";
 /// Audit action of a showing of the one-time passwords on the console page.
 pub const ACTION_CREDENTIALS_SHOWN: &str = "cadre_credentials_shown";
 
-/// How many plans are kept in memory (the oldest go first).
-const KEPT_PLANS: usize = 20;
+/// The kind of a cadre import in the store's import jobs.
+const KIND: &str = "cadres";
+
+/// A stored job's `plan_json` while the plan may be applied: the plan itself is in the
+/// job's view (the page shows all of it), but the store's claim needs a plan to hand over.
+const APPLICABLE: &str = "{}";
 
 /// One new account's login, to hand over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub row_number: u32,
     pub name: String,
@@ -46,8 +55,9 @@ pub struct Credential {
     pub one_time_password: String,
 }
 
-/// A checked upload, waiting to be applied (or applied, with its credentials).
-#[derive(Debug)]
+/// A checked upload, waiting to be applied (or applied, with its credentials). Stored as
+/// an import job (sealed at rest), so any replica shows and applies it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CadrePlan {
     pub plan_id: String,
     pub county_id: String,
@@ -55,16 +65,14 @@ pub struct CadrePlan {
     pub file_sha256: String,
     pub check: CadreRosterCheck,
     pub townships: Vec<TownshipName>,
-    applied: Mutex<Option<Vec<Credential>>>,
+    /// The new accounts' one-time passwords, once applied.
+    credentials: Option<Vec<Credential>>,
 }
 
 impl CadrePlan {
     /// The credentials once applied.
     pub fn credentials(&self) -> Option<Vec<Credential>> {
-        self.applied
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.credentials.clone()
     }
 
     /// The township's name for a township id.
@@ -74,42 +82,42 @@ impl CadrePlan {
             .find(|township| township.area_id == township_id)
             .map_or_else(|| township_id.to_owned(), |township| township.name.clone())
     }
+
+    /// The plan's import-job record, written by `runner`: applicable while it has no
+    /// credentials.
+    fn record(&self, runner: &str, now: OffsetDateTime) -> Result<ImportJobRecord, ServiceError> {
+        let applied = self.credentials.is_some();
+        Ok(ImportJobRecord {
+            job_id: self.plan_id.clone(),
+            kind: KIND.to_owned(),
+            county_id: self.county_id.clone(),
+            runner: runner.to_owned(),
+            phase: if applied { "applied" } else { "ready" }.to_owned(),
+            created_at: now,
+            heartbeat_at: now,
+            view_json: encode_json(self)?,
+            plan_json: (!applied).then(|| APPLICABLE.to_owned()),
+        })
+    }
 }
 
-/// Plans in memory, per server.
-#[derive(Debug, Default)]
-pub struct CadrePlans {
-    plans: Mutex<Vec<Arc<CadrePlan>>>,
-}
-
-impl CadrePlans {
-    fn keep(&self, plan: Arc<CadrePlan>) {
-        let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-        if plans.len() >= KEPT_PLANS {
-            plans.remove(0);
-        }
-        plans.push(plan);
-    }
-
-    /// A plan of the administrator's county; others are unknown.
-    pub fn get(
-        &self,
-        principal: &Principal,
-        plan_id: &str,
-    ) -> Result<Arc<CadrePlan>, ServiceError> {
-        let county = administrator_county(principal)?;
-        self.plans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|plan| plan.plan_id == plan_id && plan.county_id == county)
-            .cloned()
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "import {plan_id} (导入记录不存在或已过期，请重新上传)"
-                ))
-            })
-    }
+/// A plan of the administrator's county, from the store; others are unknown.
+pub async fn plan(
+    app: &AppState,
+    principal: &Principal,
+    plan_id: &str,
+) -> Result<CadrePlan, ServiceError> {
+    let county = administrator_county(principal)?;
+    let record = app
+        .store
+        .import_job(KIND, county, plan_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "import {plan_id} (导入记录不存在或已过期，请重新上传)"
+            ))
+        })?;
+    Ok(decode_json(&record.view_json, "cadre import plan")?)
 }
 
 fn administrator_county(principal: &Principal) -> Result<&str, ServiceError> {
@@ -163,10 +171,9 @@ async fn county_context(
 /// the reason in Chinese.
 pub async fn dry_run(
     app: &AppState,
-    plans: &CadrePlans,
     principal: &Principal,
     upload: Upload,
-) -> Result<Arc<CadrePlan>, ServiceError> {
+) -> Result<CadrePlan, ServiceError> {
     let county = administrator_county(principal)?.to_owned();
     let (townships, existing) = county_context(app, &county).await?;
     let file_sha256 = hex::encode(Sha256::digest(&upload.bytes));
@@ -199,34 +206,40 @@ pub async fn dry_run(
         ServiceError::Internal
     })?
     .map_err(|error| ServiceError::invalid("file", error.to_string()))?;
-    let plan = Arc::new(CadrePlan {
+    let plan = CadrePlan {
         plan_id: uuid::Uuid::now_v7().to_string(),
         county_id: county,
         file_name: upload.file_name,
         file_sha256,
         check,
         townships,
-        applied: Mutex::new(None),
-    });
-    plans.keep(Arc::clone(&plan));
+        credentials: None,
+    };
+    // Stored before the administrator is sent to the plan's page, which any replica may
+    // serve; the dry run's own runner id is never used again.
+    let record = plan.record(&uuid::Uuid::now_v7().to_string(), app.clock.now())?;
+    app.store.save_import_job(&record).await?;
     Ok(plan)
 }
 
 /// Create the plan's new cadres in one transaction, each with a one-time password, and
-/// keep the passwords with the plan. Rows that became accounts since the dry run are
-/// skipped (checked again now). Applying twice is refused.
+/// store the passwords with the plan (sealed). Rows that became accounts since the dry run
+/// are skipped (checked again now). Applying twice is refused, on any replica: the store
+/// hands the plan to one apply.
 pub async fn apply(
     app: &AppState,
-    plans: &CadrePlans,
     principal: &Principal,
     plan_id: &str,
 ) -> Result<Vec<Credential>, ServiceError> {
-    let plan = plans.get(principal, plan_id)?;
-    if plan.credentials().is_some() {
-        return Err(ServiceError::invalid(
+    let already_applied = || {
+        ServiceError::invalid(
             "plan",
             "此名单已导入，请勿重复导入 (this roster was already applied)",
-        ));
+        )
+    };
+    let mut plan = plan(app, principal, plan_id).await?;
+    if plan.credentials.is_some() {
+        return Err(already_applied());
     }
     let (_, existing) = county_context(app, &plan.county_id).await?;
     let entries: Vec<&CadreEntry> = plan
@@ -289,17 +302,19 @@ pub async fn apply(
             created_at: now,
         });
     }
-    {
-        // Claim the plan before writing, so two clicks cannot both create accounts.
-        let mut applied = plan.applied.lock().unwrap_or_else(PoisonError::into_inner);
-        if applied.is_some() {
-            return Err(ServiceError::invalid("plan", "此名单已导入，请勿重复导入"));
-        }
-        *applied = Some(Vec::new());
-    }
+    // Claim the plan before writing, so two clicks (on one replica or two) cannot both
+    // create accounts.
+    let runner = uuid::Uuid::now_v7().to_string();
+    app.store
+        .claim_import_apply(KIND, &plan.county_id, &plan.plan_id, &runner, now)
+        .await?
+        .ok_or_else(already_applied)?;
     let created = app.store.create_accounts(accounts).await;
     if let Err(error) = created {
-        *plan.applied.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // Nothing was created: the plan may be applied again.
+        app.store
+            .save_import_job(&plan.record(&runner, now)?)
+            .await?;
         return Err(match error {
             crate::store::StoreError::Conflict(message) => ServiceError::invalid(
                 "file",
@@ -323,8 +338,13 @@ pub async fn apply(
     );
     record.row_count = credentials.len() as u64;
     record.file_sha256 = plan.file_sha256.clone();
+    plan.credentials = Some(credentials.clone());
+    // The accounts exist now: their passwords must reach the store even when the audit
+    // record below fails, or nobody could hand them over.
+    app.store
+        .save_import_job(&plan.record(&runner, now)?)
+        .await?;
     app.store.append_audit(record).await?;
-    *plan.applied.lock().unwrap_or_else(PoisonError::into_inner) = Some(credentials.clone());
     Ok(credentials)
 }
 
@@ -332,11 +352,10 @@ pub async fn apply(
 /// applied), audited like the download: both disclose every new account's password.
 pub async fn credentials_shown(
     app: &AppState,
-    plans: &CadrePlans,
     principal: &Principal,
     plan_id: &str,
-) -> Result<(Arc<CadrePlan>, Option<Vec<Credential>>), ServiceError> {
-    let plan = plans.get(principal, plan_id)?;
+) -> Result<(CadrePlan, Option<Vec<Credential>>), ServiceError> {
+    let plan = plan(app, principal, plan_id).await?;
     let credentials = plan.credentials();
     if let Some(shown) = credentials.as_ref().filter(|list| !list.is_empty()) {
         let mut record = auth::audit_record(
@@ -359,11 +378,10 @@ pub async fn credentials_shown(
 /// The one-time passwords of an applied plan as XLSX, audited as a download.
 pub async fn credentials_xlsx(
     app: &AppState,
-    plans: &CadrePlans,
     principal: &Principal,
     plan_id: &str,
 ) -> Result<Vec<u8>, ServiceError> {
-    let plan = plans.get(principal, plan_id)?;
+    let plan = plan(app, principal, plan_id).await?;
     let credentials = plan
         .credentials()
         .filter(|list| !list.is_empty())

@@ -314,3 +314,70 @@ async fn files_that_are_not_a_roster_are_refused_with_the_reason() {
     assert_eq!(number_in(&preview, "data-new-cadres"), 0);
     assert_eq!(number_in(&preview, "data-bad-rows"), 1);
 }
+
+#[tokio::test]
+async fn a_checked_roster_and_its_passwords_survive_restarts() {
+    let server = TestServer::start().await;
+    let admin = console_login(&server, DEMO_COUNTY_ADMIN).await;
+    let before = server.state.store.account_count().await.expect("count");
+    let csv = roster_csv(&server).await;
+    let response = upload(&admin, &server, "花名册.csv", csv.as_bytes()).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let plan_path = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+
+    // Restarted between the dry run and the apply: the checked roster is still there.
+    let server = server.restart().await;
+    let preview = admin
+        .get(format!("{}{plan_path}", server.url()))
+        .send()
+        .await
+        .expect("plan page")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(number_in(&preview, "data-new-cadres"), 3, "{preview}");
+    assert_eq!(number_in(&preview, "data-bad-rows"), 2);
+    let applied = admin
+        .post(format!("{}{plan_path}/apply", server.url()))
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(applied.status(), StatusCode::SEE_OTHER);
+    let passwords = one_time_passwords_in(&follow(&admin, &server, &applied).await);
+    assert_eq!(passwords.len(), 3);
+
+    // Restarted after the apply: the same passwords can still be handed over, and the
+    // roster is still applied once only.
+    let server = server.restart().await;
+    let page = admin
+        .get(format!("{}{plan_path}", server.url()))
+        .send()
+        .await
+        .expect("passwords page")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(one_time_passwords_in(&page), passwords);
+    let again = admin
+        .post(format!("{}{plan_path}/apply", server.url()))
+        .send()
+        .await
+        .expect("apply again");
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        server.state.store.account_count().await.expect("count"),
+        before + 3
+    );
+    let unknown = admin
+        .get(format!(
+            "{}/console/cadres/import/0190b1c2-0000-7000-8000-000000000000",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("unknown plan");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}

@@ -486,6 +486,43 @@ async fn rotation_reseals_every_value_and_old_data_still_reads() {
         .await
         .expect("read")
         .expect("household");
+    // A stored import job (its preview and plan are sealed): rotation reseals it too.
+    let admin = console_login(&server, fieldsync_server::demo::DEMO_COUNTY_ADMIN).await;
+    let area_file = "统计用区划代码,名称,层级,上级区划代码\n522731101299,云上村,村,522731101000\n";
+    let (content_type, body) =
+        fieldsync_tests::multipart_file_body("行政区划.csv", area_file.as_bytes());
+    let job: Value = admin
+        .post(format!("{}/console/api/areas/import", server.url()))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("job");
+    let job_id = job["job_id"].as_str().expect("job id").to_owned();
+    let ready: Value = admin
+        .get(format!(
+            "{}/console/api/areas/import/{job_id}?wait=true",
+            server.url()
+        ))
+        .send()
+        .await
+        .expect("job")
+        .json()
+        .await
+        .expect("job");
+    assert_eq!(ready["phase"], "ready", "{ready}");
+    let county = fieldsync_server::demo::DEMO_COUNTY_ID;
+    let job_before = server
+        .state
+        .store
+        .import_job("areas", county, &job_id)
+        .await
+        .expect("read the job")
+        .expect("stored");
+    assert!(job_before.plan_json.is_some(), "a ready job keeps its plan");
     let (data_dir, key_dir) = server.stop_keeping_files().await;
     let old_key = std::fs::read_to_string(key_dir.path().join("pii.key")).expect("key");
     let database = std::fs::read(data_dir.path().join("fieldsync.sqlite3")).expect("db");
@@ -525,6 +562,13 @@ async fn rotation_reseals_every_value_and_old_data_still_reads() {
         .expect("household");
     assert_eq!(reread, before);
     assert_eq!(reread.phone, "13900990044");
+    use fieldsync_server::store::JobsStore;
+    let job_after = store
+        .import_job("areas", county, &job_id)
+        .await
+        .expect("the job opens with the new key")
+        .expect("stored");
+    assert_eq!(job_after, job_before);
     // A second rotation still reads values sealed two keys ago (backups).
     drop(store);
     let second = fieldsync_server::pii_rotation::rotate_pii_key(&settings)

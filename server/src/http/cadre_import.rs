@@ -74,9 +74,7 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ConsoleError> {
     let checked = match super::roster::read_upload(multipart).await {
-        Ok(upload) => {
-            cadre_import::dry_run(&state.app, &state.cadre_plans, &principal, upload).await
-        }
+        Ok(upload) => cadre_import::dry_run(&state.app, &principal, upload).await,
         Err(error) => Err(error),
     };
     match checked {
@@ -96,10 +94,9 @@ pub async fn plan_page(
     CountyAdmin(principal): CountyAdmin,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let (plan, credentials) =
-        cadre_import::credentials_shown(&state.app, &state.cadre_plans, &principal, &plan_id)
-            .await
-            .map_err(|error| ConsoleError::with_back_link(error, CADRE_IMPORT_PATH))?;
+    let (plan, credentials) = cadre_import::credentials_shown(&state.app, &principal, &plan_id)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, CADRE_IMPORT_PATH))?;
     Ok(match credentials {
         Some(credentials) => render_passwords(&principal, &plan, &credentials),
         None => render_preview(&principal, &plan, None),
@@ -113,11 +110,10 @@ pub async fn apply(
     CountyAdmin(principal): CountyAdmin,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let plan = state
-        .cadre_plans
-        .get(&principal, &plan_id)
+    let plan = cadre_import::plan(&state.app, &principal, &plan_id)
+        .await
         .map_err(|error| ConsoleError::with_back_link(error, CADRE_IMPORT_PATH))?;
-    match cadre_import::apply(&state.app, &state.cadre_plans, &principal, &plan_id).await {
+    match cadre_import::apply(&state.app, &principal, &plan_id).await {
         Ok(_) => Ok(Redirect::to(&plan_path(&plan_id)).into_response()),
         Err(ServiceError::InvalidArgument { message, .. }) => Ok((
             StatusCode::CONFLICT,
@@ -134,10 +130,9 @@ pub async fn passwords_xlsx(
     CountyAdmin(principal): CountyAdmin,
     Path(plan_id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let bytes =
-        cadre_import::credentials_xlsx(&state.app, &state.cadre_plans, &principal, &plan_id)
-            .await
-            .map_err(|error| ConsoleError::with_back_link(error, plan_path(&plan_id)))?;
+    let bytes = cadre_import::credentials_xlsx(&state.app, &principal, &plan_id)
+        .await
+        .map_err(|error| ConsoleError::with_back_link(error, plan_path(&plan_id)))?;
     Ok(xlsx_response(
         bytes,
         "attachment; filename=\"cadre-one-time-passwords.xlsx\"",

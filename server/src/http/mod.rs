@@ -104,8 +104,6 @@ const CONCURRENT_THUMBNAILS: usize = 2;
 pub struct ConsoleState {
     pub app: AppState,
     pub thumbnail_permits: Arc<Semaphore>,
-    /// Cadre roster imports (帮扶干部花名册导入) and their one-time passwords, in memory.
-    pub cadre_plans: Arc<crate::cadre_import::CadrePlans>,
     /// Derives each session's CSRF token (see [`csrf`]).
     pub csrf: Arc<csrf::CsrfKey>,
 }
@@ -118,7 +116,6 @@ pub fn router(state: AppState) -> Result<Router, crate::keys::KeyError> {
     let console_state = ConsoleState {
         app: state.clone(),
         thumbnail_permits: Arc::new(Semaphore::new(CONCURRENT_THUMBNAILS)),
-        cadre_plans: Arc::default(),
         csrf: Arc::new(csrf::CsrfKey::new(csrf_key)),
     };
     Ok(Router::new()

@@ -69,6 +69,13 @@ pub(crate) fn plan_context(job_id: &str) -> String {
     format!("import_jobs/{job_id}/plan")
 }
 
+/// The sealed columns of `import_jobs` with their contexts as SQL over the row (the same
+/// texts as [`view_context`] and [`plan_context`]), for key rotation.
+pub(crate) const SEALED_IMPORT_JOB_COLUMNS: [(&str, &str); 2] = [
+    ("view_json", "'import_jobs/' || job_id || '/view'"),
+    ("plan_json", "'import_jobs/' || job_id || '/plan'"),
+];
+
 /// A job's row as both backends read it, before its sealed values are opened.
 pub(crate) struct StoredImportJob {
     pub job_id: String,

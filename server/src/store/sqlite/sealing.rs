@@ -402,6 +402,19 @@ pub(crate) fn reseal_all(transaction: &Transaction<'_>) -> StoreResult<u64> {
             [],
         )? as u64;
     }
+    // Import jobs (migration 0028): their previews and plans quote personal data. The
+    // table exists from then on; reseal_all also runs at migration 0018, before it.
+    if table_exists(transaction, "import_jobs")? {
+        for (column, context) in crate::store::jobs::SEALED_IMPORT_JOB_COLUMNS {
+            rewritten += transaction.execute(
+                &format!(
+                    "UPDATE import_jobs SET {column} = pii_reseal({column}, {context})
+                      WHERE {column} IS NOT NULL AND pii_needs_reseal({column})"
+                ),
+                [],
+            )? as u64;
+        }
+    }
     // Households without index rows (written before the index existed).
     let missing: Vec<String> = transaction
         .prepare(
@@ -422,6 +435,14 @@ pub(crate) fn reseal_all(transaction: &Transaction<'_>) -> StoreResult<u64> {
     Ok(rewritten)
 }
 
+fn table_exists(connection: &Connection, table: &str) -> StoreResult<bool> {
+    Ok(connection.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |row| row.get(0),
+    )?)
+}
+
 /// Values still plain or sealed with a key other than the current one (0 after rotation).
 pub(crate) fn stale_value_count(connection: &Connection) -> StoreResult<u64> {
     let count: i64 = connection.query_row(
@@ -433,7 +454,10 @@ pub(crate) fn stale_value_count(connection: &Connection) -> StoreResult<u64> {
                     AND (pii_needs_reseal(first_json) OR pii_needs_reseal(second_json)
                          OR (resolution_json IS NOT NULL AND pii_needs_reseal(resolution_json))))
               + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(phone))
-              + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(id_number))",
+              + (SELECT COUNT(*) FROM users WHERE pii_needs_reseal(id_number))
+              + (SELECT COUNT(*) FROM import_jobs
+                  WHERE pii_needs_reseal(view_json)
+                     OR (plan_json IS NOT NULL AND pii_needs_reseal(plan_json)))",
         [],
         |row| row.get(0),
     )?;
