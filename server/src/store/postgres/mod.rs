@@ -3,8 +3,9 @@
 //! transaction on one pooled connection, with no blocking-pool hop.
 //!
 //! What SQLite's single writer made free is explicit here:
-//! - a scope's change sequence comes from its `scope_counters` row, locked by the writing
-//!   transaction until commit, so sequences become visible in the order they were issued;
+//! - a scope's change sequence comes from its `scope_counters` row, which the writing
+//!   transaction locks just before its commit (`change_log::number_pending_changes`) and
+//!   holds until then, so sequences become visible in the order they were issued;
 //! - writes that lose a deadlock or a serialization check are retried whole
 //!   (`write_transaction!`), never half-applied;
 //! - migrations take an advisory lock, so replicas starting together migrate once.
@@ -28,6 +29,16 @@ macro_rules! write_transaction {
                 $body
             }
             .await;
+            // The change-log entries this transaction wrote get their scope numbers last,
+            // so the scope counters stay locked only from here to the commit.
+            let outcome = match outcome {
+                Ok(value) => {
+                    $crate::store::postgres::change_log::number_pending_changes(&owned_transaction)
+                        .await
+                        .map(|()| value)
+                }
+                Err(error) => Err(error),
+            };
             let outcome = match outcome {
                 Ok(value) => owned_transaction
                     .commit()
@@ -54,7 +65,7 @@ mod accounts;
 mod area_traits;
 mod audit;
 mod basics;
-mod change_log;
+pub(crate) mod change_log;
 #[cfg(test)]
 mod conformance_runs;
 mod evidence;
@@ -96,6 +107,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "import_jobs",
         include_str!("migrations/0002_import_jobs.sql"),
+    ),
+    (
+        3,
+        "scope_numbers_at_commit",
+        include_str!("migrations/0003_scope_numbers_at_commit.sql"),
     ),
 ];
 
