@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::error::ServiceError;
-use crate::import_jobs::{self, ImportKind, JobPhase};
+use crate::import_jobs::{self, ImportKind, JobPhase, PreviewSummary};
 use crate::roster_import::{FileFormat, HeaderCheck, ImportFileError, RawSheet, read_raw_sheet};
 use crate::store::Principal;
 use crate::store::areas::{AreaImportApply, AreaImportRun};
@@ -93,67 +93,6 @@ fn check_area_headers(headers: &[String]) -> Result<(), fieldsync_model::roster:
     areas::map_area_headers(headers).map(|_| ())
 }
 
-async fn run_dry_run(
-    state: AppState,
-    job: Arc<AreaImportJob>,
-    bytes: Vec<u8>,
-    format: FileFormat,
-    on_header: oneshot::Sender<Result<(), ImportFileError>>,
-) {
-    let reading_job = Arc::clone(&job);
-    let read = tokio::task::spawn_blocking(move || {
-        let check: HeaderCheck<'_> = &check_area_headers;
-        read_raw_sheet(
-            &bytes,
-            format,
-            &reading_job.rows_read,
-            Some(on_header),
-            check,
-            MAX_AREA_ROWS,
-        )
-    })
-    .await;
-    let RawSheet { headers, rows } = match read {
-        Ok(Ok(sheet)) => sheet,
-        Ok(Err(error)) => return job.fail(error.to_string()),
-        Err(error) => {
-            tracing::error!(%error, "area import reader panicked");
-            return job.fail("读取文件时出现内部错误".into());
-        }
-    };
-    job.set_phase(JobPhase::Validating);
-    let stored = match state.areas.county_areas(&job.county_id).await {
-        Ok(stored) => stored,
-        Err(error) => {
-            let error: ServiceError = error.into();
-            return job.fail(error.to_string());
-        }
-    };
-    let county = CountyAreas {
-        county_id: job.county_id.clone(),
-        stored,
-    };
-    let validating_job = Arc::clone(&job);
-    let analysed = tokio::task::spawn_blocking(move || {
-        let columns = areas::map_area_headers(&headers)?;
-        let validated = areas::validate_area_rows(&rows, &columns, &county, &mut |done| {
-            validating_job.rows_validated.store(done, Ordering::Relaxed);
-        });
-        validating_job.set_phase(JobPhase::Comparing);
-        let plan = areas::diff_areas(&validated, &county);
-        Ok::<_, fieldsync_model::roster::HeaderError>((preview_of(&validated, &plan), plan))
-    })
-    .await;
-    match analysed {
-        Ok(Ok((preview, plan))) => job.ready(preview, plan),
-        Ok(Err(error)) => job.fail(ImportFileError::from(error).to_string()),
-        Err(error) => {
-            tracing::error!(%error, "area import validation panicked");
-            job.fail("校验时出现内部错误".into());
-        }
-    }
-}
-
 fn crs_name(crs: Crs) -> &'static str {
     match crs {
         Crs::Wgs84 => "WGS-84",
@@ -207,26 +146,73 @@ impl ImportKind for AreaImport {
     type Plan = AreaImportPlan;
     type Run = AreaImportRunView;
 
-    fn bad_rows(preview: &AreaPreview) -> usize {
-        preview.bad_rows
-    }
-
-    fn no_changes(preview: &AreaPreview) -> bool {
-        preview.no_changes
-    }
-
-    fn items_to_apply(preview: &AreaPreview) -> u64 {
-        preview.items_to_apply
+    fn summary(preview: &AreaPreview) -> PreviewSummary {
+        PreviewSummary {
+            bad_rows: preview.bad_rows,
+            no_changes: preview.no_changes,
+            items_to_apply: preview.items_to_apply,
+        }
     }
 
     async fn dry_run(
-        app: AppState,
+        state: AppState,
         job: Arc<AreaImportJob>,
         bytes: Vec<u8>,
         format: FileFormat,
         on_header: oneshot::Sender<Result<(), ImportFileError>>,
     ) {
-        run_dry_run(app, job, bytes, format, on_header).await;
+        let reading_job = Arc::clone(&job);
+        let read = tokio::task::spawn_blocking(move || {
+            let check: HeaderCheck<'_> = &check_area_headers;
+            read_raw_sheet(
+                &bytes,
+                format,
+                &reading_job.rows_read,
+                Some(on_header),
+                check,
+                MAX_AREA_ROWS,
+            )
+        })
+        .await;
+        let RawSheet { headers, rows } = match read {
+            Ok(Ok(sheet)) => sheet,
+            Ok(Err(error)) => return job.fail(error.to_string()),
+            Err(error) => {
+                tracing::error!(%error, "area import reader panicked");
+                return job.fail("读取文件时出现内部错误".into());
+            }
+        };
+        job.set_phase(JobPhase::Validating);
+        let stored = match state.areas.county_areas(&job.county_id).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                let error: ServiceError = error.into();
+                return job.fail(error.to_string());
+            }
+        };
+        let county = CountyAreas {
+            county_id: job.county_id.clone(),
+            stored,
+        };
+        let validating_job = Arc::clone(&job);
+        let analysed = tokio::task::spawn_blocking(move || {
+            let columns = areas::map_area_headers(&headers)?;
+            let validated = areas::validate_area_rows(&rows, &columns, &county, &mut |done| {
+                validating_job.rows_validated.store(done, Ordering::Relaxed);
+            });
+            validating_job.set_phase(JobPhase::Comparing);
+            let plan = areas::diff_areas(&validated, &county);
+            Ok::<_, fieldsync_model::roster::HeaderError>((preview_of(&validated, &plan), plan))
+        })
+        .await;
+        match analysed {
+            Ok(Ok((preview, plan))) => job.ready(preview, plan),
+            Ok(Err(error)) => job.fail(ImportFileError::from(error).to_string()),
+            Err(error) => {
+                tracing::error!(%error, "area import validation panicked");
+                job.fail("校验时出现内部错误".into());
+            }
+        }
     }
 
     async fn apply(

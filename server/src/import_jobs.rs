@@ -136,10 +136,8 @@ pub trait ImportKind: Send + Sync + Sized + 'static {
     /// The import audit's row of an applied job, as JSON shows it.
     type Run: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
 
-    fn bad_rows(preview: &Self::Preview) -> usize;
-    fn no_changes(preview: &Self::Preview) -> bool;
-    /// The total of the apply's progress bar.
-    fn items_to_apply(preview: &Self::Preview) -> u64;
+    /// What the apply gate and the progress bar read from a preview.
+    fn summary(preview: &Self::Preview) -> PreviewSummary;
 
     /// Read the file (answering `on_header` once the header is checked), validate the rows
     /// and compare them with the store, then end with [`ImportJob::ready`] or
@@ -168,6 +166,17 @@ pub trait ImportKind: Send + Sync + Sized + 'static {
         county_id: &str,
         job_id: &str,
     ) -> Result<Option<Self::Run>, ServiceError>;
+}
+
+/// What the apply gate and the progress bar read from a kind's preview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewSummary {
+    /// Rows with at least one refused cell: any blocks the apply.
+    pub bad_rows: usize,
+    /// The file matches the store (无变化): nothing to apply.
+    pub no_changes: bool,
+    /// Items the apply writes: the total of its progress bar.
+    pub items_to_apply: u64,
 }
 
 /// What a job's record holds besides its phase and plan (`import_jobs.view_json`).
@@ -209,11 +218,9 @@ pub struct JobView<Kind: ImportKind> {
 
 impl<Kind: ImportKind> JobView<Kind> {
     fn new(job_id: String, phase: JobPhase, details: JobDetails<Kind>) -> Self {
+        let summary = details.preview.as_ref().map(Kind::summary);
         let can_apply = phase == JobPhase::Ready
-            && details
-                .preview
-                .as_ref()
-                .is_some_and(|preview| Kind::bad_rows(preview) == 0 && !Kind::no_changes(preview));
+            && summary.is_some_and(|summary| summary.bad_rows == 0 && !summary.no_changes);
         JobView {
             job_id,
             file_name: details.file_name,
@@ -224,7 +231,7 @@ impl<Kind: ImportKind> JobView<Kind> {
             rows_read: details.rows_read,
             rows_validated: details.rows_validated,
             items_applied: details.items_applied,
-            items_to_apply: details.preview.as_ref().map_or(0, Kind::items_to_apply),
+            items_to_apply: summary.map_or(0, |summary| summary.items_to_apply),
             error: details.error,
             preview: details.preview,
             run: details.run,
@@ -263,6 +270,38 @@ pub struct ImportJob<Kind: ImportKind> {
 }
 
 impl<Kind: ImportKind> ImportJob<Kind> {
+    /// A job object with a runner id of its own, in `phase`, from its details.
+    fn new(
+        job_id: String,
+        county_id: String,
+        created_at: OffsetDateTime,
+        phase: JobPhase,
+        details: JobDetails<Kind>,
+    ) -> Self {
+        let (changed, _) = watch::channel(0);
+        ImportJob {
+            job_id,
+            county_id,
+            user_id: details.user_id,
+            file_name: details.file_name,
+            file_sha256: details.file_sha256,
+            file_bytes: details.file_bytes,
+            created_at,
+            rows_read: AtomicU64::new(details.rows_read),
+            rows_validated: AtomicU64::new(details.rows_validated),
+            items_applied: Arc::new(AtomicU64::new(details.items_applied)),
+            runner: new_runner(),
+            state: Mutex::new(JobState {
+                phase,
+                error: details.error,
+                preview: details.preview,
+                plan: None,
+                run: details.run,
+            }),
+            changed,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, JobState<Kind>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -381,28 +420,25 @@ pub async fn start<Kind: ImportKind>(
 ) -> Result<JobView<Kind>, ServiceError> {
     let county_id = county_admin::<Kind>(principal)?.to_owned();
     let format = sniff(&upload.bytes, MAX_IMPORT_BYTES)?;
-    let (changed, _) = watch::channel(0);
-    let job = Arc::new(ImportJob::<Kind> {
-        job_id: uuid::Uuid::now_v7().to_string(),
-        county_id,
+    let details = JobDetails {
         user_id: principal.user_id.clone(),
-        file_name: upload.file_name,
         file_sha256: hex::encode(Sha256::digest(&upload.bytes)),
         file_bytes: upload.bytes.len() as u64,
-        created_at: app.clock.now(),
-        rows_read: AtomicU64::new(0),
-        rows_validated: AtomicU64::new(0),
-        items_applied: Arc::new(AtomicU64::new(0)),
-        runner: new_runner(),
-        state: Mutex::new(JobState {
-            phase: JobPhase::Reading,
-            error: None,
-            preview: None,
-            plan: None,
-            run: None,
-        }),
-        changed,
-    });
+        file_name: upload.file_name,
+        rows_read: 0,
+        rows_validated: 0,
+        items_applied: 0,
+        error: None,
+        preview: None,
+        run: None,
+    };
+    let job = Arc::new(ImportJob::<Kind>::new(
+        uuid::Uuid::now_v7().to_string(),
+        county_id,
+        app.clock.now(),
+        JobPhase::Reading,
+        details,
+    ));
     let (header_sender, header_read) = oneshot::channel();
     tokio::spawn(Kind::dry_run(
         app.clone(),
@@ -481,7 +517,10 @@ async fn view_of<Kind: ImportKind>(
         match run {
             Some(run) => {
                 phase = JobPhase::Applied;
-                details.items_applied = details.preview.as_ref().map_or(0, Kind::items_to_apply);
+                details.items_applied = details
+                    .preview
+                    .as_ref()
+                    .map_or(0, |preview| Kind::summary(preview).items_to_apply);
                 details.run = Some(run);
             }
             None => {
@@ -549,13 +588,17 @@ pub async fn start_apply<Kind: ImportKind>(
     let Some(preview) = &view.preview else {
         return Err(ServiceError::Internal);
     };
-    let bad_rows = Kind::bad_rows(preview);
+    let PreviewSummary {
+        bad_rows,
+        no_changes,
+        ..
+    } = Kind::summary(preview);
     if bad_rows > 0 {
         return Err(ServiceError::FailedPrecondition(format!(
             "文件中有{bad_rows}行错误，不能导入；请修正后重新上传"
         )));
     }
-    if Kind::no_changes(preview) {
+    if no_changes {
         return Err(ServiceError::FailedPrecondition(Kind::NO_CHANGES.into()));
     }
     let runner = new_runner();
@@ -573,28 +616,21 @@ pub async fn start_apply<Kind: ImportKind>(
     let Some(preview) = details.preview.clone() else {
         return Err(ServiceError::Internal);
     };
-    let (changed, _) = watch::channel(0);
-    let job = Arc::new(ImportJob::<Kind> {
-        job_id: claimed.job_id,
-        county_id: claimed.county_id,
-        user_id: details.user_id,
-        file_name: details.file_name,
-        file_sha256: details.file_sha256,
-        file_bytes: details.file_bytes,
-        created_at: claimed.created_at,
-        rows_read: AtomicU64::new(details.rows_read),
-        rows_validated: AtomicU64::new(details.rows_validated),
-        items_applied: Arc::new(AtomicU64::new(0)),
-        runner,
-        state: Mutex::new(JobState {
-            phase: JobPhase::Applying,
+    let mut job = ImportJob::<Kind>::new(
+        claimed.job_id,
+        claimed.county_id,
+        claimed.created_at,
+        JobPhase::Applying,
+        JobDetails {
+            items_applied: 0,
             error: None,
-            preview: Some(preview.clone()),
-            plan: None,
             run: None,
-        }),
-        changed,
-    });
+            ..details
+        },
+    );
+    // The runner the store handed the job to.
+    job.runner = runner;
+    let job = Arc::new(job);
     let view = job.view();
     tokio::spawn(keep_stored(app.clone(), Arc::clone(&job)));
     let app = app.clone();

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use crate::AppState;
 use crate::error::ServiceError;
 pub use crate::import_jobs::JobPhase;
-use crate::import_jobs::{self, ImportKind};
+use crate::import_jobs::{self, ImportKind, PreviewSummary};
 use crate::store::{ImportRun, Principal, RosterImportApply};
 use fieldsync_model::register::Stamp;
 
@@ -493,66 +493,6 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
-async fn run_dry_run(
-    state: AppState,
-    job: Arc<ImportJob>,
-    bytes: Vec<u8>,
-    format: FileFormat,
-    on_header: oneshot::Sender<Result<(), ImportFileError>>,
-) {
-    let reading_job = Arc::clone(&job);
-    let read = tokio::task::spawn_blocking(move || {
-        read_sheet(&bytes, format, &reading_job.rows_read, Some(on_header))
-        // `bytes` is dropped here: only the parsed rows are kept from now on.
-    })
-    .await;
-    let sheet = match read {
-        Ok(Ok(sheet)) => sheet,
-        Ok(Err(error)) => return job.fail(error.to_string()),
-        Err(error) => {
-            tracing::error!(%error, "roster import reader panicked");
-            return job.fail("读取文件时出现内部错误".into());
-        }
-    };
-    job.set_phase(JobPhase::Validating);
-    let county = match state.store.county_roster(&job.county_id).await {
-        Ok(county) => county,
-        Err(error) => {
-            let error: ServiceError = error.into();
-            return job.fail(error.to_string());
-        }
-    };
-    let validating_job = Arc::clone(&job);
-    let analysed = tokio::task::spawn_blocking(move || {
-        let ParsedSheet { columns, mut rows } = sheet;
-        rows.retain(|row| !is_template_note(row, &columns));
-        let validated = roster::validate_rows(&rows, &columns, &county, &mut |done| {
-            validating_job.rows_validated.store(done, Ordering::Relaxed);
-        });
-        // Every row read has now been dealt with, the template's note rows (skipped above)
-        // included: the count ends equal to the rows read, so the bar ends at 100 %.
-        validating_job.rows_validated.store(
-            validating_job.rows_read.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        drop(rows);
-        validating_job.set_phase(JobPhase::Comparing);
-        let plan = roster::diff(&validated.households, &county.households, &mut || {
-            uuid::Uuid::now_v7().to_string()
-        });
-        let preview = preview_of(&validated, &plan, &county.households);
-        (preview, plan)
-    })
-    .await;
-    match analysed {
-        Ok((preview, plan)) => job.ready(preview, plan),
-        Err(error) => {
-            tracing::error!(%error, "roster import validation panicked");
-            job.fail("校验时出现内部错误".into());
-        }
-    }
-}
-
 fn preview_of(validated: &roster::Validated, plan: &ImportPlan, stored: &[Household]) -> Preview {
     let households: HashMap<&str, &Household> = stored
         .iter()
@@ -620,26 +560,72 @@ impl ImportKind for RosterImport {
     type Plan = ImportPlan;
     type Run = ImportRunView;
 
-    fn bad_rows(preview: &Preview) -> usize {
-        preview.bad_rows
-    }
-
-    fn no_changes(preview: &Preview) -> bool {
-        preview.no_changes
-    }
-
-    fn items_to_apply(preview: &Preview) -> u64 {
-        preview.items_to_apply
+    fn summary(preview: &Preview) -> PreviewSummary {
+        PreviewSummary {
+            bad_rows: preview.bad_rows,
+            no_changes: preview.no_changes,
+            items_to_apply: preview.items_to_apply,
+        }
     }
 
     async fn dry_run(
-        app: AppState,
+        state: AppState,
         job: Arc<ImportJob>,
         bytes: Vec<u8>,
         format: FileFormat,
         on_header: oneshot::Sender<Result<(), ImportFileError>>,
     ) {
-        run_dry_run(app, job, bytes, format, on_header).await;
+        let reading_job = Arc::clone(&job);
+        let read = tokio::task::spawn_blocking(move || {
+            read_sheet(&bytes, format, &reading_job.rows_read, Some(on_header))
+            // `bytes` is dropped here: only the parsed rows are kept from now on.
+        })
+        .await;
+        let sheet = match read {
+            Ok(Ok(sheet)) => sheet,
+            Ok(Err(error)) => return job.fail(error.to_string()),
+            Err(error) => {
+                tracing::error!(%error, "roster import reader panicked");
+                return job.fail("读取文件时出现内部错误".into());
+            }
+        };
+        job.set_phase(JobPhase::Validating);
+        let county = match state.store.county_roster(&job.county_id).await {
+            Ok(county) => county,
+            Err(error) => {
+                let error: ServiceError = error.into();
+                return job.fail(error.to_string());
+            }
+        };
+        let validating_job = Arc::clone(&job);
+        let analysed = tokio::task::spawn_blocking(move || {
+            let ParsedSheet { columns, mut rows } = sheet;
+            rows.retain(|row| !is_template_note(row, &columns));
+            let validated = roster::validate_rows(&rows, &columns, &county, &mut |done| {
+                validating_job.rows_validated.store(done, Ordering::Relaxed);
+            });
+            // Every row read has now been dealt with, the template's note rows (skipped above)
+            // included: the count ends equal to the rows read, so the bar ends at 100 %.
+            validating_job.rows_validated.store(
+                validating_job.rows_read.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            drop(rows);
+            validating_job.set_phase(JobPhase::Comparing);
+            let plan = roster::diff(&validated.households, &county.households, &mut || {
+                uuid::Uuid::now_v7().to_string()
+            });
+            let preview = preview_of(&validated, &plan, &county.households);
+            (preview, plan)
+        })
+        .await;
+        match analysed {
+            Ok((preview, plan)) => job.ready(preview, plan),
+            Err(error) => {
+                tracing::error!(%error, "roster import validation panicked");
+                job.fail("校验时出现内部错误".into());
+            }
+        }
     }
 
     async fn apply(

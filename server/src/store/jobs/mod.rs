@@ -108,6 +108,16 @@ impl StoredImportJob {
         })
     }
 
+    /// The row as a claim leaves it: applying, for `runner`, as of `now` (ms).
+    pub(crate) fn claimed(self, runner: String, now: i64) -> Self {
+        StoredImportJob {
+            runner,
+            heartbeat_at: now,
+            phase: PHASE_APPLYING.to_owned(),
+            ..self
+        }
+    }
+
     /// Open the sealed values read from a row.
     pub(crate) fn opened(self, pii: &PiiCipher) -> StoreResult<ImportJobRecord> {
         let sealed = |error: crate::store::sealed::SealError| StoreError::Sealed(error.to_string());

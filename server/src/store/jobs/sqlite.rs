@@ -6,9 +6,9 @@ use time::OffsetDateTime;
 
 use crate::store::StoreResult;
 use crate::store::jobs::{
-    CLAIM_IMPORT_JOB_SQL, ImportJobRecord, ImportJobWrite, JobsStore, PHASE_APPLYING,
-    PURGE_IMPORT_JOBS_SQL, SAVE_IMPORT_JOB_SQL, SELECT_CLAIMABLE_IMPORT_JOB_SQL,
-    SELECT_IMPORT_JOB_SQL, StoredImportJob, TAKE_LEASE_SQL,
+    CLAIM_IMPORT_JOB_SQL, ImportJobRecord, ImportJobWrite, JobsStore, PURGE_IMPORT_JOBS_SQL,
+    SAVE_IMPORT_JOB_SQL, SELECT_CLAIMABLE_IMPORT_JOB_SQL, SELECT_IMPORT_JOB_SQL, StoredImportJob,
+    TAKE_LEASE_SQL,
 };
 use crate::store::sqlite::{SqliteStore, to_millis};
 
@@ -113,7 +113,7 @@ impl JobsStore for SqliteStore {
         let now = to_millis(now)?;
         let claimed = self
             .write(move |transaction| {
-                let Some(mut stored) = transaction
+                let Some(stored) = transaction
                     .query_row(
                         SELECT_CLAIMABLE_IMPORT_JOB_SQL,
                         named_params! {"$1": job_id, "$2": kind, "$3": county_id},
@@ -127,10 +127,7 @@ impl JobsStore for SqliteStore {
                     CLAIM_IMPORT_JOB_SQL,
                     named_params! {"$1": stored.job_id, "$2": runner, "$3": now},
                 )?;
-                stored.runner = runner;
-                stored.heartbeat_at = now;
-                stored.phase = PHASE_APPLYING.to_owned();
-                Ok(Some(stored))
+                Ok(Some(stored.claimed(runner, now)))
             })
             .await?;
         claimed

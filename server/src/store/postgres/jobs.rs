@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use super::{PostgresStore, to_millis};
 use crate::store::StoreResult;
 use crate::store::jobs::{
-    CLAIM_IMPORT_JOB_SQL, ImportJobRecord, ImportJobWrite, JobsStore, PHASE_APPLYING,
-    PURGE_IMPORT_JOBS_SQL, SAVE_IMPORT_JOB_SQL, SELECT_CLAIMABLE_IMPORT_JOB_SQL,
-    SELECT_IMPORT_JOB_SQL, StoredImportJob, TAKE_LEASE_SQL,
+    CLAIM_IMPORT_JOB_SQL, ImportJobRecord, ImportJobWrite, JobsStore, PURGE_IMPORT_JOBS_SQL,
+    SAVE_IMPORT_JOB_SQL, SELECT_CLAIMABLE_IMPORT_JOB_SQL, SELECT_IMPORT_JOB_SQL, StoredImportJob,
+    TAKE_LEASE_SQL,
 };
 
 fn stored_job(row: &tokio_postgres::Row) -> Result<StoredImportJob, tokio_postgres::Error> {
@@ -108,14 +108,11 @@ impl JobsStore for PostgresStore {
             let Some(row) = row else {
                 return Ok(None);
             };
-            let mut stored = stored_job(&row)?;
+            let stored = stored_job(&row)?;
             transaction
                 .execute_cached(CLAIM_IMPORT_JOB_SQL, &[&job_id, &runner, &now])
                 .await?;
-            stored.runner = runner.to_owned();
-            stored.heartbeat_at = now;
-            stored.phase = PHASE_APPLYING.to_owned();
-            Ok(Some(stored))
+            Ok(Some(stored.claimed(runner.to_owned(), now)))
         })?;
         claimed.map(|stored| stored.opened(self.pii())).transpose()
     }
