@@ -497,15 +497,6 @@ pub async fn silent_cadres(
     ))
 }
 
-/// Closures of the principal's area, newest month first.
-pub async fn closures(
-    app: &AppState,
-    principal: &Principal,
-) -> Result<Vec<MonthClosure>, ServiceError> {
-    let area = area_of(principal)?;
-    Ok(app.store.month_closures(&area).await?)
-}
-
 /// Close the supervisor's township for `month` (月结): only township supervisors, only a
 /// month that has ended, only once, and only with the confirm text [`CLOSE_CONFIRM_TEXT`].
 pub async fn close_month(

@@ -3,7 +3,7 @@
 //! [`run`]; tests call [`run`] with a listener bound to port 0.
 
 pub(crate) mod accounts;
-pub mod area_import;
+pub(crate) mod area_import;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -11,24 +11,24 @@ pub(crate) mod cadre_import;
 pub mod clock;
 pub mod demo;
 pub mod error;
-pub mod evidence;
+pub(crate) mod evidence;
 pub(crate) mod export;
 pub mod grpc;
 pub(crate) mod households;
 pub(crate) mod http;
-pub mod import_jobs;
+pub(crate) mod import_jobs;
 pub mod keys;
-pub mod ledger;
+pub(crate) mod ledger;
 pub mod logging;
 pub(crate) mod login_guard;
-pub mod login_throttle;
+pub(crate) mod login_throttle;
 pub mod media;
 pub mod monitoring;
 pub(crate) mod pairings;
 pub mod password_pool;
 pub mod pii_rotation;
 pub mod review;
-pub mod roster_import;
+pub(crate) mod roster_import;
 pub(crate) mod search;
 pub(crate) mod sessions;
 pub mod settings;

@@ -134,10 +134,6 @@ impl LoginThrottle {
         self.records.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// `Err(wait)` when any of `keys` is locked at `now`: the longest remaining lock,
     /// rounded up to whole seconds (at least 1), as `Retry-After` wants.
     pub fn check(&self, keys: &[ThrottleKey], now: OffsetDateTime) -> Result<(), u64> {
