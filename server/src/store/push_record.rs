@@ -105,6 +105,14 @@ pub(crate) fn decode_push_result(text: &str) -> StoreResult<PushResult> {
     })
 }
 
+/// A mutation refused on its own (its seq is still consumed), with the reason for the phone.
+pub(crate) fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
+    MutationOutcome::Rejected {
+        code,
+        message: message.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,19 +32,12 @@ use super::change_log::{ChangeEntry, log_entry};
 use super::households::{load_household, refresh_household_indexes, sealed_card_json};
 use super::{CHANGE_KIND_VISIT_STATUS, PostgresStore, WriteError, encode_json, to_millis};
 use crate::store::evidence_rows::split_instant;
-use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name};
+use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name, rejected};
 use crate::store::sealed::PiiCipher;
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
 
 /// Fields whose register values are sealed (联系电话, 身份证号), as in SQLite.
 const SENSITIVE_FIELDS: &[&str] = &["phone", "id_number"];
-
-fn rejected(code: RejectCode, message: impl Into<String>) -> MutationOutcome {
-    MutationOutcome::Rejected {
-        code,
-        message: message.into(),
-    }
-}
 
 pub(super) fn to_db_integer(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::InvalidValue {
