@@ -102,6 +102,37 @@ where
         .map_err(|error| std::io::Error::other(error.to_string()))??)
 }
 
+/// A scratch file older than this was left by a process that stopped in the middle of a
+/// completion (which takes seconds): it is deleted when a store opens on the folder. Younger
+/// ones may belong to a server or tool still running on the same data folder.
+const STALE_SCRATCH_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// Delete the `*.assembling` files in `scratch` last written more than
+/// [`STALE_SCRATCH_AGE`] before `now`; returns how many went. A [`ScratchFile`] deletes
+/// itself when dropped, so only a crash (`kill -9`, power cut) leaves one behind.
+fn remove_stale_scratch_files(
+    scratch: &Path,
+    now: std::time::SystemTime,
+) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(scratch)? {
+        let entry = entry?;
+        let is_scratch = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.ends_with(".assembling"));
+        let written = entry.metadata()?.modified()?;
+        let stale = now
+            .duration_since(written)
+            .is_ok_and(|age| age > STALE_SCRATCH_AGE);
+        if is_scratch && stale {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// A scratch file that is deleted when dropped, whatever happened in between.
 struct ScratchFile(PathBuf);
 
@@ -158,6 +189,11 @@ impl S3BlobStore {
             Arc::new(PrefixStore::new(store, prefix))
         };
         std::fs::create_dir_all(scratch)?;
+        match remove_stale_scratch_files(scratch, std::time::SystemTime::now()) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "stale upload scratch files removed"),
+            Err(error) => tracing::warn!(%error, "upload scratch folder not tidied"),
+        }
         let location = if prefix.is_empty() {
             format!("s3://{bucket}")
         } else {
@@ -464,6 +500,34 @@ impl S3BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_files_left_by_a_crash_are_removed_and_fresh_ones_kept() {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, age: Duration| {
+            let path = scratch.path().join(name);
+            let file = std::fs::File::create(&path).expect("create");
+            file.set_modified(std::time::SystemTime::now() - age)
+                .expect("set the time");
+            path
+        };
+        let left_by_a_crash = write(
+            "0190b1c2-0000-7000-8000-000000000001.assembling",
+            Duration::from_secs(2 * 3600),
+        );
+        let in_progress = write(
+            "0190b1c2-0000-7000-8000-000000000002.assembling",
+            Duration::from_secs(5),
+        );
+        let not_scratch = write("notes.txt", Duration::from_secs(2 * 3600));
+        assert_eq!(
+            remove_stale_scratch_files(scratch.path(), std::time::SystemTime::now()).expect("tidy"),
+            1
+        );
+        assert!(!left_by_a_crash.exists());
+        assert!(in_progress.exists(), "a completion may still be writing it");
+        assert!(not_scratch.exists(), "only scratch files are touched");
+    }
 
     #[test]
     fn completion_follows_the_chain_of_acknowledged_chunks_from_offset_zero() {
