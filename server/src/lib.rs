@@ -125,6 +125,7 @@ impl AppState {
         };
         let store = store::postgres::PostgresStore::connect(
             &settings.database_url.0,
+            settings.database_ca_file.as_deref(),
             keys.pii,
             store::postgres::PoolSettings::default(),
         )

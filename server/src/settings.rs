@@ -51,6 +51,11 @@ pub struct Settings {
     /// `postgres://…` (env `FIELDSYNC_DATABASE_URL`) keeps the data on that PostgreSQL
     /// server, which several replicas may share; empty means the embedded SQLite file.
     pub database_url: Secret,
+    /// PEM file of the certificate authority that signed the PostgreSQL server's certificate
+    /// (env `FIELDSYNC_DATABASE_CA_FILE`). Needed when `database_url` says
+    /// `sslmode=require`: the connection is then encrypted and the server's certificate
+    /// verified against it, name included (libpq's `verify-full`).
+    pub database_ca_file: Option<PathBuf>,
     /// Where photos are kept, TOML table `[blobs]`, env `FIELDSYNC_BLOBS__*`: the local
     /// folder `<data_dir>/blobs` by default, or an S3-compatible object store (see
     /// [`BlobSettings`]).
@@ -158,6 +163,7 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             database_url: Secret::default(),
+            database_ca_file: None,
             blobs: BlobSettings::default(),
             session_ttl_hours: 24 * 30,
             access_token_minutes: 15,
@@ -576,8 +582,16 @@ mod tests {
                 "250.5".to_owned(),
             ),
             ("HOME".to_owned(), "/root".to_owned()),
+            (
+                "FIELDSYNC_DATABASE_CA_FILE".to_owned(),
+                "/etc/fieldsync/db-ca.pem".to_owned(),
+            ),
         ];
         let settings = Settings::load(Some(&file), environment).unwrap();
+        assert_eq!(
+            settings.database_ca_file.as_deref(),
+            Some(Path::new("/etc/fieldsync/db-ca.pem"))
+        );
         assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:9000");
         assert_eq!(settings.session_ttl_hours, 12);
         assert_eq!(settings.evidence.household_radius_m, 250.5);

@@ -92,6 +92,8 @@ mod uploads;
 
 use std::time::Duration;
 
+use std::path::Path;
+
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -239,6 +241,36 @@ fn is_conversion_error(error: &tokio_postgres::Error) -> bool {
     .any(|start| text.starts_with(start))
 }
 
+/// A TLS connector that trusts only the CA certificates in the PEM file `ca_file` and
+/// checks the server's name against its certificate.
+fn verifying_tls(ca_file: &Path) -> StoreResult<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let unusable = |detail: String| {
+        StoreError::database(format!("database_ca_file {}: {detail}", ca_file.display()))
+    };
+    let pem = std::fs::read(ca_file).map_err(|error| unusable(error.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|error| unusable(error.to_string()))?;
+        roots
+            .add(certificate)
+            .map_err(|error| unusable(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(unusable("holds no PEM certificate".to_owned()));
+    }
+    // ring, as for the server's own TLS (`tls.rs`): aws-lc-rs needs cmake and a C build.
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| unusable(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// True for the errors a whole transaction may simply be tried again after.
 fn is_retryable(error: &tokio_postgres::Error) -> bool {
     error.code().is_some_and(|code| {
@@ -255,32 +287,62 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://user@host:port/database`), bring the schema up to date
     /// and return the store. `pii` seals and opens personal data at this boundary, exactly as
     /// the SQLite store does, so sealed values are the same text on both backends.
-    pub async fn connect(url: &str, pii: PiiCipher, pool: PoolSettings) -> StoreResult<Self> {
+    ///
+    /// With `sslmode=require` in the URL every connection is encrypted (rustls) and the
+    /// server's certificate must verify against `ca_file`, host name included; without it
+    /// (or with `disable`/`prefer`) connections are plain, for a database on the same host or
+    /// private network.
+    pub async fn connect(
+        url: &str,
+        ca_file: Option<&Path>,
+        pii: PiiCipher,
+        pool: PoolSettings,
+    ) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url.parse().map_err(|error| {
             StoreError::database_caused_by(
                 format!("database_url is not a PostgreSQL URL: {error}"),
                 error,
             )
         })?;
-        Self::connect_with_config(config, pii, pool).await
+        let tls = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let ca_file = ca_file.ok_or_else(|| {
+                StoreError::database(
+                    "database_url asks for sslmode=require, but database_ca_file is not set \
+                     (the CA certificate the PostgreSQL server's certificate is checked against)",
+                )
+            })?;
+            Some(verifying_tls(ca_file)?)
+        } else {
+            None
+        };
+        Self::connect_with_tls(config, tls, pii, pool).await
     }
 
-    /// Like [`PostgresStore::connect`], from a parsed configuration (tests set the schema
-    /// search path through it).
+    /// Like [`PostgresStore::connect`], from a parsed configuration, unencrypted (tests set
+    /// the schema search path through it).
     pub async fn connect_with_config(
         config: tokio_postgres::Config,
         pii: PiiCipher,
         pool: PoolSettings,
     ) -> StoreResult<Self> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // A connection that broke is found by the next statement on it and the call
-                // fails retryably; checking every checkout would cost a round trip per call.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        Self::connect_with_tls(config, None, pii, pool).await
+    }
+
+    async fn connect_with_tls(
+        config: tokio_postgres::Config,
+        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+        pii: PiiCipher,
+        pool: PoolSettings,
+    ) -> StoreResult<Self> {
+        let manager_config = ManagerConfig {
+            // A connection that broke is found by the next statement on it and the call
+            // fails retryably; checking every checkout would cost a round trip per call.
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool.max_connections)
             .wait_timeout(Some(pool.wait_timeout))
@@ -542,5 +604,121 @@ mod error_mapping_tests {
             StoreError::from(closed),
             StoreError::Database { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    //! TLS from the server to PostgreSQL against the local test server, which Debian's
+    //! package sets up with `ssl = on` and its self-signed "snakeoil" certificate for the
+    //! name `localhost`. Skipped (with a line saying so) where `FIELDSYNC_TEST_DATABASE_URL`
+    //! is unset or that server does not offer TLS.
+
+    use std::path::PathBuf;
+
+    use super::testing::{fresh_database_url, test_server_url};
+    use super::{PoolSettings, PostgresStore};
+    use crate::store::sealed::PiiCipher;
+
+    /// The certificate the test server presents, when it offers TLS and the file is readable.
+    async fn server_certificate(server_url: &str) -> Option<PathBuf> {
+        let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test server");
+        tokio::spawn(connection);
+        let ssl: String = client.query_one("SHOW ssl", &[]).await.ok()?.get(0);
+        let file: String = client
+            .query_one("SHOW ssl_cert_file", &[])
+            .await
+            .ok()?
+            .get(0);
+        let file = PathBuf::from(file);
+        (ssl == "on" && std::fs::read(&file).is_ok()).then_some(file)
+    }
+
+    #[tokio::test]
+    async fn sslmode_require_encrypts_and_verifies_the_servers_certificate() {
+        let test = "TLS to PostgreSQL";
+        let Some(server_url) = test_server_url(test) else {
+            return;
+        };
+        let Some(certificate) = server_certificate(&server_url).await else {
+            println!(
+                "{test}: skipped, the test server does not offer TLS with a readable certificate"
+            );
+            return;
+        };
+        // The certificate names `localhost`: connect by that name, as verify-full checks it.
+        let database_url = fresh_database_url(&server_url)
+            .await
+            .replace("@127.0.0.1:", "@localhost:");
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        let encrypted_url = format!("{database_url}{separator}sslmode=require");
+
+        let store = PostgresStore::connect(
+            &encrypted_url,
+            Some(&certificate),
+            PiiCipher::for_tests(),
+            PoolSettings::default(),
+        )
+        .await
+        .expect("connect over TLS and migrate");
+        let connection = store.connection().await.expect("a pooled connection");
+        let encrypted: bool = connection
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("read pg_stat_ssl")
+            .get(0);
+        assert!(encrypted, "the server sees an encrypted connection");
+
+        // A certificate signed by someone else (any public CA) is refused, not trusted.
+        let public_roots = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+        if public_roots.exists() {
+            let refused = PostgresStore::connect(
+                &encrypted_url,
+                Some(&public_roots),
+                PiiCipher::for_tests(),
+                PoolSettings::default(),
+            )
+            .await;
+            assert!(
+                refused.is_err(),
+                "an unverified server certificate is refused"
+            );
+        }
+        // sslmode=require without a CA file is a setup error naming the setting.
+        let Err(missing) = PostgresStore::connect(
+            &encrypted_url,
+            None,
+            PiiCipher::for_tests(),
+            PoolSettings::default(),
+        )
+        .await
+        else {
+            panic!("connected without a CA file");
+        };
+        assert!(
+            missing.to_string().contains("database_ca_file"),
+            "{missing}"
+        );
+        // A CA file that holds no certificate is refused with its path.
+        let empty = tempfile::NamedTempFile::new().expect("temp file");
+        let Err(unusable) = PostgresStore::connect(
+            &encrypted_url,
+            Some(empty.path()),
+            PiiCipher::for_tests(),
+            PoolSettings::default(),
+        )
+        .await
+        else {
+            panic!("connected with an empty CA file");
+        };
+        assert!(
+            unusable.to_string().contains("no PEM certificate"),
+            "{unusable}"
+        );
     }
 }
