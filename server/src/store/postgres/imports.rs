@@ -971,9 +971,9 @@ mod tests {
             &fixture.admin,
             new_household("孙家兴", number, "42122319600101004"),
         );
-        // Township two's change-log counter, held by a third party, stops each import at
-        // its first change-log entry, after it has read the stored 户编号 (or, when another
-        // import holds the county's lock, before). Released once both imports wait, it lets
+        // Township two's change-log counter, held by a third party, stops each import where
+        // its change-log entries are numbered, just before its commit and after it has read
+        // the stored 户编号 (or, when another import holds the county's lock, before). Released once both imports wait, it lets
         // them finish: without the county lock both would have read the county before
         // either inserted, and both households would be stored.
         let (blocker, connection) = config
