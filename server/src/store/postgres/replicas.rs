@@ -366,3 +366,73 @@ async fn two_supervisors_deciding_on_two_replicas_get_one_decision() {
         );
     }
 }
+
+/// Many apply requests for one ready import job, on two replicas at once (a double click,
+/// or a retry through the load balancer while the first is still being claimed): exactly one
+/// gets the plan; every other finds the job no longer ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applies_of_one_import_job_claimed_at_once_on_two_replicas_hand_out_one_plan() {
+    use crate::store::jobs::{ImportJobRecord, JobsStore};
+    let Some(server_url) = test_server_url(
+        "applies_of_one_import_job_claimed_at_once_on_two_replicas_hand_out_one_plan",
+    ) else {
+        return;
+    };
+    let (config, _schema) = fresh_schema(&server_url).await;
+    let replica_a = replica(&config).await;
+    let replica_b = replica(&config).await;
+    let ready = ImportJobRecord {
+        job_id: "job-1".to_owned(),
+        kind: "roster".to_owned(),
+        county_id: "county-1".to_owned(),
+        runner: "dry-run".to_owned(),
+        phase: "ready".to_owned(),
+        created_at: conformance::VISIT_TIME,
+        heartbeat_at: conformance::VISIT_TIME,
+        view_json: "{}".to_owned(),
+        plan_json: Some(r#"{"new_households":[]}"#.to_owned()),
+    };
+    replica_a
+        .save_import_job(&ready)
+        .await
+        .expect("a ready job");
+    let claims: Vec<_> = (0..16)
+        .map(|attempt| {
+            let replica = if attempt % 2 == 0 {
+                replica_a.clone()
+            } else {
+                replica_b.clone()
+            };
+            tokio::spawn(async move {
+                replica
+                    .claim_import_apply(
+                        "roster",
+                        "county-1",
+                        "job-1",
+                        &format!("runner-{attempt}"),
+                        conformance::VISIT_TIME,
+                    )
+                    .await
+                    .expect("claim")
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for claim in claims {
+        if let Some(claimed) = claim.await.expect("claim task") {
+            winners.push(claimed);
+        }
+    }
+    assert_eq!(winners.len(), 1, "one apply gets the plan: {winners:?}");
+    assert_eq!(winners[0].plan_json, ready.plan_json);
+    let stored = replica_b
+        .import_job("roster", "county-1", "job-1")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        stored.runner, winners[0].runner,
+        "the winner runs the apply"
+    );
+    assert_eq!(stored.plan_json, None);
+}
