@@ -12,8 +12,9 @@
 //!   the store moves the job from ready to applying for one caller, across replicas, and the
 //!   caller's replica becomes the runner. A second apply is refused, not applied twice.
 //! - A running job whose heartbeat stopped (its replica died or restarted) is shown as
-//!   interrupted; an interrupted apply is shown as applied when its run reached the import
-//!   audit (the apply is one transaction, so it either did or wrote nothing).
+//!   interrupted; an interrupted apply is shown as applied when its run is among the
+//!   county's recent runs in the import audit (the apply is one transaction, so it either did
+//!   or wrote nothing), and otherwise asks the administrator to check that list.
 //!
 //! Each kind supplies its reading and validation ([`ImportKind::dry_run`]) and its apply
 //! ([`ImportKind::apply`]); this module holds the rest.
@@ -160,7 +161,8 @@ pub trait ImportKind: Send + Sync + Sized + 'static {
         principal: &Principal,
     ) -> Result<Self::Run, ServiceError>;
 
-    /// The import audit's row of this job, when an apply of it committed.
+    /// The import audit's row of this job, when an apply of it committed and is among the
+    /// county's recent runs (the ones the import page lists).
     async fn applied_run(
         app: &AppState,
         county_id: &str,
@@ -524,10 +526,17 @@ async fn view_of<Kind: ImportKind>(
                 details.run = Some(run);
             }
             None => {
+                // A dry run writes nothing. An apply is one transaction, but its run is
+                // looked for among the county's recent runs only, so an apply interrupted
+                // long ago is not declared unwritten: the administrator checks the list.
+                let interrupted = if phase == JobPhase::Applying {
+                    "导入任务在写入时中断（服务器重启或节点故障）；请在导入记录中核对此文件是否已导入，\
+                     未导入则重新上传"
+                } else {
+                    "导入任务已中断（服务器重启或节点故障），未写入任何数据；请重新上传文件"
+                };
                 phase = JobPhase::Failed;
-                details.error = Some(
-                    "导入任务已中断（服务器重启或节点故障），未写入任何数据；请重新上传文件".into(),
-                );
+                details.error = Some(interrupted.into());
             }
         }
     }

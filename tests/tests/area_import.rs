@@ -947,6 +947,16 @@ async fn import_jobs_survive_a_restart_and_a_job_whose_runner_died_reads_as_inte
     );
     let (status, body) = importer.apply(&other_id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // An apply interrupted with no run in the import audit is not declared unwritten: the
+    // administrator is asked to check the import list.
+    leave_job_as_if_its_runner_died(&server, &other_id, "applying", time::Duration::minutes(5))
+        .await;
+    let unsure = importer.settled(&other_id).await;
+    assert_eq!(unsure["phase"], "failed", "{unsure}");
+    assert!(
+        unsure["error"].as_str().expect("reason").contains("核对"),
+        "{unsure}"
+    );
 
     // An apply whose runner died after the import committed reads as applied, with its run
     // from the import audit; nothing is applied twice.
