@@ -21,6 +21,7 @@ macro_rules! county_townships_sql {
 pub(in crate::store) use county_townships_sql;
 
 pub mod backup;
+pub(in crate::store) mod checkpoint;
 pub(in crate::store) mod evidence;
 pub(in crate::store) mod memo;
 pub(in crate::store) mod pull;
@@ -171,6 +172,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "import_jobs",
         include_str!("migrations/0028_import_jobs.sql"),
     ),
+    (
+        29,
+        "narrow_push_rows",
+        include_str!("migrations/0029_narrow_push_rows.sql"),
+    ),
 ];
 
 /// The migration after which plain personal data already stored is sealed (in Rust: SQL
@@ -229,6 +235,8 @@ pub(in crate::store) struct Connections {
     pub(in crate::store) audit_key: Option<crate::keys::SecretKey>,
     /// Transactions committed on the writer connection (its commit hook counts them).
     pub(in crate::store) committed_writes: Arc<AtomicU64>,
+    /// Checkpoints the WAL on its own thread once a commit has grown it (sqlite/checkpoint.rs).
+    pub(in crate::store) checkpointer: checkpoint::Checkpointer,
     /// Bumped after every write transaction ends; the memos below are valid only within one.
     pub(in crate::store) write_generation: memo::WriteGeneration,
     /// Session lookups by token hash: every authenticated call makes one.
@@ -356,6 +364,8 @@ impl SqliteStore {
             // false: let the commit go ahead.
             false
         }));
+        let checkpointer = checkpoint::Checkpointer::start(path)?;
+        checkpoint::take_checkpoints_off_the_writer(&writer);
         Ok(SqliteStore {
             inner: Arc::new(Connections {
                 path: path.to_path_buf(),
@@ -364,6 +374,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::with_capacity(READER_POOL_SIZE)),
                 audit_key,
                 committed_writes,
+                checkpointer,
                 write_generation: memo::WriteGeneration::default(),
                 sessions: memo::Memo::with_capacity(MEMO_CAPACITY),
                 change_log_bounds: memo::Memo::with_capacity(1),
@@ -479,6 +490,10 @@ impl SqliteStore {
             // After the transaction ended (committed, or rolled back on drop): a read that
             // began before this point never has its answer used again (sqlite/memo.rs).
             connections.write_generation.advance();
+            drop(writer);
+            connections
+                .checkpointer
+                .after_commit(checkpoint::frames_after_last_commit());
             outcome
         })
         .await
@@ -655,13 +670,21 @@ fn apply_migrations(
 /// a scope's numbers visible in allocation order under concurrent writers (PostgreSQL) too;
 /// a free-running sequence could become visible out of order and make a pull skip rows.
 fn next_scope_seq(connection: &Connection, scope_id: &str) -> StoreResult<i64> {
-    // One cached statement (an upsert) per entry: a push of 100 visits logs 100 changes.
+    // A push of 100 visits logs 100 changes, so this runs per entry. Not an upsert with
+    // RETURNING: SQLite collects RETURNING rows in a temporary b-tree it creates and drops
+    // for every call, which cost more than the counter itself (issue 11 §2 profile). The
+    // counter row is one page, already dirty after the first entry of a transaction.
+    let bumped = connection
+        .prepare_cached("UPDATE scope_counters SET last_seq = last_seq + 1 WHERE scope_id = ?1")?
+        .execute(params![scope_id])?;
+    if bumped == 0 {
+        connection
+            .prepare_cached("INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 1)")?
+            .execute(params![scope_id])?;
+        return Ok(1);
+    }
     Ok(connection
-        .prepare_cached(
-            "INSERT INTO scope_counters (scope_id, last_seq) VALUES (?1, 1)
-             ON CONFLICT (scope_id) DO UPDATE SET last_seq = last_seq + 1
-             RETURNING last_seq",
-        )?
+        .prepare_cached("SELECT last_seq FROM scope_counters WHERE scope_id = ?1")?
         .query_row(params![scope_id], |row| row.get(0))?)
 }
 

@@ -269,8 +269,10 @@ pub(in crate::store) fn evidence_inputs_many(
         cadres.insert(author, rows);
     }
     let mut gathered = Vec::with_capacity(owns.len());
-    // Households repeat within a batch; their location is read once.
+    // Households repeat within a batch, and a push comes from one device: each household's
+    // location and each device's clock reading are read once.
     let mut locations = HashMap::new();
+    let mut clocks = HashMap::new();
     for (visit_id, own) in owns {
         let inputs = match own {
             Ok(Some(own)) => {
@@ -278,6 +280,7 @@ pub(in crate::store) fn evidence_inputs_many(
                 assemble(
                     connection,
                     &mut locations,
+                    &mut clocks,
                     own,
                     rows,
                     near_duplicate_max_bits,
@@ -298,6 +301,7 @@ pub(in crate::store) fn evidence_inputs_many(
 fn assemble(
     connection: &Connection,
     locations: &mut HashMap<String, Option<GeoPoint>>,
+    clocks: &mut HashMap<String, Option<DeviceClockReading>>,
     own: OwnVisit,
     cadre_rows: &[CadreRow],
     near_duplicate_max_bits: u32,
@@ -407,22 +411,14 @@ fn assemble(
 
     let cadre_visits = window_of(cadre_rows, &own.visit)?;
 
-    let device_clock = connection
-        .prepare_cached(
-            "SELECT device_time, server_time FROM device_heartbeats
-             WHERE device_id = ?1 AND device_time IS NOT NULL",
-        )?
-        .query_row(params![own.device_id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-        })
-        .optional()?
-        .map(|(device_time, server_time)| {
-            Ok::<_, StoreError>(DeviceClockReading {
-                device_time: from_millis(device_time)?,
-                server_time: from_millis(server_time)?,
-            })
-        })
-        .transpose()?;
+    let device_clock = match clocks.get(&own.device_id) {
+        Some(reading) => *reading,
+        None => {
+            let reading = device_clock(connection, &own.device_id)?;
+            clocks.insert(own.device_id.clone(), reading);
+            reading
+        }
+    };
 
     Ok(EvidenceInputs {
         visit: own.visit,
@@ -437,6 +433,29 @@ fn assemble(
     })
 }
 
+/// A device's latest clock reading (its heartbeat), if it sent one with a device time.
+fn device_clock(
+    connection: &Connection,
+    device_id: &str,
+) -> StoreResult<Option<DeviceClockReading>> {
+    connection
+        .prepare_cached(
+            "SELECT device_time, server_time FROM device_heartbeats
+             WHERE device_id = ?1 AND device_time IS NOT NULL",
+        )?
+        .query_row(params![device_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
+        .optional()?
+        .map(|(device_time, server_time)| {
+            Ok::<_, StoreError>(DeviceClockReading {
+                device_time: from_millis(device_time)?,
+                server_time: from_millis(server_time)?,
+            })
+        })
+        .transpose()
+}
+
 /// Keep the flags of one revision; `NotFound` when it does not exist.
 pub(in crate::store) fn save_flags_in(
     connection: &Connection,
@@ -444,12 +463,22 @@ pub(in crate::store) fn save_flags_in(
     revision: u32,
     flags: &[EvidenceFlag],
 ) -> StoreResult<()> {
+    // Flags that did not change are not rewritten: most visits have none, and a push
+    // stores its visits with none already (`submit_visit`), so their row is written once.
     let changed = connection
         .prepare_cached(
-            "UPDATE visits SET evidence_flags = ?3 WHERE visit_id = ?1 AND revision = ?2",
+            "UPDATE visits SET evidence_flags = ?3
+             WHERE visit_id = ?1 AND revision = ?2 AND evidence_flags IS NOT ?3",
         )?
         .execute(params![visit_id, revision, encode_json(&flags)?])?;
-    if changed == 0 {
+    let exists = || -> StoreResult<bool> {
+        Ok(connection
+            .prepare_cached("SELECT 1 FROM visits WHERE visit_id = ?1 AND revision = ?2")?
+            .query_row(params![visit_id, revision], |_| Ok(()))
+            .optional()?
+            .is_some())
+    };
+    if changed == 0 && !exists()? {
         return Err(StoreError::NotFound(format!(
             "visit {visit_id} revision {revision}"
         )));
@@ -461,6 +490,8 @@ pub(in crate::store) fn save_flags_in(
 pub(in crate::store) struct TransactionFlagWork<'a> {
     transaction: &'a Transaction<'a>,
     pushed: &'a PushedVisits<'a>,
+    /// Visits whose flags this work kept (see [`flag_work_in_savepoint`]).
+    saved: HashSet<String>,
 }
 
 impl FlagWork for TransactionFlagWork<'_> {
@@ -502,7 +533,9 @@ impl FlagWork for TransactionFlagWork<'_> {
         revision: u32,
         flags: &[EvidenceFlag],
     ) -> StoreResult<()> {
-        save_flags_in(self.transaction, visit_id, revision, flags)
+        save_flags_in(self.transaction, visit_id, revision, flags)?;
+        self.saved.insert(visit_id.to_owned());
+        Ok(())
     }
 }
 
@@ -515,15 +548,32 @@ pub(in crate::store) fn flag_work_in_savepoint(
     work: impl FnOnce(&mut TransactionFlagWork<'_>) -> StoreResult<()>,
 ) -> StoreResult<()> {
     transaction.execute_batch("SAVEPOINT evidence_flags")?;
-    let outcome = work(&mut TransactionFlagWork {
+    let mut flag_work = TransactionFlagWork {
         transaction,
         pushed,
-    });
-    match outcome {
-        Ok(()) => transaction.execute_batch("RELEASE evidence_flags")?,
+        saved: HashSet::new(),
+    };
+    let kept = match work(&mut flag_work) {
+        Ok(()) => {
+            transaction.execute_batch("RELEASE evidence_flags")?;
+            flag_work.saved
+        }
         Err(error) => {
             tracing::warn!(%error, "could not compute evidence flags; the flags are left as they were");
             transaction.execute_batch("ROLLBACK TO evidence_flags; RELEASE evidence_flags")?;
+            HashSet::new()
+        }
+    };
+    // The push stored its visits with no flags, on the promise that this work computes
+    // them; one it did not (its inputs failed, or the work was rolled back) reads as not
+    // yet evaluated, as a visit stored without flag work does.
+    for (visit_id, visit) in pushed {
+        if !kept.contains(*visit_id) {
+            transaction
+                .prepare_cached(
+                    "UPDATE visits SET evidence_flags = NULL WHERE visit_id = ?1 AND revision = ?2",
+                )?
+                .execute(params![visit_id, visit.revision])?;
         }
     }
     Ok(())

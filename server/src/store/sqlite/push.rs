@@ -23,9 +23,14 @@ use super::{
 use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name, rejected};
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
 
+/// `flags_follow`: the same transaction computes the evidence flags of the visits this
+/// stores (`apply_push_with_flags`), which are then stored with none rather than "not yet
+/// evaluated", so a visit without flags (most) is written once (sqlite/evidence.rs
+/// `flag_work_in_savepoint` puts back "not evaluated" for one the work did not reach).
 pub(in crate::store) fn apply_push_in(
     transaction: &Transaction<'_>,
     batch: &PushBatch,
+    flags_follow: bool,
 ) -> StoreResult<PushResult> {
     let cached: Option<(String, String)> = transaction
         .query_row(
@@ -57,7 +62,14 @@ pub(in crate::store) fn apply_push_in(
             outcomes.push((entry.seq, MutationOutcome::Duplicate));
             continue;
         }
-        let outcome = apply_entry(transaction, batch, entry, received_at, &mut places)?;
+        let outcome = apply_entry(
+            transaction,
+            batch,
+            entry,
+            received_at,
+            flags_follow,
+            &mut places,
+        )?;
         transaction
             .prepare_cached(
                 "INSERT INTO applied_mutations (device_id, seq, mutation_id, batch_id, outcome)
@@ -129,6 +141,7 @@ fn apply_entry(
     batch: &PushBatch,
     entry: &PushEntry,
     received_at: i64,
+    flags_follow: bool,
     places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
     // A mutation other than a visit or a photo may change a household card (its location
@@ -144,7 +157,7 @@ fn apply_entry(
     match &entry.action {
         PushAction::Reject { code, message } => Ok(rejected(*code, message.clone())),
         PushAction::Apply(MutationPayload::SubmitVisit(visit)) => {
-            submit_visit(transaction, batch, visit, received_at, places)
+            submit_visit(transaction, batch, visit, received_at, flags_follow, places)
         }
         PushAction::Apply(MutationPayload::AddPhoto(photo)) => add_photo(transaction, photo),
         PushAction::Apply(MutationPayload::RegisterIncome(registration)) => {
@@ -165,6 +178,7 @@ fn submit_visit(
     batch: &PushBatch,
     visit: &Visit,
     received_at: i64,
+    flags_follow: bool,
     places: &mut HouseholdPlaces,
 ) -> StoreResult<MutationOutcome> {
     // The body is the very text the content hash is taken of: one serialisation.
@@ -281,9 +295,9 @@ fn submit_visit(
             "INSERT INTO visits (visit_id, revision, household_id, author_user_id, device_id, body,
                              content_hash, state, mode, business_month, submitted_at, distance_m,
                              checkin_at_ms, checkin_sub_ms_ns, checkout_at_ms, checkout_sub_ms_ns,
-                             gps_lat, gps_lon, gps_crs)
+                             gps_lat, gps_lon, gps_crs, evidence_flags)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                 ?19)",
+                 ?19, ?20)",
         )?
         .execute(params![
             visit.visit_id,
@@ -305,6 +319,7 @@ fn submit_visit(
             columns.gps.map(|gps| gps.0),
             columns.gps.map(|gps| gps.1),
             columns.gps.map(|gps| gps.2),
+            flags_follow.then_some("[]"),
         ])?;
     log_change(
         transaction,

@@ -39,7 +39,7 @@ impl SyncStore for SqliteStore {
     }
 
     async fn apply_push(&self, batch: PushBatch) -> StoreResult<PushResult> {
-        self.write(move |transaction| apply_push_in(transaction, &batch))
+        self.write(move |transaction| apply_push_in(transaction, &batch, false))
             .await
     }
 
@@ -49,7 +49,7 @@ impl SyncStore for SqliteStore {
         flags: PushFlagWork,
     ) -> StoreResult<PushResult> {
         self.write(move |transaction| {
-            let result = apply_push_in(transaction, &batch)?;
+            let result = apply_push_in(transaction, &batch, true)?;
             let (visit_ids, photo_sha256s) =
                 crate::evidence::stored_targets(&result, &flags.targets);
             if !visit_ids.is_empty() {
