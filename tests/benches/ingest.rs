@@ -438,9 +438,9 @@ fn insert_production(
                                      body, content_hash, state, mode, business_month,
                                      submitted_at, distance_m, checkin_at_ms, checkin_sub_ms_ns,
                                      checkout_at_ms, checkout_sub_ms_ns, gps_lat, gps_lon,
-                                     gps_crs)
+                                     gps_crs, evidence_flags)
                  VALUES (?1, 1, ?2, 'cadre', ?3, ?4, 'hash', 'submitted', 1, ?5, 0, 42.0, ?6, 0,
-                         ?7, 0, ?8, ?9, ?10)",
+                         ?7, 0, ?8, ?9, ?10, '[]')",
             )?
             .execute(rusqlite::params![
                 row.visit_id,
@@ -454,12 +454,15 @@ fn insert_production(
                 row.gps.1,
                 row.gps.2
             ])?;
-        let scope_seq: i64 = transaction
+        // As `next_scope_seq` numbers an entry: bump the township's counter, read it back.
+        transaction
             .prepare_cached(
                 "INSERT INTO scope_counters (scope_id, last_seq) VALUES ('township', 1)
-                 ON CONFLICT (scope_id) DO UPDATE SET last_seq = last_seq + 1
-                 RETURNING last_seq",
+                 ON CONFLICT (scope_id) DO UPDATE SET last_seq = last_seq + 1",
             )?
+            .execute([])?;
+        let scope_seq: i64 = transaction
+            .prepare_cached("SELECT last_seq FROM scope_counters WHERE scope_id = 'township'")?
             .query_row([], |found| found.get(0))?;
         transaction
             .prepare_cached(
@@ -474,11 +477,8 @@ fn insert_production(
                  VALUES (?1, ?2, ?3, 'batch', 'applied')",
             )?
             .execute(rusqlite::params![device_id, seq, row.visit_id])?;
-        transaction
-            .prepare_cached(
-                "UPDATE visits SET evidence_flags = '[]' WHERE visit_id = ?1 AND revision = 1",
-            )?
-            .execute(rusqlite::params![row.visit_id])?;
+        // The flags (none) went in with the row, as a push stores a visit whose flags the
+        // same transaction computes.
         Ok(())
     };
     run().expect("production rows");
