@@ -405,7 +405,8 @@ pub async fn serve_when_open(
     let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
     let replica = replica_name(&state.settings)?;
     let maintenance = tokio::spawn(compact_change_log_daily(state.clone(), replica.clone()));
-    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone(), replica));
+    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone(), replica.clone()));
+    let session_purge = tokio::spawn(purge_sessions_daily(state.clone(), replica));
     let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
         (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
             metrics_listener,
@@ -444,6 +445,7 @@ pub async fn serve_when_open(
     }
     maintenance.abort();
     upload_expiry.abort();
+    session_purge.abort();
     audit_verification.abort();
     outcome
 }
@@ -482,6 +484,31 @@ pub async fn termination_signal() {
 async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
     if closing.wait_for(|closing| *closing).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// How long a session is kept after its last possible use (its end, or its refresh
+/// token's expiry): long enough for a phone that comes back after months to be told why it
+/// was signed out (会话已结束), short enough that a county's logins do not pile up forever.
+pub const SESSION_RETENTION: time::Duration = time::Duration::days(90);
+
+/// Delete sessions past [`SESSION_RETENTION`] at start and then once a day, on one replica.
+/// Failures are logged and retried the next day.
+async fn purge_sessions_daily(state: AppState, replica: Arc<str>) {
+    let mut daily = tokio::time::interval(DAILY);
+    loop {
+        daily.tick().await;
+        if !leased_to_this_replica(&state, "session-purge", &replica).await {
+            continue;
+        }
+        match state
+            .store
+            .purge_sessions(state.clock.now() - SESSION_RETENTION)
+            .await
+        {
+            Ok(purged) => tracing::info!(purged, "old sessions purged"),
+            Err(error) => tracing::warn!(%error, "session purge failed"),
+        }
     }
 }
 

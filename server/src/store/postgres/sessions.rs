@@ -313,6 +313,31 @@ impl SessionsStore for PostgresStore {
             .await?)
     }
 
+    async fn purge_sessions(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let before = to_millis(before)?;
+        let before = &before;
+        write_transaction!(self, |transaction| {
+            let purged = transaction
+                .execute_cached(
+                    "DELETE FROM sessions
+                      WHERE COALESCE(ended_at,
+                                     GREATEST(expires_at, COALESCE(refresh_expires_at, expires_at)))
+                            < $1",
+                    &[before],
+                )
+                .await?;
+            transaction
+                .execute_cached(
+                    "DELETE FROM session_rotated_refresh AS rotated
+                      WHERE NOT EXISTS (SELECT 1 FROM sessions
+                                         WHERE sessions.session_id = rotated.session_id)",
+                    &[],
+                )
+                .await?;
+            Ok(purged)
+        })
+    }
+
     async fn list_user_sessions(
         &self,
         user_id: &str,

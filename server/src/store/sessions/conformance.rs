@@ -240,6 +240,102 @@ pub async fn refresh_tokens_rotate_and_reuse_ends_the_session(store: &dyn Store)
     assert_eq!(session.ended, Some(SessionEndReason::RefreshReused));
 }
 
+/// Sessions past their last possible use before the cut-off go, with their rotated refresh
+/// digests; a session still usable then stays, whatever its access token's expiry.
+pub async fn sessions_past_their_last_use_are_purged(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    // Ended an hour after it opened.
+    let ended = session_record(&fixture.cadre_a, "device-a", 'a', None);
+    // Never ended; its access token expired after 12 h and it has no refresh token.
+    let expired = session_record(&fixture.cadre_a, "device-b", 'b', None);
+    // Never ended; its access token expired, but its refresh token lasts 30 days.
+    let refreshable = session_record(&fixture.cadre_b, "device-c", 'c', Some('1'));
+    // Rotated once (its old refresh digest is kept to catch reuse), then signed out.
+    let rotated = session_record(&fixture.cadre_b, "device-d", 'd', Some('2'));
+    for record in [&ended, &expired, &refreshable, &rotated] {
+        store
+            .create_session(record.clone())
+            .await
+            .expect("create session");
+    }
+    let rotation = RefreshRotation {
+        old_refresh_sha256: "2".repeat(64),
+        new_token_sha256: "e".repeat(64),
+        new_expires_at: VISIT_TIME + Duration::hours(13),
+        new_refresh_sha256: "3".repeat(64),
+        new_refresh_expires_at: VISIT_TIME + Duration::days(31),
+        app_version: "1.3.0".into(),
+        ip: "10.0.0.9".into(),
+        now: VISIT_TIME + Duration::hours(1),
+    };
+    assert!(matches!(
+        store
+            .rotate_refresh(rotation.clone())
+            .await
+            .expect("rotate"),
+        RefreshOutcome::Rotated(_)
+    ));
+    for (user, record) in [(&fixture.cadre_a, &ended), (&fixture.cadre_b, &rotated)] {
+        assert!(
+            store
+                .end_session(
+                    &user.user_id,
+                    &record.session_id,
+                    SessionEndReason::LoggedOut,
+                    VISIT_TIME + Duration::hours(2),
+                )
+                .await
+                .expect("end session")
+        );
+    }
+    // Before anything's last use: nothing goes.
+    assert_eq!(
+        store
+            .purge_sessions(VISIT_TIME + Duration::minutes(30))
+            .await
+            .expect("purge"),
+        0
+    );
+    let purged = store
+        .purge_sessions(VISIT_TIME + Duration::days(20))
+        .await
+        .expect("purge");
+    assert_eq!(
+        purged, 3,
+        "the ended, the expired and the rotated-then-ended"
+    );
+    for token in ['a', 'b', 'e'] {
+        assert_eq!(
+            store
+                .find_session(&token.to_string().repeat(64))
+                .await
+                .expect("find"),
+            None,
+            "session of token {token} is gone"
+        );
+    }
+    let kept = store
+        .find_session(&"c".repeat(64))
+        .await
+        .expect("find")
+        .expect("the refreshable session stays");
+    assert_eq!(kept.session_id, refreshable.session_id);
+    // The purged session's old refresh digest went with it: presenting it again is an
+    // unknown token now, not a reuse of a live session.
+    assert_eq!(
+        store.rotate_refresh(rotation).await.expect("old digest"),
+        RefreshOutcome::Unknown
+    );
+    assert_eq!(
+        store
+            .list_user_sessions(&fixture.cadre_b.user_id, VISIT_TIME + Duration::hours(3))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+}
+
 /// Registers every check above as one `#[tokio::test]` of the invoking backend, each on the
 /// fresh store (and its guard) that `$fresh_store()` returns, or, written `async $fresh_store`,
 /// on the store that `$fresh_store(test_name).await` returns (skipped when it is `None`).
@@ -252,6 +348,7 @@ macro_rules! sessions_conformance_tests {
             [
                 sessions_are_found_ended_and_listed,
                 refresh_tokens_rotate_and_reuse_ends_the_session,
+                sessions_past_their_last_use_are_purged,
             ]
         );
     };

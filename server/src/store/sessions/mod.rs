@@ -187,6 +187,11 @@ pub trait SessionsStore: Send + Sync {
         reason: SessionEndReason,
         at: OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// Delete the sessions whose last possible use (their end, or else the later of their
+    /// access and refresh expiry) is before `before`, with their rotated refresh digests.
+    /// Returns how many sessions went. A token of a purged session then reads as unknown
+    /// (signed out) instead of naming why it ended.
+    async fn purge_sessions(&self, before: OffsetDateTime) -> StoreResult<u64>;
     /// The user's live sessions (not ended, not past their last possible use at `now`),
     /// most recently seen first.
     async fn list_user_sessions(

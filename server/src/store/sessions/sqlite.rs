@@ -315,6 +315,25 @@ impl SessionsStore for SqliteStore {
         .await
     }
 
+    async fn purge_sessions(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let before = to_millis(before)?;
+        self.write(move |transaction| {
+            let purged = transaction.execute(
+                "DELETE FROM sessions
+                  WHERE COALESCE(ended_at,
+                                 max(expires_at, COALESCE(refresh_expires_at, expires_at))) < ?1",
+                params![before],
+            )?;
+            transaction.execute(
+                "DELETE FROM session_rotated_refresh
+                  WHERE session_id NOT IN (SELECT session_id FROM sessions)",
+                [],
+            )?;
+            Ok(purged as u64)
+        })
+        .await
+    }
+
     async fn list_user_sessions(
         &self,
         user_id: &str,
