@@ -162,15 +162,24 @@ async fn evidence_inputs_many(
         cadres.insert(author, rows);
     }
     let mut gathered = Vec::with_capacity(owns.len());
-    // Households repeat within a batch; their location is read once.
+    // Households repeat within a batch, and a push comes from one device: each household's
+    // location and each device's clock reading are read once.
     let mut places = HouseholdPlaces::new();
+    let mut clocks = HashMap::new();
     for (visit_id, own) in owns {
         let inputs = match own {
             Ok(Some(own)) => {
                 let rows = cadres.get(&own.author).map_or(&[][..], Vec::as_slice);
-                assemble(client, &mut places, own, rows, near_duplicate_max_bits)
-                    .await
-                    .map(Some)
+                assemble(
+                    client,
+                    &mut places,
+                    &mut clocks,
+                    own,
+                    rows,
+                    near_duplicate_max_bits,
+                )
+                .await
+                .map(Some)
             }
             Ok(None) => Ok(None),
             Err(error) => Err(error),
@@ -186,6 +195,7 @@ async fn evidence_inputs_many(
 async fn assemble(
     client: &impl GenericClient,
     places: &mut HouseholdPlaces,
+    clocks: &mut HashMap<String, Option<DeviceClockReading>>,
     own: OwnVisit,
     cadre_rows: &[CadreRow],
     near_duplicate_max_bits: u32,
@@ -293,19 +303,13 @@ async fn assemble(
 
     let cadre_visits = window_of(cadre_rows, &own.visit)?;
 
-    let device_clock = match client
-        .query_opt_cached(
-            "SELECT device_time, server_time FROM device_heartbeats
-              WHERE device_id = $1 AND device_time IS NOT NULL",
-            &[&own.device_id],
-        )
-        .await?
-    {
-        Some(row) => Some(DeviceClockReading {
-            device_time: from_millis(row.try_get("device_time")?)?,
-            server_time: from_millis(row.try_get("server_time")?)?,
-        }),
-        None => None,
+    let device_clock = match clocks.get(&own.device_id) {
+        Some(reading) => *reading,
+        None => {
+            let reading = device_clock(client, &own.device_id).await?;
+            clocks.insert(own.device_id.clone(), reading);
+            reading
+        }
     };
 
     Ok(EvidenceInputs {
@@ -319,6 +323,27 @@ async fn assemble(
         cadre_visits,
         device_clock,
     })
+}
+
+/// A device's latest clock reading (its heartbeat), if it sent one with a device time.
+async fn device_clock(
+    client: &impl GenericClient,
+    device_id: &str,
+) -> StoreResult<Option<DeviceClockReading>> {
+    let row = client
+        .query_opt_cached(
+            "SELECT device_time, server_time FROM device_heartbeats
+              WHERE device_id = $1 AND device_time IS NOT NULL",
+            &[&device_id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(DeviceClockReading {
+            device_time: from_millis(row.try_get("device_time")?)?,
+            server_time: from_millis(row.try_get("server_time")?)?,
+        })
+    })
+    .transpose()
 }
 
 /// Keep the flags of one revision; `NotFound` when it does not exist.
