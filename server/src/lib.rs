@@ -404,9 +404,24 @@ pub async fn serve_when_open(
     // that write run on one replica at a time.
     let audit_verification = tokio::spawn(audit::verify_full_chain_daily(state.clone()));
     let replica = replica_name(&state.settings)?;
-    let maintenance = tokio::spawn(compact_change_log_daily(state.clone(), replica.clone()));
-    let upload_expiry = tokio::spawn(expire_uploads_daily(state.clone(), replica.clone()));
-    let session_purge = tokio::spawn(purge_sessions_daily(state.clone(), replica));
+    let maintenance = tokio::spawn(daily_on_lease(
+        state.clone(),
+        replica.clone(),
+        "change-log-compaction",
+        compact_change_log,
+    ));
+    let upload_expiry = tokio::spawn(daily_on_lease(
+        state.clone(),
+        replica.clone(),
+        "upload-expiry",
+        expire_uploads,
+    ));
+    let session_purge = tokio::spawn(daily_on_lease(
+        state.clone(),
+        replica,
+        "session-purge",
+        purge_sessions,
+    ));
     let metrics_task = match (metrics_listener, monitoring::prometheus_handle()) {
         (Some(metrics_listener), Some(handle)) => Some(tokio::spawn(monitoring::serve_metrics(
             metrics_listener,
@@ -492,23 +507,15 @@ async fn closed(mut closing: tokio::sync::watch::Receiver<bool>) {
 /// was signed out (会话已结束), short enough that a county's logins do not pile up forever.
 pub const SESSION_RETENTION: time::Duration = time::Duration::days(90);
 
-/// Delete sessions past [`SESSION_RETENTION`] at start and then once a day, on one replica.
-/// Failures are logged and retried the next day.
-async fn purge_sessions_daily(state: AppState, replica: Arc<str>) {
-    let mut daily = tokio::time::interval(DAILY);
-    loop {
-        daily.tick().await;
-        if !leased_to_this_replica(&state, "session-purge", &replica).await {
-            continue;
-        }
-        match state
-            .store
-            .purge_sessions(state.clock.now() - SESSION_RETENTION)
-            .await
-        {
-            Ok(purged) => tracing::info!(purged, "old sessions purged"),
-            Err(error) => tracing::warn!(%error, "session purge failed"),
-        }
+/// Delete sessions past [`SESSION_RETENTION`] (daily, see [`daily_on_lease`]).
+async fn purge_sessions(state: AppState) {
+    match state
+        .store
+        .purge_sessions(state.clock.now() - SESSION_RETENTION)
+        .await
+    {
+        Ok(purged) => tracing::info!(purged, "old sessions purged"),
+        Err(error) => tracing::warn!(%error, "session purge failed"),
     }
 }
 
@@ -556,40 +563,45 @@ fn replica_name(settings: &Settings) -> Result<Arc<str>, ServerError> {
     }
 }
 
-/// Compact the change log at start and then once a day: superseded entries go, and
-/// tombstones older than the horizon expire (phones behind them RESET). Failures are logged
-/// and retried the next day; serving never depends on compaction.
-async fn compact_change_log_daily(state: AppState, replica: Arc<str>) {
+/// Run `job` at start and then once a day, each time only if this replica holds (or
+/// renewed) the lease named `job_name`. A job logs its own failures and is retried the next
+/// day; serving never depends on it.
+async fn daily_on_lease<Job, Run>(
+    state: AppState,
+    replica: Arc<str>,
+    job_name: &'static str,
+    job: Job,
+) where
+    Job: Fn(AppState) -> Run,
+    Run: std::future::Future<Output = ()>,
+{
     let mut daily = tokio::time::interval(DAILY);
     loop {
         daily.tick().await;
-        if !leased_to_this_replica(&state, "change-log-compaction", &replica).await {
-            continue;
-        }
-        let horizon = state.clock.now()
-            - time::Duration::days(i64::from(state.settings.tombstone_horizon_days));
-        match state.store.compact_change_log(horizon).await {
-            Ok(report) => tracing::info!(?report, "change log compacted"),
-            Err(error) => tracing::warn!(%error, "change log compaction failed"),
+        if leased_to_this_replica(&state, job_name, &replica).await {
+            job(state.clone()).await;
         }
     }
 }
 
-/// Expire abandoned uploads at start and then once a day: incomplete uploads older than
+/// Compact the change log (daily, see [`daily_on_lease`]): superseded entries go, and
+/// tombstones older than the horizon expire (phones behind them RESET).
+async fn compact_change_log(state: AppState) {
+    let horizon =
+        state.clock.now() - time::Duration::days(i64::from(state.settings.tombstone_horizon_days));
+    match state.store.compact_change_log(horizon).await {
+        Ok(report) => tracing::info!(?report, "change log compacted"),
+        Err(error) => tracing::warn!(%error, "change log compaction failed"),
+    }
+}
+
+/// Expire abandoned uploads (daily, see [`daily_on_lease`]): incomplete uploads older than
 /// `upload_expiry_hours` go with their staged bytes ([`media::uploads::expire_abandoned`]).
-/// Complete uploads and blobs are never collected. Failures are logged and retried the next
-/// day.
-async fn expire_uploads_daily(state: AppState, replica: Arc<str>) {
-    let mut daily = tokio::time::interval(DAILY);
-    loop {
-        daily.tick().await;
-        if !leased_to_this_replica(&state, "upload-expiry", &replica).await {
-            continue;
-        }
-        match media::uploads::expire_abandoned(&state).await {
-            Ok(report) => tracing::info!(?report, "abandoned uploads expired"),
-            Err(error) => tracing::warn!(%error, "upload expiry failed"),
-        }
+/// Complete uploads and blobs are never collected.
+async fn expire_uploads(state: AppState) {
+    match media::uploads::expire_abandoned(&state).await {
+        Ok(report) => tracing::info!(?report, "abandoned uploads expired"),
+        Err(error) => tracing::warn!(%error, "upload expiry failed"),
     }
 }
 
