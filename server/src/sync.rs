@@ -302,12 +302,8 @@ async fn rejection_of(
         && let Some((_, author)) = state.store.visit_owner(&photo.visit_id).await?
         && author != principal.user_id
     {
-        return Ok(Some((
-            RejectCode::HouseholdOutOfScope,
-            format!(
-                "走访 {} 不是您记录的 (the visit was recorded by someone else)",
-                photo.visit_id
-            ),
+        return Ok(Some(crate::store::push_record::not_the_author(
+            &photo.visit_id,
         )));
     }
     Ok(None)

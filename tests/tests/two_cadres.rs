@@ -82,7 +82,8 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
         .await
         .expect("first pulls the second's edit");
 
-    // Nothing was overwritten silently: the supervisor sees both values.
+    // Nothing was overwritten silently: the supervisor sees both values (masked, as on every
+    // console list).
     let browser = console_login(&server, "township1").await;
     let conflicts: serde_json::Value = browser
         .get(format!("{}/console/api/conflicts", server.url()))
@@ -99,7 +100,7 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
         conflicts[0]["second"]["value"].as_str().unwrap_or_default(),
     ];
     assert!(
-        values.contains(&"13811112222") && values.contains(&"13933334444"),
+        values.contains(&"138****2222") && values.contains(&"139****4444"),
         "{values:?}"
     );
     // Before the decision, both phones already agree (last writer wins), whoever won.
@@ -155,4 +156,104 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
         Some(0),
         "the conflict is settled"
     );
+}
+
+/// The household's second responsible cadre sees the first cadre's visit in their pull, but
+/// a revision of it from their phone is REJECTED (it would supersede the author's open
+/// revision under their own name); the supervisor still reviews the author's revision.
+#[tokio::test]
+async fn a_second_cadre_cannot_revise_the_first_cadres_visit() {
+    use fieldsync_proto::v1;
+    use fieldsync_tests::{authorized, client_info, pull_all, push_applied, wire_in_person_visit};
+
+    let server = TestServer::start().await;
+    let first_device = uuid::Uuid::now_v7().to_string();
+    let first_token = server.login("cadre01", &first_device).await;
+    let (households, _, _) = pull_all(server.channel().await, &first_token).await;
+    let household_id = households[0].household_id.clone();
+    server
+        .state
+        .store
+        .load_seed(SeedData {
+            pairings: vec![Pairing {
+                cadre_user_id: user_id_of(&server, "cadre02").await,
+                household_id: household_id.clone(),
+                is_primary: false,
+            }],
+            ..SeedData::default()
+        })
+        .await
+        .expect("add the second pairing");
+    let visit = wire_in_person_visit(&household_id);
+    push_applied(
+        &server,
+        &first_token,
+        &first_device,
+        1,
+        vec![v1::mutation::Payload::SubmitVisit(visit.clone())],
+    )
+    .await;
+
+    let second_device = uuid::Uuid::now_v7().to_string();
+    let second_token = server.login("cadre02", &second_device).await;
+    let (_, statuses, _) = pull_all(server.channel().await, &second_token).await;
+    assert!(
+        statuses
+            .iter()
+            .any(|status| status.visit_id == visit.visit_id),
+        "the second cadre's pull lists the visit"
+    );
+    let revision = v1::Visit {
+        revision: 2,
+        supersedes_revision: 1,
+        observed_situation: "第二帮扶人改写的记录".into(),
+        ..visit.clone()
+    };
+    let answer = v1::sync_client::SyncClient::new(server.channel().await)
+        .push(authorized(
+            v1::PushRequest {
+                device_id: second_device.clone(),
+                batch_id: uuid::Uuid::now_v7().to_string(),
+                first_seq: 1,
+                mutations: vec![v1::Mutation {
+                    seq: 1,
+                    mutation_id: uuid::Uuid::now_v7().to_string(),
+                    hlc: 1,
+                    payload: Some(v1::mutation::Payload::SubmitVisit(revision)),
+                }],
+                client: Some(client_info()),
+                ..Default::default()
+            },
+            &second_token,
+        ))
+        .await
+        .expect("push answered")
+        .into_inner();
+    assert_eq!(answer.results.len(), 1);
+    assert_eq!(
+        answer.results[0].outcome,
+        v1::MutationOutcome::Rejected as i32
+    );
+    assert_eq!(answer.results[0].reject_code, "household_out_of_scope");
+    assert!(
+        answer.results[0].reject_message.contains("不是您记录的"),
+        "{}",
+        answer.results[0].reject_message
+    );
+
+    let (supervisor, mut review) = server.review_as("township1").await;
+    let detail = review
+        .get_visit(authorized(
+            v1::GetVisitRequest {
+                visit_id: visit.visit_id.clone(),
+            },
+            &supervisor,
+        ))
+        .await
+        .expect("detail")
+        .into_inner();
+    let shown = detail.visit.expect("visit");
+    assert_eq!(shown.revision, 1);
+    assert_eq!(shown.observed_situation, visit.observed_situation);
+    assert_eq!(detail.state, v1::ReviewState::Submitted as i32);
 }

@@ -113,6 +113,17 @@ pub(crate) fn rejected(code: RejectCode, message: impl Into<String>) -> Mutation
     }
 }
 
+/// The answer to a mutation about a visit that `pusher` did not record: the first
+/// revision's author owns a visit, and only they may correct it or attach photos to it. A
+/// second cadre paired with the same household sees the visit in their pull, but a revision
+/// from them would supersede the owner's open revision.
+pub(crate) fn not_the_author(visit_id: &str) -> (RejectCode, String) {
+    (
+        RejectCode::HouseholdOutOfScope,
+        format!("走访 {visit_id} 不是您记录的 (the visit was recorded by someone else)"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

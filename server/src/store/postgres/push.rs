@@ -32,7 +32,9 @@ use super::change_log::{ChangeEntry, log_entry};
 use super::households::{load_household, refresh_household_indexes, sealed_card_json};
 use super::{CHANGE_KIND_VISIT_STATUS, PostgresStore, WriteError, encode_json, to_millis};
 use crate::store::evidence_rows::split_instant;
-use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name, rejected};
+use crate::store::push_record::{
+    decode_push_result, encode_push_result, not_the_author, outcome_name, rejected,
+};
 use crate::store::sealed::PiiCipher;
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
 
@@ -270,9 +272,9 @@ async fn submit_visit(
     let (body, content_hash) = visit.canonical_json_and_hash().map_err(|error| {
         StoreError::database_caused_by(format!("cannot encode record: {error}"), error)
     })?;
-    let stored_revisions: Vec<(i32, String, String, String)> = client
+    let stored_revisions: Vec<(i32, String, String, String, String)> = client
         .query_cached(
-            "SELECT revision, household_id, content_hash, state FROM visits
+            "SELECT revision, household_id, content_hash, state, author_user_id FROM visits
               WHERE visit_id = $1 ORDER BY revision",
             &[&visit.visit_id],
         )
@@ -284,14 +286,22 @@ async fn submit_visit(
                 row.try_get("household_id")?,
                 row.try_get("content_hash")?,
                 row.try_get("state")?,
+                row.try_get("author_user_id")?,
             ))
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
+    // The first revision's author owns the visit (checked in the push's transaction).
+    if let Some((.., first_author)) = stored_revisions.first()
+        && *first_author != batch.user_id
+    {
+        let (code, message) = not_the_author(&visit.visit_id);
+        return Ok(rejected(code, message));
+    }
     let revision = i32::try_from(visit.revision).map_err(|_| StoreError::InvalidValue {
         field: "revision".into(),
         message: format!("{} is too large", visit.revision),
     })?;
-    if let Some((_, _, stored_hash, _)) = stored_revisions
+    if let Some((_, _, stored_hash, ..)) = stored_revisions
         .iter()
         .find(|(stored, ..)| *stored == revision)
     {
@@ -344,10 +354,9 @@ async fn submit_visit(
         ReviewState::Submitted.as_str(),
         ReviewState::Returned.as_str(),
     ];
-    for (older, ..) in stored_revisions
-        .iter()
-        .filter(|(older, _, _, state)| *older < revision && open_states.contains(&state.as_str()))
-    {
+    for (older, ..) in stored_revisions.iter().filter(|(older, _, _, state, _)| {
+        *older < revision && open_states.contains(&state.as_str())
+    }) {
         client
             .execute_cached(
                 "UPDATE visits SET state = $3 WHERE visit_id = $1 AND revision = $2",

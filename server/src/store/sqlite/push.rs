@@ -20,7 +20,9 @@ use super::{
     from_sql_unsigned, household_exists, household_place, households, log_change, to_millis,
     to_sql_integer,
 };
-use crate::store::push_record::{decode_push_result, encode_push_result, outcome_name, rejected};
+use crate::store::push_record::{
+    decode_push_result, encode_push_result, not_the_author, outcome_name, rejected,
+};
 use crate::store::{PushAction, PushBatch, PushEntry, PushResult, StoreError, StoreResult};
 
 /// `flags_follow`: the same transaction computes the evidence flags of the visits this
@@ -188,17 +190,31 @@ fn submit_visit(
     // Every stored revision of this visit id in one index probe (a visit has a handful at
     // most): the duplicate, id-collision, stale-revision and superseded checks below all
     // read this list instead of probing the table four times per pushed visit.
-    let stored_revisions: Vec<(u32, String, String, String)> = {
+    let stored_revisions: Vec<(u32, String, String, String, String)> = {
         let mut statement = transaction.prepare_cached(
-            "SELECT revision, household_id, content_hash, state FROM visits
+            "SELECT revision, household_id, content_hash, state, author_user_id FROM visits
              WHERE visit_id = ?1 ORDER BY revision",
         )?;
         let rows = statement.query_map(params![visit.visit_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?;
         rows.collect::<Result<_, _>>()?
     };
-    if let Some((_, _, stored_hash, _)) = stored_revisions
+    // The first revision's author owns the visit (checked here, in the push's transaction,
+    // so no concurrent push can slip a revision in between).
+    if let Some((.., first_author)) = stored_revisions.first()
+        && *first_author != batch.user_id
+    {
+        let (code, message) = not_the_author(&visit.visit_id);
+        return Ok(rejected(code, message));
+    }
+    if let Some((_, _, stored_hash, ..)) = stored_revisions
         .iter()
         .find(|(revision, ..)| *revision == visit.revision)
     {
@@ -256,7 +272,7 @@ fn submit_visit(
     ];
     let superseded: Vec<u32> = stored_revisions
         .iter()
-        .filter(|(revision, _, _, state)| {
+        .filter(|(revision, _, _, state, _)| {
             *revision < visit.revision && open_states.contains(&state.as_str())
         })
         .map(|(revision, ..)| *revision)

@@ -507,6 +507,56 @@ pub async fn new_revision_supersedes_the_old_one(store: &dyn Store) {
     );
 }
 
+/// A visit belongs to the author of its first revision: another cadre (a second cadre
+/// paired with the same household sees the visit in their pull) cannot push a revision of
+/// it, which would supersede the author's open revision, nor resend one of its revisions.
+/// Nothing stored changes, and the author can still correct their visit.
+pub async fn only_the_author_revises_a_visit(store: &dyn Store) {
+    let fixture = seeded(store).await;
+    let first = visit(&fixture.wang, VisitMode::InPerson, VISIT_TIME);
+    push_visit(store, &fixture.cadre_a, "device-a", 1, &first).await;
+
+    let taken_over = revise(&first);
+    let answer = store
+        .apply_push(batch(
+            &fixture.cadre_b,
+            "device-b",
+            vec![
+                apply(1, MutationPayload::SubmitVisit(taken_over)),
+                apply(2, MutationPayload::SubmitVisit(first.clone())),
+            ],
+        ))
+        .await
+        .expect("push answered");
+    for (_, outcome) in &answer.outcomes {
+        assert_eq!(
+            rejected_code(outcome),
+            Some(RejectCode::HouseholdOutOfScope),
+            "{outcome:?}"
+        );
+    }
+    let detail = store
+        .visit_detail(&first.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit exists");
+    assert_eq!(
+        detail.visit, first,
+        "the author's revision is still the latest"
+    );
+    assert_eq!(detail.state, ReviewState::Submitted);
+    assert_eq!(detail.cadre_user_id, fixture.cadre_a.user_id);
+
+    let corrected = revise(&first);
+    push_visit(store, &fixture.cadre_a, "device-a", 2, &corrected).await;
+    let detail = store
+        .visit_detail(&first.visit_id)
+        .await
+        .expect("detail")
+        .expect("visit exists");
+    assert_eq!(detail.visit, corrected);
+}
+
 /// A cadre's pull holds only paired households; a supervisor's only the township; the
 /// county sees everything; the cursor advances past what was delivered.
 pub async fn pull_is_scoped_to_the_principal(store: &dyn Store) {
@@ -1848,6 +1898,7 @@ macro_rules! sync_conformance_tests {
                 unknown_references_are_rejected,
                 reused_ids_are_rejected,
                 new_revision_supersedes_the_old_one,
+                only_the_author_revises_a_visit,
                 pull_is_scoped_to_the_principal,
                 pull_pages_with_cursor_and_has_more,
                 push_with_flags_is_one_commit,
