@@ -358,6 +358,9 @@ pub enum Channel {
     ConsoleJson,
     /// A gRPC pull to a phone.
     GrpcPull,
+    /// A gRPC review call (`Review.GetVisit`): the visit's household as a review app shows
+    /// it, masked as on the console.
+    GrpcReview,
     /// A ledger export (台账导出); full only on the county admin's audited request.
     Export,
 }
@@ -388,9 +391,11 @@ pub fn channel_disclosure(
             }
             _ => disclosure(role, field, false),
         },
-        // A full value on a console page or its JSON twin is never shown: only the export
-        // is the audited path.
-        Channel::ConsolePage | Channel::ConsoleJson => disclosure(role, field, false),
+        // A full value on a console page, its JSON twin or a review app is never shown:
+        // only the export is the audited path.
+        Channel::ConsolePage | Channel::ConsoleJson | Channel::GrpcReview => {
+            disclosure(role, field, false)
+        }
         Channel::Export => disclosure(role, field, full_requested),
     }
 }
@@ -412,7 +417,32 @@ pub fn disclose_household(
 /// Whether a phone edit would write a masked value back over a real one: an edit of the
 /// household phone or a member's ID number whose text looks masked ([`looks_masked`]).
 pub fn writes_masked_value(field: &str, value: &str) -> bool {
-    matches!(field, "phone" | "id_number") && looks_masked(value)
+    sensitive_field_named(field).is_some() && looks_masked(value)
+}
+
+/// A register value of `field` (a field edit, a conflict's competing value, an import's
+/// change) as it leaves the server: a phone or ID number text disclosed as `disclosure_of`
+/// its field allows (masked, or emptied when hidden); any other field's value unchanged.
+pub fn disclose_register_value(
+    field: &str,
+    disclosure_of: impl Fn(SensitiveField) -> Disclosure,
+    value: &mut serde_json::Value,
+) {
+    if let (Some(sensitive), serde_json::Value::String(text)) =
+        (sensitive_field_named(field), value)
+    {
+        *text = disclose(sensitive, disclosure_of(sensitive), text).unwrap_or_default();
+    }
+}
+
+/// The sensitive field a register field name holds, if any: a household's or member's
+/// `phone` and a member's `id_number` (the values sealed at rest and masked on the way out).
+pub fn sensitive_field_named(field: &str) -> Option<SensitiveField> {
+    match field {
+        "phone" => Some(SensitiveField::Phone),
+        "id_number" => Some(SensitiveField::IdNumber),
+        _ => None,
+    }
 }
 
 /// Whether `value` looks like one of our masked forms (contains the mask character). A
@@ -718,6 +748,11 @@ mod tests {
             (Role::Auditor, IdNumber, ConsoleJson, false, false, Masked),
             (Role::Cadre, IdNumber, ConsolePage, true, false, Masked),
             (Role::Village, Health, ConsolePage, false, false, Hidden),
+            // A review app over gRPC: masked for every reviewer, even on request.
+            (Role::Township, IdNumber, GrpcReview, false, false, Masked),
+            (Role::Township, Phone, GrpcReview, false, false, Masked),
+            (Role::County, IdNumber, GrpcReview, false, true, Masked),
+            (Role::Township, Health, GrpcReview, false, false, Hidden),
             // Exports: full only for the county admin's audited request.
             (Role::County, IdNumber, Export, false, true, Full),
             (Role::County, Phone, Export, false, true, Full),
@@ -742,9 +777,31 @@ mod tests {
                     let got = channel_disclosure(role, field, GrpcPull, own, true);
                     let full_expected = role == Role::Cadre && own && field != Health;
                     assert_eq!(got == Full, full_expected, "{role:?} {field:?} own={own}");
+                    let review = channel_disclosure(role, field, GrpcReview, own, true);
+                    assert_ne!(review, Full, "{role:?} {field:?} own={own} over review");
                 }
             }
         }
+    }
+
+    #[test]
+    fn register_values_of_sensitive_fields_are_disclosed_and_others_kept() {
+        let masked = |_| Disclosure::Masked;
+        let mut phone = serde_json::json!("13811112222");
+        disclose_register_value("phone", masked, &mut phone);
+        assert_eq!(phone, "138****2222");
+        let mut id = serde_json::json!("11010519491231002X");
+        disclose_register_value("id_number", masked, &mut id);
+        assert_eq!(id, "110105********002X");
+        let mut hidden = serde_json::json!("13811112222");
+        disclose_register_value("phone", |_| Disclosure::Hidden, &mut hidden);
+        assert_eq!(hidden, "");
+        let mut name = serde_json::json!("王建国");
+        disclose_register_value("name", masked, &mut name);
+        assert_eq!(name, "王建国");
+        let mut full = serde_json::json!("13811112222");
+        disclose_register_value("phone", |_| Disclosure::Full, &mut full);
+        assert_eq!(full, "13811112222");
     }
 
     #[test]

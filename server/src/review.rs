@@ -3,6 +3,10 @@
 //! township and their resolution; the devices still holding unsent data. Access is checked
 //! here, once, so every boundary enforces the same rules.
 
+use fieldsync_model::access::{
+    Channel, SensitiveField, channel_disclosure, disclose_household, disclose_register_value,
+    writes_masked_value,
+};
 use fieldsync_model::codes::{ReviewState, Role};
 use fieldsync_model::evidence::{EvidenceFlag, FlagNames};
 use fieldsync_model::register::Stamp;
@@ -62,6 +66,26 @@ pub async fn detail(
             "visit {visit_id} not found"
         ))),
     }
+}
+
+/// [`detail`] as it leaves the server in `Review.GetVisit`: the household's phone and its
+/// members' ID numbers masked, as the console shows them (DESIGN §7: a full value only
+/// through the audited export). The console pages mask in their views; the review app's
+/// answer is masked here, before it leaves the use case.
+pub async fn detail_for_review_app(
+    state: &AppState,
+    principal: &Principal,
+    visit_id: &str,
+) -> Result<VisitDetail, ServiceError> {
+    let mut detail = detail(state, principal, visit_id).await?;
+    let disclosure_of =
+        |field| channel_disclosure(principal.role, field, Channel::GrpcReview, false, false);
+    disclose_household(
+        &mut detail.household,
+        disclosure_of(SensitiveField::IdNumber),
+        disclosure_of(SensitiveField::Phone),
+    );
+    Ok(detail)
 }
 
 /// Approve or return one exact revision.
@@ -137,7 +161,24 @@ pub async fn open_conflicts(
     principal: &Principal,
 ) -> Result<Vec<ConflictRecord>, ServiceError> {
     let township = reviewer_township(principal)?;
-    Ok(state.store.open_conflicts(township).await?)
+    let mut conflicts = state.store.open_conflicts(township).await?;
+    for conflict in &mut conflicts {
+        mask_conflict_values(principal.role, conflict);
+    }
+    Ok(conflicts)
+}
+
+/// The values of a conflict over a phone or an ID number as the console shows them: masked
+/// (`138****2222`), as on every other console page (DESIGN §7). A supervisor settles it by
+/// choosing 值 A or 值 B, which [`resolve_conflict`] reads from the store, not from here.
+fn mask_conflict_values(role: Role, conflict: &mut ConflictRecord) {
+    let disclosure_of = |field| channel_disclosure(role, field, Channel::ConsolePage, false, false);
+    let values = [&mut conflict.first.value, &mut conflict.second.value]
+        .into_iter()
+        .chain(conflict.current.as_mut().map(|write| &mut write.value));
+    for value in values {
+        disclose_register_value(&conflict.field, disclosure_of, value);
+    }
 }
 
 /// Which value a reviewer chose for a conflict.
@@ -162,22 +203,27 @@ pub async fn resolve_conflict(
 ) -> Result<Stamp, ServiceError> {
     let township = reviewer_township(principal)?.to_owned();
     let not_found = || ServiceError::NotFound(format!("conflict {conflict_key} not found"));
+    let conflict = state
+        .store
+        .open_conflicts(&township)
+        .await?
+        .into_iter()
+        .find(|conflict| conflict.conflict_key == conflict_key)
+        .ok_or_else(not_found)?;
     let value = match choice {
-        ConflictChoice::Custom(value) => value,
-        picked => {
-            let conflict = state
-                .store
-                .open_conflicts(&township)
-                .await?
-                .into_iter()
-                .find(|conflict| conflict.conflict_key == conflict_key)
-                .ok_or_else(not_found)?;
-            if picked == ConflictChoice::First {
-                conflict.first.value
-            } else {
-                conflict.second.value
-            }
+        // The list shows phones and ID numbers masked; a masked value typed back (or
+        // copied from the list) must not overwrite the real one, as on a phone's push.
+        ConflictChoice::Custom(Value::String(text))
+            if writes_masked_value(&conflict.field, &text) =>
+        {
+            return Err(ServiceError::invalid(
+                "custom_value",
+                "这是打码后的值，请填写完整的值 (a masked value cannot be the settled value)",
+            ));
         }
+        ConflictChoice::Custom(value) => value,
+        ConflictChoice::First => conflict.first.value,
+        ConflictChoice::Second => conflict.second.value,
     };
     let stamp = state
         .store

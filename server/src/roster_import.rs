@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use calamine::{DataRef, Reader, Xlsx, XlsxError};
+use fieldsync_model::access::{Disclosure, disclose_register_value};
 use fieldsync_model::household::Household;
 use fieldsync_model::roster::{
     self, Cell, Column, ColumnMap, HeaderError, ImportPlan, MAX_DATA_ROWS, RowIssue, SheetRow,
@@ -493,6 +494,14 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
+/// A change value as the preview lists it, on the page and in its JSON twin alike: phones
+/// and ID numbers masked (DESIGN §7; the preview is kept with the job, so masked when made).
+fn listed_value(field: &str, value: &Value) -> Value {
+    let mut listed = value.clone();
+    disclose_register_value(field, |_| Disclosure::Masked, &mut listed);
+    listed
+}
+
 fn preview_of(validated: &roster::Validated, plan: &ImportPlan, stored: &[Household]) -> Preview {
     let households: HashMap<&str, &Household> = stored
         .iter()
@@ -520,8 +529,8 @@ fn preview_of(validated: &roster::Validated, plan: &ImportPlan, stored: &[Househ
                 national_household_number: change.national_household_number.clone(),
                 subject,
                 field: change.field.to_owned(),
-                old_value: change.old_value.clone(),
-                new_value: change.new_value.clone(),
+                old_value: listed_value(&change.field, &change.old_value),
+                new_value: listed_value(&change.field, &change.new_value),
             }
         })
         .collect();

@@ -126,11 +126,15 @@ async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
         "冲突记录",
         "联系电话",
         household.head_name.as_str(),
-        "13811112222",
-        "13933334444",
+        "138****2222",
+        "139****4444",
         "当前生效",
     ] {
         assert!(html.contains(expected), "the page shows {expected}");
+    }
+    // Phones are masked on the list, as on every console page (DESIGN §7).
+    for full in ["13811112222", "13933334444"] {
+        assert!(!html.contains(full), "the page shows the full phone {full}");
     }
     let conflicts: serde_json::Value = browser
         .get(format!("{}/console/api/conflicts", server.url()))
@@ -146,8 +150,39 @@ async fn a_conflict_is_resolved_in_the_console_and_both_phones_converge() {
         .as_str()
         .expect("key")
         .to_owned();
-    assert_eq!(conflicts[0]["first"]["value"], "13811112222");
+    assert_eq!(conflicts[0]["first"]["value"], "138****2222");
+    assert_eq!(conflicts[0]["second"]["value"], "139****4444");
+    assert_eq!(conflicts[0]["current_value"], "139****4444");
     assert_eq!(conflicts[0]["field_label"], "联系电话");
+    let listed = serde_json::to_string(&conflicts).expect("json text");
+    for full in ["13811112222", "13933334444"] {
+        assert!(
+            !listed.contains(full),
+            "the JSON shows the full phone {full}"
+        );
+    }
+
+    // A masked value typed back as the settled value is refused, and nothing changes.
+    let masked_back = browser
+        .post(format!("{}/console/conflicts/resolve", server.url()))
+        .form(&[
+            ("conflict_key", key.as_str()),
+            ("choice", "custom"),
+            ("custom_value", "138****2222"),
+        ])
+        .send()
+        .await
+        .expect("resolve with a masked value");
+    assert_eq!(masked_back.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(
+        masked_back.text().await.expect("html").contains("打码"),
+        "the page says why"
+    );
+    assert_eq!(
+        household_phone(&server, &token_a, &household.household_id).await,
+        "13933334444",
+        "the masked value was not written"
+    );
 
     // The supervisor confirms the older value (值 A).
     let resolved = resolve_with_first_value(&browser, &server, &key).await;

@@ -2,8 +2,9 @@
 //! Each role pulls its whole scope over real gRPC; for staff roles (village, township,
 //! county, auditor) the decoded messages are scanned for full ID numbers (any 18-character
 //! run that passes the GB 11643 check) and every household phone is masked; a cadre gets the
-//! full values of their own paired households, which mask to exactly what staff see. A
-//! masked value pushed back by a phone is REJECTED and the stored value is kept.
+//! full values of their own paired households, which mask to exactly what staff see. The
+//! township supervisor's `Review.GetVisit` answer is scanned the same way. A masked value
+//! pushed back by a phone is REJECTED and the stored value is kept.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,10 @@ use fieldsync_model::id_number;
 use fieldsync_proto::v1;
 use fieldsync_server::demo::{DEMO_COUNTY_ID, DEMO_TOUR_CADRE};
 use fieldsync_server::store::{SeedData, UserRecord};
-use fieldsync_tests::{DEMO_PASSWORD, TestServer, authorized, client_info, pull_all};
+use fieldsync_tests::{
+    DEMO_PASSWORD, TestServer, authorized, client_info, pull_all, push_applied,
+    wire_in_person_visit,
+};
 
 /// Every full ID number in `text`: 18-character runs of 17 digits and a check character
 /// that pass GB 11643 (so a long household number or area code does not count).
@@ -129,6 +133,104 @@ async fn staff_pull_masked_values_and_a_cadre_pulls_full_values_of_own_household
             compared > 0,
             "{username}'s scope holds the tour cadre's households"
         );
+    }
+}
+
+/// DESIGN §7: auditors read everything, masked, and their reads are audited: a pull by an
+/// auditor is one `auditor_pull` record, written before the pull is served; another staff
+/// role's pull (masked, nothing to audit) writes none.
+#[tokio::test]
+async fn an_auditors_pull_is_audited_and_a_supervisors_is_not() {
+    let server = TestServer::start().await;
+    add_user(&server, "auditor", Role::Auditor, DEMO_COUNTY_ID).await;
+    let store = &server.state.store;
+    let auditor_pulls = |records: &[fieldsync_server::store::AuditRecord]| {
+        records
+            .iter()
+            .filter(|record| record.content.action == "auditor_pull")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let before = store.audit_last_id().await.expect("last id");
+    assert!(!pull_as(&server, "township1").await.is_empty());
+    let after_supervisor = store.audit_records(before, 1000).await.expect("records");
+    assert_eq!(auditor_pulls(&after_supervisor).len(), 0);
+
+    let households = pull_as(&server, "auditor").await;
+    assert!(!households.is_empty(), "the auditor reads the county");
+    let records = store.audit_records(before, 1000).await.expect("records");
+    let pulls = auditor_pulls(&records);
+    assert_eq!(pulls.len(), 1, "{records:?}");
+    let auditor = store
+        .find_user_by_username("auditor")
+        .await
+        .expect("store")
+        .expect("auditor");
+    assert_eq!(pulls[0].content.actor_user_id, auditor.user_id);
+    assert_eq!(pulls[0].content.actor_role, "auditor");
+    assert_eq!(pulls[0].content.subject, DEMO_COUNTY_ID);
+}
+
+#[tokio::test]
+async fn a_supervisor_reviewing_a_visit_sees_the_household_masked() {
+    let server = TestServer::start().await;
+    let device_id = uuid::Uuid::now_v7().to_string();
+    let cadre_token = server.login(DEMO_TOUR_CADRE, &device_id).await;
+    let (households, _, _) = pull_all(server.channel().await, &cadre_token).await;
+    // The household with the most members, so that every member's number is checked.
+    let full = households
+        .iter()
+        .filter(|household| !household.phone.is_empty())
+        .max_by_key(|household| household.members.len())
+        .expect("a household with a phone");
+    assert!(full.members.len() > 1, "{} members", full.members.len());
+    let visit = wire_in_person_visit(&full.household_id);
+    push_applied(
+        &server,
+        &cadre_token,
+        &device_id,
+        1,
+        vec![v1::mutation::Payload::SubmitVisit(visit.clone())],
+    )
+    .await;
+
+    let (supervisor, mut review) = server.review_as("township1").await;
+    let answer = review
+        .get_visit(authorized(
+            v1::GetVisitRequest {
+                visit_id: visit.visit_id.clone(),
+            },
+            &supervisor,
+        ))
+        .await
+        .expect("the supervisor opens the visit")
+        .into_inner();
+    assert_eq!(
+        full_id_numbers(&format!("{answer:?}")),
+        Vec::<String>::new(),
+        "GetVisit carried full ID numbers"
+    );
+    let household = answer.household.expect("household");
+    assert_eq!(household.household_id, full.household_id);
+    assert_eq!(household.phone, mask_phone(&full.phone));
+    assert_ne!(household.phone, full.phone);
+    assert_eq!(household.members.len(), full.members.len());
+    for (masked, full) in household.members.iter().zip(&full.members) {
+        assert_eq!(masked.member_id, full.member_id);
+        assert_eq!(masked.name, full.name, "names are not masked");
+        assert_eq!(masked.id_number, id_number::mask(&full.id_number));
+        assert_ne!(masked.id_number, full.id_number);
+    }
+
+    // Masking is on the way out only: the cadre still pulls the full card.
+    let (again, _, _) = pull_all(server.channel().await, &cadre_token).await;
+    let kept = again
+        .iter()
+        .find(|candidate| candidate.household_id == full.household_id)
+        .expect("still in scope");
+    assert_eq!(kept.phone, full.phone);
+    for (kept, full) in kept.members.iter().zip(&full.members) {
+        assert_eq!(kept.id_number, full.id_number);
     }
 }
 

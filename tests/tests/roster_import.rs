@@ -690,6 +690,20 @@ async fn a_register_of_5000_households_is_checked_applied_once_and_updated_by_it
         .map(|change| change["field"].as_str().expect("field"))
         .collect();
     assert_eq!(fields, BTreeSet::from(["health", "phone"]));
+    // The JSON twin lists the phone change masked, old and new, as the page does.
+    let phone_change = preview["sample_changes"]
+        .as_array()
+        .expect("sample")
+        .iter()
+        .find(|change| change["field"] == "phone")
+        .expect("the phone change");
+    assert_eq!(phone_change["new_value"], "139****5678");
+    let old_phone = phone_change["old_value"].as_str().expect("old phone");
+    assert!(
+        old_phone.is_empty() || old_phone.contains('*'),
+        "old phone masked: {old_phone}"
+    );
+    assert!(!job.to_string().contains(new_phone));
     let job_id = job["job_id"].as_str().expect("id").to_owned();
     let (status, page) = console.page(&format!("/console/import/{job_id}")).await;
     assert_eq!(status, StatusCode::OK);

@@ -86,8 +86,12 @@ impl v1::review_server::Review for ReviewService {
         request: Request<v1::GetVisitRequest>,
     ) -> Result<Response<v1::GetVisitResponse>, Status> {
         let principal = principal_of(&self.state, &request).await?;
-        let detail =
-            crate::review::detail(&self.state, &principal, &request.get_ref().visit_id).await?;
+        let detail = crate::review::detail_for_review_app(
+            &self.state,
+            &principal,
+            &request.get_ref().visit_id,
+        )
+        .await?;
         let flag_names = crate::review::flag_names(&self.state, &principal, &detail).await?;
         Ok(Response::new(v1::GetVisitResponse {
             visit: Some((&detail.visit).into()),

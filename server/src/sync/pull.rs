@@ -54,7 +54,10 @@ pub async fn open(
         }
     };
     Ok(match bounds.check(&cursor) {
-        Ok(()) => PullStart::Serve(cursor),
+        Ok(()) => {
+            audit_auditor_pull(state, principal, cursor_text).await?;
+            PullStart::Serve(cursor)
+        }
         // A position below its scope's floor predates tombstones that were compacted away:
         // the phone may still hold a household it lost, so it must download its scope anew.
         Err(CursorOutOfRange::BelowFloor { .. }) => {
@@ -66,6 +69,39 @@ pub async fn open(
             "cursor is ahead of this server (restored from a backup?); pull the scope again",
         ),
     })
+}
+
+/// Audit action of a pull by an auditor (审计员).
+pub const ACTION_AUDITOR_PULL: &str = "auditor_pull";
+
+/// An auditor's reads are audited (DESIGN §7), over gRPC as on the console (where every
+/// page they open is an `auditor_view` record): one record per pull, before anything is
+/// served. A failure to record refuses the pull rather than leave it unseen.
+async fn audit_auditor_pull(
+    state: &AppState,
+    principal: &Principal,
+    cursor_text: &str,
+) -> Result<(), ServiceError> {
+    if principal.role != Role::Auditor {
+        return Ok(());
+    }
+    let from = if cursor_text.is_empty() {
+        "the start".to_owned()
+    } else {
+        format!("cursor {cursor_text}")
+    };
+    state
+        .store
+        .append_audit(crate::auth::audit_record(
+            principal,
+            ACTION_AUDITOR_PULL,
+            &principal.area_id,
+            cursor_text,
+            format!("审计员通过 gRPC 拉取辖区数据 (auditor pulled their scope from {from})"),
+            state.clock.now(),
+        ))
+        .await?;
+    Ok(())
 }
 
 /// One page of the caller's scope from `cursor`, with ID numbers and phones disclosed as

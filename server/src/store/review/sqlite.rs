@@ -321,44 +321,55 @@ fn household_photo_history(
 /// Review queue page size when the caller asks for 0 items.
 const DEFAULT_QUEUE_PAGE: u32 = 100;
 
-/// The latest revision of a visit: (revision, household, author, state, hash, body,
-/// submitted_at, distance).
-type LatestVisitRow = (
-    u32,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<f64>,
-);
+/// The latest revision of a visit, as one row: the detail reads its flags from the same row
+/// as its state, so the two cannot come from different writes.
+struct LatestVisitRow {
+    revision: u32,
+    household_id: String,
+    author_user_id: String,
+    state: String,
+    content_hash: String,
+    body: String,
+    submitted_at: i64,
+    distance_m: Option<f64>,
+    evidence_flags: Option<String>,
+}
 
 fn latest_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<LatestVisitRow>> {
     Ok(connection
         .prepare_cached(
             "SELECT revision, household_id, author_user_id, state, content_hash, body,
-                    submitted_at, distance_m
+                    submitted_at, distance_m, evidence_flags
              FROM visits WHERE visit_id = ?1 ORDER BY revision DESC LIMIT 1",
         )?
         .query_row(params![visit_id], |row| {
-            Ok((
-                row.get("revision")?,
-                row.get("household_id")?,
-                row.get("author_user_id")?,
-                row.get("state")?,
-                row.get("content_hash")?,
-                row.get("body")?,
-                row.get("submitted_at")?,
-                row.get("distance_m")?,
-            ))
+            Ok(LatestVisitRow {
+                revision: row.get("revision")?,
+                household_id: row.get("household_id")?,
+                author_user_id: row.get("author_user_id")?,
+                state: row.get("state")?,
+                content_hash: row.get("content_hash")?,
+                body: row.get("body")?,
+                submitted_at: row.get("submitted_at")?,
+                distance_m: row.get("distance_m")?,
+                evidence_flags: row.get("evidence_flags")?,
+            })
         })
         .optional()?)
 }
 
 fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
-    let Some((revision, household_id, author, state, content_hash, body, submitted_at, distance_m)) =
-        latest_visit(connection, visit_id)?
+    let Some(LatestVisitRow {
+        revision,
+        household_id,
+        author_user_id: author,
+        state,
+        content_hash,
+        body,
+        submitted_at,
+        distance_m,
+        evidence_flags,
+    }) = latest_visit(connection, visit_id)?
     else {
         return Ok(None);
     };
@@ -397,11 +408,8 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
     }
     let status = load_visit_status(connection, visit_id, revision)?
         .ok_or_else(|| corrupt(format!("visit {visit_id} revision {revision} vanished")))?;
-    let flags: Option<String> = connection
-        .prepare_cached("SELECT evidence_flags FROM visits WHERE visit_id = ?1 AND revision = ?2")?
-        .query_row(params![visit_id, revision], |row| row.get("evidence_flags"))?;
     Ok(Some(VisitDetail {
-        flags: flags.as_deref().map(decode_flags).transpose()?,
+        flags: evidence_flags.as_deref().map(decode_flags).transpose()?,
         visit,
         household,
         cadre_name: cadre_name.unwrap_or_else(|| author.clone()),
@@ -418,8 +426,13 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
 
 fn decide_in(transaction: &Transaction<'_>, decision: &StoredDecision) -> StoreResult<ReviewState> {
     let request = &decision.request;
-    let Some((revision, household_id, _, state, content_hash, _, _, _)) =
-        latest_visit(transaction, &request.visit_id)?
+    let Some(LatestVisitRow {
+        revision,
+        household_id,
+        state,
+        content_hash,
+        ..
+    }) = latest_visit(transaction, &request.visit_id)?
     else {
         return Err(StoreError::NotFound(format!("visit {}", request.visit_id)));
     };
