@@ -411,6 +411,20 @@ pub fn disclose_household(
     for member in &mut household.members {
         member.id_number =
             disclose(SensitiveField::IdNumber, id_numbers, &member.id_number).unwrap_or_default();
+        if id_numbers != Disclosure::Full {
+            member.birth_date = birth_year_beside_masked_id(&member.birth_date);
+        }
+    }
+}
+
+/// A member's birth date as shown wherever their ID number is not shown in full: the year
+/// only (`1949`), or nothing when the text does not start with one. The eight characters a
+/// masked ID number hides (`110105********1234`) are the birth date (GB 11643), so the full
+/// date beside it would give the whole number back.
+pub fn birth_year_beside_masked_id(birth_date: &str) -> String {
+    match birth_date.get(..4) {
+        Some(year) if year.bytes().all(|byte| byte.is_ascii_digit()) => year.to_owned(),
+        _ => String::new(),
     }
 }
 
@@ -782,6 +796,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_masked_id_number_is_shown_with_the_birth_year_only() {
+        use crate::codes::{
+            Disability, Health, HouseholdAttribute, LabourCapacity, PovertyCause, Relation,
+            Schooling, Sex,
+        };
+        use crate::household::{Household, Member};
+        let member = Member {
+            member_id: "m".into(),
+            name: "王大山".into(),
+            relation: Relation::Son,
+            sex: Sex::Male,
+            birth_date: "1949-12-31".into(),
+            id_number: "11010519491231002X".into(),
+            health: Health::Healthy,
+            labour_capacity: LabourCapacity::Ordinary,
+            schooling: Schooling::NotInSchool,
+            disability: Disability::None,
+            disability_grade: 0,
+            has_medical_insurance: true,
+            has_serious_illness_insurance: true,
+            has_pension_insurance: true,
+            removed: false,
+        };
+        let household = Household {
+            household_id: "h".into(),
+            national_household_number: String::new(),
+            head_name: "王大山".into(),
+            township_id: "t".into(),
+            village_id: "v".into(),
+            village_name: "村".into(),
+            address: String::new(),
+            phone: "13811112222".into(),
+            attribute: HouseholdAttribute::General,
+            main_cause: PovertyCause::Illness,
+            secondary_causes: Vec::new(),
+            housing_danger_level: None,
+            location: None,
+            members: vec![member],
+            measures: Vec::new(),
+            server_seq: 0,
+            field_seqs: Default::default(),
+        };
+        let mut masked = household.clone();
+        disclose_household(&mut masked, Disclosure::Masked, Disclosure::Masked);
+        assert_eq!(masked.members[0].id_number, "110105********002X");
+        assert_eq!(masked.members[0].birth_date, "1949");
+        assert_eq!(masked.phone, "138****2222");
+        let mut full = household.clone();
+        disclose_household(&mut full, Disclosure::Full, Disclosure::Full);
+        assert_eq!(full, household, "full disclosure changes nothing");
+        assert_eq!(birth_year_beside_masked_id(""), "");
+        assert_eq!(birth_year_beside_masked_id("19x9-01-01"), "");
+        assert_eq!(birth_year_beside_masked_id("2026-01-15"), "2026");
     }
 
     #[test]

@@ -249,6 +249,14 @@ async fn income_over_two_quarters_flags_the_household_below_the_line_on_every_pa
             "full ID number of {} leaked",
             member.name
         );
+        // The digits the mask hides are the birth date: the page shows the year only.
+        assert_eq!(member.birth_date.len(), 10, "{}", member.birth_date);
+        assert!(
+            !page.contains(&member.birth_date),
+            "full birth date of {} beside the masked ID number",
+            member.name
+        );
+        assert!(page.contains(&format!("{}年", &member.birth_date[..4])));
         assert!(
             page.contains(&id_number::mask(&member.id_number)),
             "masked ID number shown"
@@ -267,6 +275,7 @@ async fn income_over_two_quarters_flags_the_household_below_the_line_on_every_pa
     assert!(!json_text.contains(&cadre.phone) && !json_text.contains(&stored.phone));
     for member in stored.current_members() {
         assert!(!json_text.contains(&member.id_number));
+        assert!(!json_text.contains(&member.birth_date));
     }
     let (_, high_page) = get(&supervisor, &server, &format!("/console/households/{high}")).await;
     assert!(high_page.contains("8,000.00") && high_page.contains("未低于预警线"));
@@ -313,6 +322,7 @@ async fn income_over_two_quarters_flags_the_household_below_the_line_on_every_pa
     );
     for member in stored.current_members() {
         assert!(!card.contains(&member.id_number));
+        assert!(!card.contains(&member.birth_date));
     }
     assert!(
         card.contains("6,800.00"),

@@ -125,6 +125,9 @@ async fn staff_pull_masked_values_and_a_cadre_pulls_full_values_of_own_household
                 assert_eq!(household.phone, mask_phone(&full.phone));
                 for (masked, full) in household.members.iter().zip(&full.members) {
                     assert_eq!(masked.id_number, id_number::mask(&full.id_number));
+                    // The masked digits are the birth date: staff get the year only.
+                    assert_eq!(full.birth_date.len(), 10, "{}", full.birth_date);
+                    assert_eq!(masked.birth_date, full.birth_date[..4]);
                 }
                 compared += 1;
             }
@@ -220,6 +223,11 @@ async fn a_supervisor_reviewing_a_visit_sees_the_household_masked() {
         assert_eq!(masked.name, full.name, "names are not masked");
         assert_eq!(masked.id_number, id_number::mask(&full.id_number));
         assert_ne!(masked.id_number, full.id_number);
+        assert_eq!(
+            masked.birth_date,
+            full.birth_date[..4],
+            "the birth year only"
+        );
     }
 
     // Masking is on the way out only: the cadre still pulls the full card.

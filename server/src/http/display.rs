@@ -2,6 +2,7 @@
 //! distances and the Chinese words for tri-state checks. Kept free of HTML so they are easy
 //! to test.
 
+use fieldsync_model::access::birth_year_beside_masked_id;
 use fieldsync_model::time_util::BEIJING;
 use fieldsync_model::visit::CheckResult;
 use time::OffsetDateTime;
@@ -98,6 +99,17 @@ pub fn check_result_class(result: CheckResult) -> &'static str {
         CheckResult::Pass => "ok",
         CheckResult::Fail => "bad",
         CheckResult::NotChecked => "muted",
+    }
+}
+
+/// A member's birth year as staff pages show it (`1949年`), beside their masked ID number:
+/// the full date is what the mask hides ([`birth_year_beside_masked_id`]).
+pub fn birth_year_zh(birth_date: &str) -> String {
+    let year = birth_year_beside_masked_id(birth_date);
+    if year.is_empty() {
+        year
+    } else {
+        format!("{year}年")
     }
 }
 

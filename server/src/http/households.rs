@@ -20,7 +20,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use fieldsync_model::access::mask_phone;
+use fieldsync_model::access::{birth_year_beside_masked_id, mask_phone};
 use fieldsync_model::id_number;
 use fieldsync_model::income::IncomeThreshold;
 use serde::Deserialize;
@@ -326,6 +326,7 @@ fn household_value(page: &households::HouseholdPage) -> Value {
     household.phone = mask_phone(&household.phone);
     for member in &mut household.members {
         member.id_number = id_number::mask(&member.id_number);
+        member.birth_date = birth_year_beside_masked_id(&member.birth_date);
     }
     household.members.retain(|member| !member.removed);
     let cadres: Vec<Value> = page

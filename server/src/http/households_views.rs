@@ -17,7 +17,7 @@ use fieldsync_model::income::{IncomeRegistration, ResolvedLine};
 use fieldsync_model::wellbeing::{ItemStatus, WellbeingItem};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::display::beijing_minutes;
+use super::display::{beijing_minutes, birth_year_zh};
 use super::views::{Nav, layout};
 use crate::households::{
     HouseholdPage, IncomeOverview, ThresholdsView, WellbeingOverview, YearIncome,
@@ -573,7 +573,7 @@ fn members_table(household: &Household, detailed: bool) -> Markup {
     html! {
         table.members {
             thead { tr {
-                th { "姓名" } th { "与户主关系" } th { "性别" } th { "出生日期" } th { "身份证号" }
+                th { "姓名" } th { "与户主关系" } th { "性别" } th { "出生年份" } th { "身份证号" }
                 th { "健康状况" } th { "在校状况" }
                 @if detailed { th { "劳动能力" } th { "残疾" } th { "医保" } th { "大病保险" } th { "养老保险" } }
             } }
@@ -583,7 +583,7 @@ fn members_table(household: &Household, detailed: bool) -> Markup {
                         td { (member.name) }
                         td { (member.relation.label_zh()) }
                         td { (member.sex.label_zh()) }
-                        td { (member.birth_date) }
+                        td { (birth_year_zh(&member.birth_date)) }
                         td.id-number { (id_number::mask(&member.id_number)) }
                         td { (member.health.label_zh()) }
                         td { (member.schooling.label_zh()) }

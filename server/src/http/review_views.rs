@@ -599,7 +599,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                 h2 { "家庭成员" }
                 table {
                     thead { tr {
-                        th { "姓名" } th { "与户主关系" } th { "性别" } th { "出生日期" } th { "身份证号" }
+                        th { "姓名" } th { "与户主关系" } th { "性别" } th { "出生年份" } th { "身份证号" }
                         th { "健康状况" } th { "劳动能力" } th { "在校情况" } th { "残疾" } th { "医保" }
                     } }
                     tbody {
@@ -608,7 +608,7 @@ pub fn detail_page(view: &DetailView<'_>) -> Markup {
                                 td { (member.name) }
                                 td { (member.relation.label_zh()) }
                                 td { (member.sex.label_zh()) }
-                                td { (member.birth_date) }
+                                td { (super::display::birth_year_zh(&member.birth_date)) }
                                 td { code { (id_number::mask(&member.id_number)) } }
                                 td { (member.health.label_zh()) }
                                 td { (member.labour_capacity.label_zh()) }
