@@ -24,6 +24,8 @@ pub const ACTION_ACCOUNT_EDIT: &str = "account_edit";
 pub const ACTION_ACCOUNT_DISABLE: &str = "account_disable";
 pub const ACTION_ACCOUNT_ENABLE: &str = "account_enable";
 pub const ACTION_ACCOUNT_PASSWORD_RESET: &str = "account_password_reset";
+/// The county admin opened an account's edit form, which shows its full ID number and phone.
+pub const ACTION_ACCOUNT_VIEW_FULL: &str = "account_view_full";
 
 /// What the account form carries (create and edit; the username only on create).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -203,6 +205,31 @@ pub async fn get(
 ) -> Result<Account, ServiceError> {
     let county = administrator_county(principal, user_id, AccountAction::Manage)?;
     account_in_county(app, county, user_id).await
+}
+
+/// One account for its edit form, which shows the account's full ID number (身份证号) and
+/// phone so that the administrator can correct them: seeing a full value is an audited
+/// action (DESIGN §7), so the view is recorded before the account is returned, and a view
+/// that cannot be recorded is refused. Lists show the same fields masked.
+pub async fn get_for_edit(
+    app: &AppState,
+    principal: &Principal,
+    user_id: &str,
+) -> Result<Account, ServiceError> {
+    let account = get(app, principal, user_id).await?;
+    audit(
+        app,
+        principal,
+        ACTION_ACCOUNT_VIEW_FULL,
+        &account,
+        format!(
+            "查看账号 {} 的完整身份证号和电话 (account opened for editing, full values shown)",
+            account.username
+        ),
+        app.clock.now(),
+    )
+    .await?;
+    Ok(account)
 }
 
 async fn account_in_county(

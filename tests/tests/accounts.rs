@@ -582,3 +582,49 @@ async fn separation_of_duties_holds_at_the_edges() {
             .disabled
     );
 }
+
+/// The edit form shows an account's full phone (and ID number) so the administrator can
+/// correct them; seeing a full value is an audited action (DESIGN §7), so opening the form
+/// is an `account_view_full` record, and the list, which masks them, writes none.
+#[tokio::test]
+async fn opening_an_accounts_edit_form_with_full_values_is_audited() {
+    let server = TestServer::start().await;
+    let admin = console_login(&server, DEMO_COUNTY_ADMIN).await;
+    let cadre_id = user_id_of(&server, "cadre02").await;
+    let cadre = server
+        .state
+        .store
+        .find_user_by_username("cadre02")
+        .await
+        .expect("store")
+        .expect("cadre02");
+    assert!(cadre.phone.len() >= 8, "the demo cadre has a phone");
+
+    let list = admin
+        .get(format!("{}/console/api/accounts", server.url()))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), StatusCode::OK);
+    let list = list.text().await.expect("json");
+    assert!(!list.contains(&cadre.phone), "the list masks phones");
+    let view_full = ("account_view_full".to_owned(), cadre_id.clone());
+    assert!(!audit_actions(&server).await.contains(&view_full));
+
+    let form = admin
+        .get(format!("{}/console/accounts/{cadre_id}", server.url()))
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(
+        form.text().await.expect("page").contains(&cadre.phone),
+        "the form shows the phone to correct"
+    );
+    let actions = audit_actions(&server).await;
+    assert_eq!(
+        actions.iter().filter(|action| **action == view_full).count(),
+        1,
+        "{actions:?}"
+    );
+}

@@ -286,7 +286,7 @@ pub async fn account_page(
     Path(user_id): Path<String>,
     Query(query): Query<AccountQuery>,
 ) -> Result<Response, ConsoleError> {
-    let account = accounts::get(&state.app, &principal, &user_id).await?;
+    let account = accounts::get_for_edit(&state.app, &principal, &user_id).await?;
     let areas = county_areas(&state, &principal).await?;
     let notice = if query.saved.is_some() {
         Some("已保存。".to_owned())
