@@ -538,6 +538,31 @@ pub async fn push_applied_on(
     payloads: Vec<v1::mutation::Payload>,
 ) -> u64 {
     let sent = payloads.len();
+    let response = push_answered(channel, token, device_id, first_seq, payloads).await;
+    for result in &response.results {
+        assert_eq!(
+            result.outcome,
+            v1::MutationOutcome::Applied as i32,
+            "seq {} was not applied: {} {}",
+            result.seq,
+            result.reject_code,
+            result.reject_message
+        );
+    }
+    first_seq + sent as u64
+}
+
+/// Push `payloads` over real gRPC as one batch from `device_id`, with seqs from
+/// `first_seq`, and return the server's answer whatever each outcome (one result per
+/// mutation is checked).
+pub async fn push_answered(
+    channel: Channel,
+    token: &str,
+    device_id: &str,
+    first_seq: u64,
+    payloads: Vec<v1::mutation::Payload>,
+) -> v1::PushResponse {
+    let sent = payloads.len();
     let mutations: Vec<v1::Mutation> = payloads
         .into_iter()
         .zip(first_seq..)
@@ -564,17 +589,7 @@ pub async fn push_applied_on(
         .expect("push")
         .into_inner();
     assert_eq!(response.results.len(), sent, "one result per mutation");
-    for result in &response.results {
-        assert_eq!(
-            result.outcome,
-            v1::MutationOutcome::Applied as i32,
-            "seq {} was not applied: {} {}",
-            result.seq,
-            result.reject_code,
-            result.reject_message
-        );
-    }
-    first_seq + sent as u64
+    response
 }
 
 /// Pull the caller's whole scope from an empty cursor.

@@ -623,7 +623,10 @@ async fn opening_an_accounts_edit_form_with_full_values_is_audited() {
     );
     let actions = audit_actions(&server).await;
     assert_eq!(
-        actions.iter().filter(|action| **action == view_full).count(),
+        actions
+            .iter()
+            .filter(|action| **action == view_full)
+            .count(),
         1,
         "{actions:?}"
     );

@@ -15,7 +15,7 @@ use fieldsync_proto::v1;
 use fieldsync_server::demo::{DEMO_COUNTY_ID, DEMO_TOUR_CADRE};
 use fieldsync_server::store::{SeedData, UserRecord};
 use fieldsync_tests::{
-    DEMO_PASSWORD, TestServer, authorized, client_info, pull_all, push_applied,
+    DEMO_PASSWORD, TestServer, authorized, pull_all, push_answered, push_applied,
     wire_in_person_visit,
 };
 
@@ -253,32 +253,20 @@ async fn a_masked_phone_pushed_back_is_rejected_and_the_real_value_kept() {
     assert!(!real_phone.is_empty() && !real_phone.contains('*'));
     let masked = mask_phone(&real_phone);
 
-    let response = v1::sync_client::SyncClient::new(server.channel().await)
-        .push(authorized(
-            v1::PushRequest {
-                device_id: device_id.clone(),
-                batch_id: uuid::Uuid::now_v7().to_string(),
-                first_seq: 1,
-                mutations: vec![v1::Mutation {
-                    seq: 1,
-                    mutation_id: uuid::Uuid::now_v7().to_string(),
-                    hlc: 1,
-                    payload: Some(v1::mutation::Payload::EditField(v1::FieldEdit {
-                        household_id: household.household_id.clone(),
-                        member_id: String::new(),
-                        field: "phone".into(),
-                        value_json: format!("\"{masked}\""),
-                        base_seq: 0,
-                    })),
-                }],
-                client: Some(client_info()),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .expect("push answered")
-        .into_inner();
+    let response = push_answered(
+        server.channel().await,
+        &token,
+        &device_id,
+        1,
+        vec![v1::mutation::Payload::EditField(v1::FieldEdit {
+            household_id: household.household_id.clone(),
+            member_id: String::new(),
+            field: "phone".into(),
+            value_json: format!("\"{masked}\""),
+            base_seq: 0,
+        })],
+    )
+    .await;
     assert_eq!(response.results.len(), 1);
     let result = &response.results[0];
     assert_eq!(result.outcome, v1::MutationOutcome::Rejected as i32);

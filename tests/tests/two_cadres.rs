@@ -27,6 +27,23 @@ async fn user_id_of(server: &TestServer, username: &str) -> String {
         .user_id
 }
 
+/// Make `username` the household's second responsible cadre (第二帮扶责任人).
+async fn pair_as_second_cadre(server: &TestServer, username: &str, household_id: &str) {
+    server
+        .state
+        .store
+        .load_seed(SeedData {
+            pairings: vec![Pairing {
+                cadre_user_id: user_id_of(server, username).await,
+                household_id: household_id.to_owned(),
+                is_primary: false,
+            }],
+            ..SeedData::default()
+        })
+        .await
+        .expect("add the second pairing");
+}
+
 #[tokio::test]
 async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_phones_converge() {
     let server = TestServer::start().await;
@@ -36,19 +53,7 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
         .clone();
 
     // cadre02 (same township) becomes the household's second responsible cadre.
-    server
-        .state
-        .store
-        .load_seed(SeedData {
-            pairings: vec![Pairing {
-                cadre_user_id: user_id_of(&server, "cadre02").await,
-                household_id: household_id.clone(),
-                is_primary: false,
-            }],
-            ..SeedData::default()
-        })
-        .await
-        .expect("add the second pairing");
+    pair_as_second_cadre(&server, "cadre02", &household_id).await;
     let (second_cadre, _second_dir) = phone_of(&server, "cadre02").await;
     let original = phone_number_on(&second_cadre, &household_id);
     assert_eq!(original, phone_number_on(&first_cadre, &household_id));
@@ -164,26 +169,16 @@ async fn concurrent_edits_by_two_cadres_are_settled_by_the_supervisor_and_both_p
 #[tokio::test]
 async fn a_second_cadre_cannot_revise_the_first_cadres_visit() {
     use fieldsync_proto::v1;
-    use fieldsync_tests::{authorized, client_info, pull_all, push_applied, wire_in_person_visit};
+    use fieldsync_tests::{
+        authorized, pull_all, push_answered, push_applied, wire_in_person_visit,
+    };
 
     let server = TestServer::start().await;
     let first_device = uuid::Uuid::now_v7().to_string();
     let first_token = server.login("cadre01", &first_device).await;
     let (households, _, _) = pull_all(server.channel().await, &first_token).await;
     let household_id = households[0].household_id.clone();
-    server
-        .state
-        .store
-        .load_seed(SeedData {
-            pairings: vec![Pairing {
-                cadre_user_id: user_id_of(&server, "cadre02").await,
-                household_id: household_id.clone(),
-                is_primary: false,
-            }],
-            ..SeedData::default()
-        })
-        .await
-        .expect("add the second pairing");
+    pair_as_second_cadre(&server, "cadre02", &household_id).await;
     let visit = wire_in_person_visit(&household_id);
     push_applied(
         &server,
@@ -209,27 +204,14 @@ async fn a_second_cadre_cannot_revise_the_first_cadres_visit() {
         observed_situation: "第二帮扶人改写的记录".into(),
         ..visit.clone()
     };
-    let answer = v1::sync_client::SyncClient::new(server.channel().await)
-        .push(authorized(
-            v1::PushRequest {
-                device_id: second_device.clone(),
-                batch_id: uuid::Uuid::now_v7().to_string(),
-                first_seq: 1,
-                mutations: vec![v1::Mutation {
-                    seq: 1,
-                    mutation_id: uuid::Uuid::now_v7().to_string(),
-                    hlc: 1,
-                    payload: Some(v1::mutation::Payload::SubmitVisit(revision)),
-                }],
-                client: Some(client_info()),
-                ..Default::default()
-            },
-            &second_token,
-        ))
-        .await
-        .expect("push answered")
-        .into_inner();
-    assert_eq!(answer.results.len(), 1);
+    let answer = push_answered(
+        server.channel().await,
+        &second_token,
+        &second_device,
+        1,
+        vec![v1::mutation::Payload::SubmitVisit(revision)],
+    )
+    .await;
     assert_eq!(
         answer.results[0].outcome,
         v1::MutationOutcome::Rejected as i32
