@@ -172,27 +172,30 @@ impl Importer<'_> {
 
     /// The job once it stops running (the server holds the request until then).
     async fn settled(&self, job_id: &str) -> Value {
-        let job: Value = self
-            .browser
-            .get(format!(
-                "{}{}/{job_id}?wait=true",
-                self.server.url(),
-                self.base
-            ))
-            .send()
-            .await
-            .expect("job")
-            .json()
-            .await
-            .expect("json");
-        assert!(
-            !matches!(
+        // The server holds each wait at most a minute; a long job takes more than one.
+        let mut job = Value::Null;
+        for _ in 0..10 {
+            job = self
+                .browser
+                .get(format!(
+                    "{}{}/{job_id}?wait=true",
+                    self.server.url(),
+                    self.base
+                ))
+                .send()
+                .await
+                .expect("job")
+                .json()
+                .await
+                .expect("json");
+            if !matches!(
                 job["phase"].as_str(),
                 Some("reading" | "validating" | "comparing" | "applying")
-            ),
-            "still running after the wait: {job}"
-        );
-        job
+            ) {
+                return job;
+            }
+        }
+        panic!("still running after ten waits: {job}")
     }
 
     async fn dry_run(&self, file_name: &str, bytes: &[u8]) -> Value {
