@@ -592,6 +592,30 @@ pub async fn push_answered(
     response
 }
 
+/// A console import job (`url` ends in its job id) once it stops running. The server holds
+/// each `?wait=true` request until the job stops or for at most a minute, so a long apply
+/// (5,000 households on a busy PostgreSQL) takes more than one wait; ten are allowed.
+pub async fn settled_import_job(browser: &reqwest::Client, url: &str) -> serde_json::Value {
+    let mut job = serde_json::Value::Null;
+    for _ in 0..10 {
+        job = browser
+            .get(format!("{url}?wait=true"))
+            .send()
+            .await
+            .expect("job")
+            .json()
+            .await
+            .expect("json");
+        if !matches!(
+            job["phase"].as_str(),
+            Some("reading" | "validating" | "comparing" | "applying")
+        ) {
+            return job;
+        }
+    }
+    panic!("still running after ten waits: {job}")
+}
+
 /// Pull the caller's whole scope from an empty cursor.
 pub async fn pull_all(
     channel: Channel,

@@ -170,32 +170,10 @@ impl Importer<'_> {
         }
     }
 
-    /// The job once it stops running (the server holds the request until then).
+    /// The job once it stops running.
     async fn settled(&self, job_id: &str) -> Value {
-        // The server holds each wait at most a minute; a long job takes more than one.
-        let mut job = Value::Null;
-        for _ in 0..10 {
-            job = self
-                .browser
-                .get(format!(
-                    "{}{}/{job_id}?wait=true",
-                    self.server.url(),
-                    self.base
-                ))
-                .send()
-                .await
-                .expect("job")
-                .json()
-                .await
-                .expect("json");
-            if !matches!(
-                job["phase"].as_str(),
-                Some("reading" | "validating" | "comparing" | "applying")
-            ) {
-                return job;
-            }
-        }
-        panic!("still running after ten waits: {job}")
+        let url = format!("{}{}/{job_id}", self.server.url(), self.base);
+        fieldsync_tests::settled_import_job(&self.browser, &url).await
     }
 
     async fn dry_run(&self, file_name: &str, bytes: &[u8]) -> Value {

@@ -285,32 +285,10 @@ impl Console<'_> {
         }
     }
 
-    /// The job once it stops running. The server holds each `?wait=true` request until the
-    /// job stops or for at most a minute, so a long apply (5,000 households on a busy
-    /// PostgreSQL) takes more than one wait; ten are allowed.
+    /// The job once it stops running.
     async fn settled(&self, job_id: &str) -> Value {
-        let mut job = Value::Null;
-        for _ in 0..10 {
-            job = self
-                .browser
-                .get(format!(
-                    "{}/console/api/import/{job_id}?wait=true",
-                    self.server.url()
-                ))
-                .send()
-                .await
-                .expect("job")
-                .json()
-                .await
-                .expect("json");
-            if !matches!(
-                job["phase"].as_str(),
-                Some("reading" | "validating" | "comparing" | "applying")
-            ) {
-                return job;
-            }
-        }
-        panic!("still running after ten waits: {job}")
+        let url = format!("{}/console/api/import/{job_id}", self.server.url());
+        fieldsync_tests::settled_import_job(&self.browser, &url).await
     }
 
     async fn dry_run(&self, file_name: &str, bytes: &[u8]) -> Value {

@@ -20,8 +20,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use fieldsync_model::access::{birth_year_beside_masked_id, mask_phone};
-use fieldsync_model::id_number;
+use fieldsync_model::access::{Disclosure, disclose_household, mask_phone};
 use fieldsync_model::income::IncomeThreshold;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -323,11 +322,9 @@ pub async fn household_json(
 
 fn household_value(page: &households::HouseholdPage) -> Value {
     let mut household = page.dossier.household.clone();
-    household.phone = mask_phone(&household.phone);
-    for member in &mut household.members {
-        member.id_number = id_number::mask(&member.id_number);
-        member.birth_date = birth_year_beside_masked_id(&member.birth_date);
-    }
+    // Masked for every role on the console (and the birth date cut to its year beside the
+    // masked ID number), by the same rule as a staff pull.
+    disclose_household(&mut household, Disclosure::Masked, Disclosure::Masked);
     household.members.retain(|member| !member.removed);
     let cadres: Vec<Value> = page
         .dossier
