@@ -767,6 +767,12 @@ impl std::io::Write for CapturedLogs {
 /// default subscriber (the server's own JSON subscriber) sees all of their lines.
 #[tokio::test]
 async fn json_log_lines_of_a_request_carry_its_request_id() {
+    // While exactly one dispatcher is alive, tracing-core works out a new callsite's
+    // interest from the default subscriber of whichever thread reaches it first. Another
+    // test of this binary, on a thread with no subscriber, could then mark the server's
+    // callsites "never" for the whole process, and this test would capture nothing (seen
+    // once in CI). A second live dispatcher makes tracing ask every dispatcher instead.
+    let _second_dispatcher = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let logs = CapturedLogs::default();
     let log_settings = Settings {
         log_format: fieldsync_server::settings::LogFormat::Json,
