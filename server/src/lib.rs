@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub(crate) mod evidence;
 pub(crate) mod export;
+pub(crate) mod forwarded;
 pub mod grpc;
 pub(crate) mod households;
 pub(crate) mod http;
@@ -326,6 +327,12 @@ pub async fn serve_when_open(
                 let routes = full_app.get().unwrap_or(&starting).clone();
                 routes.oneshot(request)
             }))
+            // Behind trusted proxies the forwarded client replaces the TCP peer before any
+            // route reads it (login throttle, session IPs, audit).
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(settings.trusted_proxies.clone()),
+                forwarded::client_address_layer,
+            ))
             // Outermost: the request id and span wrap everything the request does.
             .layer(axum::middleware::from_fn(monitoring::request_layer))
     };

@@ -121,6 +121,81 @@ pub struct Settings {
     /// being committed, an upload chunk); then the server exits anyway, cutting long-lived
     /// streams such as a health `Watch`.
     pub shutdown_deadline_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+    /// (`FIELDSYNC_TRUSTED_PROXIES`, addresses or CIDR blocks, comma-separated), e.g.
+    /// `["127.0.0.1"]` for nginx on this machine. Empty (the default): the TCP peer is the
+    /// client and forwarded headers are ignored (docs/operations.md "Behind nginx").
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The `trusted_proxies` setting: addresses and CIDR blocks. Written as a TOML list or as
+/// one comma-separated string (how an environment variable can say it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ProxyList", into = "ProxyList")]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ProxyList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl TrustedProxies {
+    /// Parse addresses (`127.0.0.1`, `::1`) and CIDR blocks (`10.0.0.0/8`).
+    pub fn parse(entries: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        entries
+            .into_iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+                    .or_else(|_| entry.parse::<ipnet::IpNet>())
+                    .map(|network| network.trunc())
+                    .map_err(|_| {
+                        format!(
+                            "trusted_proxies: `{entry}` is not an IP address or CIDR block \
+                             (e.g. 127.0.0.1 or 10.0.0.0/8)"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `address` is one of the proxies (an IPv4-mapped IPv6 address counts as its
+    /// IPv4 address).
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.0.iter().any(|network| network.contains(&address))
+    }
+}
+
+impl TryFrom<ProxyList> for TrustedProxies {
+    type Error = String;
+
+    fn try_from(list: ProxyList) -> Result<Self, Self::Error> {
+        match list {
+            ProxyList::List(entries) => Self::parse(entries),
+            ProxyList::Text(text) => Self::parse(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .map(str::to_owned),
+            ),
+        }
+    }
+}
+
+impl From<TrustedProxies> for ProxyList {
+    fn from(proxies: TrustedProxies) -> Self {
+        Self::List(proxies.0.iter().map(ToString::to_string).collect())
+    }
 }
 
 /// The log line format (`log_format`).
@@ -183,6 +258,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             shutdown_drain_secs: 0,
             shutdown_deadline_secs: 30,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -602,6 +678,59 @@ mod tests {
         );
         assert_eq!(settings.data_dir, PathBuf::from("./fieldsync-data"));
         assert_eq!(settings.key_dir(), PathBuf::from("./fieldsync-data-keys"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_in_the_file_or_a_comma_separated_variable() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("fieldsync.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"127.0.0.1\", \"10.8.0.0/16\"]\n",
+        )
+        .unwrap();
+        let from_file = Settings::load(Some(&file), Vec::new()).unwrap();
+        let address = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        assert!(from_file.trusted_proxies.contains(address("127.0.0.1")));
+        assert!(from_file.trusted_proxies.contains(address("10.8.200.1")));
+        assert!(!from_file.trusted_proxies.contains(address("10.9.0.1")));
+        assert!(
+            from_file
+                .trusted_proxies
+                .contains(address("::ffff:127.0.0.1")),
+            "an IPv4-mapped peer is its IPv4 address"
+        );
+
+        let from_environment = Settings::load(
+            None,
+            vec![(
+                "FIELDSYNC_TRUSTED_PROXIES".to_owned(),
+                "::1, 192.168.1.0/24".to_owned(),
+            )],
+        )
+        .unwrap();
+        assert!(from_environment.trusted_proxies.contains(address("::1")));
+        assert!(
+            from_environment
+                .trusted_proxies
+                .contains(address("192.168.1.77"))
+        );
+        assert!(Settings::default().trusted_proxies.is_empty());
+
+        let error = Settings::load(
+            None,
+            vec![(
+                "FIELDSYNC_TRUSTED_PROXIES".to_owned(),
+                "127.0.0.1, nginx.local".to_owned(),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("FIELDSYNC_TRUSTED_PROXIES"), "{error}");
+        assert!(
+            error.contains("`nginx.local` is not an IP address or CIDR block"),
+            "{error}"
+        );
     }
 
     #[test]

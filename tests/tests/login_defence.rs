@@ -267,3 +267,137 @@ async fn concurrent_logins_never_run_more_hashes_than_the_pool_has_threads() {
         pool.threads()
     );
 }
+
+/// A gRPC login that says it was forwarded for `client` (what nginx adds with
+/// `grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for`).
+async fn login_forwarded_for(
+    server: &TestServer,
+    client: &str,
+    username: &str,
+    password: &str,
+) -> Result<v1::LoginResponse, tonic::Status> {
+    let mut request = tonic::Request::new(v1::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        device_id: uuid::Uuid::now_v7().to_string(),
+        device_name: "test".into(),
+        client: Some(client_info()),
+        wants_refresh_token: false,
+    });
+    request
+        .metadata_mut()
+        .insert("x-forwarded-for", client.parse().expect("metadata value"));
+    v1::auth_client::AuthClient::new(server.channel().await)
+        .login(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Three failures lock an address for ten minutes, while usernames stay unlocked: so a
+/// lock seen below is the address's, and no test waits on a real clock.
+fn strict_address_limit(settings: &mut fieldsync_server::settings::Settings) {
+    settings.login.address_failures_before_lock = 3;
+    settings.login.username_failures_before_lock = 100;
+    settings.login.first_lock_secs = 600;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_and_recorded_apart() {
+    let server = TestServer::start_with_settings(|settings| {
+        strict_address_limit(settings);
+        settings.trusted_proxies =
+            fieldsync_server::settings::TrustedProxies::parse(["127.0.0.1".to_owned()])
+                .expect("proxy list");
+    })
+    .await;
+    // A guesser behind the proxy: its address is locked after three failures…
+    for index in 0..3 {
+        let status = login_forwarded_for(&server, "203.0.113.7", &format!("guess{index}"), "x")
+            .await
+            .expect_err("unknown user");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {index}");
+    }
+    let refused = login_forwarded_for(&server, "203.0.113.7", "township1", DEMO_PASSWORD)
+        .await
+        .expect_err("the forwarded address is locked");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(
+        throttle_audits(&server).await,
+        vec!["address:203.0.113.7".to_owned()],
+        "the lock names the client, not the proxy"
+    );
+    // …while a cadre behind the same proxy, from another address, still logs in, and the
+    // session records the cadre's own address (在用设备 shows it).
+    let granted = login_forwarded_for(&server, "198.51.100.20", "township1", DEMO_PASSWORD)
+        .await
+        .expect("another client behind the same proxy is not locked");
+    let session = server
+        .state
+        .store
+        .find_session(&fieldsync_server::auth::token_sha256(&granted.token))
+        .await
+        .expect("store")
+        .expect("session");
+    assert_eq!(session.last_ip, "198.51.100.20");
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_a_forged_forwarded_address_changes_nothing() {
+    let server = TestServer::start_with_settings(strict_address_limit).await;
+    // An attacker rotating made-up X-Forwarded-For values is still one address: 127.0.0.1.
+    for (index, forged) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        .into_iter()
+        .enumerate()
+    {
+        let status = login_forwarded_for(&server, forged, &format!("guess{index}"), "x")
+            .await
+            .expect_err("unknown user");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {index}");
+    }
+    let refused = login_forwarded_for(&server, "203.0.113.4", "township1", DEMO_PASSWORD)
+        .await
+        .expect_err("the real address is locked");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(
+        throttle_audits(&server).await,
+        vec!["address:127.0.0.1".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn the_console_cookie_is_secure_when_a_trusted_proxy_forwarded_https_only() {
+    let server = TestServer::start_with_settings(|settings| {
+        settings.trusted_proxies =
+            fieldsync_server::settings::TrustedProxies::parse(["127.0.0.0/8".to_owned()])
+                .expect("proxy list");
+    })
+    .await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client");
+    let login_cookie = |scheme: &'static str| {
+        let request = browser
+            .post(format!("{}/console/login", server.url()))
+            .header("x-forwarded-for", "198.51.100.30")
+            .form(&[("username", "township1"), ("password", DEMO_PASSWORD)]);
+        let request = if scheme.is_empty() {
+            request
+        } else {
+            request.header("x-forwarded-proto", scheme)
+        };
+        async move {
+            let response = request.send().await.expect("post");
+            assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+            response
+                .headers()
+                .get(reqwest::header::SET_COOKIE)
+                .and_then(|value| value.to_str().ok())
+                .expect("session cookie")
+                .to_owned()
+        }
+    };
+    assert!(login_cookie("https").await.ends_with("; Secure"));
+    assert!(!login_cookie("http").await.contains("Secure"));
+    assert!(!login_cookie("").await.contains("Secure"));
+}

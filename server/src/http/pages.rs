@@ -89,7 +89,7 @@ pub async fn login_submit(
         Ok((tokens, _principal)) => {
             let cookie = HeaderValue::from_str(&session_cookie(
                 &tokens.access_token,
-                app.settings.tls_enabled(),
+                browser_uses_https(&app.settings, &extensions),
             ))
             .map_err(|_| ServiceError::Internal)?;
             // Every role gets its session and lands on the dashboard (工作台), which answers
@@ -127,8 +127,24 @@ pub async fn login_submit(
     }
 }
 
+/// Whether the browser reached the console over HTTPS: the server speaks TLS itself, or a
+/// trusted proxy says so. The session cookie is then `Secure`.
+fn browser_uses_https(
+    settings: &crate::settings::Settings,
+    extensions: &axum::http::Extensions,
+) -> bool {
+    settings.tls_enabled()
+        || extensions
+            .get::<crate::forwarded::ForwardedHttps>()
+            .is_some()
+}
+
 /// `POST /console/logout`: forget the session in the browser.
-pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(state): State<ConsoleState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
     // End the session on the server too, so a copied cookie stops working at logout and
     // not only when it idles out. The cookie is cleared even if storage fails.
     if session_token(&headers).is_some() {
@@ -145,7 +161,8 @@ pub async fn logout(State(state): State<ConsoleState>, headers: HeaderMap) -> Re
             tracing::warn!(%error, "could not end a console session");
         }
     }
-    match HeaderValue::from_str(&cleared_session_cookie(state.app.settings.tls_enabled())) {
+    let secure = browser_uses_https(&state.app.settings, &extensions);
+    match HeaderValue::from_str(&cleared_session_cookie(secure)) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(LOGIN_PATH)).into_response(),
         Err(_) => Redirect::to(LOGIN_PATH).into_response(),
     }
