@@ -815,6 +815,23 @@ pub(in crate::store) fn load_household(
         .transpose()
 }
 
+/// [`load_household`] for reads that hold the cipher: the stored card is decoded once and
+/// its sealed values opened in Rust ([`crate::store::sealed::open_card`], as on
+/// PostgreSQL), instead of opened by `pii_open_card` in SQL and then decoded, which parses
+/// the card twice. Hot reads use it (a review's GetVisit: issue 11 small-RPC profile).
+pub(in crate::store) fn load_household_opening_in_rust(
+    connection: &Connection,
+    pii: &PiiCipher,
+    household_id: &str,
+) -> StoreResult<Option<Household>> {
+    let row: Option<(String, i64)> = connection
+        .prepare_cached("SELECT card, server_seq FROM households WHERE household_id = ?1")?
+        .query_row(params![household_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(card, server_seq)| crate::store::sealed::open_card(pii, &card, server_seq))
+        .transpose()
+}
+
 /// A household's township and registered location, without opening its sealed fields or
 /// decoding the whole card (the push and evidence paths need only these two). The location
 /// object is the card's own JSON text, decoded by the same serde as the card.
@@ -1908,6 +1925,48 @@ pub(in crate::store) mod tests {
         connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .expect("user_version")
+    }
+
+    /// The hot read that opens the card in Rust gives exactly the household the SQL path
+    /// gives (sealed phones and ID numbers opened, the column's server_seq), and a sealed
+    /// value moved in from another household fails both ways as [`StoreError::Sealed`].
+    #[tokio::test]
+    async fn opening_a_card_in_rust_reads_the_same_household_as_opening_it_in_sql() {
+        let (_directory, store) = open_temp_store();
+        let fixture = conformance::seeded(&store).await;
+        let writer = store.inner.writer.lock().expect("writer");
+        for household in [&fixture.wang, &fixture.zhao, &fixture.li, &fixture.chen] {
+            let by_sql = load_household(&writer, &household.household_id)
+                .expect("SQL path")
+                .expect("stored");
+            let in_rust =
+                load_household_opening_in_rust(&writer, &store.inner.pii, &household.household_id)
+                    .expect("Rust path")
+                    .expect("stored");
+            assert_eq!(in_rust, by_sql);
+            assert_eq!(in_rust.phone, household.phone, "opened, not sealed");
+        }
+        assert_eq!(
+            load_household_opening_in_rust(&writer, &store.inner.pii, "no-such-household")
+                .expect("read"),
+            None
+        );
+        writer
+            .execute(
+                "UPDATE households SET card = json_set(card, '$.phone',
+                     (SELECT json_extract(card, '$.phone') FROM households WHERE household_id = ?2))
+                 WHERE household_id = ?1",
+                params![fixture.wang.household_id, fixture.zhao.household_id],
+            )
+            .expect("move a sealed phone");
+        assert!(matches!(
+            load_household_opening_in_rust(&writer, &store.inner.pii, &fixture.wang.household_id),
+            Err(StoreError::Sealed(_))
+        ));
+        assert!(matches!(
+            load_household(&writer, &fixture.wang.household_id),
+            Err(StoreError::Sealed(_))
+        ));
     }
 
     #[tokio::test]

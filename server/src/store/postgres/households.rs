@@ -9,59 +9,13 @@ use fieldsync_model::household::Household;
 
 use super::WriteError;
 use super::change_log::{ChangeEntry, log_entry};
+use crate::store::StoreResult;
 use crate::store::sealed::PiiCipher;
+pub(super) use crate::store::sealed::{open_card, sealed_card_json};
 use crate::store::search::SearchDocument;
-use crate::store::{StoreError, StoreResult};
 
 /// Blind-index kind of member ID numbers (the same kind as SQLite's, so indexes agree).
 pub(super) const ID_NUMBER_INDEX: &str = "id_number";
-
-fn card_phone_context(household_id: &str) -> String {
-    format!("households.phone/{household_id}")
-}
-
-fn card_id_number_context(household_id: &str, member_id: &str) -> String {
-    format!("households.id_number/{household_id}/{member_id}")
-}
-
-/// The card as stored: phone and every member's ID number sealed.
-pub(super) fn sealed_card_json(pii: &PiiCipher, household: &Household) -> StoreResult<String> {
-    let mut card = household.clone();
-    card.phone = pii.seal(&card.phone, &card_phone_context(&card.household_id));
-    for member in &mut card.members {
-        member.id_number = pii.seal(
-            &member.id_number,
-            &card_id_number_context(&card.household_id, &member.member_id),
-        );
-    }
-    serde_json::to_string(&card).map_err(|error| {
-        StoreError::database_caused_by(format!("cannot encode household card: {error}"), error)
-    })
-}
-
-/// A stored card opened; `server_seq` is the column's, which every logged change updates.
-pub(super) fn open_card(pii: &PiiCipher, card: &str, server_seq: i64) -> StoreResult<Household> {
-    let mut household: Household = serde_json::from_str(card)
-        .map_err(|error| StoreError::Corrupt(format!("household card: {error}")))?;
-    let sealed_error =
-        |error: crate::store::sealed::SealError| StoreError::Sealed(error.to_string());
-    household.phone = pii
-        .open(
-            &household.phone,
-            &card_phone_context(&household.household_id),
-        )
-        .map_err(sealed_error)?;
-    for member in &mut household.members {
-        member.id_number = pii
-            .open(
-                &member.id_number,
-                &card_id_number_context(&household.household_id, &member.member_id),
-            )
-            .map_err(sealed_error)?;
-    }
-    household.server_seq = server_seq;
-    Ok(household)
-}
 
 /// One stored household, opened; `lock` takes its row until the transaction ends (every
 /// change of a household takes its sequences after this lock).

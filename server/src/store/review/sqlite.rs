@@ -18,10 +18,11 @@ use crate::store::review::{
     HouseholdPhoto, QueueFacets, QueueFilter, QueueItem, ReviewStore, StoredDecision, VisitDetail,
     VisitRevision,
 };
+use crate::store::sealed::PiiCipher;
 use crate::store::sqlite::{
     CHANGE_KIND_VISIT_STATUS, SqliteStore, corrupt, decode_flags, decode_json, encode_json,
-    from_millis, from_sql_unsigned, load_household, load_visit_status, log_change, parse_state,
-    to_millis, township_of,
+    from_millis, from_sql_unsigned, load_household_opening_in_rust, load_visit_status, log_change,
+    parse_state, to_millis, township_of,
 };
 use crate::store::{OperationalCounts, StoreError, StoreResult};
 
@@ -358,7 +359,11 @@ fn latest_visit(connection: &Connection, visit_id: &str) -> StoreResult<Option<L
         .optional()?)
 }
 
-fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
+fn visit_detail_in(
+    connection: &Connection,
+    pii: &PiiCipher,
+    visit_id: &str,
+) -> StoreResult<Option<VisitDetail>> {
     let Some(LatestVisitRow {
         revision,
         household_id,
@@ -374,11 +379,12 @@ fn visit_detail_in(connection: &Connection, visit_id: &str) -> StoreResult<Optio
         return Ok(None);
     };
     let visit: Visit = decode_json(&body, "visit")?;
-    let household = load_household(connection, &household_id)?.ok_or_else(|| {
-        corrupt(format!(
-            "visit {visit_id} names missing household {household_id}"
-        ))
-    })?;
+    let household =
+        load_household_opening_in_rust(connection, pii, &household_id)?.ok_or_else(|| {
+            corrupt(format!(
+                "visit {visit_id} names missing household {household_id}"
+            ))
+        })?;
     let cadre_name: Option<String> = connection
         .prepare_cached("SELECT display_name FROM users WHERE user_id = ?1")?
         .query_row(params![author], |row| row.get("display_name"))
@@ -504,7 +510,8 @@ impl ReviewStore for SqliteStore {
 
     async fn visit_detail(&self, visit_id: &str) -> StoreResult<Option<VisitDetail>> {
         let visit_id = visit_id.to_owned();
-        self.read(move |connection| visit_detail_in(connection, &visit_id))
+        let pii = self.inner.pii.clone();
+        self.read(move |connection| visit_detail_in(connection, &pii, &visit_id))
             .await
     }
 

@@ -20,7 +20,7 @@ use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 
 use crate::store::StoreResult;
-use crate::store::sealed::{PiiCipher, SealError};
+use crate::store::sealed::{PiiCipher, SealError, card_id_number_context, card_phone_context};
 
 /// Register and household/member fields whose values are sealed (联系电话, 身份证号).
 pub(crate) const SENSITIVE_FIELDS: &[&str] = &["phone", "id_number"];
@@ -50,14 +50,6 @@ pub(crate) fn conflict_context(conflict_key: &str) -> String {
 
 pub(crate) fn user_phone_context(user_id: &str) -> String {
     format!("users.phone/{user_id}")
-}
-
-fn card_phone_context(household_id: &str) -> String {
-    format!("households.phone/{household_id}")
-}
-
-fn card_id_number_context(household_id: &str, member_id: &str) -> String {
-    format!("households.id_number/{household_id}/{member_id}")
 }
 
 fn user_error(error: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
