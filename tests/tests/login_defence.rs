@@ -17,20 +17,24 @@ fn start_time() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("valid instant")
 }
 
+fn login_request(username: &str, password: &str) -> tonic::Request<v1::LoginRequest> {
+    tonic::Request::new(v1::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        device_id: uuid::Uuid::now_v7().to_string(),
+        device_name: "test".into(),
+        client: Some(client_info()),
+        wants_refresh_token: false,
+    })
+}
+
 async fn login_status(
     server: &TestServer,
     username: &str,
     password: &str,
 ) -> Result<v1::LoginResponse, tonic::Status> {
     v1::auth_client::AuthClient::new(server.channel().await)
-        .login(v1::LoginRequest {
-            username: username.into(),
-            password: password.into(),
-            device_id: uuid::Uuid::now_v7().to_string(),
-            device_name: "test".into(),
-            client: Some(client_info()),
-            wants_refresh_token: false,
-        })
+        .login(login_request(username, password))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -276,14 +280,7 @@ async fn login_forwarded_for(
     username: &str,
     password: &str,
 ) -> Result<v1::LoginResponse, tonic::Status> {
-    let mut request = tonic::Request::new(v1::LoginRequest {
-        username: username.into(),
-        password: password.into(),
-        device_id: uuid::Uuid::now_v7().to_string(),
-        device_name: "test".into(),
-        client: Some(client_info()),
-        wants_refresh_token: false,
-    });
+    let mut request = login_request(username, password);
     request
         .metadata_mut()
         .insert("x-forwarded-for", client.parse().expect("metadata value"));
@@ -301,6 +298,26 @@ fn strict_address_limit(settings: &mut fieldsync_server::settings::Settings) {
     settings.login.first_lock_secs = 600;
 }
 
+/// Three failed logins under made-up usernames, forwarded for these addresses in turn;
+/// then the right password of `township1`, forwarded for `then_from`, must be refused as
+/// throttled.
+async fn three_failures_then_locked(
+    server: &TestServer,
+    forwarded_for: [&str; 3],
+    then_from: &str,
+) {
+    for (index, client) in forwarded_for.into_iter().enumerate() {
+        let status = login_forwarded_for(server, client, &format!("guess{index}"), "x")
+            .await
+            .expect_err("unknown user");
+        assert_eq!(status.code(), Code::Unauthenticated, "attempt {index}");
+    }
+    let refused = login_forwarded_for(server, then_from, "township1", DEMO_PASSWORD)
+        .await
+        .expect_err("the address is locked");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_and_recorded_apart() {
     let server = TestServer::start_with_settings(|settings| {
@@ -311,16 +328,8 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_and_recorded_
     })
     .await;
     // A guesser behind the proxy: its address is locked after three failures…
-    for index in 0..3 {
-        let status = login_forwarded_for(&server, "203.0.113.7", &format!("guess{index}"), "x")
-            .await
-            .expect_err("unknown user");
-        assert_eq!(status.code(), Code::Unauthenticated, "attempt {index}");
-    }
-    let refused = login_forwarded_for(&server, "203.0.113.7", "township1", DEMO_PASSWORD)
-        .await
-        .expect_err("the forwarded address is locked");
-    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let guesser = "203.0.113.7";
+    three_failures_then_locked(&server, [guesser; 3], guesser).await;
     assert_eq!(
         throttle_audits(&server).await,
         vec!["address:203.0.113.7".to_owned()],
@@ -345,19 +354,12 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_throttled_and_recorded_
 async fn without_trusted_proxies_a_forged_forwarded_address_changes_nothing() {
     let server = TestServer::start_with_settings(strict_address_limit).await;
     // An attacker rotating made-up X-Forwarded-For values is still one address: 127.0.0.1.
-    for (index, forged) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
-        .into_iter()
-        .enumerate()
-    {
-        let status = login_forwarded_for(&server, forged, &format!("guess{index}"), "x")
-            .await
-            .expect_err("unknown user");
-        assert_eq!(status.code(), Code::Unauthenticated, "attempt {index}");
-    }
-    let refused = login_forwarded_for(&server, "203.0.113.4", "township1", DEMO_PASSWORD)
-        .await
-        .expect_err("the real address is locked");
-    assert_eq!(refused.code(), Code::ResourceExhausted);
+    three_failures_then_locked(
+        &server,
+        ["203.0.113.1", "203.0.113.2", "203.0.113.3"],
+        "203.0.113.4",
+    )
+    .await;
     assert_eq!(
         throttle_audits(&server).await,
         vec!["address:127.0.0.1".to_owned()]
