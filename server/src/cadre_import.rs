@@ -309,9 +309,16 @@ pub async fn apply(
         .claim_import_apply(KIND, &plan.county_id, &plan.plan_id, &runner, now)
         .await?
         .ok_or_else(already_applied)?;
-    let created = app.store.create_accounts(accounts).await;
+    // The accounts and the plan with their one-time passwords (sealed) are written in one
+    // transaction, so no crash can leave accounts whose passwords nobody holds.
+    plan.credentials = Some(credentials.clone());
+    let created = app
+        .store
+        .create_accounts(accounts, &plan.record(&runner, now)?)
+        .await;
     if let Err(error) = created {
         // Nothing was created: the plan may be applied again.
+        plan.credentials = None;
         app.store
             .save_import_job(&plan.record(&runner, now)?)
             .await?;
@@ -338,12 +345,6 @@ pub async fn apply(
     );
     record.row_count = credentials.len() as u64;
     record.file_sha256 = plan.file_sha256.clone();
-    plan.credentials = Some(credentials.clone());
-    // The accounts exist now: their passwords must reach the store even when the audit
-    // record below fails, or nobody could hand them over.
-    app.store
-        .save_import_job(&plan.record(&runner, now)?)
-        .await?;
     app.store.append_audit(record).await?;
     Ok(credentials)
 }

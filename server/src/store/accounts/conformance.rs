@@ -10,6 +10,7 @@ use crate::store::accounts::{AccountEdit, AccountFilter, CadreDetails, NewAccoun
 use crate::store::conformance::{
     COUNTY, TOWNSHIP_ONE, TOWNSHIP_TWO, VISIT_TIME, new_id, principal, seeded,
 };
+use crate::store::jobs::ImportJobRecord;
 use crate::store::sessions::conformance::session_record;
 use crate::store::{ScopeCursor, SessionEndReason, Store, StoreError};
 
@@ -125,17 +126,106 @@ pub async fn accounts_are_created_listed_and_refused_when_taken(store: &dyn Stor
         store.create_account(nowhere).await,
         Err(StoreError::NotFound(_))
     ));
-    // A batch with one bad account stores none of it.
-    let batch = vec![new_cadre("batch1", ""), new_cadre("sunli", "")];
-    assert!(store.create_accounts(batch).await.is_err());
-    assert_eq!(store.account_count().await.expect("count"), before + 1);
-    assert!(
+}
+
+/// A cadre import job claimed by `runner`, as the apply writes it: applied, its view
+/// holding the one-time passwords.
+fn applied_import_job(runner: &str) -> ImportJobRecord {
+    ImportJobRecord {
+        job_id: "cadre-plan-1".into(),
+        kind: "cadres".into(),
+        county_id: COUNTY.into(),
+        runner: runner.into(),
+        phase: "applied".into(),
+        created_at: VISIT_TIME,
+        heartbeat_at: VISIT_TIME,
+        view_json: r#"{"credentials":[{"username":"batch1","one_time_password":"abcd-efgh"}]}"#
+            .into(),
+        plan_json: None,
+    }
+}
+
+/// A cadre import writes its accounts and the job holding their one-time passwords in one
+/// transaction: a batch with one taken username stores no account and leaves the job as
+/// claimed; a job another runner took over stores no account either; otherwise both are
+/// there together.
+pub async fn accounts_and_their_import_job_are_written_together(store: &dyn Store) {
+    seeded(store).await;
+    store
+        .create_account(new_cadre("sunli", CADRE_ID_NUMBER))
+        .await
+        .expect("create account");
+    let before = store.account_count().await.expect("count");
+    let ready = ImportJobRecord {
+        runner: "dry-run".into(),
+        phase: "ready".into(),
+        view_json: "{}".into(),
+        plan_json: Some("{}".into()),
+        ..applied_import_job("dry-run")
+    };
+    store.save_import_job(&ready).await.expect("save the plan");
+    store
+        .claim_import_apply(&ready.kind, COUNTY, &ready.job_id, "apply-run", VISIT_TIME)
+        .await
+        .expect("claim")
+        .expect("the ready plan is claimed");
+    let job_phase = || async {
+        store
+            .import_job(&ready.kind, COUNTY, &ready.job_id)
+            .await
+            .expect("read job")
+            .expect("job")
+            .phase
+    };
+    let batch1_exists = || async {
         store
             .find_user_by_username("batch1")
             .await
             .expect("find")
-            .is_none()
+            .is_some()
+    };
+
+    let with_taken_username = vec![new_cadre("batch1", ""), new_cadre("sunli", "")];
+    assert!(matches!(
+        store
+            .create_accounts(with_taken_username, &applied_import_job("apply-run"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(!batch1_exists().await);
+    assert_eq!(
+        job_phase().await,
+        "applying",
+        "the job was not written either"
     );
+
+    assert!(matches!(
+        store
+            .create_accounts(
+                vec![new_cadre("batch1", "")],
+                &applied_import_job("another-replica")
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(!batch1_exists().await, "no accounts without their job");
+    assert_eq!(store.account_count().await.expect("count"), before);
+
+    store
+        .create_accounts(
+            vec![new_cadre("batch1", "")],
+            &applied_import_job("apply-run"),
+        )
+        .await
+        .expect("accounts and job");
+    assert!(batch1_exists().await);
+    let job = store
+        .import_job(&ready.kind, COUNTY, &ready.job_id)
+        .await
+        .expect("read job")
+        .expect("job");
+    assert_eq!(job.phase, "applied");
+    assert_eq!(job.view_json, applied_import_job("apply-run").view_json);
 }
 
 /// An edit changes name, contact, role, area and roster fields; an unknown area or account
@@ -398,6 +488,7 @@ macro_rules! accounts_conformance_tests {
             [
                 passwords_change,
                 accounts_are_created_listed_and_refused_when_taken,
+                accounts_and_their_import_job_are_written_together,
                 accounts_are_edited,
                 disabling_an_account_ends_its_sessions_and_pairings,
                 a_password_reset_is_one_time,

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use fieldsync_model::codes::{CadreRank, Role};
 use time::OffsetDateTime;
 
+use crate::store::jobs::ImportJobRecord;
 use crate::store::{StoreResult, UserRecord};
 
 /// One account as the accounts page shows it. The ID number is opened (the store seals it
@@ -115,9 +116,16 @@ pub trait AccountsStore: Send + Sync {
     /// Create an account. `Conflict` when the username, the user id or the ID number is
     /// taken; `NotFound` when the area does not exist.
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
-    /// Create many accounts in one transaction (a cadre roster import): all or none, with
-    /// the same refusals as [`AccountsStore::create_account`].
-    async fn create_accounts(&self, accounts: Vec<NewAccount>) -> StoreResult<()>;
+    /// Create many accounts (a cadre roster import) and write `import_job`, the import's
+    /// record holding their one-time passwords, in one transaction: a crash between the two
+    /// would leave accounts whose passwords nobody holds. All or none, with the same
+    /// refusals as [`AccountsStore::create_account`], and `Conflict` when `import_job.runner`
+    /// no longer runs the job.
+    async fn create_accounts(
+        &self,
+        accounts: Vec<NewAccount>,
+        import_job: &ImportJobRecord,
+    ) -> StoreResult<()>;
     /// One account, or `None`.
     async fn account(&self, user_id: &str) -> StoreResult<Option<Account>>;
     /// Accounts at or below an area, by role, area and name.

@@ -14,6 +14,8 @@ use crate::store::accounts::{
     Account, AccountEdit, AccountFilter, AccountsStore, CadreDetails, DisableOutcome, LoginState,
     NewAccount,
 };
+use crate::store::jobs::sqlite::save_import_job_in;
+use crate::store::jobs::{ImportJobRecord, ImportJobWrite, StoredImportJob, import_job_taken_over};
 use crate::store::sqlite::sealing::{USER_PHONE_CONTEXT_SQL, user_phone_context};
 use crate::store::sqlite::{
     SqliteStore, corrupt, from_millis, load_household, load_user, to_millis,
@@ -251,12 +253,20 @@ impl AccountsStore for SqliteStore {
             .await
     }
 
-    async fn create_accounts(&self, accounts: Vec<NewAccount>) -> StoreResult<()> {
+    async fn create_accounts(
+        &self,
+        accounts: Vec<NewAccount>,
+        import_job: &ImportJobRecord,
+    ) -> StoreResult<()> {
+        let stored_job = StoredImportJob::sealed(import_job, &self.inner.pii)?;
         self.write(move |transaction| {
             for account in &accounts {
                 insert_account(transaction, account)?;
             }
-            Ok(())
+            match save_import_job_in(transaction, &stored_job)? {
+                ImportJobWrite::Written => Ok(()),
+                ImportJobWrite::NotOurs => Err(import_job_taken_over(&stored_job.job_id)),
+            }
         })
         .await
     }

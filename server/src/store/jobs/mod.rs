@@ -141,6 +141,11 @@ impl StoredImportJob {
     }
 }
 
+/// The refusal of a write for an import job that another runner has taken over.
+pub(in crate::store) fn import_job_taken_over(job_id: &str) -> crate::store::StoreError {
+    crate::store::StoreError::Conflict(format!("import job {job_id} is run by another replica now"))
+}
+
 #[async_trait]
 pub trait JobsStore: Send + Sync {
     /// Take the lease of `job_name` for `holder` until `until`, when nobody else holds it

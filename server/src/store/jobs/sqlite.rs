@@ -1,7 +1,7 @@
 //! SQLite side of [`JobsStore`]: the lease table of migration 0027 and the import jobs of
 //! migration 0028 (one replica, but the same contract as PostgreSQL).
 
-use rusqlite::{OptionalExtension, Row, named_params};
+use rusqlite::{Connection, OptionalExtension, Row, named_params};
 use time::OffsetDateTime;
 
 use crate::store::StoreResult;
@@ -14,6 +14,31 @@ use crate::store::sqlite::{SqliteStore, to_millis};
 
 // SQLite reads `$N` as names, numbered in order of first use, so the shared SQL is bound by
 // name throughout.
+
+/// Write a sealed import job inside the caller's transaction (see
+/// [`JobsStore::save_import_job`]); the cadre import writes its accounts in the same one.
+pub(in crate::store) fn save_import_job_in(
+    connection: &Connection,
+    stored: &StoredImportJob,
+) -> StoreResult<ImportJobWrite> {
+    let written = connection
+        .query_row(
+            SAVE_IMPORT_JOB_SQL,
+            named_params! {
+                "$1": stored.job_id, "$2": stored.kind, "$3": stored.county_id,
+                "$4": stored.runner, "$5": stored.phase, "$6": stored.created_at,
+                "$7": stored.heartbeat_at, "$8": stored.view_json, "$9": stored.plan_json,
+            },
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    Ok(if written {
+        ImportJobWrite::Written
+    } else {
+        ImportJobWrite::NotOurs
+    })
+}
 
 fn stored_job(row: &Row<'_>) -> rusqlite::Result<StoredImportJob> {
     Ok(StoredImportJob {
@@ -55,26 +80,8 @@ impl JobsStore for SqliteStore {
 
     async fn save_import_job(&self, record: &ImportJobRecord) -> StoreResult<ImportJobWrite> {
         let stored = StoredImportJob::sealed(record, &self.inner.pii)?;
-        self.write(move |transaction| {
-            let written = transaction
-                .query_row(
-                    SAVE_IMPORT_JOB_SQL,
-                    named_params! {
-                        "$1": stored.job_id, "$2": stored.kind, "$3": stored.county_id,
-                        "$4": stored.runner, "$5": stored.phase, "$6": stored.created_at,
-                        "$7": stored.heartbeat_at, "$8": stored.view_json, "$9": stored.plan_json,
-                    },
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            Ok(if written {
-                ImportJobWrite::Written
-            } else {
-                ImportJobWrite::NotOurs
-            })
-        })
-        .await
+        self.write(move |transaction| save_import_job_in(transaction, &stored))
+            .await
     }
 
     async fn import_job(

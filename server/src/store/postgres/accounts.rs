@@ -18,6 +18,7 @@ use crate::store::accounts::{
     Account, AccountEdit, AccountFilter, AccountsStore, CadreDetails, DisableOutcome, LoginState,
     NewAccount,
 };
+use crate::store::jobs::{ImportJobRecord, ImportJobWrite, StoredImportJob, import_job_taken_over};
 use crate::store::sealed::PiiCipher;
 use crate::store::{SessionEndReason, StoreError, StoreResult, UserRecord};
 
@@ -274,13 +275,21 @@ impl AccountsStore for PostgresStore {
         })
     }
 
-    async fn create_accounts(&self, accounts: Vec<NewAccount>) -> StoreResult<()> {
+    async fn create_accounts(
+        &self,
+        accounts: Vec<NewAccount>,
+        import_job: &ImportJobRecord,
+    ) -> StoreResult<()> {
         let accounts = &accounts;
+        let stored_job = &StoredImportJob::sealed(import_job, self.pii())?;
         write_transaction!(self, |transaction| {
             for account in accounts {
                 insert_account(transaction, self.pii(), account).await?;
             }
-            Ok(())
+            match super::jobs::save_import_job_in(transaction, stored_job).await? {
+                ImportJobWrite::Written => Ok(()),
+                ImportJobWrite::NotOurs => Err(import_job_taken_over(&stored_job.job_id).into()),
+            }
         })
     }
 

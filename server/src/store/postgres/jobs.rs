@@ -6,6 +6,7 @@
 //!   apply the same dry run at once, the second finds it no longer ready.
 
 use super::PreparedOnce;
+use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
 use super::{PostgresStore, to_millis};
@@ -15,6 +16,36 @@ use crate::store::jobs::{
     SAVE_IMPORT_JOB_SQL, SELECT_CLAIMABLE_IMPORT_JOB_SQL, SELECT_IMPORT_JOB_SQL, StoredImportJob,
     TAKE_LEASE_SQL,
 };
+
+/// Write a sealed import job on `client` (a connection, or the caller's transaction: the
+/// cadre import writes its accounts in the same one). See [`JobsStore::save_import_job`].
+pub(super) async fn save_import_job_in(
+    client: &impl GenericClient,
+    stored: &StoredImportJob,
+) -> Result<ImportJobWrite, tokio_postgres::Error> {
+    let written = client
+        .query_opt_cached(
+            SAVE_IMPORT_JOB_SQL,
+            &[
+                &stored.job_id,
+                &stored.kind,
+                &stored.county_id,
+                &stored.runner,
+                &stored.phase,
+                &stored.created_at,
+                &stored.heartbeat_at,
+                &stored.view_json,
+                &stored.plan_json,
+            ],
+        )
+        .await?
+        .is_some();
+    Ok(if written {
+        ImportJobWrite::Written
+    } else {
+        ImportJobWrite::NotOurs
+    })
+}
 
 fn stored_job(row: &tokio_postgres::Row) -> Result<StoredImportJob, tokio_postgres::Error> {
     Ok(StoredImportJob {
@@ -51,28 +82,7 @@ impl JobsStore for PostgresStore {
     async fn save_import_job(&self, record: &ImportJobRecord) -> StoreResult<ImportJobWrite> {
         let stored = StoredImportJob::sealed(record, self.pii())?;
         let connection = self.connection().await?;
-        let written = connection
-            .query_opt_cached(
-                SAVE_IMPORT_JOB_SQL,
-                &[
-                    &stored.job_id,
-                    &stored.kind,
-                    &stored.county_id,
-                    &stored.runner,
-                    &stored.phase,
-                    &stored.created_at,
-                    &stored.heartbeat_at,
-                    &stored.view_json,
-                    &stored.plan_json,
-                ],
-            )
-            .await?
-            .is_some();
-        Ok(if written {
-            ImportJobWrite::Written
-        } else {
-            ImportJobWrite::NotOurs
-        })
+        Ok(save_import_job_in(&connection, &stored).await?)
     }
 
     async fn import_job(
