@@ -87,7 +87,7 @@ pub async fn client_address_layer(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
-        if let Some(peer) = peer.filter(|peer| proxies.contains(peer.to_canonical())) {
+        if let Some(peer) = peer.filter(|peer| proxies.contains(*peer)) {
             let client = client_address(peer, request.headers(), &proxies);
             let https = forwarded_https(request.headers());
             let extensions = request.extensions_mut();
