@@ -266,62 +266,6 @@ pub fn retired_key_names(key_dir: &Path) -> Result<Vec<String>, KeyError> {
     Ok(names)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_value_opens_only_in_its_own_place_and_with_its_own_key() {
-        let cipher = PiiCipher::for_tests();
-        let sealed = cipher.seal("110105194912310021", "households/id_number/h1/m1");
-        assert!(sealed.starts_with(SEALED_PREFIX));
-        assert!(!sealed.contains("110105194912310021"));
-        assert_eq!(
-            cipher.open(&sealed, "households/id_number/h1/m1").unwrap(),
-            "110105194912310021"
-        );
-        // Two seals of one value differ (random nonce): equal numbers are not visible.
-        assert_ne!(
-            sealed,
-            cipher.seal("110105194912310021", "households/id_number/h1/m1")
-        );
-        assert!(matches!(
-            cipher.open(&sealed, "households/id_number/h2/m1"),
-            Err(SealError::WrongKeyOrTampered { .. })
-        ));
-        let other = PiiCipher::from_keys(
-            SecretKey::from_bytes([1; 32]),
-            Vec::new(),
-            SecretKey::from_bytes([9; 32]),
-        );
-        assert!(matches!(
-            other.open(&sealed, "households/id_number/h1/m1"),
-            Err(SealError::UnknownKey { .. })
-        ));
-        assert_eq!(cipher.seal("", "x"), "");
-        assert_eq!(cipher.open("13800000000", "x").unwrap(), "13800000000");
-    }
-
-    #[test]
-    fn a_retired_key_still_opens_and_is_marked_for_resealing() {
-        let old = SecretKey::from_bytes([1; 32]);
-        let index = SecretKey::from_bytes([9; 32]);
-        let before = PiiCipher::from_keys(old.clone(), Vec::new(), index.clone());
-        let sealed = before.seal("13800000000", "users/phone/u1");
-        let after = PiiCipher::from_keys(SecretKey::from_bytes([2; 32]), vec![old], index);
-        assert_eq!(
-            after.open(&sealed, "users/phone/u1").unwrap(),
-            "13800000000"
-        );
-        assert!(after.needs_reseal(&sealed));
-        assert!(!before.needs_reseal(&sealed));
-        assert_eq!(
-            before.blind_index("id_number", "1"),
-            after.blind_index("id_number", "1")
-        );
-    }
-}
-
 /// Associated data of a household card's phone (联系电话).
 pub(in crate::store) fn card_phone_context(household_id: &str) -> String {
     format!("households.phone/{household_id}")
@@ -382,4 +326,60 @@ pub(in crate::store) fn open_card(
     }
     household.server_seq = server_seq;
     Ok(household)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_opens_only_in_its_own_place_and_with_its_own_key() {
+        let cipher = PiiCipher::for_tests();
+        let sealed = cipher.seal("110105194912310021", "households/id_number/h1/m1");
+        assert!(sealed.starts_with(SEALED_PREFIX));
+        assert!(!sealed.contains("110105194912310021"));
+        assert_eq!(
+            cipher.open(&sealed, "households/id_number/h1/m1").unwrap(),
+            "110105194912310021"
+        );
+        // Two seals of one value differ (random nonce): equal numbers are not visible.
+        assert_ne!(
+            sealed,
+            cipher.seal("110105194912310021", "households/id_number/h1/m1")
+        );
+        assert!(matches!(
+            cipher.open(&sealed, "households/id_number/h2/m1"),
+            Err(SealError::WrongKeyOrTampered { .. })
+        ));
+        let other = PiiCipher::from_keys(
+            SecretKey::from_bytes([1; 32]),
+            Vec::new(),
+            SecretKey::from_bytes([9; 32]),
+        );
+        assert!(matches!(
+            other.open(&sealed, "households/id_number/h1/m1"),
+            Err(SealError::UnknownKey { .. })
+        ));
+        assert_eq!(cipher.seal("", "x"), "");
+        assert_eq!(cipher.open("13800000000", "x").unwrap(), "13800000000");
+    }
+
+    #[test]
+    fn a_retired_key_still_opens_and_is_marked_for_resealing() {
+        let old = SecretKey::from_bytes([1; 32]);
+        let index = SecretKey::from_bytes([9; 32]);
+        let before = PiiCipher::from_keys(old.clone(), Vec::new(), index.clone());
+        let sealed = before.seal("13800000000", "users/phone/u1");
+        let after = PiiCipher::from_keys(SecretKey::from_bytes([2; 32]), vec![old], index);
+        assert_eq!(
+            after.open(&sealed, "users/phone/u1").unwrap(),
+            "13800000000"
+        );
+        assert!(after.needs_reseal(&sealed));
+        assert!(!before.needs_reseal(&sealed));
+        assert_eq!(
+            before.blind_index("id_number", "1"),
+            after.blind_index("id_number", "1")
+        );
+    }
 }
